@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"context"
+	"net"
+)
+
+// Engine terminates one protocol. Serve owns conn for the life of the
+// session: it reads requests, builds a Call for each, passes it to the
+// Pipeline, and answers in its own protocol. It returns when the client
+// leaves, the session must end (idle, protocol error), or ctx is done; the
+// listener closes conn afterwards. The error says why the session ended and
+// goes into the session.close record; nil is a normal end.
+type Engine interface {
+	Name() string
+	Serve(ctx context.Context, conn net.Conn, s *Session) error
+	// Close releases upstream connections; called once after the listener stops.
+	Close() error
+}
+
+// Decider is the policy engine (implemented in policy/). It returns the
+// policy's verdict for one call; an error means no verdict, and the pipeline
+// denies the call with ReasonPolicyError.
+type Decider interface {
+	Decide(ctx context.Context, s *Session, c *Call) (Decision, error)
+}
+
+// Auditor writes the record of truth (implemented in audit/). Call returns an
+// error when the record could not be written (durably, for a state-changing
+// call); the pipeline then fails closed. The other hooks log their own
+// failures: there is nothing a caller could do differently.
+type Auditor interface {
+	// SessionStart records a session open; refused is non-empty when the
+	// gateway refused it (connection limit, policy), d is nil when no policy
+	// decision was taken.
+	SessionStart(ctx context.Context, s *Session, d *Decision, refused string)
+	Call(ctx context.Context, s *Session, c *Call, d Decision) error
+	Result(ctx context.Context, s *Session, c *Call, r *Result)
+	// Rejected records a request refused before any policy decision because
+	// it is malformed or exceeds a bound; c holds what could be decoded.
+	Rejected(ctx context.Context, s *Session, c *Call, reason, detail, response string)
+	SessionEnd(ctx context.Context, s *Session, err error)
+}
+
+// Upstream carries an allowed call to the target and returns its answer. A
+// non-nil error means no usable answer; the returned Result, when not nil,
+// already holds the protocol's status for the client (such as Modbus 0x0A or
+// 0x0B).
+type Upstream interface {
+	RoundTrip(ctx context.Context, c *Call) (*Result, error)
+	Close() error
+}
+
+// Identifier resolves who is behind a new connection: the source inventory
+// for Modbus, client certificates where a protocol has them. It fills
+// s.Source.Name, s.Source.Owner and s.Principal.
+type Identifier interface {
+	Identify(ctx context.Context, conn net.Conn, s *Session)
+}

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Limits bound what one listener takes on.
+type Limits struct {
+	// MaxConns is the number of client connections served at once; one more
+	// is accepted, recorded as refused, and closed at once.
+	MaxConns int
+	// IdleTimeout ends a session with no request for this long.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds one upstream round trip.
+	RequestTimeout time.Duration
+}
+
+// Default limits.
+const (
+	DefaultMaxConns       = 100
+	DefaultIdleTimeout    = 5 * time.Minute
+	DefaultRequestTimeout = 2 * time.Second
+)
+
+// Refusal reasons recorded by the listener.
+const (
+	RefusedConnLimit = "limit: max_conns"
+)
+
+// Listener accepts client connections for one configured listener and runs
+// each in its own goroutine, under its limits, with panic containment.
+type Listener struct {
+	Name     string
+	Protocol string
+	Gateway  string // gateway id
+	Target   Target // default target of its sessions
+
+	Engine   Engine
+	Pipeline *Pipeline
+	Identify Identifier // nil: every source is unknown (principal.auth "none")
+	Limits   Limits
+	Log      zerolog.Logger
+
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// Serve accepts on ln until ctx is done, then closes ln and every session's
+// connection and waits for the sessions to end.
+func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
+	maxConns := l.Limits.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	slots := make(chan struct{}, maxConns)
+	l.mu.Lock()
+	l.conns = make(map[net.Conn]struct{})
+	l.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var err error
+	for {
+		var conn net.Conn
+		conn, err = ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				err = nil
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			// Out of file descriptors and similar: back off, keep serving.
+			l.Log.Error().Err(err).Msg("accept")
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			l.refuse(ctx, conn, RefusedConnLimit)
+			continue
+		}
+		l.track(conn, true)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-slots }()
+			defer l.track(conn, false)
+			l.serveConn(ctx, conn)
+		}()
+	}
+	l.mu.Lock()
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return err
+}
+
+func (l *Listener) track(c net.Conn, add bool) {
+	l.mu.Lock()
+	if add {
+		l.conns[c] = struct{}{}
+	} else {
+		delete(l.conns, c)
+	}
+	l.mu.Unlock()
+}
+
+func (l *Listener) newSession(ctx context.Context, conn net.Conn) *Session {
+	s := &Session{
+		ID:       NewID(),
+		Started:  time.Now().UTC(),
+		Gateway:  l.Gateway,
+		Listener: l.Name,
+		Protocol: l.Protocol,
+		Source:   SourceOf(conn.RemoteAddr()),
+		Target:   l.Target,
+	}
+	s.Principal.Auth = AuthNone
+	if l.Identify != nil {
+		l.Identify.Identify(ctx, conn, s)
+	}
+	s.Log = l.Log.With().Str("session_id", s.ID).Str("source", conn.RemoteAddr().String()).Logger()
+	return s
+}
+
+// refuse records and closes a connection the listener will not serve.
+func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
+	s := l.newSession(ctx, conn)
+	conn.Close()
+	s.Log.Warn().Str("reason", reason).Msg("connection refused")
+	l.Pipeline.Auditor.SessionStart(context.WithoutCancel(ctx), s, nil, reason)
+}
+
+func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	s := l.newSession(ctx, conn)
+	if !l.Pipeline.Open(ctx, s) {
+		return
+	}
+	err := l.runEngine(ctx, conn, s)
+	if err != nil && ctx.Err() == nil {
+		s.Log.Debug().Err(err).Msg("session ended")
+	}
+	l.Pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), s, err)
+}
+
+// runEngine runs the engine for one session and turns a panic into the
+// session's end: only this session is lost, and the panic is in its record.
+func (l *Listener) runEngine(ctx context.Context, conn net.Conn, s *Session) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.Log.Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).Msg("session panicked")
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	return l.Engine.Serve(ctx, conn, s)
+}

@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Pipeline is the one place where a call is decided, audited and forwarded.
+// Every engine hands each decoded call to Handle; nothing reaches an upstream
+// any other way. The zero value is not usable: set Decider and Auditor.
+type Pipeline struct {
+	Decider Decider
+	Auditor Auditor
+
+	// Monitor forwards calls the policy denies, with an alert (policy.mode:
+	// monitor). The record keeps the policy's verdict.
+	Monitor bool
+	// DecisionTimeout bounds one policy evaluation; past it the call is
+	// denied with ReasonPolicyError.
+	DecisionTimeout time.Duration
+	// DenyReadsOnAuditFailure refuses read-only calls too when their record
+	// cannot be written. By default reads go on with an alert in the
+	// operational log (IEC 62443-3-3 SR 2.10: keep essential services);
+	// state-changing calls are always refused.
+	DenyReadsOnAuditFailure bool
+
+	Log zerolog.Logger
+}
+
+// DefaultDecisionTimeout bounds a policy evaluation when none is configured.
+const DefaultDecisionTimeout = 100 * time.Millisecond
+
+// Handle decides c, writes its call record, forwards it through up when
+// allowed, writes its result record, and returns the result for the engine
+// to answer the client with. It never returns nil.
+//
+// A denied call comes back with StatusDenied and is not forwarded. Records are
+// written with a context that is not cancelled with the client's, so a call
+// whose client went away still leaves its record.
+func (p *Pipeline) Handle(ctx context.Context, s *Session, c *Call, up Upstream) *Result {
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	if c.Time.IsZero() {
+		c.Time = time.Now().UTC()
+	}
+	d := p.decide(ctx, s, c)
+	forward := d.Allow
+	if !d.Allow && p.Monitor {
+		forward = true
+		d.Alert = true
+		d.Reasons = append(d.Reasons, ReasonMonitorWouldDeny)
+	}
+
+	actx := context.WithoutCancel(ctx)
+	if err := p.Auditor.Call(actx, s, c, d); err != nil {
+		if c.Operation.Access.ChangesState() || p.DenyReadsOnAuditFailure {
+			s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
+				Msg("audit log cannot take the call record: call denied")
+			r := &Result{Status: StatusDenied, Detail: ReasonAuditUnavailable}
+			p.Auditor.Result(actx, s, c, r)
+			return r
+		}
+		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
+			Msg("audit log cannot take the call record: read forwarded without it")
+	}
+	if !forward {
+		s.Log.Info().Str("call_id", c.ID).Str("function", c.Operation.Function).
+			Strs("reasons", d.Reasons).Msg("call denied")
+		r := &Result{Status: StatusDenied, Detail: strings.Join(d.Reasons, ",")}
+		p.Auditor.Result(actx, s, c, r)
+		return r
+	}
+	if d.Alert {
+		s.Log.Warn().Str("call_id", c.ID).Str("function", c.Operation.Function).
+			Strs("reasons", d.Reasons).Msg("call alert")
+	}
+
+	start := time.Now()
+	r, err := up.RoundTrip(ctx, c)
+	if r == nil {
+		r = &Result{Status: StatusError}
+	}
+	if err != nil {
+		r.Status = StatusError
+		if r.Detail == "" {
+			r.Detail = err.Error()
+		}
+	}
+	r.Latency = time.Since(start)
+	p.Auditor.Result(actx, s, c, r)
+	return r
+}
+
+// Open decides whether a new session may start (operation.function
+// "session.open") and records the session start. It reports whether the
+// session may go on.
+func (p *Pipeline) Open(ctx context.Context, s *Session) bool {
+	c := &Call{
+		ID:        NewID(),
+		Time:      time.Now().UTC(),
+		Target:    s.Target,
+		Operation: Operation{Function: FunctionSessionOpen, Access: AccessSession},
+	}
+	d := p.decide(ctx, s, c)
+	refused := ""
+	switch {
+	case d.Allow:
+	case p.Monitor:
+		d.Alert = true
+		d.Reasons = append(d.Reasons, ReasonMonitorWouldDeny)
+	default:
+		refused = "policy: " + strings.Join(d.Reasons, ",")
+	}
+	p.Auditor.SessionStart(context.WithoutCancel(ctx), s, &d, refused)
+	if refused != "" {
+		s.Log.Info().Strs("reasons", d.Reasons).Msg("session refused by policy")
+	}
+	return refused == ""
+}
+
+// Reject records a request refused before any policy decision (malformed,
+// over a bound). response says how the client was answered, such as
+// "exception 0x03" or "close".
+func (p *Pipeline) Reject(ctx context.Context, s *Session, c *Call, reason, detail, response string) {
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	if c.Time.IsZero() {
+		c.Time = time.Now().UTC()
+	}
+	s.Log.Info().Str("reason", reason).Str("detail", detail).Str("response", response).Msg("request rejected")
+	p.Auditor.Rejected(context.WithoutCancel(ctx), s, c, reason, detail, response)
+}
+
+func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
+	timeout := p.DecisionTimeout
+	if timeout <= 0 {
+		timeout = DefaultDecisionTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	d, err := p.Decider.Decide(dctx, s, c)
+	cancel()
+	if err != nil {
+		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
+			Msg("policy error: call denied")
+		if d.ID == "" {
+			d.ID = NewID()
+		}
+		d.Allow, d.Alert = false, true
+		d.Reasons = []string{ReasonPolicyError}
+	}
+	if d.Mode == "" {
+		d.Mode = "enforce"
+		if p.Monitor {
+			d.Mode = "monitor"
+		}
+	}
+	return d
+}
