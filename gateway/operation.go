@@ -36,7 +36,9 @@ type Field struct {
 }
 
 // Int appends an integer field.
-func (o *Operation) Int(key string, v int64) { o.Fields = append(o.Fields, Field{Key: key, Kind: KindInt, Int: v}) }
+func (o *Operation) Int(key string, v int64) {
+	o.Fields = append(o.Fields, Field{Key: key, Kind: KindInt, Int: v})
+}
 
 // String appends a string field.
 func (o *Operation) String(key, v string) {
