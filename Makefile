@@ -1,0 +1,29 @@
+# Interlock. `make demo` runs the quickstart, `make test` everything CI runs.
+BIN     := bin/interlock
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: build test demo bench lint peers clean
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/interlock
+
+test:
+	scripts/test.sh
+
+demo:
+	examples/quickstart/run.sh
+
+bench: build
+	scripts/install-peers.sh
+	go run ./cmd/interlock-bench --interlock $(BIN)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+
+peers:
+	scripts/install-peers.sh
+
+clean:
+	rm -rf bin examples/quickstart/run

@@ -1,0 +1,438 @@
+// Package config reads and checks the gateway's YAML configuration
+// (ARCHITECTURE.md, "Contract: configuration"). Every error names the file,
+// the line where known, the key and what is wrong.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Gateway   Gateway    `yaml:"gateway"`
+	Listeners []Listener `yaml:"listeners"`
+	Sources   []Source   `yaml:"sources"`
+	Policy    Policy     `yaml:"policy"`
+	Audit     Audit      `yaml:"audit"`
+
+	// File is the path the configuration was read from; relative paths in
+	// it are resolved against its directory.
+	File string `yaml:"-"`
+}
+
+// Gateway is the `gateway:` section.
+type Gateway struct {
+	ID       string `yaml:"id"`
+	LogLevel string `yaml:"log_level"` // operational log: debug, info, warn, error
+}
+
+// Listener is one entry of `listeners:`.
+type Listener struct {
+	Name     string `yaml:"name"`
+	Protocol string `yaml:"protocol"`
+	Listen   string `yaml:"listen"`
+	Upstream string `yaml:"upstream"`
+	Limits   Limits `yaml:"limits"`
+	// Sections holds the protocol's own section (such as `modbus:`), decoded
+	// by the engine through Options.
+	Sections map[string]yaml.Node `yaml:",inline"`
+
+	line  int
+	index int
+	file  string
+}
+
+// Limits is a listener's `limits:` section.
+type Limits struct {
+	MaxConns       int           `yaml:"max_conns"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+// Source is one entry of the source inventory (`sources:`).
+type Source struct {
+	Address string   `yaml:"address"` // an IP address or a CIDR block
+	Name    string   `yaml:"name"`
+	Owner   string   `yaml:"owner"`
+	User    string   `yaml:"user"`
+	Roles   []string `yaml:"roles"`
+}
+
+// Policy is the `policy:` section.
+type Policy struct {
+	Path           string        `yaml:"path"`
+	Mode           string        `yaml:"mode"` // enforce or monitor
+	Timeout        time.Duration `yaml:"timeout"`
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+// Audit is the `audit:` section.
+type Audit struct {
+	Path string `yaml:"path"`
+	// ReadsOnFailure says what happens to read-only calls when the audit log
+	// cannot take their record: "alert" (forward, log an error) or "deny".
+	// State-changing calls are always denied.
+	ReadsOnFailure string        `yaml:"reads_on_failure"`
+	SyncInterval   time.Duration `yaml:"sync_interval"`
+}
+
+// Policy modes.
+const (
+	ModeEnforce = "enforce"
+	ModeMonitor = "monitor"
+)
+
+// Defaults.
+const (
+	DefaultPolicyReload = time.Second
+	DefaultSyncInterval = time.Second
+)
+
+// Error is a configuration error: file, line (0 when unknown), key, problem.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc += ":" + strconv.Itoa(e.Line)
+	}
+	if e.Key == "" {
+		return loc + ": " + e.Msg
+	}
+	return loc + ": " + e.Key + ": " + e.Msg
+}
+
+// Load reads, decodes and checks a configuration file, fills in defaults,
+// and resolves relative paths against the file's directory.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	return Parse(path, b)
+}
+
+// Parse decodes and checks a configuration read from file.
+func Parse(file string, b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Msg: "the file is empty"}
+		}
+		return nil, yamlError(file, 0, "", err)
+	}
+	c.File = file
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil {
+		for i, line := range listenerLines(&root) {
+			if i < len(c.Listeners) {
+				c.Listeners[i].line = line
+			}
+		}
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// listenerLines returns the line of each entry of `listeners:`.
+func listenerLines(root *yaml.Node) []int {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil
+	}
+	m := root.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "listeners" && m.Content[i+1].Kind == yaml.SequenceNode {
+			var lines []int
+			for _, item := range m.Content[i+1].Content {
+				lines = append(lines, item.Line)
+			}
+			return lines
+		}
+	}
+	return nil
+}
+
+func (c *Config) errf(line int, key, format string, args ...any) error {
+	return &Error{File: c.File, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) check() error {
+	if c.Gateway.ID == "" {
+		return c.errf(0, "gateway.id", "missing: name this gateway (it goes into every audit record)")
+	}
+	switch c.Gateway.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return c.errf(0, "gateway.log_level", "%q is not one of debug, info, warn, error", c.Gateway.LogLevel)
+	}
+	if len(c.Listeners) == 0 {
+		return c.errf(0, "listeners", "missing: at least one listener is needed")
+	}
+	names := map[string]int{}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		l.index, l.file = i, c.File
+		if err := c.checkListener(l); err != nil {
+			return err
+		}
+		if j, dup := names[l.Name]; dup {
+			return c.errf(l.line, l.key("name"), "%q is also the name of listeners[%d]; names must be unique", l.Name, j)
+		}
+		names[l.Name] = i
+	}
+	for i, s := range c.Sources {
+		key := fmt.Sprintf("sources[%d].address", i)
+		if _, err := parsePrefix(s.Address); err != nil {
+			return c.errf(0, key, "%v", err)
+		}
+	}
+	if err := c.checkPolicy(); err != nil {
+		return err
+	}
+	return c.checkAudit()
+}
+
+func (l *Listener) key(k string) string { return fmt.Sprintf("listeners[%d].%s", l.index, k) }
+
+func (c *Config) checkListener(l *Listener) error {
+	if l.Name == "" {
+		return c.errf(l.line, l.key("name"), "missing: every listener needs a name (it is the target name in policy)")
+	}
+	if l.Protocol == "" {
+		return c.errf(l.line, l.key("protocol"), "missing: one of %s", strings.Join(gateway.Protocols(), ", "))
+	}
+	if _, ok := gateway.Lookup(l.Protocol); !ok {
+		return c.errf(l.line, l.key("protocol"), "%q is not a known protocol (known: %s)", l.Protocol, strings.Join(gateway.Protocols(), ", "))
+	}
+	if _, err := ListenAddr(l.Listen); err != nil {
+		return c.errf(l.line, l.key("listen"), "%v", err)
+	}
+	for k := range l.Sections {
+		if k != l.Protocol {
+			if _, isProto := gateway.Lookup(k); isProto {
+				return c.errf(l.line, l.key(k), "a %s section on a %s listener", k, l.Protocol)
+			}
+			return c.errf(l.line, l.key(k), "unknown key")
+		}
+	}
+	if l.Limits.MaxConns < 0 {
+		return c.errf(l.line, l.key("limits.max_conns"), "%d is negative", l.Limits.MaxConns)
+	}
+	if l.Limits.MaxConns == 0 {
+		l.Limits.MaxConns = gateway.DefaultMaxConns
+	}
+	if l.Limits.IdleTimeout == 0 {
+		l.Limits.IdleTimeout = gateway.DefaultIdleTimeout
+	}
+	if l.Limits.RequestTimeout == 0 {
+		l.Limits.RequestTimeout = gateway.DefaultRequestTimeout
+	}
+	if l.Limits.IdleTimeout < 0 || l.Limits.RequestTimeout < 0 {
+		return c.errf(l.line, l.key("limits"), "timeouts must be positive")
+	}
+	return nil
+}
+
+func (c *Config) checkPolicy() error {
+	p := &c.Policy
+	if p.Path == "" {
+		return c.errf(0, "policy.path", "missing: a directory of .rego and data files")
+	}
+	p.Path = c.resolve(p.Path)
+	if fi, err := os.Stat(p.Path); err != nil {
+		return c.errf(0, "policy.path", "%v", err)
+	} else if !fi.IsDir() {
+		return c.errf(0, "policy.path", "%s is not a directory", p.Path)
+	}
+	switch p.Mode {
+	case "":
+		p.Mode = ModeEnforce
+	case ModeEnforce, ModeMonitor:
+	default:
+		return c.errf(0, "policy.mode", "%q is not one of enforce, monitor", p.Mode)
+	}
+	if p.Timeout < 0 || p.ReloadInterval < 0 {
+		return c.errf(0, "policy", "timeouts must be positive")
+	}
+	if p.Timeout == 0 {
+		p.Timeout = gateway.DefaultDecisionTimeout
+	}
+	if p.ReloadInterval == 0 {
+		p.ReloadInterval = DefaultPolicyReload
+	}
+	return nil
+}
+
+func (c *Config) checkAudit() error {
+	a := &c.Audit
+	if a.Path == "" {
+		return c.errf(0, "audit.path", "missing: the audit log file, such as ./audit/audit.jsonl")
+	}
+	a.Path = c.resolve(a.Path)
+	switch a.ReadsOnFailure {
+	case "":
+		a.ReadsOnFailure = "alert"
+	case "alert", "deny":
+	default:
+		return c.errf(0, "audit.reads_on_failure", "%q is not one of alert, deny", a.ReadsOnFailure)
+	}
+	if a.SyncInterval < 0 {
+		return c.errf(0, "audit.sync_interval", "must be positive")
+	}
+	if a.SyncInterval == 0 {
+		a.SyncInterval = DefaultSyncInterval
+	}
+	return nil
+}
+
+func (c *Config) resolve(p string) string {
+	if filepath.IsAbs(p) || c.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
+}
+
+// ListenAddr returns the host:port of a listen address, which may carry a
+// scheme (opc.tcp://127.0.0.1:4841).
+func ListenAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("missing: host:port to listen on, such as 127.0.0.1:5020")
+	}
+	if i := strings.Index(s, "://"); i >= 0 {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", err
+		}
+		s = u.Host
+	}
+	host, port, err := splitHostPort(s)
+	if err != nil {
+		return "", err
+	}
+	return host + ":" + port, nil
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return "", "", fmt.Errorf("%q has no port", s)
+	}
+	port := s[i+1:]
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", "", fmt.Errorf("%q: port %q is not a number in 0..65535", s, port)
+	}
+	return s[:i], port, nil
+}
+
+// Inventory returns the source inventory as workstations.
+func (c *Config) Inventory() []gateway.Workstation {
+	ws := make([]gateway.Workstation, 0, len(c.Sources))
+	for _, s := range c.Sources {
+		p, _ := parsePrefix(s.Address) // checked in Load
+		ws = append(ws, gateway.Workstation{Prefix: p, Name: s.Name, Owner: s.Owner, User: s.User, Roles: s.Roles})
+	}
+	return ws
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, errors.New("missing: an IP address or CIDR block")
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR block", s)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// Options returns a decoder for the listener's protocol section that rejects
+// unknown keys, or nil when the listener has none. Errors name the file and
+// line.
+func (l *Listener) Options() func(into any) error {
+	n, ok := l.Sections[l.Protocol]
+	if !ok {
+		return nil
+	}
+	return func(into any) error {
+		b, err := yaml.Marshal(&n)
+		if err != nil {
+			return err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(into); err != nil {
+			return yamlError(l.file, n.Line-1, l.key(l.Protocol), err)
+		}
+		return nil
+	}
+}
+
+// SectionError wraps an engine's complaint about its section in the file's terms.
+func (l *Listener) SectionError(err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &Error{File: l.file, Line: l.line, Key: l.key(l.Protocol), Msg: err.Error()}
+}
+
+// Key names a key of this listener in error messages.
+func (l *Listener) Key(k string) string { return l.key(k) }
+
+// Line is the listener's line in the file.
+func (l *Listener) Line() int { return l.line }
+
+var (
+	lineRe         = regexp.MustCompile(`line (\d+): `)
+	unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+)
+
+// yamlError turns a yaml.v3 error into one Error per the first problem,
+// with line numbers shifted by offset (for re-decoded sections).
+func yamlError(file string, offset int, key string, err error) error {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	line := 0
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		line += offset
+		msg = strings.Replace(msg, m[0], "", 1)
+	}
+	msg = unknownFieldRe.ReplaceAllString(msg, `unknown key "$1"`)
+	return &Error{File: file, Line: line, Key: key, Msg: msg}
+}

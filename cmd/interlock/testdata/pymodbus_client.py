@@ -1,0 +1,38 @@
+"""A pymodbus TCP client for the end-to-end tests. Prints one JSON object.
+
+usage: /usr/bin/python3 pymodbus_client.py PORT UNIT read ADDR COUNT
+       /usr/bin/python3 pymodbus_client.py PORT UNIT write ADDR VALUE...
+       /usr/bin/python3 pymodbus_client.py PORT UNIT coils ADDR VALUE...   (0/1)
+"""
+import json
+import logging
+import sys
+
+from pymodbus.client import ModbusTcpClient
+
+logging.basicConfig(level=logging.CRITICAL)
+
+port, unit, op, addr = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+args = [int(a) for a in sys.argv[5:]]
+client = ModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
+if not client.connect():
+    print(json.dumps({"error": "connect"}))
+    sys.exit(1)
+if op == "read":
+    rr = client.read_holding_registers(addr, args[0], slave=unit)
+elif op == "write":
+    rr = client.write_registers(addr, args, slave=unit)
+elif op == "coils":
+    rr = client.write_coils(addr, [bool(a) for a in args], slave=unit)
+else:
+    raise SystemExit("unknown op " + op)
+client.close()
+out = {}
+if rr is None:
+    out["error"] = "no response"
+elif rr.isError():
+    out["exception"] = getattr(rr, "exception_code", None)
+    out["error"] = str(rr)
+else:
+    out["registers"] = getattr(rr, "registers", None)
+print(json.dumps(out))

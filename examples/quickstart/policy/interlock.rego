@@ -1,0 +1,91 @@
+# Quickstart policy: who may change what on the PLC, from where, and when.
+#
+# - Reads are always allowed (an unknown source raises an alert).
+# - Writes are allowed only for an approved engineer account, from an
+#   approved workstation, inside a maintenance window for the target.
+# - Diagnostics (FC 8) and unknown or vendor function codes are denied.
+# - Any write that touches a protected register range raises an alert.
+#
+# Data (data.json): accounts, approved_sources, maintenance_windows,
+# protected_ranges. The gateway reloads this directory when a file changes.
+package interlock
+
+default decision := {"allow": false, "alert": true, "reasons": ["no_rule_allows"]}
+
+op := input.operation
+
+# Session open: anyone may connect; unknown sources are flagged.
+decision := {"allow": true, "alert": unknown_source, "reasons": ["session"]} if {
+	op.access == "session"
+}
+
+decision := {"allow": true, "alert": unknown_source, "reasons": ["read"]} if {
+	op.access == "read"
+}
+
+# Device identification and comm counters are reads of the device itself.
+decision := {"allow": true, "alert": unknown_source, "reasons": ["diagnostic_read"]} if {
+	op.access == "diagnostic"
+	op.function != "diagnostics"
+}
+
+decision := {"allow": false, "alert": true, "reasons": ["diagnostics_denied"]} if {
+	op.function == "diagnostics"
+}
+
+decision := {"allow": false, "alert": true, "reasons": ["unknown_function_denied"]} if {
+	op.access == "program"
+}
+
+decision := {"allow": count(write_denials) == 0, "alert": alert_write, "reasons": write_reasons} if {
+	op.access == "write"
+}
+
+unknown_source if input.principal.auth == "none"
+
+# Why a write is refused; empty means it may go.
+write_denials contains "account_not_approved" if not engineer
+
+write_denials contains "source_not_approved" if not input.source.name in data.approved_sources
+
+write_denials contains "outside_maintenance_window" if count(open_windows) == 0
+
+engineer if "engineer" in data.accounts[input.principal.user].roles
+
+open_windows contains w.name if {
+	some w in data.maintenance_windows
+	input.target.name in w.targets
+	time.parse_rfc3339_ns(w.start) <= time.now_ns()
+	time.now_ns() < time.parse_rfc3339_ns(w.end)
+}
+
+# Protected ranges the write touches: [address, address+quantity) overlaps [start, end].
+protected_hits contains r.name if {
+	some r in data.protected_ranges
+	r.target == input.target.name
+	op.address <= r.end
+	r.start < op.address + op.quantity
+}
+
+# FC 22 (mask write) names one register and carries no quantity.
+protected_hits contains r.name if {
+	some r in data.protected_ranges
+	r.target == input.target.name
+	not op.quantity
+	r.start <= op.address
+	op.address <= r.end
+}
+
+alert_write if count(protected_hits) > 0
+
+alert_write if count(write_denials) > 0
+
+write_reasons := array.concat(
+	sort([r | some d in write_denials; r := d]),
+	sort([r | some h in protected_hits; r := concat(":", ["protected_range", h])]),
+) if count(write_denials) > 0
+
+write_reasons := array.concat(
+	sort([r | some w in open_windows; r := concat(":", ["maintenance_window", w])]),
+	sort([r | some h in protected_hits; r := concat(":", ["protected_range", h])]),
+) if count(write_denials) == 0

@@ -1,0 +1,145 @@
+package interlock_test
+
+import data.interlock
+
+alice := {"user": "alice", "auth": "inventory", "roles": ["engineer"]}
+
+bob := {"user": "bob", "auth": "inventory", "roles": ["operator"]}
+
+nobody := {"auth": "none", "roles": []}
+
+window := [{"name": "CHG-1", "start": "2026-11-26T06:00:00Z", "end": "2026-11-26T10:00:00Z", "targets": ["plc1"]}]
+
+in_window := time.parse_rfc3339_ns("2026-11-26T07:00:00Z")
+
+after_window := time.parse_rfc3339_ns("2026-11-26T11:00:00Z")
+
+call(principal, source, operation) := {
+	"principal": principal,
+	"source": source,
+	"target": {"name": "plc1", "upstream": "tcp://127.0.0.1:502", "unit_id": 1},
+	"protocol": "modbus",
+	"operation": operation,
+}
+
+read_hr := {"function": "read_holding_registers", "code": 3, "access": "read", "address": 100, "quantity": 2}
+
+write_hr(address, quantity) := {
+	"function": "write_multiple_registers", "code": 16, "access": "write",
+	"address": address, "quantity": quantity, "values": [1 | some _ in numbers.range(1, quantity)],
+}
+
+test_read_allowed_for_anyone if {
+	d := interlock.decision with input as call(bob, {"name": "hmi-1"}, read_hr)
+	d.allow
+	not d.alert
+}
+
+test_read_from_unknown_source_alerts if {
+	d := interlock.decision with input as call(nobody, {"ip": "10.9.9.9"}, read_hr)
+	d.allow
+	d.alert
+}
+
+test_write_by_engineer_in_window_allowed if {
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	d.allow
+	not d.alert
+	d.reasons == ["maintenance_window:CHG-1"]
+}
+
+test_write_outside_window_denied if {
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as after_window
+	not d.allow
+	d.reasons == ["outside_maintenance_window"]
+}
+
+test_window_end_is_exclusive if {
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as time.parse_rfc3339_ns("2026-11-26T10:00:00Z")
+	not d.allow
+}
+
+test_write_by_operator_denied if {
+	d := interlock.decision with input as call(bob, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	not d.allow
+	d.reasons == ["account_not_approved"]
+}
+
+test_write_from_unapproved_source_denied if {
+	d := interlock.decision with input as call(alice, {"name": "laptop-7"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	not d.allow
+	d.reasons == ["source_not_approved"]
+}
+
+test_write_from_unknown_source_denied if {
+	d := interlock.decision with input as call(nobody, {"ip": "10.9.9.9"}, write_hr(100, 2))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	not d.allow
+	"account_not_approved" in d.reasons
+	"source_not_approved" in d.reasons
+}
+
+test_write_to_protected_range_alerts if {
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(198, 3))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	d.allow
+	d.alert
+	"protected_range:safety_limits" in d.reasons
+}
+
+test_write_next_to_protected_range_does_not_alert if {
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(210, 5))
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	d.allow
+	not d.alert
+}
+
+test_mask_write_in_protected_range_alerts if {
+	op := {"function": "mask_write_register", "code": 22, "access": "write", "address": 205, "and_mask": 0, "or_mask": 1}
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, op)
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	d.allow
+	d.alert
+}
+
+test_diagnostics_denied if {
+	op := {"function": "diagnostics", "code": 8, "access": "diagnostic", "sub_function": 1}
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, op)
+	not d.allow
+	d.reasons == ["diagnostics_denied"]
+}
+
+test_device_identification_allowed if {
+	op := {"function": "read_device_identification", "code": 43, "access": "diagnostic", "mei_type": 14}
+	d := interlock.decision with input as call(bob, {"name": "hmi-1"}, op)
+	d.allow
+}
+
+test_unknown_function_denied if {
+	op := {"function": "unknown", "code": 90, "access": "program", "data": "0102"}
+	d := interlock.decision with input as call(alice, {"name": "ews-alice"}, op)
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	not d.allow
+	d.reasons == ["unknown_function_denied"]
+}
+
+test_session_open_allowed if {
+	d := interlock.decision with input as call(nobody, {"ip": "10.9.9.9"}, {"function": "session.open", "access": "session"})
+	d.allow
+	d.alert
+}

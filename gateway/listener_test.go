@@ -1,0 +1,183 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+)
+
+// lineEngine answers each line with the line; "panic" panics, "quit" ends.
+type lineEngine struct{}
+
+func (lineEngine) Name() string { return "line" }
+func (lineEngine) Close() error { return nil }
+func (lineEngine) Serve(_ context.Context, conn net.Conn, _ *gateway.Session) error {
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return nil
+		}
+		switch strings.TrimSpace(line) {
+		case "panic":
+			var m map[string]int
+			m["boom"]++ // a nil map write: a real runtime panic
+		case "quit":
+			return nil
+		}
+		if _, err := conn.Write([]byte(line)); err != nil {
+			return err
+		}
+	}
+}
+
+func startListener(t *testing.T, maxConns int) (string, *gatewaytest.Auditor) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &gatewaytest.Auditor{}
+	l := &gateway.Listener{
+		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
+		Engine: lineEngine{}, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
+		Limits: gateway.Limits{MaxConns: maxConns}, Log: zerolog.Nop(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("listener did not stop within 5 s")
+		}
+	})
+	return ln.Addr().String(), a
+}
+
+func echo(t *testing.T, conn net.Conn, msg string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte(msg + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || got != msg+"\n" {
+		t.Fatalf("echo %q: got %q, %v", msg, got, err)
+	}
+}
+
+func TestListenerPanicEndsOnlyThatSession(t *testing.T) {
+	addr, a := startListener(t, 10)
+	other, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	echo(t, other, "before")
+
+	bad, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	bad.Write([]byte("panic\n"))
+	bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := bad.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("panicking session still open (read %d bytes)", n)
+	}
+	echo(t, other, "after")
+
+	var found bool
+	for _, r := range a.Events("session.close") {
+		if r.Err != nil && strings.Contains(r.Err.Error(), "panic") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no session.close record carries the panic: %+v", a.Events("session.close"))
+	}
+}
+
+func TestListenerConnectionLimit(t *testing.T) {
+	const limit = 5
+	addr, a := startListener(t, limit)
+	var held []net.Conn
+	for range limit {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		echo(t, c, "hold")
+		held = append(held, c)
+	}
+	var wg sync.WaitGroup
+	refusedSeen := make(chan bool, 20)
+	for range 20 {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				refusedSeen <- true
+				return
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			refusedSeen <- err != nil
+		})
+	}
+	wg.Wait()
+	close(refusedSeen)
+	for r := range refusedSeen {
+		if !r {
+			t.Fatal("a connection over the limit was served")
+		}
+	}
+	var refused int
+	for _, r := range a.Events("session.open") {
+		if r.Reason == gateway.RefusedConnLimit {
+			refused++
+		}
+	}
+	if refused != 20 {
+		t.Fatalf("%d refusals recorded, want 20", refused)
+	}
+	for _, c := range held {
+		echo(t, c, "still served")
+	}
+	held[0].Write([]byte("quit\n"))
+	// A slot frees up: a new connection is served again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Write([]byte("again\n"))
+		got, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if got == "again\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no slot freed after a session ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

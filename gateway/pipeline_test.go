@@ -1,0 +1,191 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+)
+
+func newSession() *gateway.Session {
+	return &gateway.Session{
+		ID: gateway.NewID(), Started: time.Now().UTC(), Gateway: "gw", Listener: "plc1", Protocol: "modbus",
+		Source:    gateway.Source{IP: netip.MustParseAddr("127.0.0.1"), Port: 40000},
+		Principal: gateway.Principal{Auth: gateway.AuthNone},
+		Target:    gateway.Target{Name: "plc1", UnitID: -1},
+		Log:       zerolog.Nop(),
+	}
+}
+
+func call(access gateway.Access) *gateway.Call {
+	return &gateway.Call{Target: gateway.Target{Name: "plc1", UnitID: 1},
+		Operation: gateway.Operation{Function: "f", Access: access}}
+}
+
+func okUpstream() *gatewaytest.Upstream {
+	return &gatewaytest.Upstream{Fn: func(context.Context, *gateway.Call) (*gateway.Result, error) {
+		return &gateway.Result{Status: gateway.StatusOK, Response: []byte{3, 0}}, nil
+	}}
+}
+
+func deny(reason string) gatewaytest.Decider {
+	return func(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
+		return gateway.Decision{Allow: false, Reasons: []string{reason}, ID: "d1", Revision: "r1"}, nil
+	}
+}
+
+func TestPipelineAllowForwardsAndRecordsBoth(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	up := okUpstream()
+	r := p.Handle(context.Background(), newSession(), call(gateway.AccessWrite), up)
+	if r.Status != gateway.StatusOK || up.Calls() != 1 {
+		t.Fatalf("status %s, upstream calls %d; want ok, 1", r.Status, up.Calls())
+	}
+	ev := a.Records()
+	if len(ev) != 2 || ev[0].Event != "call" || ev[1].Event != "result" {
+		t.Fatalf("records %v; want call, result", ev)
+	}
+	if ev[0].Call.ID == "" || ev[0].Call.ID != ev[1].Call.ID || ev[0].Call.Time.IsZero() {
+		t.Fatalf("call id/time not set consistently: %+v", ev[0].Call)
+	}
+	if ev[0].Decision.Mode != "enforce" {
+		t.Fatalf("mode %q, want enforce", ev[0].Decision.Mode)
+	}
+}
+
+func TestPipelineDenyDoesNotForward(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: deny("outside_window"), Auditor: a}
+	up := okUpstream()
+	r := p.Handle(context.Background(), newSession(), call(gateway.AccessWrite), up)
+	if r.Status != gateway.StatusDenied || up.Calls() != 0 {
+		t.Fatalf("status %s, upstream calls %d; want denied, 0", r.Status, up.Calls())
+	}
+	res := a.Events("result")
+	if len(res) != 1 || res[0].Result.Status != gateway.StatusDenied || res[0].Result.Detail != "outside_window" {
+		t.Fatalf("result records %+v", res)
+	}
+}
+
+func TestPipelineMonitorForwardsWithAlert(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: deny("outside_window"), Auditor: a, Monitor: true}
+	up := okUpstream()
+	r := p.Handle(context.Background(), newSession(), call(gateway.AccessWrite), up)
+	if r.Status != gateway.StatusOK || up.Calls() != 1 {
+		t.Fatalf("status %s, upstream calls %d; want ok, 1", r.Status, up.Calls())
+	}
+	d := a.Events("call")[0].Decision
+	if d.Allow || !d.Alert || d.Mode != "monitor" || !slices.Contains(d.Reasons, gateway.ReasonMonitorWouldDeny) {
+		t.Fatalf("decision %+v; want the policy's deny kept, alert, monitor, would-deny reason", d)
+	}
+}
+
+func TestPipelinePolicyErrorDenies(t *testing.T) {
+	cases := map[string]gatewaytest.Decider{
+		"error": func(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
+			return gateway.Decision{}, errors.New("eval_conflict_error")
+		},
+		"timeout": func(ctx context.Context, _ *gateway.Session, _ *gateway.Call) (gateway.Decision, error) {
+			<-ctx.Done()
+			return gateway.Decision{Allow: true}, ctx.Err()
+		},
+	}
+	for name, dec := range cases {
+		t.Run(name, func(t *testing.T) {
+			a := &gatewaytest.Auditor{}
+			p := &gateway.Pipeline{Decider: dec, Auditor: a, DecisionTimeout: 20 * time.Millisecond}
+			up := okUpstream()
+			start := time.Now()
+			r := p.Handle(context.Background(), newSession(), call(gateway.AccessRead), up)
+			if r.Status != gateway.StatusDenied || up.Calls() != 0 {
+				t.Fatalf("status %s, upstream calls %d; want denied, 0", r.Status, up.Calls())
+			}
+			if el := time.Since(start); el > 2*time.Second {
+				t.Fatalf("decision took %v; the deadline did not hold", el)
+			}
+			d := a.Events("call")[0].Decision
+			if d.Allow || !slices.Equal(d.Reasons, []string{gateway.ReasonPolicyError}) || d.ID == "" {
+				t.Fatalf("decision %+v; want deny with policy_error and an id", d)
+			}
+		})
+	}
+}
+
+func TestPipelineAuditFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		access   gateway.Access
+		denyRead bool
+		want     gateway.Status
+	}{
+		{"write is denied", gateway.AccessWrite, false, gateway.StatusDenied},
+		{"diagnostic is denied", gateway.AccessDiagnostic, false, gateway.StatusDenied},
+		{"read goes on", gateway.AccessRead, false, gateway.StatusOK},
+		{"read denied when configured", gateway.AccessRead, true, gateway.StatusDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &gatewaytest.Auditor{}
+			a.SetFail(errors.New("no space left on device"))
+			p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a, DenyReadsOnAuditFailure: tc.denyRead}
+			up := okUpstream()
+			r := p.Handle(context.Background(), newSession(), call(tc.access), up)
+			if r.Status != tc.want {
+				t.Fatalf("status %s, want %s", r.Status, tc.want)
+			}
+			if forwarded := up.Calls() == 1; forwarded != (tc.want == gateway.StatusOK) {
+				t.Fatalf("forwarded %v with status %s", forwarded, r.Status)
+			}
+			if tc.want == gateway.StatusDenied && r.Detail != gateway.ReasonAuditUnavailable {
+				t.Fatalf("detail %q, want %s", r.Detail, gateway.ReasonAuditUnavailable)
+			}
+		})
+	}
+}
+
+func TestPipelineUpstreamError(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	up := &gatewaytest.Upstream{Fn: func(context.Context, *gateway.Call) (*gateway.Result, error) {
+		return &gateway.Result{Status: gateway.StatusError, Code: 0x0A}, errors.New("connection refused")
+	}}
+	r := p.Handle(context.Background(), newSession(), call(gateway.AccessRead), up)
+	if r.Status != gateway.StatusError || r.Code != 0x0A || r.Detail != "connection refused" {
+		t.Fatalf("result %+v", r)
+	}
+	if got := a.Events("result")[0].Result; got.Status != gateway.StatusError || got.Code != 0x0A {
+		t.Fatalf("result record %+v", got)
+	}
+}
+
+func TestPipelineOpen(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	var seen *gateway.Call
+	dec := gatewaytest.Decider(func(_ context.Context, _ *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+		seen = c
+		return gateway.Decision{Allow: false, Reasons: []string{"unknown_source"}}, nil
+	})
+	p := &gateway.Pipeline{Decider: dec, Auditor: a}
+	if p.Open(context.Background(), newSession()) {
+		t.Fatal("session opened against the policy")
+	}
+	if seen.Operation.Function != gateway.FunctionSessionOpen || seen.Operation.Access != gateway.AccessSession {
+		t.Fatalf("decided %+v; want session.open", seen.Operation)
+	}
+	so := a.Events("session.open")
+	if len(so) != 1 || so[0].Reason != "policy: unknown_source" || so[0].Decision == nil {
+		t.Fatalf("session.open records %+v", so)
+	}
+	p.Monitor = true
+	if !p.Open(context.Background(), newSession()) {
+		t.Fatal("monitor mode refused a session")
+	}
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the third-party protocol peers the tests and benchmarks talk to,
+# from Debian's packages, when they are missing. Safe to run again.
+#   mbpoll            Modbus TCP client (libmodbus)
+#   python3-pymodbus  Modbus TCP server and client (run with /usr/bin/python3)
+#   haproxy           plain TCP relay, the floor of an inline hop in benchmarks
+set -euo pipefail
+
+need=()
+command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+/usr/bin/python3 -c 'import pymodbus' >/dev/null 2>&1 || need+=(python3-pymodbus)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "peers: mbpoll, pymodbus and haproxy are installed"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "peers: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "peers: installing ${need[*]} with apt-get"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "peers: installed ${need[*]}"
