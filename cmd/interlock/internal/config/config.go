@@ -416,6 +416,8 @@ func (l *Listener) Line() int { return l.line }
 var (
 	lineRe         = regexp.MustCompile(`line (\d+): `)
 	unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	durationRe     = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into time.Duration")
+	numberRe       = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into u?int\\d*")
 )
 
 // yamlError turns a yaml.v3 error into one Error per the first problem,
@@ -434,5 +436,7 @@ func yamlError(file string, offset int, key string, err error) error {
 		msg = strings.Replace(msg, m[0], "", 1)
 	}
 	msg = unknownFieldRe.ReplaceAllString(msg, `unknown key "$1"`)
+	msg = durationRe.ReplaceAllString(msg, `"$1" is not a duration (such as 500ms, 5s, 2m)`)
+	msg = numberRe.ReplaceAllString(msg, `"$1" is not a whole number`)
 	return &Error{File: file, Line: line, Key: key, Msg: msg}
 }

@@ -1,0 +1,137 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/gateway"
+	_ "github.com/interlock-ics/interlock/gateway/modbus"
+)
+
+const good = `gateway:
+  id: gw1
+listeners:
+  - name: plc1
+    protocol: modbus
+    listen: 127.0.0.1:5020
+    upstream: tcp://127.0.0.1:502
+    modbus:
+      deny_action: close
+sources:
+  - address: 10.0.0.0/24
+    name: lab
+    user: alice
+    roles: [engineer]
+  - address: 10.0.1.5
+    name: ews
+policy:
+  path: ./policy
+audit:
+  path: ./audit/audit.jsonl
+`
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "policy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaultsAndPaths(t *testing.T) {
+	p := write(t, good)
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if c.Policy.Path != filepath.Join(dir, "policy") || c.Audit.Path != filepath.Join(dir, "audit/audit.jsonl") {
+		t.Errorf("paths not resolved against the config file: %q %q", c.Policy.Path, c.Audit.Path)
+	}
+	if c.Policy.Mode != config.ModeEnforce || c.Policy.Timeout != gateway.DefaultDecisionTimeout {
+		t.Errorf("policy defaults: %+v", c.Policy)
+	}
+	l := c.Listeners[0]
+	if l.Limits.MaxConns != gateway.DefaultMaxConns || l.Limits.RequestTimeout != gateway.DefaultRequestTimeout {
+		t.Errorf("limit defaults: %+v", l.Limits)
+	}
+	if c.Audit.ReadsOnFailure != "alert" || c.Audit.SyncInterval != time.Second {
+		t.Errorf("audit defaults: %+v", c.Audit)
+	}
+	inv := c.Inventory()
+	if len(inv) != 2 || inv[1].Prefix.Bits() != 32 || inv[0].User != "alice" {
+		t.Errorf("inventory: %+v", inv)
+	}
+	var o struct {
+		DenyAction string `yaml:"deny_action"`
+	}
+	if err := l.Options()(&o); err != nil || o.DenyAction != "close" {
+		t.Errorf("modbus section: %+v, %v", o, err)
+	}
+}
+
+func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string // substrings of the error
+	}{
+		{"unknown top key", "gateway:\n", "gatway:\n  id: x\ngateway:\n", []string{"config.yaml:1", `unknown key "gatway"`}},
+		{"unknown listener key", "    listen: 127.0.0.1:5020\n", "    listen: 127.0.0.1:5020\n    upstrem: x\n", []string{"config.yaml:4", "listeners[0].upstrem", "unknown key"}},
+		{"missing id", "  id: gw1\n", "  log_level: info\n", []string{"gateway.id", "missing"}},
+		{"bad protocol", "protocol: modbus", "protocol: dnp3", []string{"config.yaml:4", "listeners[0].protocol", `"dnp3" is not a known protocol`}},
+		{"bad listen", "listen: 127.0.0.1:5020", "listen: 127.0.0.1", []string{"listeners[0].listen", "has no port"}},
+		{"bad mode", "  path: ./policy\n", "  path: ./policy\n  mode: audit\n", []string{"policy.mode", `"audit" is not one of enforce, monitor`}},
+		{"bad cidr", "10.0.0.0/24", "10.0.0.0/33", []string{"sources[0].address", "not a CIDR"}},
+		{"bad duration", "    modbus:\n", "    limits:\n      idle_timeout: soon\n    modbus:\n", []string{"config.yaml:9", `"soon" is not a duration`}},
+		{"section of another protocol", "    modbus:\n", "    opcua:\n", []string{"listeners[0].opcua", "unknown key"}},
+		{"missing policy dir", "path: ./policy", "path: ./nowhere", []string{"policy.path", "no such file"}},
+		{"duplicate names", "listeners:\n", "listeners:\n  - name: plc1\n    protocol: modbus\n    listen: 127.0.0.1:1\n    upstream: tcp://127.0.0.1:2\n", []string{"listeners[1].name", "unique"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Replace(good, tc.from, tc.to, 1)
+			if body == good {
+				t.Fatalf("test case does not change the config")
+			}
+			_, err := config.Load(write(t, body))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSectionDecodeRejectsUnknownKeysWithLine(t *testing.T) {
+	body := strings.Replace(good, "      deny_action: close\n", "      deny_action: close\n      deny_actoin: close\n", 1)
+	c, err := config.Load(write(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		DenyAction string `yaml:"deny_action"`
+	}
+	err = c.Listeners[0].Options()(&o)
+	if err == nil || !strings.Contains(err.Error(), "config.yaml:10") || !strings.Contains(err.Error(), `unknown key "deny_actoin"`) {
+		t.Fatalf("got %v; want the file, line 10 and the unknown key", err)
+	}
+}
+
+func TestEmptyFile(t *testing.T) {
+	_, err := config.Load(write(t, ""))
+	if err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("got %v", err)
+	}
+}
