@@ -1,0 +1,280 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// Protocol is the registered protocol name.
+const Protocol = "modbus"
+
+func init() { gateway.Register(Protocol, New) }
+
+// Options is a modbus listener's own configuration section (`modbus:`).
+type Options struct {
+	// DenyAction answers a denied call with an exception ("exception", the
+	// default) or closes the connection ("close").
+	DenyAction string `yaml:"deny_action"`
+	// DenyException is the exception code for a denied call (default 0x01,
+	// Illegal Function).
+	DenyException int `yaml:"deny_exception"`
+	// FrameTimeout bounds the time from a frame's first byte to its last.
+	FrameTimeout time.Duration `yaml:"frame_timeout"`
+	// UpstreamConns is how many connections the gateway opens to each
+	// upstream; client requests share them. PLCs often allow very few.
+	UpstreamConns int `yaml:"upstream_conns"`
+	// ConnectTimeout bounds dialing an upstream (within the request timeout).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// UpstreamIdleTimeout closes an unused upstream connection.
+	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
+	// Routes send some unit ids to other upstreams.
+	Routes []Route `yaml:"routes"`
+}
+
+// Route maps unit ids to an upstream of their own.
+type Route struct {
+	UnitIDs  []int  `yaml:"unit_ids"`
+	Upstream string `yaml:"upstream"`
+	// Target names the device behind the route in policy and audit; the
+	// default is the listener name.
+	Target string `yaml:"target"`
+}
+
+// Deny actions.
+const (
+	DenyException = "exception"
+	DenyClose     = "close"
+)
+
+// Defaults.
+const (
+	DefaultFrameTimeout        = 5 * time.Second
+	DefaultUpstreamConns       = 1
+	DefaultConnectTimeout      = time.Second
+	DefaultUpstreamIdleTimeout = 30 * time.Second
+)
+
+// Engine serves Modbus TCP clients of one listener.
+type Engine struct {
+	opts      Options
+	limits    gateway.Limits
+	pipeline  *gateway.Pipeline
+	routes    [256]*route
+	upstreams []*Upstream
+}
+
+var _ gateway.Engine = (*Engine)(nil)
+
+type route struct {
+	target   gateway.Target
+	upstream *Upstream
+}
+
+// New builds the engine of one listener (gateway.NewEngine).
+func New(spec gateway.EngineSpec) (gateway.Engine, error) {
+	var o Options
+	if spec.Options != nil {
+		if err := spec.Options(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.checkAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: o, limits: spec.Limits, pipeline: spec.Pipeline}
+	byURL := map[string]*Upstream{}
+	upstream := func(raw string) (*Upstream, error) {
+		if u, ok := byURL[raw]; ok {
+			return u, nil
+		}
+		u, err := NewUpstream(raw, UpstreamOptions{
+			Conns:          o.UpstreamConns,
+			Timeout:        spec.Limits.RequestTimeout,
+			ConnectTimeout: o.ConnectTimeout,
+			IdleTimeout:    o.UpstreamIdleTimeout,
+		})
+		if err != nil {
+			return nil, err
+		}
+		byURL[raw] = u
+		e.upstreams = append(e.upstreams, u)
+		return u, nil
+	}
+	if spec.Upstream != "" {
+		u, err := upstream(spec.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+		for i := range e.routes {
+			t := spec.Target
+			t.UnitID = i
+			e.routes[i] = &route{target: t, upstream: u}
+		}
+	} else if len(o.Routes) == 0 {
+		return nil, errors.New("upstream: missing: a URL such as tcp://127.0.0.1:502, or modbus.routes")
+	}
+	for i, r := range o.Routes {
+		u, err := upstream(r.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].upstream: %w", i, err)
+		}
+		t := gateway.Target{Name: spec.Target.Name, Upstream: r.Upstream}
+		if r.Target != "" {
+			t.Name = r.Target
+		}
+		for _, id := range r.UnitIDs {
+			t.UnitID = id
+			e.routes[id] = &route{target: t, upstream: u}
+		}
+	}
+	return e, nil
+}
+
+func (o *Options) checkAndSetDefaults() error {
+	switch o.DenyAction {
+	case "":
+		o.DenyAction = DenyException
+	case DenyException, DenyClose:
+	default:
+		return fmt.Errorf("deny_action: %q is not one of exception, close", o.DenyAction)
+	}
+	if o.DenyException == 0 {
+		o.DenyException = ExIllegalFunction
+	}
+	if o.DenyException < 1 || o.DenyException > 0xFF {
+		return fmt.Errorf("deny_exception: %d is not an exception code (1..255)", o.DenyException)
+	}
+	if o.FrameTimeout < 0 || o.ConnectTimeout < 0 || o.UpstreamIdleTimeout < 0 {
+		return errors.New("timeouts must be positive")
+	}
+	if o.FrameTimeout == 0 {
+		o.FrameTimeout = DefaultFrameTimeout
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.UpstreamIdleTimeout == 0 {
+		o.UpstreamIdleTimeout = DefaultUpstreamIdleTimeout
+	}
+	if o.UpstreamConns < 0 || o.UpstreamConns > 64 {
+		return fmt.Errorf("upstream_conns: %d is outside 1..64", o.UpstreamConns)
+	}
+	if o.UpstreamConns == 0 {
+		o.UpstreamConns = DefaultUpstreamConns
+	}
+	seen := map[int]int{}
+	for i, r := range o.Routes {
+		if len(r.UnitIDs) == 0 {
+			return fmt.Errorf("routes[%d].unit_ids: missing: the unit ids this route serves", i)
+		}
+		if r.Upstream == "" {
+			return fmt.Errorf("routes[%d].upstream: missing", i)
+		}
+		for _, id := range r.UnitIDs {
+			if id < 0 || id > 255 {
+				return fmt.Errorf("routes[%d].unit_ids: %d is not a unit id (0..255)", i, id)
+			}
+			if j, dup := seen[id]; dup {
+				return fmt.Errorf("routes[%d].unit_ids: unit id %d is also in routes[%d]", i, id, j)
+			}
+			seen[id] = i
+		}
+	}
+	return nil
+}
+
+// Name implements gateway.Engine.
+func (e *Engine) Name() string { return Protocol }
+
+// Close closes the upstream connections.
+func (e *Engine) Close() error {
+	var errs []error
+	for _, u := range e.upstreams {
+		errs = append(errs, u.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// errDeniedClose ends a session whose call was denied with deny_action close.
+var errDeniedClose = errors.New("modbus: call denied, connection closed (deny_action close)")
+
+// Serve reads requests in order and answers each before reading the next, so
+// pipelined requests are answered in the order sent.
+func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
+	fr := NewFrameReader(conn, e.limits.IdleTimeout, e.opts.FrameTimeout)
+	out := make([]byte, 0, MaxADU)
+	for {
+		h, pdu, err := fr.Next()
+		if err != nil {
+			return e.readEnded(ctx, s, h, err)
+		}
+		rt := e.routes[h.UnitID]
+		target := gateway.Target{Name: s.Target.Name, UnitID: int(h.UnitID)}
+		if rt != nil {
+			target = rt.target
+		}
+		c := &gateway.Call{Time: time.Now().UTC(), Target: target}
+		op, req, rerr := DecodeRequest(pdu)
+		c.Operation = op
+		var answer []byte
+		switch {
+		case rerr != nil:
+			e.pipeline.Reject(ctx, s, c, rerr.Reason, rerr.Detail, fmt.Sprintf("exception 0x%02x", rerr.Exception))
+			answer = ExceptionPDU(pdu[0], rerr.Exception)
+		case rt == nil:
+			e.pipeline.Reject(ctx, s, c, "no_route", fmt.Sprintf("no upstream for unit id %d", h.UnitID), "exception 0x0a")
+			answer = ExceptionPDU(pdu[0], ExGatewayPathUnavailable)
+		default:
+			c.Request = req
+			r := e.pipeline.Handle(ctx, s, c, rt.upstream)
+			switch {
+			case r.Status == gateway.StatusDenied && e.opts.DenyAction == DenyClose:
+				return errDeniedClose
+			case r.Status == gateway.StatusDenied:
+				answer = ExceptionPDU(pdu[0], byte(e.opts.DenyException))
+			case r.Status == gateway.StatusError:
+				answer = ExceptionPDU(pdu[0], byte(r.Code))
+			default:
+				answer = r.Response.([]byte)
+			}
+		}
+		out = AppendADU(out[:0], h.TransactionID, h.UnitID, answer)
+		if err := conn.SetWriteDeadline(deadline(e.opts.FrameTimeout)); err != nil {
+			return err
+		}
+		if _, err := conn.Write(out); err != nil {
+			return err
+		}
+	}
+}
+
+// readEnded records why reading stopped and returns the session's end cause.
+func (e *Engine) readEnded(ctx context.Context, s *gateway.Session, h Header, err error) error {
+	var fe *FrameError
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &fe):
+		c := &gateway.Call{Time: time.Now().UTC(), Target: s.Target,
+			Operation: gateway.Operation{Function: "invalid_frame", Access: gateway.AccessDiagnostic}}
+		c.Operation.Int("transaction_id", int64(h.TransactionID))
+		c.Operation.Int("protocol_id", int64(h.ProtocolID))
+		c.Operation.Int("length", int64(h.Length))
+		e.pipeline.Reject(ctx, s, c, fe.Reason, fe.Detail, "close")
+	case errors.Is(err, ErrStalled), errors.Is(err, io.ErrUnexpectedEOF):
+		c := &gateway.Call{Time: time.Now().UTC(), Target: s.Target,
+			Operation: gateway.Operation{Function: "invalid_frame", Access: gateway.AccessDiagnostic}}
+		reason := "stalled_frame"
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			reason = "truncated_frame"
+		}
+		e.pipeline.Reject(ctx, s, c, reason, err.Error(), "close")
+	}
+	return err
+}

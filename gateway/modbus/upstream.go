@@ -1,0 +1,238 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	mb "github.com/grid-x/modbus"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// Upstream schemes.
+const (
+	SchemeTCP        = "tcp"
+	SchemeRTUOverTCP = "rtuovertcp"
+	SchemeRTU        = "rtu"
+)
+
+// UpstreamOptions bound an Upstream.
+type UpstreamOptions struct {
+	Conns          int           // connections to the device, shared by all clients
+	Timeout        time.Duration // one request, including the wait for a free connection
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+}
+
+// Upstream forwards re-encoded requests to one device through grid-x/modbus.
+// Each of its connections carries one request at a time; clients beyond the
+// number of connections wait, within their request timeout, for a free one.
+type Upstream struct {
+	url     string
+	timeout time.Duration
+	free    chan *link
+	all     []*link
+}
+
+var _ gateway.Upstream = (*Upstream)(nil)
+
+// link is one connection to the device: grid-x's packager and transporter.
+type link struct {
+	pk      mb.Packager
+	tr      mb.Transporter
+	connect func(context.Context) error
+	close   func() error
+	// setTimeout sets the transporter's read/write timeout for the next Send;
+	// grid-x bounds reads by this field, not by the context.
+	setTimeout func(time.Duration)
+}
+
+// NewUpstream parses an upstream URL (tcp://host:port, rtuovertcp://host:port,
+// rtu:///dev/ttyS0?baud=19200&parity=N&data_bits=8&stop_bits=1) and prepares
+// its connections; nothing is dialed until the first request.
+func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if o.Conns <= 0 {
+		o.Conns = DefaultUpstreamConns
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = gateway.DefaultRequestTimeout
+	}
+	var mk func() (*link, error)
+	switch u.Scheme {
+	case SchemeTCP, SchemeRTUOverTCP:
+		if u.Host == "" || u.Port() == "" {
+			return nil, fmt.Errorf("%q: want %s://host:port", raw, u.Scheme)
+		}
+		mk = func() (*link, error) { return tcpLink(u.Scheme, u.Host, o), nil }
+	case SchemeRTU:
+		if u.Path == "" {
+			return nil, fmt.Errorf("%q: want rtu:///dev/ttyXXX?baud=19200", raw)
+		}
+		if o.Conns != 1 {
+			o.Conns = 1 // a serial line carries one request at a time
+		}
+		mk = func() (*link, error) { return rtuLink(u, o) }
+	case "tls":
+		return nil, fmt.Errorf("%q: Modbus/TCP Security upstreams (tls://) are not supported yet", raw)
+	default:
+		return nil, fmt.Errorf("%q: unsupported scheme %q (want tcp, rtuovertcp or rtu)", raw, u.Scheme)
+	}
+	up := &Upstream{url: raw, timeout: o.Timeout, free: make(chan *link, o.Conns)}
+	for range o.Conns {
+		l, err := mk()
+		if err != nil {
+			return nil, fmt.Errorf("%q: %v", raw, err)
+		}
+		up.all = append(up.all, l)
+		up.free <- l
+	}
+	return up, nil
+}
+
+func tcpLink(scheme, addr string, o UpstreamOptions) *link {
+	dial := (&net.Dialer{Timeout: o.ConnectTimeout}).DialContext
+	if scheme == SchemeRTUOverTCP {
+		h := mb.NewRTUOverTCPClientHandler(addr)
+		h.Dial = dial
+		h.IdleTimeout = o.IdleTimeout
+		return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}
+	}
+	h := mb.NewTCPClientHandler(addr, mb.WithDialer(dial))
+	h.IdleTimeout = o.IdleTimeout
+	// A late answer to a timed-out request is skipped by its transaction id
+	// instead of being taken for the next request's answer.
+	h.ProtocolRecoveryTimeout = o.Timeout
+	return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}
+}
+
+func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
+	h := mb.NewRTUClientHandler(u.Path)
+	h.IdleTimeout = o.IdleTimeout
+	q := u.Query()
+	num := func(key string, def int) (int, error) {
+		v := q.Get(key)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s=%q is not a number", key, v)
+		}
+		return n, nil
+	}
+	var err error
+	if h.BaudRate, err = num("baud", 19200); err != nil {
+		return nil, err
+	}
+	if h.DataBits, err = num("data_bits", 8); err != nil {
+		return nil, err
+	}
+	if h.StopBits, err = num("stop_bits", 1); err != nil {
+		return nil, err
+	}
+	h.Parity = strings.ToUpper(q.Get("parity"))
+	if h.Parity == "" {
+		h.Parity = "E" // Modbus over serial line V1.02: even parity is the default
+	}
+	if h.Parity != "N" && h.Parity != "E" && h.Parity != "O" {
+		return nil, fmt.Errorf("parity=%q is not one of N, E, O", h.Parity)
+	}
+	return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}, nil
+}
+
+// RoundTrip sends the call's re-encoded PDU to its unit and returns the
+// device's answer. Failures come back as Modbus gateway exceptions: 0x0A
+// when there is no path (connection refused or lost, every connection busy
+// for the whole timeout), 0x0B when the device did not answer in time or
+// answered with a frame that does not fit the request.
+func (u *Upstream) RoundTrip(ctx context.Context, c *gateway.Call) (*gateway.Result, error) {
+	req, ok := c.Request.([]byte)
+	if !ok || len(req) == 0 {
+		return nil, errors.New("modbus: call carries no request PDU")
+	}
+	dl := time.Now().Add(u.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	ctx, cancel := context.WithDeadline(ctx, dl)
+	defer cancel()
+
+	var l *link
+	select {
+	case l = <-u.free:
+	case <-ctx.Done():
+		return exception(ExGatewayPathUnavailable), errors.New("modbus: every upstream connection busy for the whole request timeout")
+	}
+	defer func() { u.free <- l }()
+
+	l.pk.SetSlave(byte(c.Target.UnitID))
+	adu, err := l.pk.Encode(&mb.ProtocolDataUnit{FunctionCode: req[0], Data: req[1:]})
+	if err != nil {
+		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: encode: %w", err)
+	}
+	// Connect first so that a refused or unreachable device is told apart
+	// from one that accepted the request and did not answer.
+	if err := l.connect(ctx); err != nil {
+		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: connect: %w", err)
+	}
+	l.setTimeout(time.Until(dl))
+	raw, err := l.tr.Send(ctx, adu)
+	if err != nil {
+		return exception(classify(err)), err
+	}
+	if err := l.pk.Verify(adu, raw); err != nil {
+		return exception(ExGatewayTargetNoResponse), err
+	}
+	pdu, err := l.pk.Decode(raw)
+	if err != nil {
+		return exception(ExGatewayTargetNoResponse), err
+	}
+	resp := make([]byte, 0, 1+len(pdu.Data))
+	resp = append(append(resp, pdu.FunctionCode), pdu.Data...)
+	if err := CheckResponse(req, resp); err != nil {
+		return exception(ExGatewayTargetNoResponse), fmt.Errorf("modbus: malformed answer: %w", err)
+	}
+	if resp[0]&0x80 != 0 {
+		return &gateway.Result{Status: gateway.StatusException, Code: int(resp[1]), Response: resp}, nil
+	}
+	return &gateway.Result{Status: gateway.StatusOK, Response: resp}, nil
+}
+
+func exception(code byte) *gateway.Result {
+	return &gateway.Result{Status: gateway.StatusError, Code: int(code)}
+}
+
+// classify maps an error of an exchange with a connected device to the
+// gateway exception the client gets: a timeout means the target did not
+// respond; a lost connection means there is no path.
+func classify(err error) byte {
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout()) {
+		return ExGatewayTargetNoResponse
+	}
+	return ExGatewayPathUnavailable
+}
+
+// Close closes every connection to the device.
+func (u *Upstream) Close() error {
+	var errs []error
+	for _, l := range u.all {
+		errs = append(errs, l.close())
+	}
+	return errors.Join(errs...)
+}
+
+// String returns the upstream URL.
+func (u *Upstream) String() string { return u.url }
