@@ -1,0 +1,543 @@
+package modbus_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	mb "github.com/grid-x/modbus"
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+	"github.com/interlock-ics/interlock/gateway/modbus"
+	"github.com/interlock-ics/interlock/gateway/modbus/modbussim"
+)
+
+// startSim runs a simulator on addr ("" for a free port).
+func startSim(t *testing.T, addr string, o modbussim.Options) (*modbussim.Server, string) {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	for range 50 { // a restarted PLC may find its port in TIME_WAIT for a moment
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := modbussim.New(o)
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return s, ln.Addr().String()
+}
+
+type gw struct {
+	addr  string
+	audit *gatewaytest.Auditor
+}
+
+type gwOpts struct {
+	upstream string
+	modbus   modbus.Options
+	decide   gatewaytest.Decider
+	limits   gateway.Limits
+}
+
+func startGateway(t *testing.T, o gwOpts) *gw {
+	t.Helper()
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: o.decide, Auditor: a}
+	if o.limits.RequestTimeout == 0 {
+		o.limits.RequestTimeout = time.Second
+	}
+	if o.limits.IdleTimeout == 0 {
+		o.limits.IdleTimeout = time.Minute
+	}
+	if o.modbus.FrameTimeout == 0 {
+		o.modbus.FrameTimeout = 300 * time.Millisecond
+	}
+	target := gateway.Target{Name: "plc1", Upstream: o.upstream, UnitID: -1}
+	eng, err := modbus.New(gateway.EngineSpec{
+		Listener: "plc1", Upstream: o.upstream, Target: target, Limits: o.limits, Pipeline: p,
+		Options: func(into any) error { *into.(*modbus.Options) = o.modbus; return nil },
+		Log:     zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &gateway.Listener{Name: "plc1", Protocol: "modbus", Gateway: "gw", Target: target,
+		Engine: eng, Pipeline: p, Limits: o.limits, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		eng.Close()
+	})
+	return &gw{addr: ln.Addr().String(), audit: a}
+}
+
+func client(t *testing.T, addr string, unit byte) mb.Client {
+	t.Helper()
+	h := mb.NewTCPClientHandler(addr)
+	h.Timeout = 5 * time.Second
+	h.SetSlave(unit)
+	t.Cleanup(func() { h.Close() })
+	return mb.NewClient(h)
+}
+
+func regs(b []byte) []uint16 {
+	var out []uint16
+	for i := 0; i+1 < len(b); i += 2 {
+		out = append(out, binary.BigEndian.Uint16(b[i:]))
+	}
+	return out
+}
+
+func exceptionCode(err error) byte {
+	var me *mb.Error
+	if errors.As(err, &me) {
+		return me.ExceptionCode
+	}
+	return 0
+}
+
+func denyWrites(_ context.Context, _ *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+	if c.Operation.Access == gateway.AccessWrite {
+		return gateway.Decision{Allow: false, Reasons: []string{"outside_maintenance_window"}}, nil
+	}
+	return gateway.Decision{Allow: true}, nil
+}
+
+func TestReadThroughGatewayIsAudited(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{})
+	sim.SetHolding(100, 1500)
+	sim.SetHolding(101, 42)
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr})
+	got, err := client(t, g.addr, 1).ReadHoldingRegisters(context.Background(), 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(regs(got), []uint16{1500, 42}) {
+		t.Fatalf("read %v, want [1500 42]", regs(got))
+	}
+	calls, results := g.audit.Events("call"), g.audit.Events("result")
+	if len(calls) != 1 || len(results) != 1 {
+		t.Fatalf("%d call and %d result records, want 1 and 1", len(calls), len(results))
+	}
+	c := calls[0].Call
+	if c.Operation.Function != "read_holding_registers" || c.Target.UnitID != 1 || c.Target.Name != "plc1" {
+		t.Fatalf("call %+v", c)
+	}
+	if f, _ := c.Operation.Field("address"); f.Int != 100 {
+		t.Fatalf("address field %+v", f)
+	}
+	if r := results[0].Result; r.Status != gateway.StatusOK || r.Latency <= 0 {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+func TestDeniedWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts modbus.Options
+		want byte
+	}{
+		{"default exception", modbus.Options{}, modbus.ExIllegalFunction},
+		{"configured exception", modbus.Options{DenyException: modbus.ExIllegalDataAddress}, modbus.ExIllegalDataAddress},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, simAddr := startSim(t, "", modbussim.Options{})
+			sim.SetHolding(100, 1500)
+			g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, modbus: tc.opts, decide: denyWrites})
+			_, err := client(t, g.addr, 1).WriteSingleRegister(context.Background(), 100, 9999)
+			if exceptionCode(err) != tc.want {
+				t.Fatalf("got %v, want exception %d", err, tc.want)
+			}
+			if v := sim.Holding(100); v != 1500 {
+				t.Fatalf("PLC register changed to %d by a denied write", v)
+			}
+			if r := g.audit.Events("result"); len(r) != 1 || r[0].Result.Status != gateway.StatusDenied {
+				t.Fatalf("result records %+v", r)
+			}
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		_, simAddr := startSim(t, "", modbussim.Options{})
+		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, modbus: modbus.Options{DenyAction: modbus.DenyClose}, decide: denyWrites})
+		conn := dial(t, g.addr)
+		conn.Write(adu(7, 1, []byte{6, 0, 100, 0, 1}))
+		if b, err := readAll(conn); err == nil || len(b) != 0 {
+			t.Fatalf("got %x, %v; want the connection closed without an answer", b, err)
+		}
+	})
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func adu(tid uint16, unit byte, pdu []byte) []byte {
+	return modbus.AppendADU(nil, tid, unit, pdu)
+}
+
+// readADU reads one answer frame.
+func readADU(t *testing.T, c net.Conn) (uint16, []byte) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	h := make([]byte, 7)
+	if _, err := io.ReadFull(c, h); err != nil {
+		t.Fatalf("reading an answer: %v", err)
+	}
+	pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
+	if _, err := io.ReadFull(c, pdu); err != nil {
+		t.Fatalf("reading an answer: %v", err)
+	}
+	return binary.BigEndian.Uint16(h), pdu
+}
+
+// readAll reads until the gateway closes the connection (or 5 s pass).
+func readAll(c net.Conn) ([]byte, error) {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err == nil {
+		err = io.EOF // closed by the gateway
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return b, nil // still open: not closed
+	}
+	return b, err
+}
+
+func TestTransactionIDsPipeliningAndSplitSegments(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{})
+	for i := range uint16(3) {
+		sim.SetHolding(10+i, 100+i)
+	}
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr})
+	c := dial(t, g.addr)
+	var burst []byte
+	for i, tid := range []uint16{0xBEEF, 7, 0xFFFF} {
+		burst = append(burst, adu(tid, 1, []byte{3, 0, byte(10 + i), 0, 1})...)
+	}
+	c.Write(burst)
+	for i, want := range []uint16{0xBEEF, 7, 0xFFFF} {
+		tid, pdu := readADU(t, c)
+		if tid != want || !slices.Equal(pdu, []byte{3, 2, 0, byte(100 + i)}) {
+			t.Fatalf("answer %d: tid %#x pdu % x; want tid %#x and register %d", i, tid, pdu, want, 100+i)
+		}
+	}
+	// One request, one byte per segment.
+	for _, b := range adu(0x1234, 1, []byte{3, 0, 11, 0, 1}) {
+		c.Write([]byte{b})
+		time.Sleep(2 * time.Millisecond)
+	}
+	if tid, pdu := readADU(t, c); tid != 0x1234 || !slices.Equal(pdu, []byte{3, 2, 0, 101}) {
+		t.Fatalf("split request: tid %#x pdu % x", tid, pdu)
+	}
+}
+
+func header(tid, proto, length uint16, unit byte) []byte {
+	b := binary.BigEndian.AppendUint16(nil, tid)
+	b = binary.BigEndian.AppendUint16(b, proto)
+	b = binary.BigEndian.AppendUint16(b, length)
+	return append(b, unit)
+}
+
+func TestBadInputIsRefusedAndOthersKeepWorking(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{})
+	sim.SetHolding(0, 77)
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr})
+	bystander := client(t, g.addr, 1)
+
+	long := make([]byte, 300)
+	long[0] = 0x10
+	for _, tc := range []struct {
+		name      string
+		send      []byte
+		exception byte // 0: the connection is closed without an answer
+		reason    string
+	}{
+		{"protocol id not 0", append(header(1, 1, 6, 1), 3, 0, 0, 0, 1), 0, "bad_protocol_id"},
+		{"length 0", header(1, 0, 0, 1), 0, "bad_length"},
+		{"length 1", append(header(1, 0, 1, 1), 3), 0, "bad_length"},
+		{"length 0xFFFF", append(header(1, 0, 0xFFFF, 1), long...), 0, "bad_length"},
+		{"length 255: a PDU of 254 bytes", append(header(1, 0, 255, 1), long[:254]...), 0, "bad_length"},
+		{"length longer than the bytes sent", append(header(1, 0, 12, 1), 3, 0, 0, 0, 1), 0, "stalled_frame"},
+		{"MBAP and function code only", append(header(1, 0, 2, 1), 3), modbus.ExIllegalDataValue, "bad_length"},
+		{"length shorter than the request", append(header(1, 0, 3, 1), 3, 0, 0, 0, 1), modbus.ExIllegalDataValue, "bad_length"},
+		{"126 registers", adu(1, 1, []byte{3, 0, 0, 0, 126}), modbus.ExIllegalDataValue, "quantity_out_of_range"},
+		{"2001 coils", adu(1, 1, []byte{1, 0, 0, 0x07, 0xD1}), modbus.ExIllegalDataValue, "quantity_out_of_range"},
+		{"FC16 byte count disagrees", adu(1, 1, []byte{0x10, 0, 0, 0, 2, 6, 0, 1, 0, 2, 0, 3}), modbus.ExIllegalDataValue, "byte_count_mismatch"},
+		{"FC15 byte count disagrees", adu(1, 1, []byte{0x0F, 0, 0, 0, 9, 1, 0xFF}), modbus.ExIllegalDataValue, "byte_count_mismatch"},
+		{"FC23 truncated", adu(1, 1, []byte{0x17, 0, 0, 0, 1, 0, 0}), modbus.ExIllegalDataValue, "bad_length"},
+		{"exception code in a request", adu(1, 1, []byte{0x83, 2}), modbus.ExIllegalFunction, "exception_in_request"},
+		{"half a frame then silence", header(1, 0, 6, 1)[:4], 0, "stalled_frame"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(g.audit.Events("request.rejected"))
+			c := dial(t, g.addr)
+			c.Write(tc.send)
+			if tc.exception != 0 {
+				_, pdu := readADU(t, c)
+				if len(pdu) != 2 || pdu[0]&0x80 == 0 || pdu[1] != tc.exception {
+					t.Fatalf("answer % x, want exception %#x", pdu, tc.exception)
+				}
+			} else if b, err := readAll(c); err == nil || len(b) != 0 {
+				t.Fatalf("got % x, %v; want the connection closed without an answer", b, err)
+			}
+			var rejected []gatewaytest.Record
+			deadline := time.Now().Add(2 * time.Second)
+			for len(rejected) <= before && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				rejected = g.audit.Events("request.rejected")
+			}
+			if len(rejected) <= before || rejected[before].Reason != tc.reason {
+				t.Fatalf("rejection records %+v; want one with reason %s", rejected[before:], tc.reason)
+			}
+			got, err := bystander.ReadHoldingRegisters(context.Background(), 0, 1)
+			if err != nil || !slices.Equal(regs(got), []uint16{77}) {
+				t.Fatalf("another client after the bad input: %v, %v", regs(got), err)
+			}
+		})
+	}
+	if n := len(g.audit.Events("call")); n == 0 {
+		t.Fatal("the bystander's reads were not audited")
+	}
+}
+
+func TestConnectionFlood(t *testing.T) {
+	_, simAddr := startSim(t, "", modbussim.Options{})
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{MaxConns: 100}})
+	early := client(t, g.addr, 1)
+	if _, err := early.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	for range 1000 {
+		wg.Go(func() {
+			c, err := net.DialTimeout("tcp", g.addr, 10*time.Second)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Every connection beyond the limit is refused and recorded.
+	deadline := time.Now().Add(10 * time.Second)
+	var refused int
+	for time.Now().Before(deadline) {
+		refused = 0
+		for _, r := range g.audit.Events("session.open") {
+			if r.Reason == gateway.RefusedConnLimit {
+				refused++
+			}
+		}
+		if refused >= 901 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if refused != 901 { // 1000 + the early client, against 100 slots
+		t.Fatalf("%d refusals recorded, want 901", refused)
+	}
+	if _, err := early.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+		t.Fatalf("a client inside the limit is no longer served: %v", err)
+	}
+}
+
+func TestUpstreamFaults(t *testing.T) {
+	t.Run("PLC down at start, then back", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		g := startGateway(t, gwOpts{upstream: "tcp://" + addr, limits: gateway.Limits{RequestTimeout: 500 * time.Millisecond}})
+		c := client(t, g.addr, 1)
+		start := time.Now()
+		_, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if exceptionCode(err) != modbus.ExGatewayPathUnavailable {
+			t.Fatalf("got %v, want exception 0x0A", err)
+		}
+		if el := time.Since(start); el > 500*time.Millisecond+time.Second {
+			t.Fatalf("0x0A after %v; the request timeout is 500ms", el)
+		}
+		sim, _ := startSim(t, addr, modbussim.Options{})
+		sim.SetHolding(0, 5)
+		got, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if err != nil || regs(got)[0] != 5 {
+			t.Fatalf("after the PLC came up: %v, %v", got, err)
+		}
+	})
+	t.Run("PLC killed mid-session, then back", func(t *testing.T) {
+		sim, simAddr := startSim(t, "", modbussim.Options{})
+		sim.SetHolding(0, 5)
+		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{RequestTimeout: 500 * time.Millisecond}})
+		c := client(t, g.addr, 1)
+		if _, err := c.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		sim.Close()
+		_, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if code := exceptionCode(err); code != modbus.ExGatewayPathUnavailable {
+			t.Fatalf("got %v, want exception 0x0A", err)
+		}
+		sim2, _ := startSim(t, simAddr, modbussim.Options{})
+		sim2.SetHolding(0, 6)
+		got, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if err != nil || regs(got)[0] != 6 {
+			t.Fatalf("after the PLC came back: %v, %v", got, err)
+		}
+	})
+	t.Run("PLC slower than the timeout, then answering again", func(t *testing.T) {
+		sim, simAddr := startSim(t, "", modbussim.Options{})
+		sim.SetHolding(0, 5)
+		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{RequestTimeout: 300 * time.Millisecond}})
+		c := client(t, g.addr, 1)
+		sim.SetPaused(true)
+		start := time.Now()
+		_, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if exceptionCode(err) != modbus.ExGatewayTargetNoResponse {
+			t.Fatalf("got %v, want exception 0x0B", err)
+		}
+		if el := time.Since(start); el > 300*time.Millisecond+time.Second {
+			t.Fatalf("0x0B after %v; the request timeout is 300ms", el)
+		}
+		sim.SetPaused(false)
+		got, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
+		if err != nil || regs(got)[0] != 5 {
+			t.Fatalf("after the PLC answered again: %v, %v", got, err)
+		}
+		r := g.audit.Events("result")
+		if r[0].Result.Status != gateway.StatusError || r[0].Result.Code != modbus.ExGatewayTargetNoResponse {
+			t.Fatalf("result record of the timed-out call: %+v", r[0].Result)
+		}
+	})
+	t.Run("late answer is not taken for the next request's", func(t *testing.T) {
+		sim, simAddr := startSim(t, "", modbussim.Options{Delay: 400 * time.Millisecond})
+		sim.SetHolding(0, 1)
+		sim.SetHolding(1, 2)
+		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{RequestTimeout: 250 * time.Millisecond}})
+		c := client(t, g.addr, 1)
+		if _, err := c.ReadHoldingRegisters(context.Background(), 0, 1); exceptionCode(err) != modbus.ExGatewayTargetNoResponse {
+			t.Fatalf("got %v, want 0x0B", err)
+		}
+		time.Sleep(300 * time.Millisecond) // the late answer to register 0 is now waiting
+		got, err := c.ReadHoldingRegisters(context.Background(), 1, 1)
+		if err == nil && regs(got)[0] != 2 {
+			t.Fatalf("read register 1, got %v: the late answer to register 0", regs(got))
+		}
+	})
+}
+
+func TestUnitRouting(t *testing.T) {
+	a, aAddr := startSim(t, "", modbussim.Options{})
+	b, bAddr := startSim(t, "", modbussim.Options{})
+	a.SetHolding(0, 111)
+	b.SetHolding(0, 222)
+	g := startGateway(t, gwOpts{upstream: "tcp://" + aAddr, modbus: modbus.Options{
+		Routes: []modbus.Route{{UnitIDs: []int{2, 3}, Upstream: "tcp://" + bAddr, Target: "plc2"}},
+	}})
+	for _, tc := range []struct {
+		unit   byte
+		want   uint16
+		target string
+	}{{1, 111, "plc1"}, {2, 222, "plc2"}, {3, 222, "plc2"}, {9, 111, "plc1"}} {
+		got, err := client(t, g.addr, tc.unit).ReadHoldingRegisters(context.Background(), 0, 1)
+		if err != nil || regs(got)[0] != tc.want {
+			t.Fatalf("unit %d: %v, %v; want %d", tc.unit, got, err, tc.want)
+		}
+		calls := g.audit.Events("call")
+		if tgt := calls[len(calls)-1].Call.Target; tgt.Name != tc.target || tgt.UnitID != int(tc.unit) {
+			t.Fatalf("unit %d: target %+v, want %s", tc.unit, tgt, tc.target)
+		}
+	}
+}
+
+func TestManyClientsShareOneUpstreamConnection(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{})
+	for i := range uint16(2000) {
+		sim.SetHolding(i, i*3)
+	}
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, modbus: modbus.Options{UpstreamConns: 1}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			c := client(t, g.addr, 1)
+			for j := range 50 {
+				addr := uint16(i*100 + j)
+				got, err := c.ReadHoldingRegisters(context.Background(), addr, 2)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if r := regs(got); r[0] != addr*3 || r[1] != (addr+1)*3 {
+					errs <- fmt.Errorf("client %d read %d: got %v", i, addr, r)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestPanicInOneSessionLeavesOthers(t *testing.T) {
+	_, simAddr := startSim(t, "", modbussim.Options{})
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, decide: func(_ context.Context, _ *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+		if c.Operation.Function == "read_coils" {
+			panic("decider bug")
+		}
+		return gateway.Decision{Allow: true}, nil
+	}})
+	other := client(t, g.addr, 1)
+	if _, err := other.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	bad := dial(t, g.addr)
+	bad.Write(adu(1, 1, []byte{1, 0, 0, 0, 1}))
+	if b, err := readAll(bad); err == nil || len(b) != 0 {
+		t.Fatalf("got % x, %v; want the panicking session closed", b, err)
+	}
+	if _, err := other.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+		t.Fatalf("other session after the panic: %v", err)
+	}
+}
