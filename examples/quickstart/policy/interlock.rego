@@ -41,16 +41,20 @@ decision := {"allow": count(write_denials) == 0, "alert": alert_write, "reasons"
 	op.access == "write"
 }
 
+default unknown_source := false
+
 unknown_source if input.principal.auth == "none"
 
 # Why a write is refused; empty means it may go.
 write_denials contains "account_not_approved" if not engineer
 
-write_denials contains "source_not_approved" if not input.source.name in data.approved_sources
+write_denials contains "source_not_approved" if not approved_source
 
 write_denials contains "outside_maintenance_window" if count(open_windows) == 0
 
 engineer if "engineer" in data.accounts[input.principal.user].roles
+
+approved_source if input.source.name in data.approved_sources
 
 open_windows contains w.name if {
 	some w in data.maintenance_windows
@@ -75,6 +79,8 @@ protected_hits contains r.name if {
 	r.start <= op.address
 	op.address <= r.end
 }
+
+default alert_write := false
 
 alert_write if count(protected_hits) > 0
 

@@ -1,0 +1,96 @@
+package audit
+
+import "github.com/interlock-ics/interlock/gateway"
+
+// Events of the audit record contract (ARCHITECTURE.md, "Contract: audit
+// record"). Gateway-level events written through Writer.Record pick their own
+// names in the same dotted style (gateway.start, policy.load …).
+const (
+	EventSessionOpen     = gateway.FunctionSessionOpen
+	EventCall            = "call"
+	EventResult          = "result"
+	EventRequestRejected = "request.rejected"
+	EventSessionClose    = "session.close"
+	EventRecovered       = "audit.recovered"
+)
+
+// Field names of the audit record. zerolog does not de-duplicate keys and the
+// record is a contract, so every name is written from here; names shared with
+// the policy input come from gateway/keys.go so both agree.
+const (
+	// Envelope, in record order: seq, time, event, gateway … prev, hash.
+	FieldSeq     = "seq"
+	FieldTime    = gateway.KeyTime
+	FieldEvent   = "event"
+	FieldGateway = gateway.KeyGateway
+	FieldPrev    = "prev"
+	FieldHash    = "hash"
+
+	FieldSessionID = "session_id"
+	FieldCallID    = "call_id"
+	FieldCallTime  = "call_time"
+	FieldListener  = gateway.KeyListener
+	FieldProtocol  = gateway.KeyProtocol
+	FieldSession   = gateway.KeySession
+	FieldSource    = gateway.KeySource
+	FieldPrincipal = gateway.KeyPrincipal
+	FieldTarget    = gateway.KeyTarget
+	FieldOperation = gateway.KeyOperation
+
+	// session object
+	FieldID             = gateway.KeyID
+	FieldStarted        = gateway.KeyStarted
+	FieldSecurityPolicy = gateway.KeySecurityPolicy
+	FieldSecurityMode   = gateway.KeySecurityMode
+
+	// source object
+	FieldIP    = gateway.KeyIP
+	FieldPort  = gateway.KeyPort
+	FieldName  = gateway.KeyName
+	FieldOwner = gateway.KeyOwner
+
+	// principal object
+	FieldUser           = gateway.KeyUser
+	FieldAuth           = gateway.KeyAuth
+	FieldRoles          = gateway.KeyRoles
+	FieldCertThumbprint = gateway.KeyCertThumbprint
+	FieldApplicationURI = gateway.KeyApplicationURI
+
+	// target object (FieldName is the target name)
+	FieldUpstream = gateway.KeyUpstream
+	FieldUnitID   = gateway.KeyUnitID
+
+	// operation object; the engine's fields follow under their own names
+	FieldFunction = gateway.KeyFunction
+	FieldAccess   = gateway.KeyAccess
+
+	// decision object
+	FieldDecision       = "decision"
+	FieldAllow          = "allow"
+	FieldAlert          = "alert"
+	FieldReasons        = "reasons"
+	FieldPolicyRevision = "policy_revision"
+	FieldDecisionID     = "decision_id"
+	FieldMode           = "mode"
+
+	// session.open
+	FieldSuccess = "success"
+	FieldReason  = "reason"
+
+	// result (FieldFunction names the call's function)
+	FieldStatus    = "status"
+	FieldCode      = gateway.KeyCode
+	FieldDetail    = "detail"
+	FieldLatencyUS = "latency_us"
+
+	// request.rejected (also FieldReason, FieldDetail)
+	FieldResponse = "response"
+
+	// session.close
+	FieldDurationMS = "duration_ms"
+	FieldError      = "error"
+
+	// audit.recovered
+	FieldTruncatedBytes  = "truncated_bytes"
+	FieldTruncatedOffset = "truncated_offset"
+)

@@ -1,0 +1,7 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package audit
+
+// lockFile does nothing where flock is not available; one gateway per log
+// is then up to the configuration.
+func lockFile(file) error { return nil }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/policy"
+)
+
+func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	verb, rest, err := subcommand("policy", args, map[string]string{
+		"test": "run the Rego unit tests in DIR… (default: the current directory)",
+		"eval": "print the decision for one policy input as JSON",
+	}, stdout)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "test":
+		return cmdPolicyTest(rest, stdout, stderr)
+	default:
+		return cmdPolicyEval(rest, stdin, stdout, stderr)
+	}
+}
+
+func cmdPolicyTest(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [DIR…]", stderr)
+	verbose := fs.Bool("verbose", false, "print every test, not only failures")
+	fs.BoolVar(verbose, "v", false, "short for --verbose")
+	format := fs.String("format", "pretty", "output: pretty or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *format != "pretty" && *format != "json" {
+		return usageErr("policy test: --format %q: want pretty or json", *format)
+	}
+	dirs := fs.Args()
+	if len(dirs) == 0 {
+		dirs = []string{"."}
+	}
+	passed, failed, err := policy.RunTests(context.Background(), dirs, policy.TestOptions{
+		Verbose: *verbose, JSON: *format == "json", Out: stdout,
+	})
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("policy test: %d of %d tests failed", failed, passed+failed)}
+	}
+	return nil
+}
+
+func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("policy eval", "policy eval (--config FILE | --policy DIR) --input FILE|-", stderr)
+	cfgPath := fs.String("config", "", "configuration file; its policy.path is evaluated")
+	dir := fs.String("policy", "", "policy directory (instead of --config)")
+	inPath := fs.String("input", "", "policy input as JSON (a file, or - for stdin)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *inPath == "" || (*cfgPath == "") == (*dir == "") {
+		return usageErr("policy eval: give --input and one of --config or --policy")
+	}
+	opts := policy.Options{Path: *dir, Log: zerolog.Nop()}
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		opts.Path, opts.Gateway = cfg.Policy.Path, cfg.Gateway.ID
+	}
+	pol, err := policy.New(opts)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	var r io.Reader = stdin
+	if *inPath != "-" {
+		f, err := os.Open(*inPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	input, err := ast.ValueFromReader(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("%s: not a JSON document: %v", *inPath, err)
+	}
+	at := time.Now().UTC()
+	var probe struct {
+		Time string `json:"time"`
+	}
+	if json.Unmarshal(raw, &probe) == nil && probe.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, probe.Time)
+		if err != nil {
+			return fmt.Errorf("%s: time %q is not RFC 3339: %v", *inPath, probe.Time, err)
+		}
+		at = t
+	}
+	d, evalErr := pol.Eval(context.Background(), input, at)
+	out := decisionJSON(d, evalErr)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	if evalErr != nil {
+		return &exitError{code: 1, msg: "policy eval: " + evalErr.Error()}
+	}
+	return nil
+}
+
+type decisionOut struct {
+	Allow      bool     `json:"allow"`
+	Alert      bool     `json:"alert"`
+	Reasons    []string `json:"reasons"`
+	Revision   string   `json:"policy_revision"`
+	DecisionID string   `json:"decision_id"`
+	Error      string   `json:"error,omitempty"`
+}
+
+func decisionJSON(d gateway.Decision, err error) decisionOut {
+	out := decisionOut{Allow: d.Allow, Alert: d.Alert, Reasons: d.Reasons, Revision: d.Revision, DecisionID: d.ID}
+	if out.Reasons == nil {
+		out.Reasons = []string{}
+	}
+	if err != nil {
+		out.Allow = false
+		out.Reasons = []string{gateway.ReasonPolicyError}
+		out.Error = err.Error()
+	}
+	return out
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/gateway"
+	_ "github.com/interlock-ics/interlock/gateway/modbus" // registers "modbus"
+	"github.com/interlock-ics/interlock/policy"
+)
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs := newFlags("run", "run --config FILE [--log-format auto|json|console]", stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	logFormat := fs.String("log-format", "auto", "operational log on stderr: json, console, or auto (console on a terminal)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return usageErr("run: --config FILE is required")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, cfg.Gateway.LogLevel)
+	if err != nil {
+		return usageErr("run: %v", err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	return serve(ctx, cfg, log)
+}
+
+// serve runs the gateway until ctx is done.
+func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	bootID := gateway.NewID()
+	aw, err := audit.Open(audit.Options{
+		Path: cfg.Audit.Path, Gateway: cfg.Gateway.ID, SyncInterval: cfg.Audit.SyncInterval, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+
+	pol, err := newPolicy(cfg, log, func(rev string, files []string, err error) {
+		if err != nil {
+			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("error", err.Error()) })
+			return
+		}
+		_ = aw.Record("policy.load", true, func(e *zerolog.Event) {
+			e.Str("policy_revision", rev).Str("path", cfg.Policy.Path).Strs("files", files)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	p := newPipeline(cfg, pol, aw, log)
+	gws, err := buildListeners(cfg, p, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, g := range gws {
+			g.Engine.Close()
+		}
+	}()
+
+	lns := make([]net.Listener, len(gws))
+	for i, g := range gws {
+		addr, _ := config.ListenAddr(cfg.Listeners[i].Listen)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns[:i] {
+				l.Close()
+			}
+			return &config.Error{File: cfg.File, Line: cfg.Listeners[i].Line(), Key: cfg.Listeners[i].Key("listen"), Msg: err.Error()}
+		}
+		lns[i] = ln
+		log.Info().Str("listener", g.Name).Str("protocol", g.Protocol).Str("listen", ln.Addr().String()).
+			Str("upstream", g.Target.Upstream).Msg("listening")
+	}
+	_ = aw.Record("gateway.start", true, func(e *zerolog.Event) {
+		e.Str("version", versionString()).Str("boot_id", bootID).Str("config", cfg.File).
+			Str("policy_revision", pol.Revision()).Str("policy_mode", cfg.Policy.Mode)
+	})
+	log.Info().Str("policy_revision", pol.Revision()).Str("mode", cfg.Policy.Mode).
+		Str("audit", cfg.Audit.Path).Msg("gateway ready")
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, g := range gws {
+		wg.Go(func() {
+			if err := g.Serve(runCtx, lns[i]); err != nil {
+				log.Error().Err(err).Str("listener", g.Name).Msg("listener stopped")
+			}
+		})
+	}
+	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			changed, err := pol.Reload()
+			switch {
+			case err != nil:
+				log.Error().Err(err).Msg("policy reload on SIGHUP failed; the running policy stays")
+			case changed:
+				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
+			default:
+				log.Info().Msg("SIGHUP: policy unchanged")
+			}
+		}
+	}
+	log.Info().Msg("shutting down")
+	stop()
+	wg.Wait()
+	_ = aw.Record("gateway.stop", true, func(e *zerolog.Event) { e.Str("boot_id", bootID) })
+	return nil
+}
+
+func newPolicy(cfg *config.Config, log zerolog.Logger, onLoad func(string, []string, error)) (*policy.Engine, error) {
+	pol, err := policy.New(policy.Options{Path: cfg.Policy.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return pol, nil
+}
+
+func newPipeline(cfg *config.Config, d gateway.Decider, a gateway.Auditor, log zerolog.Logger) *gateway.Pipeline {
+	return &gateway.Pipeline{
+		Decider:                 d,
+		Auditor:                 a,
+		Monitor:                 cfg.Policy.Mode == config.ModeMonitor,
+		DecisionTimeout:         cfg.Policy.Timeout,
+		DenyReadsOnAuditFailure: cfg.Audit.ReadsOnFailure == "deny",
+		Log:                     log,
+	}
+}
+
+// buildListeners builds every listener's engine; nothing is dialed or bound.
+func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger) ([]*gateway.Listener, error) {
+	inv := gateway.NewInventory(cfg.Inventory())
+	var out []*gateway.Listener
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		newEngine, _ := gateway.Lookup(l.Protocol) // checked in config.Load
+		target := gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1}
+		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
+		llog := log.With().Str("listener", l.Name).Logger()
+		eng, err := newEngine(gateway.EngineSpec{
+			Listener: l.Name, Upstream: l.Upstream, Target: target, Limits: limits,
+			Pipeline: p, Options: l.Options(), Log: llog,
+		})
+		if err != nil {
+			for _, g := range out {
+				g.Engine.Close()
+			}
+			return nil, l.SectionError(err)
+		}
+		out = append(out, &gateway.Listener{
+			Name: l.Name, Protocol: l.Protocol, Gateway: cfg.Gateway.ID, Target: target,
+			Engine: eng, Pipeline: p, Identify: inv, Limits: limits, Log: llog,
+		})
+	}
+	return out, nil
+}
+
+func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
+	lvl := zerolog.InfoLevel
+	if level != "" {
+		l, err := zerolog.ParseLevel(level)
+		if err != nil {
+			return zerolog.Logger{}, err
+		}
+		lvl = l
+	}
+	switch format {
+	case "auto":
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+			}
+		}
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	case "json":
+	default:
+		return zerolog.Logger{}, errors.New("--log-format: want auto, json or console")
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,43 @@
+package policy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// BenchmarkDecide decides a write by an engineer inside the maintenance
+// window with sitePolicy, the session part of the input already cached.
+func BenchmarkDecide(b *testing.B) {
+	e := newEngine(b, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData})
+	s := testSession()
+	c := testCall(s, "write_multiple_registers", gateway.AccessWrite, inWindow)
+	ctx := context.Background()
+	if d, err := e.Decide(ctx, s, c); err != nil || !d.Allow {
+		b.Fatalf("warm-up decision %+v, %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Decide(ctx, s, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideRead is the common case: a read, which needs no window.
+func BenchmarkDecideRead(b *testing.B) {
+	e := newEngine(b, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData})
+	s := testSession()
+	c := testCall(s, "read_holding_registers", gateway.AccessRead, inWindow)
+	ctx := context.Background()
+	if _, err := e.Decide(ctx, s, c); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Decide(ctx, s, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

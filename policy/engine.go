@@ -1,0 +1,220 @@
+// Package policy is Interlock's embedded OPA: it loads the Rego policy and its
+// data from a directory, prepares the decision query once, decides every call
+// (gateway.Decider), reloads all-or-nothing, and runs the policy's own tests.
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// DefaultQuery is the decision the contract asks of every policy.
+const DefaultQuery = "data.interlock.decision"
+
+// Options configure an Engine.
+type Options struct {
+	Path    string // policy directory: .rego files and .json/.yaml/.yml data, OPA layout
+	Query   string // decision query; DefaultQuery when empty
+	Gateway string // gateway id, input.gateway.id
+	Log     zerolog.Logger
+	// OnLoad is called after each load attempt (New, and every Reload that
+	// found changed files) so the audit log can record which policy runs.
+	// rev is the revision of the files read ("" when they could not be read).
+	// It runs with reloads held off, so it must not call Reload.
+	OnLoad func(rev string, files []string, err error)
+}
+
+// Engine decides calls with the policy loaded from Options.Path. It is safe
+// for concurrent use; Reload swaps the policy atomically.
+type Engine struct {
+	opts Options
+	cur  atomic.Pointer[prepared]
+
+	mu  sync.Mutex // serialises Reload; guards sig
+	sig [32]byte   // stat signature of the files the last load attempt read
+}
+
+var _ gateway.Decider = (*Engine)(nil)
+
+// New loads, compiles and prepares the policy in opts.Path. It fails when the
+// directory holds no policy, a file does not parse or compile (the error
+// names file:line), or no rule defines the decision query.
+func New(opts Options) (*Engine, error) {
+	if opts.Path == "" {
+		return nil, errors.New("policy: no policy path configured")
+	}
+	if opts.Query == "" {
+		opts.Query = DefaultQuery
+	}
+	e := &Engine{opts: opts}
+	snap, err := readSnapshot(opts.Path)
+	var p *prepared
+	if err == nil {
+		e.sig = snap.sig
+		p, err = prepare(context.Background(), snap, opts.Query)
+	}
+	e.loaded(snap, err)
+	if err != nil {
+		return nil, err
+	}
+	e.cur.Store(p)
+	opts.Log.Info().Str("path", opts.Path).Str("policy_revision", p.rev).Strs("files", p.files).
+		Msg("policy loaded")
+	return e, nil
+}
+
+// Revision returns the revision of the policy in force.
+func (e *Engine) Revision() string { return e.cur.Load().rev }
+
+// Files returns the files, relative to Options.Path, of the policy in force.
+func (e *Engine) Files() []string { return e.cur.Load().files }
+
+// Decide evaluates the decision query for c. The session part of the input
+// is built once per session and kept in s.Cache. On error the Decision still
+// carries a fresh ID and the revision, for the deny record.
+func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+	p := e.cur.Load()
+	in, err := cachedInput(e.opts.Gateway, s, c)
+	if err != nil {
+		return p.fail(&Error{Code: CodeBadInput, Err: err})
+	}
+	return p.eval(ctx, in, c.Time)
+}
+
+// Eval decides an input built elsewhere (policy eval, replay), with
+// time.now_ns() fixed to at.
+func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
+	return e.cur.Load().eval(ctx, input, at)
+}
+
+// Reload re-reads Options.Path and swaps in the new policy when its files
+// changed. Unchanged files are a no-op. On any error the running policy
+// stays in force and the error is returned, logged and passed to OnLoad.
+func (e *Engine) Reload() (changed bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.reload(nil)
+}
+
+// reload does the work of Reload with e.mu held. sig, when not nil, is the
+// stat signature that prompted it.
+func (e *Engine) reload(sig *[32]byte) (bool, error) {
+	old := e.cur.Load()
+	snap, err := readSnapshot(e.opts.Path)
+	if err == nil {
+		e.sig = snap.sig
+		if snap.rev == old.rev {
+			return false, nil
+		}
+		var p *prepared
+		if p, err = prepare(context.Background(), snap, e.opts.Query); err == nil {
+			e.cur.Store(p)
+			e.loaded(snap, nil)
+			e.opts.Log.Info().Str("path", e.opts.Path).Str("policy_revision", p.rev).
+				Str("previous_revision", old.rev).Strs("files", p.files).Msg("policy reloaded")
+			return true, nil
+		}
+	} else if sig != nil {
+		// Do not retry an unreadable directory until it changes again.
+		e.sig = *sig
+	}
+	e.loaded(snap, err)
+	e.opts.Log.Error().Err(err).Str("path", e.opts.Path).Str("policy_revision", old.rev).
+		Msg("policy reload failed: previous policy stays in force")
+	return false, err
+}
+
+// Watch polls Options.Path every interval (a cheap stat of names, sizes and
+// modification times) and reloads when that changes, until ctx is done.
+func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr string // warn once per distinct problem, not every tick
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sig, err := statSignature(e.opts.Path)
+		if err != nil {
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				e.opts.Log.Warn().Err(err).Str("path", e.opts.Path).
+					Msg("policy watch: cannot read policy directory; policy in force stays")
+			}
+			continue
+		}
+		lastErr = ""
+		e.mu.Lock()
+		if sig != e.sig {
+			_, _ = e.reload(&sig) // logged and reported to OnLoad by reload
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) loaded(snap *snapshot, err error) {
+	if e.opts.OnLoad == nil {
+		return
+	}
+	var rev string
+	var files []string
+	if snap != nil {
+		rev, files = snap.rev, snap.names()
+	}
+	e.opts.OnLoad(rev, files, err)
+}
+
+// prepared is one loaded policy: the query prepared against its compiler and
+// store, and the revision that names it. Decisions read both from one pointer
+// so a reload mid-call never mixes them.
+type prepared struct {
+	query rego.PreparedEvalQuery
+	rev   string
+	files []string
+}
+
+func (p *prepared) eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(at),
+		rego.EvalMetrics(metrics.NoOp())) // nobody reads per-decision metrics; skip their cost
+	if err != nil {
+		return p.fail(evalError(ctx, err))
+	}
+	d, derr := decision(rs)
+	if derr != nil {
+		return p.fail(derr)
+	}
+	d.ID = gateway.NewID()
+	d.Revision = p.rev
+	return d, nil
+}
+
+func (p *prepared) fail(err *Error) (gateway.Decision, error) {
+	return gateway.Decision{ID: gateway.NewID(), Revision: p.rev}, err
+}
+
+func evalError(ctx context.Context, err error) *Error {
+	if topdown.IsCancel(err) || ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return &Error{Code: CodeCanceled, Err: err}
+		}
+		return &Error{Code: CodeTimeout, Err: fmt.Errorf("evaluation stopped at its deadline: %w", err)}
+	}
+	return &Error{Code: CodeEvalError, Err: err}
+}

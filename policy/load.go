@@ -1,0 +1,308 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// policyFile is one file of the policy directory, read once: the revision,
+// the parser and the compiler all see the same bytes.
+type policyFile struct {
+	rel  string // slash-separated path under the policy directory
+	name string // path as opened, used in error messages
+	data []byte
+}
+
+// snapshot is the policy directory as read by one load attempt.
+type snapshot struct {
+	dir   string
+	files []policyFile // sorted by rel
+	rev   string
+	sig   [32]byte
+}
+
+func (s *snapshot) names() []string {
+	out := make([]string, len(s.files))
+	for i, f := range s.files {
+		out[i] = f.rel
+	}
+	return out
+}
+
+// runtimeFile reports whether a file belongs to the runtime policy: Rego
+// (without its tests) and data. Hidden names are skipped so editor files,
+// .git and Kubernetes' ..data directories are never loaded.
+func runtimeFile(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	switch path.Ext(name) {
+	case ".rego":
+		return !strings.HasSuffix(name, "_test.rego")
+	case ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// walkPolicy calls fn for every runtime file under dir, with its stat
+// (symbolic links followed).
+func walkPolicy(dir string, fn func(rel, name string, info fs.FileInfo) error) error {
+	root, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !root.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if name == dir {
+			return nil
+		}
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !runtimeFile(d.Name()) {
+			return nil
+		}
+		info, err := os.Stat(name)
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil // a link to a directory: not followed, to stay clear of cycles
+		}
+		rel, err := filepath.Rel(dir, name)
+		if err != nil {
+			return err
+		}
+		return fn(filepath.ToSlash(rel), name, info)
+	})
+}
+
+// sigWriter folds one file's stat into a signature.
+func sigWriter(h hash.Hash, rel string, info fs.FileInfo) {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(info.Size()))
+	binary.BigEndian.PutUint64(b[8:], uint64(info.ModTime().UnixNano()))
+	_, _ = h.Write([]byte(rel))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(b[:])
+}
+
+// statSignature is the cheap change detector of Watch: names, sizes and
+// modification times of the runtime files.
+func statSignature(dir string) ([32]byte, error) {
+	h := sha256.New()
+	err := walkPolicy(dir, func(rel, _ string, info fs.FileInfo) error {
+		sigWriter(h, rel, info)
+		return nil
+	})
+	var sig [32]byte
+	h.Sum(sig[:0])
+	return sig, err
+}
+
+// readSnapshot reads every runtime file of dir. The stat signature is taken
+// before each read, so a file changed after its stat is seen by the next poll.
+func readSnapshot(dir string) (*snapshot, error) {
+	s := &snapshot{dir: dir}
+	sh := sha256.New()
+	err := walkPolicy(dir, func(rel, name string, info fs.FileInfo) error {
+		sigWriter(sh, rel, info)
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		s.files = append(s.files, policyFile{rel: rel, name: name, data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", dir, err)
+	}
+	sh.Sum(s.sig[:0])
+	slices.SortFunc(s.files, func(a, b policyFile) int { return strings.Compare(a.rel, b.rel) })
+
+	// The revision covers names and contents, length-prefixed so that no two
+	// different directories hash alike.
+	h := sha256.New()
+	for _, f := range s.files {
+		var n [8]byte
+		_, _ = h.Write([]byte(f.rel))
+		binary.BigEndian.PutUint64(n[:], uint64(len(f.data)))
+		_, _ = h.Write(n[:])
+		_, _ = h.Write(f.data)
+	}
+	s.rev = hex.EncodeToString(h.Sum(nil))[:16]
+	return s, nil
+}
+
+// prepare parses, compiles and prepares the decision query of a snapshot.
+func prepare(ctx context.Context, s *snapshot, query string) (*prepared, error) {
+	p, err := compileSnapshot(ctx, s, query)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", s.dir, err)
+	}
+	return p, nil
+}
+
+func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared, error) {
+	modules := map[string]*ast.Module{}
+	docs := map[string]any{}
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
+	for _, f := range s.files {
+		if path.Ext(f.rel) == ".rego" {
+			m, err := ast.ParseModuleWithOpts(f.name, string(f.data), popts)
+			if err != nil {
+				return nil, err
+			}
+			modules[f.name] = m
+			continue
+		}
+		if err := loadData(docs, f); err != nil {
+			return nil, err
+		}
+	}
+	if len(modules) == 0 {
+		return nil, errors.New("no .rego files (test files *_test.rego do not count)")
+	}
+	data, err := ast.InterfaceToValue(docs)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	store := inmem.NewFromASTObject(data.(ast.Object))
+
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Abort(ctx, txn)
+	c := ast.NewCompiler().
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).
+		WithEnablePrintStatements(false)
+	if c.Compile(modules); c.Failed() {
+		return nil, c.Errors
+	}
+	if err := checkDefined(c, query); err != nil {
+		return nil, err
+	}
+
+	pq, err := rego.New(
+		rego.Query(query),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(true), // a builtin error denies instead of making a deny rule undefined
+		rego.GenerateJSON(termValue),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{query: pq, rev: s.rev, files: s.names()}, nil
+}
+
+// checkDefined refuses a policy in which no rule defines the decision: it
+// would deny every call with policy_undefined.
+func checkDefined(c *ast.Compiler, query string) error {
+	body, err := ast.ParseBodyWithOpts(query, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return fmt.Errorf("decision query %q: %w", query, err)
+	}
+	if len(body) != 1 {
+		return nil
+	}
+	t, ok := body[0].Terms.(*ast.Term)
+	if !ok {
+		return nil
+	}
+	ref, ok := t.Value.(ast.Ref)
+	if !ok || !ref.HasPrefix(ast.DefaultRootRef) {
+		return nil
+	}
+	if len(c.GetRules(ref.GroundPrefix())) == 0 {
+		return fmt.Errorf("no rule defines %s (want a `decision` rule in package %s)",
+			ref.GroundPrefix(), packageOf(ref))
+	}
+	return nil
+}
+
+func packageOf(ref ast.Ref) string {
+	g := ref.GroundPrefix()
+	if len(g) < 3 {
+		return "interlock"
+	}
+	return g[1 : len(g)-1].String()
+}
+
+// loadData merges a data file into docs under its directory path, as the OPA
+// loader does: policy/sites/a/data.json becomes data.sites.a.
+func loadData(docs map[string]any, f policyFile) error {
+	var v any
+	var err error
+	if path.Ext(f.rel) == ".json" {
+		err = util.UnmarshalJSON(f.data, &v)
+	} else {
+		err = util.Unmarshal(f.data, &v)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.name, err)
+	}
+	dirs := strings.Split(path.Dir(f.rel), "/")
+	if dirs[0] == "." {
+		dirs = nil
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		v = map[string]any{dirs[i]: v}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: a data file at the top of the policy directory must hold an object", f.name)
+	}
+	if at := mergeDoc(docs, obj, nil); at != nil {
+		return fmt.Errorf("%s: data.%s is also defined by another data file", f.name, strings.Join(at, "."))
+	}
+	return nil
+}
+
+// mergeDoc merges src into dst and returns the path of the first conflict
+// (a key both define, where not both are objects), or nil.
+func mergeDoc(dst, src map[string]any, at []string) []string {
+	for k, sv := range src {
+		dv, ok := dst[k]
+		if !ok {
+			dst[k] = sv
+			continue
+		}
+		dm, dok := dv.(map[string]any)
+		sm, sok := sv.(map[string]any)
+		if !dok || !sok {
+			return append(slices.Clone(at), k)
+		}
+		if c := mergeDoc(dm, sm, append(at, k)); c != nil {
+			return c
+		}
+	}
+	return nil
+}
