@@ -31,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for _ in $(seq 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/5020) 2>/dev/null && break
+  grep -q "gateway ready" "$run/gateway.log" 2>/dev/null && break
   kill -0 "$gw" 2>/dev/null || { echo "the gateway did not start:"; cat "$run/gateway.log"; exit 1; }
   sleep 0.1
 done
