@@ -41,3 +41,35 @@ func BenchmarkDecideRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecideQuickstart decides with the quickstart example policy
+// (examples/quickstart/policy), the one `make bench` runs the gateway with.
+func BenchmarkDecideQuickstart(b *testing.B) {
+	e, err := New(Options{Path: "../examples/quickstart/policy", Gateway: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		function string
+		access   gateway.Access
+	}{
+		{"read", "read_holding_registers", gateway.AccessRead},
+		{"write", "write_multiple_registers", gateway.AccessWrite},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := testSession()
+			c := testCall(s, tc.function, tc.access, inWindow)
+			ctx := context.Background()
+			if _, err := e.Decide(ctx, s, c); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Decide(ctx, s, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -16,29 +16,29 @@ op := input.operation
 
 # Session open: anyone may connect; unknown sources are flagged.
 decision := {"allow": true, "alert": unknown_source, "reasons": ["session"]} if {
-	op.access == "session"
+	input.operation.access == "session"
 }
 
 decision := {"allow": true, "alert": unknown_source, "reasons": ["read"]} if {
-	op.access == "read"
+	input.operation.access == "read"
 }
 
 # Device identification and comm counters are reads of the device itself.
 decision := {"allow": true, "alert": unknown_source, "reasons": ["diagnostic_read"]} if {
-	op.access == "diagnostic"
-	op.function != "diagnostics"
+	input.operation.access == "diagnostic"
+	input.operation.function != "diagnostics"
 }
 
 decision := {"allow": false, "alert": true, "reasons": ["diagnostics_denied"]} if {
-	op.function == "diagnostics"
+	input.operation.function == "diagnostics"
 }
 
 decision := {"allow": false, "alert": true, "reasons": ["unknown_function_denied"]} if {
-	op.access == "program"
+	input.operation.access == "program"
 }
 
 decision := {"allow": count(write_denials) == 0, "alert": alert_write, "reasons": write_reasons} if {
-	op.access == "write"
+	input.operation.access == "write"
 }
 
 default unknown_source := false
