@@ -78,7 +78,7 @@ func (w *Writer) Result(ctx context.Context, s *gateway.Session, c *gateway.Call
 		e.Str(FieldDetail, r.Detail)
 	}
 	e.Int64(FieldLatencyUS, r.Latency.Microseconds())
-	if err := w.commit(ctx, e, false); err != nil {
+	if err := w.commitDeferred(ctx, e); err != nil {
 		w.logFailure(EventResult, s.ID, err)
 	}
 }

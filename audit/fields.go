@@ -72,6 +72,7 @@ const (
 	FieldPolicyRevision = "policy_revision"
 	FieldDecisionID     = "decision_id"
 	FieldMode           = "mode"
+	FieldCached         = "cached" // present (true) only for a verdict from the decision cache
 
 	// session.open
 	FieldSuccess = "success"

@@ -117,6 +117,9 @@ func (o decisionObject) MarshalZerologObject(e *zerolog.Event) {
 		Str(FieldPolicyRevision, o.d.Revision).
 		Str(FieldDecisionID, o.d.ID).
 		Str(FieldMode, o.d.Mode)
+	if o.d.Cached {
+		e.Bool(FieldCached, true)
+	}
 }
 
 // appendTime writes t in UTC as RFC 3339 with nanoseconds, the form the

@@ -63,6 +63,9 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 			stopping = true
 		}
 		w.mu.Lock()
+		if err := w.flushLocked(); err != nil {
+			w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write deferred result records")
+		}
 		r, end := w.next, w.off
 		w.next = nil
 		w.mu.Unlock()

@@ -99,13 +99,19 @@ type Writer struct {
 	closed    bool
 	seq       uint64 // seq of the last good record
 	prevHex   [hashHexLen]byte
-	last      time.Time // time of the last record
-	off       int64     // end of the last good record
-	tailDirty bool      // a failed write may have left bytes after off
+	sum       [sha256.Size]byte // hash of the record being sealed
+	last      time.Time         // time of the last record
+	off       int64             // end of the last good record
+	tailDirty bool              // a failed write may have left bytes after off
 	enc       zerolog.Logger
 	line      lineBuffer       // the record being encoded
 	dec       gateway.Decision // Call's decision while it is encoded, so it need not escape
 	next      *round           // the fsync round durable records join
+
+	// pending holds sealed result records not yet written: they go out
+	// in front of the next record, or after maxDeferral (see commitDeferred).
+	pending    []byte
+	flushTimer *time.Timer
 
 	kick     chan struct{} // a durable record is waiting
 	stop     chan struct{}
@@ -159,6 +165,8 @@ func Open(opts Options) (*Writer, error) {
 		done:    make(chan struct{}),
 	}
 	w.enc = zerolog.New(&w.line)
+	w.flushTimer = time.AfterFunc(time.Hour, w.flushPending)
+	w.flushTimer.Stop()
 	if err := w.open(created); err != nil {
 		f.Close()
 		return nil, err
@@ -276,8 +284,71 @@ func (w *Writer) begin(event string) (*zerolog.Event, error) {
 	return e, nil
 }
 
-// commit ends the record begun by begin, writes it, unlocks, and for a
-// durable record waits for the fsync that covers it.
+// Deferral of result records.
+const (
+	// maxDeferral bounds how long a result record waits in memory when no
+	// other record follows it.
+	maxDeferral = 5 * time.Millisecond
+	// maxPending bounds the deferred bytes; past it records go out at once.
+	maxPending = 256 << 10
+)
+
+// commitDeferred ends a record that may wait in memory, sealed into the
+// chain, until the next record is written (in the same write) or
+// maxDeferral passes. Under load a call's result record then shares the
+// write of the next call record instead of costing a write of its own; a
+// crash of the process loses at most maxDeferral of result records, never a
+// call record (those are written before the call is forwarded).
+func (w *Writer) commitDeferred(ctx context.Context, e *zerolog.Event) error {
+	e.Bytes(FieldPrev, w.prevHex[:])
+	e.Send()
+	if !w.seal() {
+		err := fmt.Errorf("audit: %s: bad record", w.path)
+		w.mu.Unlock()
+		return err
+	}
+	if len(w.pending)+len(w.line.b) > maxPending {
+		err := w.writeSealed()
+		w.mu.Unlock()
+		return err
+	}
+	if len(w.pending) == 0 {
+		w.flushTimer.Reset(maxDeferral)
+	}
+	w.pending = append(w.pending, w.line.b...)
+	w.advance()
+	w.mu.Unlock()
+	return nil
+}
+
+// flushPending writes the deferred records (maxDeferral passed).
+func (w *Writer) flushPending() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.flushLocked(); err != nil {
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write deferred result records; retrying with the next record")
+		w.flushTimer.Reset(maxDeferral * 20)
+	}
+}
+
+// flushLocked writes the deferred records; w.mu is held.
+func (w *Writer) flushLocked() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if err := w.writeAt(w.pending); err != nil {
+		return err
+	}
+	w.pending = w.pending[:0]
+	if cap(w.pending) > maxPending {
+		w.pending = nil
+	}
+	return nil
+}
+
+// commit ends the record begun by begin, writes it (after any deferred
+// records, in one write), unlocks, and for a durable record waits for the
+// fsync that covers it.
 func (w *Writer) commit(ctx context.Context, e *zerolog.Event, durable bool) error {
 	e.Bytes(FieldPrev, w.prevHex[:])
 	e.Send()
@@ -296,24 +367,70 @@ func (w *Writer) commit(ctx context.Context, e *zerolog.Event, durable bool) err
 	return w.wait(ctx, r)
 }
 
-// write seals the encoded record with its hash and writes it at the end of
-// the last good record. On failure the file is cut back and the chain does
-// not advance, so the next record retries at the same offset.
+// write seals the encoded record with its hash and writes it, after any
+// deferred records, at the end of the last good record. On failure the file
+// is cut back and the chain does not advance, so the next record retries at
+// the same offset.
 func (w *Writer) write() error {
-	b := w.line.b
-	n := len(b)
-	if n < 2 || !bytes.HasSuffix(b, []byte("}\n")) {
+	n := len(w.line.b)
+	if !w.seal() {
+		if n+hashFieldLen > maxRecordSize {
+			return fmt.Errorf("audit: %s: record of %d bytes is over the %d byte limit", w.path, n, maxRecordSize)
+		}
 		return fmt.Errorf("audit: %s: zerolog did not produce a JSON object", w.path)
 	}
-	if n+hashFieldLen > maxRecordSize {
-		return fmt.Errorf("audit: %s: record of %d bytes is over the %d byte limit", w.path, n, maxRecordSize)
+	return w.writeSealed()
+}
+
+// seal appends the hash field to the encoded record in w.line.b and keeps
+// its hash in w.sum; it reports false for a record that cannot be written.
+func (w *Writer) seal() bool {
+	b := w.line.b
+	n := len(b)
+	if n < 2 || !bytes.HasSuffix(b, []byte("}\n")) || n+hashFieldLen > maxRecordSize {
+		return false
 	}
-	sum := sha256.Sum256(b[:n-1])
+	w.sum = sha256.Sum256(b[:n-1])
 	b = append(b[:n-2], hashKey...)
-	b = hex.AppendEncode(b, sum[:])
+	b = hex.AppendEncode(b, w.sum[:])
 	b = append(b, hashEnd+"\n"...)
 	w.line.b = b
+	return true
+}
 
+// advance moves the chain past the record just sealed.
+func (w *Writer) advance() {
+	w.seq++
+	hex.Encode(w.prevHex[:], w.sum[:])
+	w.records.Add(1)
+}
+
+// writeSealed writes the deferred records and the sealed record in one write
+// and advances the chain past the record.
+func (w *Writer) writeSealed() error {
+	var err error
+	if len(w.pending) == 0 {
+		err = w.writeAt(w.line.b)
+	} else {
+		keep := len(w.pending)
+		w.pending = append(w.pending, w.line.b...)
+		if err = w.writeAt(w.pending); err != nil {
+			w.pending = w.pending[:keep] // still sealed in the chain; they go out with the next record
+		} else {
+			w.pending = w.pending[:0]
+			w.flushTimer.Stop()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	w.advance()
+	return nil
+}
+
+// writeAt writes b at the end of the last good write; on failure it cuts
+// the file back so that no partial record stays.
+func (w *Writer) writeAt(b []byte) error {
 	if w.tailDirty {
 		if err := w.f.Truncate(w.off); err != nil {
 			w.writeErrors.Add(1)
@@ -329,9 +446,6 @@ func (w *Writer) write() error {
 		return fmt.Errorf("audit: writing %s: %w", w.path, err)
 	}
 	w.off += int64(len(b))
-	w.seq++
-	hex.Encode(w.prevHex[:], sum[:])
-	w.records.Add(1)
 	return nil
 }
 
@@ -344,6 +458,7 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
+	w.flushTimer.Stop() // the sync loop writes what is deferred before its last fsync
 	w.mu.Unlock()
 	close(w.stop)
 	<-w.done

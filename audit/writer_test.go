@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -354,22 +355,60 @@ func TestWriteFailureKeepsChain(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), l.path) {
 		t.Fatalf("Call = %v, want ENOSPC naming the file", err)
 	}
+	// The result record is deferred: it waits in memory, sealed into the
+	// chain, and its failing write is reported in the operational log.
 	w.Result(ctx, s, writeCall("w1"), &gateway.Result{Status: gateway.StatusDenied, Detail: gateway.ReasonAuditUnavailable})
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(l.log.String(), "no space left") && time.Now().Before(deadline) {
+		time.Sleep(maxDeferral)
+	}
 	if !strings.Contains(l.log.String(), `"level":"error"`) || !strings.Contains(l.log.String(), "no space left") {
-		t.Errorf("the lost result record is not in the operational log: %s", l.log)
+		t.Errorf("the failing write of the deferred result record is not in the operational log: %s", l.log)
 	}
 	if got := fileSize(t, l.path); got != size {
 		t.Fatalf("file is %d bytes after the failed writes, want %d: a partial record was left", got, size)
 	}
 	l.verify(t, 3)
-	if st := w.Stats(); st.Seq != 3 || st.WriteErrors != 2 {
-		t.Errorf("stats = %+v", st)
+	if st := w.Stats(); st.Seq != 4 || st.WriteErrors < 2 {
+		t.Errorf("stats = %+v; want seq 4 (the deferred result) and at least 2 write errors", st)
 	}
 
-	// The disk has room again: the chain goes on at seq 4.
+	// The disk has room again: the deferred result and the next call go out
+	// together and the chain goes on, nothing lost.
 	l.ff.set(func(f *faultFile) { f.limit = -1 })
 	if err := w.Call(ctx, s, writeCall("w2"), allow()); err != nil {
 		t.Fatal(err)
+	}
+	w.Close()
+	l.verify(t, 5)
+}
+
+func TestResultRecordsAreDeferredBriefly(t *testing.T) {
+	l := newTestLog(t)
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	writeSome(t, w, 1)
+	before := fileSize(t, l.path)
+	w.Result(ctx, s, readCall("r1"), &gateway.Result{Status: gateway.StatusOK})
+	// Alone, it reaches the file within maxDeferral (give a loaded machine room).
+	deadline := time.Now().Add(2 * time.Second)
+	for fileSize(t, l.path) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("a deferred result record never reached the file")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Followed by a call record, it goes out first (in the same write when
+	// the call comes within maxDeferral).
+	w.Result(ctx, s, readCall("r2"), &gateway.Result{Status: gateway.StatusOK})
+	if err := w.Call(ctx, s, readCall("r3"), allow()); err != nil {
+		t.Fatal(err)
+	}
+	lines := l.lines(t)
+	n := len(lines)
+	if n != 4 || !bytes.Contains(lines[2], []byte(`"event":"result"`)) || !bytes.Contains(lines[3], []byte(`"event":"call"`)) {
+		t.Fatalf("the result record did not go out in front of the next call record:\n%s", bytes.Join(lines, nil))
 	}
 	w.Close()
 	l.verify(t, 4)

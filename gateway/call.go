@@ -93,6 +93,9 @@ type Decision struct {
 	// Mode is "enforce" or "monitor"; in monitor mode a deny is forwarded
 	// with Alert set, and the record keeps the policy's own verdict.
 	Mode string
+	// Cached is set when the verdict came from the decision cache: the same
+	// input (but for time and ids) was decided within the cache's TTL.
+	Cached bool
 }
 
 // Reasons set by the gateway itself (stable codes, usable as metric labels).

@@ -43,20 +43,24 @@ func BenchmarkDecideRead(b *testing.B) {
 }
 
 // BenchmarkDecideQuickstart decides with the quickstart example policy
-// (examples/quickstart/policy), the one `make bench` runs the gateway with.
+// (examples/quickstart/policy), the one `make bench` runs the gateway with,
+// with the decision cache off and on (a polling client repeating one call).
 func BenchmarkDecideQuickstart(b *testing.B) {
-	e, err := New(Options{Path: "../examples/quickstart/policy", Gateway: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name     string
 		function string
 		access   gateway.Access
+		noCache  bool
 	}{
-		{"read", "read_holding_registers", gateway.AccessRead},
-		{"write", "write_multiple_registers", gateway.AccessWrite},
+		{"read/uncached", "read_holding_registers", gateway.AccessRead, true},
+		{"write/uncached", "write_multiple_registers", gateway.AccessWrite, true},
+		{"read/cached", "read_holding_registers", gateway.AccessRead, false},
+		{"write/cached", "write_multiple_registers", gateway.AccessWrite, false},
 	} {
+		e, err := New(Options{Path: "../examples/quickstart/policy", Gateway: "bench", NoCache: tc.noCache})
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run(tc.name, func(b *testing.B) {
 			s := testSession()
 			c := testCall(s, tc.function, tc.access, inWindow)

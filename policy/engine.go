@@ -34,13 +34,21 @@ type Options struct {
 	// rev is the revision of the files read ("" when they could not be read).
 	// It runs with reloads held off, so it must not call Reload.
 	OnLoad func(rev string, files []string, err error)
+
+	// Cache decisions of repeated identical calls (see decisionCache) for
+	// CacheTTL (DefaultCacheTTL when 0), at most CacheEntries of them
+	// (DefaultCacheEntries when 0). NoCache turns the cache off.
+	NoCache      bool
+	CacheTTL     time.Duration
+	CacheEntries int
 }
 
 // Engine decides calls with the policy loaded from Options.Path. It is safe
 // for concurrent use; Reload swaps the policy atomically.
 type Engine struct {
-	opts Options
-	cur  atomic.Pointer[prepared]
+	opts  Options
+	cur   atomic.Pointer[prepared]
+	cache *decisionCache // nil when off
 
 	mu  sync.Mutex // serialises Reload; guards sig
 	sig [32]byte   // stat signature of the files the last load attempt read
@@ -59,6 +67,9 @@ func New(opts Options) (*Engine, error) {
 		opts.Query = DefaultQuery
 	}
 	e := &Engine{opts: opts}
+	if !opts.NoCache {
+		e.cache = newDecisionCache(opts.CacheTTL, opts.CacheEntries)
+	}
 	snap, err := readSnapshot(opts.Path)
 	var p *prepared
 	if err == nil {
@@ -81,16 +92,32 @@ func (e *Engine) Revision() string { return e.cur.Load().rev }
 // Files returns the files, relative to Options.Path, of the policy in force.
 func (e *Engine) Files() []string { return e.cur.Load().files }
 
-// Decide evaluates the decision query for c. The session part of the input
-// is built once per session and kept in s.Cache. On error the Decision still
-// carries a fresh ID and the revision, for the deny record.
+// Decide evaluates the decision query for c, or answers from the decision
+// cache when the same call was decided within its TTL. The session part of
+// the input is built once per session and kept in s.Cache. On error the
+// Decision still carries a fresh ID and the revision, for the deny record.
 func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
 	p := e.cur.Load()
-	in, err := cachedInput(e.opts.Gateway, s, c)
+	si := sessionInputFor(e.opts.Gateway, s)
+	var key []byte
+	if e.cache != nil {
+		if k, ok := si.cacheKey(c); ok {
+			if v, hit := e.cache.get(p.rev, k, c.Time); hit {
+				return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons,
+					ID: gateway.NewID(), Revision: p.rev, Cached: true}, nil
+			}
+			key = k
+		}
+	}
+	in, err := si.input(c, false)
 	if err != nil {
 		return p.fail(&Error{Code: CodeBadInput, Err: err})
 	}
-	return p.eval(ctx, in, c.Time)
+	d, err := p.eval(ctx, in, c.Time)
+	if err == nil && key != nil {
+		e.cache.put(p.rev, key, c.Time, d)
+	}
+	return d, err
 }
 
 // Eval decides an input built elsewhere (policy eval, replay), with

@@ -80,9 +80,11 @@ func policyDir(t testing.TB, files map[string]string) string {
 	return dir
 }
 
+// newEngine loads files with the decision cache off, so every Decide
+// evaluates; cache_test.go turns it on.
 func newEngine(t testing.TB, files map[string]string) *Engine {
 	t.Helper()
-	e, err := New(Options{Path: policyDir(t, files), Gateway: "site-a-gw1", Log: zerolog.Nop()})
+	e, err := New(Options{Path: policyDir(t, files), Gateway: "site-a-gw1", Log: zerolog.Nop(), NoCache: true})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -78,16 +78,24 @@ func Input(gatewayID string, s *gateway.Session, c *gateway.Call) ast.Value {
 	return v
 }
 
-// cachedInput builds the input for c, reusing the session part kept in
-// s.Cache while the session's identity fields stay what they were: an engine
-// may fill in the user or security mode after the session opened.
-func cachedInput(gatewayID string, s *gateway.Session, c *gateway.Call) (ast.Value, error) {
+// sessionInputFor returns the session part of the input kept in s.Cache,
+// rebuilt when the session's identity fields changed: an engine may fill in
+// the user or security mode after the session opened.
+func sessionInputFor(gatewayID string, s *gateway.Session) *sessionInput {
 	si, ok := s.Cache.(*sessionInput)
 	if !ok || !si.matches(gatewayID, s) {
 		si = newSessionInput(gatewayID, s)
 		s.Cache = si
 	}
-	return si.input(c, false)
+	return si
+}
+
+// cacheKey returns the decision cache key of c: the session's key followed
+// by the call's. The slice is reused by the next call of the session.
+func (si *sessionInput) cacheKey(c *gateway.Call) ([]byte, bool) {
+	var ok bool
+	si.keyBuf, ok = appendCallKey(append(si.keyBuf[:0], si.key...), c)
+	return si.keyBuf, ok
 }
 
 // sessionInput is the part of the input that is the same for every call of a
@@ -104,6 +112,9 @@ type sessionInput struct {
 	// The last target seen: nearly every call goes to the session's own.
 	target  gateway.Target
 	targetT *ast.Term
+
+	key    []byte // the session part of the decision cache key
+	keyBuf []byte // the whole key of the current call
 }
 
 func (si *sessionInput) matches(gatewayID string, s *gateway.Session) bool {
@@ -165,6 +176,7 @@ func newSessionInput(gatewayID string, s *gateway.Session) *sessionInput {
 	si.principalT = ast.NewTerm(prin)
 
 	si.protocolT = ast.InternedTerm(s.Protocol)
+	si.key = appendSessionKey(nil, gatewayID, s)
 	return si
 }
 

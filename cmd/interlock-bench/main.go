@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -36,10 +37,10 @@ func main() {
 	warm := flag.Duration("warmup", time.Second, "unmeasured time before each run")
 	runs := flag.Int("runs", 3, "runs per cell; the median is reported")
 	connList := flag.String("conns", "1,16", "client connection counts")
-	upConns := flag.Int("upstream-conns", 1, "gateway connections to the upstream (modbus.upstream_conns)")
 	qty := flag.Int("quantity", 10, "registers per read")
+	profile := flag.String("cpu-profile", "", "write the gateway's CPU profile to this file")
 	flag.Parse()
-	if err := run(*bin, *haproxy, *policyDir, *dur, *warm, *runs, *connList, *upConns, *qty); err != nil {
+	if err := run(*bin, *haproxy, *policyDir, *dur, *warm, *runs, *connList, *qty, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "interlock-bench:", err)
 		os.Exit(1)
 	}
@@ -50,7 +51,18 @@ type path struct {
 	addr string
 }
 
-func run(bin, haproxyBin, policyDir string, dur, warm time.Duration, runs int, connList string, upConns, qty int) error {
+// Path names; the ratios compare the gateway with as many upstream
+// connections as the relay opens (one per client) to the relay. The gateway
+// with its default single shared upstream connection is shown beside them:
+// there every request waits its turn on the one connection to the device.
+const (
+	pathDirect = "direct"
+	pathRelay  = "relay (haproxy)"
+	pathGW     = "interlock"
+	pathGW1    = "interlock, 1 upstream conn"
+)
+
+func run(bin, haproxyBin, policyDir string, dur, warm time.Duration, runs int, connList string, qty int, profile string) error {
 	var conns []int
 	for _, f := range strings.Split(connList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -73,6 +85,7 @@ func run(bin, haproxyBin, policyDir string, dur, warm time.Duration, runs int, c
 	}
 	defer os.RemoveAll(work)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer children.Wait()
 	defer cancel()
 
 	simAddr := freeAddr()
@@ -99,31 +112,16 @@ backend plc
 	if err := start(ctx, work, "haproxy", haproxyBin, "-f", hcfg, "-db"); err != nil {
 		return fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
 	}
-	gwAddr := freeAddr()
-	gcfg := filepath.Join(work, "gateway.yaml")
-	if err := os.WriteFile(gcfg, []byte(fmt.Sprintf(`gateway:
-  id: bench
-  log_level: warn
-listeners:
-  - name: plc1
-    protocol: modbus
-    listen: %s
-    upstream: tcp://%s
-    limits: {max_conns: 200}
-    modbus: {upstream_conns: %d}
-sources:
-  - {address: 127.0.0.1, name: ews-alice, owner: alice, user: alice, roles: [engineer]}
-policy:
-  path: %s
-audit:
-  path: %s
-`, gwAddr, simAddr, upConns, absPolicy, filepath.Join(work, "audit.jsonl"))), 0o644); err != nil {
+	maxConns := slices.Max(conns)
+	gwAddr, err := startGateway(ctx, work, "gateway", absBin, simAddr, absPolicy, maxConns, profile)
+	if err != nil {
 		return err
 	}
-	if err := start(ctx, work, "gateway", absBin, "run", "--config", gcfg, "--log-format", "json"); err != nil {
+	gw1Addr, err := startGateway(ctx, work, "gateway1", absBin, simAddr, absPolicy, 1, "")
+	if err != nil {
 		return err
 	}
-	paths := []path{{"direct", simAddr}, {"relay (haproxy)", relayAddr}, {"interlock", gwAddr}}
+	paths := []path{{pathDirect, simAddr}, {pathRelay, relayAddr}, {pathGW, gwAddr}, {pathGW1, gw1Addr}}
 	for _, p := range paths {
 		if err := waitPort(p.addr, 10*time.Second); err != nil {
 			return fmt.Errorf("%s at %s: %w (logs in %s)", p.name, p.addr, err, work)
@@ -132,8 +130,10 @@ audit:
 
 	fmt.Printf("interlock-bench: FC 3 read of %d registers, closed loop; %d runs of %s (+%s warm-up) per cell, median shown\n",
 		qty, runs, dur, warm)
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; gateway upstream_conns %d; audit on (call + result record per read)\n\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), upConns)
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; audit on (call + result record per read), quickstart policy, decision cache on\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
+	fmt.Printf("interlock opens %d upstream connections (one per client at most, as the relay does); %q shares one\n\n",
+		maxConns, pathGW1)
 	type cell struct{ rps, p50, p99 float64 }
 	results := map[string]map[int]cell{}
 	for _, n := range conns {
@@ -151,7 +151,7 @@ audit:
 			}
 			results[p.name][n] = cell{median(rs), median(p50s), median(p99s)}
 			c := results[p.name][n]
-			fmt.Fprintf(os.Stderr, "  %-16s %2d conns: %8.0f req/s  p50 %6.1f µs  p99 %7.1f µs  (runs: %s req/s)\n",
+			fmt.Fprintf(os.Stderr, "  %-28s %2d conns: %8.0f req/s  p50 %6.1f µs  p99 %7.1f µs  (runs: %s req/s)\n",
 				p.name, n, c.rps, c.p50, c.p99, joinf(rs))
 		}
 	}
@@ -164,13 +164,44 @@ audit:
 		}
 	}
 	fmt.Println()
-	fmt.Println("| conns | throughput gateway/relay | throughput gateway/direct | p50 gateway/relay | p99 gateway/relay |")
-	fmt.Println("| ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| conns | throughput gateway/relay | throughput gateway/direct | p50 gateway/relay | p99 gateway/relay | throughput 1-upstream-conn gateway/relay |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, n := range conns {
-		g, r, d := results["interlock"][n], results["relay (haproxy)"][n], results["direct"][n]
-		fmt.Printf("| %d | %.2f | %.2f | %.2f× | %.2f× |\n", n, g.rps/r.rps, g.rps/d.rps, g.p50/r.p50, g.p99/r.p99)
+		g, r, d, g1 := results[pathGW][n], results[pathRelay][n], results[pathDirect][n], results[pathGW1][n]
+		fmt.Printf("| %d | %.2f | %.2f | %.2f× | %.2f× | %.2f |\n", n, g.rps/r.rps, g.rps/d.rps, g.p50/r.p50, g.p99/r.p99, g1.rps/r.rps)
 	}
 	return nil
+}
+
+// startGateway writes a gateway configuration with upConns upstream
+// connections and starts it; it returns the listen address.
+func startGateway(ctx context.Context, work, name, bin, simAddr, policyDir string, upConns int, profile string) (string, error) {
+	gwAddr := freeAddr()
+	gcfg := filepath.Join(work, name+".yaml")
+	if err := os.WriteFile(gcfg, []byte(fmt.Sprintf(`gateway:
+  id: bench
+  log_level: warn
+listeners:
+  - name: plc1
+    protocol: modbus
+    listen: %s
+    upstream: tcp://%s
+    limits: {max_conns: 200}
+    modbus: {upstream_conns: %d}
+sources:
+  - {address: 127.0.0.1, name: ews-alice, owner: alice, user: alice, roles: [engineer]}
+policy:
+  path: %s
+audit:
+  path: %s
+`, gwAddr, simAddr, upConns, policyDir, filepath.Join(work, name+"-audit.jsonl"))), 0o644); err != nil {
+		return "", err
+	}
+	args := []string{"run", "--config", gcfg, "--log-format", "json"}
+	if profile != "" {
+		args = append(args, "--cpu-profile", profile)
+	}
+	return gwAddr, start(ctx, work, name, bin, args...)
 }
 
 type measure struct{ rps, p50, p99 float64 }
@@ -244,12 +275,20 @@ func start(ctx context.Context, dir, name, bin string, args ...string) error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Stop with SIGTERM so the gateway shuts down cleanly (and writes its
+	// CPU profile); kill whatever is still running 5 s later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { cmd.Wait(); logf.Close() }()
+	children.Add(1)
+	go func() { cmd.Wait(); logf.Close(); children.Done() }()
 	return nil
 }
+
+// children are the processes start started; run waits for them to stop.
+var children sync.WaitGroup
 
 func freeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	fs := newFlags("run", "run --config FILE [--log-format auto|json|console]", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	logFormat := fs.String("log-format", "auto", "operational log on stderr: json, console, or auto (console on a terminal)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +40,17 @@ func cmdRun(args []string, stderr io.Writer) error {
 	log, err := newLogger(stderr, *logFormat, cfg.Gateway.LogLevel)
 	if err != nil {
 		return usageErr("run: %v", err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -138,7 +151,11 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 }
 
 func newPolicy(cfg *config.Config, log zerolog.Logger, onLoad func(string, []string, error)) (*policy.Engine, error) {
-	pol, err := policy.New(policy.Options{Path: cfg.Policy.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad})
+	dc := cfg.Policy.DecisionCache
+	pol, err := policy.New(policy.Options{
+		Path: cfg.Policy.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
+		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -79,6 +79,17 @@ type Policy struct {
 	Mode           string        `yaml:"mode"` // enforce or monitor
 	Timeout        time.Duration `yaml:"timeout"`
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	DecisionCache  DecisionCache `yaml:"decision_cache"`
+}
+
+// DecisionCache is `policy.decision_cache:`. Repeated identical calls (but
+// for time and ids) within TTL reuse the verdict; time-based rules are
+// therefore honoured within TTL. Turn it off for a policy that asks the
+// network (http.send).
+type DecisionCache struct {
+	Disabled   bool          `yaml:"disabled"`
+	TTL        time.Duration `yaml:"ttl"`         // default 1s
+	MaxEntries int           `yaml:"max_entries"` // default 65536
 }
 
 // Audit is the `audit:` section.
@@ -277,6 +288,12 @@ func (c *Config) checkPolicy() error {
 	}
 	if p.Timeout < 0 || p.ReloadInterval < 0 {
 		return c.errf(0, "policy", "timeouts must be positive")
+	}
+	if p.DecisionCache.TTL < 0 {
+		return c.errf(0, "policy.decision_cache.ttl", "must be positive")
+	}
+	if p.DecisionCache.MaxEntries < 0 {
+		return c.errf(0, "policy.decision_cache.max_entries", "must be positive")
 	}
 	if p.Timeout == 0 {
 		p.Timeout = gateway.DefaultDecisionTimeout
