@@ -4,15 +4,17 @@
 #   mbpoll            Modbus TCP client (libmodbus)
 #   python3-pymodbus  Modbus TCP server and client (run with /usr/bin/python3)
 #   haproxy           plain TCP relay, the floor of an inline hop in benchmarks
+#   socat             a linked pty pair: a serial line for the RTU tests
 set -euo pipefail
 
 need=()
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 /usr/bin/python3 -c 'import pymodbus' >/dev/null 2>&1 || need+=(python3-pymodbus)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "peers: mbpoll, pymodbus and haproxy are installed"
+  echo "peers: mbpoll, pymodbus, haproxy and socat are installed"
   exit 0
 fi
 

@@ -52,6 +52,11 @@ type link struct {
 	// setTimeout sets the transporter's read/write timeout for the next Send;
 	// grid-x bounds reads by this field, not by the context.
 	setTimeout func(time.Duration)
+	// unbounded marks a transport whose Send the request deadline cannot
+	// stop (a serial port applies its timeout per byte, set when it opens):
+	// RoundTrip then answers at the deadline and takes the link back when
+	// its Send returns.
+	unbounded bool
 }
 
 // NewUpstream parses an upstream URL (tcp://host:port, rtuovertcp://host:port,
@@ -119,6 +124,7 @@ func tcpLink(scheme, addr string, o UpstreamOptions) *link {
 func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
 	h := mb.NewRTUClientHandler(u.Path)
 	h.IdleTimeout = o.IdleTimeout
+	h.Timeout = o.Timeout
 	q := u.Query()
 	num := func(key string, def int) (int, error) {
 		v := q.Get(key)
@@ -148,7 +154,7 @@ func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
 	if h.Parity != "N" && h.Parity != "E" && h.Parity != "O" {
 		return nil, fmt.Errorf("parity=%q is not one of N, E, O", h.Parity)
 	}
-	return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}, nil
+	return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(time.Duration) {}, unbounded: true}, nil
 }
 
 // RoundTrip sends the call's re-encoded PDU to its unit and returns the
@@ -174,9 +180,40 @@ func (u *Upstream) RoundTrip(ctx context.Context, c *gateway.Call) (*gateway.Res
 	case <-ctx.Done():
 		return exception(ExGatewayPathUnavailable), errors.New("modbus: every upstream connection busy for the whole request timeout")
 	}
+	if l.unbounded {
+		return u.roundTripBounded(ctx, l, c.Target.UnitID, req)
+	}
 	defer func() { u.free <- l }()
+	return u.exchange(ctx, l, c.Target.UnitID, req)
+}
 
-	l.pk.SetSlave(byte(c.Target.UnitID))
+// roundTripBounded runs the exchange on its own goroutine so that the client
+// is answered 0x0B at the deadline even while the link is still busy.
+func (u *Upstream) roundTripBounded(ctx context.Context, l *link, unit int, req []byte) (*gateway.Result, error) {
+	type answer struct {
+		r   *gateway.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		r, err := u.exchange(context.WithoutCancel(ctx), l, unit, req)
+		done <- answer{r, err}
+	}()
+	select {
+	case a := <-done:
+		u.free <- l
+		return a.r, a.err
+	case <-ctx.Done():
+		go func() { <-done; u.free <- l }()
+		return exception(ExGatewayTargetNoResponse), errors.New("modbus: no answer within the request timeout")
+	}
+}
+
+// exchange sends one request on l and checks the answer.
+func (u *Upstream) exchange(ctx context.Context, l *link, unit int, req []byte) (*gateway.Result, error) {
+	dl, _ := ctx.Deadline()
+
+	l.pk.SetSlave(byte(unit))
 	adu, err := l.pk.Encode(&mb.ProtocolDataUnit{FunctionCode: req[0], Data: req[1:]})
 	if err != nil {
 		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: encode: %w", err)
