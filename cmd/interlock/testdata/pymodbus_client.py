@@ -3,6 +3,10 @@
 usage: /usr/bin/python3 pymodbus_client.py PORT UNIT read ADDR COUNT
        /usr/bin/python3 pymodbus_client.py PORT UNIT write ADDR VALUE...
        /usr/bin/python3 pymodbus_client.py PORT UNIT coils ADDR VALUE...   (0/1)
+       /usr/bin/python3 pymodbus_client.py PORT UNIT read_coils ADDR COUNT
+Output: {"registers": [...]} or {"bits": [...]} on success,
+{"exception": CODE, "error": "..."} for a Modbus exception, {"error": "..."}
+otherwise.
 """
 import json
 import logging
@@ -24,6 +28,8 @@ elif op == "write":
     rr = client.write_registers(addr, args, slave=unit)
 elif op == "coils":
     rr = client.write_coils(addr, [bool(a) for a in args], slave=unit)
+elif op == "read_coils":
+    rr = client.read_coils(addr, args[0], slave=unit)
 else:
     raise SystemExit("unknown op " + op)
 client.close()
@@ -35,4 +41,6 @@ elif rr.isError():
     out["error"] = str(rr)
 else:
     out["registers"] = getattr(rr, "registers", None)
+    if op == "read_coils":
+        out["bits"] = [int(b) for b in rr.bits[: args[0]]]
 print(json.dumps(out))
