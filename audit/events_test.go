@@ -124,7 +124,7 @@ func TestCallRecordContract(t *testing.T) {
 	if rec.CallTime != "2026-11-26T02:14:27.123456789Z" {
 		t.Errorf("call_time = %q", rec.CallTime)
 	}
-	if rec.Prev != zeroHex || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(rec.Hash) {
+	if rec.Prev != GenesisPrev || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(rec.Hash) {
 		t.Errorf("prev %q hash %q", rec.Prev, rec.Hash)
 	}
 	if rec.Source.IP != "10.0.0.5" || rec.Source.Port != 50123 || rec.Source.Name != "ews-1" || rec.Source.Owner != "controls team" {
@@ -286,7 +286,7 @@ func TestHashDefinition(t *testing.T) {
 	w := l.open(t)
 	writeSome(t, w, 3)
 	w.Close()
-	prev := zeroHex
+	prev := GenesisPrev
 	re := regexp.MustCompile(`^(\{.*),"hash":"([0-9a-f]{64})"\}\n$`)
 	for i, line := range l.lines(t) {
 		m := re.FindSubmatch(line)

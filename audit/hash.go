@@ -22,8 +22,9 @@ const recordPrefix = `{"` + FieldSeq + `":`
 // without end; the writer refuses larger records.
 const maxRecordSize = 16 << 20
 
-// zeroHex is prev of the first record of a new log.
-const zeroHex = "0000000000000000000000000000000000000000000000000000000000000000"
+// GenesisPrev is prev of the first record of a new log: a log that does not
+// begin with it is missing its beginning.
+const GenesisPrev = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // splitHash checks that line (without its newline) ends in the hash field
 // and returns the recorded hash.

@@ -58,7 +58,7 @@ func (r Report) String() string {
 		return s
 	}
 	s := fmt.Sprintf("%d records in %d file(s), seq %d to %d, last hash %s", r.Records, r.Files, r.FirstSeq, r.LastSeq, r.LastHash)
-	if r.FirstPrev != zeroHex {
+	if r.FirstPrev != GenesisPrev {
 		s += ", continuing a log whose last hash is " + r.FirstPrev
 	}
 	if r.Break != nil {

@@ -63,7 +63,7 @@ func TestVerifyIntact(t *testing.T) {
 	if br != nil {
 		t.Fatal(br)
 	}
-	if rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 || rep.FirstPrev != zeroHex || len(rep.LastHash) != 64 {
+	if rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 || rep.FirstPrev != GenesisPrev || len(rep.LastHash) != 64 {
 		t.Errorf("report = %+v", rep)
 	}
 	if got, want := rep.String(), "5 records in 1 file(s), seq 1 to 5, last hash "+rep.LastHash; got != want {
@@ -168,7 +168,7 @@ func TestVerifyFilesRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Files != 2 || rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 || rep.FirstPrev != zeroHex {
+	if rep.Files != 2 || rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 || rep.FirstPrev != GenesisPrev {
 		t.Errorf("report = %+v", rep)
 	}
 

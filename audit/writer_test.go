@@ -46,7 +46,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	rep := l.verify(t, 8)
-	if rep.FirstSeq != 1 || rep.FirstPrev != zeroHex || rep.Files != 1 {
+	if rep.FirstSeq != 1 || rep.FirstPrev != GenesisPrev || rep.Files != 1 {
 		t.Errorf("report = %+v", rep)
 	}
 	want := []string{"gateway.start", "session.open", "call", "result", "call", "result", "request.rejected", "session.close"}

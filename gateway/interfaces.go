@@ -20,9 +20,17 @@ type Engine interface {
 
 // Decider is the policy engine (implemented in policy/). It returns the
 // policy's verdict for one call; an error means no verdict, and the pipeline
-// denies the call with ReasonPolicyError.
+// denies the call with ReasonPolicyError, followed by the error's code when
+// it is an ErrorCoder.
 type Decider interface {
 	Decide(ctx context.Context, s *Session, c *Call) (Decision, error)
+}
+
+// ErrorCoder is an error with a short stable code (policy_timeout,
+// policy_undefined …), usable as a reason and a metric label.
+type ErrorCoder interface {
+	error
+	ErrorCode() string
 }
 
 // Auditor writes the record of truth (implemented in audit/). Call returns an

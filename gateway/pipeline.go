@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -152,6 +153,9 @@ func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
 		}
 		d.Allow, d.Alert = false, true
 		d.Reasons = []string{ReasonPolicyError}
+		if ec, ok := errors.AsType[ErrorCoder](err); ok && ec.ErrorCode() != "" {
+			d.Reasons = append(d.Reasons, ec.ErrorCode())
+		}
 	}
 	if d.Mode == "" {
 		d.Mode = "enforce"

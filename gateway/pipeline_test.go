@@ -118,7 +118,22 @@ func TestPipelinePolicyErrorDenies(t *testing.T) {
 			}
 		})
 	}
+	t.Run("coded error", func(t *testing.T) {
+		a := &gatewaytest.Auditor{}
+		p := &gateway.Pipeline{Auditor: a, Decider: gatewaytest.Decider(func(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
+			return gateway.Decision{}, codedErr("policy_undefined")
+		})}
+		p.Handle(context.Background(), newSession(), call(gateway.AccessRead), okUpstream())
+		if d := a.Events("call")[0].Decision; !slices.Equal(d.Reasons, []string{gateway.ReasonPolicyError, "policy_undefined"}) {
+			t.Fatalf("reasons %v; want policy_error then the error's code", d.Reasons)
+		}
+	})
 }
+
+type codedErr string
+
+func (e codedErr) Error() string     { return "policy: " + string(e) }
+func (e codedErr) ErrorCode() string { return string(e) }
 
 func TestPipelineAuditFailure(t *testing.T) {
 	for _, tc := range []struct {

@@ -96,7 +96,9 @@ func TestCacheHonoursWindowCloseWithinTTL(t *testing.T) {
 func TestCacheEmptiedByReloadAndSkipsErrors(t *testing.T) {
 	e, dir := newCachedEngine(t, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData}, time.Minute)
 	s := testSession()
-	c := func(at time.Time) *gateway.Call { return testCall(s, "write_multiple_registers", gateway.AccessWrite, at) }
+	c := func(at time.Time) *gateway.Call {
+		return testCall(s, "write_multiple_registers", gateway.AccessWrite, at)
+	}
 	if d := decide(t, e, s, c(inWindow)); !d.Allow {
 		t.Fatalf("write in window denied: %+v", d)
 	}

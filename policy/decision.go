@@ -36,6 +36,10 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorCode returns the stable code; the pipeline records it beside
+// policy_error (gateway.ErrorCoder).
+func (e *Error) ErrorCode() string { return e.Code }
+
 // Code returns the code of a decision error, or "" when err is not one.
 func Code(err error) string {
 	if pe, ok := errors.AsType[*Error](err); ok {

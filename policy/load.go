@@ -164,10 +164,40 @@ func readSnapshot(dir string) (*snapshot, error) {
 func prepare(ctx context.Context, s *snapshot, query string) (*prepared, error) {
 	p, err := compileSnapshot(ctx, s, query)
 	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", s.dir, err)
+		return nil, loadError(s.dir, err)
 	}
 	return p, nil
 }
+
+// loadError makes one line of a load or compile error: the first problem as
+// file:line: code: message, and how many more there are. Rego errors carry
+// their file; others are prefixed with the policy directory.
+func loadError(dir string, err error) error {
+	var errs ast.Errors
+	if !errors.As(err, &errs) || len(errs) == 0 {
+		return fmt.Errorf("%s: %s", dir, strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	e := errs[0]
+	msg := e.Code + ": " + e.Message
+	if e.Location != nil && e.Location.File != "" {
+		msg = fmt.Sprintf("%s:%d: %s", e.Location.File, e.Location.Row, msg)
+	} else {
+		msg = dir + ": " + msg
+	}
+	if len(errs) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
+	}
+	return &oneLineError{msg: msg, err: err}
+}
+
+// oneLineError is the one-line form of an error; it unwraps to the original.
+type oneLineError struct {
+	msg string
+	err error
+}
+
+func (e *oneLineError) Error() string { return e.msg }
+func (e *oneLineError) Unwrap() error { return e.err }
 
 func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared, error) {
 	modules := map[string]*ast.Module{}

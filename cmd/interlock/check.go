@@ -17,6 +17,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *cfgPath == "" {
+		fs.Usage()
 		return usageErr("check: --config FILE is required")
 	}
 	cfg, err := config.Load(*cfgPath)

@@ -31,6 +31,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	if *cfgPath == "" {
+		fs.Usage()
 		return usageErr("run: --config FILE is required")
 	}
 	cfg, err := config.Load(*cfgPath)

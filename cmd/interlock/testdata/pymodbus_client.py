@@ -4,12 +4,15 @@ usage: /usr/bin/python3 pymodbus_client.py PORT UNIT read ADDR COUNT
        /usr/bin/python3 pymodbus_client.py PORT UNIT write ADDR VALUE...
        /usr/bin/python3 pymodbus_client.py PORT UNIT coils ADDR VALUE...   (0/1)
        /usr/bin/python3 pymodbus_client.py PORT UNIT read_coils ADDR COUNT
+The environment variable SOURCE_ADDRESS, when set, is the local address to
+connect from (such as 127.0.0.2: another workstation on the loopback).
 Output: {"registers": [...]} or {"bits": [...]} on success,
 {"exception": CODE, "error": "..."} for a Modbus exception, {"error": "..."}
 otherwise.
 """
 import json
 import logging
+import os
 import sys
 
 from pymodbus.client import ModbusTcpClient
@@ -18,7 +21,14 @@ logging.basicConfig(level=logging.CRITICAL)
 
 port, unit, op, addr = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 args = [int(a) for a in sys.argv[5:]]
-client = ModbusTcpClient("127.0.0.1", port=port, timeout=3, retries=0)
+source = os.environ.get("SOURCE_ADDRESS")
+client = ModbusTcpClient(
+    "127.0.0.1",
+    port=port,
+    timeout=3,
+    retries=0,
+    source_address=(source, 0) if source else None,
+)
 if not client.connect():
     print(json.dumps({"error": "connect"}))
     sys.exit(1)

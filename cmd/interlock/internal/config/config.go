@@ -145,6 +145,10 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and checks a configuration read from file.
 func Parse(file string, b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, yamlError(file, 0, "", nil, err)
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -152,21 +156,66 @@ func Parse(file string, b []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: file, Msg: "the file is empty"}
 		}
-		return nil, yamlError(file, 0, "", err)
+		return nil, yamlError(file, 0, "", &root, err)
 	}
 	c.File = file
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err == nil {
-		for i, line := range listenerLines(&root) {
-			if i < len(c.Listeners) {
-				c.Listeners[i].line = line
-			}
+	for i, line := range listenerLines(&root) {
+		if i < len(c.Listeners) {
+			c.Listeners[i].line = line
 		}
 	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// keyAt returns the path (gateway.id, listeners[0].limits.idle_timeout) of
+// the key or value at line in a document, or "".
+func keyAt(n *yaml.Node, line int) string {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return keyAt(n.Content[0], line)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Line == line && (v.Kind == yaml.ScalarNode || v.Line == line) {
+				return k.Value
+			}
+			if sub := keyAt(v, line); sub != "" {
+				return joinKey(k.Value, sub)
+			}
+			if k.Line == line {
+				return k.Value
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if sub := keyAt(item, line); sub != "" {
+				if strings.HasPrefix(sub, "[") {
+					return fmt.Sprintf("[%d]%s", i, sub)
+				}
+				return fmt.Sprintf("[%d].%s", i, sub)
+			}
+			if item.Line == line && item.Kind == yaml.ScalarNode {
+				return fmt.Sprintf("[%d]", i)
+			}
+		}
+	}
+	return ""
+}
+
+func joinKey(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	case strings.HasPrefix(b, "["):
+		return a + b
+	}
+	return a + "." + b
 }
 
 // listenerLines returns the line of each entry of `listeners:`.
@@ -409,7 +458,9 @@ func (l *Listener) Options() func(into any) error {
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(into); err != nil {
-			return yamlError(l.file, n.Line-1, l.key(l.Protocol), err)
+			var section yaml.Node
+			_ = yaml.Unmarshal(b, &section)
+			return yamlError(l.file, n.Line-1, l.key(l.Protocol), &section, err)
 		}
 		return nil
 	}
@@ -435,11 +486,13 @@ var (
 	unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
 	durationRe     = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into time.Duration")
 	numberRe       = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into u?int\\d*")
+	listRe         = regexp.MustCompile("cannot unmarshal !!str `([^`]*)` into \\[\\]\\w+")
 )
 
-// yamlError turns a yaml.v3 error into one Error per the first problem,
-// with line numbers shifted by offset (for re-decoded sections).
-func yamlError(file string, offset int, key string, err error) error {
+// yamlError turns a yaml.v3 error into one Error for the first problem, with
+// line numbers shifted by offset (for re-decoded sections). root, when
+// given, is the document the line refers to: the key at that line is named.
+func yamlError(file string, offset int, key string, root *yaml.Node, err error) error {
 	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
@@ -449,11 +502,17 @@ func yamlError(file string, offset int, key string, err error) error {
 	line := 0
 	if m := lineRe.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
+		if root != nil {
+			if k := keyAt(root, line); k != "" {
+				key = joinKey(key, k)
+			}
+		}
 		line += offset
 		msg = strings.Replace(msg, m[0], "", 1)
 	}
 	msg = unknownFieldRe.ReplaceAllString(msg, `unknown key "$1"`)
 	msg = durationRe.ReplaceAllString(msg, `"$1" is not a duration (such as 500ms, 5s, 2m)`)
 	msg = numberRe.ReplaceAllString(msg, `"$1" is not a whole number`)
+	msg = listRe.ReplaceAllString(msg, `"$1" is not a list (such as [$1])`)
 	return &Error{File: file, Line: line, Key: key, Msg: msg}
 }

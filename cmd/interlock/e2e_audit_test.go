@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The audit log a real gateway wrote verifies; a changed byte, a deleted
+// record, two swapped records and a cut last record each make
+// `interlock audit verify` exit 1 naming the file and line.
+func TestE2EAuditTamperDetectedByCLI(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	_, _, init := plcValues()
+	plc := startPLC(t, freePort(t), init...)
+	g := newGateway(t, gwOptions{upstreamPort: plc.port})
+	g.start(t)
+	for range 2 {
+		if r := mbpoll(t, g.port, []string{"-r", "100", "-c", "2"}); r.code != 0 {
+			t.Fatalf("read: exit %d\n%s", r.code, r.out)
+		}
+	}
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "5"); r.code == 0 {
+		t.Fatalf("write outside a window allowed\n%s", r.out)
+	}
+	if code := g.stopGateway(t); code != 0 {
+		t.Fatalf("the gateway exited %d on SIGTERM, want 0", code)
+	}
+	recs := readAudit(t, g.auditPath)
+	if last := recs[len(recs)-1]; last.str("event") != "gateway.stop" {
+		t.Fatalf("the last record is %s, want gateway.stop", last)
+	}
+	b, err := os.ReadFile(g.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) < 10 {
+		t.Fatalf("only %d records", len(lines))
+	}
+	mid := len(lines) / 2 // 0-based index of a record in the middle
+
+	join := func(ls []string) string { return strings.Join(ls, "") }
+	withLine := func(i int, s string) []string {
+		out := append([]string(nil), lines...)
+		out[i] = s
+		return out
+	}
+	flipped := strings.Replace(lines[mid], `"gateway":"e2e-gw1"`, `"gateway":"e2e-gw2"`, 1)
+	if flipped == lines[mid] {
+		t.Fatalf("record %d has no gateway field: %s", mid+1, lines[mid])
+	}
+	deleted := append(append([]string(nil), lines[:mid]...), lines[mid+1:]...)
+	swapped := withLine(mid, lines[mid+1])
+	swapped[mid+1] = lines[mid]
+	last := lines[len(lines)-1]
+	cut := withLine(len(lines)-1, last[:len(last)/2])
+
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		content string
+		line    int // the line verify must name; 0 for a log that verifies
+	}{
+		{"unchanged", string(b), 0},
+		{"one byte changed", join(withLine(mid, flipped)), mid + 1},
+		{"one record deleted", join(deleted), mid + 1},
+		{"two records swapped", join(swapped), mid + 1},
+		{"last record cut", join(cut), len(lines)},
+		// The log has no rotation: nothing may come before its first record.
+		{"first record deleted", join(lines[1:]), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".jsonl")
+			writeFile(t, path, tc.content)
+			r := interlock(t, "audit", "verify", path)
+			if tc.line == 0 {
+				if r.code != 0 || !strings.HasPrefix(r.stdout, "ok:") {
+					t.Errorf("verify: exit %d, stdout %q, stderr %q; want exit 0 and ok", r.code, r.stdout, r.stderr)
+				}
+				return
+			}
+			if r.code != 1 {
+				t.Errorf("verify: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			msg := strings.TrimSpace(r.stderr)
+			if want := fmt.Sprintf("%s:%d", path, tc.line); !strings.Contains(msg, want) {
+				t.Errorf("verify stderr %q does not name %s", msg, want)
+			}
+			if strings.Count(msg, "\n") != 0 {
+				t.Errorf("verify stderr is %d lines, want one: %q", strings.Count(msg, "\n")+1, msg)
+			}
+		})
+	}
+}
+
+// The gateway killed (SIGKILL) and a record cut by a crash: the restarted
+// gateway removes the cut line (audit.recovered), continues the chain, and
+// the whole log verifies.
+func TestE2EAuditChainSurvivesCrashAndRestart(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	v100, _, init := plcValues()
+	plc := startPLC(t, freePort(t), init...)
+	g := newGateway(t, gwOptions{upstreamPort: plc.port})
+	g.start(t)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code != 0 || r.values[100] != v100 {
+		t.Fatalf("read: exit %d\n%s", r.code, r.out)
+	}
+	// Killed right after answering: a result record may still have been in
+	// memory; what is on disk must still be a whole chain.
+	g.proc.kill()
+	verifyAudit(t, g.auditPath)
+	before := readAudit(t, g.auditPath)
+
+	// A crash in the middle of a write leaves half a line.
+	f, err := os.OpenFile(g.auditPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := fmt.Sprintf(`{"seq":%d,"time":"2026-11-26T03:00:00.000000000Z","event":"call","gate`, len(before)+1)
+	if _, err := f.WriteString(cut); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if r := interlock(t, "audit", "verify", g.auditPath); r.code != 1 {
+		t.Errorf("verify of a log with a cut last line: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+
+	g.start(t)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "1"); r.code == 0 {
+		t.Fatalf("a write outside a window was allowed after the restart\n%s", r.out)
+	}
+	if code := g.stopGateway(t); code != 0 {
+		t.Errorf("the gateway exited %d on SIGTERM, want 0", code)
+	}
+	verifyAudit(t, g.auditPath)
+	recs := readAudit(t, g.auditPath)
+	for i, r := range recs {
+		if int(r.num("seq")) != i+1 {
+			t.Fatalf("record %d has seq %v, want %d", i+1, r.get("seq"), i+1)
+		}
+	}
+	for i := range before {
+		if recs[i].str("hash") != before[i].str("hash") {
+			t.Errorf("record %d changed across the restart", i+1)
+		}
+	}
+	if n := len(eventsOf(recs, "gateway.start")); n != 2 {
+		t.Errorf("%d gateway.start records, want 2", n)
+	}
+	if n := len(eventsOf(recs, "gateway.stop")); n != 1 || recs[len(recs)-1].str("event") != "gateway.stop" {
+		t.Errorf("%d gateway.stop records, and the last record is %s; want one, at the end", n, recs[len(recs)-1].str("event"))
+	}
+	rec := eventsOf(recs, "audit.recovered")
+	if len(rec) != 1 || int(rec[0].num("truncated_bytes")) != len(cut) {
+		t.Errorf("audit.recovered records %v, want one with truncated_bytes %d", rec, len(cut))
+	}
+	if w := callRecords(recs, "write_single_register", 100); len(w) != 1 || resultOf(recs, w[0].str("call_id")) == nil {
+		t.Errorf("the write after the restart: call records %v", w)
+	}
+}

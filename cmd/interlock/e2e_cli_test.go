@@ -1,0 +1,234 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Configuration and policy mistakes stop `interlock check` (and `run`) with
+// exit 1 and one line on stderr naming the file, the line where the YAML
+// has one, and the key.
+func TestE2ECLIConfigErrors(t *testing.T) {
+	t.Parallel()
+	lineOf := func(t *testing.T, text, needle string) int {
+		t.Helper()
+		for i, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, needle) {
+				return i + 1
+			}
+		}
+		t.Fatalf("%q not in the config", needle)
+		return 0
+	}
+	cases := []struct {
+		name       string
+		old, new   string // replaced in config.yaml
+		policyFile string // written into the policy directory when set
+		policyText string
+		cmd        string   // check (default) or run
+		lineAt     []string // the error names config.yaml at the line of one of these
+		mention    []string // and says these
+	}{
+		{name: "typo key", old: "  reload_interval:", new: "  reload_intervall:",
+			lineAt: []string{"reload_intervall"}, mention: []string{"reload_intervall"}},
+		{name: "typo key (run)", cmd: "run", old: "  reload_interval:", new: "  reload_intervall:",
+			lineAt: []string{"reload_intervall"}, mention: []string{"reload_intervall"}},
+		{name: "bad duration in policy", old: "  timeout: 100ms", new: "  timeout: 100 ms",
+			lineAt: []string{"timeout: 100 ms"}, mention: []string{"policy.timeout", "100 ms"}},
+		{name: "bad duration in limits", old: "request_timeout: 2s", new: "request_timeout: soon",
+			lineAt: []string{"request_timeout: soon"}, mention: []string{"request_timeout", "soon"}},
+		{name: "unknown protocol", old: "protocol: modbus", new: "protocol: modbuss",
+			lineAt: []string{"- name: plc1", "protocol: modbuss"}, mention: []string{"listeners[0].protocol", "modbuss"}},
+		{name: "missing policy dir", old: "path: ./policy", new: "path: ./no-such-policy",
+			mention: []string{"policy.path", "no-such-policy"}},
+		{name: "policy syntax error", policyFile: "broken.rego",
+			policyText: "package interlock\n\nbroken if {\n\tinput.x ==\n}\n",
+			mention:    []string{"broken.rego:"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGateway(t, gwOptions{upstreamPort: 502})
+			b, err := os.ReadFile(g.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(b)
+			if tc.old != "" {
+				if !strings.Contains(text, tc.old) {
+					t.Fatalf("%q not in the config", tc.old)
+				}
+				text = strings.Replace(text, tc.old, tc.new, 1)
+				writeFile(t, g.config, text)
+			}
+			if tc.policyFile != "" {
+				writeFile(t, filepath.Join(g.policyDir, tc.policyFile), tc.policyText)
+			}
+			cmd := tc.cmd
+			if cmd == "" {
+				cmd = "check"
+			}
+			r := interlock(t, cmd, "--config", g.config)
+			msg := strings.TrimSpace(r.stderr)
+			if r.code != 1 {
+				t.Errorf("interlock %s: exit %d, want 1\nstderr: %s", cmd, r.code, msg)
+			}
+			if n := strings.Count(msg, "\n") + 1; msg == "" || n != 1 {
+				t.Errorf("stderr has %d lines, want one:\n%s", n, msg)
+			}
+			first, _, _ := strings.Cut(msg, "\n")
+			if tc.policyFile == "" && !strings.Contains(first, g.config) {
+				t.Errorf("the error does not name the file %s: %s", g.config, first)
+			}
+			if len(tc.lineAt) > 0 {
+				ok := false
+				for _, at := range tc.lineAt {
+					ok = ok || strings.Contains(first, g.config+":"+strconv.Itoa(lineOf(t, text, at))+":")
+				}
+				if !ok {
+					t.Errorf("the error does not name the line of %q in %s: %s", tc.lineAt, g.config, first)
+				}
+			}
+			for _, m := range tc.mention {
+				if !strings.Contains(first, m) {
+					t.Errorf("the error does not mention %q: %s", m, first)
+				}
+			}
+			if tc.policyFile != "" {
+				re := regexp.MustCompile(regexp.QuoteMeta(tc.policyFile) + `:\d+`)
+				if !re.MatchString(first) {
+					t.Errorf("the error does not name %s:LINE: %s", tc.policyFile, first)
+				}
+			}
+		})
+	}
+}
+
+// Usage, help and version.
+func TestE2ECLIUsage(t *testing.T) {
+	t.Parallel()
+	t.Run("no command", func(t *testing.T) {
+		r := interlock(t)
+		if r.code != 2 || !strings.Contains(r.stdout+r.stderr, "Usage:") {
+			t.Errorf("interlock: exit %d, want 2 and the usage\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("run without flags", func(t *testing.T) {
+		r := interlock(t, "run")
+		out := r.stdout + r.stderr
+		if r.code != 2 {
+			t.Errorf("interlock run: exit %d, want 2\n%s", r.code, out)
+		}
+		if !strings.Contains(out, "--config") {
+			t.Errorf("interlock run does not say --config is missing:\n%s", out)
+		}
+		if !strings.Contains(out, "Usage: interlock run") {
+			t.Errorf("interlock run without flags prints no usage:\n%s", out)
+		}
+	})
+	t.Run("help", func(t *testing.T) {
+		r := interlock(t, "--help")
+		if r.code != 0 {
+			t.Errorf("interlock --help: exit %d, want 0", r.code)
+		}
+		for _, cmd := range []string{"Usage:", "run", "check", "policy test", "audit verify", "sim modbus", "version"} {
+			if !strings.Contains(r.stdout, cmd) {
+				t.Errorf("interlock --help does not mention %q:\n%s", cmd, r.stdout)
+			}
+		}
+	})
+	t.Run("run --help", func(t *testing.T) {
+		r := interlock(t, "run", "--help")
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "-config") {
+			t.Errorf("interlock run --help: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("unknown command", func(t *testing.T) {
+		r := interlock(t, "frobnicate")
+		if r.code != 2 || !strings.Contains(r.stderr, "frobnicate") {
+			t.Errorf("interlock frobnicate: exit %d, want 2 naming the command\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("version", func(t *testing.T) {
+		r := interlock(t, "version")
+		if v := strings.TrimSpace(r.stdout); r.code != 0 || !strings.HasPrefix(v, "interlock ") || len(v) <= len("interlock ") {
+			t.Errorf("interlock version: exit %d, stdout %q", r.code, r.stdout)
+		}
+	})
+	t.Run("check ok", func(t *testing.T) {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		r := interlock(t, "check", "--config", g.config)
+		if r.code != 0 || !strings.Contains(r.stdout, "ok") || r.stderr != "" {
+			t.Errorf("interlock check of a good config: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+// examples/quickstart/run.sh as a new user runs it: it builds bin/interlock,
+// starts the simulator and the gateway on the fixed ports 5020 and 5502,
+// shows a read and a denied write with mbpoll, names an audit log that
+// verifies, and leaves nothing running.
+func TestE2EQuickstart(t *testing.T) {
+	// Parallel: no other test uses the quickstart's fixed ports.
+	t.Parallel()
+	// run.sh runs scripts/install-peers.sh, which wants all of these.
+	requirePeer(t, peerMbpoll, peerPymodbus, peerHaproxy, peerSocat)
+	for _, port := range []int{5020, 5502} {
+		if portAccepts(port) {
+			t.Fatalf("port %d is in use (a quickstart already running?): the quickstart needs it", port)
+		}
+	}
+	p := startProc(t, "quickstart run.sh", filepath.Join(t.TempDir(), "quickstart.log"),
+		[]string{"QUICKSTART_EXIT=1"}, "bash", filepath.Join(repoRoot, "examples", "quickstart", "run.sh"))
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("run.sh did not finish within 3 minutes:\n%s", p.output())
+	}
+	out := p.output()
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("run.sh: exit %d, want 0\n%s", code, out)
+	}
+	if v := parseMbpollValues(out); v[100] != 1500 || v[101] != 42 {
+		t.Errorf("run.sh shows the read values %v, want [100]=1500 [101]=42\n%s", v, out)
+	}
+	if !strings.Contains(out, "Illegal function") {
+		t.Errorf("run.sh does not show the denied write (Illegal function):\n%s", out)
+	}
+	m := regexp.MustCompile(`(?m)^\s*audit log\s+(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("run.sh does not name the audit log:\n%s", out)
+	}
+	auditPath := m[1]
+	verifyAudit(t, auditPath)
+	recs := readAudit(t, auditPath)
+	reads := callRecords(recs, "read_holding_registers", 100)
+	writes := callRecords(recs, "write_single_register", 100)
+	if len(reads) != 1 || len(writes) != 1 {
+		t.Fatalf("the quickstart audit log has %d reads and %d writes at 100, want 1 and 1", len(reads), len(writes))
+	}
+	if res := resultOf(recs, reads[0].str("call_id")); res == nil || res.str("status") != "ok" {
+		t.Errorf("the quickstart read's result: %v", res)
+	}
+	if res := resultOf(recs, writes[0].str("call_id")); res == nil || res.str("status") != "denied" ||
+		!slices.Contains(writes[0].strs("decision.reasons"), "outside_maintenance_window") {
+		t.Errorf("the quickstart write: call %s, result %v", writes[0], res)
+	}
+	if last := recs[len(recs)-1]; last.str("event") != "gateway.stop" {
+		t.Errorf("the quickstart audit log ends with %s, want gateway.stop (the gateway was not stopped cleanly)", last.str("event"))
+	}
+	// Nothing is left running on the quickstart's ports.
+	for _, port := range []int{5020, 5502} {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second); err == nil {
+			c.Close()
+			t.Errorf("port %d still accepts after run.sh exited", port)
+		}
+	}
+}
