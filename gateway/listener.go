@@ -146,9 +146,9 @@ func (l *Listener) newSession(ctx context.Context, conn net.Conn) *Session {
 // refuse records and closes a connection the listener will not serve.
 func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 	s := l.newSession(ctx, conn)
-	conn.Close()
 	s.Log.Warn().Str("reason", reason).Msg("connection refused")
 	l.Pipeline.Auditor.SessionStart(context.WithoutCancel(ctx), s, nil, reason)
+	conn.Close()
 }
 
 func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
