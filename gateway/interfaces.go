@@ -26,6 +26,14 @@ type Decider interface {
 	Decide(ctx context.Context, s *Session, c *Call) (Decision, error)
 }
 
+// CachedDecider is a Decider that can answer some calls from a cache of
+// earlier verdicts. The pipeline asks Cached first and evaluates (with its
+// deadline) only on a miss.
+type CachedDecider interface {
+	Decider
+	Cached(s *Session, c *Call) (Decision, bool)
+}
+
 // ErrorCoder is an error with a short stable code (policy_timeout,
 // policy_undefined …), usable as a reason and a metric label.
 type ErrorCoder interface {

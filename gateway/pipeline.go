@@ -138,6 +138,11 @@ func (p *Pipeline) Reject(ctx context.Context, s *Session, c *Call, reason, deta
 }
 
 func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
+	if cd, ok := p.Decider.(CachedDecider); ok {
+		if d, hit := cd.Cached(s, c); hit {
+			return p.withMode(d)
+		}
+	}
 	timeout := p.DecisionTimeout
 	if timeout <= 0 {
 		timeout = DefaultDecisionTimeout
@@ -157,6 +162,10 @@ func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
 			d.Reasons = append(d.Reasons, ec.ErrorCode())
 		}
 	}
+	return p.withMode(d)
+}
+
+func (p *Pipeline) withMode(d Decision) Decision {
 	if d.Mode == "" {
 		d.Mode = "enforce"
 		if p.Monitor {

@@ -204,3 +204,32 @@ func TestPipelineOpen(t *testing.T) {
 		t.Fatal("monitor mode refused a session")
 	}
 }
+
+// cachedDecider answers from its "cache" when hit is set; Decide counts
+// evaluations.
+type cachedDecider struct {
+	hit   bool
+	evals int
+}
+
+func (c *cachedDecider) Decide(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
+	c.evals++
+	return gateway.Decision{Allow: true}, nil
+}
+
+func (c *cachedDecider) Cached(*gateway.Session, *gateway.Call) (gateway.Decision, bool) {
+	return gateway.Decision{Allow: true, Cached: true}, c.hit
+}
+
+func TestPipelineAsksTheCacheFirst(t *testing.T) {
+	for _, hit := range []bool{true, false} {
+		a := &gatewaytest.Auditor{}
+		dec := &cachedDecider{hit: hit}
+		p := &gateway.Pipeline{Decider: dec, Auditor: a}
+		p.Handle(context.Background(), newSession(), call(gateway.AccessRead), okUpstream())
+		d := a.Events("call")[0].Decision
+		if wantEvals := map[bool]int{true: 0, false: 1}[hit]; dec.evals != wantEvals || d.Cached != hit || d.Mode != "enforce" {
+			t.Fatalf("hit %v: %d evaluations, decision %+v", hit, dec.evals, d)
+		}
+	}
+}

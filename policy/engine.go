@@ -54,7 +54,7 @@ type Engine struct {
 	sig [32]byte   // stat signature of the files the last load attempt read
 }
 
-var _ gateway.Decider = (*Engine)(nil)
+var _ gateway.CachedDecider = (*Engine)(nil)
 
 // New loads, compiles and prepares the policy in opts.Path. It fails when the
 // directory holds no policy, a file does not parse or compile (the error
@@ -92,20 +92,38 @@ func (e *Engine) Revision() string { return e.cur.Load().rev }
 // Files returns the files, relative to Options.Path, of the policy in force.
 func (e *Engine) Files() []string { return e.cur.Load().files }
 
+// Cached answers c from the decision cache when the same call was decided
+// within its TTL (gateway.CachedDecider).
+func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, bool) {
+	if e.cache == nil {
+		return gateway.Decision{}, false
+	}
+	p := e.cur.Load()
+	k, ok := sessionInputFor(e.opts.Gateway, s).cacheKey(c)
+	if !ok {
+		return gateway.Decision{}, false
+	}
+	v, hit := e.cache.get(p.rev, k, c.Time)
+	if !hit {
+		return gateway.Decision{}, false
+	}
+	return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons,
+		ID: gateway.NewID(), Revision: p.rev, Cached: true}, true
+}
+
 // Decide evaluates the decision query for c, or answers from the decision
 // cache when the same call was decided within its TTL. The session part of
 // the input is built once per session and kept in s.Cache. On error the
 // Decision still carries a fresh ID and the revision, for the deny record.
 func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+	if d, hit := e.Cached(s, c); hit {
+		return d, nil
+	}
 	p := e.cur.Load()
 	si := sessionInputFor(e.opts.Gateway, s)
 	var key []byte
 	if e.cache != nil {
 		if k, ok := si.cacheKey(c); ok {
-			if v, hit := e.cache.get(p.rev, k, c.Time); hit {
-				return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons,
-					ID: gateway.NewID(), Revision: p.rev, Cached: true}, nil
-			}
 			key = k
 		}
 	}

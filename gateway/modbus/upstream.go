@@ -52,6 +52,9 @@ type link struct {
 	// setTimeout sets the transporter's read/write timeout for the next Send;
 	// grid-x bounds reads by this field, not by the context.
 	setTimeout func(time.Duration)
+	// dialDeadline bounds a dial made during the current exchange (the link
+	// is used by one request at a time).
+	dialDeadline time.Time
 	// unbounded marks a transport whose Send the request deadline cannot
 	// stop (a serial port applies its timeout per byte, set when it opens):
 	// RoundTrip then answers at the deadline and takes the link back when
@@ -106,19 +109,27 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 }
 
 func tcpLink(scheme, addr string, o UpstreamOptions) *link {
-	dial := (&net.Dialer{Timeout: o.ConnectTimeout}).DialContext
+	l := &link{}
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		d := net.Dialer{Timeout: o.ConnectTimeout, Deadline: l.dialDeadline}
+		return d.DialContext(ctx, network, address)
+	}
 	if scheme == SchemeRTUOverTCP {
 		h := mb.NewRTUOverTCPClientHandler(addr)
 		h.Dial = dial
 		h.IdleTimeout = o.IdleTimeout
-		return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}
+		l.pk, l.tr, l.connect, l.close = h, h, h.Connect, h.Close
+		l.setTimeout = func(d time.Duration) { h.Timeout = d }
+		return l
 	}
 	h := mb.NewTCPClientHandler(addr, mb.WithDialer(dial))
 	h.IdleTimeout = o.IdleTimeout
 	// A late answer to a timed-out request is skipped by its transaction id
 	// instead of being taken for the next request's answer.
 	h.ProtocolRecoveryTimeout = o.Timeout
-	return &link{pk: h, tr: h, connect: h.Connect, close: h.Close, setTimeout: func(d time.Duration) { h.Timeout = d }}
+	l.pk, l.tr, l.connect, l.close = h, h, h.Connect, h.Close
+	l.setTimeout = func(d time.Duration) { h.Timeout = d }
+	return l
 }
 
 func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
@@ -171,32 +182,48 @@ func (u *Upstream) RoundTrip(ctx context.Context, c *gateway.Call) (*gateway.Res
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	ctx, cancel := context.WithDeadline(ctx, dl)
-	defer cancel()
-
-	var l *link
-	select {
-	case l = <-u.free:
-	case <-ctx.Done():
-		return exception(ExGatewayPathUnavailable), errors.New("modbus: every upstream connection busy for the whole request timeout")
+	l, err := u.acquire(ctx, dl)
+	if err != nil {
+		return exception(ExGatewayPathUnavailable), err
 	}
 	if l.unbounded {
-		return u.roundTripBounded(ctx, l, c.Target.UnitID, req)
+		ctx, cancel := context.WithDeadline(ctx, dl)
+		defer cancel()
+		return u.roundTripBounded(ctx, l, dl, c.Target.UnitID, req)
 	}
 	defer func() { u.free <- l }()
-	return u.exchange(ctx, l, c.Target.UnitID, req)
+	return u.exchange(ctx, l, dl, c.Target.UnitID, req)
+}
+
+// acquire takes a free connection, waiting until dl at most. The common
+// case, a free connection at hand, sets no timer.
+func (u *Upstream) acquire(ctx context.Context, dl time.Time) (*link, error) {
+	select {
+	case l := <-u.free:
+		return l, nil
+	default:
+	}
+	t := time.NewTimer(time.Until(dl))
+	defer t.Stop()
+	select {
+	case l := <-u.free:
+		return l, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("modbus: every upstream connection busy for the whole request timeout")
 }
 
 // roundTripBounded runs the exchange on its own goroutine so that the client
 // is answered 0x0B at the deadline even while the link is still busy.
-func (u *Upstream) roundTripBounded(ctx context.Context, l *link, unit int, req []byte) (*gateway.Result, error) {
+func (u *Upstream) roundTripBounded(ctx context.Context, l *link, dl time.Time, unit int, req []byte) (*gateway.Result, error) {
 	type answer struct {
 		r   *gateway.Result
 		err error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		r, err := u.exchange(context.WithoutCancel(ctx), l, unit, req)
+		r, err := u.exchange(context.WithoutCancel(ctx), l, dl, unit, req)
 		done <- answer{r, err}
 	}()
 	select {
@@ -209,9 +236,10 @@ func (u *Upstream) roundTripBounded(ctx context.Context, l *link, unit int, req 
 	}
 }
 
-// exchange sends one request on l and checks the answer.
-func (u *Upstream) exchange(ctx context.Context, l *link, unit int, req []byte) (*gateway.Result, error) {
-	dl, _ := ctx.Deadline()
+// exchange sends one request on l and checks the answer; dl bounds the
+// dial (when the connection is down) and the exchange.
+func (u *Upstream) exchange(ctx context.Context, l *link, dl time.Time, unit int, req []byte) (*gateway.Result, error) {
+	l.dialDeadline = dl
 
 	l.pk.SetSlave(byte(unit))
 	adu, err := l.pk.Encode(&mb.ProtocolDataUnit{FunctionCode: req[0], Data: req[1:]})
