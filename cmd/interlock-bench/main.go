@@ -39,7 +39,9 @@ func main() {
 	connList := flag.String("conns", "1,16", "client connection counts")
 	qty := flag.Int("quantity", 10, "registers per read")
 	profile := flag.String("cpu-profile", "", "write the gateway's CPU profile to this file")
+	cache := flag.Bool("decision-cache", true, "the gateway's policy decision cache (policy.decision_cache)")
 	flag.Parse()
+	decisionCache = *cache
 	if err := run(*bin, *haproxy, *policyDir, *dur, *warm, *runs, *connList, *qty, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "interlock-bench:", err)
 		os.Exit(1)
@@ -61,6 +63,9 @@ const (
 	pathGW     = "interlock"
 	pathGW1    = "interlock, 1 upstream conn"
 )
+
+// decisionCache turns the gateway's decision cache on or off.
+var decisionCache = true
 
 func run(bin, haproxyBin, policyDir string, dur, warm time.Duration, runs int, connList string, qty int, profile string) error {
 	var conns []int
@@ -130,8 +135,8 @@ backend plc
 
 	fmt.Printf("interlock-bench: FC 3 read of %d registers, closed loop; %d runs of %s (+%s warm-up) per cell, median shown\n",
 		qty, runs, dur, warm)
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; audit on (call + result record per read), quickstart policy, decision cache on\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; audit on (call + result record per read), quickstart policy, decision cache %s\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), map[bool]string{true: "on", false: "off"}[decisionCache])
 	fmt.Printf("interlock opens %d upstream connections (one per client at most, as the relay does); %q shares one\n\n",
 		maxConns, pathGW1)
 	type cell struct{ rps, p50, p99 float64 }
@@ -192,9 +197,10 @@ sources:
   - {address: 127.0.0.1, name: ews-alice, owner: alice, user: alice, roles: [engineer]}
 policy:
   path: %s
+  decision_cache: {disabled: %t}
 audit:
   path: %s
-`, gwAddr, simAddr, upConns, policyDir, filepath.Join(work, name+"-audit.jsonl"))), 0o644); err != nil {
+`, gwAddr, simAddr, upConns, policyDir, !decisionCache, filepath.Join(work, name+"-audit.jsonl"))), 0o644); err != nil {
 		return "", err
 	}
 	args := []string{"run", "--config", gcfg, "--log-format", "json"}
