@@ -7,7 +7,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
-	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -29,8 +28,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Engines validate their sections and upstream URLs; nothing is dialed.
-	gws, err := buildListeners(cfg, newPipeline(cfg, pol, &gatewaytest.Auditor{}, log), log)
+	// Engines validate their sections and upstream URLs; nothing is dialed
+	// and no call passes, so the pipeline needs no auditor.
+	gws, err := buildListeners(cfg, newPipeline(cfg, pol, nil, log), log)
 	if err != nil {
 		return err
 	}
