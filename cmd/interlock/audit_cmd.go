@@ -7,17 +7,15 @@ import (
 	"github.com/interlock-ics/interlock/audit"
 )
 
-func cmdAudit(args []string, stdout, stderr io.Writer) error {
-	verb, rest, err := subcommand("audit", args, map[string]string{
-		"verify": "check the hash chain of FILE…, in order; exit 1 at the first break",
-	}, stdout)
-	if err != nil {
-		return err
-	}
-	_ = verb
+func init() {
+	register(command{group: "audit", name: "verify", synopsis: "[--after HASH] FILE…", run: cmdAuditVerify,
+		help: "check the audit log's hash chain; exit 1 at the first break"})
+}
+
+func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify", "audit verify [--after HASH] FILE…", stderr)
 	after := fs.String("after", "", "the files continue a log whose last record has this hash (a log kept in parts)")
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

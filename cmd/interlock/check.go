@@ -9,7 +9,12 @@ import (
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 )
 
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
+func init() {
+	register(command{name: "check", synopsis: "--config FILE", run: cmdCheck,
+		help: "check the configuration and compile the policy"})
+}
+
+func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("check", "check --config FILE", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	if err := parse(fs, args); err != nil {

@@ -17,26 +17,41 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
-const usage = `interlock: an inline Modbus TCP enforcement point with an embedded OPA policy
-and a tamper-evident audit log.
+// command is one command line verb: `run`, `policy test`, `audit verify` …
+// Each lives in its own file and registers itself in init.
+type command struct {
+	group    string // "" for a top-level verb, else policy, audit, sim …
+	name     string
+	synopsis string // flags and arguments, for the usage text
+	help     string // one line
+	run      func(args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
 
-Usage:
-  interlock <command> [flags]
+var commands []command
 
-Commands:
-  run     --config FILE                  run the gateway in the foreground
-                                         (SIGHUP or a policy file change reloads the policy)
-  check   --config FILE                  check the configuration and compile the policy
-  policy test [DIR…]                     run the Rego unit tests (*_test.rego, test_ rules)
-  policy eval --config FILE --input FILE|-
-                                         print the decision for one policy input as JSON
-  audit verify FILE…                     check the audit log's hash chain; exit 1 at the first break
-  sim modbus --listen ADDR               run a Modbus TCP PLC simulator (demos and tests)
-  version                                print the version
+func register(c command) { commands = append(commands, c) }
 
-Run 'interlock <command> --help' for the flags of a command.
-Configuration reference and a quickstart: README.md.
-`
+// usage lists every command, generated from the registry.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("interlock: an inline Modbus TCP enforcement point with an embedded OPA policy\n" +
+		"and a tamper-evident audit log.\n\nUsage:\n  interlock <command> [flags]\n\nCommands:\n")
+	sorted := slices.Clone(commands)
+	slices.SortStableFunc(sorted, func(a, b command) int {
+		return strings.Compare(a.group+" "+a.name, b.group+" "+b.name)
+	})
+	for _, c := range sorted {
+		line := strings.TrimSpace(c.group + " " + c.name + " " + c.synopsis)
+		if len(line) <= 38 {
+			fmt.Fprintf(&b, "  %-38s %s\n", line, c.help)
+		} else {
+			fmt.Fprintf(&b, "  %s\n  %-38s %s\n", line, "", c.help)
+		}
+	}
+	b.WriteString("\nRun 'interlock <command> --help' for the flags of a command.\n" +
+		"Configuration reference and a quickstart: README.md.\n")
+	return b.String()
+}
 
 // exitError carries an exit code for a message already printed (or none).
 type exitError struct {
@@ -55,30 +70,13 @@ func main() {
 // 2 usage error.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		err = cmdRun(rest, stderr)
-	case "check":
-		err = cmdCheck(rest, stdout, stderr)
-	case "policy":
-		err = cmdPolicy(rest, stdin, stdout, stderr)
-	case "audit":
-		err = cmdAudit(rest, stdout, stderr)
-	case "sim":
-		err = cmdSim(rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "interlock", versionString())
-	default:
-		fmt.Fprintf(stderr, "interlock: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
+	err := dispatch(args, stdin, stdout, stderr)
 	if err == nil {
 		return 0
 	}
@@ -94,6 +92,49 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "interlock:", err)
 	return 1
+}
+
+// dispatch finds the command of args and runs it.
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	name, rest := args[0], args[1:]
+	if name == "--version" {
+		name = "version"
+	}
+	var group []command
+	for _, c := range commands {
+		switch {
+		case c.group == "" && c.name == name:
+			return c.run(rest, stdin, stdout, stderr)
+		case c.group == name:
+			group = append(group, c)
+		}
+	}
+	if len(group) == 0 {
+		fmt.Fprintf(stderr, "interlock: unknown command %q\n\n%s", name, usage())
+		return &exitError{code: 2}
+	}
+	verbs := map[string]string{}
+	for _, c := range group {
+		verbs[c.name] = c.help
+	}
+	verb, rest, err := subcommand(name, rest, verbs, stdout)
+	if err != nil {
+		return err
+	}
+	for _, c := range group {
+		if c.name == verb {
+			return c.run(rest, stdin, stdout, stderr)
+		}
+	}
+	return nil
+}
+
+func init() {
+	register(command{name: "version", help: "print the version",
+		run: func(_ []string, _ io.Reader, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "interlock", versionString())
+			return nil
+		}})
 }
 
 func versionString() string {

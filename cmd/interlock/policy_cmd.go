@@ -17,23 +17,14 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
-func cmdPolicy(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	verb, rest, err := subcommand("policy", args, map[string]string{
-		"test": "run the Rego unit tests in DIR… (default: the current directory)",
-		"eval": "print the decision for one policy input as JSON",
-	}, stdout)
-	if err != nil {
-		return err
-	}
-	switch verb {
-	case "test":
-		return cmdPolicyTest(rest, stdout, stderr)
-	default:
-		return cmdPolicyEval(rest, stdin, stdout, stderr)
-	}
+func init() {
+	register(command{group: "policy", name: "test", synopsis: "[DIR…]", run: cmdPolicyTest,
+		help: "run the Rego unit tests (*_test.rego, test_ rules)"})
+	register(command{group: "policy", name: "eval", synopsis: "--config FILE --input FILE|-", run: cmdPolicyEval,
+		help: "print the decision for one policy input as JSON"})
 }
 
-func cmdPolicyTest(args []string, stdout, stderr io.Writer) error {
+func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [DIR…]", stderr)
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")

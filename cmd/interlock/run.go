@@ -22,7 +22,12 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
-func cmdRun(args []string, stderr io.Writer) error {
+func init() {
+	register(command{name: "run", synopsis: "--config FILE", run: cmdRun,
+		help: "run the gateway in the foreground (SIGHUP or a policy change reloads the policy)"})
+}
+
+func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := newFlags("run", "run --config FILE [--log-format auto|json|console]", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	logFormat := fs.String("log-format", "auto", "operational log on stderr: json, console, or auto (console on a terminal)")

@@ -14,20 +14,18 @@ import (
 	"github.com/interlock-ics/interlock/gateway/modbus/modbussim"
 )
 
-func cmdSim(args []string, stdout, stderr io.Writer) error {
-	verb, rest, err := subcommand("sim", args, map[string]string{
-		"modbus": "a Modbus TCP PLC simulator: 65536 coils, inputs and registers, FCs 1-6, 8, 15, 16, 17, 22-24, 43",
-	}, stdout)
-	if err != nil {
-		return err
-	}
-	_ = verb
+func init() {
+	register(command{group: "sim", name: "modbus", synopsis: "--listen ADDR", run: cmdSimModbus,
+		help: "a Modbus TCP PLC simulator for demos and tests"})
+}
+
+func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("sim modbus", "sim modbus --listen ADDR [--delay D] [--units LIST] [--set ADDR=V,…]", stderr)
 	listen := fs.String("listen", "127.0.0.1:5502", "address to listen on")
 	delay := fs.Duration("delay", 0, "wait this long before each answer (a slow PLC)")
 	unitList := fs.String("units", "", "comma-separated unit ids to answer (default: all)")
 	set := fs.String("set", "", "initial holding registers, such as 100=1500,101=42")
-	if err := parse(fs, rest); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	var units []byte
