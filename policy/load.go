@@ -231,6 +231,7 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 	}
 	defer store.Abort(ctx, txn)
 	c := ast.NewCompiler().
+		WithBuiltins(compilerBuiltins()).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).
 		WithEnablePrintStatements(false)
 	if c.Compile(modules); c.Failed() {
@@ -240,13 +241,14 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 		return nil, err
 	}
 
-	pq, err := rego.New(
+	opts := append([]func(*rego.Rego){
 		rego.Query(query),
 		rego.Compiler(c),
 		rego.Store(store),
 		rego.StrictBuiltinErrors(true), // a builtin error denies instead of making a deny rule undefined
 		rego.GenerateJSON(termValue),
-	).PrepareForEval(ctx)
+	}, regoBuiltins()...)
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, err
 	}

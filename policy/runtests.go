@@ -55,6 +55,7 @@ func RunTests(ctx context.Context, dirs []string, opts TestOptions) (passed, fai
 	defer store.Abort(ctx, txn)
 
 	compiler := ast.NewCompiler().
+		WithBuiltins(compilerBuiltins()).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).
 		WithEnablePrintStatements(true).
 		WithUseTypeCheckAnnotations(true)
@@ -62,6 +63,7 @@ func RunTests(ctx context.Context, dirs []string, opts TestOptions) (passed, fai
 		SetCompiler(compiler).
 		SetStore(store).
 		SetModules(modules).
+		AddCustomBuiltins(testerBuiltins()).
 		CapturePrintOutput(true).
 		EnableTracing(opts.Verbose).
 		RaiseBuiltinErrors(true).
