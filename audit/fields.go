@@ -73,6 +73,7 @@ const (
 	FieldDecisionID     = "decision_id"
 	FieldMode           = "mode"
 	FieldCached         = "cached" // present (true) only for a verdict from the decision cache
+	FieldTicket         = "ticket" // the change ticket that allowed the call, when the policy names one
 
 	// session.open
 	FieldSuccess = "success"

@@ -120,6 +120,9 @@ func (o decisionObject) MarshalZerologObject(e *zerolog.Event) {
 	if o.d.Cached {
 		e.Bool(FieldCached, true)
 	}
+	if o.d.Ticket != "" {
+		e.Str(FieldTicket, o.d.Ticket)
+	}
 }
 
 // appendTime writes t in UTC as RFC 3339 with nanoseconds, the form the

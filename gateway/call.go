@@ -96,6 +96,9 @@ type Decision struct {
 	// Cached is set when the verdict came from the decision cache: the same
 	// input (but for time and ids) was decided within the cache's TTL.
 	Cached bool
+	// Ticket names the change ticket that allowed the call, when the policy
+	// says so.
+	Ticket string
 }
 
 // Reasons set by the gateway itself (stable codes, usable as metric labels).

@@ -34,9 +34,11 @@ type decisionCache struct {
 
 type cachedVerdict struct {
 	at      time.Time
+	until   time.Time // at+ttl, or earlier when the input's tickets change then
 	allow   bool
 	alert   bool
 	reasons []string // clipped: an append by the caller copies
+	ticket  string
 }
 
 func newDecisionCache(ttl time.Duration, max int) *decisionCache {
@@ -56,13 +58,15 @@ func (dc *decisionCache) get(rev string, key []byte, at time.Time) (cachedVerdic
 		return cachedVerdict{}, false
 	}
 	v, ok := dc.m[string(key)]
-	if !ok || at.Before(v.at) || !at.Before(v.at.Add(dc.ttl)) {
+	if !ok || at.Before(v.at) || !at.Before(v.until) {
 		return cachedVerdict{}, false
 	}
 	return v, true
 }
 
-func (dc *decisionCache) put(rev string, key []byte, at time.Time, d gateway.Decision) {
+// put keeps d for calls in [at, at+ttl), cut short at until (the next change
+// of the open tickets) when that is earlier and not zero.
+func (dc *decisionCache) put(rev string, key []byte, at, until time.Time, d gateway.Decision) {
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	if dc.rev != rev {
@@ -72,7 +76,12 @@ func (dc *decisionCache) put(rev string, key []byte, at time.Time, d gateway.Dec
 	if len(dc.m) >= dc.max {
 		clear(dc.m) // bounded memory; the next calls refill what is in use
 	}
-	dc.m[string(key)] = cachedVerdict{at: at, allow: d.Allow, alert: d.Alert, reasons: slices.Clip(d.Reasons)}
+	end := at.Add(dc.ttl)
+	if !until.IsZero() && until.Before(end) {
+		end = until
+	}
+	dc.m[string(key)] = cachedVerdict{at: at, until: end, allow: d.Allow, alert: d.Alert,
+		reasons: slices.Clip(d.Reasons), ticket: d.Ticket}
 }
 
 // appendSessionKey encodes the session part of the cache key: everything of
@@ -98,9 +107,11 @@ func appendSessionKey(b []byte, gatewayID string, s *gateway.Session) []byte {
 	return appendStr(b, p.ApplicationURI)
 }
 
-// appendCallKey encodes the call part of the cache key. A call with a field
-// of KindAny is not cached (ok is false): nested values have no cheap key.
-func appendCallKey(b []byte, c *gateway.Call) (_ []byte, ok bool) {
+// appendCallKey encodes the call part of the cache key, with the generation
+// of the ticket set the input holds. A call with a field of KindAny is not
+// cached (ok is false): nested values have no cheap key.
+func appendCallKey(b []byte, c *gateway.Call, ticketGen uint64) (_ []byte, ok bool) {
+	b = binary.AppendUvarint(b, ticketGen)
 	b = appendStr(b, c.Target.Name)
 	b = appendStr(b, c.Target.Upstream)
 	b = binary.AppendVarint(b, int64(c.Target.UnitID))

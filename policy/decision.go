@@ -17,7 +17,7 @@ const (
 	CodeEvalError   = "policy_eval_error"   // Rego runtime error (conflict, builtin error, …)
 	CodeTimeout     = "policy_timeout"      // evaluation stopped at the context deadline
 	CodeCanceled    = "policy_canceled"     // the caller gave up before the evaluation ended
-	CodeBadDecision = "policy_bad_decision" // the value is not {"allow": bool, "alert"?: bool, "reasons"?: [string]}
+	CodeBadDecision = "policy_bad_decision" // the value is not {"allow": bool, "alert"?: bool, "reasons"?: [string], "ticket"?: string}
 	CodeBadInput    = "policy_bad_input"    // an operation field could not be turned into policy input
 )
 
@@ -52,6 +52,7 @@ var (
 	keyAllow   = ast.StringTerm("allow")
 	keyAlert   = ast.StringTerm("alert")
 	keyReasons = ast.StringTerm("reasons")
+	keyTicket  = ast.StringTerm("ticket")
 )
 
 // termValue hands results back as AST values: the decision is checked on the
@@ -100,6 +101,13 @@ func decision(rs rego.ResultSet) (gateway.Decision, *Error) {
 		if d.Reasons, err = reasons(r.Value); err != nil {
 			return gateway.Decision{}, err
 		}
+	}
+	if t := obj.Get(keyTicket); t != nil {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			return gateway.Decision{}, bad("decision \"ticket\" is %s %s, want the id of the ticket that allowed the call", ast.ValueName(t.Value), short(t.Value))
+		}
+		d.Ticket = string(s)
 	}
 	return d, nil
 }

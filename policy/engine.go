@@ -41,6 +41,10 @@ type Options struct {
 	NoCache      bool
 	CacheTTL     time.Duration
 	CacheEntries int
+
+	// Tickets are the open change tickets, given to the policy as
+	// input.tickets; nil gives an empty list.
+	Tickets *Tickets
 }
 
 // Engine decides calls with the policy loaded from Options.Path. It is safe
@@ -99,7 +103,8 @@ func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, 
 		return gateway.Decision{}, false
 	}
 	p := e.cur.Load()
-	k, ok := sessionInputFor(e.opts.Gateway, s).cacheKey(c)
+	_, gen, _ := e.tickets(c.Time)
+	k, ok := sessionInputFor(e.opts.Gateway, s).cacheKey(c, gen)
 	if !ok {
 		return gateway.Decision{}, false
 	}
@@ -107,8 +112,17 @@ func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, 
 	if !hit {
 		return gateway.Decision{}, false
 	}
-	return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons,
+	return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons, Ticket: v.ticket,
 		ID: gateway.NewID(), Revision: p.rev, Cached: true}, true
+}
+
+// tickets returns input.tickets for a call at time at, the generation of the
+// ticket set, and until when that input holds.
+func (e *Engine) tickets(at time.Time) (*ast.Term, uint64, time.Time) {
+	if e.opts.Tickets == nil {
+		return noTickets, 0, time.Time{}
+	}
+	return e.opts.Tickets.input(at)
 }
 
 // Decide evaluates the decision query for c, or answers from the decision
@@ -121,19 +135,20 @@ func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 	}
 	p := e.cur.Load()
 	si := sessionInputFor(e.opts.Gateway, s)
+	tickets, gen, until := e.tickets(c.Time)
 	var key []byte
 	if e.cache != nil {
-		if k, ok := si.cacheKey(c); ok {
+		if k, ok := si.cacheKey(c, gen); ok {
 			key = k
 		}
 	}
-	in, err := si.input(c, false)
+	in, err := si.input(c, tickets, false)
 	if err != nil {
 		return p.fail(&Error{Code: CodeBadInput, Err: err})
 	}
 	d, err := p.eval(ctx, in, c.Time)
 	if err == nil && key != nil {
-		e.cache.put(p.rev, key, c.Time, d)
+		e.cache.put(p.rev, key, c.Time, until, d)
 	}
 	return d, err
 }

@@ -67,8 +67,8 @@ func TestDecisionShapeAndErrors(t *testing.T) {
 	}{
 		{
 			name:   "extra keys ignored, reasons from a set sorted",
-			policy: `decision := {"allow": true, "alert": true, "reasons": {"b", "a"}, "ticket": 7}`,
-			want:   gateway.Decision{Allow: true, Alert: true, Reasons: []string{"a", "b"}},
+			policy: `decision := {"allow": true, "alert": true, "reasons": {"b", "a"}, "ticket": "CHG-7", "extra": 7}`,
+			want:   gateway.Decision{Allow: true, Alert: true, Reasons: []string{"a", "b"}, Ticket: "CHG-7"},
 		},
 		{
 			name:   "alert and reasons optional",
@@ -97,6 +97,7 @@ decision := {"allow": false} if input.operation.address == 100`,
 		{name: "alert not boolean", policy: `decision := {"allow": true, "alert": 1}`, code: CodeBadDecision},
 		{name: "reasons not strings", policy: `decision := {"allow": false, "reasons": ["a", 1]}`, code: CodeBadDecision},
 		{name: "reasons not a list", policy: `decision := {"allow": false, "reasons": "a"}`, code: CodeBadDecision},
+		{name: "ticket not a string", policy: `decision := {"allow": true, "ticket": 7}`, code: CodeBadDecision},
 		{
 			name:   "several results",
 			policy: `decision := {"allow": true}` + "\n" + `decisions contains {"allow": true}` + "\n" + `decisions contains {"allow": false}`,
@@ -126,7 +127,7 @@ decision := {"allow": false} if input.operation.address == 100`,
 				if err != nil {
 					t.Fatalf("Decide: %v", err)
 				}
-				if d.Allow != tt.want.Allow || d.Alert != tt.want.Alert || !slices.Equal(d.Reasons, tt.want.Reasons) || d.Reasons == nil {
+				if d.Allow != tt.want.Allow || d.Alert != tt.want.Alert || !slices.Equal(d.Reasons, tt.want.Reasons) || d.Reasons == nil || d.Ticket != tt.want.Ticket {
 					t.Errorf("decision %+v, want %+v", d, tt.want)
 				}
 				return

@@ -21,6 +21,7 @@ var (
 	kTarget    = ast.StringTerm(gateway.KeyTarget)
 	kProtocol  = ast.StringTerm(gateway.KeyProtocol)
 	kOperation = ast.StringTerm(gateway.KeyOperation)
+	kTickets   = ast.StringTerm("tickets")
 
 	kID             = ast.StringTerm(gateway.KeyID)
 	kStarted        = ast.StringTerm(gateway.KeyStarted)
@@ -74,9 +75,12 @@ func stringTerm(s string) *ast.Term {
 // without the session cache. An operation field that cannot be converted
 // becomes null here; Decide refuses such a call with policy_bad_input.
 func Input(gatewayID string, s *gateway.Session, c *gateway.Call) ast.Value {
-	v, _ := newSessionInput(gatewayID, s).input(c, true)
+	v, _ := newSessionInput(gatewayID, s).input(c, noTickets, true)
 	return v
 }
+
+// noTickets is input.tickets without a ticket store.
+var noTickets = ast.ArrayTerm()
 
 // sessionInputFor returns the session part of the input kept in s.Cache,
 // rebuilt when the session's identity fields changed: an engine may fill in
@@ -92,9 +96,9 @@ func sessionInputFor(gatewayID string, s *gateway.Session) *sessionInput {
 
 // cacheKey returns the decision cache key of c: the session's key followed
 // by the call's. The slice is reused by the next call of the session.
-func (si *sessionInput) cacheKey(c *gateway.Call) ([]byte, bool) {
+func (si *sessionInput) cacheKey(c *gateway.Call, ticketGen uint64) ([]byte, bool) {
 	var ok bool
-	si.keyBuf, ok = appendCallKey(append(si.keyBuf[:0], si.key...), c)
+	si.keyBuf, ok = appendCallKey(append(si.keyBuf[:0], si.key...), c, ticketGen)
 	return si.keyBuf, ok
 }
 
@@ -180,9 +184,9 @@ func newSessionInput(gatewayID string, s *gateway.Session) *sessionInput {
 	return si
 }
 
-// input assembles the whole input for c. lenient turns an unconvertible
-// field into null instead of failing.
-func (si *sessionInput) input(c *gateway.Call, lenient bool) (ast.Value, error) {
+// input assembles the whole input for c with the tickets open at its time.
+// lenient turns an unconvertible field into null instead of failing.
+func (si *sessionInput) input(c *gateway.Call, tickets *ast.Term, lenient bool) (ast.Value, error) {
 	op, err := operationTerm(&c.Operation, lenient)
 	if err != nil {
 		return nil, err
@@ -199,6 +203,7 @@ func (si *sessionInput) input(c *gateway.Call, lenient bool) (ast.Value, error) 
 		[2]*ast.Term{kTarget, si.targetT},
 		[2]*ast.Term{kProtocol, si.protocolT},
 		[2]*ast.Term{kOperation, op},
+		[2]*ast.Term{kTickets, tickets},
 	), nil
 }
 

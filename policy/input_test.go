@@ -93,7 +93,8 @@ func TestInputShape(t *testing.T) {
 			"protocol": "opcua",
 			"operation": {"function": "call", "access": "execute", "object_id": "ns=1;s=Obj",
 				"node_ids": ["a", "b"], "empty": [], "code": -5, "big": 9007199254740993, "enabled": true,
-				"arguments": [1, "x", {"k": true}, null, 2.5]}
+				"arguments": [1, "x", {"k": true}, null, 2.5]},
+			"tickets": []
 		}`},
 		{"modbus with nothing optional", modbus, read, `{
 			"time": "2026-11-26T07:00:00Z",
@@ -103,7 +104,8 @@ func TestInputShape(t *testing.T) {
 			"principal": {"auth": "none", "roles": []},
 			"target": {"name": "plc1", "upstream": "tcp://127.0.0.1:502", "unit_id": 0},
 			"protocol": "modbus",
-			"operation": {"function": "read_coils", "access": "read"}
+			"operation": {"function": "read_coils", "access": "read"},
+			"tickets": []
 		}`},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,201 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// clock is a settable now for the ticket store.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTickets(t *testing.T, events *[]TicketEvent) (*Tickets, *clock, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tickets.json")
+	ts, err := OpenTickets(path, func(ev TicketEvent) error {
+		if events != nil {
+			*events = append(*events, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)}
+	ts.now = c.now
+	return ts, c, path
+}
+
+func aliceTicket() Ticket {
+	return Ticket{User: "alice", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "CHG-1234"}
+}
+
+func TestTicketLifecycle(t *testing.T) {
+	var events []TicketEvent
+	ts, c, path := newTickets(t, &events)
+	tk, err := ts.Open(aliceTicket(), 2*time.Hour, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tk.ID, "T-") || tk.OpenedBy != "root" || !tk.Expires.Equal(c.t.Add(2*time.Hour)) {
+		t.Fatalf("opened %+v", tk)
+	}
+	if _, err := ts.Approve(tk.ID, "root"); err == nil {
+		t.Fatal("the opener approved their own ticket")
+	}
+	if tk, err = ts.Approve(tk.ID, "bob"); err != nil || !slices.Equal(tk.Approvals, []string{"bob"}) {
+		t.Fatalf("approve: %+v, %v", tk, err)
+	}
+	if _, err := ts.Approve(tk.ID, "bob"); err == nil {
+		t.Fatal("approved twice by the same person")
+	}
+
+	// The set survives a restart.
+	again, err := OpenTickets(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.now = c.now
+	if l := again.List(); len(l) != 1 || l[0].ID != tk.ID || !slices.Equal(l[0].Approvals, []string{"bob"}) {
+		t.Fatalf("after restart: %+v", l)
+	}
+
+	if _, err := ts.Close(tk.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Close(tk.ID, "alice"); err == nil {
+		t.Fatal("closed twice")
+	}
+	var kinds []string
+	for _, ev := range events {
+		kinds = append(kinds, ev.Event+"/"+ev.By)
+	}
+	if want := []string{"ticket.open/root", "ticket.approve/bob", "ticket.close/alice"}; !slices.Equal(kinds, want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+
+	// Expiry: a ticket past its end is not open, cannot be approved or closed.
+	tk2, _ := ts.Open(aliceTicket(), time.Minute, "root")
+	c.t = c.t.Add(time.Minute)
+	if len(ts.List()) != 0 {
+		t.Fatal("an expired ticket is listed")
+	}
+	if _, err := ts.Approve(tk2.ID, "bob"); err == nil {
+		t.Fatal("approved an expired ticket")
+	}
+}
+
+func TestTicketChecks(t *testing.T) {
+	ts, _, _ := newTickets(t, nil)
+	for name, tc := range map[string]struct {
+		t  Ticket
+		d  time.Duration
+		by string
+	}{
+		"no user":        {Ticket{Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"no target":      {Ticket{User: "a", Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"no access":      {Ticket{User: "a", Targets: []string{"plc1"}, Reason: "x"}, time.Hour, "root"},
+		"unknown access": {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"all"}, Reason: "x"}, time.Hour, "root"},
+		"no reason":      {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"write"}}, time.Hour, "root"},
+		"too long":       {aliceTicket(), 8 * 24 * time.Hour, "root"},
+		"no requester":   {aliceTicket(), time.Hour, ""},
+	} {
+		if _, err := ts.Open(tc.t, tc.d, tc.by); err == nil {
+			t.Errorf("%s: opened", name)
+		}
+	}
+	// A change the audit log refuses does not happen.
+	refusing, err := OpenTickets("", func(TicketEvent) error { return errors.New("disk full") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refusing.Open(aliceTicket(), time.Hour, "root"); err == nil || len(refusing.List()) != 0 {
+		t.Fatalf("open not recorded: %v, %d tickets", err, len(refusing.List()))
+	}
+}
+
+const ticketPolicy = `package interlock
+
+default decision := {"allow": false, "reasons": ["no_ticket"]}
+
+decision := {"allow": true, "reasons": ["ticket"], "ticket": t.id} if {
+	some t in input.tickets
+	t.user == input.principal.user
+	input.target.name in t.targets
+	input.operation.access in t.access
+}
+`
+
+// A ticket allows a call as soon as it is open, and stops allowing as soon
+// as it is closed or expires, whatever the decision cache held.
+func TestTicketsDecideAndBoundTheCache(t *testing.T) {
+	var events []TicketEvent
+	ts, c, _ := newTickets(t, &events)
+	e, err := New(Options{Path: policyDir(t, map[string]string{"main.rego": ticketPolicy}), Log: zerolog.Nop(),
+		Tickets: ts, CacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := testSession()
+	s.Principal.User = "alice"
+	write := func(at time.Time) gateway.Decision {
+		t.Helper()
+		d, err := e.Decide(context.Background(), s, testCall(s, "write_multiple_registers", gateway.AccessWrite, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := write(c.t); d.Allow {
+		t.Fatal("allowed without a ticket")
+	}
+	if d := write(c.t.Add(time.Second)); d.Allow || !d.Cached {
+		t.Fatalf("second denial: %+v; want it from the cache", d)
+	}
+	tk, err := ts.Open(aliceTicket(), 10*time.Minute, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := write(c.t.Add(2 * time.Second)); !d.Allow || d.Ticket != tk.ID || d.Cached {
+		t.Fatalf("with the ticket open: %+v; want a fresh allow naming %s", d, tk.ID)
+	}
+	if d := write(c.t.Add(3 * time.Second)); !d.Allow || !d.Cached || d.Ticket != tk.ID {
+		t.Fatalf("again: %+v; want the cached allow naming the ticket", d)
+	}
+	// Expiry: the cached allow (TTL 1h) must not outlive the ticket.
+	if d := write(tk.Expires.Add(-time.Nanosecond)); !d.Allow {
+		t.Fatalf("just before expiry: %+v", d)
+	}
+	if d := write(tk.Expires); d.Allow {
+		t.Fatalf("at expiry: %+v; want deny", d)
+	}
+	// Close: the next call is denied.
+	tk2, _ := ts.Open(aliceTicket(), time.Hour, "root")
+	c.t = tk.Expires
+	if d := write(c.t.Add(time.Second)); !d.Allow || d.Ticket != tk2.ID {
+		t.Fatalf("second ticket: %+v", d)
+	}
+	if _, err := ts.Close(tk2.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if d := write(c.t.Add(2 * time.Second)); d.Allow {
+		t.Fatalf("after close: %+v; want deny", d)
+	}
+	// A ticket for another user or target does not allow.
+	other := aliceTicket()
+	other.User = "bob"
+	ts.Open(other, time.Hour, "root")
+	if d := write(c.t.Add(3 * time.Second)); d.Allow {
+		t.Fatalf("bob's ticket allowed alice: %+v", d)
+	}
+}
