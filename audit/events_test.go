@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/netip"
 	"reflect"
 	"regexp"
@@ -244,22 +245,32 @@ func TestSessionCloseRecord(t *testing.T) {
 	s := testSession()
 	s.Started = time.Now().Add(-1500 * time.Millisecond)
 	s.Source.IP = netipZero
-	line := oneRecord(t, func(w *Writer) {
-		w.SessionEnd(context.Background(), s, errors.New("idle timeout"))
-		w.SessionEnd(context.Background(), s, nil)
-	})
-	var rec map[string]any
-	json.Unmarshal(line, &rec)
-	ms, _ := rec["duration_ms"].(float64)
-	if ms < 1500 || ms > 60000 {
-		t.Errorf("duration_ms = %v", rec["duration_ms"])
-	}
-	delete(rec, "duration_ms")
-	checkFields(t, rec, "session.close", map[string]any{
+	want := map[string]any{
 		"session_id": "5e55", "listener": "plc1",
 		"source":    map[string]any{"ip": "", "port": 50123.0, "name": "ews-1", "owner": "controls team"},
 		"principal": map[string]any{"user": "alice", "auth": "inventory", "roles": []any{"engineer"}},
-	})
+	}
+	for _, tc := range []struct {
+		err       error
+		wantError any // nil: no error field
+	}{
+		{errors.New("idle timeout"), "idle timeout"},
+		{nil, nil},
+	} {
+		line := oneRecord(t, func(w *Writer) { w.SessionEnd(context.Background(), s, tc.err) })
+		var rec map[string]any
+		json.Unmarshal(line, &rec)
+		ms, _ := rec["duration_ms"].(float64)
+		if ms < 1500 || ms > 60000 {
+			t.Errorf("duration_ms = %v", rec["duration_ms"])
+		}
+		delete(rec, "duration_ms")
+		w := maps.Clone(want)
+		if tc.wantError != nil {
+			w["error"] = tc.wantError
+		}
+		checkFields(t, rec, "session.close", w)
+	}
 }
 
 // checkFields compares a record's event fields, leaving out the envelope.

@@ -64,7 +64,7 @@ type Tickets struct {
 	mu sync.Mutex
 	m  map[string]Ticket
 
-	gen  atomic.Uint64                 // bumped by every change
+	gen  atomic.Uint64                  // bumped by every change
 	snap atomic.Pointer[ticketSnapshot] // input.tickets for a span of time
 }
 

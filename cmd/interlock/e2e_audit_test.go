@@ -15,7 +15,7 @@ func TestE2EAuditTamperDetectedByCLI(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	_, _, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port})
 	g.start(t)
 	for range 2 {
@@ -23,8 +23,8 @@ func TestE2EAuditTamperDetectedByCLI(t *testing.T) {
 			t.Fatalf("read: exit %d\n%s", r.code, r.out)
 		}
 	}
-	if r := mbpoll(t, g.port, []string{"-r", "100"}, "5"); r.code == 0 {
-		t.Fatalf("write outside a window allowed\n%s", r.out)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "5"); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("write outside a window: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 	if code := g.stopGateway(t); code != 0 {
 		t.Fatalf("the gateway exited %d on SIGTERM, want 0", code)
@@ -107,7 +107,7 @@ func TestE2EAuditChainSurvivesCrashAndRestart(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, _, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port})
 	g.start(t)
 	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code != 0 || r.values[100] != v100 {
@@ -134,8 +134,8 @@ func TestE2EAuditChainSurvivesCrashAndRestart(t *testing.T) {
 	}
 
 	g.start(t)
-	if r := mbpoll(t, g.port, []string{"-r", "100"}, "1"); r.code == 0 {
-		t.Fatalf("a write outside a window was allowed after the restart\n%s", r.out)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "1"); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("a write outside a window after the restart: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 	if code := g.stopGateway(t); code != 0 {
 		t.Errorf("the gateway exited %d on SIGTERM, want 0", code)

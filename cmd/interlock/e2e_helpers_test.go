@@ -255,7 +255,7 @@ func eventually(t *testing.T, timeout, interval time.Duration, what string, cond
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
-// peers that cannot report the port they bound (the pymodbus server).
+// a gateway upstream that nothing listens on.
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -264,6 +264,31 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// reservePort holds a free port on 127.0.0.1 with a socket that is bound but
+// does not listen: a connection to it is refused, and nothing else (another
+// test, another test binary) can take the port until release, after which
+// a PLC can be started on it.
+func reservePort(t *testing.T) (int, func()) {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { syscall.Close(fd) }) }
+	t.Cleanup(release)
+	return sa.(*syscall.SockaddrInet4).Port, release
 }
 
 func portAccepts(port int) bool {
@@ -275,6 +300,39 @@ func portAccepts(port int) bool {
 	return true
 }
 
+// portListener tells who listens on TCP port: none, the process pid itself,
+// or another process (a port that accepts may be another test's server).
+func portListener(pid, port int) (listening, byPid bool) {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return false, false
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, _ := os.ReadDir(fdDir)
+	for _, fd := range fds {
+		if link, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && inodes[link] {
+			return true, true
+		}
+	}
+	return true, false
+}
+
 // ---- the stand-in PLC: a pymodbus server ----
 
 type plc struct {
@@ -282,8 +340,11 @@ type plc struct {
 	proc *proc
 }
 
-// startPLC runs testdata/pymodbus_server.py on port with holding (and input)
-// registers set from addr=value pairs, and waits until it accepts.
+// startPLC runs testdata/pymodbus_server.py with holding (and input)
+// registers set from addr=value pairs, and waits until it listens. On port 0
+// it picks a free port, and picks another when someone else took the one it
+// picked in the meantime (pymodbus then neither listens nor exits); on
+// another port it must get that one.
 func startPLC(t *testing.T, port int, values ...string) *plc {
 	t.Helper()
 	requirePeer(t, peerPymodbus)
@@ -291,16 +352,34 @@ func startPLC(t *testing.T, port int, values ...string) *plc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("plc-%d.log", port))
-	args := append([]string{script, strconv.Itoa(port)}, values...)
-	p := startProc(t, "pymodbus server", logPath, []string{"PYTHONUNBUFFERED=1"}, systemPython, args...)
-	eventually(t, 10*time.Second, 50*time.Millisecond, "pymodbus server accepts on port "+strconv.Itoa(port), func() (bool, string) {
-		if p.exited() {
-			t.Fatalf("pymodbus server on port %d exited: %v\n%s", port, p.err, p.output())
+	for attempt := 1; ; attempt++ {
+		p := port
+		if p == 0 {
+			p = freePort(t)
 		}
-		return portAccepts(port), "connection refused"
-	})
-	return &plc{port: port, proc: p}
+		logPath := filepath.Join(t.TempDir(), fmt.Sprintf("plc-%d.log", p))
+		args := append([]string{script, strconv.Itoa(p)}, values...)
+		pr := startProc(t, "pymodbus server", logPath, []string{"PYTHONUNBUFFERED=1"}, systemPython, args...)
+		var listening, ours bool
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !pr.exited(); time.Sleep(50 * time.Millisecond) {
+			if listening, ours = portListener(pr.pid(), p); listening {
+				break
+			}
+		}
+		switch {
+		case ours:
+			return &plc{port: p, proc: pr}
+		case pr.exited():
+			t.Fatalf("pymodbus server on port %d exited: %v\n%s", p, pr.err, pr.output())
+		case listening && port == 0 && attempt < 3:
+			t.Logf("port %d was taken by another process before the pymodbus server bound it: trying another", p)
+			pr.kill()
+		case listening:
+			t.Fatalf("port %d is taken by another process: the pymodbus server cannot listen on it", p)
+		default:
+			t.Fatalf("pymodbus server does not listen on port %d within 10s\n%s", p, pr.output())
+		}
+	}
 }
 
 // ---- the gateway ----
@@ -585,13 +664,19 @@ type mbpollResult struct {
 
 var mbpollValueRe = regexp.MustCompile(`(?m)^\[(\d+)\]:\s+(-?\d+)\s*$`)
 
+// mbpollTimeout is mbpoll's answer timeout (-o) unless a test sets its
+// own: mbpoll's default of 1 s is no promise of the gateway's, and a write
+// waits for an fsync, which a loaded CI disk can stretch past a second.
+// Tests that bound how long an answer takes measure it themselves.
+const mbpollTimeout = "5"
+
 // mbpoll runs one poll (-1) of Modbus TCP unit 1 on 127.0.0.1:port with
-// 0-based references (-0); extra holds more options (such as -r 100 -c 2),
-// writes the values to write.
+// 0-based references (-0); extra holds more options (such as -r 100 -c 2;
+// an -o there overrides mbpollTimeout), writes the values to write.
 func mbpoll(t *testing.T, port int, extra []string, writes ...string) mbpollResult {
 	t.Helper()
 	requirePeer(t, peerMbpoll)
-	args := append([]string{"-m", "tcp", "-a", "1", "-0", "-1", "-p", strconv.Itoa(port)}, extra...)
+	args := append([]string{"-m", "tcp", "-a", "1", "-0", "-1", "-o", mbpollTimeout, "-p", strconv.Itoa(port)}, extra...)
 	args = append(append(args, "127.0.0.1"), writes...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -615,7 +700,8 @@ func parseMbpollValues(out string) map[int]int {
 }
 
 // mbpollPoller is mbpoll polling holding registers every 200 ms on one
-// connection, its output line-buffered into a file.
+// connection (answer timeout mbpollTimeout unless extra has an -o), its
+// output line-buffered into a file.
 type mbpollPoller struct {
 	proc *proc
 }
@@ -623,7 +709,7 @@ type mbpollPoller struct {
 func startPoller(t *testing.T, port int, extra ...string) *mbpollPoller {
 	t.Helper()
 	requirePeer(t, peerMbpoll)
-	args := append([]string{"-oL", "-eL", "mbpoll", "-m", "tcp", "-a", "1", "-0", "-l", "200", "-p", strconv.Itoa(port)}, extra...)
+	args := append([]string{"-oL", "-eL", "mbpoll", "-m", "tcp", "-a", "1", "-0", "-l", "200", "-o", mbpollTimeout, "-p", strconv.Itoa(port)}, extra...)
 	args = append(args, "127.0.0.1")
 	stdbuf, err := exec.LookPath("stdbuf")
 	if err != nil {

@@ -28,7 +28,7 @@ func TestE2EMbpollThroughGatewayToPymodbus(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port})
 	g.start(t)
 
@@ -150,7 +150,7 @@ func TestE2EPymodbusClientThroughGateway(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port})
 	g.start(t)
 
@@ -278,7 +278,7 @@ func TestE2EBadInputWhileOthersKeepWorking(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, frameTimeout: "500ms"})
 	g.start(t)
 
@@ -454,7 +454,7 @@ func TestE2EMonitorModeForwardsWithAlert(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	_, _, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, mode: "monitor"})
 	g.start(t)
 	if w := mbpoll(t, g.port, []string{"-r", "100"}, "4321"); w.code != 0 {
@@ -486,7 +486,7 @@ func TestE2EMaxConnsRefusesOneMore(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, maxConns: 1})
 	g.start(t)
 

@@ -57,7 +57,7 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, policyTimeout: "50ms",
 		rego: map[string]string{"interlock.rego": faultPolicy}})
 	if r := interlock(t, "check", "--config", g.config); r.code != 0 {
@@ -195,12 +195,12 @@ func TestE2EPolicyBrokenFileKeepsRunningPolicy(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, reloadInterval: "200ms"})
 	g.start(t)
 
-	if r := mbpoll(t, g.port, []string{"-r", "100"}, "1"); r.code == 0 {
-		t.Fatalf("a write outside a window was allowed\n%s", r.out)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "1"); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("a write outside a window: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 	recs := waitAudit(t, g.auditPath, 3*time.Second, "the write's call record", func(recs []record) bool {
 		return len(callRecords(recs, "write_single_register", 100)) == 1
@@ -312,7 +312,7 @@ func TestE2EPolicySIGHUPReloads(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, _, init := plcValues()
-	plc := startPLC(t, freePort(t), init...)
+	plc := startPLC(t, 0, init...)
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, reloadInterval: "1h"})
 	g.start(t)
 
@@ -326,8 +326,8 @@ func TestE2EPolicySIGHUPReloads(t *testing.T) {
 	g.setWindows(t, pastWindow(), openWindow(windowName))
 	// Without SIGHUP the change waits for the next poll, an hour away.
 	time.Sleep(400 * time.Millisecond)
-	if r := mbpoll(t, g.port, []string{"-r", "100"}, "11"); r.code == 0 {
-		t.Fatalf("the write was allowed before SIGHUP: the 1h reload interval was not honoured\n%s", r.out)
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, "11"); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("the write before SIGHUP: exit %d, want it denied with Illegal function (the 1h reload interval holds)\n%s", r.code, r.out)
 	}
 
 	g.proc.signal(t, syscall.SIGHUP)

@@ -16,7 +16,9 @@ import (
 func TestE2EUpstreamFaults(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
-	port := freePort(t)
+	// Nothing listens on the PLC's port until the PLC starts, and nothing
+	// else can take the port in the meantime.
+	port, release := reservePort(t)
 	g := newGateway(t, gwOptions{upstreamPort: port, requestTimeout: "500ms"})
 	g.start(t)
 	read := []string{"-o", "3", "-r", "100", "-c", "2"}
@@ -70,6 +72,7 @@ func TestE2EUpstreamFaults(t *testing.T) {
 	waitOutcome(outcome{"error", 10}, 1)
 
 	v100, v101, init := plcValues()
+	release()
 	plc := startPLC(t, port, init...)
 	eventually(t, 5*time.Second, 100*time.Millisecond, "reads work once the PLC is up", func() (bool, string) {
 		r := mbpoll(t, g.port, read)

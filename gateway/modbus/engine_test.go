@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +45,32 @@ func startSim(t *testing.T, addr string, o modbussim.Options) (*modbussim.Server
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
 	return s, ln.Addr().String()
+}
+
+// reserveAddr holds a free port on 127.0.0.1 with a socket that is bound
+// but does not listen: a connection to it is refused, and no other socket,
+// in this process or another test binary's, can take the port until
+// release. (Closing a listener to get a "free" port leaves it to whoever
+// binds next.)
+func reserveAddr(t *testing.T) (string, func()) {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { syscall.Close(fd) }) }
+	t.Cleanup(release)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)), release
 }
 
 type gw struct {
@@ -181,12 +210,19 @@ func TestDeniedWrite(t *testing.T) {
 		})
 	}
 	t.Run("close", func(t *testing.T) {
-		_, simAddr := startSim(t, "", modbussim.Options{})
+		sim, simAddr := startSim(t, "", modbussim.Options{})
+		sim.SetHolding(100, 1500)
 		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, modbus: modbus.Options{DenyAction: modbus.DenyClose}, decide: denyWrites})
 		conn := dial(t, g.addr)
 		conn.Write(adu(7, 1, []byte{6, 0, 100, 0, 1}))
 		if b, err := readAll(conn); err == nil || len(b) != 0 {
 			t.Fatalf("got %x, %v; want the connection closed without an answer", b, err)
+		}
+		if v := sim.Holding(100); v != 1500 {
+			t.Fatalf("PLC register changed to %d by a denied write", v)
+		}
+		if r := g.audit.Events("result"); len(r) != 1 || r[0].Result.Status != gateway.StatusDenied {
+			t.Fatalf("result records %+v, want one denied", r)
 		}
 	})
 }
@@ -392,9 +428,7 @@ func TestConnectionFlood(t *testing.T) {
 
 func TestUpstreamFaults(t *testing.T) {
 	t.Run("PLC down at start, then back", func(t *testing.T) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		addr := ln.Addr().String()
-		ln.Close()
+		addr, release := reserveAddr(t)
 		g := startGateway(t, gwOpts{upstream: "tcp://" + addr, limits: gateway.Limits{RequestTimeout: 500 * time.Millisecond}})
 		c := client(t, g.addr, 1)
 		start := time.Now()
@@ -405,6 +439,7 @@ func TestUpstreamFaults(t *testing.T) {
 		if el := time.Since(start); el > 500*time.Millisecond+time.Second {
 			t.Fatalf("0x0A after %v; the request timeout is 500ms", el)
 		}
+		release()
 		sim, _ := startSim(t, addr, modbussim.Options{})
 		sim.SetHolding(0, 5)
 		got, err := c.ReadHoldingRegisters(context.Background(), 0, 1)
@@ -457,20 +492,102 @@ func TestUpstreamFaults(t *testing.T) {
 		}
 	})
 	t.Run("late answer is not taken for the next request's", func(t *testing.T) {
-		sim, simAddr := startSim(t, "", modbussim.Options{Delay: 400 * time.Millisecond})
-		sim.SetHolding(0, 1)
-		sim.SetHolding(1, 2)
-		g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{RequestTimeout: 250 * time.Millisecond}})
+		// A PLC slow on the first answer only: the second request, sent once
+		// the late answer is on the gateway's upstream connection, is answered
+		// at once and must come back with its own value.
+		plc := startSlowFirstPLC(t, 400*time.Millisecond)
+		g := startGateway(t, gwOpts{upstream: "tcp://" + plc.addr, limits: gateway.Limits{RequestTimeout: 250 * time.Millisecond}})
 		c := client(t, g.addr, 1)
 		if _, err := c.ReadHoldingRegisters(context.Background(), 0, 1); exceptionCode(err) != modbus.ExGatewayTargetNoResponse {
 			t.Fatalf("got %v, want 0x0B", err)
 		}
-		time.Sleep(300 * time.Millisecond) // the late answer to register 0 is now waiting
+		select {
+		case <-plc.lateSent: // the late answer to register 0 is now waiting
+		case <-time.After(5 * time.Second):
+			t.Fatal("the PLC never sent its late answer")
+		}
 		got, err := c.ReadHoldingRegisters(context.Background(), 1, 1)
-		if err == nil && regs(got)[0] != 2 {
-			t.Fatalf("read register 1, got %v: the late answer to register 0", regs(got))
+		if err != nil {
+			t.Fatalf("read register 1 after the late answer: %v, want its value 2", err)
+		}
+		if r := regs(got); len(r) != 1 || r[0] != 2 {
+			t.Fatalf("read register 1, got %v, want [2]: the late answer to register 0 (1) was taken", r)
 		}
 	})
+}
+
+// slowFirstPLC answers FC3 reads with register value address+1, the first
+// answer of all after a delay and every other at once; lateSent is closed
+// when the delayed answer has been written.
+type slowFirstPLC struct {
+	addr     string
+	lateSent chan struct{}
+}
+
+func startSlowFirstPLC(t *testing.T, delay time.Duration) *slowFirstPLC {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &slowFirstPLC{addr: ln.Addr().String(), lateSent: make(chan struct{})}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		first = true
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				for {
+					h := make([]byte, 7)
+					if _, err := io.ReadFull(conn, h); err != nil {
+						return
+					}
+					pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
+					if _, err := io.ReadFull(conn, pdu); err != nil || len(pdu) != 5 || pdu[0] != 3 {
+						return
+					}
+					start, n := binary.BigEndian.Uint16(pdu[1:]), binary.BigEndian.Uint16(pdu[3:])
+					resp := []byte{3, byte(2 * n)}
+					for i := range n {
+						resp = binary.BigEndian.AppendUint16(resp, start+i+1)
+					}
+					mu.Lock()
+					late := first
+					first = false
+					mu.Unlock()
+					if late {
+						time.Sleep(delay)
+					}
+					if _, err := conn.Write(modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], resp)); err != nil {
+						return
+					}
+					if late {
+						close(p.lateSent)
+					}
+				}
+			})
+		}
+	})
+	return p
 }
 
 func TestUnitRouting(t *testing.T) {
@@ -548,5 +665,15 @@ func TestPanicInOneSessionLeavesOthers(t *testing.T) {
 	}
 	if _, err := other.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
 		t.Fatalf("other session after the panic: %v", err)
+	}
+	port := uint16(bad.LocalAddr().(*net.TCPAddr).Port)
+	var closes []gatewaytest.Record
+	for _, r := range g.audit.Events("session.close") {
+		if r.Session.Source.Port == port {
+			closes = append(closes, r)
+		}
+	}
+	if len(closes) != 1 || closes[0].Err == nil || !strings.Contains(closes[0].Err.Error(), "decider bug") {
+		t.Fatalf("session.close records of the panicking session %+v, want one carrying the panic", closes)
 	}
 }

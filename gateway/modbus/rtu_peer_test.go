@@ -2,11 +2,14 @@ package modbus_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +21,7 @@ import (
 
 // startProcess runs a peer for the length of the test, in its own process
 // group so that everything it starts stops with it.
-func startProcess(t *testing.T, name string, args ...string) {
+func startProcess(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -39,6 +42,42 @@ func startProcess(t *testing.T, name string, args ...string) {
 		}
 		logf.Close()
 	})
+	return cmd
+}
+
+// waitListening waits until process pid listens on TCP port itself: a port
+// picked free may be taken by another test's server before the peer binds
+// it (pymodbus then neither listens nor exits).
+func waitListening(t *testing.T, pid, port int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		inodes := map[string]bool{}
+		for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			b, _ := os.ReadFile(table)
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+					continue
+				}
+				if _, hexPort, _ := strings.Cut(f[1], ":"); hexPort == fmt.Sprintf("%04X", port) {
+					inodes["socket:["+f[9]+"]"] = true
+				}
+			}
+		}
+		fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(fdDir)
+		for _, fd := range fds {
+			if link, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && inodes[link] {
+				return
+			}
+		}
+		if len(inodes) > 0 {
+			t.Fatalf("port %d was taken by another process before the peer (pid %d) bound it", port, pid)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer (pid %d) does not listen on port %d within 10s", pid, port)
+		}
+	}
 }
 
 func freeTCPAddr(t *testing.T) string {
@@ -75,7 +114,9 @@ func TestRTUOverTCPUpstream(t *testing.T) {
 	gatewaytest.RequirePeer(t, gatewaytest.PeerPymodbus)
 	addr := freeTCPAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	startProcess(t, gatewaytest.SystemPython, "testdata/pymodbus_rtu_server.py", "tcp", port)
+	cmd := startProcess(t, gatewaytest.SystemPython, "testdata/pymodbus_rtu_server.py", "tcp", port)
+	portNum, _ := strconv.Atoi(port)
+	waitListening(t, cmd.Process.Pid, portNum)
 	g := startGateway(t, gwOpts{upstream: "rtuovertcp://" + addr, limits: gateway.Limits{RequestTimeout: 2 * time.Second}})
 	if got := readThrough(t, g); !slices.Equal(got, []uint16{1010, 1011, 1012}) {
 		t.Fatalf("read %v, want [1010 1011 1012]", got)

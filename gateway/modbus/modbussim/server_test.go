@@ -376,8 +376,17 @@ func TestPaused(t *testing.T) {
 	if _, _, pdu, err := r.read(100 * time.Millisecond); !isTimeout(err) {
 		t.Fatalf("paused server answered % X, %v", pdu, err)
 	}
+	// The server reads the request while paused, but on a loaded machine
+	// perhaps not within the 100 ms above: wait for it to be read before
+	// resuming, or it would be read after and answered.
+	for deadline := time.Now().Add(5 * time.Second); s.Requests() < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if s.Requests() != 1 {
 		t.Fatalf("Requests() = %d, want 1", s.Requests())
+	}
+	if _, _, pdu, err := r.read(10 * time.Millisecond); !isTimeout(err) {
+		t.Fatalf("paused server answered % X, %v", pdu, err)
 	}
 	s.SetPaused(false)
 	if got := r.roundTrip(h("03 0000 0001")); !bytes.Equal(got, h("03 02 0000")) {
