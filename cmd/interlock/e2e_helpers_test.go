@@ -393,6 +393,7 @@ type gwOptions struct {
 	mode           string            // policy.mode; default enforce
 	maxConns       int               // limits.max_conns; default 100
 	frameTimeout   string            // modbus.frame_timeout; default 5s
+	admin          bool              // admin.socket ./admin.sock (change tickets)
 }
 
 // gw is one gateway: its directory, config, policy copy, audit log and,
@@ -485,6 +486,14 @@ audit:
   path: ./audit/audit.jsonl
 `, opts.upstreamPort, maxConns, def(opts.requestTimeout, "2s"), def(opts.frameTimeout, "5s"),
 		def(opts.mode, "enforce"), def(opts.policyTimeout, "100ms"), def(opts.reloadInterval, "200ms")))
+	if opts.admin {
+		f, err := os.OpenFile(g.config, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprint(f, "admin:\n  socket: ./admin.sock\n")
+		f.Close()
+	}
 	return g
 }
 

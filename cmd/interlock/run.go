@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/admin"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/gateway"
 	_ "github.com/interlock-ics/interlock/gateway/modbus" // registers "modbus"
@@ -74,7 +77,11 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	}
 	defer aw.Close()
 
-	pol, err := newPolicy(cfg, log, func(rev string, files []string, err error) {
+	tickets, err := openTickets(cfg, aw)
+	if err != nil {
+		return err
+	}
+	pol, err := newPolicy(cfg, log, tickets, func(rev string, files []string, err error) {
 		if err != nil {
 			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("error", err.Error()) })
 			return
@@ -129,6 +136,20 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		})
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
+	if tickets != nil {
+		srv, ln, err := newAdmin(cfg, tickets, log)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return err
+		}
+		wg.Go(func() {
+			if err := srv.Serve(runCtx, ln); err != nil {
+				log.Error().Err(err).Msg("admin socket stopped")
+			}
+		})
+		log.Info().Str("socket", cfg.Admin.Socket).Int("open_tickets", len(tickets.List())).Msg("admin socket ready")
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -156,11 +177,11 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	return nil
 }
 
-func newPolicy(cfg *config.Config, log zerolog.Logger, onLoad func(string, []string, error)) (*policy.Engine, error) {
+func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, onLoad func(string, []string, error)) (*policy.Engine, error) {
 	dc := cfg.Policy.DecisionCache
 	pol, err := policy.New(policy.Options{
 		Path: cfg.Policy.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
-		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries,
+		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries, Tickets: tickets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -230,4 +251,40 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, errors.New("--log-format: want auto, json or console")
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// openTickets opens the ticket store when the admin socket is configured;
+// every change is a durable audit record before it takes effect.
+func openTickets(cfg *config.Config, aw *audit.Writer) (*policy.Tickets, error) {
+	if cfg.Admin.Socket == "" {
+		return nil, nil
+	}
+	return policy.OpenTickets(cfg.Admin.Tickets, func(ev policy.TicketEvent) error {
+		return aw.Record(ev.Event, true, func(e *zerolog.Event) {
+			t := ev.Ticket
+			e.Str("ticket_id", t.ID).Str("by", ev.By).Dict("ticket", zerolog.Dict().
+				Str("id", t.ID).Str("user", t.User).Strs("targets", t.Targets).Strs("access", t.Access).
+				Str("reason", t.Reason).Str("opened_by", t.OpenedBy).
+				Str("opened", t.Opened.UTC().Format(time.RFC3339Nano)).
+				Str("expires", t.Expires.UTC().Format(time.RFC3339Nano)).
+				Strs("approvals", t.Approvals))
+		})
+	})
+}
+
+func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (*admin.Server, *net.UnixListener, error) {
+	allowed := map[uint32]bool{uint32(os.Getuid()): true}
+	for _, name := range cfg.Admin.AllowedUsers {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("admin.allowed_users: %w", err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		allowed[uint32(uid)] = true
+	}
+	ln, err := admin.Listen(cfg.Admin.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &admin.Server{Tickets: tickets, Allowed: allowed, Log: log}, ln, nil
 }

@@ -2,12 +2,16 @@
 #
 # - Reads are always allowed (an unknown source raises an alert).
 # - Writes are allowed only for an approved engineer account, from an
-#   approved workstation, inside a maintenance window for the target.
+#   approved workstation, inside a maintenance window for the target or
+#   under an open change ticket for that user, target and access
+#   (`interlock ticket open`); the decision names the ticket.
 # - Diagnostics (FC 8) and unknown or vendor function codes are denied.
 # - Any write that touches a protected register range raises an alert.
 #
-# Data (data.json): accounts, approved_sources, maintenance_windows,
-# protected_ranges. The gateway reloads this directory when a file changes.
+# Data (data.json): accounts, approved_sources, maintenance_windows (one-off
+# start/end, or recurring cron + duration + tz), protected_ranges. The
+# gateway reloads this directory when a file changes; tickets arrive as
+# input.tickets.
 package interlock
 
 default decision := {"allow": false, "alert": true, "reasons": ["no_rule_allows"]}
@@ -37,8 +41,19 @@ decision := {"allow": false, "alert": true, "reasons": ["unknown_function_denied
 	input.operation.access == "program"
 }
 
-decision := {"allow": count(write_denials) == 0, "alert": alert_write, "reasons": write_reasons} if {
+decision := object.union(
+	{"allow": count(write_denials) == 0, "alert": alert_write, "reasons": write_reasons},
+	ticket_field,
+) if {
 	input.operation.access == "write"
+}
+
+# The ticket that allowed a write outside every window, for the audit record.
+default ticket_field := {}
+
+ticket_field := {"ticket": min(open_tickets)} if {
+	count(write_denials) == 0
+	count(open_windows) == 0
 }
 
 default unknown_source := false
@@ -50,7 +65,10 @@ write_denials contains "account_not_approved" if not engineer
 
 write_denials contains "source_not_approved" if not approved_source
 
-write_denials contains "outside_maintenance_window" if count(open_windows) == 0
+write_denials contains "outside_maintenance_window" if {
+	count(open_windows) == 0
+	count(open_tickets) == 0
+}
 
 engineer if "engineer" in data.accounts[input.principal.user].roles
 
@@ -59,8 +77,15 @@ approved_source if input.source.name in data.approved_sources
 open_windows contains w.name if {
 	some w in data.maintenance_windows
 	input.target.name in w.targets
-	time.parse_rfc3339_ns(w.start) <= time.now_ns()
-	time.now_ns() < time.parse_rfc3339_ns(w.end)
+	interlock.window_open(w, time.now_ns())
+}
+
+# Open change tickets for this user, target and access.
+open_tickets contains t.id if {
+	some t in input.tickets
+	t.user == input.principal.user
+	input.target.name in t.targets
+	input.operation.access in t.access
 }
 
 # Protected ranges the write touches: [address, address+quantity) overlaps [start, end].
@@ -92,6 +117,9 @@ write_reasons := array.concat(
 ) if count(write_denials) > 0
 
 write_reasons := array.concat(
-	sort([r | some w in open_windows; r := concat(":", ["maintenance_window", w])]),
+	array.concat(
+		sort([r | some w in open_windows; r := concat(":", ["maintenance_window", w])]),
+		sort([r | count(open_windows) == 0; some t in open_tickets; r := concat(":", ["ticket", t])]),
+	),
 	sort([r | some h in protected_hits; r := concat(":", ["protected_range", h])]),
 ) if count(write_denials) == 0

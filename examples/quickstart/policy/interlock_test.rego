@@ -20,6 +20,14 @@ call(principal, source, operation) := {
 	"target": {"name": "plc1", "upstream": "tcp://127.0.0.1:502", "unit_id": 1},
 	"protocol": "modbus",
 	"operation": operation,
+	"tickets": [],
+}
+
+with_tickets(c, tickets) := object.union(c, {"tickets": tickets})
+
+alice_ticket := {
+	"id": "T-1", "user": "alice", "targets": ["plc1"], "access": ["write"], "reason": "CHG-1234",
+	"opened_by": "root", "opened": "2026-11-26T10:30:00Z", "expires": "2026-11-26T12:30:00Z", "approvals": [],
 }
 
 read_hr := {"function": "read_holding_registers", "code": 3, "access": "read", "address": 100, "quantity": 2}
@@ -142,4 +150,52 @@ test_session_open_allowed if {
 	d := interlock.decision with input as call(nobody, {"ip": "10.9.9.9"}, {"function": "session.open", "access": "session"})
 	d.allow
 	d.alert
+}
+
+test_write_under_ticket_allowed_and_named if {
+	d := interlock.decision with input as with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket])
+		with data.maintenance_windows as window
+		with time.now_ns as after_window
+	d.allow
+	d.ticket == "T-1"
+	d.reasons == ["ticket:T-1"]
+}
+
+test_ticket_for_another_user_does_not_allow if {
+	t := object.union(alice_ticket, {"user": "bob"})
+	d := interlock.decision with input as with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [t])
+		with data.maintenance_windows as window
+		with time.now_ns as after_window
+	not d.allow
+	not d.ticket
+}
+
+test_ticket_does_not_make_an_operator_an_engineer if {
+	t := object.union(alice_ticket, {"user": "bob"})
+	d := interlock.decision with input as with_tickets(call(bob, {"name": "ews-alice"}, write_hr(100, 2)), [t])
+		with data.maintenance_windows as window
+		with time.now_ns as after_window
+	not d.allow
+	d.reasons == ["account_not_approved"]
+}
+
+test_window_wins_over_ticket_in_the_record if {
+	d := interlock.decision with input as with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket])
+		with data.maintenance_windows as window
+		with time.now_ns as in_window
+	d.allow
+	not d.ticket
+	d.reasons == ["maintenance_window:CHG-1"]
+}
+
+test_recurring_window if {
+	monthly := [{"name": "monthly", "cron": "0 5 1 * *", "duration": "3h", "tz": "Europe/Berlin", "targets": ["plc1"]}]
+	inside := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as monthly
+		with time.now_ns as time.parse_rfc3339_ns("2026-12-01T06:30:00+01:00")
+	inside.allow
+	outside := interlock.decision with input as call(alice, {"name": "ews-alice"}, write_hr(100, 2))
+		with data.maintenance_windows as monthly
+		with time.now_ns as time.parse_rfc3339_ns("2026-12-02T06:30:00+01:00")
+	not outside.allow
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -29,6 +30,7 @@ type Config struct {
 	Sources   []Source   `yaml:"sources"`
 	Policy    Policy     `yaml:"policy"`
 	Audit     Audit      `yaml:"audit"`
+	Admin     Admin      `yaml:"admin"`
 
 	// File is the path the configuration was read from; relative paths in
 	// it are resolved against its directory.
@@ -100,6 +102,17 @@ type Audit struct {
 	// State-changing calls are always denied.
 	ReadsOnFailure string        `yaml:"reads_on_failure"`
 	SyncInterval   time.Duration `yaml:"sync_interval"`
+}
+
+// Admin is the `admin:` section: the local administration socket through
+// which `interlock ticket …` changes the open change tickets.
+type Admin struct {
+	Socket string `yaml:"socket"` // Unix socket; no admin interface when empty
+	// AllowedUsers may use it besides the user running the gateway.
+	AllowedUsers []string `yaml:"allowed_users"`
+	// Tickets is where open tickets are kept across restarts (default
+	// tickets.json beside the socket).
+	Tickets string `yaml:"tickets"`
 }
 
 // Policy modes.
@@ -273,7 +286,34 @@ func (c *Config) check() error {
 	if err := c.checkPolicy(); err != nil {
 		return err
 	}
-	return c.checkAudit()
+	if err := c.checkAudit(); err != nil {
+		return err
+	}
+	return c.checkAdmin()
+}
+
+func (c *Config) checkAdmin() error {
+	a := &c.Admin
+	if a.Socket == "" {
+		if a.Tickets != "" || len(a.AllowedUsers) > 0 {
+			return c.errf(0, "admin.socket", "missing: tickets and allowed_users need the admin socket")
+		}
+		return nil
+	}
+	a.Socket = c.resolve(a.Socket)
+	if len(a.Socket) > 100 {
+		return c.errf(0, "admin.socket", "%s is too long for a Unix socket (100 bytes at most)", a.Socket)
+	}
+	if a.Tickets == "" {
+		a.Tickets = filepath.Join(filepath.Dir(a.Socket), "tickets.json")
+	}
+	a.Tickets = c.resolve(a.Tickets)
+	for i, u := range a.AllowedUsers {
+		if _, err := user.Lookup(u); err != nil {
+			return c.errf(0, fmt.Sprintf("admin.allowed_users[%d]", i), "%q is not a user of this system", u)
+		}
+	}
+	return nil
 }
 
 func (l *Listener) key(k string) string { return fmt.Sprintf("listeners[%d].%s", l.index, k) }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A change ticket opened through the admin socket of a running gateway
+// allows a write within a second; the audit record names it; closing it, or
+// its expiry, denies the next write at once.
+func TestE2ETicketsOnARunningGateway(t *testing.T) {
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	plc := startPLC(t, freePort(t), "100=1500")
+	g := newGateway(t, gwOptions{upstreamPort: plc.port, admin: true})
+	g.start(t)
+
+	write := func(v int) mbpollResult {
+		return mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(v))
+	}
+	if r := write(1601); r.code == 0 {
+		t.Fatalf("a write without window or ticket succeeded:\n%s", r.out)
+	}
+
+	open := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc1",
+		"--access", "write", "--for", "1h", "--reason", "CHG-1234", "--json")
+	if open.code != 0 {
+		t.Fatalf("ticket open: exit %d: %s", open.code, open.stderr)
+	}
+	var tk struct {
+		ID, User, Reason string
+		OpenedBy         string `json:"opened_by"`
+	}
+	if err := json.Unmarshal([]byte(open.stdout), &tk); err != nil || tk.ID == "" || tk.OpenedBy == "" {
+		t.Fatalf("ticket open printed %q: %v", open.stdout, err)
+	}
+	opened := time.Now()
+	if r := write(1602); r.code != 0 {
+		t.Fatalf("a write under the ticket failed:\n%s", r.out)
+	}
+	if d := time.Since(opened); d > time.Second {
+		t.Errorf("the ticket took %v to allow a write; want under a second", d)
+	}
+	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1602 {
+		t.Fatalf("PLC register 100 = %d, want 1602", v[0])
+	}
+	recs := waitAudit(t, g.auditPath, 3*time.Second, "the allowed write's call record", func(recs []record) bool {
+		for _, c := range callRecords(recs, "write_single_register", 100) {
+			if c.get("decision.allow") == true {
+				return true
+			}
+		}
+		return false
+	})
+	var allowed record
+	for _, c := range callRecords(recs, "write_single_register", 100) {
+		if c.get("decision.allow") == true {
+			allowed = c
+		}
+	}
+	if allowed.str("decision.ticket") != tk.ID || !strings.Contains(strings.Join(allowed.strs("decision.reasons"), ","), "ticket:"+tk.ID) {
+		t.Fatalf("the allowed write's decision does not name the ticket %s: %v", tk.ID, allowed.get("decision"))
+	}
+	opens := eventsOf(recs, "ticket.open")
+	if len(opens) != 1 || opens[0].str("ticket.id") != tk.ID || opens[0].str("ticket.reason") != "CHG-1234" ||
+		opens[0].str("by") != tk.OpenedBy {
+		t.Fatalf("ticket.open records: %v", opens)
+	}
+
+	// The opener cannot approve their own ticket.
+	if r := interlock(t, "ticket", "approve", "--config", g.config, tk.ID); r.code == 0 || !strings.Contains(r.stderr, "cannot also approve") {
+		t.Fatalf("self-approval: exit %d: %s", r.code, r.stderr)
+	}
+	if r := interlock(t, "ticket", "list", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, tk.ID) {
+		t.Fatalf("ticket list: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+
+	if r := interlock(t, "ticket", "close", "--config", g.config, tk.ID); r.code != 0 {
+		t.Fatalf("ticket close: exit %d: %s", r.code, r.stderr)
+	}
+	if r := write(1603); r.code == 0 {
+		t.Fatalf("a write after the ticket closed succeeded:\n%s", r.out)
+	}
+	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1602 {
+		t.Fatalf("PLC register 100 = %d after the close, want 1602", v[0])
+	}
+
+	// Expiry: a 2-second ticket stops allowing at once when it ends, though
+	// the decision cache would keep an allow for a second.
+	short := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc1",
+		"--access", "write", "--for", "2s", "--reason", "CHG-1235", "--id", "CHG-1235")
+	if short.code != 0 {
+		t.Fatalf("ticket open: exit %d: %s", short.code, short.stderr)
+	}
+	start := time.Now()
+	if r := write(1604); r.code != 0 {
+		t.Fatalf("a write under the short ticket failed:\n%s", r.out)
+	}
+	time.Sleep(2*time.Second - time.Since(start) + 100*time.Millisecond)
+	if r := write(1605); r.code == 0 {
+		t.Fatalf("a write after the ticket expired succeeded:\n%s", r.out)
+	}
+	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1604 {
+		t.Fatalf("PLC register 100 = %d after the expiry, want 1604", v[0])
+	}
+	if code := g.stopGateway(t); code != 0 {
+		t.Fatalf("gateway exit %d", code)
+	}
+	verifyAudit(t, g.auditPath)
+	closes := eventsOf(readAudit(t, g.auditPath), "ticket.close")
+	if len(closes) != 1 || closes[0].str("ticket_id") != tk.ID {
+		t.Fatalf("ticket.close records: %v", closes)
+	}
+}

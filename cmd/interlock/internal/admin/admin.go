@@ -1,0 +1,192 @@
+// Package admin is the gateway's local administration interface: an HTTP
+// API on a Unix socket, through which `interlock ticket …` opens, approves,
+// lists and closes change tickets on a running gateway. The caller is
+// authenticated by the kernel (the socket peer's user id), never by what it
+// claims; every change is recorded in the audit log before it takes effect.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/policy"
+)
+
+// Server serves the admin API.
+type Server struct {
+	Tickets *policy.Tickets
+	// Allowed are the user ids that may use the API (the gateway's runner
+	// puts its own user in).
+	Allowed map[uint32]bool
+	Log     zerolog.Logger
+}
+
+type peerKey struct{}
+
+// peer is the authenticated caller of one connection.
+type peer struct {
+	uid  uint32
+	name string
+}
+
+// Listen creates the socket (replacing a stale one), readable and writable
+// by its owner only.
+func Listen(path string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("admin: %s is in use by another gateway", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers requests on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/tickets", s.list)
+	mux.HandleFunc("POST /v1/tickets", s.open)
+	mux.HandleFunc("POST /v1/tickets/{id}/approve", s.approve)
+	mux.HandleFunc("POST /v1/tickets/{id}/close", s.close)
+	srv := &http.Server{
+		Handler:           s.authenticate(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
+		},
+	}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// peerOf reads the kernel's credentials of the socket's other end.
+func peerOf(c net.Conn) *peer {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || cerr != nil {
+		return nil
+	}
+	name := "uid:" + strconv.Itoa(int(cred.Uid))
+	if u, err := user.LookupId(strconv.Itoa(int(cred.Uid))); err == nil {
+		name = u.Username
+	}
+	return &peer{uid: cred.Uid, name: name}
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := r.Context().Value(peerKey{}).(*peer)
+		if p == nil || !s.Allowed[p.uid] {
+			who := "unknown"
+			if p != nil {
+				who = p.name
+			}
+			s.Log.Warn().Str("user", who).Str("path", r.URL.Path).Msg("admin: refused a caller not in admin.allowed_users")
+			writeErr(w, http.StatusForbidden, fmt.Errorf("user %s may not administer this gateway (admin.allowed_users)", who))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func by(r *http.Request) string { return r.Context().Value(peerKey{}).(*peer).name }
+
+// OpenRequest is the body of POST /v1/tickets.
+type OpenRequest struct {
+	ID       string   `json:"id,omitempty"`
+	User     string   `json:"user"`
+	Targets  []string `json:"targets"`
+	Access   []string `json:"access"`
+	Reason   string   `json:"reason"`
+	Duration string   `json:"duration"` // such as 2h
+}
+
+func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+	var req OpenRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("request body: %v", err))
+		return
+	}
+	d, err := time.ParseDuration(req.Duration)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("duration %q is not a duration such as 2h", req.Duration))
+		return
+	}
+	t, err := s.Tickets.Open(policy.Ticket{ID: req.ID, User: req.User, Targets: req.Targets, Access: req.Access, Reason: req.Reason}, d, by(r))
+	s.reply(w, r, "open", t, err)
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
+	t, err := s.Tickets.Approve(r.PathValue("id"), by(r))
+	s.reply(w, r, "approve", t, err)
+}
+
+func (s *Server) close(w http.ResponseWriter, r *http.Request) {
+	t, err := s.Tickets.Close(r.PathValue("id"), by(r))
+	s.reply(w, r, "close", t, err)
+}
+
+func (s *Server) list(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Tickets.List())
+}
+
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, what string, t policy.Ticket, err error) {
+	if err != nil {
+		s.Log.Warn().Err(err).Str("by", by(r)).Msg("admin: ticket " + what + " refused")
+		writeErr(w, http.StatusBadRequest, err)
+		return
+	}
+	s.Log.Info().Str("ticket", t.ID).Str("by", by(r)).Str("user", t.User).Strs("targets", t.Targets).
+		Strs("access", t.Access).Time("expires", t.Expires).Msg("ticket " + what)
+	writeJSON(w, http.StatusOK, t)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,89 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/interlock-ics/interlock/policy"
+)
+
+// Client calls the admin API of a running gateway on its socket.
+type Client struct {
+	Socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{Socket: path, hc: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// Open opens a ticket.
+func (c *Client) Open(req OpenRequest) (policy.Ticket, error) {
+	var t policy.Ticket
+	return t, c.do(http.MethodPost, "/v1/tickets", req, &t)
+}
+
+// Approve approves a ticket as the calling user.
+func (c *Client) Approve(id string) (policy.Ticket, error) {
+	var t policy.Ticket
+	return t, c.do(http.MethodPost, "/v1/tickets/"+id+"/approve", nil, &t)
+}
+
+// Close closes a ticket.
+func (c *Client) Close(id string) (policy.Ticket, error) {
+	var t policy.Ticket
+	return t, c.do(http.MethodPost, "/v1/tickets/"+id+"/close", nil, &t)
+}
+
+// List returns the open tickets.
+func (c *Client) List() ([]policy.Ticket, error) {
+	var ts []policy.Ticket
+	return ts, c.do(http.MethodGet, "/v1/tickets", nil, &ts)
+}
+
+func (c *Client) do(method, path string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://interlock"+path, r)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("the gateway's admin socket %s: %w (is the gateway running with admin.socket set?)", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s", e.Error)
+		}
+		return fmt.Errorf("admin API: %s", resp.Status)
+	}
+	return json.Unmarshal(b, out)
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/admin"
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/policy"
+)
+
+func init() {
+	register(command{group: "ticket", name: "open", run: cmdTicketOpen,
+		synopsis: "--user U --target T --access A --for D --reason R",
+		help:     "open a change ticket on the running gateway"})
+	register(command{group: "ticket", name: "list", run: cmdTicketList, help: "list the open change tickets"})
+	register(command{group: "ticket", name: "approve", synopsis: "ID", run: cmdTicketApprove,
+		help: "approve a ticket (a second person: the opener cannot)"})
+	register(command{group: "ticket", name: "close", synopsis: "ID", run: cmdTicketClose,
+		help: "close a ticket before it expires"})
+}
+
+// listFlag collects a repeatable or comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*l = append(*l, f)
+		}
+	}
+	return nil
+}
+
+// adminFlags adds --config and --socket, and returns the client they name.
+func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
+	cfgPath := fs.String("config", "", "the gateway's configuration (its admin.socket is used)")
+	socket := fs.String("socket", "", "the gateway's admin socket (instead of --config)")
+	return func() (*admin.Client, error) {
+		switch {
+		case *socket != "":
+			return admin.NewClient(*socket), nil
+		case *cfgPath == "":
+			return nil, usageErr("give --config FILE or --socket PATH")
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Admin.Socket == "" {
+			return nil, fmt.Errorf("%s: admin.socket is not set: the gateway has no admin interface", cfg.File)
+		}
+		return admin.NewClient(cfg.Admin.Socket), nil
+	}
+}
+
+func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("ticket open", "ticket open (--config FILE | --socket PATH) --user U --target T --access A --for D --reason R [--id ID] [--json]", stderr)
+	client := adminFlags(fs)
+	user := fs.String("user", "", "the user the ticket lets act (principal.user)")
+	var targets, access listFlag
+	fs.Var(&targets, "target", "target (listener or route name); repeat or comma-separate for several")
+	fs.Var(&access, "access", "access kinds: write, execute, program, diagnostic, …; repeat or comma-separate")
+	dur := fs.Duration("for", 0, "how long the ticket stays open, such as 2h (at most 168h)")
+	reason := fs.String("reason", "", "why: the change request, such as CHG-1234")
+	id := fs.String("id", "", "ticket id (default: generated)")
+	asJSON := fs.Bool("json", false, "print the ticket as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *user == "" || len(targets) == 0 || len(access) == 0 || *dur == 0 || *reason == "" {
+		fs.Usage()
+		return usageErr("ticket open: --user, --target, --access, --for and --reason are required")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	t, err := c.Open(admin.OpenRequest{ID: *id, User: *user, Targets: targets, Access: access, Reason: *reason, Duration: dur.String()})
+	if err != nil {
+		return fmt.Errorf("ticket open: %w", err)
+	}
+	return printTicket(stdout, t, *asJSON, "opened")
+}
+
+func cmdTicketList(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("ticket list", "ticket list (--config FILE | --socket PATH) [--json]", stderr)
+	client := adminFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	ts, err := c.List()
+	if err != nil {
+		return fmt.Errorf("ticket list: %w", err)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(ts)
+	}
+	if len(ts) == 0 {
+		fmt.Fprintln(stdout, "no open tickets")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tTARGETS\tACCESS\tEXPIRES\tOPENED BY\tAPPROVED BY\tREASON")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s (in %s)\t%s\t%s\t%s\n", t.ID, t.User, strings.Join(t.Targets, ","),
+			strings.Join(t.Access, ","), t.Expires.UTC().Format(time.RFC3339), time.Until(t.Expires).Round(time.Second),
+			t.OpenedBy, strings.Join(t.Approvals, ","), t.Reason)
+	}
+	return tw.Flush()
+}
+
+func cmdTicketApprove(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return ticketByID("approve", args, stdout, stderr, (*admin.Client).Approve)
+}
+
+func cmdTicketClose(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	return ticketByID("close", args, stdout, stderr, (*admin.Client).Close)
+}
+
+func ticketByID(verb string, args []string, stdout, stderr io.Writer, do func(*admin.Client, string) (policy.Ticket, error)) error {
+	fs := newFlags("ticket "+verb, "ticket "+verb+" (--config FILE | --socket PATH) [--json] ID", stderr)
+	client := adminFlags(fs)
+	asJSON := fs.Bool("json", false, "print the ticket as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageErr("ticket %s: name one ticket id", verb)
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	t, err := do(c, fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("ticket %s: %w", verb, err)
+	}
+	return printTicket(stdout, t, *asJSON, map[string]string{"approve": "approved", "close": "closed"}[verb])
+}
+
+func printTicket(w io.Writer, t policy.Ticket, asJSON bool, what string) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(t)
+	}
+	fmt.Fprintf(w, "ticket %s %s: %s may %s on %s until %s (%s); approved by: %s\n", t.ID, what, t.User,
+		strings.Join(t.Access, ","), strings.Join(t.Targets, ","), t.Expires.UTC().Format(time.RFC3339), t.Reason,
+		orNone(t.Approvals))
+	return nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "nobody yet"
+	}
+	return strings.Join(s, ", ")
+}
