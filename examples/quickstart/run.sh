@@ -59,7 +59,10 @@ Try next:
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -c 2 -1 127.0.0.1
   # write 1600 to register 100 (denied: no maintenance window is open)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600
-  # open a one-hour maintenance window for plc1, then write again (allowed)
+  # open a change ticket for alice on plc1, then write again (allowed, the audit names the ticket)
+  bin/interlock ticket open --config $run/config.yaml --user alice --target plc1 --access write --for 1h --reason CHG-1234
+  bin/interlock ticket list --config $run/config.yaml
+  # or open a one-hour maintenance window for plc1 in the policy data
   examples/quickstart/open-window.sh
   # write into the protected range 200-209 (allowed in the window, with an alert)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 205 -1 127.0.0.1 7
