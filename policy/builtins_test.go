@@ -59,7 +59,7 @@ func TestWindowOpenAt(t *testing.T) {
 	}
 }
 
-const windowPolicy = `package interlock
+const windowBuiltinPolicy = `package interlock
 
 decision := {"allow": true, "alert": false, "reasons": [w.name]} if {
 	some w in data.windows
@@ -69,13 +69,13 @@ decision := {"allow": true, "alert": false, "reasons": [w.name]} if {
 default decision := {"allow": false, "alert": false, "reasons": ["closed"]}
 `
 
-const windowData = `windows:
+const windowBuiltinData = `windows:
   - {name: saturday-maintenance, cron: "0 6 * * SAT", duration: 4h, tz: Europe/Berlin}
   - {name: chg-1, start: "2026-12-01T10:00:00Z", end: "2026-12-01T11:00:00Z"}
 `
 
 func TestWindowBuiltinInPolicy(t *testing.T) {
-	e := newEngine(t, map[string]string{"main.rego": windowPolicy, "data.yaml": windowData})
+	e := newEngine(t, map[string]string{"main.rego": windowBuiltinPolicy, "data.yaml": windowBuiltinData})
 	for _, tc := range []struct {
 		at   time.Time
 		want string
@@ -90,7 +90,7 @@ func TestWindowBuiltinInPolicy(t *testing.T) {
 		}
 	}
 	// A malformed window is a policy error: the call is denied.
-	bad := newEngine(t, map[string]string{"main.rego": windowPolicy, "data.yaml": "windows:\n  - {name: typo, cron: \"0 6 * * SATURDAY\", duration: 4h}\n"})
+	bad := newEngine(t, map[string]string{"main.rego": windowBuiltinPolicy, "data.yaml": "windows:\n  - {name: typo, cron: \"0 6 * * SATURDAY\", duration: 4h}\n"})
 	if _, err := bad.Eval(context.Background(), ast.NewObject(), time.Now()); err == nil || Code(err) != CodeEvalError {
 		t.Fatalf("malformed window: %v; want %s", err, CodeEvalError)
 	}
@@ -98,7 +98,7 @@ func TestWindowBuiltinInPolicy(t *testing.T) {
 
 func TestWindowBuiltinInRegoTests(t *testing.T) {
 	dir := policyDir(t, map[string]string{
-		"main.rego": windowPolicy, "data.yaml": windowData,
+		"main.rego": windowBuiltinPolicy, "data.yaml": windowBuiltinData,
 		"main_test.rego": `package interlock_test
 
 import data.interlock

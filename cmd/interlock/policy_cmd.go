@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,7 @@ import (
 )
 
 func init() {
-	register(command{group: "policy", name: "test", synopsis: "[DIR…]", run: cmdPolicyTest,
+	register(command{group: "policy", name: "test", synopsis: "[--coverage] [DIR…]", run: cmdPolicyTest,
 		help: "run the Rego unit tests (*_test.rego, test_ rules)"})
 	register(command{group: "policy", name: "eval", synopsis: "--config FILE --input FILE|-", run: cmdPolicyEval,
 		help: "print the decision for one policy input as JSON"})
@@ -29,6 +30,8 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")
 	format := fs.String("format", "pretty", "output: pretty or json")
+	coverage := fs.Bool("coverage", false, "report which policy lines the tests evaluated (with --format json: the coverage document)")
+	minCoverage := fs.Float64("min-coverage", 0, "fail when coverage is below this percentage")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -40,8 +43,11 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		dirs = []string{"."}
 	}
 	passed, failed, err := policy.RunTests(context.Background(), dirs, policy.TestOptions{
-		Verbose: *verbose, JSON: *format == "json", Out: stdout,
+		Verbose: *verbose, JSON: *format == "json", Out: stdout, Coverage: *coverage, MinCoverage: *minCoverage,
 	})
+	if errors.Is(err, policy.ErrCoverage) && failed == 0 {
+		return &exitError{code: 1, msg: "policy test: " + err.Error()}
+	}
 	if err != nil {
 		return err
 	}
