@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/interlock-ics/interlock/gateway"
 )
@@ -74,6 +76,47 @@ func BenchmarkDecideQuickstart(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkDecisionLatency reports the p50 and p99 of single decisions of
+// the quickstart policy (a read and a write in a maintenance window, each
+// from a polling client that repeats it) with the decision cache off and on:
+//
+//	go test -run '^$' -bench DecisionLatency ./policy/
+func BenchmarkDecisionLatency(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		access  gateway.Access
+		fn      string
+		noCache bool
+	}{
+		{"read/uncached", gateway.AccessRead, "read_holding_registers", true},
+		{"write/uncached", gateway.AccessWrite, "write_multiple_registers", true},
+		{"read/cached", gateway.AccessRead, "read_holding_registers", false},
+		{"write/cached", gateway.AccessWrite, "write_multiple_registers", false},
+	} {
+		e, err := New(Options{Path: "../examples/quickstart/policy", Gateway: "bench", NoCache: tc.noCache})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			s := testSession()
+			s.Principal.User = "alice"
+			c := testCall(s, tc.fn, tc.access, inWindow)
+			ctx := context.Background()
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := e.Decide(ctx, s, c); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 		})
 	}
 }
