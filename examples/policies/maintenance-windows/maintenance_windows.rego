@@ -1,0 +1,65 @@
+# Maintenance windows: state-changing calls only while a window is open.
+#
+# A window is one-off ({start, end}, RFC 3339) or recurring ({cron,
+# duration, tz}: opens at every time the cron expression names in the time
+# zone tz, for duration), decided by the gateway's builtin
+# interlock.window_open: start inclusive, end exclusive; a recurring window
+# lasts duration of elapsed time, across a daylight saving change too.
+#
+# A window opens only for what it is scoped to:
+#   targets  target names ("*": any target), required
+#   access   access kinds ("*": any kind), required
+#   users, roles  the accounts it opens for (user in users, or one of the
+#            roles in roles); with neither, it opens for every account
+#
+# Access kinds in governed_access (default write, execute, program) need an
+# open window; other calls pass this rule.
+#
+# Rule: maintenance-window. Data: data.maintenance_windows (see README.md).
+package interlock.maintenance_windows
+
+cfg := data.maintenance_windows
+
+access := object.get(input, ["operation", "access"], "")
+
+target := object.get(input, ["target", "name"], "")
+
+default governed_access := {"write", "execute", "program"}
+
+governed_access := {a | some a in cfg.governed_access} if cfg.governed_access
+
+governed if input.operation.access in governed_access
+
+listed(xs, x) if x in xs
+
+listed(xs, _) if "*" in xs
+
+for_account(w) if {
+	not w.users
+	not w.roles
+}
+
+for_account(w) if input.principal.user in w.users
+
+for_account(w) if {
+	some r in input.principal.roles
+	r in w.roles
+}
+
+# The cheap scope checks come first: the builtin is asked only about windows
+# that could open for this call.
+open_windows contains object.get(w, "name", "unnamed") if {
+	governed
+	some w in cfg.windows
+	listed(w.targets, target)
+	listed(w.access, access)
+	for_account(w)
+	interlock.window_open(w, time.now_ns())
+}
+
+violations contains {"id": "maintenance-window", "reason": concat(":", ["outside_maintenance_window", target, access])} if {
+	governed
+	count(open_windows) == 0
+}
+
+passes contains {"id": "maintenance-window", "reason": name} if some name in open_windows
