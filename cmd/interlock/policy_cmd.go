@@ -127,11 +127,12 @@ type decisionOut struct {
 	Reasons    []string `json:"reasons"`
 	Revision   string   `json:"policy_revision"`
 	DecisionID string   `json:"decision_id"`
+	Ticket     string   `json:"ticket,omitempty"`
 	Error      string   `json:"error,omitempty"`
 }
 
 func decisionJSON(d gateway.Decision, err error) decisionOut {
-	out := decisionOut{Allow: d.Allow, Alert: d.Alert, Reasons: d.Reasons, Revision: d.Revision, DecisionID: d.ID}
+	out := decisionOut{Allow: d.Allow, Alert: d.Alert, Reasons: d.Reasons, Revision: d.Revision, DecisionID: d.ID, Ticket: d.Ticket}
 	if out.Reasons == nil {
 		out.Reasons = []string{}
 	}
