@@ -1,5 +1,6 @@
 // Package policy is Interlock's embedded OPA: it loads the Rego policy and its
-// data from a directory, prepares the decision query once, decides every call
+// data from a directory or an OPA bundle (a file or a bundle server, signed or
+// not), prepares the decision query once, decides every call
 // (gateway.Decider), reloads all-or-nothing, and runs the policy's own tests.
 package policy
 
@@ -25,7 +26,10 @@ const DefaultQuery = "data.interlock.decision"
 
 // Options configure an Engine.
 type Options struct {
-	Path    string // policy directory: .rego files and .json/.yaml/.yml data, OPA layout
+	// Path is a policy directory (.rego files and .json/.yaml/.yml data, OPA
+	// layout), an OPA bundle file (.tar.gz), or the http:// or https:// URL
+	// of a bundle server.
+	Path    string
 	Query   string // decision query; DefaultQuery when empty
 	Gateway string // gateway id, input.gateway.id
 	Log     zerolog.Logger
@@ -45,24 +49,30 @@ type Options struct {
 	// Tickets are the open change tickets, given to the policy as
 	// input.tickets; nil gives an empty list.
 	Tickets *Tickets
+
+	// Bundle options; they apply when Path is a bundle file or URL.
+	BundleOptions
 }
 
 // Engine decides calls with the policy loaded from Options.Path. It is safe
 // for concurrent use; Reload swaps the policy atomically.
 type Engine struct {
 	opts  Options
+	src   source
 	cur   atomic.Pointer[prepared]
 	cache *decisionCache // nil when off
 
-	mu  sync.Mutex // serialises Reload; guards sig
-	sig [32]byte   // stat signature of the files the last load attempt read
+	mu       sync.Mutex // serialises Reload; guards sig, lastFail and the source's state
+	sig      [32]byte   // stat signature of the files the last load attempt read
+	lastFail string     // the last load error reported while polling a bundle server
 }
 
 var _ gateway.CachedDecider = (*Engine)(nil)
 
 // New loads, compiles and prepares the policy in opts.Path. It fails when the
-// directory holds no policy, a file does not parse or compile (the error
-// names file:line), or no rule defines the decision query.
+// directory or bundle holds no policy, a file does not parse or compile (the
+// error names file:line), no rule defines the decision query, or a bundle
+// cannot be fetched or fails verification.
 func New(opts Options) (*Engine, error) {
 	if opts.Path == "" {
 		return nil, errors.New("policy: no policy path configured")
@@ -70,11 +80,15 @@ func New(opts Options) (*Engine, error) {
 	if opts.Query == "" {
 		opts.Query = DefaultQuery
 	}
-	e := &Engine{opts: opts}
+	src, err := newSource(opts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, src: src}
 	if !opts.NoCache {
 		e.cache = newDecisionCache(opts.CacheTTL, opts.CacheEntries)
 	}
-	snap, err := readSnapshot(opts.Path)
+	snap, err := src.read(context.Background()) // a first request sends no ETag: never a 304
 	var p *prepared
 	if err == nil {
 		e.sig = snap.sig
@@ -85,9 +99,38 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.cur.Store(p)
-	opts.Log.Info().Str("path", opts.Path).Str("policy_revision", p.rev).Strs("files", p.files).
-		Msg("policy loaded")
+	e.logLoaded(snap, p, nil, "policy loaded")
 	return e, nil
+}
+
+// logLoaded writes the line of a successful load; a bundle's says how its
+// signature was checked, and warns when it was not.
+func (e *Engine) logLoaded(snap *snapshot, p, old *prepared, msg string) {
+	ev := e.opts.Log.Info().Str("path", e.opts.Path).Str("policy_revision", p.rev)
+	if old != nil {
+		ev = ev.Str("previous_revision", old.rev)
+	}
+	if b := snap.bundle; b != nil {
+		ev = ev.Str("bundle_signature", b.signature)
+		if b.etag != "" {
+			ev = ev.Str("etag", b.etag)
+		}
+	}
+	ev.Strs("files", p.files).Msg(msg)
+	if b := snap.bundle; b != nil {
+		switch b.signature {
+		case sigUnsigned:
+			e.opts.Log.Warn().Str("path", e.opts.Path).Str("policy_revision", p.rev).
+				Msg("policy bundle is unsigned: no bundle key is configured, so nothing proves where it came from")
+		case sigUnchecked:
+			e.opts.Log.Warn().Str("path", e.opts.Path).Str("policy_revision", p.rev).
+				Msg("policy bundle is signed but its signature was not checked: no bundle key is configured")
+		}
+		if old != nil && old.rev == p.rev {
+			e.opts.Log.Warn().Str("path", e.opts.Path).Str("policy_revision", p.rev).
+				Msg("policy bundle changed but kept its manifest revision: decisions cannot tell the two apart")
+		}
+	}
 }
 
 // Revision returns the revision of the policy in force.
@@ -108,7 +151,7 @@ func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, 
 	if !ok {
 		return gateway.Decision{}, false
 	}
-	v, hit := e.cache.get(p.rev, k, c.Time)
+	v, hit := e.cache.get(p.key, k, c.Time)
 	if !hit {
 		return gateway.Decision{}, false
 	}
@@ -148,7 +191,7 @@ func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 	}
 	d, err := p.eval(ctx, in, c.Time)
 	if err == nil && key != nil {
-		e.cache.put(p.rev, key, c.Time, until, d)
+		e.cache.put(p.key, key, c.Time, until, d)
 	}
 	return d, err
 }
@@ -159,45 +202,62 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gatew
 	return e.cur.Load().eval(ctx, input, at)
 }
 
-// Reload re-reads Options.Path and swaps in the new policy when its files
-// changed. Unchanged files are a no-op. On any error the running policy
-// stays in force and the error is returned, logged and passed to OnLoad.
+// Reload re-reads Options.Path (a bundle server: a conditional request) and
+// swaps in the new policy when it changed. An unchanged policy is a no-op.
+// On any error the running policy stays in force and the error is returned,
+// logged and passed to OnLoad.
 func (e *Engine) Reload() (changed bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.reload(nil)
+	return e.reload(context.Background(), nil, false)
 }
 
 // reload does the work of Reload with e.mu held. sig, when not nil, is the
-// stat signature that prompted it.
-func (e *Engine) reload(sig *[32]byte) (bool, error) {
+// stat signature that prompted it. polling is set by Watch's polls of a
+// bundle server: a failure that repeats the last one is not reported again,
+// so a server that is down does not write an audit record every interval.
+func (e *Engine) reload(ctx context.Context, sig *[32]byte, polling bool) (bool, error) {
 	old := e.cur.Load()
-	snap, err := readSnapshot(e.opts.Path)
+	snap, err := e.src.read(ctx)
+	if err == nil && snap == nil {
+		return false, nil // the bundle server answered 304 Not Modified
+	}
 	if err == nil {
 		e.sig = snap.sig
-		if snap.rev == old.rev {
+		if snap.key == old.key {
+			e.lastFail = ""
 			return false, nil
 		}
 		var p *prepared
-		if p, err = prepare(context.Background(), snap, e.opts.Query); err == nil {
+		if p, err = prepare(ctx, snap, e.opts.Query); err == nil {
 			e.cur.Store(p)
+			e.lastFail = ""
 			e.loaded(snap, nil)
-			e.opts.Log.Info().Str("path", e.opts.Path).Str("policy_revision", p.rev).
-				Str("previous_revision", old.rev).Strs("files", p.files).Msg("policy reloaded")
+			e.logLoaded(snap, p, old, "policy reloaded")
 			return true, nil
 		}
 	} else if sig != nil {
 		// Do not retry an unreadable directory until it changes again.
 		e.sig = *sig
 	}
+	if ctx.Err() != nil {
+		return false, err // shutting down: not a policy problem
+	}
+	if polling && err.Error() == e.lastFail {
+		e.opts.Log.Debug().Err(err).Str("path", e.opts.Path).Msg("policy reload still failing")
+		return false, err
+	}
+	e.lastFail = err.Error()
 	e.loaded(snap, err)
 	e.opts.Log.Error().Err(err).Str("path", e.opts.Path).Str("policy_revision", old.rev).
 		Msg("policy reload failed: previous policy stays in force")
 	return false, err
 }
 
-// Watch polls Options.Path every interval (a cheap stat of names, sizes and
-// modification times) and reloads when that changes, until ctx is done.
+// Watch polls Options.Path every interval until ctx is done. A directory or
+// bundle file is re-read when a cheap stat (names, sizes, modification
+// times) changes; a bundle server is asked every interval with the ETag of
+// its last answer, so an unchanged bundle costs one 304.
 func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -205,25 +265,32 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string // warn once per distinct problem, not every tick
+	ss, stats := e.src.(statSource)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		sig, err := statSignature(e.opts.Path)
+		if !stats {
+			e.mu.Lock()
+			_, _ = e.reload(ctx, nil, true) // logged and reported to OnLoad by reload
+			e.mu.Unlock()
+			continue
+		}
+		sig, err := ss.statSignature()
 		if err != nil {
 			if err.Error() != lastErr {
 				lastErr = err.Error()
 				e.opts.Log.Warn().Err(err).Str("path", e.opts.Path).
-					Msg("policy watch: cannot read policy directory; policy in force stays")
+					Msg("policy watch: cannot read the policy path; policy in force stays")
 			}
 			continue
 		}
 		lastErr = ""
 		e.mu.Lock()
 		if sig != e.sig {
-			_, _ = e.reload(&sig) // logged and reported to OnLoad by reload
+			_, _ = e.reload(ctx, &sig, false) // logged and reported to OnLoad by reload
 		}
 		e.mu.Unlock()
 	}
@@ -236,7 +303,7 @@ func (e *Engine) loaded(snap *snapshot, err error) {
 	var rev string
 	var files []string
 	if snap != nil {
-		rev, files = snap.rev, snap.names()
+		rev, files = snap.rev, snap.names
 	}
 	e.opts.OnLoad(rev, files, err)
 }
@@ -247,6 +314,7 @@ func (e *Engine) loaded(snap *snapshot, err error) {
 type prepared struct {
 	query rego.PreparedEvalQuery
 	rev   string
+	key   string // the content's identity; the decision cache keys on it
 	files []string
 }
 

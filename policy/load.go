@@ -30,21 +30,45 @@ type policyFile struct {
 	data []byte
 }
 
-// snapshot is the policy directory as read by one load attempt.
+// snapshot is one policy as read by one load attempt, from a directory or
+// from a bundle: its modules and data, and the revision that names it.
 type snapshot struct {
-	dir   string
-	files []policyFile // sorted by rel
-	rev   string
-	sig   [32]byte
+	source string       // the directory, bundle file or URL it came from
+	files  []policyFile // directory: the runtime files, sorted by rel, parsed when compiled
+	// modules and data come parsed (and verified) by the bundle reader.
+	modules map[string]*ast.Module
+	data    map[string]any
+	bundle  *bundleInfo // nil for a directory
+	names   []string    // the files of the policy, for logs and the audit log
+	rev     string      // carried by every decision
+	// key names the content: a load that finds the key in force is a no-op.
+	// It is rev for a directory; a bundle may keep its revision and change.
+	key string
+	sig [32]byte // stat signature (directory, bundle file)
 }
 
-func (s *snapshot) names() []string {
-	out := make([]string, len(s.files))
-	for i, f := range s.files {
-		out[i] = f.rel
-	}
-	return out
+// source is where the policy comes from: a directory, a bundle file or a
+// bundle server.
+type source interface {
+	String() string
+	// read reads the whole policy. It returns nil and no error when the
+	// source itself says nothing changed since the last read (HTTP 304).
+	read(ctx context.Context) (*snapshot, error)
 }
+
+// statSource is a source with a cheap change check: Watch reads it only
+// when its stat signature changes.
+type statSource interface {
+	source
+	statSignature() ([32]byte, error)
+}
+
+// dirSource is a policy directory in OPA layout.
+type dirSource struct{ dir string }
+
+func (d dirSource) String() string                          { return d.dir }
+func (d dirSource) read(context.Context) (*snapshot, error) { return readSnapshot(d.dir) }
+func (d dirSource) statSignature() ([32]byte, error)        { return statSignature(d.dir) }
 
 // runtimeFile reports whether a file belongs to the runtime policy: Rego
 // (without its tests) and data. Hidden names are skipped so editor files,
@@ -129,7 +153,7 @@ func statSignature(dir string) ([32]byte, error) {
 // readSnapshot reads every runtime file of dir. The stat signature is taken
 // before each read, so a file changed after its stat is seen by the next poll.
 func readSnapshot(dir string) (*snapshot, error) {
-	s := &snapshot{dir: dir}
+	s := &snapshot{source: dir}
 	sh := sha256.New()
 	err := walkPolicy(dir, func(rel, name string, info fs.FileInfo) error {
 		sigWriter(sh, rel, info)
@@ -157,6 +181,11 @@ func readSnapshot(dir string) (*snapshot, error) {
 		_, _ = h.Write(f.data)
 	}
 	s.rev = hex.EncodeToString(h.Sum(nil))[:16]
+	s.key = s.rev
+	s.names = make([]string, len(s.files))
+	for i, f := range s.files {
+		s.names[i] = f.rel
+	}
 	return s, nil
 }
 
@@ -164,25 +193,32 @@ func readSnapshot(dir string) (*snapshot, error) {
 func prepare(ctx context.Context, s *snapshot, query string) (*prepared, error) {
 	p, err := compileSnapshot(ctx, s, query)
 	if err != nil {
-		return nil, loadError(s.dir, err)
+		if s.bundle != nil {
+			return nil, loadError("bundle "+s.source, true, err)
+		}
+		return nil, loadError(s.source, false, err)
 	}
 	return p, nil
 }
 
 // loadError makes one line of a load or compile error: the first problem as
 // file:line: code: message, and how many more there are. Rego errors carry
-// their file; others are prefixed with the policy directory.
-func loadError(dir string, err error) error {
+// their file; others, and all of a bundle's (whose files are paths inside
+// it), are prefixed with where.
+func loadError(where string, inBundle bool, err error) error {
 	var errs ast.Errors
 	if !errors.As(err, &errs) || len(errs) == 0 {
-		return fmt.Errorf("%s: %s", dir, strings.ReplaceAll(err.Error(), "\n", " "))
+		return fmt.Errorf("%s: %s", where, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	e := errs[0]
 	msg := e.Code + ": " + e.Message
 	if e.Location != nil && e.Location.File != "" {
 		msg = fmt.Sprintf("%s:%d: %s", e.Location.File, e.Location.Row, msg)
+		if inBundle {
+			msg = where + ": " + msg
+		}
 	} else {
-		msg = dir + ": " + msg
+		msg = where + ": " + msg
 	}
 	if len(errs) > 1 {
 		msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
@@ -199,22 +235,40 @@ type oneLineError struct {
 func (e *oneLineError) Error() string { return e.msg }
 func (e *oneLineError) Unwrap() error { return e.err }
 
-func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared, error) {
+// parseFiles parses the runtime files of a directory into modules (keyed by
+// the name they were opened by) and one data document.
+func parseFiles(files []policyFile) (map[string]*ast.Module, map[string]any, error) {
 	modules := map[string]*ast.Module{}
 	docs := map[string]any{}
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
-	for _, f := range s.files {
+	for _, f := range files {
 		if path.Ext(f.rel) == ".rego" {
 			m, err := ast.ParseModuleWithOpts(f.name, string(f.data), popts)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			modules[f.name] = m
 			continue
 		}
 		if err := loadData(docs, f); err != nil {
+			return nil, nil, err
+		}
+	}
+	return modules, docs, nil
+}
+
+// compileSnapshot compiles a directory's or a bundle's policy the same way:
+// custom builtins, strict builtin errors, the decision query prepared once.
+func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared, error) {
+	modules, docs := s.modules, s.data
+	if modules == nil {
+		var err error
+		if modules, docs, err = parseFiles(s.files); err != nil {
 			return nil, err
 		}
+	}
+	if docs == nil {
+		docs = map[string]any{}
 	}
 	if len(modules) == 0 {
 		return nil, errors.New("no .rego files (test files *_test.rego do not count)")
@@ -252,7 +306,7 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{query: pq, rev: s.rev, files: s.names()}, nil
+	return &prepared{query: pq, rev: s.rev, key: s.key, files: s.names}, nil
 }
 
 // checkDefined refuses a policy in which no rule defines the decision: it

@@ -178,10 +178,19 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 }
 
 func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, onLoad func(string, []string, error)) (*policy.Engine, error) {
-	dc := cfg.Policy.DecisionCache
+	dc, p := cfg.Policy.DecisionCache, cfg.Policy
+	if p.BundleKey != "" {
+		if _, err := policy.CheckBundleKey(p.BundleKey, p.BundleKeyAlg); err != nil {
+			return nil, &config.Error{File: cfg.File, Key: "policy.bundle_key", Msg: fmt.Sprintf("%s: %v", p.BundleKey, err)}
+		}
+	}
 	pol, err := policy.New(policy.Options{
-		Path: cfg.Policy.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
+		Path: p.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
 		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries, Tickets: tickets,
+		BundleOptions: policy.BundleOptions{
+			BundleKeyFile: p.BundleKey, BundleKeyID: p.BundleKeyID, BundleKeyAlg: p.BundleKeyAlg, BundleScope: p.BundleScope,
+			BundleCAFile: p.BundleCA, BundleMaxBytes: p.BundleMaxBytes, BundleTimeout: p.BundleTimeout,
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)

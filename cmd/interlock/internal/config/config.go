@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,11 +78,24 @@ type Source struct {
 
 // Policy is the `policy:` section.
 type Policy struct {
+	// Path is a policy directory, an OPA bundle file (.tar.gz), or the
+	// http:// or https:// URL of a bundle server.
 	Path           string        `yaml:"path"`
 	Mode           string        `yaml:"mode"` // enforce or monitor
 	Timeout        time.Duration `yaml:"timeout"`
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	DecisionCache  DecisionCache `yaml:"decision_cache"`
+
+	// Bundles. BundleKey verifies signed bundles (a PEM public key or
+	// certificate, or a file holding an HMAC secret); with it, an unsigned
+	// or tampered bundle, or one signed with another key id, is refused.
+	BundleKey      string        `yaml:"bundle_key"`
+	BundleKeyID    string        `yaml:"bundle_key_id"`
+	BundleKeyAlg   string        `yaml:"bundle_key_alg"`   // default follows the key: RS256, ES256…, HS256
+	BundleScope    string        `yaml:"bundle_scope"`     // must match the signature's scope claim
+	BundleCA       string        `yaml:"bundle_ca"`        // PEM roots for an https bundle server instead of the system's
+	BundleMaxBytes int64         `yaml:"bundle_max_bytes"` // download and unpacked size; default 64 MiB
+	BundleTimeout  time.Duration `yaml:"bundle_timeout"`   // one request to the bundle server; default 30s
 }
 
 // DecisionCache is `policy.decision_cache:`. Repeated identical calls (but
@@ -357,16 +371,33 @@ func (c *Config) checkListener(l *Listener) error {
 	return nil
 }
 
+// Signature algorithms a bundle key may name (those of OPA's bundle signing).
+var bundleAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"}
+
 func (c *Config) checkPolicy() error {
 	p := &c.Policy
 	if p.Path == "" {
-		return c.errf(0, "policy.path", "missing: a directory of .rego and data files")
+		return c.errf(0, "policy.path", "missing: a directory of .rego and data files, a bundle file (.tar.gz) or a bundle server URL")
 	}
-	p.Path = c.resolve(p.Path)
-	if fi, err := os.Stat(p.Path); err != nil {
-		return c.errf(0, "policy.path", "%v", err)
-	} else if !fi.IsDir() {
-		return c.errf(0, "policy.path", "%s is not a directory", p.Path)
+	isURL := strings.HasPrefix(p.Path, "http://") || strings.HasPrefix(p.Path, "https://")
+	isDir := false
+	if isURL {
+		if u, err := url.Parse(p.Path); err != nil || u.Host == "" {
+			return c.errf(0, "policy.path", "%q is not a bundle server URL with a host", p.Path)
+		}
+	} else {
+		p.Path = c.resolve(p.Path)
+		fi, err := os.Stat(p.Path)
+		if err != nil {
+			return c.errf(0, "policy.path", "%v", err)
+		}
+		if !fi.IsDir() && !fi.Mode().IsRegular() {
+			return c.errf(0, "policy.path", "%s is not a directory or a bundle file", p.Path)
+		}
+		isDir = fi.IsDir()
+	}
+	if err := c.checkBundle(isURL, isDir); err != nil {
+		return err
 	}
 	switch p.Mode {
 	case "":
@@ -389,6 +420,50 @@ func (c *Config) checkPolicy() error {
 	}
 	if p.ReloadInterval == 0 {
 		p.ReloadInterval = DefaultPolicyReload
+	}
+	return nil
+}
+
+// checkBundle checks the bundle_* keys of `policy:`.
+func (c *Config) checkBundle(isURL, isDir bool) error {
+	p := &c.Policy
+	if p.BundleKey == "" {
+		for _, kv := range [][2]string{{"bundle_key_id", p.BundleKeyID}, {"bundle_key_alg", p.BundleKeyAlg}, {"bundle_scope", p.BundleScope}} {
+			if kv[1] != "" {
+				return c.errf(0, "policy.bundle_key", "missing: policy.%s needs the verification key", kv[0])
+			}
+		}
+	} else {
+		if isDir {
+			return c.errf(0, "policy.bundle_key", "policy.path is a directory; only bundles (a .tar.gz file or a bundle server URL) are signed")
+		}
+		p.BundleKey = c.resolve(p.BundleKey)
+		if fi, err := os.Stat(p.BundleKey); err != nil {
+			return c.errf(0, "policy.bundle_key", "%v", err)
+		} else if !fi.Mode().IsRegular() {
+			return c.errf(0, "policy.bundle_key", "%s is not a file", p.BundleKey)
+		}
+		if p.BundleKeyID == "" {
+			return c.errf(0, "policy.bundle_key_id", "missing: the key id bundles are signed with (bundle_key needs it)")
+		}
+		if p.BundleKeyAlg != "" && !slices.Contains(bundleAlgs, p.BundleKeyAlg) {
+			return c.errf(0, "policy.bundle_key_alg", "%q is not one of %s", p.BundleKeyAlg, strings.Join(bundleAlgs, ", "))
+		}
+	}
+	if p.BundleCA != "" {
+		if !isURL || !strings.HasPrefix(p.Path, "https://") {
+			return c.errf(0, "policy.bundle_ca", "only for an https:// policy.path")
+		}
+		p.BundleCA = c.resolve(p.BundleCA)
+		if _, err := os.Stat(p.BundleCA); err != nil {
+			return c.errf(0, "policy.bundle_ca", "%v", err)
+		}
+	}
+	if p.BundleMaxBytes < 0 {
+		return c.errf(0, "policy.bundle_max_bytes", "must be positive")
+	}
+	if p.BundleTimeout < 0 {
+		return c.errf(0, "policy.bundle_timeout", "must be positive")
 	}
 	return nil
 }
