@@ -120,7 +120,9 @@ func sampleOperations() []gateway.Operation {
 		return o
 	}
 	i := func(k string, v int64) gateway.Field { return gateway.Field{Key: k, Kind: gateway.KindInt, Int: v} }
-	is := func(k string, v ...int64) gateway.Field { return gateway.Field{Key: k, Kind: gateway.KindInts, Ints: v} }
+	is := func(k string, v ...int64) gateway.Field {
+		return gateway.Field{Key: k, Kind: gateway.KindInts, Ints: v}
+	}
 	s := func(k, v string) gateway.Field { return gateway.Field{Key: k, Kind: gateway.KindString, Str: v} }
 	a := func(k string, v any) gateway.Field { return gateway.Field{Key: k, Kind: gateway.KindAny, Any: v} }
 	return []gateway.Operation{
