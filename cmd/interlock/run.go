@@ -291,7 +291,13 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		allowed[uint32(uid)] = true
 	}
-	ln, err := admin.Listen(cfg.Admin.Socket)
+	// Only the owner can open the socket unless other users are allowed;
+	// then everyone can reach it and the kernel's credentials decide.
+	mode := os.FileMode(0o600)
+	if len(cfg.Admin.AllowedUsers) > 0 {
+		mode = 0o666
+	}
+	ln, err := admin.Listen(cfg.Admin.Socket, mode)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -40,9 +40,10 @@ type peer struct {
 	name string
 }
 
-// Listen creates the socket (replacing a stale one), readable and writable
-// by its owner only.
-func Listen(path string) (*net.UnixListener, error) {
+// Listen creates the socket (replacing a stale one) with the given file
+// mode: 0600 when only the gateway's user administers it; other users need
+// to reach the file, and are then told apart by the kernel's credentials.
+func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
@@ -54,7 +55,7 @@ func Listen(path string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("admin: %w", err)
 	}

@@ -21,7 +21,7 @@ func start(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "admin.sock")
-	ln, err := Listen(sock)
+	ln, err := Listen(sock, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestCallerNotAllowed(t *testing.T) {
 
 func TestListenRefusesASocketInUse(t *testing.T) {
 	c, _ := start(t, nil)
-	if _, err := Listen(c.Socket); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := Listen(c.Socket, 0o600); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("got %v", err)
 	}
 }
