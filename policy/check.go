@@ -58,6 +58,11 @@ func (r *CheckReport) OK() bool {
 // decides a set of sample inputs — every Modbus function and a session open,
 // from a known engineer and from an unknown source — plus extra ones.
 func Check(ctx context.Context, dir string, extra map[string]ast.Value) (*CheckReport, error) {
+	// The builtin scan reads the Rego sources: check the directory a bundle
+	// is built from, not the bundle.
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s: policy check takes a policy directory (check the directory a bundle is built from)", dir)
+	}
 	e, err := New(Options{Path: dir, Log: zerolog.Nop(), NoCache: true})
 	if err != nil {
 		return nil, err

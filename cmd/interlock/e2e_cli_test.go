@@ -40,7 +40,7 @@ func TestE2ECLIConfigErrors(t *testing.T) {
 			lineAt: []string{"reload_intervall"}, mention: []string{"reload_intervall"}},
 		{name: "typo key (run)", cmd: "run", old: "  reload_interval:", new: "  reload_intervall:",
 			lineAt: []string{"reload_intervall"}, mention: []string{"reload_intervall"}},
-		{name: "bad duration in policy", old: "  timeout: 100ms", new: "  timeout: 100 ms",
+		{name: "bad duration in policy", old: "  timeout: " + e2ePolicyTimeout + "\n", new: "  timeout: 100 ms\n",
 			lineAt: []string{"timeout: 100 ms"}, mention: []string{"policy.timeout", "100 ms"}},
 		{name: "bad duration in limits", old: "request_timeout: 2s", new: "request_timeout: soon",
 			lineAt: []string{"request_timeout: soon"}, mention: []string{"request_timeout", "soon"}},

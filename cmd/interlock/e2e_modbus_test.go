@@ -53,7 +53,7 @@ func TestE2EMbpollThroughGatewayToPymodbus(t *testing.T) {
 	windowName := fmt.Sprintf("CHG-E2E-%04d", rand.IntN(10000))
 	g.setWindows(t, pastWindow(), openWindow(windowName))
 	var last mbpollResult
-	eventually(t, 5*time.Second, 250*time.Millisecond, "the write is allowed once the window is open", func() (bool, string) {
+	eventually(t, 15*time.Second, 250*time.Millisecond, "the write is allowed once the window is open", func() (bool, string) {
 		last = mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(newV))
 		return last.code == 0, last.out
 	})
@@ -181,7 +181,7 @@ func TestE2EPymodbusClientThroughGateway(t *testing.T) {
 		t.Errorf("pymodbus read from 127.0.0.2: %+v, want [%d %d]", r, v100, v101)
 	}
 	g.setWindows(t, pastWindow(), openWindow("CHG-E2E-PY"))
-	eventually(t, 5*time.Second, 250*time.Millisecond, "an FC16 write from 127.0.0.1 allowed in the window", func() (bool, string) {
+	eventually(t, 15*time.Second, 250*time.Millisecond, "an FC16 write from 127.0.0.1 allowed in the window", func() (bool, string) {
 		r := pyclient(t, g.port, "write", 100, 9, 10)
 		return r.Exception == nil && r.Error == "", fmt.Sprintf("%+v", r)
 	})

@@ -58,7 +58,11 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 	requirePeer(t, peerMbpoll, peerPymodbus)
 	v100, v101, init := plcValues()
 	plc := startPLC(t, 0, init...)
-	g := newGateway(t, gwOptions{upstreamPort: plc.port, policyTimeout: "50ms",
+	// policy.timeout: far above what the rules that do not fail take, even
+	// in the race-built gateway on a loaded machine (a 50ms bound denied the
+	// plain read below there), and far below what the slow rule takes.
+	const policyTimeout = time.Second
+	g := newGateway(t, gwOptions{upstreamPort: plc.port, policyTimeout: policyTimeout.String(),
 		rego: map[string]string{"interlock.rego": faultPolicy}})
 	if r := interlock(t, "check", "--config", g.config); r.code != 0 {
 		t.Fatalf("interlock check of the fault policy: exit %d: %s", r.code, r.stderr)
@@ -84,11 +88,11 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
 			switch tc.client {
 			case peerMbpoll:
-				// mbpoll waits up to 5 s, so a policy that ran on would show
-				// as a slow answer rather than as an mbpoll timeout.
+				// mbpoll waits up to 5 s for the answer: a client kept
+				// waiting fails here. How long the decision took is checked
+				// in the gateway's own records below.
 				r := mbpoll(t, g.port, []string{"-o", "5", "-r", strconv.Itoa(tc.addr)})
 				if r.code == 0 || !strings.Contains(r.out, "Illegal function") {
 					t.Errorf("mbpoll read %d: exit %d, want Illegal function\n%s", tc.addr, r.code, r.out)
@@ -97,9 +101,6 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 				if r := pyclient(t, g.port, "read", tc.addr, 1); r.Exception == nil || *r.Exception != 1 {
 					t.Errorf("pymodbus read %d: %+v, want exception 1", tc.addr, r)
 				}
-			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("the denial took %s", d)
 			}
 			recs := waitAudit(t, g.auditPath, 3*time.Second, "call and result of the read at "+strconv.Itoa(tc.addr), func(recs []record) bool {
 				c := callRecords(recs, "read_holding_registers", tc.addr)
@@ -122,9 +123,14 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 			if err1 != nil || err2 != nil {
 				t.Fatalf("call_time %q, time %q: %v %v", call.str("call_time"), call.str("time"), err1, err2)
 			}
+			// (Measured in the gateway: the clients' own start-up, a
+			// Python interpreter's on a loaded machine, is not the gateway's.)
 			took := recorded.Sub(received)
-			if tc.addr == 303 && (took < 45*time.Millisecond || took > time.Second) {
-				t.Errorf("the slow decision took %s from arrival to record, want about policy.timeout (50ms)", took)
+			if tc.addr == 303 && took < policyTimeout*9/10 {
+				t.Errorf("the slow decision took %s from arrival to record, want about policy.timeout (%s)", took, policyTimeout)
+			}
+			if took > policyTimeout+time.Second {
+				t.Errorf("the decision took %s from arrival to record; policy.timeout is %s", took, policyTimeout)
 			}
 			// A decision stopped at its deadline does not run on in the
 			// background: the gateway is idle again.
@@ -214,10 +220,10 @@ func TestE2EPolicyBrokenFileKeepsRunningPolicy(t *testing.T) {
 	windowName := fmt.Sprintf("CHG-E2E-%04d", rand.IntN(10000))
 	g.setWindows(t, pastWindow(), openWindow(windowName))
 
-	g.waitLog(t, 5*time.Second, "an error naming zz_broken.rego", func(l map[string]any) bool {
+	g.waitLog(t, 15*time.Second, "an error naming zz_broken.rego", func(l map[string]any) bool {
 		return l["level"] == "error" && strings.Contains(fmt.Sprint(l), "zz_broken.rego")
 	})
-	recs = waitAudit(t, g.auditPath, 5*time.Second, "a policy.load_failed record naming zz_broken.rego", func(recs []record) bool {
+	recs = waitAudit(t, g.auditPath, 15*time.Second, "a policy.load_failed record naming zz_broken.rego", func(recs []record) bool {
 		for _, r := range eventsOf(recs, "policy.load_failed") {
 			if strings.Contains(r.str("error"), "zz_broken.rego") {
 				return true
@@ -259,7 +265,7 @@ func TestE2EPolicyBrokenFileKeepsRunningPolicy(t *testing.T) {
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, 200*time.Millisecond, "the write is allowed once the broken file is gone", func() (bool, string) {
+	eventually(t, 15*time.Second, 200*time.Millisecond, "the write is allowed once the broken file is gone", func() (bool, string) {
 		r := mbpoll(t, g.port, []string{"-r", "100"}, "3")
 		return r.code == 0, r.out
 	})
@@ -272,7 +278,7 @@ func TestE2EPolicyBrokenFileKeepsRunningPolicy(t *testing.T) {
 	recs = readAudit(t, g.auditPath)
 	failed := len(eventsOf(recs, "policy.load_failed"))
 	writeFile(t, filepath.Join(g.policyDir, "data.json"), `{"maintenance_windows": [`)
-	recs = waitAudit(t, g.auditPath, 5*time.Second, "a policy.load_failed record naming data.json", func(recs []record) bool {
+	recs = waitAudit(t, g.auditPath, 15*time.Second, "a policy.load_failed record naming data.json", func(recs []record) bool {
 		f := eventsOf(recs, "policy.load_failed")
 		return len(f) > failed && strings.Contains(f[len(f)-1].str("error"), "data.json")
 	})
@@ -318,7 +324,7 @@ func TestE2EPolicySIGHUPReloads(t *testing.T) {
 
 	// SIGHUP with nothing changed loads nothing.
 	g.proc.signal(t, syscall.SIGHUP)
-	g.waitLog(t, 5*time.Second, "SIGHUP: policy unchanged", func(l map[string]any) bool {
+	g.waitLog(t, 15*time.Second, "SIGHUP: policy unchanged", func(l map[string]any) bool {
 		return l["message"] == "SIGHUP: policy unchanged"
 	})
 
@@ -331,7 +337,7 @@ func TestE2EPolicySIGHUPReloads(t *testing.T) {
 	}
 
 	g.proc.signal(t, syscall.SIGHUP)
-	g.waitLog(t, 5*time.Second, "policy reloaded on SIGHUP", func(l map[string]any) bool {
+	g.waitLog(t, 15*time.Second, "policy reloaded on SIGHUP", func(l map[string]any) bool {
 		return l["message"] == "policy reloaded on SIGHUP"
 	})
 	if r := mbpoll(t, g.port, []string{"-r", "100"}, "12"); r.code != 0 {

@@ -13,15 +13,15 @@ import (
 // its expiry, denies the next write at once.
 func TestE2ETicketsOnARunningGateway(t *testing.T) {
 	requirePeer(t, peerMbpoll, peerPymodbus)
-	plc := startPLC(t, freePort(t), "100=1500")
+	plc := startPLC(t, 0, "100=1500")
 	g := newGateway(t, gwOptions{upstreamPort: plc.port, admin: true})
 	g.start(t)
 
 	write := func(v int) mbpollResult {
 		return mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(v))
 	}
-	if r := write(1601); r.code == 0 {
-		t.Fatalf("a write without window or ticket succeeded:\n%s", r.out)
+	if r := write(1601); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("a write without window or ticket: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 
 	open := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc1",
@@ -40,8 +40,11 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 	if r := write(1602); r.code != 0 {
 		t.Fatalf("a write under the ticket failed:\n%s", r.out)
 	}
-	if d := time.Since(opened); d > time.Second {
-		t.Errorf("the ticket took %v to allow a write; want under a second", d)
+	// The ticket took effect at once (the first write after the open is
+	// allowed); this bounds the whole mbpoll round trip, a durable write's
+	// fsync included, with room for a loaded CI machine.
+	if d := time.Since(opened); d > 3*time.Second {
+		t.Errorf("the write under the ticket took %v; want well under 3s", d)
 	}
 	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1602 {
 		t.Fatalf("PLC register 100 = %d, want 1602", v[0])
@@ -80,8 +83,8 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 	if r := interlock(t, "ticket", "close", "--config", g.config, tk.ID); r.code != 0 {
 		t.Fatalf("ticket close: exit %d: %s", r.code, r.stderr)
 	}
-	if r := write(1603); r.code == 0 {
-		t.Fatalf("a write after the ticket closed succeeded:\n%s", r.out)
+	if r := write(1603); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("a write after the ticket closed: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1602 {
 		t.Fatalf("PLC register 100 = %d after the close, want 1602", v[0])
@@ -99,8 +102,8 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 		t.Fatalf("a write under the short ticket failed:\n%s", r.out)
 	}
 	time.Sleep(2*time.Second - time.Since(start) + 100*time.Millisecond)
-	if r := write(1605); r.code == 0 {
-		t.Fatalf("a write after the ticket expired succeeded:\n%s", r.out)
+	if r := write(1605); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
+		t.Fatalf("a write after the ticket expired: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 	if v := plcRegisters(t, plc.port, 100, 1); v[0] != 1604 {
 		t.Fatalf("PLC register 100 = %d after the expiry, want 1604", v[0])
