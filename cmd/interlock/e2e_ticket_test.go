@@ -90,10 +90,10 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 		t.Fatalf("PLC register 100 = %d after the close, want 1602", v[0])
 	}
 
-	// Expiry: a 2-second ticket stops allowing at once when it ends, though
+	// Expiry: a 4-second ticket stops allowing at once when it ends, though
 	// the decision cache would keep an allow for a second.
 	short := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc1",
-		"--access", "write", "--for", "2s", "--reason", "CHG-1235", "--id", "CHG-1235")
+		"--access", "write", "--for", "4s", "--reason", "CHG-1235", "--id", "CHG-1235")
 	if short.code != 0 {
 		t.Fatalf("ticket open: exit %d: %s", short.code, short.stderr)
 	}
@@ -101,7 +101,7 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 	if r := write(1604); r.code != 0 {
 		t.Fatalf("a write under the short ticket failed:\n%s", r.out)
 	}
-	time.Sleep(2*time.Second - time.Since(start) + 100*time.Millisecond)
+	time.Sleep(4*time.Second - time.Since(start) + 100*time.Millisecond)
 	if r := write(1605); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
 		t.Fatalf("a write after the ticket expired: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}

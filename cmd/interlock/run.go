@@ -69,6 +69,11 @@ func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
 // serve runs the gateway until ctx is done.
 func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	bootID := gateway.NewID()
+	// SIGHUP reloads the policy: catch it before anything says the gateway
+	// is ready, or a reload asked for right then kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	aw, err := audit.Open(audit.Options{
 		Path: cfg.Audit.Path, Gateway: cfg.Gateway.ID, SyncInterval: cfg.Audit.SyncInterval, Log: log,
 	})
@@ -104,6 +109,18 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		}
 	}()
 
+	// The admin socket opens before the gateway says it is ready, so that a
+	// bad admin setting stops the start rather than a running gateway.
+	var adminSrv *admin.Server
+	var adminLn *net.UnixListener
+	if tickets != nil {
+		if adminSrv, adminLn, err = newAdmin(cfg, tickets, log); err != nil {
+			return err
+		}
+		defer adminLn.Close()
+		log.Info().Str("socket", cfg.Admin.Socket).Int("open_tickets", len(tickets.List())).Msg("admin socket ready")
+	}
+
 	lns := make([]net.Listener, len(gws))
 	for i, g := range gws {
 		addr, _ := config.ListenAddr(cfg.Listeners[i].Listen)
@@ -136,24 +153,14 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		})
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
-	if tickets != nil {
-		srv, ln, err := newAdmin(cfg, tickets, log)
-		if err != nil {
-			stop()
-			wg.Wait()
-			return err
-		}
+	if adminSrv != nil {
 		wg.Go(func() {
-			if err := srv.Serve(runCtx, ln); err != nil {
+			if err := adminSrv.Serve(runCtx, adminLn); err != nil {
 				log.Error().Err(err).Msg("admin socket stopped")
 			}
 		})
-		log.Info().Str("socket", cfg.Admin.Socket).Int("open_tickets", len(tickets.List())).Msg("admin socket ready")
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():

@@ -111,7 +111,7 @@ func (a *Auditor) Events(event string) []Record {
 	return out
 }
 
-// Upstream answers with a function; Closed reports whether Close was called.
+// Upstream answers with a function and counts the calls that reached it.
 type Upstream struct {
 	Fn     func(ctx context.Context, c *gateway.Call) (*gateway.Result, error)
 	mu     sync.Mutex

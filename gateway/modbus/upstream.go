@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mb "github.com/grid-x/modbus"
+	"github.com/grid-x/serial"
 
 	"github.com/interlock-ics/interlock/gateway"
 )
@@ -229,6 +230,11 @@ func (u *Upstream) roundTripBounded(ctx context.Context, l *link, dl time.Time, 
 	select {
 	case a := <-done:
 		u.free <- l
+		if a.err != nil && !time.Now().Before(dl) {
+			// The exchange gave up at the deadline (a serial port's own
+			// read timeout ends with it): the device did not answer in time.
+			return exception(ExGatewayTargetNoResponse), a.err
+		}
 		return a.r, a.err
 	case <-ctx.Done():
 		go func() { <-done; u.free <- l }()
@@ -284,7 +290,7 @@ func exception(code byte) *gateway.Result {
 func classify(err error) byte {
 	var ne net.Error
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout()) {
+		errors.Is(err, serial.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
 		return ExGatewayTargetNoResponse
 	}
 	return ExGatewayPathUnavailable
