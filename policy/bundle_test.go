@@ -526,10 +526,10 @@ func TestBundleServerWatch(t *testing.T) {
 	}
 
 	srv.serve(nil, http.StatusServiceUnavailable, false)
-	waitFor(t, "the outage reported", func() bool { return ll.failures("503") == 1 })
+	waitFor(t, "the outage reported", func() bool { return ll.failures("503 Service Unavailable") == 1 })
 	req, _, _ := srv.counts()
 	waitFor(t, "more polls", func() bool { r, _, _ := srv.counts(); return r >= req+5 })
-	if n := ll.failures("503"); n != 1 {
+	if n := ll.failures("503 Service Unavailable"); n != 1 {
 		t.Errorf("the outage was reported %d times; once is enough", n)
 	}
 	wantDeciding(t, e, "w2", "bundle:w2")

@@ -188,7 +188,10 @@ func networkCalls(dir, query string) ([]string, error) {
 		return nil, err
 	}
 	c := ast.NewCompiler().WithBuiltins(compilerBuiltins())
-	if c.Compile(modules); c.Failed() {
+	compileMu.Lock()
+	c.Compile(modules)
+	compileMu.Unlock()
+	if c.Failed() {
 		return nil, c.Errors
 	}
 	ref, err := ast.ParseRef(query)

@@ -288,7 +288,10 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 		WithBuiltins(compilerBuiltins()).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).
 		WithEnablePrintStatements(false)
-	if c.Compile(modules); c.Failed() {
+	compileMu.Lock()
+	c.Compile(modules)
+	compileMu.Unlock()
+	if c.Failed() {
 		return nil, c.Errors
 	}
 	if err := checkDefined(c, query); err != nil {
@@ -302,7 +305,9 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 		rego.StrictBuiltinErrors(true), // a builtin error denies instead of making a deny rule undefined
 		rego.GenerateJSON(termValue),
 	}, regoBuiltins()...)
+	compileMu.Lock()
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	compileMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

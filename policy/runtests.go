@@ -85,7 +85,9 @@ func RunTests(ctx context.Context, dirs []string, opts TestOptions) (passed, fai
 		cov = cover.New()
 		runner.SetCoverageQueryTracer(cov)
 	}
+	compileMu.Lock() // RunTests compiles before it returns; the tests run after
 	ch, err := runner.RunTests(ctx, txn)
+	compileMu.Unlock()
 	if err != nil {
 		return 0, 0, err
 	}
