@@ -12,6 +12,19 @@ const (
 	EventRequestRejected = "request.rejected"
 	EventSessionClose    = "session.close"
 	EventRecovered       = "audit.recovered"
+
+	// The audit log's own events (see doc.go).
+	EventCheckpoint = "audit.checkpoint" // signed: the log up to the record before it is as written
+	EventRotated    = "audit.rotated"    // the first record of a live file that follows a rotated one
+	EventRetention  = "audit.retention"  // a rotated file was deleted by retention
+	EventCapacity   = "audit.capacity"   // the audit filesystem crossed the warning fill level
+	// EventWriteFailed is written once the log takes records again after
+	// records could not be written (a full disk).
+	EventWriteFailed = "audit.write_failed"
+
+	// Gateway-level events the verifier reads to tell restarts apart.
+	EventGatewayStart = "gateway.start"
+	EventGatewayStop  = "gateway.stop"
 )
 
 // Field names of the audit record. zerolog does not de-duplicate keys and the
@@ -95,4 +108,43 @@ const (
 	// audit.recovered
 	FieldTruncatedBytes  = "truncated_bytes"
 	FieldTruncatedOffset = "truncated_offset"
+
+	// gateway.start, gateway.stop, audit.checkpoint
+	FieldBootID = "boot_id"
+
+	// audit.checkpoint: the signed object and its signature
+	FieldCheckpoint = "checkpoint"
+	FieldKeyID      = "key_id"
+	FieldEvery      = "every"
+	FieldIntervalMS = "interval_ms"
+	FieldSignature  = "signature"
+	// FieldReason (count, interval, rotation, open, shutdown); checkpoint
+	// also holds seq, hash and time under the envelope's names.
+
+	// audit.rotated (also FieldReason: size, time, recovered)
+	FieldPreviousFile     = "previous_file"
+	FieldPreviousFirstSeq = "previous_first_seq"
+	FieldPreviousLastSeq  = "previous_last_seq"
+
+	// audit.retention (also FieldReason: age, size)
+	FieldFile        = "file"
+	FieldFirstSeq    = "first_seq"
+	FieldLastSeq     = "last_seq"
+	FieldLastHash    = "last_hash"
+	FieldBytes       = "bytes"
+	FieldRetainDays  = "retain_days"
+	FieldRetainBytes = "retain_bytes"
+
+	// audit.write_failed (also FieldError, the last failure)
+	FieldRecordsLost = "records_lost"
+	FieldSince       = "since"
+
+	// audit.capacity
+	FieldState           = "state" // warning, or ok when the fill level dropped again
+	FieldPath            = "path"
+	FieldFillPercent     = "fill_percent"
+	FieldWarnFillPercent = "warn_fill_percent"
+	FieldSizeBytes       = "size_bytes"
+	FieldUsedBytes       = "used_bytes"
+	FieldFreeBytes       = "free_bytes"
 )

@@ -10,9 +10,11 @@ import (
 
 // head is what the chain needs of one record.
 type head struct {
-	seq  uint64
-	prev [sha256.Size]byte
-	hash [sha256.Size]byte
+	seq   uint64
+	prev  [sha256.Size]byte
+	hash  [sha256.Size]byte
+	event string
+	time  time.Time
 }
 
 // fault is why one line is not a valid record on its own.
@@ -54,14 +56,15 @@ func parseRecord(line []byte) (head, *fault) {
 	case v.Prev == nil:
 		return h, &fault{BreakMalformed, "no prev"}
 	}
-	if _, err := time.Parse(time.RFC3339Nano, *v.Time); err != nil {
+	ts, err := time.Parse(time.RFC3339Nano, *v.Time)
+	if err != nil {
 		return h, &fault{BreakMalformed, "time is not RFC 3339: " + strconv.Quote(*v.Time)}
 	}
 	prev, ok := decodeHex([]byte(*v.Prev))
 	if !ok {
 		return h, &fault{BreakMalformed, "prev is not 64 lowercase hex digits"}
 	}
-	h.seq, h.prev, h.hash = *v.Seq, prev, recorded
+	h.seq, h.prev, h.hash, h.event, h.time = *v.Seq, prev, recorded, *v.Event, ts
 	return h, nil
 }
 

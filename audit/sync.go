@@ -48,12 +48,18 @@ func (w *Writer) wait(ctx context.Context, r *round) error {
 // round is a fresh attempt for later records; whether the failed records
 // survived is for Verify to tell.
 //
+// Files rotated out are fsynced and closed here, with the directory that
+// holds their new names, before the live file: no durable record of a new
+// file is acknowledged while the end of the chain before it could still be
+// lost.
+//
 // synced is the end of the log as Open fsynced it, read before any record
 // can be written after it.
 func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 	defer close(w.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var gen uint64
 	for {
 		stopping := false
 		select {
@@ -66,17 +72,24 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 		if err := w.flushLocked(); err != nil {
 			w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write deferred result records")
 		}
-		r, end := w.next, w.off
-		w.next = nil
+		r, end, f, g, retiring := w.next, w.off, w.f, w.gen, w.retiring
+		w.next, w.retiring = nil, nil
 		w.mu.Unlock()
-		if r != nil || end > synced {
-			err := w.f.Sync()
+		var err error
+		if len(retiring) > 0 {
+			err = w.retire(retiring)
+		}
+		if r != nil || g != gen || end > synced || len(retiring) > 0 {
+			serr := f.Sync()
 			w.fsyncs.Add(1)
-			if err != nil {
+			if serr != nil {
 				w.syncErrors.Add(1)
-				w.log.Error().Err(err).Str("path", w.path).Msg("audit: fsync failed")
+				w.log.Error().Err(serr).Str("path", w.path).Msg("audit: fsync failed")
 			} else {
-				synced = end
+				synced, gen = end, g
+			}
+			if err == nil {
+				err = serr
 			}
 			if r != nil {
 				r.err = err
@@ -89,6 +102,104 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 		if stopping {
 			return
 		}
+	}
+}
+
+// retire fsyncs and closes files rotated out, then fsyncs the directory so
+// that their new names and the new live file are durable.
+func (w *Writer) retire(files []file) error {
+	var first error
+	for _, f := range files {
+		err := f.Sync()
+		w.fsyncs.Add(1)
+		if err != nil {
+			w.syncErrors.Add(1)
+			w.log.Error().Err(err).Str("path", w.path).Msg("audit: fsync of a rotated file failed")
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if first == nil && err != nil {
+			first = err
+		}
+	}
+	if err := syncDir(w.dir); err != nil {
+		w.log.Error().Err(err).Str("path", w.dir).Msg("audit: fsync of the log's directory failed")
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// maintain runs the work that is due by time rather than by record:
+// checkpoints of an idle log, rotation of an old live file, retention, and
+// the capacity check.
+func (w *Writer) maintain() {
+	defer close(w.maintDone)
+	var cpC, rotC, capC <-chan time.Time
+	if w.signer != nil {
+		t := time.NewTicker(w.opts.CheckpointInterval)
+		defer t.Stop()
+		cpC = t.C
+	}
+	if w.opts.RotateInterval > 0 || w.opts.RetainDays > 0 {
+		t := time.NewTicker(housekeepingPeriod(w.opts.RotateInterval))
+		defer t.Stop()
+		rotC = t.C
+	}
+	var c capacity
+	w.checkCapacity(&c)
+	ct := time.NewTicker(w.opts.CapacityInterval)
+	defer ct.Stop()
+	capC = ct.C
+	w.retain()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-cpC:
+			w.timedCheckpoint()
+		case <-rotC:
+			w.timedRotation()
+			w.retain()
+		case <-w.retention:
+			w.retain()
+		case <-capC:
+			w.checkCapacity(&c)
+		}
+	}
+}
+
+// housekeepingPeriod is how often an idle live file's age and the rotated
+// files' ages are looked at.
+func housekeepingPeriod(rotate time.Duration) time.Duration {
+	p := time.Minute
+	if rotate > 0 {
+		p = min(p, max(rotate/20, 10*time.Millisecond))
+	}
+	return p
+}
+
+// timedCheckpoint signs records written since the last checkpoint when no
+// record came to trigger it.
+func (w *Writer) timedCheckpoint() {
+	w.mu.Lock()
+	if w.closed || w.seq == w.cpSeq {
+		w.mu.Unlock()
+		return
+	}
+	err := w.checkpointLocked(w.stamp(), CheckpointInterval)
+	var r *round
+	if err == nil {
+		r = w.join()
+	}
+	w.mu.Unlock()
+	if err == nil {
+		err = w.wait(context.Background(), r)
+	}
+	if err != nil {
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write a checkpoint; retrying")
 	}
 }
 

@@ -2,11 +2,15 @@ package audit
 
 import (
 	"bufio"
+	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"time"
 )
 
 // BreakKind says how the chain is broken.
@@ -20,6 +24,17 @@ const (
 	BreakSeqReorder   BreakKind = "seq_reorder"   // records are out of order or repeated
 	BreakMalformed    BreakKind = "malformed"     // a line is not an audit record
 	BreakTruncated    BreakKind = "truncated"     // the last line was cut mid-record
+	BreakMissingFile  BreakKind = "missing_file"  // a rotated file is missing from the middle of the log
+	BreakMissingStart BreakKind = "missing_start" // the log does not begin at its first record, and no retention record says why
+
+	// Checkpoints (with VerifyLog).
+	BreakCheckpoint   BreakKind = "checkpoint_mismatch" // a checkpoint does not cover the record before it, or is malformed
+	BreakWrongKey     BreakKind = "wrong_key"           // a checkpoint names another key
+	BreakBadSignature BreakKind = "bad_signature"       // a checkpoint's signature does not verify
+	BreakNotSigned    BreakKind = "not_signed"          // a key was given, but the log holds no checkpoint
+	BreakUnsignedTail BreakKind = "unsigned_tail"       // more records follow the last checkpoint than its writer allows
+	BreakCutOff       BreakKind = "cut_off"             // the log ends before a checkpoint kept off the gateway
+	BreakRewritten    BreakKind = "rewritten"           // a record is not the one a checkpoint kept off the gateway covers
 )
 
 // Break is the first place where the chain does not hold. It is also the
@@ -35,6 +50,29 @@ type Break struct {
 
 func (b *Break) Error() string { return b.Message }
 
+// NoteKind says what a Note is about.
+type NoteKind string
+
+// Kinds of Note: facts about the log that are not tampering.
+const (
+	NoteRestart     NoteKind = "restart"      // a new boot after a clean stop
+	NoteUncleanStop NoteKind = "unclean_stop" // a new boot after a stop without gateway.stop or shutdown checkpoint
+	NoteOpenEnd     NoteKind = "open_end"     // the log ends without a clean stop: running, crashed or cut
+	NoteRetention   NoteKind = "retention"    // the log begins after files deleted by retention
+	NoteNotSigned   NoteKind = "not_signed"   // no checkpoints: the log is not signed
+	NoteUnchecked   NoteKind = "unchecked"    // checkpoints whose signatures were not checked (no key)
+	NoteOffBox      NoteKind = "off_box"      // checkpoints kept off the gateway that cover records before the log
+)
+
+// Note is something VerifyLog found worth saying that is not tampering.
+type Note struct {
+	File    string   `json:"file,omitempty"`
+	Line    int      `json:"line,omitempty"`
+	Seq     uint64   `json:"seq,omitempty"`
+	Kind    NoteKind `json:"kind"`
+	Message string   `json:"message"`
+}
+
 // Report is what Verify checked.
 type Report struct {
 	Files    int    `json:"files"`
@@ -46,6 +84,13 @@ type Report struct {
 	FirstPrev string `json:"first_prev"`
 	LastHash  string `json:"last_hash"`
 	Break     *Break `json:"break,omitempty"` // nil when the whole chain holds
+
+	Checkpoints    int    `json:"checkpoints"`
+	KeyID          string `json:"key_id,omitempty"`          // of the key the signatures were checked with
+	LastCheckpoint uint64 `json:"last_checkpoint,omitempty"` // seq of the last checkpoint record
+	Unsigned       uint64 `json:"unsigned"`                  // records after it (all records when there is none)
+	Boots          int    `json:"boots"`                     // gateway starts seen (by boot_id)
+	Notes          []Note `json:"notes,omitempty"`
 }
 
 // String summarizes the report on one line, for `interlock audit verify`.
@@ -61,10 +106,45 @@ func (r Report) String() string {
 	if r.FirstPrev != GenesisPrev {
 		s += ", continuing a log whose last hash is " + r.FirstPrev
 	}
+	if r.Checkpoints > 0 {
+		signed := "signatures not checked"
+		if r.KeyID != "" {
+			signed = "signed by key id " + r.KeyID
+		}
+		s += fmt.Sprintf("; %d checkpoint(s), %s, the last at seq %d with %d record(s) after it", r.Checkpoints, signed, r.LastCheckpoint, r.Unsigned)
+	}
+	if r.Boots > 1 {
+		s += fmt.Sprintf("; %d gateway starts", r.Boots)
+	}
 	if r.Break != nil {
 		s += "; then " + r.Break.Message
 	}
 	return s
+}
+
+// VerifyOptions say what VerifyLog checks beyond the hash chain.
+type VerifyOptions struct {
+	// Key is the public key checkpoints must be signed with. Without it the
+	// place of each checkpoint in the chain is checked, its signature not.
+	Key ed25519.PublicKey
+	// MaxUnsigned bounds the records after the last checkpoint: 0 takes
+	// the every of that checkpoint (its writer's checkpoint_every), -1
+	// turns the check off.
+	MaxUnsigned int
+	// MaxUnsignedAge bounds the time from the first record after the last
+	// checkpoint to the log's last record: 0 takes that checkpoint's
+	// interval, a negative value turns the check off.
+	MaxUnsignedAge time.Duration
+	// After is the hash of the record the first file continues. Empty: the
+	// log begins at seq 1, or right after files that an audit.retention
+	// record in the log says retention deleted.
+	After string
+	// Checkpoints were kept off the gateway (a SIEM's copy): each must
+	// verify with Key and cover a record of the log with the same hash; one
+	// past the log's end means its end was cut off.
+	Checkpoints []Checkpoint
+
+	piece bool // VerifyFiles: the chain only, of any piece of a log
 }
 
 // Verify checks the hash chain of one log read from r: every line is a record
@@ -73,15 +153,42 @@ func (r Report) String() string {
 // rotated file); its prev is in Report.FirstPrev. It stops at the first break
 // and returns it as a *Break error.
 func Verify(r io.Reader) (Report, error) {
-	var v verifier
+	v := verifier{opts: VerifyOptions{piece: true}}
 	err := v.stream("", r)
 	return v.rep, err
 }
 
 // VerifyFiles verifies files in order as one chain, so that each file must
-// continue the one before it.
+// continue the one before it. Like Verify it checks the chain of any piece
+// of a log; VerifyLog checks a whole log.
 func VerifyFiles(paths ...string) (Report, error) {
-	var v verifier
+	return verifyFiles(paths, VerifyOptions{piece: true})
+}
+
+// VerifyLog verifies a whole log, its files in chain order (LogFiles): the
+// hash chain across files, checkpoints and their signatures, the start of
+// the log, the records after the last checkpoint, and the checkpoints kept
+// off the gateway. It stops at the first break; Report.Notes tells of
+// restarts, retention and what could not be checked.
+func VerifyLog(paths []string, opts VerifyOptions) (Report, error) {
+	opts.piece = false
+	if len(opts.Checkpoints) > 0 && opts.Key == nil {
+		return Report{}, errors.New("audit: checkpoints kept off the gateway need the key to check them")
+	}
+	for i := range opts.Checkpoints {
+		c := &opts.Checkpoints[i]
+		if err := c.VerifySignature(opts.Key); err != nil {
+			return Report{}, fmt.Errorf("audit: the checkpoint kept off the gateway for seq %d (signed at %s): %v", c.Seq, c.Time, err)
+		}
+	}
+	return verifyFiles(paths, opts)
+}
+
+func verifyFiles(paths []string, opts VerifyOptions) (Report, error) {
+	v := verifier{opts: opts}
+	if opts.Key != nil {
+		v.rep.KeyID = KeyID(opts.Key)
+	}
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
@@ -93,22 +200,92 @@ func VerifyFiles(paths ...string) (Report, error) {
 			return v.rep, err
 		}
 	}
-	return v.rep, nil
+	if opts.piece {
+		return v.rep, nil
+	}
+	return v.rep, v.finish()
+}
+
+// place is a record's position, for messages.
+type place struct {
+	file string
+	line int
+	off  int64
+	seq  uint64
+	time time.Time
+}
+
+func (p place) String() string {
+	if p.file == "" {
+		return fmt.Sprintf("line %d (seq %d)", p.line, p.seq)
+	}
+	return fmt.Sprintf("%s:%d (seq %d)", p.file, p.line, p.seq)
+}
+
+// lastCheckpoint is the latest checkpoint seen.
+type lastCheckpoint struct {
+	at       place
+	every    uint64
+	interval time.Duration
+}
+
+// boot is a gateway start seen in the log.
+type boot struct {
+	id    string
+	clean string // what ended it cleanly (gateway.stop or a shutdown checkpoint), "" for none yet
+}
+
+// retained is an audit.retention record.
+type retained struct {
+	at       place
+	file     string
+	firstSeq uint64
+	lastSeq  uint64
 }
 
 type verifier struct {
+	opts VerifyOptions
 	rep  Report
 	have bool // last holds a verified record
 	last head
 	lr   lineReader
+
+	lastAt    place // of the last verified record
+	firstAt   place
+	firstRot  *rotatedRecord // the first record, when it is audit.rotated
+	prevFile  string         // the file before the current one
+	checkCP   *lastCheckpoint
+	unsigned  place // the first record after the last checkpoint
+	overCount place // the first record past the count allowed after it
+	overAge   place // the first record past the time allowed after it
+	boot      boot
+	retained  map[string]retained // by last hash
+	offBox    map[uint64]*Checkpoint
+}
+
+// rotatedRecord is what VerifyLog reads of an audit.rotated record.
+type rotatedRecord struct {
+	PreviousFile     string `json:"previous_file"`
+	PreviousFirstSeq uint64 `json:"previous_first_seq"`
+	PreviousLastSeq  uint64 `json:"previous_last_seq"`
 }
 
 func (v *verifier) stream(name string, r io.Reader) error {
 	v.rep.Files++
 	v.lr.reset(r)
+	if v.offBox == nil && len(v.opts.Checkpoints) > 0 {
+		v.offBox = map[uint64]*Checkpoint{}
+		for i := range v.opts.Checkpoints {
+			c := &v.opts.Checkpoints[i]
+			v.offBox[c.Seq] = c
+		}
+	}
 	for lineNo := 1; ; lineNo++ {
 		line, off, end, err := v.lr.next()
 		if err == io.EOF {
+			if v.have {
+				v.prevFile = name
+			}
 			return nil
 		}
 		if err != nil {
@@ -126,19 +303,294 @@ func (v *verifier) stream(name string, r io.Reader) error {
 		if f != nil {
 			return v.fail(name, lineNo, off, line, nil, f.kind, f.msg)
 		}
+		at := place{file: name, line: lineNo, off: off, seq: h.seq, time: h.time}
+		var rot *rotatedRecord
+		if h.event == EventRotated {
+			rot = new(rotatedRecord)
+			if err := json.Unmarshal(line, rot); err != nil {
+				return v.fail(name, lineNo, off, line, &h, BreakMalformed, "audit.rotated: "+err.Error())
+			}
+		}
 		if v.have {
+			if lineNo == 1 && rot != nil && h.seq > v.last.seq+1 {
+				return v.missingFile(at, line, &h, rot)
+			}
 			if err := v.link(name, lineNo, off, line, &h); err != nil {
 				return err
 			}
 		} else {
 			v.rep.FirstSeq = h.seq
 			v.rep.FirstPrev = hex.EncodeToString(h.prev[:])
+			v.firstAt, v.firstRot = at, rot
 		}
-		v.have, v.last = true, h
+		if err := v.record(at, line, &h); err != nil {
+			return err
+		}
+		v.have, v.last, v.lastAt = true, h, at
 		v.rep.Records++
 		v.rep.LastSeq = h.seq
 		v.rep.LastHash = hex.EncodeToString(h.hash[:])
 	}
+}
+
+// missingFile reports the first record of a file, an audit.rotated record,
+// that does not follow the file before it.
+func (v *verifier) missingFile(at place, line []byte, h *head, rot *rotatedRecord) error {
+	prev := filepath.Base(v.prevFile)
+	if rot.PreviousFile == prev {
+		return v.fail(at.file, at.line, at.off, line, h, BreakSeqGap, fmt.Sprintf(
+			"this file continues %s from seq %d, but %s ends at seq %d: records %d to %d were cut off its end",
+			prev, rot.PreviousLastSeq, prev, v.last.seq, v.last.seq+1, rot.PreviousLastSeq))
+	}
+	return v.fail(at.file, at.line, at.off, line, h, BreakMissingFile, fmt.Sprintf(
+		"this file continues %s (seq %d to %d), which is missing: the file before it, %s, ends at seq %d",
+		rot.PreviousFile, rot.PreviousFirstSeq, rot.PreviousLastSeq, prev, v.last.seq))
+}
+
+// record checks what a record says about the log beyond the chain:
+// checkpoints, boots, retention, checkpoints kept off the gateway.
+func (v *verifier) record(at place, line []byte, h *head) error {
+	if c, ok := v.offBox[h.seq]; ok && c.Hash != hex.EncodeToString(h.hash[:]) {
+		return v.fail(at.file, at.line, at.off, line, h, BreakRewritten, fmt.Sprintf(
+			"the checkpoint kept off the gateway (seq %d, signed at %s) covers another record with this seq: the log was rewritten",
+			c.RecordSeq, c.Time))
+	}
+	switch h.event {
+	case EventCheckpoint:
+		return v.checkpoint(at, line, h)
+	case EventGatewayStart, EventGatewayStop:
+		var b struct {
+			BootID string `json:"boot_id"`
+		}
+		if json.Unmarshal(line, &b) == nil && b.BootID != "" {
+			v.bootSeen(at, b.BootID)
+			if h.event == EventGatewayStop {
+				v.boot.clean = fmt.Sprintf("gateway.stop at seq %d", h.seq)
+			}
+		}
+	case EventRetention:
+		var r struct {
+			File     string `json:"file"`
+			FirstSeq uint64 `json:"first_seq"`
+			LastSeq  uint64 `json:"last_seq"`
+			LastHash string `json:"last_hash"`
+		}
+		if json.Unmarshal(line, &r) == nil && r.LastHash != "" {
+			if v.retained == nil {
+				v.retained = map[string]retained{}
+			}
+			v.retained[r.LastHash] = retained{at: at, file: r.File, firstSeq: r.FirstSeq, lastSeq: r.LastSeq}
+		}
+	}
+	v.countUnsigned(at)
+	return nil
+}
+
+// countUnsigned notes where the records after the last checkpoint first
+// exceed what its writer allows.
+func (v *verifier) countUnsigned(at place) {
+	v.rep.Unsigned++
+	if v.rep.Unsigned == 1 {
+		v.unsigned = at
+	}
+	limit, maxAge := v.limits()
+	if limit > 0 && v.rep.Unsigned == uint64(limit)+1 {
+		v.overCount = at
+	}
+	if maxAge > 0 && v.overAge.line == 0 && at.time.Sub(v.unsigned.time) > maxAge {
+		v.overAge = at
+	}
+}
+
+// limits are the records and the time allowed after the last checkpoint.
+func (v *verifier) limits() (int, time.Duration) {
+	limit, maxAge := v.opts.MaxUnsigned, v.opts.MaxUnsignedAge
+	if c := v.checkCP; c != nil {
+		if limit == 0 {
+			limit = int(c.every)
+		}
+		if maxAge == 0 {
+			maxAge = c.interval
+		}
+	}
+	return limit, maxAge
+}
+
+// checkpoint checks a checkpoint record: its shape, that it covers the
+// record before it, and its signature.
+func (v *verifier) checkpoint(at place, line []byte, h *head) error {
+	c, err := ParseCheckpoint(line)
+	if err != nil {
+		return v.fail(at.file, at.line, at.off, line, h, BreakCheckpoint, "a forged or damaged checkpoint: "+err.Error())
+	}
+	if want := hex.EncodeToString(h.prev[:]); c.Hash != want {
+		return v.fail(at.file, at.line, at.off, line, h, BreakCheckpoint, fmt.Sprintf(
+			"the checkpoint covers hash %s, but the record before it (seq %d) has hash %s: a forged or misplaced checkpoint",
+			c.Hash, c.Seq, want))
+	}
+	if v.opts.Key != nil {
+		if err := c.VerifySignature(v.opts.Key); err != nil {
+			kind := BreakBadSignature
+			if c.KeyID != v.rep.KeyID {
+				kind = BreakWrongKey
+			}
+			return v.fail(at.file, at.line, at.off, line, h, kind, "a forged checkpoint: "+err.Error())
+		}
+	}
+	v.rep.Checkpoints++
+	v.rep.LastCheckpoint = h.seq
+	v.rep.Unsigned = 0
+	v.unsigned, v.overCount, v.overAge = place{}, place{}, place{}
+	v.checkCP = &lastCheckpoint{at: at, every: c.Every, interval: c.Interval()}
+	v.bootSeen(at, c.BootID)
+	if c.Reason == CheckpointShutdown {
+		v.boot.clean = fmt.Sprintf("shutdown checkpoint at seq %d", h.seq)
+	}
+	return nil
+}
+
+// bootSeen notes the boot a record names; a new one is a restart.
+func (v *verifier) bootSeen(at place, id string) {
+	if id == "" || id == v.boot.id {
+		return
+	}
+	prev := v.boot
+	v.boot = boot{id: id}
+	v.rep.Boots++
+	if prev.id == "" || v.opts.piece {
+		return
+	}
+	before := v.lastAt
+	if prev.clean != "" {
+		v.note(at, NoteRestart, fmt.Sprintf("restart: boot %s began at %s; boot %s before it stopped cleanly (%s)",
+			id, at.time.Format(time.RFC3339), prev.id, prev.clean))
+		return
+	}
+	v.note(at, NoteUncleanStop, fmt.Sprintf(
+		"restart after an unclean stop: boot %s began at %s; boot %s before it ended without gateway.stop or a shutdown checkpoint "+
+			"(the record before: seq %d at %s): it crashed, was killed or lost power",
+		id, at.time.Format(time.RFC3339), prev.id, before.seq, before.time.Format(time.RFC3339Nano)))
+}
+
+func (v *verifier) note(at place, kind NoteKind, msg string) {
+	n := Note{File: at.file, Line: at.line, Seq: at.seq, Kind: kind, Message: msg}
+	if at.line > 0 {
+		n.Message = at.String() + ": " + msg
+	}
+	v.rep.Notes = append(v.rep.Notes, n)
+}
+
+// finish checks what only the whole log tells: where it begins, the
+// checkpoints kept off the gateway, and the records after the last
+// checkpoint.
+func (v *verifier) finish() error {
+	if v.rep.Records == 0 {
+		return nil
+	}
+	if err := v.checkStart(); err != nil {
+		return err
+	}
+	for i := range v.opts.Checkpoints {
+		c := &v.opts.Checkpoints[i]
+		switch {
+		case c.Seq > v.rep.LastSeq:
+			return v.failAt(v.lastAt, BreakCutOff, fmt.Sprintf(
+				"the log ends here, but a checkpoint kept off the gateway (seq %d, signed at %s) covers seq %d: records %d to %d were cut off its end",
+				c.RecordSeq, c.Time, c.Seq, v.rep.LastSeq+1, max(c.Seq, c.RecordSeq)))
+		case c.RecordSeq < v.rep.FirstSeq:
+			v.note(place{}, NoteOffBox, fmt.Sprintf("a checkpoint kept off the gateway covers seq %d, before the first record here (seq %d)",
+				c.Seq, v.rep.FirstSeq))
+		}
+	}
+	if v.rep.Checkpoints == 0 {
+		if v.opts.Key != nil {
+			return v.failAt(v.firstAt, BreakNotSigned, fmt.Sprintf(
+				"a key was given, but none of the %d records is an audit.checkpoint: nothing in the log is signed (were the checkpoints removed?)",
+				v.rep.Records))
+		}
+		v.note(place{}, NoteNotSigned, "no checkpoints: the log is not signed (audit.signing_key is not set), "+
+			"so a log rewritten from some record on, or cut short, cannot be told from a genuine one")
+	} else if v.opts.Key == nil {
+		v.note(place{}, NoteUnchecked, fmt.Sprintf("%d checkpoint(s) not checked: give the public key (--key) to check their signatures",
+			v.rep.Checkpoints))
+	}
+	if v.rep.Unsigned > 0 {
+		limit, maxAge := v.limits()
+		from := "the start of the log" // no checkpoint: limits given as options apply from there
+		if c := v.checkCP; c != nil {
+			from = "the last checkpoint (" + c.at.String() + ")"
+		}
+		switch {
+		case v.overCount.line > 0:
+			return v.failAt(v.overCount, BreakUnsignedTail, fmt.Sprintf(
+				"%d records follow %s unsigned, more than the %d allowed: checkpoints after it were removed, or the records after it rewritten or added",
+				v.rep.Unsigned, from, limit))
+		case v.overAge.line > 0:
+			d := v.overAge.time.Sub(v.unsigned.time)
+			if d > time.Second {
+				d = d.Round(time.Millisecond)
+			}
+			return v.failAt(v.overAge, BreakUnsignedTail, fmt.Sprintf(
+				"written %s after seq %d, the first record after %s, and still unsigned: more than the %s allowed; checkpoints after it were removed, or the records after it rewritten or added",
+				d, v.unsigned.seq, from, maxAge))
+		}
+	}
+	if v.boot.id != "" && v.boot.clean == "" {
+		v.note(v.lastAt, NoteOpenEnd, "the log ends without gateway.stop or a shutdown checkpoint: the gateway is still running, "+
+			"stopped uncleanly, or the end of the log was cut off (checkpoints kept off the gateway tell: --checkpoints)")
+	}
+	return nil
+}
+
+// checkStart checks that the log begins at its first record, where After
+// says, or right after files that retention deleted.
+func (v *verifier) checkStart() error {
+	if v.opts.After != "" {
+		if v.rep.FirstPrev != v.opts.After {
+			return v.failAt(v.firstAt, BreakMissingStart, fmt.Sprintf("the first record follows %s, not the --after hash %s",
+				v.rep.FirstPrev, v.opts.After))
+		}
+		return nil
+	}
+	if v.rep.FirstSeq == 1 && v.rep.FirstPrev == GenesisPrev {
+		return nil
+	}
+	if r, ok := v.retained[v.rep.FirstPrev]; ok && r.lastSeq+1 == v.rep.FirstSeq {
+		first, files := r.firstSeq, 1
+		for {
+			var earlier *retained
+			for _, o := range v.retained {
+				if o.lastSeq+1 == first {
+					earlier = &o
+					break
+				}
+			}
+			if earlier == nil {
+				break
+			}
+			first, files = earlier.firstSeq, files+1
+		}
+		msg := fmt.Sprintf("the log begins here: seq %d to %d were deleted by retention, in %d file(s) (the last, %s, by audit.retention at %s)",
+			first, r.lastSeq, files, r.file, r.at)
+		if first > 1 {
+			msg += fmt.Sprintf(", and seq 1 to %d before them, whose retention records went with files deleted later", first-1)
+		}
+		v.note(v.firstAt, NoteRetention, msg)
+		return nil
+	}
+	msg := "the log does not start at seq 1: records before it are missing"
+	if rot := v.firstRot; rot != nil {
+		msg = fmt.Sprintf("the log begins with a file that continues %s (seq %d to %d), which is missing, and no audit.retention record says retention deleted it",
+			rot.PreviousFile, rot.PreviousFirstSeq, rot.PreviousLastSeq)
+	}
+	return v.failAt(v.firstAt, BreakMissingStart, msg)
+}
+
+// failAt reports a break at a record already verified.
+func (v *verifier) failAt(at place, kind BreakKind, msg string) error {
+	b := &Break{File: at.file, Line: at.line, Offset: at.off, Seq: at.seq, Kind: kind, Message: at.String() + ": " + msg}
+	v.rep.Break = b
+	return b
 }
 
 // link checks that h follows the last verified record.

@@ -374,13 +374,30 @@ func TestWriteFailureKeepsChain(t *testing.T) {
 	}
 
 	// The disk has room again: the deferred result and the next call go out
-	// together and the chain goes on, nothing lost.
+	// together and the chain goes on; audit.write_failed follows, naming the
+	// one call record that was refused.
 	l.ff.set(func(f *faultFile) { f.limit = -1 })
 	if err := w.Call(ctx, s, writeCall("w2"), allow()); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	l.verify(t, 5)
+	l.verify(t, 6)
+	checkWriteFailed(t, l.lines(t)[5], 1)
+}
+
+// checkWriteFailed checks an audit.write_failed record.
+func checkWriteFailed(t *testing.T, line []byte, lost int) {
+	t.Helper()
+	var rec struct {
+		Event string `json:"event"`
+		Lost  int    `json:"records_lost"`
+		Since string `json:"since"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(line, &rec); err != nil || rec.Event != EventWriteFailed || rec.Lost != lost ||
+		rec.Since == "" || !strings.Contains(rec.Error, "no space left") {
+		t.Errorf("want audit.write_failed with records_lost %d: %s", lost, line)
+	}
 }
 
 func TestResultRecordsAreDeferredBriefly(t *testing.T) {
@@ -437,7 +454,14 @@ func TestWriteAndTruncateFailure(t *testing.T) {
 		t.Fatalf("Call after the fault cleared: %v", err)
 	}
 	w.Close()
-	l.verify(t, 3)
+	l.verify(t, 4)
+	var rec struct {
+		Event string `json:"event"`
+		Lost  int    `json:"records_lost"`
+	}
+	if json.Unmarshal(l.lines(t)[3], &rec); rec.Event != EventWriteFailed || rec.Lost != 2 {
+		t.Errorf("the last record %s, want audit.write_failed with records_lost 2", l.lines(t)[3])
+	}
 }
 
 func TestTimeFollowsSeq(t *testing.T) {

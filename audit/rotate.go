@@ -1,0 +1,335 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Rotation (see files.go for the names of rotated files). The live file is
+// closed with a checkpoint, renamed, and a new live file begins with an
+// audit.rotated record whose prev is the rotated file's last hash, so one
+// chain runs through all files. Under the writer's lock this costs a write,
+// a rename and a file creation; the fsyncs of the old file and of the
+// directory are the sync loop's, before any durable record of the new file
+// is acknowledged.
+
+// rotateRetryDelay spaces out attempts at a rotation that failed.
+const rotateRetryDelay = time.Second
+
+// Why a file was rotated out (audit.rotated reason).
+const (
+	RotateSize      = "size"
+	RotateTime      = "time"
+	RotateRecovered = "recovered" // the live file was found empty beside rotated files
+)
+
+// rotationDue says why the live file must be rotated before a record
+// written at now, or "". A file holding nothing but its first record is
+// not rotated.
+func (w *Writer) rotationDue(now time.Time) string {
+	if now.Before(w.rotateRetry) || w.fileFirstSeq == 0 || w.seq <= w.fileFirstSeq {
+		return ""
+	}
+	if w.opts.RotateSize > 0 && w.off+int64(len(w.pending)) >= w.opts.RotateSize {
+		return RotateSize
+	}
+	if w.opts.RotateInterval > 0 && now.Sub(w.fileStart) >= w.opts.RotateInterval {
+		return RotateTime
+	}
+	return ""
+}
+
+// rotateLocked rotates the live file out; w.mu is held. On failure the old
+// file stays the live one and nothing of the chain is lost.
+func (w *Writer) rotateLocked(now time.Time, reason string) error {
+	if w.signer != nil {
+		if err := w.checkpointLocked(now, CheckpointRotation); err != nil {
+			return err
+		}
+	} else if err := w.flushLocked(); err != nil {
+		return err
+	}
+	if w.tailDirty { // a failed write's bytes must not go out with the file
+		if err := w.f.Truncate(w.off); err != nil {
+			return err
+		}
+		w.tailDirty = false
+	}
+	rotated := RotatedName(w.path, now, w.fileFirstSeq)
+	if _, err := os.Lstat(rotated); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s exists: not overwriting it", rotated)
+	}
+	if err := os.Rename(w.path, rotated); err != nil {
+		return err
+	}
+	nf, err := w.opts.openFile(w.path)
+	if err == nil {
+		err = lockFile(nf)
+		if err == nil {
+			// Nothing else may have created the live file in between.
+			if fi, serr := nf.Stat(); serr != nil || fi.Size() != 0 {
+				err = fmt.Errorf("%s appeared during the rotation", w.path)
+			}
+		}
+		if err != nil {
+			nf.Close()
+			nf = nil
+		}
+	}
+	old, oldOff, oldDirty, oldFirst, oldStart := w.f, w.off, w.tailDirty, w.fileFirstSeq, w.fileStart
+	if err == nil {
+		w.f, w.off, w.tailDirty = nf, 0, false
+		err = w.writeRotated(now, reason, rotated, oldFirst, w.seq)
+	}
+	if err != nil {
+		if nf != nil {
+			nf.Close()
+			w.f, w.off, w.tailDirty, w.fileFirstSeq, w.fileStart = old, oldOff, oldDirty, oldFirst, oldStart
+			os.Remove(w.path)
+		}
+		if rerr := os.Rename(rotated, w.path); rerr != nil {
+			return fmt.Errorf("%w; and renaming %s back failed: %v", err, rotated, rerr)
+		}
+		return err
+	}
+	w.retiring = append(w.retiring, old)
+	w.gen++
+	w.rotations.Add(1)
+	for _, c := range []chan struct{}{w.kick, w.retention} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// writeRotated writes audit.rotated, the first record of a new live file;
+// w.mu is held.
+func (w *Writer) writeRotated(now time.Time, reason, previous string, firstSeq, lastSeq uint64) error {
+	e := w.envelope(EventRotated, now)
+	if e == nil {
+		return fmt.Errorf("audit: %s: zerolog is disabled by zerolog.SetGlobalLevel", w.path)
+	}
+	e.Str(FieldReason, reason).
+		Str(FieldPreviousFile, filepath.Base(previous)).
+		Uint64(FieldPreviousFirstSeq, firstSeq).
+		Uint64(FieldPreviousLastSeq, lastSeq).
+		Bytes(FieldPrev, w.prevHex[:])
+	e.Send()
+	w.fileFirstSeq = 0 // the record about to be written is the file's first
+	if err := w.write(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// timedRotation rotates a live file that has grown old while idle.
+func (w *Writer) timedRotation() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	now := w.opts.now().UTC()
+	if now.Before(w.last) {
+		now = w.last
+	}
+	if w.rotationDue(now) != RotateTime {
+		return
+	}
+	w.last = now
+	if err := w.rotateLocked(now, RotateTime); err != nil {
+		w.rotateRetry = now.Add(rotateRetryDelay)
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot rotate the log; retrying later")
+	}
+}
+
+// rotatedTail is where a rotated file ends.
+type rotatedTail struct {
+	name     string
+	firstSeq uint64
+	lastSeq  uint64
+	lastHash [sha256.Size]byte
+	size     int64
+}
+
+// describeRotated reads a rotated file's first and last record.
+func describeRotated(name string) (*rotatedTail, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := readTail(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if t.seq == 0 || t.cut > 0 {
+		return nil, fmt.Errorf("%s: does not end with a whole record", name)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	first, _ := readFileStart(f, t.seq, zerolog.Nop(), name)
+	return &rotatedTail{name: name, firstSeq: first, lastSeq: t.seq, lastHash: t.hash, size: fi.Size()}, nil
+}
+
+// lastRotated describes the newest rotated file of the log whose live file
+// is path, or returns nil when there is none.
+func lastRotated(path string) (*rotatedTail, error) {
+	files, err := LogFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(files); n > 0 && files[n-1] == path {
+		files = files[:n-1]
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	rt, err := describeRotated(files[len(files)-1])
+	if err != nil {
+		return nil, fmt.Errorf("audit: continuing the rotated file: %w", err)
+	}
+	return rt, nil
+}
+
+// readFileStart returns the seq and time of a file's first record, for the
+// rotated name and the rotation interval. A first line that cannot be read
+// is logged; the file is then taken to begin at lastSeq, now.
+func readFileStart(f file, lastSeq uint64, log zerolog.Logger, name string) (uint64, time.Time) {
+	buf := make([]byte, 64<<10)
+	var line []byte
+	for off := int64(0); len(line) <= maxRecordSize; {
+		n, err := f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			line = append(line, buf[:i]...)
+			if h, flt := parseRecord(line); flt == nil {
+				return h.seq, h.time
+			}
+			break
+		}
+		line = append(line, buf[:n]...)
+		off += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	log.Warn().Str("path", name).Msg("audit: cannot read the file's first record; taking its last as its start")
+	return lastSeq, time.Now().UTC()
+}
+
+// retain deletes the oldest rotated files that retention no longer keeps,
+// each after a durable audit.retention record that says what it held.
+func (w *Writer) retain() {
+	if w.opts.RetainDays <= 0 && w.opts.RetainBytes <= 0 {
+		return
+	}
+	w.retainMu.Lock() // one pass at a time: a file is deleted, and recorded, once
+	defer w.retainMu.Unlock()
+	// The retention records may rotate the live file out: look again, a
+	// bounded number of times.
+	for range 3 {
+		if !w.retainPass() {
+			return
+		}
+	}
+}
+
+// retainPass deletes what retention no longer keeps of the files there are
+// now, and reports whether it deleted any.
+func (w *Writer) retainPass() (deleted bool) {
+	days, maxBytes := w.opts.RetainDays, w.opts.RetainBytes
+	files, err := LogFiles(w.path)
+	if err != nil {
+		w.log.Error().Err(err).Msg("audit: retention cannot list the log's files")
+		return false
+	}
+	var rotated []string
+	var total int64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			continue
+		}
+		total += fi.Size()
+		if f != w.path {
+			rotated = append(rotated, f)
+		}
+	}
+	now := w.opts.now()
+	for _, name := range rotated {
+		reason := ""
+		if at, ok := rotatedTime(name); days > 0 && ok && now.Sub(at) >= time.Duration(days)*24*time.Hour {
+			reason = "age"
+		} else if maxBytes > 0 && total > maxBytes {
+			reason = RotateSize
+		}
+		if reason == "" {
+			return deleted // files are in chain order: the rest are newer
+		}
+		rt, err := describeRotated(name)
+		if err != nil {
+			w.log.Error().Err(err).Msg("audit: retention cannot read the oldest rotated file; keeping it")
+			return false
+		}
+		err = w.Record(EventRetention, true, func(e *zerolog.Event) {
+			var hb [hashHexLen]byte
+			hex.Encode(hb[:], rt.lastHash[:])
+			e.Str(FieldReason, reason).
+				Str(FieldFile, filepath.Base(name)).
+				Uint64(FieldFirstSeq, rt.firstSeq).
+				Uint64(FieldLastSeq, rt.lastSeq).
+				Bytes(FieldLastHash, hb[:]).
+				Int64(FieldBytes, rt.size).
+				Int(FieldRetainDays, days).
+				Int64(FieldRetainBytes, maxBytes)
+		})
+		if err != nil {
+			w.log.Error().Err(err).Str(FieldFile, name).Msg("audit: retention cannot record the deletion; keeping the file")
+			return false
+		}
+		if err := os.Remove(name); err != nil {
+			w.log.Error().Err(err).Str(FieldFile, name).Msg("audit: retention cannot delete the file")
+			return false
+		}
+		if err := syncDir(w.dir); err != nil {
+			w.log.Warn().Err(err).Str("path", w.dir).Msg("audit: cannot fsync the log's directory")
+		}
+		total -= rt.size
+		deleted = true
+		w.retentionDeletes.Add(1)
+		w.log.Info().Str(FieldFile, name).Str(FieldReason, reason).Uint64(FieldFirstSeq, rt.firstSeq).
+			Uint64(FieldLastSeq, rt.lastSeq).Msg("audit: retention deleted a rotated file")
+	}
+	return deleted
+}
+
+// rotatedTime parses the time of rotation out of a rotated file's name.
+func rotatedTime(name string) (time.Time, bool) {
+	base := filepath.Base(name)
+	ext := filepath.Ext(base)
+	rest := base[:len(base)-len(ext)]
+	// <stem>-<time>-<seq>: the time is the second field from the end.
+	j := bytes.LastIndexByte([]byte(rest), '-')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	i := bytes.LastIndexByte([]byte(rest[:j]), '-')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(rotatedTimeFormat, rest[i+1:j])
+	return t, err == nil
+}

@@ -1,0 +1,360 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// checkRotatedLog asserts the shape of a rotated log: each file after the
+// first begins with audit.rotated naming the file before it and continuing
+// its chain; each rotated file ends with a rotation checkpoint (signed);
+// seq runs from 1 without a gap. It returns the records.
+func checkRotatedLog(t *testing.T, path string, signed bool) []rec {
+	t.Helper()
+	recs := readLog(t, path)
+	for i, r := range recs {
+		if r.seq() != uint64(i+1) {
+			t.Fatalf("%s:%d: seq %d, want %d", r.file, r.line, r.seq(), i+1)
+		}
+		if i == 0 || r.file == recs[i-1].file {
+			continue
+		}
+		prev := recs[i-1]
+		if r.line != 1 || r.event() != EventRotated || r.str("previous_file") != prev.file ||
+			r.str("previous_last_seq") != fmt.Sprint(prev.seq()) || r.str("prev") != prev.str("hash") {
+			t.Errorf("%s:%d does not continue %s (last seq %d): %s", r.file, r.line, prev.file, prev.seq(), r.raw)
+		}
+		if signed && (prev.event() != EventCheckpoint || prev.str("checkpoint.reason") != CheckpointRotation) {
+			t.Errorf("%s ends with %s, not a rotation checkpoint", prev.file, prev.raw)
+		}
+	}
+	return recs
+}
+
+func TestRotateBySize(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.CheckpointEvery = 7
+	l.opts.RotateSize = 4 << 10
+	w := l.open(t)
+	writeSome(t, w, 60)
+	w.Close()
+	files, err := LogFiles(l.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 4 || files[len(files)-1] != l.path {
+		t.Fatalf("files %v", files)
+	}
+	for _, f := range files[:len(files)-1] {
+		if fi, _ := os.Stat(f); fi.Size() > 4<<10+3000 {
+			t.Errorf("%s holds %d bytes with rotate size 4 KiB", f, fi.Size())
+		}
+	}
+	recs := checkRotatedLog(t, l.path, true)
+	calls := 0
+	for _, r := range recs {
+		if r.event() == EventCall {
+			calls++
+		}
+	}
+	if calls != 60 {
+		t.Errorf("%d call records across the files, want 60", calls)
+	}
+	rep, err := VerifyLog(files, VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Files != len(files) || rep.Records != uint64(len(recs)) {
+		t.Errorf("report %+v", rep)
+	}
+	if st := w.Stats(); st.Rotations != uint64(len(files)-1) {
+		t.Errorf("stats %+v, want %d rotations", st, len(files)-1)
+	}
+}
+
+func TestRotateByTime(t *testing.T) {
+	l := newTestLog(t)
+	clock := newFakeClock()
+	l.opts.now = clock.now
+	l.opts.RotateInterval = time.Hour
+	w := l.open(t)
+	writeSome(t, w, 3)
+	clock.add(time.Hour)
+	first := clock.now()
+	writeSome(t, w, 1) // rotated first: the file is an hour old
+	// Idle: the housekeeping rotates it without a record.
+	clock.add(2 * time.Hour)
+	w.timedRotation()
+	// A file that holds nothing but its first record is not rotated again.
+	clock.add(5 * time.Hour)
+	w.timedRotation()
+	writeSome(t, w, 1)
+	w.Close()
+	files, _ := LogFiles(l.path)
+	if len(files) != 3 {
+		t.Fatalf("files %v, want 2 rotated and the live one", files)
+	}
+	if want := RotatedName(l.path, first, 1); files[0] != want {
+		t.Errorf("first rotated file %s, want %s", files[0], want)
+	}
+	recs := checkRotatedLog(t, l.path, false)
+	for _, r := range recs {
+		if r.event() == EventRotated && r.str("reason") != RotateTime {
+			t.Errorf("rotation reason %s", r.raw)
+		}
+	}
+	if _, err := VerifyLog(files, VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Rotation under concurrent writers loses and reorders nothing, and durable
+// records stay durable across it.
+func TestRotateConcurrent(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.CheckpointEvery = 50
+	l.opts.RotateSize = 8 << 10
+	w := l.open(t)
+	const writers, each = 8, 100
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			s := testSession()
+			s.ID = fmt.Sprintf("s%d", g)
+			for i := range each {
+				c := readCall(fmt.Sprintf("c%d-%d", g, i))
+				if i%3 == 0 {
+					c = writeCall(c.ID)
+				}
+				if err := w.Call(context.Background(), s, c, allow()); err != nil {
+					t.Error(err)
+					return
+				}
+				w.Result(context.Background(), s, c, &gateway.Result{Status: gateway.StatusOK})
+			}
+		})
+	}
+	wg.Wait()
+	w.Close()
+	recs := checkRotatedLog(t, l.path, true)
+	seen := map[string]int{}
+	for _, r := range recs {
+		if id := r.str("call_id"); id != "" {
+			seen[id+"/"+r.event()]++
+		}
+	}
+	for g := range writers {
+		for i := range each {
+			for _, ev := range []string{"call", "result"} {
+				if n := seen[fmt.Sprintf("c%d-%d/%s", g, i, ev)]; n != 1 {
+					t.Fatalf("c%d-%d: %d %s records", g, i, n, ev)
+				}
+			}
+		}
+	}
+	files, _ := LogFiles(l.path)
+	if _, err := VerifyLog(files, VerifyOptions{Key: pub}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d records in %d files", len(recs), len(files))
+}
+
+// A restart continues the chain of a rotated log; verify reports the
+// restart as clean.
+func TestRotateAcrossRestart(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.RotateSize = 3 << 10
+	w := l.open(t)
+	writeSome(t, w, 20)
+	w.Close()
+	l.opts.BootID = "boot-2"
+	w = l.open(t)
+	writeSome(t, w, 20)
+	w.Close()
+	checkRotatedLog(t, l.path, true)
+	files, _ := LogFiles(l.path)
+	rep, err := VerifyLog(files, VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Boots != 2 || len(rep.Notes) != 1 || rep.Notes[0].Kind != NoteRestart ||
+		!strings.Contains(rep.Notes[0].Message, "boot boot-2 began") || !strings.Contains(rep.Notes[0].Message, "stopped cleanly (shutdown checkpoint") {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+// A crash between the rename of a rotation and the new file's first record
+// leaves no live file: the next Open continues the last rotated file.
+func TestOpenContinuesLastRotatedFile(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.RotateSize = 2 << 10
+	w := l.open(t)
+	writeSome(t, w, 12)
+	w.Close()
+	last := readLog(t, l.path)
+	// As if the process died right after renaming the live file.
+	if err := os.Rename(l.path, RotatedName(l.path, time.Now().Add(time.Hour), last[len(last)-1].seq()+100)); err != nil {
+		t.Fatal(err)
+	}
+	// Renamed with a made-up first seq, the names still sort; the file keeps
+	// its records. An empty live file is what Open must continue from.
+	if err := os.WriteFile(l.path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	l.opts.BootID = "boot-2"
+	w = l.open(t)
+	writeSome(t, w, 2)
+	w.Close()
+	recs := readLog(t, l.path)
+	var first rec
+	for _, r := range recs {
+		if r.file == filepath.Base(l.path) {
+			first = r
+			break
+		}
+	}
+	if first.event() != EventRotated || first.str("reason") != RotateRecovered || first.seq() != last[len(last)-1].seq()+1 {
+		t.Errorf("the new live file begins with %s", first.raw)
+	}
+	if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustLogFiles(t testing.TB, path string) []string {
+	t.Helper()
+	files, err := LogFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// Retention by size deletes the oldest rotated files only, each after an
+// audit.retention record, and the log still verifies from its new start.
+func TestRetentionBySize(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.RotateSize = 2 << 10
+	l.opts.RetainBytes = 8 << 10
+	w := l.open(t)
+	var before []rec
+	for range 6 {
+		writeSome(t, w, 5)
+		before = append(before, readLog(t, l.path)...) // every record ever seen, by seq below
+	}
+	writeSome(t, w, 20)
+	w.retain() // what the maintenance loop may not have got to yet
+	w.Close()
+	byFile := map[string]rec{} // the last record of each file ever seen
+	for _, r := range before {
+		if old, ok := byFile[r.file]; !ok || r.seq() > old.seq() {
+			byFile[r.file] = r
+		}
+	}
+	files := mustLogFiles(t, l.path)
+	var total int64
+	for _, f := range files {
+		total += fileSize(t, f)
+	}
+	if total > 8<<10+3<<10 || files[len(files)-1] != l.path {
+		t.Errorf("%d bytes in %v after retention of 8 KiB", total, files)
+	}
+	recs := readLog(t, l.path)
+	var deleted []rec
+	for _, r := range recs {
+		if r.event() == EventRetention {
+			deleted = append(deleted, r)
+		}
+	}
+	// Retention records in files that retention deleted later are gone too.
+	if len(deleted) == 0 || w.Stats().RetentionDeletes < uint64(len(deleted)) {
+		t.Fatalf("%d retention records, stats %+v", len(deleted), w.Stats())
+	}
+	if last := deleted[len(deleted)-1]; fmt.Sprint(atoi(last.str("last_seq"))+1) != fmt.Sprint(recs[0].seq()) ||
+		last.str("last_hash") != recs[0].str("prev") || last.str("reason") != "size" {
+		t.Errorf("the last retention record %s does not describe the file before the first remaining one (%s)", last.raw, recs[0].raw)
+	}
+	for i, d := range deleted {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(l.path), d.str("file"))); err == nil {
+			t.Errorf("%s is still there", d.str("file"))
+		}
+		if i > 0 && d.str("first_seq") != fmt.Sprint(atoi(deleted[i-1].str("last_seq"))+1) {
+			t.Errorf("retention record %s does not follow %s: not the oldest file", d.raw, deleted[i-1].raw)
+		}
+		if last, ok := byFile[d.str("file")]; ok && (last.str("hash") != d.str("last_hash") || fmt.Sprint(last.seq()) != d.str("last_seq")) {
+			t.Errorf("retention record %s: the file ended with seq %d hash %s", d.raw, last.seq(), last.str("hash"))
+		}
+	}
+	rep, err := VerifyLog(files, VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Notes) != 1 || rep.Notes[0].Kind != NoteRetention || !strings.Contains(rep.Notes[0].Message, "deleted by retention") {
+		t.Errorf("notes %+v", rep.Notes)
+	}
+	// The oldest remaining file deleted by hand: no record says why.
+	if err := os.Remove(files[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, err = VerifyLog(files[1:], VerifyOptions{Key: pub})
+	if br, ok := err.(*Break); !ok || br.Kind != BreakMissingStart || br.File != files[1] || br.Line != 1 {
+		t.Errorf("after deleting the oldest file by hand: %v", err)
+	}
+}
+
+func atoi(s string) int {
+	var n int
+	fmt.Sscan(s, &n)
+	return n
+}
+
+func TestRetentionByAge(t *testing.T) {
+	l := newTestLog(t)
+	clock := newFakeClock()
+	l.opts.now = clock.now
+	l.opts.RotateInterval = time.Hour
+	l.opts.RetainDays = 2
+	w := l.open(t)
+	for range 5 {
+		writeSome(t, w, 2)
+		clock.add(24 * time.Hour)
+	}
+	writeSome(t, w, 1)
+	w.retain()
+	files := mustLogFiles(t, l.path)
+	// Rotated at day 1, 2, 3, 4, 5 (now): those rotated two days ago or more go.
+	if len(files) != 3 {
+		t.Fatalf("files %v", files)
+	}
+	for _, f := range files[:len(files)-1] {
+		if at, ok := rotatedTime(f); !ok || clock.now().Sub(at) >= 48*time.Hour {
+			t.Errorf("%s kept (%v)", f, at)
+		}
+	}
+	w.Close()
+	rep, err := VerifyLog(files, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Notes[0].Kind != NoteRetention {
+		t.Errorf("notes %+v", rep.Notes)
+	}
+	for _, r := range readLog(t, l.path) {
+		if r.event() == EventRetention && (r.str("reason") != "age" || r.str("retain_days") != "2") {
+			t.Errorf("retention record %s", r.raw)
+		}
+	}
+}
