@@ -1,0 +1,226 @@
+package export
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/interlock-ics/interlock/audit/query"
+)
+
+// CEF (ArcSight Common Event Format, version 0):
+//
+//	CEF:0|Interlock|interlock|<version>|<signature id>|<name>|<severity>|<extensions>
+//
+// The signature id is the call's function (write_single_register) or the
+// record's event (session.open); the name says what happened
+// ("write_single_register denied"); severity is 0..10. Extensions use the
+// standard keys where one fits and labelled custom keys for the rest:
+//
+//	rt        record time, ms since the epoch
+//	dvchost   gateway id (the device that reports)
+//	cat       event (call, session.open, …)
+//	externalId call id
+//	src spt shost   client address, port and inventory name (c6a2 for IPv6)
+//	suser spriv     principal user and roles
+//	dhost dst dpt   target name, upstream address and port (c6a3 for IPv6)
+//	destinationServiceName   protocol
+//	act       decision: allow, alert, deny (rejected for a malformed request)
+//	outcome   success or failure (from the result)
+//	reason    decision reasons, or why a request or session was refused
+//	msg       one sentence for a person
+//	cs1 policyRevision  cs2 reasons  cs3 decisionId  cs4 ticket
+//	cs5 sessionId       cs6 registers (or OPC UA node)
+//	cn1 seq   cn2 latencyUs   cn3 code (exception or status code)
+//	flexNumber1 unitId   flexString1 hash   flexString2 access
+
+// CEF formats one record (a call with its result joined, or any record on
+// its own, as a shipper sees them) as a CEF line without a newline. version
+// is the gateway's version for the header.
+func CEF(r *query.Record, version string) string {
+	return string(AppendCEF(nil, r, version))
+}
+
+// CEFLine decodes one audit record line and formats it as CEF.
+func CEFLine(line []byte, version string) (string, error) {
+	r, err := query.Parse(line)
+	if err != nil {
+		return "", err
+	}
+	return CEF(r, version), nil
+}
+
+// AppendCEF appends the CEF line of r to dst.
+func AppendCEF(dst []byte, r *query.Record, version string) []byte {
+	b := append(dst, "CEF:0|"...)
+	b = appendCEFHeader(b, VendorName)
+	b = append(b, '|')
+	b = appendCEFHeader(b, "interlock")
+	b = append(b, '|')
+	b = appendCEFHeader(b, version)
+	b = append(b, '|')
+	sig := r.Event
+	if fn := r.FunctionName(); fn != "" && (r.Event == query.EventCall || r.Event == query.EventResult) {
+		sig = fn
+	}
+	b = appendCEFHeader(b, sig)
+	b = append(b, '|')
+	b = appendCEFHeader(b, Title(r))
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(SeverityOf(r).CEF()), 10)
+	b = append(b, '|')
+
+	e := cefExt{b: b}
+	if t := r.When(); !t.IsZero() {
+		e.int("rt", t.UnixMilli())
+	}
+	e.str("dvchost", r.Gateway)
+	e.str("cat", r.Event)
+	e.str("externalId", r.CallID)
+	if a, err := netip.ParseAddr(r.Source.IP); err == nil {
+		if a = a.Unmap(); a.Is4() {
+			e.str("src", a.String())
+		} else {
+			e.str("c6a2", a.String())
+			e.str("c6a2Label", "Source IPv6 Address")
+		}
+	}
+	if r.Source.HasPort {
+		e.int("spt", int64(r.Source.Port))
+	}
+	e.str("shost", r.Source.Name)
+	e.str("suser", r.UserOrBy())
+	e.str("spriv", strings.Join(r.Principal.Roles, ","))
+	e.str("dhost", r.TargetName())
+	if ip, port, ok := upstreamAddr(r.Target.Upstream); ok {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Unmap().Is4() {
+			e.str("dst", ip)
+		} else {
+			e.str("c6a3", ip)
+			e.str("c6a3Label", "Destination IPv6 Address")
+		}
+		if port > 0 {
+			e.int("dpt", int64(port))
+		}
+	}
+	e.str("destinationServiceName", r.Protocol)
+	if r.Event == query.EventRequestRejected {
+		e.str("act", "rejected")
+	} else {
+		e.str("act", r.Decision.Verdict())
+	}
+	if id, ok := ocsfStatus(r); ok && id != statusUnknown {
+		e.str("outcome", [...]string{"", "success", "failure"}[id])
+	}
+	reasons := strings.Join(r.Decision.Reasons, ",")
+	reason := reasons
+	if r.Reason != "" {
+		reason = r.Reason
+	}
+	e.str("reason", reason)
+	var msg [256]byte
+	e.strBytes("msg", appendSummary(msg[:0], r))
+	e.labelled("cs1", "cs1Label", "policyRevision", r.Decision.PolicyRevision)
+	e.labelled("cs2", "cs2Label", "reasons", reasons)
+	e.labelled("cs3", "cs3Label", "decisionId", r.Decision.DecisionID)
+	e.labelled("cs4", "cs4Label", "ticket", r.Decision.Ticket)
+	e.labelled("cs5", "cs5Label", "sessionId", r.SessionID)
+	if regs := r.Operation.Registers(); regs != "" {
+		label := "registers"
+		if r.Operation.NodeID != "" {
+			label = "node"
+		}
+		e.labelled("cs6", "cs6Label", label, regs)
+	}
+	e.labelledInt("cn1", "cn1Label", "seq", int64(r.Seq), true)
+	res := r.Result
+	if r.Event == query.EventResult {
+		res = r
+	}
+	if res != nil {
+		e.labelledInt("cn2", "cn2Label", "latencyUs", res.LatencyUS, res.HasLatency)
+		e.labelledInt("cn3", "cn3Label", "code", int64(res.Code), res.HasCode)
+	}
+	e.labelledInt("flexNumber1", "flexNumber1Label", "unitId", int64(r.Target.UnitID), r.Target.HasUnitID)
+	e.labelled("flexString1", "flexString1Label", "hash", r.Hash)
+	e.labelled("flexString2", "flexString2Label", "access", r.Operation.Access)
+	return e.b
+}
+
+// appendCEFHeader escapes a header field: backslash and pipe; a line break
+// would end the event, so it becomes a space.
+func appendCEFHeader(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '|':
+			b = append(b, '\\', c)
+		case '\n', '\r':
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// cefExt appends key=value extensions separated by spaces.
+type cefExt struct {
+	b     []byte
+	after bool // an extension was written
+}
+
+// str writes key=value unless the value is empty; values escape backslash,
+// equals sign and line breaks.
+func (e *cefExt) str(key, v string) { appendCEFValue(e, key, v) }
+
+func (e *cefExt) strBytes(key string, v []byte) { appendCEFValue(e, key, v) }
+
+func appendCEFValue[T string | []byte](e *cefExt, key string, v T) {
+	if len(v) == 0 {
+		return
+	}
+	e.key(key)
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\', '=':
+			e.b = append(e.b, '\\', c)
+		case '\n':
+			e.b = append(e.b, '\\', 'n')
+		case '\r':
+			e.b = append(e.b, '\\', 'r')
+		default:
+			e.b = append(e.b, c)
+		}
+	}
+}
+
+func (e *cefExt) int(key string, v int64) {
+	e.key(key)
+	e.b = strconv.AppendInt(e.b, v, 10)
+}
+
+func (e *cefExt) key(key string) {
+	if e.after {
+		e.b = append(e.b, ' ')
+	}
+	e.after = true
+	e.b = append(e.b, key...)
+	e.b = append(e.b, '=')
+}
+
+// labelled writes a custom key and its label, as CEF pairs them.
+func (e *cefExt) labelled(key, labelKey, label, v string) {
+	if v == "" {
+		return
+	}
+	e.str(labelKey, label)
+	e.str(key, v)
+}
+
+func (e *cefExt) labelledInt(key, labelKey, label string, v int64, ok bool) {
+	if !ok {
+		return
+	}
+	e.str(labelKey, label)
+	e.int(key, v)
+}

@@ -1,0 +1,105 @@
+package export
+
+import (
+	"encoding/csv"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/interlock-ics/interlock/audit/query"
+)
+
+// CSVHeader is the header row of the CSV export: one row per call with its
+// result joined, and one per other record with the columns it has. Names
+// follow the audit record (result_* are the result record's).
+var CSVHeader = []string{
+	"time", "seq", "event", "gateway", "call_id", "session_id",
+	"user", "auth", "roles", "source_ip", "source_port", "source_name",
+	"target", "unit_id", "protocol", "function", "access", "code",
+	"address", "quantity", "registers", "node_id",
+	"decision", "allow", "alert", "reasons", "policy_revision", "decision_id", "mode", "ticket",
+	"status", "status_code", "detail", "latency_us", "result_time", "hash",
+}
+
+// csvWriter writes RFC 4180 CSV: CRLF line ends, a field quoted when it
+// holds a comma, quote or line break, quotes doubled.
+type csvWriter struct {
+	w   *csv.Writer
+	row []string
+}
+
+func newCSVWriter(w io.Writer) *csvWriter {
+	cw := csv.NewWriter(w)
+	cw.UseCRLF = true
+	return &csvWriter{w: cw, row: make([]string, len(CSVHeader))}
+}
+
+func (c *csvWriter) header() error { return c.w.Write(CSVHeader) }
+
+func (c *csvWriter) write(r *query.Record) error {
+	CSVRow(c.row, r)
+	return c.w.Write(c.row)
+}
+
+func (c *csvWriter) flush() error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
+// CSVRow fills row (len(CSVHeader) long) with the columns of r.
+func CSVRow(row []string, r *query.Record) {
+	itoaIf := func(n int, ok bool) string {
+		if !ok {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	boolIf := func(v, ok bool) string {
+		if !ok {
+			return ""
+		}
+		return strconv.FormatBool(v)
+	}
+	res := r.Result
+	if r.Event == query.EventResult {
+		res = r
+	}
+	var status, statusCode, detail, latency, resultTime string
+	if res != nil {
+		status = res.Status
+		statusCode = itoaIf(res.Code, res.HasCode)
+		detail = res.Detail
+		if res.HasLatency {
+			latency = strconv.FormatInt(res.LatencyUS, 10)
+		}
+		if res != r {
+			resultTime = res.Time
+		}
+	} else {
+		detail = r.Detail
+		if r.Error != "" {
+			detail = r.Error
+		}
+		if r.Event == query.EventRequestRejected {
+			status = "rejected"
+			detail = statusDetail(r)
+		}
+	}
+	d := &r.Decision
+	seq := ""
+	if r.Seq > 0 {
+		seq = strconv.FormatUint(r.Seq, 10)
+	}
+	copy(row, []string{
+		r.Time, seq, r.Event, r.Gateway, r.CallID, r.SessionID,
+		r.UserOrBy(), r.Principal.Auth, strings.Join(r.Principal.Roles, ","),
+		r.Source.IP, itoaIf(r.Source.Port, r.Source.HasPort), r.Source.Name,
+		r.TargetName(), itoaIf(r.Target.UnitID, r.Target.HasUnitID), r.Protocol, r.FunctionName(), r.Operation.Access,
+		itoaIf(r.Operation.Code, r.Operation.HasCode),
+		itoaIf(r.Operation.Address, r.Operation.HasAddress), itoaIf(r.Operation.Quantity, r.Operation.HasQuantity),
+		r.Operation.Registers(), r.Operation.NodeID,
+		d.Verdict(), boolIf(d.Allow, d.Present), boolIf(d.Alert, d.Present), strings.Join(d.Reasons, ","),
+		d.PolicyRevision, d.DecisionID, d.Mode, d.Ticket,
+		status, statusCode, detail, latency, resultTime, r.Hash,
+	})
+}

@@ -1,0 +1,223 @@
+package export
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/interlock-ics/interlock/audit/query"
+)
+
+// Outcome is a call's outcome in a few words: allowed, allowed with alert,
+// denied, forwarded (monitor), exception 2, error, or the verdict alone when
+// the result is missing.
+func Outcome(r *query.Record) string {
+	d := &r.Decision
+	switch r.Outcome() {
+	case "denied":
+		return "denied"
+	case "exception":
+		res := r.Result
+		if res == nil {
+			res = r
+		}
+		if res.HasCode && res.Code != 0 {
+			return "exception " + strconv.Itoa(res.Code)
+		}
+		return "exception"
+	case "error":
+		return "error"
+	case "ok":
+		switch {
+		case d.Present && !d.Allow:
+			return "forwarded (monitor)" // a monitor-mode deny goes through
+		case d.Alert:
+			return "allowed with alert"
+		}
+		return "allowed"
+	}
+	switch d.Verdict() {
+	case "deny":
+		return "denied"
+	case "alert":
+		return "allowed with alert"
+	case "allow":
+		return "allowed"
+	}
+	return r.Outcome()
+}
+
+// Title names a record in a few words: "write_single_register denied",
+// "session.open refused", "gateway.start".
+func Title(r *query.Record) string {
+	switch r.Event {
+	case query.EventCall:
+		return r.Operation.Function + " " + Outcome(r)
+	case query.EventResult:
+		return r.Function + " " + r.Status
+	case query.EventSessionOpen:
+		if r.HasSuccess && !r.Success {
+			return "session.open refused"
+		}
+		return "session.open"
+	case query.EventRequestRejected:
+		return "request.rejected " + r.Reason
+	}
+	if r.Error != "" {
+		return r.Event + " error"
+	}
+	return r.Event
+}
+
+// Summary is one sentence about a record for a person reading a SIEM.
+func Summary(r *query.Record) string {
+	return string(appendSummary(nil, r))
+}
+
+// appendSummary appends Summary to b: an export writes one per event.
+func appendSummary(b []byte, r *query.Record) []byte {
+	who := func() {
+		if u := r.UserOrBy(); u != "" {
+			b = append(b, u...)
+		} else {
+			b = append(b, "unknown user"...)
+		}
+		s := &r.Source
+		switch {
+		case s.Name != "" && s.IP != "":
+			b = append(append(append(append(append(b, " from "...), s.Name...), " ("...), s.IP...), ')')
+		case s.Name != "":
+			b = append(append(b, " from "...), s.Name...)
+		case s.IP != "":
+			b = append(append(b, " from "...), s.IP...)
+		}
+	}
+	on := func() {
+		if t := r.TargetName(); t != "" {
+			b = append(append(b, " on "...), t...)
+			if r.Target.HasUnitID {
+				b = strconv.AppendInt(append(b, " unit "...), int64(r.Target.UnitID), 10)
+			}
+		}
+	}
+	reasons := func(sep string) {
+		for i, reason := range r.Decision.Reasons {
+			if i > 0 {
+				b = append(b, sep...)
+			}
+			b = append(b, reason...)
+		}
+	}
+	switch r.Event {
+	case query.EventCall:
+		who()
+		b = append(append(b, " called "...), r.Operation.Function...)
+		on()
+		if regs := r.Operation.Registers(); regs != "" {
+			if r.Operation.NodeID != "" {
+				b = append(b, " node "...)
+			} else {
+				b = append(b, " registers "...)
+			}
+			b = append(b, regs...)
+		}
+		b = append(append(b, ": "...), Outcome(r)...)
+		if len(r.Decision.Reasons) > 0 {
+			b = append(b, " ("...)
+			reasons(", ")
+			b = append(b, ')')
+		}
+		if r.Result != nil && r.Result.Detail != "" && r.Result.Status != "denied" {
+			b = append(append(b, ": "...), r.Result.Detail...)
+		}
+	case query.EventResult:
+		b = append(append(b, "result of call "...), r.CallID...)
+		b = append(append(append(b, " ("...), r.Function...), "): "...)
+		b = append(b, r.Status...)
+		if r.Detail != "" {
+			b = append(append(b, ": "...), r.Detail...)
+		}
+	case query.EventSessionOpen:
+		who()
+		if r.HasSuccess && !r.Success {
+			b = append(b, " was refused a session"...)
+			on()
+			if r.Reason != "" {
+				b = append(append(b, ": "...), r.Reason...)
+			}
+		} else {
+			b = append(b, " opened a session"...)
+			on()
+		}
+	case query.EventSessionClose:
+		b = append(b, "session of "...)
+		who()
+		on()
+		b = append(b, " closed"...)
+		if r.HasDurationMS {
+			b = append(strconv.AppendInt(append(b, " after "...), r.DurationMS, 10), " ms"...)
+		}
+		if r.Error != "" {
+			b = append(append(b, ": "...), r.Error...)
+		}
+	case query.EventRequestRejected:
+		who()
+		b = append(b, " sent a request that was rejected"...)
+		on()
+		b = append(append(b, ": "...), r.Reason...)
+		if r.Detail != "" {
+			b = append(append(append(b, " ("...), r.Detail...), ')')
+		}
+	case query.EventGatewayStart:
+		b = append(append(append(b, "gateway "...), r.Gateway...), " started"...)
+		if r.Version != "" {
+			b = append(append(b, ", version "...), r.Version...)
+		}
+	case query.EventGatewayStop:
+		b = append(append(append(b, "gateway "...), r.Gateway...), " stopped"...)
+	default:
+		b = append(b, r.Event...)
+		if r.By != "" {
+			b = append(append(b, " by "...), r.By...)
+		}
+		if r.Error != "" {
+			b = append(append(b, ": "...), r.Error...)
+		}
+	}
+	return b
+}
+
+// statusDetail is why a call failed: the denial's reasons, or the target's
+// exception or error detail.
+func statusDetail(r *query.Record) string {
+	switch r.Event {
+	case query.EventCall:
+		if r.Result == nil {
+			if r.Decision.Present && !r.Decision.Allow {
+				return strings.Join(r.Decision.Reasons, ",")
+			}
+			return ""
+		}
+		switch r.Result.Status {
+		case "denied":
+			if len(r.Decision.Reasons) > 0 {
+				return strings.Join(r.Decision.Reasons, ",")
+			}
+			return r.Result.Detail
+		case "ok":
+			return ""
+		}
+		return r.Result.Detail
+	case query.EventResult:
+		if r.Status != "ok" {
+			return r.Detail
+		}
+	case query.EventRequestRejected:
+		if r.Detail != "" {
+			return r.Reason + ": " + r.Detail
+		}
+		return r.Reason
+	case query.EventSessionOpen:
+		return r.Reason
+	}
+	return r.Error
+}

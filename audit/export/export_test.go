@@ -1,0 +1,310 @@
+package export
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/interlock-ics/interlock/audit/query"
+)
+
+// The OCSF event of a denied write, every field: the mapping of
+// docs/ocsf-mapping.md on one call.
+func TestOCSFDeniedCall(t *testing.T) {
+	got := AppendOCSF(nil, joined(t, lineCallDenied, lineResultDenied), "1.4.0")
+	const want = `{
+	  "class_uid": 6003, "class_name": "API Activity",
+	  "category_uid": 6, "category_name": "Application Activity",
+	  "activity_id": 3, "activity_name": "Update",
+	  "type_uid": 600303, "type_name": "API Activity: Update",
+	  "time": 1795667097826, "timezone_offset": 0,
+	  "severity_id": 3, "severity": "Medium",
+	  "status_id": 2, "status": "Failure", "status_detail": "outside_maintenance_window",
+	  "end_time": 1795667097827, "duration": 0,
+	  "message": "alice from ews-alice (10.0.5.7) called write_single_register on plc1 unit 1 registers 100: denied (outside_maintenance_window)",
+	  "metadata": {
+	    "version": "1.3.0",
+	    "product": {"name": "Interlock", "vendor_name": "Interlock", "version": "1.4.0"},
+	    "uid": "h20", "original_time": "2026-11-26T04:24:57.826370077Z",
+	    "log_name": "audit.jsonl", "log_provider": "interlock", "sequence": 20,
+	    "event_code": "call", "correlation_uid": "52a52c40"
+	  },
+	  "actor": {
+	    "user": {"name": "alice", "account": {"name": "alice"}, "groups": [{"name": "engineer"}, {"name": "approver"}]},
+	    "session": {"uid": "52a52c40"},
+	    "authorizations": [{"decision": "deny", "policy": {"name": "data.interlock.decision", "uid": "625cc695ee7ff6e5", "version": "625cc695ee7ff6e5"}}]
+	  },
+	  "api": {
+	    "operation": "write_single_register",
+	    "service": {"name": "modbus"},
+	    "request": {"uid": "6279bd63", "data": {"function": "write_single_register", "access": "write", "code": 6, "address": 100, "values": [1600]}},
+	    "response": {"error": "denied", "error_message": "outside_maintenance_window", "message": "denied"}
+	  },
+	  "src_endpoint": {"ip": "10.0.5.7", "port": 55480, "hostname": "ews-alice", "owner": {"name": "alice"}},
+	  "dst_endpoint": {"name": "plc1", "svc_name": "modbus", "ip": "10.0.0.20", "port": 502},
+	  "resources": [
+	    {"name": "plc1", "type": "target", "uid": "tcp://10.0.0.20:502", "data": {"unit_id": 1, "listener": "plc1"}},
+	    {"name": "100", "type": "modbus.holding_registers", "data": {"address": 100}}
+	  ],
+	  "unmapped": {
+	    "gateway": "site-a-gw1", "event": "call", "listener": "plc1", "call_time": "2026-11-26T04:24:57.824854366Z",
+	    "principal": {"auth": "inventory"},
+	    "operation": {"access": "write"},
+	    "decision": {"allow": false, "alert": true, "reasons": ["outside_maintenance_window"],
+	                 "policy_revision": "625cc695ee7ff6e5", "decision_id": "2a33af42", "mode": "enforce"},
+	    "result": {"seq": 21, "time": "2026-11-26T04:24:57.827627289Z", "hash": "h21", "status": "denied",
+	               "detail": "outside_maintenance_window", "latency_us": 0}
+	  }
+	}`
+	sameJSON(t, got, want)
+	if bytes.ContainsAny(got, "\n") {
+		t.Error("the event spans lines")
+	}
+}
+
+func sameJSON(t *testing.T, got []byte, want string) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, got)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("bad expectation: %v", err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		wb, _ := json.MarshalIndent(w, "", "  ")
+		gb, _ := json.MarshalIndent(g, "", "  ")
+		t.Errorf("got:\n%s\nwant:\n%s", gb, wb)
+	}
+}
+
+func TestCEFDeniedCall(t *testing.T) {
+	got := CEF(joined(t, lineCallDenied, lineResultDenied), "1.4.0")
+	want := `CEF:0|Interlock|interlock|1.4.0|write_single_register|write_single_register denied|6|` +
+		`rt=1795667097826 dvchost=site-a-gw1 cat=call externalId=6279bd63 src=10.0.5.7 spt=55480 shost=ews-alice ` +
+		`suser=alice spriv=engineer,approver dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus ` +
+		`act=deny outcome=failure reason=outside_maintenance_window ` +
+		`msg=alice from ews-alice (10.0.5.7) called write_single_register on plc1 unit 1 registers 100: denied (outside_maintenance_window) ` +
+		`cs1Label=policyRevision cs1=625cc695ee7ff6e5 cs2Label=reasons cs2=outside_maintenance_window ` +
+		`cs3Label=decisionId cs3=2a33af42 cs5Label=sessionId cs5=52a52c40 cs6Label=registers cs6=100 ` +
+		`cn1Label=seq cn1=20 cn2Label=latencyUs cn2=0 flexNumber1Label=unitId flexNumber1=1 ` +
+		`flexString1Label=hash flexString1=h20 flexString2Label=access flexString2=write`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// Other records in CEF: an allowed write with an alert, a ticket and an
+// exception; an IPv6 client; a record on its own, as a shipper sends it.
+func TestCEFOtherRecords(t *testing.T) {
+	for _, tc := range []struct {
+		rec  *query.Record
+		want string
+	}{
+		{joined(t, lineCallWrite, lineResultExc),
+			`CEF:0|Interlock|interlock|v|write_multiple_registers|write_multiple_registers exception 2|6|rt=1795667099385 dvchost=site-a-gw1 cat=call externalId=c47 src=10.0.5.7 spt=55600 shost=ews-alice suser=alice spriv=engineer dhost=drives destinationServiceName=modbus act=alert outcome=failure reason=ticket:T-1,protected_range:safety_limits msg=alice from ews-alice (10.0.5.7) called write_multiple_registers on drives unit 3 registers 1000-1001: exception 2 (ticket:T-1, protected_range:safety_limits): illegal data address cs1Label=policyRevision cs1=r9 cs2Label=reasons cs2=ticket:T-1,protected_range:safety_limits cs3Label=decisionId cs3=d47 cs4Label=ticket cs4=T-1 cs5Label=sessionId cs5=s46 cs6Label=registers cs6=1000-1001 cn1Label=seq cn1=47 cn2Label=latencyUs cn2=2591 cn3Label=code cn3=2 flexNumber1Label=unitId flexNumber1=3 flexString1Label=hash flexString1=h47 flexString2Label=access flexString2=write`},
+		{joined(t, lineCallProg, lineResultMon),
+			`CEF:0|Interlock|interlock|v|unknown|unknown error|6|rt=1795669200000 dvchost=site-a-gw1 cat=call externalId=c60 c6a2=fd00::5 c6a2Label=Source IPv6 Address spt=40000 dhost=plc1 c6a3=fd00::20 c6a3Label=Destination IPv6 Address dpt=502 destinationServiceName=modbus act=deny outcome=failure reason=unknown_function_denied msg=unknown user from fd00::5 called unknown on plc1 unit 1: error (unknown_function_denied): upstream timeout cs1Label=policyRevision cs1=r9 cs2Label=reasons cs2=unknown_function_denied cs3Label=decisionId cs3=d60 cs5Label=sessionId cs5=s59 cn1Label=seq cn1=60 cn2Label=latencyUs cn2=2000000 cn3Label=code cn3=11 flexNumber1Label=unitId flexNumber1=1 flexString1Label=hash flexString1=h60 flexString2Label=access flexString2=program`},
+		{parse(t, lineResultExc),
+			`CEF:0|Interlock|interlock|v|write_multiple_registers|write_multiple_registers exception|3|rt=1795667099388 dvchost=site-a-gw1 cat=result externalId=c47 outcome=failure msg=result of call c47 (write_multiple_registers): exception: illegal data address cs5Label=sessionId cs5=s46 cn1Label=seq cn1=48 cn2Label=latencyUs cn2=2591 cn3Label=code cn3=2 flexString1Label=hash flexString1=h48`},
+		{parse(t, lineSessionRefused),
+			`CEF:0|Interlock|interlock|v|session.open|session.open refused|6|rt=1795669320000 dvchost=site-a-gw1 cat=session.open src=10.0.6.9 spt=40002 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=limit: max_conns msg=unknown user from 10.0.6.9 was refused a session on plc1: limit: max_conns cs5Label=sessionId cs5=s80 cn1Label=seq cn1=80 flexString1Label=hash flexString1=h80`},
+		{parse(t, lineGatewayStart),
+			`CEF:0|Interlock|interlock|v|gateway.start|gateway.start|1|rt=1795667097511 dvchost=site-a-gw1 cat=gateway.start msg=gateway site-a-gw1 started, version 1.4.0 cn1Label=seq cn1=2 flexString1Label=hash flexString1=h2`},
+	} {
+		if got := CEF(tc.rec, "v"); got != tc.want {
+			t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+		}
+	}
+	line, err := CEFLine([]byte(lineGatewayStop), "v")
+	if err != nil || !strings.HasPrefix(line, "CEF:0|Interlock|interlock|v|gateway.stop|gateway.stop|1|rt=1795672800000 ") {
+		t.Errorf("CEFLine: %q, %v", line, err)
+	}
+	if _, err := CEFLine([]byte(`{"seq":1,`), "v"); err == nil {
+		t.Error("CEFLine of a cut line: no error")
+	}
+}
+
+// Header fields escape pipes and backslashes; extension values escape
+// backslashes, equals signs and line breaks, and leave pipes alone.
+func TestCEFEscaping(t *testing.T) {
+	rec := parse(t, `{"seq":7,"time":"2026-11-26T05:00:00.000000000Z","event":"weird|event\\x","gateway":"gw=1","error":"a=b\\c\nd\re|f","by":"o'brien \"ob\"","prev":"p","hash":"h"}`)
+	got := CEF(rec, `1.0|beta\2`)
+	want := `CEF:0|Interlock|interlock|1.0\|beta\\2|weird\|event\\x|weird\|event\\x error|6|` +
+		`rt=1795669200000 dvchost=gw\=1 cat=weird|event\\x suser=o'brien "ob" outcome=failure ` +
+		`msg=weird|event\\x by o'brien "ob": a\=b\\c\nd\re|f cn1Label=seq cn1=7 flexString1Label=hash flexString1=h`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if strings.ContainsAny(got, "\n\r") {
+		t.Error("a CEF event spans lines")
+	}
+	// A line break in a header field would end the event.
+	if h := string(appendCEFHeader(nil, "a\nb\rc|d\\")); h != `a b c\|d\\` {
+		t.Errorf("header escaping: %q", h)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{`=`, `k=\=`}, {`\`, `k=\\`}, {"\n", `k=\n`}, {"\r\n", `k=\r\n`}, {`|`, `k=|`}, {`a b=c`, `k=a b\=c`}, {``, ``},
+	} {
+		e := cefExt{}
+		e.str("k", tc.in)
+		if string(e.b) != tc.want {
+			t.Errorf("extension %q: got %q, want %q", tc.in, e.b, tc.want)
+		}
+	}
+}
+
+func TestCSV(t *testing.T) {
+	var b bytes.Buffer
+	enc, err := NewEncoder(&b, "csv", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A detail with a comma, a quote and a line break must survive.
+	nasty := parse(t, `{"seq":9,"time":"2026-11-26T05:00:00.000000000Z","event":"request.rejected","gateway":"gw1","call_id":"c9","session_id":"s9","source":{"ip":"10.0.6.9","port":1},"principal":{"auth":"none"},"target":{"name":"plc1","upstream":"u"},"protocol":"modbus","reason":"bad_length","detail":"length 300, want \"<= 254\"\nclosed","response":"close","prev":"p","hash":"h9"}`)
+	for _, r := range []*query.Record{joined(t, lineCallDenied, lineResultDenied), parse(t, lineSessionOpen), nasty} {
+		if err := enc.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(CSVHeader, ",") + "\r\n" +
+		"2026-11-26T04:24:57.826370077Z,20,call,site-a-gw1,6279bd63,52a52c40,alice,inventory,\"engineer,approver\",10.0.5.7,55480,ews-alice," +
+		"plc1,1,modbus,write_single_register,write,6,100,,100,,deny,false,true,outside_maintenance_window,625cc695ee7ff6e5,2a33af42,enforce,," +
+		"denied,,outside_maintenance_window,0,2026-11-26T04:24:57.827627289Z,h20\r\n" +
+		"2026-11-26T04:24:57.666301993Z,3,session.open,site-a-gw1,,9a393e4f,alice,inventory,engineer,10.0.5.7,55424,ews-alice," +
+		"plc1,,modbus,,,,,,,,allow,true,false,session,625cc695ee7ff6e5,d9f7c30b,enforce,,,,,,,h3\r\n" +
+		"2026-11-26T05:00:00.000000000Z,9,request.rejected,gw1,c9,s9,,none,,10.0.6.9,1,,plc1,,modbus,,,,,,,,,,,,,,,," +
+		"rejected,,\"bad_length: length 300, want \"\"<= 254\"\"\r\nclosed\",,,h9\r\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+	// And it reads back as the same fields.
+	rows, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 || rows[3][32] != "bad_length: length 300, want \"<= 254\"\nclosed" || rows[1][8] != "engineer,approver" {
+		t.Errorf("read back: %q", rows)
+	}
+	for _, row := range rows {
+		if len(row) != len(CSVHeader) {
+			t.Errorf("row of %d columns, header of %d", len(row), len(CSVHeader))
+		}
+	}
+}
+
+func TestCSVEmptyExportHasTheHeader(t *testing.T) {
+	var b bytes.Buffer
+	enc, _ := NewEncoder(&b, "csv", "v")
+	if err := enc.Close(); err != nil || b.String() != strings.Join(CSVHeader, ",")+"\r\n" {
+		t.Errorf("%q, %v", b.String(), err)
+	}
+}
+
+func TestJSONLWritesTheRecordsAsTheyAre(t *testing.T) {
+	var b bytes.Buffer
+	enc, _ := NewEncoder(&b, "jsonl", "v")
+	enc.Write(joined(t, lineCallDenied, lineResultDenied))
+	enc.Write(parse(t, lineSessionOpen))
+	enc.Close()
+	if want := lineCallDenied + "\n" + lineResultDenied + "\n" + lineSessionOpen + "\n"; b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// The product version is the gateway's own, from its gateway.start, once
+// the log has named it; the exporter's before that.
+func TestEncoderVersionFromGatewayStart(t *testing.T) {
+	var b bytes.Buffer
+	enc, _ := NewEncoder(&b, "cef", "exporter-9")
+	call := joined(t, lineCallRead, lineResultOK)
+	enc.Write(call)
+	start := parse(t, lineGatewayStart)
+	enc.Observe(start)
+	start.Version = "overwritten" // the record is reused by the reader: the encoder keeps a copy
+	enc.Write(call)
+	enc.Close()
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "CEF:0|Interlock|interlock|exporter-9|") ||
+		!strings.HasPrefix(lines[1], "CEF:0|Interlock|interlock|1.4.0|") {
+		t.Errorf("versions: %q", lines)
+	}
+	if _, err := NewEncoder(&b, "xml", "v"); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
+
+func TestSeverity(t *testing.T) {
+	kinds := eventKinds(t)
+	for name, want := range map[string]Severity{
+		"call denied":                      SeverityMedium,
+		"call allowed read":                SeverityInformational,
+		"call allowed, exception":          SeverityMedium, // alert
+		"call monitor-denied, error, IPv6": SeverityMedium,
+		"result alone":                     SeverityLow,
+		"request.rejected":                 SeverityMedium,
+		"session.open":                     SeverityInformational,
+		"session.open refused":             SeverityMedium,
+		"session.close with error":         SeverityLow,
+		"gateway.start":                    SeverityInformational,
+		"policy.load_failed":               SeverityMedium,
+		"audit.checkpoint":                 SeverityInformational,
+		"audit.recovered":                  SeverityHigh,
+		"unknown event":                    SeverityInformational,
+	} {
+		if got := SeverityOf(kinds[name]); got != want {
+			t.Errorf("%s: severity %v, want %v", name, got, want)
+		}
+	}
+	// An allowed write without an alert is Low; with an exception too.
+	w := joined(t, lineCallWrite, lineResultExc)
+	w.Decision.Alert = false
+	if got := SeverityOf(w); got != SeverityLow {
+		t.Errorf("allowed write with an exception: %v", got)
+	}
+}
+
+// appendJSONString agrees with encoding/json on every string, invalid
+// UTF-8 and control characters included.
+func TestJSONStringEscaping(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "\"", "\\", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "é", "€", "𝄞", "\xff", "\xe2\x82", "<", "&", "\u2028", "/"}
+	for range 2000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		s := b.String()
+		got := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q: %s is not JSON: %v", s, got, err)
+		}
+		if want := strings.ToValidUTF8(s, "\ufffd"); utf8.ValidString(s) && back != s || !utf8.ValidString(s) && back != wantReplaced(s) {
+			t.Fatalf("%q: round trip %q (want %q)", s, back, want)
+		}
+	}
+}
+
+// wantReplaced is s with each invalid byte replaced, as encoding/json does.
+func wantReplaced(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\ufffd")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}

@@ -1,0 +1,247 @@
+package query
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Reader streams the records of audit log files in the order given (for a
+// log, audit.LogFiles gives chain order). It does not verify the hash chain:
+// `interlock audit verify` does.
+//
+// A last line without a newline is a record cut short by a crash (or one
+// being written right now); it is skipped with a note. So is a line that is
+// not a JSON object. Notes go to Warn.
+type Reader struct {
+	// Warn receives one line per skipped line; nil discards them.
+	Warn io.Writer
+	// Stdin is read for the file name "-".
+	Stdin io.Reader
+
+	files []string
+	next  int
+
+	// skipBefore, when set, skips a file whose successor begins before it
+	// (SkipFilesBefore).
+	skipBefore   time.Time
+	filesSkipped int
+
+	name   string
+	rc     io.Closer
+	br     *bufio.Reader // the file being read; nil between files
+	buf    *bufio.Reader // kept across files
+	lineNo int
+	long   []byte // a line longer than the buffer, being assembled
+
+	records int
+	skipped int
+	bytes   int64
+	warned  int
+}
+
+// maxWarnings bounds the notes about skipped lines; the count goes on.
+const maxWarnings = 20
+
+// readBuffer is large enough for any record the gateway writes; a longer
+// line is still read whole.
+const readBuffer = 1 << 20
+
+// NewReader reads files in order ("-" is Stdin, a name ending in .gz is
+// decompressed).
+func NewReader(files ...string) *Reader {
+	return &Reader{files: files}
+}
+
+// Records is the number of records read so far.
+func (r *Reader) Records() int { return r.records }
+
+// SkippedLines is the number of lines skipped so far: cut short, or not records.
+func (r *Reader) SkippedLines() int { return r.skipped }
+
+// Bytes is the number of bytes read so far.
+func (r *Reader) Bytes() int64 { return r.bytes }
+
+// Files is the number of files given.
+func (r *Reader) Files() int { return len(r.files) }
+
+// SkippedFiles is the number of files passed over by SkipFilesBefore.
+func (r *Reader) SkippedFiles() int { return r.filesSkipped }
+
+// SkipFilesBefore passes over every file whose records all lie before t,
+// known without reading it because the file after it begins before t. Only
+// for the files of one log in chain order, whose record times never go
+// back.
+func (r *Reader) SkipFilesBefore(t time.Time) { r.skipBefore = t }
+
+// skippable reports whether file i can be passed over: the first record of
+// file i+1 is before skipBefore.
+func (r *Reader) skippable(i int) bool {
+	if r.skipBefore.IsZero() || i+1 >= len(r.files) || r.files[i+1] == "-" {
+		return false
+	}
+	first, err := firstRecord(r.files[i+1])
+	if err != nil {
+		return false // read it: the reading will tell what is wrong
+	}
+	t := first.When()
+	return !t.IsZero() && t.Before(r.skipBefore)
+}
+
+// firstRecord reads the first record of a file.
+func firstRecord(name string) (*Record, error) {
+	peek := &Reader{files: []string{name}}
+	defer peek.Close()
+	var rec Record
+	if err := peek.Read(&rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Read decodes the next record into rec, overwriting it (the strings and
+// slices of the record before stay valid). It returns
+// io.EOF after the last record of the last file, and an error for a file
+// that cannot be opened or read.
+func (r *Reader) Read(rec *Record) error {
+	for {
+		if r.br == nil {
+			if r.next >= len(r.files) {
+				return io.EOF
+			}
+			if r.skippable(r.next) {
+				r.next++
+				r.filesSkipped++
+				continue
+			}
+			if err := r.open(r.files[r.next]); err != nil {
+				return err
+			}
+			r.next++
+		}
+		line, err := r.readLine()
+		switch {
+		case err == io.EOF:
+			r.close()
+			continue
+		case err != nil:
+			name := r.name
+			r.close()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		// One string per line, which the record's strings share: they stay
+		// valid when rec is read into again.
+		*rec = Record{}
+		if err := rec.decode(string(line)); err != nil {
+			r.skip("%s:%d: not an audit record (%v): skipped", r.name, r.lineNo, err)
+			continue
+		}
+		rec.File, rec.LineNo = r.name, r.lineNo
+		r.records++
+		return nil
+	}
+}
+
+// Close closes the file being read, if any.
+func (r *Reader) Close() error {
+	r.close()
+	r.next = len(r.files)
+	return nil
+}
+
+func (r *Reader) open(name string) error {
+	var (
+		rd io.Reader
+		rc io.Closer
+	)
+	if name == "-" {
+		if r.Stdin == nil {
+			return errors.New("-: no standard input")
+		}
+		rd = r.Stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		rd, rc = f, f
+	}
+	if strings.HasSuffix(name, ".gz") {
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			if rc != nil {
+				rc.Close()
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rd = zr
+	}
+	if r.buf == nil {
+		r.buf = bufio.NewReaderSize(rd, readBuffer)
+	}
+	r.buf.Reset(rd)
+	r.br = r.buf
+	r.name, r.rc, r.lineNo = name, rc, 0
+	return nil
+}
+
+func (r *Reader) close() {
+	if r.rc != nil {
+		r.rc.Close()
+	}
+	r.rc = nil
+	r.br = nil
+}
+
+// readLine returns the next line without its newline. The bytes are valid
+// until the next call. A last line without a newline is skipped with a note.
+func (r *Reader) readLine() ([]byte, error) {
+	r.long = r.long[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		r.bytes += int64(len(chunk))
+		switch {
+		case err == nil:
+			r.lineNo++
+			if len(r.long) > 0 {
+				r.long = append(r.long, chunk[:len(chunk)-1]...)
+				return r.long, nil
+			}
+			return chunk[:len(chunk)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			r.long = append(r.long, chunk...)
+		case err == io.EOF:
+			if n := len(r.long) + len(chunk); n > 0 {
+				r.skip("%s: the last line (line %d, %d bytes) has no end: a record cut short by a crash, or being written now: skipped",
+					r.name, r.lineNo+1, n)
+			}
+			return nil, io.EOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+func (r *Reader) skip(format string, a ...any) {
+	r.skipped++
+	if r.Warn == nil {
+		return
+	}
+	r.warned++
+	switch {
+	case r.warned <= maxWarnings:
+		fmt.Fprintf(r.Warn, format+"\n", a...)
+	case r.warned == maxWarnings+1:
+		fmt.Fprintln(r.Warn, "more lines skipped: only the count is given from here on")
+	}
+}

@@ -1,0 +1,322 @@
+package query
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/interlock-ics/interlock/audit"
+)
+
+// Record is one audit record as query and export read it: the fields of the
+// record contract (audit/fields.go), decoded into a struct rather than a map,
+// and the line as written. Every string is a substring of Line unless it held
+// a JSON escape. Fields a record does not carry are zero; the Has… flags tell
+// a zero number from an absent one.
+//
+// Query and Reader reuse Record structs: keep a string or a slice of one as
+// it is, but the Record itself only as a Clone.
+type Record struct {
+	Line   string // the record as written, without its newline
+	File   string // the file it was read from; "" when decoded on its own
+	LineNo int    // 1-based line in File
+
+	Seq     uint64
+	Time    string // as written: RFC 3339, UTC, nine fractional digits
+	Event   string
+	Gateway string
+	Prev    string
+	Hash    string
+
+	CallID    string
+	SessionID string
+	Listener  string
+	CallTime  string
+	Protocol  string
+	Source    Source
+	Principal Principal
+	Target    Target
+	Operation Operation
+	Decision  Decision
+
+	// session.open: whether the session was accepted.
+	Success    bool
+	HasSuccess bool
+	// session.open (refused), request.rejected.
+	Reason   string
+	Detail   string // also result
+	Response string
+
+	// result
+	Function   string
+	Status     string
+	Code       int
+	HasCode    bool
+	LatencyUS  int64
+	HasLatency bool
+
+	// session.close
+	DurationMS    int64
+	HasDurationMS bool
+	Error         string // also policy.load_failed
+
+	// gateway-level records
+	Version string // gateway.start: the gateway's version
+	By      string // ticket.*: who opened, approved or closed the ticket
+	State   string // audit.capacity: warning, or ok again
+
+	// Result is the result record of a call, joined by Query; nil for other
+	// records and for a call whose result was not found.
+	Result *Record
+}
+
+// Source is the network peer of a session.
+type Source struct {
+	IP      string // "" when unknown
+	Port    int
+	HasPort bool
+	Name    string // from the source inventory
+	Owner   string
+}
+
+// Principal is who the gateway believed was calling.
+type Principal struct {
+	User           string
+	Auth           string
+	Roles          []string
+	CertThumbprint string
+	ApplicationURI string
+}
+
+// Target is the device a call was meant for.
+type Target struct {
+	Name      string
+	Upstream  string
+	UnitID    int
+	HasUnitID bool
+}
+
+// Operation is what a call did. Raw keeps the whole object (values, masks,
+// file records …) for the formats that carry it.
+type Operation struct {
+	Raw         string // the operation object as written; "" when the record has none
+	Function    string
+	Access      string
+	Code        int
+	HasCode     bool
+	Address     int
+	HasAddress  bool
+	Quantity    int
+	HasQuantity bool
+	// read_write_multiple_registers also reads read_quantity registers from
+	// read_address.
+	ReadAddress    int
+	HasReadAddress bool
+	ReadQuantity   int
+	NodeID         string // OPC UA
+	BrowsePath     string
+}
+
+// Decision is the policy verdict a call (or session open) was taken with.
+type Decision struct {
+	Present        bool
+	Allow          bool
+	Alert          bool
+	Cached         bool
+	Reasons        []string
+	PolicyRevision string
+	DecisionID     string
+	Mode           string
+	Ticket         string
+}
+
+// Events this package gives a meaning to; any other event is passed through
+// with the envelope and whatever contract fields it has.
+const (
+	EventCall            = audit.EventCall
+	EventResult          = audit.EventResult
+	EventSessionOpen     = audit.EventSessionOpen
+	EventSessionClose    = audit.EventSessionClose
+	EventRequestRejected = audit.EventRequestRejected
+	EventAuthFailed      = "session.auth_failed"
+	EventGatewayStart    = audit.EventGatewayStart
+	EventGatewayStop     = audit.EventGatewayStop
+)
+
+// recordTimeLayout is how the writer formats time: fixed width, so that
+// records of one log compare by time as text.
+const recordTimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// When parses the record's time; the zero time when it has none.
+func (r *Record) When() time.Time {
+	return parseTime(r.Time)
+}
+
+func parseTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	if t, ok := parseRecordTime(s); ok {
+		return t
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// parseRecordTime reads the writer's fixed layout,
+// 2006-01-02T15:04:05.000000000Z, five times faster than time.Parse: an
+// export converts two times per call.
+func parseRecordTime(s string) (time.Time, bool) {
+	if len(s) != len(recordTimeLayout)-5 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+		s[16] != ':' || s[19] != '.' || s[29] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	nsec, ok7 := num(20, 29)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 || day > 31 ||
+		hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // 31 November and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// Verdict names the decision: allow, alert (allowed with an alert) or deny;
+// "" when the record carries no decision.
+func (d *Decision) Verdict() string {
+	switch {
+	case !d.Present:
+		return ""
+	case !d.Allow:
+		return "deny"
+	case d.Alert:
+		return "alert"
+	}
+	return "allow"
+}
+
+// Span is the register range [Lo, Hi] a call touches, both inclusive.
+type Span struct{ Lo, Hi int }
+
+// Spans returns the register ranges of a Modbus operation: [address,
+// address+quantity) (one register when it names no quantity), and the read
+// half of read_write_multiple_registers.
+func (o *Operation) Spans() []Span {
+	if !o.HasAddress {
+		return nil
+	}
+	q := 1
+	if o.HasQuantity && o.Quantity > 0 {
+		q = o.Quantity
+	}
+	spans := []Span{{o.Address, o.Address + q - 1}}
+	if o.HasReadAddress {
+		rq := max(o.ReadQuantity, 1)
+		spans = append(spans, Span{o.ReadAddress, o.ReadAddress + rq - 1})
+	}
+	return spans
+}
+
+// Registers names the registers or node a call touched, for a table or a
+// SIEM field: "100", "100-101", "100-101 r200-209", or the OPC UA node id.
+func (o *Operation) Registers() string {
+	if o.NodeID != "" {
+		return o.NodeID
+	}
+	if !o.HasAddress {
+		return ""
+	}
+	var b strings.Builder
+	writeSpan := func(s Span) {
+		b.WriteString(strconv.Itoa(s.Lo))
+		if s.Hi != s.Lo {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(s.Hi))
+		}
+	}
+	spans := o.Spans()
+	writeSpan(spans[0])
+	if len(spans) > 1 {
+		b.WriteString(" r")
+		writeSpan(spans[1])
+	}
+	return b.String()
+}
+
+// ChangesState reports whether the call's access may change the target's
+// state, as the gateway counts it (gateway.Access.ChangesState).
+func (o *Operation) ChangesState() bool {
+	switch o.Access {
+	case "", "read", "browse", "subscribe":
+		return false
+	}
+	return true
+}
+
+// UserOrBy is the person a record is about: the principal's user, or who
+// changed a ticket.
+func (r *Record) UserOrBy() string {
+	if r.Principal.User != "" {
+		return r.Principal.User
+	}
+	return r.By
+}
+
+// TargetName is the target of the record, or its listener when it names no
+// target (session.close).
+func (r *Record) TargetName() string {
+	if r.Target.Name != "" {
+		return r.Target.Name
+	}
+	return r.Listener
+}
+
+// FunctionName is the operation's function, or the function a lone result
+// record names.
+func (r *Record) FunctionName() string {
+	if r.Operation.Function != "" {
+		return r.Operation.Function
+	}
+	return r.Function
+}
+
+// Outcome is the status of a call from its result (ok, denied, exception,
+// error), the status of a lone result record, or "" when unknown.
+func (r *Record) Outcome() string {
+	if r.Result != nil {
+		return r.Result.Status
+	}
+	return r.Status
+}
+
+// Clone returns a copy of r (and of its result) that stays valid when r is
+// reused.
+func (r *Record) Clone() *Record {
+	c := *r
+	if r.Result != nil {
+		c.Result = r.Result.Clone()
+	}
+	return &c
+}
