@@ -1,0 +1,995 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// callRow is one call as the tables show it. A call can stand in several
+// tables (state-changing, denied, outside a window); they share the row.
+type callRow struct {
+	Seq       uint64
+	Time      time.Time
+	CallID    string
+	SessionID string
+	User      string
+	Auth      string
+	Roles     []string
+	SrcIP     string
+	SrcPort   int
+	SrcName   string
+	Target    string
+	Unit      *int
+	Listener  string
+	Protocol  string
+	Function  string
+	Access    string
+	Code      *int
+	What      string
+	Allow     bool
+	Alert     bool
+	Reasons   []string
+	Mode      string
+	Ticket    string
+	Revision  string
+	Window    string // the window open at the call, when windows were given
+
+	HasResult bool
+	Status    string
+	ResCode   int64
+	ResDetail string
+	LatencyUS int64
+}
+
+// pending is a call in the period waiting for its result record.
+type pending struct {
+	state bool
+	row   *callRow
+}
+
+// maxPending bounds the calls waiting for a result; results follow their
+// call within milliseconds, so only calls whose result never came stay.
+const maxPending = 1 << 16
+
+// seen is a value (source, user, target, function) and when it was first
+// seen in the whole log.
+type seen struct {
+	Key          string
+	Label        string
+	First        time.Time
+	FirstSeq     uint64
+	InPeriod     bool  // seen in the period
+	CallsPeriod  int64 // calls in the period
+	FirstInRange bool  // first seen inside the period
+}
+
+type revision struct {
+	Rev           string
+	FirstLoaded   time.Time // first policy.load or gateway.start naming it
+	Loads         int64
+	Files         []string
+	FirstDecision time.Time
+	LastDecision  time.Time
+	Decisions     int64 // in the period
+}
+
+type revChange struct {
+	Time     time.Time
+	Seq      uint64
+	Event    string
+	From, To string
+	Files    int
+}
+
+type ticket struct {
+	ID        string
+	User      string
+	Targets   []string
+	Access    []string
+	Reason    string
+	OpenedBy  string
+	Opened    time.Time
+	Expires   time.Time
+	Approvals []string
+	Closed    time.Time
+	ClosedBy  string
+	Calls     int64 // calls in the period whose decision names it
+}
+
+type listenerUse struct {
+	Name     string
+	Calls    int64
+	Sessions int64
+	Rejected int64
+	Last     time.Time // last record naming it, in the whole log
+}
+
+type start struct {
+	Time     time.Time
+	Seq      uint64
+	Version  string
+	BootID   string
+	Revision string
+	Mode     string
+	Unclean  bool // the gateway before it never wrote gateway.stop
+}
+
+// eventRow is a record shown by its fields (load failures, recoveries,
+// rotations, checkpoints, events the report does not know).
+type eventRow struct {
+	Time   time.Time
+	Seq    uint64
+	Event  string
+	Fields string
+}
+
+// checkpointRow is an audit.checkpoint record: the record it covers, why
+// it was written, by which boot, with which key.
+type checkpointRow struct {
+	Time   time.Time
+	Seq    uint64
+	Covers uint64
+	Reason string
+	BootID string
+	KeyID  string
+}
+
+type sessionRow struct {
+	Time     time.Time
+	Seq      uint64
+	Event    string
+	SrcIP    string
+	SrcPort  int
+	SrcName  string
+	User     string
+	Auth     string
+	Target   string
+	Listener string
+	Reason   string
+}
+
+type rejectRow struct {
+	Time     time.Time
+	Seq      uint64
+	SrcIP    string
+	SrcPort  int
+	SrcName  string
+	User     string
+	Target   string
+	Listener string
+	Reason   string
+	Detail   string
+	Response string
+	Function string
+}
+
+type otherEvent struct {
+	Name        string
+	Count       int64 // in the period
+	First, Last time.Time
+	Example     string
+}
+
+// FileInfo describes one file of the log as read.
+type FileInfo struct {
+	Name       string
+	Size       int64
+	SHA256     string
+	Lines      int64
+	Records    int64
+	FirstSeq   uint64
+	LastSeq    uint64
+	Unreadable int64
+}
+
+// Durations of sessions, bucketed.
+var durationBuckets = []struct {
+	Label string
+	Below time.Duration
+}{
+	{"under 1 s", time.Second},
+	{"1 s – 1 min", time.Minute},
+	{"1 – 10 min", 10 * time.Minute},
+	{"10 min – 1 h", time.Hour},
+	{"1 – 8 h", 8 * time.Hour},
+	{"8 h or more", 1<<63 - 1},
+}
+
+// aggregator holds everything the report shows, built in one pass over
+// the records.
+type aggregator struct {
+	opts   *Options
+	intern interner
+
+	// the whole log
+	records    int64
+	unreadable int64
+	badLines   capped[string]
+	logFirst   time.Time
+	logLast    time.Time
+	logFirstSq uint64
+	logLastSq  uint64
+
+	// the period
+	periodRecords int64
+	periodFirst   time.Time
+	periodLast    time.Time
+	periodFirstSq uint64
+	periodLastSq  uint64
+	gateways      tally
+
+	calls, allowed, denied, alerted, alertAllowed, monitorFwd, cached int64
+	state, stateAllowed, stateDenied, stateAlerted                    int64
+	outcomes, stateOutcomes                                           tally
+	pend                                                              map[string]pending
+	pendOverflow                                                      int64
+
+	timeline   timeline
+	users      tally // calls by user ("" for none)
+	sources    tally
+	targets    tally
+	userTarget tally // user + "\x00" + target
+	functions  keyed[[numClasses]int64]
+	funcOther  [numClasses]int64
+	accesses   tally
+
+	stateRows  capped[*callRow]
+	denyRows   capped[*callRow]
+	reasons    keyed[[2]int64] // denied, alerted
+	reasonsOth [2]int64
+
+	outside, outsideAllowed, outsideDenied, insideWindow int64
+	outsideRows                                          capped[*callRow]
+
+	seenSources, seenUsers, seenTargets, seenFunctions keyed[seen]
+
+	revs       keyed[revision]
+	revOrder   []string
+	curRev     string
+	revAtStart string
+	startSet   bool
+	revChanges capped[revChange]
+	loadFails  capped[eventRow]
+
+	tickets     keyed[ticket]
+	ticketOrder []string
+	ticketCalls int64
+
+	sessOpened, sessRefused, sessAuthFailed, sessClosed, sessAlert int64
+	refuseReasons, authReasons, closeErrors                        tally
+	sessRows                                                       capped[sessionRow]
+	durCount, durSumMS, durMaxMS                                   int64
+	durHist                                                        [6]int64
+	sessByUser                                                     tally
+
+	rejected       int64
+	rejectReasons  tally
+	rejectSources  tally
+	rejectRows     capped[rejectRow]
+	listeners      keyed[listenerUse]
+	listenerOrder  []string
+	starts         capped[start]
+	startsTotal    int64 // whole log
+	unclean        int64 // in the period
+	stops          int64
+	running        bool // a gateway.start was seen and no gateway.stop since
+	recovered      capped[eventRow]
+	checkpoints    capped[checkpointRow]
+	checkpointsAll int64
+	lastCheckpoint *checkpointRow
+	rotations      capped[eventRow]
+	capacity       capped[eventRow]
+	capWarnings    int64
+	others         keyed[otherEvent]
+	othersTotal    int64
+}
+
+func newAggregator(o *Options) *aggregator {
+	n := o.MaxRows
+	return &aggregator{
+		opts:          o,
+		badLines:      newCapped[string](20),
+		gateways:      newTally(100),
+		outcomes:      newTally(100),
+		stateOutcomes: newTally(100),
+		pend:          map[string]pending{},
+		users:         newTally(maxKeys),
+		sources:       newTally(maxKeys),
+		targets:       newTally(maxKeys),
+		userTarget:    newTally(maxKeys),
+		functions:     newKeyed[[numClasses]int64](maxKeys),
+		accesses:      newTally(100),
+		stateRows:     newCapped[*callRow](n),
+		denyRows:      newCapped[*callRow](n),
+		reasons:       newKeyed[[2]int64](maxKeys),
+		outsideRows:   newCapped[*callRow](n),
+		seenSources:   newKeyed[seen](maxKeys),
+		seenUsers:     newKeyed[seen](maxKeys),
+		seenTargets:   newKeyed[seen](maxKeys),
+		seenFunctions: newKeyed[seen](maxKeys),
+		revs:          newKeyed[revision](maxKeys),
+		revChanges:    newCapped[revChange](n),
+		loadFails:     newCapped[eventRow](n),
+		tickets:       newKeyed[ticket](maxKeys),
+		refuseReasons: newTally(maxKeys),
+		authReasons:   newTally(maxKeys),
+		closeErrors:   newTally(maxKeys),
+		sessRows:      newCapped[sessionRow](n),
+		sessByUser:    newTally(maxKeys),
+		rejectReasons: newTally(maxKeys),
+		rejectSources: newTally(maxKeys),
+		rejectRows:    newCapped[rejectRow](n),
+		listeners:     newKeyed[listenerUse](maxKeys),
+		starts:        newCapped[start](n),
+		recovered:     newCapped[eventRow](n),
+		checkpoints:   newCapped[checkpointRow](n),
+		rotations:     newCapped[eventRow](n),
+		capacity:      newCapped[eventRow](n),
+		others:        newKeyed[otherEvent](200),
+	}
+}
+
+// bad counts a line that is not an audit record.
+func (a *aggregator) bad(where string) {
+	a.unreadable++
+	a.badLines.add(where)
+}
+
+// add takes one record; line is its text, for the few rows that show more
+// of it than record holds.
+func (a *aggregator) add(line []byte, r *record, t time.Time) {
+	a.records++
+	if a.logFirst.IsZero() || t.Before(a.logFirst) {
+		a.logFirst = t
+	}
+	if t.After(a.logLast) {
+		a.logLast = t
+	}
+	if a.logFirstSq == 0 {
+		a.logFirstSq = r.Seq
+	}
+	a.logLastSq = r.Seq
+	in := a.opts.inPeriod(t)
+	if in {
+		if !a.startSet {
+			a.startSet, a.revAtStart = true, a.curRev
+		}
+		a.periodRecords++
+		if a.periodFirst.IsZero() {
+			a.periodFirst, a.periodFirstSq = t, r.Seq
+		}
+		a.periodLast, a.periodLastSq = t, r.Seq
+		a.gateways.add(r.Gateway, 1)
+	}
+	if r.Listener != "" {
+		if l := a.listener(r.Listener); l != nil && t.After(l.Last) {
+			l.Last = t
+		}
+	}
+	switch r.Event {
+	case eventCall:
+		a.call(line, r, t, in)
+	case eventResult:
+		a.result(r)
+	case eventSessionOpen:
+		a.sessionOpen(r, t, in)
+	case eventSessionAuthFailed:
+		a.seeParties(r, t, in)
+		if in {
+			a.sessAuthFailed++
+			a.authReasons.add(nonEmpty(r.Reason, r.Error), 1)
+			a.sessRows.add(a.sessionRow(r, t, nonEmpty(r.Reason, r.Error)))
+		}
+	case eventSessionClose:
+		if in {
+			a.sessionClose(r)
+		}
+	case eventRejected:
+		a.reject(r, t, in)
+	case eventGatewayStart:
+		a.gatewayStart(r, t, in)
+	case eventGatewayStop:
+		a.running = false
+		if in {
+			a.stops++
+		}
+	case eventPolicyLoad:
+		a.policyLoad(r, t, in)
+	case eventPolicyLoadFailed:
+		if in {
+			a.loadFails.add(eventRow{t, r.Seq, r.Event, r.Error})
+		}
+	case eventTicketOpen, eventTicketApprove, eventTicketClose:
+		a.ticketEvent(r, t)
+	case eventRecovered:
+		if in {
+			a.recovered.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%d bytes of a line cut by a crash were removed", r.Truncated)})
+		}
+	case eventCheckpoint:
+		a.checkpointsAll++
+		row := checkpointRow{Time: t, Seq: r.Seq}
+		if c := r.Checkpt; c != nil {
+			row.Covers, row.Reason, row.BootID, row.KeyID = c.Seq, c.Reason, c.BootID, c.KeyID
+		}
+		a.lastCheckpoint = &row
+		if in {
+			a.checkpoints.add(row)
+		}
+	case eventRotated, eventRetention:
+		if in {
+			a.rotations.add(eventRow{t, r.Seq, r.Event, eventFields(line)})
+		}
+	case eventCapacity:
+		if in {
+			if r.State == "warning" {
+				a.capWarnings++
+			}
+			a.capacity.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%s: the audit filesystem is %.1f%% full (warning at %.1f%%)", r.State, r.Fill, r.WarnFill)})
+		}
+	default:
+		a.other(line, r, t, in)
+	}
+}
+
+func nonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func (a *aggregator) listener(name string) *listenerUse {
+	return a.listeners.get(name, func() *listenerUse {
+		a.listenerOrder = append(a.listenerOrder, name)
+		return &listenerUse{Name: name}
+	})
+}
+
+// see records that a value was seen at t, for first-seen.
+func see(k *keyed[seen], key, label string, t time.Time, seq uint64, in, call bool) {
+	if key == "" {
+		return
+	}
+	s := k.get(key, func() *seen { return &seen{Key: key, First: t, FirstSeq: seq, FirstInRange: in} })
+	if s == nil {
+		return
+	}
+	if s.Label == "" {
+		s.Label = label
+	}
+	if in {
+		s.InPeriod = true
+		if call {
+			s.CallsPeriod++
+		}
+	}
+}
+
+// seeParties records the source, user and target of a record.
+func (a *aggregator) seeParties(r *record, t time.Time, in bool) {
+	call := r.Event == eventCall
+	if r.Source != nil {
+		see(&a.seenSources, r.Source.IP, r.Source.Name, t, r.Seq, in, call)
+	}
+	if r.Principal != nil {
+		see(&a.seenUsers, r.Principal.User, r.Principal.Auth, t, r.Seq, in, call)
+	}
+	if r.Target != nil {
+		see(&a.seenTargets, r.Target.Name, r.Target.Upstream, t, r.Seq, in, call)
+	}
+}
+
+func classOf(d *recDecide) int {
+	switch {
+	case !d.Allow:
+		return classDenied
+	case d.Alert:
+		return classAlerted
+	}
+	return classAllowed
+}
+
+func (a *aggregator) call(line []byte, r *record, t time.Time, in bool) {
+	a.seeParties(r, t, in)
+	op := r.Operation
+	if op == nil {
+		op = &recOp{}
+	}
+	see(&a.seenFunctions, op.Function, op.Access, t, r.Seq, in, true)
+	d := r.Decision
+	if d == nil {
+		d = &recDecide{Reasons: []string{"(no decision in the record)"}}
+	}
+	if d.Revision != "" {
+		a.decidedUnder(d.Revision, t, in)
+	}
+	if !in {
+		return
+	}
+	a.calls++
+	class := classOf(d)
+	switch {
+	case !d.Allow:
+		a.denied++
+		if d.Mode == "monitor" {
+			a.monitorFwd++
+		}
+	default:
+		a.allowed++
+	}
+	if d.Alert {
+		a.alerted++
+		if d.Allow {
+			a.alertAllowed++
+		}
+	}
+	if d.Cached {
+		a.cached++
+	}
+	a.timeline.add(t, class)
+	user, src, target := partyKeys(r)
+	a.users.add(user, 1)
+	a.sources.add(src, 1)
+	a.targets.add(target, 1)
+	a.userTarget.add(user+"\x00"+target, 1)
+	a.accesses.add(op.Access, 1)
+	if f := a.functions.get(op.Function, func() *[numClasses]int64 { return new([numClasses]int64) }); f != nil {
+		f[class]++
+	} else {
+		a.funcOther[class]++
+	}
+	if r.Listener != "" {
+		if l := a.listener(r.Listener); l != nil {
+			l.Calls++
+		}
+	}
+	if d.Ticket != "" {
+		a.ticketCalls++
+		if tk := a.tickets.m[d.Ticket]; tk != nil {
+			tk.Calls++
+		}
+	}
+
+	var row *callRow
+	mkRow := func() *callRow {
+		if row == nil {
+			row = newCallRow(line, r, op, d, t)
+		}
+		return row
+	}
+	state := changesState(op.Access)
+	if state {
+		a.state++
+		switch {
+		case !d.Allow:
+			a.stateDenied++
+		default:
+			a.stateAllowed++
+		}
+		if d.Alert {
+			a.stateAlerted++
+		}
+		a.stateRows.addFunc(mkRow)
+	}
+	if !d.Allow || d.Alert {
+		a.denyRows.addFunc(mkRow)
+		for _, reason := range d.Reasons {
+			i := 1
+			if !d.Allow {
+				i = 0
+			}
+			if c := a.reasons.get(reason, func() *[2]int64 { return new([2]int64) }); c != nil {
+				c[i]++
+			} else {
+				a.reasonsOth[i]++
+			}
+		}
+	}
+	if state && a.opts.Windows != nil {
+		ct := t
+		if r.CallTime != "" {
+			if x, err := time.Parse(time.RFC3339Nano, r.CallTime); err == nil {
+				ct = x
+			}
+		}
+		var roles []string
+		if r.Principal != nil {
+			roles = r.Principal.Roles
+		}
+		w := a.opts.Windows.openFor(ct, target, op.Access, user, roles)
+		if w != "" {
+			a.insideWindow++
+			if row != nil {
+				row.Window = w
+			}
+		} else {
+			a.outside++
+			if d.Allow {
+				a.outsideAllowed++
+			} else {
+				a.outsideDenied++
+			}
+			a.outsideRows.addFunc(mkRow)
+		}
+	}
+	if r.CallID != "" {
+		if len(a.pend) < maxPending {
+			a.pend[r.CallID] = pending{state: state, row: row}
+		} else {
+			a.pendOverflow++
+		}
+	}
+}
+
+// partyKeys are the user, source and target a call is counted under.
+func partyKeys(r *record) (user, src, target string) {
+	if r.Principal != nil {
+		user = r.Principal.User
+	}
+	if r.Source != nil {
+		src = r.Source.IP
+	}
+	if r.Target != nil {
+		target = r.Target.Name
+	}
+	return
+}
+
+func newCallRow(line []byte, r *record, op *recOp, d *recDecide, t time.Time) *callRow {
+	row := &callRow{
+		Seq: r.Seq, Time: t, CallID: r.CallID, SessionID: r.SessionID, Listener: r.Listener, Protocol: r.Protocol,
+		Function: op.Function, Access: op.Access, Code: op.Code,
+		Allow: d.Allow, Alert: d.Alert, Reasons: d.Reasons, Mode: d.Mode, Ticket: d.Ticket, Revision: d.Revision,
+		What: operationSummary(line),
+	}
+	if r.Principal != nil {
+		row.User, row.Auth, row.Roles = r.Principal.User, r.Principal.Auth, r.Principal.Roles
+	}
+	if r.Source != nil {
+		row.SrcIP, row.SrcPort, row.SrcName = r.Source.IP, r.Source.Port, r.Source.Name
+	}
+	if r.Target != nil {
+		row.Target, row.Unit = r.Target.Name, r.Target.UnitID
+	}
+	return row
+}
+
+func (a *aggregator) result(r *record) {
+	p, ok := a.pend[r.CallID]
+	if !ok {
+		return
+	}
+	delete(a.pend, r.CallID)
+	status := nonEmpty(r.Status, "(none)")
+	a.outcomes.add(status, 1)
+	if p.state {
+		a.stateOutcomes.add(status, 1)
+	}
+	if p.row != nil {
+		p.row.HasResult = true
+		p.row.Status, p.row.ResCode, p.row.ResDetail, p.row.LatencyUS = r.Status, r.Code, r.Detail, r.LatencyUS
+	}
+}
+
+func (a *aggregator) sessionRow(r *record, t time.Time, reason string) sessionRow {
+	s := sessionRow{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Reason: reason}
+	if r.Source != nil {
+		s.SrcIP, s.SrcPort, s.SrcName = r.Source.IP, r.Source.Port, r.Source.Name
+	}
+	if r.Principal != nil {
+		s.User, s.Auth = r.Principal.User, r.Principal.Auth
+	}
+	if r.Target != nil {
+		s.Target = r.Target.Name
+	}
+	return s
+}
+
+func (a *aggregator) sessionOpen(r *record, t time.Time, in bool) {
+	a.seeParties(r, t, in)
+	if r.Decision != nil && r.Decision.Revision != "" {
+		a.decidedUnder(r.Decision.Revision, t, in)
+	}
+	if !in {
+		return
+	}
+	if r.Success != nil && !*r.Success {
+		a.sessRefused++
+		reason := nonEmpty(r.Reason, "(no reason recorded)")
+		a.refuseReasons.add(reason, 1)
+		a.sessRows.add(a.sessionRow(r, t, reason))
+		return
+	}
+	a.sessOpened++
+	if r.Decision != nil && r.Decision.Alert {
+		a.sessAlert++
+	}
+	user, _, _ := partyKeys(r)
+	a.sessByUser.add(user, 1)
+	if r.Listener != "" {
+		if l := a.listener(r.Listener); l != nil {
+			l.Sessions++
+		}
+	}
+}
+
+func (a *aggregator) sessionClose(r *record) {
+	a.sessClosed++
+	if r.Error != "" {
+		a.closeErrors.add(r.Error, 1)
+	}
+	if r.Duration == nil {
+		return
+	}
+	ms := *r.Duration
+	a.durCount++
+	a.durSumMS += ms
+	a.durMaxMS = max(a.durMaxMS, ms)
+	d := time.Duration(ms) * time.Millisecond
+	for i, b := range durationBuckets {
+		if d < b.Below {
+			a.durHist[i]++
+			break
+		}
+	}
+}
+
+func (a *aggregator) reject(r *record, t time.Time, in bool) {
+	a.seeParties(r, t, in)
+	if !in {
+		return
+	}
+	a.rejected++
+	reason := nonEmpty(r.Reason, "(no reason recorded)")
+	a.rejectReasons.add(reason, 1)
+	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: reason, Detail: r.Detail, Response: r.Response}
+	if r.Source != nil {
+		row.SrcIP, row.SrcPort, row.SrcName = r.Source.IP, r.Source.Port, r.Source.Name
+		a.rejectSources.add(r.Source.IP, 1)
+	} else {
+		a.rejectSources.add("", 1)
+	}
+	if r.Principal != nil {
+		row.User = r.Principal.User
+	}
+	if r.Target != nil {
+		row.Target = r.Target.Name
+	}
+	if r.Operation != nil {
+		row.Function = r.Operation.Function
+	}
+	a.rejectRows.add(row)
+	if r.Listener != "" {
+		if l := a.listener(r.Listener); l != nil {
+			l.Rejected++
+		}
+	}
+}
+
+func (a *aggregator) revision(rev string) *revision {
+	return a.revs.get(rev, func() *revision {
+		a.revOrder = append(a.revOrder, rev)
+		return &revision{Rev: rev}
+	})
+}
+
+// loaded notes a policy revision put in force by a record.
+func (a *aggregator) loaded(rev string, files []string, r *record, t time.Time, in bool) {
+	if rev == "" {
+		return
+	}
+	if v := a.revision(rev); v != nil {
+		if v.FirstLoaded.IsZero() {
+			v.FirstLoaded, v.Files = t, files
+		}
+		v.Loads++
+	}
+	if rev != a.curRev {
+		// The first load is the policy in force, not a change of it.
+		if in && a.curRev != "" {
+			a.revChanges.add(revChange{Time: t, Seq: r.Seq, Event: r.Event, From: a.curRev, To: rev, Files: len(files)})
+		}
+		a.curRev = rev
+	}
+}
+
+// decidedUnder notes a decision taken under rev.
+func (a *aggregator) decidedUnder(rev string, t time.Time, in bool) {
+	if a.curRev == "" {
+		a.curRev = rev // a log that starts after the load
+		if !a.startSet {
+			a.revAtStart = rev
+		}
+	}
+	v := a.revision(rev)
+	if v == nil {
+		return
+	}
+	if v.FirstDecision.IsZero() {
+		v.FirstDecision = t
+	}
+	v.LastDecision = t
+	if in {
+		v.Decisions++
+	}
+}
+
+func (a *aggregator) policyLoad(r *record, t time.Time, in bool) {
+	a.loaded(r.Revision, r.Files, r, t, in)
+}
+
+func (a *aggregator) gatewayStart(r *record, t time.Time, in bool) {
+	unclean := a.running
+	a.running = true
+	a.startsTotal++
+	a.loaded(r.Revision, nil, r, t, in)
+	if !in {
+		return
+	}
+	if unclean {
+		a.unclean++
+	}
+	a.starts.add(start{Time: t, Seq: r.Seq, Version: r.Version, BootID: r.BootID, Revision: r.Revision, Mode: r.Mode, Unclean: unclean})
+}
+
+func (a *aggregator) ticketEvent(r *record, t time.Time) {
+	id := r.TicketID
+	if id == "" && r.Ticket != nil {
+		id = r.Ticket.ID
+	}
+	if id == "" {
+		return
+	}
+	tk := a.tickets.get(id, func() *ticket {
+		a.ticketOrder = append(a.ticketOrder, id)
+		return &ticket{ID: id}
+	})
+	if tk == nil {
+		return
+	}
+	if rt := r.Ticket; rt != nil {
+		tk.User, tk.Targets, tk.Access, tk.Reason, tk.OpenedBy = rt.User, rt.Targets, rt.Access, rt.Reason, rt.OpenedBy
+		tk.Opened, _ = time.Parse(time.RFC3339Nano, rt.Opened)
+		tk.Expires, _ = time.Parse(time.RFC3339Nano, rt.Expires)
+		tk.Approvals = rt.Approvals
+	}
+	if r.Event == eventTicketOpen && tk.Opened.IsZero() {
+		tk.Opened = t
+	}
+	if r.Event == eventTicketClose {
+		tk.Closed, tk.ClosedBy = t, r.By
+	}
+}
+
+func (a *aggregator) other(line []byte, r *record, t time.Time, in bool) {
+	o := a.others.get(r.Event, func() *otherEvent {
+		return &otherEvent{Name: r.Event, First: t, Example: eventFields(line)}
+	})
+	if o == nil {
+		return
+	}
+	o.Last = t
+	if in {
+		o.Count++
+		a.othersTotal++
+	}
+}
+
+// envelope fields, which eventFields leaves out.
+var envelope = []string{"seq", "time", "event", "gateway", "prev", "hash"}
+
+// maxFieldText bounds the text shown for one record's fields.
+const maxFieldText = 400
+
+// eventFields shows a record's own fields as key=value, for events whose
+// shape the report does not know.
+func eventFields(line []byte) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(line, &m) != nil {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if !slices.Contains(envelope, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(k)
+		b.WriteString("=")
+		var str string
+		if json.Unmarshal(m[k], &str) == nil {
+			b.WriteString(str)
+		} else {
+			b.Write(m[k])
+		}
+		if b.Len() > maxFieldText {
+			break
+		}
+	}
+	return clip(b.String(), maxFieldText)
+}
+
+// opOrder is the order operation fields are shown in; the rest follow
+// sorted by name.
+var opOrder = []string{"address", "quantity", "values", "read_address", "read_quantity", "and_mask", "or_mask",
+	"sub_function_name", "sub_function", "node_id", "browse_path", "attribute", "object_id", "method_id", "arguments", "records", "data"}
+
+// maxValues is how many values of a write the tables show.
+const maxValues = 8
+
+// operationSummary shows what a call did: its operation fields but for
+// function, access and code, which have columns of their own.
+func operationSummary(line []byte) string {
+	var v struct {
+		Operation map[string]json.RawMessage `json:"operation"`
+	}
+	if json.Unmarshal(line, &v) != nil || v.Operation == nil {
+		return ""
+	}
+	var keys []string
+	for _, k := range opOrder {
+		if _, ok := v.Operation[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	var rest []string
+	for k := range v.Operation {
+		if k != "function" && k != "access" && k != "code" && !slices.Contains(opOrder, k) {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	keys = append(keys, rest...)
+	var b strings.Builder
+	for _, k := range keys {
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		b.WriteString(k)
+		b.WriteString("=")
+		raw := v.Operation[k]
+		var arr []json.RawMessage
+		if len(raw) > 0 && raw[0] == '[' && json.Unmarshal(raw, &arr) == nil && len(arr) > maxValues {
+			b.WriteString("[")
+			for i, e := range arr[:maxValues] {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.Write(e)
+			}
+			fmt.Fprintf(&b, ",… %d in all]", len(arr))
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			b.WriteString(s)
+		} else {
+			b.Write(raw)
+		}
+	}
+	return clip(b.String(), maxFieldText)
+}
+
+// clip shortens s to at most n bytes on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

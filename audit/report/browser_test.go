@@ -1,0 +1,134 @@
+package report_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/audit/report"
+	"github.com/interlock-ics/interlock/audit/report/reporttest"
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+)
+
+// TestBrowserHostileLog renders a log whose values try to inject markup and
+// script, in Chromium with scripts on and off: the page must say nothing at
+// warning level or above, open no dialog, and show the values as text.
+func TestBrowserHostileLog(t *testing.T) {
+	gatewaytest.RequirePeer(t, "chromium")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "audit.jsonl")
+	hostile := `<script>alert("x")</script><img src=x onerror=alert("y")>`
+	writeHostileLog(t, log, hostile)
+	rep, err := report.Build(context.Background(), report.Options{Files: []string{log}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	htmlPath := filepath.Join(dir, "report.html")
+	f, err := os.Create(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	b, err := reporttest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, scripts := range []bool{true, false} {
+		p, err := b.NewPage(ctx, 1280, 900, scripts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Navigate(ctx, "file://"+htmlPath); err != nil {
+			t.Fatalf("%v\nchromium: %s", err, b.Stderr())
+		}
+		var body string
+		if err := p.Eval(ctx, `document.body.innerText`, &body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(body, hostile) {
+			t.Errorf("scripts %v: the hostile user name is not shown as text", scripts)
+		}
+		var injected int
+		if err := p.Eval(ctx, `document.querySelectorAll("script").length + document.querySelectorAll("img").length`, &injected); err != nil {
+			t.Fatal(err)
+		}
+		if injected != 1 { // the report's own script
+			t.Errorf("scripts %v: %d script or img elements, want only the report's own script", scripts, injected)
+		}
+		var sections []string
+		if err := p.Eval(ctx, `Array.from(document.querySelectorAll("main > section")).map(s => s.id)`, &sections); err != nil {
+			t.Fatal(err)
+		}
+		if len(sections) < 16 {
+			t.Errorf("scripts %v: sections %v", scripts, sections)
+		}
+		time.Sleep(200 * time.Millisecond) // late console messages
+		for _, m := range p.Problems() {
+			t.Errorf("scripts %v: the page said %s", scripts, m)
+		}
+	}
+}
+
+func writeHostileLog(t *testing.T, path, hostile string) {
+	t.Helper()
+	w := openWriter(t, path)
+	defer w.Close()
+	recordHostile(t, w, hostile)
+}
+
+func openWriter(t *testing.T, path string) *audit.Writer {
+	t.Helper()
+	w, err := audit.Open(audit.Options{Path: path, Gateway: "gw-hostile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// recordHostile writes a session and calls whose every free-text field is
+// hostile: user, roles, source name, target, function, reasons, details.
+func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
+	t.Helper()
+	ctx := context.Background()
+	s := &gateway.Session{ID: "s1", Started: time.Now(), Gateway: "gw-hostile", Listener: hostile, Protocol: "modbus",
+		Source:    gateway.Source{IP: netip.MustParseAddr("10.0.0.66"), Port: 4242, Name: hostile, Owner: hostile},
+		Principal: gateway.Principal{User: hostile, Auth: gateway.AuthInventory, Roles: []string{hostile}},
+		Target:    gateway.Target{Name: hostile, Upstream: hostile, UnitID: 1}}
+	w.SessionStart(ctx, s, &gateway.Decision{Allow: true, Reasons: []string{hostile}, Revision: hostile}, "")
+	for i, access := range []gateway.Access{gateway.AccessRead, gateway.AccessWrite, gateway.AccessProgram} {
+		c := &gateway.Call{ID: fmt.Sprint("c", i), Time: time.Now(), Target: s.Target,
+			Operation: gateway.Operation{Function: hostile, Access: access}}
+		c.Operation.String("node_id", hostile)
+		c.Operation.Ints("values", []int64{1, 2, 3})
+		d := gateway.Decision{Allow: i == 0, Alert: i > 0, Reasons: []string{hostile, "x"}, Revision: hostile, ID: "d", Mode: "enforce", Ticket: hostile}
+		if err := w.Call(ctx, s, c, d); err != nil {
+			t.Fatal(err)
+		}
+		w.Result(ctx, s, c, &gateway.Result{Status: gateway.StatusException, Code: 2, Detail: hostile, Latency: time.Millisecond})
+	}
+	w.Rejected(ctx, s, &gateway.Call{ID: "r"}, hostile, hostile, hostile)
+	if err := w.Record(hostile, false, func(e *zerolog.Event) { e.Str(hostile, hostile) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("policy.load", false, func(e *zerolog.Event) { e.Str("policy_revision", hostile).Strs("files", []string{hostile}) }); err != nil {
+		t.Fatal(err)
+	}
+	w.SessionEnd(ctx, s, errors.New(hostile))
+}

@@ -1,0 +1,139 @@
+package report
+
+import (
+	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/policy"
+)
+
+// Events the report reads besides those of the gateway.Auditor hooks.
+// Events it does not know are counted by name, never dropped silently.
+const (
+	eventSessionAuthFailed = "session.auth_failed"
+	eventGatewayStart      = audit.EventGatewayStart
+	eventGatewayStop       = audit.EventGatewayStop
+	eventPolicyLoad        = "policy.load"
+	eventPolicyLoadFailed  = "policy.load_failed"
+	eventCheckpoint        = audit.EventCheckpoint
+	eventRotated           = audit.EventRotated
+	eventRetention         = audit.EventRetention
+	eventCapacity          = audit.EventCapacity
+	eventTicketOpen        = policy.TicketOpen
+	eventTicketApprove     = policy.TicketApprove
+	eventTicketClose       = policy.TicketClose
+)
+
+// record is one audit line as the report reads it: the union of the fields
+// of the events it knows. Fields it does not name are skipped by the decoder.
+type record struct {
+	Seq       uint64      `json:"seq"`
+	Time      string      `json:"time"`
+	Event     string      `json:"event"`
+	Gateway   string      `json:"gateway"`
+	CallID    string      `json:"call_id"`
+	SessionID string      `json:"session_id"`
+	Listener  string      `json:"listener"`
+	CallTime  string      `json:"call_time"`
+	Source    *recSource  `json:"source"`
+	Principal *recPrinc   `json:"principal"`
+	Target    *recTarget  `json:"target"`
+	Protocol  string      `json:"protocol"`
+	Operation *recOp      `json:"operation"`
+	Decision  *recDecide  `json:"decision"`
+	Success   *bool       `json:"success"`
+	Reason    string      `json:"reason"`
+	Function  string      `json:"function"`
+	Status    string      `json:"status"`
+	Code      int64       `json:"code"`
+	Detail    string      `json:"detail"`
+	LatencyUS int64       `json:"latency_us"`
+	Response  string      `json:"response"`
+	Duration  *int64      `json:"duration_ms"`
+	Error     string      `json:"error"`
+	Truncated int64       `json:"truncated_bytes"`
+	Version   string      `json:"version"`
+	BootID    string      `json:"boot_id"`
+	Revision  string      `json:"policy_revision"`
+	Mode      string      `json:"policy_mode"`
+	Files     []string    `json:"files"`
+	Path      string      `json:"path"`
+	TicketID  string      `json:"ticket_id"`
+	By        string      `json:"by"`
+	Ticket    *recTicket  `json:"ticket"`
+	Checkpt   *recCheckpt `json:"checkpoint"`
+	State     string      `json:"state"`
+	Fill      float64     `json:"fill_percent"`
+	WarnFill  float64     `json:"warn_fill_percent"`
+}
+
+type recSource struct {
+	IP    string `json:"ip"`
+	Port  int    `json:"port"`
+	Name  string `json:"name"`
+	Owner string `json:"owner"`
+}
+
+type recPrinc struct {
+	User  string   `json:"user"`
+	Auth  string   `json:"auth"`
+	Roles []string `json:"roles"`
+}
+
+type recTarget struct {
+	Name     string `json:"name"`
+	Upstream string `json:"upstream"`
+	UnitID   *int   `json:"unit_id"`
+}
+
+type recOp struct {
+	Function string `json:"function"`
+	Access   string `json:"access"`
+	Code     *int   `json:"code"`
+}
+
+type recDecide struct {
+	Allow    bool     `json:"allow"`
+	Alert    bool     `json:"alert"`
+	Reasons  []string `json:"reasons"`
+	Revision string   `json:"policy_revision"`
+	Mode     string   `json:"mode"`
+	Cached   bool     `json:"cached"`
+	Ticket   string   `json:"ticket"`
+}
+
+type recTicket struct {
+	ID        string   `json:"id"`
+	User      string   `json:"user"`
+	Targets   []string `json:"targets"`
+	Access    []string `json:"access"`
+	Reason    string   `json:"reason"`
+	OpenedBy  string   `json:"opened_by"`
+	Opened    string   `json:"opened"`
+	Expires   string   `json:"expires"`
+	Approvals []string `json:"approvals"`
+}
+
+// recCheckpt is the signed object of an audit.checkpoint record.
+type recCheckpt struct {
+	Seq    uint64 `json:"seq"`
+	BootID string `json:"boot_id"`
+	KeyID  string `json:"key_id"`
+	Reason string `json:"reason"`
+}
+
+// changesState is the gateway's own rule: anything but read, browse and
+// subscribe changes the target's state (write, execute, program,
+// diagnostic, and any access the gateway does not know).
+func changesState(access string) bool {
+	return gateway.Access(access).ChangesState()
+}
+
+// Event names of the gateway.Auditor hooks, from the record contract.
+const (
+	eventSessionOpen  = audit.EventSessionOpen
+	eventCall         = audit.EventCall
+	eventResult       = audit.EventResult
+	eventRejected     = audit.EventRequestRejected
+	eventSessionClose = audit.EventSessionClose
+	eventRecovered    = audit.EventRecovered
+)

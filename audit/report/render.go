@@ -1,0 +1,814 @@
+package report
+
+import (
+	"cmp"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed report.html.tmpl
+var pageTemplate string
+
+//go:embed report.css
+var pageCSS string
+
+//go:embed report.js
+var pageJS string
+
+var pageTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
+	"num":    groupDigits,
+	"ts":     fmtTime,
+	"tsfull": fmtTimeFull,
+	"pct":    pct,
+	"dur":    humanDuration,
+	"ms":     func(ms int64) string { return humanDuration(time.Duration(ms) * time.Millisecond) },
+	"join":   strings.Join,
+	"short":  shortRev,
+	"f":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"u64":    func(v uint64) int64 { return int64(v) },
+	"deref":  func(p *int) int { return *p },
+	"dict": func(kv ...any) map[string]any {
+		m := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	},
+}).Parse(pageTemplate))
+
+// csp allows the report's own style and script, by hash, and nothing
+// else: no fetch of any kind, and no script that came in with the log.
+var csp = "default-src 'none'; style-src '" + cspHash(pageCSS) + "'; script-src '" + cspHash(pageJS) +
+	"'; img-src data:; base-uri 'none'; form-action 'none'"
+
+func cspHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// WriteHTML writes the report as one self-contained HTML page.
+func (r *Report) WriteHTML(w io.Writer) error {
+	return pageTmpl.Execute(w, r.view())
+}
+
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
+
+func fmtTimeFull(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func pct(part, whole int64) string {
+	if whole == 0 {
+		return "0%"
+	}
+	p := float64(part) / float64(whole) * 100
+	switch {
+	case p == 0:
+		return "0%"
+	case p < 0.1:
+		return "<0.1%"
+	case p == 100:
+		return "100%"
+	}
+	return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0 s"
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < time.Minute:
+		return oneDecimal(d.Seconds()) + " s"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return oneDecimal(d.Hours()) + " h"
+	case d%(7*24*time.Hour) == 0:
+		if d == 7*24*time.Hour {
+			return "week"
+		}
+		return fmt.Sprintf("%d weeks", d/(7*24*time.Hour))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// oneDecimal formats v with at most one decimal: 1, 1.5.
+func oneDecimal(v float64) string {
+	return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
+}
+
+// shortRev shortens a long revision (a content hash) for a table cell; the
+// full revision is in the cell's title.
+func shortRev(s string) string {
+	if len(s) > 20 {
+		return s[:16] + "…"
+	}
+	return s
+}
+
+// ---- the page's view ----
+
+type kpi struct {
+	Key   string // data-k, for tests and tools reading the page
+	Label string
+	Value int64
+	Note  string
+	Class string
+}
+
+type countRow struct {
+	Key   string
+	Label string
+	Count int64
+	Share string
+}
+
+type tableCap struct {
+	Shown int
+	Total int64
+	More  int64
+}
+
+func capOf[T any](c *capped[T]) tableCap {
+	return tableCap{Shown: len(c.Rows), Total: c.Total, More: c.More()}
+}
+
+type heatCell struct {
+	Count int64
+	Class string
+	Title string
+}
+
+type heatRow struct {
+	Label string
+	Cells []heatCell
+	Total int64
+}
+
+type heat struct {
+	Cols      []string
+	Rows      []heatRow
+	ColTotals []int64
+	Total     int64
+	MoreUsers int
+	MoreTgts  int
+}
+
+type fnRow struct {
+	Function string
+	Access   string
+	Counts   [numClasses]int64
+	Total    int64
+}
+
+type seenTable struct {
+	Title string
+	What  string
+	Rows  []*seen
+	Total int
+	New   int
+	More  int
+	Over  bool
+}
+
+type revRow struct {
+	*revision
+	AtStart bool
+}
+
+type listenerRow struct {
+	Listener
+	Use        listenerUse
+	Configured bool
+	Silent     bool
+}
+
+type page struct {
+	Title     string
+	CSP       string
+	CSS       template.CSS
+	JS        template.JS
+	Generated time.Time
+	Version   string
+	Elapsed   time.Duration
+	Config    string
+
+	From, To                  time.Time
+	PeriodGiven               bool
+	LogFirst, LogLast         time.Time
+	LogFirstSeq, LogLastSeq   uint64
+	Records, PeriodRecords    int64
+	PFirstSeq, PLastSeq       uint64
+	PFirst, PLast             time.Time
+	Gateways                  []kv
+	KPIs                      []kpi
+	Findings                  []string
+	Files                     []FileInfo
+	Unreadable                int64
+	BadLines                  []string
+	Verify                    Verification
+	VerifyBreakInPeriod       bool
+	Checkpoints               []checkpointRow
+	CheckpointsCap            tableCap
+	CheckpointsAll            int64
+	LastCheckpoint            *checkpointRow
+	AfterCheckpoint           int64
+	Recovered                 []eventRow
+	RecoveredCap              tableCap
+	Chart                     chart
+	ChartWidth                time.Duration
+	Buckets                   []bucket
+	Heat                      heat
+	FnChart                   chart
+	Functions                 []fnRow
+	FunctionsMore             int
+	Accesses                  []kv
+	Calls, Denied, Alerted    int64
+	Allowed, AlertAllowed     int64
+	MonitorFwd, Cached        int64
+	State, StateAllowed       int64
+	StateDenied, StateAlert   int64
+	Outcomes, StateOutcomes   []countRow
+	NoResult, StateNoResult   int64
+	StateRows                 []*callRow
+	StateCap                  tableCap
+	DenyRows                  []*callRow
+	DenyCap                   tableCap
+	Reasons                   []reasonRow
+	ReasonsOver               bool
+	Windows                   *Windows
+	WindowsNote               string
+	Outside, OutsideAllowed   int64
+	OutsideDenied, InsideWin  int64
+	OutsideRows               []*callRow
+	OutsideCap                tableCap
+	Seen                      []seenTable
+	SeenBefore                bool // the log has records before the period, so "new" means something
+	RevAtStart                string
+	RevFirst                  bool // RevAtStart is the first revision of the log, in force from its start
+	RevChanges                []revChange
+	RevChangesCap             tableCap
+	Revisions                 []revRow
+	LoadFails                 []eventRow
+	LoadFailsCap              tableCap
+	Tickets                   []*ticket
+	TicketsMore               int
+	TicketCalls               int64
+	SessOpened, SessRefused   int64
+	SessAuthFailed, SessClose int64
+	SessAlert                 int64
+	DurCount, DurAvgMS        int64
+	DurMaxMS                  int64
+	DurHist                   []countRow
+	RefuseReasons             []countRow
+	AuthReasons               []countRow
+	CloseErrors               []countRow
+	SessByUser                []countRow
+	SessRows                  []sessionRow
+	SessCap                   tableCap
+	Rejected                  int64
+	RejectReasons             []countRow
+	RejectSources             []countRow
+	RejectRows                []rejectRow
+	RejectCap                 tableCap
+	HaveListeners             bool
+	Listeners                 []listenerRow
+	SilentListeners           int
+	Starts                    []start
+	StartsCap                 tableCap
+	Unclean, Stops            int64
+	Rotations                 []eventRow
+	Capacity                  []eventRow
+	CapacityCap               tableCap
+	CapWarnings               int64
+	RotationsCap              tableCap
+	Others                    []*otherEvent
+	OthersTotal               int64
+	MaxRows                   int
+	Classes                   [numClasses]struct{ Name, CSS string }
+}
+
+type reasonRow struct {
+	Reason  string
+	Denied  int64
+	Alerted int64
+}
+
+// topN is how many users, targets and functions the charts show.
+const (
+	topUsers     = 15
+	topTargets   = 10
+	topFunctions = 15
+	topCounts    = 25
+	maxBars      = 96
+)
+
+func countRows(t *tally, n int, whole int64, empty string) []countRow {
+	var out []countRow
+	for _, e := range t.Top(n) {
+		label := e.Key
+		if label == "" {
+			label = empty
+		}
+		out = append(out, countRow{Key: e.Key, Label: label, Count: e.Count, Share: pct(e.Count, whole)})
+	}
+	if rest := whole - sumRows(out); rest > 0 && len(out) > 0 {
+		out = append(out, countRow{Label: "all others", Count: rest, Share: pct(rest, whole)})
+	}
+	return out
+}
+
+func sumRows(rs []countRow) int64 {
+	var s int64
+	for _, r := range rs {
+		s += r.Count
+	}
+	return s
+}
+
+func (r *Report) view() *page {
+	a := r.agg
+	o := &r.opts
+	p := &page{
+		Title: o.Title, CSP: csp, CSS: template.CSS(pageCSS), JS: template.JS(pageJS),
+		Generated: r.Generated, Version: o.Version, Elapsed: r.Elapsed, Config: o.Config,
+		From: o.From, To: o.To, PeriodGiven: !o.From.IsZero() || !o.To.IsZero(),
+		LogFirst: a.logFirst, LogLast: a.logLast, LogFirstSeq: a.logFirstSq, LogLastSeq: a.logLastSq,
+		Records: a.records, PeriodRecords: a.periodRecords,
+		PFirst: a.periodFirst, PLast: a.periodLast, PFirstSeq: a.periodFirstSq, PLastSeq: a.periodLastSq,
+		Gateways: a.gateways.Top(0), Files: r.Files, Unreadable: a.unreadable, BadLines: a.badLines.Rows,
+		Verify: r.Verify, CheckpointsAll: a.checkpointsAll, LastCheckpoint: a.lastCheckpoint,
+		Checkpoints: a.checkpoints.Rows, CheckpointsCap: capOf(&a.checkpoints),
+		Recovered: a.recovered.Rows, RecoveredCap: capOf(&a.recovered),
+		Calls: a.calls, Denied: a.denied, Alerted: a.alerted, Allowed: a.allowed, AlertAllowed: a.alertAllowed,
+		MonitorFwd: a.monitorFwd, Cached: a.cached,
+		State: a.state, StateAllowed: a.stateAllowed, StateDenied: a.stateDenied, StateAlert: a.stateAlerted,
+		StateRows: a.stateRows.Rows, StateCap: capOf(&a.stateRows),
+		DenyRows: a.denyRows.Rows, DenyCap: capOf(&a.denyRows),
+		Windows: o.Windows, WindowsNote: o.WindowsNote,
+		Outside: a.outside, OutsideAllowed: a.outsideAllowed, OutsideDenied: a.outsideDenied, InsideWin: a.insideWindow,
+		OutsideRows: a.outsideRows.Rows, OutsideCap: capOf(&a.outsideRows),
+		RevAtStart: a.revAtStart, RevFirst: a.revAtStart == "" && len(a.revOrder) > 0, RevChanges: a.revChanges.Rows, RevChangesCap: capOf(&a.revChanges),
+		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
+		SessOpened: a.sessOpened, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
+		SessAlert: a.sessAlert, DurCount: a.durCount, DurMaxMS: a.durMaxMS,
+		SessRows: a.sessRows.Rows, SessCap: capOf(&a.sessRows),
+		Rejected: a.rejected, RejectRows: a.rejectRows.Rows, RejectCap: capOf(&a.rejectRows),
+		Starts: a.starts.Rows, StartsCap: capOf(&a.starts), Unclean: a.unclean, Stops: a.stops,
+		Rotations: a.rotations.Rows, RotationsCap: capOf(&a.rotations), OthersTotal: a.othersTotal,
+		Capacity: a.capacity.Rows, CapacityCap: capOf(&a.capacity), CapWarnings: a.capWarnings,
+		MaxRows: o.MaxRows, Classes: classInfo,
+	}
+	if p.RevFirst {
+		p.RevAtStart = a.revOrder[0]
+	}
+	if a.lastCheckpoint != nil && a.logLastSq > a.lastCheckpoint.Seq {
+		p.AfterCheckpoint = int64(a.logLastSq - a.lastCheckpoint.Seq)
+	}
+	if b := r.Verify.Break; b != nil && b.Seq != 0 {
+		p.VerifyBreakInPeriod = a.periodLastSq == 0 || b.Seq <= a.periodLastSq
+	}
+	if a.durCount > 0 {
+		p.DurAvgMS = a.durSumMS / a.durCount
+	}
+	for i, b := range durationBuckets {
+		p.DurHist = append(p.DurHist, countRow{Label: b.Label, Count: a.durHist[i], Share: pct(a.durHist[i], a.durCount)})
+	}
+	p.Outcomes = countRows(&a.outcomes, 0, a.outcomes.Sum(), "(none)")
+	p.StateOutcomes = countRows(&a.stateOutcomes, 0, a.stateOutcomes.Sum(), "(none)")
+	p.NoResult = a.calls - a.outcomes.Sum()
+	p.StateNoResult = a.state - a.stateOutcomes.Sum()
+	p.RefuseReasons = countRows(&a.refuseReasons, topCounts, a.sessRefused, "(none)")
+	p.AuthReasons = countRows(&a.authReasons, topCounts, a.sessAuthFailed, "(none)")
+	p.CloseErrors = countRows(&a.closeErrors, topCounts, a.closeErrors.Sum(), "(none)")
+	p.SessByUser = countRows(&a.sessByUser, topCounts, a.sessOpened, "(no user: unidentified source)")
+	p.RejectReasons = countRows(&a.rejectReasons, topCounts, a.rejected, "(none)")
+	p.RejectSources = countRows(&a.rejectSources, topCounts, a.rejected, "(no address)")
+	p.Accesses = a.accesses.Top(0)
+
+	r.viewTime(p)
+	r.viewHeat(p)
+	r.viewFunctions(p)
+	r.viewReasons(p)
+	p.SeenBefore = a.records > a.periodRecords && a.logFirstSq != a.periodFirstSq
+	r.viewSeen(p)
+	r.viewRevisions(p)
+	r.viewTickets(p)
+	r.viewListeners(p)
+	r.viewOthers(p)
+	p.KPIs = r.kpis(p)
+	p.Findings = r.findings(p)
+	return p
+}
+
+func (r *Report) viewTime(p *page) {
+	a := r.agg
+	from, to := r.opts.From, r.opts.To
+	if from.IsZero() || (a.periodFirst.After(from) && !a.periodFirst.IsZero()) {
+		from = a.periodFirst
+	}
+	if to.IsZero() || (a.periodLast.Before(to) && !a.periodLast.IsZero()) {
+		to = a.periodLast.Add(time.Nanosecond)
+	}
+	p.Buckets, p.ChartWidth = a.timeline.view(from, to, maxBars)
+	p.Chart = timeChart(p.Buckets, p.ChartWidth)
+}
+
+func userLabel(u string) string {
+	if u == "" {
+		return "(no user)"
+	}
+	return u
+}
+
+func (r *Report) viewHeat(p *page) {
+	a := r.agg
+	users := a.users.Top(topUsers)
+	targets := a.targets.Top(topTargets)
+	h := heat{MoreUsers: a.users.Len() - len(users), MoreTgts: a.targets.Len() - len(targets)}
+	userIdx, tgtIdx := map[string]int{}, map[string]int{}
+	for i, u := range users {
+		userIdx[u.Key] = i
+		h.Rows = append(h.Rows, heatRow{Label: userLabel(u.Key)})
+	}
+	for i, t := range targets {
+		tgtIdx[t.Key] = i
+		h.Cols = append(h.Cols, nonEmpty(t.Key, "(no target)"))
+	}
+	otherRow, otherCol := len(users), len(targets)
+	if h.MoreUsers > 0 || a.users.Overflow {
+		h.Rows = append(h.Rows, heatRow{Label: "all other users"})
+	}
+	if h.MoreTgts > 0 || a.targets.Overflow {
+		h.Cols = append(h.Cols, "all other targets")
+	}
+	grid := make([][]int64, len(h.Rows))
+	for i := range grid {
+		grid[i] = make([]int64, len(h.Cols))
+	}
+	place := func(user, target string, n int64) {
+		i, ok := userIdx[user]
+		if !ok {
+			i = otherRow
+		}
+		j, ok := tgtIdx[target]
+		if !ok {
+			j = otherCol
+		}
+		if i < len(grid) && j < len(grid[i]) {
+			grid[i][j] += n
+		}
+	}
+	for k, n := range a.userTarget.m {
+		u, t, _ := strings.Cut(k, "\x00")
+		place(u, t, n)
+	}
+	if a.userTarget.Other > 0 && otherRow < len(grid) && otherCol < len(grid[otherRow]) {
+		grid[otherRow][otherCol] += a.userTarget.Other
+	}
+	var peak int64
+	for _, row := range grid {
+		for _, n := range row {
+			peak = max(peak, n)
+		}
+	}
+	h.ColTotals = make([]int64, len(h.Cols))
+	for i := range h.Rows {
+		for j, n := range grid[i] {
+			h.Rows[i].Cells = append(h.Rows[i].Cells, heatCell{Count: n, Class: heatClass(n, peak),
+				Title: fmt.Sprintf("%s on %s: %d calls", h.Rows[i].Label, h.Cols[j], n)})
+			h.Rows[i].Total += n
+			h.ColTotals[j] += n
+			h.Total += n
+		}
+	}
+	p.Heat = h
+}
+
+// heatClass shades a cell on a log scale from q0 (none) to q5 (the peak).
+func heatClass(n, peak int64) string {
+	if n == 0 || peak == 0 {
+		return "q0"
+	}
+	l := math.Log1p(float64(n)) / math.Log1p(float64(peak))
+	return "q" + strconv.Itoa(1+int(math.Min(4, math.Floor(l*5))))
+}
+
+func (r *Report) viewFunctions(p *page) {
+	a := r.agg
+	var rows []fnRow
+	access := map[string]string{}
+	for k, s := range a.seenFunctions.m {
+		access[k] = s.Label
+	}
+	for k, c := range a.functions.m {
+		rows = append(rows, fnRow{Function: k, Access: access[k], Counts: *c, Total: c[0] + c[1] + c[2]})
+	}
+	slices.SortFunc(rows, func(x, y fnRow) int {
+		if c := cmp.Compare(y.Total, x.Total); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Function, y.Function)
+	})
+	var bars []barRow
+	for i, f := range rows {
+		if i == topFunctions {
+			var rest barRow
+			rest.Label = fmt.Sprintf("%d other functions", len(rows)-topFunctions)
+			for _, g := range rows[topFunctions:] {
+				for k := range numClasses {
+					rest.Counts[k] += g.Counts[k]
+				}
+			}
+			bars = append(bars, rest)
+			break
+		}
+		bars = append(bars, barRow{Label: nonEmpty(f.Function, "(no function)"), Counts: f.Counts})
+	}
+	if o := a.funcOther; o[0]+o[1]+o[2] > 0 {
+		rows = append(rows, fnRow{Function: "(functions past the tracking limit)", Counts: o, Total: o[0] + o[1] + o[2]})
+	}
+	p.FnChart = barChart("Top functions by calls", bars)
+	if len(rows) > p.MaxRows {
+		p.FunctionsMore = len(rows) - p.MaxRows
+		rows = rows[:p.MaxRows]
+	}
+	p.Functions = rows
+}
+
+func (r *Report) viewReasons(p *page) {
+	a := r.agg
+	for k, c := range a.reasons.m {
+		p.Reasons = append(p.Reasons, reasonRow{Reason: k, Denied: c[0], Alerted: c[1]})
+	}
+	slices.SortFunc(p.Reasons, func(x, y reasonRow) int {
+		if c := cmp.Compare(y.Denied+y.Alerted, x.Denied+x.Alerted); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Reason, y.Reason)
+	})
+	if o := a.reasonsOth; o[0]+o[1] > 0 {
+		p.Reasons = append(p.Reasons, reasonRow{Reason: "(reasons past the tracking limit)", Denied: o[0], Alerted: o[1]})
+		p.ReasonsOver = true
+	}
+}
+
+func (r *Report) viewSeen(p *page) {
+	a := r.agg
+	for _, s := range []struct {
+		title, what string
+		k           *keyed[seen]
+	}{
+		{"Sources", "source address (inventory name)", &a.seenSources},
+		{"Users", "user (authentication)", &a.seenUsers},
+		{"Targets", "target (upstream)", &a.seenTargets},
+		{"Functions", "function (access)", &a.seenFunctions},
+	} {
+		t := seenTable{Title: s.title, What: s.what, Over: s.k.Overflow}
+		for _, v := range s.k.m {
+			if v.InPeriod {
+				t.Rows = append(t.Rows, v)
+				if v.FirstInRange {
+					t.New++
+				}
+			}
+		}
+		t.Total = len(t.Rows)
+		slices.SortFunc(t.Rows, func(x, y *seen) int {
+			if x.FirstInRange != y.FirstInRange {
+				if x.FirstInRange {
+					return -1
+				}
+				return 1
+			}
+			if c := x.First.Compare(y.First); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.Key, y.Key)
+		})
+		if len(t.Rows) > p.MaxRows {
+			t.More = len(t.Rows) - p.MaxRows
+			t.Rows = t.Rows[:p.MaxRows]
+		}
+		p.Seen = append(p.Seen, t)
+	}
+}
+
+func (r *Report) viewRevisions(p *page) {
+	a := r.agg
+	for _, k := range a.revOrder {
+		v := a.revs.m[k]
+		if v.Decisions == 0 && k != p.RevAtStart && !r.loadedInPeriod(k) {
+			continue
+		}
+		p.Revisions = append(p.Revisions, revRow{revision: v, AtStart: k == p.RevAtStart})
+	}
+	if len(p.Revisions) > p.MaxRows {
+		p.Revisions = p.Revisions[:p.MaxRows]
+	}
+}
+
+func (r *Report) loadedInPeriod(rev string) bool {
+	for _, c := range r.agg.revChanges.Rows {
+		if c.To == rev {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Report) viewTickets(p *page) {
+	a := r.agg
+	from, to := r.opts.From, r.opts.To
+	for _, id := range a.ticketOrder {
+		t := a.tickets.m[id]
+		end := t.Expires
+		if !t.Closed.IsZero() && (end.IsZero() || t.Closed.Before(end)) {
+			end = t.Closed
+		}
+		if (!to.IsZero() && !t.Opened.IsZero() && !t.Opened.Before(to)) || (!from.IsZero() && !end.IsZero() && end.Before(from)) {
+			continue
+		}
+		p.Tickets = append(p.Tickets, t)
+	}
+	if len(p.Tickets) > p.MaxRows {
+		p.TicketsMore = len(p.Tickets) - p.MaxRows
+		p.Tickets = p.Tickets[:p.MaxRows]
+	}
+}
+
+func (r *Report) viewListeners(p *page) {
+	a := r.agg
+	p.HaveListeners = r.opts.Listeners != nil
+	known := map[string]bool{}
+	for _, l := range r.opts.Listeners {
+		known[l.Name] = true
+		row := listenerRow{Listener: l, Configured: true}
+		if u := a.listeners.m[l.Name]; u != nil {
+			row.Use = *u
+		}
+		row.Silent = row.Use.Calls == 0 && row.Use.Sessions == 0 && row.Use.Rejected == 0
+		if row.Silent {
+			p.SilentListeners++
+		}
+		p.Listeners = append(p.Listeners, row)
+	}
+	for _, name := range a.listenerOrder {
+		if known[name] {
+			continue
+		}
+		u := a.listeners.m[name]
+		p.Listeners = append(p.Listeners, listenerRow{Listener: Listener{Name: name}, Use: *u})
+	}
+}
+
+func (r *Report) viewOthers(p *page) {
+	for _, o := range r.agg.others.m {
+		p.Others = append(p.Others, o)
+	}
+	slices.SortFunc(p.Others, func(x, y *otherEvent) int { return cmp.Compare(x.Name, y.Name) })
+}
+
+func (r *Report) kpis(p *page) []kpi {
+	a := r.agg
+	distinct := func(k *keyed[seen]) (int64, string) {
+		var n int64
+		for _, s := range k.m {
+			if s.InPeriod {
+				n++
+			}
+		}
+		if k.Overflow {
+			return n, "at least: more than the report tracks"
+		}
+		return n, ""
+	}
+	users, un := distinct(&a.seenUsers)
+	if n := a.users.m[""]; un == "" && n > 0 {
+		un = groupDigits(n) + " call(s) from no identified user"
+	}
+	sources, sn := distinct(&a.seenSources)
+	targets, tn := distinct(&a.seenTargets)
+	funcs, fn := distinct(&a.seenFunctions)
+	denyNote := ""
+	if a.monitorFwd > 0 {
+		denyNote = groupDigits(a.monitorFwd) + " forwarded anyway in monitor mode"
+	}
+	return []kpi{
+		{Key: "calls", Label: "Calls", Value: a.calls},
+		{Key: "allowed", Label: "Allowed", Value: a.allowed, Note: pct(a.allowed, a.calls), Class: "k-allow"},
+		{Key: "denied", Label: "Denied", Value: a.denied, Note: nonEmpty(denyNote, pct(a.denied, a.calls)), Class: "k-deny"},
+		{Key: "alerts", Label: "Alerts", Value: a.alerted, Note: "calls whose decision raised an alert", Class: "k-alert"},
+		{Key: "state_changing", Label: "State-changing calls", Value: a.state,
+			Note: fmt.Sprintf("%s allowed, %s denied", groupDigits(a.stateAllowed), groupDigits(a.stateDenied))},
+		{Key: "sessions", Label: "Sessions opened", Value: a.sessOpened},
+		{Key: "sessions_refused", Label: "Sessions refused", Value: a.sessRefused},
+		{Key: "auth_failed", Label: "Authentication failures", Value: a.sessAuthFailed},
+		{Key: "rejected", Label: "Malformed requests", Value: a.rejected, Note: "request.rejected"},
+		{Key: "users", Label: "Distinct users", Value: users, Note: un},
+		{Key: "sources", Label: "Distinct sources", Value: sources, Note: sn},
+		{Key: "targets", Label: "Distinct targets", Value: targets, Note: tn},
+		{Key: "functions", Label: "Distinct functions", Value: funcs, Note: fn},
+	}
+}
+
+// findings are the facts an auditor should look at first.
+func (r *Report) findings(p *page) []string {
+	a := r.agg
+	var f []string
+	v := &r.Verify
+	switch {
+	case !v.Ran:
+		f = append(f, "The hash chain was not verified.")
+	case v.Err != "":
+		f = append(f, "The hash chain could not be verified: "+v.Err)
+	case v.Break != nil:
+		f = append(f, "The hash chain is BROKEN: "+v.Break.Message)
+	case !v.Genesis():
+		f = append(f, fmt.Sprintf("The log does not start at its first record: it begins at seq %d; earlier records are not in the files given.", v.FirstSeq))
+	}
+	if a.unreadable > 0 {
+		f = append(f, fmt.Sprintf("%s line(s) are not audit records.", groupDigits(a.unreadable)))
+	}
+	if a.calls == 0 {
+		f = append(f, "No calls were recorded in the period.")
+	}
+	if a.stateDenied > 0 {
+		f = append(f, fmt.Sprintf("%s state-changing call(s) were denied.", groupDigits(a.stateDenied)))
+	}
+	if a.opts.Windows != nil && a.outside > 0 {
+		f = append(f, fmt.Sprintf("%s state-changing call(s) were made outside every maintenance window; %s of them were allowed.",
+			groupDigits(a.outside), groupDigits(a.outsideAllowed)))
+	}
+	if a.monitorFwd > 0 {
+		f = append(f, fmt.Sprintf("%s call(s) the policy denied were forwarded in monitor mode.", groupDigits(a.monitorFwd)))
+	}
+	if p.SeenBefore {
+		for _, t := range p.Seen {
+			if t.New > 0 {
+				f = append(f, fmt.Sprintf("%s first seen in the period: %d.", t.Title, t.New))
+			}
+		}
+	}
+	if a.revChanges.Total > 0 {
+		f = append(f, fmt.Sprintf("The policy changed %d time(s) in the period.", a.revChanges.Total))
+	}
+	if a.loadFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%s policy load(s) failed.", groupDigits(a.loadFails.Total)))
+	}
+	if a.capWarnings > 0 {
+		f = append(f, fmt.Sprintf("The audit filesystem crossed its warning fill level %d time(s).", a.capWarnings))
+	}
+	if a.unclean > 0 {
+		f = append(f, fmt.Sprintf("%d gateway start(s) followed a run that never recorded its stop (a crash or a kill).", a.unclean))
+	}
+	if a.recovered.Total > 0 {
+		f = append(f, fmt.Sprintf("%d record(s) cut by a crash were removed at start (audit.recovered).", a.recovered.Total))
+	}
+	if p.SilentListeners > 0 {
+		f = append(f, fmt.Sprintf("%d configured listener(s) saw no traffic in the period: a blind spot or an unused path.", p.SilentListeners))
+	}
+	if a.sessAuthFailed > 0 {
+		f = append(f, fmt.Sprintf("%s authentication failure(s).", groupDigits(a.sessAuthFailed)))
+	}
+	if a.othersTotal > 0 {
+		f = append(f, fmt.Sprintf("%s record(s) of events this report does not interpret (listed under Gateway events).", groupDigits(a.othersTotal)))
+	}
+	return f
+}

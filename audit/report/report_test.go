@@ -1,0 +1,438 @@
+package report
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-ics/interlock/audit"
+)
+
+// scenarioReport builds the scenario's report for the day, with its
+// windows, three configured listeners, and the checkpoint key.
+func scenarioReport(t *testing.T) (*Report, string) {
+	t.Helper()
+	return build(t, Options{
+		Files: []string{scenario(t)}, From: periodFrom, To: periodTo, Windows: scenarioWindows(),
+		Listeners: []Listener{{Name: "plc1", Protocol: "modbus"}, {Name: "plc2", Protocol: "modbus"}, {Name: "plc3", Protocol: "modbus", Listen: "127.0.0.1:5022"}},
+		Verify:    ChainVerifier(audit.VerifyOptions{Key: testKey.Public().(ed25519.PublicKey)}),
+	})
+}
+
+func TestAggregateScenario(t *testing.T) {
+	rep, _ := scenarioReport(t)
+	a := rep.agg
+	eq := func(what string, got, want any) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	s := rep.Summary()
+	// In the period: five reads and a write by alice inside the window, a
+	// write under the ticket outside it, a hostile write (denied), bob's
+	// diagnostics (denied) and a hostile read with an alert.
+	eq("calls", s.Calls, 10)
+	eq("allowed", s.Allowed, 8)
+	eq("denied", s.Denied, 2)
+	eq("alerts", s.Alerts, 3)
+	eq("state-changing", s.StateChanging, 4)
+	eq("sessions opened", s.Sessions, 1)
+	eq("rejected", s.Rejected, 2)
+	eq("records", s.Records, 40)
+	eq("records in the period", s.InPeriod, 34) // all but the 4 before (start, load, c0 and its result) and the 2 after (carol's call and result)
+	eq("unreadable", s.Unreadable, 0)
+	eq("state allowed/denied/alerted", [3]int64{a.stateAllowed, a.stateDenied, a.stateAlerted}, [3]int64{2, 2, 2})
+
+	// Outcomes of the state-changing calls: two ok, one denied, and bob's
+	// diagnostics without a result record.
+	want := map[string]int64{"ok": 2, "denied": 1}
+	for k, v := range want {
+		eq("state outcome "+k, a.stateOutcomes.m[k], v)
+	}
+	eq("state outcomes tracked", a.stateOutcomes.Len(), 2)
+	eq("all outcomes", a.outcomes.m["ok"], 7)
+	eq("exception outcome", a.outcomes.m["exception"], 1)
+
+	// Outside the windows: the ticket write (allowed), the hostile write on
+	// plc2 (whose monthly window is shut), bob's diagnostics.
+	eq("outside", a.outside, 3)
+	eq("outside allowed", a.outsideAllowed, 1)
+	eq("outside denied", a.outsideDenied, 2)
+	eq("inside a window", a.insideWindow, 1)
+	var outsideIDs []string
+	for _, r := range a.outsideRows.Rows {
+		outsideIDs = append(outsideIDs, r.CallID)
+	}
+	eq("outside rows", outsideIDs, []string{"w2", "x1", "d1"})
+	eq("window of w1", a.stateRows.Rows[0].Window, "CHG-1 tuning")
+
+	// First seen over the whole log, marked new when first seen in the period.
+	newOf := func(k *keyed[seen]) (seenIn, fresh []string) {
+		for key, s := range k.m {
+			if s.InPeriod {
+				seenIn = append(seenIn, key)
+				if s.FirstInRange {
+					fresh = append(fresh, key)
+				}
+			}
+		}
+		slices.Sort(seenIn)
+		slices.Sort(fresh)
+		return
+	}
+	in, fresh := newOf(&a.seenSources)
+	eq("sources in the period", in, []string{"10.0.5.7", "10.0.5.8", "10.0.9.9"})
+	eq("new sources", fresh, []string{"10.0.5.8", "10.0.9.9"})
+	in, fresh = newOf(&a.seenUsers)
+	eq("users in the period", in, []string{hostileUser, "alice", "bob"})
+	eq("new users", fresh, []string{hostileUser, "bob"})
+	eq("carol, after the period, is known", a.seenUsers.m["carol"] != nil && !a.seenUsers.m["carol"].InPeriod, true)
+	in, fresh = newOf(&a.seenTargets)
+	eq("new targets", fresh, []string{"plc2"})
+	_, fresh = newOf(&a.seenFunctions)
+	eq("new functions", fresh, []string{hostileFunc, "diagnostics", "write_multiple_registers", "write_single_coil", "write_single_register"})
+	eq("alice first seen", a.seenUsers.m["alice"].First, ts("2026-11-25T23:00:02Z"))
+
+	// Policy: rev-1 in force at the start, one change to rev-2, one failure.
+	eq("revision at start", a.revAtStart, "rev-1")
+	eq("changes", len(a.revChanges.Rows), 1)
+	eq("change", a.revChanges.Rows[0].From+"→"+a.revChanges.Rows[0].To, "rev-1→rev-2")
+	eq("change time", a.revChanges.Rows[0].Time, ts("2026-11-26T13:00:00Z"))
+	eq("load failures", a.loadFails.Total, 1)
+	eq("decisions under rev-2 in the period", a.revs.m["rev-2"].Decisions, 3)
+
+	// The ticket: opened, approved by bob, closed; one call under it.
+	tk := a.tickets.m["T-1"]
+	eq("ticket approvals", tk.Approvals, []string{"bob"})
+	eq("ticket closed", tk.Closed, ts("2026-11-26T14:00:00Z"))
+	eq("ticket closed by", tk.ClosedBy, "ops")
+	eq("ticket calls", tk.Calls, 1)
+	eq("calls under tickets", a.ticketCalls, 1)
+
+	// Sessions, starts, checkpoints, unknown events.
+	eq("sessions refused", a.sessRefused, 1)
+	eq("refusal reason", a.refuseReasons.m["limit: max_conns"], 1)
+	eq("sessions closed", a.sessClosed, 1)
+	eq("duration histogram", a.durHist, [6]int64{0, 0, 0, 0, 0, 1})
+	eq("starts in the period", a.starts.Total, 2)
+	eq("unclean starts", a.unclean, 1)
+	eq("stops", a.stops, 1)
+	eq("checkpoints", a.checkpointsAll, 1)
+	eq("other events", a.others.m["audit.mystery"].Count, 1)
+	eq("rejected by reason", a.rejectReasons.m["bad_length"], 2)
+
+	// Who called what.
+	eq("alice on plc1", a.userTarget.m["alice\x00plc1"], 7)
+	eq("hostile on plc2", a.userTarget.m[hostileUser+"\x00plc2"], 2)
+	eq("bob on plc1", a.userTarget.m["bob\x00plc1"], 1)
+
+	// Listeners: plc3 saw nothing.
+	p := rep.view()
+	eq("silent listeners", p.SilentListeners, 1)
+	for _, l := range p.Listeners {
+		eq("listener "+l.Name+" silent", l.Silent, l.Name == "plc3")
+	}
+	eq("plc1 use", [3]int64{a.listeners.m["plc1"].Calls, a.listeners.m["plc1"].Sessions, a.listeners.m["plc1"].Rejected}, [3]int64{8, 1, 2})
+
+	// The chart holds every call of the period, by class.
+	var byClass [numClasses]int64
+	for _, b := range p.Buckets {
+		for k := range numClasses {
+			byClass[k] += b.Counts[k]
+		}
+	}
+	eq("chart classes", byClass, [numClasses]int64{7, 1, 2})
+	eq("chart width", p.ChartWidth, 15*time.Minute)
+
+	// The verifier ran over the same file, with the key.
+	v := rep.Verify
+	eq("chain ok", v.OK(), true)
+	eq("verified records", v.Records, uint64(40))
+	eq("checkpoints verified", v.Checkpoints, 1)
+	eq("signatures", strings.HasPrefix(v.Signatures, "checked: all 1 checkpoint(s) are signed by key id "+audit.KeyID(testKey.Public().(ed25519.PublicKey))), true)
+}
+
+func TestReportSections(t *testing.T) {
+	_, page := scenarioReport(t)
+	ids := regexp.MustCompile(`<section id="([a-z]+)">\s*<h2>\d+\. ([^<]+)</h2>`).FindAllStringSubmatch(page, -1)
+	var got []string
+	for _, m := range ids {
+		got = append(got, m[1]+": "+m[2])
+	}
+	want := []string{"summary: Summary", "integrity: Integrity of the log", "activity: Calls over time",
+		"who: Who called which target", "functions: Functions", "state: State-changing calls",
+		"denials: Denials and alerts", "windows: Calls outside maintenance windows", "firstseen: First seen",
+		"policy: Policy revisions", "tickets: Change tickets", "sessions: Sessions", "rejected: Malformed requests",
+		"listeners: Listeners and blind spots", "gateway: Gateway events", "about: About this report"}
+	if !slices.Equal(got, want) {
+		t.Errorf("sections:\n got %q\nwant %q", got, want)
+	}
+	for _, id := range want {
+		id, _, _ = strings.Cut(id, ":")
+		if !strings.Contains(page, `<a href="#`+id+`">`) {
+			t.Errorf("the table of contents does not link #%s", id)
+		}
+	}
+	for k, v := range map[string]int{"calls": 10, "denied": 2, "alerts": 3, "state_changing": 4, "sessions": 1, "rejected": 2} {
+		if !strings.Contains(page, `data-k="`+k+`"><div class="v" data-v="`+strconv.Itoa(v)+`">`) {
+			t.Errorf("the summary does not show %s = %d", k, v)
+		}
+	}
+	for _, s := range []string{`data-v="ok">OK<`, `<span data-k="outside-total">3</span>`, `<span data-k="policy-changes">1</span>`,
+		`<span data-k="silent-listeners">1</span>`, "limit: max_conns", "CHG-1234", "rev-1", "no stop recorded",
+		"audit.mystery", "restart_communications", "values=[1,2,3,4,5,6,7,8,… 12 in all]"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+	// Self-contained: no fetch of anything, a strict content security
+	// policy, no inline event handler or style attribute.
+	for _, bad := range []*regexp.Regexp{
+		regexp.MustCompile(`(?i)<(link|img|iframe|object|embed)\b`), regexp.MustCompile(`(?i)\s(src|href)="(https?:)?//`),
+		regexp.MustCompile(`(?i)<[a-z]+[^>]*\son[a-z]+=`), regexp.MustCompile(`(?i)<[a-z]+[^>]*\sstyle=`), regexp.MustCompile(`(?i)url\(`),
+	} {
+		if m := bad.FindString(page); m != "" {
+			t.Errorf("the page has %q", m)
+		}
+	}
+	if !strings.Contains(html.UnescapeString(page), `content="default-src 'none'; style-src 'sha256-`) {
+		t.Errorf("no content security policy")
+	}
+	if got := strings.Count(page, "<script"); got != 1 {
+		t.Errorf("%d script elements, want the report's own only", got)
+	}
+}
+
+// TestReportEscapesHostileValues: user names, reasons, functions and event
+// fields carrying markup come out as text.
+func TestReportEscapesHostileValues(t *testing.T) {
+	_, page := scenarioReport(t)
+	for _, h := range []string{hostileUser, hostileReason, hostileFunc, "<svg onload", "<img", `<script>alert`} {
+		if strings.Contains(page, h) {
+			t.Errorf("the page holds %q unescaped", h)
+		}
+	}
+	for _, h := range []string{hostileUser, hostileReason, hostileFunc} {
+		if !strings.Contains(page, html.EscapeString(h)) && !strings.Contains(page, strings.ReplaceAll(html.EscapeString(h), "&#34;", "&quot;")) {
+			t.Errorf("the page does not show %q as text", h)
+		}
+	}
+}
+
+// TestReportCapsTables: tables keep MaxRows rows and say how many more,
+// and every total stays exact.
+func TestReportCapsTables(t *testing.T) {
+	l := newLog(t)
+	t0 := ts("2026-11-26T00:00:00Z")
+	const writes = 57
+	for i := range writes {
+		l.call(t0.Add(time.Duration(i)*time.Second), callSpec{id: fmt.Sprint("w", i), session: "s", user: fmt.Sprint("user", i%7), ip: "10.0.0.1",
+			target: fmt.Sprint("plc", i%3), function: "write_single_register", access: "write", code: 6,
+			allow: i%2 == 0, alert: i%2 == 1, reasons: []string{fmt.Sprint("reason", i%5)}, rev: "r", status: "ok"})
+	}
+	for i := range 23 {
+		l.add(t0.Add(time.Hour+time.Duration(i)*time.Second), "request.rejected", field{"listener", "plc0"},
+			field{"source", map[string]any{"ip": fmt.Sprint("10.1.0.", i)}}, field{"reason", "bad_length"})
+	}
+	path := l.write(t.TempDir())
+	rep, page := build(t, Options{Files: []string{path}, MaxRows: 10})
+	a := rep.agg
+	// Odd writes are denied (with an alert): 28 of the 57.
+	if len(a.stateRows.Rows) != 10 || a.stateRows.Total != writes || len(a.denyRows.Rows) != 10 || a.denyRows.Total != writes/2 {
+		t.Errorf("state rows %d of %d, deny rows %d of %d", len(a.stateRows.Rows), a.stateRows.Total, len(a.denyRows.Rows), a.denyRows.Total)
+	}
+	if a.rejectRows.Total != 23 || len(a.rejectRows.Rows) != 10 {
+		t.Errorf("rejected rows %d of %d", len(a.rejectRows.Rows), a.rejectRows.Total)
+	}
+	for _, s := range []string{
+		`data-shown="10" data-total="57">… and 47 more (57 in all`,
+		`data-shown="10" data-total="28">… and 18 more (28 in all`,
+		`data-shown="10" data-total="23">… and 13 more (23 in all`,
+		`data-k="state_changing"><div class="v" data-v="57">57<`,
+		`data-k="rejected"><div class="v" data-v="23">23<`,
+	} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+	if got := strings.Count(page, `<table class="calls sortable">`); got != 2 {
+		t.Errorf("%d call tables, want 2 (state-changing, denials and alerts)", got)
+	}
+	if n := regexp.MustCompile(`(?s)<section id="state">.*?</section>`).FindString(page); strings.Count(n, "<tr><td data-v=") != 10 {
+		t.Errorf("the state-changing table has %d rows, want 10", strings.Count(n, "<tr><td data-v="))
+	}
+}
+
+// TestReportBoundsTallies: past the tracking limit, counts go to "other"
+// and stay exact.
+func TestReportBoundsTallies(t *testing.T) {
+	tl := newTally(3)
+	for i := range 10 {
+		tl.add(fmt.Sprint(i%5), 1)
+	}
+	if tl.Len() != 3 || tl.Sum() != 10 || tl.Other != 4 || !tl.Overflow {
+		t.Errorf("tally: len %d sum %d other %d overflow %v", tl.Len(), tl.Sum(), tl.Other, tl.Overflow)
+	}
+	c := newCapped[int](2)
+	for i := range 5 {
+		c.add(i)
+	}
+	if len(c.Rows) != 2 || c.Total != 5 || c.More() != 3 {
+		t.Errorf("capped: %v total %d more %d", c.Rows, c.Total, c.More())
+	}
+}
+
+// TestTimelineWidens: a timeline over a long span widens its buckets and
+// keeps every count.
+func TestTimelineWidens(t *testing.T) {
+	var tl timeline
+	start := ts("2026-01-01T00:00:00Z")
+	var n int64
+	for d := time.Duration(0); d < 400*24*time.Hour; d += 37 * time.Minute {
+		tl.add(start.Add(d), int(n%3))
+		n++
+	}
+	tl.add(start.Add(-time.Hour), classDenied) // earlier than the first
+	n++
+	if len(tl.counts) > maxBuckets {
+		t.Errorf("%d buckets", len(tl.counts))
+	}
+	var sum int64
+	for _, c := range tl.counts {
+		sum += c[0] + c[1] + c[2]
+	}
+	if sum != n {
+		t.Errorf("the timeline holds %d calls, want %d", sum, n)
+	}
+	bs, w := tl.view(start.Add(-time.Hour), start.Add(400*24*time.Hour), 96)
+	if len(bs) > 96 || w < 24*time.Hour {
+		t.Errorf("view: %d bars of %s", len(bs), w)
+	}
+	sum = 0
+	for _, b := range bs {
+		sum += b.Total()
+	}
+	if sum != n {
+		t.Errorf("the view holds %d calls, want %d", sum, n)
+	}
+}
+
+// TestReportPeriodBounds: --from and --to select records by time; the rest
+// still count for first-seen.
+func TestReportPeriodBounds(t *testing.T) {
+	path := scenario(t)
+	rep, _ := build(t, Options{Files: []string{path}, From: ts("2026-11-26T07:00:00Z"), To: ts("2026-11-26T12:00:00Z")})
+	s := rep.Summary()
+	if s.Calls != 1 || s.StateChanging != 1 { // w1 at 07:00; w2 at 12:00 is past the end
+		t.Errorf("calls %d, state-changing %d in [07:00, 12:00), want 1 and 1", s.Calls, s.StateChanging)
+	}
+	rep, page := build(t, Options{Files: []string{path}})
+	if s := rep.Summary(); s.Calls != 12 {
+		t.Errorf("whole log: %d calls, want 12", s.Calls)
+	}
+	if !strings.Contains(page, "no configuration given") && !strings.Contains(page, `data-k="no-listeners"`) {
+		t.Errorf("without listeners the page does not say the blind spots cannot be known")
+	}
+	if !strings.Contains(page, `data-k="no-windows"`) {
+		t.Errorf("without windows the page does not say there is no window data")
+	}
+}
+
+// TestReportBrokenChain: a changed record shows as BROKEN with the first
+// break, and the report is still written; lines that are not records are
+// counted.
+func TestReportBrokenChain(t *testing.T) {
+	path := scenario(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), `"user":"bob"`, `"user":"eve"`, 1))
+	b = append(b, "not a record\n"...)
+	broken := filepath.Join(t.TempDir(), "audit.jsonl")
+	if err := os.WriteFile(broken, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, page := build(t, Options{Files: []string{broken}})
+	if rep.Verify.OK() || rep.Verify.Break == nil || rep.Verify.Break.Kind != audit.BreakHashMismatch {
+		t.Fatalf("verification: %+v", rep.Verify)
+	}
+	if s := rep.Summary(); s.Unreadable != 1 || s.Calls != 12 {
+		t.Errorf("unreadable %d, calls %d", s.Unreadable, s.Calls)
+	}
+	for _, s := range []string{`data-v="broken">BROKEN<`, "hash does not match the record", "1 line(s) are not audit records"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
+	}
+}
+
+func TestLoadWindows(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("policy.rego", "package interlock\n")
+	write("sites/a/data.yaml", `maintenance_windows:
+  governed_access: [write]
+  windows:
+    - name: weekly
+      cron: "0 6 * * SAT"
+      duration: 4h
+      tz: Europe/Berlin
+      targets: [plc1]
+      access: [write]
+      roles: [engineer]
+    - name: broken
+      start: "yesterday"
+      end: "2026-11-27T00:00:00Z"
+`)
+	write("accounts.json", `{"accounts": {}}`)
+	ws, err := LoadWindows(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws == nil || ws.Key != "data.sites.a.maintenance_windows.windows" || len(ws.List) != 2 {
+		t.Fatalf("windows: %+v", ws)
+	}
+	if ws.List[1].Err == "" {
+		t.Errorf("a window with a bad start is not marked")
+	}
+	sat := ts("2026-11-28T06:30:00Z") // 07:30 in Berlin, a Saturday
+	for _, c := range []struct {
+		at                   time.Time
+		target, access, user string
+		roles                []string
+		want                 string
+	}{
+		{sat, "plc1", "write", "alice", []string{"engineer"}, "weekly"},
+		{sat, "plc2", "write", "alice", []string{"engineer"}, ""},
+		{sat, "plc1", "program", "alice", []string{"engineer"}, ""},
+		{sat, "plc1", "write", "bob", []string{"operator"}, ""},
+		{sat.Add(4 * time.Hour), "plc1", "write", "alice", []string{"engineer"}, ""},
+	} {
+		if got := ws.openFor(c.at, c.target, c.access, c.user, c.roles); got != c.want {
+			t.Errorf("openFor(%s, %s, %s, %s) = %q, want %q", c.at, c.target, c.access, c.user, got, c.want)
+		}
+	}
+	empty := t.TempDir()
+	if ws, err := LoadWindows(empty); ws != nil || err != nil {
+		t.Errorf("no data: %v, %v", ws, err)
+	}
+}
