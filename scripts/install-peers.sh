@@ -5,6 +5,8 @@
 #   python3-pymodbus  Modbus TCP server and client (run with /usr/bin/python3)
 #   haproxy           plain TCP relay, the floor of an inline hop in benchmarks
 #   socat             a linked pty pair: a serial line for the RTU tests
+#   rsyslog           a syslog receiver (RFC 5424 over TCP) for the audit shipping tests
+#   chromium          headless browser: renders the audit report in tests, prints it to PDF
 set -euo pipefail
 
 need=()
@@ -12,6 +14,8 @@ command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
 /usr/bin/python3 -c 'import pymodbus' >/dev/null 2>&1 || need+=(python3-pymodbus)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "peers: mbpoll, pymodbus, haproxy and socat are installed"

@@ -1,42 +1,152 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 
 	"github.com/interlock-ics/interlock/audit"
 )
 
+const verifySynopsis = "[--key PUB] [--max-unsigned N] [--max-unsigned-age D] [--checkpoints FILE] [--after HASH] [--json] (--log PATH | FILE…)"
+
 func init() {
-	register(command{group: "audit", name: "verify", synopsis: "[--after HASH] FILE…", run: cmdAuditVerify,
-		help: "check the audit log's hash chain; exit 1 at the first break"})
+	register(command{group: "audit", name: "verify", synopsis: verifySynopsis, run: cmdAuditVerify,
+		help: "check the hash chain across rotated files, the signed checkpoints and the unsigned tail; exit 1 naming the first break"})
+	register(command{group: "audit", name: "keygen", synopsis: "--out DIR", run: cmdAuditKeygen,
+		help: "make an Ed25519 key pair for signing audit checkpoints; print its key id"})
 }
 
 func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("audit verify", "audit verify [--after HASH] FILE…", stderr)
-	after := fs.String("after", "", "the files continue a log whose last record has this hash (a log kept in parts)")
+	fs := newFlags("audit verify", "audit verify "+verifySynopsis, stderr)
+	keyPath := fs.String("key", "", "public key `PUB` (PEM) the checkpoints must be signed with, made by interlock audit keygen")
+	maxUnsigned := fs.Int("max-unsigned", 0, "`N` records allowed after the last checkpoint (0: that checkpoint's own checkpoint_every; -1: no limit)")
+	maxAge := fs.Duration("max-unsigned-age", 0, "time `D` allowed from the first record after the last checkpoint to the end (0: that checkpoint's own checkpoint_interval; -1s: no limit)")
+	cpFile := fs.String("checkpoints", "", "checkpoint records kept off the gateway, in a JSONL `FILE` such as a SIEM's copy: the log must hold each record they cover, and must not end before it")
+	after := fs.String("after", "", "the first file continues a log whose last record has this `HASH` (a log kept in parts)")
+	logPath := fs.String("log", "", "verify the whole log whose live file is `PATH`: its rotated files beside it, then PATH")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usageErr("audit verify: name at least one audit log file")
-	}
-	rep, err := audit.VerifyFiles(fs.Args()...)
-	if err != nil {
-		return &exitError{code: 1, msg: err.Error()}
-	}
-	// A log must begin at its first record (seq 1, prev of zeros), or where
-	// --after says: otherwise records before the first are missing.
+	files := fs.Args()
 	switch {
-	case *after != "" && rep.FirstPrev != *after:
-		return &exitError{code: 1, msg: fmt.Sprintf("%s:1 (seq %d): the first record follows %s, not the --after hash %s",
-			fs.Arg(0), rep.FirstSeq, rep.FirstPrev, *after)}
-	case *after == "" && (rep.FirstSeq != 1 || rep.FirstPrev != audit.GenesisPrev):
-		return &exitError{code: 1, msg: fmt.Sprintf("%s:1 (seq %d): the log does not start at seq 1: records before it are missing "+
-			"(if the file continues another, give that file first, or --after with its last hash %s)",
-			fs.Arg(0), rep.FirstSeq, rep.FirstPrev)}
+	case *logPath != "" && len(files) > 0:
+		return usageErr("audit verify: give --log PATH or files, not both")
+	case *logPath != "":
+		var err error
+		if files, err = audit.LogFiles(*logPath); err != nil {
+			return err
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("audit verify: no audit log at %s", *logPath)
+		}
+	case len(files) == 0:
+		fs.Usage()
+		return usageErr("audit verify: name the log (--log PATH) or at least one audit log file")
 	}
-	fmt.Fprintf(stdout, "ok: %s\n", rep)
+	opts := audit.VerifyOptions{MaxUnsigned: *maxUnsigned, MaxUnsignedAge: *maxAge, After: *after}
+	if *keyPath != "" {
+		k, err := audit.LoadVerifyKey(*keyPath)
+		if err != nil {
+			return fmt.Errorf("audit verify: --key: %w", err)
+		}
+		opts.Key = k
+	}
+	if *cpFile != "" {
+		if opts.Key == nil {
+			return usageErr("audit verify: --checkpoints needs --key")
+		}
+		cps, err := readCheckpoints(*cpFile)
+		if err != nil {
+			return fmt.Errorf("audit verify: --checkpoints: %w", err)
+		}
+		opts.Checkpoints = cps
+	}
+	rep, err := audit.VerifyLog(files, opts)
+	if *logPath != "" && err != nil {
+		// A rotation while the files were read looks like a missing file:
+		// when the files changed, read them again.
+		if again, lerr := audit.LogFiles(*logPath); lerr == nil && !slices.Equal(again, files) {
+			rep, err = audit.VerifyLog(again, opts)
+		}
+	}
+	var br *audit.Break
+	if err != nil && !errors.As(err, &br) {
+		return err
+	}
+	switch {
+	case *asJSON:
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(rep); jerr != nil {
+			return jerr
+		}
+	case br == nil:
+		fmt.Fprintf(stdout, "ok: %s\n", rep)
+	}
+	if !*asJSON {
+		for _, n := range rep.Notes {
+			fmt.Fprintf(stdout, "note: %s\n", n.Message)
+		}
+	}
+	if br != nil {
+		return &exitError{code: 1, msg: br.Message}
+	}
+	return nil
+}
+
+// readCheckpoints reads the audit.checkpoint records of a JSONL file; other
+// lines are skipped, so a whole copy of the log will do.
+func readCheckpoints(path string) ([]audit.Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var cps []audit.Checkpoint
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"event":"`+audit.EventCheckpoint+`"`)) {
+			continue
+		}
+		c, err := audit.ParseCheckpoint(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, n, err)
+		}
+		cps = append(cps, c)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("%s: no audit.checkpoint records", path)
+	}
+	return cps, nil
+}
+
+func cmdAuditKeygen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("audit keygen", "audit keygen --out DIR", stderr)
+	out := fs.String("out", "", "directory `DIR` for "+audit.SigningKeyFile+" (private, mode 0600) and "+audit.VerifyKeyFile+" (public)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usageErr("audit keygen: --out DIR is required")
+	}
+	id, priv, pub, err := audit.GenerateSigningKey(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "key id:      %s\nprivate key: %s (mode 0600: set audit.signing_key to it; it never leaves the gateway)\n"+
+		"public key:  %s (for `interlock audit verify --key`: keep a copy off the gateway)\n", id, priv, pub)
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -74,13 +75,22 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	aw, err := audit.Open(audit.Options{
-		Path: cfg.Audit.Path, Gateway: cfg.Gateway.ID, SyncInterval: cfg.Audit.SyncInterval, Log: log,
-	})
+	// The shippers stop after the audit log is closed, so that its last
+	// records (gateway.stop, the closing checkpoint) go out too.
+	var ships shippers
+	defer ships.stop()
+	aw, keyID, err := openAudit(cfg, bootID, log)
 	if err != nil {
 		return err
 	}
-	defer aw.Close()
+	defer func() {
+		if err := aw.Close(); err != nil {
+			log.Error().Err(err).Msg("audit: closing the log")
+		}
+	}()
+	if err := ships.start(cfg, aw, log); err != nil {
+		return err
+	}
 
 	tickets, err := openTickets(cfg, aw)
 	if err != nil {
@@ -135,9 +145,12 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		log.Info().Str("listener", g.Name).Str("protocol", g.Protocol).Str("listen", ln.Addr().String()).
 			Str("upstream", g.Target.Upstream).Msg("listening")
 	}
-	_ = aw.Record("gateway.start", true, func(e *zerolog.Event) {
-		e.Str("version", versionString()).Str("boot_id", bootID).Str("config", cfg.File).
+	_ = aw.Record(audit.EventGatewayStart, true, func(e *zerolog.Event) {
+		e.Str("version", versionString()).Str(audit.FieldBootID, bootID).Str("config", cfg.File).
 			Str("policy_revision", pol.Revision()).Str("policy_mode", cfg.Policy.Mode)
+		if keyID != "" {
+			e.Str(audit.FieldKeyID, keyID)
+		}
 	})
 	log.Info().Str("policy_revision", pol.Revision()).Str("mode", cfg.Policy.Mode).
 		Str("audit", cfg.Audit.Path).Msg("gateway ready")
@@ -180,8 +193,39 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	log.Info().Msg("shutting down")
 	stop()
 	wg.Wait()
-	_ = aw.Record("gateway.stop", true, func(e *zerolog.Event) { e.Str("boot_id", bootID) })
+	_ = aw.Record(audit.EventGatewayStop, true, func(e *zerolog.Event) { e.Str(audit.FieldBootID, bootID) })
 	return nil
+}
+
+// openAudit opens the audit log with its checkpoint key, rotation,
+// retention and capacity settings, and returns the key id ("" unsigned).
+func openAudit(cfg *config.Config, bootID string, log zerolog.Logger) (*audit.Writer, string, error) {
+	a := cfg.Audit
+	opts := audit.Options{
+		Path: a.Path, Gateway: cfg.Gateway.ID, SyncInterval: a.SyncInterval, Log: log, BootID: bootID,
+		CheckpointEvery: a.CheckpointEvery, CheckpointInterval: a.CheckpointInterval,
+		RotateSize: int64(a.RotateSize), RotateInterval: a.RotateInterval,
+		RetainDays: a.RetainDays, RetainBytes: int64(a.RetainBytes),
+		WarnFillPercent: a.WarnFillPercent, CapacityInterval: a.CapacityInterval,
+	}
+	keyID := ""
+	if a.SigningKey != "" {
+		k, err := audit.LoadSigningKey(a.SigningKey)
+		if err != nil {
+			return nil, "", &config.Error{File: cfg.File, Key: "audit.signing_key", Msg: err.Error()}
+		}
+		opts.SigningKey = k
+		keyID = audit.KeyID(k.Public().(ed25519.PublicKey))
+		log.Info().Str("key_id", keyID).Int("every", a.CheckpointEvery).Dur("interval", a.CheckpointInterval).
+			Msg("audit: checkpoints are signed")
+	} else {
+		log.Warn().Msg("audit: no audit.signing_key: the log has no signed checkpoints, so a rewritten or cut log cannot be told from a genuine one")
+	}
+	aw, err := audit.Open(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	return aw, keyID, nil
 }
 
 func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, onLoad func(string, []string, error)) (*policy.Engine, error) {

@@ -116,6 +116,68 @@ type Audit struct {
 	// State-changing calls are always denied.
 	ReadsOnFailure string        `yaml:"reads_on_failure"`
 	SyncInterval   time.Duration `yaml:"sync_interval"`
+
+	// SigningKey is an Ed25519 private key (`interlock audit keygen`) that
+	// signs checkpoints every CheckpointEvery records or CheckpointInterval;
+	// without it the log has no checkpoints.
+	SigningKey         string        `yaml:"signing_key"`
+	CheckpointEvery    int           `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+
+	// Rotation by size and by age of the live file (zero: off), and
+	// retention of rotated files by age and by the whole log's size (zero:
+	// keep everything).
+	RotateSize     ByteSize      `yaml:"rotate_size"`
+	RotateInterval time.Duration `yaml:"rotate_interval"`
+	RetainDays     int           `yaml:"retain_days"`
+	RetainBytes    ByteSize      `yaml:"retain_bytes"`
+
+	// WarnFillPercent is the fill level of the audit filesystem that raises
+	// a warning, checked every CapacityInterval.
+	WarnFillPercent  float64       `yaml:"warn_fill_percent"`
+	CapacityInterval time.Duration `yaml:"capacity_interval"`
+
+	// Ship lists the SIEMs every record is shipped to (ship.go).
+	Ship []Ship `yaml:"ship"`
+}
+
+// ByteSize is a size in bytes, written as a number of bytes or with a unit:
+// kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string // lower case
+	n      int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1},
+}
+
+// ParseByteSize reads a size such as 100MB, 1GiB or 4096; units are not
+// case sensitive.
+func ParseByteSize(s string) (ByteSize, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(strings.ToLower(num), u.suffix) {
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 || n*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (such as 100MB, 1GiB, or a number of bytes)", s)
+	}
+	return ByteSize(n * float64(mult)), nil
+}
+
+// UnmarshalYAML reads a ByteSize; an error names the line.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: %q is not a size (such as 100MB, 1GiB, or a number of bytes)", n.Line, n.Value)
+	}
+	*b = v
+	return nil
 }
 
 // Admin is the `admin:` section: the local administration socket through
@@ -137,8 +199,12 @@ const (
 
 // Defaults.
 const (
-	DefaultPolicyReload = time.Second
-	DefaultSyncInterval = time.Second
+	DefaultPolicyReload       = time.Second
+	DefaultSyncInterval       = time.Second
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = time.Minute
+	DefaultWarnFillPercent    = 80
+	DefaultCapacityInterval   = 10 * time.Second
 )
 
 // Error is a configuration error: file, line (0 when unknown), key, problem.
@@ -301,6 +367,9 @@ func (c *Config) check() error {
 		return err
 	}
 	if err := c.checkAudit(); err != nil {
+		return err
+	}
+	if err := c.checkShip(); err != nil {
 		return err
 	}
 	return c.checkAdmin()
@@ -486,6 +555,67 @@ func (c *Config) checkAudit() error {
 	}
 	if a.SyncInterval == 0 {
 		a.SyncInterval = DefaultSyncInterval
+	}
+	return c.checkAuditEvidence()
+}
+
+// checkAuditEvidence checks the keys of `audit:` for checkpoints, rotation,
+// retention and capacity.
+func (c *Config) checkAuditEvidence() error {
+	a := &c.Audit
+	if a.SigningKey != "" {
+		a.SigningKey = c.resolve(a.SigningKey)
+		fi, err := os.Stat(a.SigningKey)
+		switch {
+		case err != nil:
+			return c.errf(0, "audit.signing_key", "%v (make a key with `interlock audit keygen --out DIR`)", err)
+		case !fi.Mode().IsRegular():
+			return c.errf(0, "audit.signing_key", "%s is not a file", a.SigningKey)
+		case fi.Mode().Perm()&0o077 != 0:
+			return c.errf(0, "audit.signing_key", "the signing key %s is open to group or others (mode %04o): make it private with chmod 600 %s",
+				a.SigningKey, fi.Mode().Perm(), a.SigningKey)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"checkpoint_interval", &a.CheckpointInterval, DefaultCheckpointInterval},
+		{"capacity_interval", &a.CapacityInterval, DefaultCapacityInterval},
+		{"rotate_interval", &a.RotateInterval, 0},
+	} {
+		if *d.v < 0 {
+			return c.errf(0, "audit."+d.key, "must be positive")
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if a.CheckpointInterval < time.Millisecond {
+		return c.errf(0, "audit.checkpoint_interval", "%s is under a millisecond", a.CheckpointInterval)
+	}
+	switch {
+	case a.CheckpointEvery < 0:
+		return c.errf(0, "audit.checkpoint_every", "must be positive")
+	case a.CheckpointEvery == 0:
+		a.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if a.RetainDays < 0 {
+		return c.errf(0, "audit.retain_days", "must be positive")
+	}
+	if (a.RetainDays > 0 || a.RetainBytes > 0) && a.RotateSize == 0 && a.RotateInterval == 0 {
+		key := "audit.retain_bytes"
+		if a.RetainDays > 0 {
+			key = "audit.retain_days"
+		}
+		return c.errf(0, key, "retention deletes rotated files, but rotation is off: set audit.rotate_size or audit.rotate_interval")
+	}
+	switch {
+	case a.WarnFillPercent == 0:
+		a.WarnFillPercent = DefaultWarnFillPercent
+	case a.WarnFillPercent < 0 || a.WarnFillPercent > 100:
+		return c.errf(0, "audit.warn_fill_percent", "%v is not a percentage in 1..100", a.WarnFillPercent)
 	}
 	return nil
 }
