@@ -18,6 +18,16 @@ type Engine interface {
 	Close() error
 }
 
+// SessionOpener is an Engine whose protocol has sessions of its own inside a
+// connection (OPC UA: a session is created and activated over a secure
+// channel, and only then is the user known). When OpensSessions is true the
+// listener does not decide session.open nor write session records for the
+// connection: the engine calls Pipeline.Open for each protocol session once
+// its identity is known, and Auditor.SessionEnd when it ends.
+type SessionOpener interface {
+	OpensSessions() bool
+}
+
 // Decider is the policy engine (implemented in policy/). It returns the
 // policy's verdict for one call; an error means no verdict, and the pipeline
 // denies the call with ReasonPolicyError, followed by the error's code when

@@ -154,6 +154,15 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	s := l.newSession(ctx, conn)
+	if so, ok := l.Engine.(SessionOpener); ok && so.OpensSessions() {
+		// The engine decides and records its protocol's sessions itself;
+		// s stands for the connection, in the records of what is refused
+		// before a session exists.
+		if err := l.runEngine(ctx, conn, s); err != nil && ctx.Err() == nil {
+			s.Log.Debug().Err(err).Msg("connection ended")
+		}
+		return
+	}
 	if !l.Pipeline.Open(ctx, s) {
 		return
 	}
