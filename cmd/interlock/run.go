@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"os/user"
 	"runtime/pprof"
@@ -271,7 +272,8 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
 		llog := log.With().Str("listener", l.Name).Logger()
 		eng, err := newEngine(gateway.EngineSpec{
-			Listener: l.Name, Upstream: l.Upstream, Target: target, Limits: limits,
+			Listener: l.Name, Upstream: l.Upstream, Listen: l.Listen, BaseDir: filepath.Dir(cfg.File),
+			Target: target, Limits: limits,
 			Pipeline: p, Options: l.Options(), Log: llog,
 		})
 		if err != nil {
