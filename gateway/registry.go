@@ -15,8 +15,8 @@ type EngineSpec struct {
 	Listen   string // listen address as configured (opc.tcp://host:port or host:port)
 	// BaseDir is the directory of the configuration file: relative paths in
 	// the protocol options (a PKI folder, a users file) are relative to it.
-	BaseDir string
-	Target  Target
+	BaseDir  string
+	Target   Target
 	Limits   Limits
 	Pipeline *Pipeline
 	// Options decodes the listener's protocol section (such as `modbus:`)
