@@ -78,6 +78,9 @@ func (w *Writer) Result(ctx context.Context, s *gateway.Session, c *gateway.Call
 		e.Str(FieldDetail, r.Detail)
 	}
 	e.Int64(FieldLatencyUS, r.Latency.Microseconds())
+	if len(r.Fields) > 0 {
+		appendFields(e, r.Fields)
+	}
 	if err := w.commitDeferred(ctx, e); err != nil {
 		w.logFailure(EventResult, s.ID, err)
 	}
@@ -110,6 +113,29 @@ func (w *Writer) Rejected(ctx context.Context, s *gateway.Session, c *gateway.Ca
 		Str(FieldResponse, response)
 	if err := w.commit(ctx, e, false); err != nil {
 		w.logFailure(EventRequestRejected, s.ID, err)
+	}
+}
+
+// AuthFailed writes session.auth_failed for a failed login; the principal
+// holds what the caller claimed (the user name tried).
+func (w *Writer) AuthFailed(ctx context.Context, s *gateway.Session, reason, detail string) {
+	e, err := w.begin(EventSessionAuthFailed)
+	if err != nil {
+		w.logFailure(EventSessionAuthFailed, s.ID, err)
+		return
+	}
+	e.Str(FieldSessionID, s.ID).
+		Str(FieldListener, s.Listener).
+		Str(FieldProtocol, s.Protocol).
+		Object(FieldSession, sessionObject{s}).
+		Object(FieldSource, sourceObject{&s.Source}).
+		Object(FieldPrincipal, principalObject{&s.Principal}).
+		Object(FieldTarget, targetObject{&s.Target}).
+		Bool(FieldSuccess, false).
+		Str(FieldReason, reason).
+		Str(FieldDetail, detail)
+	if err := w.commit(ctx, e, false); err != nil {
+		w.logFailure(EventSessionAuthFailed, s.ID, err)
 	}
 }
 

@@ -11,7 +11,9 @@ const (
 	EventResult          = "result"
 	EventRequestRejected = "request.rejected"
 	EventSessionClose    = "session.close"
-	EventRecovered       = "audit.recovered"
+	// EventSessionAuthFailed is a failed login (OPC UA ActivateSession).
+	EventSessionAuthFailed = gateway.FunctionSessionAuthFailed
+	EventRecovered         = "audit.recovered"
 
 	// The audit log's own events (see doc.go).
 	EventCheckpoint = "audit.checkpoint" // signed: the log up to the record before it is as written
@@ -85,8 +87,9 @@ const (
 	FieldPolicyRevision = "policy_revision"
 	FieldDecisionID     = "decision_id"
 	FieldMode           = "mode"
-	FieldCached         = "cached" // present (true) only for a verdict from the decision cache
-	FieldTicket         = "ticket" // the change ticket that allowed the call, when the policy names one
+	FieldCached         = "cached"           // present (true) only for a verdict from the decision cache
+	FieldTicket         = "ticket"           // the change ticket that allowed the call, when the policy names one
+	FieldRecordOldValue = "record_old_value" // present (true) when the policy asked for a write's old value
 
 	// session.open
 	FieldSuccess = "success"

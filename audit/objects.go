@@ -74,8 +74,13 @@ type operationObject struct{ op *gateway.Operation }
 
 func (o operationObject) MarshalZerologObject(e *zerolog.Event) {
 	e.Str(FieldFunction, o.op.Function).Str(FieldAccess, string(o.op.Access))
-	for i := range o.op.Fields {
-		f := &o.op.Fields[i]
+	appendFields(e, o.op.Fields)
+}
+
+// appendFields writes an engine's fields under their own names, in order.
+func appendFields(e *zerolog.Event, fields []gateway.Field) {
+	for i := range fields {
+		f := &fields[i]
 		switch f.Kind {
 		case gateway.KindInt:
 			e.Int64(f.Key, f.Int)
@@ -122,6 +127,9 @@ func (o decisionObject) MarshalZerologObject(e *zerolog.Event) {
 	}
 	if o.d.Ticket != "" {
 		e.Str(FieldTicket, o.d.Ticket)
+	}
+	if o.d.RecordOldValue {
+		e.Bool(FieldRecordOldValue, true)
 	}
 }
 

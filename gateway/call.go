@@ -99,6 +99,10 @@ type Decision struct {
 	// Ticket names the change ticket that allowed the call, when the policy
 	// says so.
 	Ticket string
+	// RecordOldValue asks the engine to read what a write is about to
+	// change, so the result record holds the old value beside the new one
+	// (OPC UA Write; the policy marks protected nodes with it).
+	RecordOldValue bool
 }
 
 // Reasons set by the gateway itself (stable codes, usable as metric labels).
@@ -107,6 +111,7 @@ const (
 	ReasonAuditUnavailable = "audit_unavailable"
 	ReasonMonitorWouldDeny = "monitor_would_deny"
 	ReasonAuditDegraded    = "audit_degraded"
+	ReasonAuthFailed       = "auth_failed"
 )
 
 // Status of a Result.
@@ -128,4 +133,7 @@ type Result struct {
 	Latency time.Duration
 	// Response is the engine's decoded response for the client.
 	Response any
+	// Fields are outcome values the engine adds to the result record under
+	// their own names, such as an OPC UA Write's old_value.
+	Fields []Field
 }

@@ -68,6 +68,12 @@ type Auditor interface {
 	SessionEnd(ctx context.Context, s *Session, err error)
 }
 
+// AuthFailureAuditor is an Auditor that records failed logins as their own
+// event (session.auth_failed).
+type AuthFailureAuditor interface {
+	AuthFailed(ctx context.Context, s *Session, reason, detail string)
+}
+
 // Upstream carries an allowed call to the target and returns its answer. A
 // non-nil error means no usable answer; the returned Result, when not nil,
 // already holds the protocol's status for the client (such as Modbus 0x0A or

@@ -46,3 +46,6 @@ const (
 // FunctionSessionOpen is the operation.function of the decision taken when a
 // session opens.
 const FunctionSessionOpen = "session.open"
+
+// FunctionSessionAuthFailed is the event of a failed login.
+const FunctionSessionAuthFailed = "session.auth_failed"

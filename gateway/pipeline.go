@@ -42,6 +42,33 @@ const DefaultDecisionTimeout = 100 * time.Millisecond
 // written with a context that is not cancelled with the client's, so a call
 // whose client went away still leaves its record.
 func (p *Pipeline) Handle(ctx context.Context, s *Session, c *Call, up Upstream) *Result {
+	if _, r := p.Admit(ctx, s, c); r != nil {
+		return r
+	}
+	start := time.Now()
+	r, err := up.RoundTrip(ctx, c)
+	if r == nil {
+		r = &Result{Status: StatusError}
+	}
+	if err != nil {
+		r.Status = StatusError
+		if r.Detail == "" {
+			r.Detail = err.Error()
+		}
+	}
+	r.Latency = time.Since(start)
+	p.Finish(ctx, s, c, r)
+	return r
+}
+
+// Admit is the first half of Handle, for engines that forward several calls
+// in one upstream request (an OPC UA Write of many nodes is one call per
+// node): it decides c and writes its call record. When c may be forwarded it
+// returns the decision and a nil Result; the engine forwards it and must pass
+// the outcome to Finish. Otherwise the returned Result (denied) is already
+// recorded and c must not be forwarded. The same fail-closed rules hold as in
+// Handle.
+func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *Result) {
 	if c.ID == "" {
 		c.ID = NewID()
 	}
@@ -63,7 +90,7 @@ func (p *Pipeline) Handle(ctx context.Context, s *Session, c *Call, up Upstream)
 				Msg("audit log cannot take the call record: call denied")
 			r := &Result{Status: StatusDenied, Detail: ReasonAuditUnavailable}
 			p.Auditor.Result(actx, s, c, r)
-			return r
+			return d, r
 		}
 		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
 			Msg("audit log cannot take the call record: read forwarded without it")
@@ -73,27 +100,18 @@ func (p *Pipeline) Handle(ctx context.Context, s *Session, c *Call, up Upstream)
 			Strs("reasons", d.Reasons).Msg("call denied")
 		r := &Result{Status: StatusDenied, Detail: strings.Join(d.Reasons, ",")}
 		p.Auditor.Result(actx, s, c, r)
-		return r
+		return d, r
 	}
 	if d.Alert {
 		s.Log.Warn().Str("call_id", c.ID).Str("function", c.Operation.Function).
 			Strs("reasons", d.Reasons).Msg("call alert")
 	}
+	return d, nil
+}
 
-	start := time.Now()
-	r, err := up.RoundTrip(ctx, c)
-	if r == nil {
-		r = &Result{Status: StatusError}
-	}
-	if err != nil {
-		r.Status = StatusError
-		if r.Detail == "" {
-			r.Detail = err.Error()
-		}
-	}
-	r.Latency = time.Since(start)
-	p.Auditor.Result(actx, s, c, r)
-	return r
+// Finish writes the result record of a call that Admit let through.
+func (p *Pipeline) Finish(ctx context.Context, s *Session, c *Call, r *Result) {
+	p.Auditor.Result(context.WithoutCancel(ctx), s, c, r)
 }
 
 // Open decides whether a new session may start (operation.function
@@ -135,6 +153,22 @@ func (p *Pipeline) Reject(ctx context.Context, s *Session, c *Call, reason, deta
 	}
 	s.Log.Info().Str("reason", reason).Str("detail", detail).Str("response", response).Msg("request rejected")
 	p.Auditor.Rejected(context.WithoutCancel(ctx), s, c, reason, detail, response)
+}
+
+// AuthFailed records a failed login (session.auth_failed): s holds what is
+// known of the caller, such as the user name that was tried. An Auditor
+// without an AuthFailureAuditor hook gets it as a rejected request with
+// reason ReasonAuthFailed.
+func (p *Pipeline) AuthFailed(ctx context.Context, s *Session, detail string) {
+	s.Log.Info().Str("user", s.Principal.User).Str("detail", detail).Msg("login failed")
+	ctx = context.WithoutCancel(ctx)
+	if a, ok := p.Auditor.(AuthFailureAuditor); ok {
+		a.AuthFailed(ctx, s, ReasonAuthFailed, detail)
+		return
+	}
+	c := &Call{ID: NewID(), Time: time.Now().UTC(), Target: s.Target,
+		Operation: Operation{Function: FunctionSessionAuthFailed, Access: AccessSession}}
+	p.Auditor.Rejected(ctx, s, c, ReasonAuthFailed, detail, "refused")
 }
 
 func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {

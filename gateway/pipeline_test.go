@@ -233,3 +233,50 @@ func TestPipelineAsksTheCacheFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestPipelineAdmitFinish(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	s := newSession()
+	c := call(gateway.AccessWrite)
+	d, r := p.Admit(context.Background(), s, c)
+	if r != nil || !d.Allow || c.ID == "" {
+		t.Fatalf("Admit: decision %+v result %+v; want allowed, no result", d, r)
+	}
+	if ev := a.Records(); len(ev) != 1 || ev[0].Event != "call" {
+		t.Fatalf("records after Admit %v; want the call record only", ev)
+	}
+	p.Finish(context.Background(), s, c, &gateway.Result{Status: gateway.StatusOK, Code: 0})
+	if res := a.Events("result"); len(res) != 1 || res[0].Call.ID != c.ID {
+		t.Fatalf("result records %+v", res)
+	}
+
+	// Denied: the result is recorded by Admit.
+	a = &gatewaytest.Auditor{}
+	p = &gateway.Pipeline{Decider: deny("no"), Auditor: a}
+	if _, r := p.Admit(context.Background(), s, call(gateway.AccessWrite)); r == nil || r.Status != gateway.StatusDenied {
+		t.Fatalf("denied Admit result %+v", r)
+	}
+	if res := a.Events("result"); len(res) != 1 || res[0].Result.Status != gateway.StatusDenied {
+		t.Fatalf("result records %+v", res)
+	}
+
+	// Audit failure: a state-changing call is refused, fail closed.
+	a = &gatewaytest.Auditor{Fail: errors.New("disk full")}
+	p = &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	if _, r := p.Admit(context.Background(), s, call(gateway.AccessWrite)); r == nil || r.Detail != gateway.ReasonAuditUnavailable {
+		t.Fatalf("Admit with a failing audit log: %+v", r)
+	}
+}
+
+func TestPipelineAuthFailedFallback(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	s := newSession()
+	s.Principal.User = "mallory"
+	p.AuthFailed(context.Background(), s, "bad password")
+	rej := a.Events("request.rejected")
+	if len(rej) != 1 || rej[0].Reason != gateway.ReasonAuthFailed || rej[0].Call.Operation.Function != gateway.FunctionSessionAuthFailed {
+		t.Fatalf("records %+v", a.Records())
+	}
+}

@@ -33,12 +33,13 @@ type decisionCache struct {
 }
 
 type cachedVerdict struct {
-	at      time.Time
-	until   time.Time // at+ttl, or earlier when the input's tickets change then
-	allow   bool
-	alert   bool
-	reasons []string // clipped: an append by the caller copies
-	ticket  string
+	at       time.Time
+	until    time.Time // at+ttl, or earlier when the input's tickets change then
+	allow    bool
+	alert    bool
+	reasons  []string // clipped: an append by the caller copies
+	ticket   string
+	oldValue bool
 }
 
 func newDecisionCache(ttl time.Duration, max int) *decisionCache {
@@ -81,7 +82,7 @@ func (dc *decisionCache) put(rev string, key []byte, at, until time.Time, d gate
 		end = until
 	}
 	dc.m[string(key)] = cachedVerdict{at: at, until: end, allow: d.Allow, alert: d.Alert,
-		reasons: slices.Clip(d.Reasons), ticket: d.Ticket}
+		reasons: slices.Clip(d.Reasons), ticket: d.Ticket, oldValue: d.RecordOldValue}
 }
 
 // appendSessionKey encodes the session part of the cache key: everything of

@@ -17,7 +17,7 @@ const (
 	CodeEvalError   = "policy_eval_error"   // Rego runtime error (conflict, builtin error, …)
 	CodeTimeout     = "policy_timeout"      // evaluation stopped at the context deadline
 	CodeCanceled    = "policy_canceled"     // the caller gave up before the evaluation ended
-	CodeBadDecision = "policy_bad_decision" // the value is not {"allow": bool, "alert"?: bool, "reasons"?: [string], "ticket"?: string}
+	CodeBadDecision = "policy_bad_decision" // the value is not {"allow": bool, "alert"?: bool, "reasons"?: [string], "ticket"?: string, "record_old_value"?: bool}
 	CodeBadInput    = "policy_bad_input"    // an operation field could not be turned into policy input
 )
 
@@ -53,6 +53,7 @@ var (
 	keyAlert   = ast.StringTerm("alert")
 	keyReasons = ast.StringTerm("reasons")
 	keyTicket  = ast.StringTerm("ticket")
+	keyOldVal  = ast.StringTerm("record_old_value")
 )
 
 // termValue hands results back as AST values: the decision is checked on the
@@ -108,6 +109,13 @@ func decision(rs rego.ResultSet) (gateway.Decision, *Error) {
 			return gateway.Decision{}, bad("decision \"ticket\" is %s %s, want the id of the ticket that allowed the call", ast.ValueName(t.Value), short(t.Value))
 		}
 		d.Ticket = string(s)
+	}
+	if r := obj.Get(keyOldVal); r != nil {
+		b, ok := r.Value.(ast.Boolean)
+		if !ok {
+			return gateway.Decision{}, bad("decision \"record_old_value\" is %s %s, want a boolean", ast.ValueName(r.Value), short(r.Value))
+		}
+		d.RecordOldValue = bool(b)
 	}
 	return d, nil
 }

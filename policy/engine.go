@@ -155,7 +155,7 @@ func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, 
 	if !hit {
 		return gateway.Decision{}, false
 	}
-	return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons, Ticket: v.ticket,
+	return gateway.Decision{Allow: v.allow, Alert: v.alert, Reasons: v.reasons, Ticket: v.ticket, RecordOldValue: v.oldValue,
 		ID: gateway.NewID(), Revision: p.rev, Cached: true}, true
 }
 

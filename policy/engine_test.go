@@ -99,6 +99,12 @@ decision := {"allow": false} if input.operation.address == 100`,
 		{name: "reasons not a list", policy: `decision := {"allow": false, "reasons": "a"}`, code: CodeBadDecision},
 		{name: "ticket not a string", policy: `decision := {"allow": true, "ticket": 7}`, code: CodeBadDecision},
 		{
+			name:   "record_old_value",
+			policy: `decision := {"allow": true, "record_old_value": true}`,
+			want:   gateway.Decision{Allow: true, Reasons: []string{}, RecordOldValue: true},
+		},
+		{name: "record_old_value not boolean", policy: `decision := {"allow": true, "record_old_value": "yes"}`, code: CodeBadDecision},
+		{
 			name:   "several results",
 			policy: `decision := {"allow": true}` + "\n" + `decisions contains {"allow": true}` + "\n" + `decisions contains {"allow": false}`,
 			query:  "data.interlock.decisions[_]",
@@ -127,7 +133,7 @@ decision := {"allow": false} if input.operation.address == 100`,
 				if err != nil {
 					t.Fatalf("Decide: %v", err)
 				}
-				if d.Allow != tt.want.Allow || d.Alert != tt.want.Alert || !slices.Equal(d.Reasons, tt.want.Reasons) || d.Reasons == nil || d.Ticket != tt.want.Ticket {
+				if d.Allow != tt.want.Allow || d.Alert != tt.want.Alert || !slices.Equal(d.Reasons, tt.want.Reasons) || d.Reasons == nil || d.Ticket != tt.want.Ticket || d.RecordOldValue != tt.want.RecordOldValue {
 					t.Errorf("decision %+v, want %+v", d, tt.want)
 				}
 				return
