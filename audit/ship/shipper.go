@@ -317,8 +317,10 @@ func (s *Shipper) run(ctx context.Context) {
 			retry(err)
 		case errors.Is(err, ErrConnectionClosed) && len(s.marks) == 0:
 			// Closed while idle (a receiver's idle timeout): nothing was
-			// at risk on it; connect again at once.
+			// at risk on it, and nothing of recs went out; go back to
+			// them and connect again at once.
 			s.log.Debug().Err(err).Msg("ship: the receiver closed an idle connection; connecting again")
+			s.rewind()
 			continue
 		case errors.As(err, &rej) && s.unacked == nil:
 			if !s.rejected(recs, end, rej) {

@@ -317,3 +317,29 @@ func TestSyslogTLS(t *testing.T) {
 		t.Logf("%s: %s", name, s.Stats().LastError)
 	}
 }
+
+// A receiver that ends an idle connection (an idle timeout) must not cost
+// the records of the next batch: the shipper connects again and sends them.
+func TestSyslogReceiverClosesIdleConnection(t *testing.T) {
+	rcv, err := shiptest.NewReceiver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Stop()
+	l := newTestLog(t)
+	l.add(50, "call", "")
+	sink, _ := NewSyslog(SyslogOptions{Address: rcv.Addr()})
+	s := startShipper(t, l, sink, nil)
+	waitMessages(t, rcv, 50)
+	waitFor(t, "cursor at 50", func() (bool, string) { st := s.Stats(); return st.Seq == 50, fmt.Sprint(st.Seq) })
+
+	for round := range 3 {
+		rcv.CloseConnections()
+		time.Sleep(20 * time.Millisecond) // the FIN reaches the shipper's socket
+		l.add(20, "call", "")
+		last := uint64(50 + 20*(round+1))
+		msgs := waitMessages(t, rcv, last)
+		checkStream(t, msgs, l.lines, last)
+		waitFor(t, "cursor at the end", func() (bool, string) { st := s.Stats(); return st.Seq == last, fmt.Sprint(st.Seq) })
+	}
+}

@@ -297,6 +297,18 @@ func (r *Receiver) Stop() {
 	r.wg.Wait()
 }
 
+// CloseConnections closes every open connection but goes on listening, as a
+// receiver whose idle timeout ends connections. Like Stop, what it had not
+// parsed yet is lost.
+func (r *Receiver) CloseConnections() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c, st := range r.conns {
+		st.stopped = true
+		c.Close()
+	}
+}
+
 func (r *Receiver) accept(ln net.Listener) {
 	defer r.wg.Done()
 	for {
