@@ -14,9 +14,10 @@ test:
 demo:
 	examples/quickstart/run.sh
 
+# make bench BENCHFLAGS="--suite audit,policy --runs 5": some sections, more runs (go run ./cmd/interlock-bench --help)
 bench: build
 	scripts/install-peers.sh
-	go run ./cmd/interlock-bench --interlock $(BIN)
+	go run ./cmd/interlock-bench --interlock $(BIN) $(BENCHFLAGS)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
