@@ -268,6 +268,13 @@ func (w *Writer) retainPass() (deleted bool) {
 			rotated = append(rotated, f)
 		}
 	}
+	keep := ""
+	if w.opts.RetainFrom != nil {
+		if keep, err = w.opts.RetainFrom(); err != nil {
+			w.log.Error().Err(err).Msg("audit: retention cannot tell which files are still needed; keeping them all")
+			return false
+		}
+	}
 	now := w.opts.now()
 	for _, name := range rotated {
 		reason := ""
@@ -278,6 +285,11 @@ func (w *Writer) retainPass() (deleted bool) {
 		}
 		if reason == "" {
 			return deleted // files are in chain order: the rest are newer
+		}
+		if keep != "" && filepath.Base(name) == filepath.Base(keep) {
+			w.log.Warn().Str(FieldFile, name).Str(FieldReason, reason).Int64("log_bytes", total).
+				Msg("audit: retention keeps this file and those after it: they are not delivered to every SIEM yet (audit.ship)")
+			return deleted
 		}
 		rt, err := describeRotated(name)
 		if err != nil {

@@ -64,6 +64,11 @@ type Options struct {
 	// the whole log within RetainBytes. Zero keeps everything.
 	RetainDays  int
 	RetainBytes int64
+	// RetainFrom, when set, names the oldest file retention must keep,
+	// with every file after it, whatever RetainDays and RetainBytes say
+	// ("" keeps nothing more); an error keeps every file. Audit shipping
+	// sets it to the oldest file a shipper has not delivered.
+	RetainFrom func() (string, error)
 
 	// WarnFillPercent is the fill level of the audit filesystem that raises
 	// a warning (default 80), checked every CapacityInterval (default 10s).

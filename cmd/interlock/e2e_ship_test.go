@@ -56,6 +56,13 @@ func startSim(t *testing.T) int {
 // given `ship:` entries say.
 func newShipGateway(t *testing.T, ships string) *gw {
 	t.Helper()
+	return newShipGatewayAudit(t, "", ships)
+}
+
+// newShipGatewayAudit is newShipGateway with more `audit:` keys (indented
+// by two spaces, one per line).
+func newShipGatewayAudit(t *testing.T, auditKeys, ships string) *gw {
+	t.Helper()
 	g := newGateway(t, gwOptions{upstreamPort: startSim(t)})
 	if r := interlock(t, "audit", "keygen", "--out", filepath.Join(g.dir, "keys")); r.code != 0 {
 		t.Fatalf("audit keygen: exit %d\n%s", r.code, r.stderr)
@@ -64,7 +71,7 @@ func newShipGateway(t *testing.T, ships string) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "  signing_key: ./keys/audit-signing.key\n  checkpoint_every: 500\n  rotate_size: 1MiB\n  ship:\n%s", ships)
+	fmt.Fprintf(f, "  signing_key: ./keys/audit-signing.key\n  checkpoint_every: 500\n  rotate_size: 1MiB\n%s  ship:\n%s", auditKeys, ships)
 	f.Close()
 	return g
 }
@@ -577,4 +584,124 @@ func TestE2EShipRsyslogOutageAcrossRestart(t *testing.T) {
 	got := r.deliveries(t)
 	dups, _ := checkDelivery(t, lines, got)
 	t.Logf("rsyslog: %d messages for %d records, %d duplicates", len(got), len(lines), dups)
+}
+
+// lastSeq is the seq of the last record of the log (its live file's last
+// line), 0 for an empty log.
+func lastSeq(t *testing.T, path string) int {
+	t.Helper()
+	names, err := audit.LogFiles(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		b, err := os.ReadFile(names[i])
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		s := strings.TrimRight(string(b), "\n")
+		if s == "" {
+			continue
+		}
+		return seqOf(s[strings.LastIndexByte(s, '\n')+1:])
+	}
+	return 0
+}
+
+// Retention (audit.retain_bytes) must not delete a rotated file that a
+// shipper has not delivered yet: while the SIEM is down the log outgrows
+// its retention limit many times over, and every record still arrives once
+// the SIEM is back. Once they are delivered, retention deletes them.
+func TestE2EShipRetentionKeepsUndelivered(t *testing.T) {
+	rcv, err := shiptest.NewReceiver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Stop()
+	g := newShipGatewayAudit(t, "  retain_bytes: 2MiB\n",
+		fmt.Sprintf("    - {name: siem1, type: syslog, address: '%s', retry_max: 500ms}\n", rcv.Addr()))
+	g.start(t)
+	waitDelivered(t, g, 30*time.Second, receiverSeqs(rcv))
+	rcv.Stop()
+
+	driveCalls(t, g.port, 6000, 4) // about 8 MiB of records: 4 times retain_bytes
+	// Every file is still there: the log begins at seq 1 without a gap.
+	lines, _, files := logLines(t, g.auditPath)
+	if files < 5 {
+		t.Fatalf("the log has %d files; the test wants it to outgrow retain_bytes", files)
+	}
+	for _, l := range lines {
+		var v struct {
+			Event string `json:"event"`
+		}
+		json.Unmarshal([]byte(l), &v)
+		if v.Event == audit.EventRetention {
+			t.Fatalf("retention deleted a file the shipper had not delivered: %s", l)
+		}
+	}
+
+	if err := rcv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(t, g, 3*time.Minute, receiverSeqs(rcv))
+
+	// Delivered: the next rotations let retention delete the old files.
+	driveCalls(t, g.port, 2000, 4)
+	eventually(t, time.Minute, 100*time.Millisecond, "retention deleting delivered files", func() (bool, string) {
+		names, _ := audit.LogFiles(g.auditPath)
+		first := 0
+		if len(names) > 0 {
+			if b, err := os.ReadFile(names[0]); err == nil {
+				first = seqOf(string(b))
+			}
+		}
+		return first > 1, fmt.Sprintf("%d files, the first begins at %d", len(names), first)
+	})
+	if code := g.stopGateway(t); code != 0 {
+		t.Fatalf("the gateway exited %d, want 0", code)
+	}
+	last := lastSeq(t, g.auditPath)
+	eventually(t, 30*time.Second, 100*time.Millisecond, "every record at the receiver", func() (bool, string) {
+		seen := map[int]bool{}
+		for _, s := range receiverSeqs(rcv)() {
+			seen[s] = true
+		}
+		for s := 1; s <= last; s++ {
+			if !seen[s] {
+				return false, fmt.Sprintf("%d missing of 1..%d", s, last)
+			}
+		}
+		return true, ""
+	})
+	// What was in the log before retention arrived byte for byte, in order,
+	// and so did what is in it now.
+	names, _ := audit.LogFiles(g.auditPath)
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := range strings.SplitSeq(strings.TrimRight(string(b), "\n"), "\n") {
+			if s := seqOf(l); s > len(lines) {
+				lines = append(lines, l)
+			} else if s < 1 || lines[s-1] != l {
+				t.Fatalf("the log's record %d changed after retention", s)
+			}
+		}
+	}
+	if len(lines) != last {
+		t.Fatalf("%d lines known, the log ends at %d", len(lines), last)
+	}
+	got := receiverDeliveries(t, rcv.Messages())
+	dups, _ := checkDelivery(t, lines, got)
+	retained := 0
+	for _, l := range lines {
+		if strings.Contains(l, `"event":"`+audit.EventRetention+`"`) {
+			retained++
+		}
+	}
+	if retained == 0 {
+		t.Fatal("no audit.retention record: retention never deleted a file")
+	}
+	t.Logf("%d records, %d files deleted by retention after delivery, %d duplicates", last, retained, dups)
 }

@@ -206,7 +206,7 @@ func openAudit(cfg *config.Config, bootID string, log zerolog.Logger) (*audit.Wr
 		Path: a.Path, Gateway: cfg.Gateway.ID, SyncInterval: a.SyncInterval, Log: log, BootID: bootID,
 		CheckpointEvery: a.CheckpointEvery, CheckpointInterval: a.CheckpointInterval,
 		RotateSize: int64(a.RotateSize), RotateInterval: a.RotateInterval,
-		RetainDays: a.RetainDays, RetainBytes: int64(a.RetainBytes),
+		RetainDays: a.RetainDays, RetainBytes: int64(a.RetainBytes), RetainFrom: shipRetainFrom(cfg),
 		WarnFillPercent: a.WarnFillPercent, CapacityInterval: a.CapacityInterval,
 	}
 	keyID := ""

@@ -63,6 +63,22 @@ func (ss *shippers) stop() {
 	wg.Wait()
 }
 
+// shipRetainFrom keeps retention from deleting a rotated file that a
+// shipper has not delivered yet: it names the oldest file some shipper
+// still needs (ship.OldestNeeded, from their cursor files). nil when
+// nothing is shipped.
+func shipRetainFrom(cfg *config.Config) func() (string, error) {
+	if len(cfg.Audit.Ship) == 0 {
+		return nil
+	}
+	path := cfg.Audit.Path
+	cursors := make([]string, len(cfg.Audit.Ship))
+	for i, sc := range cfg.Audit.Ship {
+		cursors[i] = sc.Cursor
+	}
+	return func() (string, error) { return ship.OldestNeeded(path, cursors) }
+}
+
 // newSink builds the sink of audit.ship[i].
 func newSink(cfg *config.Config, i int) (ship.Sink, error) {
 	sc := &cfg.Audit.Ship[i]
