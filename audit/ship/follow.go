@@ -122,6 +122,22 @@ func (fl *follower) seek(p position) error {
 			return nil
 		}
 	}
+	if at < 0 && len(files) > 0 {
+		// Retention deleted the file that ended with p, after every
+		// record in it was delivered: the oldest file left goes on from
+		// p (its first record's prev is p's hash).
+		if seq, prev, ok := firstRecord(files[0]); ok && seq == p.seq+1 && prev == p.hash {
+			f, err := os.Open(files[0])
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fl.setFile(f, filepath.Base(files[0]), position{seq: p.seq, hash: p.hash})
+			return nil
+		}
+	}
 	fl.diverged++
 	from := fl.path
 	if at >= 0 {
@@ -366,6 +382,31 @@ func firstSeq(path string) (seq uint64, begun bool) {
 	}
 	seq, _ = peekSeq(sc.Bytes())
 	return seq, true
+}
+
+// firstRecord returns the seq and prev of a file's first record.
+func firstRecord(path string) (seq uint64, prev string, ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4<<10), maxLine)
+	sc.Split(completeLines)
+	if !sc.Scan() {
+		return 0, "", false
+	}
+	line := sc.Bytes()
+	if seq, ok = peekSeq(line); !ok {
+		return 0, "", false
+	}
+	const key = `,"prev":"`
+	i := bytes.LastIndex(line, []byte(key))
+	if i < 0 || len(line) < i+len(key)+hashHexLen {
+		return 0, "", false
+	}
+	return seq, string(line[i+len(key) : i+len(key)+hashHexLen]), true
 }
 
 // findRecord scans a file for the record seq and returns the offset just

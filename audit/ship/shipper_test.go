@@ -216,3 +216,46 @@ func TestOldestNeeded(t *testing.T) {
 		t.Fatalf("no shippers: %q, want none", got)
 	}
 }
+
+// Retention may delete a rotated file once every record in it was
+// delivered (OldestNeeded). A shipper whose cursor names the last record of
+// that file goes on with the next file: nothing to report, nothing sent
+// twice.
+func TestResumesAfterRetentionDeletedTheCursorsFile(t *testing.T) {
+	l := newTestLog(t)
+	l.add(30, "call", "")
+	c := &collect{}
+	s := startShipper(t, l, c, nil)
+	waitSeqs(t, c, seqRange(1, 30))
+	stopShipper(s)
+
+	rotated := l.rotate()
+	l.add(1, "audit.rotated", "")
+	l.add(9, "call", "")
+	cursor := CursorPath(l.path, "test")
+	if got, err := OldestNeeded(l.path, []string{cursor}); err != nil || got != l.path {
+		t.Fatalf("OldestNeeded = %q, %v; want the live file: the rotated one is delivered", got, err)
+	}
+	if err := os.Remove(rotated); err != nil {
+		t.Fatal(err)
+	}
+	c2 := &collect{}
+	s2 := startShipper(t, l, c2, nil)
+	waitSeqs(t, c2, seqRange(31, 40))
+	if st := s2.Stats(); st.Diverged != 0 || st.Gaps != 0 {
+		t.Fatalf("stats %+v: the log lost nothing that was not delivered", st)
+	}
+
+	// Retention that deleted records not delivered yet is a divergence:
+	// the shipper says so and ships what is left.
+	stopShipper(s2)
+	if err := writeCursor(cursor, Cursor{File: filepath.Base(rotated), Offset: 10, Seq: 20, Hash: hashOf([]byte(l.lines[20]))}); err != nil {
+		t.Fatal(err)
+	}
+	c3 := &collect{}
+	s3 := startShipper(t, l, c3, nil)
+	waitSeqs(t, c3, seqRange(31, 40))
+	if st := s3.Stats(); st.Diverged != 1 {
+		t.Fatalf("Diverged = %d, want 1: records 21..30 are gone", st.Diverged)
+	}
+}
