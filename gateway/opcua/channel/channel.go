@@ -1,0 +1,338 @@
+package channel
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
+)
+
+// Request is one decoded service request.
+type Request struct {
+	ID     uint32             // request id of the message, to answer with Send
+	Handle uint32             // RequestHeader.RequestHandle
+	Body   ua.Request         // ReadRequest, CreateSessionRequest, ...
+	TypeID *ua.ExpandedNodeID // the request's binary encoding id
+}
+
+// Channel is the server side of one OPC UA secure channel over one
+// connection. Receive is meant for one goroutine; Send, SendFault and Close
+// may be called from any number of goroutines.
+type Channel struct {
+	conn net.Conn
+	cfg  Config
+	id   uint32
+
+	// negotiated with the Hello
+	recvChunk     uint32 // largest chunk we accept (ACK.ReceiveBufferSize)
+	sendChunk     int    // largest chunk we send (ACK.SendBufferSize)
+	peerMaxMsg    uint32 // client's MaxMessageSize for responses, 0 = none
+	peerMaxChunks uint32 // client's MaxChunkCount for responses, 0 = none
+
+	// fixed by the first OpenSecureChannel
+	policy      string
+	mode        ua.MessageSecurityMode
+	asym        *asymmetric // nil under None
+	remoteCert  []byte
+	remoteThumb []byte
+	localThumb  []byte
+	maxBody     int // largest body per sent chunk
+
+	// reader goroutine only
+	seqStarted bool
+	lastSeq    uint32
+	partial    map[uint32]*partialMessage
+	partChunks uint32
+	partBytes  uint32
+
+	mu          sync.Mutex // guards the tokens
+	current     *token     // newest token issued
+	previous    *token     // the one before: still accepted until the client uses current
+	sendTok     *token     // token responses are secured with
+	nextTokenID uint32
+
+	wmu     sync.Mutex // one writer: sequence numbers and socket writes
+	sendSeq uint32
+
+	reqs      chan *Request
+	closing   chan struct{}
+	readDone  chan struct{}
+	readErr   error
+	closeOnce sync.Once
+}
+
+type partialMessage struct {
+	chunks uint32
+	body   []byte
+}
+
+// Accept runs the Hello/Acknowledge exchange and the first
+// OpenSecureChannel on conn and returns the open channel. On error the
+// client has been answered with an ERR message (when it could be), conn is
+// closed, and the error carries the status code (StatusOf).
+func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
+	if cfg == nil {
+		conn.Close()
+		return nil, errors.New("opcua channel: no config")
+	}
+	c := &Channel{
+		conn:        conn,
+		cfg:         *cfg,
+		nextTokenID: 1,
+		partial:     make(map[uint32]*partialMessage),
+		reqs:        make(chan *Request),
+		closing:     make(chan struct{}),
+		readDone:    make(chan struct{}),
+	}
+	if err := c.cfg.checkAndSetDefaults(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if len(c.cfg.Certificate) > 0 {
+		sum := sha1.Sum(c.cfg.Certificate)
+		c.localThumb = sum[:]
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	err := c.handshake()
+	if !stop() && err != nil {
+		err = errorf(ua.StatusBadTimeout, "accept cancelled: %v", ctx.Err())
+	}
+	if err != nil {
+		c.abort(err)
+		close(c.readDone)
+		return nil, err
+	}
+	conn.SetReadDeadline(time.Time{})
+	go c.readLoop()
+	return c, nil
+}
+
+// handshake reads the Hello, answers the Acknowledge and opens the channel
+// with the first OpenSecureChannel request.
+func (c *Channel) handshake() error {
+	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
+	f, err := readFrame(c.conn, min(c.cfg.ReceiveBufferSize, minBufferSize))
+	if err != nil {
+		if errors.Is(err, errPeerClosed) {
+			return errorf(ua.StatusBadTCPInternalError, "closed before Hello")
+		}
+		return err
+	}
+	if f.typ != uacp.MessageTypeHello || f.chunk != 'F' {
+		return errorf(ua.StatusBadTCPMessageTypeInvalid, "%s%c before Hello", f.typ, f.chunk)
+	}
+	var hel uacp.Hello
+	if _, err := hel.Decode(f.b[tcpHeaderLen:]); err != nil {
+		return errorf(ua.StatusBadDecodingError, "Hello: %v", err)
+	}
+	if len(hel.EndpointURL) > maxEndpointURL {
+		return errorf(ua.StatusBadTCPEndpointURLInvalid, "endpoint URL of %d bytes", len(hel.EndpointURL))
+	}
+	if hel.ReceiveBufSize < minBufferSize || hel.SendBufSize < minBufferSize {
+		return errorf(ua.StatusBadTCPNotEnoughResources, "client buffers %d/%d are below %d bytes", hel.ReceiveBufSize, hel.SendBufSize, minBufferSize)
+	}
+	ack := &uacp.Acknowledge{
+		Version:        0,
+		ReceiveBufSize: min(c.cfg.ReceiveBufferSize, hel.SendBufSize),
+		SendBufSize:    min(c.cfg.SendBufferSize, hel.ReceiveBufSize),
+		MaxMessageSize: c.cfg.MaxMessageSize,
+		MaxChunkCount:  c.cfg.MaxChunkCount,
+	}
+	c.recvChunk = ack.ReceiveBufSize
+	c.sendChunk = int(ack.SendBufSize)
+	c.peerMaxMsg = hel.MaxMessageSize
+	c.peerMaxChunks = hel.MaxChunkCount
+	body, _ := ack.Encode()
+	b := make([]byte, tcpHeaderLen, tcpHeaderLen+len(body))
+	copy(b, "ACKF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)+len(body)))
+	if err := c.write(append(b, body...)); err != nil {
+		return err
+	}
+
+	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
+	f, err = readFrame(c.conn, c.recvChunk)
+	if err != nil {
+		if errors.Is(err, errPeerClosed) {
+			return io.EOF
+		}
+		return err
+	}
+	if f.typ != "OPN" {
+		return errorf(ua.StatusBadTCPMessageTypeInvalid, "%s%c before OpenSecureChannel", f.typ, f.chunk)
+	}
+	return c.handleOPN(f, true)
+}
+
+// nonzeroRandom is a channel id that is unlikely to repeat across restarts.
+func nonzeroRandom() uint32 {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err) // crypto/rand never fails on supported platforms
+		}
+		if v := binary.LittleEndian.Uint32(b[:]); v != 0 {
+			return v
+		}
+	}
+}
+
+// checkSeq enforces Part 6 §6.7.2.4: each chunk's sequence number is one
+// more than the last, and wraps only after UInt32.MaxValue-1024 to a value
+// below 1024.
+func (c *Channel) checkSeq(seq uint32) error {
+	if !c.seqStarted {
+		c.seqStarted, c.lastSeq = true, seq
+		return nil
+	}
+	last := c.lastSeq
+	if (last != math.MaxUint32 && seq == last+1) || (last > math.MaxUint32-1024 && seq < 1024) {
+		c.lastSeq = seq
+		return nil
+	}
+	return errorf(ua.StatusBadSequenceNumberInvalid, "sequence number %d after %d", seq, last)
+}
+
+// nextSeq is the next sequence number to send; wmu must be held.
+func (c *Channel) nextSeq() uint32 {
+	if c.sendSeq > math.MaxUint32-1024 {
+		c.sendSeq = 1
+	} else {
+		c.sendSeq++
+	}
+	return c.sendSeq
+}
+
+// write writes b as one unit; wmu must not be held.
+func (c *Channel) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(b)
+}
+
+func (c *Channel) writeLocked(b []byte) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// abort answers err with an ERR message when it carries a status code,
+// lets the client read it, and closes the socket.
+func (c *Channel) abort(err error) {
+	var e *Error
+	if errors.As(err, &e) && e.Code != ua.StatusOK {
+		reason := e.Reason
+		if e.Code == ua.StatusBadSecurityChecksFailed {
+			reason = "" // Part 6 §6.7.3: tell nothing about which check failed
+		}
+		c.wmu.Lock()
+		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, werr := c.conn.Write(encodeERR(e.Code, reason))
+		c.wmu.Unlock()
+		if werr == nil {
+			c.linger()
+		}
+	}
+	c.closeConn()
+}
+
+// linger half-closes the socket and discards what the client still sends
+// for a moment, so that the ERR message is not lost to a TCP reset.
+func (c *Channel) linger() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, c.conn, 1<<20)
+}
+
+func (c *Channel) closeConn() {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		c.conn.Close()
+	})
+}
+
+// readLoop reads requests until the channel ends, handling renewals,
+// aborts and CloseSecureChannel itself.
+func (c *Channel) readLoop() {
+	defer close(c.readDone)
+	for {
+		req, err := c.readRequest()
+		if err != nil {
+			select {
+			case <-c.closing: // closed locally
+				err = io.EOF
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			c.readErr = err
+			c.abort(err)
+			return
+		}
+		select {
+		case c.reqs <- req:
+		case <-c.closing:
+			c.readErr = io.EOF
+			return
+		}
+	}
+}
+
+// Receive returns the next service request. It returns io.EOF when the
+// client closed the channel (CloseSecureChannel or end of connection) or
+// Close was called, and an error carrying a status code when the channel
+// was closed for a protocol or security violation.
+func (c *Channel) Receive(ctx context.Context) (*Request, error) {
+	select {
+	case r := <-c.reqs:
+		return r, nil
+	case <-c.readDone:
+		return nil, c.readErr
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close closes the channel and its socket; it is idempotent.
+func (c *Channel) Close() error {
+	c.closeConn()
+	<-c.readDone
+	return nil
+}
+
+// ID is the SecureChannelId.
+func (c *Channel) ID() uint32 { return c.id }
+
+// SecurityPolicyURI is the channel's security policy.
+func (c *Channel) SecurityPolicyURI() string { return c.policy }
+
+// SecurityMode is the channel's message security mode.
+func (c *Channel) SecurityMode() ua.MessageSecurityMode { return c.mode }
+
+// RemoteCertificate is the client application certificate (DER, as sent,
+// possibly with its chain); nil under SecurityPolicy None.
+func (c *Channel) RemoteCertificate() []byte { return c.remoteCert }
+
+// LocalCertificate is the gateway certificate the channel was opened with;
+// nil under SecurityPolicy None.
+func (c *Channel) LocalCertificate() []byte {
+	if c.policy == ua.SecurityPolicyURINone {
+		return nil
+	}
+	return c.cfg.Certificate
+}
+
+// RemoteAddr is the client's network address.
+func (c *Channel) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }

@@ -1,0 +1,184 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+)
+
+func shortPolicy(uri string) string { return uri[strings.LastIndex(uri, "#")+1:] }
+
+// Every offered (policy, mode) pair opens with gopcua's client secure
+// channel and carries Reads; the channel reports what was negotiated.
+func TestGopcuaSecureChannelAllPolicies(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	for _, o := range allOffers {
+		t.Run(shortPolicy(o.PolicyURI)+"_"+o.Mode.String(), func(t *testing.T) {
+			sc, _, err := dialUASC(t, srv.endpoint, o.PolicyURI, o.Mode, clientCert, time.Hour)
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			for i := 0; i < 3; i++ {
+				resp, err := readOnce(sc, ua.NewNumericNodeID(0, 2258))
+				if err != nil {
+					t.Fatalf("read %d: %v", i, err)
+				}
+				if len(resp.Results) != 1 || resp.Results[0].Value == nil {
+					t.Fatalf("read %d: results %+v", i, resp.Results)
+				}
+			}
+			ch := srv.lastChannel()
+			if ch.SecurityPolicyURI() != o.PolicyURI || ch.SecurityMode() != o.Mode {
+				t.Fatalf("channel has %s/%s, want %s/%s", ch.SecurityPolicyURI(), ch.SecurityMode(), o.PolicyURI, o.Mode)
+			}
+			if o.PolicyURI == ua.SecurityPolicyURINone {
+				if ch.RemoteCertificate() != nil || ch.LocalCertificate() != nil {
+					t.Fatal("certificates reported under None")
+				}
+			} else {
+				if !bytes.Equal(ch.RemoteCertificate(), clientCert.der) || !bytes.Equal(ch.LocalCertificate(), serverCert.der) {
+					t.Fatal("certificates not reported")
+				}
+			}
+			if ch.ID() == 0 {
+				t.Fatal("secure channel id 0")
+			}
+		})
+	}
+}
+
+// The full gopcua client (CreateSession, ActivateSession, Read of the
+// namespace array, Read, CloseSession) works at None and SignAndEncrypt.
+func TestGopcuaClientSession(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	for _, o := range []Offer{
+		{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone},
+		{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt},
+		{ua.SecurityPolicyURIAes256Sha256RsaPss, ua.MessageSecurityModeSign},
+	} {
+		t.Run(shortPolicy(o.PolicyURI)+"_"+o.Mode.String(), func(t *testing.T) {
+			var ep *ua.EndpointDescription
+			for _, e := range srv.endpoints() {
+				if e.SecurityPolicyURI == o.PolicyURI && e.SecurityMode == o.Mode {
+					ep = e
+				}
+			}
+			opts := []opcua.Option{
+				opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous),
+				opcua.AutoReconnect(false),
+				opcua.RequestTimeout(5 * time.Second),
+			}
+			if o.PolicyURI != ua.SecurityPolicyURINone {
+				opts = append(opts, opcua.Certificate(clientCert.der), opcua.PrivateKey(clientCert.key))
+			}
+			c, err := opcua.NewClient(srv.endpoint, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := c.Connect(ctx); err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer c.Close(context.Background())
+			if ns := c.Namespaces(); len(ns) != 2 || ns[1] != "urn:interlock:test" {
+				t.Fatalf("namespaces %v", ns)
+			}
+			resp, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258)))
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if len(resp.Results) != 1 || resp.Results[0].Value == nil {
+				t.Fatalf("results %+v", resp.Results)
+			}
+		})
+	}
+}
+
+// Responses larger than one chunk are split to the client's buffer size;
+// requests larger than one chunk are reassembled; many Sends run at once.
+func TestChunkingAndConcurrentSend(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	srv.big = bytes.Repeat([]byte("0123456789abcdef"), 12000) // 192 kB, 3 to 4 chunks
+	for _, o := range []Offer{
+		{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone},
+		{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt},
+		{ua.SecurityPolicyURIAes128Sha256RsaOaep, ua.MessageSecurityModeSign},
+	} {
+		t.Run(shortPolicy(o.PolicyURI)+"_"+o.Mode.String(), func(t *testing.T) {
+			sc, _, err := dialUASC(t, srv.endpoint, o.PolicyURI, o.Mode, clientCert, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 40)
+			for i := 0; i < 10; i++ {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					resp, err := readOnce(sc, ua.NewStringNodeID(1, "big"))
+					if err != nil {
+						errs <- err
+						return
+					}
+					if got, _ := resp.Results[0].Value.Value().([]byte); !bytes.Equal(got, srv.big) {
+						errs <- errorf(ua.StatusBadUnexpectedError, "big value of %d bytes, want %d", len(got), len(srv.big))
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					w := &ua.WriteRequest{RequestHeader: requestHeader(0), NodesToWrite: []*ua.WriteValue{{
+						NodeID: ua.NewStringNodeID(1, "big"), AttributeID: ua.AttributeIDValue,
+						Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(srv.big)},
+					}}}
+					err := sc.SendRequest(context.Background(), w, nil, func(v ua.Response) error {
+						r, ok := v.(*ua.WriteResponse)
+						if !ok || len(r.Results) != 1 || r.Results[0] != ua.StatusOK {
+							return errorf(ua.StatusBadUnexpectedError, "write response %+v", v)
+						}
+						return nil
+					})
+					if err != nil {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// A response larger than the client's MaxMessageSize becomes a ServiceFault
+// with Bad_ResponseTooLarge for that request, and the channel goes on.
+func TestResponseTooLarge(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	srv.big = bytes.Repeat([]byte{'x'}, 200000)
+	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
+		opcua.MaxMessageSize(100000), opcua.RequestTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	_, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big")))
+	if StatusOf(err) != ua.StatusBadResponseTooLarge {
+		t.Fatalf("read of a too large value: %v, want Bad_ResponseTooLarge", err)
+	}
+	if _, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258))); err != nil {
+		t.Fatalf("read after the fault: %v", err)
+	}
+}

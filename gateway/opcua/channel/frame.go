@@ -1,0 +1,127 @@
+package channel
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+
+	"github.com/gopcua/opcua/uacp"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
+)
+
+const (
+	tcpHeaderLen    = 8  // MessageType, ChunkType, MessageSize
+	secureHeaderLen = 12 // and SecureChannelId
+	seqHeaderLen    = 8  // SequenceNumber, RequestId
+	maxEndpointURL  = 4096
+	maxReasonLen    = 4096
+)
+
+// frame is one raw message chunk as read from the socket.
+type frame struct {
+	typ   string // HEL, OPN, MSG, CLO, ...
+	chunk byte   // F, C, A
+	b     []byte // the whole chunk, header included
+}
+
+// readFrame reads one chunk of at most limit bytes. Violations are *Error
+// with the code the ERR answer carries.
+func readFrame(r io.Reader, limit uint32) (*frame, error) {
+	var hb [tcpHeaderLen]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		return nil, readErr(err, true)
+	}
+	var h uacp.Header
+	if _, err := h.Decode(hb[:]); err != nil {
+		return nil, errorf(ua.StatusBadDecodingError, "message header: %v", err)
+	}
+	switch {
+	case h.MessageSize < tcpHeaderLen:
+		return nil, errorf(ua.StatusBadDecodingError, "message size %d is smaller than its header", h.MessageSize)
+	case h.MessageSize > limit:
+		return nil, errorf(ua.StatusBadTCPMessageTooLarge, "message size %d exceeds %d", h.MessageSize, limit)
+	}
+	switch h.ChunkType {
+	case 'F', 'C', 'A':
+	default:
+		return nil, errorf(ua.StatusBadTCPMessageTypeInvalid, "chunk type %q", h.ChunkType)
+	}
+	b := make([]byte, h.MessageSize)
+	copy(b, hb[:])
+	if _, err := io.ReadFull(r, b[tcpHeaderLen:]); err != nil {
+		return nil, readErr(err, false)
+	}
+	return &frame{typ: h.MessageType, chunk: h.ChunkType, b: b}, nil
+}
+
+// errPeerClosed marks a connection the peer closed between messages.
+var errPeerClosed = io.EOF
+
+// readErr maps a socket read error: a close between messages is io.EOF, one
+// inside a message is Bad_DecodingError (no answer possible), a passed
+// deadline is Bad_Timeout.
+func readErr(err error, atBoundary bool) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(ua.StatusBadTimeout, "read timed out")
+	case errors.Is(err, net.ErrClosed):
+		return net.ErrClosed
+	case atBoundary && errors.Is(err, io.EOF):
+		return errPeerClosed
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// encodeERR is an ERR message (Part 6 §7.1.2.5).
+func encodeERR(code ua.StatusCode, reason string) []byte {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	body, _ := (&uacp.Error{ErrorCode: uint32(code), Reason: reason}).Encode()
+	b := make([]byte, tcpHeaderLen, tcpHeaderLen+len(body))
+	copy(b, "ERRF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(tcpHeaderLen+len(body)))
+	return append(b, body...)
+}
+
+// secureChunk is a parsed OPN, MSG or CLO chunk before its security is checked.
+type secureChunk struct {
+	*frame
+	channelID uint32
+	asym      *uasc.AsymmetricSecurityHeader // OPN
+	tokenID   uint32                         // MSG, CLO
+	head      int                            // bytes up to the end of the security header
+}
+
+func parseSecure(f *frame) (*secureChunk, error) {
+	if len(f.b) < secureHeaderLen+4 {
+		return nil, errorf(ua.StatusBadDecodingError, "%s chunk of %d bytes is too short", f.typ, len(f.b))
+	}
+	var h uasc.Header
+	if _, err := h.Decode(f.b[:secureHeaderLen]); err != nil {
+		return nil, errorf(ua.StatusBadDecodingError, "secure header: %v", err)
+	}
+	c := &secureChunk{frame: f, channelID: h.SecureChannelID}
+	switch f.typ {
+	case uasc.MessageTypeOpenSecureChannel:
+		c.asym = new(uasc.AsymmetricSecurityHeader)
+		n, err := c.asym.Decode(f.b[secureHeaderLen:])
+		if err != nil {
+			return nil, errorf(ua.StatusBadDecodingError, "asymmetric security header: %v", err)
+		}
+		c.head = secureHeaderLen + n
+	default:
+		var sh uasc.SymmetricSecurityHeader
+		if _, err := sh.Decode(f.b[secureHeaderLen:]); err != nil {
+			return nil, errorf(ua.StatusBadDecodingError, "symmetric security header: %v", err)
+		}
+		c.tokenID = sh.TokenID
+		c.head = secureHeaderLen + 4
+	}
+	return c, nil
+}

@@ -1,0 +1,339 @@
+package channel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
+)
+
+// readRequest reads chunks until one service request is complete. Renewals,
+// aborted messages and requests that do not decode (answered with a
+// ServiceFault) are handled here; CloseSecureChannel ends with io.EOF.
+func (c *Channel) readRequest() (*Request, error) {
+	for {
+		c.mu.Lock()
+		deadline := c.current.expiresAt()
+		c.mu.Unlock()
+		c.conn.SetReadDeadline(deadline)
+		f, err := readFrame(c.conn, c.recvChunk)
+		if err != nil {
+			var e *Error
+			if errors.As(err, &e) && e.Code == ua.StatusBadTimeout {
+				return nil, errorf(ua.StatusBadSecureChannelClosed, "security token expired without renewal")
+			}
+			return nil, err
+		}
+		switch f.typ {
+		case uasc.MessageTypeOpenSecureChannel:
+			if err := c.handleOPN(f, false); err != nil {
+				return nil, err
+			}
+			continue
+		case uasc.MessageTypeMessage, uasc.MessageTypeCloseSecureChannel:
+		default:
+			return nil, errorf(ua.StatusBadTCPMessageTypeInvalid, "message type %q", f.typ)
+		}
+		sc, err := parseSecure(f)
+		if err != nil {
+			return nil, err
+		}
+		if sc.channelID != c.id {
+			return nil, errorf(ua.StatusBadTCPSecureChannelUnknown, "secure channel id %d", sc.channelID)
+		}
+		tok, err := c.receiveToken(sc.tokenID)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := openSym(f.b, c.mode, tok.sym)
+		if err != nil {
+			return nil, err
+		}
+		if len(plain) < seqHeaderLen {
+			return nil, errorf(ua.StatusBadDecodingError, "chunk without sequence header")
+		}
+		var sh uasc.SequenceHeader
+		sh.Decode(plain)
+		if err := c.checkSeq(sh.SequenceNumber); err != nil {
+			return nil, err
+		}
+		body := plain[seqHeaderLen:]
+
+		if f.typ == uasc.MessageTypeCloseSecureChannel {
+			return nil, errPeerClosed
+		}
+		switch f.chunk {
+		case 'A': // Part 6 §6.7.3: drop the message, keep the channel
+			c.dropPartial(sh.RequestID)
+			continue
+		case 'C':
+			if err := c.addPartial(sh.RequestID, body); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if p := c.partial[sh.RequestID]; p != nil {
+			if err := c.addPartial(sh.RequestID, body); err != nil {
+				return nil, err
+			}
+			body = p.body
+			c.dropPartial(sh.RequestID)
+		} else if uint32(len(body)) > c.cfg.MaxMessageSize {
+			return nil, errorf(ua.StatusBadRequestTooLarge, "request of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)
+		}
+		req, err := c.decodeRequest(sh.RequestID, body)
+		if err != nil {
+			return nil, err
+		}
+		if req != nil {
+			return req, nil
+		}
+	}
+}
+
+// receiveToken finds the token a chunk is secured with. The first use of a
+// renewed token retires the previous one and makes the new one secure what
+// the gateway sends.
+func (c *Channel) receiveToken(tokenID uint32) (*token, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	switch {
+	case tokenID == c.current.id:
+		if now.After(c.current.expiresAt()) {
+			return nil, errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d expired", tokenID)
+		}
+		c.previous, c.sendTok = nil, c.current
+		return c.current, nil
+	case c.previous != nil && tokenID == c.previous.id:
+		if now.After(c.previous.expiresAt()) {
+			return nil, errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d expired", tokenID)
+		}
+		return c.previous, nil
+	}
+	return nil, errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d", tokenID)
+}
+
+// addPartial adds an intermediate chunk; all incomplete messages together
+// are held to MaxChunkCount chunks and MaxMessageSize bytes.
+func (c *Channel) addPartial(reqID uint32, body []byte) error {
+	c.partChunks++
+	c.partBytes += uint32(len(body))
+	if c.partChunks > c.cfg.MaxChunkCount {
+		return errorf(ua.StatusBadRequestTooLarge, "more than %d chunks", c.cfg.MaxChunkCount)
+	}
+	if c.partBytes > c.cfg.MaxMessageSize {
+		return errorf(ua.StatusBadRequestTooLarge, "request larger than %d bytes", c.cfg.MaxMessageSize)
+	}
+	p := c.partial[reqID]
+	if p == nil {
+		p = &partialMessage{}
+		c.partial[reqID] = p
+	}
+	p.chunks++
+	p.body = append(p.body, body...)
+	return nil
+}
+
+func (c *Channel) dropPartial(reqID uint32) {
+	if p := c.partial[reqID]; p != nil {
+		c.partChunks -= p.chunks
+		c.partBytes -= uint32(len(p.body))
+		delete(c.partial, reqID)
+	}
+}
+
+// decodeRequest decodes a complete request body. A body that does not decode
+// is answered with a ServiceFault and yields (nil, nil): the channel goes on.
+func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
+	typeID, svc, err := decodeService(body)
+	var code ua.StatusCode
+	switch {
+	case err != nil && errors.Is(err, ua.StatusBadServiceUnsupported):
+		code = ua.StatusBadServiceUnsupported
+	case err != nil:
+		code = statusOr(err, ua.StatusBadDecodingError)
+		if code != ua.StatusBadEncodingLimitsExceeded {
+			code = ua.StatusBadDecodingError
+		}
+	}
+	req, ok := svc.(ua.Request)
+	if code == ua.StatusOK {
+		switch svc.(type) {
+		case *ua.OpenSecureChannelRequest, *ua.CloseSecureChannelRequest:
+			ok = false
+		}
+		if !ok || req.Header() == nil {
+			code = ua.StatusBadServiceUnsupported
+		}
+	}
+	if code != ua.StatusOK {
+		if err := c.SendFault(reqID, requestHandle(body), code); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return &Request{ID: reqID, Handle: req.Header().RequestHandle, Body: req, TypeID: typeID}, nil
+}
+
+// requestHandle reads the RequestHandle of a request body that did not
+// decode as a whole; 0 when even its RequestHeader does not decode.
+func requestHandle(body []byte) (handle uint32) {
+	defer func() {
+		if recover() != nil {
+			handle = 0
+		}
+	}()
+	var tid ua.ExpandedNodeID
+	n, err := tid.Decode(body)
+	if err != nil {
+		return 0
+	}
+	var h ua.RequestHeader
+	if _, err := ua.Decode(body[n:], &h); err != nil {
+		return 0
+	}
+	return h.RequestHandle
+}
+
+// decodeService is ua.DecodeService behind the limits check of the request
+// body, with a recover: a codec panic answers one request, it does not end
+// the process.
+func decodeService(body []byte) (typeID *ua.ExpandedNodeID, svc any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errorf(ua.StatusBadDecodingError, "decoder panic: %v", r)
+		}
+	}()
+	if err := checkLimits(body); err != nil {
+		return nil, nil, err
+	}
+	return ua.DecodeService(body)
+}
+
+// encodeService is the binary encoding id followed by the encoded service.
+func encodeService(typeID uint16, v any) ([]byte, error) {
+	tid, err := ua.NewFourByteExpandedNodeID(0, typeID).Encode()
+	if err != nil {
+		return nil, err
+	}
+	b, err := ua.Encode(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(tid, b...), nil
+}
+
+func responseHeader(handle uint32, code ua.StatusCode) *ua.ResponseHeader {
+	return &ua.ResponseHeader{
+		Timestamp:          time.Now(),
+		RequestHandle:      handle,
+		ServiceResult:      code,
+		ServiceDiagnostics: &ua.DiagnosticInfo{},
+		AdditionalHeader:   ua.NewExtensionObject(nil),
+	}
+}
+
+// Send answers request reqID with resp, split into chunks within the
+// client's buffer size. A response larger than the client's MaxMessageSize
+// or MaxChunkCount is replaced by a ServiceFault with Bad_ResponseTooLarge.
+// Missing ResponseHeader parts (header, timestamp, diagnostics, additional
+// header) are filled in on resp. Safe for concurrent use.
+func (c *Channel) Send(reqID uint32, resp ua.Response) error {
+	if resp == nil {
+		return errors.New("opcua channel: nil response")
+	}
+	typeID := ua.ServiceTypeID(resp)
+	if typeID == 0 {
+		return fmt.Errorf("opcua channel: %T is not a registered service", resp)
+	}
+	h := resp.Header()
+	if h == nil {
+		h = responseHeader(0, ua.StatusOK)
+		resp.SetHeader(h)
+	}
+	if h.Timestamp.IsZero() {
+		h.Timestamp = time.Now()
+	}
+	if h.ServiceDiagnostics == nil {
+		h.ServiceDiagnostics = &ua.DiagnosticInfo{}
+	}
+	if h.AdditionalHeader == nil {
+		h.AdditionalHeader = ua.NewExtensionObject(nil)
+	}
+	body, err := encodeService(typeID, resp)
+	if err != nil {
+		return fmt.Errorf("opcua channel: encode %T: %w", resp, err)
+	}
+	if c.tooLarge(len(body)) {
+		if typeID == id.ServiceFault_Encoding_DefaultBinary {
+			return errorf(ua.StatusBadResponseTooLarge, "ServiceFault of %d bytes", len(body))
+		}
+		return c.SendFault(reqID, h.RequestHandle, ua.StatusBadResponseTooLarge)
+	}
+	return c.writeMessage(reqID, body)
+}
+
+// SendFault answers request reqID with a ServiceFault carrying code.
+func (c *Channel) SendFault(reqID, handle uint32, code ua.StatusCode) error {
+	body, err := encodeService(id.ServiceFault_Encoding_DefaultBinary, &ua.ServiceFault{ResponseHeader: responseHeader(handle, code)})
+	if err != nil {
+		return fmt.Errorf("opcua channel: encode ServiceFault: %w", err)
+	}
+	return c.writeMessage(reqID, body)
+}
+
+func (c *Channel) tooLarge(n int) bool {
+	if c.peerMaxMsg != 0 && uint64(n) > uint64(c.peerMaxMsg) {
+		return true
+	}
+	chunks := (n + c.maxBody - 1) / c.maxBody
+	return c.peerMaxChunks != 0 && uint64(chunks) > uint64(c.peerMaxChunks)
+}
+
+// writeMessage sends body as MSG chunks under the writer lock, secured with
+// the token the client last showed it holds.
+func (c *Channel) writeMessage(reqID uint32, body []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.closing:
+		return errorf(ua.StatusBadSecureChannelClosed, "channel closed")
+	default:
+	}
+	c.mu.Lock()
+	tok := c.sendTok
+	c.mu.Unlock()
+	for {
+		n := min(len(body), c.maxBody)
+		chunkType := byte('F')
+		if n < len(body) {
+			chunkType = 'C'
+		}
+		b := make([]byte, 0, c.sendChunk)
+		b = append(b, 'M', 'S', 'G', chunkType, 0, 0, 0, 0)
+		b = binary.LittleEndian.AppendUint32(b, c.id)
+		b = binary.LittleEndian.AppendUint32(b, tok.id)
+		b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
+		b = binary.LittleEndian.AppendUint32(b, reqID)
+		b = append(b, body[:n]...)
+		b, err := sealSym(b, c.mode, tok.sym)
+		if err != nil {
+			c.closeConn()
+			return errorf(ua.StatusBadSecurityChecksFailed, "securing response: %v", err)
+		}
+		if err := c.writeLocked(b); err != nil {
+			// a partly written message breaks the framing for good
+			c.closeConn()
+			return fmt.Errorf("opcua channel: write: %w", err)
+		}
+		body = body[n:]
+		if len(body) == 0 {
+			return nil
+		}
+	}
+}
