@@ -7,8 +7,8 @@ import (
 	"net"
 	"os"
 
-	"github.com/gopcua/opcua/uacp"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 	"github.com/gopcua/opcua/uasc"
 )
 

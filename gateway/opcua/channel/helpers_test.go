@@ -30,9 +30,9 @@ type testCert struct {
 }
 
 var (
-	certsOnce            sync.Once
+	certsOnce                               sync.Once
 	serverCert, clientCert, otherClientCert testCert
-	ecdsaCertDER         []byte
+	ecdsaCertDER                            []byte
 )
 
 func loadCerts(t testing.TB) {
