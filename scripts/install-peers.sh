@@ -7,7 +7,12 @@
 #   socat             a linked pty pair: a serial line for the RTU tests
 #   rsyslog           a syslog receiver (RFC 5424 over TCP) for the audit shipping tests
 #   chromium          headless browser: renders the audit report in tests, prints it to PDF
+#   nodejs, npm       run node-opcua (OPC UA server and client), installed with npm
+#                     into .cache/node at the repo root (git-ignored)
 set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+node_opcua_version="2.186.4"
 
 need=()
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
@@ -16,9 +21,24 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+
+# node-opcua goes into .cache/node/node_modules; the Go tests give node that
+# folder as NODE_PATH.
+install_node_opcua() {
+  if [ -f "$root/.cache/node/node_modules/node-opcua/package.json" ]; then
+    return 0
+  fi
+  echo "peers: installing node-opcua@$node_opcua_version into $root/.cache/node with npm"
+  mkdir -p "$root/.cache/node"
+  npm install --prefix "$root/.cache/node" --no-audit --no-fund "node-opcua@$node_opcua_version" >/dev/null
+  echo "peers: installed node-opcua@$node_opcua_version"
+}
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "peers: mbpoll, pymodbus, haproxy and socat are installed"
+  install_node_opcua
+  echo "peers: mbpoll, pymodbus, haproxy, socat, rsyslog, chromium, node and node-opcua are installed"
   exit 0
 fi
 
@@ -32,3 +52,4 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "peers: installed ${need[*]}"
+install_node_opcua

@@ -1,0 +1,299 @@
+#!/usr/bin/env node
+// A node-opcua client driven by a JSON scenario (argv[2], or stdin when
+// there is no argument). It prints one JSON object a line: first
+// {"step":"connect",...} and {"step":"session",...}, then one per step, then
+// {"step":"close",...}.
+//
+// Scenario:
+//   {"endpoint": "opc.tcp://127.0.0.1:4840",
+//    "securityPolicy": "None" | "Basic256Sha256" | ...,      default None
+//    "securityMode": "None" | "Sign" | "SignAndEncrypt",      default None
+//    "user": "alice", "password": "engineer-pw",              anonymous when user is absent
+//    "certDir": "/tmp/x",        client PKI root (own certificate created there)
+//    "applicationName": "...", "applicationUri": "...",
+//    "tokenLifetimeMs": 5000,     requested secure channel token lifetime
+//    "timeoutMs": 10000,          per request
+//    "steps": [
+//      {"read": ["ns=1;s=Temperature", ...]},
+//      {"write": [{"node": "ns=1;s=Setpoint", "value": 42.5, "dataType": "Double"}]},
+//      {"call": {"object": "ns=1;s=PLC", "method": "ns=1;s=Start", "args": [{"dataType": "Int32", "value": 100}]}},
+//      {"browse": "ns=1;s=PLC"},
+//      {"subscribe": {"node": "ns=1;s=Temperature", "samples": 3, "interval": 100, "timeoutMs": 10000}},
+//      {"readLoop": {"node": "ns=1;s=Temperature", "seconds": 60}},
+//      {"sleep": 500}
+//    ]}
+//
+// Status codes are printed as {"name": "BadOutOfRange", "code": 2151350272}.
+// Exit status: 0 when the scenario ran (whatever the steps' status codes),
+// 2 when the connection failed, 3 when the session could not be opened,
+// 1 on a bad scenario or an unexpected error; the error is in the JSON line.
+"use strict";
+
+const fs = require("fs");
+const {
+    OPCUAClient,
+    OPCUACertificateManager,
+    MessageSecurityMode,
+    SecurityPolicy,
+    AttributeIds,
+    DataType,
+    StatusCodes,
+    UserTokenType,
+    TimestampsToReturn,
+    BrowseDirection,
+    NodeClass,
+    ClientSubscription,
+    ClientMonitoredItem,
+} = require("node-opcua");
+
+function out(obj) {
+    process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+function status(sc) {
+    if (!sc) return { name: "Good", code: 0 };
+    return { name: sc.name, code: sc.value >>> 0 };
+}
+
+// The status code an error names, when it names one (BadUserAccessDenied ...).
+function errorStatus(err) {
+    const text = String(err && err.message ? err.message : err);
+    const m = text.match(/\b(Bad[A-Za-z]+)\b/);
+    if (m && StatusCodes[m[1]]) return status(StatusCodes[m[1]]);
+    return undefined;
+}
+
+function plain(v) {
+    if (v === null || v === undefined) return null;
+    if (Buffer.isBuffer(v)) return v.toString("base64");
+    if (v instanceof Date) return v.toISOString();
+    if (ArrayBuffer.isView(v)) return Array.from(v);
+    if (Array.isArray(v)) return v.map(plain);
+    if (typeof v === "object") {
+        if (typeof v.toJSON === "function") return v.toJSON();
+        return String(v);
+    }
+    return v;
+}
+
+function variant(v) {
+    if (!v) return { dataType: "Null", value: null };
+    return { dataType: DataType[v.dataType], value: plain(v.value) };
+}
+
+function dataValue(node, dv) {
+    return Object.assign({ node, status: status(dv.statusCode) }, variant(dv.value));
+}
+
+function dataType(name) {
+    const t = DataType[name];
+    if (t === undefined || typeof t !== "number") throw new Error(`unknown dataType ${name}`);
+    return t;
+}
+
+async function readScenario() {
+    if (process.argv.length > 2) return JSON.parse(process.argv[2]);
+    return JSON.parse(fs.readFileSync(0, "utf8"));
+}
+
+async function run(session, step) {
+    if (step.read) {
+        const dvs = await session.read(step.read.map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })));
+        return { step: "read", results: dvs.map((dv, i) => dataValue(step.read[i], dv)) };
+    }
+    if (step.write) {
+        const codes = await session.write(step.write.map((w) => ({
+            nodeId: w.node,
+            attributeId: AttributeIds.Value,
+            value: { value: { dataType: dataType(w.dataType), value: w.value } },
+        })));
+        return { step: "write", results: codes.map((sc, i) => ({ node: step.write[i].node, status: status(sc) })) };
+    }
+    if (step.call) {
+        const c = step.call;
+        const r = await session.call({
+            objectId: c.object,
+            methodId: c.method,
+            inputArguments: (c.args || []).map((a) => ({ dataType: dataType(a.dataType), value: a.value })),
+        });
+        return {
+            step: "call",
+            status: status(r.statusCode),
+            inputArgumentResults: (r.inputArgumentResults || []).map(status),
+            outputs: (r.outputArguments || []).map(variant),
+        };
+    }
+    if (step.browse) {
+        const r = await session.browse({
+            nodeId: step.browse,
+            browseDirection: BrowseDirection.Forward,
+            includeSubtypes: true,
+            resultMask: 63,
+        });
+        return {
+            step: "browse",
+            node: step.browse,
+            status: status(r.statusCode),
+            references: (r.references || []).map((ref) => ({
+                browseName: ref.browseName.name,
+                nodeId: ref.nodeId.toString(),
+                nodeClass: NodeClass[ref.nodeClass],
+            })),
+        };
+    }
+    if (step.subscribe) {
+        return subscribe(session, step.subscribe);
+    }
+    if (step.readLoop) {
+        const { node, seconds } = step.readLoop;
+        const end = Date.now() + seconds * 1000;
+        let reads = 0;
+        let errors = 0;
+        let firstError;
+        while (Date.now() < end) {
+            try {
+                const dv = await session.read({ nodeId: node, attributeId: AttributeIds.Value });
+                if (dv.statusCode.isGood()) {
+                    reads++;
+                } else {
+                    errors++;
+                    firstError = firstError || status(dv.statusCode).name;
+                }
+            } catch (err) {
+                errors++;
+                firstError = firstError || String(err.message || err);
+            }
+        }
+        return { step: "readLoop", node, reads, errors, firstError };
+    }
+    if (step.sleep !== undefined) {
+        await new Promise((res) => setTimeout(res, step.sleep));
+        return { step: "sleep" };
+    }
+    throw new Error(`unknown step ${JSON.stringify(step)}`);
+}
+
+async function subscribe(session, s) {
+    const samples = s.samples || 1;
+    const interval = s.interval || 100;
+    const sub = ClientSubscription.create(session, {
+        requestedPublishingInterval: interval,
+        requestedLifetimeCount: 100,
+        requestedMaxKeepAliveCount: 10,
+        maxNotificationsPerPublish: 100,
+        publishingEnabled: true,
+        priority: 1,
+    });
+    await new Promise((resolve, reject) => {
+        sub.once("started", resolve);
+        sub.once("internal_error", reject);
+    });
+    const got = [];
+    let item;
+    let createStatus;
+    try {
+        await new Promise((resolve, reject) => {
+            const timer = setTimeout(() => resolve(), s.timeoutMs || 10000);
+            item = ClientMonitoredItem.create(sub, { nodeId: s.node, attributeId: AttributeIds.Value },
+                { samplingInterval: interval, discardOldest: true, queueSize: 10 }, TimestampsToReturn.Both);
+            item.on("changed", (dv) => {
+                got.push(dataValue(s.node, dv));
+                if (got.length >= samples) {
+                    clearTimeout(timer);
+                    resolve();
+                }
+            });
+            item.on("err", (msg) => {
+                createStatus = errorStatus(msg) || { name: String(msg), code: -1 };
+                clearTimeout(timer);
+                resolve();
+            });
+            item.once("initialized", () => {
+                createStatus = status(item.statusCode);
+            });
+        });
+    } finally {
+        await sub.terminate().catch(() => {});
+    }
+    return { step: "subscribe", node: s.node, status: createStatus || status(item && item.statusCode), samples: got };
+}
+
+async function main() {
+    let sc;
+    try {
+        sc = await readScenario();
+    } catch (err) {
+        out({ step: "scenario", ok: false, error: String(err.message || err) });
+        process.exit(1);
+    }
+    const policy = sc.securityPolicy || "None";
+    const mode = sc.securityMode || "None";
+    const options = {
+        applicationName: sc.applicationName || "interlock-test-client",
+        securityPolicy: SecurityPolicy[policy],
+        securityMode: MessageSecurityMode[mode],
+        endpointMustExist: false,
+        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
+        requestedSessionTimeout: 60000,
+        transportTimeout: sc.timeoutMs || 10000,
+    };
+    if (sc.applicationUri) options.applicationUri = sc.applicationUri;
+    if (sc.tokenLifetimeMs) options.defaultSecureTokenLifetime = sc.tokenLifetimeMs;
+    if (sc.certDir) {
+        options.clientCertificateManager = new OPCUACertificateManager({
+            rootFolder: sc.certDir,
+            automaticallyAcceptUnknownCertificate: true,
+        });
+    }
+    if (options.securityPolicy === undefined) {
+        out({ step: "connect", ok: false, error: `unknown securityPolicy ${policy}` });
+        process.exit(1);
+    }
+    if (options.securityMode === undefined) {
+        out({ step: "connect", ok: false, error: `unknown securityMode ${mode}` });
+        process.exit(1);
+    }
+
+    const client = OPCUAClient.create(options);
+    let renewals = 0;
+    client.on("security_token_renewed", () => renewals++);
+    try {
+        await client.connect(sc.endpoint);
+    } catch (err) {
+        out({ step: "connect", ok: false, error: String(err.message || err), status: errorStatus(err) });
+        process.exit(2);
+    }
+    out({ step: "connect", ok: true, securityPolicy: policy, securityMode: mode });
+
+    let session;
+    const identity = sc.user !== undefined
+        ? { type: UserTokenType.UserName, userName: sc.user, password: sc.password || "" }
+        : { type: UserTokenType.Anonymous };
+    try {
+        session = await client.createSession(identity);
+    } catch (err) {
+        out({ step: "session", ok: false, error: String(err.message || err), status: errorStatus(err) });
+        await client.disconnect().catch(() => {});
+        process.exit(3);
+    }
+    out({ step: "session", ok: true, user: sc.user || "" });
+
+    for (const step of sc.steps || []) {
+        try {
+            out(await run(session, step));
+        } catch (err) {
+            const name = Object.keys(step)[0];
+            out({ step: name, error: String(err.message || err), status: errorStatus(err) });
+        }
+    }
+
+    await session.close().catch(() => {});
+    await client.disconnect().catch(() => {});
+    out({ step: "close", ok: true, tokenRenewals: renewals });
+    process.exit(0);
+}
+
+main().catch((err) => {
+    out({ step: "error", ok: false, error: String(err && err.stack ? err.stack : err) });
+    process.exit(1);
+});
