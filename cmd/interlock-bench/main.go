@@ -96,6 +96,7 @@ func main() {
 	for _, s := range selected {
 		began := time.Now()
 		fmt.Printf("## %s\n\n", s.name)
+		fmt.Printf("load average at start: %s\n\n", loadAvg())
 		if err := runSuite(s, bin); err != nil {
 			fmt.Fprintf(os.Stderr, "interlock-bench: %s: %v\n", s.name, err)
 			fmt.Printf("(section %s failed: %v)\n\n", s.name, err)
@@ -269,4 +270,18 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadAvg is the 1, 5 and 15 minute load average: how busy the shared
+// machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

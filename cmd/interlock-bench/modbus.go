@@ -173,7 +173,7 @@ func loadRuns(p path, n, qty, runs int, warm, dur time.Duration) (measure, error
 		}
 		rs, p50s, p99s = append(rs, m.rps), append(p50s, m.p50), append(p99s, m.p99)
 	}
-	c := measure{median(rs), median(p50s), median(p99s)}
+	c := measure{rps: median(rs), p50: median(p50s), p99: median(p99s)}
 	fmt.Fprintf(os.Stderr, "  %-28s %2d conns: %8.0f req/s  p50 %6.1f µs  p99 %7.1f µs  (runs: %s req/s)\n",
 		p.name, n, c.rps, c.p50, c.p99, joinf(rs))
 	return c, nil
@@ -212,7 +212,9 @@ audit:
 	return gwAddr, e.start(name, e.bin, args...)
 }
 
-type measure struct{ rps, p50, p99 float64 }
+// measure is one cell: throughput, latency quantiles in µs, and (decisions
+// only) mean CPU µs per operation.
+type measure struct{ rps, p50, p99, cpu float64 }
 
 // load drives n connections, each sending the next read as soon as the last
 // answer arrived, and measures the time after the warm-up only.
