@@ -22,6 +22,50 @@ type ValidateOptions struct {
 	Hostname string
 	// Now is the time of the validity check; zero means time.Now().
 	Now time.Time
+	// Suppress lets certificates through the checks it names (OPC 10000-4
+	// §6.1.3 allows suppressing these, never structure, chain, signature,
+	// trust list, ApplicationURI or a revoked certificate). A non-RSA key
+	// is refused even with SuppressPolicy: no policy could use it.
+	Suppress Suppress
+	// OnSuppressed is called with each failure Suppress let through, so
+	// that the caller can audit it.
+	OnSuppressed func(*ValidationError)
+}
+
+// Suppress is a set of checks a configuration may suppress.
+type Suppress uint8
+
+const (
+	SuppressPolicy            Suppress = 1 << iota // Bad_CertificatePolicyCheckFailed (key length, signature algorithm)
+	SuppressValidity                               // Bad_CertificateTimeInvalid, Bad_CertificateIssuerTimeInvalid
+	SuppressHostName                               // Bad_CertificateHostNameInvalid
+	SuppressUsage                                  // Bad_CertificateUseNotAllowed, Bad_CertificateIssuerUseNotAllowed
+	SuppressRevocationUnknown                      // Bad_CertificateRevocationUnknown, Bad_CertificateIssuerRevocationUnknown
+)
+
+// stop says whether a failure refuses the certificate, or is suppressed
+// (and reported to OnSuppressed).
+func (o *ValidateOptions) stop(e *ValidationError) bool {
+	var bit Suppress
+	switch e.Code {
+	case ua.StatusBadCertificatePolicyCheckFailed:
+		bit = SuppressPolicy
+	case ua.StatusBadCertificateTimeInvalid, ua.StatusBadCertificateIssuerTimeInvalid:
+		bit = SuppressValidity
+	case ua.StatusBadCertificateHostNameInvalid:
+		bit = SuppressHostName
+	case ua.StatusBadCertificateUseNotAllowed, ua.StatusBadCertificateIssuerUseNotAllowed:
+		bit = SuppressUsage
+	case ua.StatusBadCertificateRevocationUnknown, ua.StatusBadCertificateIssuerRevocationUnknown:
+		bit = SuppressRevocationUnknown
+	}
+	if bit == 0 || o.Suppress&bit == 0 {
+		return true
+	}
+	if o.OnSuppressed != nil {
+		o.OnSuppressed(e)
+	}
+	return false
 }
 
 // Checks, in the order of OPC 10000-4 §6.1.3 (Table 106), as they appear in
@@ -180,16 +224,20 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 	// Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss) wants RSA keys of 2048
 	// to 4096 bits and SHA-256 or stronger signatures.
 	for i, c := range path {
-		if !strongSignature(c.SignatureAlgorithm) {
-			return fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "signed with %v; the security policies want RSA with SHA-256 or stronger", c.SignatureAlgorithm)
-		}
 		pub, ok := c.PublicKey.(*rsa.PublicKey)
 		if !ok {
 			return fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "a %v key; the security policies want RSA", c.PublicKeyAlgorithm)
 		}
+		if !strongSignature(c.SignatureAlgorithm) {
+			if e := fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "signed with %v; the security policies want RSA with SHA-256 or stronger", c.SignatureAlgorithm); o.stop(e) {
+				return e
+			}
+		}
 		bits := pub.N.BitLen()
 		if bits < 2048 || (i == 0 && bits > 4096) {
-			return fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "an RSA key of %d bits; the security policies want 2048 to 4096", bits)
+			if e := fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "an RSA key of %d bits; the security policies want 2048 to 4096", bits); o.stop(e) {
+				return e
+			}
 		}
 	}
 
@@ -223,15 +271,19 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 			if i > 0 {
 				code = ua.StatusBadCertificateIssuerTimeInvalid
 			}
-			return fail(c, CheckValidity, code, "valid from %s to %s, not at %s",
-				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			if e := fail(c, CheckValidity, code, "valid from %s to %s, not at %s",
+				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)); o.stop(e) {
+				return e
+			}
 		}
 	}
 
 	// Host name.
 	if o.Hostname != "" {
 		if err := leaf.VerifyHostname(o.Hostname); err != nil {
-			return fail(leaf, CheckHostName, ua.StatusBadCertificateHostNameInvalid, "does not name host %q (DNS %v, IP %v)", o.Hostname, leaf.DNSNames, leaf.IPAddresses)
+			if e := fail(leaf, CheckHostName, ua.StatusBadCertificateHostNameInvalid, "does not name host %q (DNS %v, IP %v)", o.Hostname, leaf.DNSNames, leaf.IPAddresses); o.stop(e) {
+				return e
+			}
 		}
 	}
 
@@ -242,14 +294,20 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 
 	// Certificate usage.
 	if err := appUsage(leaf); err != "" {
-		return fail(leaf, CheckUsage, ua.StatusBadCertificateUseNotAllowed, "%s", err)
+		if e := fail(leaf, CheckUsage, ua.StatusBadCertificateUseNotAllowed, "%s", err); o.stop(e) {
+			return e
+		}
 	}
 	for _, c := range path[1:] {
-		if !c.BasicConstraintsValid || !c.IsCA {
-			return fail(c, CheckUsage, ua.StatusBadCertificateIssuerUseNotAllowed, "issues %q but is not a CA (basicConstraints cA is not set)", path[0].Subject.String())
+		var e *ValidationError
+		switch {
+		case !c.BasicConstraintsValid || !c.IsCA:
+			e = fail(c, CheckUsage, ua.StatusBadCertificateIssuerUseNotAllowed, "issues %q but is not a CA (basicConstraints cA is not set)", path[0].Subject.String())
+		case c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0:
+			e = fail(c, CheckUsage, ua.StatusBadCertificateIssuerUseNotAllowed, "a CA whose key usage lacks keyCertSign")
 		}
-		if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
-			return fail(c, CheckUsage, ua.StatusBadCertificateIssuerUseNotAllowed, "a CA whose key usage lacks keyCertSign")
+		if e != nil && o.stop(e) {
+			return e
 		}
 	}
 
@@ -267,7 +325,9 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 				if i > 0 {
 					code = ua.StatusBadCertificateIssuerRevocationUnknown
 				}
-				return fail(path[i], CheckFindCRL, code, "no CRL of its issuer %q in %s or %s", path[i+1].Subject.String(), TrustedCRLDir, IssuerCRLDir)
+				if e := fail(path[i], CheckFindCRL, code, "no CRL of its issuer %q in %s or %s", path[i+1].Subject.String(), TrustedCRLDir, IssuerCRLDir); o.stop(e) {
+					return e
+				}
 			}
 		}
 		for i, lists := range found {

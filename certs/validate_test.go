@@ -2,6 +2,8 @@ package certs
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -378,6 +380,68 @@ func FuzzValidate(f *testing.F) {
 		var ve *ValidationError
 		if err != nil && !errors.As(err, &ve) {
 			t.Fatalf("%T %v", err, err)
+		}
+	})
+}
+
+// Suppress lets through only the checks it names, and reports each.
+func TestValidateSuppress(t *testing.T) {
+	now := time.Now()
+	all := SuppressPolicy | SuppressValidity | SuppressHostName | SuppressUsage | SuppressRevocationUnknown
+	type tcase struct {
+		name     string
+		cert     func(t *testing.T, s *Store) []byte
+		o        ValidateOptions
+		want     ua.StatusCode
+		reported []ua.StatusCode
+	}
+	self := func(sp spec) func(t *testing.T, s *Store) []byte {
+		return func(t *testing.T, s *Store) []byte {
+			c := mkCert(t, sp)
+			trust(t, s, c)
+			return c.der
+		}
+	}
+	caNoCRL := func(t *testing.T, s *Store) []byte {
+		ca := mkCert(t, spec{cn: "test CA", ca: true})
+		trust(t, s, ca)
+		return mkCert(t, spec{parent: ca}).der
+	}
+	expired := spec{notBefore: now.Add(-48 * time.Hour), notAfter: now.Add(-time.Hour)}
+	for _, tc := range []tcase{
+		{"expired, validity suppressed", self(expired), ValidateOptions{Suppress: SuppressValidity}, ua.StatusOK, []ua.StatusCode{ua.StatusBadCertificateTimeInvalid}},
+		{"expired, other checks suppressed", self(expired), ValidateOptions{Suppress: all &^ SuppressValidity}, ua.StatusBadCertificateTimeInvalid, nil},
+		{"wrong host, suppressed", self(spec{dns: []string{"a"}}), ValidateOptions{Hostname: "b", Suppress: SuppressHostName}, ua.StatusOK, []ua.StatusCode{ua.StatusBadCertificateHostNameInvalid}},
+		{"usage, suppressed", self(spec{usage: x509.KeyUsageDigitalSignature}), ValidateOptions{Suppress: SuppressUsage}, ua.StatusOK, []ua.StatusCode{ua.StatusBadCertificateUseNotAllowed}},
+		{"no CRL, suppressed", caNoCRL, ValidateOptions{Suppress: SuppressRevocationUnknown}, ua.StatusOK, []ua.StatusCode{ua.StatusBadCertificateRevocationUnknown}},
+		{"expired with wrong URI, all suppressed", self(spec{notBefore: expired.notBefore, notAfter: expired.notAfter, uri: "urn:x"}),
+			ValidateOptions{ApplicationURI: testURI, Suppress: all}, ua.StatusBadCertificateURIInvalid, []ua.StatusCode{ua.StatusBadCertificateTimeInvalid}},
+		{"ECDSA, policy suppressed", self(spec{key: eKey}), ValidateOptions{Suppress: all}, ua.StatusBadCertificatePolicyCheckFailed, nil},
+		{"untrusted, all suppressed", func(t *testing.T, s *Store) []byte { return mkCert(t, spec{}).der }, ValidateOptions{Suppress: all}, ua.StatusBadCertificateUntrusted, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			der := tc.cert(t, s)
+			var got []ua.StatusCode
+			tc.o.OnSuppressed = func(e *ValidationError) { got = append(got, e.Code) }
+			wantCode(t, s.Validate(der, tc.o), tc.want)
+			if !slices.Equal(got, tc.reported) {
+				t.Errorf("reported %v, want %v", got, tc.reported)
+			}
+		})
+	}
+	t.Run("small key, policy suppressed", func(t *testing.T) {
+		small, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newStore(t)
+		c := mkCert(t, spec{key: small})
+		trust(t, s, c)
+		var got []ua.StatusCode
+		wantCode(t, s.Validate(c.der, ValidateOptions{Suppress: SuppressPolicy, OnSuppressed: func(e *ValidationError) { got = append(got, e.Code) }}), ua.StatusOK)
+		if !slices.Equal(got, []ua.StatusCode{ua.StatusBadCertificatePolicyCheckFailed}) {
+			t.Errorf("reported %v", got)
 		}
 	})
 }
