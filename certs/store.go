@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Folders of the layout, relative to the store directory.
@@ -66,6 +67,9 @@ type Store struct {
 	MaxRejected int
 
 	rejectMu sync.Mutex
+
+	cacheMu sync.Mutex
+	cache   map[string]cacheEntry // parsed certificate files of trusted/ and issuer/
 }
 
 // Open opens the store at dir, refusing a missing or incomplete layout with
@@ -243,32 +247,73 @@ type storedCert struct {
 
 // readCerts reads every certificate file in a folder. Files that are not
 // certificates are reported in bad, not fatal: one stray file must not stop
-// validation.
-func readCerts(dir string) (certs []storedCert, bad []error, err error) {
+// validation. Parsed files are cached by path, size and modification time.
+func (s *Store) readCerts(dir string) (certs []storedCert, bad []error, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	seen := make(map[string]bool, len(ents))
 	for _, e := range ents {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !isCertName(e.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(p)
+		seen[p] = true
+		fi, err := e.Info()
 		if err != nil {
-			bad = append(bad, err)
+			continue // removed meanwhile
+		}
+		key := fileKey{size: fi.Size(), mod: fi.ModTime()}
+		s.cacheMu.Lock()
+		ce, ok := s.cache[p]
+		s.cacheMu.Unlock()
+		if !ok || ce.key != key {
+			ce = cacheEntry{key: key}
+			b, rerr := os.ReadFile(p)
+			if rerr == nil {
+				ce.certs, ce.err = decodeCerts(b)
+			} else {
+				ce.err = rerr
+			}
+			if ce.err != nil {
+				ce.err = fmt.Errorf("%s: %w", p, ce.err)
+			}
+			s.cacheMu.Lock()
+			if s.cache == nil {
+				s.cache = map[string]cacheEntry{}
+			}
+			s.cache[p] = ce
+			s.cacheMu.Unlock()
+		}
+		if ce.err != nil {
+			bad = append(bad, ce.err)
 			continue
 		}
-		cs, err := decodeCerts(b)
-		if err != nil {
-			bad = append(bad, fmt.Errorf("%s: %w", p, err))
-			continue
-		}
-		for _, c := range cs {
+		for _, c := range ce.certs {
 			certs = append(certs, storedCert{path: p, cert: c})
 		}
 	}
+	// Forget files that are gone from this folder.
+	s.cacheMu.Lock()
+	for p := range s.cache {
+		if filepath.Dir(p) == dir && !seen[p] {
+			delete(s.cache, p)
+		}
+	}
+	s.cacheMu.Unlock()
 	return certs, bad, nil
+}
+
+type fileKey struct {
+	size int64
+	mod  time.Time
+}
+
+type cacheEntry struct {
+	key   fileKey
+	certs []*x509.Certificate
+	err   error
 }
 
 // isCertName says whether a file name looks like a certificate file.

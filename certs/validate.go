@@ -169,11 +169,11 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 		return fail(leaf, CheckStructure, ua.StatusBadCertificateInvalid, "an X.509 version %d certificate, want version 3", leaf.Version)
 	}
 
-	trusted, _, err := readCerts(s.Path(TrustedCertsDir))
+	trusted, _, err := s.readCerts(s.Path(TrustedCertsDir))
 	if err != nil {
 		return fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the trusted certificates: %v", err)
 	}
-	issuers, _, err := readCerts(s.Path(IssuerCertsDir))
+	issuers, _, err := s.readCerts(s.Path(IssuerCertsDir))
 	if err != nil {
 		return fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the issuer certificates: %v", err)
 	}

@@ -445,3 +445,30 @@ func TestValidateSuppress(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkValidate: a trusted self-signed client among 20 trusted
+// certificates, and an unknown one (rejected copy written once, then its
+// time refreshed).
+func BenchmarkValidate(b *testing.B) {
+	s := newStore(b)
+	for i := range 19 {
+		trust(b, s, mkCert(b, spec{cn: fmt.Sprint("other ", i)}))
+	}
+	good := mkCert(b, spec{})
+	trust(b, s, good)
+	bad := mkCert(b, spec{cn: "unknown"})
+	b.Run("trusted", func(b *testing.B) {
+		for b.Loop() {
+			if err := s.Validate(good.der, ValidateOptions{ApplicationURI: testURI}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("untrusted", func(b *testing.B) {
+		for b.Loop() {
+			if code(s.Validate(bad.der, ValidateOptions{})) != ua.StatusBadCertificateUntrusted {
+				b.Fatal("not refused")
+			}
+		}
+	})
+}

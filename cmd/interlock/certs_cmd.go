@@ -104,7 +104,11 @@ func cmdCertsInit(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			state = "kept the existing key"
 		}
 		fmt.Fprintf(stdout, "audit key:    %s (Ed25519, mode 0600, key id %s, %s)\n", auditKey, id, state)
-		fmt.Fprintf(stdout, "audit public: %s (for `interlock audit verify --key`: keep a copy off the gateway)\n", pub)
+		if _, err := os.Stat(pub); err != nil {
+			fmt.Fprintf(stdout, "audit public: %s is missing: keep the public key that `interlock audit keygen` or the first `certs init` wrote\n", pub)
+		} else {
+			fmt.Fprintf(stdout, "audit public: %s (for `interlock audit verify --key`: keep a copy off the gateway)\n", pub)
+		}
 	}
 	fmt.Fprintf(stdout, "\nConfiguration:\n  listeners:\n    - protocol: opcua\n      opcua:\n        pki: %s\n", abs(s.Dir()))
 	if auditKey != "" {
