@@ -123,6 +123,25 @@ type testServer struct {
 	acceptErrs  []error
 	receiveErrs []error
 	big         []byte // value of node ns=1;s=big
+	noClose     bool   // leave channels to close themselves when Receive ends
+}
+
+// waitEnded waits until n channels ended their Receive and returns the errors.
+func (s *testServer) waitEnded(t testing.TB, n int) []error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		errs := append([]error(nil), s.receiveErrs...)
+		s.mu.Unlock()
+		if len(errs) >= n {
+			return errs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d channels ended, want %d", len(errs), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func startServer(t testing.TB, cfg *Config) *testServer {
@@ -172,8 +191,11 @@ func (s *testServer) serve(conn net.Conn) {
 		return
 	}
 	s.channels = append(s.channels, ch)
+	noClose := s.noClose
 	s.mu.Unlock()
-	defer ch.Close()
+	if !noClose {
+		defer ch.Close()
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -200,15 +222,6 @@ func (s *testServer) lastChannel() *Channel {
 		return nil
 	}
 	return s.channels[len(s.channels)-1]
-}
-
-func (s *testServer) lastAcceptErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.acceptErrs) == 0 {
-		return nil
-	}
-	return s.acceptErrs[len(s.acceptErrs)-1]
 }
 
 func okHeader(handle uint32) *ua.ResponseHeader {
