@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"os/signal"
@@ -12,11 +13,14 @@ import (
 	"syscall"
 
 	"github.com/interlock-ics/interlock/gateway/modbus/modbussim"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
 )
 
 func init() {
 	register(command{group: "sim", name: "modbus", synopsis: "--listen ADDR", run: cmdSimModbus,
 		help: "a Modbus TCP PLC simulator for demos and tests"})
+	register(command{group: "sim", name: "opcua", synopsis: "--listen opc.tcp://HOST:PORT", run: cmdSimOPCUA,
+		help: "an OPC UA server simulator (PLC variables, a writable setpoint, a method) for demos and tests"})
 }
 
 func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -62,6 +66,37 @@ func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+func cmdSimOPCUA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("sim opcua", "sim opcua --listen opc.tcp://HOST:PORT [--security None,Basic256Sha256]", stderr)
+	listen := fs.String("listen", "opc.tcp://127.0.0.1:4840", "endpoint to listen on (port 0: any free port)")
+	security := fs.String("security", "None", "security policies offered: None and/or Basic256Sha256 (Sign, SignAndEncrypt, self-signed certificate)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log.SetOutput(io.Discard) // gopcua's server logs its node set import
+	srv, err := opcuasim.Start(opcuasim.Options{Endpoint: *listen, SecurityPolicies: splitList(*security)})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Fprintf(stdout, `opcua simulator listening on %s (security %s, anonymous)
+  %-20s Double, changes every 100 ms
+  %-20s Double, writable
+  %-20s Double
+  %-20s Int32, writable
+  %-20s Int32, speed of the last accepted Start
+  %-20s method of %s: Start(speed Int32) -> accepted Boolean; speed > %d is Bad_OutOfRange
+try: a client such as UaExpert, or node-opcua / gopcua, on %s: read the nodes above,
+write Setpoint, call Start with speed 300; put interlock in front (examples/opcua) to see writes decided
+`, srv.Endpoint(), strings.Join(splitList(*security), ","),
+		opcuasim.NodeTemperature, opcuasim.NodeSetpoint, opcuasim.NodePressure, opcuasim.NodeCounter,
+		opcuasim.NodeSpeed, opcuasim.NodeStart, opcuasim.NodePLC, opcuasim.MaxSpeed, srv.Endpoint())
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	<-ctx.Done()
+	return nil
 }
 
 func splitList(s string) []string {
