@@ -37,8 +37,8 @@ var (
 	poLibrary     = flag.String("policy-library", "examples/policies", "policy: directory of the policy library (each subdirectory with .rego files is a policy)")
 	poExtra       = flag.String("policy-extra", "examples/quickstart/policy", "policy: more policy directories to time, comma-separated")
 	poDuration    = flag.Duration("decide-duration", 300*time.Millisecond, "policy: measured time of one latency run")
-	poPollPolicy  = flag.String("poll-policy", "examples/quickstart/policy", "policy: the gateway's policy for the polling workload")
-	poPollDur     = flag.Duration("poll-duration", 3*time.Second, "policy: measured time of one polling run")
+	poPollPolicy  = flag.String("poll-policy", "examples/quickstart/policy,examples/policies/accounts-and-sources", "policy: the gateway's policies for the polling workload, comma-separated")
+	poPollDur     = flag.Duration("poll-duration", 2*time.Second, "policy: measured time of one polling run")
 	poOnly        = flag.String("policies", "", "policy: time only these policies (directory names, comma-separated)")
 	poMaxDecision = flag.Int("decide-max", 2_000_000, "policy: at most this many decisions per latency run")
 	poProfile     = flag.String("decide-cpu-profile", "", "policy: write CPU profiles of the uncached latency runs to `PREFIX`-<policy>-<read|write>.prof")
@@ -181,53 +181,61 @@ func runPolicy(e *env) error {
 	if err != nil {
 		return err
 	}
-	pollPolicy, err := filepath.Abs(*poPollPolicy)
-	if err != nil {
-		return err
-	}
 	simAddr := freeAddr()
 	if err := e.start("sim", e.bin, "sim", "modbus", "--listen", simAddr); err != nil {
 		return err
 	}
+	if err := waitPort(simAddr, 10*time.Second); err != nil {
+		return fmt.Errorf("sim at %s: %w (logs in %s)", simAddr, err, e.work)
+	}
 	maxConns := slices.Max(conns)
-	onAddr, err := startGateway(e, "gateway-cache-on", simAddr, pollPolicy, maxConns, true, "")
-	if err != nil {
-		return err
-	}
-	offAddr, err := startGateway(e, "gateway-cache-off", simAddr, pollPolicy, maxConns, false, "")
-	if err != nil {
-		return err
-	}
-	paths := []path{{"interlock, decision cache on", onAddr}, {"interlock, decision cache off", offAddr}}
-	for _, p := range append([]path{{"sim", simAddr}}, paths...) {
-		if err := waitPort(p.addr, 10*time.Second); err != nil {
-			return fmt.Errorf("%s at %s: %w (logs in %s)", p.name, p.addr, err, e.work)
-		}
-	}
 	fmt.Printf("### polling: the same FC 3 read of %d registers repeated in a closed loop per connection (an HMI polling), through the gateway\n\n", *mbQuantity)
-	fmt.Printf("policy %s, audit on (call + result record per read), %d upstream connections; %d runs of %s (+%s warm-up), median shown\n\n",
-		*poPollPolicy, maxConns, e.runs, *poPollDur, *mbWarmup)
-	res := map[string]map[int]measure{}
-	for _, n := range conns {
-		for _, p := range paths {
-			m, err := loadRuns(p, n, *mbQuantity, e.runs, *mbWarmup, *poPollDur)
-			if err != nil {
+	fmt.Printf("source 127.0.0.1 is ews-alice (alice, engineer); audit on (call + result record per read), %d upstream connections; %d runs of %s (+%s warm-up), median shown\n\n",
+		maxConns, e.runs, *poPollDur, *mbWarmup)
+	type pollRow struct {
+		policy  string
+		conns   int
+		on, off measure
+	}
+	var prows []pollRow
+	for i, pp := range strings.Split(*poPollPolicy, ",") {
+		pp = strings.TrimSpace(pp)
+		abs, err := filepath.Abs(pp)
+		if err != nil {
+			return err
+		}
+		onAddr, err := startGateway(e, fmt.Sprintf("gateway%d-cache-on", i), simAddr, abs, maxConns, true, "")
+		if err != nil {
+			return err
+		}
+		offAddr, err := startGateway(e, fmt.Sprintf("gateway%d-cache-off", i), simAddr, abs, maxConns, false, "")
+		if err != nil {
+			return err
+		}
+		on, off := path{pp + ", decision cache on", onAddr}, path{pp + ", decision cache off", offAddr}
+		for _, p := range []path{on, off} {
+			if err := waitPort(p.addr, 10*time.Second); err != nil {
+				return fmt.Errorf("%s at %s: %w (logs in %s)", p.name, p.addr, err, e.work)
+			}
+		}
+		for _, n := range conns {
+			r := pollRow{policy: pp, conns: n}
+			if r.on, err = loadRuns(on, n, *mbQuantity, e.runs, *mbWarmup, *poPollDur); err != nil {
 				return err
 			}
-			if res[p.name] == nil {
-				res[p.name] = map[int]measure{}
+			if r.off, err = loadRuns(off, n, *mbQuantity, e.runs, *mbWarmup, *poPollDur); err != nil {
+				return err
 			}
-			res[p.name][n] = m
+			prows = append(prows, r)
 		}
 	}
-	fmt.Println("| conns | cache on req/s | cache off req/s | on/off | cache on p50 µs | cache off p50 µs | cache on p99 µs | cache off p99 µs |")
-	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, n := range conns {
-		on, off := res[paths[0].name][n], res[paths[1].name][n]
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f |\n", n, on.rps, off.rps, on.rps/off.rps, on.p50, off.p50, on.p99, off.p99)
+	fmt.Println("| policy | conns | cache on req/s | cache off req/s | on/off | cache on p50 µs | cache off p50 µs | cache on p99 µs | cache off p99 µs |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range prows {
+		fmt.Printf("| %s | %d | %.0f | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f |\n", r.policy, r.conns, r.on.rps, r.off.rps,
+			r.on.rps/r.off.rps, r.on.p50, r.off.p50, r.on.p99, r.off.p99)
 	}
 	fmt.Println()
-
 	return nil
 }
 
