@@ -27,13 +27,19 @@
 //
 // "Delivered" depends on the sink. HTTP: a 2xx answer. Syslog has no
 // acknowledgement: a batch counts as delivered when it was written and
-// flushed without error and the connection was still open ConfirmAfter (1 s)
-// later, or when, at stop, the receiver closed its side after reading to
-// the end. A receiver that closes or resets the connection sooner gets
-// everything after the cursor again on the next connection. A receiver that
-// read records and then lost them itself (a crash before they were stored,
-// a full queue it drops from) cannot be told apart from one that kept them:
-// use HTTP, or a syslog relay with a disk queue, where that matters.
+// flushed without error, the receiver's TCP acknowledged its bytes (the
+// socket's send queue, SIOCOUTQ, on Linux) and the connection was still
+// open ConfirmAfter (1 s) after that; or when, at stop, the receiver closed
+// its side after reading to the end. Bytes that never left the gateway (a
+// network that stopped carrying packets keeps a connection "open" for many
+// minutes) never count, and a connection on which nothing is acknowledged
+// for 30 s is given up and its records sent again on a new one. A receiver
+// that closes or resets the connection sooner gets everything after the
+// cursor again on the next connection. A receiver that read records and
+// then lost them itself (a crash before they were stored, a full queue it
+// drops from, one that stopped reading and then died) cannot be told apart
+// from one that kept them: use HTTP, or a syslog relay with a disk queue,
+// where that matters.
 //
 // When the log no longer holds the record the cursor names (the file was
 // truncated, rewritten or a new log begun), the shipper logs an error and

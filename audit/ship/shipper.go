@@ -31,11 +31,16 @@ type Sink interface {
 
 // Unacked is a sink without an application-level acknowledgement (syslog
 // over TCP or TLS): what it took is lost if the connection breaks before
-// the receiver read it. Probe reports whether the connection it last wrote
-// on is still open, without blocking.
+// the receiver read it.
 type Unacked interface {
 	Sink
-	Probe() error
+	// Probe reports, without blocking, whether the connection it last
+	// wrote on is still open, and how many of the bytes written on it
+	// (Written) the receiver acknowledged at the transport level.
+	Probe() (acked int64, err error)
+	// Written is how many bytes the sink wrote on its connection so far:
+	// after a Send, where that batch ends.
+	Written() int64
 }
 
 // RejectError is a receiver refusing records for what they are (an HTTP
@@ -155,10 +160,17 @@ type Stats struct {
 
 // mark is a batch an Unacked sink took that does not count as delivered yet.
 type mark struct {
-	pos position
-	at  time.Time
-	n   int
+	pos   position
+	at    time.Time
+	n     int
+	bytes int64     // where the batch ends on the connection (Unacked.Written)
+	acked time.Time // when Probe first found those bytes acknowledged
 }
+
+// stallTimeout is how long a connection may go without the receiver
+// acknowledging any of the bytes waiting on it before the shipper gives up
+// on it and sends them again on a new one.
+const stallTimeout = 30 * time.Second
 
 // Shipper follows one audit log and delivers every record to one sink, in
 // order, at least once. See the package documentation.
@@ -170,6 +182,8 @@ type Shipper struct {
 
 	// Owned by the run goroutine.
 	marks    []mark
+	acked    int64     // what Probe last reported acknowledged on the connection
+	progress time.Time // when the connection last showed progress (or marks began)
 	saved    position
 	savedAt  time.Time
 	limit    int    // records per batch now: halved while finding a refused record
@@ -353,30 +367,45 @@ func (s *Shipper) sent(recs []Record, end position) error {
 		s.save(false)
 		return nil
 	}
-	s.marks = append(s.marks, mark{pos: end, at: now, n: len(recs)})
+	if len(s.marks) == 0 {
+		s.progress = now
+	}
+	s.marks = append(s.marks, mark{pos: end, at: now, n: len(recs), bytes: s.unacked.Written()})
 	err := s.confirm(now)
 	s.save(false)
 	return err
 }
 
-// confirm counts the batches of an Unacked sink as delivered once their
-// connection stayed open ConfirmAfter after them. An error means the
-// receiver closed the connection first.
+// confirm counts the batches of an Unacked sink as delivered once the
+// receiver acknowledged their bytes and the connection stayed open
+// ConfirmAfter after that. An error means the receiver closed the
+// connection first, or stopped acknowledging anything for stallTimeout.
 func (s *Shipper) confirm(now time.Time) error {
 	if s.unacked == nil || len(s.marks) == 0 {
 		return nil
 	}
+	acked, err := s.unacked.Probe()
+	if err != nil {
+		return fmt.Errorf("the receiver closed the connection before records sent on it counted as delivered: %w", err)
+	}
+	if acked != s.acked {
+		s.acked, s.progress = acked, now
+	}
 	i := -1
-	for j, m := range s.marks {
-		if now.Sub(m.at) >= s.opts.ConfirmAfter {
+	for j := range s.marks {
+		m := &s.marks[j]
+		if m.acked.IsZero() && m.bytes <= acked {
+			m.acked = now
+		}
+		if !m.acked.IsZero() && now.Sub(m.acked) >= s.opts.ConfirmAfter {
 			i = j
 		}
 	}
 	if i < 0 {
+		if s.marks[0].acked.IsZero() && now.Sub(s.progress) >= stallTimeout {
+			return fmt.Errorf("the receiver acknowledged none of the %d bytes waiting on the connection for %s", s.unacked.Written()-acked, stallTimeout)
+		}
 		return nil
-	}
-	if err := s.unacked.Probe(); err != nil {
-		return fmt.Errorf("the receiver closed the connection before records sent on it counted as delivered: %w", err)
 	}
 	s.recovered(now)
 	s.setConfirmed(s.marks[i].pos)

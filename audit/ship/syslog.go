@@ -49,16 +49,31 @@ type SyslogOptions struct {
 //
 // TCP syslog has no acknowledgement. Send returns nil once a batch is
 // written and flushed on a connection that was open before the write; the
-// shipper counts it as delivered only after Probe finds the connection
-// still open ConfirmAfter later, and sends everything after the cursor again
-// when it is not. At stop, Close half-closes the connection and waits for
-// the receiver to close its side: a receiver that read to the end confirms
-// the last batches that way.
+// shipper counts it as delivered only once the receiver's TCP acknowledged
+// its bytes (Probe) and the connection was still open ConfirmAfter after
+// that, and sends everything after the cursor again when it is not. At
+// stop, Close half-closes the connection and waits for the receiver to
+// close its side: a receiver that read to the end confirms the last
+// batches that way.
 type Syslog struct {
-	opts SyslogOptions
-	conn net.Conn
-	w    *bufio.Writer
-	msg  []byte
+	opts    SyslogOptions
+	raw     net.Conn // the TCP connection
+	conn    net.Conn // what records are written on: raw counted, or TLS over it
+	w       *bufio.Writer
+	written int64 // bytes written on raw
+	msg     []byte
+}
+
+// countConn counts the bytes written on a connection.
+type countConn struct {
+	net.Conn
+	n *int64
+}
+
+func (c countConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	*c.n += int64(n)
+	return n, err
 }
 
 var _ Unacked = (*Syslog)(nil)
@@ -100,7 +115,7 @@ func NewSyslog(o SyslogOptions) (*Syslog, error) {
 // what was written on it may be lost, and the shipper sends it again.
 func (s *Syslog) Send(ctx context.Context, recs []Record) error {
 	if s.conn != nil {
-		if err := s.Probe(); err != nil {
+		if _, err := s.Probe(); err != nil {
 			s.drop()
 			return fmt.Errorf("syslog %s: %w: %w", s.opts.Address, ErrConnectionClosed, err)
 		}
@@ -141,19 +156,21 @@ func (s *Syslog) dial(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", s.opts.Address)
+	raw, err := d.DialContext(ctx, "tcp", s.opts.Address)
 	if err != nil {
 		return fmt.Errorf("syslog %s: %w", s.opts.Address, err)
 	}
+	s.written = 0
+	var conn net.Conn = countConn{Conn: raw, n: &s.written}
 	if s.opts.TLS != nil {
 		tc := tls.Client(conn, s.opts.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
+			raw.Close()
 			return fmt.Errorf("syslog %s: TLS: %w", s.opts.Address, err)
 		}
 		conn = tc
 	}
-	s.conn, s.w = conn, bufio.NewWriterSize(conn, 64<<10)
+	s.raw, s.conn, s.w = raw, conn, bufio.NewWriterSize(conn, 64<<10)
 	return nil
 }
 
@@ -164,39 +181,44 @@ var errNoConn = errors.New("not connected")
 // once: end of file or a reset means it closed it, and what was written
 // lately may not have been read. Bytes from the receiver (a TLS alert or
 // session ticket; syslog receivers do not talk otherwise) are read to see
-// which they are.
-func (s *Syslog) Probe() error {
+// which they are. It also returns how many of the bytes written on the
+// connection (Written) the receiver's TCP acknowledged: bytes still in the
+// send queue (a network that stopped carrying packets, a receiver that
+// stopped reading) are not delivered however long the connection stays
+// open. Where the send queue cannot be looked at, that is all of them.
+func (s *Syslog) Probe() (acked int64, err error) {
 	if s.conn == nil {
-		return errNoConn
+		return 0, errNoConn
 	}
-	raw := s.conn
-	if tc, ok := s.conn.(*tls.Conn); ok {
-		raw = tc.NetConn()
-	}
-	pending, err := peek(raw)
+	pending, err := peek(s.raw)
 	switch {
 	case errors.Is(err, io.EOF):
-		return errClosed
+		return 0, errClosed
 	case err != nil:
-		return err
-	case !pending:
-		return nil
+		return 0, err
+	case pending:
+		_ = s.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		var b [512]byte
+		n, err := s.conn.Read(b[:])
+		_ = s.conn.SetReadDeadline(time.Time{})
+		var ne net.Error
+		switch {
+		case n > 0 || err == nil:
+		case errors.As(err, &ne) && ne.Timeout():
+		case errors.Is(err, io.EOF):
+			return 0, errClosed
+		default:
+			return 0, err
+		}
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	var b [512]byte
-	n, err := s.conn.Read(b[:])
-	_ = s.conn.SetReadDeadline(time.Time{})
-	var ne net.Error
-	switch {
-	case n > 0 || err == nil:
-		return nil
-	case errors.As(err, &ne) && ne.Timeout():
-		return nil
-	case errors.Is(err, io.EOF):
-		return errClosed
+	if n, ok := unackedBytes(s.raw); ok {
+		return max(0, s.written-n), nil
 	}
-	return err
+	return s.written, nil
 }
+
+// Written is how many bytes went on the connection so far.
+func (s *Syslog) Written() int64 { return s.written }
 
 var errClosed = errors.New("the receiver closed the connection")
 
@@ -213,11 +235,10 @@ func (s *Syslog) Close(ctx context.Context) error {
 	}
 	defer s.drop()
 	var err error
-	switch c := s.conn.(type) {
-	case *tls.Conn:
-		err = c.CloseWrite()
-	case *net.TCPConn:
-		err = c.CloseWrite()
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		err = tc.CloseWrite() // close_notify; a TLS receiver closes on it
+	} else if tc, ok := s.raw.(*net.TCPConn); ok {
+		err = tc.CloseWrite()
 	}
 	if err != nil {
 		return err
@@ -238,7 +259,7 @@ func (s *Syslog) Close(ctx context.Context) error {
 func (s *Syslog) drop() {
 	if s.conn != nil {
 		s.conn.Close()
-		s.conn, s.w = nil, nil
+		s.raw, s.conn, s.w = nil, nil, nil
 	}
 }
 

@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -342,4 +347,155 @@ func TestSyslogReceiverClosesIdleConnection(t *testing.T) {
 		checkStream(t, msgs, l.lines, last)
 		waitFor(t, "cursor at the end", func() (bool, string) { st := s.Stats(); return st.Seq == last, fmt.Sprint(st.Seq) })
 	}
+}
+
+// partitionProxy forwards TCP connections to a receiver and can act as a
+// network that stops carrying packets: Partition stops reading from the
+// sender (what the proxy's kernel took by then still gets through, as on a
+// real network what was acknowledged arrived); Cut then ends the sender's
+// connection with a reset, as the sender's TCP eventually does after a
+// partition. New connections are forwarded again.
+type partitionProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*proxyConn
+}
+
+type proxyConn struct {
+	in, out net.Conn
+	frozen  atomic.Bool
+	done    chan struct{}
+}
+
+func newPartitionProxy(t *testing.T, target string) *partitionProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partitionProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			pc := &proxyConn{in: in, out: out, done: make(chan struct{})}
+			p.mu.Lock()
+			p.conns = append(p.conns, pc)
+			p.mu.Unlock()
+			go pc.forward()
+		}
+	}()
+	return p
+}
+
+func (pc *proxyConn) forward() {
+	defer close(pc.done)
+	buf := make([]byte, 32<<10)
+	for !pc.frozen.Load() {
+		pc.in.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		n, err := pc.in.Read(buf)
+		pc.out.Write(buf[:n])
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			if errors.Is(err, io.EOF) {
+				pc.out.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, pc.out)
+				pc.in.Close()
+			}
+			pc.out.Close()
+			return
+		}
+	}
+}
+
+func (p *partitionProxy) Partition() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pc := range p.conns {
+		pc.frozen.Store(true)
+		<-pc.done
+	}
+}
+
+// Cut forwards what the proxy's kernel acknowledged, then resets the
+// sender's connections.
+func (p *partitionProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	buf := make([]byte, 64<<10)
+	for _, pc := range p.conns {
+		<-pc.done
+		for {
+			pc.in.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := pc.in.Read(buf)
+			pc.out.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		// The last frame may be cut short: the receiver sees a framing
+		// error on this connection.
+		pc.out.Close()
+		pc.in.(*net.TCPConn).SetLinger(0)
+		pc.in.Close()
+	}
+	p.conns = nil
+}
+
+// Records the receiver's TCP never acknowledged (a network partition: the
+// connection stays open, writes go into the send buffer) do not count as
+// delivered however long the connection stays open; when it finally breaks
+// they go again.
+func TestSyslogPartitionDoesNotConfirmUnacknowledged(t *testing.T) {
+	rcv, err := shiptest.NewReceiver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Stop()
+	proxy := newPartitionProxy(t, rcv.Addr())
+	l := newTestLog(t)
+	l.add(20, "call", "")
+	sink, _ := NewSyslog(SyslogOptions{Address: proxy.ln.Addr().String(), WriteTimeout: 3 * time.Second})
+	s := startShipper(t, l, sink, func(o *Options) { o.BatchRecords = 100 })
+	waitMessages(t, rcv, 20)
+	waitFor(t, "cursor at 20", func() (bool, string) { st := s.Stats(); return st.Seq == 20, fmt.Sprint(st.Seq) })
+
+	proxy.Partition()
+	// Far more than the proxy's receive window: most of it stays in the
+	// shipper's send buffer, unacknowledged.
+	l.add(3000, "call", benchCall)
+	time.Sleep(500 * time.Millisecond) // ten times ConfirmAfter
+	before := s.Stats().Seq
+	cut, _ := rcv.Connections() // the connection that ends in a reset
+	proxy.Cut()
+	var msgs []shiptest.Message
+	waitFor(t, "3020 records at the receiver", func() (bool, string) {
+		for _, err := range rcv.Errors() {
+			if !strings.HasPrefix(err.Error(), fmt.Sprintf("connection %d: framing:", cut)) {
+				t.Fatalf("receiver: %v", err)
+			}
+		}
+		msgs = rcv.Messages()
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			seen[m.Params["seq"]] = true
+		}
+		for i := 1; i <= 3020; i++ {
+			if !seen[fmt.Sprint(i)] {
+				n, c := rcv.Connections()
+				return false, fmt.Sprintf("%d messages, %d missing; %d connections, %d closed; %v; %+v", len(msgs), i, n, c, rcv.Errors(), s.Stats())
+			}
+		}
+		return true, ""
+	})
+	dups := checkStream(t, msgs, l.lines, 3020)
+	t.Logf("cursor at %d when the connection was cut; %d messages for 3020 records, %d again", before, len(msgs), dups)
 }
