@@ -38,7 +38,7 @@ type HTTP struct {
 	opts   HTTPOptions
 	client *http.Client
 	token  string
-	body   bytes.Buffer
+	size   int // of the last body, to size the next
 }
 
 var _ Sink = (*HTTP)(nil)
@@ -110,12 +110,16 @@ func (e *StatusError) RetryAfter() time.Duration { return e.After }
 
 // Send POSTs the batch and reads the answer.
 func (h *HTTP) Send(ctx context.Context, recs []Record) error {
-	h.body.Reset()
+	// A body of its own for every request: the transport may still be
+	// sending the last one after its answer came (a receiver can answer
+	// before it read the request).
+	body := make([]byte, 0, h.size+h.size/4)
 	for i := range recs {
-		h.body.Write(recs[i].Line)
-		h.body.WriteByte('\n')
+		body = append(body, recs[i].Line...)
+		body = append(body, '\n')
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.opts.URL, bytes.NewReader(h.body.Bytes()))
+	h.size = len(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.opts.URL, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -125,9 +129,6 @@ func (h *HTTP) Send(ctx context.Context, recs []Record) error {
 		req.Header.Set("Authorization", h.opts.AuthScheme+" "+h.token)
 	}
 	resp, err := h.client.Do(req)
-	if h.body.Cap() > 4<<20 {
-		h.body = bytes.Buffer{}
-	}
 	if err != nil {
 		return fmt.Errorf("http %s: %w", redact(h.opts.URL), unwrapURLError(err))
 	}

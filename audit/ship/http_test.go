@@ -237,3 +237,49 @@ func TestHTTPStatusClasses(t *testing.T) {
 		}
 	}
 }
+
+// A receiver may answer before it read the whole request (a 503 from a
+// busy indexer, a proxy's error page): the next batch must not be built in
+// the buffer the last request's body is still being sent from. (Run with
+// -race.)
+func TestHTTPAnswerBeforeBodyRead(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	var got []uint64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		n := requests
+		mu.Unlock()
+		if n <= 20 {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		var seqs []uint64
+		sc := bufio.NewScanner(r.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var v struct {
+				Seq uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+				http.Error(w, "bad line", http.StatusBadRequest)
+				return
+			}
+			seqs = append(seqs, v.Seq)
+		}
+		mu.Lock()
+		got = append(got, seqs...)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	l := newTestLog(t)
+	l.add(3000, "call", benchCall)
+	startShipper(t, l, newHTTPSink(t, srv.URL), func(o *Options) { o.RetryMax = time.Millisecond })
+	waitFor(t, "3000 records at the receiver", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return equalSeqs(got, seqRange(1, 3000)), summarize(got)
+	})
+}
