@@ -24,6 +24,7 @@ import (
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/gateway"
 	_ "github.com/interlock-ics/interlock/gateway/modbus" // registers "modbus"
+	_ "github.com/interlock-ics/interlock/gateway/opcua"  // registers "opcua"
 	"github.com/interlock-ics/interlock/policy"
 )
 

@@ -1,0 +1,178 @@
+package opcua
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+)
+
+// pathCache resolves node ids to browse paths (/Objects/PLC/Setpoint) from
+// the upstream's address space, by following inverse hierarchical
+// references up to the Root folder, and keeps what it found. Changes to the
+// address space through the gateway (AddNodes, DeleteNodes …) clear it.
+type pathCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const (
+	maxPathCache = 50000
+	maxPathDepth = 16
+	// pathTimeout bounds the lookups of one request's uncached paths.
+	pathTimeout = 2 * time.Second
+)
+
+func newPathCache() *pathCache { return &pathCache{m: map[string]string{}} }
+
+func (p *pathCache) get(id string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.m[id]
+	return v, ok
+}
+
+func (p *pathCache) put(id, path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.m) >= maxPathCache {
+		clear(p.m)
+	}
+	p.m[id] = path
+}
+
+func (p *pathCache) clear() {
+	p.mu.Lock()
+	clear(p.m)
+	p.mu.Unlock()
+}
+
+// paths returns the browse path of each node id ("" when it could not be
+// resolved: unknown node, no parent, upstream unavailable).
+func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string) map[string]string {
+	out := make(map[string]string, len(ids))
+	var todo []string
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if _, seen := out[id]; seen {
+			continue
+		}
+		if v, ok := p.get(id); ok {
+			out[id] = v
+			continue
+		}
+		out[id] = ""
+		todo = append(todo, id)
+	}
+	if len(todo) == 0 || up == nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, pathTimeout)
+	defer cancel()
+	for id, v := range p.resolve(ctx, up, todo, 0) {
+		out[id] = v
+	}
+	return out
+}
+
+var (
+	rootID    = ua.NewNumericNodeID(0, id.RootFolder).String()
+	hierarchy = ua.NewNumericNodeID(0, id.HierarchicalReferences)
+)
+
+// resolve finds the paths of ids, one Read of their BrowseNames and one
+// inverse Browse per level of the tree.
+func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, depth int) map[string]string {
+	out := map[string]string{}
+	var nodes []*ua.NodeID
+	var keep []string
+	for _, s := range ids {
+		if s == rootID {
+			out[s] = ""
+			continue
+		}
+		n, err := ua.ParseNodeID(s)
+		if err != nil {
+			continue
+		}
+		nodes = append(nodes, n)
+		keep = append(keep, s)
+	}
+	if len(nodes) == 0 || depth > maxPathDepth {
+		return out
+	}
+	read := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
+	browse := &ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}}
+	for _, n := range nodes {
+		read.NodesToRead = append(read.NodesToRead, &ua.ReadValueID{NodeID: n, AttributeID: ua.AttributeIDBrowseName, DataEncoding: &ua.QualifiedName{}})
+		browse.NodesToBrowse = append(browse.NodesToBrowse, &ua.BrowseDescription{
+			NodeID: n, BrowseDirection: ua.BrowseDirectionInverse, ReferenceTypeID: hierarchy,
+			IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskBrowseName),
+		})
+	}
+	rr, err := up.send(ctx, read)
+	if err != nil {
+		return out
+	}
+	br, err := up.send(ctx, browse)
+	if err != nil {
+		return out
+	}
+	reads, ok1 := rr.(*ua.ReadResponse)
+	browses, ok2 := br.(*ua.BrowseResponse)
+	if !ok1 || !ok2 || len(reads.Results) != len(nodes) || len(browses.Results) != len(nodes) {
+		return out
+	}
+	names := make([]string, len(nodes))
+	parents := make([]string, len(nodes))
+	var need []string
+	for i := range nodes {
+		dv := reads.Results[i]
+		if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
+			continue
+		}
+		qn, ok := dv.Value.Value().(*ua.QualifiedName)
+		if !ok {
+			continue
+		}
+		names[i] = qn.Name
+		b := browses.Results[i]
+		if b == nil || b.StatusCode != ua.StatusOK || len(b.References) == 0 || b.References[0].NodeID == nil {
+			continue
+		}
+		parents[i] = expandedString(b.References[0].NodeID)
+		if _, ok := p.get(parents[i]); !ok && parents[i] != rootID {
+			need = append(need, parents[i])
+		}
+	}
+	found := map[string]string{}
+	if len(need) > 0 {
+		found = p.resolve(ctx, up, need, depth+1)
+	}
+	for i, s := range keep {
+		if names[i] == "" || parents[i] == "" {
+			continue
+		}
+		var base string
+		if parents[i] == rootID {
+			base = ""
+		} else if v, ok := found[parents[i]]; ok {
+			base = v
+		} else if v, ok := p.get(parents[i]); ok {
+			base = v
+		} else {
+			continue
+		}
+		if parents[i] != rootID && base == "" {
+			continue // the parent's path is unknown
+		}
+		path := base + "/" + names[i]
+		out[s] = path
+		p.put(s, path)
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+package opcua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// request is one decoded service request of a secure channel.
+type request struct {
+	ID   uint32 // request id of the message, for the answer
+	Body ua.Request
+}
+
+// secureChannel is the server side of a secure channel as the engine uses
+// it (package channel implements it).
+type secureChannel interface {
+	Receive(ctx context.Context) (*request, error)
+	Send(reqID uint32, resp ua.Response) error
+	ID() uint32
+	SecurityPolicyURI() string
+	SecurityMode() ua.MessageSecurityMode
+	RemoteCertificate() []byte
+	Close() error
+}
+
+// conn is one client connection: a secure channel and the requests in
+// flight on it.
+type conn struct {
+	e          *Engine
+	ch         secureChannel
+	id         uint32
+	policyURI  string
+	mode       ua.MessageSecurityMode
+	remoteCert []byte
+	base       *gateway.Session // the listener's record of the connection
+}
+
+func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
+	c := &conn{e: e, ch: ch, base: base, id: ch.ID(), policyURI: ch.SecurityPolicyURI(),
+		mode: ch.SecurityMode(), remoteCert: ch.RemoteCertificate()}
+	base.SecurityPolicy = policyName(c.policyURI)
+	base.SecurityMode = modeName(c.mode)
+	return c
+}
+
+// serve reads requests and answers each from its own goroutine, so that a
+// Publish waiting upstream never holds up a Read. At most
+// max_requests_per_session are in flight; one more is answered
+// Bad_TooManyOperations at once.
+func (c *conn) serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, s := range c.e.sessions.ofConn(c) {
+			c.e.endSession(ctx, s, errChannelClosed)
+		}
+	}()
+	slots := make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession)
+	for {
+		req, err := c.ch.Receive(ctx)
+		if err != nil {
+			c.base.Log.Debug().Err(err).Msg("secure channel ended")
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
+				"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
+			c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			c.reply(req.ID, c.handleSafe(ctx, req.Body))
+		}()
+	}
+}
+
+func (c *conn) reply(id uint32, resp ua.Response) {
+	if err := c.ch.Send(id, resp); err != nil {
+		c.base.Log.Debug().Err(err).Msg("response not sent")
+	}
+}
+
+// handleSafe answers one request; a panic while handling it is recovered,
+// recorded, and answers this request only with Bad_InternalError.
+func (c *conn) handleSafe(ctx context.Context, body ua.Request) (resp ua.Response) {
+	defer func() {
+		if v := recover(); v != nil {
+			s := c.sessionFor(body)
+			s.Log.Error().Str("panic", fmt.Sprint(v)).Bytes("stack", debug.Stack()).Msg("request panicked")
+			c.e.pipeline.Reject(ctx, s, c.serviceCall(body), "panic", fmt.Sprint(v), "Bad_InternalError")
+			resp = fault(body.Header(), ua.StatusBadInternalError)
+		}
+	}()
+	return c.handle(ctx, body)
+}
+
+// sessionFor returns the gateway session a request belongs to, or the
+// connection's when it belongs to none (yet).
+func (c *conn) sessionFor(body ua.Request) *gateway.Session {
+	if h := body.Header(); h != nil {
+		if s := c.e.sessions.get(h.AuthenticationToken); s != nil && s.conn == c {
+			if gs := s.session(); gs != nil {
+				return gs
+			}
+		}
+	}
+	return c.base
+}
+
+// serviceCall is the call recorded for a request refused as a whole.
+func (c *conn) serviceCall(body ua.Request) *gateway.Call {
+	name := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", body), "*ua."), "Request")
+	return &gateway.Call{Target: c.base.Target,
+		Operation: gateway.Operation{Function: serviceFunction(name), Access: gateway.AccessDiagnostic}}
+}
+
+// serviceFunction turns a service name into the policy's style: ReadRequest
+// -> read, CreateMonitoredItems -> create_monitored_items.
+func serviceFunction(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// header is a response header for a request.
+func header(h *ua.RequestHeader, code ua.StatusCode) *ua.ResponseHeader {
+	var handle uint32
+	if h != nil {
+		handle = h.RequestHandle
+	}
+	return &ua.ResponseHeader{
+		Timestamp:          time.Now(),
+		RequestHandle:      handle,
+		ServiceResult:      code,
+		ServiceDiagnostics: &ua.DiagnosticInfo{},
+		StringTable:        []string{},
+		AdditionalHeader:   ua.NewExtensionObject(nil),
+	}
+}
+
+func fault(h *ua.RequestHeader, code ua.StatusCode) ua.Response {
+	return &ua.ServiceFault{ResponseHeader: header(h, code)}
+}
+
+// handle answers one request.
+func (c *conn) handle(ctx context.Context, body ua.Request) ua.Response {
+	h := body.Header()
+	if h == nil {
+		return fault(nil, ua.StatusBadDecodingError)
+	}
+	switch req := body.(type) {
+	case *ua.GetEndpointsRequest:
+		return &ua.GetEndpointsResponse{ResponseHeader: header(h, ua.StatusOK), Endpoints: c.e.endpoints()}
+	case *ua.FindServersRequest:
+		return &ua.FindServersResponse{ResponseHeader: header(h, ua.StatusOK),
+			Servers: []*ua.ApplicationDescription{c.e.application()}}
+	case *ua.CreateSessionRequest:
+		return c.createSession(ctx, req)
+	case *ua.ActivateSessionRequest:
+		return c.activateSession(ctx, req)
+	case *ua.CloseSessionRequest:
+		s, code := c.lookup(h, false)
+		if code != ua.StatusOK {
+			return fault(h, code)
+		}
+		c.e.endSession(ctx, s, nil)
+		return &ua.CloseSessionResponse{ResponseHeader: header(h, ua.StatusOK)}
+	}
+	s, code := c.lookup(h, true)
+	if code != ua.StatusOK {
+		return fault(h, code)
+	}
+	s.touch()
+	defer s.touch() // a long Publish counts as activity until it ends
+	if _, ok := body.(*ua.CancelRequest); ok {
+		// Requests are forwarded with the gateway's own handles: there is
+		// nothing upstream the client's handle could name.
+		return &ua.CancelResponse{ResponseHeader: header(h, ua.StatusOK)}
+	}
+	return c.service(ctx, s, body)
+}
+
+// lookup finds the session a request names. A session answers only on the
+// secure channel that created it.
+func (c *conn) lookup(h *ua.RequestHeader, mustBeActive bool) (*uaSession, ua.StatusCode) {
+	s := c.e.sessions.get(h.AuthenticationToken)
+	if s == nil {
+		return nil, ua.StatusBadSessionIDInvalid
+	}
+	if s.conn != c {
+		return nil, ua.StatusBadSecureChannelIDInvalid
+	}
+	s.mu.Lock()
+	active, closed := s.activated, s.closed
+	s.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ua.StatusBadSessionClosed
+	case mustBeActive && !active:
+		return nil, ua.StatusBadSessionNotActivated
+	}
+	return s, ua.StatusOK
+}

@@ -1,0 +1,202 @@
+// Package opcua is Interlock's OPC UA engine: it terminates the client's
+// secure channel and session (package channel carries the secure
+// conversation), authenticates the user, decides every operation item
+// through gateway.Pipeline, and forwards what is allowed through its own
+// session on the upstream server (a gopcua client per client session).
+package opcua
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// Protocol is the registered protocol name.
+const Protocol = "opcua"
+
+func init() { gateway.Register(Protocol, New) }
+
+// Engine serves the OPC UA clients of one listener.
+type Engine struct {
+	opts     Options
+	limits   gateway.Limits
+	pipeline *gateway.Pipeline
+	log      zerolog.Logger
+
+	endpointURL string
+	cert        []byte // gateway application instance certificate (DER)
+	key         *rsa.PrivateKey
+	appURI      string
+	// validate checks a client (or X.509 user) certificate chain against
+	// the trust store; appURI "" skips the ApplicationURI check. It returns
+	// an error with a StatusCode() method when the certificate is refused.
+	validate func(chain []byte, appURI string) error
+
+	users *Users // nil: passthrough or anonymous only
+	up    *upstreamConfig
+
+	sessions *sessionTable
+	paths    *pathCache
+	logins   *loginLimiter
+
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+var (
+	_ gateway.Engine        = (*Engine)(nil)
+	_ gateway.SessionOpener = (*Engine)(nil)
+)
+
+// New builds the engine of one listener (gateway.NewEngine).
+func New(spec gateway.EngineSpec) (gateway.Engine, error) {
+	var o Options
+	if spec.Options != nil {
+		if err := spec.Options(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := o.checkAndSetDefaults(spec.BaseDir); err != nil {
+		return nil, err
+	}
+	if spec.Upstream == "" {
+		return nil, errors.New("upstream: missing: the server's URL, such as opc.tcp://10.0.0.20:4840")
+	}
+	if u, err := url.Parse(spec.Upstream); err != nil || u.Scheme != "opc.tcp" || u.Host == "" {
+		return nil, fmt.Errorf("upstream: %q is not an opc.tcp://host:port URL", spec.Upstream)
+	}
+	store, err := openPKI(o.PKI)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	cert, key, err := store.Own()
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	var users *Users
+	if o.Users != "" && o.Users != UsersPassthrough {
+		if users, err = LoadUsers(o.Users); err != nil {
+			return nil, fmt.Errorf("users: %w", err)
+		}
+	}
+	endpoint := o.EndpointURL
+	if endpoint == "" {
+		endpoint = endpointFromListen(spec.Listen)
+	}
+	e := newEngine(o, spec, cert, key, store.validate, users, endpoint)
+	return e, nil
+}
+
+// newEngine builds an engine from checked options and a loaded PKI.
+func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.PrivateKey,
+	validate func([]byte, string) error, users *Users, endpoint string) *Engine {
+	e := &Engine{
+		opts: o, limits: spec.Limits, pipeline: spec.Pipeline, log: spec.Log,
+		endpointURL: endpoint, cert: cert, key: key, validate: validate, users: users,
+		sessions: newSessionTable(o.Limits.MaxSessions),
+		paths:    newPathCache(),
+		logins:   newLoginLimiter(),
+		stop:     make(chan struct{}),
+	}
+	if e.limits.RequestTimeout <= 0 {
+		e.limits.RequestTimeout = gateway.DefaultRequestTimeout
+	}
+	if c, err := x509.ParseCertificate(cert); err == nil && len(c.URIs) > 0 {
+		e.appURI = c.URIs[0].String()
+	}
+	e.up = &upstreamConfig{
+		url: spec.Upstream, policyURI: o.upstreamURI, mode: o.upstreamMod,
+		cert: cert, key: key, appURI: e.appURI,
+		dialTimeout:    e.limits.RequestTimeout,
+		requestTimeout: o.Limits.MaxPublishTimeout,
+		sessionTimeout: o.Limits.SessionTimeout,
+	}
+	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
+		e.up.validate = func(c []byte) error { return validate(c, "") }
+	}
+	go e.expireSessions()
+	return e
+}
+
+// endpointFromListen makes the announced URL from the listen address.
+func endpointFromListen(listen string) string {
+	if strings.HasPrefix(listen, "opc.tcp://") {
+		return listen
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "opc.tcp://" + listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "opc.tcp://" + net.JoinHostPort(host, port)
+}
+
+// Name implements gateway.Engine.
+func (e *Engine) Name() string { return Protocol }
+
+// OpensSessions implements gateway.SessionOpener: OPC UA sessions open and
+// are recorded by the engine once the user is known.
+func (e *Engine) OpensSessions() bool { return true }
+
+// Close ends every session and its upstream session.
+func (e *Engine) Close() error {
+	e.stopOnce.Do(func() { close(e.stop) })
+	for _, s := range e.sessions.all() {
+		e.endSession(context.Background(), s, errors.New("gateway stopping"))
+	}
+	return nil
+}
+
+// expireSessions ends sessions whose client sent nothing for their timeout.
+func (e *Engine) expireSessions() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			for _, s := range e.sessions.expired(now) {
+				e.endSession(context.Background(), s, errSessionTimeout)
+			}
+		}
+	}
+}
+
+var (
+	errSessionTimeout = errors.New("opcua: session timed out")
+	errChannelClosed  = errors.New("opcua: secure channel closed")
+)
+
+// endSession removes s, closes its upstream session and writes
+// session.close for an activated session (cause nil: the client closed
+// it). It is safe to call more than once.
+func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) {
+	if !e.sessions.remove(s) {
+		return
+	}
+	s.mu.Lock()
+	gs, up := s.gs, s.up
+	s.closed = true
+	s.mu.Unlock()
+	if up != nil {
+		up.Close()
+	}
+	if gs != nil {
+		e.pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), gs, cause)
+	}
+}

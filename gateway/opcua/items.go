@@ -1,0 +1,214 @@
+package opcua
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// maxItems bounds the operation items of one request (nodes of a Read,
+// methods of a Call …); more is refused with Bad_TooManyOperations.
+const maxItems = 10000
+
+// batch is a service request of many items, each decided on its own: the
+// allowed items are forwarded together in one upstream request and the
+// results merged back in order; denied items get Bad_UserAccessDenied.
+type batch struct {
+	n int
+	// call builds the decision input of item i.
+	call func(i int) *gateway.Call
+	// deny puts Bad_UserAccessDenied into the client's slot i.
+	deny func(i int)
+	// forward builds the upstream request of the allowed items.
+	forward func(allowed []int) ua.Request
+	// merge copies the upstream's results into the client's slots and
+	// returns each forwarded item's status; ok false when the response does
+	// not fit the request.
+	merge func(resp ua.Response, allowed []int) (codes []ua.StatusCode, ok bool)
+	// respond builds the answer from the merged slots.
+	respond func(h *ua.ResponseHeader) ua.Response
+
+	// before, when set, runs after the decisions and before forwarding
+	// (a Write reads the old values the policy asked for).
+	before func(ctx context.Context, allowed []int, decisions []gateway.Decision)
+	// outcome, when set, adds result record fields of forwarded item j.
+	outcome func(j int) []gateway.Field
+}
+
+// admit decides each call under the session's decision lock and writes the
+// call records; it returns the indices allowed and their decisions.
+func (s *uaSession) admit(ctx context.Context, calls []*gateway.Call) (allowed []int, decs []gateway.Decision, denied []int) {
+	gs := s.session()
+	s.decide.Lock()
+	defer s.decide.Unlock()
+	for i, c := range calls {
+		d, r := s.e.pipeline.Admit(ctx, gs, c)
+		if r != nil {
+			denied = append(denied, i)
+			continue
+		}
+		allowed = append(allowed, i)
+		decs = append(decs, d)
+	}
+	return allowed, decs, denied
+}
+
+// finish writes the result record of a forwarded call.
+func (s *uaSession) finish(ctx context.Context, c *gateway.Call, code ua.StatusCode, latency time.Duration, detail string, fields []gateway.Field) {
+	r := &gateway.Result{Status: statusKind(code), Code: int(uint32(code)), Latency: latency, Detail: detail, Fields: fields}
+	s.e.pipeline.Finish(ctx, s.session(), c, r)
+}
+
+// statusKind is the result status of an item's OPC UA status code.
+func statusKind(code ua.StatusCode) gateway.Status {
+	if uint32(code)&0x80000000 != 0 {
+		return gateway.StatusException
+	}
+	return gateway.StatusOK
+}
+
+func (c *conn) runBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, b batch) ua.Response {
+	if b.n == 0 {
+		return fault(h, ua.StatusBadNothingToDo)
+	}
+	if b.n > maxItems {
+		c.e.pipeline.Reject(ctx, s.session(), c.serviceCallOf(h, b), "limit",
+			fmt.Sprintf("%d operation items, more than %d", b.n, maxItems), "Bad_TooManyOperations")
+		return fault(h, ua.StatusBadTooManyOperations)
+	}
+	calls := make([]*gateway.Call, b.n)
+	for i := range calls {
+		calls[i] = b.call(i)
+		calls[i].Target = c.base.Target
+	}
+	allowed, decs, denied := s.admit(ctx, calls)
+	for _, i := range denied {
+		b.deny(i)
+	}
+	if len(allowed) > 0 {
+		if b.before != nil {
+			b.before(ctx, allowed, decs)
+		}
+		req := b.forward(allowed)
+		start := time.Now()
+		resp, err := c.send(ctx, s, h, req, false)
+		lat := time.Since(start)
+		if err != nil {
+			code := statusOf(err)
+			for _, i := range allowed {
+				r := &gateway.Result{Status: gateway.StatusError, Code: int(uint32(code)), Latency: lat, Detail: err.Error()}
+				c.e.pipeline.Finish(ctx, s.session(), calls[i], r)
+			}
+			return fault(h, code)
+		}
+		var codes []ua.StatusCode
+		ok := resp.Header().ServiceResult == ua.StatusOK
+		if ok {
+			codes, ok = b.merge(resp, allowed)
+		}
+		if !ok {
+			code := resp.Header().ServiceResult
+			detail := ""
+			if code == ua.StatusOK {
+				code, detail = ua.StatusBadUnexpectedError, fmt.Sprintf("upstream answered %T that does not fit the request", resp)
+			}
+			for _, i := range allowed {
+				s.finish(ctx, calls[i], code, lat, detail, nil)
+			}
+			return fault(h, code)
+		}
+		for j, i := range allowed {
+			var fields []gateway.Field
+			if b.outcome != nil {
+				fields = b.outcome(j)
+			}
+			s.finish(ctx, calls[i], codes[j], lat, "", fields)
+		}
+	}
+	return b.respond(header(h, ua.StatusOK))
+}
+
+// serviceCallOf names a refused batch by the function of its first item.
+func (c *conn) serviceCallOf(h *ua.RequestHeader, b batch) *gateway.Call {
+	call := b.call(0)
+	call.Target = c.base.Target
+	call.Operation.Fields = nil
+	return call
+}
+
+// send forwards req through the session's upstream within the request's
+// time budget: the listener's request timeout, longer when the client's
+// TimeoutHint says it waits longer, and for a Publish the hint (bounded by
+// limits.max_publish_timeout).
+func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
+	d := c.e.limits.RequestTimeout
+	hint := time.Duration(h.TimeoutHint) * time.Millisecond
+	if publish {
+		d = c.e.opts.Limits.MaxPublishTimeout
+		if hint > 0 {
+			d = min(hint, d)
+		}
+	} else if hint > d {
+		d = min(hint, c.e.opts.Limits.MaxPublishTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	if up == nil {
+		return nil, errUpstreamClosed
+	}
+	return up.send(ctx, req)
+}
+
+// single forwards a request decided as one call (CreateSubscription,
+// Publish …) and returns the upstream's answer with the client's handle.
+func (c *conn) single(ctx context.Context, s *uaSession, h *ua.RequestHeader, call *gateway.Call, req ua.Request, publish bool) (ua.Response, bool) {
+	call.Target = c.base.Target
+	allowed, _, _ := s.admit(ctx, []*gateway.Call{call})
+	if len(allowed) == 0 {
+		return fault(h, ua.StatusBadUserAccessDenied), false
+	}
+	start := time.Now()
+	resp, err := c.send(ctx, s, h, req, publish)
+	lat := time.Since(start)
+	if err != nil {
+		code := statusOf(err)
+		r := &gateway.Result{Status: gateway.StatusError, Code: int(uint32(code)), Latency: lat, Detail: err.Error()}
+		c.e.pipeline.Finish(ctx, s.session(), call, r)
+		return fault(h, code), false
+	}
+	rh := resp.Header()
+	s.finish(ctx, call, rh.ServiceResult, lat, "", nil)
+	restore(resp, h)
+	return resp, rh.ServiceResult == ua.StatusOK
+}
+
+// restore gives an upstream response back the client's request handle (the
+// gopcua client sends its own).
+func restore(resp ua.Response, h *ua.RequestHeader) {
+	rh := resp.Header()
+	if rh == nil {
+		resp.SetHeader(header(h, ua.StatusOK))
+		return
+	}
+	rh.RequestHandle = h.RequestHandle
+}
+
+// op starts an operation of a function and access kind.
+func op(function string, access gateway.Access) *gateway.Call {
+	return &gateway.Call{Time: time.Now().UTC(), Operation: gateway.Operation{Function: function, Access: access}}
+}
+
+// deniedDataValue is a Read result slot of a denied node.
+func deniedDataValue() *ua.DataValue {
+	return &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadUserAccessDenied}
+}
+
+// fits reports whether an upstream result array matches the forwarded items.
+func fits[T any](results []T, allowed []int) bool { return len(results) == len(allowed) }

@@ -1,0 +1,281 @@
+package opcua
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+// Options is an opcua listener's own configuration section (`opcua:`).
+type Options struct {
+	// PKI is the gateway's certificate folder (OPC 10000-12 layout, made by
+	// `interlock certs init`); relative to the configuration file.
+	PKI string `yaml:"pki"`
+	// EndpointURL is the URL the gateway announces in its endpoints; the
+	// default is built from the listen address.
+	EndpointURL string `yaml:"endpoint_url"`
+	// SecurityPolicies offered to clients, by short name: None,
+	// Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss.
+	SecurityPolicies []string `yaml:"security_policies"`
+	// SecurityModes offered with every policy other than None: Sign,
+	// SignAndEncrypt (default both).
+	SecurityModes []string `yaml:"security_modes"`
+	// Anonymous lets clients in without a user (default false).
+	Anonymous bool `yaml:"anonymous"`
+	// Users is "passthrough" (the upstream checks user name and password)
+	// or the path of a YAML file of users with password hashes.
+	Users string `yaml:"users"`
+	// UpstreamSecurityPolicy and UpstreamSecurityMode are the gateway's own
+	// leg to the server (default None / None).
+	UpstreamSecurityPolicy string `yaml:"upstream_security_policy"`
+	UpstreamSecurityMode   string `yaml:"upstream_security_mode"`
+	// UpstreamIdentity is how the gateway logs in upstream: same (the
+	// client's user name and password), service (UpstreamUser and the
+	// password in UpstreamPasswordFile), certificate (the gateway's own
+	// certificate as an X.509 user token) or anonymous. Default: same with
+	// users passthrough, anonymous otherwise.
+	UpstreamIdentity     string `yaml:"upstream_identity"`
+	UpstreamUser         string `yaml:"upstream_user"`
+	UpstreamPasswordFile string `yaml:"upstream_password_file"`
+
+	Limits LimitOptions `yaml:"limits"`
+
+	// Resolved by checkAndSetDefaults.
+	offers      []offer
+	upstreamURI string
+	upstreamMod ua.MessageSecurityMode
+	upstreamPwd string
+}
+
+// LimitOptions bound what one listener's sessions take on.
+type LimitOptions struct {
+	MaxSessions                int           `yaml:"max_sessions"`
+	MaxSubscriptionsPerSession int           `yaml:"max_subscriptions_per_session"`
+	SessionTimeout             time.Duration `yaml:"session_timeout"` // the most a client may ask for
+	MaxMessageSize             uint32        `yaml:"max_message_size"`
+	MaxChunkCount              uint32        `yaml:"max_chunk_count"`
+	// MaxRequestsPerSession bounds the requests of one connection in flight
+	// at once (Publish requests included); one more is answered
+	// Bad_TooManyOperations.
+	MaxRequestsPerSession int `yaml:"max_requests_per_session"`
+	// MaxPublishTimeout bounds how long a forwarded Publish may wait upstream.
+	MaxPublishTimeout time.Duration `yaml:"max_publish_timeout"`
+}
+
+// Defaults.
+const (
+	DefaultMaxSessions                = 100
+	DefaultMaxSubscriptionsPerSession = 10
+	DefaultSessionTimeout             = 10 * time.Minute
+	MinSessionTimeout                 = 10 * time.Second
+	DefaultMaxMessageSize             = 16 << 20
+	DefaultMaxChunkCount              = 512
+	DefaultMaxRequestsPerSession      = 64
+	DefaultMaxPublishTimeout          = 10 * time.Minute
+)
+
+// Identity kinds of upstream_identity.
+const (
+	IdentitySame        = "same"
+	IdentityService     = "service"
+	IdentityCertificate = "certificate"
+	IdentityAnonymous   = "anonymous"
+)
+
+// UsersPassthrough is the users value that leaves password checks to the upstream.
+const UsersPassthrough = "passthrough"
+
+// offer is one security policy and mode the gateway serves.
+type offer struct {
+	PolicyURI string
+	Mode      ua.MessageSecurityMode
+}
+
+// Security policies by short name (the name used in the configuration, the
+// policy input and the audit record).
+var policyURIs = map[string]string{
+	"None":                  ua.SecurityPolicyURINone,
+	"Basic256Sha256":        ua.SecurityPolicyURIBasic256Sha256,
+	"Aes128_Sha256_RsaOaep": ua.SecurityPolicyURIAes128Sha256RsaOaep,
+	"Aes256_Sha256_RsaPss":  ua.SecurityPolicyURIAes256Sha256RsaPss,
+}
+
+// policyName returns the short name of a security policy URI.
+func policyName(uri string) string {
+	if i := strings.LastIndexByte(uri, '#'); i >= 0 {
+		return uri[i+1:]
+	}
+	return uri
+}
+
+// modeName returns the policy input name of a message security mode.
+func modeName(m ua.MessageSecurityMode) string {
+	switch m {
+	case ua.MessageSecurityModeNone:
+		return "None"
+	case ua.MessageSecurityModeSign:
+		return "Sign"
+	case ua.MessageSecurityModeSignAndEncrypt:
+		return "SignAndEncrypt"
+	}
+	return "Invalid"
+}
+
+func parseMode(s string) (ua.MessageSecurityMode, bool) {
+	switch s {
+	case "None":
+		return ua.MessageSecurityModeNone, true
+	case "Sign":
+		return ua.MessageSecurityModeSign, true
+	case "SignAndEncrypt":
+		return ua.MessageSecurityModeSignAndEncrypt, true
+	}
+	return ua.MessageSecurityModeInvalid, false
+}
+
+func (o *Options) checkAndSetDefaults(baseDir string) error {
+	if len(o.SecurityPolicies) == 0 {
+		o.SecurityPolicies = []string{"Basic256Sha256"}
+	}
+	if len(o.SecurityModes) == 0 {
+		o.SecurityModes = []string{"Sign", "SignAndEncrypt"}
+	}
+	var modes []ua.MessageSecurityMode
+	for i, m := range o.SecurityModes {
+		mode, ok := parseMode(m)
+		if !ok || mode == ua.MessageSecurityModeNone {
+			return fmt.Errorf("security_modes[%d]: %q is not one of Sign, SignAndEncrypt", i, m)
+		}
+		modes = append(modes, mode)
+	}
+	o.offers = nil
+	for i, p := range o.SecurityPolicies {
+		uri, ok := policyURIs[p]
+		if !ok {
+			return fmt.Errorf("security_policies[%d]: %q is not one of None, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss", i, p)
+		}
+		if uri == ua.SecurityPolicyURINone {
+			o.offers = append(o.offers, offer{uri, ua.MessageSecurityModeNone})
+			continue
+		}
+		for _, m := range modes {
+			o.offers = append(o.offers, offer{uri, m})
+		}
+	}
+	if o.PKI == "" {
+		return errors.New("pki: missing: the gateway's certificate folder (interlock certs init --pki DIR)")
+	}
+	o.PKI = resolve(baseDir, o.PKI)
+	switch o.Users {
+	case "":
+		if !o.Anonymous {
+			return errors.New("users: missing: passthrough or a users file (or anonymous: true)")
+		}
+	case UsersPassthrough:
+	default:
+		o.Users = resolve(baseDir, o.Users)
+	}
+
+	if o.UpstreamSecurityPolicy == "" {
+		o.UpstreamSecurityPolicy = "None"
+	}
+	uri, ok := policyURIs[o.UpstreamSecurityPolicy]
+	if !ok {
+		return fmt.Errorf("upstream_security_policy: %q is not one of None, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss", o.UpstreamSecurityPolicy)
+	}
+	o.upstreamURI = uri
+	if o.UpstreamSecurityMode == "" {
+		o.UpstreamSecurityMode = "None"
+		if uri != ua.SecurityPolicyURINone {
+			o.UpstreamSecurityMode = "SignAndEncrypt"
+		}
+	}
+	mode, ok := parseMode(o.UpstreamSecurityMode)
+	if !ok {
+		return fmt.Errorf("upstream_security_mode: %q is not one of None, Sign, SignAndEncrypt", o.UpstreamSecurityMode)
+	}
+	if (mode == ua.MessageSecurityModeNone) != (uri == ua.SecurityPolicyURINone) {
+		return fmt.Errorf("upstream_security_mode: %s does not go with upstream_security_policy %s", o.UpstreamSecurityMode, o.UpstreamSecurityPolicy)
+	}
+	o.upstreamMod = mode
+
+	if o.UpstreamIdentity == "" {
+		o.UpstreamIdentity = IdentityAnonymous
+		if o.Users == UsersPassthrough {
+			o.UpstreamIdentity = IdentitySame
+		}
+	}
+	switch o.UpstreamIdentity {
+	case IdentitySame, IdentityCertificate, IdentityAnonymous:
+	case IdentityService:
+		if o.UpstreamUser == "" {
+			return errors.New("upstream_user: missing: the service account for upstream_identity service")
+		}
+		if o.UpstreamPasswordFile == "" {
+			return errors.New("upstream_password_file: missing: the file holding the service account's password")
+		}
+		b, err := os.ReadFile(resolve(baseDir, o.UpstreamPasswordFile))
+		if err != nil {
+			return fmt.Errorf("upstream_password_file: %v", err)
+		}
+		o.upstreamPwd = strings.TrimRight(string(b), "\r\n")
+	default:
+		return fmt.Errorf("upstream_identity: %q is not one of same, service, certificate, anonymous", o.UpstreamIdentity)
+	}
+	if o.Users == UsersPassthrough && o.UpstreamIdentity != IdentitySame {
+		return errors.New("upstream_identity: users passthrough needs upstream_identity same (the upstream checks the password)")
+	}
+
+	l := &o.Limits
+	switch {
+	case l.MaxSessions < 0:
+		return fmt.Errorf("limits.max_sessions: %d is negative", l.MaxSessions)
+	case l.MaxSubscriptionsPerSession < 0:
+		return fmt.Errorf("limits.max_subscriptions_per_session: %d is negative", l.MaxSubscriptionsPerSession)
+	case l.SessionTimeout < 0:
+		return fmt.Errorf("limits.session_timeout: %v is negative", l.SessionTimeout)
+	case l.MaxRequestsPerSession < 0:
+		return fmt.Errorf("limits.max_requests_per_session: %d is negative", l.MaxRequestsPerSession)
+	case l.MaxPublishTimeout < 0:
+		return fmt.Errorf("limits.max_publish_timeout: %v is negative", l.MaxPublishTimeout)
+	case l.MaxMessageSize != 0 && l.MaxMessageSize < 8192:
+		return fmt.Errorf("limits.max_message_size: %d is below 8192", l.MaxMessageSize)
+	}
+	if l.MaxSessions == 0 {
+		l.MaxSessions = DefaultMaxSessions
+	}
+	if l.MaxSubscriptionsPerSession == 0 {
+		l.MaxSubscriptionsPerSession = DefaultMaxSubscriptionsPerSession
+	}
+	if l.SessionTimeout == 0 {
+		l.SessionTimeout = DefaultSessionTimeout
+	}
+	if l.SessionTimeout < MinSessionTimeout {
+		return fmt.Errorf("limits.session_timeout: %v is below %v", l.SessionTimeout, MinSessionTimeout)
+	}
+	if l.MaxMessageSize == 0 {
+		l.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if l.MaxChunkCount == 0 {
+		l.MaxChunkCount = DefaultMaxChunkCount
+	}
+	if l.MaxRequestsPerSession == 0 {
+		l.MaxRequestsPerSession = DefaultMaxRequestsPerSession
+	}
+	if l.MaxPublishTimeout == 0 {
+		l.MaxPublishTimeout = DefaultMaxPublishTimeout
+	}
+	return nil
+}
+
+func resolve(baseDir, p string) string {
+	if filepath.IsAbs(p) || baseDir == "" {
+		return p
+	}
+	return filepath.Join(baseDir, p)
+}

@@ -1,0 +1,64 @@
+package opcua
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
+)
+
+// Serve opens the client's secure channel (offering only the configured
+// policies and modes, validating the client certificate against the PKI)
+// and answers its requests until the channel closes.
+func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
+	cfg := &channel.Config{
+		EndpointURL:    e.endpointURL,
+		Certificate:    e.cert,
+		PrivateKey:     e.key,
+		MaxMessageSize: e.opts.Limits.MaxMessageSize,
+		MaxChunkCount:  e.opts.Limits.MaxChunkCount,
+	}
+	for _, o := range e.opts.offers {
+		cfg.Offers = append(cfg.Offers, channel.Offer{PolicyURI: o.PolicyURI, Mode: o.Mode})
+	}
+	if e.validate != nil {
+		cfg.ValidateClient = func(chain []byte) error { return e.validate(chain, "") }
+	}
+	ch, err := channel.Accept(ctx, conn, cfg)
+	if err != nil {
+		e.channelError(ctx, s, "open_secure_channel", err)
+		return err
+	}
+	defer ch.Close()
+	err = newConn(e, channelAdapter{ch}, s).serve(ctx)
+	if err != nil {
+		e.channelError(ctx, s, "secure_channel", err)
+	}
+	return err
+}
+
+// channelError records why a secure channel was refused or ended (a bad
+// message, a limit, an untrusted certificate); a client that just leaves
+// is no error.
+func (e *Engine) channelError(ctx context.Context, s *gateway.Session, function string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+		return
+	}
+	call := &gateway.Call{Target: s.Target,
+		Operation: gateway.Operation{Function: function, Access: gateway.AccessSession}}
+	e.pipeline.Reject(ctx, s, call, "channel_error", err.Error(), statusName(channel.StatusOf(err)))
+}
+
+// channelAdapter is a channel.Channel as the engine's secureChannel.
+type channelAdapter struct{ *channel.Channel }
+
+func (a channelAdapter) Receive(ctx context.Context) (*request, error) {
+	r, err := a.Channel.Receive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &request{ID: r.ID, Body: r.Body}, nil
+}

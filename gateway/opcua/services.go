@@ -1,0 +1,750 @@
+package opcua
+
+import (
+	"context"
+	"reflect"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// Operation field names of the OPC UA policy input (examples/opcua relies
+// on them).
+const (
+	fieldNodeID         = "node_id"
+	fieldBrowsePath     = "browse_path"
+	fieldAttribute      = "attribute"
+	fieldIndexRange     = "index_range"
+	fieldValue          = "value"
+	fieldDataType       = "data_type"
+	fieldObjectID       = "object_id"
+	fieldMethodID       = "method_id"
+	fieldArguments      = "arguments"
+	fieldArgumentTypes  = "argument_types"
+	fieldSubscriptionID = "subscription_id"
+	fieldOldValue       = "old_value"
+)
+
+// service dispatches a request of an activated session.
+func (c *conn) service(ctx context.Context, s *uaSession, body ua.Request) ua.Response {
+	switch req := body.(type) {
+	case *ua.ReadRequest:
+		return c.read(ctx, s, req)
+	case *ua.WriteRequest:
+		return c.write(ctx, s, req)
+	case *ua.HistoryReadRequest:
+		return c.historyRead(ctx, s, req)
+	case *ua.HistoryUpdateRequest:
+		return c.historyUpdate(ctx, s, req)
+	case *ua.CallRequest:
+		return c.call(ctx, s, req)
+	case *ua.BrowseRequest:
+		return c.browse(ctx, s, req)
+	case *ua.BrowseNextRequest:
+		return c.browseNext(ctx, s, req)
+	case *ua.TranslateBrowsePathsToNodeIDsRequest:
+		return c.translate(ctx, s, req)
+	case *ua.RegisterNodesRequest:
+		return c.registerNodes(ctx, s, req)
+	case *ua.UnregisterNodesRequest:
+		return c.unregisterNodes(ctx, s, req)
+	case *ua.AddNodesRequest:
+		return c.addNodes(ctx, s, req)
+	case *ua.AddReferencesRequest:
+		return c.addReferences(ctx, s, req)
+	case *ua.DeleteNodesRequest:
+		return c.deleteNodes(ctx, s, req)
+	case *ua.DeleteReferencesRequest:
+		return c.deleteReferences(ctx, s, req)
+	case *ua.CreateSubscriptionRequest, *ua.ModifySubscriptionRequest, *ua.SetPublishingModeRequest,
+		*ua.DeleteSubscriptionsRequest, *ua.TransferSubscriptionsRequest, *ua.PublishRequest, *ua.RepublishRequest:
+		return c.subscription(ctx, s, body)
+	case *ua.CreateMonitoredItemsRequest, *ua.ModifyMonitoredItemsRequest, *ua.SetMonitoringModeRequest,
+		*ua.SetTriggeringRequest, *ua.DeleteMonitoredItemsRequest:
+		return c.monitoredItems(ctx, s, body)
+	}
+	c.e.pipeline.Reject(ctx, s.session(), c.serviceCall(body), "unsupported_service", "", "Bad_ServiceUnsupported")
+	return fault(body.Header(), ua.StatusBadServiceUnsupported)
+}
+
+// pathsOf resolves the browse paths of node ids through the session's upstream.
+func (c *conn) pathsOf(ctx context.Context, s *uaSession, ids []string) map[string]string {
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	return c.e.paths.paths(ctx, up, ids)
+}
+
+func codesMerge(dst []ua.StatusCode) func(ua.Response, []int, []ua.StatusCode) ([]ua.StatusCode, bool) {
+	return func(_ ua.Response, allowed []int, got []ua.StatusCode) ([]ua.StatusCode, bool) {
+		if len(got) != len(allowed) {
+			return nil, false
+		}
+		for j, i := range allowed {
+			dst[i] = got[j]
+		}
+		return got, true
+	}
+}
+
+func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.Response {
+	in := req.NodesToRead
+	ids := make([]string, len(in))
+	for i, r := range in {
+		ids[i] = s.original(nodeIDString(r.NodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]*ua.DataValue, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := op("read", gateway.AccessRead)
+			k.Operation.String(fieldNodeID, ids[i])
+			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
+			k.Operation.String(fieldIndexRange, in[i].IndexRange)
+			return k
+		},
+		deny: func(i int) { out[i] = deniedDataValue() },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.ReadRequest{MaxAge: req.MaxAge, TimestampsToReturn: req.TimestampsToReturn}
+			for _, i := range allowed {
+				f.NodesToRead = append(f.NodesToRead, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.ReadResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].Status
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.ReadResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua.Response {
+	in := req.NodesToWrite
+	ids := make([]string, len(in))
+	for i, w := range in {
+		ids[i] = s.original(nodeIDString(w.NodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]ua.StatusCode, len(in))
+	old := map[int]any{} // forwarded index j -> old value, for items whose decision asked
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := op("write", gateway.AccessWrite)
+			k.Operation.String(fieldNodeID, ids[i])
+			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
+			k.Operation.String(fieldIndexRange, in[i].IndexRange)
+			var v *ua.Variant
+			if in[i].Value != nil {
+				v = in[i].Value.Value
+			}
+			k.Operation.Any(fieldValue, plainValue(v))
+			k.Operation.String(fieldDataType, typeName(v))
+			return k
+		},
+		deny: func(i int) { out[i] = ua.StatusBadUserAccessDenied },
+		before: func(ctx context.Context, allowed []int, decs []gateway.Decision) {
+			rr := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
+			var js []int
+			for j, i := range allowed {
+				if decs[j].RecordOldValue {
+					rr.NodesToRead = append(rr.NodesToRead, &ua.ReadValueID{NodeID: in[i].NodeID,
+						AttributeID: in[i].AttributeID, IndexRange: in[i].IndexRange, DataEncoding: &ua.QualifiedName{}})
+					js = append(js, j)
+				}
+			}
+			if len(js) == 0 {
+				return
+			}
+			resp, err := c.send(ctx, s, req.RequestHeader, rr, false)
+			r, ok := resp.(*ua.ReadResponse)
+			if err != nil || !ok || len(r.Results) != len(js) {
+				for _, j := range js {
+					old[j] = map[string]any{"error": "old value could not be read"}
+				}
+				return
+			}
+			for k, j := range js {
+				dv := r.Results[k]
+				switch {
+				case dv == nil:
+					old[j] = nil
+				case dv.Status != ua.StatusOK:
+					old[j] = map[string]any{"status": int64(uint32(dv.Status))}
+				default:
+					old[j] = plainValue(dv.Value)
+				}
+			}
+		},
+		outcome: func(j int) []gateway.Field {
+			v, ok := old[j]
+			if !ok {
+				return nil
+			}
+			return []gateway.Field{{Key: fieldOldValue, Kind: gateway.KindAny, Any: v}}
+		},
+		forward: func(allowed []int) ua.Request {
+			f := &ua.WriteRequest{}
+			for _, i := range allowed {
+				f.NodesToWrite = append(f.NodesToWrite, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.WriteResponse)
+			if !ok {
+				return nil, false
+			}
+			return codesMerge(out)(resp, allowed, r.Results)
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.WriteResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+func (c *conn) historyRead(ctx context.Context, s *uaSession, req *ua.HistoryReadRequest) ua.Response {
+	in := req.NodesToRead
+	ids := make([]string, len(in))
+	for i, r := range in {
+		ids[i] = s.original(nodeIDString(r.NodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]*ua.HistoryReadResult, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := op("history_read", gateway.AccessRead)
+			k.Operation.String(fieldNodeID, ids[i])
+			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			return k
+		},
+		deny: func(i int) { out[i] = &ua.HistoryReadResult{StatusCode: ua.StatusBadUserAccessDenied, HistoryData: ua.NewExtensionObject(nil)} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.HistoryReadRequest{HistoryReadDetails: req.HistoryReadDetails, TimestampsToReturn: req.TimestampsToReturn,
+				ReleaseContinuationPoints: req.ReleaseContinuationPoints}
+			for _, i := range allowed {
+				f.NodesToRead = append(f.NodesToRead, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.HistoryReadResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.HistoryReadResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+// historyNode is the node a HistoryUpdate details object names (every
+// details type has a NodeID field).
+func historyNode(eo *ua.ExtensionObject) *ua.NodeID {
+	if eo == nil || eo.Value == nil {
+		return nil
+	}
+	v := reflect.ValueOf(eo.Value)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	f := v.FieldByName("NodeID")
+	if !f.IsValid() {
+		return nil
+	}
+	n, _ := f.Interface().(*ua.NodeID)
+	return n
+}
+
+func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryUpdateRequest) ua.Response {
+	in := req.HistoryUpdateDetails
+	ids := make([]string, len(in))
+	for i, d := range in {
+		ids[i] = s.original(nodeIDString(historyNode(d)))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]*ua.HistoryUpdateResult, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := op("history_update", gateway.AccessWrite)
+			k.Operation.String(fieldNodeID, ids[i])
+			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			return k
+		},
+		deny: func(i int) { out[i] = &ua.HistoryUpdateResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.HistoryUpdateRequest{}
+			for _, i := range allowed {
+				f.HistoryUpdateDetails = append(f.HistoryUpdateDetails, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.HistoryUpdateResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.HistoryUpdateResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.Response {
+	in := req.MethodsToCall
+	ids := make([]string, len(in))
+	for i, m := range in {
+		ids[i] = s.original(nodeIDString(m.MethodID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]*ua.CallMethodResult, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := op("call", gateway.AccessExecute)
+			k.Operation.String(fieldObjectID, s.original(nodeIDString(in[i].ObjectID)))
+			k.Operation.String(fieldMethodID, ids[i])
+			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			args := make([]any, len(in[i].InputArguments))
+			types := make([]string, len(in[i].InputArguments))
+			for a, v := range in[i].InputArguments {
+				args[a], types[a] = plainValue(v), typeName(v)
+			}
+			k.Operation.Any(fieldArguments, args)
+			k.Operation.Strings(fieldArgumentTypes, types)
+			return k
+		},
+		deny: func(i int) { out[i] = &ua.CallMethodResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.CallRequest{}
+			for _, i := range allowed {
+				f.MethodsToCall = append(f.MethodsToCall, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.CallResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.CallResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+// nodeCall is a call whose only field is a node id.
+func nodeCall(function string, access gateway.Access, id string) *gateway.Call {
+	k := op(function, access)
+	k.Operation.String(fieldNodeID, id)
+	return k
+}
+
+func (c *conn) browse(ctx context.Context, s *uaSession, req *ua.BrowseRequest) ua.Response {
+	in := req.NodesToBrowse
+	out := make([]*ua.BrowseResult, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			return nodeCall("browse", gateway.AccessBrowse, s.original(nodeIDString(in[i].NodeID)))
+		},
+		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode}
+			for _, i := range allowed {
+				f.NodesToBrowse = append(f.NodesToBrowse, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.BrowseResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+					s.rememberCP(out[i].ContinuationPoint, s.original(nodeIDString(in[i].NodeID)))
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.BrowseResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+// rememberCP keeps which node a browse continuation point continues.
+func (s *uaSession) rememberCP(cp []byte, node string) {
+	if len(cp) == 0 {
+		return
+	}
+	s.mu.Lock()
+	putBounded(s.cps, string(cp), node)
+	s.mu.Unlock()
+}
+
+func (s *uaSession) nodeOfCP(cp []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cps[string(cp)]
+}
+
+func (c *conn) browseNext(ctx context.Context, s *uaSession, req *ua.BrowseNextRequest) ua.Response {
+	in := req.ContinuationPoints
+	out := make([]*ua.BrowseResult, len(in))
+	nodes := make([]string, len(in))
+	for i, cp := range in {
+		nodes[i] = s.nodeOfCP(cp)
+	}
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n:    len(in),
+		call: func(i int) *gateway.Call { return nodeCall("browse_next", gateway.AccessBrowse, nodes[i]) },
+		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints}
+			for _, i := range allowed {
+				f.ContinuationPoints = append(f.ContinuationPoints, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.BrowseNextResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+					s.rememberCP(out[i].ContinuationPoint, nodes[i])
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.BrowseNextResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+func (c *conn) translate(ctx context.Context, s *uaSession, req *ua.TranslateBrowsePathsToNodeIDsRequest) ua.Response {
+	in := req.BrowsePaths
+	out := make([]*ua.BrowsePathResult, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			return nodeCall("translate_browse_paths", gateway.AccessBrowse, s.original(nodeIDString(in[i].StartingNode)))
+		},
+		deny: func(i int) { out[i] = &ua.BrowsePathResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.TranslateBrowsePathsToNodeIDsRequest{}
+			for _, i := range allowed {
+				f.BrowsePaths = append(f.BrowsePaths, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.TranslateBrowsePathsToNodeIDsResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.TranslateBrowsePathsToNodeIDsResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+// registerNodes forwards the allowed nodes; a denied node comes back as
+// itself (registering is only an optimisation, and every later use of the
+// node is decided again). Aliases the server hands out are remembered, so
+// that policy always sees the node id they stand for.
+func (c *conn) registerNodes(ctx context.Context, s *uaSession, req *ua.RegisterNodesRequest) ua.Response {
+	in := req.NodesToRegister
+	out := make([]*ua.NodeID, len(in))
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			return nodeCall("register_nodes", gateway.AccessBrowse, s.original(nodeIDString(in[i])))
+		},
+		deny: func(i int) { out[i] = in[i] },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.RegisterNodesRequest{}
+			for _, i := range allowed {
+				f.NodesToRegister = append(f.NodesToRegister, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.RegisterNodesResponse)
+			if !ok || len(r.RegisteredNodeIDs) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			s.mu.Lock()
+			for j, i := range allowed {
+				out[i] = r.RegisteredNodeIDs[j]
+				if a, o := nodeIDString(out[i]), nodeIDString(in[i]); a != o && a != "" {
+					if orig, ok := s.aliases[o]; ok {
+						o = orig
+					}
+					putBounded(s.aliases, a, o)
+				}
+			}
+			s.mu.Unlock()
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.RegisterNodesResponse{ResponseHeader: h, RegisteredNodeIDs: out}
+		},
+	})
+}
+
+func (c *conn) unregisterNodes(ctx context.Context, s *uaSession, req *ua.UnregisterNodesRequest) ua.Response {
+	in := req.NodesToUnregister
+	return c.runBatch(ctx, s, req.RequestHeader, batch{
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			return nodeCall("unregister_nodes", gateway.AccessBrowse, s.original(nodeIDString(in[i])))
+		},
+		deny: func(int) {},
+		forward: func(allowed []int) ua.Request {
+			f := &ua.UnregisterNodesRequest{}
+			for _, i := range allowed {
+				f.NodesToUnregister = append(f.NodesToUnregister, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			if _, ok := resp.(*ua.UnregisterNodesResponse); !ok {
+				return nil, false
+			}
+			return make([]ua.StatusCode, len(allowed)), true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.UnregisterNodesResponse{ResponseHeader: h}
+		},
+	})
+}
+
+// changed clears the browse path cache after a change of the address space.
+func (c *conn) changed(resp ua.Response) ua.Response {
+	c.e.paths.clear()
+	return resp
+}
+
+func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesRequest) ua.Response {
+	in := req.NodesToAdd
+	ids := make([]string, len(in))
+	for i, n := range in {
+		ids[i] = s.original(expandedString(n.ParentNodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	out := make([]*ua.AddNodesResult, len(in))
+	return c.changed(c.runBatch(ctx, s, req.RequestHeader, batch{
+		n:    len(in),
+		call: func(i int) *gateway.Call { return programCall("add_nodes", ids[i], paths[ids[i]]) },
+		deny: func(i int) { out[i] = &ua.AddNodesResult{StatusCode: ua.StatusBadUserAccessDenied, AddedNodeID: ua.NewTwoByteNodeID(0)} },
+		forward: func(allowed []int) ua.Request {
+			f := &ua.AddNodesRequest{}
+			for _, i := range allowed {
+				f.NodesToAdd = append(f.NodesToAdd, in[i])
+			}
+			return f
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.AddNodesResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for j, i := range allowed {
+				out[i] = r.Results[j]
+				if out[i] != nil {
+					codes[j] = out[i].StatusCode
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.AddNodesResponse{ResponseHeader: h, Results: out}
+		},
+	}))
+}
+
+func programCall(function, id, path string) *gateway.Call {
+	k := op(function, gateway.AccessProgram)
+	k.Operation.String(fieldNodeID, id)
+	k.Operation.String(fieldBrowsePath, path)
+	return k
+}
+
+// statusBatch is a batch of items whose results are plain status codes.
+func (c *conn) statusBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, n int,
+	call func(i int) *gateway.Call, forward func(allowed []int) ua.Request,
+	results func(ua.Response) ([]ua.StatusCode, bool), respond func(*ua.ResponseHeader, []ua.StatusCode) ua.Response,
+	after func(allowed []int, codes []ua.StatusCode)) ua.Response {
+	out := make([]ua.StatusCode, n)
+	return c.runBatch(ctx, s, h, batch{
+		n: n, call: call, forward: forward,
+		deny: func(i int) { out[i] = ua.StatusBadUserAccessDenied },
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			got, ok := results(resp)
+			if !ok {
+				return nil, false
+			}
+			codes, ok := codesMerge(out)(resp, allowed, got)
+			if ok && after != nil {
+				after(allowed, codes)
+			}
+			return codes, ok
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response { return respond(h, out) },
+	})
+}
+
+func (c *conn) addReferences(ctx context.Context, s *uaSession, req *ua.AddReferencesRequest) ua.Response {
+	in := req.ReferencesToAdd
+	ids := make([]string, len(in))
+	for i, r := range in {
+		ids[i] = s.original(nodeIDString(r.SourceNodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
+		func(i int) *gateway.Call { return programCall("add_references", ids[i], paths[ids[i]]) },
+		func(allowed []int) ua.Request {
+			f := &ua.AddReferencesRequest{}
+			for _, i := range allowed {
+				f.ReferencesToAdd = append(f.ReferencesToAdd, in[i])
+			}
+			return f
+		},
+		func(resp ua.Response) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.AddReferencesResponse)
+			if !ok {
+				return nil, false
+			}
+			return r.Results, true
+		},
+		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
+			return &ua.AddReferencesResponse{ResponseHeader: h, Results: out}
+		}, nil))
+}
+
+func (c *conn) deleteNodes(ctx context.Context, s *uaSession, req *ua.DeleteNodesRequest) ua.Response {
+	in := req.NodesToDelete
+	ids := make([]string, len(in))
+	for i, r := range in {
+		ids[i] = s.original(nodeIDString(r.NodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
+		func(i int) *gateway.Call { return programCall("delete_nodes", ids[i], paths[ids[i]]) },
+		func(allowed []int) ua.Request {
+			f := &ua.DeleteNodesRequest{}
+			for _, i := range allowed {
+				f.NodesToDelete = append(f.NodesToDelete, in[i])
+			}
+			return f
+		},
+		func(resp ua.Response) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.DeleteNodesResponse)
+			if !ok {
+				return nil, false
+			}
+			return r.Results, true
+		},
+		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
+			return &ua.DeleteNodesResponse{ResponseHeader: h, Results: out}
+		}, nil))
+}
+
+func (c *conn) deleteReferences(ctx context.Context, s *uaSession, req *ua.DeleteReferencesRequest) ua.Response {
+	in := req.ReferencesToDelete
+	ids := make([]string, len(in))
+	for i, r := range in {
+		ids[i] = s.original(nodeIDString(r.SourceNodeID))
+	}
+	paths := c.pathsOf(ctx, s, ids)
+	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
+		func(i int) *gateway.Call { return programCall("delete_references", ids[i], paths[ids[i]]) },
+		func(allowed []int) ua.Request {
+			f := &ua.DeleteReferencesRequest{}
+			for _, i := range allowed {
+				f.ReferencesToDelete = append(f.ReferencesToDelete, in[i])
+			}
+			return f
+		},
+		func(resp ua.Response) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.DeleteReferencesResponse)
+			if !ok {
+				return nil, false
+			}
+			return r.Results, true
+		},
+		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
+			return &ua.DeleteReferencesResponse{ResponseHeader: h, Results: out}
+		}, nil))
+}

@@ -1,0 +1,236 @@
+package opcua
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// uaSession is one OPC UA session of a client: created on a secure channel,
+// bound to it, and activated with a user identity.
+type uaSession struct {
+	e     *Engine
+	id    *ua.NodeID
+	token *ua.NodeID // authentication token, from crypto/rand
+	key   string     // token in text form, the table key
+	conn  *conn      // the secure channel the session belongs to
+
+	clientCert []byte
+	clientKey  *rsa.PublicKey // nil under None
+	clientDesc *ua.ApplicationDescription
+	timeout    time.Duration
+	lastUsed   atomic.Int64 // unix nanoseconds of the last request
+
+	// decide serializes the session's policy decisions: the policy engine
+	// keeps per-session state in gateway.Session.Cache.
+	decide sync.Mutex
+
+	mu        sync.Mutex
+	nonce     []byte // the last server nonce
+	activated bool
+	closed    bool
+	gs        *gateway.Session // set at activation, read-only afterwards
+	up        *upstream
+	subs      map[uint32]bool   // subscription ids created through this session
+	items     map[uint32]string // monitored item id -> node id
+	cps       map[string]string // browse continuation point -> node id
+	aliases   map[string]string // registered node id -> the node id it stands for
+}
+
+// newToken returns an opaque node id of 32 random bytes.
+func newToken() *ua.NodeID {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails on supported platforms
+	return ua.NewByteStringNodeID(1, b)
+}
+
+func newNonce() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func (s *uaSession) touch() { s.lastUsed.Store(time.Now().UnixNano()) }
+
+// session returns the gateway session of an activated session.
+func (s *uaSession) session() *gateway.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gs
+}
+
+// bounded maps: a session keeps at most this many entries of each kind.
+const maxSessionMap = 10000
+
+func putBounded[K comparable, V any](m map[K]V, k K, v V) {
+	if len(m) >= maxSessionMap {
+		clear(m)
+	}
+	m[k] = v
+}
+
+func (s *uaSession) nodeOfItem(id uint32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.items[id]
+}
+
+// original returns the node id a registered alias stands for.
+func (s *uaSession) original(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.aliases[id]; ok {
+		return o
+	}
+	return id
+}
+
+// sessionTable holds the listener's sessions by authentication token.
+type sessionTable struct {
+	mu      sync.Mutex
+	max     int
+	byToken map[string]*uaSession
+}
+
+func newSessionTable(max int) *sessionTable {
+	return &sessionTable{max: max, byToken: map[string]*uaSession{}}
+}
+
+// add reports false when the table is full.
+func (t *sessionTable) add(s *uaSession) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.byToken) >= t.max {
+		return false
+	}
+	t.byToken[s.key] = s
+	return true
+}
+
+func (t *sessionTable) get(token *ua.NodeID) *uaSession {
+	if token == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byToken[token.String()]
+}
+
+// remove reports whether s was in the table (so only one caller ends it).
+func (t *sessionTable) remove(s *uaSession) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byToken[s.key] != s {
+		return false
+	}
+	delete(t.byToken, s.key)
+	return true
+}
+
+func (t *sessionTable) all() []*uaSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*uaSession, 0, len(t.byToken))
+	for _, s := range t.byToken {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (t *sessionTable) ofConn(c *conn) []*uaSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*uaSession
+	for _, s := range t.byToken {
+		if s.conn == c {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (t *sessionTable) expired(now time.Time) []*uaSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*uaSession
+	for _, s := range t.byToken {
+		if now.Sub(time.Unix(0, s.lastUsed.Load())) > s.timeout {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Count is the number of open sessions.
+func (t *sessionTable) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byToken)
+}
+
+// loginLimiter slows password guessing: after freeLogins failures in a row
+// from one source address, logins from it are refused without a check for
+// an exponentially growing time (1 s, 2 s, 4 s … up to maxLoginDelay).
+type loginLimiter struct {
+	mu sync.Mutex
+	by map[netip.Addr]*loginState
+}
+
+type loginState struct {
+	failures int
+	until    time.Time
+}
+
+const (
+	freeLogins    = 3
+	maxLoginDelay = 5 * time.Minute
+	maxLimited    = 10000 // addresses remembered
+)
+
+func newLoginLimiter() *loginLimiter { return &loginLimiter{by: map[netip.Addr]*loginState{}} }
+
+// blocked reports whether ip must wait, and until when.
+func (l *loginLimiter) blocked(ip netip.Addr, now time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.by[ip]
+	if st == nil || !now.Before(st.until) {
+		return time.Time{}, false
+	}
+	return st.until, true
+}
+
+func (l *loginLimiter) failed(ip netip.Addr, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.by[ip]
+	if st == nil {
+		if len(l.by) >= maxLimited {
+			for k, v := range l.by { // forget those no longer held back
+				if !now.Before(v.until) {
+					delete(l.by, k)
+				}
+			}
+		}
+		st = &loginState{}
+		l.by[ip] = st
+	}
+	st.failures++
+	if st.failures >= freeLogins {
+		d := time.Second << min(st.failures-freeLogins, 9)
+		st.until = now.Add(min(d, maxLoginDelay))
+	}
+}
+
+func (l *loginLimiter) succeeded(ip netip.Addr) {
+	l.mu.Lock()
+	delete(l.by, ip)
+	l.mu.Unlock()
+}

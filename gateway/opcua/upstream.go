@@ -1,0 +1,288 @@
+package opcua
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+)
+
+// upstreamConfig is what every upstream session of a listener shares: the
+// server's URL, the gateway's own leg security, and a cache of the server's
+// endpoints (asked once, asked again after a failed connect).
+type upstreamConfig struct {
+	url       string
+	policyURI string
+	mode      ua.MessageSecurityMode
+	cert      []byte          // gateway application instance certificate (DER)
+	key       *rsa.PrivateKey // its key
+	appURI    string
+	// validate checks the server's certificate against the gateway's trust
+	// store; nil skips the check (None).
+	validate       func(cert []byte) error
+	dialTimeout    time.Duration
+	requestTimeout time.Duration // TimeoutHint of forwarded requests; the context bounds each one
+	sessionTimeout time.Duration
+
+	mu        sync.Mutex
+	endpoints []*ua.EndpointDescription
+}
+
+// identity is how the gateway logs in upstream for one client session.
+type identity struct {
+	kind     string // IdentitySame, IdentityService, IdentityCertificate, IdentityAnonymous
+	user     string
+	password string
+}
+
+// errUpstreamClosed is returned after the client session ended.
+var errUpstreamClosed = errors.New("opcua: upstream session closed")
+
+// upstream is the gateway's own session on the server for one client
+// session, through a gopcua client. It never reconnects by itself (gopcua's
+// auto-reconnect would hold requests for as long as the server is away): a
+// request that finds the connection lost fails at once, and the next request
+// connects again.
+type upstream struct {
+	cfg *upstreamConfig
+	id  identity
+
+	connecting chan struct{} // one slot: held while connecting
+
+	mu     sync.Mutex
+	c      *gopcua.Client
+	closed bool
+}
+
+func newUpstream(cfg *upstreamConfig, id identity) *upstream {
+	return &upstream{cfg: cfg, id: id, connecting: make(chan struct{}, 1)}
+}
+
+// errConnect marks a failure to reach or log into the server.
+type errConnect struct{ err error }
+
+func (e *errConnect) Error() string { return "upstream connect: " + e.err.Error() }
+func (e *errConnect) Unwrap() error { return e.err }
+
+// client returns a connected client, connecting when there is none or the
+// last one was lost.
+func (u *upstream) client(ctx context.Context) (*gopcua.Client, error) {
+	u.mu.Lock()
+	c, closed := u.c, u.closed
+	u.mu.Unlock()
+	if closed {
+		return nil, errUpstreamClosed
+	}
+	if c != nil && c.State() == gopcua.Connected {
+		return c, nil
+	}
+	select {
+	case u.connecting <- struct{}{}:
+	case <-ctx.Done():
+		return nil, &errConnect{ctx.Err()}
+	}
+	defer func() { <-u.connecting }()
+	u.mu.Lock()
+	c, closed = u.c, u.closed
+	u.mu.Unlock()
+	if closed {
+		return nil, errUpstreamClosed
+	}
+	if c != nil && c.State() == gopcua.Connected {
+		return c, nil
+	}
+	if c != nil {
+		u.drop(c)
+	}
+	nc, err := u.connect(ctx)
+	if err != nil {
+		return nil, &errConnect{err}
+	}
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		closeClient(nc)
+		return nil, errUpstreamClosed
+	}
+	u.c = nc
+	u.mu.Unlock()
+	return nc, nil
+}
+
+// drop forgets a client whose connection failed and closes it in the
+// background (closing sends CloseSession, which may wait on a dead socket).
+func (u *upstream) drop(c *gopcua.Client) {
+	u.mu.Lock()
+	if u.c == c {
+		u.c = nil
+	}
+	u.mu.Unlock()
+	go closeClient(c)
+}
+
+func closeClient(c *gopcua.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c.Close(ctx)
+}
+
+// Close ends the upstream session.
+func (u *upstream) Close() {
+	u.mu.Lock()
+	c := u.c
+	u.c, u.closed = nil, true
+	u.mu.Unlock()
+	if c != nil {
+		closeClient(c)
+	}
+}
+
+func (u *upstream) connect(ctx context.Context) (*gopcua.Client, error) {
+	ep, err := u.cfg.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	opts := []gopcua.Option{
+		gopcua.AutoReconnect(false),
+		gopcua.DialTimeout(u.cfg.dialTimeout),
+		gopcua.RequestTimeout(u.cfg.requestTimeout),
+		gopcua.SessionTimeout(u.cfg.sessionTimeout),
+		gopcua.ApplicationName("Interlock OPC UA gateway"),
+		gopcua.SessionName("interlock"),
+	}
+	if u.cfg.appURI != "" {
+		opts = append(opts, gopcua.ApplicationURI(u.cfg.appURI))
+	}
+	tokenType := ua.UserTokenTypeAnonymous
+	switch u.id.kind {
+	case IdentitySame, IdentityService:
+		opts = append(opts, gopcua.AuthUsername(u.id.user, u.id.password))
+		tokenType = ua.UserTokenTypeUserName
+	case IdentityCertificate:
+		opts = append(opts, gopcua.AuthCertificate(u.cfg.cert), gopcua.AuthPrivateKey(u.cfg.key))
+		tokenType = ua.UserTokenTypeCertificate
+	default:
+		opts = append(opts, gopcua.AuthAnonymous())
+	}
+	opts = append(opts, gopcua.SecurityFromEndpoint(ep, tokenType))
+	if u.cfg.cert != nil && (u.cfg.policyURI != ua.SecurityPolicyURINone || tokenType == ua.UserTokenTypeCertificate) {
+		opts = append(opts, gopcua.Certificate(u.cfg.cert), gopcua.PrivateKey(u.cfg.key))
+	}
+	c, err := gopcua.NewClient(u.cfg.url, opts...)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, u.cfg.dialTimeout+u.cfg.requestTimeoutForConnect())
+	defer cancel()
+	if err := c.Connect(dctx); err != nil {
+		c.Close(context.Background())
+		u.cfg.forgetEndpoints()
+		return nil, err
+	}
+	return c, nil
+}
+
+// requestTimeoutForConnect bounds the requests of a connect (CreateSession,
+// ActivateSession, the namespace read).
+func (cfg *upstreamConfig) requestTimeoutForConnect() time.Duration { return 5 * time.Second }
+
+// endpoint returns the server's endpoint for the configured policy and mode.
+func (cfg *upstreamConfig) endpoint(ctx context.Context) (*ua.EndpointDescription, error) {
+	cfg.mu.Lock()
+	eps := cfg.endpoints
+	cfg.mu.Unlock()
+	if eps == nil {
+		dctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout+cfg.requestTimeoutForConnect())
+		defer cancel()
+		var err error
+		eps, err = gopcua.GetEndpoints(dctx, cfg.url, gopcua.DialTimeout(cfg.dialTimeout), gopcua.AutoReconnect(false))
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, ep := range eps {
+		if ep.SecurityPolicyURI != cfg.policyURI || ep.SecurityMode != cfg.mode {
+			continue
+		}
+		if cfg.validate != nil {
+			if err := cfg.validate(ep.ServerCertificate); err != nil {
+				return nil, fmt.Errorf("server certificate: %w", err)
+			}
+		}
+		cfg.mu.Lock()
+		cfg.endpoints = eps
+		cfg.mu.Unlock()
+		return ep, nil
+	}
+	return nil, fmt.Errorf("the server offers no endpoint with %s/%s", policyName(cfg.policyURI), modeName(cfg.mode))
+}
+
+func (cfg *upstreamConfig) forgetEndpoints() {
+	cfg.mu.Lock()
+	cfg.endpoints = nil
+	cfg.mu.Unlock()
+}
+
+// send forwards req and returns the server's response, which may be a
+// ServiceFault or carry a bad ServiceResult: both go to the client as they
+// are. An error means no response: the connection is lost, could not be
+// made, or ctx ended first.
+func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error) {
+	c, err := u.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var resp ua.Response
+	err = c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil })
+	if resp != nil {
+		switch resp.Header().ServiceResult {
+		case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSecureChannelIDInvalid:
+			// The server forgot the gateway's session (restarted, timed
+			// out): connect afresh on the next request.
+			u.drop(c)
+		}
+		return resp, nil
+	}
+	if err == nil {
+		return nil, errors.New("opcua: upstream sent no response")
+	}
+	if ctx.Err() == nil && !errors.Is(err, ua.StatusBadTimeout) {
+		u.drop(c)
+	}
+	return nil, err
+}
+
+// statusOf maps an upstream failure to the status the client gets.
+func statusOf(err error) ua.StatusCode {
+	var ce *errConnect
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ua.StatusBadTimeout):
+		return ua.StatusBadTimeout
+	case errors.Is(err, errUpstreamClosed):
+		return ua.StatusBadSessionClosed
+	case errors.As(err, &ce):
+		if sc, ok := errors.AsType[ua.StatusCode](err); ok && isAuthStatus(sc) {
+			return sc
+		}
+		return ua.StatusBadServerNotConnected
+	}
+	if sc, ok := errors.AsType[ua.StatusCode](err); ok {
+		return sc
+	}
+	return ua.StatusBadCommunicationError
+}
+
+// isAuthStatus reports whether the server refused the identity.
+func isAuthStatus(sc ua.StatusCode) bool {
+	switch sc {
+	case ua.StatusBadUserAccessDenied, ua.StatusBadIdentityTokenRejected, ua.StatusBadIdentityTokenInvalid,
+		ua.StatusBadUserSignatureInvalid:
+		return true
+	}
+	return false
+}
