@@ -236,7 +236,9 @@ func (c *conn) historyRead(ctx context.Context, s *uaSession, req *ua.HistoryRea
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
 			return k
 		},
-		deny: func(i int) { out[i] = &ua.HistoryReadResult{StatusCode: ua.StatusBadUserAccessDenied, HistoryData: ua.NewExtensionObject(nil)} },
+		deny: func(i int) {
+			out[i] = &ua.HistoryReadResult{StatusCode: ua.StatusBadUserAccessDenied, HistoryData: ua.NewExtensionObject(nil)}
+		},
 		forward: func(allowed []int) ua.Request {
 			f := &ua.HistoryReadRequest{HistoryReadDetails: req.HistoryReadDetails, TimestampsToReturn: req.TimestampsToReturn,
 				ReleaseContinuationPoints: req.ReleaseContinuationPoints}
@@ -606,7 +608,9 @@ func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesReque
 	return c.changed(c.runBatch(ctx, s, req.RequestHeader, batch{
 		n:    len(in),
 		call: func(i int) *gateway.Call { return programCall("add_nodes", ids[i], paths[ids[i]]) },
-		deny: func(i int) { out[i] = &ua.AddNodesResult{StatusCode: ua.StatusBadUserAccessDenied, AddedNodeID: ua.NewTwoByteNodeID(0)} },
+		deny: func(i int) {
+			out[i] = &ua.AddNodesResult{StatusCode: ua.StatusBadUserAccessDenied, AddedNodeID: ua.NewTwoByteNodeID(0)}
+		},
 		forward: func(allowed []int) ua.Request {
 			f := &ua.AddNodesRequest{}
 			for _, i := range allowed {
