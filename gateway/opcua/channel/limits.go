@@ -1,4 +1,455 @@
 package channel
 
-// checkLimits vets a request body before the reflection decoder sees it.
-func checkLimits(body []byte) error { return nil }
+import (
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+// Limits a request body is held to before gopcua's reflection decoder sees
+// it. That decoder allocates a slice for whatever element count the bytes
+// claim (up to 2^31 elements), recurses into nested Variants,
+// DiagnosticInfos and ExtensionObjects without a depth limit, and builds
+// multi-dimensional Variant arrays from dimensions whose product may
+// overflow: each can end the process (out of memory, stack overflow) where
+// no recover helps.
+const (
+	maxNesting   = 100 // Part 6 §5.2.2: nesting of Variant, DiagnosticInfo, ExtensionObject
+	maxArrayRank = 32
+)
+
+var errScanGiveUp = errors.New("type not scanned")
+
+// checkLimits walks body the way ua.DecodeService will, checking every
+// count against the bytes left and the nesting depth, without allocating.
+// Types it does not know are left to the decoder.
+func checkLimits(body []byte) error {
+	s := &scanner{b: body}
+	s.expandedNodeID()
+	if s.err != nil {
+		return nil // the decoder reports it
+	}
+	t := serviceType(body[:s.pos])
+	if t == nil {
+		return nil // unknown service: the decoder refuses it
+	}
+	s.scan(t, 0)
+	if s.err == errScanGiveUp {
+		return nil
+	}
+	return s.err
+}
+
+var (
+	binaryDecoderType = reflect.TypeOf((*ua.BinaryDecoder)(nil)).Elem()
+	timeType          = reflect.TypeOf(time.Time{})
+	nodeIDType        = reflect.TypeOf(&ua.NodeID{})
+	expandedType      = reflect.TypeOf(&ua.ExpandedNodeID{})
+	variantType       = reflect.TypeOf(&ua.Variant{})
+	dataValueType     = reflect.TypeOf(&ua.DataValue{})
+	diagnosticType    = reflect.TypeOf(&ua.DiagnosticInfo{})
+	extObjType        = reflect.TypeOf(&ua.ExtensionObject{})
+	localizedType     = reflect.TypeOf(&ua.LocalizedText{})
+	guidType          = reflect.TypeOf(&ua.GUID{})
+
+	typeCache sync.Map // encoded type id -> reflect.Type (nil: unknown)
+)
+
+// serviceType is the Go type ua.DecodeService creates for an encoded
+// service type id.
+func serviceType(tid []byte) reflect.Type {
+	key := "s" + string(tid)
+	if t, ok := typeCache.Load(key); ok {
+		t, _ := t.(reflect.Type)
+		return t
+	}
+	var t reflect.Type
+	func() {
+		defer func() { recover() }()
+		// decoding the type id alone yields an empty value of the type
+		if _, v, _ := ua.DecodeService(tid); v != nil {
+			t = reflect.TypeOf(v)
+		}
+	}()
+	typeCache.Store(key, t)
+	return t
+}
+
+// extensionType is the Go type ua.ExtensionObject decodes a body with
+// binary type id tid into; nil when none is registered.
+func extensionType(tid []byte) reflect.Type {
+	key := "e" + string(tid)
+	if t, ok := typeCache.Load(key); ok {
+		t, _ := t.(reflect.Type)
+		return t
+	}
+	var t reflect.Type
+	func() {
+		defer func() { recover() }()
+		b := append(append([]byte{}, tid...), 0x01, 1, 0, 0, 0, 0)
+		var e ua.ExtensionObject
+		e.Decode(b)
+		if e.Value != nil {
+			t = reflect.TypeOf(e.Value)
+		}
+	}()
+	typeCache.Store(key, t)
+	return t
+}
+
+type scanner struct {
+	b   []byte
+	pos int
+	err error
+}
+
+func (s *scanner) fail(code ua.StatusCode, reason string) {
+	if s.err == nil {
+		s.err = &Error{Code: code, Reason: reason}
+	}
+}
+
+func (s *scanner) need(n int) bool {
+	if s.err != nil {
+		return false
+	}
+	if n < 0 || n > len(s.b)-s.pos {
+		s.fail(ua.StatusBadDecodingError, "truncated request")
+		return false
+	}
+	return true
+}
+
+func (s *scanner) skip(n int) {
+	if s.need(n) {
+		s.pos += n
+	}
+}
+
+func (s *scanner) u8() byte {
+	if !s.need(1) {
+		return 0
+	}
+	s.pos++
+	return s.b[s.pos-1]
+}
+
+func (s *scanner) i32() int32 {
+	if !s.need(4) {
+		return 0
+	}
+	s.pos += 4
+	return int32(binary.LittleEndian.Uint32(s.b[s.pos-4:]))
+}
+
+// bytes skips a String or ByteString.
+func (s *scanner) bytes() {
+	n := s.i32()
+	if n > 0 {
+		s.skip(int(n))
+	}
+}
+
+// count reads an array length and checks that that many elements of at
+// least one byte each fit in what is left; -1 (null) is 0.
+func (s *scanner) count() int {
+	n := s.i32()
+	if s.err != nil || n == -1 {
+		return 0
+	}
+	if n < -1 || int(n) > len(s.b)-s.pos {
+		s.fail(ua.StatusBadDecodingError, "array length exceeds the message")
+		return 0
+	}
+	return int(n)
+}
+
+func (s *scanner) nodeID() byte {
+	mask := s.u8()
+	switch mask & 0x0f {
+	case 0:
+		s.skip(1)
+	case 1:
+		s.skip(3)
+	case 2:
+		s.skip(6)
+	case 4:
+		s.skip(2 + 16)
+	case 3, 5:
+		s.skip(2)
+		s.bytes()
+	default:
+		s.fail(ua.StatusBadDecodingError, "invalid NodeId encoding")
+	}
+	return mask
+}
+
+func (s *scanner) expandedNodeID() {
+	mask := s.nodeID()
+	if mask&0x80 != 0 {
+		s.bytes()
+	}
+	if mask&0x40 != 0 {
+		s.skip(4)
+	}
+}
+
+func (s *scanner) scan(t reflect.Type, depth int) {
+	if s.err != nil {
+		return
+	}
+	if t.Implements(binaryDecoderType) {
+		s.custom(t, depth)
+		return
+	}
+	if t == timeType {
+		s.skip(8)
+		return
+	}
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int8, reflect.Uint8:
+		s.skip(1)
+	case reflect.Int16, reflect.Uint16:
+		s.skip(2)
+	case reflect.Int32, reflect.Uint32, reflect.Float32:
+		s.skip(4)
+	case reflect.Int64, reflect.Uint64, reflect.Float64:
+		s.skip(8)
+	case reflect.String:
+		s.bytes()
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			s.bytes()
+			return
+		}
+		n := s.count()
+		if t.Kind() == reflect.Array && n > t.Len() {
+			s.fail(ua.StatusBadDecodingError, "array too long")
+			return
+		}
+		for i := 0; i < n && s.err == nil; i++ {
+			s.scan(t.Elem(), depth)
+		}
+	case reflect.Pointer:
+		s.scan(t.Elem(), depth)
+	case reflect.Struct:
+		for i := 0; i < t.NumField() && s.err == nil; i++ {
+			s.scan(t.Field(i).Type, depth)
+		}
+	default:
+		s.err = errScanGiveUp
+	}
+}
+
+func (s *scanner) nest(depth int) bool {
+	if depth >= maxNesting {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "nesting deeper than 100")
+		return false
+	}
+	return true
+}
+
+func (s *scanner) custom(t reflect.Type, depth int) {
+	switch t {
+	case nodeIDType:
+		s.nodeID()
+	case expandedType:
+		s.expandedNodeID()
+	case guidType:
+		s.skip(16)
+	case localizedType:
+		mask := s.u8()
+		if mask&0x01 != 0 {
+			s.bytes()
+		}
+		if mask&0x02 != 0 {
+			s.bytes()
+		}
+	case dataValueType:
+		s.dataValue(depth)
+	case variantType:
+		s.variant(depth)
+	case diagnosticType:
+		s.diagnostic(depth)
+	case extObjType:
+		s.extensionObject(depth)
+	default:
+		s.err = errScanGiveUp
+	}
+}
+
+func (s *scanner) dataValue(depth int) {
+	if !s.nest(depth) {
+		return
+	}
+	mask := s.u8()
+	if mask&0x01 != 0 {
+		s.variant(depth + 1)
+	}
+	if mask&0x02 != 0 {
+		s.skip(4)
+	}
+	if mask&0x04 != 0 {
+		s.skip(8)
+	}
+	if mask&0x10 != 0 {
+		s.skip(2)
+	}
+	if mask&0x08 != 0 {
+		s.skip(8)
+	}
+	if mask&0x20 != 0 {
+		s.skip(2)
+	}
+}
+
+func (s *scanner) diagnostic(depth int) {
+	for ; s.err == nil; depth++ {
+		if !s.nest(depth) {
+			return
+		}
+		mask := s.u8()
+		for _, bit := range []byte{0x01, 0x02, 0x04, 0x08} {
+			if mask&bit != 0 {
+				s.skip(4)
+			}
+		}
+		if mask&0x10 != 0 {
+			s.bytes()
+		}
+		if mask&0x20 != 0 {
+			s.skip(4)
+		}
+		if mask&0x40 == 0 {
+			return
+		}
+	}
+}
+
+func (s *scanner) extensionObject(depth int) {
+	if !s.nest(depth) {
+		return
+	}
+	start := s.pos
+	s.expandedNodeID()
+	tid := s.b[start:min(s.pos, len(s.b))]
+	mask := s.u8()
+	if s.err != nil || mask == 0 {
+		return
+	}
+	n := s.i32()
+	if s.err != nil || n == 0 || n == -1 {
+		return
+	}
+	if !s.need(int(uint32(n))) {
+		return
+	}
+	body := s.b[s.pos : s.pos+int(n)]
+	s.pos += int(n)
+	if mask == 0x02 {
+		return // XML: decoded as a string
+	}
+	t := extensionType(tid)
+	if t == nil {
+		return // not registered: the decoder keeps no value
+	}
+	inner := &scanner{b: body}
+	inner.scan(t, depth+1)
+	if inner.err != nil {
+		s.err = inner.err
+	}
+}
+
+func (s *scanner) variant(depth int) {
+	if !s.nest(depth) {
+		return
+	}
+	mask := s.u8()
+	typ := mask & 0x3f
+	if s.err != nil || typ == 0 {
+		return
+	}
+	if typ > 25 {
+		s.fail(ua.StatusBadDecodingError, "invalid Variant type")
+		return
+	}
+	if mask&0x80 == 0 {
+		s.variantValue(typ, depth)
+		return
+	}
+	n := s.i32()
+	if s.err != nil || n == -1 {
+		return
+	}
+	if n < -1 || int(n) > len(s.b)-s.pos || int(n) > ua.MaxVariantArrayLength {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array length exceeds the limits")
+		return
+	}
+	for i := 0; i < int(n) && s.err == nil; i++ {
+		s.variantValue(typ, depth)
+	}
+	if mask&0x40 == 0 {
+		return
+	}
+	rank := s.i32()
+	if s.err != nil {
+		return
+	}
+	if rank < 0 || rank > maxArrayRank {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array rank exceeds the limits")
+		return
+	}
+	product := int64(1)
+	for i := int32(0); i < rank && s.err == nil; i++ {
+		d := s.i32()
+		if d < 1 {
+			s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array dimension below 1")
+			return
+		}
+		if product *= int64(d); product > int64(n) {
+			s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array dimensions exceed its length")
+			return
+		}
+	}
+	if s.err == nil && rank > 0 && product != int64(n) {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array dimensions do not match its length")
+	}
+}
+
+func (s *scanner) variantValue(typ byte, depth int) {
+	switch typ {
+	case 1, 2, 3:
+		s.skip(1)
+	case 4, 5:
+		s.skip(2)
+	case 6, 7, 10, 19:
+		s.skip(4)
+	case 8, 9, 11, 13:
+		s.skip(8)
+	case 12, 15, 16:
+		s.bytes()
+	case 14:
+		s.skip(16)
+	case 17:
+		s.nodeID()
+	case 18:
+		s.expandedNodeID()
+	case 20:
+		s.skip(2)
+		s.bytes()
+	case 21:
+		s.custom(localizedType, depth)
+	case 22:
+		s.extensionObject(depth + 1)
+	case 23:
+		s.dataValue(depth + 1)
+	case 24:
+		s.variant(depth + 1)
+	case 25:
+		s.diagnostic(depth + 1)
+	}
+}

@@ -1,0 +1,68 @@
+// Package channel is the server side of OPC UA Secure Conversation (OPC
+// 10000-6 §6.7) over UA TCP, for the gateway's downstream endpoint.
+//
+// Accept runs the Hello/Acknowledge exchange and the first
+// OpenSecureChannel on a connection; the returned Channel delivers decoded
+// service requests (Receive) and sends responses (Send, SendFault) from any
+// number of goroutines. Token renewals, aborted messages, CloseSecureChannel
+// and protocol violations are handled inside: a violation is answered with
+// an ERR message carrying the Part 6 status code and closes the socket.
+//
+// What it takes from gopcua v0.9.0, which is sound:
+//   - ua: the binary codec (service decoding by type id, encoding);
+//   - uapolicy: the security policy algorithms (RSA encryption and
+//     signatures, AES-CBC, HMAC, P_SHA256 key derivation, nonce lengths);
+//   - uacp: the Hello, Acknowledge and Error message codecs;
+//   - uasc: the header codecs (Header, AsymmetricSecurityHeader,
+//     SymmetricSecurityHeader, SequenceHeader).
+//
+// What it replaces, and why:
+//   - uacp.Listener/Conn's server handshake: it waits for the Hello without a
+//     timeout, acknowledges fixed sizes instead of revising them against the
+//     client's Hello, accepts a ReverseHello on a server socket and dials the
+//     address it names, and closes on a bad header without an ERR message.
+//     Here: HelloTimeout, negotiated buffer sizes, ERR before every close.
+//   - uasc.SecureChannel's server path:
+//   - it opens whatever policy and mode the OpenSecureChannel asks for, even
+//     ones not offered (a None channel to a SignAndEncrypt-only server).
+//     Here only Config.Offers pairs open; anything else is refused with
+//     Bad_SecurityPolicyRejected or Bad_SecurityModeRejected.
+//   - it validates no client certificate and panics on a non-RSA one
+//     (secure_channel_crypto.go). Here a missing, malformed or non-RSA
+//     certificate is Bad_CertificateInvalid, a key outside the policy's
+//     range Bad_CertificatePolicyCheckFailed, and trust is decided by
+//     Config.ValidateClient at the opening and at every renewal.
+//   - it renews a token by swapping the keys in place under the same token
+//     id (secure_channel.go:784-830), which node-opcua clients do not
+//     survive. Here a renewal issues a new token id with new keys; the
+//     previous token stays valid for receiving, and keeps securing what is
+//     sent, until the client first uses the new one (Part 4 §5.5.2, Part 6
+//     §6.7.4); then it is retired. A token not renewed in its lifetime plus
+//     25 % closes the channel.
+//   - it leaves sockets the client closed in CLOSE-WAIT (channel_broker.go).
+//     Here CloseSecureChannel or the end of the connection closes the socket
+//     at once and Receive returns io.EOF.
+//   - it checks neither sequence numbers nor chunk limits on the way in, and
+//     no limits on the way out. Here: chunks above the negotiated buffer
+//     size (Bad_TCPMessageTooLarge), more chunks or bytes than MaxChunkCount
+//     and MaxMessageSize (Bad_RequestTooLarge), sequence numbers that are
+//     not exactly one more than the last or wrap early
+//     (Bad_SequenceNumberInvalid), a wrong SecureChannelId
+//     (Bad_TCPSecureChannelUnknown), unknown or expired tokens
+//     (Bad_SecureChannelTokenUnknown), failed signatures or padding
+//     (Bad_SecurityChecksFailed), unknown message types
+//     (Bad_TCPMessageTypeInvalid). Responses are chunked to the client's
+//     buffer size; one larger than the client's MaxMessageSize or
+//     MaxChunkCount becomes a ServiceFault with Bad_ResponseTooLarge.
+//   - its handler errors become faults with RequestHandle 0. Here a request
+//     body that does not decode is answered with a ServiceFault
+//     (Bad_DecodingError, Bad_ServiceUnsupported,
+//     Bad_EncodingLimitsExceeded) carrying the request's RequestHandle, and
+//     the channel goes on; the codec runs behind a pre-scan of the body that
+//     refuses nesting deeper than 100 and array or string lengths longer
+//     than the body could hold, and behind a recover.
+//
+// Policies: None, Basic256Sha256, Aes128_Sha256_RsaOaep and
+// Aes256_Sha256_RsaPss, each with Sign and SignAndEncrypt. The deprecated
+// Basic128Rsa15 and Basic256 cannot be offered.
+package channel

@@ -1,0 +1,155 @@
+package channel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+)
+
+func mustEncode(t *testing.T, typeID uint16, v any) []byte {
+	t.Helper()
+	b, err := encodeService(typeID, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Valid requests of every shape the gateway forwards pass the pre-scan and
+// decode: the scan refuses nothing the decoder accepts.
+func TestLimitsAcceptValidRequests(t *testing.T) {
+	nid := ua.NewStringNodeID(1, "Setpoint")
+	matrix, err := ua.NewVariant([][]int32{{1, 2, 3}, {4, 5, 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants := []*ua.Variant{
+		ua.MustVariant(true), ua.MustVariant(int8(-1)), ua.MustVariant(uint16(7)), ua.MustVariant(int64(-9)),
+		ua.MustVariant(3.5), ua.MustVariant(float32(1.5)), ua.MustVariant("text"), ua.MustVariant(time.Now()),
+		ua.MustVariant([]byte{1, 2, 3}), ua.MustVariant([]string{"a", "", "c"}), ua.MustVariant([]float64{1, 2}),
+		ua.MustVariant(nid), ua.MustVariant(ua.NewExpandedNodeID(nid, "urn:x", 2)), ua.MustVariant(ua.StatusBadTimeout),
+		ua.MustVariant(&ua.QualifiedName{NamespaceIndex: 1, Name: "q"}), ua.MustVariant(ua.NewLocalizedText("t")),
+		ua.MustVariant(&ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: ua.MustVariant(int32(5)), SourceTimestamp: time.Now()}),
+		ua.MustVariant(ua.NewExtensionObject(&ua.Range{Low: 1, High: 2})), ua.MustVariant(ua.NewGUID("72962B91-FA75-4AE6-8D28-B404DC7DAF63")),
+		matrix, ua.MustVariant([]*ua.Variant{ua.MustVariant(int32(1)), ua.MustVariant("x")}), &ua.Variant{},
+	}
+	var writes []*ua.WriteValue
+	var args []*ua.Variant
+	for _, v := range variants {
+		writes = append(writes, &ua.WriteValue{NodeID: nid, AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: v}})
+		args = append(args, v)
+	}
+	reqs := map[string][]byte{
+		"read":  mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, readRequest(nid, ua.NewNumericNodeID(0, 2258))),
+		"write": mustEncode(t, id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: requestHeader(1), NodesToWrite: writes}),
+		"call": mustEncode(t, id.CallRequest_Encoding_DefaultBinary, &ua.CallRequest{RequestHeader: requestHeader(2), MethodsToCall: []*ua.CallMethodRequest{
+			{ObjectID: ua.NewNumericNodeID(0, 85), MethodID: ua.NewStringNodeID(1, "Start"), InputArguments: args},
+		}}),
+		"browse": mustEncode(t, id.BrowseRequest_Encoding_DefaultBinary, &ua.BrowseRequest{RequestHeader: requestHeader(3), View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
+			NodesToBrowse: []*ua.BrowseDescription{{NodeID: ua.NewNumericNodeID(0, 85), ReferenceTypeID: ua.NewNumericNodeID(0, 33), IncludeSubtypes: true, ResultMask: 63}}}),
+		"activate": mustEncode(t, id.ActivateSessionRequest_Encoding_DefaultBinary, &ua.ActivateSessionRequest{RequestHeader: requestHeader(4),
+			ClientSignature:    &ua.SignatureData{Algorithm: "a", Signature: []byte{1}},
+			UserIdentityToken:  ua.NewExtensionObject(&ua.UserNameIdentityToken{PolicyID: "u", UserName: "op", Password: []byte("secret"), EncryptionAlgorithm: ""}),
+			UserTokenSignature: &ua.SignatureData{}}),
+		"monitored items": mustEncode(t, id.CreateMonitoredItemsRequest_Encoding_DefaultBinary, &ua.CreateMonitoredItemsRequest{RequestHeader: requestHeader(5), SubscriptionID: 1,
+			ItemsToCreate: []*ua.MonitoredItemCreateRequest{{
+				ItemToMonitor:       &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+				RequestedParameters: &ua.MonitoringParameters{ClientHandle: 1, Filter: ua.NewExtensionObject(&ua.DataChangeFilter{Trigger: ua.DataChangeTriggerStatusValue})},
+			}}}),
+		"history": mustEncode(t, id.HistoryReadRequest_Encoding_DefaultBinary, &ua.HistoryReadRequest{RequestHeader: requestHeader(6),
+			HistoryReadDetails: ua.NewExtensionObject(&ua.ReadRawModifiedDetails{StartTime: time.Now(), EndTime: time.Now(), NumValuesPerNode: 10}),
+			NodesToRead:        []*ua.HistoryReadValueID{{NodeID: nid, DataEncoding: &ua.QualifiedName{}}}}),
+	}
+	for name, b := range reqs {
+		if err := checkLimits(b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, _, err := decodeService(b); err != nil {
+			t.Errorf("%s does not decode: %v", name, err)
+		}
+	}
+}
+
+// writeWithValue is a Write of one node whose Variant is given as raw bytes.
+func writeWithValue(t *testing.T, variant []byte) []byte {
+	b := mustEncode(t, id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: requestHeader(42), NodesToWrite: []*ua.WriteValue{
+		{NodeID: ua.NewStringNodeID(1, "x"), AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}},
+	}})
+	// the encoding ends with the Variant: type 6 (Int32) and 4 bytes
+	return append(b[:len(b)-5], variant...)
+}
+
+func nestedVariant(depth int) []byte {
+	return append(bytes.Repeat([]byte{24}, depth), 6, 1, 0, 0, 0)
+}
+
+func le32(v int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(v)) }
+
+// Bodies that would make gopcua's decoder allocate gigabytes, recurse
+// without end or panic are refused before it runs.
+func TestLimitsRefuseHostileBodies(t *testing.T) {
+	read := mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, readRequest(ua.NewNumericNodeID(0, 2258)))
+	// readRequest: ... TimestampsToReturn (4) then NodesToRead count (4) then the item
+	hdrEnd := len(read) - (4 + 1 + 3 + 4 + 4 + 6)
+	hugeCount := append(append([]byte{}, read[:hdrEnd]...), le32(0x7fffffff)...)
+
+	tests := []struct {
+		name string
+		body []byte
+		want ua.StatusCode
+	}{
+		{"nesting 101", writeWithValue(t, nestedVariant(101)), ua.StatusBadEncodingLimitsExceeded},
+		{"nesting 100000", writeWithValue(t, nestedVariant(100000)), ua.StatusBadEncodingLimitsExceeded},
+		{"array count 2^31-1", hugeCount, ua.StatusBadDecodingError},
+		{"variant array length -5", writeWithValue(t, append([]byte{0x80 | 6}, le32(-5)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"variant array longer than the body", writeWithValue(t, append([]byte{0x80 | 6}, le32(1<<30)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"dimensions overflowing to 0", writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(0)...), le32(2)...), append(le32(65536), le32(65536)...)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"zero dimension", writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(0)...), le32(1)...), le32(0)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"rank 100000", writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(1)...), le32(1)...), append(le32(100000), bytes.Repeat(le32(1), 1000)...)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"string length near 2^31", writeWithValue(t, append([]byte{12}, le32(0x7ffffff0)...)), ua.StatusBadDecodingError},
+		{"nested DataValue 200", writeWithValue(t, append(bytes.Repeat([]byte{23, 0x01}, 200), 6, 1, 0, 0, 0)), ua.StatusBadEncodingLimitsExceeded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := decodeService(tc.body)
+			if got := StatusOf(err); got != tc.want {
+				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
+			}
+		})
+	}
+	// a nesting of exactly the limit still decodes
+	if _, _, err := decodeService(writeWithValue(t, nestedVariant(90))); err != nil {
+		t.Fatalf("nesting 90: %v", err)
+	}
+}
+
+// Through the channel: a hostile Write is answered with a ServiceFault
+// carrying its handle, and the channel goes on.
+func TestRawHostileBodyFault(t *testing.T) {
+	srv := noneServer(t)
+	r := dialRaw(t, srv)
+	r.hello()
+	r.openNone(ua.SecurityTokenRequestTypeIssue, 60000)
+	body := writeWithValue(t, nestedVariant(5000))
+	for len(body) > 0 { // in chunks of 1000 bytes
+		n := min(len(body), 1000)
+		ct := byte('C')
+		if n == len(body) {
+			ct = 'F'
+		}
+		r.mustWrite(symChunk("MSG", ct, r.chanID, r.tokenID, r.seq, 11, body[:n]))
+		r.seq++
+		body = body[n:]
+	}
+	resp, _ := r.response()
+	if f, ok := resp.(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadEncodingLimitsExceeded || f.ResponseHeader.RequestHandle != 42 {
+		t.Fatalf("answered with %#v", resp)
+	}
+	if resp, _ := r.read(r.tokenID, 12); resp.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("read after the fault: %v", resp.Header().ServiceResult)
+	}
+}
