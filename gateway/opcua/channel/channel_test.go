@@ -182,3 +182,23 @@ func TestResponseTooLarge(t *testing.T) {
 		t.Fatalf("read after the fault: %v", err)
 	}
 }
+
+// The client's MaxChunkCount is honoured the same way.
+func TestResponseTooManyChunks(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	srv.big = bytes.Repeat([]byte{'x'}, 200000) // 4 chunks of 64 kB
+	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
+		opcua.MaxChunkCount(2), opcua.RequestTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big"))); StatusOf(err) != ua.StatusBadResponseTooLarge {
+		t.Fatalf("read of a value in 4 chunks with MaxChunkCount 2: %v, want Bad_ResponseTooLarge", err)
+	}
+}

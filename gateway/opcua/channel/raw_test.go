@@ -615,3 +615,27 @@ func TestRawSecuredRenewal(t *testing.T) {
 		})
 	}
 }
+
+// A request whose chunks together exceed MaxMessageSize is refused with
+// Bad_RequestTooLarge, and so is a single chunk that does.
+func TestRawMessageSizeLimit(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.MaxMessageSize = 4000
+	srv := startServer(t, cfg)
+	r := dialRaw(t, srv)
+	r.hello()
+	r.openNone(ua.SecurityTokenRequestTypeIssue, 60000)
+	for i := 0; i < 10; i++ {
+		if r.write(symChunk("MSG", 'C', r.chanID, r.tokenID, r.seq, 9, make([]byte, 1000))) != nil {
+			break
+		}
+		r.seq++
+	}
+	r.expectERR(ua.StatusBadRequestTooLarge)
+
+	r = dialRaw(t, srv)
+	r.hello()
+	r.openNone(ua.SecurityTokenRequestTypeIssue, 60000)
+	r.mustWrite(symChunk("MSG", 'F', r.chanID, r.tokenID, r.seq, 9, make([]byte, 5000)))
+	r.expectERR(ua.StatusBadRequestTooLarge)
+}
