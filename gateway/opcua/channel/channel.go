@@ -103,7 +103,8 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	err := c.handshake()
-	if !stop() && err != nil {
+	if !stop() {
+		// ctx ended during the handshake; its deadline may hit the socket at any time
 		err = errorf(ua.StatusBadTimeout, "accept cancelled: %v", ctx.Err())
 	}
 	if err != nil {
@@ -231,7 +232,7 @@ func (c *Channel) abort(err error) {
 	var e *Error
 	if errors.As(err, &e) && e.Code != ua.StatusOK {
 		reason := e.Reason
-		if e.Code == ua.StatusBadSecurityChecksFailed {
+		if e.Code == ua.StatusBadSecurityChecksFailed || e.private {
 			reason = "" // Part 6 §6.7.3: tell nothing about which check failed
 		}
 		c.wmu.Lock()
@@ -290,7 +291,9 @@ func (c *Channel) readLoop() {
 	}
 }
 
-// Receive returns the next service request. It returns io.EOF when the
+// Receive returns the next service request. Call it in a loop and hand
+// requests to other goroutines: while a request waits to be received, the
+// channel reads nothing else, renewals included. It returns io.EOF when the
 // client closed the channel (CloseSecureChannel or end of connection) or
 // Close was called, and an error carrying a status code when the channel
 // was closed for a protocol or security violation.

@@ -3,6 +3,8 @@ package channel
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -200,5 +202,45 @@ func TestResponseTooManyChunks(t *testing.T) {
 	defer c.Close(context.Background())
 	if _, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big"))); StatusOf(err) != ua.StatusBadResponseTooLarge {
 		t.Fatalf("read of a value in 4 chunks with MaxChunkCount 2: %v, want Bad_ResponseTooLarge", err)
+	}
+}
+
+// Accept ends when its context does, even with a long HelloTimeout.
+func TestAcceptCancelled(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.HelloTimeout = time.Hour
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Accept(ctx, server, cfg)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if StatusOf(err) != ua.StatusBadTimeout {
+			t.Fatalf("Accept returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Accept did not end with its context")
+	}
+	// the socket is closed
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, client); err != nil {
+		t.Fatalf("client socket: %v", err)
 	}
 }

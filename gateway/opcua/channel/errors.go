@@ -14,6 +14,8 @@ import (
 type Error struct {
 	Code   ua.StatusCode
 	Reason string
+
+	private bool // Reason is for the gateway's log only, not for the ERR message
 }
 
 func (e *Error) Error() string {

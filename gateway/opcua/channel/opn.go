@@ -89,7 +89,7 @@ func (c *Channel) handleOPN(f *frame, first bool) error {
 		}
 		// renewals re-check trust: a certificate revoked since keeps no channel
 		if err := c.cfg.ValidateClient(c.remoteCert); err != nil {
-			return &Error{Code: statusOr(err, ua.StatusBadSecurityChecksFailed), Reason: err.Error()}
+			return &Error{Code: statusOr(err, ua.StatusBadSecurityChecksFailed), Reason: "client certificate: " + err.Error(), private: true}
 		}
 		serverNonce = make([]byte, n)
 		if _, err := rand.Read(serverNonce); err != nil {
