@@ -176,12 +176,20 @@ func (c *conn) handle(ctx context.Context, body ua.Request) ua.Response {
 	if h == nil {
 		return fault(nil, ua.StatusBadDecodingError)
 	}
-	switch req := body.(type) {
+	switch body.(type) {
 	case *ua.GetEndpointsRequest:
 		return &ua.GetEndpointsResponse{ResponseHeader: header(h, ua.StatusOK), Endpoints: c.e.endpoints()}
 	case *ua.FindServersRequest:
 		return &ua.FindServersResponse{ResponseHeader: header(h, ua.StatusOK),
 			Servers: []*ua.ApplicationDescription{c.e.application()}}
+	}
+	if !c.e.offered(c.policyURI, c.mode) {
+		// A discovery channel: nothing but the endpoints.
+		c.e.pipeline.Reject(ctx, c.base, c.serviceCall(body), "security_policy_rejected",
+			"a session service on a discovery-only None channel", "Bad_SecurityPolicyRejected")
+		return fault(h, ua.StatusBadSecurityPolicyRejected)
+	}
+	switch req := body.(type) {
 	case *ua.CreateSessionRequest:
 		return c.createSession(ctx, req)
 	case *ua.ActivateSessionRequest:

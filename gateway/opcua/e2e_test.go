@@ -39,6 +39,9 @@ type summary struct {
 func summarize(t *testing.T, r *opcuatest.Result) summary {
 	t.Helper()
 	var s summary
+	if !r.Connect.OK || !r.Session.OK {
+		t.Fatalf("connect %+v session %+v\n%s", r.Connect, r.Session, r.Log)
+	}
 	for i, st := range r.Steps {
 		step(t, r, i, st.Step)
 		switch st.Step {

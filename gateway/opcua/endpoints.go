@@ -65,6 +65,16 @@ func (e *Engine) tokenPolicies(channelPolicy string) []*ua.UserTokenPolicy {
 	return out
 }
 
+// offered reports whether a security policy and mode are configured.
+func (e *Engine) offered(policyURI string, mode ua.MessageSecurityMode) bool {
+	for _, o := range e.opts.offers {
+		if o.PolicyURI == policyURI && o.Mode == mode {
+			return true
+		}
+	}
+	return false
+}
+
 // userTokenPolicy is the security policy of user tokens on a channel.
 func (e *Engine) userTokenPolicy(channelPolicy string) string {
 	if channelPolicy != ua.SecurityPolicyURINone {

@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
@@ -24,8 +27,26 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 	for _, o := range e.opts.offers {
 		cfg.Offers = append(cfg.Offers, channel.Offer{PolicyURI: o.PolicyURI, Mode: o.Mode})
 	}
+	if !e.offered(ua.SecurityPolicyURINone, ua.MessageSecurityModeNone) {
+		// Discovery: clients ask for the endpoints over a None channel
+		// before they open a secured one (OPC 10000-4 §5.4). Such a channel
+		// answers GetEndpoints and FindServers only.
+		cfg.Offers = append(cfg.Offers, channel.Offer{PolicyURI: ua.SecurityPolicyURINone, Mode: ua.MessageSecurityModeNone})
+	}
 	if e.validate != nil {
-		cfg.ValidateClient = func(chain []byte) error { return e.validate(chain, "") }
+		cfg.ValidateClient = func(chain []byte) error {
+			err := e.validate(chain, "")
+			if err == nil {
+				return nil
+			}
+			// The client learns only that the checks failed; the audit
+			// record says which one (OPC 10000-4 §6.5.5).
+			call := &gateway.Call{Target: s.Target,
+				Operation: gateway.Operation{Function: "open_secure_channel", Access: gateway.AccessSession}}
+			call.Operation.String("cert_thumbprint", certs.Thumbprint(chain))
+			e.pipeline.Reject(ctx, s, call, "certificate_invalid", err.Error(), "Bad_SecurityChecksFailed")
+			return ua.StatusBadSecurityChecksFailed
+		}
 	}
 	ch, err := channel.Accept(ctx, conn, cfg)
 	if err != nil {
