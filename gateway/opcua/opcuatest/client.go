@@ -157,10 +157,14 @@ type StepResult struct {
 	References []Reference `json:"references"`
 	// Subscribe: the data-change notifications received.
 	Samples []Value `json:"samples"`
-	// ReadLoop counts.
-	Reads      int    `json:"reads"`
-	Errors     int    `json:"errors"`
-	FirstError string `json:"firstError"`
+	// ReadLoop counts: good reads, failed reads (a Bad status or an
+	// exception), good reads since the last failure (recovery), and the
+	// first and last failure.
+	Reads               int    `json:"reads"`
+	Errors              int    `json:"errors"`
+	ReadsAfterLastError int    `json:"readsAfterLastError"`
+	FirstError          string `json:"firstError"`
+	LastError           string `json:"lastError"`
 	// Close.
 	TokenRenewals int `json:"tokenRenewals"`
 }

@@ -243,3 +243,31 @@ func TestRestartKeepsEndpoint(t *testing.T) {
 		t.Errorf("read after restart: %+v", rd)
 	}
 }
+
+// A short secure channel token lifetime: the client renews the channel
+// several times while it reads, and no read fails.
+func TestShortTokenLifetime(t *testing.T) {
+	srv := StartServer(t, ServerOptions{
+		SecurityPolicies:          []string{"Basic256Sha256"},
+		SecurityModes:             []string{"SignAndEncrypt"},
+		AcceptUnknownCertificates: true,
+	})
+	r := RunClient(t, Scenario{
+		Endpoint:       srv.Endpoint,
+		SecurityPolicy: "Basic256Sha256",
+		SecurityMode:   "SignAndEncrypt",
+		TokenLifetime:  2 * time.Second,
+		Steps:          []Step{{ReadLoop: &ReadLoop{Node: NodeTemperature, Seconds: 8}}},
+	})
+	loop := step(t, r, 0, "readLoop")
+	if loop.Reads == 0 || loop.Errors != 0 {
+		t.Errorf("readLoop: %d reads, %d errors (first: %s)", loop.Reads, loop.Errors, loop.FirstError)
+	}
+	t.Logf("%d reads, %d token renewals", loop.Reads, r.Close.TokenRenewals)
+	if loop.ReadsAfterLastError != loop.Reads {
+		t.Errorf("readsAfterLastError %d, reads %d", loop.ReadsAfterLastError, loop.Reads)
+	}
+	if r.Close.TokenRenewals < 2 {
+		t.Errorf("%d token renewals in 8 s with a 2 s lifetime, want at least 2", r.Close.TokenRenewals)
+	}
+}

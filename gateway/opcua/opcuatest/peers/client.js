@@ -149,22 +149,30 @@ async function run(session, step) {
         const end = Date.now() + seconds * 1000;
         let reads = 0;
         let errors = 0;
+        let readsAfterLastError = 0;
         let firstError;
+        let lastError;
         while (Date.now() < end) {
+            let failure;
             try {
                 const dv = await session.read({ nodeId: node, attributeId: AttributeIds.Value });
-                if (dv.statusCode.isGood()) {
-                    reads++;
-                } else {
-                    errors++;
-                    firstError = firstError || status(dv.statusCode).name;
-                }
+                if (!dv.statusCode.isGood()) failure = status(dv.statusCode).name;
             } catch (err) {
+                failure = String(err.message || err);
+                // a broken connection fails at once: do not spin
+                await new Promise((res) => setTimeout(res, 50));
+            }
+            if (failure === undefined) {
+                reads++;
+                readsAfterLastError++;
+            } else {
                 errors++;
-                firstError = firstError || String(err.message || err);
+                readsAfterLastError = 0;
+                firstError = firstError || failure;
+                lastError = failure;
             }
         }
-        return { step: "readLoop", node, reads, errors, firstError };
+        return { step: "readLoop", node, reads, errors, readsAfterLastError, firstError, lastError };
     }
     if (step.sleep !== undefined) {
         await new Promise((res) => setTimeout(res, step.sleep));
