@@ -2,9 +2,12 @@ package policy
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/gateway"
 )
@@ -118,5 +121,75 @@ func BenchmarkDecisionLatency(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 		})
+	}
+}
+
+// BenchmarkDecideLibrary decides an HMI's FC 3 read and an engineer's FC 16
+// write under an approved change ticket, at the current time, with every
+// policy of the library (examples/policies), uncached: the Modbus calls
+// `make bench` times one by one (there, opcua-nodes gets OPC UA calls and
+// maintenance-windows a time in its window). For a CPU profile of one
+// policy:
+//
+//	go test -run '^$' -bench 'DecideLibrary/modbus-ranges/' -cpuprofile /tmp/cpu.prof ./policy/
+func BenchmarkDecideLibrary(b *testing.B) {
+	dirs, err := filepath.Glob("../examples/policies/*/decision.rego")
+	if err != nil || len(dirs) == 0 {
+		b.Fatalf("no library policies: %v", err)
+	}
+	ts, err := OpenTickets(filepath.Join(b.TempDir(), "tickets.json"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := ts.Open(Ticket{User: "alice", Targets: []string{"plc1"}, Access: []string{"write", "program"}, Reason: "CHG-1042"}, time.Hour, "alice")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ts.Approve(t.ID, "bob"); err != nil {
+		b.Fatal(err)
+	}
+	at := time.Now().UTC()
+	for _, f := range dirs {
+		dir := filepath.Dir(f)
+		e, err := New(Options{Path: dir, Gateway: "bench", Log: zerolog.Nop(), NoCache: true, Tickets: ts})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, in := range []struct {
+			name, user, source, role string
+			function                 string
+			access                   gateway.Access
+		}{
+			{"read", "bob", "hmi-line1", "operator", "read_holding_registers", gateway.AccessRead},
+			{"write", "alice", "ews-alice", "engineer", "write_multiple_registers", gateway.AccessWrite},
+		} {
+			s := testSession()
+			s.Source.Name, s.Principal.User, s.Principal.Roles = in.source, in.user, []string{in.role}
+			s.Target.Name = "plc1"
+			c := testCall(s, in.function, in.access, at)
+			c.Operation = gateway.Operation{Function: in.function, Access: in.access}
+			if in.access == gateway.AccessRead {
+				c.Operation.Int(gateway.KeyCode, 3)
+				c.Operation.Int(gateway.KeyAddress, 0)
+				c.Operation.Int(gateway.KeyQuantity, 10)
+			} else {
+				c.Operation.Int(gateway.KeyCode, 16)
+				c.Operation.Int(gateway.KeyAddress, 105)
+				c.Operation.Int(gateway.KeyQuantity, 2)
+				c.Operation.Ints(gateway.KeyValues, []int64{650, 700})
+			}
+			ctx := context.Background()
+			b.Run(filepath.Base(dir)+"/"+in.name, func(b *testing.B) {
+				if _, err := e.Decide(ctx, s, c); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := e.Decide(ctx, s, c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
