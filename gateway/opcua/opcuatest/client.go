@@ -39,6 +39,8 @@ type Scenario struct {
 	// RequestTimeout bounds each request; default 10 s.
 	RequestTimeout time.Duration `json:"-"`
 	Steps          []Step        `json:"steps"`
+
+	certificateOnly bool
 }
 
 // Step is one action; set exactly one field.
@@ -95,7 +97,8 @@ func (s Scenario) MarshalJSON() ([]byte, error) {
 		plain
 		TokenLifetimeMs int64 `json:"tokenLifetimeMs,omitempty"`
 		TimeoutMs       int64 `json:"timeoutMs,omitempty"`
-	}{plain(s), s.TokenLifetime.Milliseconds(), s.RequestTimeout.Milliseconds()}
+		CertificateOnly bool  `json:"certificateOnly,omitempty"`
+	}{plain(s), s.TokenLifetime.Milliseconds(), s.RequestTimeout.Milliseconds(), s.certificateOnly}
 	return json.Marshal(out)
 }
 
@@ -261,7 +264,7 @@ func StartClient(t testing.TB, sc Scenario) *Client {
 				res.Connect = r
 			case "session":
 				res.Session = r
-			case "close":
+			case "close", "certificate":
 				res.Close = r
 			case "scenario", "error":
 				res.Connect.Error = r.Error
@@ -316,4 +319,27 @@ func budget(sc Scenario) time.Duration {
 		d += s.Sleep
 	}
 	return d
+}
+
+// CreateClientCertificate makes the node-opcua client's application
+// instance certificate in sc.CertDir (required) without connecting, with
+// sc.ApplicationName and sc.ApplicationURI when set, and returns it (DER):
+// a server or the gateway can trust it before the client's first
+// connection. Later scenarios with the same CertDir use it.
+func CreateClientCertificate(t testing.TB, sc Scenario) []byte {
+	t.Helper()
+	if sc.CertDir == "" {
+		t.Fatal("opcuatest: CreateClientCertificate needs a CertDir")
+	}
+	sc.certificateOnly = true
+	sc.Steps = nil
+	r := RunClient(t, sc)
+	if !r.Close.OK {
+		t.Fatalf("opcuatest: client certificate: %s\n%s", r.Close.Error, r.Log)
+	}
+	der, err := ClientCertificate(sc.CertDir)
+	if err != nil {
+		t.Fatalf("opcuatest: client certificate: %v", err)
+	}
+	return der
 }

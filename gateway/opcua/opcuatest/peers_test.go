@@ -1,6 +1,8 @@
 package opcuatest
 
 import (
+	"bytes"
+	"crypto/x509"
 	"slices"
 	"testing"
 	"time"
@@ -190,6 +192,7 @@ func TestSignAndEncryptBasic256Sha256(t *testing.T) {
 		User:           Operator,
 		Password:       OperatorPassword,
 		CertDir:        certs,
+		ApplicationURI: "urn:interlock:test:engineering-client",
 		Steps: []Step{
 			{Read: []string{NodePressure}},
 			{Write: []WriteValue{{Node: NodeCounter, Value: 11, DataType: "Int32"}}},
@@ -197,14 +200,16 @@ func TestSignAndEncryptBasic256Sha256(t *testing.T) {
 	}
 
 	// The server does not know the client's certificate yet.
+	der := CreateClientCertificate(t, sc)
 	untrusted := RunClient(t, sc)
 	if untrusted.Connect.OK && untrusted.Session.OK {
 		t.Fatalf("an untrusted client certificate got a session: %+v", untrusted)
 	}
-
-	der, err := ClientCertificate(certs)
-	if err != nil {
-		t.Fatal(err)
+	if got, err := ClientCertificate(certs); err != nil || !bytes.Equal(got, der) {
+		t.Fatalf("the client made another certificate (%v)", err)
+	}
+	if cert, err := x509.ParseCertificate(der); err != nil || len(cert.URIs) != 1 || cert.URIs[0].String() != "urn:interlock:test:engineering-client" {
+		t.Errorf("client certificate URIs: %v (%v)", cert, err)
 	}
 	srv.Trust(der)
 	r := RunClient(t, sc)

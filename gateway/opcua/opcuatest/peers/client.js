@@ -12,6 +12,7 @@
 //    "certDir": "/tmp/x",        client PKI root (own certificate created there)
 //    "applicationName": "...", "applicationUri": "...",
 //    "tokenLifetimeMs": 5000,     requested secure channel token lifetime
+//    "certificateOnly": true,     only create the client certificate in certDir
 //    "timeoutMs": 10000,          per request
 //    "steps": [
 //      {"read": ["ns=1;s=Temperature", ...]},
@@ -263,6 +264,18 @@ async function main() {
     }
 
     const client = OPCUAClient.create(options);
+    if (sc.certificateOnly) {
+        // Create the client's application certificate in certDir and stop:
+        // a server can trust it before the first connection.
+        try {
+            await client.initializeCM();
+        } catch (err) {
+            out({ step: "certificate", ok: false, error: String(err.message || err) });
+            process.exit(1);
+        }
+        out({ step: "certificate", ok: true });
+        process.exit(0);
+    }
     let renewals = 0;
     client.on("security_token_renewed", () => renewals++);
     try {
