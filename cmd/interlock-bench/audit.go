@@ -62,9 +62,9 @@ func init() {
 }
 
 func runAudit(e *env) error {
-	writers, err := parseConns(*auWriters)
+	writers, err := parseConns("audit-writers", *auWriters)
 	if err != nil {
-		return fmt.Errorf("--audit-writers: %w", err)
+		return err
 	}
 	dir := *auDir
 	if dir == "" {
@@ -104,8 +104,11 @@ func runAudit(e *env) error {
 			}
 			m := medianAppend(runs)
 			cells = append(cells, cell{kind.name, kind.durable, n, m})
-			fmt.Fprintf(os.Stderr, "  append %-36s %2d writers: %9.0f records/s  %.3f fsyncs/record  durable Call p50 %5.0f µs  p99 %6.0f µs  (runs: %s records/s)\n",
-				kind.name, n, m.recordsPerSec, m.fsyncsPerRecord, m.p50, m.p99, joinf(appendRates(runs)))
+			fmt.Fprintf(os.Stderr, "  append %-36s %2d writers: %9.0f records/s  %.3f fsyncs/record  (runs: %s records/s)\n",
+				kind.name, n, m.recordsPerSec, m.fsyncsPerRecord, joinf(appendRates(runs)))
+			if kind.durable {
+				fmt.Fprintf(os.Stderr, "         durable Call p50 %.0f µs  p99 %.0f µs\n", m.p50, m.p99)
+			}
 		}
 	}
 	fmt.Println("| records | writers | records/s | calls/s | fsyncs/record | durable Call p50 µs | durable Call p99 µs |")
@@ -207,10 +210,18 @@ func runAudit(e *env) error {
 		fmt.Printf("| ≥ %s records/s appended with the chain, %d writer(s), reads | %s | %s |\n", thousands(targetAppend),
 			c.writers, thousands(c.res.recordsPerSec), verdict(c.res.recordsPerSec >= targetAppend))
 	}
+	// The report's targets are for a million records; a smaller log says
+	// nothing about them.
+	judge := func(ok bool) string {
+		if records < 1_000_000 {
+			return "not judged: the target is for 1,000,000 records (--audit-records)"
+		}
+		return verdict(ok)
+	}
 	fmt.Printf("| report over %s records < %s | %.1f s | %s |\n", thousands(float64(records)), targetReport,
-		rep.wall.Seconds(), verdict(rep.wall < targetReport))
+		rep.wall.Seconds(), judge(rep.wall < targetReport))
 	fmt.Printf("| report peak RSS < %d MB | %.0f MB | %s |\n\n", targetReportRSS>>20, float64(rep.rss)/(1<<20),
-		verdict(rep.rss < targetReportRSS))
+		judge(rep.rss < targetReportRSS))
 	return nil
 }
 

@@ -54,12 +54,14 @@ type path struct {
 	addr string
 }
 
-func parseConns(list string) ([]int, error) {
+// parseConns parses a comma-separated list of positive counts given to
+// the flag named name.
+func parseConns(name, list string) ([]int, error) {
 	var conns []int
 	for _, f := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("--conns: %q is not a positive number", f)
+			return nil, fmt.Errorf("--%s: %q is not a positive number", name, f)
 		}
 		conns = append(conns, n)
 	}
@@ -67,7 +69,7 @@ func parseConns(list string) ([]int, error) {
 }
 
 func runModbus(e *env) error {
-	conns, err := parseConns(*mbConns)
+	conns, err := parseConns("conns", *mbConns)
 	if err != nil {
 		return err
 	}

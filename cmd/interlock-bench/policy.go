@@ -177,7 +177,7 @@ func runPolicy(e *env) error {
 	if !*poPolling {
 		return nil
 	}
-	conns, err := parseConns(*mbConns)
+	conns, err := parseConns("conns", *mbConns)
 	if err != nil {
 		return err
 	}
