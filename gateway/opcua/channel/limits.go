@@ -56,48 +56,50 @@ var (
 	localizedType     = reflect.TypeOf(&ua.LocalizedText{})
 	guidType          = reflect.TypeOf(&ua.GUID{})
 
-	typeCache sync.Map // encoded type id -> reflect.Type (nil: unknown)
+	typeCache sync.Map // kind + NodeId -> reflect.Type of a registered type
 )
 
 // serviceType is the Go type ua.DecodeService creates for an encoded
 // service type id.
 func serviceType(tid []byte) reflect.Type {
-	key := "s" + string(tid)
-	if t, ok := typeCache.Load(key); ok {
-		t, _ := t.(reflect.Type)
-		return t
-	}
-	var t reflect.Type
-	func() {
-		defer func() { recover() }()
+	return lookupType("s", tid, func() any {
 		// decoding the type id alone yields an empty value of the type
-		if _, v, _ := ua.DecodeService(tid); v != nil {
-			t = reflect.TypeOf(v)
-		}
-	}()
-	typeCache.Store(key, t)
-	return t
+		_, v, _ := ua.DecodeService(tid)
+		return v
+	})
 }
 
 // extensionType is the Go type ua.ExtensionObject decodes a body with
 // binary type id tid into; nil when none is registered.
 func extensionType(tid []byte) reflect.Type {
-	key := "e" + string(tid)
-	if t, ok := typeCache.Load(key); ok {
-		t, _ := t.(reflect.Type)
-		return t
-	}
-	var t reflect.Type
-	func() {
-		defer func() { recover() }()
-		b := append(append([]byte{}, tid...), 0x01, 1, 0, 0, 0, 0)
+	return lookupType("e", tid, func() any {
 		var e ua.ExtensionObject
-		e.Decode(b)
-		if e.Value != nil {
-			t = reflect.TypeOf(e.Value)
+		e.Decode(append(append([]byte{}, tid...), 0x01, 1, 0, 0, 0, 0))
+		return e.Value
+	})
+}
+
+// lookupType runs probe for the type behind an encoded type id. Only
+// registered types are cached, keyed by the NodeId the registries use (not
+// the bytes, which a client can vary without end).
+func lookupType(kind string, tid []byte, probe func() any) (t reflect.Type) {
+	var eid ua.ExpandedNodeID
+	if _, err := eid.Decode(tid); err != nil || eid.NodeID == nil {
+		return nil
+	}
+	key := kind + eid.NodeID.String()
+	if t, ok := typeCache.Load(key); ok {
+		return t.(reflect.Type)
+	}
+	defer func() {
+		if recover() != nil {
+			t = nil
 		}
 	}()
-	typeCache.Store(key, t)
+	if v := probe(); v != nil {
+		t = reflect.TypeOf(v)
+		typeCache.Store(key, t)
+	}
 	return t
 }
 

@@ -113,6 +113,26 @@ func TestLimitsRefuseHostileBodies(t *testing.T) {
 		{"string length near 2^31", writeWithValue(t, append([]byte{12}, le32(0x7ffffff0)...)), ua.StatusBadDecodingError},
 		{"nested DataValue 200", writeWithValue(t, append(bytes.Repeat([]byte{23, 0x01}, 200), 6, 1, 0, 0, 0)), ua.StatusBadEncodingLimitsExceeded},
 	}
+	// an ExtensionObject body (HistoryRead details) claiming 2^31-1 times
+	details := ua.NewExtensionObject(&ua.ReadAtTimeDetails{ReqTimes: []time.Time{time.Now()}})
+	eo, err := ua.Encode(details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist := mustEncode(t, id.HistoryReadRequest_Encoding_DefaultBinary, &ua.HistoryReadRequest{RequestHeader: requestHeader(6), HistoryReadDetails: details,
+		NodesToRead: []*ua.HistoryReadValueID{{NodeID: ua.NewNumericNodeID(1, 1), DataEncoding: &ua.QualifiedName{}}}})
+	at := bytes.Index(hist, eo)
+	if at < 0 {
+		t.Fatal("ExtensionObject not found in its request")
+	}
+	at += len(eo) - 13 // body: count, one DateTime, UseSimpleBounds
+	binary.LittleEndian.PutUint32(hist[at:], 0x7fffffff)
+	tests = append(tests, struct {
+		name string
+		body []byte
+		want ua.StatusCode
+	}{"count 2^31-1 inside an ExtensionObject", hist, ua.StatusBadDecodingError})
+
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := decodeService(tc.body)
@@ -152,4 +172,27 @@ func TestRawHostileBodyFault(t *testing.T) {
 	if resp, _ := r.read(r.tokenID, 12); resp.Header().ServiceResult != ua.StatusOK {
 		t.Fatalf("read after the fault: %v", resp.Header().ServiceResult)
 	}
+}
+
+// FuzzDecodeService feeds mutated request bodies to the pre-scan and the
+// decoder: whatever the bytes, the result is a request or an error, never a
+// crash of the process.
+func FuzzDecodeService(f *testing.F) {
+	t := &testing.T{}
+	nid := ua.NewStringNodeID(1, "Setpoint")
+	f.Add(mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, readRequest(nid)))
+	f.Add(writeWithValue(t, nestedVariant(3)))
+	f.Add(writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(4)...), le32(2)...), append(append(le32(2), le32(2)...), bytes.Repeat(le32(7), 4)...)...)))
+	f.Add(mustEncode(t, id.CallRequest_Encoding_DefaultBinary, &ua.CallRequest{RequestHeader: requestHeader(2), MethodsToCall: []*ua.CallMethodRequest{
+		{ObjectID: ua.NewNumericNodeID(0, 85), MethodID: ua.NewStringNodeID(1, "Start"), InputArguments: []*ua.Variant{ua.MustVariant(ua.NewExtensionObject(&ua.Range{Low: 1, High: 2})), ua.MustVariant([]string{"a"})}},
+	}}))
+	f.Add(mustEncode(t, id.ActivateSessionRequest_Encoding_DefaultBinary, &ua.ActivateSessionRequest{RequestHeader: requestHeader(4),
+		ClientSignature: &ua.SignatureData{}, UserIdentityToken: ua.NewExtensionObject(&ua.UserNameIdentityToken{PolicyID: "u", UserName: "op", Password: []byte("pw")}),
+		UserTokenSignature: &ua.SignatureData{}}))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		typeID, svc, err := decodeService(body)
+		if err == nil && (typeID == nil || svc == nil) {
+			t.Fatal("no error and no request")
+		}
+	})
 }

@@ -314,7 +314,8 @@ func (c *Channel) writeMessage(reqID uint32, body []byte) error {
 		if n < len(body) {
 			chunkType = 'C'
 		}
-		b := make([]byte, 0, c.sendChunk)
+		// room for the headers, padding and signature
+		b := make([]byte, 0, min(c.sendChunk, secureHeaderLen+4+seqHeaderLen+n+aesBlock+64))
 		b = append(b, 'M', 'S', 'G', chunkType, 0, 0, 0, 0)
 		b = binary.LittleEndian.AppendUint32(b, c.id)
 		b = binary.LittleEndian.AppendUint32(b, tok.id)
