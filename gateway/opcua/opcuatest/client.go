@@ -70,7 +70,10 @@ type Call struct {
 }
 
 // Subscribe creates a subscription with one data-change monitored item on
-// Node and waits for Samples notifications (or Timeout, default 10 s).
+// Node and waits for Samples notifications (or Timeout, default 10 s, which
+// also bounds the wait for the subscription to start). A refused
+// CreateSubscription is the step's Error (and Status); a refused monitored
+// item is the step's Status.
 type Subscribe struct {
 	Node     string        `json:"node"`
 	Samples  int           `json:"samples"`
@@ -177,7 +180,7 @@ type Value struct {
 	Node     string `json:"node"`
 	Status   Status `json:"status"`
 	DataType string `json:"dataType"`
-	Value    any    `json:"value"` // JSON: numbers are float64
+	Value    any    `json:"value"` // as decoded from JSON: numbers are float64
 }
 
 // Reference is one browse result.

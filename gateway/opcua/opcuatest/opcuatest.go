@@ -293,7 +293,7 @@ func (s *Server) HangPublish(d time.Duration) {
 }
 
 // Value is the current value of a variable read inside the server, without
-// a session: what the controller really holds.
+// a session: what the controller really holds (numbers as float64).
 func (s *Server) Value(node string) any {
 	s.t.Helper()
 	m, err := s.command(map[string]any{"cmd": "get", "node": node})

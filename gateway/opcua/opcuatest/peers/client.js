@@ -194,8 +194,20 @@ async function subscribe(session, s) {
         priority: 1,
     });
     await new Promise((resolve, reject) => {
-        sub.once("started", resolve);
-        sub.once("internal_error", reject);
+        const timer = setTimeout(() => reject(new Error("the subscription did not start")), s.timeoutMs || 10000);
+        const fail = (err) => {
+            clearTimeout(timer);
+            reject(err instanceof Error ? err : new Error(String(err)));
+        };
+        sub.once("started", () => {
+            clearTimeout(timer);
+            resolve();
+        });
+        sub.once("internal_error", fail);
+        sub.once("error", fail);
+    }).catch(async (err) => {
+        await sub.terminate().catch(() => {});
+        throw err;
     });
     const got = [];
     let item;
