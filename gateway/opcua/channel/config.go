@@ -21,6 +21,8 @@ type Offer struct {
 // Config is the server side of a secure channel. Accept works on a copy with
 // the defaults filled in.
 type Config struct {
+	// EndpointURL is the endpoint the channel serves. It is not compared
+	// with the Hello's, which clients fill with whatever address they dialled.
 	EndpointURL string
 	// Offers lists the only pairs a channel can be opened with; anything else
 	// is refused with Bad_SecurityPolicyRejected / Bad_SecurityModeRejected.
