@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -282,4 +283,40 @@ func TestHTTPAnswerBeforeBodyRead(t *testing.T) {
 		defer mu.Unlock()
 		return equalSeqs(got, seqRange(1, 3000)), summarize(got)
 	})
+}
+
+// A stop while a batch is in flight (the receiver has not answered yet)
+// leaves the cursor after the last batch answered, and the next start
+// sends the rest: nothing skipped, in order.
+func TestHTTPStopInTheMiddle(t *testing.T) {
+	srv := newHECServer(t)
+	release := make(chan struct{})
+	var hung atomic.Int32
+	srv.setAnswer(func(seqs []uint64) int {
+		if seqs[len(seqs)-1] > 60 {
+			hung.Add(1)
+			<-release // the answer never comes before the stop gives up
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	var once sync.Once
+	unhang := func() { once.Do(func() { close(release) }) }
+	defer unhang()
+	l := newTestLog(t)
+	l.add(100, "call", "")
+	s := startShipper(t, l, newHTTPSink(t, srv.URL), func(o *Options) { o.BatchRecords = 20 })
+	waitFor(t, "a batch in flight", func() (bool, string) { return hung.Load() > 0, "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	s.Stop(ctx)
+	cancel()
+	unhang() // the hung request gets its 503 (it holds the server's lock)
+	cur, _, _ := ReadCursor(CursorPath(l.path, "test"))
+	if got := srv.got(); !equalSeqs(got, seqRange(1, 60)) || cur.Seq != 60 {
+		t.Fatalf("delivered %s, cursor at %d; want 1..60 and 60", summarize(got), cur.Seq)
+	}
+
+	srv.setAnswer(nil)
+	startShipper(t, l, newHTTPSink(t, srv.URL), nil)
+	waitHEC(t, srv, seqRange(1, 100))
 }
