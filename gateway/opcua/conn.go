@@ -138,13 +138,16 @@ func (c *conn) serviceCall(body ua.Request) *gateway.Call {
 // -> read, CreateMonitoredItems -> create_monitored_items.
 func serviceFunction(name string) string {
 	var b strings.Builder
-	for i, r := range name {
-		if r >= 'A' && r <= 'Z' {
-			if i > 0 {
+	prevLower := false
+	for _, r := range name {
+		upper := r >= 'A' && r <= 'Z'
+		if upper {
+			if prevLower {
 				b.WriteByte('_')
 			}
 			r += 'a' - 'A'
 		}
+		prevLower = !upper
 		b.WriteRune(r)
 	}
 	return b.String()

@@ -23,7 +23,7 @@ func TestNodeOPCUASignAndEncrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Trust(own)                      // the server knows the gateway
+	srv.Trust(own)                     // the server knows the gateway
 	trust(t, store, srv.Certificate()) // and the gateway the server
 
 	certDir := t.TempDir()

@@ -1,0 +1,125 @@
+package opcua
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func TestOptionsErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Users: "passthrough"}, "pki:"},
+		{Options{PKI: "p"}, "users:"},
+		{Options{PKI: "p", Users: "passthrough", SecurityPolicies: []string{"Basic128Rsa15"}}, "security_policies[0]:"},
+		{Options{PKI: "p", Users: "passthrough", SecurityModes: []string{"None"}}, "security_modes[0]:"},
+		{Options{PKI: "p", Users: "passthrough", UpstreamSecurityPolicy: "Basic256"}, "upstream_security_policy:"},
+		{Options{PKI: "p", Users: "passthrough", UpstreamSecurityPolicy: "None", UpstreamSecurityMode: "Sign"}, "upstream_security_mode:"},
+		{Options{PKI: "p", Users: "passthrough", UpstreamIdentity: "anonymous"}, "upstream_identity:"},
+		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "root"}, "upstream_identity:"},
+		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service"}, "upstream_user:"},
+		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service", UpstreamUser: "svc"}, "upstream_password_file:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: -1}}, "limits.max_sessions:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMessageSize: 100}}, "limits.max_message_size:"},
+	} {
+		err := tc.o.checkAndSetDefaults("")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error starting %q", tc.o, err, tc.want)
+		}
+	}
+	o := Options{PKI: "pki", Users: "users.yaml", SecurityPolicies: []string{"None", "Basic256Sha256"}}
+	if err := o.checkAndSetDefaults("/etc/interlock"); err != nil {
+		t.Fatal(err)
+	}
+	if o.PKI != "/etc/interlock/pki" || o.Users != "/etc/interlock/users.yaml" || len(o.offers) != 3 ||
+		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions {
+		t.Errorf("defaults: %+v", o)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	o = Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service", UpstreamUser: "svc", UpstreamPasswordFile: pw}
+	if err := o.checkAndSetDefaults(""); err != nil || o.upstreamPwd != "s3cret" {
+		t.Errorf("service identity: %v %q", err, o.upstreamPwd)
+	}
+}
+
+func TestUsersFile(t *testing.T) {
+	bc, _ := bcrypt.GenerateFromPassword([]byte("pw-a"), bcrypt.MinCost)
+	salt := []byte("saltsaltsaltsalt")
+	key := argon2.IDKey([]byte("pw-b"), salt, 1, 1024, 1, 32)
+	a2 := fmt.Sprintf("$argon2id$v=19$m=1024,t=1,p=1$%s$%s", base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, fmt.Sprintf("u%d.yaml", len(body)))
+		os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	u, err := LoadUsers(write(fmt.Sprintf("- name: a\n  password_hash: %q\n  roles: [engineer]\n- name: b\n  password_hash: %q\n", bc, a2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, pw string
+		ok       bool
+	}{{"a", "pw-a", true}, {"a", "pw-b", false}, {"b", "pw-b", true}, {"b", "pw-a", false}, {"c", "pw-a", false}} {
+		if _, ok := u.Check(tc.user, tc.pw); ok != tc.ok {
+			t.Errorf("Check(%s, %s) = %v", tc.user, tc.pw, ok)
+		}
+	}
+	for body, want := range map[string]string{
+		"- name: a\n  password_hash: plain\n":                          "not a bcrypt",
+		"- name: a\n  password_hash: \"$argon2id$v=19$m=1,t=1$x$y\"\n": "argon2id",
+		"- password_hash: x\n":                                         "name: missing",
+		"- name: a\n  password: x\n":                                   "field password not found",
+		fmt.Sprintf("- name: a\n  password_hash: %q\n- name: a\n  password_hash: %q\n", bc, bc): "listed twice",
+	} {
+		if _, err := LoadUsers(write(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+}
+
+func TestLoginLimiter(t *testing.T) {
+	l := newLoginLimiter()
+	ip := mustAddr("192.0.2.1")
+	now := timeZero()
+	for range freeLogins - 1 {
+		l.failed(ip, now)
+	}
+	if _, held := l.blocked(ip, now); held {
+		t.Fatal("held back before the free logins are used up")
+	}
+	l.failed(ip, now)
+	until, held := l.blocked(ip, now)
+	if !held || until.Sub(now) != timeSecond {
+		t.Fatalf("after %d failures: held %v until +%v", freeLogins, held, until.Sub(now))
+	}
+	l.failed(ip, now)
+	if until, _ := l.blocked(ip, now); until.Sub(now) != 2*timeSecond {
+		t.Errorf("next delay %v, want 2s", until.Sub(now))
+	}
+	if _, held := l.blocked(mustAddr("192.0.2.2"), now); held {
+		t.Error("another address held back")
+	}
+	l.succeeded(ip)
+	if _, held := l.blocked(ip, now); held {
+		t.Error("held back after a success")
+	}
+}
+
+func TestServiceFunction(t *testing.T) {
+	for in, want := range map[string]string{"Read": "read", "CreateMonitoredItems": "create_monitored_items", "TranslateBrowsePathsToNodeIDs": "translate_browse_paths_to_node_ids"} {
+		if got := serviceFunction(in); got != want {
+			t.Errorf("%s: %s", in, got)
+		}
+	}
+}

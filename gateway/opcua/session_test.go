@@ -1,0 +1,297 @@
+package opcua
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+)
+
+// fakeChannel is a secure channel's identity, for requests handed to a
+// conn directly.
+type fakeChannel struct {
+	id     uint32
+	policy string
+	mode   ua.MessageSecurityMode
+	cert   []byte
+}
+
+func (f *fakeChannel) Receive(context.Context) (*request, error) { select {} }
+func (f *fakeChannel) Send(uint32, ua.Response) error            { return nil }
+func (f *fakeChannel) ID() uint32                                { return f.id }
+func (f *fakeChannel) SecurityPolicyURI() string                 { return f.policy }
+func (f *fakeChannel) SecurityMode() ua.MessageSecurityMode      { return f.mode }
+func (f *fakeChannel) RemoteCertificate() []byte                 { return f.cert }
+func (f *fakeChannel) Close() error                              { return nil }
+
+type harness struct {
+	e     *Engine
+	audit *gatewaytest.Auditor
+}
+
+// newHarness builds an engine with a users file (alice/secret, engineer)
+// and anonymous logins, on an upstream nobody listens on.
+func newHarness(t *testing.T, o Options) *harness {
+	t.Helper()
+	st, err := certs.Init(filepath.Join(t.TempDir(), "pki"), certs.InitOptions{ApplicationURI: "urn:interlock:unit", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := st.Own()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	uf := filepath.Join(t.TempDir(), "users.yaml")
+	os.WriteFile(uf, []byte("- name: alice\n  password_hash: \""+string(h)+"\"\n  roles: [engineer]\n"), 0o600)
+	if o.SecurityPolicies == nil {
+		o.SecurityPolicies = []string{"None", "Basic256Sha256"}
+	}
+	o.PKI = st.Dir()
+	if o.Users == "" {
+		o.Users = uf
+	}
+	if err := o.checkAndSetDefaults(""); err != nil {
+		t.Fatal(err)
+	}
+	users, err := LoadUsers(o.Users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &gatewaytest.Auditor{}
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	e := newEngine(o, gateway.EngineSpec{Upstream: "opc.tcp://127.0.0.1:1", Pipeline: p, Log: zerolog.Nop(),
+		Limits: gateway.Limits{RequestTimeout: 200 * time.Millisecond}},
+		cert, key, (&pki{store: st}).validate, users, "opc.tcp://localhost:4840")
+	t.Cleanup(func() { e.Close() })
+	return &harness{e: e, audit: a}
+}
+
+func (h *harness) conn(id uint32) *conn {
+	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
+		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
+	return newConn(h.e, &fakeChannel{id: id, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone}, base)
+}
+
+func hdr(token *ua.NodeID) *ua.RequestHeader {
+	if token == nil {
+		token = ua.NewTwoByteNodeID(0)
+	}
+	return &ua.RequestHeader{AuthenticationToken: token, RequestHandle: 7, AdditionalHeader: ua.NewExtensionObject(nil)}
+}
+
+func create(t *testing.T, c *conn) *ua.CreateSessionResponse {
+	t.Helper()
+	resp := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil),
+		ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client"}, ClientNonce: make([]byte, 32),
+		RequestedSessionTimeout: 60000})
+	cs, ok := resp.(*ua.CreateSessionResponse)
+	if !ok {
+		t.Fatalf("CreateSession: %+v", resp.Header().ServiceResult)
+	}
+	if cs.ResponseHeader.RequestHandle != 7 || len(cs.ServerNonce) != 32 || cs.RevisedSessionTimeout != 60000 {
+		t.Fatalf("CreateSession response %+v", cs)
+	}
+	return cs
+}
+
+// userToken encrypts a password the way clients do, for a server nonce.
+func userToken(t *testing.T, e *Engine, user, password string, nonce []byte) *ua.ExtensionObject {
+	t.Helper()
+	pub, err := uapolicy.PublicKey(e.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, nil, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := binary.LittleEndian.AppendUint32(nil, uint32(len(password)+len(nonce)))
+	plain = append(append(plain, password...), nonce...)
+	ct, err := enc.Encrypt(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ua.NewExtensionObject(&ua.UserNameIdentityToken{PolicyID: tokenUserName, UserName: user, Password: ct, EncryptionAlgorithm: enc.EncryptionURI()})
+}
+
+func activate(c *conn, token *ua.NodeID, tok *ua.ExtensionObject) ua.Response {
+	return c.handle(context.Background(), &ua.ActivateSessionRequest{RequestHeader: hdr(token),
+		ClientSignature: &ua.SignatureData{}, UserIdentityToken: tok, UserTokenSignature: &ua.SignatureData{}})
+}
+
+func TestActivateUserNameAndBinding(t *testing.T) {
+	h := newHarness(t, Options{})
+	c1, c2 := h.conn(1), h.conn(2)
+	cs := create(t, c1)
+
+	// Another channel may not activate (or use) the session.
+	if r := activate(c2, cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", cs.ServerNonce)); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("activate from another channel: %v", r.Header().ServiceResult)
+	}
+	// Before activation no service is answered.
+	rd := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
+	if r := c1.handle(context.Background(), rd); r.Header().ServiceResult != ua.StatusBadSessionNotActivated {
+		t.Errorf("read before activation: %v", r.Header().ServiceResult)
+	}
+	// A token encrypted for another nonce is refused.
+	if r := activate(c1, cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", make([]byte, 32))); r.Header().ServiceResult != ua.StatusBadIdentityTokenInvalid {
+		t.Errorf("token for another nonce: %v", r.Header().ServiceResult)
+	}
+	r := activate(c1, cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", cs.ServerNonce))
+	as, ok := r.(*ua.ActivateSessionResponse)
+	if !ok || len(as.ServerNonce) != 32 {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	open := h.audit.Events("session.open")
+	if len(open) != 1 || open[0].Session.Principal.User != "alice" || open[0].Session.Principal.Roles[0] != "engineer" ||
+		open[0].Session.Principal.ApplicationURI != "urn:client" || open[0].Session.SecurityPolicy != "None" {
+		t.Fatalf("session.open: %+v", open)
+	}
+	// The session's token is no good on another channel either.
+	if r := c2.handle(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("read from another channel: %v", r.Header().ServiceResult)
+	}
+	// The upstream is down: the client hears so at once.
+	rd = &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue}}}
+	if r := c1.handle(context.Background(), rd); r.Header().ServiceResult != ua.StatusBadServerNotConnected {
+		t.Errorf("read with the upstream down: %v", r.Header().ServiceResult)
+	}
+	if res := h.audit.Events("result"); len(res) != 1 || res[0].Result.Status != gateway.StatusError ||
+		res[0].Result.Code != int(uint32(ua.StatusBadServerNotConnected)) {
+		t.Errorf("result records %+v", res)
+	}
+
+	if r := c1.handle(context.Background(), &ua.CloseSessionRequest{RequestHeader: hdr(cs.AuthenticationToken)}); r.Header().ServiceResult != ua.StatusOK {
+		t.Errorf("close: %v", r.Header().ServiceResult)
+	}
+	if cl := h.audit.Events("session.close"); len(cl) != 1 || cl[0].Err != nil {
+		t.Errorf("session.close: %+v", cl)
+	}
+	if r := c1.handle(context.Background(), rd); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
+		t.Errorf("read after close: %v", r.Header().ServiceResult)
+	}
+}
+
+func TestFailedLoginsAuditedAndHeldBack(t *testing.T) {
+	h := newHarness(t, Options{})
+	c := h.conn(1)
+	for i := range freeLogins {
+		cs := create(t, c)
+		if r := activate(c, cs.AuthenticationToken, userToken(t, h.e, "alice", "guess", cs.ServerNonce)); r.Header().ServiceResult != ua.StatusBadUserAccessDenied {
+			t.Fatalf("wrong password %d: %v", i, r.Header().ServiceResult)
+		}
+	}
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", cs.ServerNonce)); r.Header().ServiceResult != ua.StatusBadUserAccessDenied {
+		t.Errorf("right password while held back: %v", r.Header().ServiceResult)
+	}
+	failed := 0
+	for _, r := range h.audit.Events("request.rejected") {
+		if r.Reason == gateway.ReasonAuthFailed && r.Session.Principal.User == "alice" {
+			failed++
+		}
+	}
+	if failed != freeLogins+1 {
+		t.Errorf("auth_failed records: %d, want %d", failed, freeLogins+1)
+	}
+}
+
+func TestAnonymousDisabled(t *testing.T) {
+	h := newHarness(t, Options{})
+	c := h.conn(1)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusBadIdentityTokenRejected {
+		t.Errorf("anonymous: %v", r.Header().ServiceResult)
+	}
+}
+
+func TestTooManySessions(t *testing.T) {
+	h := newHarness(t, Options{Limits: LimitOptions{MaxSessions: 2}})
+	c := h.conn(1)
+	create(t, c)
+	create(t, c)
+	r := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusBadTooManySessions {
+		t.Errorf("third session: %v", r.Header().ServiceResult)
+	}
+	if rej := h.audit.Events("request.rejected"); len(rej) != 1 || rej[0].Reason != "limit" {
+		t.Errorf("records %+v", rej)
+	}
+}
+
+func TestNonRSACertificateInCreateSession(t *testing.T) {
+	h := newHarness(t, Options{})
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ec"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &gateway.Session{ID: gateway.NewID(), Log: zerolog.Nop()}
+	c := newConn(h.e, &fakeChannel{id: 3, policy: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSignAndEncrypt, cert: der}, base)
+	r := c.handleSafe(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: der, ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusBadCertificateInvalid {
+		t.Errorf("ECDSA certificate: %v", r.Header().ServiceResult)
+	}
+}
+
+func TestPanicAnswersOnlyThatRequest(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("anonymous: %v", r.Header().ServiceResult)
+	}
+	// A nil item cannot come from the decoder; here it makes the handler panic.
+	r := c.handleSafe(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{nil}})
+	if r.Header().ServiceResult != ua.StatusBadInternalError || r.Header().RequestHandle != 7 {
+		t.Errorf("panicking request: %+v", r.Header())
+	}
+	rej := h.audit.Events("request.rejected")
+	if len(rej) != 1 || rej[0].Reason != "panic" || rej[0].Session.Principal.Auth != gateway.AuthAnonymous {
+		t.Errorf("records %+v", rej)
+	}
+	// The session goes on.
+	r = c.handleSafe(context.Background(), &ua.BrowseNextRequest{RequestHeader: hdr(cs.AuthenticationToken)})
+	if r.Header().ServiceResult != ua.StatusBadNothingToDo {
+		t.Errorf("next request: %v", r.Header().ServiceResult)
+	}
+}
+
+func TestSessionTimeoutEndsSession(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := create(t, c)
+	activate(c, cs.AuthenticationToken, nil)
+	expired := h.e.sessions.expired(time.Now().Add(2 * time.Minute))
+	if len(expired) != 1 {
+		t.Fatalf("expired sessions: %d", len(expired))
+	}
+	h.e.endSession(context.Background(), expired[0], errSessionTimeout)
+	if cl := h.audit.Events("session.close"); len(cl) != 1 || cl[0].Err != errSessionTimeout {
+		t.Errorf("session.close %+v", cl)
+	}
+	if r := c.handle(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
+		t.Errorf("read after timeout: %v", r.Header().ServiceResult)
+	}
+}
