@@ -39,13 +39,14 @@ type Channel struct {
 	peerMaxChunks uint32 // client's MaxChunkCount for responses, 0 = none
 
 	// fixed by the first OpenSecureChannel
-	policy      string
-	mode        ua.MessageSecurityMode
-	asym        *asymmetric // nil under None
-	remoteCert  []byte
-	remoteThumb []byte
-	localThumb  []byte
-	maxBody     int // largest body per sent chunk
+	policy        string
+	mode          ua.MessageSecurityMode
+	asym          *asymmetric // nil under None
+	discoveryOnly bool        // a None channel for discovery services only (Config.DiscoveryOverNone)
+	remoteCert    []byte
+	remoteThumb   []byte
+	localThumb    []byte
+	maxBody       int // largest body per sent chunk
 
 	// reader goroutine only
 	seqStarted bool
@@ -336,6 +337,11 @@ func (c *Channel) LocalCertificate() []byte {
 	}
 	return c.cfg.Certificate
 }
+
+// DiscoveryOnly reports a SecurityPolicy None channel accepted only for the
+// discovery services (Config.DiscoveryOverNone); Receive delivers nothing
+// else from it.
+func (c *Channel) DiscoveryOnly() bool { return c.discoveryOnly }
 
 // RemoteAddr is the client's network address.
 func (c *Channel) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }

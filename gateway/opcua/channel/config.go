@@ -38,6 +38,13 @@ type Config struct {
 	// secured policy is offered: certificates are never trusted by default.
 	ValidateClient func(chain []byte) error
 
+	// DiscoveryOverNone accepts SecurityPolicy None channels that are not
+	// offered, for the discovery services only (GetEndpoints, FindServers,
+	// FindServersOnNetwork): most clients fetch the gateway certificate
+	// that way before opening their secured channel. Any other request on
+	// such a channel is answered with Bad_SecurityPolicyRejected.
+	DiscoveryOverNone bool
+
 	ReceiveBufferSize uint32 // largest chunk accepted; default 65535, at least 8192
 	SendBufferSize    uint32 // largest chunk sent; default 65535, at least 8192
 	MaxMessageSize    uint32 // largest request body accepted; default 16 MiB

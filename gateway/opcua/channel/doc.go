@@ -26,7 +26,11 @@
 //   - it opens whatever policy and mode the OpenSecureChannel asks for, even
 //     ones not offered (a None channel to a SignAndEncrypt-only server).
 //     Here only Config.Offers pairs open; anything else is refused with
-//     Bad_SecurityPolicyRejected or Bad_SecurityModeRejected.
+//     Bad_SecurityPolicyRejected or Bad_SecurityModeRejected. With
+//     Config.DiscoveryOverNone a None channel may open where None is not
+//     offered, but carries GetEndpoints and FindServers only (clients such as
+//     node-opcua fetch the gateway certificate that way); any other request
+//     on it is refused with Bad_SecurityPolicyRejected.
 //   - it validates no client certificate and panics on a non-RSA one
 //     (secure_channel_crypto.go). Here a missing, malformed or non-RSA
 //     certificate is Bad_CertificateInvalid, a key outside the policy's

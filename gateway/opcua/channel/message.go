@@ -171,6 +171,13 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 			code = ua.StatusBadServiceUnsupported
 		}
 	}
+	if code == ua.StatusOK && c.discoveryOnly {
+		switch svc.(type) {
+		case *ua.GetEndpointsRequest, *ua.FindServersRequest, *ua.FindServersOnNetworkRequest:
+		default:
+			code = ua.StatusBadSecurityPolicyRejected
+		}
+	}
 	if code != ua.StatusOK {
 		if err := c.SendFault(reqID, requestHandle(body), code); err != nil {
 			return nil, err

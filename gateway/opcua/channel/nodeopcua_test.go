@@ -60,7 +60,8 @@ const [endpoint, certFile, keyFile, pkiDir, durationMs, policy, mode] = process.
 
 // node-opcua's client at SignAndEncrypt keeps reading across many token
 // renewals with a 2 s lifetime: each renewal has a new token id, and
-// node-opcua accepts the old keys until it uses the new token.
+// node-opcua accepts the old keys until it uses the new token. The gateway
+// offers secured pairs only, with discovery over None.
 func TestNodeOPCUARenewal(t *testing.T) {
 	gatewaytest.RequirePeer(t, gatewaytest.PeerNodeOPCUA)
 	modules, err := gatewaytest.NodeModules()
@@ -69,6 +70,13 @@ func TestNodeOPCUARenewal(t *testing.T) {
 	}
 	cfg := baseConfig(t)
 	cfg.MinTokenLifetime, cfg.MaxTokenLifetime = 2*time.Second, 2*time.Second
+	// secured pairs only: node-opcua fetches the certificate over a
+	// discovery-only None channel first
+	cfg.Offers = []Offer{
+		{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt},
+		{ua.SecurityPolicyURIAes256Sha256RsaPss, ua.MessageSecurityModeSignAndEncrypt},
+	}
+	cfg.DiscoveryOverNone = true
 	srv := startServer(t, cfg)
 
 	dir := t.TempDir()

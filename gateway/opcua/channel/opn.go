@@ -69,7 +69,14 @@ func (c *Channel) handleOPN(f *frame, first bool) error {
 		if req.RequestType != ua.SecurityTokenRequestTypeIssue {
 			return errorf(ua.StatusBadRequestTypeInvalid, "first OpenSecureChannel must issue a token")
 		}
-		if code := c.cfg.offered(policy, req.SecurityMode); code != ua.StatusOK {
+		code := c.cfg.offered(policy, req.SecurityMode)
+		if c.discoveryOnly {
+			code = ua.StatusOK
+			if req.SecurityMode != ua.MessageSecurityModeNone {
+				code = ua.StatusBadSecurityModeRejected
+			}
+		}
+		if code != ua.StatusOK {
 			return errorf(code, "%s with %s is not offered", req.SecurityMode, policy)
 		}
 		c.mode = req.SecurityMode
@@ -153,7 +160,11 @@ func (c *Channel) handleOPN(f *frame, first bool) error {
 // up the asymmetric crypto.
 func (c *Channel) selectPolicy(sc *secureChunk) error {
 	policy := sc.asym.SecurityPolicyURI
-	if !supportedPolicies[policy] || !c.cfg.policyOffered(policy) {
+	switch {
+	case supportedPolicies[policy] && c.cfg.policyOffered(policy):
+	case policy == ua.SecurityPolicyURINone && c.cfg.DiscoveryOverNone:
+		c.discoveryOnly = true
+	default:
 		return errorf(ua.StatusBadSecurityPolicyRejected, "security policy %q is not offered", policy)
 	}
 	c.policy = policy

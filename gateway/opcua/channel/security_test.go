@@ -303,3 +303,49 @@ func TestNoLeakAfterManyClients(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// With DiscoveryOverNone, a None channel to a SignAndEncrypt-only gateway
+// opens for GetEndpoints and FindServers only: a Read on it is refused with
+// Bad_SecurityPolicyRejected and never reaches Receive.
+func TestDiscoveryOverNone(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.Offers = []Offer{{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}}
+	cfg.DiscoveryOverNone = true
+	srv := startServer(t, cfg)
+	sc, _, err := dialUASC(t, srv.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, clientCert, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps []*ua.EndpointDescription
+	err = sc.SendRequest(context.Background(), &ua.GetEndpointsRequest{RequestHeader: requestHeader(1), EndpointURL: srv.endpoint}, nil, func(v ua.Response) error {
+		r, ok := v.(*ua.GetEndpointsResponse)
+		if !ok {
+			return errors.New("not a GetEndpointsResponse")
+		}
+		eps = r.Endpoints
+		return nil
+	})
+	if err != nil || len(eps) != 1 {
+		t.Fatalf("GetEndpoints: %v, %d endpoints", err, len(eps))
+	}
+	if _, err := readOnce(sc, ua.NewNumericNodeID(0, 2258)); StatusOf(err) != ua.StatusBadSecurityPolicyRejected {
+		t.Fatalf("Read on a discovery channel: %v, want Bad_SecurityPolicyRejected", err)
+	}
+	ch := srv.channelFor(t, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone)
+	if !ch.DiscoveryOnly() {
+		t.Fatal("channel not marked discovery-only")
+	}
+	// the secured pair opens as usual and is not discovery-only
+	if _, _, err := dialUASC(t, srv.endpoint, ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt, clientCert, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if srv.channelFor(t, ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt).DiscoveryOnly() {
+		t.Fatal("secured channel marked discovery-only")
+	}
+	// None with another mode is still refused
+	r := dialRaw(t, srv)
+	r.hello()
+	body, _ := encodeService(446, &ua.OpenSecureChannelRequest{RequestHeader: requestHeader(1), RequestType: ua.SecurityTokenRequestTypeIssue, SecurityMode: ua.MessageSecurityModeSign, RequestedLifetime: 60000})
+	r.mustWrite(opnChunk(0, &uasc.AsymmetricSecurityHeader{SecurityPolicyURI: ua.SecurityPolicyURINone}, 1, 1, body))
+	r.expectERR(ua.StatusBadSecurityModeRejected)
+}
