@@ -206,9 +206,10 @@ func closeWaitSockets(t *testing.T, port int) int {
 	return n
 }
 
-// 50 clients open a channel, read and leave: a third with gopcua's client
-// and CloseSecureChannel, a third with a raw client that drops the
-// connection, a third that drops it in the middle of a chunk. Receive ends
+// 50 clients come and go: a fifth refused before the Hello, the others
+// open a channel, read and leave, with gopcua's client and
+// CloseSecureChannel, or by dropping the connection between messages or in
+// the middle of a chunk. Receive ends
 // with io.EOF for each, and without anyone calling Close every server
 // goroutine and socket is released (none in CLOSE-WAIT).
 func TestNoLeakAfterManyClients(t *testing.T) {
@@ -233,6 +234,13 @@ func TestNoLeakAfterManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if i%5 == 4 { // refused before the Hello
+				rc := dialRaw(t, srv)
+				rc.write(symChunk("MSG", 'F', 1, 1, 1, 1, readBody(1)))
+				rc.expectERR(ua.StatusBadTCPMessageTypeInvalid)
+				rc.c.Close()
+				return
+			}
 			switch i % 3 {
 			case 0:
 				policy, mode := ua.SecurityPolicyURINone, ua.MessageSecurityModeNone
@@ -283,7 +291,10 @@ func TestNoLeakAfterManyClients(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	ended := srv.waitEnded(t, 51)
+	ended := srv.waitEnded(t, 1+40) // the warm-up and the 40 accepted
+	if n := srv.acceptErrCount(); n != 10 {
+		t.Errorf("%d connections refused, want 10", n)
+	}
 	for _, err := range ended {
 		if err != io.EOF {
 			t.Errorf("Receive ended with %v, want io.EOF", err)
