@@ -705,3 +705,46 @@ func TestE2EShipRetentionKeepsUndelivered(t *testing.T) {
 	}
 	t.Logf("%d records, %d files deleted by retention after delivery, %d duplicates", last, retained, dups)
 }
+
+// `interlock check` validates the ship section: each bad value is reported
+// with its key, and a good section passes.
+func TestE2EShipCheckConfig(t *testing.T) {
+	pki, err := shiptest.NewPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	writeFile(t, notPEM, "not a certificate\n")
+	for _, tc := range []struct{ ship, key string }{
+		{"{name: s, type: syslog, address: 'siem.example'}", "audit.ship[0].address"},
+		{"{name: s, type: syslog, address: 'siem.example:6514', format: xml}", "audit.ship[0].format"},
+		{"{name: s, type: syslog, address: 'siem.example:6514', sd_id: interlock}", "audit.ship[0].sd_id"},
+		{fmt.Sprintf("{name: s, type: syslog, address: 'siem.example:6514', tls: {ca: '%s'}}", notPEM), "audit.ship[0].tls.ca"},
+		{fmt.Sprintf("{name: s, type: syslog, address: 'siem.example:6514', tls: {cert: '%s', key: '%s'}}", pki.ClientCert, pki.ServerKey), "audit.ship[0].tls.cert"},
+		{"{name: h, type: http, url: 'https://siem.example/ingest', on_reject: retry}", "audit.ship[0].on_reject"},
+		{"{name: h, type: http, url: 'https://siem.example/ingest', token_file: ./missing.token}", "audit.ship[0].token_file"},
+	} {
+		g := newGateway(t, gwOptions{upstreamPort: 1})
+		f, err := os.OpenFile(g.config, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "  ship:\n    - %s\n", tc.ship)
+		f.Close()
+		r := interlock(t, "check", "--config", g.config)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.key) {
+			t.Errorf("%s: exit %d, want an error naming %s:\n%s", tc.ship, r.code, tc.key, r.stderr)
+		}
+	}
+	g := newGateway(t, gwOptions{upstreamPort: 1})
+	f, err := os.OpenFile(g.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  ship:\n    - {name: s, type: syslog, address: 'siem.example:6514', format: cef, tls: {ca: '%s', cert: '%s', key: '%s'}}\n"+
+		"    - {name: h, type: http, url: 'https://siem.example/ingest'}\n", pki.CA, pki.ClientCert, pki.ClientKey)
+	f.Close()
+	if r := interlock(t, "check", "--config", g.config); r.code != 0 {
+		t.Fatalf("a good ship section: exit %d\n%s", r.code, r.stderr)
+	}
+}

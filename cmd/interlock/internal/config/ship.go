@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/url"
 	"os"
@@ -74,6 +76,10 @@ var syslogFacilities = map[string]int{
 }
 
 var shipNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// sdIDRe is an SD-ID outside the IANA registry (RFC 5424 §7.2.2):
+// name@<private enterprise number>, at most 32 characters (checked apart).
+var sdIDRe = regexp.MustCompile(`^[!#-<>-\\^-~]+@[0-9]+(\.[0-9]+)*$`)
 
 // checkShip checks `audit.ship:`; audit.path is resolved already.
 func (c *Config) checkShip() error {
@@ -170,8 +176,16 @@ func (c *Config) checkShipSyslog(s *Ship, key func(string) string) error {
 		}
 		s.FacilityCode = n
 	}
-	if strings.ContainsAny(s.SDID, " =]\"") || len(s.SDID) > 32 {
-		return c.errf(0, key("sd_id"), "%q is not an SD-ID (at most 32 characters, no space, '=', ']' or '\"'), such as interlock@32473", s.SDID)
+	if s.SDID != "" && (!sdIDRe.MatchString(s.SDID) || len(s.SDID) > 32) {
+		return c.errf(0, key("sd_id"), "%q is not an SD-ID of your own: name@enterprise-number, at most 32 characters, no space, '=', ']' or '\"', such as interlock@32473", s.SDID)
+	}
+	for _, ch := range []byte(s.Hostname) {
+		if ch < 33 || ch > 126 {
+			return c.errf(0, key("hostname"), "%q: a syslog HOSTNAME is printable US-ASCII without spaces", s.Hostname)
+		}
+	}
+	if len(s.Hostname) > 255 {
+		return c.errf(0, key("hostname"), "longer than 255 characters")
 	}
 	return nil
 }
@@ -241,6 +255,20 @@ func (c *Config) checkShipTLS(t *ShipTLS, key func(string) string) error {
 			return c.errf(0, key("tls.cert"), "missing: tls.key needs its certificate")
 		}
 		return c.errf(0, key("tls.key"), "missing: tls.cert needs its private key")
+	}
+	if t.CA != "" {
+		b, err := os.ReadFile(t.CA)
+		if err != nil {
+			return c.errf(0, key("tls.ca"), "%v", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return c.errf(0, key("tls.ca"), "%s holds no PEM certificate", t.CA)
+		}
+	}
+	if t.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			return c.errf(0, key("tls.cert"), "%s with tls.key %s: %v", t.Cert, t.Key, err)
+		}
 	}
 	return nil
 }

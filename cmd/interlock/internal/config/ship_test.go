@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/interlock-ics/interlock/audit/ship/shiptest"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 )
 
@@ -14,7 +15,7 @@ func TestShipDefaultsAndPaths(t *testing.T) {
     - name: siem1
       type: syslog
       address: 127.0.0.1:6514
-      tls: {ca: ca.pem, cert: gw.pem, key: gw.key}
+      tls: {ca: ca.pem, cert: client.pem, key: client.key}
       format: cef
       facility: local4
     - name: hec
@@ -26,9 +27,10 @@ func TestShipDefaultsAndPaths(t *testing.T) {
       on_reject: skip
 `)
 	dir := filepath.Dir(p)
-	for _, f := range []string{"ca.pem", "gw.pem", "gw.key", "hec.token"} {
-		os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600)
+	if _, err := shiptest.NewPKI(dir); err != nil {
+		t.Fatal(err)
 	}
+	os.WriteFile(filepath.Join(dir, "hec.token"), []byte("x"), 0o600)
 	c, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +77,18 @@ func TestShipErrorsNameTheKey(t *testing.T) {
 		{"{name: a, type: http, url: 'http://x', address: 'a:1'}", "audit.ship[0].address", "type syslog"},
 		{"{name: a, type: http, url: 'http://x', retry_max: -1s}", "audit.ship[0].retry_max", "positive"},
 		{"{name: a, type: http, url: 'http://x', batch_size: 3}", "audit.ship", "unknown key"},
+		{"{name: a, type: syslog, address: 'a:1', sd_id: 'interlock'}", "audit.ship[0].sd_id", "enterprise"},
+		{"{name: a, type: syslog, address: 'a:1', sd_id: 'a b@1'}", "audit.ship[0].sd_id", "SD-ID"},
+		{"{name: a, type: syslog, address: 'a:1', hostname: 'plant a'}", "audit.ship[0].hostname", "US-ASCII"},
+		{"{name: a, type: syslog, address: 'a:99999'}", "audit.ship[0].address", "host:port"},
+		{"{name: a, type: syslog, address: 'a:1', timeout: -1s}", "audit.ship[0].timeout", "positive"},
+		{"{name: a, type: syslog, address: 'a:1', batch_records: -1}", "audit.ship[0].batch_records", "positive"},
+		{"{name: a, type: syslog, address: 'a:1', tls: {ca: notpem.txt}}", "audit.ship[0].tls.ca", "no PEM certificate"},
+		{"{name: a, type: syslog, address: 'a:1', tls: {cert: notpem.txt, key: notpem.txt}}", "audit.ship[0].tls.cert", "tls.key"},
+		{"{name: a, type: syslog, address: 'a:1', tls: {key: notpem.txt}}", "audit.ship[0].tls.cert", "missing"},
 	} {
 		p := write(t, good+"  ship:\n    - "+tc.ship+"\n")
+		os.WriteFile(filepath.Join(filepath.Dir(p), "notpem.txt"), []byte("not a certificate\n"), 0o600)
 		_, err := config.Load(p)
 		if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %s: …%s…", tc.ship, err, tc.key, tc.msg)
