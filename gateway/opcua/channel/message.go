@@ -53,6 +53,7 @@ func (c *Channel) readRequest() (*Request, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.tokenUsed(tok)
 		if len(plain) < seqHeaderLen {
 			return nil, errorf(ua.StatusBadDecodingError, "chunk without sequence header")
 		}
@@ -95,9 +96,7 @@ func (c *Channel) readRequest() (*Request, error) {
 	}
 }
 
-// receiveToken finds the token a chunk is secured with. The first use of a
-// renewed token retires the previous one and makes the new one secure what
-// the gateway sends.
+// receiveToken finds the token a chunk is secured with.
 func (c *Channel) receiveToken(tokenID uint32) (*token, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -107,7 +106,6 @@ func (c *Channel) receiveToken(tokenID uint32) (*token, error) {
 		if now.After(c.current.expiresAt()) {
 			return nil, errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d expired", tokenID)
 		}
-		c.previous, c.sendTok = nil, c.current
 		return c.current, nil
 	case c.previous != nil && tokenID == c.previous.id:
 		if now.After(c.previous.expiresAt()) {
@@ -116,6 +114,17 @@ func (c *Channel) receiveToken(tokenID uint32) (*token, error) {
 		return c.previous, nil
 	}
 	return nil, errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d", tokenID)
+}
+
+// tokenUsed records that a verified chunk used tok: the first use of a
+// renewed token retires the previous one and makes the new one secure what
+// the gateway sends.
+func (c *Channel) tokenUsed(tok *token) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok == c.current && c.sendTok != tok {
+		c.previous, c.sendTok = nil, tok
+	}
 }
 
 // addPartial adds an intermediate chunk; all incomplete messages together
