@@ -301,22 +301,33 @@ func receiverSeqs(rcv *shiptest.Receiver) func() []int {
 }
 
 // siemOutage is the scenario of issue 4: the receiver stops, calls pass
-// (and the gateway restarts half way), the receiver comes back, and
-// everything arrives. It returns the log's lines.
-func siemOutage(t *testing.T, g *gw, calls int, stopSIEM, startSIEM func(), arrived func() []int) []string {
+// (and, with restart, the gateway restarts half way), the receiver comes
+// back, and everything arrives. It returns the log's lines.
+func siemOutage(t *testing.T, g *gw, calls int, restart bool, stopSIEM, startSIEM func(), arrived func() []int) []string {
 	t.Helper()
 	g.start(t)
 	waitDelivered(t, g, 30*time.Second, arrived)
 	stopSIEM()
+	before := len(arrived())
 
 	began := time.Now()
 	driveCalls(t, g.port, calls/2, 4)
-	if code := g.stopGateway(t); code != 0 {
-		t.Fatalf("the gateway exited %d, want 0", code)
+	if restart {
+		if code := g.stopGateway(t); code != 0 {
+			t.Fatalf("the gateway exited %d, want 0", code)
+		}
+		g.start(t)
 	}
-	g.start(t)
 	driveCalls(t, g.port, calls-calls/2, 4)
-	t.Logf("%d calls (and a gateway restart) in %s while the SIEM was down", calls, time.Since(began).Round(time.Millisecond))
+	t.Logf("%d calls (restart: %v) in %s while the SIEM was down", calls, restart, time.Since(began).Round(time.Millisecond))
+	// The shipper saw the outage, and nothing arrived during it.
+	eventually(t, 10*time.Second, 50*time.Millisecond, "the shipper reporting the outage", func() (bool, string) {
+		b, _ := os.ReadFile(g.logPath)
+		return strings.Contains(string(b), "ship: cannot deliver audit records"), ""
+	})
+	if n := len(arrived()); n != before {
+		t.Fatalf("%d records arrived while the SIEM was down", n-before)
+	}
 
 	startSIEM()
 	began = time.Now()
@@ -347,7 +358,7 @@ func TestE2EShipSyslogOutageAcrossRestart(t *testing.T) {
 	}
 	defer rcv.Stop()
 	g := newShipGateway(t, fmt.Sprintf("    - {name: siem1, type: syslog, address: '%s', retry_max: 500ms}\n", rcv.Addr()))
-	lines := siemOutage(t, g, 10000, rcv.Stop, func() {
+	lines := siemOutage(t, g, 10000, true, rcv.Stop, func() {
 		if err := rcv.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -362,6 +373,26 @@ func TestE2EShipSyslogOutageAcrossRestart(t *testing.T) {
 		len(got), len(lines), dups, dupConns, conns, clean)
 }
 
+func TestE2EShipSyslogOutage(t *testing.T) {
+	rcv, err := shiptest.NewReceiver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Stop()
+	g := newShipGateway(t, fmt.Sprintf("    - {name: siem1, type: syslog, address: '%s', retry_max: 500ms}\n", rcv.Addr()))
+	lines := siemOutage(t, g, 10000, false, rcv.Stop, func() {
+		if err := rcv.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}, receiverSeqs(rcv))
+	if errs := rcv.Errors(); len(errs) > 0 {
+		t.Fatalf("receiver: %v", errs)
+	}
+	got := receiverDeliveries(t, rcv.Messages())
+	dups, dupConns := checkDelivery(t, lines, got)
+	t.Logf("receiver: %d messages for %d records, %d duplicates on %d connections", len(got), len(lines), dups, dupConns)
+}
+
 func TestE2EShipSyslogTLS(t *testing.T) {
 	pki, err := shiptest.NewPKI(t.TempDir())
 	if err != nil {
@@ -374,7 +405,7 @@ func TestE2EShipSyslogTLS(t *testing.T) {
 	defer rcv.Stop()
 	g := newShipGateway(t, fmt.Sprintf("    - name: siem-tls\n      type: syslog\n      address: '%s'\n      retry_max: 500ms\n"+
 		"      tls: {ca: '%s', cert: '%s', key: '%s'}\n", rcv.Addr(), pki.CA, pki.ClientCert, pki.ClientKey))
-	lines := siemOutage(t, g, 2000, rcv.Stop, func() {
+	lines := siemOutage(t, g, 2000, true, rcv.Stop, func() {
 		if err := rcv.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -579,7 +610,7 @@ func TestE2EShipRsyslogOutageAcrossRestart(t *testing.T) {
 		}
 		return out
 	}
-	lines := siemOutage(t, g, 4000, func() { r.stop(t) }, func() { r.start(t) }, arrived)
+	lines := siemOutage(t, g, 4000, true, func() { r.stop(t) }, func() { r.start(t) }, arrived)
 	r.stop(t)
 	got := r.deliveries(t)
 	dups, _ := checkDelivery(t, lines, got)
