@@ -15,8 +15,12 @@
 //     a write each, and the gateway's throughput for a polling HMI with the
 //     cache on and off.
 //
-// Each section is one file (modbus.go, audit.go, policy.go) that registers
-// itself with addSuite; --suite picks some of them.
+// Each section is one file (modbus.go, audit.go, policy.go) that declares
+// its own flags and registers itself from init with addSuite (name, order:
+// 10, 20, 30 so far, the next one 40); --suite picks some of them. A
+// section prints its own markdown tables to stdout, its progress to
+// stderr, and gets an env: the interlock binary, a work directory, --runs,
+// and start for the processes it needs (stopped when it returns).
 //
 //	go run ./cmd/interlock-bench --interlock bin/interlock
 //	go run ./cmd/interlock-bench --interlock bin/interlock --suite policy --runs 5
