@@ -1,0 +1,168 @@
+package opcua_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// The upstream server stops in the middle of a session: the client hears
+// Bad_ServerNotConnected (or Bad_CommunicationError for a request already on
+// the wire) instead of waiting, and once the server is back the same client
+// session reads again.
+func TestUpstreamRestart(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dv := readValue(ctx, t, c, opcuatest.NodePressure); dv.Status != ua.StatusOK {
+		t.Fatalf("read: %v", dv.Status)
+	}
+	srv.Stop()
+	for i := range 3 {
+		_, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue}}})
+		if !errors.Is(err, ua.StatusBadServerNotConnected) && !errors.Is(err, ua.StatusBadCommunicationError) {
+			t.Errorf("read %d with the server stopped: %v, want BadServerNotConnected or BadCommunicationError", i, err)
+		}
+	}
+	srv.Restart()
+	if dv := readValue(ctx, t, c, opcuatest.NodePressure); dv.Status != ua.StatusOK || dv.Value.Value() != 1.013 {
+		t.Errorf("read after the restart: %+v", dv)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 5 })
+	errs := 0
+	for _, r := range events(rs, "result") {
+		if r.str("status") == "error" {
+			errs++
+		}
+	}
+	if errs != 3 {
+		t.Errorf("error results: %d, want 3", errs)
+	}
+}
+
+// A Publish hanging upstream holds neither the Reads of its own session nor
+// those of another session.
+func TestHangingPublishDoesNotBlockReads(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.HangPublish(time.Minute)
+	notes := make(chan *gopcua.PublishNotificationData, 16)
+	sub, err := a.Subscribe(ctx, &gopcua.SubscriptionParameters{Interval: 100 * time.Millisecond}, notes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel(context.Background())
+	time.Sleep(300 * time.Millisecond) // Publish requests are out and held upstream
+	var wg sync.WaitGroup
+	for _, c := range []*gopcua.Client{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				// Each read is bounded by the client's 5 s request timeout.
+				resp, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue}}})
+				if err != nil || resp.Results[0].Status != ua.StatusOK {
+					t.Errorf("read while Publish hangs: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case n := <-notes:
+		if n.Error == nil {
+			t.Errorf("a notification arrived while Publish hangs: %+v", n.Value)
+		}
+	default:
+	}
+}
+
+// Fifty clients connect, read and leave: no session and no socket is left.
+func TestClientsLeaveNothingBehind(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	// One client first, so that lazily opened files (the audit log …) count
+	// in the baseline.
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readValue(ctx, t, c, opcuatest.NodePressure)
+	c.Close(ctx)
+	time.Sleep(200 * time.Millisecond)
+	before := fds()
+	// Five at a time: each client session has its own upstream session, and
+	// node-opcua serves ten connections per endpoint by default.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 5)
+	for range 50 {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			c, err := gopcua.NewClient(g.endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := c.Connect(ctx); err != nil {
+				t.Errorf("connect: %v", err)
+				return
+			}
+			if _, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue}}}); err != nil {
+				t.Errorf("read: %v", err)
+			}
+			c.Close(ctx)
+		}()
+	}
+	wg.Wait()
+	var after int
+	for range 100 { // sockets close asynchronously
+		if after = fds(); after <= before+2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after > before+2 {
+		t.Errorf("open files: %d before, %d after 50 clients", before, after)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) >= 51 })
+	if o, c := len(events(rs, "session.open")), len(events(rs, "session.close")); o != 51 || c != 51 {
+		t.Errorf("session.open %d, session.close %d, want 51 each", o, c)
+	}
+}
