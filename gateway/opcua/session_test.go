@@ -295,3 +295,52 @@ func TestSessionTimeoutEndsSession(t *testing.T) {
 		t.Errorf("read after timeout: %v", r.Header().ServiceResult)
 	}
 }
+
+func TestX509UserToken(t *testing.T) {
+	h := newHarness(t, Options{})
+	user, err := certs.Init(filepath.Join(t.TempDir(), "user"), certs.InitOptions{ApplicationURI: "urn:user:carol", CommonName: "carol", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ucert, ukey, _ := user.Own()
+	pub, _ := uapolicy.PublicKey(h.e.cert)
+	sign := func(nonce []byte) []byte {
+		enc, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, ukey, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := enc.Signature(append(append([]byte{}, h.e.cert...), nonce...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	act := func(c *conn, cs *ua.CreateSessionResponse, sig []byte) ua.StatusCode {
+		return c.handle(context.Background(), &ua.ActivateSessionRequest{RequestHeader: hdr(cs.AuthenticationToken),
+			ClientSignature:    &ua.SignatureData{},
+			UserIdentityToken:  ua.NewExtensionObject(&ua.X509IdentityToken{PolicyID: tokenX509, CertificateData: ucert}),
+			UserTokenSignature: &ua.SignatureData{Algorithm: "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", Signature: sig}}).Header().ServiceResult
+	}
+	c := h.conn(1)
+	// Not in the trust list yet.
+	cs := create(t, c)
+	if got := act(c, cs, sign(cs.ServerNonce)); got != ua.StatusBadIdentityTokenRejected {
+		t.Errorf("untrusted user certificate: %v", got)
+	}
+	st, _ := certs.Open(h.e.opts.PKI)
+	if _, err := st.Trust(certs.Thumbprint(ucert)); err != nil {
+		t.Fatal(err)
+	}
+	cs = create(t, c)
+	if got := act(c, cs, sign(make([]byte, 32))); got != ua.StatusBadUserSignatureInvalid {
+		t.Errorf("signature over another nonce: %v", got)
+	}
+	cs = create(t, c)
+	if got := act(c, cs, sign(cs.ServerNonce)); got != ua.StatusOK {
+		t.Fatalf("X.509 user: %v", got)
+	}
+	open := h.audit.Events("session.open")
+	if len(open) != 1 || open[0].Session.Principal.User != "carol" || open[0].Session.Principal.Auth != gateway.AuthX509 {
+		t.Errorf("session.open %+v", open)
+	}
+}

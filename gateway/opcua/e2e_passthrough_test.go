@@ -1,0 +1,56 @@
+package opcua_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// users: passthrough: the server checks the password the client gave the
+// gateway; a refusal is a failed login, audited; the user's session has no
+// roles from the gateway, so the test policy lets it read but not write.
+func TestPassthroughLogin(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{DenyAnonymous: true, SecurityPolicies: []string{"None", "Basic256Sha256"}})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{
+		SecurityPolicies: []string{"None"}, Users: opcua.UsersPassthrough,
+		Limits: opcua.LimitOptions{MaxSubscriptionsPerSession: 1},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, opcuatest.Engineer, opcuatest.EngineerPassword, nil)
+	if err != nil {
+		t.Fatalf("alice through: %v", err)
+	}
+	if dv := readValue(ctx, t, c, opcuatest.NodeSetpoint); dv.Status != ua.StatusOK {
+		t.Errorf("read: %v", dv.Status)
+	}
+	if sc := writeValue(ctx, t, c, opcuatest.NodeSetpoint, 1.0); sc != ua.StatusBadUserAccessDenied {
+		t.Errorf("write without a role: %v", sc)
+	}
+	// One subscription per session.
+	if _, err := c.Subscribe(ctx, &gopcua.SubscriptionParameters{Interval: time.Second}, make(chan *gopcua.PublishNotificationData, 1)); err != nil {
+		t.Fatalf("first subscription: %v", err)
+	}
+	if _, err := c.Subscribe(ctx, &gopcua.SubscriptionParameters{Interval: time.Second}, make(chan *gopcua.PublishNotificationData, 1)); !errors.Is(err, ua.StatusBadTooManySubscriptions) {
+		t.Errorf("second subscription: %v, want BadTooManySubscriptions", err)
+	}
+
+	if _, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, opcuatest.Engineer, "wrong", nil); !errors.Is(err, ua.StatusBadUserAccessDenied) {
+		t.Errorf("wrong password: %v", err)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.auth_failed")) > 0 })
+	af := events(rs, "session.auth_failed")
+	if len(af) != 1 || af[0].str("principal", "user") != opcuatest.Engineer {
+		t.Errorf("auth_failed: %v", af)
+	}
+	if o := events(rs, "session.open"); len(o) != 1 || o[0].str("principal", "user") != opcuatest.Engineer {
+		t.Errorf("session.open: %v", o)
+	}
+}
