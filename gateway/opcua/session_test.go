@@ -344,3 +344,50 @@ func TestX509UserToken(t *testing.T) {
 		t.Errorf("session.open %+v", open)
 	}
 }
+
+func TestCreateSessionChecksApplicationURI(t *testing.T) {
+	h := newHarness(t, Options{})
+	client, err := certs.Init(filepath.Join(t.TempDir(), "client"), certs.InitOptions{ApplicationURI: "urn:client:a", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _, _ := client.Own()
+	st, _ := certs.Open(h.e.opts.PKI)
+	h.e.validate(cert, "") // untrusted: copied to rejected/, then trusted from there
+	if _, err := st.Trust(certs.Thumbprint(cert)); err != nil {
+		t.Fatal(err)
+	}
+	base := &gateway.Session{ID: gateway.NewID(), Log: zerolog.Nop()}
+	c := newConn(h.e, &fakeChannel{id: 4, policy: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSignAndEncrypt, cert: cert}, base)
+	req := func(uri string) ua.Response {
+		return c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: cert,
+			ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: uri}})
+	}
+	if r := req("urn:client:b"); r.Header().ServiceResult != ua.StatusBadSecurityChecksFailed {
+		t.Errorf("wrong ApplicationURI: %v", r.Header().ServiceResult)
+	}
+	rej := h.audit.Events("request.rejected")
+	if len(rej) != 1 || rej[0].Reason != "certificate_invalid" {
+		t.Errorf("records %+v", rej)
+	}
+	r := req("urn:client:a")
+	cs, ok := r.(*ua.CreateSessionResponse)
+	if !ok || cs.ServerSignature == nil || len(cs.ServerSignature.Signature) == 0 {
+		t.Fatalf("CreateSession: %v", r.Header().ServiceResult)
+	}
+	// The signature is over the client's certificate and nonce, with the
+	// gateway's key.
+	pub, _ := uapolicy.PublicKey(h.e.cert)
+	enc, _ := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, nil, pub)
+	if err := enc.VerifySignature(append(append([]byte{}, cert...), make([]byte, 32)...), cs.ServerSignature.Signature); err != nil {
+		t.Errorf("server signature: %v", err)
+	}
+	// Another certificate than the channel's is refused.
+	other, _ := certs.Init(filepath.Join(t.TempDir(), "other"), certs.InitOptions{ApplicationURI: "urn:client:a", Hosts: []string{"localhost"}})
+	oc, _, _ := other.Own()
+	r = c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: oc,
+		ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client:a"}})
+	if r.Header().ServiceResult != ua.StatusBadSecurityChecksFailed {
+		t.Errorf("certificate other than the channel's: %v", r.Header().ServiceResult)
+	}
+}
