@@ -57,7 +57,7 @@ reasons := ["not_allowed"] if not allow
 `
 
 // gatewayPKI makes the gateway's PKI with its certificate for localhost.
-func gatewayPKI(t *testing.T) (string, *certs.Store) {
+func gatewayPKI(t testing.TB) (string, *certs.Store) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	st, err := certs.Init(dir, certs.InitOptions{ApplicationURI: "urn:interlock:test", Hosts: []string{"localhost", "127.0.0.1"}})
@@ -117,7 +117,7 @@ type gwOpts struct {
 
 // startGateway runs a listener with the OPC UA engine, a real policy engine
 // and a real audit log.
-func startGateway(t *testing.T, o gwOpts) *gw {
+func startGateway(t testing.TB, o gwOpts) *gw {
 	t.Helper()
 	if o.pkiDir == "" {
 		o.pkiDir, o.store = gatewayPKI(t)
@@ -193,7 +193,7 @@ func (r record) str(path ...string) string {
 
 // records reads the audit log (records of non-durable calls reach the file
 // within the sync interval, so it waits until cond holds or 5 s passed).
-func (g *gw) records(t *testing.T, cond func([]record) bool) []record {
+func (g *gw) records(t testing.TB, cond func([]record) bool) []record {
 	t.Helper()
 	var out []record
 	deadline := time.Now().Add(5 * time.Second)

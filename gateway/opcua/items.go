@@ -209,6 +209,3 @@ func op(function string, access gateway.Access) *gateway.Call {
 func deniedDataValue() *ua.DataValue {
 	return &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadUserAccessDenied}
 }
-
-// fits reports whether an upstream result array matches the forwarded items.
-func fits[T any](results []T, allowed []int) bool { return len(results) == len(allowed) }
