@@ -16,6 +16,9 @@ import (
 type pathCache struct {
 	mu sync.Mutex
 	m  map[string]string
+	// unknown holds, until when, the nodes the upstream does not know, so
+	// that reads of a missing node do not look it up every time.
+	unknown map[string]time.Time
 }
 
 const (
@@ -23,9 +26,34 @@ const (
 	maxPathDepth = 16
 	// pathTimeout bounds the lookups of one request's uncached paths.
 	pathTimeout = 2 * time.Second
+	// unknownFor is how long a node the upstream does not know keeps its
+	// empty path.
+	unknownFor = 30 * time.Second
 )
 
-func newPathCache() *pathCache { return &pathCache{m: map[string]string{}} }
+func newPathCache() *pathCache {
+	return &pathCache{m: map[string]string{}, unknown: map[string]time.Time{}}
+}
+
+func (p *pathCache) isUnknown(id string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until, ok := p.unknown[id]
+	if ok && !now.Before(until) {
+		delete(p.unknown, id)
+		return false
+	}
+	return ok
+}
+
+func (p *pathCache) putUnknown(id string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.unknown) >= maxPathCache {
+		clear(p.unknown)
+	}
+	p.unknown[id] = now.Add(unknownFor)
+}
 
 func (p *pathCache) get(id string) (string, bool) {
 	p.mu.Lock()
@@ -46,6 +74,7 @@ func (p *pathCache) put(id, path string) {
 func (p *pathCache) clear() {
 	p.mu.Lock()
 	clear(p.m)
+	clear(p.unknown)
 	p.mu.Unlock()
 }
 
@@ -54,6 +83,7 @@ func (p *pathCache) clear() {
 func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string) map[string]string {
 	out := make(map[string]string, len(ids))
 	var todo []string
+	now := time.Now()
 	for _, id := range ids {
 		if id == "" {
 			continue
@@ -66,7 +96,9 @@ func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string) map[s
 			continue
 		}
 		out[id] = ""
-		todo = append(todo, id)
+		if !p.isUnknown(id, now) {
+			todo = append(todo, id)
+		}
 	}
 	if len(todo) == 0 || up == nil {
 		return out
@@ -132,6 +164,9 @@ func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, dep
 	var need []string
 	for i := range nodes {
 		dv := reads.Results[i]
+		if dv != nil && (dv.Status == ua.StatusBadNodeIDUnknown || dv.Status == ua.StatusBadNodeIDInvalid) {
+			p.putUnknown(keep[i], time.Now())
+		}
 		if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
 			continue
 		}
