@@ -26,6 +26,7 @@ import (
 	"github.com/grid-x/modbus"
 
 	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/audit/ship"
 	"github.com/interlock-ics/interlock/audit/ship/shiptest"
 )
 
@@ -675,6 +676,11 @@ func TestE2EShipRetentionKeepsUndelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDelivered(t, g, 3*time.Minute, receiverSeqs(rcv))
+	// Retention goes by the cursor, which follows a second after delivery.
+	eventually(t, 30*time.Second, 50*time.Millisecond, "the cursor at the end of the log", func() (bool, string) {
+		c, _, err := ship.ReadCursor(ship.CursorPath(g.auditPath, "siem1"))
+		return err == nil && int(c.Seq) >= len(lines), fmt.Sprintf("cursor %+v %v, log at %d", c, err, len(lines))
+	})
 
 	// Delivered: the next rotations let retention delete the old files.
 	driveCalls(t, g.port, 2000, 4)
