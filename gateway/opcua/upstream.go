@@ -52,15 +52,15 @@ type upstream struct {
 	cfg *upstreamConfig
 	id  identity
 
-	connecting chan struct{} // one slot: held while connecting
-
-	mu     sync.Mutex
-	c      *gopcua.Client
-	closed bool
+	mu      sync.Mutex
+	c       *gopcua.Client
+	closed  bool
+	pending chan struct{} // closed when the connect in progress ends
+	lastErr error         // of the last connect
 }
 
 func newUpstream(cfg *upstreamConfig, id identity) *upstream {
-	return &upstream{cfg: cfg, id: id, connecting: make(chan struct{}, 1)}
+	return &upstream{cfg: cfg, id: id}
 }
 
 // errConnect marks a failure to reach or log into the server.
@@ -70,48 +70,64 @@ func (e *errConnect) Error() string { return "upstream connect: " + e.err.Error(
 func (e *errConnect) Unwrap() error { return e.err }
 
 // client returns a connected client, connecting when there is none or the
-// last one was lost.
+// last one was lost. The connect runs on its own time (the dial timeout and
+// a few seconds for the session), shared by the requests that arrive
+// meanwhile; each of them waits only as long as its own context allows.
 func (u *upstream) client(ctx context.Context) (*gopcua.Client, error) {
-	u.mu.Lock()
-	c, closed := u.c, u.closed
-	u.mu.Unlock()
-	if closed {
-		return nil, errUpstreamClosed
-	}
-	if c != nil && c.State() == gopcua.Connected {
-		return c, nil
-	}
-	select {
-	case u.connecting <- struct{}{}:
-	case <-ctx.Done():
-		return nil, &errConnect{ctx.Err()}
-	}
-	defer func() { <-u.connecting }()
-	u.mu.Lock()
-	c, closed = u.c, u.closed
-	u.mu.Unlock()
-	if closed {
-		return nil, errUpstreamClosed
-	}
-	if c != nil && c.State() == gopcua.Connected {
-		return c, nil
-	}
-	if c != nil {
-		u.drop(c)
-	}
-	nc, err := u.connect(ctx)
-	if err != nil {
-		return nil, &errConnect{err}
-	}
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
-		closeClient(nc)
 		return nil, errUpstreamClosed
 	}
-	u.c = nc
+	if c := u.c; c != nil {
+		if c.State() == gopcua.Connected {
+			u.mu.Unlock()
+			return c, nil
+		}
+		u.c = nil
+		go closeClient(c)
+	}
+	p := u.pending
+	if p == nil {
+		p = make(chan struct{})
+		u.pending = p
+		go u.connectInBackground(p)
+	}
 	u.mu.Unlock()
-	return nc, nil
+	select {
+	case <-p:
+	case <-ctx.Done():
+		return nil, &errConnect{ctx.Err()}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.closed:
+		return nil, errUpstreamClosed
+	case u.c != nil:
+		return u.c, nil
+	case u.lastErr != nil:
+		return nil, &errConnect{u.lastErr}
+	}
+	return nil, &errConnect{errors.New("connection lost")}
+}
+
+func (u *upstream) connectInBackground(p chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.dialTimeout+u.cfg.requestTimeoutForConnect())
+	defer cancel()
+	c, err := u.connect(ctx)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.pending = nil
+	u.lastErr = err
+	switch {
+	case err != nil:
+	case u.closed:
+		go closeClient(c)
+	default:
+		u.c = c
+	}
+	close(p)
 }
 
 // drop forgets a client whose connection failed and closes it in the
@@ -177,9 +193,7 @@ func (u *upstream) connect(ctx context.Context) (*gopcua.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	dctx, cancel := context.WithTimeout(ctx, u.cfg.dialTimeout+u.cfg.requestTimeoutForConnect())
-	defer cancel()
-	if err := c.Connect(dctx); err != nil {
+	if err := c.Connect(ctx); err != nil {
 		c.Close(context.Background())
 		u.cfg.forgetEndpoints()
 		return nil, err
