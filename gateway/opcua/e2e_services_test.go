@@ -1,0 +1,149 @@
+package opcua_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// servicesPolicy denies, per item, browsing the Server object, monitoring
+// or reading the history of Counter, and Start above 500.
+const servicesPolicy = `package interlock
+
+deny if {
+	input.operation.function == "browse"
+	input.operation.node_id == "i=2253"
+}
+
+deny if {
+	input.operation.function in {"create_monitored_items", "history_read"}
+	input.operation.node_id == "ns=1;s=Counter"
+}
+
+deny if {
+	input.operation.function == "call"
+	input.operation.arguments[0] > 500
+}
+
+default allow := false
+
+allow if not deny
+
+decision := {"allow": allow}
+`
+
+// Batched services other than Read and Write, decided per item with a
+// gopcua client: Browse, TranslateBrowsePathsToNodeIds, RegisterNodes,
+// CreateMonitoredItems, HistoryRead, a Call of two methods.
+func TestBatchedServicesPerItem(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: servicesPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(req ua.Request) ua.Response {
+		t.Helper()
+		var resp ua.Response
+		if err := c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil }); err != nil {
+			t.Fatalf("%T: %v", req, err)
+		}
+		return resp
+	}
+
+	br := send(&ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, NodesToBrowse: []*ua.BrowseDescription{
+		{NodeID: ua.MustParseNodeID(opcuatest.NodePLC), BrowseDirection: ua.BrowseDirectionForward, ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)},
+		{NodeID: ua.NewNumericNodeID(0, id.Server), BrowseDirection: ua.BrowseDirectionForward, ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)},
+	}}).(*ua.BrowseResponse)
+	if len(br.Results) != 2 || br.Results[0].StatusCode != ua.StatusOK || len(br.Results[0].References) < 6 ||
+		br.Results[1].StatusCode != ua.StatusBadUserAccessDenied {
+		t.Errorf("browse: %+v", br.Results)
+	}
+
+	tr := send(&ua.TranslateBrowsePathsToNodeIDsRequest{BrowsePaths: []*ua.BrowsePath{{
+		StartingNode: ua.NewNumericNodeID(0, id.ObjectsFolder),
+		RelativePath: &ua.RelativePath{Elements: []*ua.RelativePathElement{
+			{ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, TargetName: &ua.QualifiedName{NamespaceIndex: 1, Name: "PLC"}},
+			{ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, TargetName: &ua.QualifiedName{NamespaceIndex: 1, Name: "Setpoint"}},
+		}},
+	}}}).(*ua.TranslateBrowsePathsToNodeIDsResponse)
+	if len(tr.Results) != 1 || tr.Results[0].StatusCode != ua.StatusOK || len(tr.Results[0].Targets) != 1 ||
+		tr.Results[0].Targets[0].TargetID.NodeID.String() != opcuatest.NodeSetpoint {
+		t.Errorf("translate: %+v", tr.Results)
+	}
+
+	rn := send(&ua.RegisterNodesRequest{NodesToRegister: []*ua.NodeID{ua.MustParseNodeID(opcuatest.NodeSetpoint)}}).(*ua.RegisterNodesResponse)
+	if len(rn.RegisteredNodeIDs) != 1 {
+		t.Fatalf("register: %+v", rn)
+	}
+	if dv := readValue(ctx, t, c, rn.RegisteredNodeIDs[0].String()); dv.Status != ua.StatusOK {
+		t.Errorf("read of the registered node: %v", dv.Status)
+	}
+
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
+		return &ua.MonitoredItemCreateRequest{
+			ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+			MonitoringMode: ua.MonitoringModeReporting,
+			RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true,
+				Filter: ua.NewExtensionObject(nil)},
+		}
+	}
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{item(opcuatest.NodeTemperature, 1), item(opcuatest.NodeCounter, 2)}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusBadUserAccessDenied {
+		t.Errorf("create monitored items: %+v", mi.Results)
+	}
+	del := send(&ua.DeleteMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, MonitoredItemIDs: []uint32{mi.Results[0].MonitoredItemID}}).(*ua.DeleteMonitoredItemsResponse)
+	if len(del.Results) != 1 || del.Results[0] != ua.StatusOK {
+		t.Errorf("delete monitored items: %+v", del.Results)
+	}
+	ds := send(&ua.DeleteSubscriptionsRequest{SubscriptionIDs: []uint32{cs.SubscriptionID}}).(*ua.DeleteSubscriptionsResponse)
+	if len(ds.Results) != 1 || ds.Results[0] != ua.StatusOK {
+		t.Errorf("delete subscriptions: %+v", ds.Results)
+	}
+
+	hr := send(&ua.HistoryReadRequest{
+		HistoryReadDetails: ua.NewExtensionObject(&ua.ReadRawModifiedDetails{StartTime: time.Now().Add(-time.Hour), EndTime: time.Now(), NumValuesPerNode: 10}),
+		TimestampsToReturn: ua.TimestampsToReturnBoth,
+		NodesToRead: []*ua.HistoryReadValueID{
+			{NodeID: ua.MustParseNodeID(opcuatest.NodeSetpoint), DataEncoding: &ua.QualifiedName{}},
+			{NodeID: ua.MustParseNodeID(opcuatest.NodeCounter), DataEncoding: &ua.QualifiedName{}},
+		}})
+	if h, ok := hr.(*ua.HistoryReadResponse); !ok || len(h.Results) != 2 || h.Results[0].StatusCode == ua.StatusBadUserAccessDenied ||
+		h.Results[1].StatusCode != ua.StatusBadUserAccessDenied {
+		t.Errorf("history read: %T %+v", hr, hr)
+	}
+
+	call := send(&ua.CallRequest{MethodsToCall: []*ua.CallMethodRequest{
+		{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC), MethodID: ua.MustParseNodeID(opcuatest.NodeStart), InputArguments: []*ua.Variant{ua.MustVariant(int32(120))}},
+		{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC), MethodID: ua.MustParseNodeID(opcuatest.NodeStart), InputArguments: []*ua.Variant{ua.MustVariant(int32(700))}},
+	}}).(*ua.CallResponse)
+	if len(call.Results) != 2 || call.Results[0].StatusCode != ua.StatusOK || call.Results[1].StatusCode != ua.StatusBadUserAccessDenied {
+		t.Errorf("call: %+v", call.Results)
+	}
+	if v := srv.Value(opcuatest.NodeSpeed); v != 120.0 && v != 120 {
+		t.Errorf("Speed %v, want 120", v)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 14 })
+	seen := map[string]bool{}
+	for _, r := range events(rs, "call") {
+		seen[r.str("operation", "function")] = true
+	}
+	for _, f := range []string{"browse", "translate_browse_paths", "register_nodes", "create_subscription", "create_monitored_items",
+		"delete_monitored_items", "delete_subscriptions", "history_read", "call"} {
+		if !seen[f] {
+			t.Errorf("no call record of %s", f)
+		}
+	}
+}
