@@ -49,7 +49,16 @@ type harness struct {
 
 // newHarness builds an engine with a users file (alice/secret, engineer)
 // and anonymous logins, on an upstream nobody listens on.
-func newHarness(t *testing.T, o Options) *harness {
+func newHarness(t testing.TB, o Options) *harness {
+	return newHarnessOn(t, o, "opc.tcp://127.0.0.1:1")
+}
+
+// newHarnessFor is an engine with anonymous logins on a real upstream.
+func newHarnessFor(t testing.TB, upstream string) *harness {
+	return newHarnessOn(t, Options{Anonymous: true}, upstream)
+}
+
+func newHarnessOn(t testing.TB, o Options, upstream string) *harness {
 	t.Helper()
 	st, err := certs.Init(filepath.Join(t.TempDir(), "pki"), certs.InitOptions{ApplicationURI: "urn:interlock:unit", Hosts: []string{"localhost"}})
 	if err != nil {
@@ -78,8 +87,8 @@ func newHarness(t *testing.T, o Options) *harness {
 	}
 	a := &gatewaytest.Auditor{}
 	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
-	e := newEngine(o, gateway.EngineSpec{Upstream: "opc.tcp://127.0.0.1:1", Pipeline: p, Log: zerolog.Nop(),
-		Limits: gateway.Limits{RequestTimeout: 200 * time.Millisecond}},
+	e := newEngine(o, gateway.EngineSpec{Upstream: upstream, Pipeline: p, Log: zerolog.Nop(),
+		Limits: gateway.Limits{RequestTimeout: 2 * time.Second}},
 		cert, key, (&pki{store: st}).validate, users, "opc.tcp://localhost:4840")
 	t.Cleanup(func() { e.Close() })
 	return &harness{e: e, audit: a}
@@ -98,7 +107,7 @@ func hdr(token *ua.NodeID) *ua.RequestHeader {
 	return &ua.RequestHeader{AuthenticationToken: token, RequestHandle: 7, AdditionalHeader: ua.NewExtensionObject(nil)}
 }
 
-func create(t *testing.T, c *conn) *ua.CreateSessionResponse {
+func create(t testing.TB, c *conn) *ua.CreateSessionResponse {
 	t.Helper()
 	resp := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil),
 		ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client"}, ClientNonce: make([]byte, 32),
