@@ -32,16 +32,17 @@ type uaSession struct {
 	// keeps per-session state in gateway.Session.Cache.
 	decide sync.Mutex
 
-	mu        sync.Mutex
-	nonce     []byte // the last server nonce
-	activated bool
-	closed    bool
-	gs        *gateway.Session // set at activation, read-only afterwards
-	up        *upstream
-	subs      map[uint32]bool   // subscription ids created through this session
-	items     map[uint32]string // monitored item id -> node id
-	cps       map[string]string // browse continuation point -> node id
-	aliases   map[string]string // registered node id -> the node id it stands for
+	mu          sync.Mutex
+	nonce       []byte // the last server nonce
+	activated   bool
+	closed      bool
+	gs          *gateway.Session // set at activation, read-only afterwards
+	up          *upstream
+	subs        map[uint32]bool   // subscription ids created through this session
+	subsPending int               // CreateSubscription requests on their way
+	items       map[uint32]string // monitored item id -> node id
+	cps         map[string]string // browse continuation point -> node id
+	aliases     map[string]string // registered node id -> the node id it stands for
 }
 
 // newToken returns an opaque node id of 32 random bytes.

@@ -23,6 +23,7 @@ import (
 	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
 
 // fakeChannel is a secure channel's identity, for requests handed to a
@@ -398,5 +399,42 @@ func TestCreateSessionChecksApplicationURI(t *testing.T) {
 		ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client:a"}})
 	if r.Header().ServiceResult != ua.StatusBadSecurityChecksFailed {
 		t.Errorf("certificate other than the channel's: %v", r.Header().ServiceResult)
+	}
+}
+
+// The server forgets the gateway's upstream session: the request that
+// finds out is sent again on a new upstream session, and the client never
+// sees Bad_SessionIdInvalid.
+func TestUpstreamSessionLostIsRetried(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	h := newHarnessFor(t, srv.Endpoint)
+	c := h.conn(1)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, nil); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatal(r.Header().ServiceResult)
+	}
+	rd := func() ua.StatusCode {
+		r := c.handle(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{
+			{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}})
+		if rr, ok := r.(*ua.ReadResponse); ok && len(rr.Results) == 1 && rr.Results[0].Status != ua.StatusOK {
+			return rr.Results[0].Status
+		}
+		return r.Header().ServiceResult
+	}
+	if got := rd(); got != ua.StatusOK {
+		t.Fatalf("read: %v", got)
+	}
+	s := h.e.sessions.get(cs.AuthenticationToken)
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	up.mu.Lock()
+	gc := up.c
+	up.mu.Unlock()
+	if err := gc.CloseSession(context.Background()); err != nil { // behind the gateway's back
+		t.Fatal(err)
+	}
+	if got := rd(); got != ua.StatusOK {
+		t.Errorf("read after the upstream session was lost: %v", got)
 	}
 }

@@ -22,19 +22,23 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 	switch req := body.(type) {
 	case *ua.CreateSubscriptionRequest:
 		s.mu.Lock()
-		n := len(s.subs)
+		full := len(s.subs)+s.subsPending >= c.e.opts.Limits.MaxSubscriptionsPerSession
+		if !full {
+			s.subsPending++ // held until the server answers
+		}
 		s.mu.Unlock()
-		if n >= c.e.opts.Limits.MaxSubscriptionsPerSession {
+		if full {
 			c.e.pipeline.Reject(ctx, s.session(), c.serviceCall(body), "limit",
 				fmt.Sprintf("max_subscriptions_per_session (%d) reached", c.e.opts.Limits.MaxSubscriptionsPerSession), "Bad_TooManySubscriptions")
 			return fault(h, ua.StatusBadTooManySubscriptions)
 		}
 		resp, ok := c.single(ctx, s, h, op("create_subscription", gateway.AccessSubscribe), req, false)
+		s.mu.Lock()
+		s.subsPending--
 		if r, is := resp.(*ua.CreateSubscriptionResponse); ok && is {
-			s.mu.Lock()
 			s.subs[r.SubscriptionID] = true
-			s.mu.Unlock()
 		}
+		s.mu.Unlock()
 		return resp
 	case *ua.ModifySubscriptionRequest:
 		resp, _ := c.single(ctx, s, h, subCall("modify_subscription", req.SubscriptionID), req, false)

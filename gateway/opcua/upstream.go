@@ -247,28 +247,34 @@ func (cfg *upstreamConfig) forgetEndpoints() {
 // are. An error means no response: the connection is lost, could not be
 // made, or ctx ended first.
 func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error) {
-	c, err := u.client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var resp ua.Response
-	err = c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil })
-	if resp != nil {
-		switch resp.Header().ServiceResult {
-		case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSecureChannelIDInvalid:
-			// The server forgot the gateway's session (restarted, timed
-			// out): connect afresh on the next request.
+	for attempt := 0; ; attempt++ {
+		c, err := u.client(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var resp ua.Response
+		err = c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil })
+		if resp != nil {
+			switch resp.Header().ServiceResult {
+			case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSecureChannelIDInvalid:
+				// The server forgot the gateway's session (restarted, timed
+				// out) and did not run the request: connect afresh and try
+				// once more.
+				u.drop(c)
+				if attempt == 0 && ctx.Err() == nil {
+					continue
+				}
+			}
+			return resp, nil
+		}
+		if err == nil {
+			return nil, errors.New("opcua: upstream sent no response")
+		}
+		if ctx.Err() == nil && !errors.Is(err, ua.StatusBadTimeout) {
 			u.drop(c)
 		}
-		return resp, nil
+		return nil, err
 	}
-	if err == nil {
-		return nil, errors.New("opcua: upstream sent no response")
-	}
-	if ctx.Err() == nil && !errors.Is(err, ua.StatusBadTimeout) {
-		u.drop(c)
-	}
-	return nil, err
 }
 
 // statusOf maps an upstream failure to the status the client gets.
