@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -414,8 +415,9 @@ type gw struct {
 	logPath   string
 	proc      *proc
 	port      int
-	logFrom   int64 // where this run's lines begin in the log (a restart appends)
-	admin     bool  // the admin socket is configured: start waits for it too
+	logFrom   int64  // where this run's lines begin in the log (a restart appends)
+	admin     bool   // the admin socket is configured: start waits for it too
+	listener  string // the listener whose port start reads; "" is plc1
 }
 
 // newGateway writes a configuration and a policy directory into a temp dir:
@@ -536,7 +538,7 @@ func (g *gw) start(t *testing.T) {
 		}
 		ready, adminReady := false, false
 		for _, l := range g.logLines() {
-			if l["message"] == "listening" && l["listener"] == "plc1" {
+			if l["message"] == "listening" && l["listener"] == cmp.Or(g.listener, "plc1") {
 				if _, port, err := net.SplitHostPort(fmt.Sprint(l["listen"])); err == nil {
 					g.port, _ = strconv.Atoi(port)
 				}

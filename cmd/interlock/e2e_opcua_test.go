@@ -1,0 +1,253 @@
+package main
+
+// The OPC UA listener through the real binary: `interlock certs init`
+// makes the PKI, `interlock sim opcua` is the server, `interlock run` the
+// gateway with the example policy of examples/opcua and a users file, and
+// node-opcua (a stack nobody here wrote) the engineering client. What the
+// engine does in depth is tested in gateway/opcua; this proves the wiring a
+// user goes through: the configuration, relative paths, the PKI, the
+// policy input of a real session, the audit records and their chain.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// startSimOPCUA runs `interlock sim opcua` on a free port and waits for its
+// "listening" line.
+func startSimOPCUA(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	endpoint := fmt.Sprintf("opc.tcp://127.0.0.1:%d", port)
+	p := startProc(t, "interlock sim opcua", filepath.Join(t.TempDir(), "sim.log"), nil,
+		interlockBin, "sim", "opcua", "--listen", endpoint)
+	t.Cleanup(func() { p.stop(t, 5*time.Second) })
+	eventually(t, 60*time.Second, 50*time.Millisecond, "the OPC UA simulator listening", func() (bool, string) {
+		if p.exited() {
+			t.Fatalf("interlock sim opcua exited: %v\n%s", p.err, p.output())
+		}
+		return strings.Contains(p.output(), "opcua simulator listening on"), p.output()
+	})
+	return endpoint
+}
+
+// newOPCUAGateway writes a gateway directory: a PKI made by `interlock certs
+// init`, a users file with bcrypt hashes of the test users, the policy of
+// examples/opcua with a maintenance window open now, and a configuration
+// with one OPC UA listener, line1, in front of upstream.
+func newOPCUAGateway(t *testing.T, upstream string) *gw {
+	t.Helper()
+	dir := t.TempDir()
+	g := &gw{
+		dir:       dir,
+		config:    filepath.Join(dir, "interlock.yaml"),
+		policyDir: filepath.Join(dir, "policy"),
+		auditPath: filepath.Join(dir, "audit", "audit.jsonl"),
+		logPath:   filepath.Join(dir, "gateway.log"),
+		listener:  "line1",
+	}
+	if r := interlock(t, "certs", "init", "--pki", filepath.Join(dir, "pki"),
+		"--uri", "urn:interlock:e2e:line1", "--host", "localhost,127.0.0.1"); r.code != 0 {
+		t.Fatalf("interlock certs init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	var users strings.Builder
+	for _, u := range []struct{ name, pw, role string }{
+		{opcuatest.Engineer, opcuatest.EngineerPassword, "engineer"},
+		{opcuatest.Operator, opcuatest.OperatorPassword, "operator"},
+	} {
+		h, err := bcrypt.GenerateFromPassword([]byte(u.pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&users, "- name: %s\n  password_hash: %q\n  roles: [%s]\n", u.name, h, u.role)
+	}
+	writeFile(t, filepath.Join(dir, "users.yaml"), users.String())
+
+	src := filepath.Join(repoRoot, "examples", "opcua", "policy")
+	if err := os.MkdirAll(g.policyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(src, "interlock.rego"), filepath.Join(g.policyDir, "interlock.rego"))
+	data, err := os.ReadFile(filepath.Join(src, "data.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A one-off window for alice that is open now, in place of the
+	// example's dated one.
+	now := time.Now().UTC()
+	open := fmt.Sprintf(`{"name": "e2e window", "start": %q, "end": %q, "targets": ["line1"], "users": ["alice"]}`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	const dated = `{"name": "CHG-0042 controller retune", "start": "2026-12-05T22:00:00Z", "end": "2026-12-06T04:00:00Z",
+       "targets": ["line1"], "users": ["alice"]}`
+	if !strings.Contains(string(data), dated) {
+		t.Fatalf("examples/opcua/policy/data.json no longer has the dated window this test replaces:\n%s", data)
+	}
+	writeFile(t, filepath.Join(g.policyDir, "data.json"), strings.Replace(string(data), dated, open, 1))
+
+	port := freePort(t)
+	writeFile(t, g.config, fmt.Sprintf(`# written by the e2e tests
+gateway:
+  id: e2e-gw1
+listeners:
+  - name: line1
+    protocol: opcua
+    listen: opc.tcp://127.0.0.1:%d
+    upstream: %s
+    limits:
+      request_timeout: 5s
+    opcua:
+      pki: ./pki
+      security_policies: [None, Basic256Sha256]
+      anonymous: true
+      users: ./users.yaml
+      upstream_identity: anonymous
+      upstream_security_policy: None
+policy:
+  path: ./policy
+  timeout: %s
+audit:
+  path: ./audit/audit.jsonl
+`, port, upstream, e2ePolicyTimeout))
+	return g
+}
+
+func TestE2EOPCUAThroughTheBinary(t *testing.T) {
+	gatewaytest.RequirePeer(t, gatewaytest.PeerNodeOPCUA)
+	upstream := startSimOPCUA(t)
+	g := newOPCUAGateway(t, upstream)
+	if r := interlock(t, "check", "--config", g.config); r.code != 0 {
+		t.Fatalf("interlock check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	g.start(t)
+	endpoint := fmt.Sprintf("opc.tcp://127.0.0.1:%d", g.port)
+	const appURI = "urn:interlock:test:engineering-client" // known to the example policy: writes do not alert
+
+	// The operator reads, and may not write the setpoint.
+	bob := opcuatest.RunClient(t, opcuatest.Scenario{
+		Endpoint: endpoint, SecurityPolicy: "None", SecurityMode: "None",
+		User: opcuatest.Operator, Password: opcuatest.OperatorPassword, ApplicationURI: appURI,
+		Steps: []opcuatest.Step{
+			{Read: []string{opcuasim.NodeSetpoint, opcuasim.NodeTemperature}},
+			{Write: []opcuatest.WriteValue{{Node: opcuasim.NodeSetpoint, Value: 99.5, DataType: "Double"}}},
+		},
+	})
+	if !bob.Session.OK || len(bob.Steps) != 2 {
+		t.Fatalf("bob's session: %+v\n%s", bob, bob.Log)
+	}
+	before := bob.Steps[0].Results[0]
+	for _, v := range bob.Steps[0].Results {
+		if !v.Status.Good() {
+			t.Errorf("bob reads %s: %s, want Good", v.Node, v.Status.Name)
+		}
+	}
+	if st := bob.Steps[1].Results[0].Status; st.Name != "BadUserAccessDenied" {
+		t.Errorf("bob writes the setpoint: %s, want BadUserAccessDenied", st.Name)
+	}
+
+	// The engineer writes the setpoint inside her window, starts the line
+	// within the argument limit and is refused above it.
+	alice := opcuatest.RunClient(t, opcuatest.Scenario{
+		Endpoint: endpoint, SecurityPolicy: "None", SecurityMode: "None",
+		User: opcuatest.Engineer, Password: opcuatest.EngineerPassword, ApplicationURI: appURI,
+		Steps: []opcuatest.Step{
+			{Read: []string{opcuasim.NodeSetpoint}},
+			{Write: []opcuatest.WriteValue{{Node: opcuasim.NodeSetpoint, Value: 42.25, DataType: "Double"}}},
+			{Read: []string{opcuasim.NodeSetpoint}},
+			{Call: &opcuatest.Call{Object: opcuasim.NodePLC, Method: opcuasim.NodeStart,
+				Args: []opcuatest.Variant{{DataType: "Int32", Value: 300}}}},
+			{Call: &opcuatest.Call{Object: opcuasim.NodePLC, Method: opcuasim.NodeStart,
+				Args: []opcuatest.Variant{{DataType: "Int32", Value: 700}}}},
+			{Read: []string{opcuasim.NodeSpeed}},
+		},
+	})
+	if !alice.Session.OK || len(alice.Steps) != 6 {
+		t.Fatalf("alice's session: %+v\n%s", alice, alice.Log)
+	}
+	if v := alice.Steps[0].Results[0]; fmt.Sprint(v.Value) != fmt.Sprint(before.Value) {
+		t.Errorf("the setpoint changed after bob's denied write: %v, was %v", v.Value, before.Value)
+	}
+	if st := alice.Steps[1].Results[0].Status; !st.Good() {
+		t.Errorf("alice writes the setpoint in her window: %s, want Good", st.Name)
+	}
+	if v := alice.Steps[2].Results[0]; fmt.Sprint(v.Value) != "42.25" {
+		t.Errorf("the setpoint after alice's write: %v, want 42.25", v.Value)
+	}
+	if st := alice.Steps[3].Status; st == nil || !st.Good() {
+		t.Errorf("alice calls Start(300): %+v, want Good", alice.Steps[3])
+	}
+	if st := alice.Steps[4].Status; st == nil || st.Name != "BadUserAccessDenied" {
+		t.Errorf("alice calls Start(700), over the policy's limit of 500: %+v, want BadUserAccessDenied", alice.Steps[4])
+	}
+	if v := alice.Steps[5].Results[0]; fmt.Sprint(v.Value) != "300" {
+		t.Errorf("the speed after Start(300) and a denied Start(700): %v, want 300", v.Value)
+	}
+
+	// A wrong password is refused and recorded.
+	mallory := opcuatest.RunClient(t, opcuatest.Scenario{
+		Endpoint: endpoint, SecurityPolicy: "None", SecurityMode: "None",
+		User: opcuatest.Engineer, Password: "guess", ApplicationURI: appURI,
+		Steps: []opcuatest.Step{{Read: []string{opcuasim.NodeSetpoint}}},
+	})
+	if mallory.Session.OK {
+		t.Errorf("a wrong password opened a session: %+v", mallory)
+	}
+
+	recs := waitAudit(t, g.auditPath, 10*time.Second, "the wrong password recorded", func(recs []record) bool {
+		return len(eventsOf(recs, "session.auth_failed")) > 0
+	})
+	opens := eventsOf(recs, "session.open")
+	users := map[string]bool{}
+	for _, r := range opens {
+		users[r.str("principal.user")] = true
+		if r.str("protocol") != "opcua" || r.str("target.name") != "line1" {
+			t.Errorf("session.open record without the OPC UA listener: %s", r)
+		}
+	}
+	if !users["alice"] || !users["bob"] {
+		t.Errorf("session.open records for %v, want alice and bob", users)
+	}
+	var deniedWrite, allowedWrite, deniedCall bool
+	for _, r := range eventsOf(recs, "call") {
+		fn, user, allow := r.str("operation.function"), r.str("principal.user"), r.get("decision.allow") == true
+		switch {
+		case fn == "write" && user == "bob" && !allow && r.str("operation.node_id") == opcuasim.NodeSetpoint:
+			deniedWrite = true
+			if res := resultOf(recs, r.str("call_id")); res.str("status") != "denied" {
+				t.Errorf("bob's denied write has result %s", res)
+			}
+		case fn == "write" && user == "alice" && allow:
+			allowedWrite = true
+			if r.num("operation.value") != 42.25 || r.str("operation.data_type") != "Double" {
+				t.Errorf("alice's write record lacks the value written: %s", r)
+			}
+			if res := resultOf(recs, r.str("call_id")); res.str("status") != "ok" {
+				t.Errorf("alice's write has result %s", res)
+			}
+		case fn == "call" && user == "alice" && !allow:
+			deniedCall = true
+			if r.str("operation.method_id") != opcuasim.NodeStart {
+				t.Errorf("the denied call record names method %q", r.str("operation.method_id"))
+			}
+		}
+	}
+	if !deniedWrite || !allowedWrite || !deniedCall {
+		t.Errorf("call records: bob's denied write %v, alice's allowed write %v, alice's denied Start(700) %v",
+			deniedWrite, allowedWrite, deniedCall)
+	}
+
+	g.stopGateway(t)
+	if r := interlock(t, "audit", "verify", g.auditPath); r.code != 0 {
+		t.Errorf("audit verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
