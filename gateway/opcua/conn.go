@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -68,8 +69,12 @@ func (c *conn) serve(ctx context.Context) error {
 		}
 	}()
 	slots := make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	go c.closeWhenIdle(ctx, &last)
 	for {
 		req, err := c.ch.Receive(ctx)
+		last.Store(time.Now().UnixNano())
 		if err != nil {
 			c.base.Log.Debug().Err(err).Msg("secure channel ended")
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
@@ -91,6 +96,29 @@ func (c *conn) serve(ctx context.Context) error {
 			defer func() { <-slots }()
 			c.reply(req.ID, c.handleSafe(ctx, req.Body))
 		}()
+	}
+}
+
+// closeWhenIdle closes a channel that has no session and has sent nothing
+// for the listener's idle timeout (sessions have timeouts of their own).
+func (c *conn) closeWhenIdle(ctx context.Context, last *atomic.Int64) {
+	idle := c.e.limits.IdleTimeout
+	if idle <= 0 {
+		idle = gateway.DefaultIdleTimeout
+	}
+	t := time.NewTicker(min(idle/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if now.Sub(time.Unix(0, last.Load())) > idle && len(c.e.sessions.ofConn(c)) == 0 {
+				c.base.Log.Debug().Dur("idle", idle).Msg("closing an idle secure channel")
+				c.ch.Close()
+				return
+			}
+		}
 	}
 }
 

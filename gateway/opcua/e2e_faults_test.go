@@ -11,6 +11,7 @@ import (
 	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
@@ -164,5 +165,28 @@ func TestClientsLeaveNothingBehind(t *testing.T) {
 	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) >= 51 })
 	if o, c := len(events(rs, "session.open")), len(events(rs, "session.close")); o != 51 || c != 51 {
 		t.Errorf("session.open %d, session.close %d, want 51 each", o, c)
+	}
+}
+
+// A connection that opens a secure channel and then says nothing is closed
+// after the listener's idle timeout.
+func TestIdleChannelClosed(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, limits: gateway.Limits{IdleTimeout: 500 * time.Millisecond},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := gopcua.NewClient(g.endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Dial(ctx); err != nil { // secure channel only, no session
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	time.Sleep(2 * time.Second)
+	_, err = c.GetEndpoints(ctx)
+	if err == nil {
+		t.Error("the idle channel still answers")
 	}
 }
