@@ -121,7 +121,9 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		cert: cert, key: key, appURI: e.appURI,
 		dialTimeout:    e.limits.RequestTimeout,
 		requestTimeout: o.Limits.MaxPublishTimeout,
-		sessionTimeout: o.Limits.SessionTimeout,
+		// Longer than any client session: an upstream session ends with
+		// its client session, never before it.
+		sessionTimeout: o.Limits.SessionTimeout + time.Minute,
 	}
 	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
 		e.up.validate = func(c []byte) error { return validate(c, "") }
