@@ -438,3 +438,47 @@ func TestUpstreamSessionLostIsRetried(t *testing.T) {
 		t.Errorf("read after the upstream session was lost: %v", got)
 	}
 }
+
+func TestActivateVerifiesClientSignature(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	client, err := certs.Init(filepath.Join(t.TempDir(), "client"), certs.InitOptions{ApplicationURI: "urn:client:a", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, _ := client.Own()
+	st, _ := certs.Open(h.e.opts.PKI)
+	h.e.validate(cert, "")
+	if _, err := st.Trust(certs.Thumbprint(cert)); err != nil {
+		t.Fatal(err)
+	}
+	base := &gateway.Session{ID: gateway.NewID(), Log: zerolog.Nop()}
+	c := newConn(h.e, &fakeChannel{id: 5, policy: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSign, cert: cert}, base)
+	r := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: cert,
+		ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client:a"}})
+	cs, ok := r.(*ua.CreateSessionResponse)
+	if !ok {
+		t.Fatalf("CreateSession: %v", r.Header().ServiceResult)
+	}
+	pub, _ := uapolicy.PublicKey(h.e.cert)
+	enc, _ := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, key, pub)
+	act := func(sig []byte) ua.StatusCode {
+		return c.handle(context.Background(), &ua.ActivateSessionRequest{RequestHeader: hdr(cs.AuthenticationToken),
+			ClientSignature:   &ua.SignatureData{Algorithm: enc.SignatureURI(), Signature: sig},
+			UserIdentityToken: ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})}).Header().ServiceResult
+	}
+	wrong, _ := enc.Signature(append(append([]byte{}, h.e.cert...), make([]byte, 32)...))
+	if got := act(wrong); got != ua.StatusBadApplicationSignatureInvalid {
+		t.Errorf("signature over another nonce: %v", got)
+	}
+	if got := act(nil); got != ua.StatusBadApplicationSignatureInvalid {
+		t.Errorf("no signature: %v", got)
+	}
+	right, _ := enc.Signature(append(append([]byte{}, h.e.cert...), cs.ServerNonce...))
+	if got := act(right); got != ua.StatusOK {
+		t.Errorf("right signature: %v", got)
+	}
+	open := h.audit.Events("session.open")
+	if len(open) != 1 || open[0].Session.SecurityMode != "Sign" || open[0].Session.Principal.CertThumbprint != certs.Thumbprint(cert) {
+		t.Errorf("session.open %+v", open)
+	}
+}
