@@ -252,6 +252,9 @@ func (s *Shipper) Start() error {
 // cursor and closes the sink. Whatever is left is shipped after the next
 // Start.
 func (s *Shipper) Stop(ctx context.Context) {
+	if s.cancel == nil {
+		return // never started
+	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	select {
 	case <-s.done:

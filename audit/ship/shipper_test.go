@@ -259,3 +259,12 @@ func TestResumesAfterRetentionDeletedTheCursorsFile(t *testing.T) {
 		t.Fatalf("Diverged = %d, want 1: records 21..30 are gone", st.Diverged)
 	}
 }
+
+// Stop of a shipper that never started returns at once.
+func TestStopWithoutStart(t *testing.T) {
+	s, err := New(Options{Name: "x", Path: filepath.Join(t.TempDir(), "audit.jsonl"), Sink: &collect{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopShipper(s)
+}
