@@ -34,7 +34,7 @@ func register(c command) { commands = append(commands, c) }
 // usage lists every command, generated from the registry.
 func usage() string {
 	var b strings.Builder
-	b.WriteString("interlock: an inline Modbus TCP enforcement point with an embedded OPA policy\n" +
+	b.WriteString("interlock: an inline Modbus TCP and OPC UA enforcement point with an embedded OPA policy\n" +
 		"and a tamper-evident audit log.\n\nUsage:\n  interlock <command> [flags]\n\nCommands:\n")
 	sorted := slices.Clone(commands)
 	slices.SortStableFunc(sorted, func(a, b command) int {
