@@ -78,13 +78,13 @@ func writeValue(ctx context.Context, t *testing.T, c *gopcua.Client, node string
 }
 
 // A gopcua client through the gateway to node-opcua, at None and at
-// Basic256Sha256 SignAndEncrypt: reads, denied and allowed writes, a call
+// Basic256Sha256 SignAndEncrypt (and the Aes policies): reads, denied and allowed writes, a call
 // with arguments, browse, a data-change subscription, a wrong password.
 func TestGopcuaClient(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	pkiDir, store := gatewayPKI(t)
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, pkiDir: pkiDir, store: store, opts: opcua.Options{
-		SecurityPolicies: []string{"None", "Basic256Sha256"}, SecurityModes: []string{"SignAndEncrypt"},
+		SecurityPolicies: []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"},
 		Users: usersFile(t), Anonymous: true,
 	}})
 	clientPKI, err := certs.Init(t.TempDir(), certs.InitOptions{ApplicationURI: "urn:interlock:test:gopcua-client", Hosts: []string{"localhost"}})
@@ -104,6 +104,8 @@ func TestGopcuaClient(t *testing.T) {
 	}{
 		{"None", ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, nil},
 		{"Basic256Sha256", ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt, clientPKI},
+		{"Aes128_Sha256_RsaOaep-Sign", ua.SecurityPolicyURIAes128Sha256RsaOaep, ua.MessageSecurityModeSign, clientPKI},
+		{"Aes256_Sha256_RsaPss", ua.SecurityPolicyURIAes256Sha256RsaPss, ua.MessageSecurityModeSignAndEncrypt, clientPKI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			anon, err := gopcuaClient(ctx, t, g.endpoint, tc.policy, tc.mode, "", "", tc.st)

@@ -54,3 +54,26 @@ func TestPassthroughLogin(t *testing.T) {
 		t.Errorf("session.open: %v", o)
 	}
 }
+
+// upstream_identity service: clients log in with the users file, the
+// gateway logs in upstream with one service account.
+func TestServiceAccountUpstream(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{DenyAnonymous: true, SecurityPolicies: []string{"None", "Basic256Sha256"}})
+	pw := t.TempDir() + "/upstream.pw"
+	if err := writeFile(pw, opcuatest.EngineerPassword+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{
+		SecurityPolicies: []string{"None"}, Users: usersFile(t),
+		UpstreamIdentity: opcua.IdentityService, UpstreamUser: opcuatest.Engineer, UpstreamPasswordFile: pw,
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, opcuatest.Operator, opcuatest.OperatorPassword, nil)
+	if err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	if dv := readValue(ctx, t, c, opcuatest.NodeSetpoint); dv.Status != ua.StatusOK {
+		t.Errorf("read as the service account: %v", dv.Status)
+	}
+}

@@ -255,3 +255,5 @@ func testLog() zerolog.Logger {
 	}
 	return zerolog.Nop()
 }
+
+func writeFile(path, body string) error { return os.WriteFile(path, []byte(body), 0o600) }
