@@ -85,7 +85,7 @@ func TestGopcuaClient(t *testing.T) {
 	pkiDir, store := gatewayPKI(t)
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, pkiDir: pkiDir, store: store, opts: opcua.Options{
 		SecurityPolicies: []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"},
-		Users: usersFile(t), Anonymous: true,
+		Users:            usersFile(t), Anonymous: true,
 	}})
 	clientPKI, err := certs.Init(t.TempDir(), certs.InitOptions{ApplicationURI: "urn:interlock:test:gopcua-client", Hosts: []string{"localhost"}})
 	if err != nil {
