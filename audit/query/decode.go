@@ -208,6 +208,8 @@ func (d *decoder) operation(o *Operation) {
 			o.NodeID = d.str()
 		case "browse_path":
 			o.BrowsePath = d.str()
+		case "method_id":
+			o.MethodID = d.str()
 		default:
 			d.skip()
 		}

@@ -25,7 +25,7 @@ type Filter struct {
 	Accesses  []string
 	Decisions []string // allow, alert, deny
 	Statuses  []string // ok, denied, exception, error
-	NodeIDs   []string // operation.node_id; * globs
+	NodeIDs   []string // operation.node_id, or the method_id of a Call; * globs
 	Addresses []Span   // registers overlapping any of these
 	Events    []string // * globs; a call unit is both "call" and "result"
 	CallIDs   []string
@@ -156,7 +156,7 @@ func (f *Filter) matchCall(r *Record) bool {
 		f.matchFunction(r) &&
 		anyEqual(f.Accesses, r.Operation.Access) &&
 		f.matchDecision(&r.Decision) &&
-		anyGlob(f.NodeIDs, r.Operation.NodeID) &&
+		(anyGlob(f.NodeIDs, r.Operation.NodeID) || r.Operation.MethodID != "" && anyGlob(f.NodeIDs, r.Operation.MethodID)) &&
 		f.matchAddress(&r.Operation) &&
 		f.matchEvent(EventCall, EventResult) &&
 		anyEqual(f.CallIDs, r.CallID)
@@ -179,7 +179,7 @@ func (f *Filter) matchRecord(r *Record) bool {
 		anyEqual(f.Accesses, r.Operation.Access) &&
 		f.matchDecision(&r.Decision) &&
 		anyEqual(f.Statuses, r.Status) &&
-		anyGlob(f.NodeIDs, r.Operation.NodeID) &&
+		(anyGlob(f.NodeIDs, r.Operation.NodeID) || r.Operation.MethodID != "" && anyGlob(f.NodeIDs, r.Operation.MethodID)) &&
 		f.matchAddress(&r.Operation) &&
 		f.matchEvent(r.Event, "") &&
 		anyEqual(f.CallIDs, r.CallID)

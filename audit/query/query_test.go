@@ -489,3 +489,38 @@ func TestRestartEndsTheWait(t *testing.T) {
 		t.Errorf("unjoined %d", st.Unjoined)
 	}
 }
+
+// OPC UA calls: --node matches the node of a read or write and the method
+// of a Call, and the table's address column names them.
+func TestNodeFilterOPCUA(t *testing.T) {
+	tgt := kv{"target", obj{{"name", "line1"}, {"upstream", "opc.tcp://10.0.0.20:4840"}}}
+	path := writeLog(t, t.TempDir(), "audit.jsonl", []string{
+		callLine(1, "w1", "s1", alice, tgt,
+			obj{{"function", "write"}, {"access", "write"}, {"node_id", "ns=1;s=Setpoint"}, {"value", 42.5}},
+			decision(true, false)),
+		callLine(2, "m1", "s1", alice, tgt,
+			obj{{"function", "call"}, {"access", "execute"}, {"object_id", "ns=1;s=PLC"}, {"method_id", "ns=1;s=Start"}},
+			decision(false, false, "limit")),
+		callLine(3, "r1", "s1", alice, tgt,
+			obj{{"function", "read"}, {"access", "read"}, {"node_id", "ns=1;s=Temperature"}},
+			decision(true, false)),
+	})
+	for _, tc := range []struct {
+		nodes []string
+		want  []string
+	}{
+		{[]string{"ns=1;s=Setpoint"}, []string{"w1"}},
+		{[]string{"ns=1;s=Start"}, []string{"m1"}},
+		{[]string{"ns=1;s=S*"}, []string{"w1", "m1"}},
+		{[]string{"ns=1;s=PLC"}, nil},
+	} {
+		recs, _ := run(t, Query{Filter: Filter{NodeIDs: tc.nodes}}, path)
+		if got := names(recs); !slices.Equal(got, tc.want) {
+			t.Errorf("node %v: got %v, want %v", tc.nodes, got, tc.want)
+		}
+	}
+	recs, _ := run(t, Query{Filter: Filter{CallIDs: []string{"m1"}}}, path)
+	if len(recs) != 1 || recs[0].Operation.Registers() != "ns=1;s=Start" {
+		t.Errorf("the address column of a Call: %+v", recs)
+	}
+}

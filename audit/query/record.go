@@ -115,6 +115,7 @@ type Operation struct {
 	ReadQuantity   int
 	NodeID         string // OPC UA
 	BrowsePath     string
+	MethodID       string // OPC UA Call: the method called
 }
 
 // Decision is the policy verdict a call (or session open) was taken with.
@@ -244,6 +245,9 @@ func (o *Operation) Spans() []Span {
 func (o *Operation) Registers() string {
 	if o.NodeID != "" {
 		return o.NodeID
+	}
+	if o.MethodID != "" {
+		return o.MethodID
 	}
 	if !o.HasAddress {
 		return ""
