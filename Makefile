@@ -3,7 +3,7 @@ BIN     := bin/interlock
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test demo bench lint peers clean
+.PHONY: build test demo demo-opcua bench lint peers clean
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/interlock
@@ -13,6 +13,9 @@ test:
 
 demo:
 	examples/quickstart/run.sh
+
+demo-opcua:
+	examples/opcua/run.sh
 
 # make bench BENCHFLAGS="--suite audit,policy --runs 5": some sections, more runs (go run ./cmd/interlock-bench --help)
 bench: build
@@ -27,4 +30,4 @@ peers:
 	scripts/install-peers.sh
 
 clean:
-	rm -rf bin examples/quickstart/run
+	rm -rf bin examples/quickstart/run examples/opcua/run
