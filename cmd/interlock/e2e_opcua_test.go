@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,60 @@ func TestE2EOPCUAThroughTheBinary(t *testing.T) {
 	g.stopGateway(t)
 	if r := interlock(t, "audit", "verify", g.auditPath); r.code != 0 {
 		t.Errorf("audit verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// examples/opcua/run.sh as a new user runs it: PKI, users, simulator and
+// gateway on the fixed ports 4840 and 4841, an operator's write denied, an
+// engineer's Start allowed at 300 and denied at 700, an audit log that
+// verifies, and nothing left running. Not parallel: it builds bin/interlock
+// like the Modbus quickstart, which runs in parallel after this.
+func TestE2EQuickstartOPCUA(t *testing.T) {
+	gatewaytest.RequirePeer(t, gatewaytest.PeerNodeOPCUA)
+	for _, port := range []int{4840, 4841} {
+		if portAccepts(port) {
+			t.Fatalf("port %d is in use (an OPC UA quickstart already running?): the quickstart needs it", port)
+		}
+	}
+	p := startProc(t, "opcua run.sh", filepath.Join(t.TempDir(), "quickstart.log"),
+		[]string{"QUICKSTART_EXIT=1"}, "bash", filepath.Join(repoRoot, "examples", "opcua", "run.sh"))
+	select {
+	case <-p.done:
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("run.sh did not finish within 4 minutes:\n%s", p.output())
+	}
+	out := p.output()
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("run.sh: exit %d, want 0\n%s", code, out)
+	}
+	for _, want := range []string{
+		"read    ns=1;s=Setpoint=50 Good",
+		"write   ns=1;s=Setpoint= BadUserAccessDenied",
+		"call   Good\n  call   BadUserAccessDenied",
+		"read    ns=1;s=Speed=300 Good",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run.sh does not show %q:\n%s", want, out)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^\s*audit log\s+(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("run.sh does not name the audit log:\n%s", out)
+	}
+	verifyAudit(t, m[1])
+	recs := readAudit(t, m[1])
+	var denied []string
+	for _, r := range eventsOf(recs, "call") {
+		if r.get("decision.allow") != true {
+			denied = append(denied, r.str("principal.user")+" "+r.str("operation.function"))
+		}
+	}
+	if strings.Join(denied, ",") != "bob write,alice call" {
+		t.Errorf("denied calls in the quickstart log: %v, want bob's write and alice's call", denied)
+	}
+	for _, port := range []int{4840, 4841} {
+		if portAccepts(port) {
+			t.Errorf("port %d still accepts after run.sh exited", port)
+		}
 	}
 }
