@@ -548,12 +548,20 @@ func (c *conn) registerNodes(ctx context.Context, s *uaSession, req *ua.Register
 			s.mu.Lock()
 			for j, i := range allowed {
 				out[i] = r.RegisteredNodeIDs[j]
-				if a, o := nodeIDString(out[i]), nodeIDString(in[i]); a != o && a != "" {
-					if orig, ok := s.aliases[o]; ok {
-						o = orig
-					}
-					putBounded(s.aliases, a, o)
+				a, o := nodeIDString(out[i]), nodeIDString(in[i])
+				if a == o || a == "" {
+					continue
 				}
+				if len(s.aliases) >= maxSessionMap {
+					// An alias the gateway could not map back would hide
+					// its node from the policy: the client keeps the node id.
+					out[i] = in[i]
+					continue
+				}
+				if orig, ok := s.aliases[o]; ok {
+					o = orig
+				}
+				s.aliases[a] = o
 			}
 			s.mu.Unlock()
 			return codes, true
