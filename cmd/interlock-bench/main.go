@@ -13,11 +13,15 @@
 //   - policy: decision latency (p50/p99) with and without the decision cache
 //     for every policy of the library and the quickstart policy, a read and
 //     a write each, and the gateway's throughput for a polling HMI with the
-//     cache on and off.
+//     cache on and off;
+//   - opcua: single-node Reads directly and through the gateway, one session
+//     sequentially and 8 sessions at once, at SecurityPolicy None and
+//     Basic256Sha256 SignAndEncrypt on both legs, and the gateway's memory
+//     per idle session.
 //
-// Each section is one file (modbus.go, audit.go, policy.go) that declares
+// Each section is one file (modbus.go, audit.go, policy.go, opcua.go) that declares
 // its own flags and registers itself from init with addSuite (name, order:
-// 10, 20, 30 so far, the next one 40); --suite picks some of them. A
+// 10, 20, 30, 40 so far, the next one 50); --suite picks some of them. A
 // section prints its own markdown tables to stdout, its progress to
 // stderr, and gets an env: the interlock binary, a work directory, --runs,
 // and start for the processes it needs (stopped when it returns).
@@ -172,10 +176,16 @@ type env struct {
 // start runs bin until the section ends (SIGTERM, then a kill 5 s later),
 // its output in name.log in the work directory.
 func (e *env) start(name, bin string, args ...string) error {
+	_, err := e.startCmd(name, bin, args...)
+	return err
+}
+
+// startCmd is start, returning the running command (for its pid).
+func (e *env) startCmd(name, bin string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.CommandContext(e.ctx, bin, args...)
 	logf, err := os.Create(filepath.Join(e.work, name+".log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Stop with SIGTERM so the gateway shuts down cleanly (and writes its
@@ -184,11 +194,11 @@ func (e *env) start(name, bin string, args ...string) error {
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	e.children.Add(1)
 	go func() { cmd.Wait(); logf.Close(); e.children.Done() }()
-	return nil
+	return cmd, nil
 }
 
 func freeAddr() string {

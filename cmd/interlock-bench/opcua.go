@@ -1,0 +1,512 @@
+package main
+
+// The opcua section: what the OPC UA gateway costs a client. Single-node
+// Reads (the Value of ns=1;s=Pressure) by gopcua clients against `interlock
+// sim opcua`, directly and through `interlock run` with one OPC UA listener
+// (a permissive policy, the audit log on), with the same security on both
+// legs: SecurityPolicy None, and Basic256Sha256 SignAndEncrypt. Two loads:
+// one session reading sequentially, and 8 sessions reading at once, each in
+// a closed loop. Then the gateway's memory per idle session: the growth of
+// its resident set while N anonymous sessions stay open after one Read each
+// (so each also holds its upstream session on the simulator).
+
+import (
+	"bufio"
+	"context"
+	"crypto/rsa"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
+)
+
+var (
+	uaDuration = flag.Duration("opcua-duration", 2*time.Second, "opcua: measured time of one run")
+	uaWarmup   = flag.Duration("opcua-warmup", 500*time.Millisecond, "opcua: unmeasured time before each run")
+	uaSessions = flag.Int("opcua-sessions", 8, "opcua: client sessions of the concurrent load")
+	uaIdle     = flag.Int("opcua-idle", 50, "opcua: idle sessions opened through the gateway for the memory measurement (0: skip it)")
+	uaSecurity = flag.String("opcua-security", "None,Basic256Sha256", "opcua: security policies to measure, comma-separated: None, Basic256Sha256 (SignAndEncrypt on both legs)")
+)
+
+// Target of issue 3.
+const uaTargetP50Ratio = 2.0
+
+func init() {
+	addSuite(suite{name: "opcua", order: 40, run: runOPCUA,
+		about: "single-node Reads direct vs through the gateway, 1 sequential and 8 concurrent sessions, None and Basic256Sha256; memory per idle session"})
+}
+
+// uaPolicy is one security setting measured on both legs.
+type uaPolicy struct {
+	name string // as in the configuration: None, Basic256Sha256
+	uri  string
+	mode ua.MessageSecurityMode
+}
+
+var uaPolicies = map[string]uaPolicy{
+	"None":           {"None", ua.SecurityPolicyURINone, ua.MessageSecurityModeNone},
+	"Basic256Sha256": {"Basic256Sha256", ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt},
+}
+
+func (p uaPolicy) String() string {
+	if p.mode == ua.MessageSecurityModeNone {
+		return "None"
+	}
+	return p.name + " SignAndEncrypt"
+}
+
+// uaBench is what the section's clients share.
+type uaBench struct {
+	ctx  context.Context
+	cert []byte // the bench client's application instance certificate
+	key  *rsa.PrivateKey
+}
+
+// uaResult is one cell: a path at one load.
+type uaResult struct {
+	policy   string
+	sessions int
+	path     string // direct, gateway
+	m        measure
+}
+
+const benchPolicy = `# A permissive policy for the benchmark: every operation allowed, no alert.
+package interlock
+
+decision := {"allow": true, "alert": false, "reasons": []}
+`
+
+func runOPCUA(e *env) error {
+	var pols []uaPolicy
+	for _, f := range strings.Split(*uaSecurity, ",") {
+		p, ok := uaPolicies[strings.TrimSpace(f)]
+		if !ok {
+			return fmt.Errorf("--opcua-security: %q is not None or Basic256Sha256", f)
+		}
+		pols = append(pols, p)
+	}
+	if *uaSessions < 1 {
+		return fmt.Errorf("--opcua-sessions %d: want 1 or more", *uaSessions)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+
+	var names []string
+	for _, p := range pols {
+		names = append(names, p.name)
+	}
+	simAddr := freeAddr()
+	simEP := "opc.tcp://" + simAddr
+	sim, err := e.startCmd("sim-opcua", e.bin, "sim", "opcua", "--listen", simEP, "--security", strings.Join(names, ","))
+	if err != nil {
+		return err
+	}
+	if err := waitPort(simAddr, 30*time.Second); err != nil {
+		return fmt.Errorf("sim opcua at %s: %w (log in %s)", simAddr, err, e.work)
+	}
+
+	// The gateway's PKI, and the bench client's own certificate trusted by
+	// it (the simulator accepts any client certificate).
+	gwPKI := filepath.Join(e.work, "gw-pki")
+	if err := e.interlock("certs", "init", "--pki", gwPKI, "--uri", "urn:interlock:bench:gateway",
+		"--host", "localhost,127.0.0.1", "--no-audit-key"); err != nil {
+		return err
+	}
+	clientPKI := filepath.Join(e.work, "client-pki")
+	var cst *certs.Store
+	if err := e.interlock("certs", "init", "--pki", clientPKI, "--uri", "urn:interlock:bench:client",
+		"--host", "localhost", "--no-audit-key"); err != nil {
+		return err
+	}
+	cst, err = certs.Open(clientPKI)
+	if err != nil {
+		return err
+	}
+	if err := e.interlock("certs", "trust", "--pki", gwPKI, cst.OwnCertPath()); err != nil {
+		return err
+	}
+	b := &uaBench{ctx: ctx}
+	if b.cert, b.key, err = cst.Own(); err != nil {
+		return err
+	}
+	// The simulator's self-signed certificate, made at its start, trusted by
+	// the gateway for its upstream leg.
+	if slices.ContainsFunc(pols, func(p uaPolicy) bool { return p.mode != ua.MessageSecurityModeNone }) {
+		eps, err := gopcua.GetEndpoints(ctx, simEP)
+		if err != nil || len(eps) == 0 {
+			return fmt.Errorf("GetEndpoints of the simulator: %v", err)
+		}
+		simCert := filepath.Join(e.work, "sim.der")
+		if err := os.WriteFile(simCert, eps[0].ServerCertificate, 0o644); err != nil {
+			return err
+		}
+		if err := e.interlock("certs", "trust", "--pki", gwPKI, simCert); err != nil {
+			return err
+		}
+	}
+	polDir := filepath.Join(e.work, "ua-policy")
+	if err := os.MkdirAll(polDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(polDir, "bench.rego"), []byte(benchPolicy), 0o644); err != nil {
+		return err
+	}
+
+	// One gateway per policy, the same security on both legs.
+	gwEP := map[string]string{}
+	gwCmd := map[string]*exec.Cmd{}
+	for _, p := range pols {
+		addr := freeAddr()
+		name := "gateway-opcua-" + p.name
+		cfg := filepath.Join(e.work, name+".yaml")
+		sec := "security_policies: [None]\n      upstream_security_policy: None"
+		if p.mode != ua.MessageSecurityModeNone {
+			sec = fmt.Sprintf("security_policies: [%s]\n      security_modes: [SignAndEncrypt]\n      upstream_security_policy: %s\n      upstream_security_mode: SignAndEncrypt", p.name, p.name)
+		}
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`gateway:
+  id: bench
+  log_level: warn
+listeners:
+  - name: line1
+    protocol: opcua
+    listen: opc.tcp://%s
+    upstream: %s
+    opcua:
+      pki: %s
+      %s
+      anonymous: true
+      upstream_identity: anonymous
+      limits: {max_sessions: %d}
+policy:
+  path: %s
+audit:
+  path: %s
+`, addr, simEP, gwPKI, sec, max(100, *uaIdle+*uaSessions+10), polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
+			return err
+		}
+		cmd, err := e.startCmd(name, e.bin, "run", "--config", cfg, "--log-format", "json")
+		if err != nil {
+			return err
+		}
+		if err := waitPort(addr, 30*time.Second); err != nil {
+			return fmt.Errorf("%s at %s: %w (log in %s)", name, addr, err, e.work)
+		}
+		gwEP[p.name], gwCmd[p.name] = "opc.tcp://"+addr, cmd
+	}
+
+	fmt.Printf("interlock-bench: single-node Read (Value of %s) by gopcua %s clients, anonymous, closed loop; %d runs of %s (+%s warm-up) per cell, median shown\n",
+		opcuasim.NodePressure, "v0.9.0", e.runs, *uaDuration, *uaWarmup)
+	fmt.Printf("upstream `interlock sim opcua` (gopcua server: one goroutine for every request); gateway `interlock run`, one OPC UA listener, permissive policy, audit on (call + result record per read), decision cache on; same security on both legs\n\n")
+
+	// Memory first, on a gateway that has served one session only.
+	var mem *uaMem
+	if *uaIdle > 0 {
+		p := pols[0]
+		m, err := b.idleMemory(gwCmd[p.name].Process.Pid, sim.Process.Pid, gwEP[p.name], p, *uaIdle)
+		if err != nil {
+			return fmt.Errorf("idle sessions: %w", err)
+		}
+		mem = &m
+	}
+
+	var results []uaResult
+	loads := []int{1}
+	if *uaSessions != 1 {
+		loads = append(loads, *uaSessions)
+	}
+	for _, p := range pols {
+		for _, n := range loads {
+			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"gateway", gwEP[p.name]}} {
+				m, err := b.readRuns(path.ep, p, n, e.runs, *uaWarmup, *uaDuration)
+				if err != nil {
+					return fmt.Errorf("%s, %s, %d sessions: %w", path.name, p, n, err)
+				}
+				fmt.Fprintf(os.Stderr, "  %-28s %-8s %2d sessions: %7.0f reads/s  p50 %7.1f µs  p99 %8.1f µs\n",
+					p.String(), path.name, n, m.rps, m.p50, m.p99)
+				results = append(results, uaResult{p.String(), n, path.name, m})
+			}
+		}
+	}
+	get := func(pol string, n int, path string) measure {
+		for _, r := range results {
+			if r.policy == pol && r.sessions == n && r.path == path {
+				return r.m
+			}
+		}
+		return measure{}
+	}
+
+	fmt.Println("| security (both legs) | sessions | direct reads/s | gateway reads/s | gateway/direct | direct p50 µs | gateway p50 µs | gateway/direct | direct p99 µs | gateway p99 µs | gateway/direct |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, p := range pols {
+		for _, n := range loads {
+			d, g := get(p.String(), n, "direct"), get(p.String(), n, "gateway")
+			load := fmt.Sprintf("%d (sequential)", n)
+			if n > 1 {
+				load = fmt.Sprintf("%d (concurrent)", n)
+			}
+			fmt.Printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |\n",
+				p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
+		}
+	}
+	fmt.Println()
+
+	fmt.Println("| target (issue 3) | measured | |")
+	fmt.Println("| --- | ---: | --- |")
+	if slices.ContainsFunc(pols, func(p uaPolicy) bool { return p.name == "None" }) {
+		for _, n := range loads {
+			d, g := get("None", n, "direct"), get("None", n, "gateway")
+			fmt.Printf("| p50 through the gateway ≤ 2× direct at SecurityPolicy None, %d session(s) | %.2f× (%.1f vs %.1f µs) | %s |\n",
+				n, g.p50/d.p50, g.p50, d.p50, verdict(g.p50/d.p50 <= uaTargetP50Ratio))
+		}
+	}
+	if mem != nil {
+		fmt.Printf("| memory per idle session stated | %.0f KiB RSS per session (%s) | stated |\n", mem.perSession/1024, mem.policy)
+	}
+	fmt.Println()
+
+	if mem != nil {
+		fmt.Println("| idle sessions through the gateway | security | gateway VmRSS before | after | growth per session | sim VmRSS growth per session |")
+		fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: |")
+		fmt.Printf("| %d | %s | %.1f MiB | %.1f MiB | %.0f KiB | %s |\n", mem.n, mem.policy,
+			float64(mem.before)/(1<<20), float64(mem.after)/(1<<20), mem.perSession/1024, mem.simNote)
+		fmt.Println()
+		fmt.Println("The gateway's growth includes each session's upstream session on the simulator (a gopcua client: its own secure channel and goroutines); the resident set is read from /proc/PID/status after a pause for the runtime to settle, not a forced GC.")
+		fmt.Println()
+	}
+	return nil
+}
+
+// interlock runs the interlock binary to its end (certs init, certs trust).
+func (e *env) interlock(args ...string) error {
+	out, err := exec.CommandContext(e.ctx, e.bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("interlock %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// endpoint finds the endpoint description of policy p at url.
+func (b *uaBench) endpoint(url string, p uaPolicy) (*ua.EndpointDescription, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	eps, err := gopcua.GetEndpoints(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("GetEndpoints %s: %w", url, err)
+	}
+	for _, ep := range eps {
+		if ep.SecurityPolicyURI == p.uri && ep.SecurityMode == p.mode {
+			return ep, nil
+		}
+	}
+	return nil, fmt.Errorf("%s offers no endpoint %s", url, p)
+}
+
+// connect opens n anonymous sessions at url under policy p.
+func (b *uaBench) connect(url string, p uaPolicy, n int) ([]*gopcua.Client, error) {
+	ep, err := b.endpoint(url, p)
+	if err != nil {
+		return nil, err
+	}
+	var cs []*gopcua.Client
+	for range n {
+		opts := []gopcua.Option{gopcua.AutoReconnect(false), gopcua.RequestTimeout(10 * time.Second),
+			gopcua.AuthAnonymous(), gopcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous)}
+		if p.mode != ua.MessageSecurityModeNone {
+			opts = append(opts, gopcua.Certificate(b.cert), gopcua.PrivateKey(b.key))
+		}
+		c, err := gopcua.NewClient(url, opts...)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+			err = c.Connect(ctx)
+			cancel()
+		}
+		if err != nil {
+			closeAll(cs)
+			return nil, fmt.Errorf("connect %s (%s): %w", url, p, err)
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+func closeAll(cs []*gopcua.Client) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.Close(ctx)
+		})
+	}
+	wg.Wait()
+}
+
+var uaReadReq = &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuasim.NodePressure),
+	AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}}
+
+// read is one single-node Read that must come back Good.
+func (b *uaBench) read(c *gopcua.Client) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.Read(ctx, uaReadReq)
+	if err != nil {
+		return err
+	}
+	if len(resp.Results) != 1 || resp.Results[0].Status != ua.StatusOK {
+		return fmt.Errorf("read answered %+v", resp.Results)
+	}
+	return nil
+}
+
+// readRuns opens n sessions at url and measures them runs times; medians.
+func (b *uaBench) readRuns(url string, p uaPolicy, n, runs int, warm, dur time.Duration) (measure, error) {
+	cs, err := b.connect(url, p, n)
+	if err != nil {
+		return measure{}, err
+	}
+	defer closeAll(cs)
+	var rs, p50s, p99s []float64
+	for range runs {
+		m, err := b.readLoad(cs, warm, dur)
+		if err != nil {
+			return measure{}, err
+		}
+		rs, p50s, p99s = append(rs, m.rps), append(p50s, m.p50), append(p99s, m.p99)
+	}
+	return measure{rps: median(rs), p50: median(p50s), p99: median(p99s)}, nil
+}
+
+// readLoad has every session read in a closed loop and measures the time
+// after the warm-up only.
+func (b *uaBench) readLoad(cs []*gopcua.Client, warm, dur time.Duration) (measure, error) {
+	from := time.Now().Add(warm)
+	end := from.Add(dur)
+	lat := make([][]time.Duration, len(cs))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			for {
+				t0 := time.Now()
+				if t0.After(end) {
+					return
+				}
+				if err := b.read(c); err != nil {
+					errs[i] = err
+					return
+				}
+				if t0.After(from) {
+					lat[i] = append(lat[i], time.Since(t0))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return measure{}, err
+	}
+	all := slices.Concat(lat...)
+	if len(all) == 0 {
+		return measure{}, errors.New("no answers")
+	}
+	slices.Sort(all)
+	us := func(q float64) float64 { return float64(quantile(all, q)) / 1e3 }
+	return measure{rps: float64(len(all)) / dur.Seconds(), p50: us(0.50), p99: us(0.99)}, nil
+}
+
+// uaMem is the idle-session memory measurement.
+type uaMem struct {
+	n             int
+	policy        string
+	before, after int64 // gateway VmRSS, bytes
+	perSession    float64
+	simNote       string
+}
+
+// idleMemory opens n sessions through the gateway (pid), each with one Read
+// so that its upstream session exists too, and reports the growth of the
+// gateway's resident set.
+func (b *uaBench) idleMemory(pid, simPid int, url string, p uaPolicy, n int) (uaMem, error) {
+	// One session first, so that what every session shares (the policy's
+	// first evaluation, the browse path cache, buffers) is there before.
+	warm, err := b.connect(url, p, 1)
+	if err != nil {
+		return uaMem{}, err
+	}
+	for range 100 {
+		if err := b.read(warm[0]); err != nil {
+			closeAll(warm)
+			return uaMem{}, err
+		}
+	}
+	closeAll(warm)
+	settle := func() { time.Sleep(3 * time.Second) }
+	settle()
+	before, err := vmRSS(pid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	simBefore, err := vmRSS(simPid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	cs, err := b.connect(url, p, n)
+	if err != nil {
+		return uaMem{}, err
+	}
+	defer closeAll(cs)
+	for _, c := range cs {
+		if err := b.read(c); err != nil {
+			return uaMem{}, err
+		}
+	}
+	settle()
+	after, err := vmRSS(pid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	simAfter, err := vmRSS(simPid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	m := uaMem{n: n, policy: p.String(), before: before, after: after,
+		perSession: float64(after-before) / float64(n),
+		simNote:    fmt.Sprintf("%.0f KiB", float64(simAfter-simBefore)/float64(n)/1024)}
+	fmt.Fprintf(os.Stderr, "  idle sessions: %d through the gateway (%s): VmRSS %.1f -> %.1f MiB, %.0f KiB per session\n",
+		n, p, float64(before)/(1<<20), float64(after)/(1<<20), m.perSession/1024)
+	return m, nil
+}
+
+// vmRSS is a process's resident set size in bytes (/proc/PID/status).
+func vmRSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
