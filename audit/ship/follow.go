@@ -82,7 +82,9 @@ func (fl *follower) setFile(f *os.File, name string, p position) {
 // longer holds it (truncated, rewritten or started anew) the follower goes
 // back to the start of the file where it would have been, so that what
 // replaced it is shipped too.
-func (fl *follower) seek(p position) error {
+func (fl *follower) seek(p position) error { return fl.seekTry(p, 3) }
+
+func (fl *follower) seekTry(p position, tries int) error {
 	fl.close()
 	if p.seq == 0 {
 		// Nothing delivered yet: from the start of the log, whatever the
@@ -115,11 +117,20 @@ func (fl *follower) seek(p position) error {
 		}
 		if found && hash == p.hash {
 			f, err := os.Open(files[at])
-			if err != nil {
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
-			fl.setFile(f, filepath.Base(files[at]), position{off: off, seq: p.seq, hash: hash})
-			return nil
+			if err == nil && recordEndsAt(f, off, p.seq, hash) {
+				fl.setFile(f, filepath.Base(files[at]), position{off: off, seq: p.seq, hash: hash})
+				return nil
+			}
+			if f != nil {
+				f.Close()
+			}
+			// Rotated between the lookup and the open: look again.
+			if tries > 0 {
+				return fl.seekTry(p, tries-1)
+			}
 		}
 	}
 	if at < 0 && len(files) > 0 {
@@ -127,11 +138,8 @@ func (fl *follower) seek(p position) error {
 		// record in it was delivered: the oldest file left goes on from
 		// p (its first record's prev is p's hash).
 		if seq, prev, ok := firstRecord(files[0]); ok && seq == p.seq+1 && prev == p.hash {
-			f, err := os.Open(files[0])
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			if err != nil {
+			f, err := openExpect(files[0], seq)
+			if err != nil || f == nil {
 				return err
 			}
 			fl.setFile(f, filepath.Base(files[0]), position{seq: p.seq, hash: p.hash})
@@ -164,15 +172,35 @@ func (fl *follower) openFirst() error {
 	if err != nil || len(files) == 0 {
 		return err
 	}
-	f, err := os.Open(files[0])
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // rotated or removed between the listing and the open: try again later
-	}
-	if err != nil {
-		return err
+	first, _ := firstSeq(files[0])
+	f, err := openExpect(files[0], first)
+	if err != nil || f == nil {
+		return err // nil: rotated or removed between the listing and the open: try again later
 	}
 	fl.setFile(f, filepath.Base(files[0]), position{})
 	return nil
+}
+
+// openExpect opens the file of the log at path that begins with the record
+// first (0: whatever it begins with). The live file's name passes from file
+// to file at each rotation: a file found under it a moment ago may be
+// under another name now, and another file under it. A nil file without an
+// error means path no longer names that file: look again.
+func openExpect(path string, first uint64) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil || first == 0 {
+		return f, err
+	}
+	var b [32]byte
+	n, _ := f.ReadAt(b[:], 0)
+	if seq, ok := peekSeq(b[:n]); !ok || seq != first {
+		f.Close()
+		return nil, nil
+	}
+	return f, nil
 }
 
 // read returns the next complete lines, at most maxRecords of them and at
@@ -307,7 +335,7 @@ func (fl *follower) advance() (bool, error) {
 		fl.final = false
 		return false, nil
 	}
-	next, err := fl.nextFile(fi)
+	next, first, err := fl.nextFile(fi)
 	if err != nil || next == "" {
 		return false, err
 	}
@@ -319,9 +347,9 @@ func (fl *follower) advance() (bool, error) {
 		fl.log.Warn().Str("file", fl.name).Int64("bytes", fi.Size()-fl.off).
 			Msg("ship: a rotated audit log file ends in an incomplete line; it is not shipped")
 	}
-	f, err := os.Open(next)
-	if err != nil {
-		return false, err
+	f, err := openExpect(next, first)
+	if err != nil || f == nil {
+		return f == nil && err == nil, err // renamed since the listing: look again
 	}
 	fl.f.Close()
 	fl.f, fl.name, fl.off, fl.final = f, filepath.Base(next), 0, false
@@ -329,11 +357,12 @@ func (fl *follower) advance() (bool, error) {
 }
 
 // nextFile returns the file after f (whose info is fi) in chain order once
-// it has a complete first line, or "". It also learns f's rotated name.
-func (fl *follower) nextFile(fi os.FileInfo) (string, error) {
+// it has a complete first line, and the seq of that line; or "". It also
+// learns f's rotated name.
+func (fl *follower) nextFile(fi os.FileInfo) (string, uint64, error) {
 	files, err := audit.LogFiles(fl.path)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	idx := -1
 	for i, p := range files {
@@ -361,9 +390,9 @@ func (fl *follower) nextFile(fi os.FileInfo) (string, error) {
 		if idx < 0 && first != 0 && first <= fl.seq {
 			continue
 		}
-		return p, nil
+		return p, first, nil
 	}
-	return "", nil
+	return "", 0, nil
 }
 
 // firstSeq returns the seq of a file's first line; begun is false while

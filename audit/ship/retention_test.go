@@ -55,13 +55,24 @@ func TestRetentionWaitsForTheShipper(t *testing.T) {
 	waitFor(t, "retention deleting delivered files", func() (bool, string) {
 		return w.Stats().RetentionDeletes > 0, ""
 	})
-	last = w.Stats().Seq
+	// Retention writes audit.retention records as it goes: wait for the
+	// log to stand still, shipped to its end.
 	waitFor(t, "every record shipped", func() (bool, string) {
-		got := c.got()
-		return len(got) > 0 && got[len(got)-1] == last, summarize(got)
+		got, last := c.got(), w.Stats().Seq
+		return len(got) > 0 && got[len(got)-1] == last, fmt.Sprintf("want %d; %s", last, summarize(got))
 	})
-	if got := c.got(); !equalSeqs(got, seqRange(1, last)) {
-		t.Fatalf("shipped %s, want 1..%d once each in order", summarize(got), last)
+	if got := c.got(); !equalSeqs(got, seqRange(1, got[len(got)-1])) {
+		var miss []uint64
+		seen := map[uint64]bool{}
+		for _, q := range got {
+			seen[q] = true
+		}
+		for q := uint64(1); q <= got[len(got)-1]; q++ {
+			if !seen[q] {
+				miss = append(miss, q)
+			}
+		}
+		t.Fatalf("shipped %s, want every record once, in order; missing %v; stats %+v", summarize(got), miss, s.Stats())
 	}
 	stopShipper(s)
 }
