@@ -38,6 +38,7 @@ var (
 	uaWarmup   = flag.Duration("opcua-warmup", 500*time.Millisecond, "opcua: unmeasured time before each run")
 	uaSessions = flag.Int("opcua-sessions", 8, "opcua: client sessions of the concurrent load")
 	uaIdle     = flag.Int("opcua-idle", 50, "opcua: idle sessions opened through the gateway for the memory measurement (0: skip it)")
+	uaProfile  = flag.String("opcua-cpu-profile", "", "opcua: write the CPU profile of the gateway of the first security policy to this file")
 	uaSecurity = flag.String("opcua-security", "None,Basic256Sha256", "opcua: security policies to measure, comma-separated: None, Basic256Sha256 (SignAndEncrypt on both legs)")
 )
 
@@ -80,7 +81,14 @@ type uaResult struct {
 	policy   string
 	sessions int
 	path     string // direct, gateway
-	m        measure
+	m        uaMeasure
+}
+
+// uaMeasure is a cell's throughput and latency, and the CPU time the
+// simulator and the gateway spent per read in the measured time.
+type uaMeasure struct {
+	measure
+	simCPU, gwCPU float64 // µs per read; gwCPU 0 on the direct path
 }
 
 const benchPolicy = `# A permissive policy for the benchmark: every operation allowed, no alert.
@@ -197,7 +205,11 @@ audit:
 `, addr, simEP, gwPKI, sec, max(100, *uaIdle+*uaSessions+10), polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
 			return err
 		}
-		cmd, err := e.startCmd(name, e.bin, "run", "--config", cfg, "--log-format", "json")
+		args := []string{"run", "--config", cfg, "--log-format", "json"}
+		if *uaProfile != "" && p == pols[0] {
+			args = append(args, "--cpu-profile", *uaProfile)
+		}
+		cmd, err := e.startCmd(name, e.bin, args...)
 		if err != nil {
 			return err
 		}
@@ -230,23 +242,27 @@ audit:
 	for _, p := range pols {
 		for _, n := range loads {
 			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"gateway", gwEP[p.name]}} {
-				m, err := b.readRuns(path.ep, p, n, e.runs, *uaWarmup, *uaDuration)
+				pids := []int{sim.Process.Pid, 0}
+				if path.name == "gateway" {
+					pids[1] = gwCmd[p.name].Process.Pid
+				}
+				m, err := b.readRuns(path.ep, p, n, pids, e.runs, *uaWarmup, *uaDuration)
 				if err != nil {
 					return fmt.Errorf("%s, %s, %d sessions: %w", path.name, p, n, err)
 				}
-				fmt.Fprintf(os.Stderr, "  %-28s %-8s %2d sessions: %7.0f reads/s  p50 %7.1f µs  p99 %8.1f µs\n",
-					p.String(), path.name, n, m.rps, m.p50, m.p99)
+				fmt.Fprintf(os.Stderr, "  %-29s %-8s %2d sessions: %7.0f reads/s  p50 %7.1f µs  p99 %8.1f µs  CPU/read sim %5.0f µs gateway %5.0f µs\n",
+					p.String(), path.name, n, m.rps, m.p50, m.p99, m.simCPU, m.gwCPU)
 				results = append(results, uaResult{p.String(), n, path.name, m})
 			}
 		}
 	}
-	get := func(pol string, n int, path string) measure {
+	get := func(pol string, n int, path string) uaMeasure {
 		for _, r := range results {
 			if r.policy == pol && r.sessions == n && r.path == path {
 				return r.m
 			}
 		}
-		return measure{}
+		return uaMeasure{}
 	}
 
 	fmt.Println("| security (both legs) | sessions | direct reads/s | gateway reads/s | gateway/direct | direct p50 µs | gateway p50 µs | gateway/direct | direct p99 µs | gateway p99 µs | gateway/direct |")
@@ -260,6 +276,18 @@ audit:
 			}
 			fmt.Printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |\n",
 				p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
+		}
+	}
+	fmt.Println()
+
+	fmt.Println("CPU time per read (µs, from /proc/PID/stat over the measured time, 10 ms ticks; the client's own CPU not included):")
+	fmt.Println()
+	fmt.Println("| security (both legs) | sessions | direct: sim | gateway path: sim | gateway path: gateway |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	for _, p := range pols {
+		for _, n := range loads {
+			d, g := get(p.String(), n, "direct"), get(p.String(), n, "gateway")
+			fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", p, n, d.simCPU, g.simCPU, g.gwCPU)
 		}
 	}
 	fmt.Println()
@@ -279,10 +307,10 @@ audit:
 	fmt.Println()
 
 	if mem != nil {
-		fmt.Println("| idle sessions through the gateway | security | gateway VmRSS before | after | growth per session | sim VmRSS growth per session |")
-		fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: |")
-		fmt.Printf("| %d | %s | %.1f MiB | %.1f MiB | %.0f KiB | %s |\n", mem.n, mem.policy,
-			float64(mem.before)/(1<<20), float64(mem.after)/(1<<20), mem.perSession/1024, mem.simNote)
+		fmt.Println("| idle sessions through the gateway | security | gateway VmRSS before | after | growth per session | sim VmRSS growth per session | gateway CPU while they idle |")
+		fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Printf("| %d | %s | %.1f MiB | %.1f MiB | %.0f KiB | %s | %.1f%% of a core |\n", mem.n, mem.policy,
+			float64(mem.before)/(1<<20), float64(mem.after)/(1<<20), mem.perSession/1024, mem.simNote, 100*mem.idleCPU)
 		fmt.Println()
 		fmt.Println("The gateway's growth includes each session's upstream session on the simulator (a gopcua client: its own secure channel and goroutines); the resident set is read from /proc/PID/status after a pause for the runtime to settle, not a forced GC.")
 		fmt.Println()
@@ -373,28 +401,52 @@ func (b *uaBench) read(c *gopcua.Client) error {
 }
 
 // readRuns opens n sessions at url and measures them runs times; medians.
-func (b *uaBench) readRuns(url string, p uaPolicy, n, runs int, warm, dur time.Duration) (measure, error) {
+// pids are the simulator's and the gateway's (0 on the direct path).
+func (b *uaBench) readRuns(url string, p uaPolicy, n int, pids []int, runs int, warm, dur time.Duration) (uaMeasure, error) {
 	cs, err := b.connect(url, p, n)
 	if err != nil {
-		return measure{}, err
+		return uaMeasure{}, err
 	}
 	defer closeAll(cs)
-	var rs, p50s, p99s []float64
+	var rs, p50s, p99s, sims, gws []float64
 	for range runs {
-		m, err := b.readLoad(cs, warm, dur)
+		m, err := b.readLoad(cs, pids, warm, dur)
 		if err != nil {
-			return measure{}, err
+			return uaMeasure{}, err
 		}
 		rs, p50s, p99s = append(rs, m.rps), append(p50s, m.p50), append(p99s, m.p99)
+		sims, gws = append(sims, m.simCPU), append(gws, m.gwCPU)
 	}
-	return measure{rps: median(rs), p50: median(p50s), p99: median(p99s)}, nil
+	return uaMeasure{measure{rps: median(rs), p50: median(p50s), p99: median(p99s)}, median(sims), median(gws)}, nil
 }
 
 // readLoad has every session read in a closed loop and measures the time
 // after the warm-up only.
-func (b *uaBench) readLoad(cs []*gopcua.Client, warm, dur time.Duration) (measure, error) {
+func (b *uaBench) readLoad(cs []*gopcua.Client, pids []int, warm, dur time.Duration) (uaMeasure, error) {
 	from := time.Now().Add(warm)
 	end := from.Add(dur)
+	// CPU time of the processes over the measured time.
+	cpu := make([]float64, len(pids))
+	var cpuErr error
+	cpuDone := make(chan struct{})
+	go func() {
+		defer close(cpuDone)
+		time.Sleep(time.Until(from))
+		t0 := make([]time.Duration, len(pids))
+		for i, pid := range pids {
+			if pid != 0 {
+				t0[i], cpuErr = procCPU(pid)
+			}
+		}
+		time.Sleep(time.Until(end))
+		for i, pid := range pids {
+			if pid != 0 && cpuErr == nil {
+				var t1 time.Duration
+				t1, cpuErr = procCPU(pid)
+				cpu[i] = float64(t1 - t0[i])
+			}
+		}
+	}()
 	lat := make([][]time.Duration, len(cs))
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
@@ -416,16 +468,43 @@ func (b *uaBench) readLoad(cs []*gopcua.Client, warm, dur time.Duration) (measur
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return measure{}, err
+	<-cpuDone
+	if err := errors.Join(append(errs, cpuErr)...); err != nil {
+		return uaMeasure{}, err
 	}
 	all := slices.Concat(lat...)
 	if len(all) == 0 {
-		return measure{}, errors.New("no answers")
+		return uaMeasure{}, errors.New("no answers")
 	}
 	slices.Sort(all)
 	us := func(q float64) float64 { return float64(quantile(all, q)) / 1e3 }
-	return measure{rps: float64(len(all)) / dur.Seconds(), p50: us(0.50), p99: us(0.99)}, nil
+	perRead := func(d float64) float64 { return d / 1e3 / float64(len(all)) }
+	return uaMeasure{measure{rps: float64(len(all)) / dur.Seconds(), p50: us(0.50), p99: us(0.99)},
+		perRead(cpu[0]), perRead(cpu[1])}, nil
+}
+
+// procCPU is the user and system CPU time a process has used
+// (/proc/PID/stat, in clock ticks of 10 ms).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime (fields 14 and 15)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // uaMem is the idle-session memory measurement.
@@ -435,6 +514,7 @@ type uaMem struct {
 	before, after int64 // gateway VmRSS, bytes
 	perSession    float64
 	simNote       string
+	idleCPU       float64 // share of one core the gateway used while the sessions were idle
 }
 
 // idleMemory opens n sessions through the gateway (pid), each with one Read
@@ -474,7 +554,17 @@ func (b *uaBench) idleMemory(pid, simPid int, url string, p uaPolicy, n int) (ua
 			return uaMem{}, err
 		}
 	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	t0 := time.Now()
 	settle()
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return uaMem{}, err
+	}
+	idleCPU := float64(cpu1-cpu0) / float64(time.Since(t0))
 	after, err := vmRSS(pid)
 	if err != nil {
 		return uaMem{}, err
@@ -483,7 +573,7 @@ func (b *uaBench) idleMemory(pid, simPid int, url string, p uaPolicy, n int) (ua
 	if err != nil {
 		return uaMem{}, err
 	}
-	m := uaMem{n: n, policy: p.String(), before: before, after: after,
+	m := uaMem{n: n, policy: p.String(), before: before, after: after, idleCPU: idleCPU,
 		perSession: float64(after-before) / float64(n),
 		simNote:    fmt.Sprintf("%.0f KiB", float64(simAfter-simBefore)/float64(n)/1024)}
 	fmt.Fprintf(os.Stderr, "  idle sessions: %d through the gateway (%s): VmRSS %.1f -> %.1f MiB, %.0f KiB per session\n",
