@@ -9,14 +9,21 @@ package main
 // policy input of a real session, the audit records and their chain.
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
@@ -304,6 +311,105 @@ func TestE2EQuickstartOPCUA(t *testing.T) {
 	for _, port := range []int{4840, 4841} {
 		if portAccepts(port) {
 			t.Errorf("port %d still accepts after run.sh exited", port)
+		}
+	}
+}
+
+// Bad input at the OPC UA listener of a running gateway: each connection
+// gets an OPC UA ERR message and is closed, each leaves a request.rejected
+// record, and a client reading all along is served throughout.
+func TestE2EOPCUABadInput(t *testing.T) {
+	upstream := startSimOPCUA(t)
+	g := newOPCUAGateway(t, upstream)
+	g.start(t)
+	endpoint := fmt.Sprintf("opc.tcp://127.0.0.1:%d", g.port)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := opcua.NewClient(endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		t.Fatalf("gopcua client through the gateway: %v", err)
+	}
+	defer c.Close(context.Background())
+	stop := make(chan struct{})
+	readErrs := make(chan error, 1)
+	var reads atomic.Int64
+	go func() {
+		defer close(readErrs)
+		id := ua.MustParseNodeID(opcuasim.NodeSetpoint)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
+			if err == nil && resp.Results[0].Status != ua.StatusOK {
+				err = resp.Results[0].Status
+			}
+			if err != nil {
+				readErrs <- err
+				return
+			}
+			reads.Add(1)
+		}
+	}()
+	waitReads := func(n int64, what string) {
+		t.Helper()
+		eventually(t, 30*time.Second, 10*time.Millisecond, what, func() (bool, string) {
+			return reads.Load() >= n, fmt.Sprintf("%d reads", reads.Load())
+		})
+	}
+	waitReads(20, "20 reads before the bad input")
+
+	hello := func(size uint32) []byte {
+		return []byte{'H', 'E', 'L', 'F', byte(size), byte(size >> 8), byte(size >> 16), byte(size >> 24)}
+	}
+	cases := []struct {
+		name string
+		send []byte
+	}{
+		{"an HTTP request", []byte("GET / HTTP/1.1\r\nHost: gw\r\n\r\n")},
+		{"a Hello of 4 bytes", hello(4)},
+		{"a Hello of 2 GiB", hello(1 << 31)},
+		{"a message before the Hello", append([]byte("MSGF\x18\x00\x00\x00"), make([]byte, 16)...)},
+	}
+	for _, tc := range cases {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", g.port), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(tc.send); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		reply, _ := io.ReadAll(conn) // until the gateway closes
+		conn.Close()
+		if len(reply) < 12 || string(reply[:4]) != "ERRF" {
+			t.Errorf("%s: the gateway answered %q, want an ERR message before closing", tc.name, reply)
+			continue
+		}
+		code := ua.StatusCode(binary.LittleEndian.Uint32(reply[8:12]))
+		if code == ua.StatusOK {
+			t.Errorf("%s: ERR with status Good", tc.name)
+		}
+	}
+	waitReads(reads.Load()+20, "20 more reads after the bad input")
+	close(stop)
+	if err := <-readErrs; err != nil {
+		t.Errorf("a client reading during the bad input failed: %v", err)
+	}
+	t.Logf("%d reads served around %d bad connections", reads.Load(), len(cases))
+
+	recs := waitAudit(t, g.auditPath, 10*time.Second, "a record of each bad connection", func(recs []record) bool {
+		return len(eventsOf(recs, "request.rejected")) >= len(cases)
+	})
+	for _, r := range eventsOf(recs, "request.rejected") {
+		if r.str("reason") == "" || r.str("protocol") != "opcua" {
+			t.Errorf("request.rejected record without a reason or protocol: %s", r)
 		}
 	}
 }
