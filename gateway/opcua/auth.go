@@ -86,6 +86,7 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 	timeout := time.Duration(req.RequestedSessionTimeout * float64(time.Millisecond))
 	timeout = min(max(timeout, MinSessionTimeout), c.e.opts.Limits.SessionTimeout)
 	s.timeout = timeout
+	s.created = time.Now()
 	s.id, s.token = newToken(), newToken()
 	s.key = s.token.String()
 	s.nonce = newNonce()
@@ -202,6 +203,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 		return fault(h, ua.StatusBadSessionClosed)
 	}
 	s.gs, s.up, s.activated, s.nonce = gs, up, true, newNonce
+	s.live.Store(true)
 	s.mu.Unlock()
 	c.e.logins.succeeded(gs.Source.IP)
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}

@@ -27,6 +27,10 @@ type uaSession struct {
 	clientDesc *ua.ApplicationDescription
 	timeout    time.Duration
 	lastUsed   atomic.Int64 // unix nanoseconds of the last request
+	created    time.Time
+	// live is set at the first activation; until then the session holds a
+	// slot of the table only for ActivationTimeout.
+	live atomic.Bool
 
 	// decide serializes the session's policy decisions: the policy engine
 	// keeps per-session state in gateway.Session.Cache.
@@ -104,11 +108,31 @@ func newSessionTable(max int) *sessionTable {
 	return &sessionTable{max: max, byToken: map[string]*uaSession{}}
 }
 
-// add reports false when the table is full.
+// MaxPendingPerChannel is how many sessions one secure channel may have
+// created and not yet activated; ActivationTimeout is how long such a
+// session holds its slot. Clients create a session and activate it at once,
+// so neither bounds them, while a client that only creates sessions cannot
+// fill max_sessions for the others.
+const (
+	MaxPendingPerChannel = 2
+	ActivationTimeout    = 10 * time.Second
+)
+
+// add reports false when the table is full, or when s's channel already has
+// MaxPendingPerChannel sessions waiting for their activation.
 func (t *sessionTable) add(s *uaSession) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.byToken) >= t.max {
+		return false
+	}
+	pending := 0
+	for _, o := range t.byToken {
+		if o.conn == s.conn && !o.live.Load() {
+			pending++
+		}
+	}
+	if pending >= MaxPendingPerChannel {
 		return false
 	}
 	t.byToken[s.key] = s
@@ -162,7 +186,9 @@ func (t *sessionTable) expired(now time.Time) []*uaSession {
 	defer t.mu.Unlock()
 	var out []*uaSession
 	for _, s := range t.byToken {
-		if now.Sub(time.Unix(0, s.lastUsed.Load())) > s.timeout {
+		idle := now.Sub(time.Unix(0, s.lastUsed.Load())) > s.timeout
+		unactivated := !s.live.Load() && now.Sub(s.created) > min(s.timeout, ActivationTimeout)
+		if idle || unactivated {
 			out = append(out, s)
 		}
 	}

@@ -482,3 +482,46 @@ func TestActivateVerifiesClientSignature(t *testing.T) {
 		t.Errorf("session.open %+v", open)
 	}
 }
+
+// A channel that only creates sessions holds at most MaxPendingPerChannel
+// slots, each for ActivationTimeout: it cannot fill max_sessions for the
+// other clients.
+func TestPendingSessionsBounded(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	var first *ua.CreateSessionResponse
+	for i := range MaxPendingPerChannel {
+		cs := create(t, c)
+		if i == 0 {
+			first = cs
+		}
+	}
+	r := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusBadTooManySessions {
+		t.Fatalf("a third session not activated on one channel: %v, want Bad_TooManySessions", r.Header().ServiceResult)
+	}
+	if other := create(t, h.conn(2)); other == nil {
+		t.Fatal("another channel cannot create a session")
+	}
+	// Activating one frees its pending slot.
+	if r := activate(c, first.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	create(t, c)
+
+	// Sessions never activated expire after ActivationTimeout even when the
+	// client asked for a long session timeout; the activated one stays.
+	later := time.Now().Add(ActivationTimeout + time.Second)
+	for _, s := range h.e.sessions.all() {
+		s.lastUsed.Store(later.UnixNano()) // not idle
+	}
+	expired := h.e.sessions.expired(later)
+	if want := h.e.sessions.count() - 1; len(expired) != want {
+		t.Errorf("%d sessions expire at the activation timeout, want the %d never activated", len(expired), want)
+	}
+	for _, s := range expired {
+		if s.live.Load() {
+			t.Error("an activated session expired at the activation timeout")
+		}
+	}
+}
