@@ -109,12 +109,13 @@ func newSessionTable(max int) *sessionTable {
 }
 
 // MaxPendingPerChannel is how many sessions one secure channel may have
-// created and not yet activated; ActivationTimeout is how long such a
+// created and not yet activated (a failed activation leaves the session for
+// the client to try again, so a few wrong passwords count here too); ActivationTimeout is how long such a
 // session holds its slot. Clients create a session and activate it at once,
 // so neither bounds them, while a client that only creates sessions cannot
 // fill max_sessions for the others.
 const (
-	MaxPendingPerChannel = 2
+	MaxPendingPerChannel = 8
 	ActivationTimeout    = 10 * time.Second
 )
 

@@ -218,6 +218,9 @@ async function subscribe(session, s) {
             item = ClientMonitoredItem.create(sub, { nodeId: s.node, attributeId: AttributeIds.Value },
                 { samplingInterval: interval, discardOldest: true, queueSize: 10 }, TimestampsToReturn.Both);
             item.on("changed", (dv) => {
+                // One Publish response may carry several notifications:
+                // keep exactly the samples asked for.
+                if (got.length >= samples) return;
                 got.push(dataValue(s.node, dv));
                 if (got.length >= samples) {
                     clearTimeout(timer);
