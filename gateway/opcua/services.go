@@ -108,11 +108,7 @@ func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.R
 		},
 		deny: func(i int) { out[i] = deniedDataValue() },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.ReadRequest{MaxAge: req.MaxAge, TimestampsToReturn: req.TimestampsToReturn}
-			for _, i := range allowed {
-				f.NodesToRead = append(f.NodesToRead, in[i])
-			}
-			return f
+			return &ua.ReadRequest{MaxAge: req.MaxAge, TimestampsToReturn: req.TimestampsToReturn, NodesToRead: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.ReadResponse)
@@ -201,11 +197,7 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 			return []gateway.Field{{Key: fieldOldValue, Kind: gateway.KindAny, Any: v}}
 		},
 		forward: func(allowed []int) ua.Request {
-			f := &ua.WriteRequest{}
-			for _, i := range allowed {
-				f.NodesToWrite = append(f.NodesToWrite, in[i])
-			}
-			return f
+			return &ua.WriteRequest{NodesToWrite: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.WriteResponse)
@@ -240,12 +232,8 @@ func (c *conn) historyRead(ctx context.Context, s *uaSession, req *ua.HistoryRea
 			out[i] = &ua.HistoryReadResult{StatusCode: ua.StatusBadUserAccessDenied, HistoryData: ua.NewExtensionObject(nil)}
 		},
 		forward: func(allowed []int) ua.Request {
-			f := &ua.HistoryReadRequest{HistoryReadDetails: req.HistoryReadDetails, TimestampsToReturn: req.TimestampsToReturn,
-				ReleaseContinuationPoints: req.ReleaseContinuationPoints}
-			for _, i := range allowed {
-				f.NodesToRead = append(f.NodesToRead, in[i])
-			}
-			return f
+			return &ua.HistoryReadRequest{HistoryReadDetails: req.HistoryReadDetails, TimestampsToReturn: req.TimestampsToReturn,
+				ReleaseContinuationPoints: req.ReleaseContinuationPoints, NodesToRead: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.HistoryReadResponse)
@@ -306,11 +294,7 @@ func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryU
 		},
 		deny: func(i int) { out[i] = &ua.HistoryUpdateResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.HistoryUpdateRequest{}
-			for _, i := range allowed {
-				f.HistoryUpdateDetails = append(f.HistoryUpdateDetails, in[i])
-			}
-			return f
+			return &ua.HistoryUpdateRequest{HistoryUpdateDetails: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.HistoryUpdateResponse)
@@ -358,11 +342,7 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 		},
 		deny: func(i int) { out[i] = &ua.CallMethodResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.CallRequest{}
-			for _, i := range allowed {
-				f.MethodsToCall = append(f.MethodsToCall, in[i])
-			}
-			return f
+			return &ua.CallRequest{MethodsToCall: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.CallResponse)
@@ -401,11 +381,7 @@ func (c *conn) browse(ctx context.Context, s *uaSession, req *ua.BrowseRequest) 
 		},
 		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode}
-			for _, i := range allowed {
-				f.NodesToBrowse = append(f.NodesToBrowse, in[i])
-			}
-			return f
+			return &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode, NodesToBrowse: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.BrowseResponse)
@@ -456,11 +432,7 @@ func (c *conn) browseNext(ctx context.Context, s *uaSession, req *ua.BrowseNextR
 		call: func(i int) *gateway.Call { return nodeCall("browse_next", gateway.AccessBrowse, nodes[i]) },
 		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints}
-			for _, i := range allowed {
-				f.ContinuationPoints = append(f.ContinuationPoints, in[i])
-			}
-			return f
+			return &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints, ContinuationPoints: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.BrowseNextResponse)
@@ -493,11 +465,7 @@ func (c *conn) translate(ctx context.Context, s *uaSession, req *ua.TranslateBro
 		},
 		deny: func(i int) { out[i] = &ua.BrowsePathResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.TranslateBrowsePathsToNodeIDsRequest{}
-			for _, i := range allowed {
-				f.BrowsePaths = append(f.BrowsePaths, in[i])
-			}
-			return f
+			return &ua.TranslateBrowsePathsToNodeIDsRequest{BrowsePaths: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.TranslateBrowsePathsToNodeIDsResponse)
@@ -533,11 +501,7 @@ func (c *conn) registerNodes(ctx context.Context, s *uaSession, req *ua.Register
 		},
 		deny: func(i int) { out[i] = in[i] },
 		forward: func(allowed []int) ua.Request {
-			f := &ua.RegisterNodesRequest{}
-			for _, i := range allowed {
-				f.NodesToRegister = append(f.NodesToRegister, in[i])
-			}
-			return f
+			return &ua.RegisterNodesRequest{NodesToRegister: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.RegisterNodesResponse)
@@ -581,11 +545,7 @@ func (c *conn) unregisterNodes(ctx context.Context, s *uaSession, req *ua.Unregi
 		},
 		deny: func(int) {},
 		forward: func(allowed []int) ua.Request {
-			f := &ua.UnregisterNodesRequest{}
-			for _, i := range allowed {
-				f.NodesToUnregister = append(f.NodesToUnregister, in[i])
-			}
-			return f
+			return &ua.UnregisterNodesRequest{NodesToUnregister: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			if _, ok := resp.(*ua.UnregisterNodesResponse); !ok {
@@ -620,11 +580,7 @@ func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesReque
 			out[i] = &ua.AddNodesResult{StatusCode: ua.StatusBadUserAccessDenied, AddedNodeID: ua.NewTwoByteNodeID(0)}
 		},
 		forward: func(allowed []int) ua.Request {
-			f := &ua.AddNodesRequest{}
-			for _, i := range allowed {
-				f.NodesToAdd = append(f.NodesToAdd, in[i])
-			}
-			return f
+			return &ua.AddNodesRequest{NodesToAdd: pick(in, allowed)}
 		},
 		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 			r, ok := resp.(*ua.AddNodesResponse)
@@ -651,6 +607,28 @@ func programCall(function, id, path string) *gateway.Call {
 	k.Operation.String(fieldNodeID, id)
 	k.Operation.String(fieldBrowsePath, path)
 	return k
+}
+
+// pick returns the items of in at the allowed indexes, in order: the part
+// of a batched request that is forwarded.
+func pick[T any](in []T, allowed []int) []T {
+	out := make([]T, 0, len(allowed))
+	for _, i := range allowed {
+		out = append(out, in[i])
+	}
+	return out
+}
+
+// statusResults reads the per-item status codes of a response of type R;
+// false when the server answered something else.
+func statusResults[R ua.Response](results func(R) []ua.StatusCode) func(ua.Response) ([]ua.StatusCode, bool) {
+	return func(resp ua.Response) ([]ua.StatusCode, bool) {
+		r, ok := resp.(R)
+		if !ok {
+			return nil, false
+		}
+		return results(r), true
+	}
 }
 
 // statusBatch is a batch of items whose results are plain status codes.
@@ -687,19 +665,9 @@ func (c *conn) addReferences(ctx context.Context, s *uaSession, req *ua.AddRefer
 	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
 		func(i int) *gateway.Call { return programCall("add_references", ids[i], paths[ids[i]]) },
 		func(allowed []int) ua.Request {
-			f := &ua.AddReferencesRequest{}
-			for _, i := range allowed {
-				f.ReferencesToAdd = append(f.ReferencesToAdd, in[i])
-			}
-			return f
+			return &ua.AddReferencesRequest{ReferencesToAdd: pick(in, allowed)}
 		},
-		func(resp ua.Response) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.AddReferencesResponse)
-			if !ok {
-				return nil, false
-			}
-			return r.Results, true
-		},
+		statusResults(func(r *ua.AddReferencesResponse) []ua.StatusCode { return r.Results }),
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.AddReferencesResponse{ResponseHeader: h, Results: out}
 		}, nil))
@@ -715,19 +683,9 @@ func (c *conn) deleteNodes(ctx context.Context, s *uaSession, req *ua.DeleteNode
 	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
 		func(i int) *gateway.Call { return programCall("delete_nodes", ids[i], paths[ids[i]]) },
 		func(allowed []int) ua.Request {
-			f := &ua.DeleteNodesRequest{}
-			for _, i := range allowed {
-				f.NodesToDelete = append(f.NodesToDelete, in[i])
-			}
-			return f
+			return &ua.DeleteNodesRequest{NodesToDelete: pick(in, allowed)}
 		},
-		func(resp ua.Response) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.DeleteNodesResponse)
-			if !ok {
-				return nil, false
-			}
-			return r.Results, true
-		},
+		statusResults(func(r *ua.DeleteNodesResponse) []ua.StatusCode { return r.Results }),
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.DeleteNodesResponse{ResponseHeader: h, Results: out}
 		}, nil))
@@ -743,19 +701,9 @@ func (c *conn) deleteReferences(ctx context.Context, s *uaSession, req *ua.Delet
 	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
 		func(i int) *gateway.Call { return programCall("delete_references", ids[i], paths[ids[i]]) },
 		func(allowed []int) ua.Request {
-			f := &ua.DeleteReferencesRequest{}
-			for _, i := range allowed {
-				f.ReferencesToDelete = append(f.ReferencesToDelete, in[i])
-			}
-			return f
+			return &ua.DeleteReferencesRequest{ReferencesToDelete: pick(in, allowed)}
 		},
-		func(resp ua.Response) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.DeleteReferencesResponse)
-			if !ok {
-				return nil, false
-			}
-			return r.Results, true
-		},
+		statusResults(func(r *ua.DeleteReferencesResponse) []ua.StatusCode { return r.Results }),
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.DeleteReferencesResponse{ResponseHeader: h, Results: out}
 		}, nil))

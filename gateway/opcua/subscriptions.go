@@ -54,19 +54,9 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 		return c.statusBatch(ctx, s, h, len(in),
 			func(i int) *gateway.Call { return subCall("set_publishing_mode", in[i]) },
 			func(allowed []int) ua.Request {
-				f := &ua.SetPublishingModeRequest{PublishingEnabled: req.PublishingEnabled}
-				for _, i := range allowed {
-					f.SubscriptionIDs = append(f.SubscriptionIDs, in[i])
-				}
-				return f
+				return &ua.SetPublishingModeRequest{PublishingEnabled: req.PublishingEnabled, SubscriptionIDs: pick(in, allowed)}
 			},
-			func(resp ua.Response) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.SetPublishingModeResponse)
-				if !ok {
-					return nil, false
-				}
-				return r.Results, true
-			},
+			statusResults(func(r *ua.SetPublishingModeResponse) []ua.StatusCode { return r.Results }),
 			func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 				return &ua.SetPublishingModeResponse{ResponseHeader: h, Results: out}
 			}, nil)
@@ -75,19 +65,9 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 		return c.statusBatch(ctx, s, h, len(in),
 			func(i int) *gateway.Call { return subCall("delete_subscriptions", in[i]) },
 			func(allowed []int) ua.Request {
-				f := &ua.DeleteSubscriptionsRequest{}
-				for _, i := range allowed {
-					f.SubscriptionIDs = append(f.SubscriptionIDs, in[i])
-				}
-				return f
+				return &ua.DeleteSubscriptionsRequest{SubscriptionIDs: pick(in, allowed)}
 			},
-			func(resp ua.Response) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.DeleteSubscriptionsResponse)
-				if !ok {
-					return nil, false
-				}
-				return r.Results, true
-			},
+			statusResults(func(r *ua.DeleteSubscriptionsResponse) []ua.StatusCode { return r.Results }),
 			func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 				return &ua.DeleteSubscriptionsResponse{ResponseHeader: h, Results: out}
 			},
@@ -108,11 +88,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 			call: func(i int) *gateway.Call { return subCall("transfer_subscriptions", in[i]) },
 			deny: func(i int) { out[i] = &ua.TransferResult{StatusCode: ua.StatusBadUserAccessDenied} },
 			forward: func(allowed []int) ua.Request {
-				f := &ua.TransferSubscriptionsRequest{SendInitialValues: req.SendInitialValues}
-				for _, i := range allowed {
-					f.SubscriptionIDs = append(f.SubscriptionIDs, in[i])
-				}
-				return f
+				return &ua.TransferSubscriptionsRequest{SendInitialValues: req.SendInitialValues, SubscriptionIDs: pick(in, allowed)}
 			},
 			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 				r, ok := resp.(*ua.TransferSubscriptionsResponse)
@@ -183,11 +159,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				out[i] = &ua.MonitoredItemCreateResult{StatusCode: ua.StatusBadUserAccessDenied, FilterResult: ua.NewExtensionObject(nil)}
 			},
 			forward: func(allowed []int) ua.Request {
-				f := &ua.CreateMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn}
-				for _, i := range allowed {
-					f.ItemsToCreate = append(f.ItemsToCreate, in[i])
-				}
-				return f
+				return &ua.CreateMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToCreate: pick(in, allowed)}
 			},
 			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 				r, ok := resp.(*ua.CreateMonitoredItemsResponse)
@@ -224,11 +196,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				out[i] = &ua.MonitoredItemModifyResult{StatusCode: ua.StatusBadUserAccessDenied, FilterResult: ua.NewExtensionObject(nil)}
 			},
 			forward: func(allowed []int) ua.Request {
-				f := &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn}
-				for _, i := range allowed {
-					f.ItemsToModify = append(f.ItemsToModify, in[i])
-				}
-				return f
+				return &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToModify: pick(in, allowed)}
 			},
 			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
 				r, ok := resp.(*ua.ModifyMonitoredItemsResponse)
@@ -253,19 +221,9 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 		return c.statusBatch(ctx, s, h, len(in),
 			func(i int) *gateway.Call { return itemCall("set_monitoring_mode", req.SubscriptionID, in[i]) },
 			func(allowed []int) ua.Request {
-				f := &ua.SetMonitoringModeRequest{SubscriptionID: req.SubscriptionID, MonitoringMode: req.MonitoringMode}
-				for _, i := range allowed {
-					f.MonitoredItemIDs = append(f.MonitoredItemIDs, in[i])
-				}
-				return f
+				return &ua.SetMonitoringModeRequest{SubscriptionID: req.SubscriptionID, MonitoringMode: req.MonitoringMode, MonitoredItemIDs: pick(in, allowed)}
 			},
-			func(resp ua.Response) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.SetMonitoringModeResponse)
-				if !ok {
-					return nil, false
-				}
-				return r.Results, true
-			},
+			statusResults(func(r *ua.SetMonitoringModeResponse) []ua.StatusCode { return r.Results }),
 			func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 				return &ua.SetMonitoringModeResponse{ResponseHeader: h, Results: out}
 			}, nil)
@@ -274,19 +232,9 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 		return c.statusBatch(ctx, s, h, len(in),
 			func(i int) *gateway.Call { return itemCall("delete_monitored_items", req.SubscriptionID, in[i]) },
 			func(allowed []int) ua.Request {
-				f := &ua.DeleteMonitoredItemsRequest{SubscriptionID: req.SubscriptionID}
-				for _, i := range allowed {
-					f.MonitoredItemIDs = append(f.MonitoredItemIDs, in[i])
-				}
-				return f
+				return &ua.DeleteMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, MonitoredItemIDs: pick(in, allowed)}
 			},
-			func(resp ua.Response) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.DeleteMonitoredItemsResponse)
-				if !ok {
-					return nil, false
-				}
-				return r.Results, true
-			},
+			statusResults(func(r *ua.DeleteMonitoredItemsResponse) []ua.StatusCode { return r.Results }),
 			func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 				return &ua.DeleteMonitoredItemsResponse{ResponseHeader: h, Results: out}
 			},
