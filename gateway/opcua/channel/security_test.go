@@ -178,7 +178,7 @@ func TestRefusesNonRSACertificate(t *testing.T) {
 func openFDs(t *testing.T) int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		t.Skip("no /proc/self/fd")
+		t.Fatalf("counting open files needs /proc/self/fd: %v", err)
 	}
 	return len(ents)
 }
