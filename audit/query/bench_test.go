@@ -5,13 +5,10 @@ package query
 import (
 	"flag"
 	"io"
-	"os"
-	"runtime/debug"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/audit/query/querytest"
 )
 
@@ -23,31 +20,7 @@ import (
 //	go test ./audit/query -run '^$' -bench Query -benchtime 3x
 var benchRecords = flag.Int("bench-records", 1_000_000, "records in the generated log of the benchmarks")
 
-func benchLog(b *testing.B) []string {
-	b.Helper()
-	dir := os.Getenv("INTERLOCK_BENCH_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			dir = "/dev/shm"
-		}
-	}
-	path, n, err := querytest.Cached(dir, *benchRecords)
-	if err != nil {
-		b.Fatal(err)
-	}
-	files, err := audit.LogFiles(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("%d records in %d files under %s", n, len(files), path)
-	// As the commands set it (cmd/interlock scanGC), unless GOGC says.
-	if os.Getenv("GOGC") == "" {
-		old := debug.SetGCPercent(400)
-		b.Cleanup(func() { debug.SetGCPercent(old) })
-	}
-	return files
-}
+func benchLog(b *testing.B) []string { return querytest.BenchFiles(b, *benchRecords) }
 
 func BenchmarkQuery(b *testing.B) {
 	files := benchLog(b)

@@ -125,10 +125,7 @@ func runAudit(e *env) error {
 
 	logDir := *auLogDir
 	if logDir == "" {
-		logDir = os.TempDir()
-		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-			logDir = "/dev/shm"
-		}
+		logDir = querytest.CacheDir()
 	}
 	began := time.Now()
 	logPath, records, err := querytest.Cached(logDir, *auRecords)
