@@ -191,3 +191,16 @@ func TestGopcuaClient(t *testing.T) {
 		})
 	}
 }
+
+// sender returns a function that sends one request through c and fails the
+// test when no response comes (a ServiceFault included).
+func sender(ctx context.Context, t *testing.T, c *gopcua.Client) func(ua.Request) ua.Response {
+	return func(req ua.Request) ua.Response {
+		t.Helper()
+		var resp ua.Response
+		if err := c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil }); err != nil {
+			t.Fatalf("%T: %v", req, err)
+		}
+		return resp
+	}
+}

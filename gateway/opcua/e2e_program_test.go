@@ -49,14 +49,7 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(req ua.Request) ua.Response {
-		t.Helper()
-		var resp ua.Response
-		if err := c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil }); err != nil {
-			t.Fatalf("%T: %v", req, err)
-		}
-		return resp
-	}
+	send := sender(ctx, t, c)
 	// items sends a batched request and returns the per-item status codes,
 	// or the fault's code for every item when the whole request failed.
 	items := func(req ua.Request, n int) []ua.StatusCode {

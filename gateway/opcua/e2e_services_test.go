@@ -51,14 +51,7 @@ func TestBatchedServicesPerItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(req ua.Request) ua.Response {
-		t.Helper()
-		var resp ua.Response
-		if err := c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil }); err != nil {
-			t.Fatalf("%T: %v", req, err)
-		}
-		return resp
-	}
+	send := sender(ctx, t, c)
 
 	br := send(&ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, NodesToBrowse: []*ua.BrowseDescription{
 		{NodeID: ua.MustParseNodeID(opcuatest.NodePLC), BrowseDirection: ua.BrowseDirectionForward, ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)},
