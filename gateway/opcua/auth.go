@@ -88,7 +88,7 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 	s.timeout = timeout
 	s.created = time.Now()
 	s.id, s.token = newToken(), newToken()
-	s.key = s.token.String()
+	s.key = tokenKey(s.token)
 	s.nonce = newNonce()
 	s.touch()
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
 
@@ -29,7 +30,31 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
+// The same against `interlock sim opcua` in this process: the gateway's own
+// cost shows fully here, and allocs/op (gateway minus direct) is its
+// machine-independent part. Run:
+//
+//	go test -run '^$' -bench ReadSim -benchmem ./gateway/opcua/
+func BenchmarkReadSim(b *testing.B) {
+	sim, err := opcuasim.Start(opcuasim.Options{Endpoint: "opc.tcp://127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sim.Close() })
+	g := startGateway(b, gwOpts{upstream: sim.Endpoint(), opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	for _, target := range []struct{ name, endpoint string }{{"direct", sim.Endpoint()}, {"gateway", g.endpoint}} {
+		b.Run(target.name, func(b *testing.B) {
+			b.ReportAllocs()
+			benchReadNode(b, target.endpoint, 1, opcuasim.NodePressure)
+		})
+	}
+}
+
 func benchRead(b *testing.B, endpoint string, sessions int) {
+	benchReadNode(b, endpoint, sessions, opcuatest.NodePressure)
+}
+
+func benchReadNode(b *testing.B, endpoint string, sessions int, node string) {
 	ctx := context.Background()
 	clients := make([]*gopcua.Client, sessions)
 	for i := range clients {
@@ -43,7 +68,7 @@ func benchRead(b *testing.B, endpoint string, sessions int) {
 		defer c.Close(ctx)
 		clients[i] = c
 	}
-	req := &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure),
+	req := &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(node),
 		AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}}
 	lat := make([][]time.Duration, sessions)
 	var wg sync.WaitGroup

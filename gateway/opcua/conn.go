@@ -54,7 +54,8 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 	return c
 }
 
-// serve reads requests and answers each from its own goroutine, so that a
+// serve reads requests and answers each from a goroutine of its own while
+// it runs (a worker that finished an earlier one, or a new one), so that a
 // Publish waiting upstream never holds up a Read. At most
 // max_requests_per_session are in flight; one more is answered
 // Bad_TooManyOperations at once.
@@ -69,6 +70,7 @@ func (c *conn) serve(ctx context.Context) error {
 		}
 	}()
 	slots := make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession)
+	work := make(chan *request) // to a worker waiting for its next request
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	go c.closeWhenIdle(ctx, &last)
@@ -90,12 +92,38 @@ func (c *conn) serve(ctx context.Context) error {
 			c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			c.reply(req.ID, c.handleSafe(ctx, req.Body))
-		}()
+		select {
+		case work <- req: // an idle worker takes it
+		default:
+			wg.Add(1)
+			go c.worker(ctx, &wg, req, work, slots)
+		}
+	}
+}
+
+// workerIdle is how long a request goroutine waits for the next request of
+// its channel before it ends.
+const workerIdle = 2 * time.Second
+
+// worker answers req, then each request handed to it on work while it
+// waits, until it has waited workerIdle or the channel ends. A polling
+// client's requests so reuse one goroutine, whose stack has already grown,
+// instead of starting one per request.
+func (c *conn) worker(ctx context.Context, wg *sync.WaitGroup, req *request, work <-chan *request, slots <-chan struct{}) {
+	defer wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		c.reply(req.ID, c.handleSafe(ctx, req.Body))
+		<-slots
+		idle.Reset(workerIdle)
+		select {
+		case req = <-work:
+		case <-idle.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -29,6 +30,7 @@ type Request struct {
 // may be called from any number of goroutines.
 type Channel struct {
 	conn net.Conn
+	r    *bufio.Reader // conn's reads: a request's header and body in one syscall
 	cfg  Config
 	id   uint32
 
@@ -49,11 +51,12 @@ type Channel struct {
 	maxBody       int // largest body per sent chunk
 
 	// reader goroutine only
-	seqStarted bool
-	lastSeq    uint32
-	partial    map[uint32]*partialMessage
-	partChunks uint32
-	partBytes  uint32
+	readDeadline time.Time // last set on conn
+	seqStarted   bool
+	lastSeq      uint32
+	partial      map[uint32]*partialMessage
+	partChunks   uint32
+	partBytes    uint32
 
 	mu          sync.Mutex // guards the tokens
 	current     *token     // newest token issued
@@ -61,8 +64,9 @@ type Channel struct {
 	sendTok     *token     // token responses are secured with
 	nextTokenID uint32
 
-	wmu     sync.Mutex // one writer: sequence numbers and socket writes
-	sendSeq uint32
+	wmu           sync.Mutex // one writer: sequence numbers and socket writes
+	sendSeq       uint32
+	writeDeadline time.Time // last set on conn
 
 	reqs      chan *Request
 	closing   chan struct{}
@@ -87,6 +91,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 	}
 	c := &Channel{
 		conn:        conn,
+		r:           bufio.NewReaderSize(conn, readBufferSize),
 		cfg:         *cfg,
 		nextTokenID: 1,
 		partial:     make(map[uint32]*partialMessage),
@@ -122,7 +127,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 // with the first OpenSecureChannel request.
 func (c *Channel) handshake() error {
 	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
-	f, err := readFrame(c.conn, min(c.cfg.ReceiveBufferSize, minBufferSize))
+	f, err := readFrame(c.r, min(c.cfg.ReceiveBufferSize, minBufferSize))
 	if err != nil {
 		if errors.Is(err, errPeerClosed) {
 			return errorf(ua.StatusBadTCPInternalError, "closed before Hello")
@@ -162,7 +167,7 @@ func (c *Channel) handshake() error {
 	}
 
 	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
-	f, err = readFrame(c.conn, c.recvChunk)
+	f, err = readFrame(c.r, c.recvChunk)
 	if err != nil {
 		if errors.Is(err, errPeerClosed) {
 			return io.EOF
@@ -221,8 +226,14 @@ func (c *Channel) write(b []byte) error {
 	return c.writeLocked(b)
 }
 
+// writeLocked writes b within the write timeout. The deadline is moved only
+// when less than half the timeout is left, not for every message: a write
+// gets between half and all of WriteTimeout.
 func (c *Channel) writeLocked(b []byte) error {
-	c.conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	if now := time.Now(); c.writeDeadline.Sub(now) < c.cfg.WriteTimeout/2 {
+		c.writeDeadline = now.Add(c.cfg.WriteTimeout)
+		c.conn.SetWriteDeadline(c.writeDeadline)
+	}
 	_, err := c.conn.Write(b)
 	return err
 }
@@ -237,7 +248,8 @@ func (c *Channel) abort(err error) {
 			reason = "" // Part 6 §6.7.3: tell nothing about which check failed
 		}
 		c.wmu.Lock()
-		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.writeDeadline = time.Now().Add(time.Second)
+		c.conn.SetWriteDeadline(c.writeDeadline)
 		_, werr := c.conn.Write(encodeERR(e.Code, reason))
 		c.wmu.Unlock()
 		if werr == nil {

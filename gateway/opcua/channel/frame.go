@@ -18,6 +18,10 @@ const (
 	seqHeaderLen    = 8  // SequenceNumber, RequestId
 	maxEndpointURL  = 4096
 	maxReasonLen    = 4096
+	// readBufferSize holds a typical request whole, so that its header
+	// and body come with one read; larger chunks are read straight into
+	// their own buffer.
+	readBufferSize = 4096
 )
 
 // frame is one raw message chunk as read from the socket.

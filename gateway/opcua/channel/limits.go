@@ -79,6 +79,14 @@ func extensionType(tid []byte) reflect.Type {
 	})
 }
 
+// typeKey names the NodeId of a type id in typeCache.
+type typeKey struct {
+	kind string
+	ns   uint16
+	id   uint32
+	s    string // text form of a non-numeric id
+}
+
 // lookupType runs probe for the type behind an encoded type id. Only
 // registered types are cached, keyed by the NodeId the registries use (not
 // the bytes, which a client can vary without end).
@@ -87,7 +95,10 @@ func lookupType(kind string, tid []byte, probe func() any) (t reflect.Type) {
 	if _, err := eid.Decode(tid); err != nil || eid.NodeID == nil {
 		return nil
 	}
-	key := kind + eid.NodeID.String()
+	key := typeKey{kind: kind, ns: eid.NodeID.Namespace(), id: eid.NodeID.IntID()}
+	if eid.NodeID.Type() > ua.NodeIDTypeNumeric { // registries hold numeric ids only
+		key.s = eid.NodeID.String()
+	}
 	if t, ok := typeCache.Load(key); ok {
 		return t.(reflect.Type)
 	}

@@ -19,7 +19,10 @@ func (c *Channel) readRequest() (*Request, error) {
 		c.mu.Lock()
 		deadline := c.current.expiresAt()
 		c.mu.Unlock()
-		c.conn.SetReadDeadline(deadline)
+		if !deadline.Equal(c.readDeadline) { // it changes with renewals only
+			c.readDeadline = deadline
+			c.conn.SetReadDeadline(deadline)
+		}
 		f, err := readFrame(c.conn, c.recvChunk)
 		if err != nil {
 			var e *Error
