@@ -414,3 +414,112 @@ well_formed_ranges(table, ranges) if {
 file_given("file_records", r) if is_number(r.file)
 
 file_given(table, _) if table != "file_records"
+
+# --- the fast path -----------------------------------------------------------------
+#
+# clean lets most calls skip the rules (modbus_ranges.rego, "fast path"). It
+# must hold only for calls the rules find nothing in, and every call must get
+# the decision the rules alone give, reasons included.
+
+# Calls clean decides: reads and writes inside one range, another protocol's
+# call, a session open.
+fast_calls := [
+	call("plc1", fc1(0, 16)),
+	call("plc1", fc2(0, 128)),
+	call("plc1", fc3(0, 100)),
+	call("plc1", fc3(100, 10)),
+	call("plc1", fc4(99, 1)),
+	call("plc1", fc5(3, 1)),
+	call("plc1", fc5(16, 0)),
+	call("plc1", fc6(105, 1200)),
+	call("plc1", fc6(100, 0)),
+	call("plc1", fc15(0, [1, 0, 1])),
+	call("plc1", fc16(100, [0, 1200, 650])),
+	call("plc1", fc16(110, [3000, 0])),
+	object.union(call("plc1", {"function": "read", "access": "read", "node_id": "ns=2;s=X"}), {"protocol": "opcua"}),
+	call("plc1", {"function": "session.open", "access": "session"}),
+	call("plc9", {"function": "session.open", "access": "session"}),
+]
+
+# Calls clean leaves to the rules: broken rules, and allowed calls it does
+# not cover (spans over two ranges, FC 22, FC 23, file records, a range with
+# functions, a signed range, a function allowed by its code).
+slow_calls := [
+	call("plc1", fc1(0, 20)),
+	call("plc1", fc3(0, 101)),
+	call("plc1", {"function": "read_fifo_queue", "code": 24, "access": "read", "address": 300}),
+	call("plc1", {"function": "read_fifo_queue", "code": 24, "access": "read", "address": 301}),
+	call("plc1", fc3(95, 10)),
+	call("plc1", fc3(150, 1)),
+	call("plc1", fc6(200, 1)),
+	call("plc1", fc6(105, 1201)),
+	call("plc1", fc6(105, -1)),
+	call("plc1", fc16(108, [1, 2, 3])),
+	call("plc1", fc16(108, [1, 2, 3000])),
+	call("plc1", fc15(14, [1, 1, 0, 1])),
+	call("plc1", fc5(17, 1)),
+	call("plc1", fc6(121, 65035)),
+	call("plc1", fc6(121, 5)),
+	call("plc1", fc6(130, 1)),
+	call("plc1", fc3(130, 1)),
+	call("plc1", fc22(105, 0, 500)),
+	call("plc1", fc22(105, 4095, 0)),
+	call("plc1", fc23(0, 10, 105, [700])),
+	call("plc1", fc23(0, 10, 105, [7000])),
+	call("plc1", {"function": "read_file_record", "code": 20, "access": "read", "records": [{"file": 4, "record": 1, "length": 2}]}),
+	call("plc1", {"function": "write_file_record", "code": 21, "access": "write", "records": [{"file": 4, "record": 1, "length": 1, "values": [20000]}]}),
+	call("plc1", {"function": "read_device_identification", "code": 43, "access": "read"}),
+	call("plc1", {"function": "write_single_register", "code": 6, "access": "write", "address": 105}),
+	call("plc1", {"function": "write_multiple_registers", "code": 16, "access": "write", "address": 105, "quantity": 2, "values": [1]}),
+	call("plc1", {"function": "read_holding_registers", "code": 3, "access": "read", "address": 0}),
+	call("plc1", {"function": "read_holding_registers", "code": 3, "access": "read", "address": "0", "quantity": 1}),
+	call("plc1", {"function": "unknown", "code": 90, "access": "program"}),
+	call("plc2", fc3(0, 10)),
+	call("plc2", fc6(1, 1)),
+	call("plc3", fc3(0, 1)),
+	object.union(call("plc1", fc6(105, 1)), {"protocol": "opcua"}),
+	object.union(call("plc1", fc16(100, [5000])), {"protocol": "opcua"}),
+]
+
+# Overlapping ranges: a write into one of them must meet both limits.
+overlapping := {"targets": {"plc1": {"functions": all_functions, "holding_registers": [
+	{"name": "setpoints", "start": 100, "end": 119, "access": ["read", "write"]},
+	{"name": "temperature", "start": 100, "end": 109, "min": 0, "max": 1200},
+]}}}
+
+test_fast_path_decides_the_common_calls if {
+	every c in fast_calls {
+		interlock.modbus_ranges.clean with input as c with data.modbus_ranges as cfg
+	}
+}
+
+test_fast_path_leaves_the_others_to_the_rules if {
+	every c in slow_calls {
+		not interlock.modbus_ranges.clean with input as c with data.modbus_ranges as cfg
+	}
+	not interlock.modbus_ranges.clean with input as call("plc1", fc6(101, 5)) with data.modbus_ranges as overlapping
+}
+
+test_fast_path_only_where_no_rule_is_broken if {
+	every c in array.concat(fast_calls, slow_calls) {
+		same_decision(c, cfg)
+	}
+	same_decision(call("plc1", fc6(101, 5)), overlapping)
+	same_decision(call("plc1", fc6(101, 5000)), overlapping)
+	same_decision(call("plc1", fc16(100, [650, 700])), data.modbus_ranges)
+	same_decision(call("plc1", fc3(0, 10)), data.modbus_ranges)
+}
+
+# The decision with the fast path is the one without it, and clean holds
+# only when the rules find nothing.
+same_decision(c, d) if {
+	fast := interlock.decision with input as c with data.modbus_ranges as d
+	slow := interlock.decision with input as c with data.modbus_ranges as d with interlock.modbus_ranges.clean as false
+	fast == slow
+	findings := interlock.modbus_ranges.findings with input as c with data.modbus_ranges as d
+	clean_only_if_nothing_found(c, d, findings)
+}
+
+clean_only_if_nothing_found(c, d, _) if not interlock.modbus_ranges.clean with input as c with data.modbus_ranges as d
+
+clean_only_if_nothing_found(_, _, findings) if count(findings) == 0
