@@ -256,6 +256,62 @@ func TestDecisionTemplate(t *testing.T) {
 	}
 }
 
+// generalWay is the decision as the template's last, general way makes it,
+// for every call: the short ways above it must give the same.
+const generalWay = `object.union(
+	{
+		"allow": count(data.interlock.enforced) == 0,
+		"alert": count(data.interlock.reasons) > count(data.interlock.pass_reasons),
+		"reasons": data.interlock.reasons,
+	},
+	data.interlock.ticket_field(count(data.interlock.enforced) == 0),
+)`
+
+// TestDecisionShortWays: for every sample call of every directory (clean
+// calls, calls a rule passed on with and without a ticket, enforced,
+// monitor-only and staged violations), the decision the template's short
+// ways give is the one its general way gives.
+func TestDecisionShortWays(t *testing.T) {
+	for _, dir := range policyDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			e := loadPolicy(t, dir)
+			general, err := policy.New(policy.Options{Path: dir, Gateway: "test-gw", Log: zerolog.Nop(), NoCache: true, Query: generalWay})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range append(samples[dir], shortWaySamples...) {
+				in, at := inputValue(t, s.input), sampleTime(t, s)
+				d, err := e.Eval(context.Background(), in, at)
+				if err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
+				g, err := general.Eval(context.Background(), in, at)
+				if err != nil {
+					t.Fatalf("%s, general way: %v", s.name, err)
+				}
+				if d.Allow != g.Allow || d.Alert != g.Alert || d.Ticket != g.Ticket || !slices.Equal(d.Reasons, g.Reasons) {
+					t.Errorf("%s: got allow=%v alert=%v ticket=%q reasons=%q; the general way gives allow=%v alert=%v ticket=%q reasons=%q",
+						s.name, d.Allow, d.Alert, d.Ticket, d.Reasons, g.Allow, g.Alert, g.Ticket, g.Reasons)
+				}
+			}
+		})
+	}
+}
+
+// shortWaySamples are decided by every directory in TestDecisionShortWays.
+var shortWaySamples = []sample{
+	{name: "operator reads", input: call(bobHMI, plc1, read0, noTickets)},
+	{name: "engineer writes", input: call(aliceEWS, plc1, write105, noTickets)},
+	{name: "engineer writes under a ticket", input: call(aliceEWS, plc1, write105, tickets(`["bob"]`))},
+	{name: "engineer writes over a limit", input: call(aliceEWS, plc1, strings.Replace(write105, "700", "7000", 1), tickets(`[]`))},
+	{name: "engineer writes in the weekly window", at: "2026-12-12T06:30:00+01:00", input: call(aliceEWS, plc1, write105, noTickets)},
+	{name: "unknown source reads", input: call(stranger, plc1, read0, noTickets)},
+	{name: "unknown source writes", input: call(stranger, plc1, write105, noTickets)},
+	{name: "vendor code", input: call(aliceEWS, plc1, umas, tickets(`["bob"]`))},
+	{name: "vendor code, self-approved", input: call(aliceEWS, plc1, umas, tickets(`["alice"]`))},
+	{name: "OPC UA read", input: call(bobHMI, line1, `"operation": {"function": "read", "access": "read", "node_id": "ns=2;s=Line1.Temperature"}`, noTickets)},
+}
+
 const templateMark = "# --- template"
 
 func templatePart(t testing.TB, src string) string {
