@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -14,13 +15,14 @@ import (
 )
 
 // The decoder reads the fields of the record contract (names from
-// audit/fields.go, as written) straight into a
-// Record, skipping everything else: encoding/json spends about 10 µs on a
-// call record, this about one, and a day of a busy site is millions of
-// records. It is lenient where the contract allows growth: an unknown key,
-// or a known key with a value of another type, is skipped, not an error.
+// audit/fields.go, as written) straight into a Record, skipping everything
+// else: encoding/json spends about 10 µs on a call record, this about one,
+// and a day of a busy site is millions of records. Strings read as
+// encoding/json reads them (escapes decoded, invalid UTF-8 as U+FFFD), and
+// a line that is not one JSON object fails, skipped values included.
 
-// Parse decodes one audit record (a line without its newline).
+// Parse decodes one audit record (a line without its newline) as a Reader
+// does: leniently, with every string a substring of the line.
 func Parse(line []byte) (*Record, error) {
 	r := new(Record)
 	if err := r.decode(string(line)); err != nil {
@@ -29,20 +31,72 @@ func Parse(line []byte) (*Record, error) {
 	return r, nil
 }
 
+// Decoder decodes audit records one line at a time. The zero Decoder is the
+// one Parse and Reader use: lenient where the contract allows growth (an
+// unknown key, or a known key with a value of another type, is skipped, not
+// an error), and every string a substring of the line unless it held an
+// escape or invalid UTF-8.
+type Decoder struct {
+	// Strict fails a record with a value encoding/json would not read into
+	// the field's type: a string for a number, a fraction or an overflow for
+	// an integer, a negative seq, an array element that is not a string.
+	// null reads as absent either way.
+	Strict bool
+	// Intern returns one shared copy of each short string whose values
+	// repeat across records (events, names, functions, reasons) instead of
+	// a substring of the line (a copy of its own once maxInterned values
+	// are kept, or past maxInternedLen bytes), so that a caller keeping them
+	// across millions of records neither pins every line nor copies every
+	// value. The other strings (times, ids, details) stay substrings of the
+	// line. A Decoder that interns is for one goroutine.
+	Intern bool
+
+	interned map[string]string
+}
+
+// Decode decodes line into r, which must be zero, and keeps line as
+// r.Line.
+func (dc *Decoder) Decode(line string, r *Record) error {
+	d := decoder{s: line, strict: dc.Strict}
+	if dc.Intern {
+		d.dc = dc
+	}
+	return d.record(r)
+}
+
+// decode is Parse's and Reader's: lenient, no interning.
+func (r *Record) decode(line string) error {
+	d := decoder{s: line}
+	return d.record(r)
+}
+
 // errSyntax is returned (wrapped with the offset) for a line that is not a
 // JSON object.
 var errSyntax = errors.New("not a JSON object")
 
+// errNesting bounds how deep a skipped value may nest.
+var errNesting = errors.New("nested too deep")
+
+// maxSkipDepth bounds the nesting of a skipped value, so that a hostile
+// line cannot make the decoder keep a stack as long as the line.
+const maxSkipDepth = 512
+
+// Bounds of the interner: values past them are copied each time.
+const (
+	maxInterned    = 1 << 14
+	maxInternedLen = 96
+)
+
 type decoder struct {
-	s   string
-	i   int
-	err error
+	s      string
+	i      int
+	err    error
+	strict bool
+	dc     *Decoder // interns strings; nil: substrings
 }
 
-// decode fills r from line, which it keeps as r.Line.
-func (r *Record) decode(line string) error {
-	d := decoder{s: line}
-	r.Line = line
+func (d *decoder) record(r *Record) error {
+	r.Line = d.s
 	d.ws()
 	if !d.consume('{') {
 		return d.fail()
@@ -50,29 +104,27 @@ func (r *Record) decode(line string) error {
 	d.object(func(key string) {
 		switch key {
 		case audit.FieldSeq:
-			if n, ok := d.int64(); ok && n >= 0 {
-				r.Seq = uint64(n)
-			}
+			r.Seq, _ = d.uint64()
 		case audit.FieldTime:
-			r.Time = d.str()
+			r.Time = d.str(false)
 		case audit.FieldEvent:
-			r.Event = d.str()
+			r.Event = d.str(true)
 		case audit.FieldGateway:
-			r.Gateway = d.str()
+			r.Gateway = d.str(true)
 		case audit.FieldPrev:
-			r.Prev = d.str()
+			r.Prev = d.str(false)
 		case audit.FieldHash:
-			r.Hash = d.str()
+			r.Hash = d.str(false)
 		case audit.FieldCallID:
-			r.CallID = d.str()
+			r.CallID = d.str(false)
 		case audit.FieldSessionID:
-			r.SessionID = d.str()
+			r.SessionID = d.str(false)
 		case audit.FieldListener:
-			r.Listener = d.str()
+			r.Listener = d.str(true)
 		case audit.FieldCallTime:
-			r.CallTime = d.str()
+			r.CallTime = d.str(false)
 		case audit.FieldProtocol:
-			r.Protocol = d.str()
+			r.Protocol = d.str(true)
 		case audit.FieldSource:
 			d.source(&r.Source)
 		case audit.FieldPrincipal:
@@ -86,15 +138,15 @@ func (r *Record) decode(line string) error {
 		case audit.FieldSuccess:
 			r.Success, r.HasSuccess = d.bool()
 		case audit.FieldReason:
-			r.Reason = d.str()
+			r.Reason = d.str(true)
 		case audit.FieldDetail:
-			r.Detail = d.str()
+			r.Detail = d.str(false)
 		case audit.FieldResponse:
-			r.Response = d.str()
+			r.Response = d.str(true)
 		case audit.FieldFunction:
-			r.Function = d.str()
+			r.Function = d.str(true)
 		case audit.FieldStatus:
-			r.Status = d.str()
+			r.Status = d.str(true)
 		case audit.FieldCode:
 			r.Code, r.HasCode = d.int()
 		case audit.FieldLatencyUS:
@@ -102,13 +154,41 @@ func (r *Record) decode(line string) error {
 		case audit.FieldDurationMS:
 			r.DurationMS, r.HasDurationMS = d.int64()
 		case audit.FieldError:
-			r.Error = d.str()
+			r.Error = d.str(false)
 		case "version": // gateway.start, written by cmd/interlock
-			r.Version = d.str()
+			r.Version = d.str(true)
+		case audit.FieldBootID:
+			r.BootID = d.str(true)
+		case audit.FieldPolicyRevision: // gateway.start, policy.load
+			r.PolicyRevision = d.str(true)
+		case "policy_mode": // gateway.start
+			r.PolicyMode = d.str(true)
+		case "files": // policy.load
+			r.Files = d.strs(r.Files)
+		case audit.FieldPath:
+			r.Path = d.str(false)
 		case "by": // ticket.*, written by policy/tickets.go
-			r.By = d.str()
+			r.By = d.str(true)
+		case "ticket_id": // ticket.*
+			r.TicketID = d.str(false)
+		case audit.FieldTicket: // ticket.open
+			if d.objectStart() {
+				r.Ticket = new(Ticket)
+				d.ticket(r.Ticket)
+			}
+		case audit.FieldCheckpoint:
+			if d.objectStart() {
+				r.Checkpoint = new(Checkpoint)
+				d.checkpoint(r.Checkpoint)
+			}
 		case audit.FieldState:
-			r.State = d.str()
+			r.State = d.str(true)
+		case audit.FieldFillPercent:
+			r.FillPercent, _ = d.float64()
+		case audit.FieldWarnFillPercent:
+			r.WarnFillPercent, _ = d.float64()
+		case audit.FieldTruncatedBytes:
+			r.TruncatedBytes, _ = d.int64()
 		default:
 			d.skip()
 		}
@@ -127,16 +207,17 @@ func (d *decoder) source(s *Source) {
 	if !d.objectStart() {
 		return
 	}
+	s.Present = true
 	d.object(func(key string) {
 		switch key {
 		case audit.FieldIP:
-			s.IP = d.str()
+			s.IP = d.str(true)
 		case audit.FieldPort:
 			s.Port, s.HasPort = d.int()
 		case audit.FieldName:
-			s.Name = d.str()
+			s.Name = d.str(true)
 		case audit.FieldOwner:
-			s.Owner = d.str()
+			s.Owner = d.str(true)
 		default:
 			d.skip()
 		}
@@ -147,18 +228,19 @@ func (d *decoder) principal(p *Principal) {
 	if !d.objectStart() {
 		return
 	}
+	p.Present = true
 	d.object(func(key string) {
 		switch key {
 		case audit.FieldUser:
-			p.User = d.str()
+			p.User = d.str(true)
 		case audit.FieldAuth:
-			p.Auth = d.str()
+			p.Auth = d.str(true)
 		case audit.FieldRoles:
-			p.Roles = d.strs(p.Roles[:0])
+			p.Roles = d.strs(p.Roles)
 		case audit.FieldCertThumbprint:
-			p.CertThumbprint = d.str()
+			p.CertThumbprint = d.str(false)
 		case audit.FieldApplicationURI:
-			p.ApplicationURI = d.str()
+			p.ApplicationURI = d.str(false)
 		default:
 			d.skip()
 		}
@@ -169,12 +251,13 @@ func (d *decoder) target(t *Target) {
 	if !d.objectStart() {
 		return
 	}
+	t.Present = true
 	d.object(func(key string) {
 		switch key {
 		case audit.FieldName:
-			t.Name = d.str()
+			t.Name = d.str(true)
 		case audit.FieldUpstream:
-			t.Upstream = d.str()
+			t.Upstream = d.str(true)
 		case audit.FieldUnitID:
 			t.UnitID, t.HasUnitID = d.int()
 		default:
@@ -191,9 +274,9 @@ func (d *decoder) operation(o *Operation) {
 	d.object(func(key string) {
 		switch key {
 		case audit.FieldFunction:
-			o.Function = d.str()
+			o.Function = d.str(true)
 		case audit.FieldAccess:
-			o.Access = d.str()
+			o.Access = d.str(true)
 		case audit.FieldCode:
 			o.Code, o.HasCode = d.int()
 		case gateway.KeyAddress:
@@ -205,11 +288,11 @@ func (d *decoder) operation(o *Operation) {
 		case "read_quantity":
 			o.ReadQuantity, _ = d.int()
 		case "node_id":
-			o.NodeID = d.str()
+			o.NodeID = d.str(false)
 		case "browse_path":
-			o.BrowsePath = d.str()
+			o.BrowsePath = d.str(false)
 		case "method_id":
-			o.MethodID = d.str()
+			o.MethodID = d.str(false)
 		default:
 			d.skip()
 		}
@@ -233,15 +316,62 @@ func (d *decoder) decision(x *Decision) {
 		case audit.FieldCached:
 			x.Cached, _ = d.bool()
 		case audit.FieldReasons:
-			x.Reasons = d.strs(x.Reasons[:0])
+			x.Reasons = d.strs(x.Reasons)
 		case audit.FieldPolicyRevision:
-			x.PolicyRevision = d.str()
+			x.PolicyRevision = d.str(true)
 		case audit.FieldDecisionID:
-			x.DecisionID = d.str()
+			x.DecisionID = d.str(false)
 		case audit.FieldMode:
-			x.Mode = d.str()
+			x.Mode = d.str(true)
 		case audit.FieldTicket:
-			x.Ticket = d.str()
+			x.Ticket = d.str(true)
+		default:
+			d.skip()
+		}
+	})
+}
+
+// ticket reads the members of a ticket object whose '{' is consumed.
+func (d *decoder) ticket(t *Ticket) {
+	d.object(func(key string) {
+		switch key {
+		case audit.FieldID:
+			t.ID = d.str(false)
+		case audit.FieldUser:
+			t.User = d.str(true)
+		case "targets":
+			t.Targets = d.strs(nil)
+		case audit.FieldAccess:
+			t.Access = d.strs(nil)
+		case audit.FieldReason:
+			t.Reason = d.str(false)
+		case "opened_by":
+			t.OpenedBy = d.str(true)
+		case "opened":
+			t.Opened = d.str(false)
+		case "expires":
+			t.Expires = d.str(false)
+		case "approvals":
+			t.Approvals = d.strs(nil)
+		default:
+			d.skip()
+		}
+	})
+}
+
+// checkpoint reads the members of a checkpoint object whose '{' is
+// consumed.
+func (d *decoder) checkpoint(c *Checkpoint) {
+	d.object(func(key string) {
+		switch key {
+		case audit.FieldSeq:
+			c.Seq, _ = d.uint64()
+		case audit.FieldBootID:
+			c.BootID = d.str(true)
+		case audit.FieldKeyID:
+			c.KeyID = d.str(true)
+		case audit.FieldReason:
+			c.Reason = d.str(true)
 		default:
 			d.skip()
 		}
@@ -259,6 +389,24 @@ func (d *decoder) fail() error {
 		}
 	}
 	return d.err
+}
+
+// failf fails the record for a value that is JSON but not of the field's
+// type (Strict), or for a limit of the decoder.
+func (d *decoder) failf(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("at byte %d: %s", d.i, fmt.Sprintf(format, args...))
+	}
+}
+
+// wrongType handles a value of another type than the field's: skipped, or
+// under Strict an error.
+func (d *decoder) wrongType(want string) {
+	if d.strict {
+		d.failf("want %s", want)
+		return
+	}
+	d.skip()
 }
 
 func (d *decoder) ws() {
@@ -287,14 +435,34 @@ func (d *decoder) peek() byte {
 	return 0
 }
 
-// objectStart consumes '{' of a nested object, or skips a value of another
-// type and reports false.
+// null consumes a null and reports whether there was one.
+func (d *decoder) null() bool {
+	if strings.HasPrefix(d.s[d.i:], "null") {
+		d.i += 4
+		return true
+	}
+	return false
+}
+
+// literal consumes word (true, false, null) or fails.
+func (d *decoder) literal(word string) {
+	if !strings.HasPrefix(d.s[d.i:], word) {
+		d.fail()
+		return
+	}
+	d.i += len(word)
+}
+
+// objectStart consumes '{' of a nested object and reports true; null, or a
+// value of another type, is passed over and reports false.
 func (d *decoder) objectStart() bool {
 	if d.peek() == '{' {
 		d.i++
 		return true
 	}
-	d.skip()
+	if !d.null() {
+		d.wrongType("an object")
+	}
 	return false
 }
 
@@ -333,37 +501,100 @@ func (d *decoder) object(member func(key string)) {
 	}
 }
 
-// str reads a string value; null and values of other types read as "".
-func (d *decoder) str() string {
+// str reads a string value; null reads as "". Under Intern, a string
+// whose values repeat (shared) is the interned copy.
+func (d *decoder) str(shared bool) string {
 	if d.peek() != '"' {
-		d.skip()
+		if !d.null() {
+			d.wrongType("a string")
+		}
 		return ""
 	}
-	return d.stringLit()
+	s := d.stringLit()
+	if shared && d.dc != nil && d.err == nil {
+		return d.dc.intern(s)
+	}
+	return s
 }
 
-// stringLit reads a string at '"'. Without escapes it is a substring of the
-// line: no copy.
+// intern returns the shared copy of s, which may be a substring of a line.
+func (dc *Decoder) intern(s string) string {
+	if len(s) > maxInternedLen {
+		return strings.Clone(s)
+	}
+	if v, ok := dc.interned[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	if dc.interned == nil {
+		dc.interned = make(map[string]string)
+	}
+	if len(dc.interned) < maxInterned {
+		dc.interned[s] = s
+	}
+	return s
+}
+
+// stringLit reads a string at '"'. Without escapes and invalid UTF-8 it is
+// a substring of the line: no copy.
 func (d *decoder) stringLit() string {
 	d.i++ // '"'
 	start := d.i
-	// One pass for both bytes: record strings are short, and two IndexByte
-	// calls per string cost more than the loop.
-	for j := start; j < len(d.s); j++ {
-		switch d.s[j] {
-		case '"':
-			d.i = j + 1
-			return d.s[start:j]
-		case '\\':
-			return d.unescape()
-		}
+	j := plainEnd(d.s, start)
+	switch {
+	case j == len(d.s):
+		d.i = j
+		d.fail()
+		return ""
+	case d.s[j] == '"':
+		d.i = j + 1
+		return d.s[start:j]
+	case d.s[j] == '\\':
+		return d.unescape()
 	}
-	d.i = len(d.s)
-	d.fail()
-	return ""
+	return d.nonASCII(j)
 }
 
-// unescape reads the rest of a string that holds escapes.
+// plainEnd returns the index of the first quote, backslash or byte past
+// ASCII in s from j, or len(s). It looks at eight bytes at a time: one
+// pass for the three kinds of byte, where a call per kind (IndexByte,
+// utf8.ValidString) costs more on strings as short as a record's.
+func plainEnd(s string, j int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for ; j+8 <= len(s); j += 8 {
+		x := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
+			uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
+		q, b := x^(lo*'"'), x^(lo*'\\')
+		// A byte of q or b is zero where x has a quote or a backslash; the
+		// lowest byte marked is exact (a borrow only marks bytes above it).
+		if m := ((q-lo)&^q | (b-lo)&^b | x) & hi; m != 0 {
+			return j + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; j < len(s); j++ {
+		if c := s[j]; c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return j
+		}
+	}
+	return j
+}
+
+// nonASCII reads the rest of a string from j, its first byte past ASCII:
+// valid UTF-8 without escapes is still a substring.
+func (d *decoder) nonASCII(j int) string {
+	start := d.i
+	for j < len(d.s) && d.s[j] != '"' && d.s[j] != '\\' {
+		j++
+	}
+	if j < len(d.s) && d.s[j] == '"' && utf8.ValidString(d.s[start:j]) {
+		d.i = j + 1
+		return d.s[start:j]
+	}
+	return d.unescape()
+}
+
+// unescape reads the rest of a string, from d.i, that holds escapes or
+// invalid UTF-8.
 func (d *decoder) unescape() string {
 	var b strings.Builder
 	for d.i < len(d.s) {
@@ -378,7 +609,7 @@ func (d *decoder) unescape() string {
 			for j < len(d.s) && d.s[j] != '"' && d.s[j] != '\\' {
 				j++
 			}
-			b.WriteString(d.s[d.i:j])
+			writeValid(&b, d.s[d.i:j])
 			d.i = j
 			continue
 		}
@@ -421,7 +652,7 @@ func (d *decoder) unescape() string {
 			}
 			b.WriteRune(r)
 		default:
-			d.i -= 1
+			d.i--
 			d.fail()
 			return ""
 		}
@@ -429,6 +660,24 @@ func (d *decoder) unescape() string {
 	d.i = len(d.s)
 	d.fail()
 	return ""
+}
+
+// writeValid writes s with each byte that is not UTF-8 as U+FFFD, as
+// encoding/json reads it.
+func writeValid(b *strings.Builder, s string) {
+	if utf8.ValidString(s) {
+		b.WriteString(s)
+		return
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
 }
 
 func (d *decoder) hex4() (rune, bool) {
@@ -443,9 +692,66 @@ func (d *decoder) hex4() (rune, bool) {
 	return rune(n), true
 }
 
-// int64 reads an integer; a number with a fraction or exponent is
-// truncated. Values of other types are skipped and report false.
+// skipString passes over a string at '"', checking its escapes, without
+// building it.
+func (d *decoder) skipString() {
+	for j := d.i + 1; j < len(d.s); j++ {
+		switch d.s[j] {
+		case '"':
+			d.i = j + 1
+			return
+		case '\\':
+			if j+1 >= len(d.s) {
+				break
+			}
+			switch d.s[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j++
+				continue
+			case 'u':
+				d.i = j + 2
+				if _, ok := d.hex4(); ok {
+					j = d.i - 1
+					continue
+				}
+			}
+			d.i = j
+			d.fail()
+			return
+		}
+	}
+	d.i = len(d.s)
+	d.fail()
+}
+
+// numberStart reports whether a number starts at d.i; null and values of
+// other types are passed over.
+func (d *decoder) numberStart() bool {
+	if c := d.peek(); c == '-' || c >= '0' && c <= '9' {
+		return true
+	}
+	if !d.null() {
+		d.wrongType("a number")
+	}
+	return false
+}
+
+// number passes over the text of a number and returns it.
+func (d *decoder) number() string {
+	start := d.i
+	for d.i < len(d.s) && strings.IndexByte("0123456789+-.eE", d.s[d.i]) >= 0 {
+		d.i++
+	}
+	return d.s[start:d.i]
+}
+
+// int64 reads an integer. Leniently a number with a fraction or exponent
+// is truncated, and one out of range reports false; under Strict both
+// fail the record, as they would encoding/json.
 func (d *decoder) int64() (int64, bool) {
+	if !d.numberStart() {
+		return 0, false
+	}
 	start := d.i
 	if d.peek() == '-' {
 		d.i++
@@ -461,15 +767,21 @@ func (d *decoder) int64() (int64, bool) {
 		d.i++
 	}
 	if d.i == digits {
-		d.i = start
-		d.skip()
+		d.fail()
 		return 0, false
 	}
 	if c := d.peek(); c == '.' || c == 'e' || c == 'E' || overflow || n > math.MaxInt64 {
-		for d.i < len(d.s) && strings.IndexByte("0123456789+-.eE", d.s[d.i]) >= 0 {
-			d.i++
+		d.i = start
+		text := d.number()
+		if d.strict {
+			v, err := strconv.ParseInt(text, 10, 64)
+			if err != nil {
+				d.failf("%s is not an integer of 64 bits", text)
+				return 0, false
+			}
+			return v, true
 		}
-		f, err := strconv.ParseFloat(d.s[start:d.i], 64)
+		f, err := strconv.ParseFloat(text, 64)
 		if err != nil || math.IsNaN(f) || f > math.MaxInt64 || f < math.MinInt64 {
 			return 0, false
 		}
@@ -481,12 +793,58 @@ func (d *decoder) int64() (int64, bool) {
 	return int64(n), true
 }
 
+// int reads an integer for an int field. Leniently, a value out of the
+// contract's 32-bit range reports false; under Strict, a value out of
+// int's range fails the record.
 func (d *decoder) int() (int, bool) {
 	n, ok := d.int64()
-	if !ok || n > math.MaxInt32 || n < math.MinInt32 {
+	switch {
+	case !ok:
+		return 0, false
+	case d.strict && (n > math.MaxInt || n < math.MinInt):
+		d.failf("%d does not fit an int", n)
+		return 0, false
+	case !d.strict && (n > math.MaxInt32 || n < math.MinInt32):
 		return 0, false
 	}
 	return int(n), true
+}
+
+// uint64 reads a sequence number: leniently, a negative one reports false;
+// under Strict it fails the record.
+func (d *decoder) uint64() (uint64, bool) {
+	if !d.strict {
+		n, ok := d.int64()
+		if !ok || n < 0 {
+			return 0, false
+		}
+		return uint64(n), true
+	}
+	if !d.numberStart() {
+		return 0, false
+	}
+	text := d.number()
+	v, err := strconv.ParseUint(text, 10, 64)
+	if err != nil {
+		d.failf("%q is not a positive integer", text)
+		return 0, false
+	}
+	return v, true
+}
+
+func (d *decoder) float64() (float64, bool) {
+	if !d.numberStart() {
+		return 0, false
+	}
+	text := d.number()
+	v, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		if d.strict || text == "-" {
+			d.failf("%q is not a number", text)
+		}
+		return 0, false
+	}
+	return v, true
 }
 
 func (d *decoder) bool() (v, ok bool) {
@@ -497,28 +855,45 @@ func (d *decoder) bool() (v, ok bool) {
 	case strings.HasPrefix(d.s[d.i:], "false"):
 		d.i += 5
 		return false, true
+	case d.null():
+		return false, false
 	}
-	d.skip()
+	d.wrongType("true or false")
 	return false, false
 }
 
-// strs reads an array of strings into dst; other elements are skipped.
+// strs reads an array of strings into dst[:0]; [] reads as an empty
+// slice, null as dst[:0]. An element that is not a string is skipped, or
+// under Strict fails the record (null reads as "", as with encoding/json).
 func (d *decoder) strs(dst []string) []string {
+	dst = dst[:0]
 	if d.peek() != '[' {
-		d.skip()
+		if !d.null() {
+			d.wrongType("an array")
+		}
 		return dst
 	}
 	d.i++
+	if dst == nil {
+		dst = []string{}
+	}
 	d.ws()
 	if d.consume(']') {
 		return dst
 	}
 	for d.err == nil {
 		d.ws()
-		if d.peek() == '"' {
-			dst = append(dst, d.stringLit())
-		} else {
-			d.skip()
+		switch {
+		case d.peek() == '"':
+			s := d.stringLit()
+			if d.dc != nil && d.err == nil {
+				s = d.dc.intern(s)
+			}
+			dst = append(dst, s)
+		case d.strict && d.null():
+			dst = append(dst, "")
+		default:
+			d.wrongType("a string")
 		}
 		d.ws()
 		if d.consume(',') {
@@ -532,53 +907,91 @@ func (d *decoder) strs(dst []string) []string {
 	return dst
 }
 
-// skip passes over one value of any type.
+// skip passes over one value of any type, checking its syntax, with an
+// explicit stack bounded by maxSkipDepth.
 func (d *decoder) skip() {
-	switch c := d.peek(); c {
-	case '"':
-		d.stringLit()
-	case '{', '[':
-		d.skipNested()
-	case 0:
-		d.fail()
-	default:
-		// number, true, false, null
-		start := d.i
-		for d.i < len(d.s) {
-			switch d.s[d.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				if d.i == start {
-					d.fail()
-				}
+	var stack [maxSkipDepth]byte
+	depth := 0
+	for d.err == nil {
+		d.ws()
+		switch c := d.peek(); c {
+		case '"':
+			d.skipString()
+		case '{', '[':
+			if depth == maxSkipDepth {
+				d.failf("%v", errNesting)
 				return
 			}
+			stack[depth] = c
+			depth++
 			d.i++
+			d.ws()
+			if c == '[' {
+				if d.consume(']') {
+					depth--
+					break
+				}
+				continue
+			}
+			if d.consume('}') {
+				depth--
+				break
+			}
+			d.memberName()
+			continue
+		case 't':
+			d.literal("true")
+		case 'f':
+			d.literal("false")
+		case 'n':
+			d.literal("null")
+		default:
+			if c != '-' && (c < '0' || c > '9') {
+				d.fail()
+				return
+			}
+			if n := d.number(); n == "-" {
+				d.fail()
+				return
+			}
+		}
+		// After a value: close what ends here, or go on to the next one.
+		for d.err == nil {
+			if depth == 0 {
+				return
+			}
+			d.ws()
+			c, top := d.peek(), stack[depth-1]
+			switch {
+			case c == ',' && top == '[':
+				d.i++
+			case c == ',' && top == '{':
+				d.i++
+				d.ws()
+				d.memberName()
+			case c == ']' && top == '[' || c == '}' && top == '{':
+				d.i++
+				depth--
+				continue
+			default:
+				d.fail()
+				return
+			}
+			break
 		}
 	}
 }
 
-// skipNested passes over an object or array, strings included, by depth.
-func (d *decoder) skipNested() {
-	depth := 0
-	for d.i < len(d.s) {
-		switch d.s[d.i] {
-		case '{', '[':
-			depth++
-			d.i++
-		case '}', ']':
-			depth--
-			d.i++
-			if depth == 0 {
-				return
-			}
-		case '"':
-			d.stringLit()
-			if d.err != nil {
-				return
-			}
-		default:
-			d.i++
-		}
+// memberName passes over a member's name and its colon, in a skipped
+// object.
+func (d *decoder) memberName() {
+	if d.peek() != '"' {
+		d.fail()
+		return
 	}
-	d.fail()
+	d.skipString()
+	d.ws()
+	if !d.consume(':') {
+		d.fail()
+	}
 }

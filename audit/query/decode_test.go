@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
@@ -20,9 +21,9 @@ func TestDecodeCallRecord(t *testing.T) {
 		Hash:   "6771802ce38ecba6c4ed0d4f7613a55a0f5a0625304f28cc507358ac4a719695",
 		CallID: "f7cd22935aceeafb852c74addb752487", SessionID: "9a393e4f0fc01cce2120a41014a31eb4", Listener: "plc1",
 		CallTime: "2026-11-26T04:24:57.692435578Z", Protocol: "modbus",
-		Source:    Source{IP: "10.0.5.7", Port: 55424, HasPort: true, Name: "ews-alice", Owner: "alice"},
-		Principal: Principal{User: "alice", Auth: "inventory", Roles: []string{"engineer"}},
-		Target:    Target{Name: "plc1", Upstream: "tcp://10.0.0.20:502", UnitID: 1, HasUnitID: true},
+		Source:    Source{Present: true, IP: "10.0.5.7", Port: 55424, HasPort: true, Name: "ews-alice", Owner: "alice"},
+		Principal: Principal{Present: true, User: "alice", Auth: "inventory", Roles: []string{"engineer"}},
+		Target:    Target{Present: true, Name: "plc1", Upstream: "tcp://10.0.0.20:502", UnitID: 1, HasUnitID: true},
 		Operation: Operation{
 			Raw:      `{"function":"write_multiple_registers","access":"write","code":16,"address":100,"quantity":2,"values":[1500,42]}`,
 			Function: "write_multiple_registers", Access: "write", Code: 16, HasCode: true,
@@ -74,6 +75,9 @@ func TestDecodeRejectsWhatIsNotARecord(t *testing.T) {
 	for _, line := range []string{
 		``, `[]`, `"call"`, `{"seq":1`, `{"seq":1,"event":"call"`, `{"seq":1,"event":"ca`,
 		`{"seq":1,}`, `{"seq" 1}`, `{"seq":1} x`, `{seq:1}`, `{"a":"\q"}`, `{"a":"\u12"}`, `{"a":[1,2}`, `{"a":{"b":1}`,
+		// Skipped values are checked too.
+		`{"x":tru}`, `{"x":{"a" 1}}`, `{"x":[1 2]}`, `{"x":-}`, `{"x":{"a":1,}}`, `{"x":["\q"]}`, `{"x":"\u12x4"}`,
+		`{"x":` + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + `}`,
 	} {
 		if _, err := Parse([]byte(line)); err == nil {
 			t.Errorf("%q: no error", line)
@@ -199,4 +203,48 @@ func TestCloneOwnsItsBytes(t *testing.T) {
 	if c.CallID != "c1" || c.Principal.Roles[0] != "engineer" || !reflect.DeepEqual(*c, want) || c.Line != testLog[2] {
 		t.Errorf("clone changed: %+v", c)
 	}
+}
+
+// plainEnd finds the first quote, backslash or byte past ASCII wherever it
+// falls in the eight-byte words, as a byte-by-byte loop does.
+func TestPlainEnd(t *testing.T) {
+	want := func(s string, j int) int {
+		for ; j < len(s); j++ {
+			if c := s[j]; c == '"' || c == '\\' || c >= 0x80 {
+				return j
+			}
+		}
+		return j
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	kinds := []byte{'a', '0', ' ', '"', '\\', 0x80, 0xff, 0x7f, 0x00, 0x21, 0x23, 0x5b, 0x5d, 0x01}
+	for range 20000 {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = 'a'
+			if rng.IntN(8) == 0 {
+				b[i] = kinds[rng.IntN(len(kinds))]
+			}
+		}
+		s := string(b)
+		j := rng.IntN(len(s) + 1)
+		if got, w := plainEnd(s, j), want(s, j); got != w {
+			t.Fatalf("plainEnd(%q, %d) = %d, want %d", s, j, got, w)
+		}
+	}
+}
+
+// FuzzParse: no input panics or hangs the decoder, and it takes every JSON
+// object encoding/json takes (up to its nesting bound).
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sampleCall))
+	f.Add([]byte(`{"seq":1,"x":[{"a":null,"b":[true,false,-1.5e3]}],"detail":"\u00e9\ud834\udd1e"}`))
+	f.Add([]byte(`{"principal":{"roles":["a",7,null]},"source":"x","seq":-1}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		_, err := Parse(line)
+		trimmed := bytes.TrimLeft(line, " \t\r\n")
+		if err != nil && json.Valid(line) && len(trimmed) > 0 && trimmed[0] == '{' && bytes.Count(line, []byte("["))+bytes.Count(line, []byte("{")) < maxSkipDepth {
+			t.Errorf("Parse(%q): %v, but it is a JSON object", line, err)
+		}
+	})
 }

@@ -1,5 +1,6 @@
 // Package query reads audit logs fast and selects records from them: the
-// engine behind `interlock audit query` and `interlock audit export`.
+// engine behind `interlock audit query` and `interlock audit export`, and
+// the record decoder `interlock audit report` uses (a strict Decoder).
 //
 // A Reader streams the records of many files in order, decoding the fields
 // of the record contract into a Record without a map per line and keeping

@@ -8,11 +8,12 @@ import (
 	"github.com/interlock-ics/interlock/audit"
 )
 
-// Record is one audit record as query and export read it: the fields of the
-// record contract (audit/fields.go), decoded into a struct rather than a map,
-// and the line as written. Every string is a substring of Line unless it held
-// a JSON escape. Fields a record does not carry are zero; the Has… flags tell
-// a zero number from an absent one.
+// Record is one audit record as query, export and report read it: the fields
+// of the record contract (audit/fields.go), decoded into a struct rather than
+// a map, and the line as written. Every string is a substring of Line unless
+// it held a JSON escape or invalid UTF-8 (or a Decoder interned it). Fields a
+// record does not carry are zero; the Has… and Present flags tell a zero
+// value from an absent one.
 //
 // Query and Reader reuse Record structs: keep a string or a slice of one as
 // it is, but the Record itself only as a Clone.
@@ -61,9 +62,21 @@ type Record struct {
 	Error         string // also policy.load_failed
 
 	// gateway-level records
-	Version string // gateway.start: the gateway's version
-	By      string // ticket.*: who opened, approved or closed the ticket
-	State   string // audit.capacity: warning, or ok again
+	Version        string   // gateway.start: the gateway's version
+	BootID         string   // gateway.start
+	PolicyRevision string   // gateway.start, policy.load: the policy loaded
+	PolicyMode     string   // gateway.start: enforce or monitor
+	Files          []string // policy.load: the policy's files
+	Path           string   // policy.load: the policy's directory; audit.capacity: the audit directory
+	TruncatedBytes int64    // audit.recovered: bytes of a line cut by a crash, removed
+	Checkpoint     *Checkpoint
+	By             string // ticket.*: who opened, approved or closed the ticket
+	TicketID       string // ticket.*
+	Ticket         *Ticket
+	// audit.capacity
+	State           string // warning, or ok again
+	FillPercent     float64
+	WarnFillPercent float64
 
 	// Result is the result record of a call, joined by Query; nil for other
 	// records and for a call whose result was not found.
@@ -72,6 +85,7 @@ type Record struct {
 
 // Source is the network peer of a session.
 type Source struct {
+	Present bool   // the record has a source object
 	IP      string // "" when unknown
 	Port    int
 	HasPort bool
@@ -81,6 +95,7 @@ type Source struct {
 
 // Principal is who the gateway believed was calling.
 type Principal struct {
+	Present        bool // the record has a principal object
 	User           string
 	Auth           string
 	Roles          []string
@@ -90,6 +105,7 @@ type Principal struct {
 
 // Target is the device a call was meant for.
 type Target struct {
+	Present   bool // the record has a target object
 	Name      string
 	Upstream  string
 	UnitID    int
@@ -129,6 +145,27 @@ type Decision struct {
 	DecisionID     string
 	Mode           string
 	Ticket         string
+}
+
+// Ticket is the change ticket of a ticket.open record.
+type Ticket struct {
+	ID        string
+	User      string
+	Targets   []string
+	Access    []string
+	Reason    string
+	OpenedBy  string
+	Opened    string // RFC 3339, as written
+	Expires   string
+	Approvals []string
+}
+
+// Checkpoint is the signed object of an audit.checkpoint record.
+type Checkpoint struct {
+	Seq    uint64 // the last record it covers
+	BootID string
+	KeyID  string
+	Reason string
 }
 
 // Events this package gives a meaning to; any other event is passed through

@@ -201,8 +201,8 @@ var durationBuckets = []struct {
 // aggregator holds everything the report shows, built in one pass over
 // the records.
 type aggregator struct {
-	opts   *Options
-	intern interner
+	opts *Options
+	dec  *decoder
 
 	// the whole log
 	records    int64
@@ -291,6 +291,7 @@ func newAggregator(o *Options) *aggregator {
 	n := o.MaxRows
 	return &aggregator{
 		opts:          o,
+		dec:           newDecoder(),
 		badLines:      newCapped[string](20),
 		gateways:      newTally(100),
 		outcomes:      newTally(100),

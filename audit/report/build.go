@@ -117,7 +117,7 @@ func (a *aggregator) line(fi *FileInfo, r *record, line []byte) {
 		return
 	}
 	*r = record{}
-	if err := decodeRecord(line, r, &a.intern); err != nil {
+	if err := decodeRecord(line, r, a.dec); err != nil {
 		fi.Unreadable++
 		a.bad(where() + ": not a JSON object: " + clip(err.Error(), 120))
 		return

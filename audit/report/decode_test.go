@@ -41,7 +41,7 @@ func TestDecodeRecordAgreesWithEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &want); err != nil {
 			t.Fatalf("encoding/json refuses %s: %v", line, err)
 		}
-		if err := decodeRecord([]byte(line), &got, &interner{}); err != nil {
+		if err := decodeRecord([]byte(line), &got, newDecoder()); err != nil {
 			t.Errorf("decodeRecord refuses %s: %v", line, err)
 			continue
 		}
@@ -80,7 +80,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var got record
-		err := decodeRecord(line, &got, &interner{})
+		err := decodeRecord(line, &got, newDecoder())
 		var want record
 		if err != nil || json.Unmarshal(line, &want) != nil || bytes.ContainsFunc(line, func(r rune) bool { return r >= 'A' && r <= 'Z' || r == 'ſ' || r == 'K' }) {
 			return
