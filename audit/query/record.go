@@ -147,25 +147,27 @@ type Decision struct {
 	Ticket         string
 }
 
-// Ticket is the change ticket of a ticket.open record.
+// Ticket is the change ticket of a ticket.open record. The tags name the
+// members as written.
 type Ticket struct {
-	ID        string
-	User      string
-	Targets   []string
-	Access    []string
-	Reason    string
-	OpenedBy  string
-	Opened    string // RFC 3339, as written
-	Expires   string
-	Approvals []string
+	ID        string   `json:"id"`
+	User      string   `json:"user"`
+	Targets   []string `json:"targets"`
+	Access    []string `json:"access"`
+	Reason    string   `json:"reason"`
+	OpenedBy  string   `json:"opened_by"`
+	Opened    string   `json:"opened"` // RFC 3339, as written
+	Expires   string   `json:"expires"`
+	Approvals []string `json:"approvals"`
 }
 
-// Checkpoint is the signed object of an audit.checkpoint record.
+// Checkpoint is the signed object of an audit.checkpoint record. The tags
+// name the members as written.
 type Checkpoint struct {
-	Seq    uint64 // the last record it covers
-	BootID string
-	KeyID  string
-	Reason string
+	Seq    uint64 `json:"seq"` // the last record it covers
+	BootID string `json:"boot_id"`
+	KeyID  string `json:"key_id"`
+	Reason string `json:"reason"`
 }
 
 // Events this package gives a meaning to; any other event is passed through

@@ -77,12 +77,12 @@ func decodeRecord(line []byte, r *record, dc *decoder) error {
 		ms := q.DurationMS
 		r.Duration = &ms
 	}
+	// The ticket and the checkpoint are new objects of this record: taken
+	// as they are, with their strings owned.
 	if t := q.Ticket; t != nil {
-		r.Ticket = &recTicket{ID: clone(t.ID), User: t.User, Targets: t.Targets, Access: t.Access, Reason: clone(t.Reason),
-			OpenedBy: t.OpenedBy, Opened: clone(t.Opened), Expires: clone(t.Expires), Approvals: t.Approvals}
+		t.ID, t.Reason, t.Opened, t.Expires = clone(t.ID), clone(t.Reason), clone(t.Opened), clone(t.Expires)
+		r.Ticket = t
 	}
-	if c := q.Checkpoint; c != nil {
-		r.Checkpt = &recCheckpt{Seq: c.Seq, BootID: c.BootID, KeyID: c.KeyID, Reason: c.Reason}
-	}
+	r.Checkpt = q.Checkpoint
 	return nil
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/audit/query"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/policy"
 )
@@ -66,6 +67,13 @@ type record struct {
 	WarnFill  float64     `json:"warn_fill_percent"`
 }
 
+// The ticket of a ticket.open record and the signed object of an
+// audit.checkpoint record, as the decoder reads them.
+type (
+	recTicket  = query.Ticket
+	recCheckpt = query.Checkpoint
+)
+
 type recSource struct {
 	IP    string `json:"ip"`
 	Port  int    `json:"port"`
@@ -99,26 +107,6 @@ type recDecide struct {
 	Mode     string   `json:"mode"`
 	Cached   bool     `json:"cached"`
 	Ticket   string   `json:"ticket"`
-}
-
-type recTicket struct {
-	ID        string   `json:"id"`
-	User      string   `json:"user"`
-	Targets   []string `json:"targets"`
-	Access    []string `json:"access"`
-	Reason    string   `json:"reason"`
-	OpenedBy  string   `json:"opened_by"`
-	Opened    string   `json:"opened"`
-	Expires   string   `json:"expires"`
-	Approvals []string `json:"approvals"`
-}
-
-// recCheckpt is the signed object of an audit.checkpoint record.
-type recCheckpt struct {
-	Seq    uint64 `json:"seq"`
-	BootID string `json:"boot_id"`
-	KeyID  string `json:"key_id"`
-	Reason string `json:"reason"`
 }
 
 // changesState is the gateway's own rule: anything but read, browse and
