@@ -74,9 +74,10 @@ no_span_function if {
 # its table, which allows reads and names no functions.
 #
 # Every rule, function or data reference costs OPA a lookup and every builtin
-# call (<= too) a step, so clean reads input and data once into local
-# variables and writes out the tables of the functions it decides (the same
-# as tables and one_address below).
+# call (<= too) a step, so clean reads input and data directly and writes out
+# the tables of the functions it decides (the same as tables and one_address
+# below). Its bodies are kept short: OPA keeps the variables of a body with
+# more than 16 expressions in a hash map, which costs more than the steps.
 clean if {
 	input.protocol == "modbus"
 	table := {
@@ -86,24 +87,19 @@ clean if {
 		"read_input_registers": "input_registers",
 		"read_fifo_queue": "holding_registers",
 	}[input.operation.function]
+	span := plain_span({"read_fifo_queue": 1})
 	cfg := data.modbus_ranges.targets[input.target.name]
 	input.operation.function in cfg.functions
-	first := input.operation.address
-	n := object.get({"read_fifo_queue": 1}, input.operation.function, object.get(input.operation, "quantity", null))
-	is_number(first)
-	is_number(n)
-	last := (first + n) - 1
 	some r in cfg[table]
-	r.start <= first
-	last <= r.end
+	r.start <= span[0]
+	span[1] <= r.end
 	"read" in r.access
 	not r.functions
 }
 
 # A write (FC 5, 6, 15, 16) of a listed function of a listed target that lies
-# in one range of its table, which allows writes and names no functions, the
-# only range of the table the write overlaps, with values within its limits
-# (the modbus-value rule's test, below; signed ranges are left to it).
+# in one range of its table, which allows writes and names no functions,
+# with values within the limits of every range it overlaps.
 clean if {
 	input.protocol == "modbus"
 	table := {
@@ -112,23 +108,35 @@ clean if {
 		"write_single_register": "holding_registers",
 		"write_multiple_registers": "holding_registers",
 	}[input.operation.function]
+	span := plain_span({"write_single_coil": 1, "write_single_register": 1})
 	cfg := data.modbus_ranges.targets[input.target.name]
 	input.operation.function in cfg.functions
-	first := input.operation.address
-	n := object.get({"write_single_coil": 1, "write_single_register": 1}, input.operation.function, object.get(input.operation, "quantity", null))
-	is_number(first)
-	is_number(n)
-	last := (first + n) - 1
 	rs := cfg[table]
 	some r in rs
-	r.start <= first
-	last <= r.end
+	r.start <= span[0]
+	span[1] <= r.end
 	"write" in r.access
 	not r.functions
+	values_within(rs, r, span)
+}
+
+# [first, last] address of a call of a function with one span; one names the
+# functions that name one address and carry no quantity.
+plain_span(one) := [first, (first + n) - 1] if {
+	first := input.operation.address
+	n := object.get(one, input.operation.function, object.get(input.operation, "quantity", null))
+	is_number(first)
+	is_number(n)
+}
+
+# The values of a write to span, in range r of the table's ranges rs: one
+# for each address, r the only range the span overlaps, not signed, and
+# within r's limits (the modbus-value rule's test, below).
+values_within(rs, r, span) if {
 	vs := input.operation.values
-	count(vs) == n
+	count(vs) == (span[1] - span[0]) + 1
 	not r.signed
-	count([x | some x in rs; x.start <= last; first <= x.end]) == 1
+	count([x | some x in rs; x.start <= span[1]; span[0] <= x.end]) == 1
 	low := min(vs)
 	high := max(vs)
 	lower := object.get(r, "min", low)
