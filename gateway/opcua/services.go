@@ -24,6 +24,8 @@ const (
 	fieldArgumentTypes  = "argument_types"
 	fieldSubscriptionID = "subscription_id"
 	fieldOldValue       = "old_value"
+	fieldLinkedNodeID   = "linked_node_id" // SetTriggering: the node of the linked item
+	fieldLink           = "link"           // SetTriggering: add or remove
 )
 
 // service dispatches a request of an activated session.

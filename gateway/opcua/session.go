@@ -207,6 +207,20 @@ func (t *sessionTable) expired(now time.Time) []*uaSession {
 	return out
 }
 
+// subscriptionOwner returns the open session that holds the subscription
+// (created in it or transferred to it through this listener), or nil.
+func (t *sessionTable) subscriptionOwner(id uint32) *uaSession {
+	for _, s := range t.all() {
+		s.mu.Lock()
+		owns := s.subs[id]
+		s.mu.Unlock()
+		if owns {
+			return s
+		}
+	}
+	return nil
+}
+
 // Count is the number of open sessions.
 func (t *sessionTable) count() int {
 	t.mu.Lock()

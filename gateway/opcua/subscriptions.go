@@ -3,6 +3,8 @@ package opcua
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -81,38 +83,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 				s.mu.Unlock()
 			})
 	case *ua.TransferSubscriptionsRequest:
-		in := req.SubscriptionIDs
-		out := make([]*ua.TransferResult, len(in))
-		return c.runBatch(ctx, s, h, batch{
-			n:    len(in),
-			call: func(i int) *gateway.Call { return subCall("transfer_subscriptions", in[i]) },
-			deny: func(i int) { out[i] = &ua.TransferResult{StatusCode: ua.StatusBadUserAccessDenied} },
-			forward: func(allowed []int) ua.Request {
-				return &ua.TransferSubscriptionsRequest{SendInitialValues: req.SendInitialValues, SubscriptionIDs: pick(in, allowed)}
-			},
-			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.TransferSubscriptionsResponse)
-				if !ok || len(r.Results) != len(allowed) {
-					return nil, false
-				}
-				codes := make([]ua.StatusCode, len(allowed))
-				s.mu.Lock()
-				for j, i := range allowed {
-					out[i] = r.Results[j]
-					if out[i] != nil {
-						codes[j] = out[i].StatusCode
-						if codes[j] == ua.StatusOK {
-							s.subs[in[i]] = true
-						}
-					}
-				}
-				s.mu.Unlock()
-				return codes, true
-			},
-			respond: func(h *ua.ResponseHeader) ua.Response {
-				return &ua.TransferSubscriptionsResponse{ResponseHeader: h, Results: out}
-			},
-		})
+		return c.transfer(ctx, s, req, subCall)
 	}
 	return fault(h, ua.StatusBadServiceUnsupported)
 }
@@ -248,9 +219,128 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				s.mu.Unlock()
 			})
 	case *ua.SetTriggeringRequest:
-		// One decision for the triggering item and its links.
-		resp, _ := c.single(ctx, s, h, itemCall("set_triggering", req.SubscriptionID, req.TriggeringItemID), req, false)
-		return resp
+		// One decision per link to add or remove, with the nodes of the
+		// triggering item (node_id) and of the linked item (linked_node_id).
+		add, remove := req.LinksToAdd, req.LinksToRemove
+		links := append(slices.Clip(add), remove...)
+		forwardedAdds := 0
+		return c.statusBatch(ctx, s, h, len(links),
+			func(i int) *gateway.Call {
+				k := itemCall("set_triggering", req.SubscriptionID, req.TriggeringItemID)
+				link := "add"
+				if i >= len(add) {
+					link = "remove"
+				}
+				k.Operation.String(fieldLink, link)
+				if n := s.nodeOfItem(links[i]); n != "" {
+					k.Operation.String(fieldLinkedNodeID, n)
+				}
+				return k
+			},
+			func(allowed []int) ua.Request {
+				forwardedAdds = sort.SearchInts(allowed, len(add))
+				return &ua.SetTriggeringRequest{SubscriptionID: req.SubscriptionID, TriggeringItemID: req.TriggeringItemID,
+					LinksToAdd: pick(links, allowed[:forwardedAdds]), LinksToRemove: pick(links, allowed[forwardedAdds:])}
+			},
+			func(resp ua.Response) ([]ua.StatusCode, bool) {
+				r, ok := resp.(*ua.SetTriggeringResponse)
+				if !ok || len(r.AddResults) != forwardedAdds {
+					return nil, false
+				}
+				return append(slices.Clip(r.AddResults), r.RemoveResults...), true
+			},
+			func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
+				return &ua.SetTriggeringResponse{ResponseHeader: h, AddResults: out[:len(add)], RemoveResults: out[len(add):]}
+			}, nil)
 	}
 	return fault(h, ua.StatusBadServiceUnsupported)
+}
+
+// transfer forwards TransferSubscriptions. Only a session of the same user
+// may take a subscription over (OPC UA Part 4 §5.13.7), and the server
+// cannot tell: the gateway's upstream sessions may all log in with one
+// account. So the gateway checks the owner among its own sessions first: a
+// subscription of another user's session is refused with
+// Bad_UserAccessDenied (reason not_owner), one no session of this listener
+// holds with Bad_SubscriptionIdInvalid (reason unknown_subscription), each
+// recorded as request.rejected; the others are decided and forwarded.
+func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubscriptionsRequest, subCall func(string, uint32) *gateway.Call) ua.Response {
+	h := req.RequestHeader
+	in := req.SubscriptionIDs
+	out := make([]*ua.TransferResult, len(in))
+	gs := s.session()
+	owners := make([]*uaSession, len(in))
+	var owned []int // indexes of in that go on to the policy
+	for i, id := range in {
+		o := c.e.sessions.subscriptionOwner(id)
+		if o != nil && (o == s || sameUser(o.session(), gs)) {
+			owners[i] = o
+			owned = append(owned, i)
+			continue
+		}
+		code, reason, detail := ua.StatusBadUserAccessDenied, "not_owner", fmt.Sprintf("subscription %d belongs to a session of another user", id)
+		response := "Bad_UserAccessDenied"
+		if o == nil {
+			code, reason, detail = ua.StatusBadSubscriptionIDInvalid, "unknown_subscription", fmt.Sprintf("no session of this listener holds subscription %d", id)
+			response = "Bad_SubscriptionIdInvalid"
+		}
+		out[i] = &ua.TransferResult{StatusCode: code}
+		k := subCall("transfer_subscriptions", id)
+		k.Target = c.base.Target
+		c.e.pipeline.Reject(ctx, gs, k, reason, detail, response)
+	}
+	if len(in) > 0 && len(owned) == 0 {
+		return &ua.TransferSubscriptionsResponse{ResponseHeader: header(h, ua.StatusOK), Results: out}
+	}
+	return c.runBatch(ctx, s, h, batch{
+		n:    len(owned),
+		call: func(j int) *gateway.Call { return subCall("transfer_subscriptions", in[owned[j]]) },
+		deny: func(j int) { out[owned[j]] = &ua.TransferResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		forward: func(allowed []int) ua.Request {
+			return &ua.TransferSubscriptionsRequest{SendInitialValues: req.SendInitialValues, SubscriptionIDs: pick(in, pick(owned, allowed))}
+		},
+		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+			r, ok := resp.(*ua.TransferSubscriptionsResponse)
+			if !ok || len(r.Results) != len(allowed) {
+				return nil, false
+			}
+			codes := make([]ua.StatusCode, len(allowed))
+			for k, j := range allowed {
+				i := owned[j]
+				out[i] = r.Results[k]
+				if out[i] == nil {
+					continue
+				}
+				codes[k] = out[i].StatusCode
+				if codes[k] == ua.StatusOK && owners[i] != s {
+					owners[i].mu.Lock()
+					delete(owners[i].subs, in[i])
+					owners[i].mu.Unlock()
+					s.mu.Lock()
+					s.subs[in[i]] = true
+					s.mu.Unlock()
+				}
+			}
+			return codes, true
+		},
+		respond: func(h *ua.ResponseHeader) ua.Response {
+			return &ua.TransferSubscriptionsResponse{ResponseHeader: h, Results: out}
+		},
+	})
+}
+
+// sameUser reports whether the user of session b may take over a
+// subscription of session a (OPC UA Part 4 §5.13.7): the same kind of login
+// and user name (for X.509 user tokens the certificate's subject CN, the
+// principal's user); for anonymous sessions the same ApplicationURI, both
+// on Sign or SignAndEncrypt channels.
+func sameUser(a, b *gateway.Session) bool {
+	if a == nil || b == nil || a.Principal.Auth != b.Principal.Auth {
+		return false
+	}
+	if a.Principal.Auth == gateway.AuthAnonymous {
+		secured := func(s *gateway.Session) bool { return s.SecurityMode == "Sign" || s.SecurityMode == "SignAndEncrypt" }
+		return a.Principal.ApplicationURI != "" && a.Principal.ApplicationURI == b.Principal.ApplicationURI && secured(a) && secured(b)
+	}
+	return a.Principal.User != "" && a.Principal.User == b.Principal.User
 }

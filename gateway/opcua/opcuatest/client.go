@@ -2,6 +2,7 @@ package opcuatest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,7 +52,48 @@ type Step struct {
 	Browse    string        `json:"browse,omitempty"`
 	Subscribe *Subscribe    `json:"subscribe,omitempty"`
 	ReadLoop  *ReadLoop     `json:"readLoop,omitempty"`
+	Trigger   *Trigger      `json:"trigger,omitempty"`
+	Transfer  *Transfer     `json:"transfer,omitempty"`
 	Sleep     time.Duration `json:"-"`
+}
+
+// Trigger creates a subscription with a Reporting item on Triggering and a
+// Sampling item on each node of Linked, waits for the triggering item's
+// first notification, calls SetTriggering with the linked items as the
+// links to add, then makes Write (a change of the triggering node). The
+// result has the SetTriggering status (Status) and AddResults (one per
+// linked item, in order), the write's status (Results), and the
+// notifications: TriggerValues until the triggering item reports the
+// written value, LinkedValues until three publishing intervals later.
+type Trigger struct {
+	Triggering string        `json:"triggering"`
+	Linked     []string      `json:"linked"`
+	Write      WriteValue    `json:"write"`
+	Interval   time.Duration `json:"-"` // publishing and sampling interval; default 100 ms
+	Timeout    time.Duration `json:"-"` // bounds each wait; default 10 s
+}
+
+// Transfer creates a subscription with one item on Node in the scenario's
+// session (A) and waits for its first notification (Samples of the
+// result); a second connection then opens session B with the identity To
+// and calls TransferSubscriptions for it (Status, TransferResults). When
+// the transfer succeeds, B publishes until it has Samples data changes
+// (Moved), A's status changes are collected (StatusChanges:
+// Good_SubscriptionTransferred) and B deletes the subscription; when it is
+// refused, A must go on receiving Samples notifications (After).
+type Transfer struct {
+	Node              string        `json:"node"`
+	Samples           int           `json:"samples"`
+	To                Identity      `json:"to"`
+	SendInitialValues bool          `json:"sendInitialValues,omitempty"`
+	Interval          time.Duration `json:"-"` // default 100 ms
+	Timeout           time.Duration `json:"-"` // bounds each wait; default 10 s
+}
+
+// Identity is a user name login, or anonymous when User is empty.
+type Identity struct {
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // WriteValue writes Value to the Value attribute of Node as DataType
@@ -85,6 +127,40 @@ type Subscribe struct {
 type ReadLoop struct {
 	Node    string  `json:"node"`
 	Seconds float64 `json:"seconds"`
+}
+
+// MarshalJSON adds the millisecond fields client.js reads.
+func (s Trigger) MarshalJSON() ([]byte, error) {
+	type plain Trigger
+	return withMillis(plain(s), s.Interval, s.Timeout)
+}
+
+// MarshalJSON adds the millisecond fields client.js reads.
+func (s Transfer) MarshalJSON() ([]byte, error) {
+	type plain Transfer
+	return withMillis(plain(s), s.Interval, s.Timeout)
+}
+
+// withMillis encodes the JSON object v with the fields "interval" and
+// "timeoutMs" in milliseconds, left out when zero.
+func withMillis(v any, interval, timeout time.Duration) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	if interval > 0 {
+		m["interval"] = interval.Milliseconds()
+	}
+	if timeout > 0 {
+		m["timeoutMs"] = timeout.Milliseconds()
+	}
+	return json.Marshal(m)
 }
 
 // Variant is a typed value.
@@ -152,7 +228,9 @@ type StepResult struct {
 	Error string `json:"error"`
 	Node  string `json:"node"`
 	User  string `json:"user"`
-	// Status of a call, browse or subscribe, or the status an error names.
+	// Status of a call, browse or subscribe, the service result of
+	// SetTriggering (trigger) or TransferSubscriptions (transfer), or the
+	// status an error names.
 	Status *Status `json:"status"`
 	// Results of a read (values) or a write (statuses only), per node.
 	Results []Value `json:"results"`
@@ -161,8 +239,21 @@ type StepResult struct {
 	Outputs              []Variant `json:"outputs"`
 	// Browse results.
 	References []Reference `json:"references"`
-	// Subscribe: the data-change notifications received.
+	// Subscribe: the data-change notifications received; Transfer: those
+	// of session A before the transfer.
 	Samples []Value `json:"samples"`
+	// Trigger: the SetTriggering results of the links added, and the
+	// notifications of the triggering and of the linked item.
+	AddResults    []Status `json:"addResults"`
+	TriggerValues []Value  `json:"triggering"`
+	LinkedValues  []Value  `json:"linked"`
+	// Transfer: the result per subscription, the data changes session B
+	// received, those session A received after a refused transfer, and
+	// A's status change notifications.
+	TransferResults []Status `json:"transferResults"`
+	Moved           []Value  `json:"moved"`
+	After           []Value  `json:"after"`
+	StatusChanges   []Status `json:"statusChanges"`
 	// ReadLoop counts: good reads, failed reads (a Bad status or an
 	// exception), good reads since the last failure (recovery), and the
 	// first and last failure.
@@ -318,6 +409,12 @@ func budget(sc Scenario) time.Duration {
 		}
 		if s.Subscribe != nil {
 			d += s.Subscribe.Timeout
+		}
+		if s.Trigger != nil {
+			d += 3 * max(s.Trigger.Timeout, 10*time.Second)
+		}
+		if s.Transfer != nil {
+			d += 3 * max(s.Transfer.Timeout, 10*time.Second)
 		}
 		d += s.Sleep
 	}

@@ -21,8 +21,28 @@
 //      {"browse": "ns=1;s=PLC"},
 //      {"subscribe": {"node": "ns=1;s=Temperature", "samples": 3, "interval": 100, "timeoutMs": 10000}},
 //      {"readLoop": {"node": "ns=1;s=Temperature", "seconds": 60}},
+//      {"trigger": {"triggering": "ns=1;s=Setpoint", "linked": ["ns=1;s=Counter", "ns=1;s=Pressure"],
+//                   "write": {"node": "ns=1;s=Setpoint", "value": 61.5, "dataType": "Double"},
+//                   "interval": 100, "timeoutMs": 10000}},
+//      {"transfer": {"node": "ns=1;s=Temperature", "samples": 2, "interval": 100,
+//                    "to": {"user": "alice", "password": "engineer-pw"}, "sendInitialValues": true, "timeoutMs": 10000}},
 //      {"sleep": 500}
 //    ]}
+//
+// trigger: a subscription with a Reporting item on "triggering" and a Sampling
+// item on each "linked" node, then SetTriggering (the linked items as the links to add),
+// then the write (a change of the triggering node). It reports the
+// SetTriggering status and addResults, the write's status, and the
+// notifications: the triggering item's until it reports the written value,
+// the linked items' until three publishing intervals later.
+//
+// transfer: a subscription with one item on "node" in the scenario's session
+// (A), which first receives a sample; then a second connection opens session
+// B with the identity "to" (anonymous without a user) and calls
+// TransferSubscriptions for it. Transferred: B publishes until it has
+// "samples" data changes, A's status changes (Good_SubscriptionTransferred)
+// are collected, and B deletes the subscription. Refused: A must go on
+// receiving "samples" more samples.
 //
 // Status codes are printed as {"name": "BadOutOfRange", "code": 2151350272}.
 // Exit status: 0 when the scenario ran (whatever the steps' status codes),
@@ -45,6 +65,7 @@ const {
     NodeClass,
     ClientSubscription,
     ClientMonitoredItem,
+    MonitoringMode,
 } = require("node-opcua");
 
 function out(obj) {
@@ -175,6 +196,12 @@ async function run(session, step) {
         }
         return { step: "readLoop", node, reads, errors, readsAfterLastError, firstError, lastError };
     }
+    if (step.trigger) {
+        return trigger(session, step.trigger);
+    }
+    if (step.transfer) {
+        return transfer(session, step.transfer);
+    }
     if (step.sleep !== undefined) {
         await new Promise((res) => setTimeout(res, step.sleep));
         return { step: "sleep" };
@@ -182,9 +209,8 @@ async function run(session, step) {
     throw new Error(`unknown step ${JSON.stringify(step)}`);
 }
 
-async function subscribe(session, s) {
-    const samples = s.samples || 1;
-    const interval = s.interval || 100;
+// startSubscription creates a subscription and waits until it started.
+async function startSubscription(session, interval, timeoutMs) {
     const sub = ClientSubscription.create(session, {
         requestedPublishingInterval: interval,
         requestedLifetimeCount: 100,
@@ -194,7 +220,7 @@ async function subscribe(session, s) {
         priority: 1,
     });
     await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error("the subscription did not start")), s.timeoutMs || 10000);
+        const timer = setTimeout(() => reject(new Error("the subscription did not start")), timeoutMs);
         const fail = (err) => {
             clearTimeout(timer);
             reject(err instanceof Error ? err : new Error(String(err)));
@@ -209,6 +235,13 @@ async function subscribe(session, s) {
         await sub.terminate().catch(() => {});
         throw err;
     });
+    return sub;
+}
+
+async function subscribe(session, s) {
+    const samples = s.samples || 1;
+    const interval = s.interval || 100;
+    const sub = await startSubscription(session, interval, s.timeoutMs || 10000);
     const got = [];
     let item;
     let createStatus;
@@ -242,14 +275,157 @@ async function subscribe(session, s) {
     return { step: "subscribe", node: s.node, status: createStatus || status(item && item.statusCode), samples: got };
 }
 
-async function main() {
-    let sc;
-    try {
-        sc = await readScenario();
-    } catch (err) {
-        out({ step: "scenario", ok: false, error: String(err.message || err) });
-        process.exit(1);
+// waitFor resolves when cond() holds or after ms, whichever comes first.
+async function waitFor(cond, ms) {
+    const end = Date.now() + ms;
+    while (!cond() && Date.now() < end) {
+        await new Promise((res) => setTimeout(res, 20));
     }
+    return cond();
+}
+
+// monitor creates a data-change item on node in the given monitoring mode,
+// collecting its notifications into samples; it resolves with the item once
+// the server answered, and throws when the server refused it.
+async function monitor(sub, node, interval, mode, samples) {
+    const item = ClientMonitoredItem.create(sub, { nodeId: node, attributeId: AttributeIds.Value },
+        { samplingInterval: interval, discardOldest: true, queueSize: 10 }, TimestampsToReturn.Both, mode);
+    item.on("changed", (dv) => samples.push(dataValue(node, dv)));
+    await new Promise((resolve, reject) => {
+        item.once("initialized", resolve);
+        item.once("err", (msg) => reject(new Error(`monitored item ${node}: ${msg}`)));
+    });
+    return item;
+}
+
+function writeRequest(w) {
+    return { nodeId: w.node, attributeId: AttributeIds.Value, value: { value: { dataType: dataType(w.dataType), value: w.value } } };
+}
+
+async function trigger(session, t) {
+    const interval = t.interval || 100;
+    const timeoutMs = t.timeoutMs || 10000;
+    const sub = await startSubscription(session, interval, timeoutMs);
+    const triggering = [];
+    const linked = [];
+    try {
+        const trig = await monitor(sub, t.triggering, interval, MonitoringMode.Reporting, triggering);
+        const links = [];
+        for (const node of t.linked) links.push(await monitor(sub, node, interval, MonitoringMode.Sampling, linked));
+        // The triggering item's first report: the subscription delivers.
+        if (!await waitFor(() => triggering.length > 0, timeoutMs)) throw new Error("no first notification of the triggering item");
+        let st;
+        let addResults = [];
+        try {
+            const r = await sub.setTriggering(trig, links, []);
+            st = status(r.responseHeader.serviceResult);
+            addResults = (r.addResults || []).map(status);
+        } catch (err) {
+            st = errorStatus(err) || { name: String(err.message || err), code: -1 };
+        }
+        const codes = await session.write([writeRequest(t.write)]);
+        const written = (v) => v.value === t.write.value;
+        await waitFor(() => triggering.some(written), timeoutMs);
+        await new Promise((res) => setTimeout(res, 3 * interval));
+        return {
+            step: "trigger",
+            node: t.triggering,
+            status: st,
+            addResults,
+            results: codes.map((sc) => ({ node: t.write.node, status: status(sc) })),
+            triggering,
+            linked,
+        };
+    } finally {
+        await sub.terminate().catch(() => {});
+    }
+}
+
+// connectAnother opens a second connection with the scenario's options and
+// a session with the identity who ({user, password}, anonymous without user).
+async function connectAnother(sc, who) {
+    const client = OPCUAClient.create(clientOptions(sc));
+    await client.connect(sc.endpoint);
+    try {
+        const session = await client.createSession(identityOf(who || {}));
+        return { client, session };
+    } catch (err) {
+        await client.disconnect().catch(() => {});
+        throw err;
+    }
+}
+
+async function transfer(session, t) {
+    const interval = t.interval || 100;
+    const timeoutMs = t.timeoutMs || 10000;
+    const samples = t.samples || 1;
+    const sub = await startSubscription(session, interval, timeoutMs);
+    const before = [];
+    const after = [];
+    const moved = [];
+    const statusChanges = [];
+    let answered = false;
+    sub.on("status_changed", (sc) => statusChanges.push(status(sc)));
+    let other;
+    try {
+        const item = ClientMonitoredItem.create(sub, { nodeId: t.node, attributeId: AttributeIds.Value },
+            { samplingInterval: interval, discardOldest: true, queueSize: 10 }, TimestampsToReturn.Both);
+        item.on("changed", (dv) => (answered ? after : before).push(dataValue(t.node, dv)));
+        if (!await waitFor(() => before.length > 0, timeoutMs)) throw new Error("no notification before the transfer");
+        other = await connectAnother(scenario, t.to);
+        let st;
+        let transferResults = [];
+        try {
+            const r = await other.session.transferSubscriptions({ subscriptionIds: [sub.subscriptionId], sendInitialValues: !!t.sendInitialValues });
+            st = status(r.responseHeader.serviceResult);
+            transferResults = (r.results || []).map((x) => status(x.statusCode));
+        } catch (err) {
+            st = errorStatus(err) || { name: String(err.message || err), code: -1 };
+        }
+        answered = true;
+        if (transferResults.length === 1 && transferResults[0].code === 0) {
+            // The subscription is B's now: B's Publish requests carry its
+            // notifications.
+            let acks = [];
+            const end = Date.now() + timeoutMs;
+            while (moved.length < samples && Date.now() < end) {
+                const r = await other.session.publish({ subscriptionAcknowledgements: acks });
+                acks = [];
+                const msg = r.notificationMessage;
+                if (msg && msg.notificationData && msg.notificationData.length > 0) {
+                    acks.push({ subscriptionId: r.subscriptionId, sequenceNumber: msg.sequenceNumber });
+                    for (const n of msg.notificationData) {
+                        for (const m of (n && n.monitoredItems) || []) {
+                            if (moved.length < samples) moved.push(dataValue(t.node, m.value));
+                        }
+                    }
+                }
+            }
+            await waitFor(() => statusChanges.length > 0, timeoutMs);
+            await other.session.deleteSubscriptions({ subscriptionIds: [sub.subscriptionId] }).catch(() => {});
+        } else {
+            await waitFor(() => after.length >= samples, timeoutMs);
+        }
+        return {
+            step: "transfer",
+            node: t.node,
+            status: st,
+            transferResults,
+            samples: before,
+            moved,
+            after: after.slice(0, samples),
+            statusChanges,
+        };
+    } finally {
+        if (other) {
+            await other.session.close().catch(() => {});
+            await other.client.disconnect().catch(() => {});
+        }
+        await sub.terminate().catch(() => {});
+    }
+}
+
+function clientOptions(sc) {
     const policy = sc.securityPolicy || "None";
     const mode = sc.securityMode || "None";
     const options = {
@@ -269,6 +445,29 @@ async function main() {
             automaticallyAcceptUnknownCertificate: true,
         });
     }
+    return options;
+}
+
+function identityOf(who) {
+    return who.user !== undefined
+        ? { type: UserTokenType.UserName, userName: who.user, password: who.password || "" }
+        : { type: UserTokenType.Anonymous };
+}
+
+let scenario;
+
+async function main() {
+    let sc;
+    try {
+        sc = await readScenario();
+    } catch (err) {
+        out({ step: "scenario", ok: false, error: String(err.message || err) });
+        process.exit(1);
+    }
+    scenario = sc;
+    const policy = sc.securityPolicy || "None";
+    const mode = sc.securityMode || "None";
+    const options = clientOptions(sc);
     if (options.securityPolicy === undefined) {
         out({ step: "connect", ok: false, error: `unknown securityPolicy ${policy}` });
         process.exit(1);
@@ -302,11 +501,8 @@ async function main() {
     out({ step: "connect", ok: true, securityPolicy: policy, securityMode: mode });
 
     let session;
-    const identity = sc.user !== undefined
-        ? { type: UserTokenType.UserName, userName: sc.user, password: sc.password || "" }
-        : { type: UserTokenType.Anonymous };
     try {
-        session = await client.createSession(identity);
+        session = await client.createSession(identityOf(sc));
     } catch (err) {
         out({ step: "session", ok: false, error: String(err.message || err), status: errorStatus(err) });
         await client.disconnect().catch(() => {});

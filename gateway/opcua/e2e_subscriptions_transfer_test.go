@@ -1,0 +1,358 @@
+package opcua_test
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// allowAllPolicy allows every operation.
+const allowAllPolicy = `package interlock
+
+decision := {"allow": true}
+`
+
+// triggerPolicy denies linking an item on Counter to a triggering item;
+// everything else is allowed.
+const triggerPolicy = `package interlock
+
+deny if {
+	input.operation.function == "set_triggering"
+	input.operation.linked_node_id == "ns=1;s=Counter"
+}
+
+default allow := false
+
+allow if not deny
+
+decision := {"allow": allow}
+`
+
+// triggerScenario links items on Counter and Pressure (Sampling) to an item
+// on Setpoint (Reporting) and writes v to Setpoint.
+func triggerScenario(endpoint string, v float64) opcuatest.Scenario {
+	return opcuatest.Scenario{Endpoint: endpoint, Steps: []opcuatest.Step{{Trigger: &opcuatest.Trigger{
+		Triggering: opcuatest.NodeSetpoint,
+		Linked:     []string{opcuatest.NodeCounter, opcuatest.NodePressure},
+		Write:      opcuatest.WriteValue{Node: opcuatest.NodeSetpoint, Value: v, DataType: "Double"},
+	}}}}
+}
+
+// triggered is what a trigger step shows: the SetTriggering status and its
+// add results, and the values each linked node notified.
+type triggered struct {
+	status string
+	adds   []string
+	linked map[string][]string
+}
+
+// runTrigger runs triggerScenario and checks that the write of v reached
+// the server and was notified by the triggering item.
+func runTrigger(t *testing.T, endpoint string, v float64) triggered {
+	t.Helper()
+	r := opcuatest.RunClient(t, triggerScenario(endpoint, v))
+	st := step(t, r, 0, "trigger")
+	if len(st.Results) != 1 || !st.Results[0].Status.Good() {
+		t.Fatalf("write of the triggering node: %+v", st.Results)
+	}
+	if !slices.ContainsFunc(st.TriggerValues, func(x opcuatest.Value) bool { return x.Value == v }) {
+		t.Fatalf("the triggering item did not report %v: %+v", v, st.TriggerValues)
+	}
+	out := triggered{status: st.Status.Name, linked: map[string][]string{}}
+	for _, a := range st.AddResults {
+		out.adds = append(out.adds, a.Name)
+	}
+	for _, x := range st.LinkedValues {
+		out.linked[x.Node] = append(out.linked[x.Node], x.Status.Name+":"+fmtAny(x.Value))
+	}
+	return out
+}
+
+// SetTriggering through the gateway, node-opcua client and server: the
+// links answer as on the direct connection and a change of the triggering
+// node brings the linked items' samples; a policy that denies one link
+// answers Bad_UserAccessDenied in its slot only, that item stays silent,
+// and the denial is recorded with the nodes of both items.
+func TestSetTriggering(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	direct := runTrigger(t, srv.Endpoint, 61.5)
+	if direct.status != "Good" || !slices.Equal(direct.adds, []string{"Good", "Good"}) ||
+		len(direct.linked[opcuatest.NodeCounter]) == 0 || len(direct.linked[opcuatest.NodePressure]) == 0 {
+		t.Fatalf("direct: the server does not deliver linked items: %+v", direct)
+	}
+
+	allowed := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	through := runTrigger(t, allowed.endpoint, 62.5)
+	if through.status != direct.status || !slices.Equal(through.adds, direct.adds) {
+		t.Errorf("SetTriggering: direct %s %v, gateway %s %v", direct.status, direct.adds, through.status, through.adds)
+	}
+	for _, n := range []string{opcuatest.NodeCounter, opcuatest.NodePressure} {
+		if !slices.Equal(direct.linked[n], through.linked[n]) {
+			t.Errorf("linked %s: direct %v, gateway %v", n, direct.linked[n], through.linked[n])
+		}
+	}
+
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: triggerPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	denied := runTrigger(t, g.endpoint, 63.5)
+	if denied.status != "Good" || !slices.Equal(denied.adds, []string{"BadUserAccessDenied", "Good"}) {
+		t.Errorf("SetTriggering with the Counter link denied: %s %v, want Good [BadUserAccessDenied Good]", denied.status, denied.adds)
+	}
+	if got := denied.linked[opcuatest.NodeCounter]; len(got) != 0 {
+		t.Errorf("Counter notified through a denied link: %v", got)
+	}
+	if got, want := denied.linked[opcuatest.NodePressure], direct.linked[opcuatest.NodePressure]; !slices.Equal(got, want) {
+		t.Errorf("Pressure through the allowed link: %v, direct %v", got, want)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
+	links := map[string]record{}
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "set_triggering" {
+			links[r.str("operation", "linked_node_id")] = r
+		}
+	}
+	checkTriggerRecords(t, rs, links)
+	removeLinks(t, g)
+}
+
+// removeLinks adds and removes links in one SetTriggering request through a
+// gopcua client: each slot of AddResults and RemoveResults answers for its
+// own link, the Counter link denied both ways, and the removal is recorded
+// as such.
+func removeLinks(t *testing.T, g *gw) {
+	send := anonymousSender(t, g.endpoint)
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	item := func(node string, mode ua.MonitoringMode, h uint32) *ua.MonitoredItemCreateRequest {
+		return &ua.MonitoredItemCreateRequest{
+			ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+			MonitoringMode: mode,
+			RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true,
+				Filter: ua.NewExtensionObject(nil)},
+		}
+	}
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{item(opcuatest.NodeSetpoint, ua.MonitoringModeReporting, 1),
+			item(opcuatest.NodePressure, ua.MonitoringModeSampling, 2), item(opcuatest.NodeCounter, ua.MonitoringModeSampling, 3)}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 3 {
+		t.Fatalf("create monitored items: %+v", mi.Results)
+	}
+	trig, pressure, counter := mi.Results[0].MonitoredItemID, mi.Results[1].MonitoredItemID, mi.Results[2].MonitoredItemID
+	st := send(&ua.SetTriggeringRequest{SubscriptionID: cs.SubscriptionID, TriggeringItemID: trig,
+		LinksToAdd: []uint32{pressure, counter}}).(*ua.SetTriggeringResponse)
+	if !slices.Equal(st.AddResults, []ua.StatusCode{ua.StatusOK, ua.StatusBadUserAccessDenied}) || len(st.RemoveResults) != 0 {
+		t.Errorf("add Pressure and Counter: add %v remove %v", st.AddResults, st.RemoveResults)
+	}
+	st = send(&ua.SetTriggeringRequest{SubscriptionID: cs.SubscriptionID, TriggeringItemID: trig,
+		LinksToAdd: []uint32{counter}, LinksToRemove: []uint32{counter, pressure}}).(*ua.SetTriggeringResponse)
+	if !slices.Equal(st.AddResults, []ua.StatusCode{ua.StatusBadUserAccessDenied}) ||
+		!slices.Equal(st.RemoveResults, []ua.StatusCode{ua.StatusBadUserAccessDenied, ua.StatusOK}) {
+		t.Errorf("add Counter, remove Counter and Pressure: add %v remove %v", st.AddResults, st.RemoveResults)
+	}
+	rs := g.records(t, func(rs []record) bool {
+		n := 0
+		for _, r := range events(rs, "call") {
+			if r.str("operation", "link") == "remove" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	removed := map[string]string{}
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "link") == "remove" {
+			removed[r.str("operation", "linked_node_id")] = r.str("decision", "allow")
+		}
+	}
+	if removed[opcuatest.NodeCounter] != "false" || removed[opcuatest.NodePressure] != "true" {
+		t.Errorf("decisions of the removals by linked node: %v", removed)
+	}
+}
+
+// checkTriggerRecords checks the records of the trigger scenario with the
+// Counter link denied: one call record per link naming both items' nodes.
+func checkTriggerRecords(t *testing.T, rs []record, links map[string]record) {
+	t.Helper()
+	counter, pressure := links[opcuatest.NodeCounter], links[opcuatest.NodePressure]
+	if len(links) != 2 || counter == nil || pressure == nil {
+		t.Fatalf("set_triggering call records by linked node: %v", links)
+	}
+	for _, r := range []record{counter, pressure} {
+		if r.str("operation", "node_id") != opcuatest.NodeSetpoint || r.str("operation", "link") != "add" ||
+			r.str("operation", "access") != "subscribe" || r.str("operation", "subscription_id") == "" {
+			t.Errorf("set_triggering call record: %v", r)
+		}
+	}
+	if counter.str("decision", "allow") != "false" || pressure.str("decision", "allow") != "true" {
+		t.Errorf("decisions: Counter link %v, Pressure link %v", counter["decision"], pressure["decision"])
+	}
+	results := map[string]string{}
+	for _, r := range events(rs, "result") {
+		results[r.str("call_id")] = r.str("status")
+	}
+	if results[pressure.str("call_id")] != "ok" {
+		t.Errorf("result of the Pressure link: %q", results[pressure.str("call_id")])
+	}
+	if s, ok := results[counter.str("call_id")]; ok && s != "denied" {
+		t.Errorf("result of the denied Counter link: %q", s)
+	}
+}
+
+// transferScenario subscribes to Temperature as alice and transfers the
+// subscription to a new session of to.
+func transferScenario(endpoint string, to opcuatest.Identity) opcuatest.Scenario {
+	return opcuatest.Scenario{Endpoint: endpoint, User: opcuatest.Engineer, Password: opcuatest.EngineerPassword,
+		Steps: []opcuatest.Step{{Transfer: &opcuatest.Transfer{Node: opcuatest.NodeTemperature, Samples: 2, To: to, SendInitialValues: true}}}}
+}
+
+// transferred is what a transfer step shows.
+type transferred struct {
+	status   string
+	results  []string
+	moved    int // data changes received by the new session
+	after    int // notifications of the old session after a refusal
+	statuses []string
+}
+
+func runTransfer(t *testing.T, endpoint string, to opcuatest.Identity) transferred {
+	t.Helper()
+	st := step(t, opcuatest.RunClient(t, transferScenario(endpoint, to)), 0, "transfer")
+	if len(st.Samples) == 0 {
+		t.Fatalf("no notification before the transfer: %+v", st)
+	}
+	out := transferred{status: st.Status.Name, moved: len(st.Moved), after: len(st.After)}
+	for _, s := range st.TransferResults {
+		out.results = append(out.results, s.Name)
+	}
+	for _, s := range st.StatusChanges {
+		out.statuses = append(out.statuses, s.Name)
+	}
+	return out
+}
+
+// TransferSubscriptions through the gateway, node-opcua client and server,
+// gateway sessions of users from its users file, upstream sessions all
+// logged in as one service account: a subscription moves to a new session
+// of the same user and its notifications follow it, as on the direct
+// connection; a session of another user is refused with
+// Bad_UserAccessDenied (OPC UA Part 4 §5.13.7) by the gateway itself (the
+// server sees the same account on both upstream sessions and would move
+// it), the subscription stays with its owner, and both are recorded.
+func TestTransferSubscriptions(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{DenyAnonymous: true, SecurityPolicies: []string{"None", "Basic256Sha256"}})
+	alice := opcuatest.Identity{User: opcuatest.Engineer, Password: opcuatest.EngineerPassword}
+	bob := opcuatest.Identity{User: opcuatest.Operator, Password: opcuatest.OperatorPassword}
+
+	same := runTransfer(t, srv.Endpoint, alice)
+	other := runTransfer(t, srv.Endpoint, bob)
+	if !slices.Equal(same.results, []string{"Good"}) || same.moved < 2 || !slices.Contains(same.statuses, "GoodSubscriptionTransferred") {
+		t.Fatalf("direct, same user: %+v", same)
+	}
+	if !slices.Equal(other.results, []string{"BadUserAccessDenied"}) || other.after < 2 {
+		t.Fatalf("direct, other user: %+v", other)
+	}
+
+	pw := filepath.Join(t.TempDir(), "upstream.pw")
+	if err := writeFile(pw, opcuatest.EngineerPassword+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: opcua.Options{
+		SecurityPolicies: []string{"None"}, Users: usersFile(t),
+		UpstreamIdentity: opcua.IdentityService, UpstreamUser: opcuatest.Engineer, UpstreamPasswordFile: pw,
+	}})
+	if got := runTransfer(t, g.endpoint, alice); got.status != same.status || !slices.Equal(got.results, same.results) ||
+		got.moved < 2 || !slices.Contains(got.statuses, "GoodSubscriptionTransferred") {
+		t.Errorf("gateway, same user: %+v, direct %+v", got, same)
+	}
+	if got := runTransfer(t, g.endpoint, bob); got.status != other.status || !slices.Equal(got.results, other.results) ||
+		got.moved != 0 || got.after < 2 {
+		t.Errorf("gateway, other user: %+v, direct %+v", got, other)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) >= 4 })
+	var allowedCall record
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "transfer_subscriptions" {
+			if allowedCall != nil || r.str("principal", "user") != opcuatest.Engineer || r.str("decision", "allow") != "true" {
+				t.Errorf("transfer_subscriptions call record: %v", r)
+			}
+			allowedCall = r
+		}
+	}
+	if allowedCall == nil || allowedCall.str("operation", "subscription_id") == "" {
+		t.Fatalf("no transfer_subscriptions call record of alice: %v", allowedCall)
+	}
+	var res record
+	for _, r := range events(rs, "result") {
+		if r.str("call_id") == allowedCall.str("call_id") {
+			res = r
+		}
+	}
+	if res == nil || res.str("status") != "ok" {
+		t.Errorf("result of alice's transfer: %v", res)
+	}
+	var refused []record
+	for _, r := range events(rs, "request.rejected") {
+		if r.str("operation", "function") == "transfer_subscriptions" {
+			refused = append(refused, r)
+		}
+	}
+	if len(refused) != 1 || refused[0].str("principal", "user") != opcuatest.Operator || refused[0].str("reason") != "not_owner" ||
+		refused[0].str("operation", "subscription_id") == "" || refused[0].str("response") != "Bad_UserAccessDenied" {
+		t.Errorf("request.rejected records of the transfer to bob: %v", refused)
+	}
+
+	// A subscription no session holds: the server's answer, given by the
+	// gateway without asking it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unknown := func(endpoint string) []ua.StatusCode {
+		c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, alice.User, alice.Password, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", endpoint, err)
+		}
+		r := sender(ctx, t, c)(&ua.TransferSubscriptionsRequest{SubscriptionIDs: []uint32{4242}}).(*ua.TransferSubscriptionsResponse)
+		var out []ua.StatusCode
+		for _, x := range r.Results {
+			out = append(out, x.StatusCode)
+		}
+		return out
+	}
+	want := []ua.StatusCode{ua.StatusBadSubscriptionIDInvalid}
+	if got := unknown(srv.Endpoint); !slices.Equal(got, want) {
+		t.Errorf("direct, unknown subscription: %v", got)
+	}
+	if got := unknown(g.endpoint); !slices.Equal(got, want) {
+		t.Errorf("gateway, unknown subscription: %v", got)
+	}
+	rs = g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool { return r.str("reason") == "unknown_subscription" })
+	})
+	if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
+		return r.str("reason") == "unknown_subscription" && r.str("operation", "subscription_id") == "4242"
+	}) {
+		t.Errorf("no request.rejected record of the unknown subscription")
+	}
+}
+
+// anonymousSender connects an anonymous gopcua client at SecurityPolicy
+// None for the rest of the test and returns its sender.
+func anonymousSender(t *testing.T, endpoint string) func(ua.Request) ua.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sender(ctx, t, c)
+}
