@@ -14,6 +14,19 @@
 # unknown-source-read. Data: data.accounts_and_sources (see README.md).
 package interlock.accounts_and_sources
 
+# --- fast path ---------------------------------------------------------------
+#
+# Nearly every call comes from a known source with an approved account and
+# source: then no rule below is broken, and the decision need not evaluate
+# them (their negations and reason texts cost OPA steps on every call). The
+# rules run only when a call fails this test; test_fast_path_* in the tests
+# check that both give the same decision.
+violations := set() if {
+	known_source
+	account_approved
+	source_approved
+} else := findings
+
 # For reason texts: a missing field never makes a violation disappear.
 access := object.get(input, ["operation", "access"], "")
 
@@ -38,9 +51,6 @@ unknown_source_reads := data.accounts_and_sources.unknown_source_reads
 # A principal without auth counts as an unknown source too.
 known_source if object.get(input, ["principal", "auth"], "none") != "none"
 
-# The approvals of this target's entry and of the "*" entry.
-targets := [input.target.name, "*"]
-
 account_matches(g) if input.principal.user in g.users
 
 account_matches(g) if {
@@ -61,40 +71,47 @@ covers_any(g) if "*" in g.access
 
 covers_any(_) if input.operation.access == "session"
 
+# An approval in this target's entry or in the "*" entry. The targets are
+# read once into a local: a data reference with a variable in it costs OPA a
+# lookup in the store each time.
 account_approved if {
-	some t in targets
-	some g in data.accounts_and_sources.targets[t].accounts
+	tg := data.accounts_and_sources.targets
+	some t in [input.target.name, "*"]
+	some g in tg[t].accounts
 	input.operation.access in g.access
 	account_matches(g)
 }
 
 account_approved if {
-	some t in targets
-	some g in data.accounts_and_sources.targets[t].accounts
+	tg := data.accounts_and_sources.targets
+	some t in [input.target.name, "*"]
+	some g in tg[t].accounts
 	covers_any(g)
 	account_matches(g)
 }
 
 source_approved if {
-	some t in targets
-	some g in data.accounts_and_sources.targets[t].sources
+	tg := data.accounts_and_sources.targets
+	some t in [input.target.name, "*"]
+	some g in tg[t].sources
 	input.operation.access in g.access
 	source_matches(g)
 }
 
 source_approved if {
-	some t in targets
-	some g in data.accounts_and_sources.targets[t].sources
+	tg := data.accounts_and_sources.targets
+	some t in [input.target.name, "*"]
+	some g in tg[t].sources
 	covers_any(g)
 	source_matches(g)
 }
 
-violations contains {"id": "unknown-source", "reason": concat(":", ["unknown_source", source_ip, access])} if {
+findings contains {"id": "unknown-source", "reason": concat(":", ["unknown_source", source_ip, access])} if {
 	not known_source
 	not access in read_access
 }
 
-violations contains v if {
+findings contains v if {
 	not known_source
 	access in read_access
 	unknown_source_reads != "allow"
@@ -105,12 +122,12 @@ violations contains v if {
 	}
 }
 
-violations contains {"id": "approved-account", "reason": concat(":", ["account_not_approved", user_name, target, access])} if {
+findings contains {"id": "approved-account", "reason": concat(":", ["account_not_approved", user_name, target, access])} if {
 	known_source
 	not account_approved
 }
 
-violations contains {"id": "approved-source", "reason": concat(":", ["source_not_approved", source_name, target, access])} if {
+findings contains {"id": "approved-source", "reason": concat(":", ["source_not_approved", source_name, target, access])} if {
 	known_source
 	not source_approved
 }

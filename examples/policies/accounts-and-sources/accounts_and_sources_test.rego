@@ -285,3 +285,50 @@ test_shipped_data if {
 	d.allow
 	d.alert
 }
+
+# --- the fast path -----------------------------------------------------------------
+#
+# violations is empty without evaluating the rules when the source is known
+# and account and source are approved (accounts_and_sources.rego, "fast
+# path"); otherwise it is what the rules find. Either way it must be what the
+# rules alone find, for approved calls and for each way of breaking a rule.
+
+fast_path_calls := [
+	call(alice, ews_alice, "plc1", "write"),
+	call(alice, ews_alice, "plc1", "read"),
+	call(bob, hmi, "plc1", "read"),
+	call(bob, hmi, "plc9", "read"),
+	call(carol, {"ip": "10.0.6.3", "port": 1, "name": "ews-carol"}, "plc1", "program"),
+	call({"user": "erin", "auth": "inventory", "roles": ["drive-engineer"]}, {"ip": "10.0.7.1", "port": 1, "name": "ews-erin"}, "drives", "write"),
+	call(bob, hmi, "plc1", "session"),
+	call(dave, ews_alice, "plc1", "write"),
+	call(bob, hmi, "plc1", "write"),
+	call(dave, {"ip": "10.0.7.1", "port": 1, "name": "ews-dave"}, "drives", "write"),
+	call(alice, laptop, "plc1", "write"),
+	call(alice, hmi, "plc1", "write"),
+	call(carol, ews_alice, "plc1", "program"),
+	call(bob, laptop, "drives", "read"),
+	call(nobody, stranger, "plc1", "read"),
+	call(nobody, stranger, "plc1", "write"),
+	call({"user": "alice", "roles": ["engineer"]}, ews_alice, "plc1", "write"),
+	object.remove(call(alice, ews_alice, "plc1", "write"), ["target"]),
+	object.remove(call(alice, ews_alice, "plc1", "write"), ["source"]),
+]
+
+test_fast_path_gives_what_the_rules_find if {
+	every c in fast_path_calls {
+		fast := interlock.accounts_and_sources.violations with input as c with data.accounts_and_sources as cfg
+		rules := interlock.accounts_and_sources.findings with input as c with data.accounts_and_sources as cfg
+		fast == rules
+	}
+}
+
+test_fast_path_taken_by_approved_calls if {
+	every c in array.slice(fast_path_calls, 0, 8) {
+		count(interlock.accounts_and_sources.findings) == 0 with input as c with data.accounts_and_sources as cfg
+		interlock.decision == {"allow": true, "alert": false, "reasons": []} with input as c with data.accounts_and_sources as cfg
+	}
+	every c in array.slice(fast_path_calls, 8, 100) {
+		count(interlock.accounts_and_sources.violations) > 0 with input as c with data.accounts_and_sources as cfg
+	}
+}
