@@ -23,7 +23,7 @@ import (
 )
 
 var (
-	mbHaproxy   = flag.String("haproxy", "haproxy", "modbus: haproxy binary (the TCP relay)")
+	mbHaproxy   = flag.String("haproxy", "haproxy", "haproxy binary (the TCP relay of the modbus and opcua sections)")
 	mbPolicy    = flag.String("policy", "examples/quickstart/policy", "modbus: policy directory for the gateway")
 	mbDuration  = flag.Duration("duration", 5*time.Second, "modbus: measured time of one run")
 	mbWarmup    = flag.Duration("warmup", time.Second, "modbus, policy polling: unmeasured time before each run")

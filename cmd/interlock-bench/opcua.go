@@ -2,8 +2,9 @@ package main
 
 // The opcua section: what the OPC UA gateway costs a client. Single-node
 // Reads (the Value of ns=1;s=Pressure) by gopcua clients against `interlock
-// sim opcua`, directly and through `interlock run` with one OPC UA listener
-// (a permissive policy, the audit log on), with the same security on both
+// sim opcua`, directly, through a plain TCP relay (haproxy in TCP mode: the
+// floor of any inline hop), and through `interlock run` with one OPC UA
+// listener (a permissive policy, the audit log on), with the same security on both
 // legs: SecurityPolicy None, and Basic256Sha256 SignAndEncrypt. Two loads:
 // one session reading sequentially, and 8 sessions reading at once, each in
 // a closed loop. Then the gateway's memory per idle session: the growth of
@@ -47,7 +48,7 @@ const uaTargetP50Ratio = 2.0
 
 func init() {
 	addSuite(suite{name: "opcua", order: 40, run: runOPCUA,
-		about: "single-node Reads direct vs through the gateway, 1 sequential and 8 concurrent sessions, None and Basic256Sha256; memory per idle session"})
+		about: "single-node Reads direct, through a TCP relay (haproxy) and through the gateway, 1 sequential and 8 concurrent sessions, None and Basic256Sha256; memory per idle session"})
 }
 
 // uaPolicy is one security setting measured on both legs.
@@ -74,6 +75,10 @@ type uaBench struct {
 	ctx  context.Context
 	cert []byte // the bench client's application instance certificate
 	key  *rsa.PrivateKey
+	// discovery maps the relay's URL to the simulator's: the simulator
+	// describes only endpoints at its own URL, and the relay passes
+	// everything else through unchanged.
+	discovery map[string]string
 }
 
 // uaResult is one cell: a path at one load.
@@ -126,6 +131,33 @@ func runOPCUA(e *env) error {
 		return fmt.Errorf("sim opcua at %s: %w (log in %s)", simAddr, err, e.work)
 	}
 
+	// A plain TCP relay in front of the simulator: what any inline hop costs
+	// on this machine, before the gateway does anything.
+	relayAddr := freeAddr()
+	hcfg := filepath.Join(e.work, "haproxy-opcua.cfg")
+	if err := os.WriteFile(hcfg, []byte(fmt.Sprintf(`global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend relay
+  bind %s
+  default_backend server
+backend server
+  server sim %s
+`, relayAddr, simAddr)), 0o644); err != nil {
+		return err
+	}
+	if err := e.start("haproxy-opcua", *mbHaproxy, "-f", hcfg, "-db"); err != nil {
+		return fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
+	}
+	if err := waitPort(relayAddr, 30*time.Second); err != nil {
+		return fmt.Errorf("haproxy at %s: %w (log in %s)", relayAddr, err, e.work)
+	}
+	relayEP := "opc.tcp://" + relayAddr
+
 	// The gateway's PKI, and the bench client's own certificate trusted by
 	// it (the simulator accepts any client certificate).
 	gwPKI := filepath.Join(e.work, "gw-pki")
@@ -146,7 +178,7 @@ func runOPCUA(e *env) error {
 	if err := e.interlock("certs", "trust", "--pki", gwPKI, cst.OwnCertPath()); err != nil {
 		return err
 	}
-	b := &uaBench{ctx: ctx}
+	b := &uaBench{ctx: ctx, discovery: map[string]string{relayEP: simEP}}
 	if b.cert, b.key, err = cst.Own(); err != nil {
 		return err
 	}
@@ -241,7 +273,7 @@ audit:
 	}
 	for _, p := range pols {
 		for _, n := range loads {
-			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"gateway", gwEP[p.name]}} {
+			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"relay", relayEP}, {"gateway", gwEP[p.name]}} {
 				pids := []int{sim.Process.Pid, 0}
 				if path.name == "gateway" {
 					pids[1] = gwCmd[p.name].Process.Pid
@@ -276,6 +308,19 @@ audit:
 			}
 			fmt.Printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |\n",
 				p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
+		}
+	}
+	fmt.Println()
+
+	fmt.Println("The same p50s beside a plain TCP relay (haproxy in TCP mode between client and simulator: the floor of any inline hop on this machine):")
+	fmt.Println()
+	fmt.Println("| security (both legs) | sessions | direct p50 µs | relay p50 µs | gateway p50 µs | relay/direct | gateway/direct | gateway/relay | gateway − relay µs |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, p := range pols {
+		for _, n := range loads {
+			d, r, g := get(p.String(), n, "direct"), get(p.String(), n, "relay"), get(p.String(), n, "gateway")
+			fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f× | %.2f× | %.2f× | %.0f |\n",
+				p, n, d.p50, r.p50, g.p50, r.p50/d.p50, g.p50/d.p50, g.p50/r.p50, g.p50-r.p50)
 		}
 	}
 	fmt.Println()
@@ -331,6 +376,9 @@ func (e *env) interlock(args ...string) error {
 func (b *uaBench) endpoint(url string, p uaPolicy) (*ua.EndpointDescription, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
+	if d, ok := b.discovery[url]; ok {
+		url = d
+	}
 	eps, err := gopcua.GetEndpoints(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("GetEndpoints %s: %w", url, err)
