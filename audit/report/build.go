@@ -119,7 +119,7 @@ func (a *aggregator) line(fi *FileInfo, r *record, line []byte) {
 	*r = record{}
 	if err := decodeRecord(line, r, a.dec); err != nil {
 		fi.Unreadable++
-		a.bad(where() + ": not a JSON object: " + clip(err.Error(), 120))
+		a.bad(where() + ": not an audit record: " + clip(err.Error(), 120))
 		return
 	}
 	t, err := time.Parse(time.RFC3339Nano, r.Time)
