@@ -33,8 +33,8 @@ func decodeRecord(line []byte, r *record, dc *decoder) error {
 	if err := dc.dec.Decode(unsafe.String(unsafe.SliceData(line), len(line)), q); err != nil {
 		return err
 	}
-	// Interned strings are copies already; the others are substrings of
-	// the line and are copied, so that a row kept does not pin its line.
+	// Interned strings are copies already; the others point into the line's
+	// buffer, which the next line overwrites, and are copied.
 	clone := strings.Clone
 	*r = record{
 		Seq: q.Seq, Time: clone(q.Time), Event: q.Event, Gateway: q.Gateway,
