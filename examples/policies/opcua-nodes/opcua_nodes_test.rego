@@ -257,3 +257,52 @@ test_shipped_data if {
 	too_much := method("ns=2;s=Line1.Dosing", "ns=2;s=Line1.Dosing.Start", [80, 300])
 	not interlock.decision.allow with input as call(olga, too_much)
 }
+
+# --- the fast path -----------------------------------------------------------------
+#
+# violations is empty without evaluating the rules for calls of other
+# protocols and for node calls the allow-list allows (opcua_nodes.rego, "fast
+# path"); otherwise it is what the rules find. Either way it must be what the
+# rules alone find.
+
+fast_path_calls := [
+	call(olga, read("/Objects/Line1/Status/Temperature")),
+	call(olga, node("read", "ns=2;s=Line1.Status.Pressure", "/X")),
+	call(olga, node("read", "i=2256", "/Objects/Server/ServerStatus")),
+	call(olga, node("subscribe", "ns=2;s=X", "/Objects/Line1/Status/Level")),
+	call(anon, node("browse", "ns=2;s=X", "/Objects/Line1")),
+	call(alice, write("/Objects/Line1/Setpoints/Temperature")),
+	call(alice, node("write", "ns=2;s=Line1.Recipe.Name", "/Objects/Line1/Recipe/Name")),
+	object.union(call(olga, node("read", "ns=2;s=X", "/Objects/Line1/Status/T")), {"protocol": "modbus"}),
+	call(olga, write("/Objects/Line1/Setpoints/Temperature")),
+	call(olga, read("/Objects/Line1/Other")),
+	call(olga, read("/Objects/Line1/StatusX")),
+	call(alice, object.union(write("/Objects/Line1/Setpoints/Temperature"), {"attribute": "Description"})),
+	call(bob, node("write", "ns=2;s=Line1.Recipe.Name", "/Objects/Line1/Recipe/Name")),
+	call(olga, {"function": "read", "access": "read"}),
+	call(olga, start([75, 600])),
+	call(olga, start([12.5])),
+	call(alice, load(["r", 0, true, "ns=1;i=5"])),
+	call(olga, start([12.5, 600])),
+	call(olga, method("ns=2;s=Dosing", "ns=2;s=Nope", [])),
+	call(olga, {"function": "session.open", "access": "session"}),
+	object.union(call(olga, read("/Objects/Line1/Other")), {"target": {"name": "line9"}}),
+	call(olga, {"function": "read", "node_id": "ns=2;s=Line1.Status.Pressure"}),
+]
+
+test_fast_path_gives_what_the_rules_find if {
+	every c in fast_path_calls {
+		fast := interlock.opcua_nodes.violations with input as c with data.opcua_nodes as cfg
+		rules := interlock.opcua_nodes.findings with input as c with data.opcua_nodes as cfg
+		fast == rules
+	}
+}
+
+test_fast_path_taken_by_allowed_node_calls if {
+	every c in array.slice(fast_path_calls, 0, 8) {
+		count(interlock.opcua_nodes.findings) == 0 with input as c with data.opcua_nodes as cfg
+	}
+	every c in array.slice(fast_path_calls, 8, 17) {
+		count(interlock.opcua_nodes.violations) > 0 with input as c with data.opcua_nodes as cfg
+	}
+}
