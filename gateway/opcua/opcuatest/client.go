@@ -64,7 +64,7 @@ type Step struct {
 // result has the SetTriggering status (Status) and AddResults (one per
 // linked item, in order), the write's status (Results), and the
 // notifications: TriggerValues until the triggering item reports the
-// written value, LinkedValues until three publishing intervals later.
+// written value, LinkedValues until five publishing intervals later.
 type Trigger struct {
 	Triggering string        `json:"triggering"`
 	Linked     []string      `json:"linked"`

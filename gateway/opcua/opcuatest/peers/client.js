@@ -34,7 +34,7 @@
 // then the write (a change of the triggering node). It reports the
 // SetTriggering status and addResults, the write's status, and the
 // notifications: the triggering item's until it reports the written value,
-// the linked items' until three publishing intervals later.
+// the linked items' until five publishing intervals later.
 //
 // transfer: a subscription with one item on "node" in the scenario's session
 // (A), which first receives a sample; then a second connection opens session
@@ -326,7 +326,7 @@ async function trigger(session, t) {
         const codes = await session.write([writeRequest(t.write)]);
         const written = (v) => v.value === t.write.value;
         await waitFor(() => triggering.some(written), timeoutMs);
-        await new Promise((res) => setTimeout(res, 3 * interval));
+        await new Promise((res) => setTimeout(res, 5 * interval));
         return {
             step: "trigger",
             node: t.triggering,
