@@ -25,7 +25,9 @@ type request struct {
 // secureChannel is the server side of a secure channel as the engine uses
 // it (package channel implements it).
 type secureChannel interface {
-	Receive(ctx context.Context) (*request, error)
+	// Serve reads requests until the channel ends and passes each to
+	// handle on the reading goroutine (handle must not block).
+	Serve(handle func(*request)) error
 	Send(reqID uint32, resp ua.Response) error
 	ID() uint32
 	SecurityPolicyURI() string
@@ -74,23 +76,17 @@ func (c *conn) serve(ctx context.Context) error {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	go c.closeWhenIdle(ctx, &last)
-	for {
-		req, err := c.ch.Receive(ctx)
+	stop := context.AfterFunc(ctx, func() { c.ch.Close() }) // shutdown ends the reading
+	defer stop()
+	err := c.ch.Serve(func(req *request) {
 		last.Store(time.Now().UnixNano())
-		if err != nil {
-			c.base.Log.Debug().Err(err).Msg("secure channel ended")
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
 		select {
 		case slots <- struct{}{}:
 		default:
 			c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
 				"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
 			c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
-			continue
+			return
 		}
 		select {
 		case work <- req: // an idle worker takes it
@@ -98,7 +94,13 @@ func (c *conn) serve(ctx context.Context) error {
 			wg.Add(1)
 			go c.worker(ctx, &wg, req, work, slots)
 		}
+	})
+	last.Store(time.Now().UnixNano())
+	c.base.Log.Debug().Err(err).Msg("secure channel ended")
+	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
 // workerIdle is how long a request goroutine waits for the next request of

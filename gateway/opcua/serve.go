@@ -76,10 +76,8 @@ func (e *Engine) channelError(ctx context.Context, s *gateway.Session, function 
 // channelAdapter is a channel.Channel as the engine's secureChannel.
 type channelAdapter struct{ *channel.Channel }
 
-func (a channelAdapter) Receive(ctx context.Context) (*request, error) {
-	r, err := a.Channel.Receive(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &request{ID: r.ID, Body: r.Body}, nil
+func (a channelAdapter) Serve(handle func(*request)) error {
+	return a.Channel.Serve(func(r *channel.Request) {
+		handle(&request{ID: r.ID, Body: r.Body})
+	})
 }

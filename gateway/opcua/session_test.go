@@ -35,13 +35,13 @@ type fakeChannel struct {
 	cert   []byte
 }
 
-func (f *fakeChannel) Receive(context.Context) (*request, error) { select {} }
-func (f *fakeChannel) Send(uint32, ua.Response) error            { return nil }
-func (f *fakeChannel) ID() uint32                                { return f.id }
-func (f *fakeChannel) SecurityPolicyURI() string                 { return f.policy }
-func (f *fakeChannel) SecurityMode() ua.MessageSecurityMode      { return f.mode }
-func (f *fakeChannel) RemoteCertificate() []byte                 { return f.cert }
-func (f *fakeChannel) Close() error                              { return nil }
+func (f *fakeChannel) Serve(func(*request)) error           { select {} }
+func (f *fakeChannel) Send(uint32, ua.Response) error       { return nil }
+func (f *fakeChannel) ID() uint32                           { return f.id }
+func (f *fakeChannel) SecurityPolicyURI() string            { return f.policy }
+func (f *fakeChannel) SecurityMode() ua.MessageSecurityMode { return f.mode }
+func (f *fakeChannel) RemoteCertificate() []byte            { return f.cert }
+func (f *fakeChannel) Close() error                         { return nil }
 
 type harness struct {
 	e     *Engine

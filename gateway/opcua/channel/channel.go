@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -26,7 +27,7 @@ type Request struct {
 }
 
 // Channel is the server side of one OPC UA secure channel over one
-// connection. Receive is meant for one goroutine; Send, SendFault and Close
+// connection. Receive or Serve is meant for one goroutine; Send, SendFault and Close
 // may be called from any number of goroutines.
 type Channel struct {
 	conn net.Conn
@@ -69,6 +70,7 @@ type Channel struct {
 	writeDeadline time.Time // last set on conn
 
 	reqs      chan *Request
+	reading   atomic.Bool // a reader owns readDone (claimRead)
 	closing   chan struct{}
 	readDone  chan struct{}
 	readErr   error
@@ -119,8 +121,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		return nil, err
 	}
 	conn.SetReadDeadline(time.Time{})
-	go c.readLoop()
-	return c, nil
+	return c, nil // reading starts with the first Receive or Serve
 }
 
 // handshake reads the Hello, answers the Acknowledge and opens the channel
@@ -277,8 +278,9 @@ func (c *Channel) closeConn() {
 }
 
 // readLoop reads requests until the channel ends, handling renewals,
-// aborts and CloseSecureChannel itself.
-func (c *Channel) readLoop() {
+// aborts and CloseSecureChannel itself, and passes each request to deliver,
+// which returns false when the channel is closing.
+func (c *Channel) readLoop(deliver func(*Request) bool) {
 	defer close(c.readDone)
 	for {
 		req, err := c.readRequest()
@@ -295,13 +297,29 @@ func (c *Channel) readLoop() {
 			c.abort(err)
 			return
 		}
-		select {
-		case c.reqs <- req:
-		case <-c.closing:
+		if !deliver(req) {
 			c.readErr = io.EOF
 			return
 		}
 	}
+}
+
+// claimRead reports whether the caller is the first to read the channel
+// (Receive, Serve) or to close it unread: the one that owns readDone.
+func (c *Channel) claimRead() bool { return c.reading.CompareAndSwap(false, true) }
+
+// Serve reads the channel on the calling goroutine until it ends and passes
+// every service request to handle as soon as it is read. handle runs on the
+// reading goroutine, so it must hand the request on and return: while it
+// runs the channel reads nothing, renewals included. This saves the
+// goroutine switch Receive costs each request. Serve returns what Receive
+// would return at the end; use one of the two, once.
+func (c *Channel) Serve(handle func(*Request)) error {
+	if !c.claimRead() {
+		return errors.New("opcua channel: already being read")
+	}
+	c.readLoop(func(r *Request) bool { handle(r); return true })
+	return c.readErr
 }
 
 // Receive returns the next service request. Call it in a loop and hand
@@ -311,6 +329,9 @@ func (c *Channel) readLoop() {
 // Close was called, and an error carrying a status code when the channel
 // was closed for a protocol or security violation.
 func (c *Channel) Receive(ctx context.Context) (*Request, error) {
+	if c.claimRead() {
+		go c.readLoop(c.push)
+	}
 	select {
 	case r := <-c.reqs:
 		return r, nil
@@ -321,9 +342,23 @@ func (c *Channel) Receive(ctx context.Context) (*Request, error) {
 	}
 }
 
-// Close closes the channel and its socket; it is idempotent.
+// push hands a request to Receive.
+func (c *Channel) push(r *Request) bool {
+	select {
+	case c.reqs <- r:
+		return true
+	case <-c.closing:
+		return false
+	}
+}
+
+// Close closes the channel and its socket and waits for its reader to end;
+// it is idempotent. Do not call it from a Serve handler.
 func (c *Channel) Close() error {
 	c.closeConn()
+	if c.claimRead() {
+		close(c.readDone) // never read
+	}
 	<-c.readDone
 	return nil
 }
