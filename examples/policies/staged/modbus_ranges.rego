@@ -98,8 +98,8 @@ clean if {
 }
 
 # A write (FC 5, 6, 15, 16) of a listed function of a listed target that lies
-# in one range of its table, which allows writes and names no functions,
-# with values within the limits of every range it overlaps.
+# in one range of its table, the only range of the table it overlaps, which
+# allows writes and names no functions, with values within its limits.
 clean if {
 	input.protocol == "modbus"
 	table := {
@@ -111,13 +111,12 @@ clean if {
 	span := plain_span({"write_single_coil": 1, "write_single_register": 1})
 	cfg := data.modbus_ranges.targets[input.target.name]
 	input.operation.function in cfg.functions
-	rs := cfg[table]
-	some r in rs
+	[r] := [x | some x in cfg[table]; x.start <= span[1]; span[0] <= x.end]
 	r.start <= span[0]
 	span[1] <= r.end
 	"write" in r.access
 	not r.functions
-	values_within(rs, r, span)
+	values_within(r, span)
 }
 
 # [first, last] address of a call of a function with one span; one names the
@@ -129,14 +128,12 @@ plain_span(one) := [first, (first + n) - 1] if {
 	is_number(n)
 }
 
-# The values of a write to span, in range r of the table's ranges rs: one
-# for each address, r the only range the span overlaps, not signed, and
-# within r's limits (the modbus-value rule's test, below).
-values_within(rs, r, span) if {
+# The values of a write to span in range r: one for each address, r not
+# signed, and all within r's limits (the modbus-value rule's test, below).
+values_within(r, span) if {
 	vs := input.operation.values
 	count(vs) == (span[1] - span[0]) + 1
 	not r.signed
-	count([x | some x in rs; x.start <= span[1]; span[0] <= x.end]) == 1
 	low := min(vs)
 	high := max(vs)
 	lower := object.get(r, "min", low)
