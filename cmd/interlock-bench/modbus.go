@@ -83,25 +83,9 @@ func runModbus(e *env) error {
 	if err := e.start("sim", e.bin, "sim", "modbus", "--listen", simAddr); err != nil {
 		return err
 	}
-	relayAddr := freeAddr()
-	hcfg := filepath.Join(e.work, "haproxy.cfg")
-	if err := os.WriteFile(hcfg, []byte(fmt.Sprintf(`global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend relay
-  bind %s
-  default_backend plc
-backend plc
-  server plc %s
-`, relayAddr, simAddr)), 0o644); err != nil {
+	relayAddr, err := startRelay(e, "haproxy", simAddr)
+	if err != nil {
 		return err
-	}
-	if err := e.start("haproxy", *mbHaproxy, "-f", hcfg, "-db"); err != nil {
-		return fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
 	}
 	maxConns := slices.Max(conns)
 	gwAddr, err := startGateway(e, "gateway", simAddr, absPolicy, maxConns, *mbCacheFlag, *mbProfile)
@@ -279,4 +263,33 @@ func client(addr string, reg uint16, qty int, from, end time.Time) ([]time.Durat
 			lat = append(lat, time.Since(t0))
 		}
 	}
+}
+
+// startRelay starts haproxy as a plain TCP relay to target (the floor of
+// what any inline hop costs) and returns the address it listens on.
+func startRelay(e *env, name, target string) (string, error) {
+	addr := freeAddr()
+	cfg := filepath.Join(e.work, name+".cfg")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend relay
+  bind %s
+  default_backend upstream
+backend upstream
+  server upstream %s
+`, addr, target)), 0o644); err != nil {
+		return "", err
+	}
+	if err := e.start(name, *mbHaproxy, "-f", cfg, "-db"); err != nil {
+		return "", fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
+	}
+	if err := waitPort(addr, 30*time.Second); err != nil {
+		return "", fmt.Errorf("%s at %s: %w (log in %s)", name, addr, err, e.work)
+	}
+	return addr, nil
 }

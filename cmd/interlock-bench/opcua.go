@@ -133,28 +133,9 @@ func runOPCUA(e *env) error {
 
 	// A plain TCP relay in front of the simulator: what any inline hop costs
 	// on this machine, before the gateway does anything.
-	relayAddr := freeAddr()
-	hcfg := filepath.Join(e.work, "haproxy-opcua.cfg")
-	if err := os.WriteFile(hcfg, []byte(fmt.Sprintf(`global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend relay
-  bind %s
-  default_backend server
-backend server
-  server sim %s
-`, relayAddr, simAddr)), 0o644); err != nil {
+	relayAddr, err := startRelay(e, "haproxy-opcua", simAddr)
+	if err != nil {
 		return err
-	}
-	if err := e.start("haproxy-opcua", *mbHaproxy, "-f", hcfg, "-db"); err != nil {
-		return fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
-	}
-	if err := waitPort(relayAddr, 30*time.Second); err != nil {
-		return fmt.Errorf("haproxy at %s: %w (log in %s)", relayAddr, err, e.work)
 	}
 	relayEP := "opc.tcp://" + relayAddr
 
