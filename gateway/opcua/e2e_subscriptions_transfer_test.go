@@ -315,18 +315,22 @@ func TestTransferSubscriptions(t *testing.T) {
 	// gateway without asking it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	unknown := func(endpoint string) []ua.StatusCode {
+	aliceSender := func(endpoint string) func(ua.Request) ua.Response {
 		c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, alice.User, alice.Password, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", endpoint, err)
 		}
-		r := sender(ctx, t, c)(&ua.TransferSubscriptionsRequest{SubscriptionIDs: []uint32{4242}}).(*ua.TransferSubscriptionsResponse)
+		return sender(ctx, t, c)
+	}
+	transfer := func(send func(ua.Request) ua.Response, id uint32) []ua.StatusCode {
+		r := send(&ua.TransferSubscriptionsRequest{SubscriptionIDs: []uint32{id}}).(*ua.TransferSubscriptionsResponse)
 		var out []ua.StatusCode
 		for _, x := range r.Results {
 			out = append(out, x.StatusCode)
 		}
 		return out
 	}
+	unknown := func(endpoint string) []ua.StatusCode { return transfer(aliceSender(endpoint), 4242) }
 	want := []ua.StatusCode{ua.StatusBadSubscriptionIDInvalid}
 	if got := unknown(srv.Endpoint); !slices.Equal(got, want) {
 		t.Errorf("direct, unknown subscription: %v", got)
@@ -341,6 +345,44 @@ func TestTransferSubscriptions(t *testing.T) {
 		return r.str("reason") == "unknown_subscription" && r.str("operation", "subscription_id") == "4242"
 	}) {
 		t.Errorf("no request.rejected record of the unknown subscription")
+	}
+
+	// The nodes of the items move with the subscription: the new session's
+	// later changes to them are decided with their node.
+	a, b := aliceSender(g.endpoint), aliceSender(g.endpoint)
+	cs := a(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	mi := a(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{{
+			ItemToMonitor:       &ua.ReadValueID{NodeID: ua.MustParseNodeID(opcuatest.NodeTemperature), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+			MonitoringMode:      ua.MonitoringModeReporting,
+			RequestedParameters: &ua.MonitoringParameters{ClientHandle: 1, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true, Filter: ua.NewExtensionObject(nil)},
+		}}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 1 || mi.Results[0].StatusCode != ua.StatusOK {
+		t.Fatalf("create monitored item: %+v", mi.Results)
+	}
+	if got := transfer(b, cs.SubscriptionID); !slices.Equal(got, []ua.StatusCode{ua.StatusOK}) {
+		t.Fatalf("gopcua, same user: %v", got)
+	}
+	sm := b(&ua.SetMonitoringModeRequest{SubscriptionID: cs.SubscriptionID, MonitoringMode: ua.MonitoringModeSampling,
+		MonitoredItemIDs: []uint32{mi.Results[0].MonitoredItemID}}).(*ua.SetMonitoringModeResponse)
+	if !slices.Equal(sm.Results, []ua.StatusCode{ua.StatusOK}) {
+		t.Errorf("set monitoring mode in the new session: %v", sm.Results)
+	}
+	rs = g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "call"), func(r record) bool { return r.str("operation", "function") == "set_monitoring_mode" })
+	})
+	var modes []any
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "set_monitoring_mode" {
+			modes = append(modes, r["operation"])
+			if r.str("operation", "node_id") != opcuatest.NodeTemperature {
+				t.Errorf("set_monitoring_mode after the transfer without the item's node: %v", r["operation"])
+			}
+		}
+	}
+	if len(modes) != 1 {
+		t.Errorf("set_monitoring_mode call records: %v", modes)
 	}
 }
 

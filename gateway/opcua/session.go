@@ -42,11 +42,11 @@ type uaSession struct {
 	closed      bool
 	gs          *gateway.Session // set at activation, read-only afterwards
 	up          *upstream
-	subs        map[uint32]bool   // subscription ids created through this session
-	subsPending int               // CreateSubscription requests on their way
-	items       map[uint32]string // monitored item id -> node id
-	cps         map[string]string // browse continuation point -> node id
-	aliases     map[string]string // registered node id -> the node id it stands for
+	subs        map[uint32]bool    // subscription ids created through this session
+	subsPending int                // CreateSubscription requests on their way
+	items       map[itemKey]string // monitored item -> node id
+	cps         map[string]string  // browse continuation point -> node id
+	aliases     map[string]string  // registered node id -> the node id it stands for
 }
 
 // newToken returns an opaque node id of 32 random bytes.
@@ -81,10 +81,13 @@ func putBounded[K comparable, V any](m map[K]V, k K, v V) {
 	m[k] = v
 }
 
-func (s *uaSession) nodeOfItem(id uint32) string {
+// itemKey names a monitored item: its id is unique within its subscription.
+type itemKey struct{ sub, item uint32 }
+
+func (s *uaSession) nodeOfItem(sub, item uint32) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.items[id]
+	return s.items[itemKey{sub, item}]
 }
 
 // original returns the node id a registered alias stands for.

@@ -96,7 +96,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 	itemCall := func(function string, sub, item uint32) *gateway.Call {
 		k := op(function, gateway.AccessSubscribe)
 		k.Operation.Int(fieldSubscriptionID, int64(sub))
-		if n := s.nodeOfItem(item); n != "" {
+		if n := s.nodeOfItem(sub, item); n != "" {
 			k.Operation.String(fieldNodeID, n)
 		}
 		return k
@@ -144,7 +144,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 					if out[i] != nil {
 						codes[j] = out[i].StatusCode
 						if codes[j] == ua.StatusOK {
-							putBounded(s.items, out[i].MonitoredItemID, ids[i])
+							putBounded(s.items, itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i])
 						}
 					}
 				}
@@ -213,7 +213,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				s.mu.Lock()
 				for j, i := range allowed {
 					if codes[j] == ua.StatusOK {
-						delete(s.items, in[i])
+						delete(s.items, itemKey{req.SubscriptionID, in[i]})
 					}
 				}
 				s.mu.Unlock()
@@ -232,7 +232,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 					link = "remove"
 				}
 				k.Operation.String(fieldLink, link)
-				if n := s.nodeOfItem(links[i]); n != "" {
+				if n := s.nodeOfItem(req.SubscriptionID, links[i]); n != "" {
 					k.Operation.String(fieldLinkedNodeID, n)
 				}
 				return k
@@ -313,11 +313,22 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 				}
 				codes[k] = out[i].StatusCode
 				if codes[k] == ua.StatusOK && owners[i] != s {
+					// The subscription and the nodes of its items move.
+					moved := map[itemKey]string{}
 					owners[i].mu.Lock()
 					delete(owners[i].subs, in[i])
+					for key, node := range owners[i].items {
+						if key.sub == in[i] {
+							moved[key] = node
+							delete(owners[i].items, key)
+						}
+					}
 					owners[i].mu.Unlock()
 					s.mu.Lock()
 					s.subs[in[i]] = true
+					for key, node := range moved {
+						putBounded(s.items, key, node)
+					}
 					s.mu.Unlock()
 				}
 			}
