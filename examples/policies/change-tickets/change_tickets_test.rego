@@ -158,3 +158,16 @@ test_staged_ticket_rule_alerts_without_blocking if {
 	not d.ticket
 	d.reasons == ["change-ticket:monitor:no_matching_ticket:alice:plc1:write"]
 }
+
+# governed is read from data as data gives it (change_tickets.rego): an empty
+# list governs nothing, a missing or false one means the default, and a set
+# or an object's values work as a list does.
+test_governed_access_forms if {
+	c := call(alice, "plc1", "write", [])
+	interlock.decision.allow with input as c with data.change_tickets as {"governed_access": []}
+	not interlock.decision.allow with input as c with data.change_tickets as {"governed_access": false}
+	not interlock.decision.allow with input as c with data.change_tickets as {}
+	not interlock.decision.allow with input as c with data.change_tickets as {"governed_access": {"write"}}
+	not interlock.decision.allow with input as c with data.change_tickets as {"governed_access": {"a": "write"}}
+	interlock.decision.allow with input as call(alice, "plc1", "program", []) with data.change_tickets as {"governed_access": ["write"]}
+}

@@ -262,3 +262,17 @@ test_shipped_data if {
 	interlock.decision.allow with input as p with time.now_ns as ns("2027-01-01T03:00:00+01:00")
 	not interlock.decision.allow with input as p with time.now_ns as ns("2027-01-02T03:00:00+01:00")
 }
+
+# governed is read from data as data gives it (maintenance_windows.rego): an
+# empty list governs nothing, a missing or false one means the default, and
+# a set or an object's values work as a list does.
+test_governed_access_forms if {
+	c := call(alice, "plc1", "write")
+	at := ns("2026-11-26T11:00:00Z")
+	interlock.decision.allow with input as c with data.maintenance_windows as {"windows": [], "governed_access": []} with time.now_ns as at
+	not interlock.decision.allow with input as c with data.maintenance_windows as {"windows": [], "governed_access": false} with time.now_ns as at
+	not interlock.decision.allow with input as c with data.maintenance_windows as {"windows": []} with time.now_ns as at
+	not interlock.decision.allow with input as c with data.maintenance_windows as {"windows": [], "governed_access": {"write"}} with time.now_ns as at
+	not interlock.decision.allow with input as c with data.maintenance_windows as {"windows": [], "governed_access": {"a": "write"}} with time.now_ns as at
+	interlock.decision.allow with input as call(alice, "plc1", "program") with data.maintenance_windows as {"windows": [], "governed_access": ["write"]} with time.now_ns as at
+}
