@@ -171,3 +171,16 @@ test_shipped_data if {
 	not interlock.decision.allow with input as program(alice, [ticket("T-1", "root", ["alice"])])
 	not interlock.decision.allow with input as program(alice, [ticket("T-1", "alice", [])])
 }
+
+# governed is read from data as data gives it (two_person.rego): an empty
+# list governs nothing, a missing or false one means program, and a set or
+# an object's values work as a list does.
+test_governed_access_forms if {
+	c := program(alice, [])
+	interlock.decision.allow with input as c with data.two_person as {"access": []}
+	not interlock.decision.allow with input as c with data.two_person as {"access": false}
+	not interlock.decision.allow with input as c with data.two_person as {}
+	not interlock.decision.allow with input as c with data.two_person as {"access": {"program"}}
+	not interlock.decision.allow with input as c with data.two_person as {"access": {"a": "program"}}
+	interlock.decision.allow with input as c with data.two_person as {"access": ["execute"]}
+}
