@@ -41,12 +41,29 @@ decision := {"allow": false, "alert": true, "reasons": ["unknown_function_denied
 	input.operation.access == "program"
 }
 
-decision := object.union(
+decision := write_decision if input.operation.access == "write"
+
+# Nearly every write that reaches the gateway is allowed and touches no
+# protected range: an engineer at an approved workstation, in a window or
+# under a ticket. The first two ways decide those with what they need (the
+# windows, or the tickets), without the denial, alert and reason rules below;
+# the last way is the general one. OPA spends a step on every rule it
+# evaluates, so this halves the cost of such a write. The tests check that
+# each way gives what the general one gives.
+write_decision := {"allow": true, "alert": false, "reasons": sort([concat(":", ["maintenance_window", w]) | some w in open_windows])} if {
+	engineer
+	approved_source
+	count(open_windows) > 0
+	count(protected_hits) == 0
+} else := {"allow": true, "alert": false, "reasons": sort([concat(":", ["ticket", t]) | some t in open_tickets]), "ticket": min(open_tickets)} if {
+	engineer
+	approved_source
+	count(open_tickets) > 0
+	count(protected_hits) == 0
+} else := object.union(
 	{"allow": count(write_denials) == 0, "alert": alert_write, "reasons": write_reasons},
 	ticket_field,
-) if {
-	input.operation.access == "write"
-}
+)
 
 # The ticket that allowed a write outside every window, for the audit record.
 default ticket_field := {}
@@ -92,27 +109,23 @@ open_tickets contains t.id if {
 protected_hits contains r.name if {
 	some r in data.protected_ranges
 	r.target == input.target.name
-	op.address <= r.end
-	r.start < op.address + op.quantity
+	input.operation.address <= r.end
+	r.start < input.operation.address + input.operation.quantity
 }
 
 # FC 22 (mask write) names one register and carries no quantity.
 protected_hits contains r.name if {
+	not input.operation.quantity
 	some r in data.protected_ranges
 	r.target == input.target.name
-	not op.quantity
-	r.start <= op.address
-	op.address <= r.end
+	r.start <= input.operation.address
+	input.operation.address <= r.end
 }
 
-default alert_write := false
-
-alert_write if count(protected_hits) > 0
-
-alert_write if count(write_denials) > 0
+alert_write := count(protected_hits) + count(write_denials) > 0
 
 write_reasons := array.concat(
-	sort([r | some d in write_denials; r := d]),
+	sort(write_denials),
 	sort([r | some h in protected_hits; r := concat(":", ["protected_range", h])]),
 ) if count(write_denials) > 0
 

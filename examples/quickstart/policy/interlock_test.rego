@@ -199,3 +199,60 @@ test_recurring_window if {
 		with time.now_ns as time.parse_rfc3339_ns("2026-12-02T06:30:00+01:00")
 	not outside.allow
 }
+
+# --- the short ways for allowed writes -----------------------------------------
+#
+# write_decision decides an allowed write that touches no protected range in
+# one of two short ways (interlock.rego); every write must get what the
+# general way gives.
+
+general_write_decision := object.union(
+	{"allow": count(interlock.write_denials) == 0, "alert": interlock.alert_write, "reasons": interlock.write_reasons},
+	interlock.ticket_field,
+)
+
+two_windows := array.concat(window, [{"name": "CHG-0", "start": "2026-11-26T05:00:00Z", "end": "2026-11-26T09:00:00Z", "targets": ["plc1"]}])
+
+short_way_writes := [
+	# [call, time]: in one window, in two, under a ticket, under two, both
+	[call(alice, {"name": "ews-alice"}, write_hr(100, 2)), in_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket]), after_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket, object.union(alice_ticket, {"id": "T-0"})]), after_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket]), in_window],
+	# not short: a protected range, a denial
+	[call(alice, {"name": "ews-alice"}, write_hr(199, 2)), in_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(205, 1)), [alice_ticket]), after_window],
+	[call(alice, {"name": "ews-alice"}, write_hr(100, 2)), after_window],
+	[call(bob, {"name": "ews-alice"}, write_hr(100, 2)), in_window],
+	[call(alice, {"name": "ews-bob"}, write_hr(100, 2)), in_window],
+	[with_tickets(call(alice, {"name": "ews-bob"}, write_hr(100, 2)), [alice_ticket]), after_window],
+	[with_tickets(call(bob, {"name": "ews-alice"}, write_hr(100, 2)), [object.union(alice_ticket, {"user": "bob"})]), after_window],
+	[call(alice, {"name": "ews-alice"}, {"function": "mask_write_register", "code": 22, "access": "write", "address": 201, "and_mask": 0, "or_mask": 1}), in_window],
+]
+
+test_short_ways_give_what_the_general_way_gives if {
+	every w in short_way_writes {
+		d := interlock.decision with input as w[0] with data.maintenance_windows as window with time.now_ns as w[1]
+		g := general_write_decision with input as w[0] with data.maintenance_windows as window with time.now_ns as w[1]
+		d == g
+	}
+	every w in short_way_writes {
+		d := interlock.decision with input as w[0] with data.maintenance_windows as two_windows with time.now_ns as w[1]
+		g := general_write_decision with input as w[0] with data.maintenance_windows as two_windows with time.now_ns as w[1]
+		d == g
+	}
+}
+
+test_short_ways_taken if {
+	every w in array.slice(short_way_writes, 0, 4) {
+		d := interlock.decision with input as w[0] with data.maintenance_windows as window with time.now_ns as w[1]
+		d.allow
+		not d.alert
+	}
+	d := interlock.decision with input as short_way_writes[2][0] with data.maintenance_windows as window with time.now_ns as after_window
+	d.ticket == "T-0"
+	d.reasons == ["ticket:T-0", "ticket:T-1"]
+	d2 := interlock.decision with input as short_way_writes[0][0] with data.maintenance_windows as two_windows with time.now_ns as in_window
+	d2.reasons == ["maintenance_window:CHG-0", "maintenance_window:CHG-1"]
+	not d2.ticket
+}
