@@ -50,6 +50,10 @@ type Options struct {
 	// input.tickets; nil gives an empty list.
 	Tickets *Tickets
 
+	// DecisionLog, when set, gets every decision in OPA's decision log
+	// format (best effort, beside the audit log); its Run uploads them.
+	DecisionLog *DecisionLog
+
 	// Bundle options; they apply when Path is a bundle file or URL.
 	BundleOptions
 }
@@ -174,8 +178,21 @@ func (e *Engine) tickets(at time.Time) (*ast.Term, uint64, time.Time) {
 // Decision still carries a fresh ID and the revision, for the deny record.
 func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
 	if d, hit := e.Cached(s, c); hit {
+		if e.opts.DecisionLog != nil {
+			e.logDecision(s, c, nil, d, nil)
+		}
 		return d, nil
 	}
+	d, in, err := e.decide(ctx, s, c)
+	if e.opts.DecisionLog != nil {
+		e.logDecision(s, c, in, d, err)
+	}
+	return d, err
+}
+
+// decide evaluates the policy for c (Decide after a cache miss) and returns
+// the input it built.
+func (e *Engine) decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, ast.Value, error) {
 	p := e.cur.Load()
 	si := sessionInputFor(e.opts.Gateway, s)
 	tickets, gen, until := e.tickets(c.Time)
@@ -187,13 +204,14 @@ func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 	}
 	in, err := si.input(c, tickets, false)
 	if err != nil {
-		return p.fail(&Error{Code: CodeBadInput, Err: err})
+		d, err := p.fail(&Error{Code: CodeBadInput, Err: err})
+		return d, nil, err
 	}
 	d, err := p.eval(ctx, in, c.Time)
 	if err == nil && key != nil {
 		e.cache.put(p.key, key, c.Time, until, d)
 	}
-	return d, err
+	return d, in, err
 }
 
 // Eval decides an input built elsewhere (policy eval, replay), with

@@ -29,7 +29,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := zerolog.Nop()
-	pol, err := newPolicy(cfg, log, nil, nil)
+	pol, err := newPolicy(cfg, log, nil, nil, nil)
 	if err != nil {
 		return err
 	}

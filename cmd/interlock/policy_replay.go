@@ -90,7 +90,7 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 		candidate.Policy.Path = *dir
 	}
 	path := candidate.Policy.Path
-	pol, err := newPolicy(&candidate, zerolog.Nop(), nil, nil)
+	pol, err := newPolicy(&candidate, zerolog.Nop(), nil, nil, nil)
 	if err != nil {
 		return err
 	}

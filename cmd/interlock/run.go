@@ -98,7 +98,11 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	pol, err := newPolicy(cfg, log, tickets, func(rev string, files []string, err error) {
+	dl, err := newDecisionLog(cfg, log)
+	if err != nil {
+		return err
+	}
+	pol, err := newPolicy(cfg, log, tickets, dl, func(rev string, files []string, err error) {
 		if err != nil {
 			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("error", err.Error()) })
 			return
@@ -157,6 +161,19 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	log.Info().Str("policy_revision", pol.Revision()).Str("mode", cfg.Policy.Mode).
 		Str("audit", cfg.Audit.Path).Msg("gateway ready")
 
+	if dl != nil {
+		// The decision log outlives the listeners: the decisions of calls
+		// that end during the shutdown still go out.
+		dlCtx, dlStop := context.WithCancel(context.Background())
+		dlDone := make(chan struct{})
+		go func() { dl.Run(dlCtx); close(dlDone) }()
+		defer func() {
+			dlStop()
+			<-dlDone
+			sent, dropped, failed := dl.Stats()
+			log.Info().Uint64("sent", sent).Uint64("dropped", dropped).Uint64("failed_uploads", failed).Msg("decision logs stopped")
+		}()
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -230,7 +247,25 @@ func openAudit(cfg *config.Config, bootID string, log zerolog.Logger) (*audit.Wr
 	return aw, keyID, nil
 }
 
-func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, onLoad func(string, []string, error)) (*policy.Engine, error) {
+// newDecisionLog makes the decision log of policy.decision_logs; nil when
+// none is configured.
+func newDecisionLog(cfg *config.Config, log zerolog.Logger) (*policy.DecisionLog, error) {
+	d := cfg.Policy.DecisionLogs
+	if d == nil {
+		return nil, nil
+	}
+	dl, err := policy.NewDecisionLog(policy.DecisionLogOptions{
+		URL: d.URL, Token: d.Token, CAFile: d.CA, Interval: d.Interval, MaxEvents: d.MaxEvents, Timeout: d.Timeout,
+		Labels: map[string]string{"id": cfg.Gateway.ID, "version": versionString(), "type": "interlock"},
+	}, log)
+	if err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "policy.decision_logs", Msg: err.Error()}
+	}
+	log.Info().Str("url", d.URL).Msg("decision logs on: every decision also goes to the decision log service (best effort)")
+	return dl, nil
+}
+
+func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, dl *policy.DecisionLog, onLoad func(string, []string, error)) (*policy.Engine, error) {
 	dc, p := cfg.Policy.DecisionCache, cfg.Policy
 	if p.BundleKey != "" {
 		if _, err := policy.CheckBundleKey(p.BundleKey, p.BundleKeyAlg); err != nil {
@@ -239,7 +274,7 @@ func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, 
 	}
 	pol, err := policy.New(policy.Options{
 		Path: p.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
-		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries, Tickets: tickets,
+		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries, Tickets: tickets, DecisionLog: dl,
 		BundleOptions: policy.BundleOptions{
 			BundleKeyFile: p.BundleKey, BundleKeyID: p.BundleKeyID, BundleKeyAlg: p.BundleKeyAlg, BundleScope: p.BundleScope,
 			BundleCAFile: p.BundleCA, BundleMaxBytes: p.BundleMaxBytes, BundleTimeout: p.BundleTimeout,

@@ -96,6 +96,21 @@ type Policy struct {
 	BundleCA       string        `yaml:"bundle_ca"`        // PEM roots for an https bundle server instead of the system's
 	BundleMaxBytes int64         `yaml:"bundle_max_bytes"` // download and unpacked size; default 64 MiB
 	BundleTimeout  time.Duration `yaml:"bundle_timeout"`   // one request to the bundle server; default 30s
+
+	// DecisionLogs sends every decision, in OPA's decision log format, to
+	// a decision log service (best effort, beside the audit log).
+	DecisionLogs *DecisionLogs `yaml:"decision_logs"`
+}
+
+// DecisionLogs is `policy.decision_logs:`.
+type DecisionLogs struct {
+	URL       string        `yaml:"url"`        // service; batches go to URL/logs (OPA's decision log API)
+	TokenFile string        `yaml:"token_file"` // bearer token, read at start; mode 0600
+	CA        string        `yaml:"ca"`         // PEM roots for an https URL instead of the system's
+	Interval  time.Duration `yaml:"interval"`   // longest wait of an event before its upload; default 5s
+	MaxEvents int           `yaml:"max_events"` // events held while the service is away; default 10000
+	Timeout   time.Duration `yaml:"timeout"`    // one upload; default 10s
+	Token     string        `yaml:"-"`          // read from TokenFile
 }
 
 // DecisionCache is `policy.decision_cache:`. Repeated identical calls (but
@@ -484,11 +499,59 @@ func (c *Config) checkPolicy() error {
 	if p.DecisionCache.MaxEntries < 0 {
 		return c.errf(0, "policy.decision_cache.max_entries", "must be positive")
 	}
+	if err := c.checkDecisionLogs(); err != nil {
+		return err
+	}
 	if p.Timeout == 0 {
 		p.Timeout = gateway.DefaultDecisionTimeout
 	}
 	if p.ReloadInterval == 0 {
 		p.ReloadInterval = DefaultPolicyReload
+	}
+	return nil
+}
+
+// checkDecisionLogs checks `policy.decision_logs:` and reads its token.
+func (c *Config) checkDecisionLogs() error {
+	d := c.Policy.DecisionLogs
+	if d == nil {
+		return nil
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c.errf(0, "policy.decision_logs.url", "%q: want the http:// or https:// URL of a decision log service", d.URL)
+	}
+	if d.CA != "" {
+		if u.Scheme != "https" {
+			return c.errf(0, "policy.decision_logs.ca", "only for an https:// url")
+		}
+		d.CA = c.resolve(d.CA)
+		if _, err := os.Stat(d.CA); err != nil {
+			return c.errf(0, "policy.decision_logs.ca", "%v", err)
+		}
+	}
+	if d.TokenFile != "" {
+		d.TokenFile = c.resolve(d.TokenFile)
+		fi, err := os.Stat(d.TokenFile)
+		if err != nil {
+			return c.errf(0, "policy.decision_logs.token_file", "%v", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return c.errf(0, "policy.decision_logs.token_file", "%s is readable by others (mode %v): chmod 600 it", d.TokenFile, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(d.TokenFile)
+		if err != nil {
+			return c.errf(0, "policy.decision_logs.token_file", "%v", err)
+		}
+		if d.Token = strings.TrimSpace(string(b)); d.Token == "" {
+			return c.errf(0, "policy.decision_logs.token_file", "%s is empty", d.TokenFile)
+		}
+	}
+	if d.Interval < 0 || d.Timeout < 0 {
+		return c.errf(0, "policy.decision_logs", "interval and timeout must be positive")
+	}
+	if d.MaxEvents < 0 {
+		return c.errf(0, "policy.decision_logs.max_events", "must be positive")
 	}
 	return nil
 }
