@@ -35,21 +35,12 @@ func newHTTPSource(opts Options) (*httpSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if opts.BundleCAFile != "" {
-		if u.Scheme != "https" {
-			return nil, fmt.Errorf("policy: a bundle CA file is configured but %s is not https", opts.Path)
-		}
-		pem, err := os.ReadFile(opts.BundleCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("policy: bundle CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("policy: bundle CA %s: no PEM certificate in it", opts.BundleCAFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+	if opts.BundleCAFile != "" && u.Scheme != "https" {
+		return nil, fmt.Errorf("policy: a bundle CA file is configured but %s is not https", opts.Path)
+	}
+	tr, err := httpTransport(opts.BundleCAFile, "bundle CA")
+	if err != nil {
+		return nil, err
 	}
 	timeout := opts.BundleTimeout
 	if timeout <= 0 {
@@ -116,4 +107,25 @@ func (h *httpSource) read(ctx context.Context) (*snapshot, error) {
 	}
 	s.bundle.etag = etag
 	return s, nil
+}
+
+// httpTransport is an HTTP transport for TLS 1.2 or later that trusts the
+// PEM roots in caFile, when set, instead of the system's; what names the
+// setting in errors.
+func httpTransport(caFile, what string) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return tr, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", what, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("policy: %s %s: no PEM certificate in it", what, caFile)
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,17 +100,9 @@ func NewDecisionLog(o DecisionLogOptions, log zerolog.Logger) (*DecisionLog, err
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultDecisionLogTimeout
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("decision_logs.ca: %w", err)
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("decision_logs.ca %s: no PEM certificate in it", o.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	tr, err := httpTransport(o.CAFile, "decision_logs.ca")
+	if err != nil {
+		return nil, err
 	}
 	return &DecisionLog{
 		opts:   o,
