@@ -2,6 +2,7 @@ package opcua_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -383,6 +384,48 @@ func TestTransferSubscriptions(t *testing.T) {
 	}
 	if len(modes) != 1 {
 		t.Errorf("set_monitoring_mode call records: %v", modes)
+	}
+
+	// A subscription taken over counts against the receiving session's
+	// max_subscriptions_per_session: refused while that session is full
+	// (the subscription stays where it was), taken once there is room.
+	g2 := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: opcua.Options{
+		SecurityPolicies: []string{"None"}, Users: usersFile(t), Limits: opcua.LimitOptions{MaxSubscriptionsPerSession: 1},
+		UpstreamIdentity: opcua.IdentityService, UpstreamUser: opcuatest.Engineer, UpstreamPasswordFile: pw,
+	}})
+	create := func(send func(ua.Request) ua.Response) uint32 {
+		r := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60,
+			RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+		if r.ResponseHeader.ServiceResult != ua.StatusOK {
+			t.Fatalf("create subscription: %v", r.ResponseHeader.ServiceResult)
+		}
+		return r.SubscriptionID
+	}
+	a2, b2 := aliceSender(g2.endpoint), aliceSender(g2.endpoint)
+	s1, s2 := create(a2), create(b2)
+	if got := transfer(b2, s1); !slices.Equal(got, []ua.StatusCode{ua.StatusBadTooManySubscriptions}) {
+		t.Errorf("transfer into a full session: %v, want Bad_TooManySubscriptions", got)
+	}
+	mod := a2(&ua.ModifySubscriptionRequest{SubscriptionID: s1, RequestedPublishingInterval: 200, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 10}).(*ua.ModifySubscriptionResponse)
+	if mod.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Errorf("the refused subscription no longer works in its session: %v", mod.ResponseHeader.ServiceResult)
+	}
+	del := b2(&ua.DeleteSubscriptionsRequest{SubscriptionIDs: []uint32{s2}}).(*ua.DeleteSubscriptionsResponse)
+	if !slices.Equal(del.Results, []ua.StatusCode{ua.StatusOK}) {
+		t.Fatalf("delete subscription: %v", del.Results)
+	}
+	if got := transfer(b2, s1); !slices.Equal(got, []ua.StatusCode{ua.StatusOK}) {
+		t.Errorf("transfer with room: %v", got)
+	}
+	rs = g2.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool { return r.str("reason") == "limit" })
+	})
+	if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
+		return r.str("reason") == "limit" && r.str("response") == "Bad_TooManySubscriptions" &&
+			r.str("operation", "subscription_id") == fmt.Sprint(s1)
+	}) {
+		t.Errorf("no request.rejected record of the transfer into the full session")
 	}
 }
 

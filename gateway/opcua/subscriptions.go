@@ -262,25 +262,59 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 // account. So the gateway checks the owner among its own sessions first: a
 // subscription of another user's session is refused with
 // Bad_UserAccessDenied (reason not_owner), one no session of this listener
-// holds with Bad_SubscriptionIdInvalid (reason unknown_subscription), each
-// recorded as request.rejected; the others are decided and forwarded.
+// holds with Bad_SubscriptionIdInvalid (reason unknown_subscription), one
+// more than max_subscriptions_per_session allows with
+// Bad_TooManySubscriptions (reason limit), each recorded as
+// request.rejected; the others are decided and forwarded.
 func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubscriptionsRequest, subCall func(string, uint32) *gateway.Call) ua.Response {
 	h := req.RequestHeader
 	in := req.SubscriptionIDs
 	out := make([]*ua.TransferResult, len(in))
 	gs := s.session()
 	owners := make([]*uaSession, len(in))
+	for i, id := range in {
+		if o := c.e.sessions.subscriptionOwner(id); o != nil && (o == s || sameUser(o.session(), gs)) {
+			owners[i] = o
+		}
+	}
+	// Subscriptions that come from another session count against this
+	// one's max_subscriptions_per_session, held as pending until the
+	// server answers (as CreateSubscription does).
+	limit := c.e.opts.Limits.MaxSubscriptionsPerSession
+	full := make([]bool, len(in))
+	reserved := 0
+	s.mu.Lock()
+	room := limit - len(s.subs) - s.subsPending
+	for i, o := range owners {
+		if o != nil && o != s {
+			if reserved < room {
+				reserved++
+			} else {
+				full[i] = true
+			}
+		}
+	}
+	s.subsPending += reserved
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.subsPending -= reserved
+		s.mu.Unlock()
+	}()
 	var owned []int // indexes of in that go on to the policy
 	for i, id := range in {
-		o := c.e.sessions.subscriptionOwner(id)
-		if o != nil && (o == s || sameUser(o.session(), gs)) {
-			owners[i] = o
+		o := owners[i]
+		if o != nil && !full[i] {
 			owned = append(owned, i)
 			continue
 		}
 		code, reason, detail := ua.StatusBadUserAccessDenied, "not_owner", fmt.Sprintf("subscription %d belongs to a session of another user", id)
 		response := "Bad_UserAccessDenied"
-		if o == nil {
+		switch {
+		case full[i]:
+			code, reason, detail = ua.StatusBadTooManySubscriptions, "limit", fmt.Sprintf("max_subscriptions_per_session (%d) reached", limit)
+			response = "Bad_TooManySubscriptions"
+		case c.e.sessions.subscriptionOwner(id) == nil:
 			code, reason, detail = ua.StatusBadSubscriptionIDInvalid, "unknown_subscription", fmt.Sprintf("no session of this listener holds subscription %d", id)
 			response = "Bad_SubscriptionIdInvalid"
 		}
