@@ -48,16 +48,17 @@ for_account(w) if {
 }
 
 # The cheap scope checks come first: the builtin is asked only about windows
-# that could open for this call. A target or access kind is listed when the
-# window names it or "*" (in line rather than by a function: a function
-# call costs OPA more than the two set lookups).
+# that could open for this call, the access kind (the most selective) first.
+# A target or access kind is listed when the window names it or "*" (in line
+# rather than by a function: a function call costs OPA more than the set
+# lookups).
 open_windows contains object.get(w, "name", "unnamed") if {
 	governed
 	some w in cfg.windows
-	some t in w.targets
-	t in {target, "*"}
 	some a in w.access
 	a in {access, "*"}
+	some t in w.targets
+	t in {target, "*"}
 	for_account(w)
 	interlock.window_open(w, time.now_ns())
 }
