@@ -37,8 +37,15 @@ var windowOpen = &rego.Function{
 		),
 		types.Named("open", types.B),
 	),
-	Memoize: true,
+	// Not memoized: the window is cheap to check (schedules are parsed
+	// once, see schedule), and OPA's memo would key every call on the
+	// window's whole text.
+	Memoize: false,
 }
+
+// windowKeys are the fields of a window object, as terms made once.
+var windowKeys = [...]*ast.Term{ast.StringTerm("start"), ast.StringTerm("end"), ast.StringTerm("cron"),
+	ast.StringTerm("duration"), ast.StringTerm("tz")}
 
 func windowOpenBuiltin(_ rego.BuiltinContext, w, now *ast.Term) (*ast.Term, error) {
 	obj, ok := w.Value.(ast.Object)
@@ -53,26 +60,17 @@ func windowOpenBuiltin(_ rego.BuiltinContext, w, now *ast.Term) (*ast.Term, erro
 	if !ok {
 		return nil, fmt.Errorf("now_ns %s is not an integer", n)
 	}
-	str := func(k string) (string, error) {
-		v := obj.Get(ast.StringTerm(k))
-		if v == nil {
-			return "", nil
-		}
-		s, ok := v.Value.(ast.String)
-		if !ok {
-			return "", fmt.Errorf("window %s is not a string", k)
-		}
-		return string(s), nil
-	}
 	var spec WindowSpec
-	var err error
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{{"start", &spec.Start}, {"end", &spec.End}, {"cron", &spec.Cron}, {"duration", &spec.Duration}, {"tz", &spec.TZ}} {
-		if *f.dst, err = str(f.key); err != nil {
-			return nil, err
+	for i, dst := range [...]*string{&spec.Start, &spec.End, &spec.Cron, &spec.Duration, &spec.TZ} {
+		v := obj.Get(windowKeys[i])
+		if v == nil {
+			continue
 		}
+		str, ok := v.Value.(ast.String)
+		if !ok {
+			return nil, fmt.Errorf("window %s is not a string", string(windowKeys[i].Value.(ast.String)))
+		}
+		*dst = string(str)
 	}
 	open, err := spec.OpenAt(time.Unix(0, ns))
 	if err != nil {
