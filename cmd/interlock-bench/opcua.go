@@ -123,6 +123,16 @@ func runOPCUA(e *env) error {
 	}
 	simAddr := freeAddr()
 	simEP := "opc.tcp://" + simAddr
+	// A plain TCP relay in front of the simulator: what any inline hop costs
+	// on this machine, before the gateway does anything. It starts first:
+	// its readiness probe must not reach the simulator, whose listener
+	// (gopcua's) stops accepting for good when a connection is reset before
+	// its Hello.
+	relayAddr, err := startRelay(e, "haproxy-opcua", simAddr)
+	if err != nil {
+		return err
+	}
+	relayEP := "opc.tcp://" + relayAddr
 	sim, err := e.startCmd("sim-opcua", e.bin, "sim", "opcua", "--listen", simEP, "--security", strings.Join(names, ","))
 	if err != nil {
 		return err
@@ -130,14 +140,6 @@ func runOPCUA(e *env) error {
 	if err := waitPort(simAddr, 30*time.Second); err != nil {
 		return fmt.Errorf("sim opcua at %s: %w (log in %s)", simAddr, err, e.work)
 	}
-
-	// A plain TCP relay in front of the simulator: what any inline hop costs
-	// on this machine, before the gateway does anything.
-	relayAddr, err := startRelay(e, "haproxy-opcua", simAddr)
-	if err != nil {
-		return err
-	}
-	relayEP := "opc.tcp://" + relayAddr
 
 	// The gateway's PKI, and the bench client's own certificate trusted by
 	// it (the simulator accepts any client certificate).
