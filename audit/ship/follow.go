@@ -347,6 +347,21 @@ func (fl *follower) advance() (bool, error) {
 		fl.log.Warn().Str("file", fl.name).Int64("bytes", fi.Size()-fl.off).
 			Msg("ship: a rotated audit log file ends in an incomplete line; it is not shipped")
 	}
+	// f is read to its end: the next file begins with the seq after its
+	// last record. A rotation between the listing and the look at each
+	// name can make a name point past that file (the live name, rotated
+	// again meanwhile): list again before accepting a jump in seqs. A
+	// jump that remains is real (note reports it).
+	for try := 0; try < 3 && fl.seq != 0 && first != fl.seq+1; try++ {
+		n, fs, err := fl.nextFile(fi)
+		if err != nil {
+			return false, err
+		}
+		if n == "" {
+			return false, nil
+		}
+		next, first = n, fs
+	}
 	f, err := openExpect(next, first)
 	if err != nil || f == nil {
 		return f == nil && err == nil, err // renamed since the listing: look again
