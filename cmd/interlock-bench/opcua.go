@@ -282,43 +282,40 @@ audit:
 
 	fmt.Println("| security (both legs) | sessions | direct reads/s | gateway reads/s | gateway/direct | direct p50 µs | gateway p50 µs | gateway/direct | direct p99 µs | gateway p99 µs | gateway/direct |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, p := range pols {
-		for _, n := range loads {
-			d, g := get(p.String(), n, "direct"), get(p.String(), n, "gateway")
-			load := fmt.Sprintf("%d (sequential)", n)
-			if n > 1 {
-				load = fmt.Sprintf("%d (concurrent)", n)
+	// rows prints one row per policy and load, then ends the table.
+	rows := func(row func(p uaPolicy, n int, d, r, g uaMeasure)) {
+		for _, p := range pols {
+			for _, n := range loads {
+				row(p, n, get(p.String(), n, "direct"), get(p.String(), n, "relay"), get(p.String(), n, "gateway"))
 			}
-			fmt.Printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |\n",
-				p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
 		}
+		fmt.Println()
 	}
-	fmt.Println()
+	rows(func(p uaPolicy, n int, d, _, g uaMeasure) {
+		load := fmt.Sprintf("%d (sequential)", n)
+		if n > 1 {
+			load = fmt.Sprintf("%d (concurrent)", n)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |\n",
+			p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
+	})
 
 	fmt.Println("The same p50s beside a plain TCP relay (haproxy in TCP mode between client and simulator: the floor of any inline hop on this machine):")
 	fmt.Println()
 	fmt.Println("| security (both legs) | sessions | direct p50 µs | relay p50 µs | gateway p50 µs | relay/direct | gateway/direct | gateway/relay | gateway − relay µs |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, p := range pols {
-		for _, n := range loads {
-			d, r, g := get(p.String(), n, "direct"), get(p.String(), n, "relay"), get(p.String(), n, "gateway")
-			fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f× | %.2f× | %.2f× | %.0f |\n",
-				p, n, d.p50, r.p50, g.p50, r.p50/d.p50, g.p50/d.p50, g.p50/r.p50, g.p50-r.p50)
-		}
-	}
-	fmt.Println()
+	rows(func(p uaPolicy, n int, d, r, g uaMeasure) {
+		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f× | %.2f× | %.2f× | %.0f |\n",
+			p, n, d.p50, r.p50, g.p50, r.p50/d.p50, g.p50/d.p50, g.p50/r.p50, g.p50-r.p50)
+	})
 
 	fmt.Println("CPU time per read (µs, from /proc/PID/stat over the measured time, 10 ms ticks; the client's own CPU not included):")
 	fmt.Println()
 	fmt.Println("| security (both legs) | sessions | direct: sim | gateway path: sim | gateway path: gateway |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
-	for _, p := range pols {
-		for _, n := range loads {
-			d, g := get(p.String(), n, "direct"), get(p.String(), n, "gateway")
-			fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", p, n, d.simCPU, g.simCPU, g.gwCPU)
-		}
-	}
-	fmt.Println()
+	rows(func(p uaPolicy, n int, d, _, g uaMeasure) {
+		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", p, n, d.simCPU, g.simCPU, g.gwCPU)
+	})
 
 	fmt.Println("| target (issue 3) | measured | |")
 	fmt.Println("| --- | ---: | --- |")
