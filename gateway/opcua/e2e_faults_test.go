@@ -25,10 +25,7 @@ func TestUpstreamRestart(t *testing.T) {
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := anonymousClient(ctx, t, g.endpoint)
 	if dv := readValue(ctx, t, c, opcuatest.NodePressure); dv.Status != ua.StatusOK {
 		t.Fatalf("read: %v", dv.Status)
 	}
@@ -62,14 +59,8 @@ func TestHangingPublishDoesNotBlockReads(t *testing.T) {
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := anonymousClient(ctx, t, g.endpoint)
+	b := anonymousClient(ctx, t, g.endpoint)
 	srv.HangPublish(time.Minute)
 	notes := make(chan *gopcua.PublishNotificationData, 16)
 	sub, err := a.Subscribe(ctx, &gopcua.SubscriptionParameters{Interval: 100 * time.Millisecond}, notes)
@@ -118,10 +109,7 @@ func TestClientsLeaveNothingBehind(t *testing.T) {
 	}
 	// One client first, so that lazily opened files (the audit log …) count
 	// in the baseline.
-	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := anonymousClient(ctx, t, g.endpoint)
 	readValue(ctx, t, c, opcuatest.NodePressure)
 	c.Close(ctx)
 	time.Sleep(200 * time.Millisecond)

@@ -194,6 +194,25 @@ func TestGopcuaClient(t *testing.T) {
 
 // sender returns a function that sends one request through c and fails the
 // test when no response comes (a ServiceFault included).
+// anonymousClient connects an anonymous gopcua client at SecurityPolicy None.
+func anonymousClient(ctx context.Context, t *testing.T, endpoint string) *gopcua.Client {
+	t.Helper()
+	c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// anonymousSender connects an anonymous gopcua client for the rest of the
+// test and returns its sender.
+func anonymousSender(t *testing.T, endpoint string) func(ua.Request) ua.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return sender(ctx, t, anonymousClient(ctx, t, endpoint))
+}
+
 func sender(ctx context.Context, t *testing.T, c *gopcua.Client) func(ua.Request) ua.Response {
 	return func(req ua.Request) ua.Response {
 		t.Helper()

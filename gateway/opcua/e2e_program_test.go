@@ -45,10 +45,7 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := anonymousClient(ctx, t, g.endpoint)
 	send := sender(ctx, t, c)
 	// items sends a batched request and returns the per-item status codes,
 	// or the fault's code for every item when the whole request failed.
@@ -137,7 +134,7 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 	if pm := send(&ua.SetPublishingModeRequest{PublishingEnabled: false, SubscriptionIDs: []uint32{cs.SubscriptionID}}).(*ua.SetPublishingModeResponse); len(pm.Results) != 1 || pm.Results[0] != ua.StatusOK {
 		t.Errorf("set publishing mode: %+v", pm)
 	}
-	err = c.Send(ctx, &ua.RepublishRequest{SubscriptionID: cs.SubscriptionID, RetransmitSequenceNumber: 99}, func(ua.Response) error { return nil })
+	err := c.Send(ctx, &ua.RepublishRequest{SubscriptionID: cs.SubscriptionID, RetransmitSequenceNumber: 99}, func(ua.Response) error { return nil })
 	if err != ua.StatusBadMessageNotAvailable {
 		t.Errorf("republish of a message never sent: %v, want the server's Bad_MessageNotAvailable", err)
 	}

@@ -47,10 +47,7 @@ func TestBatchedServicesPerItem(t *testing.T) {
 		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := anonymousClient(ctx, t, g.endpoint)
 	send := sender(ctx, t, c)
 
 	br := send(&ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, NodesToBrowse: []*ua.BrowseDescription{

@@ -428,16 +428,3 @@ func TestTransferSubscriptions(t *testing.T) {
 		t.Errorf("no request.rejected record of the transfer into the full session")
 	}
 }
-
-// anonymousSender connects an anonymous gopcua client at SecurityPolicy
-// None for the rest of the test and returns its sender.
-func anonymousSender(t *testing.T, endpoint string) func(ua.Request) ua.Response {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sender(ctx, t, c)
-}
