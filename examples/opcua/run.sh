@@ -7,19 +7,8 @@
 # QUICKSTART_EXIT=1 stops after the demo (used by the tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-cd "$root"
-
-scripts/install-peers.sh
-echo "== building bin/interlock"
-mkdir -p bin
-go build -o bin/interlock ./cmd/interlock
-
-run="$here/run"
-rm -rf "$run"
-mkdir -p "$run"
-cp -r "$here/policy" "$run/policy"
-rm -f "$run/policy/"*_test.rego
+. "$here/../../scripts/demo.sh"
+demo_prepare "$here"
 
 echo "== the gateway's PKI and users"
 bin/interlock certs init --pki "$run/pki" --uri urn:interlock:quickstart:line1 --host localhost,127.0.0.1 --no-audit-key >/dev/null
@@ -55,19 +44,11 @@ sim=$!
 cleanup() { kill "${gw:-}" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-for _ in $(seq 300); do
-  grep -q "listening on" "$run/sim.log" 2>/dev/null && break
-  kill -0 "$sim" 2>/dev/null || { echo "the simulator did not start:"; cat "$run/sim.log"; exit 1; }
-  sleep 0.1
-done
+demo_wait "$run/sim.log" "$sim" "listening on" "the simulator"
 
 bin/interlock run --config "$run/interlock.yaml" --log-format console >"$run/gateway.log" 2>&1 &
 gw=$!
-for _ in $(seq 100); do
-  grep -q "gateway ready" "$run/gateway.log" 2>/dev/null && break
-  kill -0 "$gw" 2>/dev/null || { echo "the gateway did not start:"; cat "$run/gateway.log"; exit 1; }
-  sleep 0.1
-done
+demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway"
 
 export NODE_PATH="$root/.cache/node/node_modules"
 client="$root/gateway/opcua/opcuatest/peers/client.js"
@@ -115,8 +96,4 @@ Try next:
 
 MSG
 
-if [ "${QUICKSTART_EXIT:-0}" = 1 ]; then
-  exit 0
-fi
-echo "Ctrl-C stops the gateway and the simulator."
-wait "$gw"
+demo_end "$gw"

@@ -5,20 +5,9 @@
 # QUICKSTART_EXIT=1 stops after the demo (used by the tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-cd "$root"
-
-scripts/install-peers.sh
-echo "== building bin/interlock"
-mkdir -p bin
-go build -o bin/interlock ./cmd/interlock
-
-run="$here/run"
-rm -rf "$run"
-mkdir -p "$run"
-cp -r "$here/policy" "$run/policy"
+. "$here/../../scripts/demo.sh"
+demo_prepare "$here"
 cp "$here/config.yaml" "$run/config.yaml"
-rm -f "$run/policy/"*_test.rego
 
 bin/interlock check --config "$run/config.yaml"
 
@@ -30,11 +19,7 @@ cleanup() { kill "$gw" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 100); do
-  grep -q "gateway ready" "$run/gateway.log" 2>/dev/null && break
-  kill -0 "$gw" 2>/dev/null || { echo "the gateway did not start:"; cat "$run/gateway.log"; exit 1; }
-  sleep 0.1
-done
+demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway"
 
 mb="mbpoll -m tcp -p 5020 -a 1 -0 -1 -q 127.0.0.1"
 echo
@@ -73,8 +58,4 @@ Try next:
 
 MSG
 
-if [ "${QUICKSTART_EXIT:-0}" = 1 ]; then
-  exit 0
-fi
-echo "Ctrl-C stops the gateway and the simulator."
-wait "$gw"
+demo_end "$gw"
