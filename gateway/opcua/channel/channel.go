@@ -27,7 +27,7 @@ type Request struct {
 }
 
 // Channel is the server side of one OPC UA secure channel over one
-// connection. Receive or Serve is meant for one goroutine; Send, SendFault and Close
+// connection. Serve reads it on one goroutine; Send, SendFault and Close
 // may be called from any number of goroutines.
 type Channel struct {
 	conn net.Conn
@@ -69,7 +69,6 @@ type Channel struct {
 	sendSeq       uint32
 	writeDeadline time.Time // last set on conn
 
-	reqs      chan *Request
 	reading   atomic.Bool // a reader owns readDone (claimRead)
 	closing   chan struct{}
 	readDone  chan struct{}
@@ -97,7 +96,6 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		cfg:         *cfg,
 		nextTokenID: 1,
 		partial:     make(map[uint32]*partialMessage),
-		reqs:        make(chan *Request),
 		closing:     make(chan struct{}),
 		readDone:    make(chan struct{}),
 	}
@@ -121,7 +119,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		return nil, err
 	}
 	conn.SetReadDeadline(time.Time{})
-	return c, nil // reading starts with the first Receive or Serve
+	return c, nil // reading starts with Serve
 }
 
 // handshake reads the Hello, answers the Acknowledge and opens the channel
@@ -278,9 +276,8 @@ func (c *Channel) closeConn() {
 }
 
 // readLoop reads requests until the channel ends, handling renewals,
-// aborts and CloseSecureChannel itself, and passes each request to deliver,
-// which returns false when the channel is closing.
-func (c *Channel) readLoop(deliver func(*Request) bool) {
+// aborts and CloseSecureChannel itself, and passes each request to handle.
+func (c *Channel) readLoop(handle func(*Request)) {
 	defer close(c.readDone)
 	for {
 		req, err := c.readRequest()
@@ -297,59 +294,27 @@ func (c *Channel) readLoop(deliver func(*Request) bool) {
 			c.abort(err)
 			return
 		}
-		if !deliver(req) {
-			c.readErr = io.EOF
-			return
-		}
+		handle(req)
 	}
 }
 
 // claimRead reports whether the caller is the first to read the channel
-// (Receive, Serve) or to close it unread: the one that owns readDone.
+// (Serve) or to close it unread: the one that owns readDone.
 func (c *Channel) claimRead() bool { return c.reading.CompareAndSwap(false, true) }
 
 // Serve reads the channel on the calling goroutine until it ends and passes
 // every service request to handle as soon as it is read. handle runs on the
 // reading goroutine, so it must hand the request on and return: while it
-// runs the channel reads nothing, renewals included. This saves the
-// goroutine switch Receive costs each request. Serve returns what Receive
-// would return at the end; use one of the two, once.
+// runs the channel reads nothing, renewals included. Serve returns io.EOF
+// when the client closed the channel (CloseSecureChannel or end of
+// connection) or Close was called, and an error carrying a status code when
+// the channel was closed for a protocol or security violation. Call it once.
 func (c *Channel) Serve(handle func(*Request)) error {
 	if !c.claimRead() {
 		return errors.New("opcua channel: already being read")
 	}
-	c.readLoop(func(r *Request) bool { handle(r); return true })
+	c.readLoop(handle)
 	return c.readErr
-}
-
-// Receive returns the next service request. Call it in a loop and hand
-// requests to other goroutines: while a request waits to be received, the
-// channel reads nothing else, renewals included. It returns io.EOF when the
-// client closed the channel (CloseSecureChannel or end of connection) or
-// Close was called, and an error carrying a status code when the channel
-// was closed for a protocol or security violation.
-func (c *Channel) Receive(ctx context.Context) (*Request, error) {
-	if c.claimRead() {
-		go c.readLoop(c.push)
-	}
-	select {
-	case r := <-c.reqs:
-		return r, nil
-	case <-c.readDone:
-		return nil, c.readErr
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// push hands a request to Receive.
-func (c *Channel) push(r *Request) bool {
-	select {
-	case c.reqs <- r:
-		return true
-	case <-c.closing:
-		return false
-	}
 }
 
 // Close closes the channel and its socket and waits for its reader to end;
@@ -386,7 +351,7 @@ func (c *Channel) LocalCertificate() []byte {
 }
 
 // DiscoveryOnly reports a SecurityPolicy None channel accepted only for the
-// discovery services (Config.DiscoveryOverNone); Receive delivers nothing
+// discovery services (Config.DiscoveryOverNone); Serve hands on nothing
 // else from it.
 func (c *Channel) DiscoveryOnly() bool { return c.discoveryOnly }
 

@@ -3,7 +3,7 @@
 //
 // Accept runs the Hello/Acknowledge exchange and the first
 // OpenSecureChannel on a connection; the returned Channel delivers decoded
-// service requests (Receive) and sends responses (Send, SendFault) from any
+// service requests (Serve) and sends responses (Send, SendFault) from any
 // number of goroutines. Token renewals, aborted messages, CloseSecureChannel
 // and protocol violations are handled inside: a violation is answered with
 // an ERR message carrying the Part 6 status code and closes the socket.
@@ -45,7 +45,7 @@
 //     25 % closes the channel.
 //   - it leaves sockets the client closed in CLOSE-WAIT (channel_broker.go).
 //     Here CloseSecureChannel or the end of the connection closes the socket
-//     at once and Receive returns io.EOF.
+//     at once and Serve returns io.EOF.
 //   - it checks neither sequence numbers nor chunk limits on the way in, and
 //     no limits on the way out. Here: chunks above the negotiated buffer
 //     size (Bad_TCPMessageTooLarge), more chunks or bytes than MaxChunkCount

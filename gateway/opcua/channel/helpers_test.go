@@ -123,10 +123,10 @@ type testServer struct {
 	acceptErrs  []error
 	receiveErrs []error
 	big         []byte // value of node ns=1;s=big
-	noClose     bool   // leave channels to close themselves when Receive ends
+	noClose     bool   // leave channels to close themselves when Serve ends
 }
 
-// waitEnded waits until n channels ended their Receive and returns the errors.
+// waitEnded waits until n channels ended their Serve and returns the errors.
 func (s *testServer) waitEnded(t testing.TB, n int) []error {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -198,21 +198,13 @@ func (s *testServer) serve(conn net.Conn) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
-		req, err := ch.Receive(context.Background())
-		if err != nil {
-			s.mu.Lock()
-			s.receiveErrs = append(s.receiveErrs, err)
-			s.mu.Unlock()
-			return
-		}
+	err = ch.Serve(func(req *Request) {
 		// answer concurrently: Send must be safe from many goroutines
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.answer(ch, req)
-		}()
-	}
+		wg.Go(func() { s.answer(ch, req) })
+	})
+	s.mu.Lock()
+	s.receiveErrs = append(s.receiveErrs, err)
+	s.mu.Unlock()
 }
 
 func (s *testServer) lastChannel() *Channel {
