@@ -271,9 +271,17 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 	in := req.SubscriptionIDs
 	out := make([]*ua.TransferResult, len(in))
 	gs := s.session()
+	// owners[i] holds in[i] when it may move here; why[i] is the reason it
+	// is refused otherwise.
 	owners := make([]*uaSession, len(in))
+	why := make([]string, len(in))
 	for i, id := range in {
-		if o := c.e.sessions.subscriptionOwner(id); o != nil && (o == s || sameUser(o.session(), gs)) {
+		switch o := c.e.sessions.subscriptionOwner(id); {
+		case o == nil:
+			why[i] = "unknown_subscription"
+		case o != s && !sameUser(o.session(), gs):
+			why[i] = "not_owner"
+		default:
 			owners[i] = o
 		}
 	}
@@ -281,17 +289,16 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 	// one's max_subscriptions_per_session, held as pending until the
 	// server answers (as CreateSubscription does).
 	limit := c.e.opts.Limits.MaxSubscriptionsPerSession
-	full := make([]bool, len(in))
 	reserved := 0
 	s.mu.Lock()
 	room := limit - len(s.subs) - s.subsPending
 	for i, o := range owners {
 		if o != nil && o != s {
-			if reserved < room {
-				reserved++
-			} else {
-				full[i] = true
+			if reserved >= room {
+				owners[i], why[i] = nil, "limit"
+				continue
 			}
+			reserved++
 		}
 	}
 	s.subsPending += reserved
@@ -303,25 +310,23 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 	}()
 	var owned []int // indexes of in that go on to the policy
 	for i, id := range in {
-		o := owners[i]
-		if o != nil && !full[i] {
+		var code ua.StatusCode
+		var detail string
+		switch why[i] {
+		case "":
 			owned = append(owned, i)
 			continue
-		}
-		code, reason, detail := ua.StatusBadUserAccessDenied, "not_owner", fmt.Sprintf("subscription %d belongs to a session of another user", id)
-		response := "Bad_UserAccessDenied"
-		switch {
-		case full[i]:
-			code, reason, detail = ua.StatusBadTooManySubscriptions, "limit", fmt.Sprintf("max_subscriptions_per_session (%d) reached", limit)
-			response = "Bad_TooManySubscriptions"
-		case c.e.sessions.subscriptionOwner(id) == nil:
-			code, reason, detail = ua.StatusBadSubscriptionIDInvalid, "unknown_subscription", fmt.Sprintf("no session of this listener holds subscription %d", id)
-			response = "Bad_SubscriptionIdInvalid"
+		case "unknown_subscription":
+			code, detail = ua.StatusBadSubscriptionIDInvalid, fmt.Sprintf("no session of this listener holds subscription %d", id)
+		case "not_owner":
+			code, detail = ua.StatusBadUserAccessDenied, fmt.Sprintf("subscription %d belongs to a session of another user", id)
+		case "limit":
+			code, detail = ua.StatusBadTooManySubscriptions, fmt.Sprintf("max_subscriptions_per_session (%d) reached", limit)
 		}
 		out[i] = &ua.TransferResult{StatusCode: code}
 		k := subCall("transfer_subscriptions", id)
 		k.Target = c.base.Target
-		c.e.pipeline.Reject(ctx, gs, k, reason, detail, response)
+		c.e.pipeline.Reject(ctx, gs, k, why[i], detail, statusName(code))
 	}
 	if len(in) > 0 && len(owned) == 0 {
 		return &ua.TransferSubscriptionsResponse{ResponseHeader: header(h, ua.StatusOK), Results: out}
