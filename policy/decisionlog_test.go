@@ -256,8 +256,14 @@ func TestDecisionLogRetries(t *testing.T) {
 			t.Fatalf("event %d is decision %s, want %s (order or duplicates)", i, ev.DecisionID, ids[i])
 		}
 	}
-	if sent, dropped, _ := l.Stats(); sent != 50 || dropped != 0 {
-		t.Fatalf("stats: sent %d dropped %d, want 50 and 0", sent, dropped)
+	// The service has the events before the uploader has read its answer
+	// and counted them.
+	deadline = time.Now().Add(10 * time.Second)
+	for sent, dropped, _ := l.Stats(); sent != 50 || dropped != 0; sent, dropped, _ = l.Stats() {
+		if sent > 50 || dropped != 0 || time.Now().After(deadline) {
+			t.Fatalf("stats: sent %d dropped %d, want 50 and 0", sent, dropped)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
