@@ -25,9 +25,10 @@ type request struct {
 // secureChannel is the server side of a secure channel as the engine uses
 // it (package channel implements it).
 type secureChannel interface {
-	// Serve reads requests until the channel ends and passes each to
-	// handle on the reading goroutine (handle must not block).
-	Serve(handle func(*request)) error
+	// Next reads the next request; one goroutine at a time, and the one
+	// holding the turn calls it again until it fails (then the channel has
+	// ended: io.EOF when the client closed it).
+	Next() (*request, error)
 	Send(reqID uint32, resp ua.Response) error
 	ID() uint32
 	SecurityPolicyURI() string
@@ -56,77 +57,124 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 	return c
 }
 
-// serve reads requests and answers each from a goroutine of its own while
-// it runs (a worker that finished an earlier one, or a new one), so that a
-// Publish waiting upstream never holds up a Read. At most
+// serve answers the channel's requests until it ends. The goroutine that
+// reads a request answers it itself, after handing the turn to read on to
+// a goroutine waiting for it (or a new one): the request goes straight on
+// to the policy and the upstream, while the next one is read meanwhile, and
+// a Publish waiting upstream never holds up a Read. At most
 // max_requests_per_session are in flight; one more is answered
 // Bad_TooManyOperations at once.
 func (c *conn) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	r := &readers{
+		c:     c,
+		slots: make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession),
+		turn:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
 	defer func() {
 		cancel()
-		wg.Wait()
+		r.wg.Wait()
 		for _, s := range c.e.sessions.ofConn(c) {
 			c.e.endSession(ctx, s, errChannelClosed)
 		}
 	}()
-	slots := make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession)
-	work := make(chan *request) // to a worker waiting for its next request
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	go c.closeWhenIdle(ctx, &last)
+	r.last.Store(time.Now().UnixNano())
+	go c.closeWhenIdle(ctx, &r.last)
 	stop := context.AfterFunc(ctx, func() { c.ch.Close() }) // shutdown ends the reading
 	defer stop()
-	err := c.ch.Serve(func(req *request) {
-		last.Store(time.Now().UnixNano())
-		select {
-		case slots <- struct{}{}:
-		default:
-			c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
-				"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
-			c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
-			return
-		}
-		select {
-		case work <- req: // an idle worker takes it
-		default:
-			wg.Add(1)
-			go c.worker(ctx, &wg, req, work, slots)
-		}
-	})
-	last.Store(time.Now().UnixNano())
-	c.base.Log.Debug().Err(err).Msg("secure channel ended")
-	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+	r.run(ctx, true, true)
+	<-r.done
+	c.base.Log.Debug().Err(r.err).Msg("secure channel ended")
+	if errors.Is(r.err, io.EOF) || ctx.Err() != nil {
 		return nil
 	}
-	return err
+	return r.err
 }
 
-// workerIdle is how long a request goroutine waits for the next request of
-// its channel before it ends.
-const workerIdle = 2 * time.Second
+// readers are the goroutines of one channel: the one whose turn it is to
+// read, and the ones answering a request or waiting for the next turn.
+type readers struct {
+	c     *conn
+	wg    sync.WaitGroup
+	slots chan struct{} // a request in flight holds one
+	turn  chan struct{} // the turn to read, to a goroutine waiting for it
+	last  atomic.Int64  // when the last request came (UnixNano)
+	done  chan struct{} // closed when the channel ends; err is why
+	err   error
+}
 
-// worker answers req, then each request handed to it on work while it
-// waits, until it has waited workerIdle or the channel ends. A polling
-// client's requests so reuse one goroutine, whose stack has already grown,
-// instead of starting one per request.
-func (c *conn) worker(ctx context.Context, wg *sync.WaitGroup, req *request, work <-chan *request, slots <-chan struct{}) {
-	defer wg.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
+// readerIdle is how long a goroutine waits for its next turn to read
+// before it ends.
+const readerIdle = 2 * time.Second
+
+// run takes turns to read and answer until the channel ends: with the turn
+// (read is true) it reads a request, hands the turn on, and answers it;
+// then it waits for the turn again, up to readerIdle unless it is the
+// channel's first goroutine (stay), which ends only with the channel. A
+// polling client's requests so alternate between two goroutines whose
+// stacks have already grown.
+func (r *readers) run(ctx context.Context, read, stay bool) {
+	var idle <-chan time.Time // never, for the goroutine that stays
+	var t *time.Timer
+	if !stay {
+		t = time.NewTimer(readerIdle)
+		defer t.Stop()
+		idle = t.C
+	}
 	for {
-		c.reply(req.ID, c.handleSafe(ctx, req.Body))
-		<-slots
-		idle.Reset(workerIdle)
+		if read {
+			read = false
+			req, err := r.c.ch.Next()
+			if err != nil {
+				r.err = err
+				close(r.done)
+				return
+			}
+			r.last.Store(time.Now().UnixNano())
+			if !r.admit(ctx, req) {
+				read = true // answered; the turn stays here
+				continue
+			}
+			select {
+			case r.turn <- struct{}{}: // a waiting goroutine reads next
+			default:
+				r.wg.Add(1)
+				go func() {
+					defer r.wg.Done()
+					r.run(ctx, true, false)
+				}()
+			}
+			r.c.reply(req.ID, r.c.handleSafe(ctx, req.Body))
+			<-r.slots
+		}
+		if t != nil {
+			t.Reset(readerIdle)
+		}
 		select {
-		case req = <-work:
-		case <-idle.C:
+		case <-r.turn:
+			read = true
+		case <-idle:
 			return
-		case <-ctx.Done():
+		case <-r.done:
 			return
 		}
 	}
+}
+
+// admit takes a slot for req, or answers it Bad_TooManyOperations when
+// max_requests_per_session are in flight.
+func (r *readers) admit(ctx context.Context, req *request) bool {
+	select {
+	case r.slots <- struct{}{}:
+		return true
+	default:
+	}
+	c := r.c
+	c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
+		"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
+	c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
+	return false
 }
 
 // closeWhenIdle closes a channel that has no session and has sent nothing

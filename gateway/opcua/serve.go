@@ -76,8 +76,10 @@ func (e *Engine) channelError(ctx context.Context, s *gateway.Session, function 
 // channelAdapter is a channel.Channel as the engine's secureChannel.
 type channelAdapter struct{ *channel.Channel }
 
-func (a channelAdapter) Serve(handle func(*request)) error {
-	return a.Channel.Serve(func(r *channel.Request) {
-		handle(&request{ID: r.ID, Body: r.Body})
-	})
+func (a channelAdapter) Next() (*request, error) {
+	r, err := a.Channel.Next()
+	if err != nil {
+		return nil, err
+	}
+	return &request{ID: r.ID, Body: r.Body}, nil
 }

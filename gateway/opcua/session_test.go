@@ -35,7 +35,7 @@ type fakeChannel struct {
 	cert   []byte
 }
 
-func (f *fakeChannel) Serve(func(*request)) error           { select {} }
+func (f *fakeChannel) Next() (*request, error)              { select {} }
 func (f *fakeChannel) Send(uint32, ua.Response) error       { return nil }
 func (f *fakeChannel) ID() uint32                           { return f.id }
 func (f *fakeChannel) SecurityPolicyURI() string            { return f.policy }

@@ -27,8 +27,8 @@ type Request struct {
 }
 
 // Channel is the server side of one OPC UA secure channel over one
-// connection. Serve reads it on one goroutine; Send, SendFault and Close
-// may be called from any number of goroutines.
+// connection. Next reads it, one goroutine at a time; Send, SendFault and
+// Close may be called from any number of goroutines.
 type Channel struct {
 	conn net.Conn
 	r    *bufio.Reader // conn's reads: a request's header and body in one syscall
@@ -51,7 +51,9 @@ type Channel struct {
 	localThumb    []byte
 	maxBody       int // largest body per sent chunk
 
-	// reader goroutine only
+	// the goroutine whose turn it is to read (Next), under rmu
+	rmu          sync.Mutex
+	readStarted  bool
 	readDeadline time.Time // last set on conn
 	seqStarted   bool
 	lastSeq      uint32
@@ -119,7 +121,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		return nil, err
 	}
 	conn.SetReadDeadline(time.Time{})
-	return c, nil // reading starts with Serve
+	return c, nil // reading starts with Next
 }
 
 // handshake reads the Hello, answers the Acknowledge and opens the channel
@@ -275,50 +277,70 @@ func (c *Channel) closeConn() {
 	})
 }
 
-// readLoop reads requests until the channel ends, handling renewals,
-// aborts and CloseSecureChannel itself, and passes each request to handle.
-func (c *Channel) readLoop(handle func(*Request)) {
-	defer close(c.readDone)
+// claimRead reports whether the caller is the first to read the channel
+// (Next) or to close it unread: the one that owns readDone.
+func (c *Channel) claimRead() bool { return c.reading.CompareAndSwap(false, true) }
+
+// Next reads the channel until one service request is complete and returns
+// it. Renewals, aborted messages, requests that do not decode (answered
+// with a ServiceFault) and CloseSecureChannel are handled on the way. One
+// goroutine at a time may read, but any goroutine may take the next turn,
+// so that the one that read a request can answer it while another reads on.
+//
+// Next returns io.EOF when the client closed the channel (CloseSecureChannel
+// or end of connection) or Close was called, and an error carrying a status
+// code when the channel was closed for a protocol or security violation.
+// After an error the channel is closed and every later call returns the
+// same error. Close waits for the reading to end, so whoever holds the turn
+// must call Next until it fails.
+func (c *Channel) Next() (*Request, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	switch {
+	case c.readErr != nil:
+		return nil, c.readErr
+	case !c.readStarted:
+		if !c.claimRead() { // closed before the first read
+			c.readErr = io.EOF
+			return nil, c.readErr
+		}
+		c.readStarted = true
+	}
+	req, err := c.readRequest()
+	if err == nil {
+		return req, nil
+	}
+	select {
+	case <-c.closing: // closed locally
+		err = io.EOF
+	default:
+	}
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	c.readErr = err
+	c.abort(err)
+	close(c.readDone)
+	return nil, err
+}
+
+// Serve calls Next on the calling goroutine until the channel ends and
+// passes every request to handle, which runs on the reading goroutine: it
+// must hand the request on and return, since the channel reads nothing
+// (renewals included) while it runs. It returns Next's error.
+func (c *Channel) Serve(handle func(*Request)) error {
 	for {
-		req, err := c.readRequest()
+		req, err := c.Next()
 		if err != nil {
-			select {
-			case <-c.closing: // closed locally
-				err = io.EOF
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
-				err = io.EOF
-			}
-			c.readErr = err
-			c.abort(err)
-			return
+			return err
 		}
 		handle(req)
 	}
 }
 
-// claimRead reports whether the caller is the first to read the channel
-// (Serve) or to close it unread: the one that owns readDone.
-func (c *Channel) claimRead() bool { return c.reading.CompareAndSwap(false, true) }
-
-// Serve reads the channel on the calling goroutine until it ends and passes
-// every service request to handle as soon as it is read. handle runs on the
-// reading goroutine, so it must hand the request on and return: while it
-// runs the channel reads nothing, renewals included. Serve returns io.EOF
-// when the client closed the channel (CloseSecureChannel or end of
-// connection) or Close was called, and an error carrying a status code when
-// the channel was closed for a protocol or security violation. Call it once.
-func (c *Channel) Serve(handle func(*Request)) error {
-	if !c.claimRead() {
-		return errors.New("opcua channel: already being read")
-	}
-	c.readLoop(handle)
-	return c.readErr
-}
-
 // Close closes the channel and its socket and waits for its reader to end;
-// it is idempotent. Do not call it from a Serve handler.
+// it is idempotent. Do not call it while holding the turn to read (from a
+// Serve handler, or between Next calls of the goroutine that reads next).
 func (c *Channel) Close() error {
 	c.closeConn()
 	if c.claimRead() {
@@ -351,7 +373,7 @@ func (c *Channel) LocalCertificate() []byte {
 }
 
 // DiscoveryOnly reports a SecurityPolicy None channel accepted only for the
-// discovery services (Config.DiscoveryOverNone); Serve hands on nothing
+// discovery services (Config.DiscoveryOverNone); Next returns nothing
 // else from it.
 func (c *Channel) DiscoveryOnly() bool { return c.discoveryOnly }
 

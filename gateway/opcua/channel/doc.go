@@ -3,10 +3,11 @@
 //
 // Accept runs the Hello/Acknowledge exchange and the first
 // OpenSecureChannel on a connection; the returned Channel delivers decoded
-// service requests (Serve) and sends responses (Send, SendFault) from any
-// number of goroutines. Token renewals, aborted messages, CloseSecureChannel
-// and protocol violations are handled inside: a violation is answered with
-// an ERR message carrying the Part 6 status code and closes the socket.
+// service requests (Next, or Serve around it) and sends responses (Send,
+// SendFault) from any number of goroutines. Token renewals, aborted
+// messages, CloseSecureChannel and protocol violations are handled inside:
+// a violation is answered with an ERR message carrying the Part 6 status
+// code and closes the socket.
 //
 // What it takes from gopcua v0.9.0, which is sound:
 //   - ua: the binary codec (service decoding by type id, encoding);
@@ -45,7 +46,7 @@
 //     25 % closes the channel.
 //   - it leaves sockets the client closed in CLOSE-WAIT (channel_broker.go).
 //     Here CloseSecureChannel or the end of the connection closes the socket
-//     at once and Serve returns io.EOF.
+//     at once and Next returns io.EOF.
 //   - it checks neither sequence numbers nor chunk limits on the way in, and
 //     no limits on the way out. Here: chunks above the negotiated buffer
 //     size (Bad_TCPMessageTooLarge), more chunks or bytes than MaxChunkCount

@@ -23,7 +23,7 @@ func (c *Channel) readRequest() (*Request, error) {
 			c.readDeadline = deadline
 			c.conn.SetReadDeadline(deadline)
 		}
-		f, err := readFrame(c.conn, c.recvChunk)
+		f, err := readFrame(c.r, c.recvChunk)
 		if err != nil {
 			var e *Error
 			if errors.As(err, &e) && e.Code == ua.StatusBadTimeout {

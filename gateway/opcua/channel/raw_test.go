@@ -639,3 +639,20 @@ func TestRawMessageSizeLimit(t *testing.T) {
 	r.mustWrite(symChunk("MSG", 'F', r.chanID, r.tokenID, r.seq, 9, make([]byte, 5000)))
 	r.expectERR(ua.StatusBadRequestTooLarge)
 }
+
+// What a client sends right behind its OpenSecureChannel request, in the
+// same segment, is read as the next message: here a message type that does
+// not exist, answered with Bad_TCPMessageTypeInvalid, not lost while the
+// channel waits for more.
+func TestRawBytesBehindOPN(t *testing.T) {
+	srv := noneServer(t)
+	r := dialRaw(t, srv)
+	r.hello()
+	opn := opnChunk(0, &uasc.AsymmetricSecurityHeader{SecurityPolicyURI: ua.SecurityPolicyURINone}, r.seq, 1,
+		opnRequest(ua.SecurityTokenRequestTypeIssue, 60000))
+	r.mustWrite(append(opn, tcpMessage("XYZF", make([]byte, 16))...))
+	if typ, _, err := r.readFrame(); err != nil || typ != "OPNF" {
+		t.Fatalf("OPN answered with %s: %v", typ, err)
+	}
+	r.expectERR(ua.StatusBadTCPMessageTypeInvalid)
+}
