@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,5 +178,67 @@ func TestIdleChannelClosed(t *testing.T) {
 	_, err = c.GetEndpoints(ctx)
 	if err == nil {
 		t.Error("the idle channel still answers")
+	}
+}
+
+// max_requests_per_session: with that many requests of a connection
+// waiting upstream, one more is answered Bad_TooManyOperations at once and
+// leaves a request.rejected record; once they are answered, the connection
+// is served again.
+func TestRequestsInFlightLimit(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true,
+		Limits: opcua.LimitOptions{MaxRequestsPerSession: 3}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	send := sender(ctx, t, c)
+	sub := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 600,
+		RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	if sub.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("create subscription: %v", sub.ResponseHeader.ServiceResult)
+	}
+	read := func() ua.StatusCode {
+		resp, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue}}})
+		var code ua.StatusCode
+		switch {
+		case errors.As(err, &code):
+			return code
+		case err != nil:
+			t.Fatalf("read: %v", err)
+		}
+		return resp.ResponseHeader.ServiceResult
+	}
+	if sc := read(); sc != ua.StatusOK {
+		t.Fatalf("read before the limit: %v", sc)
+	}
+
+	srv.HangPublish(4 * time.Second)
+	var wg sync.WaitGroup
+	var answered atomic.Int32
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Send(ctx, &ua.PublishRequest{}, func(ua.Response) error { return nil })
+			answered.Add(1)
+		}()
+	}
+	time.Sleep(time.Second) // the three Publish requests wait upstream
+	if sc := read(); sc != ua.StatusBadTooManyOperations {
+		t.Fatalf("a fourth request in flight: %v, want Bad_TooManyOperations", sc)
+	}
+	if n := answered.Load(); n != 0 {
+		t.Errorf("the refusal came after %d Publish answers: it waited for a slot", n)
+	}
+	wg.Wait()
+	if sc := read(); sc != ua.StatusOK {
+		t.Errorf("read after the Publish requests were answered: %v", sc)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) > 0 })
+	if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
+		return r.str("reason") == "limit" && r.str("response") == "Bad_TooManyOperations"
+	}) {
+		t.Errorf("no request.rejected record of the refused request: %v", events(rs, "request.rejected"))
 	}
 }
