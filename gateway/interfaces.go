@@ -28,6 +28,14 @@ type SessionOpener interface {
 	OpensSessions() bool
 }
 
+// Refuser is an Engine whose protocol has words for a connection the
+// listener will not serve (OPC UA: an ERR message). Refuse tells the client
+// why, in at most a few seconds, and closes conn; the listener has already
+// recorded the refusal. Engines without them are closed without a word.
+type Refuser interface {
+	Refuse(conn net.Conn, reason string)
+}
+
 // Decider is the policy engine (implemented in policy/). It returns the
 // policy's verdict for one call; an error means no verdict, and the pipeline
 // denies the call with ReasonPolicyError, followed by the error's code when

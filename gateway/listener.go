@@ -15,7 +15,8 @@ import (
 // Limits bound what one listener takes on.
 type Limits struct {
 	// MaxConns is the number of client connections served at once; one more
-	// is accepted, recorded as refused, and closed at once.
+	// is accepted, recorded as refused, told so when its protocol has the
+	// words (Refuser), and closed.
 	MaxConns int
 	// IdleTimeout ends a session with no request for this long.
 	IdleTimeout time.Duration
@@ -49,10 +50,15 @@ type Listener struct {
 	Limits   Limits
 	Log      zerolog.Logger
 
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	refusing chan struct{} // Refuser answers in progress
 }
+
+// maxRefusing bounds the refused connections answered at once; under a
+// flood the ones beyond are closed without a word.
+const maxRefusing = 8
 
 // Serve accepts on ln until ctx is done, then closes ln and every session's
 // connection and waits for the sessions to end.
@@ -65,6 +71,7 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	l.mu.Lock()
 	l.conns = make(map[net.Conn]struct{})
 	l.mu.Unlock()
+	l.refusing = make(chan struct{}, maxRefusing)
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -148,7 +155,26 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 	s := l.newSession(ctx, conn)
 	s.Log.Warn().Str("reason", reason).Msg("connection refused")
 	l.Pipeline.Auditor.SessionStart(context.WithoutCancel(ctx), s, nil, reason)
-	conn.Close()
+	r, ok := l.Engine.(Refuser)
+	if !ok {
+		conn.Close()
+		return
+	}
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		conn.Close()
+		return
+	}
+	l.track(conn, true) // shutdown closes it
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer func() { <-l.refusing }()
+		defer l.track(conn, false)
+		defer conn.Close()
+		r.Refuse(conn, reason)
+	}()
 }
 
 func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {

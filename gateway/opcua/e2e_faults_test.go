@@ -12,6 +12,7 @@ import (
 
 	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua"
@@ -240,5 +241,48 @@ func TestRequestsInFlightLimit(t *testing.T) {
 		return r.str("reason") == "limit" && r.str("response") == "Bad_TooManyOperations"
 	}) {
 		t.Errorf("no request.rejected record of the refused request: %v", events(rs, "request.rejected"))
+	}
+}
+
+// One connection over the listener's max_conns is told so in OPC UA's
+// words, an ERR message with Bad_TCPNotEnoughResources, and recorded as
+// refused; the connections being served keep working.
+func TestConnectionLimitRefusal(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true},
+		limits: gateway.Limits{MaxConns: 1}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Clients that connect without asking for the endpoints first: that
+	// would take the one connection for a moment.
+	connect := func() (*gopcua.Client, error) {
+		c, err := gopcua.NewClient(g.endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, c.Connect(ctx)
+	}
+	a, err := connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	readValue(ctx, t, a, opcuatest.NodePressure)
+
+	b, err := connect()
+	if err == nil {
+		b.Close(ctx)
+		t.Fatal("a second connection was served with max_conns 1")
+	}
+	var uerr *uacp.Error
+	if !errors.As(err, &uerr) || ua.StatusCode(uerr.ErrorCode) != ua.StatusBadTCPNotEnoughResources {
+		t.Fatalf("second connection: %v, want an ERR message with Bad_TCPNotEnoughResources", err)
+	}
+	readValue(ctx, t, a, opcuatest.NodePressure)
+	rs := g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "session.open"), func(r record) bool { return r.str("reason") == gateway.RefusedConnLimit })
+	})
+	if !slices.ContainsFunc(events(rs, "session.open"), func(r record) bool { return r.str("reason") == gateway.RefusedConnLimit }) {
+		t.Errorf("no session.open record of the refused connection")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // Protocol is the registered protocol name.
@@ -153,6 +154,13 @@ func (e *Engine) Name() string { return Protocol }
 // OpensSessions implements gateway.SessionOpener: OPC UA sessions open and
 // are recorded by the engine once the user is known.
 func (e *Engine) OpensSessions() bool { return true }
+
+// Refuse answers a connection the listener will not serve (too many
+// connections) with an ERR message, Bad_TCPNotEnoughResources, after its
+// Hello.
+func (e *Engine) Refuse(conn net.Conn, _ string) {
+	channel.Refuse(conn, ua.StatusBadTCPNotEnoughResources, "the server is busy")
+}
 
 // Close ends every session and its upstream session.
 func (e *Engine) Close() error {

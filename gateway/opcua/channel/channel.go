@@ -254,7 +254,7 @@ func (c *Channel) abort(err error) {
 		_, werr := c.conn.Write(encodeERR(e.Code, reason))
 		c.wmu.Unlock()
 		if werr == nil {
-			c.linger()
+			linger(c.conn)
 		}
 	}
 	c.closeConn()
@@ -262,12 +262,12 @@ func (c *Channel) abort(err error) {
 
 // linger half-closes the socket and discards what the client still sends
 // for a moment, so that the ERR message is not lost to a TCP reset.
-func (c *Channel) linger() {
-	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+func linger(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	io.CopyN(io.Discard, c.conn, 1<<20)
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.CopyN(io.Discard, conn, 1<<20)
 }
 
 func (c *Channel) closeConn() {

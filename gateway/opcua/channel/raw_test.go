@@ -656,3 +656,31 @@ func TestRawBytesBehindOPN(t *testing.T) {
 	}
 	r.expectERR(ua.StatusBadTCPMessageTypeInvalid)
 }
+
+// Refuse answers the Hello of a connection that will not be served with an
+// ERR message and closes it.
+func TestRawRefuse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go Refuse(conn, ua.StatusBadTCPNotEnoughResources, "busy")
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := &rawClient{t: t, c: c, seq: 1}
+	body, _ := (&uacp.Hello{ReceiveBufSize: 65535, SendBufSize: 65535, EndpointURL: "opc.tcp://test"}).Encode()
+	r.mustWrite(tcpMessage("HELF", body))
+	r.expectERR(ua.StatusBadTCPNotEnoughResources)
+}
