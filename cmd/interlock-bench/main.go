@@ -67,6 +67,13 @@ var (
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == goRelayArg { // the opcua section's Go relay
+		if err := goRelay(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "interlock-bench go-relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	slices.SortFunc(suites, func(a, b suite) int { return a.order - b.order })
 	var names []string
 	for _, s := range suites {

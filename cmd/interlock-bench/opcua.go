@@ -2,8 +2,9 @@ package main
 
 // The opcua section: what the OPC UA gateway costs a client. Single-node
 // Reads (the Value of ns=1;s=Pressure) by gopcua clients against `interlock
-// sim opcua`, directly, through a plain TCP relay (haproxy in TCP mode: the
-// floor of any inline hop), and through `interlock run` with one OPC UA
+// sim opcua`, directly, through plain TCP relays (haproxy in TCP mode: the
+// floor of any inline hop; and one in Go, the floor of an inline hop written
+// in Go), and through `interlock run` with one OPC UA
 // listener (a permissive policy, the audit log on), with the same security on both
 // legs: SecurityPolicy None, and Basic256Sha256 SignAndEncrypt. Two loads:
 // one session reading sequentially, and 8 sessions reading at once, each in
@@ -48,7 +49,7 @@ const uaTargetP50Ratio = 2.0
 
 func init() {
 	addSuite(suite{name: "opcua", order: 40, run: runOPCUA,
-		about: "single-node Reads direct, through a TCP relay (haproxy) and through the gateway, 1 sequential and 8 concurrent sessions, None and Basic256Sha256; memory per idle session"})
+		about: "single-node Reads direct, through TCP relays (haproxy, and one in Go) and through the gateway, 1 sequential and 8 concurrent sessions, None and Basic256Sha256; memory per idle session"})
 }
 
 // uaPolicy is one security setting measured on both legs.
@@ -133,6 +134,11 @@ func runOPCUA(e *env) error {
 		return err
 	}
 	relayEP := "opc.tcp://" + relayAddr
+	goRelayAddr, err := startGoRelay(e, "go-relay-opcua", simAddr)
+	if err != nil {
+		return err
+	}
+	goRelayEP := "opc.tcp://" + goRelayAddr
 	sim, err := e.startCmd("sim-opcua", e.bin, "sim", "opcua", "--listen", simEP, "--security", strings.Join(names, ","))
 	if err != nil {
 		return err
@@ -161,7 +167,7 @@ func runOPCUA(e *env) error {
 	if err := e.interlock("certs", "trust", "--pki", gwPKI, cst.OwnCertPath()); err != nil {
 		return err
 	}
-	b := &uaBench{ctx: ctx, discovery: map[string]string{relayEP: simEP}}
+	b := &uaBench{ctx: ctx, discovery: map[string]string{relayEP: simEP, goRelayEP: simEP}}
 	if b.cert, b.key, err = cst.Own(); err != nil {
 		return err
 	}
@@ -256,7 +262,7 @@ audit:
 	}
 	for _, p := range pols {
 		for _, n := range loads {
-			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"relay", relayEP}, {"gateway", gwEP[p.name]}} {
+			for _, path := range []struct{ name, ep string }{{"direct", simEP}, {"relay", relayEP}, {"go relay", goRelayEP}, {"gateway", gwEP[p.name]}} {
 				pids := []int{sim.Process.Pid, 0}
 				if path.name == "gateway" {
 					pids[1] = gwCmd[p.name].Process.Pid
@@ -283,15 +289,15 @@ audit:
 	fmt.Println("| security (both legs) | sessions | direct reads/s | gateway reads/s | gateway/direct | direct p50 µs | gateway p50 µs | gateway/direct | direct p99 µs | gateway p99 µs | gateway/direct |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	// rows prints one row per policy and load, then ends the table.
-	rows := func(row func(p uaPolicy, n int, d, r, g uaMeasure)) {
+	rows := func(row func(p uaPolicy, n int, d, r, gr, g uaMeasure)) {
 		for _, p := range pols {
 			for _, n := range loads {
-				row(p, n, get(p.String(), n, "direct"), get(p.String(), n, "relay"), get(p.String(), n, "gateway"))
+				row(p, n, get(p.String(), n, "direct"), get(p.String(), n, "relay"), get(p.String(), n, "go relay"), get(p.String(), n, "gateway"))
 			}
 		}
 		fmt.Println()
 	}
-	rows(func(p uaPolicy, n int, d, _, g uaMeasure) {
+	rows(func(p uaPolicy, n int, d, _, _, g uaMeasure) {
 		load := fmt.Sprintf("%d (sequential)", n)
 		if n > 1 {
 			load = fmt.Sprintf("%d (concurrent)", n)
@@ -300,20 +306,20 @@ audit:
 			p, load, thousands(d.rps), thousands(g.rps), g.rps/d.rps, d.p50, g.p50, g.p50/d.p50, d.p99, g.p99, g.p99/d.p99)
 	})
 
-	fmt.Println("The same p50s beside a plain TCP relay (haproxy in TCP mode between client and simulator: the floor of any inline hop on this machine):")
+	fmt.Println("The same p50s beside two plain TCP relays between client and simulator, doing no work: haproxy in TCP mode (relay), the floor of any inline hop on this machine, and a relay in Go (two goroutines per connection, io.Copy each way: the floor of an inline hop written in Go):")
 	fmt.Println()
-	fmt.Println("| security (both legs) | sessions | direct p50 µs | relay p50 µs | gateway p50 µs | relay/direct | gateway/direct | gateway/relay | gateway − relay µs |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	rows(func(p uaPolicy, n int, d, r, g uaMeasure) {
-		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.2f× | %.2f× | %.2f× | %.0f |\n",
-			p, n, d.p50, r.p50, g.p50, r.p50/d.p50, g.p50/d.p50, g.p50/r.p50, g.p50-r.p50)
+	fmt.Println("| security (both legs) | sessions | direct p50 µs | relay p50 µs | Go relay p50 µs | gateway p50 µs | relay/direct | Go relay/direct | gateway/direct | gateway/relay | gateway − relay µs |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	rows(func(p uaPolicy, n int, d, r, gr, g uaMeasure) {
+		fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f× | %.2f× | %.2f× | %.2f× | %.0f |\n",
+			p, n, d.p50, r.p50, gr.p50, g.p50, r.p50/d.p50, gr.p50/d.p50, g.p50/d.p50, g.p50/r.p50, g.p50-r.p50)
 	})
 
 	fmt.Println("CPU time per read (µs, from /proc/PID/stat over the measured time, 10 ms ticks; the client's own CPU not included):")
 	fmt.Println()
 	fmt.Println("| security (both legs) | sessions | direct: sim | gateway path: sim | gateway path: gateway |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
-	rows(func(p uaPolicy, n int, d, _, g uaMeasure) {
+	rows(func(p uaPolicy, n int, d, _, _, g uaMeasure) {
 		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", p, n, d.simCPU, g.simCPU, g.gwCPU)
 	})
 
