@@ -3,8 +3,12 @@ package opcua_test
 import (
 	"context"
 	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -285,4 +289,132 @@ func TestConnectionLimitRefusal(t *testing.T) {
 	if !slices.ContainsFunc(events(rs, "session.open"), func(r record) bool { return r.str("reason") == gateway.RefusedConnLimit }) {
 		t.Errorf("no session.open record of the refused connection")
 	}
+}
+
+// SECURITY.md bad input 6: many sockets sending malformed 200-byte
+// packets. Each is answered (an ERR message, or closed at once when it is
+// beyond max_conns and eight refusals are already being answered), none
+// is left hanging, each leaves one audit record, a client connected before
+// keeps being served, and no socket is left behind.
+func TestMalformedPacketFlood(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatalf("counting open files needs /proc/self/fd: %v", err)
+		}
+		return len(ents)
+	}
+	c := anonymousClient(ctx, t, g.endpoint)
+	readValue(ctx, t, c, opcuatest.NodePressure)
+	time.Sleep(200 * time.Millisecond) // the endpoints connection is gone
+	before := fds()
+	base := len(g.records(t, nil))
+
+	// Four kinds of 200 bytes: random, a Hello of random bytes, a message
+	// before the Hello, a Hello claiming 4 GiB.
+	packet := func(i int) []byte {
+		rnd := rand.New(rand.NewPCG(uint64(i), 7))
+		b := make([]byte, 200)
+		for j := range b {
+			b[j] = byte(rnd.Uint32())
+		}
+		switch i % 4 {
+		case 1:
+			copy(b, "HELF\xc8\x00\x00\x00")
+		case 2:
+			copy(b, "MSGF\xc8\x00\x00\x00")
+		case 3:
+			copy(b, "HELF\xff\xff\xff\xff")
+		}
+		return b
+	}
+	const flood = 300
+	var wg sync.WaitGroup
+	var errs, closed, hanging atomic.Int32
+	for i := range flood {
+		wg.Go(func() {
+			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(g.endpoint, "opc.tcp://"), 10*time.Second)
+			if err != nil {
+				t.Errorf("dial %d: %v", i, err)
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			conn.Write(packet(i))
+			got, err := io.ReadAll(conn)
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				hanging.Add(1)
+			case len(got) >= 8 && string(got[:4]) == "ERRF":
+				errs.Add(1)
+			case len(got) == 0:
+				closed.Add(1)
+			default:
+				t.Errorf("packet %d answered with %q", i, got)
+			}
+		})
+	}
+	reads, slowest := 0, time.Duration(0)
+	for done := waitGroupDone(&wg); ; {
+		start := time.Now()
+		readValue(ctx, t, c, opcuatest.NodePressure) // served all along
+		slowest = max(slowest, time.Since(start))
+		reads++
+		select {
+		case <-done:
+		default:
+			continue
+		}
+		break
+	}
+	if hanging.Load() != 0 {
+		t.Errorf("%d connections left hanging for 30 s", hanging.Load())
+	}
+	t.Logf("%d malformed connections: %d answered with an ERR message, %d closed without a word; %d reads meanwhile, the slowest %v",
+		flood, errs.Load(), closed.Load(), reads, slowest)
+	// At least every connection served (max_conns, less the one of the
+	// client above) and the refusals answered at once get an ERR message.
+	if min := int32(gateway.DefaultMaxConns - 1 + 8); errs.Load() < min {
+		t.Errorf("only %d of %d malformed connections got an ERR message, want %d or more", errs.Load(), flood, min)
+	}
+	var rejected, refused int
+	count := func(rs []record) bool {
+		rejected, refused = 0, 0
+		for _, r := range rs[base:] {
+			switch {
+			case r.str("event") == "request.rejected" && r.str("reason") == "channel_error":
+				rejected++
+			case r.str("event") == "session.open" && r.str("reason") == gateway.RefusedConnLimit:
+				refused++
+			}
+		}
+		return rejected+refused >= flood
+	}
+	count(g.records(t, count))
+	if int(closed.Load()) > refused {
+		t.Errorf("%d connections closed without a word, but only %d refused", closed.Load(), refused)
+	}
+	if rejected+refused != flood {
+		t.Errorf("records of the malformed connections: %d channel errors + %d refusals, want %d", rejected, refused, flood)
+	}
+	readValue(ctx, t, c, opcuatest.NodePressure)
+	eventually := time.Now().Add(10 * time.Second)
+	for fds() > before && time.Now().Before(eventually) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := fds(); n > before {
+		t.Errorf("%d open files after the flood, %d before", n, before)
+	}
+}
+
+// waitGroupDone is closed when wg's count is zero.
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	return ch
 }
