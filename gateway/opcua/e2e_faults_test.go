@@ -229,7 +229,20 @@ func TestRequestsInFlightLimit(t *testing.T) {
 			answered.Add(1)
 		}()
 	}
-	time.Sleep(time.Second) // the three Publish requests wait upstream
+	// Once the three Publish requests are decided (and so wait upstream), a
+	// Read is one too many.
+	publishes := func(rs []record) int {
+		n := 0
+		for _, r := range events(rs, "call") {
+			if r.str("operation", "function") == "publish" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := publishes(g.records(t, func(rs []record) bool { return publishes(rs) >= 3 })); n != 3 {
+		t.Fatalf("%d Publish requests decided, want 3", n)
+	}
 	if sc := read(); sc != ua.StatusBadTooManyOperations {
 		t.Fatalf("a fourth request in flight: %v, want Bad_TooManyOperations", sc)
 	}
