@@ -270,25 +270,14 @@ func TestConnectionLimitRefusal(t *testing.T) {
 		limits: gateway.Limits{MaxConns: 1}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// Clients that connect without asking for the endpoints first: that
-	// would take the one connection for a moment.
-	connect := func() (*gopcua.Client, error) {
-		c, err := gopcua.NewClient(g.endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, c.Connect(ctx)
-	}
-	a, err := connect()
+	a, err := directClient(ctx, t, g.endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close(context.Background())
 	readValue(ctx, t, a, opcuatest.NodePressure)
 
-	b, err := connect()
+	_, err = directClient(ctx, t, g.endpoint)
 	if err == nil {
-		b.Close(ctx)
 		t.Fatal("a second connection was served with max_conns 1")
 	}
 	var uerr *uacp.Error
@@ -321,9 +310,11 @@ func TestMalformedPacketFlood(t *testing.T) {
 		}
 		return len(ents)
 	}
-	c := anonymousClient(ctx, t, g.endpoint)
+	c, err := directClient(ctx, t, g.endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
 	readValue(ctx, t, c, opcuatest.NodePressure)
-	time.Sleep(200 * time.Millisecond) // the endpoints connection is gone
 	before := fds()
 	base := len(g.records(t, nil))
 
@@ -430,4 +421,20 @@ func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() { wg.Wait(); close(ch) }()
 	return ch
+}
+
+// directClient connects an anonymous None gopcua client without asking for
+// the endpoints first (that takes a connection of its own for a moment),
+// closed when the test ends.
+func directClient(ctx context.Context, t *testing.T, endpoint string) (*gopcua.Client, error) {
+	t.Helper()
+	c, err := gopcua.NewClient(endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c, nil
 }
