@@ -480,8 +480,9 @@ func TestE2EMonitorModeForwardsWithAlert(t *testing.T) {
 	})
 }
 
-// One client more than limits.max_conns is refused at once and audited; the
-// client inside the limit keeps reading, and the slot frees when it leaves.
+// One client more than limits.max_conns is refused at once, told so with
+// exception 0x0A (gateway path unavailable), and audited; the client inside
+// the limit keeps reading, and the slot frees when it leaves.
 func TestE2EMaxConnsRefusesOneMore(t *testing.T) {
 	t.Parallel()
 	requirePeer(t, peerMbpoll, peerPymodbus)
@@ -499,8 +500,8 @@ func TestE2EMaxConnsRefusesOneMore(t *testing.T) {
 
 	start := time.Now()
 	r := mbpoll(t, g.port, []string{"-r", "100"})
-	if r.code == 0 || len(r.values) != 0 {
-		t.Errorf("a second client with max_conns 1: exit %d, values %v, want a failure\n%s", r.code, r.values, r.out)
+	if r.code == 0 || len(r.values) != 0 || !strings.Contains(r.out, "Gateway path unavailable") {
+		t.Errorf("a second client with max_conns 1: exit %d, values %v, want exception 0x0A (Gateway path unavailable)\n%s", r.code, r.values, r.out)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the refusal took %s, want at once", d)

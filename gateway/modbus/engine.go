@@ -192,6 +192,31 @@ func (o *Options) checkAndSetDefaults() error {
 // Name implements gateway.Engine.
 func (e *Engine) Name() string { return Protocol }
 
+// refuseWait bounds how long Refuse answers a refused connection.
+const refuseWait = time.Second
+
+// Refuse answers what a connection the listener will not serve (too many
+// connections) asks in its first second with exception 0x0A, gateway path
+// unavailable, and closes it: the client hears why instead of seeing the
+// connection drop.
+func (e *Engine) Refuse(conn net.Conn, _ string) {
+	defer conn.Close()
+	end := time.Now().Add(refuseWait)
+	fr := NewFrameReader(conn, refuseWait, refuseWait)
+	var out []byte
+	for time.Now().Before(end) {
+		h, pdu, err := fr.Next()
+		if err != nil {
+			return // gone, silent, or not Modbus: closed without a word
+		}
+		out = AppendADU(out[:0], h.TransactionID, h.UnitID, ExceptionPDU(pdu[0], ExGatewayPathUnavailable))
+		conn.SetWriteDeadline(end)
+		if _, err := conn.Write(out); err != nil {
+			return
+		}
+	}
+}
+
 // Close closes the upstream connections.
 func (e *Engine) Close() error {
 	var errs []error
