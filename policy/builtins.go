@@ -27,6 +27,18 @@ import (
 // recurring one opens at every time its cron expression (minute hour
 // day-of-month month day-of-week, in tz; UTC when tz is absent) names, for
 // duration. A malformed window is an error, which denies the call.
+//
+//	interlock.ranges_overlapping(ranges, first, last) → array
+//
+// ranges is an array, set or object of ranges such as {"start": 100, "end":
+// 109, ...}; the result holds, in iteration order, every range r with
+// r.start <= last and first <= r.end, compared as Rego's <= compares. It is
+// the comprehension
+//
+//	[r | some r in ranges; r.start <= last; first <= r.end]
+//
+// in one step: an element that is not an object or lacks start or end is
+// left out, and ranges that is not a collection gives [].
 var windowOpen = &rego.Function{
 	Name:        "interlock.window_open",
 	Description: "reports whether a maintenance window (one-off start/end, or cron + duration + tz) is open at now_ns",
@@ -41,6 +53,48 @@ var windowOpen = &rego.Function{
 	// once, see schedule), and OPA's memo would key every call on the
 	// window's whole text.
 	Memoize: false,
+}
+
+var rangesOverlapping = &rego.Function{
+	Name:        "interlock.ranges_overlapping",
+	Description: "the ranges (objects with start and end) of a collection that overlap [first, last]",
+	Decl: types.NewFunction(
+		types.Args(
+			types.Named("ranges", types.A),
+			types.Named("first", types.A),
+			types.Named("last", types.A),
+		),
+		types.Named("overlapping", types.NewArray(nil, types.A)),
+	),
+	Memoize: false,
+}
+
+var (
+	startKey = ast.StringTerm("start")
+	endKey   = ast.StringTerm("end")
+)
+
+func rangesOverlappingBuiltin(_ rego.BuiltinContext, ranges, first, last *ast.Term) (*ast.Term, error) {
+	var out []*ast.Term
+	add := func(r *ast.Term) {
+		obj, ok := r.Value.(ast.Object)
+		if !ok {
+			return
+		}
+		start, end := obj.Get(startKey), obj.Get(endKey)
+		if start != nil && end != nil && start.Value.Compare(last.Value) <= 0 && first.Value.Compare(end.Value) <= 0 {
+			out = append(out, r)
+		}
+	}
+	switch c := ranges.Value.(type) {
+	case *ast.Array:
+		c.Foreach(add)
+	case ast.Set:
+		c.Foreach(add)
+	case ast.Object:
+		c.Foreach(func(_, v *ast.Term) { add(v) })
+	}
+	return ast.ArrayTerm(out...), nil
 }
 
 // windowKeys are the fields of a window object, as terms made once.
@@ -156,12 +210,16 @@ func schedule(spec, tz string) (cron.Schedule, *time.Location, error) {
 
 // compilerBuiltins declares the gateway's builtins to a compiler.
 func compilerBuiltins() map[string]*ast.Builtin {
-	return map[string]*ast.Builtin{windowOpen.Name: {Name: windowOpen.Name, Decl: windowOpen.Decl}}
+	return map[string]*ast.Builtin{
+		windowOpen.Name:        {Name: windowOpen.Name, Decl: windowOpen.Decl},
+		rangesOverlapping.Name: {Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
+	}
 }
 
 // regoBuiltins implements them for a query.
 func regoBuiltins() []func(*rego.Rego) {
-	return []func(*rego.Rego){rego.Function2(windowOpen, windowOpenBuiltin)}
+	return []func(*rego.Rego){rego.Function2(windowOpen, windowOpenBuiltin),
+		rego.Function3(rangesOverlapping, rangesOverlappingBuiltin)}
 }
 
 // testerBuiltins gives them to the Rego test runner.
@@ -169,5 +227,8 @@ func testerBuiltins() []*tester.Builtin {
 	return []*tester.Builtin{{
 		Decl: &ast.Builtin{Name: windowOpen.Name, Decl: windowOpen.Decl},
 		Func: rego.Function2(windowOpen, windowOpenBuiltin),
+	}, {
+		Decl: &ast.Builtin{Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
+		Func: rego.Function3(rangesOverlapping, rangesOverlappingBuiltin),
 	}}
 }

@@ -118,3 +118,55 @@ test_saturday_afternoon if {
 		t.Fatalf("RunTests: %d passed, %d failed, %v\n%s", passed, failed, err, out.String())
 	}
 }
+
+// interlock.ranges_overlapping gives what the comprehension it stands for
+// gives, for well-formed and malformed ranges alike.
+func TestRangesOverlapping(t *testing.T) {
+	const rangesPolicy = `package interlock
+
+builtin := interlock.ranges_overlapping(input.ranges, input.first, input.last)
+
+comprehension := [r | some r in input.ranges; r.start <= input.last; input.first <= r.end]
+
+decision := {"allow": builtin == comprehension, "alert": false, "reasons": [sprintf("%v", [builtin])]}
+`
+	e := newEngine(t, map[string]string{"main.rego": rangesPolicy})
+	ranges := `[{"name": "a", "start": 0, "end": 99}, {"name": "b", "start": 100, "end": 109, "max": 1200},
+		{"name": "c", "start": 100, "end": 119}, {"name": "d", "start": 120, "end": 120}]`
+	for _, tc := range []struct {
+		ranges      string
+		first, last string
+		want        string
+	}{
+		{ranges, "105", "106", `[{"end": 109, "max": 1200, "name": "b", "start": 100}, {"end": 119, "name": "c", "start": 100}]`},
+		{ranges, "99", "100", `[{"end": 99, "name": "a", "start": 0}, {"end": 109, "max": 1200, "name": "b", "start": 100}, {"end": 119, "name": "c", "start": 100}]`},
+		{ranges, "120", "120", `[{"end": 120, "name": "d", "start": 120}]`},
+		{ranges, "0", "0", `[{"end": 99, "name": "a", "start": 0}]`},
+		{ranges, "121", "200", `[]`},
+		{ranges, "110", "105", `[{"end": 119, "name": "c", "start": 100}]`},
+		// Sets and objects are iterated like `some r in`.
+		{`{{"start": 5, "end": 6}, {"start": 1, "end": 2}}`, "0", "9", `[{"end": 2, "start": 1}, {"end": 6, "start": 5}]`},
+		{`{"x": {"start": 1, "end": 2}, "y": {"start": 3, "end": 4}}`, "2", "3", `[{"end": 2, "start": 1}, {"end": 4, "start": 3}]`},
+		// Malformed ranges: no start or end, not an object, other types
+		// compared in Rego's order (numbers before strings, null first).
+		{`[{"end": 9}, {"start": 0}, 7, "r", [0, 9], {"start": "0", "end": 9}, {"start": 0, "end": "9"}, {"start": null, "end": 9}, {"start": 0, "end": null}]`, "1", "2",
+			`[{"end": "9", "start": 0}, {"end": 9, "start": null}]`},
+		{`[{"start": 0, "end": 9}]`, `"1"`, "2", `[]`},
+		{`[{"start": 0, "end": 9}]`, "1", `"2"`, `[{"end": 9, "start": 0}]`},
+		// Not a collection: nothing overlaps.
+		{`"ranges"`, "1", "2", `[]`},
+		{`5`, "1", "2", `[]`},
+		{`null`, "1", "2", `[]`},
+		{`[]`, "1", "2", `[]`},
+	} {
+		in := ast.MustParseTerm(`{"ranges": ` + tc.ranges + `, "first": ` + tc.first + `, "last": ` + tc.last + `}`).Value
+		d, err := e.Eval(context.Background(), in, time.Now())
+		if err != nil {
+			t.Fatalf("%s [%s, %s]: %v", tc.ranges, tc.first, tc.last, err)
+		}
+		want := ast.MustParseTerm(tc.want).String()
+		if !d.Allow || len(d.Reasons) != 1 || d.Reasons[0] != want {
+			t.Errorf("%s [%s, %s]: %+v; want %s, the same as the comprehension", tc.ranges, tc.first, tc.last, d, want)
+		}
+	}
+}

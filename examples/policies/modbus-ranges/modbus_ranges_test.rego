@@ -523,3 +523,36 @@ same_decision(c, d) if {
 clean_only_if_nothing_found(c, d, _) if not interlock.modbus_ranges.clean with input as c with data.modbus_ranges as d
 
 clean_only_if_nothing_found(_, _, findings) if count(findings) == 0
+
+# Ranges as data should not have them, and writes the fast path must leave
+# to the rules or decide as they do: overlapping, unordered and malformed
+# ranges, limits that are not numbers, a table that is an object or no
+# collection.
+odd_ranges := {"targets": {
+	"plc1": {
+		"functions": all_functions,
+		"coils": {"a": {"name": "pumps", "start": 0, "end": 15, "access": ["read", "write"]}, "b": {"name": "bypass", "start": 16, "end": 19, "access": ["write"], "max": "0"}},
+		"holding_registers": [
+			{"name": "setpoints", "start": 100, "end": 119, "access": ["read", "write"]},
+			{"name": "process", "start": 0, "end": 99, "access": ["read", "write"], "min": null},
+			{"name": "temperature", "start": 100, "end": 109, "min": 0, "max": 1200},
+			{"name": "no_start", "end": 125, "access": ["write"]},
+			{"name": "strings", "start": "120", "end": "zzz", "access": ["write"]},
+			{"name": "high", "start": 200, "end": 65535, "access": ["write"], "max": 3000},
+			17,
+		],
+	},
+	"plc2": {"functions": all_functions, "holding_registers": "none", "coils": [{"name": "c", "start": 0, "end": 100, "access": ["write"], "min": 0, "max": 1}]},
+}}
+
+test_fast_path_odd_ranges if {
+	every target in ["plc1", "plc2"] {
+		every op in [
+			fc5(3, 1), fc5(17, 0), fc5(50, 1), fc5(50, 2), fc15(0, [1, 0, 1]), fc15(14, [1, 1, 0]), fc15(99, [0, 1]),
+			fc6(5, 7), fc6(101, 5), fc6(101, 5000), fc6(112, 1), fc6(121, 1), fc6(300, 2999), fc6(300, 3001),
+			fc16(98, [1, 2]), fc16(110, [1, 2]), fc16(105, [650, 700]), fc16(200, [0, 3000]), fc16(65535, [1]), fc16(65535, [1, 2]),
+		] {
+			same_decision(call(target, op), odd_ranges)
+		}
+	}
+}

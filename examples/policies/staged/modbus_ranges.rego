@@ -100,41 +100,31 @@ clean if {
 
 # A write (FC 5, 6, 15, 16) of a listed function of a listed target that lies
 # in one range of its table, the only range of the table it overlaps, which
-# allows writes and names no functions, with values within its limits.
+# allows writes and names no functions, with one value for each address, the
+# range not signed, and every value within its limits (the modbus-value
+# rule's test, below). interlock.ranges_overlapping finds the ranges a span
+# overlaps in one step, where a comprehension takes several per range. The
+# span is written out, and so is the rest of the body for FC 15 and 16 (a
+# quantity) and for FC 5 and 6 (one address): a function call would cost
+# more than the expressions it holds.
 clean if {
 	input.protocol == "modbus"
 	input.operation.access == "write"
-	table := {
-		"write_single_coil": "coils",
-		"write_multiple_coils": "coils",
-		"write_single_register": "holding_registers",
-		"write_multiple_registers": "holding_registers",
-	}[input.operation.function]
-	span := plain_span({"write_single_coil": 1, "write_single_register": 1})
-	cfg := data.modbus_ranges.targets[input.target.name]
-	input.operation.function in cfg.functions
-	[r] := [x | some x in cfg[table]; x.start <= span[1]; span[0] <= x.end]
-	r.start <= span[0]
-	span[1] <= r.end
-	"write" in r.access
-	not r.functions
-	values_within(r, span)
-}
-
-# [first, last] address of a call of a function with one span; one names the
-# functions that name one address and carry no quantity.
-plain_span(one) := [first, (first + n) - 1] if {
+	table := {"write_multiple_coils": "coils", "write_multiple_registers": "holding_registers"}[input.operation.function]
 	first := input.operation.address
-	n := object.get(one, input.operation.function, object.get(input.operation, "quantity", null))
+	n := input.operation.quantity
 	is_number(first)
 	is_number(n)
-}
-
-# The values of a write to span in range r: one for each address, r not
-# signed, and all within r's limits (the modbus-value rule's test, below).
-values_within(r, span) if {
+	last := (first + n) - 1
+	cfg := data.modbus_ranges.targets[input.target.name]
+	input.operation.function in cfg.functions
+	[r] := interlock.ranges_overlapping(cfg[table], first, last)
+	r.start <= first
+	last <= r.end
+	"write" in r.access
+	not r.functions
 	vs := input.operation.values
-	count(vs) == (span[1] - span[0]) + 1
+	count(vs) == n
 	not r.signed
 	low := min(vs)
 	high := max(vs)
@@ -144,6 +134,43 @@ values_within(r, span) if {
 	is_number(upper)
 	lower <= low
 	high <= upper
+}
+
+clean if {
+	input.protocol == "modbus"
+	input.operation.access == "write"
+	table := {"write_single_coil": "coils", "write_single_register": "holding_registers"}[input.operation.function]
+	first := input.operation.address
+	is_number(first)
+	last := first
+	n := 1
+	cfg := data.modbus_ranges.targets[input.target.name]
+	input.operation.function in cfg.functions
+	[r] := interlock.ranges_overlapping(cfg[table], first, last)
+	r.start <= first
+	last <= r.end
+	"write" in r.access
+	not r.functions
+	vs := input.operation.values
+	count(vs) == n
+	not r.signed
+	low := min(vs)
+	high := max(vs)
+	lower := object.get(r, "min", low)
+	upper := object.get(r, "max", high)
+	is_number(lower)
+	is_number(upper)
+	lower <= low
+	high <= upper
+}
+
+# [first, last] address of a call of a function with one span; one names the
+# functions that name one address and carry no quantity.
+plain_span(one) := [first, (first + n) - 1] if {
+	first := input.operation.address
+	n := object.get(one, input.operation.function, object.get(input.operation, "quantity", null))
+	is_number(first)
+	is_number(n)
 }
 
 # The hot path reads input and data directly; these defaults are for reason
