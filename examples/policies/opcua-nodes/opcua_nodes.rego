@@ -43,10 +43,23 @@ package interlock.opcua_nodes
 # rules run only for a call that fails these tests; test_fast_path_* in the
 # tests check that both give the same decision.
 violations := set() if {
-	input.protocol != "opcua"
+	# A node call the allow-list allows: node_call and node_allowed (below)
+	# written out on input and data directly. The op, access, target and
+	# attribute rules (defaults for reason texts) cost OPA a rule and a
+	# builtin call each; a call that lacks a field this reads, or has no
+	# listed target, is left to the rules.
+	input.protocol == "opcua"
+	o := input.operation
+	o.access != "session"
+	o.access != "execute"
+	attr := object.get(o, "attribute", "Value")
+	some rule in data.opcua_nodes.targets[input.target.name].nodes
+	o.access in rule.access
+	names_node(rule, o)
+	attribute_ok(rule, o.access, attr)
+	for_caller(rule)
 } else := set() if {
-	node_call
-	node_allowed
+	input.protocol != "opcua"
 } else := findings
 
 op := object.get(input, "operation", {})
@@ -87,36 +100,38 @@ under(path, prefix) if path == trim_right(prefix, "/")
 
 under(path, prefix) if startswith(path, concat("", [trim_right(prefix, "/"), "/"]))
 
-names_node(rule) if op.node_id in rule.node_ids
+# Whether rule names the node of operation o.
+names_node(rule, o) if o.node_id in rule.node_ids
 
-names_node(rule) if {
+names_node(rule, o) if {
 	some p in rule.node_id_prefixes
-	startswith(op.node_id, p)
+	startswith(o.node_id, p)
 }
 
-names_node(rule) if {
+names_node(rule, o) if {
 	some p in rule.browse_prefixes
-	under(op.browse_path, p)
+	under(o.browse_path, p)
 }
 
-attribute_ok(rule) if attribute in rule.attributes
+# Whether rule allows attribute attr for access kind acc.
+attribute_ok(rule, _, attr) if attr in rule.attributes
 
-attribute_ok(rule) if {
+attribute_ok(rule, _, attr) if {
 	not rule.attributes
-	access != "write"
+	attr == "Value"
 }
 
-attribute_ok(rule) if {
+attribute_ok(rule, acc, _) if {
 	not rule.attributes
-	attribute == "Value"
+	acc != "write"
 }
 
 node_allowed if {
 	targets := data.opcua_nodes.targets
 	some rule in targets[target].nodes
 	access in rule.access
-	names_node(rule)
-	attribute_ok(rule)
+	names_node(rule, op)
+	attribute_ok(rule, access, attribute)
 	for_caller(rule)
 }
 

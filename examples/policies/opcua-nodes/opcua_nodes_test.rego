@@ -306,3 +306,53 @@ test_fast_path_taken_by_allowed_node_calls if {
 		count(interlock.opcua_nodes.violations) > 0 with input as c with data.opcua_nodes as cfg
 	}
 }
+
+# The fast path writes node_call and node_allowed out on input and data
+# directly (without the defaulted op, access, target and attribute rules):
+# for each of these calls it must give an empty violations exactly when
+# node_call and node_allowed hold, and otherwise what the rules find.
+written_out_calls := [
+	call(olga, object.remove(read("/Objects/Line1/Status/T"), ["attribute"])),
+	call(alice, object.remove(write("/Objects/Line1/Setpoints/T"), ["attribute"])),
+	call(alice, object.union(write("/Objects/Line1/Setpoints/T"), {"attribute": "Description"})),
+	call(alice, node("write", "ns=2;s=Line1.Recipe.Name", "/Objects/Line1/Recipe/Name")),
+	call(alice, object.union(node("write", "ns=2;s=Line1.Recipe.Name", "/X"), {"attribute": "Description"})),
+	call(alice, object.union(node("write", "ns=2;s=Line1.Recipe.Name", "/X"), {"attribute": "DisplayName"})),
+	call(olga, node("read", "ns=2;s=Line1.Status.Level", "/Elsewhere")),
+	call(olga, object.remove(node("read", "ns=2;s=Line1.Status.Level", "/X"), ["browse_path"])),
+	call(olga, object.remove(node("read", "i=2256", "/X"), ["node_id"])),
+	call(olga, object.remove(read("/Objects/Line1/Status/T"), ["access"])),
+	call(olga, node("session", "ns=2;s=X", "/Objects/Line1/Status/T")),
+	call(olga, node("execute", "ns=2;s=X", "/Objects/Line1/Status/T")),
+	call(olga, node("history", "ns=2;s=X", "/Objects/Line1/Status/T")),
+	call(anon, node("browse", "ns=2;s=X", "/Objects")),
+	call(anon, node("browse", "ns=2;s=X", "/Objectsss")),
+	object.remove(call(olga, read("/Objects/Line1/Status/T")), ["target"]),
+	object.union(call(olga, read("/Objects/Line1/Status/T")), {"target": {"name": "line2"}}),
+	object.remove(call(olga, read("/Objects/Line1/Status/T")), ["protocol"]),
+	object.union(call(olga, read("/Objects/Line1/Status/T")), {"protocol": "modbus"}),
+	call(object.remove(alice, ["roles"]), write("/Objects/Line1/Setpoints/T")),
+	call(object.remove(olga, ["user"]), read("/Objects/Line1/Status/T")),
+]
+
+test_fast_path_written_out if {
+	every c in array.concat(fast_path_calls, written_out_calls) {
+		fast := interlock.opcua_nodes.violations with input as c with data.opcua_nodes as cfg
+		rules := interlock.opcua_nodes.findings with input as c with data.opcua_nodes as cfg
+		fast == rules
+		empty_if_node_allowed(c, fast)
+	}
+	count([c | some c in written_out_calls; node_call_allowed(c)]) == 8
+}
+
+empty_if_node_allowed(c, fast) if {
+	node_call_allowed(c)
+	fast == set()
+}
+
+empty_if_node_allowed(c, _) if not node_call_allowed(c)
+
+node_call_allowed(c) if {
+	interlock.opcua_nodes.node_call with input as c with data.opcua_nodes as cfg
+	interlock.opcua_nodes.node_allowed with input as c with data.opcua_nodes as cfg
+}
