@@ -62,8 +62,8 @@ decision := {"allow": true, "alert": false, "reasons": []} if {
 	count(violations) == 0
 	count(passes) == 0
 } else := {"allow": true, "alert": false, "reasons": sort([concat(":", [p.id, "pass", p.reason]) | some p in passes]), "ticket": t} if {
-	count(violations) == 0
 	t := min(tickets)
+	count(violations) == 0
 } else := {"allow": true, "alert": false, "reasons": sort([concat(":", [p.id, "pass", p.reason]) | some p in passes])} if {
 	count(violations) == 0
 } else := {"allow": false, "alert": true, "reasons": sort(array.concat(
