@@ -256,3 +256,36 @@ test_short_ways_taken if {
 	d2.reasons == ["maintenance_window:CHG-0", "maintenance_window:CHG-1"]
 	not d2.ticket
 }
+
+# More writes for the short ways: fields missing, no account, several
+# tickets and windows, protected ranges at the edges. Each must get what the
+# general way gives.
+more_short_way_writes := [
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket, object.union(alice_ticket, {"id": "T-2", "targets": ["plc2"]})]), after_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(200, 1)), [alice_ticket]), in_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(190, 10)), [alice_ticket]), after_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, write_hr(210, 5)), [alice_ticket]), after_window],
+	[with_tickets(call(alice, {}, write_hr(100, 2)), [alice_ticket]), after_window],
+	[with_tickets(call(object.remove(alice, ["user"]), {"name": "ews-alice"}, write_hr(100, 2)), [alice_ticket]), in_window],
+	[with_tickets(call({"user": "carol", "roles": []}, {"name": "ews-alice"}, write_hr(100, 2)), [object.union(alice_ticket, {"user": "carol"})]), in_window],
+	[with_tickets(call(alice, {"name": "ews-alice"}, object.remove(write_hr(100, 2), ["quantity"])), [alice_ticket]), after_window],
+	[with_tickets(object.remove(call(alice, {"name": "ews-alice"}, write_hr(100, 2)), ["target"]), [alice_ticket]), in_window],
+]
+
+test_short_ways_more_writes if {
+	every w in more_short_way_writes {
+		every ws in [window, two_windows, []] {
+			d := interlock.decision with input as w[0] with data.maintenance_windows as ws with time.now_ns as w[1]
+			g := general_write_decision with input as w[0] with data.maintenance_windows as ws with time.now_ns as w[1]
+			d == g
+		}
+	}
+}
+
+# The write ways name the access kind: every other call gets its own way.
+test_short_ways_only_for_writes if {
+	interlock.decision == {"allow": true, "alert": false, "reasons": ["read"]} with input as call(alice, {"name": "ews-alice"}, read_hr)
+	interlock.decision == {"allow": false, "alert": true, "reasons": ["no_rule_allows"]} with input as call(alice, {"name": "ews-alice"}, object.remove(write_hr(100, 2), ["access"]))
+	interlock.decision == {"allow": false, "alert": true, "reasons": ["no_rule_allows"]} with input as call(alice, {"name": "ews-alice"}, object.union(write_hr(100, 2), {"access": "execute"}))
+	interlock.decision == {"allow": false, "alert": true, "reasons": ["unknown_function_denied"]} with input as with_tickets(call(alice, {"name": "ews-alice"}, {"function": "unknown", "code": 90, "access": "program"}), [alice_ticket])
+}
