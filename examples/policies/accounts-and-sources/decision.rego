@@ -59,8 +59,8 @@ ticket_field(allowed) := {"ticket": min(tickets)} if {
 # evaluates, so the short ways write out what they need (the pass reasons,
 # the ticket) instead of calling the helpers above.
 decision := {"allow": true, "alert": false, "reasons": []} if {
-	count(violations) == 0
 	count(passes) == 0
+	count(violations) == 0
 } else := {"allow": true, "alert": false, "reasons": sort([concat(":", [p.id, "pass", p.reason]) | some p in passes]), "ticket": t} if {
 	t := min(tickets)
 	count(violations) == 0

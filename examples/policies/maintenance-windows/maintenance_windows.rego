@@ -35,16 +35,18 @@ governed if {
 	input.operation.access in {"write", "execute", "program"}
 }
 
-for_account(w) if {
-	not w.users
-	not w.roles
-}
-
+# The window names the user or one of the roles, or neither (the last: OPA
+# stops at the first body that holds, and most windows name someone).
 for_account(w) if input.principal.user in w.users
 
 for_account(w) if {
 	some r in input.principal.roles
 	r in w.roles
+}
+
+for_account(w) if {
+	not w.users
+	not w.roles
 }
 
 # The windows open for this call, as the rule's passes (one for each name).
