@@ -74,7 +74,7 @@ passes contains {"id": "maintenance-window", "reason": object.get(w, "name", "un
 
 violations contains {"id": "maintenance-window", "reason": concat(":", ["outside_maintenance_window", target, access])} if {
 	governed
-	count(passes) == 0
+	passes == set()
 }
 
 # The names of the open windows.
