@@ -54,20 +54,6 @@ package interlock.modbus_ranges
 
 violations := set() if clean else := findings
 
-# Another protocol, or a Modbus session open: no rule applies.
-clean if {
-	input.protocol != "modbus"
-	no_span_function
-} else if {
-	input.operation.access == "session"
-	no_span_function
-}
-
-no_span_function if {
-	not tables[input.operation.function]
-	not input.operation.function in {"read_file_record", "write_file_record"}
-}
-
 # A read of a listed function of a listed target that lies in one range of
 # its table, which allows reads and names no functions. The access test is
 # an equality on input, which OPA's rule index uses to skip the body that
@@ -76,8 +62,9 @@ no_span_function if {
 # Every rule, function or data reference costs OPA a lookup and every builtin
 # call (<= too) a step, so clean reads input and data directly and writes out
 # the tables of the functions it decides (the same as tables and one_address
-# below). Its bodies are kept short: OPA keeps the variables of a body with
-# more than 16 expressions in a hash map, which costs more than the steps.
+# below). OPA keeps the variables of a body with more than 16 of them in a
+# hash map, which costs a little; a function call to keep a body short costs
+# more (the write bodies below are long for that reason).
 clean if {
 	input.protocol == "modbus"
 	input.operation.access == "read"
@@ -162,6 +149,22 @@ clean if {
 	is_number(upper)
 	lower <= low
 	high <= upper
+}
+
+# Another protocol, or a Modbus session open: no rule applies. (After the
+# reads and writes: OPA stops at the first body of clean that holds, so a
+# read or write does not evaluate this one's tests.)
+clean if {
+	input.protocol != "modbus"
+	no_span_function
+} else if {
+	input.operation.access == "session"
+	no_span_function
+}
+
+no_span_function if {
+	not tables[input.operation.function]
+	not input.operation.function in {"read_file_record", "write_file_record"}
 }
 
 # [first, last] address of a call of a function with one span; one names the
