@@ -80,9 +80,10 @@ method_call if {
 	input.protocol == "opcua"
 }
 
+# (roles first: rules for a role are more common than rules for a user)
 for_caller(rule) if {
-	not rule.users
 	not rule.roles
+	not rule.users
 }
 
 for_caller(rule) if input.principal.user in rule.users
@@ -96,9 +97,11 @@ for_caller(rule) if {
 
 attribute := object.get(op, "attribute", "Value")
 
-under(path, prefix) if path == trim_right(prefix, "/")
-
+# path lies under prefix, or is prefix (the common case first: OPA stops at
+# the first body that holds).
 under(path, prefix) if startswith(path, concat("", [trim_right(prefix, "/"), "/"]))
+
+under(path, prefix) if path == trim_right(prefix, "/")
 
 # Whether rule names the node of operation o.
 names_node(rule, o) if o.node_id in rule.node_ids
