@@ -63,7 +63,8 @@ passes contains {"id": "maintenance-window", "reason": object.get(w, "name", "un
 	now := time.now_ns()
 	accesses := {input.operation.access, "*"}
 	targets := {object.get(input, ["target", "name"], ""), "*"}
-	some w in data.maintenance_windows.windows
+	windows := data.maintenance_windows.windows
+	some w in windows
 	some a in w.access
 	a in accesses
 	some t in w.targets
