@@ -276,3 +276,40 @@ test_governed_access_forms if {
 	not interlock.decision.allow with input as c with data.maintenance_windows as {"windows": [], "governed_access": {"a": "write"}} with time.now_ns as at
 	interlock.decision.allow with input as call(alice, "plc1", "program") with data.maintenance_windows as {"windows": [], "governed_access": ["write"]} with time.now_ns as at
 }
+
+# passes is made directly from the windows in scope (maintenance_windows.rego):
+# every open window in scope is named once, sorted, an unnamed one as
+# "unnamed", whatever form its scope takes; a window out of scope is never
+# asked (a malformed one there denies nothing).
+scoped_windows := [
+	object.union(one_off, {"name": "users", "users": ["alice"]}),
+	object.union(one_off, {"name": "roles", "roles": ["operator", "engineer"]}),
+	object.union(one_off, {"name": "both", "users": ["carol"], "roles": ["engineer"]}),
+	object.union(one_off, {"name": "wildcards", "targets": ["*"], "access": ["*"]}),
+	object.union(one_off, {"name": "listed twice", "targets": ["plc1", "*"], "access": ["write", "*"]}),
+	object.remove(one_off, ["name"]),
+	object.union(one_off, {"name": "other target", "targets": ["plc2"]}),
+	object.union(one_off, {"name": "other access", "access": ["program"]}),
+	object.union(one_off, {"name": "other user", "users": ["bob"]}),
+	{"name": "broken elsewhere", "cron": "0 6 * *", "duration": "4h", "targets": ["plc2"], "access": ["write"]},
+	object.union(one_off, {"name": "closed", "start": "2026-11-27T06:00:00Z", "end": "2026-11-27T10:00:00Z"}),
+]
+
+test_passes_name_the_open_windows_in_scope if {
+	d := decide(write(alice), scoped_windows, "2026-11-26T07:00:00Z")
+	d == {"allow": true, "alert": false, "reasons": [
+		"maintenance-window:pass:both", "maintenance-window:pass:listed twice",
+		"maintenance-window:pass:roles", "maintenance-window:pass:unnamed",
+		"maintenance-window:pass:users", "maintenance-window:pass:wildcards",
+	]}
+	b := decide(write(bob), scoped_windows, "2026-11-26T07:00:00Z")
+	b.reasons == [
+		"maintenance-window:pass:listed twice", "maintenance-window:pass:other user",
+		"maintenance-window:pass:roles", "maintenance-window:pass:unnamed",
+		"maintenance-window:pass:wildcards",
+	]
+	n := decide(write(alice), scoped_windows, "2026-11-26T11:00:00Z")
+	n == {"allow": false, "alert": true, "reasons": ["maintenance-window:enforced:outside_maintenance_window:plc1:write"]}
+	r := decide(call(alice, "plc1", "read"), scoped_windows, "2026-11-26T07:00:00Z")
+	r == {"allow": true, "alert": false, "reasons": []}
+}
