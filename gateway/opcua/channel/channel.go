@@ -110,7 +110,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		c.localThumb = sum[:]
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	err := c.handshake()
+	err := c.handshake(ctx)
 	if !stop() {
 		// ctx ended during the handshake; its deadline may hit the socket at any time
 		err = errorf(ua.StatusBadTimeout, "accept cancelled: %v", ctx.Err())
@@ -124,10 +124,21 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 	return c, nil // reading starts with Next
 }
 
+// handshakeDeadline gives the next handshake read HelloTimeout, unless ctx
+// has ended: Accept's cancellation may have set its past deadline just
+// before, and this one must not undo it (ctx reports the end before that
+// deadline is set, so checking after setting is enough).
+func (c *Channel) handshakeDeadline(ctx context.Context) {
+	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
+	if ctx.Err() != nil {
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // handshake reads the Hello, answers the Acknowledge and opens the channel
 // with the first OpenSecureChannel request.
-func (c *Channel) handshake() error {
-	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
+func (c *Channel) handshake(ctx context.Context) error {
+	c.handshakeDeadline(ctx)
 	f, err := readFrame(c.r, min(c.cfg.ReceiveBufferSize, minBufferSize))
 	if err != nil {
 		if errors.Is(err, errPeerClosed) {
@@ -167,7 +178,7 @@ func (c *Channel) handshake() error {
 		return err
 	}
 
-	c.conn.SetReadDeadline(time.Now().Add(c.cfg.HelloTimeout))
+	c.handshakeDeadline(ctx)
 	f, err = readFrame(c.r, c.recvChunk)
 	if err != nil {
 		if errors.Is(err, errPeerClosed) {

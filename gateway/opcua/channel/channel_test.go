@@ -244,3 +244,42 @@ func TestAcceptCancelled(t *testing.T) {
 		t.Fatalf("client socket: %v", err)
 	}
 }
+
+// Accept with a context that has already ended returns at once, whichever
+// runs first: the cancellation's deadline on the socket or the handshake's
+// own (which must not undo it).
+func TestAcceptAlreadyCancelled(t *testing.T) {
+	cfg := baseConfig(t)
+	cfg.HelloTimeout = time.Hour
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		client, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := Accept(ctx, server, cfg)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if StatusOf(err) != ua.StatusBadTimeout {
+				t.Fatalf("accept %d returned %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("accept %d did not end with its context", i)
+		}
+		client.Close()
+	}
+}
