@@ -107,13 +107,7 @@ func TestClientsLeaveNothingBehind(t *testing.T) {
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	fds := func() int {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Fatalf("counting open files needs /proc/self/fd: %v", err)
-		}
-		return len(ents)
-	}
+	fds := func() int { return openFiles(t) }
 	// One client first, so that lazily opened files (the audit log …) count
 	// in the baseline.
 	c := anonymousClient(ctx, t, g.endpoint)
@@ -303,13 +297,7 @@ func TestMalformedPacketFlood(t *testing.T) {
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	fds := func() int {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Fatalf("counting open files needs /proc/self/fd: %v", err)
-		}
-		return len(ents)
-	}
+	fds := func() int { return openFiles(t) }
 	c, err := directClient(ctx, t, g.endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -437,4 +425,15 @@ func directClient(ctx context.Context, t *testing.T, endpoint string) (*gopcua.C
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c, nil
+}
+
+// openFiles counts the test process's open files (the gateway's sockets
+// among them).
+func openFiles(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("counting open files needs /proc/self/fd: %v", err)
+	}
+	return len(ents)
 }

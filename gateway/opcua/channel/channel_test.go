@@ -3,6 +3,7 @@ package channel
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -209,35 +210,11 @@ func TestResponseTooManyChunks(t *testing.T) {
 func TestAcceptCancelled(t *testing.T) {
 	cfg := baseConfig(t)
 	cfg.HelloTimeout = time.Hour
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	client, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t)
+	client, server := connect(t, l)
 	defer client.Close()
-	server, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := Accept(ctx, server, cfg)
-		done <- err
-	}()
-	cancel()
-	select {
-	case err := <-done:
-		if StatusOf(err) != ua.StatusBadTimeout {
-			t.Fatalf("Accept returned %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Accept did not end with its context")
-	}
+	acceptEnds(t, ctx, cancel, server, cfg, 30*time.Second, "Accept")
 	// the socket is closed
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.Copy(io.Discard, client); err != nil {
@@ -251,35 +228,58 @@ func TestAcceptCancelled(t *testing.T) {
 func TestAcceptAlreadyCancelled(t *testing.T) {
 	cfg := baseConfig(t)
 	cfg.HelloTimeout = time.Hour
+	l := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		client, server := connect(t, l)
+		acceptEnds(t, ctx, nil, server, cfg, 10*time.Second, fmt.Sprintf("accept %d", i))
+		client.Close()
+	}
+}
+
+// listen listens on a free loopback port until the test ends.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	for i := range 50 {
-		client, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// connect dials l and returns both ends of the connection.
+func connect(t *testing.T, l net.Listener) (client, server net.Conn) {
+	t.Helper()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server, err = l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	return client, server
+}
+
+// acceptEnds runs Accept on server under ctx, then cancel (when given),
+// and fails unless Accept returns Bad_Timeout within d.
+func acceptEnds(t *testing.T, ctx context.Context, cancel func(), server net.Conn, cfg *Config, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Accept(ctx, server, cfg)
+		done <- err
+	}()
+	if cancel != nil {
+		cancel()
+	}
+	select {
+	case err := <-done:
+		if StatusOf(err) != ua.StatusBadTimeout {
+			t.Fatalf("%s returned %v", what, err)
 		}
-		server, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := Accept(ctx, server, cfg)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if StatusOf(err) != ua.StatusBadTimeout {
-				t.Fatalf("accept %d returned %v", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("accept %d did not end with its context", i)
-		}
-		client.Close()
+	case <-time.After(d):
+		t.Fatalf("%s did not end with its context", what)
 	}
 }

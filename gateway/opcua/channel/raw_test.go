@@ -660,11 +660,7 @@ func TestRawBytesBehindOPN(t *testing.T) {
 // Refuse answers the Hello of a connection that will not be served with an
 // ERR message and closes it.
 func TestRawRefuse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	go func() {
 		for {
 			conn, err := ln.Accept()
