@@ -53,7 +53,7 @@ type upstream struct {
 	id  identity
 
 	mu      sync.Mutex
-	c       *gopcua.Client
+	c       *upClient
 	closed  bool
 	pending chan struct{} // closed when the connect in progress ends
 	lastErr error         // of the last connect
@@ -73,14 +73,14 @@ func (e *errConnect) Unwrap() error { return e.err }
 // last one was lost. The connect runs on its own time (the dial timeout and
 // a few seconds for the session), shared by the requests that arrive
 // meanwhile; each of them waits only as long as its own context allows.
-func (u *upstream) client(ctx context.Context) (*gopcua.Client, error) {
+func (u *upstream) client(ctx context.Context) (*upClient, error) {
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
 		return nil, errUpstreamClosed
 	}
 	if c := u.c; c != nil {
-		if c.State() == gopcua.Connected {
+		if c.connected() {
 			u.mu.Unlock()
 			return c, nil
 		}
@@ -132,7 +132,7 @@ func (u *upstream) connectInBackground(p chan struct{}) {
 
 // drop forgets a client whose connection failed and closes it in the
 // background (closing sends CloseSession, which may wait on a dead socket).
-func (u *upstream) drop(c *gopcua.Client) {
+func (u *upstream) drop(c *upClient) {
 	u.mu.Lock()
 	if u.c == c {
 		u.c = nil
@@ -141,10 +141,10 @@ func (u *upstream) drop(c *gopcua.Client) {
 	go closeClient(c)
 }
 
-func closeClient(c *gopcua.Client) {
+func closeClient(c *upClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c.Close(ctx)
+	c.close(ctx)
 }
 
 // Close ends the upstream session.
@@ -158,47 +158,28 @@ func (u *upstream) Close() {
 	}
 }
 
-func (u *upstream) connect(ctx context.Context) (*gopcua.Client, error) {
+func (u *upstream) connect(ctx context.Context) (*upClient, error) {
 	ep, err := u.cfg.endpoint(ctx)
 	if err != nil {
 		return nil, err
 	}
-	opts := []gopcua.Option{
-		gopcua.AutoReconnect(false),
-		gopcua.DialTimeout(u.cfg.dialTimeout),
-		gopcua.RequestTimeout(u.cfg.requestTimeout),
-		gopcua.SessionTimeout(u.cfg.sessionTimeout),
-		gopcua.ApplicationName("Interlock OPC UA gateway"),
-		gopcua.SessionName("interlock"),
-	}
-	if u.cfg.appURI != "" {
-		opts = append(opts, gopcua.ApplicationURI(u.cfg.appURI))
-	}
-	tokenType := ua.UserTokenTypeAnonymous
-	switch u.id.kind {
-	case IdentitySame, IdentityService:
-		opts = append(opts, gopcua.AuthUsername(u.id.user, u.id.password))
-		tokenType = ua.UserTokenTypeUserName
-	case IdentityCertificate:
-		opts = append(opts, gopcua.AuthCertificate(u.cfg.cert), gopcua.AuthPrivateKey(u.cfg.key))
-		tokenType = ua.UserTokenTypeCertificate
-	default:
-		opts = append(opts, gopcua.AuthAnonymous())
-	}
-	opts = append(opts, gopcua.SecurityFromEndpoint(ep, tokenType))
-	if u.cfg.cert != nil && (u.cfg.policyURI != ua.SecurityPolicyURINone || tokenType == ua.UserTokenTypeCertificate) {
-		opts = append(opts, gopcua.Certificate(u.cfg.cert), gopcua.PrivateKey(u.cfg.key))
-	}
-	c, err := gopcua.NewClient(u.cfg.url, opts...)
+	c, err := dialUpstream(ctx, u.cfg, ep, u.id)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.Connect(ctx); err != nil {
-		c.Close(context.Background())
 		u.cfg.forgetEndpoints()
 		return nil, err
 	}
 	return c, nil
+}
+
+// tokenType is the user identity token the identity logs in with.
+func (id identity) tokenType() ua.UserTokenType {
+	switch id.kind {
+	case IdentitySame, IdentityService:
+		return ua.UserTokenTypeUserName
+	case IdentityCertificate:
+		return ua.UserTokenTypeCertificate
+	}
+	return ua.UserTokenTypeAnonymous
 }
 
 // requestTimeoutForConnect bounds the requests of a connect (CreateSession,
@@ -252,8 +233,7 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 		if err != nil {
 			return nil, err
 		}
-		var resp ua.Response
-		err = c.Send(ctx, req, func(r ua.Response) error { resp = r; return nil })
+		resp, err := c.send(ctx, req)
 		if resp != nil {
 			switch resp.Header().ServiceResult {
 			case ua.StatusBadSessionIDInvalid, ua.StatusBadSessionClosed, ua.StatusBadSecureChannelIDInvalid:
@@ -266,9 +246,6 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 				}
 			}
 			return resp, nil
-		}
-		if err == nil {
-			return nil, errors.New("opcua: upstream sent no response")
 		}
 		if ctx.Err() == nil && !errors.Is(err, ua.StatusBadTimeout) {
 			u.drop(c)

@@ -1,0 +1,771 @@
+package channel
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
+	"github.com/gopcua/opcua/uapolicy"
+	"github.com/gopcua/opcua/uasc"
+)
+
+// ClientConfig is the client side of a secure channel the gateway opens to
+// a server. Dial works on a copy with the defaults filled in.
+type ClientConfig struct {
+	// EndpointURL goes into the Hello.
+	EndpointURL string
+	PolicyURI   string
+	Mode        ua.MessageSecurityMode
+	// Certificate and PrivateKey are the gateway's application instance
+	// certificate (DER) and key; ServerCertificate is the server's, from
+	// its endpoint description, already validated. All three are required
+	// unless PolicyURI is None.
+	Certificate       []byte
+	PrivateKey        *rsa.PrivateKey
+	ServerCertificate []byte
+
+	// Lifetime is the token lifetime asked for; default 1 h. The token is
+	// renewed at 75 % of the lifetime the server grants.
+	Lifetime time.Duration
+	// ReceiveBufferSize is the largest chunk accepted (and the send buffer
+	// offered); default 65535, at least 8192.
+	ReceiveBufferSize uint32
+	MaxMessageSize    uint32 // largest response body accepted; default 16 MiB
+	MaxChunkCount     uint32 // most chunks in one response; default 512
+	// WriteTimeout bounds writing one message; default 30 s.
+	WriteTimeout time.Duration
+}
+
+func (cfg *ClientConfig) setDefaults() error {
+	if cfg.Lifetime <= 0 {
+		cfg.Lifetime = time.Hour
+	}
+	if cfg.ReceiveBufferSize == 0 {
+		cfg.ReceiveBufferSize = defaultBufferSize
+	}
+	cfg.ReceiveBufferSize = max(cfg.ReceiveBufferSize, minBufferSize)
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = defaultMaxMessageSize
+	}
+	if cfg.MaxChunkCount == 0 {
+		cfg.MaxChunkCount = defaultMaxChunkCount
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = defaultWriteTimeout
+	}
+	if !supportedPolicies[cfg.PolicyURI] {
+		return fmt.Errorf("opcua channel: security policy %q is not supported", cfg.PolicyURI)
+	}
+	if cfg.PolicyURI == ua.SecurityPolicyURINone {
+		if cfg.Mode != ua.MessageSecurityModeNone {
+			return fmt.Errorf("opcua channel: mode %s with SecurityPolicy None", cfg.Mode)
+		}
+		return nil
+	}
+	if cfg.Mode != ua.MessageSecurityModeSign && cfg.Mode != ua.MessageSecurityModeSignAndEncrypt {
+		return fmt.Errorf("opcua channel: mode %s with %s", cfg.Mode, cfg.PolicyURI)
+	}
+	if len(cfg.Certificate) == 0 || cfg.PrivateKey == nil || len(cfg.ServerCertificate) == 0 {
+		return fmt.Errorf("opcua channel: %s needs the gateway's certificate and key and the server's certificate", cfg.PolicyURI)
+	}
+	return nil
+}
+
+// ClientChannel is the client side of one secure channel over one
+// connection: Call sends a request and waits for its response; any number
+// of calls may be in flight, from any number of goroutines. One goroutine
+// reads the connection and hands each response to its caller; the token is
+// renewed in the background. A channel that fails stays failed: Err says
+// why, and every call returns that error.
+type ClientChannel struct {
+	conn net.Conn
+	r    *bufio.Reader
+	cfg  ClientConfig
+	asym *asymmetric // nil under None
+	id   uint32
+
+	sendChunk     int    // largest chunk we send (ACK.ReceiveBufferSize)
+	recvChunk     uint32 // largest chunk we accept
+	peerMaxMsg    uint32 // server's MaxMessageSize for requests, 0 = none
+	peerMaxChunks uint32 // server's MaxChunkCount for requests, 0 = none
+	maxBody       int
+
+	wmu           sync.Mutex // one writer: sequence numbers, request ids, socket writes
+	sendSeq       uint32
+	lastReqID     uint32
+	writeDeadline time.Time
+
+	mu       sync.Mutex
+	current  *token // newest token; secures what we send once issued
+	previous *token // still accepted for responses
+	pending  map[uint32]*pendingCall
+	renewal  *renewal // the OpenSecureChannel renewal in flight
+	renewT   *time.Timer
+	err      error
+	done     chan struct{} // closed when the channel fails or is closed
+
+	// the reading goroutine's own state
+	seqStarted bool
+	lastSeq    uint32
+	partial    map[uint32]*partialMessage
+}
+
+type pendingCall struct {
+	ch chan callResult // buffered: the reader never waits
+}
+
+type callResult struct {
+	resp any
+	err  error
+}
+
+type renewal struct {
+	reqID uint32
+	nonce []byte
+	done  chan error // buffered
+}
+
+// Dial runs the Hello/Acknowledge exchange and opens a secure channel on
+// conn. ctx bounds the handshake. On error conn is closed.
+func Dial(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*ClientChannel, error) {
+	c := &ClientChannel{
+		conn:    conn,
+		cfg:     *cfg,
+		pending: make(map[uint32]*pendingCall),
+		partial: make(map[uint32]*partialMessage),
+		done:    make(chan struct{}),
+	}
+	if err := c.cfg.setDefaults(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.r = bufio.NewReaderSize(conn, readBufferSize)
+	c.recvChunk = c.cfg.ReceiveBufferSize
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	err := c.handshake()
+	if !stop() && err == nil {
+		err = fmt.Errorf("opcua channel: dial: %w", ctx.Err())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *ClientChannel) handshake() error {
+	hel := &uacp.Hello{
+		ReceiveBufSize: c.recvChunk,
+		SendBufSize:    c.recvChunk,
+		MaxMessageSize: c.cfg.MaxMessageSize,
+		MaxChunkCount:  c.cfg.MaxChunkCount,
+		EndpointURL:    c.cfg.EndpointURL,
+	}
+	body, err := hel.Encode()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, tcpHeaderLen, tcpHeaderLen+len(body))
+	copy(b, "HELF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)+len(body)))
+	if _, err := c.conn.Write(append(b, body...)); err != nil {
+		return fmt.Errorf("opcua channel: Hello: %w", err)
+	}
+	f, err := readFrame(c.r, minBufferSize)
+	if err != nil {
+		return fmt.Errorf("opcua channel: Acknowledge: %w", err)
+	}
+	switch f.typ {
+	case uacp.MessageTypeAcknowledge:
+	case uacp.MessageTypeError:
+		return errFrame(f)
+	default:
+		return errorf(ua.StatusBadTCPMessageTypeInvalid, "%s%c instead of Acknowledge", f.typ, f.chunk)
+	}
+	var ack uacp.Acknowledge
+	if _, err := ack.Decode(f.b[tcpHeaderLen:]); err != nil {
+		return errorf(ua.StatusBadDecodingError, "Acknowledge: %v", err)
+	}
+	if ack.ReceiveBufSize < minBufferSize || ack.SendBufSize > c.recvChunk {
+		return errorf(ua.StatusBadTCPNotEnoughResources, "server buffers %d/%d do not fit ours (%d)", ack.ReceiveBufSize, ack.SendBufSize, c.recvChunk)
+	}
+	c.sendChunk = int(min(ack.ReceiveBufSize, c.recvChunk))
+	c.peerMaxMsg = ack.MaxMessageSize
+	c.peerMaxChunks = ack.MaxChunkCount
+
+	if c.cfg.PolicyURI != ua.SecurityPolicyURINone {
+		cert, err := uapolicy.ParseCertificate(c.cfg.ServerCertificate)
+		if err != nil {
+			return errorf(ua.StatusBadCertificateInvalid, "server certificate: %v", err)
+		}
+		pub, ok := cert.PublicKey.(*rsa.PublicKey)
+		if !ok {
+			return errorf(ua.StatusBadCertificateInvalid, "server certificate has a %T key, not RSA", cert.PublicKey)
+		}
+		algo, err := uapolicy.Asymmetric(c.cfg.PolicyURI, c.cfg.PrivateKey, pub)
+		if err != nil {
+			return errorf(ua.StatusBadCertificatePolicyCheckFailed, "server certificate key: %v", err)
+		}
+		c.asym = &asymmetric{algo: algo, localKeySize: c.cfg.PrivateKey.PublicKey.Size(), remoteKeySize: pub.Size()}
+	}
+
+	nonce, err := c.nonce()
+	if err != nil {
+		return err
+	}
+	reqID, err := c.writeOPN(ua.SecurityTokenRequestTypeIssue, nonce, nil)
+	if err != nil {
+		return err
+	}
+	f, err = readFrame(c.r, c.recvChunk)
+	if err != nil {
+		return fmt.Errorf("opcua channel: OpenSecureChannel response: %w", err)
+	}
+	switch f.typ {
+	case uasc.MessageTypeOpenSecureChannel:
+	case uacp.MessageTypeError:
+		return errFrame(f)
+	default:
+		return errorf(ua.StatusBadTCPMessageTypeInvalid, "%s%c instead of the OpenSecureChannel response", f.typ, f.chunk)
+	}
+	gotID, resp, err := c.readOPN(f)
+	if err != nil {
+		return err
+	}
+	if gotID != reqID {
+		return errorf(ua.StatusBadSecurityChecksFailed, "OpenSecureChannel response to request %d, sent %d", gotID, reqID)
+	}
+	tok, err := c.tokenOf(resp, nonce)
+	if err != nil {
+		return err
+	}
+	c.id = resp.SecurityToken.ChannelID
+	c.maxBody = symMaxBody(c.sendChunk, c.cfg.Mode, tok.sym)
+	if c.maxBody <= 0 {
+		return errorf(ua.StatusBadTCPNotEnoughResources, "server buffer of %d bytes", c.sendChunk)
+	}
+	c.current = tok
+	c.scheduleRenewal(tok.lifetime)
+	return nil
+}
+
+// errFrame is the error an ERR message from the server carries.
+func errFrame(f *frame) error {
+	var e uacp.Error
+	if _, err := e.Decode(f.b[tcpHeaderLen:]); err != nil {
+		return errorf(ua.StatusBadDecodingError, "ERR message: %v", err)
+	}
+	return &Error{Code: ua.StatusCode(e.ErrorCode), Reason: "server: " + e.Reason}
+}
+
+func (c *ClientChannel) nonce() ([]byte, error) {
+	if c.asym == nil {
+		return []byte{}, nil
+	}
+	n := make([]byte, c.asym.algo.NonceLength())
+	if _, err := rand.Read(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// writeOPN sends an OpenSecureChannel request, secured asymmetrically, and
+// returns its request id.
+func (c *ClientChannel) writeOPN(typ ua.SecurityTokenRequestType, nonce []byte, r *renewal) (uint32, error) {
+	req := &ua.OpenSecureChannelRequest{
+		RequestHeader: &ua.RequestHeader{
+			AuthenticationToken: ua.NewTwoByteNodeID(0),
+			Timestamp:           time.Now(),
+			TimeoutHint:         10000,
+			AdditionalHeader:    ua.NewExtensionObject(nil),
+		},
+		RequestType:       typ,
+		SecurityMode:      c.cfg.Mode,
+		ClientNonce:       nonce,
+		RequestedLifetime: uint32(c.cfg.Lifetime / time.Millisecond),
+	}
+	body, err := encodeService(id.OpenSecureChannelRequest_Encoding_DefaultBinary, req)
+	if err != nil {
+		return 0, errorf(ua.StatusBadEncodingError, "OpenSecureChannel request: %v", err)
+	}
+	hdr := &uasc.AsymmetricSecurityHeader{SecurityPolicyURI: c.cfg.PolicyURI}
+	if c.asym != nil {
+		sum := sha1.Sum(c.cfg.ServerCertificate)
+		hdr.SenderCertificate = c.cfg.Certificate
+		hdr.ReceiverCertificateThumbprint = sum[:]
+	}
+	ah, err := hdr.Encode()
+	if err != nil {
+		return 0, errorf(ua.StatusBadEncodingError, "asymmetric header: %v", err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	reqID := c.nextReqID()
+	if r != nil {
+		// registered before the request goes out: the reader takes it from here
+		r.reqID = reqID
+		c.mu.Lock()
+		c.renewal = r
+		c.mu.Unlock()
+	}
+	b := make([]byte, secureHeaderLen, 1024+len(ah)+len(body))
+	copy(b, "OPNF")
+	binary.LittleEndian.PutUint32(b[8:], c.id)
+	b = append(b, ah...)
+	head := len(b)
+	b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
+	b = binary.LittleEndian.AppendUint32(b, reqID)
+	b = append(b, body...)
+	if c.asym != nil {
+		if b, err = c.asym.seal(b, head); err != nil {
+			return 0, errorf(ua.StatusBadSecurityChecksFailed, "securing OpenSecureChannel request: %v", err)
+		}
+	} else {
+		binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	}
+	if c.sendChunk > 0 && len(b) > c.sendChunk {
+		return 0, errorf(ua.StatusBadTCPMessageTooLarge, "OpenSecureChannel request of %d bytes exceeds the server's %d byte buffer", len(b), c.sendChunk)
+	}
+	return reqID, c.writeLocked(b)
+}
+
+// readOPN checks and decodes an OpenSecureChannel response chunk.
+func (c *ClientChannel) readOPN(f *frame) (uint32, *ua.OpenSecureChannelResponse, error) {
+	if f.chunk != 'F' {
+		return 0, nil, errorf(ua.StatusBadTCPMessageTypeInvalid, "OpenSecureChannel response in chunks")
+	}
+	sc, err := parseSecure(f)
+	if err != nil {
+		return 0, nil, err
+	}
+	if sc.asym.SecurityPolicyURI != c.cfg.PolicyURI {
+		return 0, nil, errorf(ua.StatusBadSecurityPolicyRejected, "response with policy %q", sc.asym.SecurityPolicyURI)
+	}
+	plain := f.b[sc.head:]
+	if c.asym != nil {
+		if plain, err = c.asym.open(f.b, sc.head); err != nil {
+			return 0, nil, err
+		}
+	}
+	if len(plain) < seqHeaderLen {
+		return 0, nil, errorf(ua.StatusBadDecodingError, "OpenSecureChannel response without sequence header")
+	}
+	var sh uasc.SequenceHeader
+	sh.Decode(plain)
+	if err := c.checkSeq(sh.SequenceNumber); err != nil {
+		return 0, nil, err
+	}
+	_, svc, err := decodeService(plain[seqHeaderLen:])
+	if err != nil {
+		return 0, nil, errorf(ua.StatusBadDecodingError, "OpenSecureChannel response: %v", err)
+	}
+	switch r := svc.(type) {
+	case *ua.OpenSecureChannelResponse:
+		if r.ResponseHeader == nil || r.SecurityToken == nil {
+			return 0, nil, errorf(ua.StatusBadDecodingError, "OpenSecureChannel response without header or token")
+		}
+		if sc := r.ResponseHeader.ServiceResult; sc != ua.StatusOK {
+			return 0, nil, &Error{Code: sc, Reason: "server refused OpenSecureChannel"}
+		}
+		return sh.RequestID, r, nil
+	case *ua.ServiceFault:
+		if r.ResponseHeader != nil {
+			return 0, nil, &Error{Code: r.ResponseHeader.ServiceResult, Reason: "server refused OpenSecureChannel"}
+		}
+	}
+	return 0, nil, errorf(ua.StatusBadDecodingError, "OPN message carries %T", svc)
+}
+
+// tokenOf is the token an OpenSecureChannel response issues, with keys
+// from our nonce and the server's.
+func (c *ClientChannel) tokenOf(resp *ua.OpenSecureChannelResponse, nonce []byte) (*token, error) {
+	st := resp.SecurityToken
+	if c.id != 0 && st.ChannelID != c.id {
+		return nil, errorf(ua.StatusBadSecureChannelIDInvalid, "renewal for channel %d on channel %d", st.ChannelID, c.id)
+	}
+	tok := &token{id: st.TokenID, createdAt: time.Now(), lifetime: time.Duration(st.RevisedLifetime) * time.Millisecond}
+	if tok.lifetime <= 0 {
+		tok.lifetime = c.cfg.Lifetime
+	}
+	if c.asym == nil {
+		return tok, nil
+	}
+	if n := c.asym.algo.NonceLength(); len(resp.ServerNonce) != n {
+		return nil, errorf(ua.StatusBadNonceInvalid, "server nonce of %d bytes, want %d", len(resp.ServerNonce), n)
+	}
+	sym, err := uapolicy.Symmetric(c.cfg.PolicyURI, nonce, resp.ServerNonce)
+	if err != nil {
+		return nil, errorf(ua.StatusBadInternalError, "key derivation: %v", err)
+	}
+	tok.sym = sym
+	return tok, nil
+}
+
+// scheduleRenewal renews the token at 75 % of its lifetime.
+func (c *ClientChannel) scheduleRenewal(lifetime time.Duration) {
+	d := lifetime * 3 / 4
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	if c.renewT == nil {
+		c.renewT = time.AfterFunc(d, c.renew)
+	} else {
+		c.renewT.Reset(d)
+	}
+}
+
+// renew asks for a new token; a channel whose renewal fails is failed.
+// The reader installs the new token when the response comes (handleOPN).
+func (c *ClientChannel) renew() {
+	nonce, err := c.nonce()
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	r := &renewal{nonce: nonce, done: make(chan error, 1)}
+	if _, err := c.writeOPN(ua.SecurityTokenRequestTypeRenew, nonce, r); err != nil {
+		c.fail(fmt.Errorf("opcua channel: token renewal: %w", err))
+		return
+	}
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			c.fail(fmt.Errorf("opcua channel: token renewal: %w", err))
+		}
+	case <-t.C:
+		c.fail(errorf(ua.StatusBadTimeout, "token renewal unanswered"))
+	case <-c.done:
+	}
+}
+
+// handleOPN installs the token a renewal response issues.
+func (c *ClientChannel) handleOPN(f *frame) error {
+	reqID, resp, err := c.readOPN(f)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	r := c.renewal
+	c.mu.Unlock()
+	if r == nil || r.reqID != reqID {
+		return errorf(ua.StatusBadSecurityChecksFailed, "unrequested OpenSecureChannel response")
+	}
+	tok, err := c.tokenOf(resp, r.nonce)
+	if err != nil {
+		r.done <- err
+		return err
+	}
+	c.mu.Lock()
+	c.previous, c.current, c.renewal = c.current, tok, nil
+	c.mu.Unlock()
+	r.done <- nil
+	c.scheduleRenewal(tok.lifetime)
+	return nil
+}
+
+func (c *ClientChannel) nextReqID() uint32 {
+	c.lastReqID++
+	if c.lastReqID == 0 {
+		c.lastReqID = 1
+	}
+	return c.lastReqID
+}
+
+func (c *ClientChannel) nextSeq() uint32 {
+	if c.sendSeq > 1<<32-1-1024 {
+		c.sendSeq = 1
+	} else {
+		c.sendSeq++
+	}
+	return c.sendSeq
+}
+
+// checkSeq is Channel.checkSeq for the responses.
+func (c *ClientChannel) checkSeq(seq uint32) error {
+	if !c.seqStarted {
+		c.seqStarted, c.lastSeq = true, seq
+		return nil
+	}
+	last := c.lastSeq
+	if (last != 1<<32-1 && seq == last+1) || (last > 1<<32-1-1024 && seq < 1024) {
+		c.lastSeq = seq
+		return nil
+	}
+	return errorf(ua.StatusBadSequenceNumberInvalid, "sequence number %d after %d", seq, last)
+}
+
+func (c *ClientChannel) writeLocked(b []byte) error {
+	if now := time.Now(); c.writeDeadline.Sub(now) < c.cfg.WriteTimeout/2 {
+		c.writeDeadline = now.Add(c.cfg.WriteTimeout)
+		c.conn.SetWriteDeadline(c.writeDeadline)
+	}
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// Call sends req and returns the server's response: the service response,
+// or a *ua.ServiceFault. The caller fills in the RequestHeader. An error
+// means no response: ctx ended first (ctx.Err()), the request could not be
+// sent, or the channel failed.
+func (c *ClientChannel) Call(ctx context.Context, req ua.Request) (any, error) {
+	typeID := ua.ServiceTypeID(req)
+	if typeID == 0 {
+		return nil, fmt.Errorf("opcua channel: %T is not a registered service", req)
+	}
+	body, err := encodeService(typeID, req)
+	if err != nil {
+		return nil, errorf(ua.StatusBadEncodingError, "%T: %v", req, err)
+	}
+	if c.peerMaxMsg != 0 && uint64(len(body)) > uint64(c.peerMaxMsg) ||
+		c.peerMaxChunks != 0 && uint64((len(body)+c.maxBody-1)/c.maxBody) > uint64(c.peerMaxChunks) {
+		return nil, errorf(ua.StatusBadRequestTooLarge, "request of %d bytes exceeds the server's limits", len(body))
+	}
+	p := &pendingCall{ch: make(chan callResult, 1)}
+	reqID, err := c.writeMessage("MSG", body, p)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-p.ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, reqID)
+		c.mu.Unlock()
+		return nil, ctx.Err()
+	case <-c.done:
+		select {
+		case r := <-p.ch:
+			return r.resp, r.err
+		default:
+		}
+		return nil, c.Err()
+	}
+}
+
+// writeMessage sends body as chunks of type typ (MSG, CLO) under the
+// writer lock, registering p for the response before the first byte goes
+// out, and returns the request id.
+func (c *ClientChannel) writeMessage(typ string, body []byte, p *pendingCall) (uint32, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	}
+	tok := c.current
+	reqID := c.nextReqID()
+	if p != nil {
+		c.pending[reqID] = p
+	}
+	c.mu.Unlock()
+	for {
+		n := min(len(body), c.maxBody)
+		chunkType := byte('F')
+		if n < len(body) {
+			chunkType = 'C'
+		}
+		b := make([]byte, 0, min(c.sendChunk, secureHeaderLen+4+seqHeaderLen+n+aesBlock+64))
+		b = append(b, typ...)
+		b = append(b, chunkType, 0, 0, 0, 0)
+		b = binary.LittleEndian.AppendUint32(b, c.id)
+		b = binary.LittleEndian.AppendUint32(b, tok.id)
+		b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
+		b = binary.LittleEndian.AppendUint32(b, reqID)
+		b = append(b, body[:n]...)
+		b, err := sealSym(b, c.cfg.Mode, tok.sym)
+		if err == nil {
+			err = c.writeLocked(b)
+		}
+		if err != nil {
+			// a partly written message breaks the framing for good
+			err = fmt.Errorf("opcua channel: write: %w", err)
+			c.fail(err)
+			return 0, err
+		}
+		body = body[n:]
+		if len(body) == 0 {
+			return reqID, nil
+		}
+	}
+}
+
+// readLoop reads responses until the channel fails or is closed.
+func (c *ClientChannel) readLoop() {
+	for {
+		if err := c.readOne(); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+}
+
+// readOne reads and handles one chunk.
+func (c *ClientChannel) readOne() error {
+	f, err := readFrame(c.r, c.recvChunk)
+	if err != nil {
+		return err
+	}
+	switch f.typ {
+	case uasc.MessageTypeMessage:
+	case uasc.MessageTypeOpenSecureChannel:
+		return c.handleOPN(f)
+	case uacp.MessageTypeError:
+		return errFrame(f)
+	default:
+		return errorf(ua.StatusBadTCPMessageTypeInvalid, "message type %q", f.typ)
+	}
+	sc, err := parseSecure(f)
+	if err != nil {
+		return err
+	}
+	if sc.channelID != c.id {
+		return errorf(ua.StatusBadTCPSecureChannelUnknown, "secure channel id %d", sc.channelID)
+	}
+	c.mu.Lock()
+	tok := c.current
+	if tok.id != sc.tokenID && c.previous != nil && c.previous.id == sc.tokenID {
+		tok = c.previous
+	}
+	c.mu.Unlock()
+	if tok.id != sc.tokenID {
+		return errorf(ua.StatusBadSecureChannelTokenUnknown, "token %d", sc.tokenID)
+	}
+	plain, err := openSym(f.b, c.cfg.Mode, tok.sym)
+	if err != nil {
+		return err
+	}
+	if len(plain) < seqHeaderLen {
+		return errorf(ua.StatusBadDecodingError, "chunk without sequence header")
+	}
+	var sh uasc.SequenceHeader
+	sh.Decode(plain)
+	if err := c.checkSeq(sh.SequenceNumber); err != nil {
+		return err
+	}
+	body := plain[seqHeaderLen:]
+	switch f.chunk {
+	case 'A':
+		delete(c.partial, sh.RequestID)
+		c.deliver(sh.RequestID, callResult{err: errorf(ua.StatusBadCommunicationError, "the server aborted its response")})
+		return nil
+	case 'C':
+		return c.addPartial(sh.RequestID, body)
+	}
+	if p := c.partial[sh.RequestID]; p != nil {
+		if err := c.addPartial(sh.RequestID, body); err != nil {
+			return err
+		}
+		body = p.body
+		delete(c.partial, sh.RequestID)
+	} else if uint32(len(body)) > c.cfg.MaxMessageSize {
+		return errorf(ua.StatusBadResponseTooLarge, "response of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)
+	}
+	_, svc, err := decodeService(body)
+	if err != nil {
+		c.deliver(sh.RequestID, callResult{err: errorf(ua.StatusBadDecodingError, "response: %v", err)})
+		return nil
+	}
+	c.deliver(sh.RequestID, callResult{resp: svc})
+	return nil
+}
+
+// addPartial adds one intermediate chunk of a response within the limits.
+func (c *ClientChannel) addPartial(reqID uint32, body []byte) error {
+	p := c.partial[reqID]
+	if p == nil {
+		if len(c.partial) >= 64 {
+			return errorf(ua.StatusBadTCPMessageTooLarge, "more than 64 responses in chunks at once")
+		}
+		p = &partialMessage{}
+		c.partial[reqID] = p
+	}
+	p.chunks++
+	p.body = append(p.body, body...)
+	switch {
+	case p.chunks > c.cfg.MaxChunkCount:
+		return errorf(ua.StatusBadResponseTooLarge, "response of more than %d chunks", c.cfg.MaxChunkCount)
+	case uint32(len(p.body)) > c.cfg.MaxMessageSize:
+		return errorf(ua.StatusBadResponseTooLarge, "response of more than %d bytes", c.cfg.MaxMessageSize)
+	}
+	return nil
+}
+
+func (c *ClientChannel) deliver(reqID uint32, r callResult) {
+	c.mu.Lock()
+	p := c.pending[reqID]
+	delete(c.pending, reqID)
+	c.mu.Unlock()
+	if p != nil {
+		p.ch <- r
+	}
+}
+
+// fail ends the channel with err (the first error wins) and closes the
+// connection; calls in flight return err.
+func (c *ClientChannel) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	if c.renewT != nil {
+		c.renewT.Stop()
+	}
+	c.pending = map[uint32]*pendingCall{}
+	close(c.done)
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// Err is why the channel ended, or nil while it is open.
+func (c *ClientChannel) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Done is closed when the channel has ended.
+func (c *ClientChannel) Done() <-chan struct{} { return c.done }
+
+// ErrClosed is the error of calls on a channel Close ended.
+var ErrClosed = errors.New("opcua channel: closed")
+
+// Close sends CloseSecureChannel and closes the connection.
+func (c *ClientChannel) Close() error {
+	if c.Err() == nil {
+		req := &ua.CloseSecureChannelRequest{RequestHeader: &ua.RequestHeader{
+			AuthenticationToken: ua.NewTwoByteNodeID(0),
+			Timestamp:           time.Now(),
+			AdditionalHeader:    ua.NewExtensionObject(nil),
+		}}
+		if body, err := encodeService(id.CloseSecureChannelRequest_Encoding_DefaultBinary, req); err == nil {
+			c.writeMessage("CLO", body, nil)
+		}
+	}
+	c.fail(ErrClosed)
+	return nil
+}
