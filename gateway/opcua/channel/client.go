@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -68,6 +69,9 @@ func (cfg *ClientConfig) setDefaults() error {
 		return fmt.Errorf("opcua channel: security policy %q is not supported", cfg.PolicyURI)
 	}
 	if cfg.PolicyURI == ua.SecurityPolicyURINone {
+		if cfg.Mode == ua.MessageSecurityModeInvalid {
+			cfg.Mode = ua.MessageSecurityModeNone
+		}
 		if cfg.Mode != ua.MessageSecurityModeNone {
 			return fmt.Errorf("opcua channel: mode %s with SecurityPolicy None", cfg.Mode)
 		}
@@ -616,6 +620,9 @@ func (c *ClientChannel) writeMessage(typ string, body []byte, p *pendingCall) (u
 func (c *ClientChannel) readLoop() {
 	for {
 		if err := c.readOne(); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = errorf(ua.StatusBadConnectionClosed, "the server closed the connection")
+			}
 			c.fail(err)
 			return
 		}

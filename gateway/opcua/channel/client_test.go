@@ -1,0 +1,393 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// dialTest opens a client channel to endpoint with the test client
+// certificate and serverCertDER as the server's.
+func dialTest(t testing.TB, endpoint string, o Offer, serverCertDER []byte, set func(*ClientConfig)) (*ClientChannel, error) {
+	t.Helper()
+	loadCerts(t)
+	conn, err := net.Dial("tcp", endpoint[len("opc.tcp://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ClientConfig{EndpointURL: endpoint, PolicyURI: o.PolicyURI, Mode: o.Mode}
+	if o.PolicyURI != ua.SecurityPolicyURINone {
+		cfg.Certificate, cfg.PrivateKey, cfg.ServerCertificate = clientCert.der, clientCert.key, serverCertDER
+	}
+	if set != nil {
+		set(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, conn, cfg)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+func readTest(handle uint32, nodes ...*ua.NodeID) *ua.ReadRequest {
+	r := readRequest(nodes...)
+	r.RequestHeader = requestHeader(handle)
+	return r
+}
+
+// TestClientRenewsUnderLoad: for every policy and mode, four goroutines
+// call through a client channel for 1.2 s while its 300 ms token is
+// renewed; every call is answered with its own result.
+func TestClientRenewsUnderLoad(t *testing.T) {
+	for _, o := range allOffers {
+		t.Run(policyName(o.PolicyURI)+"/"+o.Mode.String(), func(t *testing.T) {
+			cfg := baseConfig(t)
+			cfg.MinTokenLifetime = 300 * time.Millisecond
+			srv := startServer(t, cfg)
+			c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := time.Now().Add(1200 * time.Millisecond)
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			var mu sync.Mutex
+			calls := 0
+			for g := range 4 {
+				wg.Go(func() {
+					for i := uint32(1); time.Now().Before(end); i++ {
+						h := uint32(g)<<24 | i
+						v, err := c.Call(context.Background(), readTest(h, ua.NewNumericNodeID(1, 1)))
+						if err != nil {
+							errs <- err
+							return
+						}
+						r, ok := v.(*ua.ReadResponse)
+						if !ok || len(r.Results) != 1 || r.Results[0].Value.Value() != int32(h) {
+							errs <- fmt.Errorf("call %d answered with %#v", h, v)
+							return
+						}
+						mu.Lock()
+						calls++
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			c.mu.Lock()
+			tokenID := c.current.id
+			c.mu.Unlock()
+			t.Logf("%d calls, token %d", calls, tokenID)
+			if tokenID < 4 {
+				t.Errorf("token %d after 1.2 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
+			}
+			if err := c.Err(); err != nil {
+				t.Errorf("channel failed: %v", err)
+			}
+		})
+	}
+}
+
+func policyName(uri string) string { return uri[len("http://opcfoundation.org/UA/SecurityPolicy#"):] }
+
+// TestClientChunkedResponse: a 100 kB value comes in 8 kB chunks and is
+// put together; with a MaxMessageSize below it in the Hello, the server
+// answers Bad_ResponseTooLarge and the channel stays open.
+func TestClientChunkedResponse(t *testing.T) {
+	cfg := baseConfig(t)
+	srv := startServer(t, cfg)
+	srv.big = bytes.Repeat([]byte("0123456789"), 10_000)
+	o := Offer{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}
+	c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.ReceiveBufferSize = 8192 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Call(context.Background(), readTest(1, ua.NewStringNodeID(1, "big")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := v.(*ua.ReadResponse); !ok || !bytes.Equal(r.Results[0].Value.Value().([]byte), srv.big) {
+		t.Fatalf("big value not read back whole: %T", v)
+	}
+
+	small, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) {
+		cc.ReceiveBufferSize, cc.MaxMessageSize = 8192, 50_000
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = small.Call(context.Background(), readTest(2, ua.NewStringNodeID(1, "big")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := v.(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadResponseTooLarge {
+		t.Fatalf("response over the MaxMessageSize of the Hello: %#v, want a Bad_ResponseTooLarge fault", v)
+	}
+	if _, err := small.Call(context.Background(), readTest(3, ua.NewNumericNodeID(1, 1))); err != nil {
+		t.Fatalf("the channel after a refused response: %v", err)
+	}
+}
+
+// TestClientServerGone: a call in flight when the server goes away
+// returns an error at once, and so does every later call.
+func TestClientServerGone(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := baseConfig(t)
+	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
+	got := make(chan *Request, 1)
+	srvCh := make(chan *Channel, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		ch, err := Accept(context.Background(), conn, cfg)
+		if err != nil {
+			return
+		}
+		srvCh <- ch
+		if req, err := ch.Next(); err == nil {
+			got <- req // never answered
+		}
+		for { // the reader reads on until Close ends the channel
+			if _, err := ch.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := dialTest(t, cfg.EndpointURL, Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), readTest(7))
+		errc <- err
+	}()
+	<-got
+	ch := <-srvCh
+	ch.Close()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("call answered by a closed server")
+		}
+		t.Logf("call in flight: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("call in flight still waiting 5 s after the server closed")
+	}
+	if _, err := c.Call(context.Background(), readTest(8)); err == nil || c.Err() == nil {
+		t.Fatalf("call on a failed channel: %v (channel error %v)", err, c.Err())
+	}
+}
+
+// TestClientCallCancelled: a call whose context ends returns ctx.Err()
+// while the server sits on the request; its late answer is dropped and the
+// channel serves the next call.
+func TestClientCallCancelled(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := baseConfig(t)
+	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
+	release := make(chan struct{})
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		ch, err := Accept(context.Background(), conn, cfg)
+		if err != nil {
+			return
+		}
+		defer ch.Close()
+		for {
+			req, err := ch.Next()
+			if err != nil {
+				return
+			}
+			if req.Handle == 1 {
+				<-release // answered only after the caller gave up
+			}
+			ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle)})
+		}
+	}()
+	c, err := dialTest(t, cfg.EndpointURL, Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Call(ctx, readTest(1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled call: %v, want context.DeadlineExceeded", err)
+	}
+	close(release)
+	v, err := c.Call(context.Background(), readTest(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := v.(*ua.ReadResponse).ResponseHeader.RequestHandle; h != 2 {
+		t.Fatalf("next call got the answer for handle %d", h)
+	}
+}
+
+// TestClientDialRefusals: a server that answers the Hello with an ERR, with
+// garbage, or not at all, fails Dial with a clear error, in time.
+func TestClientDialRefusals(t *testing.T) {
+	cases := []struct {
+		name   string
+		answer []byte
+		want   ua.StatusCode
+	}{
+		{"ERR", encodeERR(ua.StatusBadTCPServerTooBusy, "busy"), ua.StatusBadTCPServerTooBusy},
+		{"garbage", []byte("XYZF\x10\x00\x00\x00garbage!"), ua.StatusBadTCPMessageTypeInvalid},
+		{"silence", nil, ua.StatusBadTimeout},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				var h [8]byte
+				conn.Read(h[:])
+				if tc.answer != nil {
+					conn.Write(tc.answer)
+				}
+				time.Sleep(2 * time.Second)
+			}()
+			conn, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err = Dial(ctx, conn, &ClientConfig{EndpointURL: "opc.tcp://" + l.Addr().String(), PolicyURI: ua.SecurityPolicyURINone})
+			if err == nil {
+				t.Fatal("Dial succeeded")
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("Dial took %v with a 300 ms context", d)
+			}
+			if got := StatusOf(err); got != tc.want {
+				t.Errorf("Dial: %v (status %v), want %v", err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestClientNodeOPCUARenewal: the client channel against node-opcua's
+// server at Basic256Sha256 SignAndEncrypt with a 2 s token: calls keep
+// being answered for 7 s across the renewals.
+func TestClientNodeOPCUARenewal(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{
+		SecurityPolicies:          []string{"Basic256Sha256"},
+		SecurityModes:             []string{"SignAndEncrypt"},
+		AcceptUnknownCertificates: true,
+	})
+	pemBytes, err := os.ReadFile(filepath.Join(srv.PKI, "server", "own", "certs", "certificate.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		t.Fatal("no PEM block in the node-opcua server certificate")
+	}
+	o := Offer{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}
+	c, err := dialTest(t, srv.Endpoint, o, blk.Bytes, func(cc *ClientConfig) { cc.Lifetime = 2 * time.Second })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	first, lifetime := c.current.id, c.current.lifetime
+	c.mu.Unlock()
+	calls := 0
+	for end := time.Now().Add(7 * time.Second); time.Now().Before(end); calls++ {
+		v, err := c.Call(context.Background(), &ua.GetEndpointsRequest{RequestHeader: requestHeader(uint32(calls + 1)), EndpointURL: srv.Endpoint})
+		if err != nil {
+			t.Fatalf("call %d: %v", calls, err)
+		}
+		if r, ok := v.(*ua.GetEndpointsResponse); !ok || len(r.Endpoints) == 0 {
+			t.Fatalf("call %d: %#v", calls, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mu.Lock()
+	last := c.current.id
+	c.mu.Unlock()
+	t.Logf("%d calls; token lifetime %v; tokens %d..%d", calls, lifetime, first, last)
+	if lifetime <= 3*time.Second && last-first < 2 {
+		t.Errorf("tokens %d..%d in 7 s with a %v lifetime: want at least 2 renewals", first, last, lifetime)
+	}
+	if lifetime > 3*time.Second {
+		t.Errorf("node-opcua granted %v for a 2 s request; the test needs short tokens", lifetime)
+	}
+}
+
+// TestClientHelloSizes: the Hello offers the configured buffers and the
+// chunk size we send is the server's receive buffer.
+func TestClientHelloSizes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	hello := make(chan *uacp.Hello, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		f, err := readFrame(conn, 8192)
+		if err != nil {
+			return
+		}
+		var h uacp.Hello
+		h.Decode(f.b[tcpHeaderLen:])
+		hello <- &h
+		conn.Write(encodeERR(ua.StatusBadTCPInternalError, "enough"))
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	Dial(context.Background(), conn, &ClientConfig{EndpointURL: "opc.tcp://x:4840", PolicyURI: ua.SecurityPolicyURINone, ReceiveBufferSize: 16384, MaxMessageSize: 1 << 20, MaxChunkCount: 77})
+	h := <-hello
+	if h.ReceiveBufSize != 16384 || h.SendBufSize != 16384 || h.MaxMessageSize != 1<<20 || h.MaxChunkCount != 77 || h.EndpointURL != "opc.tcp://x:4840" {
+		t.Fatalf("Hello %+v", h)
+	}
+}
