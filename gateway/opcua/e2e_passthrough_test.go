@@ -77,3 +77,33 @@ func TestServiceAccountUpstream(t *testing.T) {
 		t.Errorf("read as the service account: %v", dv.Status)
 	}
 }
+
+// upstream_identity certificate: the gateway logs in upstream with an X.509
+// user token, its own certificate signed over the server's nonce, on a
+// server that takes no anonymous logins; a wrong identity would fail every
+// request with Bad_IdentityTokenRejected or Bad_UserSignatureInvalid.
+func TestCertificateIdentityUpstream(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{DenyAnonymous: true, AcceptUnknownCertificates: true,
+		SecurityPolicies: []string{"None", "Basic256Sha256"}})
+	for _, upPolicy := range []string{"None", "Basic256Sha256"} {
+		t.Run("upstream "+upPolicy, func(t *testing.T) {
+			pkiDir, store := gatewayPKI(t)
+			if upPolicy != "None" {
+				trust(t, store, srv.Certificate())
+			}
+			g := startGateway(t, gwOpts{upstream: srv.Endpoint, pkiDir: pkiDir, store: store, opts: opcua.Options{
+				SecurityPolicies: []string{"None"}, Anonymous: true,
+				UpstreamSecurityPolicy: upPolicy, UpstreamIdentity: opcua.IdentityCertificate,
+			}})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dv := readValue(ctx, t, c, opcuatest.NodeSetpoint); dv.Status != ua.StatusOK {
+				t.Errorf("read under the gateway's certificate identity: %v", dv.Status)
+			}
+		})
+	}
+}

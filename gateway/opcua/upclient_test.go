@@ -1,0 +1,224 @@
+package opcua
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
+)
+
+// fakeUpstream is a server on the gateway's channel package that answers
+// CreateSession and ActivateSession and keeps what it was sent.
+type fakeUpstream struct {
+	endpoint string
+	cert     []byte
+	key      *rsa.PrivateKey
+	badSig   bool // sign CreateSession over the wrong data
+
+	mu       sync.Mutex
+	create   *ua.CreateSessionRequest
+	activate *ua.ActivateSessionRequest
+	nonce    []byte // the server nonce of CreateSession
+}
+
+func startFakeUpstream(t *testing.T, badSig bool) *fakeUpstream {
+	t.Helper()
+	cert, key := ownCert(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeUpstream{endpoint: "opc.tcp://" + l.Addr().String(), cert: cert, key: key, badSig: badSig}
+	cfg := &channel.Config{
+		EndpointURL:    f.endpoint,
+		Offers:         []channel.Offer{{PolicyURI: ua.SecurityPolicyURIBasic256Sha256, Mode: ua.MessageSecurityModeSignAndEncrypt}},
+		Certificate:    cert,
+		PrivateKey:     key,
+		ValidateClient: func([]byte) error { return nil },
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				ch, err := channel.Accept(context.Background(), conn, cfg)
+				if err != nil {
+					return
+				}
+				defer ch.Close()
+				for {
+					req, err := ch.Next()
+					if err != nil {
+						return
+					}
+					ch.Send(req.ID, f.answer(req))
+				}
+			})
+		}
+	})
+	return f
+}
+
+func (f *fakeUpstream) answer(req *channel.Request) ua.Response {
+	h := &ua.ResponseHeader{RequestHandle: req.Handle}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch r := req.Body.(type) {
+	case *ua.CreateSessionRequest:
+		f.create = r
+		f.nonce = make([]byte, 32)
+		rand.Read(f.nonce)
+		cert, _ := x509.ParseCertificate(r.ClientCertificate)
+		algo, _ := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, f.key, cert.PublicKey.(*rsa.PublicKey))
+		signed := append(append([]byte{}, r.ClientCertificate...), r.ClientNonce...)
+		if f.badSig {
+			signed = append(signed, 0)
+		}
+		sig, _ := algo.Signature(signed)
+		return &ua.CreateSessionResponse{ResponseHeader: h, SessionID: ua.NewNumericNodeID(1, 1),
+			AuthenticationToken: ua.NewByteStringNodeID(0, f.nonce), RevisedSessionTimeout: r.RequestedSessionTimeout,
+			ServerNonce: f.nonce, ServerCertificate: f.cert,
+			ServerSignature: &ua.SignatureData{Algorithm: algo.SignatureURI(), Signature: sig}}
+	case *ua.ActivateSessionRequest:
+		f.activate = r
+		return &ua.ActivateSessionResponse{ResponseHeader: h, ServerNonce: f.nonce}
+	}
+	h.ServiceResult = ua.StatusBadServiceUnsupported
+	return &ua.ServiceFault{ResponseHeader: h}
+}
+
+func (f *fakeUpstream) endpointDescription() *ua.EndpointDescription {
+	return &ua.EndpointDescription{
+		EndpointURL: f.endpoint, ServerCertificate: f.cert,
+		SecurityPolicyURI: ua.SecurityPolicyURIBasic256Sha256, SecurityMode: ua.MessageSecurityModeSignAndEncrypt,
+		UserIdentityTokens: []*ua.UserTokenPolicy{
+			{PolicyID: "anon", TokenType: ua.UserTokenTypeAnonymous},
+			{PolicyID: "pw", TokenType: ua.UserTokenTypeUserName, SecurityPolicyURI: ua.SecurityPolicyURIBasic256Sha256},
+			{PolicyID: "x509", TokenType: ua.UserTokenTypeCertificate, SecurityPolicyURI: ua.SecurityPolicyURIBasic256Sha256},
+		},
+	}
+}
+
+// ownCert is a fresh application instance certificate for localhost.
+func ownCert(t *testing.T) ([]byte, *rsa.PrivateKey) {
+	t.Helper()
+	st, err := certs.Init(filepath.Join(t.TempDir(), "pki"), certs.InitOptions{ApplicationURI: "urn:interlock:test", Hosts: []string{"localhost", "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := st.Own()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func upstreamConfigFor(t *testing.T, f *fakeUpstream) *upstreamConfig {
+	t.Helper()
+	cert, key := ownCert(t)
+	return &upstreamConfig{url: f.endpoint, policyURI: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSignAndEncrypt,
+		cert: cert, key: key, appURI: "urn:interlock:test", dialTimeout: 5 * time.Second, sessionTimeout: time.Minute}
+}
+
+// TestUpstreamSessionSignaturesAndTokens: the gateway's ActivateSession
+// carries a client signature the server can verify over its certificate
+// and nonce, a password the server can decrypt (with its nonce after it),
+// and an X.509 token signed the same way.
+func TestUpstreamSessionSignaturesAndTokens(t *testing.T) {
+	f := startFakeUpstream(t, false)
+	cfg := upstreamConfigFor(t, f)
+	gwCert, _ := x509.ParseCertificate(cfg.cert)
+	gwKey := gwCert.PublicKey.(*rsa.PublicKey)
+	verify := func(t *testing.T, what string, sig *ua.SignatureData) {
+		t.Helper()
+		algo, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, f.key, gwKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig == nil || sig.Algorithm != algo.SignatureURI() || algo.VerifySignature(append(append([]byte{}, f.cert...), f.nonce...), sig.Signature) != nil {
+			t.Errorf("%s does not verify over the server certificate and nonce: %+v", what, sig)
+		}
+	}
+	for _, id := range []identity{{kind: IdentityAnonymous}, {kind: IdentityService, user: "svc", password: "s3cret"}, {kind: IdentityCertificate}} {
+		t.Run(id.kind, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := dialUpstream(ctx, cfg, f.endpointDescription(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close(ctx)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.create.ClientDescription.ApplicationURI != "urn:interlock:test" || string(f.create.ClientCertificate) != string(cfg.cert) {
+				t.Errorf("CreateSession: %+v", f.create.ClientDescription)
+			}
+			verify(t, "ClientSignature", f.activate.ClientSignature)
+			switch tok := f.activate.UserIdentityToken.Value.(type) {
+			case *ua.AnonymousIdentityToken:
+				if id.kind != IdentityAnonymous || tok.PolicyID != "anon" {
+					t.Errorf("token %+v for %s", tok, id.kind)
+				}
+			case *ua.UserNameIdentityToken:
+				if id.kind != IdentityService || tok.PolicyID != "pw" || tok.UserName != "svc" {
+					t.Fatalf("token %+v for %s", tok, id.kind)
+				}
+				algo, _ := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, f.key, gwKey)
+				if tok.EncryptionAlgorithm != algo.EncryptionURI() {
+					t.Errorf("password encrypted with %q", tok.EncryptionAlgorithm)
+				}
+				plain, err := algo.Decrypt(tok.Password)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := binary.LittleEndian.Uint32(plain)
+				if int(n) != len(plain)-4 || string(plain[4:4+len("s3cret")]) != "s3cret" || string(plain[4+len("s3cret"):]) != string(f.nonce) {
+					t.Errorf("decrypted password secret %q", plain)
+				}
+			case *ua.X509IdentityToken:
+				if id.kind != IdentityCertificate || tok.PolicyID != "x509" || string(tok.CertificateData) != string(cfg.cert) {
+					t.Errorf("token %+v for %s", tok, id.kind)
+				}
+				verify(t, "UserTokenSignature", f.activate.UserTokenSignature)
+			default:
+				t.Errorf("token %T", tok)
+			}
+		})
+	}
+}
+
+// TestUpstreamRefusesBadServerSignature: a server whose CreateSession
+// signature does not verify with the certificate of its endpoint gets no
+// ActivateSession, and the connect fails with
+// Bad_ApplicationSignatureInvalid.
+func TestUpstreamRefusesBadServerSignature(t *testing.T) {
+	f := startFakeUpstream(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := dialUpstream(ctx, upstreamConfigFor(t, f), f.endpointDescription(), identity{kind: IdentityAnonymous})
+	if !errors.Is(err, ua.StatusBadApplicationSignatureInvalid) {
+		t.Fatalf("connect: %v, want Bad_ApplicationSignatureInvalid", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.activate != nil {
+		t.Error("ActivateSession sent to a server whose signature failed")
+	}
+}
