@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -55,8 +54,7 @@ type Channel struct {
 	rmu          sync.Mutex
 	readStarted  bool
 	readDeadline time.Time // last set on conn
-	seqStarted   bool
-	lastSeq      uint32
+	in           seqIn
 	partial      map[uint32]*partialMessage
 	partChunks   uint32
 	partBytes    uint32
@@ -67,9 +65,9 @@ type Channel struct {
 	sendTok     *token     // token responses are secured with
 	nextTokenID uint32
 
-	wmu           sync.Mutex // one writer: sequence numbers and socket writes
-	sendSeq       uint32
-	writeDeadline time.Time // last set on conn
+	wmu sync.Mutex // one writer: sequence numbers and socket writes
+	out seqOut
+	w   timedWriter
 
 	reading   atomic.Bool // a reader owns readDone (claimRead)
 	closing   chan struct{}
@@ -105,6 +103,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		conn.Close()
 		return nil, err
 	}
+	c.w = timedWriter{conn: conn, timeout: c.cfg.WriteTimeout}
 	if len(c.cfg.Certificate) > 0 {
 		sum := sha1.Sum(c.cfg.Certificate)
 		c.localThumb = sum[:]
@@ -205,32 +204,6 @@ func nonzeroRandom() uint32 {
 	}
 }
 
-// checkSeq enforces Part 6 §6.7.2.4: each chunk's sequence number is one
-// more than the last, and wraps only after UInt32.MaxValue-1024 to a value
-// below 1024.
-func (c *Channel) checkSeq(seq uint32) error {
-	if !c.seqStarted {
-		c.seqStarted, c.lastSeq = true, seq
-		return nil
-	}
-	last := c.lastSeq
-	if (last != math.MaxUint32 && seq == last+1) || (last > math.MaxUint32-1024 && seq < 1024) {
-		c.lastSeq = seq
-		return nil
-	}
-	return errorf(ua.StatusBadSequenceNumberInvalid, "sequence number %d after %d", seq, last)
-}
-
-// nextSeq is the next sequence number to send; wmu must be held.
-func (c *Channel) nextSeq() uint32 {
-	if c.sendSeq > math.MaxUint32-1024 {
-		c.sendSeq = 1
-	} else {
-		c.sendSeq++
-	}
-	return c.sendSeq
-}
-
 // write writes b as one unit; wmu must not be held.
 func (c *Channel) write(b []byte) error {
 	c.wmu.Lock()
@@ -238,17 +211,8 @@ func (c *Channel) write(b []byte) error {
 	return c.writeLocked(b)
 }
 
-// writeLocked writes b within the write timeout. The deadline is moved only
-// when less than half the timeout is left, not for every message: a write
-// gets between half and all of WriteTimeout.
-func (c *Channel) writeLocked(b []byte) error {
-	if now := time.Now(); c.writeDeadline.Sub(now) < c.cfg.WriteTimeout/2 {
-		c.writeDeadline = now.Add(c.cfg.WriteTimeout)
-		c.conn.SetWriteDeadline(c.writeDeadline)
-	}
-	_, err := c.conn.Write(b)
-	return err
-}
+// writeLocked writes b within WriteTimeout; wmu must be held.
+func (c *Channel) writeLocked(b []byte) error { return c.w.write(b) }
 
 // abort answers err with an ERR message when it carries a status code,
 // lets the client read it, and closes the socket.
@@ -260,8 +224,8 @@ func (c *Channel) abort(err error) {
 			reason = "" // Part 6 §6.7.3: tell nothing about which check failed
 		}
 		c.wmu.Lock()
-		c.writeDeadline = time.Now().Add(time.Second)
-		c.conn.SetWriteDeadline(c.writeDeadline)
+		c.w.deadline = time.Now().Add(time.Second)
+		c.conn.SetWriteDeadline(c.w.deadline)
 		_, werr := c.conn.Write(encodeERR(e.Code, reason))
 		c.wmu.Unlock()
 		if werr == nil {

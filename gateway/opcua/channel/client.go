@@ -105,10 +105,10 @@ type ClientChannel struct {
 	peerMaxChunks uint32 // server's MaxChunkCount for requests, 0 = none
 	maxBody       int
 
-	wmu           sync.Mutex // one writer: sequence numbers, request ids, socket writes
-	sendSeq       uint32
-	lastReqID     uint32
-	writeDeadline time.Time
+	wmu       sync.Mutex // one writer: sequence numbers, request ids, socket writes
+	out       seqOut
+	w         timedWriter
+	lastReqID uint32
 
 	mu       sync.Mutex
 	current  *token // newest token; secures what we send once issued
@@ -120,9 +120,8 @@ type ClientChannel struct {
 	done     chan struct{} // closed when the channel fails or is closed
 
 	// the reading goroutine's own state
-	seqStarted bool
-	lastSeq    uint32
-	partial    map[uint32]*partialMessage
+	in      seqIn
+	partial map[uint32]*partialMessage
 }
 
 type pendingCall struct {
@@ -155,6 +154,7 @@ func Dial(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*ClientChannel
 		return nil, err
 	}
 	c.r = bufio.NewReaderSize(conn, readBufferSize)
+	c.w = timedWriter{conn: conn, timeout: c.cfg.WriteTimeout}
 	c.recvChunk = c.cfg.ReceiveBufferSize
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
@@ -314,10 +314,6 @@ func (c *ClientChannel) writeOPN(typ ua.SecurityTokenRequestType, nonce []byte, 
 		hdr.SenderCertificate = c.cfg.Certificate
 		hdr.ReceiverCertificateThumbprint = sum[:]
 	}
-	ah, err := hdr.Encode()
-	if err != nil {
-		return 0, errorf(ua.StatusBadEncodingError, "asymmetric header: %v", err)
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	reqID := c.nextReqID()
@@ -328,25 +324,14 @@ func (c *ClientChannel) writeOPN(typ ua.SecurityTokenRequestType, nonce []byte, 
 		c.renewal = r
 		c.mu.Unlock()
 	}
-	b := make([]byte, secureHeaderLen, 1024+len(ah)+len(body))
-	copy(b, "OPNF")
-	binary.LittleEndian.PutUint32(b[8:], c.id)
-	b = append(b, ah...)
-	head := len(b)
-	b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
-	b = binary.LittleEndian.AppendUint32(b, reqID)
-	b = append(b, body...)
-	if c.asym != nil {
-		if b, err = c.asym.seal(b, head); err != nil {
-			return 0, errorf(ua.StatusBadSecurityChecksFailed, "securing OpenSecureChannel request: %v", err)
-		}
-	} else {
-		binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	b, err := buildOPN(c.id, hdr, c.out.next(), reqID, body, c.asym)
+	if err != nil {
+		return 0, err
 	}
 	if c.sendChunk > 0 && len(b) > c.sendChunk {
 		return 0, errorf(ua.StatusBadTCPMessageTooLarge, "OpenSecureChannel request of %d bytes exceeds the server's %d byte buffer", len(b), c.sendChunk)
 	}
-	return reqID, c.writeLocked(b)
+	return reqID, c.w.write(b)
 }
 
 // readOPN checks and decodes an OpenSecureChannel response chunk.
@@ -372,7 +357,7 @@ func (c *ClientChannel) readOPN(f *frame) (uint32, *ua.OpenSecureChannelResponse
 	}
 	var sh uasc.SequenceHeader
 	sh.Decode(plain)
-	if err := c.checkSeq(sh.SequenceNumber); err != nil {
+	if err := c.in.check(sh.SequenceNumber); err != nil {
 		return 0, nil, err
 	}
 	_, svc, err := decodeService(plain[seqHeaderLen:])
@@ -495,38 +480,6 @@ func (c *ClientChannel) nextReqID() uint32 {
 	return c.lastReqID
 }
 
-func (c *ClientChannel) nextSeq() uint32 {
-	if c.sendSeq > 1<<32-1-1024 {
-		c.sendSeq = 1
-	} else {
-		c.sendSeq++
-	}
-	return c.sendSeq
-}
-
-// checkSeq is Channel.checkSeq for the responses.
-func (c *ClientChannel) checkSeq(seq uint32) error {
-	if !c.seqStarted {
-		c.seqStarted, c.lastSeq = true, seq
-		return nil
-	}
-	last := c.lastSeq
-	if (last != 1<<32-1 && seq == last+1) || (last > 1<<32-1-1024 && seq < 1024) {
-		c.lastSeq = seq
-		return nil
-	}
-	return errorf(ua.StatusBadSequenceNumberInvalid, "sequence number %d after %d", seq, last)
-}
-
-func (c *ClientChannel) writeLocked(b []byte) error {
-	if now := time.Now(); c.writeDeadline.Sub(now) < c.cfg.WriteTimeout/2 {
-		c.writeDeadline = now.Add(c.cfg.WriteTimeout)
-		c.conn.SetWriteDeadline(c.writeDeadline)
-	}
-	_, err := c.conn.Write(b)
-	return err
-}
-
 // Call sends req and returns the server's response: the service response,
 // or a *ua.ServiceFault. The caller fills in the RequestHeader. An error
 // means no response: ctx ended first (ctx.Err()), the request could not be
@@ -586,22 +539,10 @@ func (c *ClientChannel) writeMessage(typ string, body []byte, p *pendingCall) (u
 	}
 	c.mu.Unlock()
 	for {
-		n := min(len(body), c.maxBody)
-		chunkType := byte('F')
-		if n < len(body) {
-			chunkType = 'C'
-		}
-		b := make([]byte, 0, min(c.sendChunk, secureHeaderLen+4+seqHeaderLen+n+aesBlock+64))
-		b = append(b, typ...)
-		b = append(b, chunkType, 0, 0, 0, 0)
-		b = binary.LittleEndian.AppendUint32(b, c.id)
-		b = binary.LittleEndian.AppendUint32(b, tok.id)
-		b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
-		b = binary.LittleEndian.AppendUint32(b, reqID)
-		b = append(b, body[:n]...)
-		b, err := sealSym(b, c.cfg.Mode, tok.sym)
+		n, chunkType := splitChunk(body, c.maxBody)
+		b, err := buildSym(typ, chunkType, c.id, tok, c.out.next(), reqID, body[:n], c.sendChunk, c.cfg.Mode)
 		if err == nil {
-			err = c.writeLocked(b)
+			err = c.w.write(b)
 		}
 		if err != nil {
 			// a partly written message breaks the framing for good
@@ -669,7 +610,7 @@ func (c *ClientChannel) readOne() error {
 	}
 	var sh uasc.SequenceHeader
 	sh.Decode(plain)
-	if err := c.checkSeq(sh.SequenceNumber); err != nil {
+	if err := c.in.check(sh.SequenceNumber); err != nil {
 		return err
 	}
 	body := plain[seqHeaderLen:]

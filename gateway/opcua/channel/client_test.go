@@ -147,37 +147,39 @@ func TestClientChunkedResponse(t *testing.T) {
 	}
 }
 
+// serveOne accepts one connection on l, opens the server side of a
+// channel on it and passes each request to handle, until the channel ends.
+func serveOne(l net.Listener, cfg *Config, handle func(*Channel, *Request)) {
+	conn, err := l.Accept()
+	if err != nil {
+		return
+	}
+	ch, err := Accept(context.Background(), conn, cfg)
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	for {
+		req, err := ch.Next()
+		if err != nil {
+			return
+		}
+		handle(ch, req)
+	}
+}
+
 // TestClientServerGone: a call in flight when the server goes away
 // returns an error at once, and so does every later call.
 func TestClientServerGone(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listen(t)
 	cfg := baseConfig(t)
 	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
 	got := make(chan *Request, 1)
 	srvCh := make(chan *Channel, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
-		}
-		ch, err := Accept(context.Background(), conn, cfg)
-		if err != nil {
-			return
-		}
+	go serveOne(l, cfg, func(ch *Channel, req *Request) {
 		srvCh <- ch
-		if req, err := ch.Next(); err == nil {
-			got <- req // never answered
-		}
-		for { // the reader reads on until Close ends the channel
-			if _, err := ch.Next(); err != nil {
-				return
-			}
-		}
-	}()
+		got <- req // never answered
+	})
 	c, err := dialTest(t, cfg.EndpointURL, Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -208,35 +210,16 @@ func TestClientServerGone(t *testing.T) {
 // while the server sits on the request; its late answer is dropped and the
 // channel serves the next call.
 func TestClientCallCancelled(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listen(t)
 	cfg := baseConfig(t)
 	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
 	release := make(chan struct{})
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
+	go serveOne(l, cfg, func(ch *Channel, req *Request) {
+		if req.Handle == 1 {
+			<-release // answered only after the caller gave up
 		}
-		ch, err := Accept(context.Background(), conn, cfg)
-		if err != nil {
-			return
-		}
-		defer ch.Close()
-		for {
-			req, err := ch.Next()
-			if err != nil {
-				return
-			}
-			if req.Handle == 1 {
-				<-release // answered only after the caller gave up
-			}
-			ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle)})
-		}
-	}()
+		ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle)})
+	})
 	c, err := dialTest(t, cfg.EndpointURL, Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -270,11 +253,7 @@ func TestClientDialRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
+			l := listen(t)
 			go func() {
 				conn, err := l.Accept()
 				if err != nil {
@@ -360,11 +339,7 @@ func TestClientNodeOPCUARenewal(t *testing.T) {
 // TestClientHelloSizes: the Hello offers the configured buffers and the
 // chunk size we send is the server's receive buffer.
 func TestClientHelloSizes(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := listen(t)
 	hello := make(chan *uacp.Hello, 1)
 	go func() {
 		conn, err := l.Accept()

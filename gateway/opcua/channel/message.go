@@ -1,7 +1,6 @@
 package channel
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -62,7 +61,7 @@ func (c *Channel) readRequest() (*Request, error) {
 		}
 		var sh uasc.SequenceHeader
 		sh.Decode(plain)
-		if err := c.checkSeq(sh.SequenceNumber); err != nil {
+		if err := c.in.check(sh.SequenceNumber); err != nil {
 			return nil, err
 		}
 		body := plain[seqHeaderLen:]
@@ -328,20 +327,8 @@ func (c *Channel) writeMessage(reqID uint32, body []byte) error {
 	tok := c.sendTok
 	c.mu.Unlock()
 	for {
-		n := min(len(body), c.maxBody)
-		chunkType := byte('F')
-		if n < len(body) {
-			chunkType = 'C'
-		}
-		// room for the headers, padding and signature
-		b := make([]byte, 0, min(c.sendChunk, secureHeaderLen+4+seqHeaderLen+n+aesBlock+64))
-		b = append(b, 'M', 'S', 'G', chunkType, 0, 0, 0, 0)
-		b = binary.LittleEndian.AppendUint32(b, c.id)
-		b = binary.LittleEndian.AppendUint32(b, tok.id)
-		b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
-		b = binary.LittleEndian.AppendUint32(b, reqID)
-		b = append(b, body[:n]...)
-		b, err := sealSym(b, c.mode, tok.sym)
+		n, chunkType := splitChunk(body, c.maxBody)
+		b, err := buildSym("MSG", chunkType, c.id, tok, c.out.next(), reqID, body[:n], c.sendChunk, c.mode)
 		if err != nil {
 			c.closeConn()
 			return errorf(ua.StatusBadSecurityChecksFailed, "securing response: %v", err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"encoding/binary"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -53,7 +52,7 @@ func (c *Channel) handleOPN(f *frame, first bool) error {
 	}
 	var sh uasc.SequenceHeader
 	sh.Decode(plain)
-	if err := c.checkSeq(sh.SequenceNumber); err != nil {
+	if err := c.in.check(sh.SequenceNumber); err != nil {
 		return err
 	}
 	_, svc, err := decodeService(plain[seqHeaderLen:])
@@ -207,26 +206,11 @@ func (c *Channel) writeOPN(reqID uint32, resp *ua.OpenSecureChannelResponse) err
 		hdr.SenderCertificate = c.cfg.Certificate
 		hdr.ReceiverCertificateThumbprint = c.remoteThumb
 	}
-	ah, err := hdr.Encode()
-	if err != nil {
-		return errorf(ua.StatusBadEncodingError, "asymmetric header: %v", err)
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b := make([]byte, secureHeaderLen, 1024+len(ah)+len(body))
-	copy(b, "OPNF")
-	binary.LittleEndian.PutUint32(b[8:], c.id)
-	b = append(b, ah...)
-	head := len(b)
-	b = binary.LittleEndian.AppendUint32(b, c.nextSeq())
-	b = binary.LittleEndian.AppendUint32(b, reqID)
-	b = append(b, body...)
-	if c.asym != nil {
-		if b, err = c.asym.seal(b, head); err != nil {
-			return errorf(ua.StatusBadSecurityChecksFailed, "securing OpenSecureChannel response: %v", err)
-		}
-	} else {
-		binary.LittleEndian.PutUint32(b[4:], uint32(len(b)))
+	b, err := buildOPN(c.id, hdr, c.out.next(), reqID, body, c.asym)
+	if err != nil {
+		return err
 	}
 	if len(b) > c.sendChunk {
 		return errorf(ua.StatusBadTCPMessageTooLarge, "OpenSecureChannel response of %d bytes exceeds the client's %d byte buffer", len(b), c.sendChunk)
