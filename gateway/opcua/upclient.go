@@ -29,12 +29,7 @@ type upClient struct {
 // dialUpstream opens a channel to the endpoint ep and a session on it with
 // identity id. ctx bounds all of it.
 func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescription, id identity) (*upClient, error) {
-	_, u, err := uacp.ResolveEndpoint(ctx, cfg.url)
-	if err != nil {
-		return nil, err
-	}
-	d := net.Dialer{Timeout: cfg.dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, err := dialTCP(ctx, cfg.url, cfg.dialTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +51,40 @@ func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescr
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialTCP connects to the host and port of an opc.tcp URL.
+func dialTCP(ctx context.Context, url string, timeout time.Duration) (net.Conn, error) {
+	_, u, err := uacp.ResolveEndpoint(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: timeout}
+	return d.DialContext(ctx, "tcp", u.Host)
+}
+
+// getEndpoints asks the server at url for its endpoints over a channel
+// without security, as every client does before it opens its own.
+func getEndpoints(ctx context.Context, url string, dialTimeout time.Duration) ([]*ua.EndpointDescription, error) {
+	conn, err := dialTCP(ctx, url, dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := channel.Dial(ctx, conn, &channel.ClientConfig{EndpointURL: url, PolicyURI: ua.SecurityPolicyURINone})
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	c := &upClient{ch: ch, token: ua.NewTwoByteNodeID(0)}
+	r, err := c.call(ctx, &ua.GetEndpointsRequest{EndpointURL: url})
+	if err != nil {
+		return nil, fmt.Errorf("GetEndpoints: %w", err)
+	}
+	resp, ok := r.(*ua.GetEndpointsResponse)
+	if !ok {
+		return nil, fmt.Errorf("GetEndpoints answered with %T", r)
+	}
+	return resp.Endpoints, nil
 }
 
 // connected reports whether the channel is still open.

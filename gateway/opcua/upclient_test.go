@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -220,5 +221,27 @@ func TestUpstreamRefusesBadServerSignature(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.activate != nil {
 		t.Error("ActivateSession sent to a server whose signature failed")
+	}
+}
+
+// TestStatusOfUpstreamErrors: what the client is answered for each way a
+// forwarded request can fail without a response.
+func TestStatusOfUpstreamErrors(t *testing.T) {
+	cases := []struct {
+		err  error
+		want ua.StatusCode
+	}{
+		{context.DeadlineExceeded, ua.StatusBadTimeout},
+		{errUpstreamClosed, ua.StatusBadSessionClosed},
+		{&errConnect{errors.New("connection refused")}, ua.StatusBadServerNotConnected},
+		{&errConnect{fmt.Errorf("ActivateSession: %w", ua.StatusBadUserAccessDenied)}, ua.StatusBadUserAccessDenied},
+		{&channel.Error{Code: ua.StatusBadRequestTooLarge}, ua.StatusBadRequestTooLarge},
+		{&channel.Error{Code: ua.StatusBadConnectionClosed}, ua.StatusBadCommunicationError},
+		{errors.New("anything else"), ua.StatusBadCommunicationError},
+	}
+	for _, c := range cases {
+		if got := statusOf(c.err); got != c.want {
+			t.Errorf("statusOf(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // upstreamConfig is what every upstream session of a listener shares: the
@@ -44,10 +45,9 @@ type identity struct {
 var errUpstreamClosed = errors.New("opcua: upstream session closed")
 
 // upstream is the gateway's own session on the server for one client
-// session, through a gopcua client. It never reconnects by itself (gopcua's
-// auto-reconnect would hold requests for as long as the server is away): a
-// request that finds the connection lost fails at once, and the next request
-// connects again.
+// session (upClient). It never reconnects in the background, which would
+// hold requests for as long as the server is away: a request that finds the
+// connection lost fails at once, and the next request connects again.
 type upstream struct {
 	cfg *upstreamConfig
 	id  identity
@@ -195,7 +195,7 @@ func (cfg *upstreamConfig) endpoint(ctx context.Context) (*ua.EndpointDescriptio
 		dctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout+cfg.requestTimeoutForConnect())
 		defer cancel()
 		var err error
-		eps, err = gopcua.GetEndpoints(dctx, cfg.url, gopcua.DialTimeout(cfg.dialTimeout), gopcua.AutoReconnect(false))
+		eps, err = getEndpoints(dctx, cfg.url, cfg.dialTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -270,6 +270,9 @@ func statusOf(err error) ua.StatusCode {
 	}
 	if sc, ok := errors.AsType[ua.StatusCode](err); ok {
 		return sc
+	}
+	if ce, ok := errors.AsType[*channel.Error](err); ok && ce.Code == ua.StatusBadRequestTooLarge {
+		return ce.Code // not sent: over the server's limits
 	}
 	return ua.StatusBadCommunicationError
 }
