@@ -165,10 +165,11 @@ func Dial(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*ClientChannel
 		err = fmt.Errorf("opcua channel: dial: %w", ctx.Err())
 	}
 	if err != nil {
-		conn.Close()
+		c.fail(err) // closes conn, stops a renewal the handshake armed
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
+	c.w.deadline = time.Time{} // the next write sets its own
 	go c.readLoop()
 	return c, nil
 }
