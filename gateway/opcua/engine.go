@@ -2,7 +2,8 @@
 // secure channel and session (package channel carries the secure
 // conversation), authenticates the user, decides every operation item
 // through gateway.Pipeline, and forwards what is allowed through its own
-// session on the upstream server (a gopcua client per client session).
+// session on the upstream server (one per client session, over the client
+// side of package channel).
 package opcua
 
 import (

@@ -190,7 +190,7 @@ func (c *conn) single(ctx context.Context, s *uaSession, h *ua.RequestHeader, ca
 }
 
 // restore gives an upstream response back the client's request handle (the
-// gopcua client sends its own).
+// upstream session sends its own).
 func restore(resp ua.Response, h *ua.RequestHeader) {
 	rh := resp.Header()
 	if rh == nil {

@@ -1,5 +1,6 @@
-// Package channel is the server side of OPC UA Secure Conversation (OPC
-// 10000-6 §6.7) over UA TCP, for the gateway's downstream endpoint.
+// Package channel is OPC UA Secure Conversation (OPC 10000-6 §6.7) over UA
+// TCP: the server side for the gateway's downstream endpoint (Accept), and
+// the client side for its upstream sessions (Dial).
 //
 // Accept runs the Hello/Acknowledge exchange and the first
 // OpenSecureChannel on a connection; the returned Channel delivers decoded
@@ -66,6 +67,15 @@
 //     the channel goes on; the codec runs behind a pre-scan of the body that
 //     refuses nesting deeper than 100 and array or string lengths longer
 //     than the body could hold, and behind a recover.
+//
+// Dial is the client side, on the same pieces (chunk.go, crypto.go,
+// frame.go): Hello with our buffer limits, OpenSecureChannel at the policy
+// and mode of the server's endpoint, the token renewed at 75 % of its
+// lifetime, requests chunked to the server's buffer and responses put
+// together within ours. It replaces gopcua's client channel, which
+// allocates a buffer of the server's ReceiveBufferSize (64 KiB) for every
+// message it receives and reads each message in two system calls: for a
+// hop that forwards every request, most of its garbage collection.
 //
 // Policies: None, Basic256Sha256, Aes128_Sha256_RsaOaep and
 // Aes256_Sha256_RsaPss, each with Sign and SignAndEncrypt. The deprecated
