@@ -30,8 +30,9 @@ type SessionOpener interface {
 
 // Refuser is an Engine whose protocol has words for a connection the
 // listener will not serve (OPC UA: an ERR message). Refuse tells the client
-// why, in at most a few seconds, and closes conn; the listener has already
-// recorded the refusal. Engines without them are closed without a word.
+// why, in at most a few seconds; the listener has already recorded the
+// refusal and closes conn when Refuse returns. Engines without them are
+// closed without a word.
 type Refuser interface {
 	Refuse(conn net.Conn, reason string)
 }

@@ -197,10 +197,9 @@ const refuseWait = time.Second
 
 // Refuse answers what a connection the listener will not serve (too many
 // connections) asks in its first second with exception 0x0A, gateway path
-// unavailable, and closes it: the client hears why instead of seeing the
-// connection drop.
+// unavailable: the client hears why instead of seeing the connection drop.
+// The listener closes conn.
 func (e *Engine) Refuse(conn net.Conn, _ string) {
-	defer conn.Close()
 	end := time.Now().Add(refuseWait)
 	fr := NewFrameReader(conn, refuseWait, refuseWait)
 	var out []byte

@@ -416,15 +416,7 @@ func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
 // closed when the test ends.
 func directClient(ctx context.Context, t *testing.T, endpoint string) (*gopcua.Client, error) {
 	t.Helper()
-	c, err := gopcua.NewClient(endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Connect(ctx); err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c, nil
+	return connectClient(ctx, t, endpoint, gopcua.AutoReconnect(false), gopcua.SecurityMode(ua.MessageSecurityModeNone))
 }
 
 // openFiles counts the test process's open files (the gateway's sockets

@@ -45,6 +45,13 @@ func gopcuaClient(ctx context.Context, t *testing.T, endpoint, policy string, mo
 		}
 		opts = append(opts, gopcua.Certificate(cert), gopcua.PrivateKey(key))
 	}
+	return connectClient(ctx, t, endpoint, opts...)
+}
+
+// connectClient connects a gopcua client with opts, closed when the test
+// ends; an error is the connect's.
+func connectClient(ctx context.Context, t *testing.T, endpoint string, opts ...gopcua.Option) (*gopcua.Client, error) {
+	t.Helper()
 	c, err := gopcua.NewClient(endpoint, opts...)
 	if err != nil {
 		t.Fatal(err)

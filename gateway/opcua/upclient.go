@@ -3,10 +3,10 @@ package opcua
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/binary"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -163,83 +163,14 @@ func (c *upClient) openSession(ctx context.Context, cfg *upstreamConfig, ep *ua.
 	if !ok {
 		return fmt.Errorf("CreateSession answered with %T", r)
 	}
-	var serverKey *rsa.PublicKey
-	if len(cs.ServerCertificate) > 0 {
-		cert, err := uapolicy.ParseCertificate(cs.ServerCertificate)
-		if err != nil {
-			return fmt.Errorf("CreateSession: server certificate: %w", err)
-		}
-		serverKey, _ = cert.PublicKey.(*rsa.PublicKey)
+	clientSig, err := sessionSignature(cfg, ep, cs, slices.Concat(clientCert, nonce))
+	if err != nil {
+		return err
 	}
-
-	clientSig := &ua.SignatureData{}
-	if secured {
-		// the channel's server certificate was validated; the session's
-		// signature must come from the same key
-		cert, err := uapolicy.ParseCertificate(ep.ServerCertificate)
-		if err != nil {
-			return fmt.Errorf("server certificate: %w", err)
-		}
-		chanKey, ok := cert.PublicKey.(*rsa.PublicKey)
-		if !ok {
-			return fmt.Errorf("server certificate has a %T key", cert.PublicKey)
-		}
-		algo, err := uapolicy.Asymmetric(ep.SecurityPolicyURI, cfg.key, chanKey)
-		if err != nil {
-			return err
-		}
-		if cs.ServerSignature == nil || algo.VerifySignature(append(append([]byte{}, clientCert...), nonce...), cs.ServerSignature.Signature) != nil {
-			return fmt.Errorf("CreateSession: %w", ua.StatusBadApplicationSignatureInvalid)
-		}
-		sig, err := algo.Signature(append(append([]byte{}, cs.ServerCertificate...), cs.ServerNonce...))
-		if err != nil {
-			return err
-		}
-		clientSig = &ua.SignatureData{Algorithm: algo.SignatureURI(), Signature: sig}
+	tok, userSig, err := userIdentity(cfg, ep, id, cs)
+	if err != nil {
+		return err
 	}
-
-	policyID, tokenPolicy := userTokenPolicy(ep, tokenType)
-	userSig := &ua.SignatureData{}
-	var tok any
-	switch tokenType {
-	case ua.UserTokenTypeUserName:
-		t := &ua.UserNameIdentityToken{PolicyID: policyID, UserName: id.user, Password: []byte(id.password)}
-		if tokenPolicy != ua.SecurityPolicyURINone {
-			if serverKey == nil {
-				return fmt.Errorf("CreateSession: no server certificate to encrypt the password with")
-			}
-			algo, err := uapolicy.Asymmetric(tokenPolicy, cfg.key, serverKey)
-			if err != nil {
-				return err
-			}
-			secret := binary.LittleEndian.AppendUint32(nil, uint32(len(id.password)+len(cs.ServerNonce)))
-			secret = append(append(secret, id.password...), cs.ServerNonce...)
-			if t.Password, err = algo.Encrypt(secret); err != nil {
-				return fmt.Errorf("encrypting the password: %w", err)
-			}
-			t.EncryptionAlgorithm = algo.EncryptionURI()
-		}
-		tok = t
-	case ua.UserTokenTypeCertificate:
-		tok = &ua.X509IdentityToken{PolicyID: policyID, CertificateData: cfg.cert}
-		if tokenPolicy != ua.SecurityPolicyURINone {
-			if serverKey == nil {
-				return fmt.Errorf("CreateSession: no server certificate to sign the user token for")
-			}
-			algo, err := uapolicy.Asymmetric(tokenPolicy, cfg.key, serverKey)
-			if err != nil {
-				return err
-			}
-			sig, err := algo.Signature(append(append([]byte{}, cs.ServerCertificate...), cs.ServerNonce...))
-			if err != nil {
-				return err
-			}
-			userSig = &ua.SignatureData{Algorithm: algo.SignatureURI(), Signature: sig}
-		}
-	default:
-		tok = &ua.AnonymousIdentityToken{PolicyID: policyID}
-	}
-
 	c.token = cs.AuthenticationToken
 	if _, err := c.call(ctx, &ua.ActivateSessionRequest{
 		ClientSignature:    clientSig,
@@ -249,6 +180,76 @@ func (c *upClient) openSession(ctx context.Context, cfg *upstreamConfig, ep *ua.
 		return fmt.Errorf("ActivateSession: %w", err)
 	}
 	return nil
+}
+
+// sessionSignature checks the server's CreateSession signature over what
+// the gateway sent (its certificate and nonce) and returns the gateway's
+// own over the server's certificate and nonce. Both are empty under None.
+func sessionSignature(cfg *upstreamConfig, ep *ua.EndpointDescription, cs *ua.CreateSessionResponse, sent []byte) (*ua.SignatureData, error) {
+	if ep.SecurityPolicyURI == ua.SecurityPolicyURINone {
+		return &ua.SignatureData{}, nil
+	}
+	// the channel's server certificate was validated; the session's
+	// signature must come from the same key
+	_, key, err := rsaKey(ep.ServerCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	algo, err := uapolicy.Asymmetric(ep.SecurityPolicyURI, cfg.key, key)
+	if err != nil {
+		return nil, err
+	}
+	if cs.ServerSignature == nil || algo.VerifySignature(sent, cs.ServerSignature.Signature) != nil {
+		return nil, fmt.Errorf("CreateSession: %w", ua.StatusBadApplicationSignatureInvalid)
+	}
+	sig, err := algo.Signature(slices.Concat(cs.ServerCertificate, cs.ServerNonce))
+	if err != nil {
+		return nil, err
+	}
+	return &ua.SignatureData{Algorithm: algo.SignatureURI(), Signature: sig}, nil
+}
+
+// userIdentity is the user token of ActivateSession and its signature:
+// anonymous; a user name with the password encrypted under the token
+// policy, behind its length and followed by the server nonce; or the
+// gateway's certificate, signed over the server's certificate and nonce.
+func userIdentity(cfg *upstreamConfig, ep *ua.EndpointDescription, id identity, cs *ua.CreateSessionResponse) (any, *ua.SignatureData, error) {
+	tokenType := id.tokenType()
+	policyID, tokenPolicy := userTokenPolicy(ep, tokenType)
+	if tokenType == ua.UserTokenTypeAnonymous {
+		return &ua.AnonymousIdentityToken{PolicyID: policyID}, &ua.SignatureData{}, nil
+	}
+	var algo *uapolicy.EncryptionAlgorithm // the token policy's, with the server's key
+	if tokenPolicy != ua.SecurityPolicyURINone {
+		_, key, err := rsaKey(cs.ServerCertificate)
+		if err != nil {
+			return nil, nil, fmt.Errorf("CreateSession: server certificate: %w", err)
+		}
+		if algo, err = uapolicy.Asymmetric(tokenPolicy, cfg.key, key); err != nil {
+			return nil, nil, err
+		}
+	}
+	if tokenType == ua.UserTokenTypeUserName {
+		t := &ua.UserNameIdentityToken{PolicyID: policyID, UserName: id.user, Password: []byte(id.password)}
+		if algo != nil {
+			secret := binary.LittleEndian.AppendUint32(nil, uint32(len(id.password)+len(cs.ServerNonce)))
+			pw, err := algo.Encrypt(slices.Concat(secret, []byte(id.password), cs.ServerNonce))
+			if err != nil {
+				return nil, nil, fmt.Errorf("encrypting the password: %w", err)
+			}
+			t.Password, t.EncryptionAlgorithm = pw, algo.EncryptionURI()
+		}
+		return t, &ua.SignatureData{}, nil
+	}
+	t := &ua.X509IdentityToken{PolicyID: policyID, CertificateData: cfg.cert}
+	if algo == nil {
+		return t, &ua.SignatureData{}, nil
+	}
+	sig, err := algo.Signature(slices.Concat(cs.ServerCertificate, cs.ServerNonce))
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, &ua.SignatureData{Algorithm: algo.SignatureURI(), Signature: sig}, nil
 }
 
 // userTokenPolicy is the PolicyId of the endpoint's first user token policy

@@ -215,19 +215,10 @@ func (c *ClientChannel) handshake() error {
 	c.peerMaxChunks = ack.MaxChunkCount
 
 	if c.cfg.PolicyURI != ua.SecurityPolicyURINone {
-		cert, err := uapolicy.ParseCertificate(c.cfg.ServerCertificate)
-		if err != nil {
-			return errorf(ua.StatusBadCertificateInvalid, "server certificate: %v", err)
+		var err error
+		if c.asym, _, err = newAsymmetric(c.cfg.PolicyURI, c.cfg.PrivateKey, c.cfg.ServerCertificate, "server"); err != nil {
+			return err
 		}
-		pub, ok := cert.PublicKey.(*rsa.PublicKey)
-		if !ok {
-			return errorf(ua.StatusBadCertificateInvalid, "server certificate has a %T key, not RSA", cert.PublicKey)
-		}
-		algo, err := uapolicy.Asymmetric(c.cfg.PolicyURI, c.cfg.PrivateKey, pub)
-		if err != nil {
-			return errorf(ua.StatusBadCertificatePolicyCheckFailed, "server certificate key: %v", err)
-		}
-		c.asym = &asymmetric{algo: algo, localKeySize: c.cfg.PrivateKey.PublicKey.Size(), remoteKeySize: pub.Size()}
 	}
 
 	nonce, err := c.nonce()

@@ -1,6 +1,8 @@
 package channel
 
 import (
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/binary"
 	"time"
 
@@ -153,6 +155,27 @@ type asymmetric struct {
 	algo          *uapolicy.EncryptionAlgorithm
 	localKeySize  int // bytes
 	remoteKeySize int // bytes
+}
+
+// newAsymmetric is the OpenSecureChannel crypto of policy between our key
+// and the peer's certificate (DER, a chain's first); who names the peer in
+// the errors: a malformed or non-RSA certificate is
+// Bad_CertificateInvalid, a key the policy does not take
+// Bad_CertificatePolicyCheckFailed.
+func newAsymmetric(policy string, local *rsa.PrivateKey, peerCert []byte, who string) (*asymmetric, *x509.Certificate, error) {
+	cert, err := uapolicy.ParseCertificate(peerCert)
+	if err != nil {
+		return nil, nil, errorf(ua.StatusBadCertificateInvalid, "%s certificate: %v", who, err)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, nil, errorf(ua.StatusBadCertificateInvalid, "%s certificate has a %T key, not RSA", who, cert.PublicKey)
+	}
+	algo, err := uapolicy.Asymmetric(policy, local, pub)
+	if err != nil {
+		return nil, nil, errorf(ua.StatusBadCertificatePolicyCheckFailed, "%s certificate key: %v", who, err)
+	}
+	return &asymmetric{algo: algo, localKeySize: local.PublicKey.Size(), remoteKeySize: pub.Size()}, cert, nil
 }
 
 // open decrypts and verifies an OPN chunk whose security header ends at

@@ -3,7 +3,6 @@ package channel
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"time"
 
@@ -176,19 +175,11 @@ func (c *Channel) selectPolicy(sc *secureChunk) error {
 	if len(sc.asym.SenderCertificate) == 0 {
 		return errorf(ua.StatusBadCertificateInvalid, "no client certificate")
 	}
-	cert, err := uapolicy.ParseCertificate(sc.asym.SenderCertificate)
+	asym, cert, err := newAsymmetric(policy, c.cfg.PrivateKey, sc.asym.SenderCertificate, "client")
 	if err != nil {
-		return errorf(ua.StatusBadCertificateInvalid, "client certificate: %v", err)
+		return err
 	}
-	pub, ok := cert.PublicKey.(*rsa.PublicKey)
-	if !ok {
-		return errorf(ua.StatusBadCertificateInvalid, "client certificate has a %T key, not RSA", cert.PublicKey)
-	}
-	algo, err := uapolicy.Asymmetric(policy, c.cfg.PrivateKey, pub)
-	if err != nil {
-		return errorf(ua.StatusBadCertificatePolicyCheckFailed, "client certificate key: %v", err)
-	}
-	c.asym = &asymmetric{algo: algo, localKeySize: c.cfg.PrivateKey.PublicKey.Size(), remoteKeySize: pub.Size()}
+	c.asym = asym
 	c.remoteCert = bytes.Clone(sc.asym.SenderCertificate)
 	sum := sha1.Sum(cert.Raw)
 	c.remoteThumb = sum[:]
