@@ -337,8 +337,12 @@ type prepared struct {
 }
 
 func (p *prepared) eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
+	vc, dc := getRuleCache(), getDataCache()
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(at),
+		rego.EvalVirtualCache(vc), rego.EvalBaseCache(dc),
 		rego.EvalMetrics(metrics.NoOp())) // nobody reads per-decision metrics; skip their cost
+	putRuleCache(vc)
+	putDataCache(dc)
 	if err != nil {
 		return p.fail(evalError(ctx, err))
 	}
