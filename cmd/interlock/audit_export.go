@@ -63,7 +63,7 @@ Examples:
 		return err
 	}
 	q.Limit = *limit
-	scanGC()
+	lazyGC()
 
 	w := stdout
 	var tmp *os.File

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -94,11 +92,7 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOGC") == "" {
-		// Replay makes many short-lived OPA values and keeps few: a lazier
-		// GC saves a fifth of its CPU for about twice a small heap.
-		debug.SetGCPercent(400)
-	}
+	lazyGC()
 	rep, err := policy.Replay(context.Background(), pol, policy.AuditFiles(audits...),
 		policy.ReplayOptions{Gateway: cfg.Gateway.ID, Timeout: replayTimeout(cfg.Policy.Timeout)})
 	if err != nil {

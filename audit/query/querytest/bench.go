@@ -35,7 +35,7 @@ func BenchFiles(b testing.TB, n int) []string {
 		b.Fatal(err)
 	}
 	b.Logf("%d records in %d files under %s", records, len(files), path)
-	if os.Getenv("GOGC") == "" { // as cmd/interlock's scanGC sets it
+	if os.Getenv("GOGC") == "" { // as cmd/interlock's lazyGC sets it
 		old := debug.SetGCPercent(400)
 		b.Cleanup(func() { debug.SetGCPercent(old) })
 	}
