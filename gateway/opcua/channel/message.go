@@ -230,6 +230,9 @@ func decodeService(body []byte) (typeID *ua.ExpandedNodeID, svc any, err error) 
 	if err := checkLimits(body); err != nil {
 		return nil, nil, err
 	}
+	if typeID, svc, ok, err := decodeRead(body); ok {
+		return typeID, svc, err
+	}
 	return ua.DecodeService(body)
 }
 
@@ -238,6 +241,9 @@ func encodeService(typeID uint16, v any) ([]byte, error) {
 	tid, err := ua.NewFourByteExpandedNodeID(0, typeID).Encode()
 	if err != nil {
 		return nil, err
+	}
+	if b, ok, err := appendRead(append(make([]byte, 0, 256), tid...), v); ok {
+		return b, err
 	}
 	b, err := ua.Encode(v)
 	if err != nil {

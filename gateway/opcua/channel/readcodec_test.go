@@ -1,0 +1,282 @@
+package channel
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+)
+
+// readMessages are Read requests and responses in the forms the codec must
+// keep apart: nil and empty arrays, null strings, every NodeID form, NaN,
+// zero and sub-100 ns times, nil and filled DataValue parts, nested
+// diagnostics, extension objects with a body.
+func readMessages() []any {
+	at := time.Date(2026, 11, 26, 17, 30, 1, 123456789, time.UTC) // the 89 ns are not encoded
+	header := &ua.RequestHeader{
+		AuthenticationToken: ua.NewByteStringNodeID(0, []byte{1, 2, 3, 4}),
+		Timestamp:           at,
+		RequestHandle:       42,
+		ReturnDiagnostics:   0x3ff,
+		AuditEntryID:        "audit-1",
+		TimeoutHint:         10000,
+		AdditionalHeader:    ua.NewExtensionObject(nil),
+	}
+	nodes := []*ua.ReadValueID{
+		{NodeID: ua.NewTwoByteNodeID(85), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		{NodeID: ua.NewFourByteNodeID(2, 1001), AttributeID: ua.AttributeIDDisplayName, IndexRange: "1:3", DataEncoding: &ua.QualifiedName{NamespaceIndex: 0, Name: "Default Binary"}},
+		{NodeID: ua.NewNumericNodeID(300, 70000), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		{NodeID: ua.NewStringNodeID(2, "Line1.Setpoints.Temperature"), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		{NodeID: ua.NewGUIDNodeID(3, "72962B91-FA75-4AE6-8D28-B404DC7DAF63"), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+	}
+	dv := func(v any, mask byte, status ua.StatusCode) *ua.DataValue {
+		d := &ua.DataValue{EncodingMask: mask, Value: ua.MustVariant(v), Status: status, SourceTimestamp: at, SourcePicoseconds: 7, ServerTimestamp: at.Add(time.Second), ServerPicoseconds: 9}
+		return d
+	}
+	all := byte(ua.DataValueValue | ua.DataValueStatusCode | ua.DataValueSourceTimestamp | ua.DataValueSourcePicoseconds | ua.DataValueServerTimestamp | ua.DataValueServerPicoseconds)
+	diag := &ua.DiagnosticInfo{EncodingMask: 0x7f, SymbolicID: 1, NamespaceURI: 2, Locale: 3, LocalizedText: 4, AdditionalInfo: "more",
+		InnerStatusCode: ua.StatusBadNodeIDUnknown, InnerDiagnosticInfo: &ua.DiagnosticInfo{EncodingMask: 0x01, SymbolicID: 5}}
+	return []any{
+		&ua.ReadRequest{RequestHeader: header, MaxAge: 0, TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: nodes},
+		&ua.ReadRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), AdditionalHeader: ua.NewExtensionObject(nil)}, MaxAge: math.NaN()},
+		&ua.ReadRequest{RequestHeader: header, MaxAge: 2500.5, NodesToRead: []*ua.ReadValueID{}},
+		&ua.ReadRequest{RequestHeader: header, MaxAge: math.Inf(-1), NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewTwoByteNodeID(1), DataEncoding: nil}}},
+		&ua.ReadRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0),
+			AdditionalHeader: ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: "anonymous"})}},
+		&ua.ReadResponse{
+			ResponseHeader: &ua.ResponseHeader{Timestamp: at, RequestHandle: 42, ServiceResult: ua.StatusOK, ServiceDiagnostics: &ua.DiagnosticInfo{}, AdditionalHeader: ua.NewExtensionObject(nil)},
+			Results: []*ua.DataValue{
+				dv(int32(-7), all, ua.StatusOK),
+				dv(21.5, byte(ua.DataValueValue|ua.DataValueSourceTimestamp), ua.StatusOK),
+				dv("text", byte(ua.DataValueValue), ua.StatusOK),
+				dv([]float64{1, 2, math.NaN()}, byte(ua.DataValueValue|ua.DataValueStatusCode), ua.StatusUncertain),
+				dv(nil, byte(ua.DataValueStatusCode), ua.StatusBadNodeIDUnknown),
+				dv(ua.NewLocalizedText("Temperature"), byte(ua.DataValueValue), ua.StatusOK),
+				dv(at, byte(ua.DataValueValue), ua.StatusOK),
+				{EncodingMask: 0, Value: nil},
+			},
+		},
+		&ua.ReadResponse{
+			ResponseHeader:  &ua.ResponseHeader{ServiceResult: ua.StatusBadTooManyOperations, ServiceDiagnostics: diag, StringTable: []string{"a", "", "ß"}, AdditionalHeader: ua.NewExtensionObject(nil)},
+			Results:         []*ua.DataValue{},
+			DiagnosticInfos: []*ua.DiagnosticInfo{diag, {}},
+		},
+		&ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{ServiceDiagnostics: &ua.DiagnosticInfo{}, StringTable: []string{}, AdditionalHeader: ua.NewExtensionObject(nil)}},
+	}
+}
+
+func typeIDOf(v any) uint16 {
+	if _, ok := v.(*ua.ReadRequest); ok {
+		return id.ReadRequest_Encoding_DefaultBinary
+	}
+	return id.ReadResponse_Encoding_DefaultBinary
+}
+
+// genericEncode is what encodeService gave before the Read codec.
+func genericEncode(t *testing.T, typeID uint16, v any) []byte {
+	t.Helper()
+	tid, err := ua.NewFourByteExpandedNodeID(0, typeID).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ua.Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(tid, b...)
+}
+
+func TestReadCodecMatchesGeneric(t *testing.T) {
+	for i, m := range readMessages() {
+		want := genericEncode(t, typeIDOf(m), m)
+		got, err := encodeService(typeIDOf(m), m)
+		if err != nil {
+			t.Fatalf("message %d (%T): %v", i, m, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("message %d (%T): encoding differs from ua.Encode\n got %x\nwant %x", i, m, got, want)
+		}
+		if msg := compareDecoders(want); msg != "" {
+			t.Fatalf("message %d (%T): %s", i, m, msg)
+		}
+	}
+}
+
+// A message cut short anywhere fails (or not) as it does under ua.Decode.
+func TestReadCodecTruncated(t *testing.T) {
+	for i, m := range readMessages() {
+		b := genericEncode(t, typeIDOf(m), m)
+		for n := 4; n < len(b); n++ {
+			if msg := compareDecoders(b[:n]); msg != "" {
+				t.Fatalf("message %d cut at %d of %d bytes: %s", i, n, len(b), msg)
+			}
+		}
+	}
+}
+
+// A count larger than the bytes left is refused before anything is made of
+// it (ua.Decode would allocate the whole array first).
+func TestReadCodecHugeCount(t *testing.T) {
+	m := &ua.ReadRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), AdditionalHeader: ua.NewExtensionObject(nil)}}
+	b, err := encodeService(id.ReadRequest_Encoding_DefaultBinary, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b[:len(b)-4], 0xff, 0xff, 0xff, 0x7f) // 2^31-1 nodes, no bytes
+	if _, svc, ok, err := decodeRead(b); !ok || err == nil || svc != nil {
+		t.Fatalf("decodeRead = %v, %v, %v; want an error", svc, ok, err)
+	}
+}
+
+// compareDecoders decodes body with decodeRead and with ua.DecodeService and
+// describes any difference: one fails and the other does not, or the values
+// differ.
+func compareDecoders(body []byte) string {
+	tid1, got, ok, err1 := decodeRead(body)
+	if !ok {
+		return "decodeRead does not take the body"
+	}
+	tid2, want, err2 := genericDecode(body)
+	switch {
+	case (err1 == nil) != (err2 == nil):
+		return fmt.Sprintf("decodeRead error %v, ua.DecodeService error %v", err1, err2)
+	case err1 != nil:
+		return ""
+	case !reflect.DeepEqual(tid1, tid2):
+		return fmt.Sprintf("type id %v, ua.DecodeService %v", tid1, tid2)
+	case !equalNaN(reflect.ValueOf(got), reflect.ValueOf(want)):
+		return fmt.Sprintf("decoded values differ:\n got %#v\nwant %#v", got, want)
+	}
+	return ""
+}
+
+// equalNaN is reflect.DeepEqual for decoded messages (no maps, no cycles),
+// except that NaN equals NaN.
+func equalNaN(a, b reflect.Value) bool {
+	if a.IsValid() != b.IsValid() {
+		return false
+	}
+	if !a.IsValid() {
+		return true
+	}
+	if a.Type() != b.Type() {
+		return false
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		x, y := a.Float(), b.Float()
+		return x == y || math.IsNaN(x) && math.IsNaN(y)
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return equalNaN(a.Elem(), b.Elem())
+	case reflect.Slice:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !equalNaN(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Array:
+		for i := range a.Len() {
+			if !equalNaN(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		if a.Type() == reflect.TypeOf(time.Time{}) && a.CanInterface() {
+			return a.Interface().(time.Time).Equal(b.Interface().(time.Time)) &&
+				a.Interface().(time.Time).Location() == b.Interface().(time.Time).Location()
+		}
+		for i := range a.NumField() {
+			if !equalNaN(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	}
+	panic(fmt.Sprintf("equalNaN: %s not compared", a.Type()))
+}
+
+func genericDecode(body []byte) (tid *ua.ExpandedNodeID, v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return ua.DecodeService(body)
+}
+
+// FuzzReadCodec: on any body within the channel's limits, decodeRead and
+// ua.DecodeService agree, and what decodes encodes as ua.Encode encodes it.
+// Run longer with: go test -run '^$' -fuzz FuzzReadCodec ./gateway/opcua/channel/
+func FuzzReadCodec(f *testing.F) {
+	for _, m := range readMessages() {
+		b, err := encodeService(typeIDOf(m), m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[4:], typeIDOf(m) == id.ReadResponse_Encoding_DefaultBinary)
+	}
+	f.Fuzz(func(t *testing.T, rest []byte, response bool) {
+		typeID := uint16(id.ReadRequest_Encoding_DefaultBinary)
+		if response {
+			typeID = id.ReadResponse_Encoding_DefaultBinary
+		}
+		body := append([]byte{0x01, 0, byte(typeID), byte(typeID >> 8)}, rest...)
+		if checkLimits(body) != nil {
+			return // refused before any decoder runs
+		}
+		if msg := compareDecoders(body); msg != "" {
+			t.Fatal(msg)
+		}
+		_, v, _, err := decodeRead(body)
+		if err != nil {
+			return
+		}
+		want, werr := encodeGeneric(v)
+		got, gerr := encodeOwn(v)
+		if (werr == nil) != (gerr == nil) || werr == nil && !bytes.Equal(got, want) {
+			t.Fatalf("encoding differs: %x (%v), ua.Encode %x (%v)", got, gerr, want, werr)
+		}
+	})
+}
+
+// encodeOwn is appendRead, a panic (which gopcua's codecs of the parts
+// may raise on what they decoded) turned into an error as for ua.Encode.
+func encodeOwn(v any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	b, _, err = appendRead(nil, v)
+	return b, err
+}
+
+func encodeGeneric(v any) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return ua.Encode(v)
+}
