@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -75,6 +76,13 @@ func runPolicy(e *env) error {
 	if err != nil {
 		return err
 	}
+	// Decide under the collector setting of `interlock run` (its lazyGC:
+	// GOGC=400 unless GOGC is set), which decides the gateway's calls.
+	gcNote := "GOGC from the environment"
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+		gcNote = "GOGC=400, as `interlock run` sets it"
+	}
 	// The calls are decided at a time the ticket is open (the quickstart
 	// policy's one-off window is long past, so its write goes by ticket).
 	now := time.Now().UTC()
@@ -84,7 +92,8 @@ func runPolicy(e *env) error {
 	fmt.Printf("write: alice (engineer) at ews-alice, FC 16 of 2 registers at 105 (opcua-nodes: an OPC UA Write of a Line1 setpoint),\n")
 	fmt.Printf("under change ticket %s for alice on plc1 (write, program; approved by bob), and for maintenance-windows inside its weekly window;\n", tickets.List()[0].ID)
 	fmt.Printf("cached: the same call repeated, answered by the decision cache; a timer read costs %.0f ns and is included;\n", timerCost().Seconds()*1e9)
-	fmt.Printf("CPU µs: the process's CPU time (user + system, garbage collection included) per decision, the mean: less disturbed by other load than p50\n\n")
+	fmt.Printf("CPU µs: the process's CPU time (user + system, garbage collection included) per decision, the mean: less disturbed by other load than p50;\n")
+	fmt.Printf("garbage collection: %s\n\n", gcNote)
 
 	type row struct {
 		policy, input, decision string
