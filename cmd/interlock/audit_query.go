@@ -93,14 +93,15 @@ Examples:
 	return nil
 }
 
-// lazyGC makes garbage collection rarer unless GOGC says otherwise. The
-// gateway, a replay and an audit scan all make many short-lived values and
-// keep few (OPA's evaluation values, a string per record): the default
-// target collects every few megabytes of a small heap for nothing. At 400 the
-// heap may grow to five times what is live, which for these is tens of
-// megabytes. Measured: a scan reads about 1.5x the records per second, a
-// replay saves a fifth of its CPU, and a policy decision a third of its CPU
-// (BENCHMARKS.md).
+// lazyGC makes garbage collection rarer unless GOGC says otherwise, for the
+// batch commands: a replay and an audit scan make many short-lived values
+// (OPA's evaluation values, a string per record) and keep few, so the
+// default target collects every few megabytes of a small heap for nothing.
+// At 400 the heap may grow to five times what is live, tens of megabytes
+// for these. Measured: a scan reads about 1.5x the records per second, a
+// replay saves a fifth of its CPU. The gateway (interlock run) keeps Go's
+// default, which holds its memory per session lower (BENCHMARKS.md, the
+// policy section, has both sides of that trade).
 func lazyGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)

@@ -64,7 +64,6 @@ func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	lazyGC()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	return serve(ctx, cfg, log)
