@@ -16,11 +16,16 @@ package interlock
 import data.interlock.change_tickets
 import data.interlock.modbus_ranges
 
+# Only change tickets pass anything here (modbus_ranges.passes is always
+# empty): their passes are the decision's, imported rather than united with
+# an empty set, which would cost a rule and a union on every call. Passes of
+# two modules that pass on something are united with a rule, as violations
+# are below.
+import data.interlock.change_tickets.passes
+
 # --- modules ---------------------------------------------------------------
 
 violations := modbus_ranges.violations | change_tickets.violations
-
-passes := modbus_ranges.passes | change_tickets.passes
 
 # The ticket that allows the call, when there is one (a set rule: no
 # comprehension to evaluate).

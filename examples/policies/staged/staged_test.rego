@@ -175,3 +175,11 @@ test_shipped_data if {
 	not interlock.decision.allow with input as call(fc6(105, 700), [])
 	not interlock.decision.allow with input as call(fc6(200, 1), [t1])
 }
+
+# decision.rego takes change tickets' passes as the decision's (no union with
+# modbus-ranges'): that holds only while modbus-ranges passes on nothing.
+test_modbus_ranges_passes_nothing if {
+	c := call(fc6(105, 7), [t1])
+	count(interlock.modbus_ranges.passes) == 0 with input as c with data.modbus_ranges as cfg
+	count(interlock.modbus_ranges.passes) == 0 with input as call(fc6(500, 7), []) with data.modbus_ranges as cfg
+}
