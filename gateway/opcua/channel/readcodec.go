@@ -14,8 +14,9 @@ import (
 // gateway as four messages to decode or encode (the client's request, the
 // request to the server, its response, the response to the client), and
 // gopcua's generic codec walks each one by reflection, allocating for every
-// field and every integer it writes: about 130 allocations and a sixth of
-// the gateway's CPU per single-node Read. These functions give exactly what
+// field and every integer it writes. Written out, the gateway makes 114
+// allocations per single-node Read instead of 219, and spends about a
+// quarter less CPU on it under load. These functions give exactly what
 // ua.DecodeService and ua.Encode give for ReadRequest and ReadResponse
 // (readcodec_test.go compares them on built and fuzzed messages), with the
 // same nil and empty forms; the types gopcua writes out by hand (NodeID,
