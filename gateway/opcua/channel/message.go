@@ -238,12 +238,12 @@ func decodeService(body []byte) (typeID *ua.ExpandedNodeID, svc any, err error) 
 
 // encodeService is the binary encoding id followed by the encoded service.
 func encodeService(typeID uint16, v any) ([]byte, error) {
+	if b, ok, err := encodeRead(typeID, v); ok {
+		return b, err
+	}
 	tid, err := ua.NewFourByteExpandedNodeID(0, typeID).Encode()
 	if err != nil {
 		return nil, err
-	}
-	if b, ok, err := appendRead(append(make([]byte, 0, 256), tid...), v); ok {
-		return b, err
 	}
 	b, err := ua.Encode(v)
 	if err != nil {

@@ -239,17 +239,21 @@ func (r *reader) readResponse() *ua.ReadResponse {
 	return resp
 }
 
-// appendRead appends the encoding of a ReadRequest or ReadResponse to b;
-// ok is false for any other value.
-func appendRead(b []byte, v any) (out []byte, ok bool, err error) {
-	w := &writer{b: b}
+// encodeRead encodes a ReadRequest or ReadResponse after its type id
+// (typeID, in the four-byte form ua.NewFourByteExpandedNodeID gives); ok is
+// false, and nothing is allocated, for any other value.
+func encodeRead(typeID uint16, v any) (out []byte, ok bool, err error) {
+	switch v.(type) {
+	case *ua.ReadRequest, *ua.ReadResponse:
+	default:
+		return nil, false, nil
+	}
+	w := &writer{b: append(make([]byte, 0, 256), 0x01, 0, byte(typeID), byte(typeID>>8))}
 	switch m := v.(type) {
 	case *ua.ReadRequest:
 		w.readRequest(m)
 	case *ua.ReadResponse:
 		w.readResponse(m)
-	default:
-		return b, false, nil
 	}
 	return w.b, true, w.err
 }

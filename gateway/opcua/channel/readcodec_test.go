@@ -260,16 +260,20 @@ func FuzzReadCodec(f *testing.F) {
 	})
 }
 
-// encodeOwn is appendRead, a panic (which gopcua's codecs of the parts
-// may raise on what they decoded) turned into an error as for ua.Encode.
+// encodeOwn is encodeRead without the type id, a panic (which gopcua's
+// codecs of the parts may raise on what they decoded) turned into an error
+// as for ua.Encode.
 func encodeOwn(v any) (b []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	b, _, err = appendRead(nil, v)
-	return b, err
+	b, _, err = encodeRead(typeIDOf(v), v)
+	if err != nil {
+		return nil, err
+	}
+	return b[4:], nil
 }
 
 func encodeGeneric(v any) (b []byte, err error) {
