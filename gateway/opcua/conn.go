@@ -58,12 +58,12 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 }
 
 // serve answers the channel's requests until it ends. The goroutine that
-// reads a request answers it itself, after handing the turn to read on to
-// a goroutine waiting for it (or a new one): the request goes straight on
-// to the policy and the upstream, while the next one is read meanwhile, and
-// a Publish waiting upstream never holds up a Read. At most
-// max_requests_per_session are in flight; one more is answered
-// Bad_TooManyOperations at once.
+// reads a request answers it itself and keeps the turn to read; a request
+// not answered within handOffAfter, and a Publish at once, hands the turn
+// on to a goroutine waiting for it (or a new one), so that the requests
+// behind it are read meanwhile and a Publish waiting upstream never holds
+// up a Read. At most max_requests_per_session are in flight; one more is
+// answered Bad_TooManyOperations at once.
 func (c *conn) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readers{
@@ -108,12 +108,17 @@ type readers struct {
 // before it ends.
 const readerIdle = 2 * time.Second
 
+// handOffAfter is how long a request is answered with the turn to read
+// held: a quick one (a Read of a few nodes takes a few hundred
+// microseconds) costs no hand-over between goroutines, and one that waits
+// longer upstream delays the requests behind it by at most this much.
+const handOffAfter = time.Millisecond
+
 // run takes turns to read and answer until the channel ends: with the turn
-// (read is true) it reads a request, hands the turn on, and answers it;
+// (read is true) it reads a request and answers it, keeping the turn unless
+// the answer takes longer than handOffAfter or the request is a Publish;
 // then it waits for the turn again, up to readerIdle unless it is the
-// channel's first goroutine (stay), which ends only with the channel. A
-// polling client's requests so alternate between two goroutines whose
-// stacks have already grown.
+// channel's first goroutine (stay), which ends only with the channel.
 func (r *readers) run(ctx context.Context, read, stay bool) {
 	var idle <-chan time.Time // never, for the goroutine that stays
 	var t *time.Timer
@@ -122,6 +127,7 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 		defer t.Stop()
 		idle = t.C
 	}
+	var held *heldTurn
 	for {
 		if read {
 			read = false
@@ -136,17 +142,19 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 				read = true // answered; the turn stays here
 				continue
 			}
-			select {
-			case r.turn <- struct{}{}: // a waiting goroutine reads next
-			default:
-				r.wg.Add(1)
-				go func() {
-					defer r.wg.Done()
-					r.run(ctx, true, false)
-				}()
+			if _, publish := req.Body.(*ua.PublishRequest); publish {
+				r.pass(ctx)
+				r.answer(ctx, req)
+			} else {
+				if held == nil {
+					held = r.newHeldTurn(ctx)
+					defer held.t.Stop()
+				}
+				if held.answer(req) {
+					read = true
+					continue
+				}
 			}
-			r.c.reply(req.ID, r.c.handleSafe(ctx, req.Body))
-			<-r.slots
 		}
 		if t != nil {
 			t.Reset(readerIdle)
@@ -160,6 +168,65 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 			return
 		}
 	}
+}
+
+// pass hands the turn to read to a goroutine waiting for it, or a new one.
+func (r *readers) pass(ctx context.Context) {
+	select {
+	case r.turn <- struct{}{}:
+	default:
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.run(ctx, true, false)
+		}()
+	}
+}
+
+// answer handles req, sends the answer and frees its slot.
+func (r *readers) answer(ctx context.Context, req *request) {
+	r.c.reply(req.ID, r.c.handleSafe(ctx, req.Body))
+	<-r.slots
+}
+
+// heldTurn answers requests with the turn to read held, and passes the
+// turn on when one takes longer than handOffAfter. One per goroutine: its
+// timer is reused.
+type heldTurn struct {
+	r     *readers
+	ctx   context.Context
+	t     *time.Timer
+	state atomic.Int32
+}
+
+const (
+	turnIdle   = iota
+	turnHeld   // a request is being answered with the turn
+	turnPassed // the timer passed it on
+)
+
+func (r *readers) newHeldTurn(ctx context.Context) *heldTurn {
+	h := &heldTurn{r: r, ctx: ctx}
+	h.t = time.AfterFunc(time.Hour, func() {
+		// a late run from an earlier request at worst passes the turn early
+		if h.state.CompareAndSwap(turnHeld, turnPassed) {
+			h.r.pass(h.ctx)
+		}
+	})
+	h.t.Stop()
+	return h
+}
+
+// answer answers req and reports whether the turn is still held.
+func (h *heldTurn) answer(req *request) bool {
+	h.state.Store(turnHeld)
+	h.t.Reset(handOffAfter)
+	h.r.answer(h.ctx, req)
+	if h.state.CompareAndSwap(turnHeld, turnIdle) {
+		h.t.Stop()
+		return true
+	}
+	return false
 }
 
 // admit takes a slot for req, or answers it Bad_TooManyOperations when

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -88,13 +89,23 @@ func (cfg *ClientConfig) setDefaults() error {
 
 // ClientChannel is the client side of one secure channel over one
 // connection: Call sends a request and waits for its response; any number
-// of calls may be in flight, from any number of goroutines. One goroutine
-// reads the connection and hands each response to its caller; the token is
+// of calls may be in flight, from any number of goroutines. The token is
 // renewed in the background. A channel that fails stays failed: Err says
 // why, and every call returns that error.
+//
+// The channel has no goroutine of its own that reads. A caller waiting for
+// its response takes the turn to read and reads until its response is in,
+// handing on the responses of other callers as they come; then the turn
+// goes to the next caller waiting. A single caller so reads its own answer,
+// without a hand-over between goroutines on every call. When nobody has
+// waited for idleWatch, a watcher takes the turn and reads what the server
+// sends meanwhile (a renewal's response, an ERR, the close), and gives the
+// turn up as soon as a caller comes: it sets a passed read deadline, which
+// the frameReader survives without losing a byte.
 type ClientChannel struct {
 	conn net.Conn
 	r    *bufio.Reader
+	fr   frameReader
 	cfg  ClientConfig
 	asym *asymmetric // nil under None
 	id   uint32
@@ -119,10 +130,24 @@ type ClientChannel struct {
 	err      error
 	done     chan struct{} // closed when the channel fails or is closed
 
-	// the reading goroutine's own state
+	// the turn to read: a token in turn while nobody reads. Whoever holds
+	// it owns fr, in and partial.
+	turn    chan struct{}
 	in      seqIn
 	partial map[uint32]*partialMessage
+
+	rmu      sync.Mutex // the read deadline, waiting and watching
+	waiting  int        // callers (and a renewal) waiting for a response
+	watching bool       // the watcher holds the turn
+	idleT    *time.Timer
 }
+
+// idleWatch is how long the connection goes unread, when nobody waits
+// for a response, before the watcher reads it.
+const idleWatch = 10 * time.Millisecond
+
+// renewalTimeout bounds the wait for a renewal's response.
+const renewalTimeout = 30 * time.Second
 
 type pendingCall struct {
 	ch chan callResult // buffered: the reader never waits
@@ -148,6 +173,7 @@ func Dial(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*ClientChannel
 		pending: make(map[uint32]*pendingCall),
 		partial: make(map[uint32]*partialMessage),
 		done:    make(chan struct{}),
+		turn:    make(chan struct{}, 1),
 	}
 	if err := c.cfg.setDefaults(); err != nil {
 		conn.Close()
@@ -170,7 +196,11 @@ func Dial(ctx context.Context, conn net.Conn, cfg *ClientConfig) (*ClientChannel
 	}
 	conn.SetDeadline(time.Time{})
 	c.w.deadline = time.Time{} // the next write sets its own
-	go c.readLoop()
+	c.fr = frameReader{r: c.r, limit: c.recvChunk}
+	c.mu.Lock()
+	c.idleT = time.AfterFunc(idleWatch, c.watch)
+	c.mu.Unlock()
+	c.turn <- struct{}{}
 	return c, nil
 }
 
@@ -414,28 +444,38 @@ func (c *ClientChannel) scheduleRenewal(lifetime time.Duration) {
 }
 
 // renew asks for a new token; a channel whose renewal fails is failed.
-// The reader installs the new token when the response comes (handleOPN).
+// Whoever reads installs the new token when the response comes
+// (handleOPN); renew waits for it like a call, reading in turn.
 func (c *ClientChannel) renew() {
 	nonce, err := c.nonce()
 	if err != nil {
 		c.fail(err)
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), renewalTimeout)
+	defer cancel()
+	c.enter()
+	defer c.leave()
 	r := &renewal{nonce: nonce, done: make(chan error, 1)}
 	if _, err := c.writeOPN(ua.SecurityTokenRequestTypeRenew, nonce, r); err != nil {
 		c.fail(fmt.Errorf("opcua channel: token renewal: %w", err))
 		return
 	}
-	t := time.NewTimer(30 * time.Second)
-	defer t.Stop()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			c.fail(fmt.Errorf("opcua channel: token renewal: %w", err))
+	for {
+		select {
+		case err := <-r.done:
+			if err != nil {
+				c.fail(fmt.Errorf("opcua channel: token renewal: %w", err))
+			}
+			return
+		case <-c.turn:
+			c.lead(ctx, func() bool { return len(r.done) > 0 })
+		case <-ctx.Done():
+			c.fail(errorf(ua.StatusBadTimeout, "token renewal unanswered"))
+			return
+		case <-c.done:
+			return
 		}
-	case <-t.C:
-		c.fail(errorf(ua.StatusBadTimeout, "token renewal unanswered"))
-	case <-c.done:
 	}
 }
 
@@ -490,25 +530,139 @@ func (c *ClientChannel) Call(ctx context.Context, req ua.Request) (any, error) {
 		return nil, errorf(ua.StatusBadRequestTooLarge, "request of %d bytes exceeds the server's limits", len(body))
 	}
 	p := &pendingCall{ch: make(chan callResult, 1)}
+	c.enter()
+	defer c.leave()
 	reqID, err := c.writeMessage("MSG", body, p)
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case r := <-p.ch:
-		return r.resp, r.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.pending, reqID)
-		c.mu.Unlock()
-		return nil, ctx.Err()
-	case <-c.done:
+	for {
 		select {
 		case r := <-p.ch:
 			return r.resp, r.err
-		default:
+		case <-c.turn:
+			c.lead(ctx, func() bool { return len(p.ch) > 0 })
+		case <-ctx.Done():
+			c.mu.Lock()
+			delete(c.pending, reqID)
+			c.mu.Unlock()
+			return nil, ctx.Err()
+		case <-c.done:
+			select {
+			case r := <-p.ch:
+				return r.resp, r.err
+			default:
+			}
+			return nil, c.Err()
 		}
-		return nil, c.Err()
+	}
+}
+
+// enter counts a caller that is about to wait for a response and takes the
+// turn back from the watcher.
+func (c *ClientChannel) enter() {
+	c.rmu.Lock()
+	c.waiting++
+	if c.watching {
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.rmu.Unlock()
+}
+
+// leave ends enter; the last caller to leave lets the watcher come after
+// idleWatch.
+func (c *ClientChannel) leave() {
+	c.rmu.Lock()
+	c.waiting--
+	idle := c.waiting == 0
+	c.rmu.Unlock()
+	if idle {
+		c.mu.Lock()
+		if c.err == nil {
+			c.idleT.Reset(idleWatch)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// interrupt makes the read in progress, if any, return with a passed
+// deadline, so that its reader looks again at why it reads.
+func (c *ClientChannel) interrupt() {
+	c.rmu.Lock()
+	c.conn.SetReadDeadline(time.Unix(1, 0))
+	c.rmu.Unlock()
+}
+
+// interrupted clears the deadline an interrupt set.
+func (c *ClientChannel) interrupted() {
+	c.rmu.Lock()
+	c.conn.SetReadDeadline(time.Time{})
+	c.rmu.Unlock()
+}
+
+// lead reads, holding the turn, until have says the awaited response is
+// in, ctx ends or the channel fails; then it hands the turn back.
+func (c *ClientChannel) lead(ctx context.Context, have func() bool) {
+	defer func() { c.turn <- struct{}{} }()
+	if ctx.Err() != nil {
+		return
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, c.interrupt)
+		defer stop()
+	}
+	for !have() {
+		err := c.readOne()
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.interrupted()
+			if ctx.Err() != nil {
+				return
+			}
+		default:
+			c.readFailed(err)
+			return
+		}
+	}
+}
+
+// watch reads while no caller waits, from idleWatch after the last one
+// left until the next one comes.
+func (c *ClientChannel) watch() {
+	select {
+	case <-c.turn:
+	default:
+		return // a caller reads
+	}
+	c.rmu.Lock()
+	if c.waiting > 0 {
+		c.rmu.Unlock()
+		c.turn <- struct{}{}
+		return
+	}
+	c.watching = true
+	c.rmu.Unlock()
+	for {
+		err := c.readOne()
+		if err == nil {
+			continue
+		}
+		c.rmu.Lock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.conn.SetReadDeadline(time.Time{})
+			if c.waiting == 0 {
+				c.rmu.Unlock()
+				continue
+			}
+		}
+		c.watching = false
+		c.rmu.Unlock()
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.readFailed(err)
+		}
+		c.turn <- struct{}{}
+		return
 	}
 }
 
@@ -549,22 +703,18 @@ func (c *ClientChannel) writeMessage(typ string, body []byte, p *pendingCall) (u
 	}
 }
 
-// readLoop reads responses until the channel fails or is closed.
-func (c *ClientChannel) readLoop() {
-	for {
-		if err := c.readOne(); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				err = errorf(ua.StatusBadConnectionClosed, "the server closed the connection")
-			}
-			c.fail(err)
-			return
-		}
+// readFailed fails the channel with the error a read ended with.
+func (c *ClientChannel) readFailed(err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errorf(ua.StatusBadConnectionClosed, "the server closed the connection")
 	}
+	c.fail(err)
 }
 
-// readOne reads and handles one chunk.
+// readOne reads and handles one chunk. A passed read deadline comes back
+// as os.ErrDeadlineExceeded with nothing lost.
 func (c *ClientChannel) readOne() error {
-	f, err := readFrame(c.r, c.recvChunk)
+	f, err := c.fr.next()
 	if err != nil {
 		return err
 	}
@@ -674,6 +824,9 @@ func (c *ClientChannel) fail(err error) {
 	c.err = err
 	if c.renewT != nil {
 		c.renewT.Stop()
+	}
+	if c.idleT != nil {
+		c.idleT.Stop()
 	}
 	c.pending = map[uint32]*pendingCall{}
 	close(c.done)

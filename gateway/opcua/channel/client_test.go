@@ -366,3 +366,47 @@ func TestClientHelloSizes(t *testing.T) {
 		t.Fatalf("Hello %+v", h)
 	}
 }
+
+// TestClientIdle: a channel nobody calls on still renews its 300 ms token
+// (the renewal reads its own answer), answers calls after being idle (the
+// watcher gives up the turn), and notices within a second that the server
+// closed it.
+func TestClientIdle(t *testing.T) {
+	for _, o := range []Offer{{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, {ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}} {
+		t.Run(policyName(o.PolicyURI), func(t *testing.T) {
+			cfg := baseConfig(t)
+			cfg.MinTokenLifetime = 300 * time.Millisecond
+			srv := startServer(t, cfg)
+			c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := uint32(1); i <= 3; i++ {
+				time.Sleep(500 * time.Millisecond)
+				v, err := c.Call(context.Background(), readTest(i, ua.NewNumericNodeID(1, 1)))
+				if err != nil {
+					t.Fatalf("call %d after 500 ms idle: %v", i, err)
+				}
+				if r, ok := v.(*ua.ReadResponse); !ok || r.Results[0].Value.Value() != int32(i) {
+					t.Fatalf("call %d answered with %#v", i, v)
+				}
+			}
+			c.mu.Lock()
+			tokenID := c.current.id
+			c.mu.Unlock()
+			if tokenID < 4 {
+				t.Errorf("token %d after 1.5 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
+			}
+			time.Sleep(100 * time.Millisecond) // the watcher reads again
+			srv.lastChannel().Close()
+			deadline := time.Now().Add(time.Second)
+			for c.Err() == nil && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if c.Err() == nil {
+				t.Fatal("an idle channel the server closed still open after 1 s")
+			}
+			t.Logf("token %d; closed: %v", tokenID, c.Err())
+		})
+	}
+}

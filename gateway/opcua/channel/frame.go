@@ -129,3 +129,66 @@ func parseSecure(f *frame) (*secureChunk, error) {
 	}
 	return c, nil
 }
+
+// frameReader reads chunks like readFrame, but a read that a deadline
+// interrupts loses nothing: the next call goes on where it stopped. The
+// client channel's readers take turns on one connection and use the read
+// deadline to ask the one reading to give up its turn.
+type frameReader struct {
+	r     io.Reader
+	limit uint32
+	hb    [tcpHeaderLen]byte
+	n     int    // bytes of the current chunk read so far
+	b     []byte // the current chunk, once its header is in
+	typ   string // and its message type
+}
+
+// next returns the next chunk. An error from a passed deadline is returned
+// as it is (os.ErrDeadlineExceeded) and the chunk stays half read; any
+// other error is final, mapped as readFrame maps it.
+func (fr *frameReader) next() (*frame, error) {
+	for fr.n < tcpHeaderLen {
+		m, err := fr.r.Read(fr.hb[fr.n:])
+		fr.n += m
+		if err != nil && fr.n < tcpHeaderLen {
+			return nil, fr.err(err)
+		}
+	}
+	if fr.b == nil {
+		var h uacp.Header
+		if _, err := h.Decode(fr.hb[:]); err != nil {
+			return nil, errorf(ua.StatusBadDecodingError, "message header: %v", err)
+		}
+		switch {
+		case h.MessageSize < tcpHeaderLen:
+			return nil, errorf(ua.StatusBadDecodingError, "message size %d is smaller than its header", h.MessageSize)
+		case h.MessageSize > fr.limit:
+			return nil, errorf(ua.StatusBadTCPMessageTooLarge, "message size %d exceeds %d", h.MessageSize, fr.limit)
+		}
+		switch h.ChunkType {
+		case 'F', 'C', 'A':
+		default:
+			return nil, errorf(ua.StatusBadTCPMessageTypeInvalid, "chunk type %q", h.ChunkType)
+		}
+		fr.b = make([]byte, h.MessageSize)
+		fr.typ = h.MessageType
+		copy(fr.b, fr.hb[:])
+	}
+	for fr.n < len(fr.b) {
+		m, err := fr.r.Read(fr.b[fr.n:])
+		fr.n += m
+		if err != nil && fr.n < len(fr.b) {
+			return nil, fr.err(err)
+		}
+	}
+	f := &frame{typ: fr.typ, chunk: fr.b[3], b: fr.b}
+	fr.n, fr.b = 0, nil
+	return f, nil
+}
+
+func (fr *frameReader) err(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return readErr(err, fr.n == 0)
+}
