@@ -101,6 +101,57 @@ func TestHangingPublishDoesNotBlockReads(t *testing.T) {
 	}
 }
 
+// A request that takes long upstream (a method call of 3 s) holds up
+// neither the Reads sent after it on the same secure channel nor, once it
+// is answered, the channel: the goroutine that answers a request keeps the
+// turn to read only for a quick one.
+func TestSlowCallDoesNotBlockReadsBehindIt(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	read := func() error {
+		resp, err := c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue}}})
+		if err == nil && resp.Results[0].Status != ua.StatusOK {
+			err = resp.Results[0].Status
+		}
+		return err
+	}
+	if err := read(); err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan error, 1)
+	var took time.Duration // when the Call's answer came
+	start := time.Now()
+	go func() {
+		resp, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC),
+			MethodID: ua.MustParseNodeID(opcuatest.NodeWait), InputArguments: []*ua.Variant{ua.MustVariant(uint32(3000))}})
+		took = time.Since(start)
+		if err == nil && resp.StatusCode != ua.StatusOK {
+			err = resp.StatusCode
+		}
+		called <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the Call is out and waits upstream
+	for i := range 20 {
+		if err := read(); err != nil {
+			t.Fatalf("read %d while the Call waits: %v", i, err)
+		}
+	}
+	readsDone := time.Since(start)
+	if err := <-called; err != nil {
+		t.Fatalf("Wait(3000): %v", err)
+	}
+	t.Logf("20 reads done %v after the Call went out; the Call answered after %v", readsDone, took)
+	if readsDone >= took || took < 3*time.Second {
+		t.Errorf("the reads were answered only with the Call (%v, Call %v)", readsDone, took)
+	}
+	if err := read(); err != nil {
+		t.Fatalf("read after the Call: %v", err)
+	}
+}
+
 // Fifty clients connect, read and leave: no session and no socket is left.
 func TestClientsLeaveNothingBehind(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})

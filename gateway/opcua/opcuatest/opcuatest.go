@@ -41,6 +41,9 @@ const (
 	NodeCounter     = "ns=1;s=Counter"     // Int32, writable, starts at 0
 	NodeSpeed       = "ns=1;s=Speed"       // Int32, the speed of the last accepted Start
 	NodeStart       = "ns=1;s=Start"       // method of PLC: Start(speed Int32) -> (accepted Boolean)
+	// NodeWait is a method of PLC in the test server only: Wait(ms UInt32)
+	// answers after ms.
+	NodeWait = "ns=1;s=Wait"
 )
 
 // Users of the test server.

@@ -15,6 +15,7 @@
 //   ns=1;s=Speed        Int32, the speed of the last accepted Start
 //   ns=1;s=Start        method Start(speed Int32) -> (accepted Boolean);
 //                       speed > 1000 is refused with BadOutOfRange
+//   ns=1;s=Wait         method Wait(ms UInt32): answers after ms (at most 60000)
 // Users: alice/engineer-pw (role engineer), bob/operator-pw (role operator).
 // node-opcua offers UserName tokens on a None endpoint only when the server
 // also offers a policy to encrypt the password with (Basic256Sha256 ...).
@@ -235,6 +236,17 @@ async function main() {
             statusCode: StatusCodes.Good,
             outputArguments: [new Variant({ dataType: DataType.Boolean, value: true })],
         });
+    });
+
+    const wait = ns.addMethod(plc, {
+        browseName: "Wait",
+        nodeId: "s=Wait",
+        inputArguments: [{ name: "ms", description: { text: "how long to take, in milliseconds" }, dataType: DataType.UInt32 }],
+        outputArguments: [],
+    });
+    wait.bindMethod((inputArguments, _context, callback) => {
+        const ms = Math.min(inputArguments[0].value, 60000);
+        setTimeout(() => callback(null, { statusCode: StatusCodes.Good, outputArguments: [] }), ms);
     });
 
     // A Publish that hangs: the handler is looked up by name on the server
