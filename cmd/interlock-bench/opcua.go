@@ -367,7 +367,7 @@ audit:
 		fmt.Printf("| %d | %s | %.1f MiB | %.1f MiB | %.0f KiB | %s | %.1f%% of a core |\n", mem.n, mem.policy,
 			float64(mem.before)/(1<<20), float64(mem.after)/(1<<20), mem.perSession/1024, mem.simNote, 100*mem.idleCPU)
 		fmt.Println()
-		fmt.Println("The gateway's growth includes each session's upstream session on the simulator (the gateway's own client: its secure channel and one reader goroutine); the resident set is read from /proc/PID/status after a pause for the runtime to settle, not a forced GC.")
+		fmt.Println("The gateway's growth includes each session's upstream session on the simulator (the gateway's own client: its secure channel, and the goroutine that reads it while no request waits); the resident set is read from /proc/PID/status after a pause for the runtime to settle, not a forced GC.")
 		fmt.Println()
 	}
 	return nil

@@ -236,6 +236,7 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		{&errConnect{errors.New("connection refused")}, ua.StatusBadServerNotConnected},
 		{&errConnect{fmt.Errorf("ActivateSession: %w", ua.StatusBadUserAccessDenied)}, ua.StatusBadUserAccessDenied},
 		{&channel.Error{Code: ua.StatusBadRequestTooLarge}, ua.StatusBadRequestTooLarge},
+		{&channel.Error{Code: ua.StatusBadResponseTooLarge}, ua.StatusBadResponseTooLarge},
 		{&channel.Error{Code: ua.StatusBadConnectionClosed}, ua.StatusBadCommunicationError},
 		{errors.New("anything else"), ua.StatusBadCommunicationError},
 	}

@@ -247,7 +247,10 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 			}
 			return resp, nil
 		}
-		if ctx.Err() == nil && !errors.Is(err, ua.StatusBadTimeout) {
+		if !c.connected() {
+			// the channel failed; a call that failed alone (over a size
+			// limit, an undecodable or aborted response, its context
+			// ended) leaves the session to the next request
 			u.drop(c)
 		}
 		return nil, err
@@ -271,8 +274,12 @@ func statusOf(err error) ua.StatusCode {
 	if sc, ok := errors.AsType[ua.StatusCode](err); ok {
 		return sc
 	}
-	if ce, ok := errors.AsType[*channel.Error](err); ok && ce.Code == ua.StatusBadRequestTooLarge {
-		return ce.Code // not sent: over the server's limits
+	if ce, ok := errors.AsType[*channel.Error](err); ok {
+		switch ce.Code {
+		case ua.StatusBadRequestTooLarge, // not sent: over the server's limits
+			ua.StatusBadResponseTooLarge: // over the gateway's
+			return ce.Code
+		}
 	}
 	return ua.StatusBadCommunicationError
 }

@@ -79,6 +79,9 @@ type Channel struct {
 type partialMessage struct {
 	chunks uint32
 	body   []byte
+	// dropped: the message went over a limit and its caller has been
+	// answered; its remaining chunks are read and thrown away (client side)
+	dropped bool
 }
 
 // Accept runs the Hello/Acknowledge exchange and the first

@@ -768,10 +768,14 @@ func (c *ClientChannel) readOne() error {
 		if err := c.addPartial(sh.RequestID, body); err != nil {
 			return err
 		}
-		body = p.body
 		delete(c.partial, sh.RequestID)
+		if p.dropped {
+			return nil
+		}
+		body = p.body
 	} else if uint32(len(body)) > c.cfg.MaxMessageSize {
-		return errorf(ua.StatusBadResponseTooLarge, "response of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)
+		c.deliver(sh.RequestID, callResult{err: errorf(ua.StatusBadResponseTooLarge, "response of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)})
+		return nil
 	}
 	_, svc, err := decodeService(body)
 	if err != nil {
@@ -782,7 +786,11 @@ func (c *ClientChannel) readOne() error {
 	return nil
 }
 
-// addPartial adds one intermediate chunk of a response within the limits.
+// addPartial adds one chunk of a response in chunks. A response that goes
+// over our MaxChunkCount or MaxMessageSize (which the server was told in the
+// Hello, and should have answered Bad_ResponseTooLarge itself) fails its
+// call with Bad_ResponseTooLarge; the rest of its chunks are read and
+// dropped, and the channel goes on.
 func (c *ClientChannel) addPartial(reqID uint32, body []byte) error {
 	p := c.partial[reqID]
 	if p == nil {
@@ -792,13 +800,21 @@ func (c *ClientChannel) addPartial(reqID uint32, body []byte) error {
 		p = &partialMessage{}
 		c.partial[reqID] = p
 	}
+	if p.dropped {
+		return nil
+	}
 	p.chunks++
 	p.body = append(p.body, body...)
+	var err error
 	switch {
 	case p.chunks > c.cfg.MaxChunkCount:
-		return errorf(ua.StatusBadResponseTooLarge, "response of more than %d chunks", c.cfg.MaxChunkCount)
+		err = errorf(ua.StatusBadResponseTooLarge, "response of more than %d chunks", c.cfg.MaxChunkCount)
 	case uint32(len(p.body)) > c.cfg.MaxMessageSize:
-		return errorf(ua.StatusBadResponseTooLarge, "response of more than %d bytes", c.cfg.MaxMessageSize)
+		err = errorf(ua.StatusBadResponseTooLarge, "response of more than %d bytes", c.cfg.MaxMessageSize)
+	}
+	if err != nil {
+		p.dropped, p.body = true, nil
+		c.deliver(reqID, callResult{err: err})
 	}
 	return nil
 }

@@ -410,3 +410,49 @@ func TestClientIdle(t *testing.T) {
 		})
 	}
 }
+
+// TestClientOversizeResponse: a server that sends a response over the
+// MaxMessageSize or MaxChunkCount the client holds to (here lowered after
+// the Hello, so the server does not know) fails that call with
+// Bad_ResponseTooLarge; its other chunks are dropped and the channel serves
+// the next call.
+func TestClientOversizeResponse(t *testing.T) {
+	cfg := baseConfig(t)
+	srv := startServer(t, cfg)
+	srv.big = bytes.Repeat([]byte("0123456789"), 10_000)
+	o := Offer{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}
+	for _, lower := range []struct {
+		name string
+		set  func(*ClientConfig)
+	}{
+		{"MaxMessageSize", func(cc *ClientConfig) { cc.MaxMessageSize = 50_000 }},
+		{"MaxChunkCount", func(cc *ClientConfig) { cc.MaxChunkCount = 3 }},
+		{"one chunk", func(cc *ClientConfig) { cc.MaxMessageSize = 20 }},
+	} {
+		t.Run(lower.name, func(t *testing.T) {
+			c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.ReceiveBufferSize = 8192 })
+			if err != nil {
+				t.Fatal(err)
+			}
+			node := ua.NewStringNodeID(1, "big")
+			if lower.name == "one chunk" {
+				node = ua.NewNumericNodeID(1, 1)
+			}
+			lower.set(&c.cfg)
+			for i := uint32(1); i <= 2; i++ {
+				v, err := c.Call(context.Background(), readTest(i, node))
+				if StatusOf(err) != ua.StatusBadResponseTooLarge {
+					t.Fatalf("call %d: %#v, %v; want Bad_ResponseTooLarge", i, v, err)
+				}
+			}
+			c.cfg.MaxMessageSize, c.cfg.MaxChunkCount = defaultMaxMessageSize, defaultMaxChunkCount
+			v, err := c.Call(context.Background(), readTest(3, ua.NewNumericNodeID(1, 1)))
+			if err != nil || c.Err() != nil {
+				t.Fatalf("the channel after a dropped response: %v (channel %v)", err, c.Err())
+			}
+			if r, ok := v.(*ua.ReadResponse); !ok || r.Results[0].Value.Value() != int32(3) {
+				t.Fatalf("call 3 answered with %#v", v)
+			}
+		})
+	}
+}

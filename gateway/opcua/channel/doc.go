@@ -78,7 +78,12 @@
 // together within ours. It replaces gopcua's client channel, which
 // allocates a buffer of the server's ReceiveBufferSize (64 KiB) for every
 // message it receives and reads each message in two system calls: for a
-// hop that forwards every request, most of its garbage collection.
+// hop that forwards every request, most of its garbage collection. It has
+// no reading goroutine either: a caller waiting for its response reads
+// the connection itself, in turn with the other callers, so a lone caller
+// gets its answer without a hand-over between goroutines; a watcher reads
+// while nobody waits (renewals, ERR, the close) and yields the turn
+// through a passed read deadline, which frameReader survives mid-chunk.
 //
 // Policies: None, Basic256Sha256, Aes128_Sha256_RsaOaep and
 // Aes256_Sha256_RsaPss, each with Sign and SignAndEncrypt. The deprecated

@@ -98,7 +98,7 @@ func TestReadWriteCallBrowse(t *testing.T) {
 	}
 	want := []string{
 		"Counter=" + NodeCounter, "Pressure=" + NodePressure, "Setpoint=" + NodeSetpoint,
-		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature,
+		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature, "Wait=" + NodeWait,
 	}
 	slices.Sort(names)
 	if !slices.Equal(names, want) {
