@@ -126,6 +126,10 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		// Longer than any client session: an upstream session ends with
 		// its client session, never before it.
 		sessionTimeout: o.Limits.SessionTimeout + time.Minute,
+		tokenLifetime:  o.UpstreamTokenLifetime,
+		// what a client may send, the server may answer
+		maxMessageSize: o.Limits.MaxMessageSize,
+		maxChunkCount:  o.Limits.MaxChunkCount,
 	}
 	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
 		e.up.validate = func(c []byte) error { return validate(c, "") }

@@ -42,6 +42,10 @@ type Options struct {
 	UpstreamIdentity     string `yaml:"upstream_identity"`
 	UpstreamUser         string `yaml:"upstream_user"`
 	UpstreamPasswordFile string `yaml:"upstream_password_file"`
+	// UpstreamTokenLifetime is the security token lifetime the gateway asks
+	// the server for on its own leg (default 1h, at least 1s); the token
+	// is renewed at 75 % of what the server grants.
+	UpstreamTokenLifetime time.Duration `yaml:"upstream_token_lifetime"`
 
 	Limits LimitOptions `yaml:"limits"`
 
@@ -77,6 +81,8 @@ const (
 	DefaultMaxChunkCount              = 512
 	DefaultMaxRequestsPerSession      = 64
 	DefaultMaxPublishTimeout          = 10 * time.Minute
+	DefaultUpstreamTokenLifetime      = time.Hour
+	MinUpstreamTokenLifetime          = time.Second
 )
 
 // Identity kinds of upstream_identity.
@@ -229,6 +235,12 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	}
 	if o.Users == UsersPassthrough && o.UpstreamIdentity != IdentitySame {
 		return errors.New("upstream_identity: users passthrough needs upstream_identity same (the upstream checks the password)")
+	}
+	switch {
+	case o.UpstreamTokenLifetime == 0:
+		o.UpstreamTokenLifetime = DefaultUpstreamTokenLifetime
+	case o.UpstreamTokenLifetime < MinUpstreamTokenLifetime:
+		return fmt.Errorf("upstream_token_lifetime: %v is below %v", o.UpstreamTokenLifetime, MinUpstreamTokenLifetime)
 	}
 
 	l := &o.Limits

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -30,6 +31,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: -1}}, "limits.max_sessions:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMessageSize: 100}}, "limits.max_message_size:"},
+		{Options{PKI: "p", Anonymous: true, UpstreamTokenLifetime: 10 * time.Millisecond}, "upstream_token_lifetime:"},
 	} {
 		err := tc.o.checkAndSetDefaults("")
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -41,7 +43,8 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.PKI != "/etc/interlock/pki" || o.Users != "/etc/interlock/users.yaml" || len(o.offers) != 3 ||
-		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions {
+		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions ||
+		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime {
 		t.Errorf("defaults: %+v", o)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")

@@ -34,9 +34,12 @@ func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescr
 		return nil, err
 	}
 	ccfg := &channel.ClientConfig{
-		EndpointURL: cfg.url,
-		PolicyURI:   ep.SecurityPolicyURI,
-		Mode:        ep.SecurityMode,
+		EndpointURL:    cfg.url,
+		PolicyURI:      ep.SecurityPolicyURI,
+		Mode:           ep.SecurityMode,
+		Lifetime:       cfg.tokenLifetime,
+		MaxMessageSize: cfg.maxMessageSize,
+		MaxChunkCount:  cfg.maxChunkCount,
 	}
 	if ep.SecurityPolicyURI != ua.SecurityPolicyURINone {
 		ccfg.Certificate, ccfg.PrivateKey, ccfg.ServerCertificate = cfg.cert, cfg.key, ep.ServerCertificate

@@ -49,6 +49,9 @@ func startFakeUpstream(t *testing.T, badSig bool) *fakeUpstream {
 		Certificate:    cert,
 		PrivateKey:     key,
 		ValidateClient: func([]byte) error { return nil },
+		// short tokens for TestUpstreamTokenLifetime; the gateway asks an
+		// hour unless told otherwise
+		MinTokenLifetime: 500 * time.Millisecond,
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
@@ -244,5 +247,28 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		if got := statusOf(c.err); got != c.want {
 			t.Errorf("statusOf(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// TestUpstreamTokenLifetime: upstream_token_lifetime is what the gateway's
+// channel asks for, and it renews at 75 % of it while the session idles.
+func TestUpstreamTokenLifetime(t *testing.T) {
+	f := startFakeUpstream(t, false)
+	cfg := upstreamConfigFor(t, f)
+	cfg.tokenLifetime = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dialUpstream(ctx, cfg, f.endpointDescription(), identity{kind: IdentityAnonymous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close(ctx)
+	time.Sleep(2600 * time.Millisecond)
+	if id := c.ch.TokenID(); id < 4 {
+		t.Errorf("token %d after 2.6 s with a 1 s lifetime: want at least 3 renewals", id)
+	}
+	// the fake answers a Read Bad_ServiceUnsupported: an answer all the same
+	if _, err := c.send(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue}}}); err != nil {
+		t.Errorf("a request after the renewals: %v", err)
 	}
 }

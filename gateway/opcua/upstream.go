@@ -29,6 +29,11 @@ type upstreamConfig struct {
 	dialTimeout    time.Duration
 	requestTimeout time.Duration // TimeoutHint of forwarded requests; the context bounds each one
 	sessionTimeout time.Duration
+	// the channel's token lifetime asked for and the largest response
+	// taken (zero: the channel's defaults)
+	tokenLifetime  time.Duration
+	maxMessageSize uint32
+	maxChunkCount  uint32
 
 	mu        sync.Mutex
 	endpoints []*ua.EndpointDescription

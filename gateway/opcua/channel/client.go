@@ -857,6 +857,14 @@ func (c *ClientChannel) Err() error {
 	return c.err
 }
 
+// TokenID is the id of the channel's newest security token: 1 after the
+// open, one more with every renewal.
+func (c *ClientChannel) TokenID() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current.id
+}
+
 // Done is closed when the channel has ended.
 func (c *ClientChannel) Done() <-chan struct{} { return c.done }
 
