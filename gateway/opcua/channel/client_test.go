@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -454,5 +455,72 @@ func TestClientOversizeResponse(t *testing.T) {
 				t.Fatalf("call 3 answered with %#v", v)
 			}
 		})
+	}
+}
+
+// TestClientTurnsUnderCancellation: eight goroutines call for 1.5 s over
+// SignAndEncrypt with a 300 ms token, against a server that answers each
+// request after 0-3 ms, out of order; many calls give up after 1 or 2 ms,
+// often while they hold the turn to read and in the middle of a chunk.
+// Every call that returns an answer gets its own, every other returns
+// context.DeadlineExceeded, and the channel stays open through the
+// renewals.
+func TestClientTurnsUnderCancellation(t *testing.T) {
+	l := listen(t)
+	cfg := baseConfig(t)
+	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
+	cfg.MinTokenLifetime = 300 * time.Millisecond
+	go serveOne(l, cfg, func(ch *Channel, req *Request) {
+		go func() {
+			time.Sleep(time.Duration(req.Handle%4) * time.Millisecond)
+			ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle),
+				Results: []*ua.DataValue{{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(req.Handle))}}})
+		}()
+	})
+	o := Offer{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}
+	c, err := dialTest(t, cfg.EndpointURL, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(1500 * time.Millisecond)
+	var answered, cancelled atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := uint32(1); time.Now().Before(end); i++ {
+				h := uint32(g)<<24 | i
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if i%3 != 0 {
+					ctx, cancel = context.WithTimeout(ctx, time.Duration(i%3)*time.Millisecond)
+				}
+				v, err := c.Call(ctx, readTest(h, ua.NewNumericNodeID(1, 1)))
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+					cancelled.Add(1)
+				case err != nil:
+					t.Errorf("call %#x: %v", h, err)
+					return
+				default:
+					r, ok := v.(*ua.ReadResponse)
+					if !ok || r.ResponseHeader.RequestHandle != h || r.Results[0].Value.Value() != int32(h) {
+						t.Errorf("call %#x answered with %#v", h, v)
+						return
+					}
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d answered, %d gave up; token %d", answered.Load(), cancelled.Load(), c.TokenID())
+	if answered.Load() < 100 || cancelled.Load() < 100 {
+		t.Errorf("%d answered and %d cancelled calls: the test did not exercise both", answered.Load(), cancelled.Load())
+	}
+	if id := c.TokenID(); id < 4 {
+		t.Errorf("token %d after 1.5 s with a 300 ms lifetime: want at least 3 renewals", id)
+	}
+	if err := c.Err(); err != nil {
+		t.Errorf("channel failed: %v", err)
 	}
 }
