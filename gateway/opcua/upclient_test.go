@@ -263,9 +263,9 @@ func TestUpstreamTokenLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.close(ctx)
-	time.Sleep(2600 * time.Millisecond)
+	time.Sleep(3200 * time.Millisecond)
 	if id := c.ch.TokenID(); id < 4 {
-		t.Errorf("token %d after 2.6 s with a 1 s lifetime: want at least 3 renewals", id)
+		t.Errorf("token %d after 3.2 s with a 1 s lifetime: want at least 3 renewals", id)
 	}
 	// the fake answers a Read Bad_ServiceUnsupported: an answer all the same
 	if _, err := c.send(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue}}}); err != nil {
