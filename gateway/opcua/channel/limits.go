@@ -395,15 +395,17 @@ func (s *scanner) variant(depth int) {
 		return
 	}
 	n := s.i32()
-	if s.err != nil || n == -1 {
+	if s.err != nil {
 		return
 	}
-	if n < -1 || int(n) > len(s.b)-s.pos || int(n) > ua.MaxVariantArrayLength {
-		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array length exceeds the limits")
-		return
-	}
-	for i := 0; i < int(n) && s.err == nil; i++ {
-		s.variantValue(typ, depth)
+	if n != -1 { // -1: a null array, whose dimensions gopcua reads all the same
+		if n < -1 || int(n) > len(s.b)-s.pos || int(n) > ua.MaxVariantArrayLength {
+			s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array length exceeds the limits")
+			return
+		}
+		for i := 0; i < int(n) && s.err == nil; i++ {
+			s.variantValue(typ, depth)
+		}
 	}
 	if mask&0x40 == 0 {
 		return
@@ -414,6 +416,10 @@ func (s *scanner) variant(depth int) {
 	}
 	if rank < 0 || rank > maxArrayRank {
 		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array rank exceeds the limits")
+		return
+	}
+	if n == -1 && rank > 0 {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "Variant array dimensions of a null array")
 		return
 	}
 	product := int64(1)

@@ -3,6 +3,7 @@ package channel
 import (
 	"bytes"
 	"encoding/binary"
+	"runtime"
 	"testing"
 	"time"
 
@@ -112,6 +113,10 @@ func TestLimitsRefuseHostileBodies(t *testing.T) {
 		{"rank 100000", writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(1)...), le32(1)...), append(le32(100000), bytes.Repeat(le32(1), 1000)...)...)), ua.StatusBadEncodingLimitsExceeded},
 		{"string length near 2^31", writeWithValue(t, append([]byte{12}, le32(0x7ffffff0)...)), ua.StatusBadDecodingError},
 		{"nested DataValue 200", writeWithValue(t, append(bytes.Repeat([]byte{23, 0x01}, 200), 6, 1, 0, 0, 0)), ua.StatusBadEncodingLimitsExceeded},
+		// gopcua reads the dimensions of a null array too: 820 million of
+		// them made it allocate 3.3 GB (found by FuzzDecodeService)
+		{"null array with 820 million dimensions", writeWithValue(t, append(append([]byte{0xC0 | 6}, le32(-1)...), le32(0x30e6e6e6)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"null array with one dimension", writeWithValue(t, append(append(append([]byte{0xC0 | 6}, le32(-1)...), le32(1)...), le32(2)...)), ua.StatusBadEncodingLimitsExceeded},
 	}
 	// an ExtensionObject body (HistoryRead details) claiming 2^31-1 times
 	details := ua.NewExtensionObject(&ua.ReadAtTimeDetails{ReqTimes: []time.Time{time.Now()}})
@@ -135,16 +140,76 @@ func TestLimitsRefuseHostileBodies(t *testing.T) {
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if err := checkLimits(tc.body); err == nil {
+				t.Fatal("the pre-scan lets it through to gopcua's decoder")
+			}
 			_, _, err := decodeService(tc.body)
 			if got := StatusOf(err); got != tc.want {
 				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
 			}
 		})
 	}
+	// a null array without dimensions, and with none, still decodes
+	for _, v := range [][]byte{append([]byte{0x80 | 6}, le32(-1)...), append(append([]byte{0xC0 | 6}, le32(-1)...), le32(0)...)} {
+		if _, _, err := decodeService(writeWithValue(t, v)); err != nil {
+			t.Errorf("null array % x: %v", v, err)
+		}
+	}
 	// a nesting of exactly the limit still decodes
 	if _, _, err := decodeService(writeWithValue(t, nestedVariant(90))); err != nil {
 		t.Fatalf("nesting 90: %v", err)
 	}
+}
+
+// TestHostileHeaderFaultedWithItsHandle: a request whose header's
+// ExtensionObject claims 2^31-1 elements is refused by the pre-scan, and the
+// fault that answers it carries its RequestHandle, read without decoding
+// the rest of the header (gopcua's decoder would allocate 48 GB for it).
+func TestHostileHeaderFaultedWithItsHandle(t *testing.T) {
+	for _, name := range []string{"Read", "Browse"} {
+		t.Run(name, func(t *testing.T) {
+			body := hostileHeader(t, name == "Read")
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			_, _, err := decodeService(body)
+			handle := requestHandle(body)
+			runtime.ReadMemStats(&m1)
+			if StatusOf(err) != ua.StatusBadDecodingError || handle != 42 {
+				t.Fatalf("decodeService %v, handle %d; want Bad_DecodingError and 42", err, handle)
+			}
+			if n := m1.TotalAlloc - m0.TotalAlloc; n > 1<<20 {
+				t.Fatalf("refusing it allocated %d bytes", n)
+			}
+		})
+	}
+	for _, b := range [][]byte{nil, {0x01, 0, 0x77}, mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, &ua.ReadRequest{RequestHeader: requestHeader(7)})[:14]} {
+		if h := requestHandle(b); h != 0 {
+			t.Errorf("requestHandle(% x) = %d, want 0", b, h)
+		}
+	}
+}
+
+// hostileHeader is a Read (or a Browse) with handle 42 whose header's
+// AdditionalHeader is an ExtensionObject (ReadAtTimeDetails) claiming
+// 2^31-1 elements.
+func hostileHeader(t *testing.T, read bool) []byte {
+	details := ua.NewExtensionObject(&ua.ReadAtTimeDetails{ReqTimes: []time.Time{time.Now()}})
+	eo, err := ua.Encode(details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := requestHeader(42)
+	h.AdditionalHeader = details
+	body := mustEncode(t, id.BrowseRequest_Encoding_DefaultBinary, &ua.BrowseRequest{RequestHeader: h, View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}})
+	if read {
+		body = mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, &ua.ReadRequest{RequestHeader: h})
+	}
+	at := bytes.Index(body, eo)
+	if at < 0 {
+		t.Fatal("ExtensionObject not found in its request")
+	}
+	binary.LittleEndian.PutUint32(body[at+len(eo)-13:], 0x7fffffff) // body: count, one DateTime, UseSimpleBounds
+	return body
 }
 
 // Through the channel: a hostile Write is answered with a ServiceFault
@@ -172,6 +237,17 @@ func TestRawHostileBodyFault(t *testing.T) {
 	if resp, _ := r.read(r.tokenID, 12); resp.Header().ServiceResult != ua.StatusOK {
 		t.Fatalf("read after the fault: %v", resp.Header().ServiceResult)
 	}
+	// a header that gopcua's decoder would take 48 GB for: the fault still
+	// carries the request's handle
+	r.mustWrite(symChunk("MSG", 'F', r.chanID, r.tokenID, r.seq, 13, hostileHeader(t, false)))
+	r.seq++
+	resp, _ = r.response()
+	if f, ok := resp.(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadDecodingError || f.ResponseHeader.RequestHandle != 42 {
+		t.Fatalf("hostile header answered with %#v", resp)
+	}
+	if resp, _ := r.read(r.tokenID, 14); resp.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("read after the second fault: %v", resp.Header().ServiceResult)
+	}
 }
 
 // FuzzDecodeService feeds mutated request bodies to the pre-scan and the
@@ -189,10 +265,15 @@ func FuzzDecodeService(f *testing.F) {
 	f.Add(mustEncode(t, id.ActivateSessionRequest_Encoding_DefaultBinary, &ua.ActivateSessionRequest{RequestHeader: requestHeader(4),
 		ClientSignature: &ua.SignatureData{}, UserIdentityToken: ua.NewExtensionObject(&ua.UserNameIdentityToken{PolicyID: "u", UserName: "op", Password: []byte("pw")}),
 		UserTokenSignature: &ua.SignatureData{}}))
+	f.Add(hostileHeader(t, false))
+	f.Add(writeWithValue(t, append(append([]byte{0xC0 | 6}, le32(-1)...), le32(0x30e6e6e6)...)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		typeID, svc, err := decodeService(body)
 		if err == nil && (typeID == nil || svc == nil) {
 			t.Fatal("no error and no request")
+		}
+		if err != nil {
+			requestHandle(body) // as the fault that answers it does
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -199,23 +200,26 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 }
 
 // requestHandle reads the RequestHandle of a request body that did not
-// decode as a whole; 0 when even its RequestHeader does not decode.
-func requestHandle(body []byte) (handle uint32) {
-	defer func() {
-		if recover() != nil {
-			handle = 0
-		}
-	}()
+// decode as a whole; 0 when even the start of its RequestHeader does not
+// decode. It reads no further than the handle: the rest of the header (an
+// ExtensionObject) is what a hostile body may use to make gopcua's decoder
+// allocate without bound.
+func requestHandle(body []byte) uint32 {
 	var tid ua.ExpandedNodeID
 	n, err := tid.Decode(body)
 	if err != nil {
 		return 0
 	}
-	var h ua.RequestHeader
-	if _, err := ua.Decode(body[n:], &h); err != nil {
+	var token ua.NodeID // AuthenticationToken
+	m, err := token.Decode(body[n:])
+	if err != nil {
 		return 0
 	}
-	return h.RequestHandle
+	at := n + m + 8 // then the Timestamp
+	if len(body) < at+4 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(body[at:])
 }
 
 // decodeService is ua.DecodeService behind the limits check of the request
@@ -227,11 +231,11 @@ func decodeService(body []byte) (typeID *ua.ExpandedNodeID, svc any, err error) 
 			err = errorf(ua.StatusBadDecodingError, "decoder panic: %v", r)
 		}
 	}()
+	if typeID, svc, ok, err := decodeRead(body); ok {
+		return typeID, svc, err // checked part by part as it decodes
+	}
 	if err := checkLimits(body); err != nil {
 		return nil, nil, err
-	}
-	if typeID, svc, ok, err := decodeRead(body); ok {
-		return typeID, svc, err
 	}
 	return ua.DecodeService(body)
 }

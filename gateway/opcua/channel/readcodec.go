@@ -21,8 +21,10 @@ import (
 // (readcodec_test.go compares them on built and fuzzed messages), with the
 // same nil and empty forms; the types gopcua writes out by hand (NodeID,
 // ExtensionObject, DataValue with its Variant, DiagnosticInfo) still use
-// gopcua's own code. A body that is not in this form (another service, a
-// type id not in its four-byte form) takes the generic codec.
+// gopcua's own code, each behind the limits scanner (guard), so that a
+// Read needs no scan of the whole message first. A body that is not in
+// this form (another service, a type id not in its four-byte form) takes
+// the generic codec.
 
 // nullLength is the length of a null string or array.
 const nullLength = 0xffffffff
@@ -52,6 +54,9 @@ func decodeRead(body []byte) (typeID *ua.ExpandedNodeID, svc any, ok bool, err e
 		svc = r.readResponse()
 	}
 	if r.err != nil {
+		if _, ok := r.err.(*Error); !ok {
+			r.err = errorf(ua.StatusBadDecodingError, "%v", r.err)
+		}
 		return typeID, nil, true, r.err
 	}
 	return typeID, svc, true, nil
@@ -154,6 +159,25 @@ func (r *reader) decode(d ua.BinaryDecoder) {
 	r.pos += n
 }
 
+// guard runs the limits scanner (limits.go) over the part at the current
+// position before gopcua's decoder reads it: the parts that nest (an
+// ExtensionObject's body, a DataValue's Variant, a DiagnosticInfo) are
+// checked for depth and for counts longer than the bytes left, as
+// checkLimits checks a whole message of another service (which counts
+// these parts at depth 0 too).
+func (r *reader) guard(scan func(*scanner, int)) {
+	if r.err != nil {
+		return
+	}
+	s := scanner{b: r.b, pos: r.pos}
+	scan(&s, 0)
+	if s.err != nil && s.err != errScanGiveUp {
+		r.err = s.err
+	}
+}
+
+// A NodeID does not nest, and gopcua checks its lengths against the bytes
+// left before it allocates.
 func (r *reader) nodeID() *ua.NodeID {
 	n := new(ua.NodeID)
 	r.decode(n)
@@ -161,12 +185,14 @@ func (r *reader) nodeID() *ua.NodeID {
 }
 
 func (r *reader) extensionObject() *ua.ExtensionObject {
+	r.guard((*scanner).extensionObject)
 	e := new(ua.ExtensionObject)
 	r.decode(e)
 	return e
 }
 
 func (r *reader) diagnosticInfo() *ua.DiagnosticInfo {
+	r.guard((*scanner).diagnostic)
 	d := new(ua.DiagnosticInfo)
 	r.decode(d)
 	return d
@@ -219,6 +245,7 @@ func (r *reader) readResponse() *ua.ReadResponse {
 	if n, null := r.count(); !null {
 		resp.Results = make([]*ua.DataValue, n)
 		for i := range n {
+			r.guard((*scanner).dataValue)
 			v := new(ua.DataValue)
 			r.decode(v)
 			resp.Results[i] = v

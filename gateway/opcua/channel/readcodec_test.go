@@ -2,6 +2,7 @@ package channel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"reflect"
@@ -133,6 +134,70 @@ func TestReadCodecHugeCount(t *testing.T) {
 	}
 }
 
+// TestReadCodecRefusesHostileParts: the parts of a Read that gopcua's
+// codec decodes and that nest are scanned first, as checkLimits scans other
+// services whole: a DataValue nested 200 deep in a response, a
+// DiagnosticInfo nested 200 deep, and a request header whose
+// ExtensionObject claims 2^31-1 elements are refused through
+// decodeService without gopcua's decoder seeing them.
+func TestReadCodecRefusesHostileParts(t *testing.T) {
+	resp := &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{ServiceDiagnostics: &ua.DiagnosticInfo{}, AdditionalHeader: ua.NewExtensionObject(nil)},
+		Results: []*ua.DataValue{{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}}}
+	b, err := encodeService(id.ReadResponse_Encoding_DefaultBinary, resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the body ends with the DataValue (mask, Int32 Variant: 6 bytes) and a
+	// null DiagnosticInfos (4 bytes)
+	tail := len(b) - 10
+	nestedValue := append(append(append([]byte{}, b[:tail]...), 0x01), bytes.Repeat([]byte{23, 0x01}, 200)...)
+	nestedValue = append(nestedValue, 6, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff)
+	// ServiceDiagnostics is the byte after the type id, Timestamp,
+	// RequestHandle and ServiceResult
+	const diag = 4 + 8 + 4 + 4
+	if b[diag] != 0 {
+		t.Fatalf("ServiceDiagnostics mask %#x, want 0", b[diag])
+	}
+	nestedDiag := append(append(append([]byte{}, b[:diag]...), bytes.Repeat([]byte{0x40}, 200)...), b[diag:]...)
+
+	details := ua.NewExtensionObject(&ua.ReadAtTimeDetails{ReqTimes: []time.Time{time.Now()}})
+	eo, err := ua.Encode(details)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := encodeService(id.ReadRequest_Encoding_DefaultBinary, &ua.ReadRequest{
+		RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), AdditionalHeader: details},
+		NodesToRead:   []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(1, 1), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(req, eo)
+	if at < 0 {
+		t.Fatal("ExtensionObject not found in its request")
+	}
+	binary.LittleEndian.PutUint32(req[at+len(eo)-13:], 0x7fffffff) // body: count, one DateTime, UseSimpleBounds
+
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want ua.StatusCode
+	}{
+		{"DataValue nested 200 deep", nestedValue, ua.StatusBadEncodingLimitsExceeded},
+		{"DiagnosticInfo nested 200 deep", nestedDiag, ua.StatusBadEncodingLimitsExceeded},
+		{"header ExtensionObject with 2^31-1 elements", req, ua.StatusBadDecodingError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := checkLimits(tc.body); StatusOf(err) != tc.want {
+				t.Fatalf("checkLimits: %v, want %v (the test's body is not what it means to be)", err, tc.want)
+			}
+			_, svc, err := decodeService(tc.body)
+			if got := StatusOf(err); got != tc.want || svc != nil {
+				t.Fatalf("decodeService: %v (%v), %T; want %v", got, err, svc, tc.want)
+			}
+		})
+	}
+}
+
 // compareDecoders decodes body with decodeRead and with ua.DecodeService and
 // describes any difference: one fails and the other does not, or the values
 // differ.
@@ -242,8 +307,13 @@ func FuzzReadCodec(f *testing.F) {
 			typeID = id.ReadResponse_Encoding_DefaultBinary
 		}
 		body := append([]byte{0x01, 0, byte(typeID), byte(typeID >> 8)}, rest...)
-		if checkLimits(body) != nil {
-			return // refused before any decoder runs
+		if err := checkLimits(body); err != nil {
+			// decodeService does not scan a Read whole: its parts are
+			// scanned as they are decoded, and must refuse it as well
+			if _, _, _, rerr := decodeRead(body); rerr == nil {
+				t.Fatalf("checkLimits refuses the body (%v), decodeRead takes it", err)
+			}
+			return
 		}
 		if msg := compareDecoders(body); msg != "" {
 			t.Fatal(msg)
