@@ -16,10 +16,15 @@ import (
 // DiagnosticInfos and ExtensionObjects without a depth limit, and builds
 // multi-dimensional Variant arrays from dimensions whose product may
 // overflow: each can end the process (out of memory, stack overflow) where
-// no recover helps.
+// no recover helps. Within those limits a message still decodes to many
+// times its size (a Browse of minimal descriptions to 35 times: 570 MB for
+// a 16 MiB message), so the scan also adds up what the decoder will
+// allocate and refuses a message that would take more than
+// maxDecodedBytes.
 const (
-	maxNesting   = 100 // Part 6 §5.2.2: nesting of Variant, DiagnosticInfo, ExtensionObject
-	maxArrayRank = 32
+	maxNesting      = 100 // Part 6 §5.2.2: nesting of Variant, DiagnosticInfo, ExtensionObject
+	maxArrayRank    = 32
+	maxDecodedBytes = 64 << 20
 )
 
 var errScanGiveUp = errors.New("type not scanned")
@@ -115,9 +120,38 @@ func lookupType(kind string, tid []byte, probe func() any) (t reflect.Type) {
 }
 
 type scanner struct {
-	b   []byte
-	pos int
-	err error
+	b     []byte
+	pos   int
+	err   error
+	alloc int64 // bytes the decoder will allocate for what was scanned, about
+}
+
+// Sizes of what the decoder allocates for the types the scan handles by
+// hand (a value behind a pointer or in an interface).
+var (
+	nodeIDSize     = int64(reflect.TypeOf(ua.NodeID{}).Size())
+	expandedSize   = int64(reflect.TypeOf(ua.ExpandedNodeID{}).Size()) + nodeIDSize
+	variantSize    = int64(reflect.TypeOf(ua.Variant{}).Size())
+	dataValueSize  = int64(reflect.TypeOf(ua.DataValue{}).Size())
+	diagnosticSize = int64(reflect.TypeOf(ua.DiagnosticInfo{}).Size())
+	extObjSize     = int64(reflect.TypeOf(ua.ExtensionObject{}).Size()) + expandedSize
+	localizedSize  = int64(reflect.TypeOf(ua.LocalizedText{}).Size())
+)
+
+// decodeOverhead is what gopcua's reflection decoder allocates besides
+// the value itself for each value it decodes (a Buffer, reflect values):
+// with it the scan's sum comes within a factor of two of what the decoder
+// allocates (limits_test.go measures it).
+const decodeOverhead = 96
+
+// charge adds a value of n bytes the decoder will allocate.
+func (s *scanner) charge(n int64) {
+	if s.err != nil {
+		return
+	}
+	if s.alloc += n + decodeOverhead; s.alloc > maxDecodedBytes {
+		s.fail(ua.StatusBadEncodingLimitsExceeded, "the decoded message would take more than 64 MiB")
+	}
 }
 
 func (s *scanner) fail(code ua.StatusCode, reason string) {
@@ -164,6 +198,7 @@ func (s *scanner) bytes() {
 	n := s.i32()
 	if n > 0 {
 		s.skip(int(n))
+		s.charge(int64(n))
 	}
 }
 
@@ -244,10 +279,12 @@ func (s *scanner) scan(t reflect.Type, depth int) {
 			s.fail(ua.StatusBadDecodingError, "array too long")
 			return
 		}
+		s.charge(int64(n) * int64(t.Elem().Size()))
 		for i := 0; i < n && s.err == nil; i++ {
 			s.scan(t.Elem(), depth)
 		}
 	case reflect.Pointer:
+		s.charge(int64(t.Elem().Size()))
 		s.scan(t.Elem(), depth)
 	case reflect.Struct:
 		for i := 0; i < t.NumField() && s.err == nil; i++ {
@@ -269,12 +306,16 @@ func (s *scanner) nest(depth int) bool {
 func (s *scanner) custom(t reflect.Type, depth int) {
 	switch t {
 	case nodeIDType:
+		s.charge(nodeIDSize)
 		s.nodeID()
 	case expandedType:
+		s.charge(expandedSize)
 		s.expandedNodeID()
 	case guidType:
+		s.charge(16)
 		s.skip(16)
 	case localizedType:
+		s.charge(localizedSize)
 		mask := s.u8()
 		if mask&0x01 != 0 {
 			s.bytes()
@@ -299,6 +340,7 @@ func (s *scanner) dataValue(depth int) {
 	if !s.nest(depth) {
 		return
 	}
+	s.charge(dataValueSize)
 	mask := s.u8()
 	if mask&0x01 != 0 {
 		s.variant(depth + 1)
@@ -325,6 +367,7 @@ func (s *scanner) diagnostic(depth int) {
 		if !s.nest(depth) {
 			return
 		}
+		s.charge(diagnosticSize)
 		mask := s.u8()
 		for _, bit := range []byte{0x01, 0x02, 0x04, 0x08} {
 			if mask&bit != 0 {
@@ -347,6 +390,7 @@ func (s *scanner) extensionObject(depth int) {
 	if !s.nest(depth) {
 		return
 	}
+	s.charge(extObjSize)
 	start := s.pos
 	s.expandedNodeID()
 	tid := s.b[start:min(s.pos, len(s.b))]
@@ -370,8 +414,9 @@ func (s *scanner) extensionObject(depth int) {
 	if t == nil {
 		return // not registered: the decoder keeps no value
 	}
-	inner := &scanner{b: body}
+	inner := &scanner{b: body, alloc: s.alloc}
 	inner.scan(t, depth+1)
+	s.alloc = inner.alloc
 	if inner.err != nil {
 		s.err = inner.err
 	}
@@ -381,6 +426,7 @@ func (s *scanner) variant(depth int) {
 	if !s.nest(depth) {
 		return
 	}
+	s.charge(variantSize)
 	mask := s.u8()
 	typ := mask & 0x3f
 	if s.err != nil || typ == 0 {
@@ -440,6 +486,7 @@ func (s *scanner) variant(depth int) {
 }
 
 func (s *scanner) variantValue(typ byte, depth int) {
+	s.charge(16) // the value in an interface, or its slot in an array
 	switch typ {
 	case 1, 2, 3:
 		s.skip(1)
@@ -454,10 +501,13 @@ func (s *scanner) variantValue(typ byte, depth int) {
 	case 14:
 		s.skip(16)
 	case 17:
+		s.charge(nodeIDSize)
 		s.nodeID()
 	case 18:
+		s.charge(expandedSize)
 		s.expandedNodeID()
 	case 20:
+		s.charge(int64(reflect.TypeOf(ua.QualifiedName{}).Size()))
 		s.skip(2)
 		s.bytes()
 	case 21:

@@ -189,6 +189,79 @@ func TestHostileHeaderFaultedWithItsHandle(t *testing.T) {
 	}
 }
 
+// repeated is the encoding of a request whose last array holds n copies of
+// its one element: build makes the request with an empty array (false) or
+// with one element (true).
+func repeated(t *testing.T, typeID uint16, build func(one bool) any, n int) []byte {
+	empty := mustEncode(t, typeID, build(false))
+	one := mustEncode(t, typeID, build(true))
+	item := one[len(empty):]
+	body := append(append([]byte{}, empty[:len(empty)-4]...), le32(int32(n))...)
+	return append(body, bytes.Repeat(item, n)...)
+}
+
+// TestLimitsDecodedSize: the scan's sum of what the decoder will allocate
+// is within a factor of two of what it does allocate for a large Browse,
+// and a message that would take more than 64 MiB decoded is refused before
+// anything is allocated for it: a Browse of a million minimal descriptions
+// (17 MB, which gopcua decodes into about 600 MB) and a Read of a million
+// nodes (16 MB).
+func TestLimitsDecodedSize(t *testing.T) {
+	browse := func(n int) []byte {
+		return repeated(t, id.BrowseRequest_Encoding_DefaultBinary, func(one bool) any {
+			r := &ua.BrowseRequest{RequestHeader: requestHeader(9), View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, NodesToBrowse: []*ua.BrowseDescription{}}
+			if one {
+				r.NodesToBrowse = []*ua.BrowseDescription{{NodeID: ua.NewTwoByteNodeID(0), ReferenceTypeID: ua.NewTwoByteNodeID(0)}}
+			}
+			return r
+		}, n)
+	}
+	read := func(n int) []byte {
+		return repeated(t, id.ReadRequest_Encoding_DefaultBinary, func(one bool) any {
+			r := &ua.ReadRequest{RequestHeader: requestHeader(9), NodesToRead: []*ua.ReadValueID{}}
+			if one {
+				r.NodesToRead = []*ua.ReadValueID{{NodeID: ua.NewTwoByteNodeID(0), AttributeID: 13, DataEncoding: &ua.QualifiedName{}}}
+			}
+			return r
+		}, n)
+	}
+	allocated := func(f func()) uint64 {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		f()
+		runtime.ReadMemStats(&m1)
+		return m1.TotalAlloc - m0.TotalAlloc
+	}
+
+	body := browse(100_000)
+	s := &scanner{b: body}
+	s.expandedNodeID()
+	s.scan(serviceType(body[:s.pos]), 0)
+	var err error
+	got := allocated(func() { _, _, err = ua.DecodeService(body) })
+	if s.err != nil || err != nil {
+		t.Fatalf("a Browse of 100,000 nodes: scan %v, decode %v", s.err, err)
+	}
+	t.Logf("a Browse of 100,000 nodes, %d bytes: the scan counts %d bytes, the decoder allocates %d", len(body), s.alloc, got)
+	if s.alloc < int64(got)/2 || s.alloc > 2*int64(got) {
+		t.Errorf("the scan counts %d bytes, the decoder allocates %d: not within a factor of two", s.alloc, got)
+	}
+	if _, _, err := decodeService(read(10_000)); err != nil {
+		t.Errorf("a Read of 10,000 nodes: %v", err)
+	}
+
+	for name, body := range map[string][]byte{"Browse of 1,000,000": browse(1_000_000), "Read of 1,000,000": read(1_000_000)} {
+		var err error
+		n := allocated(func() { _, _, err = decodeService(body) })
+		if StatusOf(err) != ua.StatusBadEncodingLimitsExceeded {
+			t.Errorf("%s: %v, want Bad_EncodingLimitsExceeded", name, err)
+		}
+		if n > 1<<20 {
+			t.Errorf("%s: refusing it allocated %d bytes", name, n)
+		}
+	}
+}
+
 // hostileHeader is a Read (or a Browse) with handle 42 whose header's
 // AdditionalHeader is an ExtensionObject (ReadAtTimeDetails) claiming
 // 2^31-1 elements.

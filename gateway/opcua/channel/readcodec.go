@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"math"
+	"reflect"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -65,10 +66,30 @@ func decodeRead(body []byte) (typeID *ua.ExpandedNodeID, svc any, ok bool, err e
 // reader reads the binary encoding the way ua.Buffer does; after the first
 // error every read returns a zero value.
 type reader struct {
-	b   []byte
-	pos int
-	err error
+	b     []byte
+	pos   int
+	err   error
+	alloc int64 // what the decoded message takes so far, about (limits.go)
 }
+
+// charge adds n bytes of the decoded message and refuses a message that
+// would take more than maxDecodedBytes, as checkLimits does for the other
+// services.
+func (r *reader) charge(n int64) {
+	if r.err != nil {
+		return
+	}
+	if r.alloc += n; r.alloc > maxDecodedBytes {
+		r.err = errorf(ua.StatusBadEncodingLimitsExceeded, "the decoded message would take more than 64 MiB")
+	}
+}
+
+// Sizes of one element of the arrays the codec makes itself, with what it
+// and gopcua's NodeID decoder allocate for it.
+var (
+	readValueIDSize = int64(8+reflect.TypeOf(ua.ReadValueID{}).Size()+reflect.TypeOf(ua.QualifiedName{}).Size()) + nodeIDSize + decodeOverhead
+	stringSize      = int64(reflect.TypeOf("").Size())
+)
 
 func (r *reader) next(n int) []byte {
 	if r.err != nil {
@@ -117,7 +138,9 @@ func (r *reader) str() string {
 	if n == 0 || n == nullLength {
 		return ""
 	}
-	return string(r.next(int(n)))
+	b := r.next(int(n))
+	r.charge(int64(len(b)))
+	return string(b)
 }
 
 // dateTime is ua.Buffer.ReadTime: 100 ns intervals since 1601, 0 is the
@@ -169,8 +192,9 @@ func (r *reader) guard(scan func(*scanner, int)) {
 	if r.err != nil {
 		return
 	}
-	s := scanner{b: r.b, pos: r.pos}
+	s := scanner{b: r.b, pos: r.pos, alloc: r.alloc}
 	scan(&s, 0)
+	r.alloc = s.alloc
 	if s.err != nil && s.err != errScanGiveUp {
 		r.err = s.err
 	}
@@ -211,6 +235,9 @@ func (r *reader) readRequest() *ua.ReadRequest {
 	req.MaxAge = r.f64()
 	req.TimestampsToReturn = ua.TimestampsToReturn(r.u32())
 	if n, null := r.count(); !null {
+		if r.charge(int64(n) * readValueIDSize); r.err != nil {
+			return req
+		}
 		req.NodesToRead = make([]*ua.ReadValueID, n)
 		for i := range n {
 			v := &ua.ReadValueID{DataEncoding: &ua.QualifiedName{}}
@@ -236,6 +263,9 @@ func (r *reader) readResponse() *ua.ReadResponse {
 	h.ServiceResult = ua.StatusCode(r.u32())
 	h.ServiceDiagnostics = r.diagnosticInfo()
 	if n, null := r.count(); !null {
+		if r.charge(int64(n) * stringSize); r.err != nil {
+			return resp
+		}
 		h.StringTable = make([]string, n)
 		for i := range n {
 			h.StringTable[i] = r.str()
@@ -243,6 +273,9 @@ func (r *reader) readResponse() *ua.ReadResponse {
 	}
 	h.AdditionalHeader = r.extensionObject()
 	if n, null := r.count(); !null {
+		if r.charge(int64(n) * 8); r.err != nil { // the DataValues: guard charges them
+			return resp
+		}
 		resp.Results = make([]*ua.DataValue, n)
 		for i := range n {
 			r.guard((*scanner).dataValue)
@@ -255,6 +288,9 @@ func (r *reader) readResponse() *ua.ReadResponse {
 		}
 	}
 	if n, null := r.count(); !null {
+		if r.charge(int64(n) * 8); r.err != nil {
+			return resp
+		}
 		resp.DiagnosticInfos = make([]*ua.DiagnosticInfo, n)
 		for i := range n {
 			resp.DiagnosticInfos[i] = r.diagnosticInfo()
