@@ -240,6 +240,7 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		{&errConnect{fmt.Errorf("ActivateSession: %w", ua.StatusBadUserAccessDenied)}, ua.StatusBadUserAccessDenied},
 		{&channel.Error{Code: ua.StatusBadRequestTooLarge}, ua.StatusBadRequestTooLarge},
 		{&channel.Error{Code: ua.StatusBadResponseTooLarge}, ua.StatusBadResponseTooLarge},
+		{&channel.Error{Code: ua.StatusBadEncodingLimitsExceeded}, ua.StatusBadEncodingLimitsExceeded},
 		{&channel.Error{Code: ua.StatusBadConnectionClosed}, ua.StatusBadCommunicationError},
 		{errors.New("anything else"), ua.StatusBadCommunicationError},
 	}

@@ -282,7 +282,8 @@ func statusOf(err error) ua.StatusCode {
 	if ce, ok := errors.AsType[*channel.Error](err); ok {
 		switch ce.Code {
 		case ua.StatusBadRequestTooLarge, // not sent: over the server's limits
-			ua.StatusBadResponseTooLarge: // over the gateway's
+			ua.StatusBadResponseTooLarge,       // over the gateway's
+			ua.StatusBadEncodingLimitsExceeded: // the same, once decoded
 			return ce.Code
 		}
 	}

@@ -779,7 +779,11 @@ func (c *ClientChannel) readOne() error {
 	}
 	_, svc, err := decodeService(body)
 	if err != nil {
-		c.deliver(sh.RequestID, callResult{err: errorf(ua.StatusBadDecodingError, "response: %v", err)})
+		code := ua.StatusBadDecodingError
+		if StatusOf(err) == ua.StatusBadEncodingLimitsExceeded { // too deep, too large decoded
+			code = ua.StatusBadEncodingLimitsExceeded
+		}
+		c.deliver(sh.RequestID, callResult{err: errorf(code, "response: %v", err)})
 		return nil
 	}
 	c.deliver(sh.RequestID, callResult{resp: svc})

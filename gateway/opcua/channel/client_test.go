@@ -524,3 +524,36 @@ func TestClientTurnsUnderCancellation(t *testing.T) {
 		t.Errorf("channel failed: %v", err)
 	}
 }
+
+// TestClientResponseOverDecodeLimits: a response the decoder must not see
+// (a DataValue nested 150 deep) fails its call with
+// Bad_EncodingLimitsExceeded, and the channel serves the next call.
+func TestClientResponseOverDecodeLimits(t *testing.T) {
+	l := listen(t)
+	cfg := baseConfig(t)
+	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
+	go serveOne(l, cfg, func(ch *Channel, req *Request) {
+		v := ua.MustVariant(int32(req.Handle))
+		if req.Handle == 1 {
+			for range 150 {
+				v = ua.MustVariant(&ua.DataValue{EncodingMask: ua.DataValueValue, Value: v})
+			}
+		}
+		ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle),
+			Results: []*ua.DataValue{{EncodingMask: ua.DataValueValue, Value: v}}})
+	})
+	c, err := dialTest(t, cfg.EndpointURL, Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Call(context.Background(), readTest(1)); StatusOf(err) != ua.StatusBadEncodingLimitsExceeded {
+		t.Fatalf("a response nested 150 deep: %#v, %v; want Bad_EncodingLimitsExceeded", v, err)
+	}
+	v, err := c.Call(context.Background(), readTest(2))
+	if err != nil {
+		t.Fatalf("the call after: %v", err)
+	}
+	if r, ok := v.(*ua.ReadResponse); !ok || r.Results[0].Value.Value() != int32(2) {
+		t.Fatalf("the call after answered with %#v", v)
+	}
+}
