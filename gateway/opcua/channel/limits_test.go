@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -340,13 +341,25 @@ func FuzzDecodeService(f *testing.F) {
 		UserTokenSignature: &ua.SignatureData{}}))
 	f.Add(hostileHeader(t, false))
 	f.Add(writeWithValue(t, append(append([]byte{0xC0 | 6}, le32(-1)...), le32(0x30e6e6e6)...)))
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		before := allocated()
 		typeID, svc, err := decodeService(body)
 		if err == nil && (typeID == nil || svc == nil) {
 			t.Fatal("no error and no request")
 		}
 		if err != nil {
 			requestHandle(body) // as the fault that answers it does
+		}
+		// gopcua decodes a valid body into at most about 35 times its size;
+		// far more means a count the scan let through (the fuzzer's own
+		// goroutines allocate a little meanwhile)
+		if n := allocated() - before; n > 1<<20+200*uint64(len(body)) {
+			t.Fatalf("decoding %d bytes allocated %d", len(body), n)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -301,12 +302,22 @@ func FuzzReadCodec(f *testing.F) {
 		}
 		f.Add(b[4:], typeIDOf(m) == id.ReadResponse_Encoding_DefaultBinary)
 	}
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 {
+		metrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
 	f.Fuzz(func(t *testing.T, rest []byte, response bool) {
 		typeID := uint16(id.ReadRequest_Encoding_DefaultBinary)
 		if response {
 			typeID = id.ReadResponse_Encoding_DefaultBinary
 		}
 		body := append([]byte{0x01, 0, byte(typeID), byte(typeID >> 8)}, rest...)
+		before := allocated()
+		decodeRead(body)
+		if n := allocated() - before; n > 1<<20+200*uint64(len(body)) {
+			t.Fatalf("decoding %d bytes allocated %d", len(body), n)
+		}
 		if err := checkLimits(body); err != nil {
 			// decodeService does not scan a Read whole: its parts are
 			// scanned as they are decoded, and must refuse it as well
