@@ -150,7 +150,7 @@ const idleWatch = 10 * time.Millisecond
 const renewalTimeout = 30 * time.Second
 
 type pendingCall struct {
-	ch chan callResult // buffered: the reader never waits
+	ch chan callResult // buffered: whoever reads never waits on it
 }
 
 type callResult struct {
@@ -340,7 +340,7 @@ func (c *ClientChannel) writeOPN(typ ua.SecurityTokenRequestType, nonce []byte, 
 	defer c.wmu.Unlock()
 	reqID := c.nextReqID()
 	if r != nil {
-		// registered before the request goes out: the reader takes it from here
+		// registered before the request goes out: whoever reads takes it from here
 		r.reqID = reqID
 		c.mu.Lock()
 		c.renewal = r
