@@ -48,6 +48,20 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 			return ua.StatusBadSecurityChecksFailed
 		}
 	}
+	cfg.Refused = func(handle, typeID uint32, code ua.StatusCode, err error) {
+		call := &gateway.Call{Target: s.Target,
+			Operation: gateway.Operation{Function: "request", Access: gateway.AccessDiagnostic}}
+		call.Operation.Int("request_handle", int64(handle))
+		call.Operation.Int("type_id", int64(typeID))
+		reason := "undecodable"
+		switch code {
+		case ua.StatusBadServiceUnsupported:
+			reason = "service_unsupported"
+		case ua.StatusBadSecurityPolicyRejected:
+			reason = "security_policy_rejected"
+		}
+		e.pipeline.Reject(ctx, s, call, reason, err.Error(), statusName(code))
+	}
 	ch, err := channel.Accept(ctx, conn, cfg)
 	if err != nil {
 		e.channelError(ctx, s, "open_secure_channel", err)

@@ -45,6 +45,15 @@ type Config struct {
 	// such a channel is answered with Bad_SecurityPolicyRejected.
 	DiscoveryOverNone bool
 
+	// Refused, when set, is told of every request the channel answers with
+	// a ServiceFault itself, before the fault goes out: a body that does
+	// not decode or is over the decoder's limits, a service the channel
+	// does not serve, a session service on a discovery-only channel. It
+	// gets the request's RequestHandle, the numeric id of its type (0 when
+	// not even that decodes), the status of the fault and why; the channel
+	// goes on. It runs on the goroutine that reads the channel.
+	Refused func(handle, typeID uint32, code ua.StatusCode, err error)
+
 	ReceiveBufferSize uint32 // largest chunk accepted; default 65535, at least 8192
 	SendBufferSize    uint32 // largest chunk sent; default 65535, at least 8192
 	MaxMessageSize    uint32 // largest request body accepted; default 16 MiB

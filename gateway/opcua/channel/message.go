@@ -181,6 +181,7 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 		}
 		if !ok || req.Header() == nil {
 			code = ua.StatusBadServiceUnsupported
+			err = fmt.Errorf("%T is not a service request the channel passes on", svc)
 		}
 	}
 	if code == ua.StatusOK && c.discoveryOnly {
@@ -188,10 +189,20 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 		case *ua.GetEndpointsRequest, *ua.FindServersRequest, *ua.FindServersOnNetworkRequest:
 		default:
 			code = ua.StatusBadSecurityPolicyRejected
+			err = fmt.Errorf("%T on a discovery-only None channel", svc)
 		}
 	}
 	if code != ua.StatusOK {
-		if err := c.SendFault(reqID, requestHandle(body), code); err != nil {
+		handle := requestHandle(body)
+		if c.cfg.Refused != nil {
+			var tid ua.ExpandedNodeID
+			var n uint32
+			if _, err := tid.Decode(body); err == nil && tid.NodeID != nil {
+				n = tid.NodeID.IntID()
+			}
+			c.cfg.Refused(handle, n, code, err)
+		}
+		if err := c.SendFault(reqID, handle, code); err != nil {
 			return nil, err
 		}
 		return nil, nil

@@ -1,0 +1,186 @@
+package opcua_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// rawChannel is a client secure channel at SecurityPolicy None written out
+// byte by byte, to send request bodies no OPC UA stack would encode.
+type rawChannel struct {
+	t       *testing.T
+	conn    net.Conn
+	chanID  uint32
+	tokenID uint32
+	seq     uint32
+}
+
+func dialRawNone(t *testing.T, endpoint string) *rawChannel {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "opc.tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := &rawChannel{t: t, conn: conn, seq: 1}
+	hel, err := (&uacp.Hello{ReceiveBufSize: 65535, SendBufSize: 65535, MaxMessageSize: 1 << 24, EndpointURL: endpoint}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send("HELF", hel)
+	if typ, _ := r.recv(); typ != "ACKF" {
+		t.Fatalf("answered the Hello with %s", typ)
+	}
+	opn, err := ua.Encode(&ua.OpenSecureChannelRequest{
+		RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)},
+		RequestType:   ua.SecurityTokenRequestTypeIssue, SecurityMode: ua.MessageSecurityModeNone, ClientNonce: []byte{}, RequestedLifetime: 600000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := binary.LittleEndian.AppendUint32(nil, 0) // channel id
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(ua.SecurityPolicyURINone)))
+	b = append(b, ua.SecurityPolicyURINone...)
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff) // no certificate, no thumbprint
+	b = r.seqHeader(b, 1)
+	b = binary.LittleEndian.AppendUint16(append(b, 0x01, 0), id.OpenSecureChannelRequest_Encoding_DefaultBinary)
+	r.send("OPNF", append(b, opn...))
+	typ, body := r.recv()
+	if typ != "OPNF" {
+		t.Fatalf("answered the OpenSecureChannel with %s", typ)
+	}
+	// channel id, the asymmetric header (policy URI, two null byte strings), the sequence header
+	r.chanID = binary.LittleEndian.Uint32(body)
+	at := 4 + 4 + int(binary.LittleEndian.Uint32(body[4:])) + 8 + 8
+	_, v, err := ua.DecodeService(body[at:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.tokenID = v.(*ua.OpenSecureChannelResponse).SecurityToken.TokenID
+	return r
+}
+
+func (r *rawChannel) seqHeader(b []byte, reqID uint32) []byte {
+	b = binary.LittleEndian.AppendUint32(b, r.seq)
+	r.seq++
+	return binary.LittleEndian.AppendUint32(b, reqID)
+}
+
+func (r *rawChannel) send(typ string, body []byte) {
+	b := binary.LittleEndian.AppendUint32([]byte(typ), uint32(8+len(body)))
+	if _, err := r.conn.Write(append(b, body...)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// recv reads one message: its type and chunk (e.g. MSGF) and what follows
+// its size.
+func (r *rawChannel) recv() (string, []byte) {
+	var h [8]byte
+	if _, err := io.ReadFull(r.conn, h[:]); err != nil {
+		r.t.Fatal(err)
+	}
+	body := make([]byte, binary.LittleEndian.Uint32(h[4:])-8)
+	if _, err := io.ReadFull(r.conn, body); err != nil {
+		r.t.Fatal(err)
+	}
+	return string(h[:4]), body
+}
+
+// call sends a service request body (type id first) and returns the
+// decoded response.
+func (r *rawChannel) call(reqID uint32, body []byte) any {
+	b := binary.LittleEndian.AppendUint32(nil, r.chanID)
+	b = binary.LittleEndian.AppendUint32(b, r.tokenID)
+	r.send("MSGF", append(r.seqHeader(b, reqID), body...))
+	typ, resp := r.recv()
+	if typ != "MSGF" {
+		r.t.Fatalf("answered with %s % x", typ, resp)
+	}
+	_, v, err := ua.DecodeService(resp[16:]) // channel id, token id, sequence header
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return v
+}
+
+// Request bodies that must not reach gopcua's decoder are answered with a
+// ServiceFault carrying their handle, each leaves a request.rejected
+// record, and the channel and the gateway go on.
+func TestBadRequestBodiesAudited(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	get := func(handle uint32) []byte {
+		b, err := ua.Encode(&ua.GetEndpointsRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0),
+			RequestHandle: handle, AdditionalHeader: ua.NewExtensionObject(nil)}, EndpointURL: g.endpoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(binary.LittleEndian.AppendUint16([]byte{0x01, 0}, id.GetEndpointsRequest_Encoding_DefaultBinary), b...)
+	}
+	write := func(handle uint32, variant []byte) []byte {
+		b, err := ua.Encode(&ua.WriteRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0),
+			RequestHandle: handle, AdditionalHeader: ua.NewExtensionObject(nil)}, NodesToWrite: []*ua.WriteValue{
+			{NodeID: ua.NewStringNodeID(1, "Setpoint"), AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b[:len(b)-5], variant...) // the Int32 Variant ends the body
+		return append(binary.LittleEndian.AppendUint16([]byte{0x01, 0}, id.WriteRequest_Encoding_DefaultBinary), b...)
+	}
+	le := func(v int32) []byte { return binary.LittleEndian.AppendUint32(nil, uint32(v)) }
+	cases := []struct {
+		name string
+		body []byte
+		want ua.StatusCode
+	}{
+		{"nesting 150", write(11, append(bytes.Repeat([]byte{24}, 150), 6, 1, 0, 0, 0)), ua.StatusBadEncodingLimitsExceeded},
+		{"zero dimension", write(12, append(append(append([]byte{0xC0 | 6}, le(0)...), le(1)...), le(0)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"null array with 820 million dimensions", write(13, append(append([]byte{0xC0 | 6}, le(-1)...), le(0x30e6e6e6)...)), ua.StatusBadEncodingLimitsExceeded},
+		{"string length near 2^31", write(14, append([]byte{12}, le(0x7ffffff0)...)), ua.StatusBadDecodingError},
+	}
+	r := dialRawNone(t, g.endpoint)
+	if v := r.call(1, get(1)); v.(*ua.GetEndpointsResponse).ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("GetEndpoints: %#v", v)
+	}
+	for i, c := range cases {
+		v := r.call(uint32(2+i), c.body)
+		f, ok := v.(*ua.ServiceFault)
+		if !ok || f.ResponseHeader.ServiceResult != c.want || f.ResponseHeader.RequestHandle != uint32(11+i) {
+			t.Errorf("%s: answered with %#v, want a %v fault with handle %d", c.name, v, c.want, 11+i)
+		}
+	}
+	if v := r.call(9, get(2)); v.(*ua.GetEndpointsResponse).ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("GetEndpoints after the faults: %#v", v)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= len(cases) })
+	rejected := events(rs, "request.rejected")
+	for i, c := range cases {
+		found := false
+		for _, rec := range rejected {
+			if rec.str("operation", "request_handle") == strconv.Itoa(11+i) &&
+				rec.str("response") == certs.StatusName(c.want) && rec.str("reason") == "undecodable" &&
+				rec.str("operation", "type_id") == "673" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no request.rejected record with its handle, reason undecodable and %s among %v", c.name, certs.StatusName(c.want), rejected)
+		}
+	}
+}
