@@ -45,6 +45,20 @@ func dialTest(t testing.TB, endpoint string, o Offer, serverCertDER []byte, set 
 	return c, err
 }
 
+// dialShortTokens opens a client channel at o to a test server that grants
+// the 300 ms tokens the client asks for.
+func dialShortTokens(t *testing.T, o Offer) (*testServer, *ClientChannel) {
+	t.Helper()
+	cfg := baseConfig(t)
+	cfg.MinTokenLifetime = 300 * time.Millisecond
+	srv := startServer(t, cfg)
+	c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
+
 func readTest(handle uint32, nodes ...*ua.NodeID) *ua.ReadRequest {
 	r := readRequest(nodes...)
 	r.RequestHeader = requestHeader(handle)
@@ -57,13 +71,7 @@ func readTest(handle uint32, nodes ...*ua.NodeID) *ua.ReadRequest {
 func TestClientRenewsUnderLoad(t *testing.T) {
 	for _, o := range allOffers {
 		t.Run(policyName(o.PolicyURI)+"/"+o.Mode.String(), func(t *testing.T) {
-			cfg := baseConfig(t)
-			cfg.MinTokenLifetime = 300 * time.Millisecond
-			srv := startServer(t, cfg)
-			c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, c := dialShortTokens(t, o)
 			end := time.Now().Add(1200 * time.Millisecond)
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
@@ -94,9 +102,7 @@ func TestClientRenewsUnderLoad(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			c.mu.Lock()
-			tokenID := c.current.id
-			c.mu.Unlock()
+			tokenID := c.TokenID()
 			t.Logf("%d calls, token %d", calls, tokenID)
 			if tokenID < 4 {
 				t.Errorf("token %d after 1.2 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
@@ -375,13 +381,7 @@ func TestClientHelloSizes(t *testing.T) {
 func TestClientIdle(t *testing.T) {
 	for _, o := range []Offer{{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, {ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}} {
 		t.Run(policyName(o.PolicyURI), func(t *testing.T) {
-			cfg := baseConfig(t)
-			cfg.MinTokenLifetime = 300 * time.Millisecond
-			srv := startServer(t, cfg)
-			c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
-			if err != nil {
-				t.Fatal(err)
-			}
+			srv, c := dialShortTokens(t, o)
 			for i := uint32(1); i <= 3; i++ {
 				time.Sleep(500 * time.Millisecond)
 				v, err := c.Call(context.Background(), readTest(i, ua.NewNumericNodeID(1, 1)))
@@ -392,9 +392,7 @@ func TestClientIdle(t *testing.T) {
 					t.Fatalf("call %d answered with %#v", i, v)
 				}
 			}
-			c.mu.Lock()
-			tokenID := c.current.id
-			c.mu.Unlock()
+			tokenID := c.TokenID()
 			if tokenID < 4 {
 				t.Errorf("token %d after 1.5 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
 			}

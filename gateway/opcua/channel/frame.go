@@ -32,33 +32,14 @@ type frame struct {
 }
 
 // readFrame reads one chunk of at most limit bytes. Violations are *Error
-// with the code the ERR answer carries.
+// with the code the ERR answer carries; a passed deadline is Bad_Timeout.
 func readFrame(r io.Reader, limit uint32) (*frame, error) {
-	var hb [tcpHeaderLen]byte
-	if _, err := io.ReadFull(r, hb[:]); err != nil {
-		return nil, readErr(err, true)
+	fr := frameReader{r: r, limit: limit}
+	f, err := fr.next()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, readErr(err, fr.n == 0)
 	}
-	var h uacp.Header
-	if _, err := h.Decode(hb[:]); err != nil {
-		return nil, errorf(ua.StatusBadDecodingError, "message header: %v", err)
-	}
-	switch {
-	case h.MessageSize < tcpHeaderLen:
-		return nil, errorf(ua.StatusBadDecodingError, "message size %d is smaller than its header", h.MessageSize)
-	case h.MessageSize > limit:
-		return nil, errorf(ua.StatusBadTCPMessageTooLarge, "message size %d exceeds %d", h.MessageSize, limit)
-	}
-	switch h.ChunkType {
-	case 'F', 'C', 'A':
-	default:
-		return nil, errorf(ua.StatusBadTCPMessageTypeInvalid, "chunk type %q", h.ChunkType)
-	}
-	b := make([]byte, h.MessageSize)
-	copy(b, hb[:])
-	if _, err := io.ReadFull(r, b[tcpHeaderLen:]); err != nil {
-		return nil, readErr(err, false)
-	}
-	return &frame{typ: h.MessageType, chunk: h.ChunkType, b: b}, nil
+	return f, err
 }
 
 // errPeerClosed marks a connection the peer closed between messages.
