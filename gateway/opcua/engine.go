@@ -130,6 +130,7 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		// what a client may send, the server may answer
 		maxMessageSize: o.Limits.MaxMessageSize,
 		maxChunkCount:  o.Limits.MaxChunkCount,
+		maxDecodedSize: o.Limits.MaxDecodedSize,
 	}
 	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
 		e.up.validate = func(c []byte) error { return validate(c, "") }

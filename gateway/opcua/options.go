@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // Options is an opcua listener's own configuration section (`opcua:`).
@@ -63,6 +65,13 @@ type LimitOptions struct {
 	SessionTimeout             time.Duration `yaml:"session_timeout"` // the most a client may ask for
 	MaxMessageSize             uint32        `yaml:"max_message_size"`
 	MaxChunkCount              uint32        `yaml:"max_chunk_count"`
+	// MaxDecodedSize bounds what one message, a request or an upstream
+	// response, may take decoded (about, in bytes; default 64 MiB, at
+	// least 1 MiB): small values decode to many times their encoded size,
+	// so a message within max_message_size may still be refused, with
+	// Bad_EncodingLimitsExceeded. Raise it for very large legitimate
+	// responses (a HistoryRead of hundreds of thousands of values).
+	MaxDecodedSize int64 `yaml:"max_decoded_size"`
 	// MaxRequestsPerSession bounds the requests of one connection in flight
 	// at once (Publish requests included); one more is answered
 	// Bad_TooManyOperations.
@@ -275,6 +284,12 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	}
 	if l.MaxChunkCount == 0 {
 		l.MaxChunkCount = DefaultMaxChunkCount
+	}
+	if l.MaxDecodedSize == 0 {
+		l.MaxDecodedSize = channel.DefaultMaxDecodedSize
+	}
+	if l.MaxDecodedSize < channel.MinMaxDecodedSize {
+		return fmt.Errorf("limits.max_decoded_size: %d is below the least, %d (1 MiB)", l.MaxDecodedSize, channel.MinMaxDecodedSize)
 	}
 	if l.MaxRequestsPerSession == 0 {
 		l.MaxRequestsPerSession = DefaultMaxRequestsPerSession

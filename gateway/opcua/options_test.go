@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 func TestOptionsErrorsNameTheKey(t *testing.T) {
@@ -30,6 +32,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service", UpstreamUser: "svc"}, "upstream_password_file:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: -1}}, "limits.max_sessions:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxDecodedSize: 65536}}, "limits.max_decoded_size: 65536 is below"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMessageSize: 100}}, "limits.max_message_size:"},
 		{Options{PKI: "p", Anonymous: true, UpstreamTokenLifetime: 10 * time.Millisecond}, "upstream_token_lifetime:"},
 	} {
@@ -44,7 +47,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 	}
 	if o.PKI != "/etc/interlock/pki" || o.Users != "/etc/interlock/users.yaml" || len(o.offers) != 3 ||
 		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions ||
-		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime {
+		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime || o.Limits.MaxDecodedSize != channel.DefaultMaxDecodedSize {
 		t.Errorf("defaults: %+v", o)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")

@@ -23,6 +23,7 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		PrivateKey:     e.key,
 		MaxMessageSize: e.opts.Limits.MaxMessageSize,
 		MaxChunkCount:  e.opts.Limits.MaxChunkCount,
+		MaxDecodedSize: e.opts.Limits.MaxDecodedSize,
 	}
 	for _, o := range e.opts.offers {
 		cfg.Offers = append(cfg.Offers, channel.Offer{PolicyURI: o.PolicyURI, Mode: o.Mode})

@@ -40,6 +40,7 @@ func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescr
 		Lifetime:       cfg.tokenLifetime,
 		MaxMessageSize: cfg.maxMessageSize,
 		MaxChunkCount:  cfg.maxChunkCount,
+		MaxDecodedSize: cfg.maxDecodedSize,
 	}
 	if ep.SecurityPolicyURI != ua.SecurityPolicyURINone {
 		ccfg.Certificate, ccfg.PrivateKey, ccfg.ServerCertificate = cfg.cert, cfg.key, ep.ServerCertificate

@@ -34,6 +34,7 @@ type upstreamConfig struct {
 	tokenLifetime  time.Duration
 	maxMessageSize uint32
 	maxChunkCount  uint32
+	maxDecodedSize int64
 
 	mu        sync.Mutex
 	endpoints []*ua.EndpointDescription

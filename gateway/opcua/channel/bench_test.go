@@ -48,7 +48,7 @@ func BenchmarkDecodeRead(b *testing.B) {
 	for _, c := range []struct {
 		name   string
 		body   []byte
-		decode func([]byte) (*ua.ExpandedNodeID, any, error)
+		decode func([]byte, int64) (*ua.ExpandedNodeID, any, error)
 	}{
 		{"request", req, decodeService},
 		{"response", resp, decodeService},
@@ -58,7 +58,7 @@ func BenchmarkDecodeRead(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := c.decode(c.body); err != nil {
+				if _, _, err := c.decode(c.body, DefaultMaxDecodedSize); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -67,8 +67,8 @@ func BenchmarkDecodeRead(b *testing.B) {
 }
 
 // genericChecked is how decodeService decodes a service other than Read.
-func genericChecked(body []byte) (*ua.ExpandedNodeID, any, error) {
-	if err := checkLimits(body); err != nil {
+func genericChecked(body []byte, maxDecoded int64) (*ua.ExpandedNodeID, any, error) {
+	if err := checkLimits(body, maxDecoded); err != nil {
 		return nil, nil, err
 	}
 	return ua.DecodeService(body)

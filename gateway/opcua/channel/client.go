@@ -45,6 +45,9 @@ type ClientConfig struct {
 	ReceiveBufferSize uint32
 	MaxMessageSize    uint32 // largest response body accepted; default 16 MiB
 	MaxChunkCount     uint32 // most chunks in one response; default 512
+	// MaxDecodedSize bounds what one response may take decoded, about, in
+	// bytes (see Config.MaxDecodedSize); default DefaultMaxDecodedSize.
+	MaxDecodedSize int64
 	// WriteTimeout bounds writing one message; default 30 s.
 	WriteTimeout time.Duration
 }
@@ -62,6 +65,12 @@ func (cfg *ClientConfig) setDefaults() error {
 	}
 	if cfg.MaxChunkCount == 0 {
 		cfg.MaxChunkCount = defaultMaxChunkCount
+	}
+	if cfg.MaxDecodedSize == 0 {
+		cfg.MaxDecodedSize = DefaultMaxDecodedSize
+	}
+	if cfg.MaxDecodedSize < MinMaxDecodedSize {
+		return fmt.Errorf("opcua channel: max decoded size %d is below %s", cfg.MaxDecodedSize, sizeText(MinMaxDecodedSize))
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = defaultWriteTimeout
@@ -382,7 +391,7 @@ func (c *ClientChannel) readOPN(f *frame) (uint32, *ua.OpenSecureChannelResponse
 	if err := c.in.check(sh.SequenceNumber); err != nil {
 		return 0, nil, err
 	}
-	_, svc, err := decodeService(plain[seqHeaderLen:])
+	_, svc, err := decodeService(plain[seqHeaderLen:], c.cfg.MaxDecodedSize)
 	if err != nil {
 		return 0, nil, errorf(ua.StatusBadDecodingError, "OpenSecureChannel response: %v", err)
 	}
@@ -777,7 +786,7 @@ func (c *ClientChannel) readOne() error {
 		c.deliver(sh.RequestID, callResult{err: errorf(ua.StatusBadResponseTooLarge, "response of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)})
 		return nil
 	}
-	_, svc, err := decodeService(body)
+	_, svc, err := decodeService(body, c.cfg.MaxDecodedSize)
 	if err != nil {
 		code := ua.StatusBadDecodingError
 		if StatusOf(err) == ua.StatusBadEncodingLimitsExceeded { // too deep, too large decoded

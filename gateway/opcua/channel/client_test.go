@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -553,5 +554,81 @@ func TestClientResponseOverDecodeLimits(t *testing.T) {
 	}
 	if r, ok := v.(*ua.ReadResponse); !ok || r.Results[0].Value.Value() != int32(2) {
 		t.Fatalf("the call after answered with %#v", v)
+	}
+}
+
+// TestMaxDecodedSize: the decoded-size bound is the channel's own setting
+// on both sides. A server channel at the least bound (1 MiB) refuses a Read
+// of 20,000 nodes with Bad_EncodingLimitsExceeded and goes on serving; a
+// client channel at that bound refuses a response of 20,000 values the
+// same way, while one at the default decodes it.
+func TestMaxDecodedSize(t *testing.T) {
+	const many = 20_000
+	l := listen(t)
+	cfg := baseConfig(t)
+	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
+	cfg.MaxDecodedSize = MinMaxDecodedSize
+	answer := func(ch *Channel, req *Request) {
+		n := len(req.Body.(*ua.ReadRequest).NodesToRead)
+		if req.Handle == 3 {
+			n = many
+		}
+		res := make([]*ua.DataValue, n)
+		for i := range res {
+			res[i] = &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(i))}
+		}
+		ch.Send(req.ID, &ua.ReadResponse{ResponseHeader: okHeader(req.Handle), Results: res})
+	}
+	go serveOne(l, cfg, answer)
+	go serveOne(l, cfg, answer)
+	none := Offer{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}
+	wide, err := dialTest(t, cfg.EndpointURL, none, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrow, err := dialTest(t, cfg.EndpointURL, none, nil, func(cc *ClientConfig) { cc.MaxDecodedSize = MinMaxDecodedSize })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	nodes := make([]*ua.NodeID, many)
+	for i := range nodes {
+		nodes[i] = ua.NewNumericNodeID(1, uint32(i))
+	}
+	v, err := wide.Call(ctx, readTest(1, nodes...))
+	if f, ok := v.(*ua.ServiceFault); err != nil || !ok || f.ResponseHeader.ServiceResult != ua.StatusBadEncodingLimitsExceeded {
+		t.Fatalf("a Read of %d nodes to a server channel bound at 1 MiB: %#v, %v; want a ServiceFault with Bad_EncodingLimitsExceeded", many, v, err)
+	}
+	if v, err := wide.Call(ctx, readTest(2, nodes[:100]...)); err != nil || len(v.(*ua.ReadResponse).Results) != 100 {
+		t.Fatalf("a Read of 100 nodes after it: %v", err)
+	}
+
+	if v, err := narrow.Call(ctx, readTest(3, nodes[0])); StatusOf(err) != ua.StatusBadEncodingLimitsExceeded {
+		t.Fatalf("a response of %d values to a client channel bound at 1 MiB: %T, %v; want Bad_EncodingLimitsExceeded", many, v, err)
+	} else if !strings.Contains(err.Error(), "1 MiB") {
+		t.Errorf("the refusal does not name the bound: %v", err)
+	}
+	if v, err := narrow.Call(ctx, readTest(2, nodes[0])); err != nil || len(v.(*ua.ReadResponse).Results) != 1 {
+		t.Fatalf("the call after it: %v", err)
+	}
+	v, err = wide.Call(ctx, readTest(3, nodes[0]))
+	if err != nil {
+		t.Fatalf("the same response to a client channel at the default bound: %v", err)
+	}
+	if r := v.(*ua.ReadResponse).Results; len(r) != many || r[many-1].Value.Value() != int32(many-1) {
+		t.Fatalf("the response decoded to %d results", len(r))
+	}
+
+	for _, c := range []struct {
+		name string
+		err  error
+	}{
+		{"server", (&Config{Offers: []Offer{none}, MaxDecodedSize: MinMaxDecodedSize - 1}).checkAndSetDefaults()},
+		{"client", (&ClientConfig{PolicyURI: ua.SecurityPolicyURINone, MaxDecodedSize: 1000}).setDefaults()},
+	} {
+		if c.err == nil || !strings.Contains(c.err.Error(), "below 1 MiB") {
+			t.Errorf("%s config with a bound below 1 MiB: %v", c.name, c.err)
+		}
 	}
 }

@@ -58,6 +58,13 @@ type Config struct {
 	SendBufferSize    uint32 // largest chunk sent; default 65535, at least 8192
 	MaxMessageSize    uint32 // largest request body accepted; default 16 MiB
 	MaxChunkCount     uint32 // most chunks in one request; default 512
+	// MaxDecodedSize bounds what one request may take once decoded, about,
+	// in bytes: gopcua's decoder makes many times a message's size of
+	// small values (a Browse of minimal descriptions: 35 times), so the
+	// body's parts are added up before it decodes them and a body over
+	// this is answered with Bad_EncodingLimitsExceeded. Default
+	// DefaultMaxDecodedSize (64 MiB), at least MinMaxDecodedSize.
+	MaxDecodedSize int64
 
 	// MinTokenLifetime and MaxTokenLifetime clamp the lifetime a client asks
 	// for its security tokens; defaults 10 s and 1 h.
@@ -144,6 +151,12 @@ func (c *Config) checkAndSetDefaults() error {
 	}
 	if c.MaxChunkCount == 0 {
 		c.MaxChunkCount = defaultMaxChunkCount
+	}
+	if c.MaxDecodedSize == 0 {
+		c.MaxDecodedSize = DefaultMaxDecodedSize
+	}
+	if c.MaxDecodedSize < MinMaxDecodedSize {
+		return fmt.Errorf("opcua channel: max decoded size %d is below %s", c.MaxDecodedSize, sizeText(MinMaxDecodedSize))
 	}
 	if c.MinTokenLifetime <= 0 {
 		c.MinTokenLifetime = defaultMinLifetime

@@ -69,8 +69,8 @@
 //     Bad_EncodingLimitsExceeded) carrying the request's RequestHandle, and
 //     the channel goes on; the codec runs behind a pre-scan of the body that
 //     refuses nesting deeper than 100, array or string lengths longer than
-//     the body could hold and a body that would take more than 64 MiB
-//     decoded, and behind a recover. The RequestHandle of a refused body is
+//     the body could hold and a body that would take more than
+//     Config.MaxDecodedSize (64 MiB) decoded, and behind a recover. The RequestHandle of a refused body is
 //     read without decoding the rest of its header.
 //
 // Dial is the client side, on the same pieces (chunk.go, crypto.go,

@@ -3,6 +3,7 @@ package channel
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"time"
@@ -19,21 +20,42 @@ import (
 // no recover helps. Within those limits a message still decodes to many
 // times its size (a Browse of minimal descriptions to 35 times: 570 MB for
 // a 16 MiB message), so the scan also adds up what the decoder will
-// allocate and refuses a message that would take more than
-// maxDecodedBytes.
+// allocate and refuses a message that would take more than the channel's
+// MaxDecodedSize.
 const (
-	maxNesting      = 100 // Part 6 §5.2.2: nesting of Variant, DiagnosticInfo, ExtensionObject
-	maxArrayRank    = 32
-	maxDecodedBytes = 64 << 20
+	maxNesting   = 100 // Part 6 §5.2.2: nesting of Variant, DiagnosticInfo, ExtensionObject
+	maxArrayRank = 32
 )
+
+// DefaultMaxDecodedSize is the default of Config.MaxDecodedSize and
+// ClientConfig.MaxDecodedSize; MinMaxDecodedSize the least either accepts.
+const (
+	DefaultMaxDecodedSize = 64 << 20
+	MinMaxDecodedSize     = 1 << 20
+)
+
+// overDecodedSize is the error of a message that would decode to more than
+// max bytes.
+func overDecodedSize(max int64) error {
+	return errorf(ua.StatusBadEncodingLimitsExceeded, "the decoded message would take more than %s (max decoded size)", sizeText(max))
+}
+
+// sizeText writes a byte count in MiB when it is a whole number of them.
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
 
 var errScanGiveUp = errors.New("type not scanned")
 
 // checkLimits walks body the way ua.DecodeService will, checking every
-// count against the bytes left and the nesting depth, without allocating.
-// Types it does not know are left to the decoder.
-func checkLimits(body []byte) error {
-	s := &scanner{b: body}
+// count against the bytes left and the nesting depth and adding up what it
+// will allocate (at most maxDecoded bytes), without allocating. Types it
+// does not know are left to the decoder.
+func checkLimits(body []byte, maxDecoded int64) error {
+	s := &scanner{b: body, max: maxDecoded}
 	s.expandedNodeID()
 	if s.err != nil {
 		return nil // the decoder reports it
@@ -124,6 +146,7 @@ type scanner struct {
 	pos   int
 	err   error
 	alloc int64 // bytes the decoder will allocate for what was scanned, about
+	max   int64 // the most alloc may reach
 }
 
 // Sizes of what the decoder allocates for the types the scan handles by
@@ -149,8 +172,8 @@ func (s *scanner) charge(n int64) {
 	if s.err != nil {
 		return
 	}
-	if s.alloc += n + decodeOverhead; s.alloc > maxDecodedBytes {
-		s.fail(ua.StatusBadEncodingLimitsExceeded, "the decoded message would take more than 64 MiB")
+	if s.alloc += n + decodeOverhead; s.alloc > s.max && s.err == nil {
+		s.err = overDecodedSize(s.max)
 	}
 }
 
@@ -414,7 +437,7 @@ func (s *scanner) extensionObject(depth int) {
 	if t == nil {
 		return // not registered: the decoder keeps no value
 	}
-	inner := &scanner{b: body, alloc: s.alloc}
+	inner := &scanner{b: body, alloc: s.alloc, max: s.max}
 	inner.scan(t, depth+1)
 	s.alloc = inner.alloc
 	if inner.err != nil {

@@ -67,10 +67,10 @@ func TestLimitsAcceptValidRequests(t *testing.T) {
 			NodesToRead:        []*ua.HistoryReadValueID{{NodeID: nid, DataEncoding: &ua.QualifiedName{}}}}),
 	}
 	for name, b := range reqs {
-		if err := checkLimits(b); err != nil {
+		if err := checkLimits(b, DefaultMaxDecodedSize); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if _, _, err := decodeService(b); err != nil {
+		if _, _, err := decodeService(b, DefaultMaxDecodedSize); err != nil {
 			t.Errorf("%s does not decode: %v", name, err)
 		}
 	}
@@ -141,10 +141,10 @@ func TestLimitsRefuseHostileBodies(t *testing.T) {
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := checkLimits(tc.body); err == nil {
+			if err := checkLimits(tc.body, DefaultMaxDecodedSize); err == nil {
 				t.Fatal("the pre-scan lets it through to gopcua's decoder")
 			}
-			_, _, err := decodeService(tc.body)
+			_, _, err := decodeService(tc.body, DefaultMaxDecodedSize)
 			if got := StatusOf(err); got != tc.want {
 				t.Fatalf("got %v (%v), want %v", got, err, tc.want)
 			}
@@ -152,12 +152,12 @@ func TestLimitsRefuseHostileBodies(t *testing.T) {
 	}
 	// a null array without dimensions, and with none, still decodes
 	for _, v := range [][]byte{append([]byte{0x80 | 6}, le32(-1)...), append(append([]byte{0xC0 | 6}, le32(-1)...), le32(0)...)} {
-		if _, _, err := decodeService(writeWithValue(t, v)); err != nil {
+		if _, _, err := decodeService(writeWithValue(t, v), DefaultMaxDecodedSize); err != nil {
 			t.Errorf("null array % x: %v", v, err)
 		}
 	}
 	// a nesting of exactly the limit still decodes
-	if _, _, err := decodeService(writeWithValue(t, nestedVariant(90))); err != nil {
+	if _, _, err := decodeService(writeWithValue(t, nestedVariant(90)), DefaultMaxDecodedSize); err != nil {
 		t.Fatalf("nesting 90: %v", err)
 	}
 }
@@ -172,7 +172,7 @@ func TestHostileHeaderFaultedWithItsHandle(t *testing.T) {
 			body := hostileHeader(t, name == "Read")
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
-			_, _, err := decodeService(body)
+			_, _, err := decodeService(body, DefaultMaxDecodedSize)
 			handle := requestHandle(body)
 			runtime.ReadMemStats(&m1)
 			if StatusOf(err) != ua.StatusBadDecodingError || handle != 42 {
@@ -235,7 +235,7 @@ func TestLimitsDecodedSize(t *testing.T) {
 	}
 
 	body := browse(100_000)
-	s := &scanner{b: body}
+	s := &scanner{b: body, max: DefaultMaxDecodedSize}
 	s.expandedNodeID()
 	s.scan(serviceType(body[:s.pos]), 0)
 	var err error
@@ -247,13 +247,13 @@ func TestLimitsDecodedSize(t *testing.T) {
 	if s.alloc < int64(got)/2 || s.alloc > 2*int64(got) {
 		t.Errorf("the scan counts %d bytes, the decoder allocates %d: not within a factor of two", s.alloc, got)
 	}
-	if _, _, err := decodeService(read(10_000)); err != nil {
+	if _, _, err := decodeService(read(10_000), DefaultMaxDecodedSize); err != nil {
 		t.Errorf("a Read of 10,000 nodes: %v", err)
 	}
 
 	for name, body := range map[string][]byte{"Browse of 1,000,000": browse(1_000_000), "Read of 1,000,000": read(1_000_000)} {
 		var err error
-		n := allocated(func() { _, _, err = decodeService(body) })
+		n := allocated(func() { _, _, err = decodeService(body, DefaultMaxDecodedSize) })
 		if StatusOf(err) != ua.StatusBadEncodingLimitsExceeded {
 			t.Errorf("%s: %v, want Bad_EncodingLimitsExceeded", name, err)
 		}
@@ -348,7 +348,7 @@ func FuzzDecodeService(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := allocated()
-		typeID, svc, err := decodeService(body)
+		typeID, svc, err := decodeService(body, DefaultMaxDecodedSize)
 		if err == nil && (typeID == nil || svc == nil) {
 			t.Fatal("no error and no request")
 		}

@@ -162,7 +162,7 @@ func (c *Channel) dropPartial(reqID uint32) {
 // decodeRequest decodes a complete request body. A body that does not decode
 // is answered with a ServiceFault and yields (nil, nil): the channel goes on.
 func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
-	typeID, svc, err := decodeService(body)
+	typeID, svc, err := decodeService(body, c.cfg.MaxDecodedSize)
 	var code ua.StatusCode
 	switch {
 	case err != nil && errors.Is(err, ua.StatusBadServiceUnsupported):
@@ -233,19 +233,19 @@ func requestHandle(body []byte) uint32 {
 	return binary.LittleEndian.Uint32(body[at:])
 }
 
-// decodeService is ua.DecodeService behind the limits check of the request
-// body, with a recover: a codec panic answers one request, it does not end
-// the process.
-func decodeService(body []byte) (typeID *ua.ExpandedNodeID, svc any, err error) {
+// decodeService is ua.DecodeService behind the limits check of the body
+// (decoded, it may take at most maxDecoded bytes), with a recover: a codec
+// panic answers one request, it does not end the process.
+func decodeService(body []byte, maxDecoded int64) (typeID *ua.ExpandedNodeID, svc any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = errorf(ua.StatusBadDecodingError, "decoder panic: %v", r)
 		}
 	}()
-	if typeID, svc, ok, err := decodeRead(body); ok {
+	if typeID, svc, ok, err := decodeRead(body, maxDecoded); ok {
 		return typeID, svc, err // checked part by part as it decodes
 	}
-	if err := checkLimits(body); err != nil {
+	if err := checkLimits(body, maxDecoded); err != nil {
 		return nil, nil, err
 	}
 	return ua.DecodeService(body)

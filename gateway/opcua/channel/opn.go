@@ -54,7 +54,7 @@ func (c *Channel) handleOPN(f *frame, first bool) error {
 	if err := c.in.check(sh.SequenceNumber); err != nil {
 		return err
 	}
-	_, svc, err := decodeService(plain[seqHeaderLen:])
+	_, svc, err := decodeService(plain[seqHeaderLen:], c.cfg.MaxDecodedSize)
 	if err != nil {
 		return errorf(ua.StatusBadDecodingError, "OpenSecureChannel request: %v", err)
 	}

@@ -42,13 +42,13 @@ func fourByteServiceID(body []byte) (uint16, bool) {
 
 // decodeRead decodes a ReadRequest or ReadResponse body (type id first);
 // ok is false for any other body.
-func decodeRead(body []byte) (typeID *ua.ExpandedNodeID, svc any, ok bool, err error) {
+func decodeRead(body []byte, maxDecoded int64) (typeID *ua.ExpandedNodeID, svc any, ok bool, err error) {
 	sid, four := fourByteServiceID(body)
 	if !four || sid != id.ReadRequest_Encoding_DefaultBinary && sid != id.ReadResponse_Encoding_DefaultBinary {
 		return nil, nil, false, nil
 	}
 	typeID = ua.NewFourByteExpandedNodeID(0, sid)
-	r := &reader{b: body, pos: 4}
+	r := &reader{b: body, pos: 4, max: maxDecoded}
 	if sid == id.ReadRequest_Encoding_DefaultBinary {
 		svc = r.readRequest()
 	} else {
@@ -70,17 +70,17 @@ type reader struct {
 	pos   int
 	err   error
 	alloc int64 // what the decoded message takes so far, about (limits.go)
+	max   int64 // the most alloc may reach
 }
 
 // charge adds n bytes of the decoded message and refuses a message that
-// would take more than maxDecodedBytes, as checkLimits does for the other
-// services.
+// would take more than r.max, as checkLimits does for the other services.
 func (r *reader) charge(n int64) {
 	if r.err != nil {
 		return
 	}
-	if r.alloc += n; r.alloc > maxDecodedBytes {
-		r.err = errorf(ua.StatusBadEncodingLimitsExceeded, "the decoded message would take more than 64 MiB")
+	if r.alloc += n; r.alloc > r.max {
+		r.err = overDecodedSize(r.max)
 	}
 }
 
@@ -192,7 +192,7 @@ func (r *reader) guard(scan func(*scanner, int)) {
 	if r.err != nil {
 		return
 	}
-	s := scanner{b: r.b, pos: r.pos, alloc: r.alloc}
+	s := scanner{b: r.b, pos: r.pos, alloc: r.alloc, max: r.max}
 	scan(&s, 0)
 	r.alloc = s.alloc
 	if s.err != nil && s.err != errScanGiveUp {

@@ -129,7 +129,7 @@ func TestReadCodecHugeCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = append(b[:len(b)-4], 0xff, 0xff, 0xff, 0x7f) // 2^31-1 nodes, no bytes
-	if _, svc, ok, err := decodeRead(b); !ok || err == nil || svc != nil {
+	if _, svc, ok, err := decodeRead(b, DefaultMaxDecodedSize); !ok || err == nil || svc != nil {
 		t.Fatalf("decodeRead = %v, %v, %v; want an error", svc, ok, err)
 	}
 }
@@ -170,10 +170,10 @@ func TestReadCodecRefusesHostileParts(t *testing.T) {
 		{"header ExtensionObject with 2^31-1 elements", hostileHeader(t, true), ua.StatusBadDecodingError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := checkLimits(tc.body); StatusOf(err) != tc.want {
+			if err := checkLimits(tc.body, DefaultMaxDecodedSize); StatusOf(err) != tc.want {
 				t.Fatalf("checkLimits: %v, want %v (the test's body is not what it means to be)", err, tc.want)
 			}
-			_, svc, err := decodeService(tc.body)
+			_, svc, err := decodeService(tc.body, DefaultMaxDecodedSize)
 			if got := StatusOf(err); got != tc.want || svc != nil {
 				t.Fatalf("decodeService: %v (%v), %T; want %v", got, err, svc, tc.want)
 			}
@@ -185,7 +185,7 @@ func TestReadCodecRefusesHostileParts(t *testing.T) {
 // describes any difference: one fails and the other does not, or the values
 // differ.
 func compareDecoders(body []byte) string {
-	tid1, got, ok, err1 := decodeRead(body)
+	tid1, got, ok, err1 := decodeRead(body, DefaultMaxDecodedSize)
 	if !ok {
 		return "decodeRead does not take the body"
 	}
@@ -296,14 +296,14 @@ func FuzzReadCodec(f *testing.F) {
 		}
 		body := append([]byte{0x01, 0, byte(typeID), byte(typeID >> 8)}, rest...)
 		before := allocated()
-		decodeRead(body)
+		decodeRead(body, DefaultMaxDecodedSize)
 		if n := allocated() - before; n > 1<<20+200*uint64(len(body)) {
 			t.Fatalf("decoding %d bytes allocated %d", len(body), n)
 		}
-		if err := checkLimits(body); err != nil {
+		if err := checkLimits(body, DefaultMaxDecodedSize); err != nil {
 			// decodeService does not scan a Read whole: its parts are
 			// scanned as they are decoded, and must refuse it as well
-			if _, _, _, rerr := decodeRead(body); rerr == nil {
+			if _, _, _, rerr := decodeRead(body, DefaultMaxDecodedSize); rerr == nil {
 				t.Fatalf("checkLimits refuses the body (%v), decodeRead takes it", err)
 			}
 			return
@@ -311,7 +311,7 @@ func FuzzReadCodec(f *testing.F) {
 		if msg := compareDecoders(body); msg != "" {
 			t.Fatal(msg)
 		}
-		_, v, _, err := decodeRead(body)
+		_, v, _, err := decodeRead(body, DefaultMaxDecodedSize)
 		if err != nil {
 			return
 		}

@@ -40,6 +40,7 @@ const (
 	NodePressure    = "ns=1;s=Pressure"    // Double, 1.013
 	NodeCounter     = "ns=1;s=Counter"     // Int32, writable, starts at 0
 	NodeSpeed       = "ns=1;s=Speed"       // Int32, the speed of the last accepted Start
+	NodeTrend       = "ns=1;s=Trend"       // Int32 array of 20,000 values, 0 to 19,999
 	NodeStart       = "ns=1;s=Start"       // method of PLC: Start(speed Int32) -> (accepted Boolean)
 	// NodeWait is a method of PLC in the test server only: Wait(ms UInt32)
 	// answers after ms.

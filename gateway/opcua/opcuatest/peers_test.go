@@ -98,7 +98,7 @@ func TestReadWriteCallBrowse(t *testing.T) {
 	}
 	want := []string{
 		"Counter=" + NodeCounter, "Pressure=" + NodePressure, "Setpoint=" + NodeSetpoint,
-		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature, "Wait=" + NodeWait,
+		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature, "Trend=" + NodeTrend, "Wait=" + NodeWait,
 	}
 	slices.Sort(names)
 	if !slices.Equal(names, want) {

@@ -36,6 +36,7 @@ const {
     OPCUACertificateManager,
     Variant,
     DataType,
+    VariantArrayType,
     StatusCodes,
     SecurityPolicy,
     MessageSecurityMode,
@@ -217,6 +218,18 @@ async function main() {
         nodeId: "s=Speed",
         dataType: "Int32",
         value: new Variant({ dataType: DataType.Int32, value: 0 }),
+    });
+
+    // A large value: 20,000 Int32s (80 kB encoded), for the limits on what
+    // a response may take decoded.
+    ns.addVariable({
+        componentOf: plc,
+        browseName: "Trend",
+        nodeId: "s=Trend",
+        dataType: "Int32",
+        valueRank: 1,
+        arrayDimensions: [20000],
+        value: new Variant({ dataType: DataType.Int32, arrayType: VariantArrayType.Array, value: Int32Array.from({ length: 20000 }, (_, i) => i) }),
     });
 
     const start = ns.addMethod(plc, {

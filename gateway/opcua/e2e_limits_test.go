@@ -1,0 +1,70 @@
+package opcua_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
+)
+
+// TestMaxDecodedSizeLimit: limits.max_decoded_size binds both legs. With
+// node-opcua upstream and a gopcua client, a gateway at the least bound (1
+// MiB) answers a Read of 20,000 nodes with Bad_EncodingLimitsExceeded and a
+// request.rejected record, and a Read of the 20,000-value Trend variable
+// (80 kB encoded, about 2 MiB decoded) with Bad_EncodingLimitsExceeded from
+// its upstream leg, while Reads of single values go on; a gateway at 8 MiB
+// reads the Trend's values as the server has them.
+func TestMaxDecodedSizeLimit(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	ctx := context.Background()
+	read := func(c *gopcua.Client, nodes ...string) (*ua.ReadResponse, error) {
+		req := &ua.ReadRequest{}
+		for _, n := range nodes {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.MustParseNodeID(n), AttributeID: ua.AttributeIDValue})
+		}
+		return c.Read(ctx, req)
+	}
+	open := func(maxDecoded int64) (*gw, *gopcua.Client) {
+		g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true,
+			Limits: opcua.LimitOptions{MaxDecodedSize: maxDecoded}}})
+		c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, c
+	}
+
+	g, c := open(channel.MinMaxDecodedSize)
+	many := make([]string, 20_000)
+	for i := range many {
+		many[i] = "ns=1;s=N" + strconv.Itoa(i)
+	}
+	if r, err := read(c, many...); err != ua.StatusBadEncodingLimitsExceeded {
+		t.Errorf("a Read of %d nodes at 1 MiB: %v, %d results; want Bad_EncodingLimitsExceeded", len(many), err, len(r.Results))
+	}
+	if r, err := read(c, opcuatest.NodeTrend); err != ua.StatusBadEncodingLimitsExceeded {
+		t.Errorf("a Read of the Trend at 1 MiB: %v, %+v; want Bad_EncodingLimitsExceeded", err, r)
+	}
+	if v := readValue(ctx, t, c, opcuatest.NodePressure); v.Value.Value() != 1.013 {
+		t.Errorf("Pressure after the refusals: %v", v.Value.Value())
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 1 })
+	if rej := events(rs, "request.rejected"); rej[0].str("response") != certs.StatusName(ua.StatusBadEncodingLimitsExceeded) ||
+		rej[0].str("reason") != "undecodable" {
+		t.Errorf("the refused Read's record: %v", rej[0])
+	}
+
+	_, c = open(8 << 20)
+	v := readValue(ctx, t, c, opcuatest.NodeTrend)
+	got, ok := v.Value.Value().([]int32)
+	if !ok || len(got) != 20_000 || got[0] != 0 || got[19_999] != 19_999 {
+		t.Fatalf("the Trend at 8 MiB: %T of %d", v.Value.Value(), len(got))
+	}
+}
