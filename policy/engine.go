@@ -338,9 +338,15 @@ type prepared struct {
 
 func (p *prepared) eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
 	vc, dc := getRuleCache(), getDataCache()
+	// The evaluation stops when ctx ends (the decision timeout). Left to
+	// itself OPA starts a goroutine per evaluation to watch ctx; a callback
+	// registered on ctx costs no goroutine until ctx ends.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(at),
-		rego.EvalVirtualCache(vc), rego.EvalBaseCache(dc),
+		rego.EvalVirtualCache(vc), rego.EvalBaseCache(dc), rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(metrics.NoOp())) // nobody reads per-decision metrics; skip their cost
+	stop()
 	putRuleCache(vc)
 	putDataCache(dc)
 	if err != nil {
