@@ -32,7 +32,20 @@ install_node_opcua() {
   fi
   echo "peers: installing node-opcua@$node_opcua_version into $root/.cache/node with npm"
   mkdir -p "$root/.cache/node"
-  npm install --prefix "$root/.cache/node" --no-audit --no-fund "node-opcua@$node_opcua_version" >/dev/null
+  # npm's output goes to a log: on Debian's node 20 it warns for hundreds
+  # of lines that node-opcua's packages ask for node 22 (the tests run it
+  # on node 20); a failure prints the log.
+  local log="$root/.cache/node/npm-install.log"
+  if ! npm install --prefix "$root/.cache/node" --no-audit --no-fund "node-opcua@$node_opcua_version" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "peers: npm could not install node-opcua@$node_opcua_version (the log above, also in $log)" >&2
+    exit 1
+  fi
+  local warned
+  warned=$(grep -c 'EBADENGINE Unsupported engine' "$log" || true)
+  if [ "$warned" -gt 0 ]; then
+    echo "peers: npm warned that $warned packages ask for a newer node than $(node --version) (details in $log)"
+  fi
   echo "peers: installed node-opcua@$node_opcua_version"
 }
 
