@@ -130,13 +130,16 @@ func plain(x any, depth int) any {
 			return nil
 		}
 		return x.Text
-	case *ua.Variant:
-		return plainValue(x)
-	case *ua.DataValue:
+	case *ua.Variant: // in an array of Variants, or nested: depth counts on
 		if x == nil {
 			return nil
 		}
-		return plainValue(x.Value)
+		return plain(x.Value(), depth+1)
+	case *ua.DataValue:
+		if x == nil || x.Value == nil {
+			return nil
+		}
+		return plain(x.Value.Value(), depth+1)
 	case *ua.ExtensionObject:
 		if x == nil {
 			return nil
