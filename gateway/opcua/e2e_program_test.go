@@ -71,6 +71,8 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 			out = r.Results
 		case *ua.AddReferencesResponse:
 			out = r.Results
+		case *ua.DeleteReferencesResponse:
+			out = r.Results
 		case *ua.HistoryUpdateResponse:
 			for _, x := range r.Results {
 				out = append(out, x.StatusCode)
@@ -113,6 +115,14 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 	want("add references, denied", items(&ua.AddReferencesRequest{ReferencesToAdd: []*ua.AddReferencesItem{
 		{SourceNodeID: ua.MustParseNodeID(opcuatest.NodeSetpoint), ReferenceTypeID: ua.NewNumericNodeID(0, id.Organizes),
 			IsForward: true, TargetNodeID: ua.NewExpandedNodeID(ua.MustParseNodeID(opcuatest.NodeCounter), "", 0)}}}, 1), denied)
+	ref := func(source string) *ua.DeleteReferencesItem {
+		return &ua.DeleteReferencesItem{SourceNodeID: ua.MustParseNodeID(source), ReferenceTypeID: ua.NewNumericNodeID(0, id.HasComponent),
+			IsForward: true, TargetNodeID: ua.NewExpandedNodeID(ua.MustParseNodeID(opcuatest.NodeCounter), "", 0)}
+	}
+	want("delete references, one allowed", items(&ua.DeleteReferencesRequest{ReferencesToDelete: []*ua.DeleteReferencesItem{
+		ref(opcuatest.NodePLC), ref(opcuatest.NodeSetpoint)}}, 2), unsupported, unsupported)
+	want("delete references, denied", items(&ua.DeleteReferencesRequest{ReferencesToDelete: []*ua.DeleteReferencesItem{
+		ref(opcuatest.NodeSetpoint)}}, 1), denied)
 	update := func(node string) *ua.ExtensionObject {
 		return ua.NewExtensionObject(&ua.UpdateDataDetails{NodeID: ua.MustParseNodeID(node),
 			PerformInsertReplace: ua.PerformUpdateTypeInsert,
@@ -157,7 +167,7 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 			}
 		}
 	}
-	for f, n := range map[string]int{"add_nodes": 3, "delete_nodes": 1, "add_references": 1, "history_update": 1} {
+	for f, n := range map[string]int{"add_nodes": 3, "delete_nodes": 1, "add_references": 1, "delete_references": 2, "history_update": 1} {
 		if refused[f] != n {
 			t.Errorf("%d denied %s records, want %d (all denied: %v)", refused[f], f, n, refused)
 		}

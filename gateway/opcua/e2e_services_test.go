@@ -78,6 +78,9 @@ func TestBatchedServicesPerItem(t *testing.T) {
 	if dv := readValue(ctx, t, c, rn.RegisteredNodeIDs[0].String()); dv.Status != ua.StatusOK {
 		t.Errorf("read of the registered node: %v", dv.Status)
 	}
+	if un := send(&ua.UnregisterNodesRequest{NodesToUnregister: rn.RegisteredNodeIDs}).(*ua.UnregisterNodesResponse); un.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Errorf("unregister: %+v", un.ResponseHeader)
+	}
 
 	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
 	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
@@ -125,12 +128,12 @@ func TestBatchedServicesPerItem(t *testing.T) {
 		t.Errorf("Speed %v, want 120", v)
 	}
 
-	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 14 })
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 15 })
 	seen := map[string]bool{}
 	for _, r := range events(rs, "call") {
 		seen[r.str("operation", "function")] = true
 	}
-	for _, f := range []string{"browse", "translate_browse_paths", "register_nodes", "create_subscription", "create_monitored_items",
+	for _, f := range []string{"browse", "translate_browse_paths", "register_nodes", "unregister_nodes", "create_subscription", "create_monitored_items",
 		"delete_monitored_items", "delete_subscriptions", "history_read", "call"} {
 		if !seen[f] {
 			t.Errorf("no call record of %s", f)
