@@ -12,8 +12,8 @@ import (
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
 
-// servicesPolicy denies, per item, browsing the Server object, monitoring
-// or reading the history of Counter, and Start above 500.
+// servicesPolicy denies, per item, browsing the Server object, reading,
+// monitoring or reading the history of Counter, and Start above 500.
 const servicesPolicy = `package interlock
 
 deny if {
@@ -22,7 +22,7 @@ deny if {
 }
 
 deny if {
-	input.operation.function in {"create_monitored_items", "history_read"}
+	input.operation.function in {"read", "create_monitored_items", "history_read"}
 	input.operation.node_id == "ns=1;s=Counter"
 }
 
@@ -38,9 +38,9 @@ allow if not deny
 decision := {"allow": allow}
 `
 
-// Batched services other than Read and Write, decided per item with a
-// gopcua client: Browse, TranslateBrowsePathsToNodeIds, RegisterNodes,
-// CreateMonitoredItems, HistoryRead, a Call of two methods.
+// Batched services, decided per item with a gopcua client: a Read of three
+// nodes, Browse, TranslateBrowsePathsToNodeIds, RegisterNodes and
+// UnregisterNodes, CreateMonitoredItems, HistoryRead, a Call of two methods.
 func TestBatchedServicesPerItem(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: servicesPolicy,
@@ -49,6 +49,19 @@ func TestBatchedServicesPerItem(t *testing.T) {
 	defer cancel()
 	c := anonymousClient(ctx, t, g.endpoint)
 	send := sender(ctx, t, c)
+
+	rd := send(&ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth, NodesToRead: []*ua.ReadValueID{
+		{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		{NodeID: ua.MustParseNodeID(opcuatest.NodeCounter), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		{NodeID: ua.MustParseNodeID(opcuatest.NodeSetpoint), AttributeID: ua.AttributeIDBrowseName, DataEncoding: &ua.QualifiedName{}},
+	}}).(*ua.ReadResponse)
+	if len(rd.Results) != 3 || rd.Results[0].Status != ua.StatusOK || rd.Results[0].Value.Value() != 1.013 ||
+		rd.Results[1].Status != ua.StatusBadUserAccessDenied || (rd.Results[1].Value != nil && rd.Results[1].Value.Value() != nil) ||
+		rd.Results[2].Status != ua.StatusOK || rd.Results[2].Value.Value().(*ua.QualifiedName).Name != "Setpoint" {
+		for i, r := range rd.Results {
+			t.Errorf("read slot %d: %v %#v", i, r.Status, r.Value)
+		}
+	}
 
 	br := send(&ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}, NodesToBrowse: []*ua.BrowseDescription{
 		{NodeID: ua.MustParseNodeID(opcuatest.NodePLC), BrowseDirection: ua.BrowseDirectionForward, ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll)},
