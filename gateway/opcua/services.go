@@ -538,6 +538,11 @@ func (c *conn) registerNodes(ctx context.Context, s *uaSession, req *ua.Register
 	})
 }
 
+// unregisterNodes forwards the allowed items and keeps the aliases it
+// unregisters in s.aliases: a server that went on accepting an alias after
+// unregistering it would otherwise have its node decided by the opaque
+// alias instead of the node id (the map is bounded; a reused alias is
+// overwritten by the RegisterNodes that reuses it).
 func (c *conn) unregisterNodes(ctx context.Context, s *uaSession, req *ua.UnregisterNodesRequest) ua.Response {
 	in := req.NodesToUnregister
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
