@@ -47,7 +47,7 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 		many[i] = "ns=1;s=N" + strconv.Itoa(i)
 	}
 	if r, err := read(c, many...); err != ua.StatusBadEncodingLimitsExceeded {
-		t.Errorf("a Read of %d nodes at 1 MiB: %v, %d results; want Bad_EncodingLimitsExceeded", len(many), err, len(r.Results))
+		t.Errorf("a Read of %d nodes at 1 MiB: %v, %+v; want Bad_EncodingLimitsExceeded", len(many), err, r)
 	}
 	if r, err := read(c, opcuatest.NodeTrend); err != ua.StatusBadEncodingLimitsExceeded {
 		t.Errorf("a Read of the Trend at 1 MiB: %v, %+v; want Bad_EncodingLimitsExceeded", err, r)
