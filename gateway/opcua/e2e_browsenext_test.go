@@ -7,21 +7,28 @@ import (
 	"time"
 
 	gopcua "github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
 
+// browsePaged asks for node's hierarchical references, at most max at a
+// time.
+func browsePaged(node string, max uint32) *ua.BrowseRequest {
+	return &ua.BrowseRequest{RequestedMaxReferencesPerNode: max, NodesToBrowse: []*ua.BrowseDescription{{
+		NodeID: ua.MustParseNodeID(node), BrowseDirection: ua.BrowseDirectionForward,
+		ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll),
+	}}}
+}
+
 // browseAll browses node two references at a time, following continuation
 // points with BrowseNext; it returns the references' node ids and the
 // continuation points it followed.
 func browseAll(ctx context.Context, t *testing.T, c *gopcua.Client, node string) (refs []string, cps int) {
 	t.Helper()
-	resp, err := c.Browse(ctx, &ua.BrowseRequest{RequestedMaxReferencesPerNode: 2, NodesToBrowse: []*ua.BrowseDescription{{
-		NodeID: ua.MustParseNodeID(node), BrowseDirection: ua.BrowseDirectionForward,
-		ReferenceTypeID: ua.NewNumericNodeID(0, 33), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll),
-	}}})
+	resp, err := c.Browse(ctx, browsePaged(node, 2))
 	if err != nil || len(resp.Results) != 1 || resp.Results[0].StatusCode != ua.StatusOK {
 		t.Fatalf("browse %s: %v %+v", node, err, resp)
 	}
@@ -96,10 +103,7 @@ func TestBrowseNext(t *testing.T) {
 	}
 
 	// release a continuation point; then one the server never gave
-	resp, err := through.Browse(ctx, &ua.BrowseRequest{RequestedMaxReferencesPerNode: 1, NodesToBrowse: []*ua.BrowseDescription{{
-		NodeID: ua.MustParseNodeID(opcuatest.NodePLC), BrowseDirection: ua.BrowseDirectionForward,
-		ReferenceTypeID: ua.NewNumericNodeID(0, 33), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll),
-	}}})
+	resp, err := through.Browse(ctx, browsePaged(opcuatest.NodePLC, 1))
 	if err != nil || len(resp.Results[0].ContinuationPoint) == 0 {
 		t.Fatalf("browse with one reference: %v %+v", err, resp)
 	}
@@ -123,10 +127,7 @@ decision := {"allow": input.operation.function != "browse_next", "reasons": []}
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err = c2.Browse(ctx, &ua.BrowseRequest{RequestedMaxReferencesPerNode: 2, NodesToBrowse: []*ua.BrowseDescription{{
-		NodeID: ua.MustParseNodeID(opcuatest.NodePLC), BrowseDirection: ua.BrowseDirectionForward,
-		ReferenceTypeID: ua.NewNumericNodeID(0, 33), IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll),
-	}}})
+	resp, err = c2.Browse(ctx, browsePaged(opcuatest.NodePLC, 2))
 	if err != nil || resp.Results[0].StatusCode != ua.StatusOK || len(resp.Results[0].ContinuationPoint) == 0 {
 		t.Fatalf("browse under the refusing policy: %v %+v", err, resp)
 	}
