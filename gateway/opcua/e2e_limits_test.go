@@ -56,7 +56,9 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 		t.Errorf("Pressure after the refusals: %v", v.Value.Value())
 	}
 	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 1 })
-	if rej := events(rs, "request.rejected"); rej[0].str("response") != certs.StatusName(ua.StatusBadEncodingLimitsExceeded) ||
+	if rej := events(rs, "request.rejected"); len(rej) == 0 {
+		t.Error("no request.rejected record of the refused Read")
+	} else if rej[0].str("response") != certs.StatusName(ua.StatusBadEncodingLimitsExceeded) ||
 		rej[0].str("reason") != "undecodable" {
 		t.Errorf("the refused Read's record: %v", rej[0])
 	}

@@ -66,11 +66,8 @@ func (cfg *ClientConfig) setDefaults() error {
 	if cfg.MaxChunkCount == 0 {
 		cfg.MaxChunkCount = defaultMaxChunkCount
 	}
-	if cfg.MaxDecodedSize == 0 {
-		cfg.MaxDecodedSize = DefaultMaxDecodedSize
-	}
-	if cfg.MaxDecodedSize < MinMaxDecodedSize {
-		return fmt.Errorf("opcua channel: max decoded size %d is below %s", cfg.MaxDecodedSize, sizeText(MinMaxDecodedSize))
+	if err := defaultDecodedSize(&cfg.MaxDecodedSize); err != nil {
+		return err
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = defaultWriteTimeout

@@ -152,11 +152,8 @@ func (c *Config) checkAndSetDefaults() error {
 	if c.MaxChunkCount == 0 {
 		c.MaxChunkCount = defaultMaxChunkCount
 	}
-	if c.MaxDecodedSize == 0 {
-		c.MaxDecodedSize = DefaultMaxDecodedSize
-	}
-	if c.MaxDecodedSize < MinMaxDecodedSize {
-		return fmt.Errorf("opcua channel: max decoded size %d is below %s", c.MaxDecodedSize, sizeText(MinMaxDecodedSize))
+	if err := defaultDecodedSize(&c.MaxDecodedSize); err != nil {
+		return err
 	}
 	if c.MinTokenLifetime <= 0 {
 		c.MinTokenLifetime = defaultMinLifetime

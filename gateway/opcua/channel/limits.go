@@ -34,6 +34,18 @@ const (
 	MinMaxDecodedSize     = 1 << 20
 )
 
+// defaultDecodedSize gives a MaxDecodedSize of 0 its default and refuses
+// one below MinMaxDecodedSize.
+func defaultDecodedSize(n *int64) error {
+	if *n == 0 {
+		*n = DefaultMaxDecodedSize
+	}
+	if *n < MinMaxDecodedSize {
+		return fmt.Errorf("opcua channel: max decoded size %d is below %s", *n, sizeText(MinMaxDecodedSize))
+	}
+	return nil
+}
+
 // overDecodedSize is the error of a message that would decode to more than
 // max bytes.
 func overDecodedSize(max int64) error {
