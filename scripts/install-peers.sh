@@ -2,7 +2,8 @@
 # Installs the third-party protocol peers the tests and benchmarks talk to,
 # from Debian's packages, when they are missing. Safe to run again.
 #   mbpoll            Modbus TCP client (libmodbus)
-#   python3-pymodbus  Modbus TCP server and client (run with /usr/bin/python3)
+#   python3-pymodbus  Modbus TCP server and client (run with /usr/bin/python3),
+#                     with python3-serial and python3-serial-asyncio, which it imports
 #   haproxy           plain TCP relay, the floor of an inline hop in benchmarks
 #   socat             a linked pty pair: a serial line for the RTU tests
 #   rsyslog           a syslog receiver (RFC 5424 over TCP) for the audit shipping tests
@@ -16,7 +17,11 @@ node_opcua_version="2.186.4"
 
 need=()
 command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
-/usr/bin/python3 -c 'import pymodbus' >/dev/null 2>&1 || need+=(python3-pymodbus)
+# pymodbus's server and client modules import pyserial and serial_asyncio,
+# which Debian's package only recommends: an image with pymodbus alone
+# cannot run them.
+/usr/bin/python3 -c 'import pymodbus.server, pymodbus.client' >/dev/null 2>&1 ||
+  need+=(python3-pymodbus python3-serial python3-serial-asyncio)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
