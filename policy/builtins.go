@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,6 +40,44 @@ import (
 //
 // in one step: an element that is not an object or lacks start or end is
 // left out, and ranges that is not a collection gives [].
+//
+//	interlock.values_within(range, values) → bool
+//
+// reports whether every value of the array values lies within range's
+// limits: range.min <= v <= range.max, a limit that is absent bounding
+// nothing. It is false when values is empty or holds anything but numbers,
+// and when a limit present is not a number (a typo in data never lets a
+// value through). It is the test
+//
+//	low := min(values); high := max(values)
+//	lower := object.get(range, "min", low); upper := object.get(range, "max", high)
+//	is_number(lower); is_number(upper); lower <= low; high <= upper
+//
+// in one step, stricter where Rego would compare values of other types.
+//
+//	interlock.decision(violations, passes, tickets, staging) → object
+//
+// builds the decision of the policy library's convention
+// (examples/policies/README.md) from what its modules found:
+//
+//	violations  collection of {"id", "reason", ["monitor": true]}
+//	passes      collection of {"id", "reason"}
+//	tickets     collection of ticket ids (strings)
+//	staging     collection of the rule ids that are monitor-only
+//
+// A violation is monitor-only when its id is in staging or it carries
+// "monitor": true, and enforced otherwise; staging that is not a collection
+// (null, a string) stages nothing. The result is
+//
+//	{"allow": <no enforced violation>, "alert": <any violation>,
+//	 "reasons": <sorted "id:enforced|monitor:reason" of every violation
+//	             and "id:pass:reason" of every pass>,
+//	 "ticket": <the smallest ticket id, only when allowed and there is one>}
+//
+// which is what the template's Rego (staged/decision.rego before this
+// builtin; decision_reference_test.go keeps it) gives, in one step. An id or
+// reason that is not a string, or a ticket id that is not one, is an error,
+// which denies the call.
 var windowOpen = &rego.Function{
 	Name:        "interlock.window_open",
 	Description: "reports whether a maintenance window (one-off start/end, or cron + duration + tz) is open at now_ns",
@@ -69,6 +108,34 @@ var rangesOverlapping = &rego.Function{
 	Memoize: false,
 }
 
+var valuesWithin = &rego.Function{
+	Name:        "interlock.values_within",
+	Description: "whether every value (a number) of an array lies within a range's min and max (numbers, either absent)",
+	Decl: types.NewFunction(
+		types.Args(
+			types.Named("range", types.A),
+			types.Named("values", types.A),
+		),
+		types.Named("within", types.B),
+	),
+	Memoize: false,
+}
+
+var decisionFunc = &rego.Function{
+	Name:        "interlock.decision",
+	Description: "the policy library's decision (allow, alert, sorted reasons, ticket) from its modules' violations, passes, tickets and the staged rule ids",
+	Decl: types.NewFunction(
+		types.Args(
+			types.Named("violations", types.A),
+			types.Named("passes", types.A),
+			types.Named("tickets", types.A),
+			types.Named("staging", types.A),
+		),
+		types.Named("decision", types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+	),
+	Memoize: false,
+}
+
 var (
 	startKey = ast.StringTerm("start")
 	endKey   = ast.StringTerm("end")
@@ -95,6 +162,192 @@ func rangesOverlappingBuiltin(_ rego.BuiltinContext, ranges, first, last *ast.Te
 		c.Foreach(func(_, v *ast.Term) { add(v) })
 	}
 	return ast.ArrayTerm(out...), nil
+}
+
+var (
+	minKey = ast.StringTerm("min")
+	maxKey = ast.StringTerm("max")
+)
+
+func valuesWithinBuiltin(_ rego.BuiltinContext, r, values *ast.Term) (*ast.Term, error) {
+	return ast.InternedTerm(valuesWithinLimits(r, values)), nil
+}
+
+func valuesWithinLimits(r, values *ast.Term) bool {
+	obj, ok := r.Value.(ast.Object)
+	if !ok {
+		return false
+	}
+	vs, ok := values.Value.(*ast.Array)
+	if !ok || vs.Len() == 0 {
+		return false
+	}
+	var lower, upper ast.Number
+	if t := obj.Get(minKey); t != nil {
+		if lower, ok = t.Value.(ast.Number); !ok {
+			return false
+		}
+	}
+	if t := obj.Get(maxKey); t != nil {
+		if upper, ok = t.Value.(ast.Number); !ok {
+			return false
+		}
+	}
+	for i := range vs.Len() {
+		v, ok := vs.Elem(i).Value.(ast.Number)
+		if !ok || (lower != "" && ast.Compare(lower, v) > 0) || (upper != "" && ast.Compare(v, upper) > 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// Terms of the decision builtin, made once.
+var (
+	idKey       = ast.StringTerm("id")
+	reasonKey   = ast.StringTerm("reason")
+	monitorKey  = ast.StringTerm("monitor")
+	allowKey    = ast.StringTerm("allow")
+	alertKey    = ast.StringTerm("alert")
+	reasonsKey  = ast.StringTerm("reasons")
+	ticketKey   = ast.StringTerm("ticket")
+	trueTerm    = ast.BooleanTerm(true)
+	noReasons   = ast.ArrayTerm()
+	allowClean  = ast.ObjectTerm([2]*ast.Term{allowKey, ast.BooleanTerm(true)}, [2]*ast.Term{alertKey, ast.BooleanTerm(false)}, [2]*ast.Term{reasonsKey, noReasons})
+	errNotColln = errors.New("is not an array, set or object")
+)
+
+// each calls f for every element of a collection (an object's values).
+func each(c *ast.Term, f func(*ast.Term) error) error {
+	var err error
+	visit := func(t *ast.Term) {
+		if err == nil {
+			err = f(t)
+		}
+	}
+	switch v := c.Value.(type) {
+	case *ast.Array:
+		v.Foreach(visit)
+	case ast.Set:
+		v.Foreach(visit)
+	case ast.Object:
+		v.Foreach(func(_, t *ast.Term) { visit(t) })
+	default:
+		return errNotColln
+	}
+	return err
+}
+
+func size(c *ast.Term) int {
+	switch v := c.Value.(type) {
+	case *ast.Array:
+		return v.Len()
+	case ast.Set:
+		return v.Len()
+	case ast.Object:
+		return v.Len()
+	}
+	return -1
+}
+
+// finding reads the id and reason of a violation or pass.
+func finding(what string, t *ast.Term) (id, reason string, obj ast.Object, err error) {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return "", "", nil, fmt.Errorf("a %s is not an object: %v", what, t)
+	}
+	it, rt := obj.Get(idKey), obj.Get(reasonKey)
+	if it == nil || rt == nil {
+		return "", "", nil, fmt.Errorf("a %s needs a string id and reason: %v", what, t)
+	}
+	i, ok1 := it.Value.(ast.String)
+	r, ok2 := rt.Value.(ast.String)
+	if !ok1 || !ok2 {
+		return "", "", nil, fmt.Errorf("a %s needs a string id and reason: %v", what, t)
+	}
+	return string(i), string(r), obj, nil
+}
+
+func decisionBuiltin(_ rego.BuiltinContext, violations, passes, tickets, staging *ast.Term) (*ast.Term, error) {
+	nv, np, nt := size(violations), size(passes), size(tickets)
+	for _, c := range [...]struct {
+		name string
+		n    int
+	}{{"violations", nv}, {"passes", np}, {"tickets", nt}} {
+		if c.n < 0 {
+			return nil, fmt.Errorf("%s %s", c.name, errNotColln)
+		}
+	}
+	if nv == 0 && np == 0 && nt == 0 {
+		return allowClean, nil // nearly every call: no finding, nothing passed on
+	}
+	reasons := make([]string, 0, nv+np)
+	enforced := 0
+	if err := each(violations, func(t *ast.Term) error {
+		id, reason, obj, err := finding("violation", t)
+		if err != nil {
+			return err
+		}
+		status := "enforced"
+		if m := obj.Get(monitorKey); (m != nil && m.Equal(trueTerm)) || staged(staging, id) {
+			status = "monitor"
+		} else {
+			enforced++
+		}
+		reasons = append(reasons, id+":"+status+":"+reason)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := each(passes, func(t *ast.Term) error {
+		id, reason, _, err := finding("pass", t)
+		if err != nil {
+			return err
+		}
+		reasons = append(reasons, id+":pass:"+reason)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	ticket := ""
+	if err := each(tickets, func(t *ast.Term) error {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("a ticket id is not a string: %v", t)
+		}
+		if ticket == "" || string(s) < ticket {
+			ticket = string(s)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	slices.Sort(reasons)
+	rs := make([]*ast.Term, len(reasons))
+	for i, r := range reasons {
+		rs[i] = ast.StringTerm(r)
+	}
+	allow := enforced == 0
+	d := ast.NewObject([2]*ast.Term{allowKey, ast.InternedTerm(allow)}, [2]*ast.Term{alertKey, ast.InternedTerm(nv > 0)},
+		[2]*ast.Term{reasonsKey, ast.ArrayTerm(rs...)})
+	if allow && nt > 0 {
+		d.Insert(ticketKey, ast.StringTerm(ticket))
+	}
+	return ast.NewTerm(d), nil
+}
+
+// staged reports whether rule id is in the staging collection; staging that
+// is not a collection (null, a string) stages nothing, as the template's
+// rules had it: a malformed list enforces every rule.
+func staged(staging *ast.Term, id string) bool {
+	found := false
+	_ = each(staging, func(t *ast.Term) error {
+		if s, ok := t.Value.(ast.String); ok && string(s) == id {
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 // windowKeys are the fields of a window object, as terms made once.
@@ -213,13 +466,17 @@ func compilerBuiltins() map[string]*ast.Builtin {
 	return map[string]*ast.Builtin{
 		windowOpen.Name:        {Name: windowOpen.Name, Decl: windowOpen.Decl},
 		rangesOverlapping.Name: {Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
+		valuesWithin.Name:      {Name: valuesWithin.Name, Decl: valuesWithin.Decl},
+		decisionFunc.Name:      {Name: decisionFunc.Name, Decl: decisionFunc.Decl},
 	}
 }
 
 // regoBuiltins implements them for a query.
 func regoBuiltins() []func(*rego.Rego) {
 	return []func(*rego.Rego){rego.Function2(windowOpen, windowOpenBuiltin),
-		rego.Function3(rangesOverlapping, rangesOverlappingBuiltin)}
+		rego.Function3(rangesOverlapping, rangesOverlappingBuiltin),
+		rego.Function2(valuesWithin, valuesWithinBuiltin),
+		rego.Function4(decisionFunc, decisionBuiltin)}
 }
 
 // testerBuiltins gives them to the Rego test runner.
@@ -230,5 +487,11 @@ func testerBuiltins() []*tester.Builtin {
 	}, {
 		Decl: &ast.Builtin{Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
 		Func: rego.Function3(rangesOverlapping, rangesOverlappingBuiltin),
+	}, {
+		Decl: &ast.Builtin{Name: valuesWithin.Name, Decl: valuesWithin.Decl},
+		Func: rego.Function2(valuesWithin, valuesWithinBuiltin),
+	}, {
+		Decl: &ast.Builtin{Name: decisionFunc.Name, Decl: decisionFunc.Decl},
+		Func: rego.Function4(decisionFunc, decisionBuiltin),
 	}}
 }

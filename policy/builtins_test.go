@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,141 @@ decision := {"allow": builtin == comprehension, "alert": false, "reasons": [spri
 		want := ast.MustParseTerm(tc.want).String()
 		if !d.Allow || len(d.Reasons) != 1 || d.Reasons[0] != want {
 			t.Errorf("%s [%s, %s]: %+v; want %s, the same as the comprehension", tc.ranges, tc.first, tc.last, d, want)
+		}
+	}
+}
+
+// TestDecisionBuiltin decides with interlock.decision straight from input:
+// the policy library's convention (examples/policies/README.md), its
+// corner cases, and the errors that deny.
+func TestDecisionBuiltin(t *testing.T) {
+	e := newEngine(t, map[string]string{"main.rego": `package interlock
+
+decision := interlock.decision(input.violations, input.passes, input.tickets, input.staging)
+`})
+	v := func(id, reason string) string { return `{"id": "` + id + `", "reason": "` + reason + `"}` }
+	for _, tc := range []struct {
+		name                               string
+		violations, passes, tickets, stage string
+		allow, alert                       bool
+		reasons                            []string
+		ticket                             string
+		err                                string
+	}{
+		{name: "nothing found", violations: `set()`, passes: `set()`, tickets: `set()`, stage: `[]`,
+			allow: true, reasons: []string{}},
+		{name: "a pass and its ticket", violations: `set()`, passes: `{` + v("change-ticket", "T-2") + `}`, tickets: `{"T-2", "T-10"}`, stage: `[]`,
+			allow: true, reasons: []string{"change-ticket:pass:T-2"}, ticket: "T-10"},
+		{name: "enforced", violations: `{` + v("b-rule", "x") + `, ` + v("a-rule", "y") + `}`, passes: `{` + v("c-rule", "z") + `}`, tickets: `{"T-1"}`, stage: `[]`,
+			alert: true, reasons: []string{"a-rule:enforced:y", "b-rule:enforced:x", "c-rule:pass:z"}},
+		{name: "staged by id, in a set", violations: `{` + v("a-rule", "y") + `}`, passes: `set()`, tickets: `{"T-1"}`, stage: `{"a-rule"}`,
+			allow: true, alert: true, reasons: []string{"a-rule:monitor:y"}, ticket: "T-1"},
+		{name: "staged by an object's values", violations: `{` + v("a-rule", "y") + `, ` + v("b-rule", "x") + `}`, passes: `set()`, tickets: `set()`,
+			stage: `{"first": "b-rule"}`, alert: true, reasons: []string{"a-rule:enforced:y", "b-rule:monitor:x"}},
+		{name: "marked monitor-only by its module", violations: `{{"id": "a-rule", "reason": "y", "monitor": true}, {"id": "b-rule", "reason": "x", "monitor": false}}`,
+			passes: `set()`, tickets: `set()`, stage: `[]`, alert: true, reasons: []string{"a-rule:monitor:y", "b-rule:enforced:x"}},
+		{name: "staging that is no list stages nothing", violations: `{` + v("a-rule", "y") + `}`, passes: `set()`, tickets: `set()`, stage: `"a-rule"`,
+			alert: true, reasons: []string{"a-rule:enforced:y"}},
+		{name: "arrays keep equal reasons", violations: `[` + v("a-rule", "y") + `, {"id": "a-rule", "reason": "y", "extra": 1}]`, passes: `[]`, tickets: `[]`, stage: `null`,
+			alert: true, reasons: []string{"a-rule:enforced:y", "a-rule:enforced:y"}},
+		{name: "a violation without a reason", violations: `{{"id": "a-rule"}}`, passes: `set()`, tickets: `set()`, stage: `[]`,
+			err: `a violation needs a string id and reason`},
+		{name: "a pass with a number id", violations: `set()`, passes: `{{"id": 7, "reason": "x"}}`, tickets: `set()`, stage: `[]`,
+			err: `a pass needs a string id and reason`},
+		{name: "a violation that is no object", violations: `{"a-rule"}`, passes: `set()`, tickets: `set()`, stage: `[]`,
+			err: `a violation is not an object`},
+		{name: "a ticket id that is no string", violations: `set()`, passes: `set()`, tickets: `{7}`, stage: `[]`,
+			err: `a ticket id is not a string`},
+		{name: "violations that are no collection", violations: `"x"`, passes: `set()`, tickets: `set()`, stage: `[]`,
+			err: `violations is not an array, set or object`},
+	} {
+		in := ast.MustParseTerm(`{"violations": ` + tc.violations + `, "passes": ` + tc.passes + `, "tickets": ` + tc.tickets +
+			`, "staging": ` + tc.stage + `}`).Value
+		d, err := e.Eval(context.Background(), in, time.Now())
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, decision %+v; want an error with %q", tc.name, err, d, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if d.Allow != tc.allow || d.Alert != tc.alert || d.Ticket != tc.ticket || !slices.Equal(d.Reasons, tc.reasons) {
+			t.Errorf("%s: allow=%v alert=%v ticket=%q reasons=%q; want allow=%v alert=%v ticket=%q reasons=%q",
+				tc.name, d.Allow, d.Alert, d.Ticket, d.Reasons, tc.allow, tc.alert, tc.ticket, tc.reasons)
+		}
+	}
+}
+
+// TestValuesWithin compares interlock.values_within with the Rego test it
+// stands for in modbus-ranges' fast path: wherever the builtin holds, the
+// Rego test holds too (the fast path never lets through what the rules
+// would stop), and for numbers they agree.
+func TestValuesWithin(t *testing.T) {
+	e := newEngine(t, map[string]string{"main.rego": `package interlock
+
+builtin := interlock.values_within(input.range, input.values)
+
+default rego := false
+
+rego if {
+	is_array(input.values)
+	is_object(input.range)
+	low := min(input.values)
+	high := max(input.values)
+	lower := object.get(input.range, "min", low)
+	upper := object.get(input.range, "max", high)
+	is_number(lower)
+	is_number(upper)
+	lower <= low
+	high <= upper
+}
+
+# allow: the builtin; alert: the Rego test.
+decision := {"allow": builtin, "alert": rego, "reasons": []}
+`})
+	for _, tc := range []struct {
+		rng, values string
+		want        bool
+		numeric     bool // the values and limits are numbers: the two agree
+	}{
+		{`{"min": 0, "max": 1200}`, `[650, 700]`, true, true},
+		{`{"min": 0, "max": 1200}`, `[0, 1200]`, true, true},
+		{`{"min": 0, "max": 1200}`, `[650, 1201]`, false, true},
+		{`{"min": 0, "max": 1200}`, `[-1]`, false, true},
+		{`{"min": -10.5, "max": 10.5}`, `[-10.5, 10.25]`, true, true},
+		{`{"max": 5}`, `[-70000, 5]`, true, true},
+		{`{"min": 5}`, `[5, 1e9]`, true, true},
+		{`{}`, `[1, 2, 3]`, true, true},
+		{`{"start": 0, "end": 9}`, `[65535]`, true, true},
+		// Limits that are not numbers fail both.
+		{`{"min": 0, "max": "1200"}`, `[700]`, false, false},
+		{`{"min": null}`, `[700]`, false, false},
+		// Values that are not numbers, or none: the builtin fails where
+		// Rego's ordering of types may let them pass.
+		{`{"min": 0, "max": 1200}`, `["700"]`, false, false},
+		{`{"max": 1200}`, `[null, 5]`, false, false},
+		{`{}`, `[true]`, false, false},
+		{`{"min": 0}`, `[]`, false, false},
+		{`{"min": 0}`, `{"a": 1}`, false, false},
+		{`"range"`, `[1]`, false, false},
+	} {
+		in := ast.MustParseTerm(`{"range": ` + tc.rng + `, "values": ` + tc.values + `}`).Value
+		d, err := e.Eval(context.Background(), in, time.Now())
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.rng, tc.values, err)
+		}
+		regoHolds := d.Alert
+		if d.Allow != tc.want {
+			t.Errorf("values_within(%s, %s) = %v, want %v", tc.rng, tc.values, d.Allow, tc.want)
+		}
+		if d.Allow && !regoHolds {
+			t.Errorf("values_within(%s, %s) holds where the Rego test does not", tc.rng, tc.values)
+		}
+		if tc.numeric && d.Allow != regoHolds {
+			t.Errorf("values_within(%s, %s) = %v, the Rego test %v", tc.rng, tc.values, d.Allow, regoHolds)
 		}
 	}
 }

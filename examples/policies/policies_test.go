@@ -256,50 +256,136 @@ func TestDecisionTemplate(t *testing.T) {
 	}
 }
 
-// generalWay is the decision as the template's last, general way makes it,
-// for every call: the short ways above it must give the same.
-const generalWay = `object.union(
-	{
-		"allow": count(data.interlock.enforced) == 0,
-		"alert": count(data.interlock.reasons) > count(data.interlock.pass_reasons),
-		"reasons": data.interlock.reasons,
-	},
-	data.interlock.ticket_field(count(data.interlock.enforced) == 0),
-)`
+// referenceTemplate is the decision template as Rego rules, as the library
+// had it before the interlock.decision builtin: the specification the
+// builtin must meet.
+const referenceTemplate = `# --- template (reference) ---
 
-// TestDecisionShortWays: for every sample call of every directory (clean
-// calls, calls a rule passed on with and without a ticket, enforced,
-// monitor-only and staged violations), the decision the template's short
-// ways give is the one its general way gives.
-func TestDecisionShortWays(t *testing.T) {
-	for _, dir := range policyDirs(t) {
-		t.Run(dir, func(t *testing.T) {
-			e := loadPolicy(t, dir)
-			general, err := policy.New(policy.Options{Path: dir, Gateway: "test-gw", Log: zerolog.Nop(), NoCache: true, Query: generalWay})
-			if err != nil {
-				t.Fatal(err)
+staging := {id | some id in data.staging}
+
+monitored(v) if v.id in staging
+
+monitored(v) if v.monitor == true
+
+enforced contains v if {
+	some v in violations
+	not monitored(v)
+}
+
+status(v) := "monitor" if {
+	monitored(v)
+} else := "enforced"
+
+reasons := sort(array.concat(
+	[concat(":", [v.id, status(v), v.reason]) | some v in violations],
+	[concat(":", [p.id, "pass", p.reason]) | some p in passes],
+))
+
+ticket_field(allowed) := {"ticket": min(tickets)} if {
+	allowed
+	count(tickets) > 0
+} else := {}
+
+decision := object.union(
+	{"allow": count(enforced) == 0, "alert": count(violations) > 0, "reasons": reasons},
+	ticket_field(count(enforced) == 0),
+)
+`
+
+// stagedHalf stages about half of the library's rule ids, for decisions
+// that mix enforced and monitor-only findings.
+const stagedHalf = `{"staging": ["modbus-value", "change-ticket", "approved-source", "maintenance-window", "unknown-function",
+	"opcua-node", "two-person", "known-application"]}`
+
+// TestDecisionBuiltin: for every sample call of every directory and of the
+// OPC UA example (clean calls, calls a rule passed on with and without a
+// ticket, enforced, monitor-only and staged violations), with its shipped
+// data and with half of the rules staged, the decision the template's
+// interlock.decision gives is the one the reference rules give.
+func TestDecisionBuiltin(t *testing.T) {
+	for _, dir := range append(policyDirs(t), filepath.Join("..", "opcua", "policy")) {
+		for _, staging := range []string{"", stagedHalf} {
+			name := dir
+			if staging != "" {
+				name += "/staged-half"
 			}
-			for _, s := range append(samples[dir], shortWaySamples...) {
-				in, at := inputValue(t, s.input), sampleTime(t, s)
-				d, err := e.Eval(context.Background(), in, at)
-				if err != nil {
-					t.Fatalf("%s: %v", s.name, err)
+			t.Run(name, func(t *testing.T) {
+				builtinDir, referenceDir := t.TempDir(), t.TempDir()
+				copyPolicy(t, dir, builtinDir, staging)
+				copyPolicy(t, dir, referenceDir, staging)
+				decisionFile := "decision.rego"
+				if _, err := os.Stat(filepath.Join(dir, decisionFile)); err != nil {
+					decisionFile = "interlock.rego" // the OPC UA example keeps the template in its module
 				}
-				g, err := general.Eval(context.Background(), in, at)
-				if err != nil {
-					t.Fatalf("%s, general way: %v", s.name, err)
+				src := readFile(t, filepath.Join(dir, decisionFile))
+				i := strings.Index(src, templateMark)
+				if i < 0 {
+					t.Fatalf("%s/%s has no %q line", dir, decisionFile, templateMark)
 				}
-				if d.Allow != g.Allow || d.Alert != g.Alert || d.Ticket != g.Ticket || !slices.Equal(d.Reasons, g.Reasons) {
-					t.Errorf("%s: got allow=%v alert=%v ticket=%q reasons=%q; the general way gives allow=%v alert=%v ticket=%q reasons=%q",
-						s.name, d.Allow, d.Alert, d.Ticket, d.Reasons, g.Allow, g.Alert, g.Ticket, g.Reasons)
+				if !strings.Contains(src[i:], "interlock.decision(violations, passes, tickets, data.staging)") {
+					t.Fatalf("%s/%s: the template part does not call interlock.decision", dir, decisionFile)
 				}
-			}
-		})
+				writeFile(t, filepath.Join(referenceDir, decisionFile), src[:i]+referenceTemplate)
+				e, ref := loadPolicy(t, builtinDir), loadPolicy(t, referenceDir)
+				var list []sample
+				for _, ss := range samples {
+					list = append(list, ss...)
+				}
+				for _, s := range append(list, decisionSamples...) {
+					in, at := inputValue(t, s.input), sampleTime(t, s)
+					d, err := e.Eval(context.Background(), in, at)
+					if err != nil {
+						t.Fatalf("%s: %v", s.name, err)
+					}
+					r, err := ref.Eval(context.Background(), in, at)
+					if err != nil {
+						t.Fatalf("%s, reference: %v", s.name, err)
+					}
+					if d.Allow != r.Allow || d.Alert != r.Alert || d.Ticket != r.Ticket || !slices.Equal(d.Reasons, r.Reasons) {
+						t.Errorf("%s: got allow=%v alert=%v ticket=%q reasons=%q; the reference gives allow=%v alert=%v ticket=%q reasons=%q",
+							s.name, d.Allow, d.Alert, d.Ticket, d.Reasons, r.Allow, r.Alert, r.Ticket, r.Reasons)
+					}
+				}
+			})
+		}
 	}
 }
 
-// shortWaySamples are decided by every directory in TestDecisionShortWays.
-var shortWaySamples = []sample{
+// copyPolicy copies the policy files of dir (not its tests) to dst and, when
+// staging is set, adds it as staging.json, unless the policy has its own
+// staging list.
+func copyPolicy(t testing.TB, dir, dst, staging string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasSuffix(n, "_test.rego") || strings.HasSuffix(n, ".md") {
+			continue
+		}
+		src := readFile(t, filepath.Join(dir, n))
+		if staging != "" && strings.Contains(src, `"staging"`) {
+			staging = ""
+		}
+		writeFile(t, filepath.Join(dst, n), src)
+	}
+	if staging != "" {
+		writeFile(t, filepath.Join(dst, "staging.json"), staging)
+	}
+}
+
+func writeFile(t testing.TB, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// decisionSamples are decided by every directory in TestDecisionBuiltin, with
+// the samples of every directory.
+var decisionSamples = []sample{
 	{name: "operator reads", input: call(bobHMI, plc1, read0, noTickets)},
 	{name: "engineer writes", input: call(aliceEWS, plc1, write105, noTickets)},
 	{name: "engineer writes under a ticket", input: call(aliceEWS, plc1, write105, tickets(`["bob"]`))},
@@ -310,6 +396,10 @@ var shortWaySamples = []sample{
 	{name: "vendor code", input: call(aliceEWS, plc1, umas, tickets(`["bob"]`))},
 	{name: "vendor code, self-approved", input: call(aliceEWS, plc1, umas, tickets(`["alice"]`))},
 	{name: "OPC UA read", input: call(bobHMI, line1, `"operation": {"function": "read", "access": "read", "node_id": "ns=2;s=Line1.Temperature"}`, noTickets)},
+	{name: "OPC UA write", input: call(aliceEWS, line1, `"operation": {"function": "write", "access": "write", "node_id": "ns=2;s=Line1.Setpoints.Temperature",
+		"browse_path": "/Objects/Line1/Setpoints/Temperature", "attribute": "Value", "value": 70, "data_type": "Double"}`, tickets(`["bob"]`))},
+	{name: "OPC UA write of the example's setpoint", input: call(aliceEWS, line1, `"operation": {"function": "write", "access": "write", "node_id": "ns=1;s=Setpoint",
+		"browse_path": "/Objects/PLC/Setpoint", "attribute": "Value", "value": 70, "data_type": "Double"}`, noTickets)},
 }
 
 const templateMark = "# --- template"

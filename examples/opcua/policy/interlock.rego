@@ -294,39 +294,11 @@ violations contains {"id": "known-application", "reason": concat(":", ["unknown_
 
 # --- template (examples/policies/README.md) --------------------------------------------
 
-staging := {id | some id in data.staging}
-
-monitored(v) if v.id in staging
-
-monitored(v) if v.monitor == true
-
-enforced contains v if {
-	some v in violations
-	not monitored(v)
-}
-
-status(v) := "monitor" if {
-	monitored(v)
-} else := "enforced"
-
-pass_reasons := [r | some p in passes; r := concat(":", [p.id, "pass", p.reason])]
-
-reasons := sort(array.concat(
-	[r | some v in violations; r := concat(":", [v.id, status(v), v.reason])],
-	pass_reasons,
-))
-
-ticket_field(allowed) := {"ticket": min(tickets)} if {
-	allowed
-	count(tickets) > 0
-} else := {}
-
-decision := {"allow": true, "alert": false, "reasons": []} if {
-	count(violations) == 0
-	count(passes) == 0
-} else := object.union({"allow": true, "alert": false, "reasons": sort(pass_reasons)}, ticket_field(true)) if {
-	count(violations) == 0
-} else := object.union(
-	{"allow": count(enforced) == 0, "alert": true, "reasons": reasons},
-	ticket_field(count(enforced) == 0),
-)
+# interlock.decision, the gateway's builtin, makes the decision of the
+# library's convention (examples/policies/README.md, "The decision") from the modules'
+# violations, passes and tickets in one step; data.staging names the rule ids
+# that are monitor-only. It gives what the template's rules gave before it
+# (examples/policies/policies_test.go keeps them as the reference).
+decision := interlock.decision(violations, passes, tickets, data.staging) if {
+	data.staging
+} else := interlock.decision(violations, passes, tickets, [])

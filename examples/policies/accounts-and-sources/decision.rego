@@ -24,60 +24,11 @@ tickets := set()
 
 # --- template --------------------------------------------------------------
 
-staging := {id | some id in data.staging}
-
-monitored(v) if v.id in staging
-
-monitored(v) if v.monitor == true
-
-enforced contains v if {
-	some v in violations
-	not monitored(v)
-}
-
-status(v) := "monitor" if {
-	monitored(v)
-} else := "enforced"
-
-pass_reasons := [concat(":", [p.id, "pass", p.reason]) | some p in passes]
-
-reasons := sort(array.concat(
-	[concat(":", [v.id, status(v), v.reason]) | some v in violations],
-	pass_reasons,
-))
-
-ticket_field(allowed) := {"ticket": min(tickets)} if {
-	allowed
-	count(tickets) > 0
-} else := {}
-
-# Nearly every call takes one of the short ways, which give what the last,
-# general way would: no violation and nothing passed on; no violation, what
-# rules passed on and the ticket that allowed the call, or no ticket; every
-# violation enforced (nothing staged, no module marked one monitor-only).
-# OPA spends a step on every rule, function call and comprehension it
-# evaluates, so the short ways write out what they need (the pass reasons,
-# the ticket) instead of calling the helpers above.
-decision := {"allow": true, "alert": false, "reasons": []} if {
-	count(passes) == 0
-	count(violations) == 0
-} else := {"allow": true, "alert": false, "reasons": sort([concat(":", [p.id, "pass", p.reason]) | some p in passes]), "ticket": t} if {
-	t := min(tickets)
-	count(violations) == 0
-} else := {"allow": true, "alert": false, "reasons": sort([concat(":", [p.id, "pass", p.reason]) | some p in passes])} if {
-	count(violations) == 0
-} else := {"allow": false, "alert": true, "reasons": sort(array.concat(
-	[concat(":", [v.id, "enforced", v.reason]) | some v in violations],
-	[concat(":", [p.id, "pass", p.reason]) | some p in passes],
-))} if {
-	not data.staging
-	not monitor_flagged
-} else := object.union(
-	{"allow": count(enforced) == 0, "alert": true, "reasons": reasons},
-	ticket_field(count(enforced) == 0),
-)
-
-monitor_flagged if {
-	some v in violations
-	object.get(v, "monitor", false) == true
-}
+# interlock.decision, the gateway's builtin, makes the decision of the
+# library's convention (../README.md, "The decision") from the modules'
+# violations, passes and tickets in one step; data.staging names the rule ids
+# that are monitor-only. It gives what the template's rules gave before it
+# (policies_test.go keeps them as the reference, TestDecisionBuiltin).
+decision := interlock.decision(violations, passes, tickets, data.staging) if {
+	data.staging
+} else := interlock.decision(violations, passes, tickets, [])

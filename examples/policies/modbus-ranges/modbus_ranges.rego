@@ -90,7 +90,10 @@ clean if {
 # allows writes and names no functions, with one value for each address, the
 # range not signed, and every value within its limits (the modbus-value
 # rule's test, below). interlock.ranges_overlapping finds the ranges a span
-# overlaps in one step, where a comprehension takes several per range. The
+# overlaps in one step, where a comprehension takes several per range, and
+# interlock.values_within tests the values against the range's min and max
+# in one step, where within_limits below takes eight (it is stricter: values
+# or limits that are not numbers fail it and go to the rules). The
 # span is written out, and so is the rest of the body for FC 15 and 16 (a
 # quantity) and for FC 5 and 6 (one address): a function call would cost
 # more than the expressions it holds.
@@ -113,14 +116,7 @@ clean if {
 	vs := input.operation.values
 	count(vs) == n
 	not r.signed
-	low := min(vs)
-	high := max(vs)
-	lower := object.get(r, "min", low)
-	upper := object.get(r, "max", high)
-	is_number(lower)
-	is_number(upper)
-	lower <= low
-	high <= upper
+	interlock.values_within(r, vs)
 }
 
 clean if {
@@ -141,14 +137,7 @@ clean if {
 	vs := input.operation.values
 	count(vs) == n
 	not r.signed
-	low := min(vs)
-	high := max(vs)
-	lower := object.get(r, "min", low)
-	upper := object.get(r, "max", high)
-	is_number(lower)
-	is_number(upper)
-	lower <= low
-	high <= upper
+	interlock.values_within(r, vs)
 }
 
 # Another protocol, or a Modbus session open: no rule applies. (After the

@@ -33,11 +33,12 @@ governed if {
 	input.operation.access in {"write", "execute", "program"}
 }
 
-# The smallest id of the tickets that match; undefined when none does.
+# The smallest id of the tickets that match; undefined when none does (a
+# call without a target name matches no ticket).
 ticket := min({t.id |
 	some t in input.tickets
 	t.user == input.principal.user
-	object.get(input, ["target", "name"], "") in t.targets
+	input.target.name in t.targets
 	input.operation.access in t.access
 }) if governed
 
