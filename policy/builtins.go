@@ -78,63 +78,39 @@ import (
 // builtin; decision_reference_test.go keeps it) gives, in one step. An id or
 // reason that is not a string, or a ticket id that is not one, is an error,
 // which denies the call.
-var windowOpen = &rego.Function{
-	Name:        "interlock.window_open",
-	Description: "reports whether a maintenance window (one-off start/end, or cron + duration + tz) is open at now_ns",
-	Decl: types.NewFunction(
-		types.Args(
-			types.Named("window", types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
-			types.Named("now_ns", types.N),
-		),
-		types.Named("open", types.B),
-	),
-	// Not memoized: the window is cheap to check (schedules are parsed
-	// once, see schedule), and OPA's memo would key every call on the
-	// window's whole text.
-	Memoize: false,
+// gatewayBuiltin declares one of the gateway's builtins. None is memoized:
+// each is cheap, and OPA's memo would key every call on its arguments' whole
+// text.
+func gatewayBuiltin(name, description string, result *types.NamedType, args ...types.Type) *rego.Function {
+	return &rego.Function{
+		Name:        name,
+		Description: description,
+		Decl:        types.NewFunction(types.Args(args...), result),
+		Memoize:     false,
+	}
 }
 
-var rangesOverlapping = &rego.Function{
-	Name:        "interlock.ranges_overlapping",
-	Description: "the ranges (objects with start and end) of a collection that overlap [first, last]",
-	Decl: types.NewFunction(
-		types.Args(
-			types.Named("ranges", types.A),
-			types.Named("first", types.A),
-			types.Named("last", types.A),
-		),
-		types.Named("overlapping", types.NewArray(nil, types.A)),
-	),
-	Memoize: false,
-}
+var windowOpen = gatewayBuiltin("interlock.window_open",
+	"reports whether a maintenance window (one-off start/end, or cron + duration + tz) is open at now_ns",
+	types.Named("open", types.B),
+	types.Named("window", types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+	types.Named("now_ns", types.N))
 
-var valuesWithin = &rego.Function{
-	Name:        "interlock.values_within",
-	Description: "whether every value (a number) of an array lies within a range's min and max (numbers, either absent)",
-	Decl: types.NewFunction(
-		types.Args(
-			types.Named("range", types.A),
-			types.Named("values", types.A),
-		),
-		types.Named("within", types.B),
-	),
-	Memoize: false,
-}
+var rangesOverlapping = gatewayBuiltin("interlock.ranges_overlapping",
+	"the ranges (objects with start and end) of a collection that overlap [first, last]",
+	types.Named("overlapping", types.NewArray(nil, types.A)),
+	types.Named("ranges", types.A), types.Named("first", types.A), types.Named("last", types.A))
 
-var decisionFunc = &rego.Function{
-	Name:        "interlock.decision",
-	Description: "the policy library's decision (allow, alert, sorted reasons, ticket) from its modules' violations, passes, tickets and the staged rule ids",
-	Decl: types.NewFunction(
-		types.Args(
-			types.Named("violations", types.A),
-			types.Named("passes", types.A),
-			types.Named("tickets", types.A),
-			types.Named("staging", types.A),
-		),
-		types.Named("decision", types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
-	),
-	Memoize: false,
-}
+var valuesWithin = gatewayBuiltin("interlock.values_within",
+	"whether every value (a number) of an array lies within a range's min and max (numbers, either absent)",
+	types.Named("within", types.B),
+	types.Named("range", types.A), types.Named("values", types.A))
+
+var decisionFunc = gatewayBuiltin("interlock.decision",
+	"the policy library's decision (allow, alert, sorted reasons, ticket) from its modules' violations, passes, tickets and the staged rule ids",
+	types.Named("decision", types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+	types.Named("violations", types.A), types.Named("passes", types.A), types.Named("tickets", types.A),
+	types.Named("staging", types.A))
 
 var (
 	startKey = ast.StringTerm("start")
@@ -202,18 +178,14 @@ func valuesWithinLimits(r, values *ast.Term) bool {
 	return true
 }
 
-// Terms of the decision builtin, made once.
+// Terms of the decision builtin, made once (the decision's keys are
+// decision.go's).
 var (
 	idKey       = ast.StringTerm("id")
 	reasonKey   = ast.StringTerm("reason")
 	monitorKey  = ast.StringTerm("monitor")
-	allowKey    = ast.StringTerm("allow")
-	alertKey    = ast.StringTerm("alert")
-	reasonsKey  = ast.StringTerm("reasons")
-	ticketKey   = ast.StringTerm("ticket")
 	trueTerm    = ast.BooleanTerm(true)
-	noReasons   = ast.ArrayTerm()
-	allowClean  = ast.ObjectTerm([2]*ast.Term{allowKey, ast.BooleanTerm(true)}, [2]*ast.Term{alertKey, ast.BooleanTerm(false)}, [2]*ast.Term{reasonsKey, noReasons})
+	allowClean  = ast.ObjectTerm([2]*ast.Term{keyAllow, ast.BooleanTerm(true)}, [2]*ast.Term{keyAlert, ast.BooleanTerm(false)}, [2]*ast.Term{keyReasons, ast.ArrayTerm()})
 	errNotColln = errors.New("is not an array, set or object")
 )
 
@@ -328,10 +300,10 @@ func decisionBuiltin(_ rego.BuiltinContext, violations, passes, tickets, staging
 		rs[i] = ast.StringTerm(r)
 	}
 	allow := enforced == 0
-	d := ast.NewObject([2]*ast.Term{allowKey, ast.InternedTerm(allow)}, [2]*ast.Term{alertKey, ast.InternedTerm(nv > 0)},
-		[2]*ast.Term{reasonsKey, ast.ArrayTerm(rs...)})
+	d := ast.NewObject([2]*ast.Term{keyAllow, ast.InternedTerm(allow)}, [2]*ast.Term{keyAlert, ast.InternedTerm(nv > 0)},
+		[2]*ast.Term{keyReasons, ast.ArrayTerm(rs...)})
 	if allow && nt > 0 {
-		d.Insert(ticketKey, ast.StringTerm(ticket))
+		d.Insert(keyTicket, ast.StringTerm(ticket))
 	}
 	return ast.NewTerm(d), nil
 }
