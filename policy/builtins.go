@@ -74,10 +74,11 @@ import (
 //	             and "id:pass:reason" of every pass>,
 //	 "ticket": <the smallest ticket id, only when allowed and there is one>}
 //
-// which is what the template's Rego (staged/decision.rego before this
-// builtin; decision_reference_test.go keeps it) gives, in one step. An id or
-// reason that is not a string, or a ticket id that is not one, is an error,
-// which denies the call.
+// which is what the library template's former Rego rules give (kept as
+// referenceTemplate in examples/policies/policies_test.go, which holds the
+// builtin to them), in one step. An id or reason that is not a string, or a
+// ticket id that is not one, is an error, which denies the call.
+
 // gatewayBuiltin declares one of the gateway's builtins. None is memoized:
 // each is cheap, and OPA's memo would key every call on its arguments' whole
 // text.
@@ -281,14 +282,13 @@ func decisionBuiltin(_ rego.BuiltinContext, violations, passes, tickets, staging
 	}); err != nil {
 		return nil, err
 	}
-	ticket := ""
+	var ticket *ast.Term // the smallest id
 	if err := each(tickets, func(t *ast.Term) error {
-		s, ok := t.Value.(ast.String)
-		if !ok {
+		if _, ok := t.Value.(ast.String); !ok {
 			return fmt.Errorf("a ticket id is not a string: %v", t)
 		}
-		if ticket == "" || string(s) < ticket {
-			ticket = string(s)
+		if ticket == nil || ast.Compare(t.Value, ticket.Value) < 0 {
+			ticket = t
 		}
 		return nil
 	}); err != nil {
@@ -302,8 +302,8 @@ func decisionBuiltin(_ rego.BuiltinContext, violations, passes, tickets, staging
 	allow := enforced == 0
 	d := ast.NewObject([2]*ast.Term{keyAllow, ast.InternedTerm(allow)}, [2]*ast.Term{keyAlert, ast.InternedTerm(nv > 0)},
 		[2]*ast.Term{keyReasons, ast.ArrayTerm(rs...)})
-	if allow && nt > 0 {
-		d.Insert(keyTicket, ast.StringTerm(ticket))
+	if allow && ticket != nil {
+		d.Insert(keyTicket, ticket)
 	}
 	return ast.NewTerm(d), nil
 }
