@@ -184,7 +184,7 @@ func (s *scanner) charge(n int64) {
 	if s.err != nil {
 		return
 	}
-	if s.alloc += n + decodeOverhead; s.alloc > s.max && s.err == nil {
+	if s.alloc += n + decodeOverhead; s.alloc > s.max {
 		s.err = overDecodedSize(s.max)
 	}
 }
