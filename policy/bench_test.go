@@ -124,19 +124,30 @@ func BenchmarkDecisionLatency(b *testing.B) {
 	}
 }
 
+// floorPolicy decides every call alike, with no rule to evaluate.
+const floorPolicy = `package interlock
+
+decision := {"allow": true, "alert": false, "reasons": []}
+`
+
 // BenchmarkDecideLibrary decides an HMI's FC 3 read and an engineer's FC 16
 // write under an approved change ticket, at the current time, with every
 // policy of the library (examples/policies), uncached: the Modbus calls
 // `make bench` times one by one (there, opcua-nodes gets OPC UA calls and
-// maintenance-windows a time in its window). For a CPU profile of one
-// policy:
+// maintenance-windows a time in its window). The cells named floor decide
+// the same calls with a policy whose decision is a constant: what any
+// decision costs (the input, the evaluation's set-up, the result). For a
+// CPU profile of one policy:
 //
 //	go test -run '^$' -bench 'DecideLibrary/modbus-ranges/' -cpuprofile /tmp/cpu.prof ./policy/
+//
+// scripts/policy-icount.sh counts the instructions of each cell instead.
 func BenchmarkDecideLibrary(b *testing.B) {
 	dirs, err := filepath.Glob("../examples/policies/*/decision.rego")
 	if err != nil || len(dirs) == 0 {
 		b.Fatalf("no library policies: %v", err)
 	}
+	dirs = append(dirs, filepath.Join(policyDir(b, map[string]string{"floor/decision.rego": floorPolicy}), "floor", "decision.rego"))
 	ts, err := OpenTickets(filepath.Join(b.TempDir(), "tickets.json"), nil)
 	if err != nil {
 		b.Fatal(err)
