@@ -47,8 +47,7 @@ violations contains {"id": "change-ticket", "reason": concat(":", ["no_matching_
 	not ticket
 }
 
-# governed first: a call that needs no ticket never looks for one.
-passes contains {"id": "change-ticket", "reason": ticket} if {
-	governed
-	ticket
-}
+# governed first: a call that needs no ticket never looks for one. (ticket is
+# itself defined only for a governed call; the body names governed alone
+# because a second expression costs every ticketed call more than it saves.)
+passes contains {"id": "change-ticket", "reason": ticket} if governed

@@ -25,7 +25,11 @@ import data.interlock.change_tickets.passes
 
 # --- modules ---------------------------------------------------------------
 
-violations := modbus_ranges.violations | change_tickets.violations
+# modbus_ranges.violations is set() when its fast path proves the call clean
+# and its findings otherwise (modbus_ranges.rego); reading clean and findings
+# here spares every call a rule and a union, nearly every call the union
+# with an empty set.
+violations := change_tickets.violations if modbus_ranges.clean else := modbus_ranges.findings | change_tickets.violations
 
 # The ticket that allows the call, when there is one (a set rule: no
 # comprehension to evaluate).
