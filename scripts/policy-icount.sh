@@ -48,18 +48,23 @@ trap 'rm -rf "$work"' EXIT
 echo "policy-icount: building the policy package's test binary" >&2
 CGO_ENABLED=0 go test -c -o "$work/policy.test" ./policy/
 
-count() { # cell n → instructions of the whole run
-	(cd policy && GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 GOGC=off \
+count() { # cell n → instructions of the whole run; fails when no such cell ran
+	local out
+	out=$(cd policy && GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1 GOGC=off \
 		valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 		"$work/policy.test" -test.run '^$' -test.bench "^BenchmarkDecideLibrary\$/^${1//\//\$/^}\$" \
-		-test.benchtime "${2}x" 2>&1) |
-		sed -n 's/.*Collected : //p'
+		-test.benchtime "${2}x" 2>&1)
+	if ! grep -q "^BenchmarkDecideLibrary/$1 " <<<"$out"; then
+		echo "policy-icount: no cell $1 (POLICY/read or POLICY/write, POLICY a directory of examples/policies or floor)" >&2
+		return 1
+	fi
+	sed -n 's/.*Collected : //p' <<<"$out"
 }
 
 one() { # cell → "cell instructions-per-decision"
 	local a b
-	a=$(count "$1" "$N1")
-	b=$(count "$1" "$N2")
+	a=$(count "$1" "$N1") || return 1
+	b=$(count "$1" "$N2") || return 1
 	if [ -z "$a" ] || [ -z "$b" ]; then
 		echo "policy-icount: callgrind gave no count for $1" >&2
 		return 1
@@ -70,14 +75,20 @@ export -f count one
 export work N1 N2
 
 echo "policy-icount: ${#cells[@]} cells, $N1 and $N2 decisions each" >&2
-printf '%s\n' "${cells[@]}" | xargs -P 2 -I{} bash -c 'one "$@" > "$work/$(echo "$1" | tr / _).out"' _ {}
+# "index cell" per line: the index names the cell's output file, so a cell
+# asked for twice is counted twice.
+for i in "${!cells[@]}"; do echo "$i ${cells[$i]}"; done |
+	xargs -P 2 -L 1 bash -c 'one "$2" > "$work/$1.out"' _
 
+# The ratio column needs floor/write among the cells (it is in the default set).
 floor=""
-[ -f "$work/floor_write.out" ] && floor=$(cut -d' ' -f2 "$work/floor_write.out")
+for i in "${!cells[@]}"; do
+	[ "${cells[$i]}" = floor/write ] && floor=$(cut -d' ' -f2 "$work/$i.out")
+done
 echo "| policy/input | instructions per decision | × floor (constant decision, write) |"
 echo "| --- | ---: | ---: |"
-for c in "${cells[@]}"; do
-	read -r name n <"$work/$(echo "$c" | tr / _).out"
+for i in "${!cells[@]}"; do
+	read -r name n <"$work/$i.out"
 	ratio="—"
 	[ -n "$floor" ] && ratio=$(awk -v n="$n" -v f="$floor" 'BEGIN { printf "%.1f", n / f }')
 	printf '| %s | %d | %s |\n' "$name" "$n" "$ratio"
