@@ -433,37 +433,41 @@ func schedule(spec, tz string) (cron.Schedule, *time.Location, error) {
 	return s, loc, nil
 }
 
+// builtins lists the gateway's builtins with their implementations: the
+// compiler, the query and the test runner take them from here.
+var builtins = []struct {
+	fn   *rego.Function
+	impl func(*rego.Rego)
+}{
+	{windowOpen, rego.Function2(windowOpen, windowOpenBuiltin)},
+	{rangesOverlapping, rego.Function3(rangesOverlapping, rangesOverlappingBuiltin)},
+	{valuesWithin, rego.Function2(valuesWithin, valuesWithinBuiltin)},
+	{decisionFunc, rego.Function4(decisionFunc, decisionBuiltin)},
+}
+
 // compilerBuiltins declares the gateway's builtins to a compiler.
 func compilerBuiltins() map[string]*ast.Builtin {
-	return map[string]*ast.Builtin{
-		windowOpen.Name:        {Name: windowOpen.Name, Decl: windowOpen.Decl},
-		rangesOverlapping.Name: {Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
-		valuesWithin.Name:      {Name: valuesWithin.Name, Decl: valuesWithin.Decl},
-		decisionFunc.Name:      {Name: decisionFunc.Name, Decl: decisionFunc.Decl},
+	m := make(map[string]*ast.Builtin, len(builtins))
+	for _, b := range builtins {
+		m[b.fn.Name] = &ast.Builtin{Name: b.fn.Name, Decl: b.fn.Decl}
 	}
+	return m
 }
 
 // regoBuiltins implements them for a query.
 func regoBuiltins() []func(*rego.Rego) {
-	return []func(*rego.Rego){rego.Function2(windowOpen, windowOpenBuiltin),
-		rego.Function3(rangesOverlapping, rangesOverlappingBuiltin),
-		rego.Function2(valuesWithin, valuesWithinBuiltin),
-		rego.Function4(decisionFunc, decisionBuiltin)}
+	opts := make([]func(*rego.Rego), len(builtins))
+	for i, b := range builtins {
+		opts[i] = b.impl
+	}
+	return opts
 }
 
 // testerBuiltins gives them to the Rego test runner.
 func testerBuiltins() []*tester.Builtin {
-	return []*tester.Builtin{{
-		Decl: &ast.Builtin{Name: windowOpen.Name, Decl: windowOpen.Decl},
-		Func: rego.Function2(windowOpen, windowOpenBuiltin),
-	}, {
-		Decl: &ast.Builtin{Name: rangesOverlapping.Name, Decl: rangesOverlapping.Decl},
-		Func: rego.Function3(rangesOverlapping, rangesOverlappingBuiltin),
-	}, {
-		Decl: &ast.Builtin{Name: valuesWithin.Name, Decl: valuesWithin.Decl},
-		Func: rego.Function2(valuesWithin, valuesWithinBuiltin),
-	}, {
-		Decl: &ast.Builtin{Name: decisionFunc.Name, Decl: decisionFunc.Decl},
-		Func: rego.Function4(decisionFunc, decisionBuiltin),
-	}}
+	tb := make([]*tester.Builtin, len(builtins))
+	for i, b := range builtins {
+		tb[i] = &tester.Builtin{Decl: &ast.Builtin{Name: b.fn.Name, Decl: b.fn.Decl}, Func: b.impl}
+	}
+	return tb
 }
