@@ -13,6 +13,7 @@ import (
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 )
 
 func shortPolicy(uri string) string { return uri[strings.LastIndex(uri, "#")+1:] }
@@ -167,7 +168,7 @@ func TestResponseTooLarge(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000)
 	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		opcua.MaxMessageSize(100000), opcua.RequestTimeout(5*time.Second))
+		ownDialer(t), opcua.MaxMessageSize(100000), opcua.RequestTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestResponseTooManyChunks(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000) // 4 chunks of 64 kB
 	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		opcua.MaxChunkCount(2), opcua.RequestTimeout(5*time.Second))
+		ownDialer(t), opcua.MaxChunkCount(2), opcua.RequestTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +205,30 @@ func TestResponseTooManyChunks(t *testing.T) {
 	if _, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big"))); StatusOf(err) != ua.StatusBadResponseTooLarge {
 		t.Fatalf("read of a value in 4 chunks with MaxChunkCount 2: %v, want Bad_ResponseTooLarge", err)
 	}
+}
+
+// ownDialer gives a gopcua client a dialer of its own, to come before the
+// client's MaxMessageSize or MaxChunkCount option. Those options write into
+// the dialer's ClientACK, which by default is the package variable
+// uacp.DefaultClientACK: one test's limits would then hold for every gopcua
+// client dialled after it in the test binary (seen with -count=2: the 192 kB
+// Reads of TestChunkingAndConcurrentSend failed Bad_ResponseTooLarge, and
+// TestResponseTooManyChunks passed on the message size left over from
+// TestResponseTooLarge). The test fails if the package variable changed.
+func ownDialer(t *testing.T) opcua.Option {
+	before := *uacp.DefaultClientACK
+	t.Cleanup(func() {
+		if after := *uacp.DefaultClientACK; after != before {
+			t.Errorf("uacp.DefaultClientACK changed by the test: %+v, was %+v", after, before)
+		}
+	})
+	return opcua.Dialer(&uacp.Dialer{
+		Dialer: &net.Dialer{Timeout: opcua.DefaultDialTimeout},
+		ClientACK: &uacp.Acknowledge{
+			ReceiveBufSize: uacp.DefaultReceiveBufSize,
+			SendBufSize:    uacp.DefaultSendBufSize,
+		},
+	})
 }
 
 // Accept ends when its context does, even with a long HelloTimeout.
