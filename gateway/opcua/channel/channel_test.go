@@ -212,9 +212,10 @@ func TestResponseTooManyChunks(t *testing.T) {
 // the dialer's ClientACK, which by default is the package variable
 // uacp.DefaultClientACK: one test's limits would then hold for every gopcua
 // client dialled after it in the test binary (seen with -count=2: the 192 kB
-// Reads of TestChunkingAndConcurrentSend failed Bad_ResponseTooLarge, and
-// TestResponseTooManyChunks passed on the message size left over from
-// TestResponseTooLarge). The test fails if the package variable changed.
+// Reads of TestChunkingAndConcurrentSend failed Bad_ResponseTooLarge; and
+// TestResponseTooManyChunks ran with TestResponseTooLarge's message size
+// still in force, so it did not show the chunk limit alone). The test fails
+// if the package variable changed.
 func ownDialer(t *testing.T) opcua.Option {
 	before := *uacp.DefaultClientACK
 	t.Cleanup(func() {
