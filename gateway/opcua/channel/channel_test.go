@@ -168,7 +168,7 @@ func TestResponseTooLarge(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000)
 	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		ownDialer(t), opcua.MaxMessageSize(100000), opcua.RequestTimeout(5*time.Second))
+		clientLimits(t, 100000, 0), opcua.RequestTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestResponseTooManyChunks(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000) // 4 chunks of 64 kB
 	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		ownDialer(t), opcua.MaxChunkCount(2), opcua.RequestTimeout(5*time.Second))
+		clientLimits(t, 0, 2), opcua.RequestTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,16 +207,16 @@ func TestResponseTooManyChunks(t *testing.T) {
 	}
 }
 
-// ownDialer gives a gopcua client a dialer of its own, to come before the
-// client's MaxMessageSize or MaxChunkCount option. Those options write into
-// the dialer's ClientACK, which by default is the package variable
-// uacp.DefaultClientACK: one test's limits would then hold for every gopcua
-// client dialled after it in the test binary (seen with -count=2: the 192 kB
-// Reads of TestChunkingAndConcurrentSend failed Bad_ResponseTooLarge; and
+// clientLimits gives a gopcua client a dialer of its own whose Hello
+// announces maxMessageSize and maxChunkCount (0: none). gopcua's
+// MaxMessageSize and MaxChunkCount options would write them into the
+// package variable uacp.DefaultClientACK, the ClientACK of every client's
+// default dialer: one test's limits would then hold for every gopcua client
+// dialled after it in the test binary (seen with -count=2: the 192 kB Reads
+// of TestChunkingAndConcurrentSend failed Bad_ResponseTooLarge; and
 // TestResponseTooManyChunks ran with TestResponseTooLarge's message size
-// still in force, so it did not show the chunk limit alone). The test fails
-// if the package variable changed.
-func ownDialer(t *testing.T) opcua.Option {
+// still in force). The test fails if the package variable changed.
+func clientLimits(t *testing.T, maxMessageSize, maxChunkCount uint32) opcua.Option {
 	before := *uacp.DefaultClientACK
 	t.Cleanup(func() {
 		if after := *uacp.DefaultClientACK; after != before {
@@ -228,6 +228,8 @@ func ownDialer(t *testing.T) opcua.Option {
 		ClientACK: &uacp.Acknowledge{
 			ReceiveBufSize: uacp.DefaultReceiveBufSize,
 			SendBufSize:    uacp.DefaultSendBufSize,
+			MaxMessageSize: maxMessageSize,
+			MaxChunkCount:  maxChunkCount,
 		},
 	})
 }
