@@ -2,7 +2,11 @@ package opcua_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	gopcua "github.com/gopcua/opcua"
@@ -69,4 +73,103 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 	if !ok || len(got) != 20_000 || got[0] != 0 || got[19_999] != 19_999 {
 		t.Fatalf("the Trend at 8 MiB: %T of %d", v.Value.Value(), len(got))
 	}
+}
+
+// TestTooManyOperations: a Read of more than 10,000 nodes is refused with
+// Bad_TooManyOperations and a request.rejected record (reason limit) before
+// anything of it reaches the upstream: the gateway does not even resolve
+// the nodes' browse paths there. A counting relay between gateway and
+// node-opcua server shows the upstream leg silent during the refusal, and
+// busy for a Read of 100 nodes after it.
+func TestTooManyOperations(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	up := countingRelay(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	g := startGateway(t, gwOpts{upstream: "opc.tcp://" + up.addr, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx := context.Background()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := readValue(ctx, t, c, opcuatest.NodePressure); v.Value.Value() != 1.013 {
+		t.Fatalf("Pressure: %v", v.Value.Value())
+	}
+	read := func(n int) (*ua.ReadResponse, error) {
+		req := &ua.ReadRequest{}
+		for i := range n {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: ua.MustParseNodeID("ns=1;s=N" + strconv.Itoa(i)), AttributeID: ua.AttributeIDValue})
+		}
+		return c.Read(ctx, req)
+	}
+
+	before := up.sent.Load()
+	if r, err := read(10_001); err != ua.StatusBadTooManyOperations {
+		t.Errorf("a Read of 10,001 nodes: %v, %+v; want Bad_TooManyOperations", err, r)
+	}
+	if n := up.sent.Load() - before; n != 0 {
+		t.Errorf("the gateway sent the upstream %d bytes for the refused Read", n)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 1 })
+	if rej := events(rs, "request.rejected"); len(rej) == 0 {
+		t.Error("no request.rejected record of the refused Read")
+	} else if rej[0].str("response") != "Bad_TooManyOperations" || rej[0].str("reason") != "limit" ||
+		rej[0].str("operation", "function") != "read" {
+		t.Errorf("the refused Read's record: %v", rej[0])
+	}
+
+	r, err := read(100)
+	if err != nil {
+		t.Fatalf("a Read of 100 nodes: %v", err)
+	}
+	if len(r.Results) != 100 {
+		t.Fatalf("a Read of 100 nodes: %d results", len(r.Results))
+	}
+	if up.sent.Load() == before {
+		t.Error("the Read of 100 nodes did not reach the upstream")
+	}
+}
+
+// relay is a TCP relay that counts the bytes it forwards to its target.
+type relay struct {
+	addr string
+	sent atomic.Int64
+}
+
+func countingRelay(t *testing.T, target string) *relay {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	r := &relay{addr: ln.Addr().String()}
+	go func() {
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			upc, err := net.Dial("tcp", target)
+			if err != nil {
+				down.Close()
+				continue
+			}
+			t.Cleanup(func() { down.Close(); upc.Close() })
+			go func() {
+				io.Copy(countWriter{upc, &r.sent}, down)
+				upc.Close()
+			}()
+			go func() { io.Copy(down, upc); down.Close() }()
+		}
+	}()
+	return r
+}
+
+type countWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }

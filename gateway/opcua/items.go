@@ -57,6 +57,51 @@ func (s *uaSession) admit(ctx context.Context, calls []*gateway.Call) (allowed [
 	return allowed, decs, denied
 }
 
+// nodes returns the node id each of n items names, as the policy sees it
+// (a registered alias mapped back to its node), and their browse paths. A
+// request of more than maxItems items is refused by runBatch before any
+// decision, so its nodes are not resolved: the gateway asks the upstream
+// nothing for a request it will not forward.
+func (c *conn) nodes(ctx context.Context, s *uaSession, n int, id func(i int) string) ([]string, map[string]string) {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = s.original(id(i))
+	}
+	if n > maxItems {
+		return ids, nil
+	}
+	return ids, c.pathsOf(ctx, s, ids)
+}
+
+// resultsMerge is the merge of a batch whose response R carries one result
+// per forwarded item: each result goes into its client's slot of out and
+// gives the item's status. each, when set, sees every result that is not
+// nil (j its index in the forwarded request, i in the client's).
+func resultsMerge[R ua.Response, T any](out []*T, results func(R) []*T, status func(*T) ua.StatusCode, each func(j, i int)) func(ua.Response, []int) ([]ua.StatusCode, bool) {
+	return func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
+		r, ok := resp.(R)
+		if !ok {
+			return nil, false
+		}
+		got := results(r)
+		if len(got) != len(allowed) {
+			return nil, false
+		}
+		codes := make([]ua.StatusCode, len(allowed))
+		for j, i := range allowed {
+			out[i] = got[j]
+			if out[i] == nil {
+				continue
+			}
+			codes[j] = status(out[i])
+			if each != nil {
+				each(j, i)
+			}
+		}
+		return codes, true
+	}
+}
+
 // finish writes the result record of a forwarded call.
 func (s *uaSession) finish(ctx context.Context, c *gateway.Call, code ua.StatusCode, latency time.Duration, detail string, fields []gateway.Field) {
 	r := &gateway.Result{Status: statusKind(code), Code: int(uint32(code)), Latency: latency, Detail: detail, Fields: fields}

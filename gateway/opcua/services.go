@@ -92,11 +92,7 @@ func codesMerge(dst []ua.StatusCode) func(ua.Response, []int, []ua.StatusCode) (
 
 func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.Response {
 	in := req.NodesToRead
-	ids := make([]string, len(in))
-	for i, r := range in {
-		ids[i] = s.original(nodeIDString(r.NodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].NodeID) })
 	out := make([]*ua.DataValue, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
@@ -112,20 +108,8 @@ func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.R
 		forward: func(allowed []int) ua.Request {
 			return &ua.ReadRequest{MaxAge: req.MaxAge, TimestampsToReturn: req.TimestampsToReturn, NodesToRead: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.ReadResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].Status
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.ReadResponse) []*ua.DataValue { return r.Results },
+			func(v *ua.DataValue) ua.StatusCode { return v.Status }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.ReadResponse{ResponseHeader: h, Results: out}
 		},
@@ -134,11 +118,7 @@ func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.R
 
 func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua.Response {
 	in := req.NodesToWrite
-	ids := make([]string, len(in))
-	for i, w := range in {
-		ids[i] = s.original(nodeIDString(w.NodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].NodeID) })
 	out := make([]ua.StatusCode, len(in))
 	old := map[int]any{} // forwarded index j -> old value, for items whose decision asked
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
@@ -216,11 +196,7 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 
 func (c *conn) historyRead(ctx context.Context, s *uaSession, req *ua.HistoryReadRequest) ua.Response {
 	in := req.NodesToRead
-	ids := make([]string, len(in))
-	for i, r := range in {
-		ids[i] = s.original(nodeIDString(r.NodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].NodeID) })
 	out := make([]*ua.HistoryReadResult, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
@@ -237,20 +213,8 @@ func (c *conn) historyRead(ctx context.Context, s *uaSession, req *ua.HistoryRea
 			return &ua.HistoryReadRequest{HistoryReadDetails: req.HistoryReadDetails, TimestampsToReturn: req.TimestampsToReturn,
 				ReleaseContinuationPoints: req.ReleaseContinuationPoints, NodesToRead: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.HistoryReadResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.HistoryReadResponse) []*ua.HistoryReadResult { return r.Results },
+			func(r *ua.HistoryReadResult) ua.StatusCode { return r.StatusCode }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.HistoryReadResponse{ResponseHeader: h, Results: out}
 		},
@@ -280,11 +244,7 @@ func historyNode(eo *ua.ExtensionObject) *ua.NodeID {
 
 func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryUpdateRequest) ua.Response {
 	in := req.HistoryUpdateDetails
-	ids := make([]string, len(in))
-	for i, d := range in {
-		ids[i] = s.original(nodeIDString(historyNode(d)))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(historyNode(in[i])) })
 	out := make([]*ua.HistoryUpdateResult, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
@@ -298,20 +258,8 @@ func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryU
 		forward: func(allowed []int) ua.Request {
 			return &ua.HistoryUpdateRequest{HistoryUpdateDetails: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.HistoryUpdateResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.HistoryUpdateResponse) []*ua.HistoryUpdateResult { return r.Results },
+			func(r *ua.HistoryUpdateResult) ua.StatusCode { return r.StatusCode }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.HistoryUpdateResponse{ResponseHeader: h, Results: out}
 		},
@@ -320,11 +268,7 @@ func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryU
 
 func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.Response {
 	in := req.MethodsToCall
-	ids := make([]string, len(in))
-	for i, m := range in {
-		ids[i] = s.original(nodeIDString(m.MethodID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].MethodID) })
 	out := make([]*ua.CallMethodResult, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
@@ -346,20 +290,8 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 		forward: func(allowed []int) ua.Request {
 			return &ua.CallRequest{MethodsToCall: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.CallResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.CallResponse) []*ua.CallMethodResult { return r.Results },
+			func(r *ua.CallMethodResult) ua.StatusCode { return r.StatusCode }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.CallResponse{ResponseHeader: h, Results: out}
 		},
@@ -385,26 +317,15 @@ func (c *conn) browse(ctx context.Context, s *uaSession, req *ua.BrowseRequest) 
 		forward: func(allowed []int) ua.Request {
 			return &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode, NodesToBrowse: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.BrowseResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-					s.rememberCP(out[i].ContinuationPoint, s.original(nodeIDString(in[i].NodeID)))
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.BrowseResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
+			func(_, i int) { s.rememberCP(out[i].ContinuationPoint, s.original(nodeIDString(in[i].NodeID))) }),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.BrowseResponse{ResponseHeader: h, Results: out}
 		},
 	})
 }
+
+func browseStatus(r *ua.BrowseResult) ua.StatusCode { return r.StatusCode }
 
 // rememberCP keeps which node a browse continuation point continues.
 func (s *uaSession) rememberCP(cp []byte, node string) {
@@ -436,21 +357,8 @@ func (c *conn) browseNext(ctx context.Context, s *uaSession, req *ua.BrowseNextR
 		forward: func(allowed []int) ua.Request {
 			return &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints, ContinuationPoints: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.BrowseNextResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-					s.rememberCP(out[i].ContinuationPoint, nodes[i])
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.BrowseNextResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
+			func(_, i int) { s.rememberCP(out[i].ContinuationPoint, nodes[i]) }),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.BrowseNextResponse{ResponseHeader: h, Results: out}
 		},
@@ -469,20 +377,8 @@ func (c *conn) translate(ctx context.Context, s *uaSession, req *ua.TranslateBro
 		forward: func(allowed []int) ua.Request {
 			return &ua.TranslateBrowsePathsToNodeIDsRequest{BrowsePaths: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.TranslateBrowsePathsToNodeIDsResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.TranslateBrowsePathsToNodeIDsResponse) []*ua.BrowsePathResult { return r.Results },
+			func(r *ua.BrowsePathResult) ua.StatusCode { return r.StatusCode }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.TranslateBrowsePathsToNodeIDsResponse{ResponseHeader: h, Results: out}
 		},
@@ -574,11 +470,7 @@ func (c *conn) changed(resp ua.Response) ua.Response {
 
 func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesRequest) ua.Response {
 	in := req.NodesToAdd
-	ids := make([]string, len(in))
-	for i, n := range in {
-		ids[i] = s.original(expandedString(n.ParentNodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return expandedString(in[i].ParentNodeID) })
 	out := make([]*ua.AddNodesResult, len(in))
 	return c.changed(c.runBatch(ctx, s, req.RequestHeader, batch{
 		n:    len(in),
@@ -589,20 +481,8 @@ func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesReque
 		forward: func(allowed []int) ua.Request {
 			return &ua.AddNodesRequest{NodesToAdd: pick(in, allowed)}
 		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.AddNodesResponse)
-			if !ok || len(r.Results) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			for j, i := range allowed {
-				out[i] = r.Results[j]
-				if out[i] != nil {
-					codes[j] = out[i].StatusCode
-				}
-			}
-			return codes, true
-		},
+		merge: resultsMerge(out, func(r *ua.AddNodesResponse) []*ua.AddNodesResult { return r.Results },
+			func(r *ua.AddNodesResult) ua.StatusCode { return r.StatusCode }, nil),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.AddNodesResponse{ResponseHeader: h, Results: out}
 		},
@@ -662,56 +542,47 @@ func (c *conn) statusBatch(ctx context.Context, s *uaSession, h *ua.RequestHeade
 	})
 }
 
+// programItems decides and forwards a change of the address space whose
+// items each name one node and whose results are status codes; function is
+// the policy's operation.function.
+func programItems[T any, R ua.Response](c *conn, ctx context.Context, s *uaSession, h *ua.RequestHeader, function string,
+	in []T, node func(T) *ua.NodeID, forward func([]T) ua.Request, results func(R) []ua.StatusCode,
+	respond func(*ua.ResponseHeader, []ua.StatusCode) ua.Response) ua.Response {
+	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(node(in[i])) })
+	return c.changed(c.statusBatch(ctx, s, h, len(in),
+		func(i int) *gateway.Call { return programCall(function, ids[i], paths[ids[i]]) },
+		func(allowed []int) ua.Request { return forward(pick(in, allowed)) },
+		statusResults(results), respond, nil))
+}
+
 func (c *conn) addReferences(ctx context.Context, s *uaSession, req *ua.AddReferencesRequest) ua.Response {
-	in := req.ReferencesToAdd
-	ids := make([]string, len(in))
-	for i, r := range in {
-		ids[i] = s.original(nodeIDString(r.SourceNodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
-	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
-		func(i int) *gateway.Call { return programCall("add_references", ids[i], paths[ids[i]]) },
-		func(allowed []int) ua.Request {
-			return &ua.AddReferencesRequest{ReferencesToAdd: pick(in, allowed)}
-		},
-		statusResults(func(r *ua.AddReferencesResponse) []ua.StatusCode { return r.Results }),
+	return programItems(c, ctx, s, req.RequestHeader, "add_references", req.ReferencesToAdd,
+		func(r *ua.AddReferencesItem) *ua.NodeID { return r.SourceNodeID },
+		func(in []*ua.AddReferencesItem) ua.Request { return &ua.AddReferencesRequest{ReferencesToAdd: in} },
+		func(r *ua.AddReferencesResponse) []ua.StatusCode { return r.Results },
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.AddReferencesResponse{ResponseHeader: h, Results: out}
-		}, nil))
+		})
 }
 
 func (c *conn) deleteNodes(ctx context.Context, s *uaSession, req *ua.DeleteNodesRequest) ua.Response {
-	in := req.NodesToDelete
-	ids := make([]string, len(in))
-	for i, r := range in {
-		ids[i] = s.original(nodeIDString(r.NodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
-	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
-		func(i int) *gateway.Call { return programCall("delete_nodes", ids[i], paths[ids[i]]) },
-		func(allowed []int) ua.Request {
-			return &ua.DeleteNodesRequest{NodesToDelete: pick(in, allowed)}
-		},
-		statusResults(func(r *ua.DeleteNodesResponse) []ua.StatusCode { return r.Results }),
+	return programItems(c, ctx, s, req.RequestHeader, "delete_nodes", req.NodesToDelete,
+		func(d *ua.DeleteNodesItem) *ua.NodeID { return d.NodeID },
+		func(in []*ua.DeleteNodesItem) ua.Request { return &ua.DeleteNodesRequest{NodesToDelete: in} },
+		func(r *ua.DeleteNodesResponse) []ua.StatusCode { return r.Results },
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.DeleteNodesResponse{ResponseHeader: h, Results: out}
-		}, nil))
+		})
 }
 
 func (c *conn) deleteReferences(ctx context.Context, s *uaSession, req *ua.DeleteReferencesRequest) ua.Response {
-	in := req.ReferencesToDelete
-	ids := make([]string, len(in))
-	for i, r := range in {
-		ids[i] = s.original(nodeIDString(r.SourceNodeID))
-	}
-	paths := c.pathsOf(ctx, s, ids)
-	return c.changed(c.statusBatch(ctx, s, req.RequestHeader, len(in),
-		func(i int) *gateway.Call { return programCall("delete_references", ids[i], paths[ids[i]]) },
-		func(allowed []int) ua.Request {
-			return &ua.DeleteReferencesRequest{ReferencesToDelete: pick(in, allowed)}
+	return programItems(c, ctx, s, req.RequestHeader, "delete_references", req.ReferencesToDelete,
+		func(d *ua.DeleteReferencesItem) *ua.NodeID { return d.SourceNodeID },
+		func(in []*ua.DeleteReferencesItem) ua.Request {
+			return &ua.DeleteReferencesRequest{ReferencesToDelete: in}
 		},
-		statusResults(func(r *ua.DeleteReferencesResponse) []ua.StatusCode { return r.Results }),
+		func(r *ua.DeleteReferencesResponse) []ua.StatusCode { return r.Results },
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.DeleteReferencesResponse{ResponseHeader: h, Results: out}
-		}, nil))
+		})
 }

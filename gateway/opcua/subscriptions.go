@@ -104,13 +104,12 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 	switch req := body.(type) {
 	case *ua.CreateMonitoredItemsRequest:
 		in := req.ItemsToCreate
-		ids := make([]string, len(in))
-		for i, m := range in {
-			if m.ItemToMonitor != nil {
-				ids[i] = s.original(nodeIDString(m.ItemToMonitor.NodeID))
+		ids, paths := c.nodes(ctx, s, len(in), func(i int) string {
+			if in[i].ItemToMonitor == nil {
+				return ""
 			}
-		}
-		paths := c.pathsOf(ctx, s, ids)
+			return nodeIDString(in[i].ItemToMonitor.NodeID)
+		})
 		out := make([]*ua.MonitoredItemCreateResult, len(in))
 		return c.runBatch(ctx, s, h, batch{
 			n: len(in),
@@ -132,25 +131,15 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 			forward: func(allowed []int) ua.Request {
 				return &ua.CreateMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToCreate: pick(in, allowed)}
 			},
-			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.CreateMonitoredItemsResponse)
-				if !ok || len(r.Results) != len(allowed) {
-					return nil, false
-				}
-				codes := make([]ua.StatusCode, len(allowed))
-				s.mu.Lock()
-				for j, i := range allowed {
-					out[i] = r.Results[j]
-					if out[i] != nil {
-						codes[j] = out[i].StatusCode
-						if codes[j] == ua.StatusOK {
-							putBounded(s.items, itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i])
-						}
+			merge: resultsMerge(out, func(r *ua.CreateMonitoredItemsResponse) []*ua.MonitoredItemCreateResult { return r.Results },
+				func(r *ua.MonitoredItemCreateResult) ua.StatusCode { return r.StatusCode },
+				func(_, i int) {
+					if out[i].StatusCode == ua.StatusOK {
+						s.mu.Lock()
+						putBounded(s.items, itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i])
+						s.mu.Unlock()
 					}
-				}
-				s.mu.Unlock()
-				return codes, true
-			},
+				}),
 			respond: func(h *ua.ResponseHeader) ua.Response {
 				return &ua.CreateMonitoredItemsResponse{ResponseHeader: h, Results: out}
 			},
@@ -169,20 +158,8 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 			forward: func(allowed []int) ua.Request {
 				return &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToModify: pick(in, allowed)}
 			},
-			merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-				r, ok := resp.(*ua.ModifyMonitoredItemsResponse)
-				if !ok || len(r.Results) != len(allowed) {
-					return nil, false
-				}
-				codes := make([]ua.StatusCode, len(allowed))
-				for j, i := range allowed {
-					out[i] = r.Results[j]
-					if out[i] != nil {
-						codes[j] = out[i].StatusCode
-					}
-				}
-				return codes, true
-			},
+			merge: resultsMerge(out, func(r *ua.ModifyMonitoredItemsResponse) []*ua.MonitoredItemModifyResult { return r.Results },
+				func(r *ua.MonitoredItemModifyResult) ua.StatusCode { return r.StatusCode }, nil),
 			respond: func(h *ua.ResponseHeader) ua.Response {
 				return &ua.ModifyMonitoredItemsResponse{ResponseHeader: h, Results: out}
 			},
