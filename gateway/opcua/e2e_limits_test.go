@@ -80,7 +80,8 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 // anything of it reaches the upstream: the gateway does not even resolve
 // the nodes' browse paths there. A counting relay between gateway and
 // node-opcua server shows the upstream leg silent during the refusal, and
-// busy for a Read of 100 nodes after it.
+// busy for a Read of 100 nodes after it. A TransferSubscriptions of 10,001
+// ids is refused the same way, with one record, not one per id.
 func TestTooManyOperations(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	up := countingRelay(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
@@ -114,6 +115,33 @@ func TestTooManyOperations(t *testing.T) {
 	} else if rej[0].str("response") != "Bad_TooManyOperations" || rej[0].str("reason") != "limit" ||
 		rej[0].str("operation", "function") != "read" {
 		t.Errorf("the refused Read's record: %v", rej[0])
+	}
+
+	// TransferSubscriptions checks each id's owner before deciding: a
+	// request over the bound must not get a record per id.
+	ids := make([]uint32, 10_001)
+	for i := range ids {
+		ids[i] = uint32(i + 1)
+	}
+	var transfer ua.StatusCode
+	if err := c.Send(ctx, &ua.TransferSubscriptionsRequest{SubscriptionIDs: ids}, func(r ua.Response) error {
+		transfer = r.Header().ServiceResult
+		return nil
+	}); err != nil && err != ua.StatusBadTooManyOperations {
+		t.Fatalf("TransferSubscriptions of 10,001 ids: %v", err)
+	}
+	if transfer != ua.StatusBadTooManyOperations {
+		t.Errorf("TransferSubscriptions of 10,001 ids: %v, want Bad_TooManyOperations", transfer)
+	}
+	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 2 })
+	var transfers []record
+	for _, r := range events(rs, "request.rejected") {
+		if r.str("operation", "function") == "transfer_subscriptions" {
+			transfers = append(transfers, r)
+		}
+	}
+	if len(transfers) != 1 || transfers[0].str("reason") != "limit" || transfers[0].str("response") != "Bad_TooManyOperations" {
+		t.Errorf("TransferSubscriptions of 10,001 ids left %d request.rejected records, want one of reason limit; the first: %v", len(transfers), transfers[:min(1, len(transfers))])
 	}
 
 	r, err := read(100)

@@ -120,10 +120,8 @@ func (c *conn) runBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, 
 	if b.n == 0 {
 		return fault(h, ua.StatusBadNothingToDo)
 	}
-	if b.n > maxItems {
-		c.e.pipeline.Reject(ctx, s.session(), c.serviceCallOf(h, b), "limit",
-			fmt.Sprintf("%d operation items, more than %d", b.n, maxItems), "Bad_TooManyOperations")
-		return fault(h, ua.StatusBadTooManyOperations)
+	if r := c.refuseTooMany(ctx, s, h, b.n, func() *gateway.Call { return b.call(0) }); r != nil {
+		return r
 	}
 	calls := make([]*gateway.Call, b.n)
 	for i := range calls {
@@ -177,12 +175,20 @@ func (c *conn) runBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, 
 	return b.respond(header(h, ua.StatusOK))
 }
 
-// serviceCallOf names a refused batch by the function of its first item.
-func (c *conn) serviceCallOf(h *ua.RequestHeader, b batch) *gateway.Call {
-	call := b.call(0)
+// refuseTooMany answers a request of more than maxItems items with
+// Bad_TooManyOperations and one request.rejected record, named by the
+// function of first (its first item's call); nil when the request is
+// within the bound. It comes before any work per item.
+func (c *conn) refuseTooMany(ctx context.Context, s *uaSession, h *ua.RequestHeader, n int, first func() *gateway.Call) ua.Response {
+	if n <= maxItems {
+		return nil
+	}
+	call := first()
 	call.Target = c.base.Target
 	call.Operation.Fields = nil
-	return call
+	c.e.pipeline.Reject(ctx, s.session(), call, "limit",
+		fmt.Sprintf("%d operation items, more than %d", n, maxItems), "Bad_TooManyOperations")
+	return fault(h, ua.StatusBadTooManyOperations)
 }
 
 // send forwards req through the session's upstream within the request's

@@ -246,6 +246,9 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubscriptionsRequest, subCall func(string, uint32) *gateway.Call) ua.Response {
 	h := req.RequestHeader
 	in := req.SubscriptionIDs
+	if r := c.refuseTooMany(ctx, s, h, len(in), func() *gateway.Call { return subCall("transfer_subscriptions", in[0]) }); r != nil {
+		return r
+	}
 	out := make([]*ua.TransferResult, len(in))
 	gs := s.session()
 	// owners[i] holds in[i] when it may move here; why[i] is the reason it
