@@ -286,7 +286,19 @@ func TestValidationErrorAs(t *testing.T) {
 	if !errors.As(err, &sc) || sc.StatusCode() != ua.StatusBadCertificateInvalid {
 		t.Fatalf("%v does not carry its status code", err)
 	}
-	if StatusName(ua.StatusBadCertificateUntrusted) != "Bad_CertificateUntrusted" {
-		t.Errorf("StatusName = %s", StatusName(ua.StatusBadCertificateUntrusted))
+	for c, want := range map[ua.StatusCode]string{
+		ua.StatusBadCertificateUntrusted:     "Bad_CertificateUntrusted",
+		ua.StatusBadNodeIDInvalid:            "Bad_NodeIdInvalid",
+		ua.StatusBadSubscriptionIDInvalid:    "Bad_SubscriptionIdInvalid",
+		ua.StatusBadTCPNotEnoughResources:    "Bad_TcpNotEnoughResources",
+		ua.StatusBadTCPEndpointURLInvalid:    "Bad_TcpEndpointUrlInvalid",
+		ua.StatusBadCertificateURIInvalid:    "Bad_CertificateUriInvalid",
+		ua.StatusBadIdentityTokenInvalid:     "Bad_IdentityTokenInvalid",
+		ua.StatusUncertainInitialValue:       "Uncertain_InitialValue",
+		ua.StatusGoodSubscriptionTransferred: "GoodSubscriptionTransferred",
+	} {
+		if got := StatusName(c); got != want {
+			t.Errorf("StatusName(0x%08X) = %s, want %s", uint32(c), got, want)
+		}
 	}
 }

@@ -113,13 +113,15 @@ func (e *ValidationError) Error() string {
 func (e *ValidationError) StatusCode() ua.StatusCode { return e.Code }
 
 // StatusName is the OPC UA name of a status code, such as
-// Bad_CertificateUntrusted.
+// Bad_CertificateUntrusted, spelt as OPC 10000-4 §7.39 and the OPC
+// Foundation's StatusCode list spell it (Bad_NodeIdInvalid,
+// Bad_TcpNotEnoughResources), not as gopcua's Go names (NodeID, TCP).
 func StatusName(c ua.StatusCode) string {
 	d, ok := ua.StatusCodes[c]
 	if !ok {
 		return fmt.Sprintf("0x%08X", uint32(c))
 	}
-	n := strings.TrimPrefix(d.Name, "Status")
+	n := specSpelling.Replace(strings.TrimPrefix(d.Name, "Status"))
 	if rest, ok := strings.CutPrefix(n, "Bad"); ok {
 		return "Bad_" + rest
 	}
@@ -128,6 +130,10 @@ func StatusName(c ua.StatusCode) string {
 	}
 	return n
 }
+
+// specSpelling undoes the initialisms of gopcua's status names: the
+// only ones they have are ID, URI, URL and TCP.
+var specSpelling = strings.NewReplacer("ID", "Id", "URI", "Uri", "URL", "Url", "TCP", "Tcp")
 
 func fail(c *x509.Certificate, check string, code ua.StatusCode, format string, a ...any) *ValidationError {
 	return &ValidationError{Code: code, Check: check, Subject: c.Subject.String(), Thumbprint: Thumbprint(c.Raw), Reason: fmt.Sprintf(format, a...)}

@@ -307,7 +307,7 @@ func TestRequestsInFlightLimit(t *testing.T) {
 }
 
 // One connection over the listener's max_conns is told so in OPC UA's
-// words, an ERR message with Bad_TCPNotEnoughResources, and recorded as
+// words, an ERR message with Bad_TcpNotEnoughResources, and recorded as
 // refused; the connections being served keep working.
 func TestConnectionLimitRefusal(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
@@ -327,7 +327,7 @@ func TestConnectionLimitRefusal(t *testing.T) {
 	}
 	var uerr *uacp.Error
 	if !errors.As(err, &uerr) || ua.StatusCode(uerr.ErrorCode) != ua.StatusBadTCPNotEnoughResources {
-		t.Fatalf("second connection: %v, want an ERR message with Bad_TCPNotEnoughResources", err)
+		t.Fatalf("second connection: %v, want an ERR message with Bad_TcpNotEnoughResources", err)
 	}
 	readValue(ctx, t, a, opcuatest.NodePressure)
 	rs := g.records(t, func(rs []record) bool {

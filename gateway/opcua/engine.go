@@ -162,7 +162,7 @@ func (e *Engine) Name() string { return Protocol }
 func (e *Engine) OpensSessions() bool { return true }
 
 // Refuse answers a connection the listener will not serve (too many
-// connections) with an ERR message, Bad_TCPNotEnoughResources, after its
+// connections) with an ERR message, Bad_TcpNotEnoughResources, after its
 // Hello.
 func (e *Engine) Refuse(conn net.Conn, _ string) {
 	channel.Refuse(conn, ua.StatusBadTCPNotEnoughResources, "the server is busy")

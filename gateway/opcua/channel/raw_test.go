@@ -642,7 +642,7 @@ func TestRawMessageSizeLimit(t *testing.T) {
 
 // What a client sends right behind its OpenSecureChannel request, in the
 // same segment, is read as the next message: here a message type that does
-// not exist, answered with Bad_TCPMessageTypeInvalid, not lost while the
+// not exist, answered with Bad_TcpMessageTypeInvalid, not lost while the
 // channel waits for more.
 func TestRawBytesBehindOPN(t *testing.T) {
 	srv := noneServer(t)
