@@ -54,6 +54,11 @@ func (c *conn) refuse(ctx context.Context, h *ua.RequestHeader, function, reason
 
 func statusName(code ua.StatusCode) string { return certs.StatusName(code) }
 
+// maxNameLen bounds the ApplicationURI and the user name a client gives:
+// both go into the policy input and every audit record of the session, and
+// a longer one is refused before it gets there.
+const maxNameLen = 4096
+
 // createSession answers CreateSession: a new session bound to this channel,
 // with a random id, token and nonce, signed with the gateway's key.
 func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) ua.Response {
@@ -64,6 +69,9 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 		subs: map[uint32]bool{}, items: map[itemKey]string{}, cps: map[string]string{}, aliases: map[string]string{}}
 	if s.clientDesc == nil {
 		s.clientDesc = &ua.ApplicationDescription{}
+	}
+	if n := len(s.clientDesc.ApplicationURI); n > maxNameLen {
+		return c.refuse(ctx, h, fn, "application_uri_invalid", fmt.Sprintf("an ApplicationURI of %d bytes, over %d", n, maxNameLen), ua.StatusBadInvalidArgument)
 	}
 	if secure {
 		if !sameLeaf(req.ClientCertificate, c.remoteCert) {
@@ -242,7 +250,10 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 	now := time.Now()
 	if until, held := c.e.logins.blocked(gs.Source.IP, now); held {
 		if t, ok := tok.(*ua.UserNameIdentityToken); ok {
-			gs.Principal.User, gs.Principal.Auth = t.UserName, gateway.AuthUsername
+			gs.Principal.Auth = gateway.AuthUsername
+			if len(t.UserName) <= maxNameLen {
+				gs.Principal.User = t.UserName
+			}
 		}
 		return identity{}, &authError{ua.StatusBadUserAccessDenied,
 			fmt.Sprintf("too many failed logins from %s: held back until %s", gs.Source.IP, until.UTC().Format(time.RFC3339))}
@@ -260,7 +271,11 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		return c.e.upstreamIdentity(identity{kind: IdentityAnonymous}), nil
 
 	case *ua.UserNameIdentityToken:
-		gs.Principal.User, gs.Principal.Auth = t.UserName, gateway.AuthUsername
+		gs.Principal.Auth = gateway.AuthUsername
+		if n := len(t.UserName); n > maxNameLen {
+			return fail(ua.StatusBadIdentityTokenInvalid, "a user name of %d bytes, over %d", n, maxNameLen)
+		}
+		gs.Principal.User = t.UserName
 		if c.e.opts.Users == "" {
 			return fail(ua.StatusBadIdentityTokenRejected, "user name login is not configured")
 		}
@@ -283,6 +298,9 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		cert, key, err := rsaKey(t.CertificateData)
 		if err != nil {
 			return fail(ua.StatusBadIdentityTokenInvalid, "X.509 user token: %v", err)
+		}
+		if n := len(cert.Subject.CommonName); n > maxNameLen {
+			return fail(ua.StatusBadIdentityTokenInvalid, "X.509 user certificate: a common name of %d bytes, over %d", n, maxNameLen)
 		}
 		gs.Principal.User = cert.Subject.CommonName
 		if c.e.validate == nil {

@@ -1,13 +1,17 @@
 package opcua_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
@@ -75,14 +79,16 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 	}
 }
 
-// TestTooManyOperations: a Read of more than 10,000 nodes is refused with
+// TestRequestBounds: a Read of more than 10,000 nodes is refused with
 // Bad_TooManyOperations and a request.rejected record (reason limit) before
 // anything of it reaches the upstream: the gateway does not even resolve
 // the nodes' browse paths there. A counting relay between gateway and
 // node-opcua server shows the upstream leg silent during the refusal, and
-// busy for a Read of 100 nodes after it. A TransferSubscriptions of 10,001
-// ids is refused the same way, with one record, not one per id.
-func TestTooManyOperations(t *testing.T) {
+// busy for a Read of 100 nodes after it. A Read of a node id of 5,000
+// characters (OPC 10000-3 allows 4096) is refused with Bad_NodeIdInvalid,
+// and a TransferSubscriptions of 10,001 ids like the Read of 10,001 nodes,
+// with one record, not one per id.
+func TestRequestBounds(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	up := countingRelay(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
 	g := startGateway(t, gwOpts{upstream: "opc.tcp://" + up.addr, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
@@ -117,6 +123,20 @@ func TestTooManyOperations(t *testing.T) {
 		t.Errorf("the refused Read's record: %v", rej[0])
 	}
 
+	// a NodeId over OPC 10000-3's 4096 characters names no node
+	before = up.sent.Load()
+	long := &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewStringNodeID(1, strings.Repeat("n", 5000)), AttributeID: ua.AttributeIDValue}}}
+	if r, err := c.Read(ctx, long); err != ua.StatusBadNodeIDInvalid {
+		t.Errorf("a Read of a node id of 5,000 characters: %v, %+v; want Bad_NodeIdInvalid", err, r)
+	}
+	if n := up.sent.Load() - before; n != 0 {
+		t.Errorf("the gateway sent the upstream %d bytes for the Read of a 5,000 character node id", n)
+	}
+	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 2 })
+	if rej := events(rs, "request.rejected"); len(rej) < 2 || rej[1].str("response") != "Bad_NodeIdInvalid" || rej[1].str("reason") != "undecodable" {
+		t.Errorf("the records of the refused Reads: %v", rej)
+	}
+
 	// TransferSubscriptions checks each id's owner before deciding: a
 	// request over the bound must not get a record per id.
 	ids := make([]uint32, 10_001)
@@ -133,7 +153,7 @@ func TestTooManyOperations(t *testing.T) {
 	if transfer != ua.StatusBadTooManyOperations {
 		t.Errorf("TransferSubscriptions of 10,001 ids: %v, want Bad_TooManyOperations", transfer)
 	}
-	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 2 })
+	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 3 })
 	var transfers []record
 	for _, r := range events(rs, "request.rejected") {
 		if r.str("operation", "function") == "transfer_subscriptions" {
@@ -200,4 +220,124 @@ func (c countWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// TestLargeValueCut: a Write of a 1 MB String reaches the policy and the
+// audit record cut to 4,096 bytes and "… N more bytes" (the policy below
+// allows only such a cut value), and the server the whole value (the
+// counting relay between gateway and node-opcua server forwards over 1
+// MB). No audit record grows past 16 kB.
+func TestLargeValueCut(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	up := countingRelay(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	g := startGateway(t, gwOpts{upstream: "opc.tcp://" + up.addr, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true},
+		policy: `package interlock
+
+allow if input.operation.access in {"session", "read", "browse"}
+
+allow if {
+	input.operation.access == "write"
+	count(input.operation.value) < 4200
+	endswith(input.operation.value, " more bytes")
+}
+
+default allow := false
+
+decision := {"allow": allow, "reasons": []}
+`})
+	ctx := context.Background()
+	c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := up.sent.Load()
+	big := strings.Repeat("x", 1<<20)
+	resp, err := c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.MustParseNodeID(opcuatest.NodeSetpoint), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(big)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Results[0]; got == ua.StatusBadUserAccessDenied {
+		t.Errorf("the 1 MB Write was denied: the policy did not see the value cut")
+	}
+	if n := up.sent.Load() - before; n < 1<<20 {
+		t.Errorf("the gateway forwarded %d bytes, less than the 1 MB value", n)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 2 })
+	var call record
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "write" {
+			call = r
+		}
+	}
+	if v := call.str("operation", "value"); v != big[:4096]+"… 1044480 more bytes" {
+		t.Errorf("the call record's value: %d bytes ending %q", len(v), v[max(0, len(v)-24):])
+	}
+	b, err := os.ReadFile(g.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(line) > 16<<10 {
+			t.Errorf("audit record %d is %d bytes", i+1, len(line))
+		}
+	}
+}
+
+// TestNameBounds: an ApplicationURI or a user name over 4096 bytes would go
+// into the policy input and every record of its session; CreateSession
+// with such an ApplicationURI is refused with Bad_InvalidArgument, and an
+// ActivateSession with such a user name with Bad_IdentityTokenInvalid,
+// each with a record that does not carry it. A user at the bound logs in
+// as far as the users file lets it (wrong password).
+func TestNameBounds(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true, Users: usersFile(t)}})
+	ctx := context.Background()
+	eps, err := gopcua.GetEndpoints(ctx, g.endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := eps[0]
+	base := []gopcua.Option{gopcua.AutoReconnect(false), gopcua.RequestTimeout(5 * time.Second)}
+
+	long := strings.Repeat("u", 5000)
+	_, err = connectClient(ctx, t, g.endpoint, append(base, gopcua.ApplicationURI("urn:"+long),
+		gopcua.AuthAnonymous(), gopcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous))...)
+	if !errors.Is(err, ua.StatusBadInvalidArgument) {
+		t.Errorf("CreateSession with an ApplicationURI of 5,004 bytes: %v, want Bad_InvalidArgument", err)
+	}
+	for _, user := range []string{long, strings.Repeat("u", 4096)} {
+		_, err = connectClient(ctx, t, g.endpoint, append(base, gopcua.AuthUsername(user, "x"),
+			gopcua.SecurityFromEndpoint(ep, ua.UserTokenTypeUserName))...)
+		want := ua.StatusBadUserAccessDenied
+		if len(user) > 4096 {
+			want = ua.StatusBadIdentityTokenInvalid
+		}
+		if !errors.Is(err, want) {
+			t.Errorf("a user name of %d bytes: %v, want %v", len(user), err, want)
+		}
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.auth_failed")) >= 2 })
+	rej := events(rs, "request.rejected")
+	if len(rej) != 1 || rej[0].str("reason") != "application_uri_invalid" || rej[0].str("response") != "Bad_InvalidArgument" {
+		t.Errorf("the refused CreateSession's records: %v", rej)
+	}
+	failed := events(rs, "session.auth_failed")
+	if len(failed) != 2 || failed[0].str("principal", "user") != "" || !strings.Contains(failed[0].str("detail"), "5000 bytes") ||
+		failed[1].str("principal", "user") != strings.Repeat("u", 4096) {
+		t.Errorf("the failed logins' records: %d, the first's user %d bytes, detail %q", len(failed),
+			len(failed[0].str("principal", "user")), failed[0].str("detail"))
+	}
+	b, err := os.ReadFile(g.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(line) > 16<<10 {
+			t.Errorf("audit record %d is %d bytes", i+1, len(line))
+		}
+	}
 }

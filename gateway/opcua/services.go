@@ -101,7 +101,7 @@ func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.R
 			k.Operation.String(fieldNodeID, ids[i])
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
 			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
-			k.Operation.String(fieldIndexRange, in[i].IndexRange)
+			k.Operation.String(fieldIndexRange, boundedString(in[i].IndexRange))
 			return k
 		},
 		deny: func(i int) { out[i] = deniedDataValue() },
@@ -128,12 +128,12 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 			k.Operation.String(fieldNodeID, ids[i])
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
 			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
-			k.Operation.String(fieldIndexRange, in[i].IndexRange)
+			k.Operation.String(fieldIndexRange, boundedString(in[i].IndexRange))
 			var v *ua.Variant
 			if in[i].Value != nil {
 				v = in[i].Value.Value
 			}
-			k.Operation.Any(fieldValue, plainValue(v))
+			k.Operation.Any(fieldValue, plainValue(v, newPlainBudget()))
 			k.Operation.String(fieldDataType, typeName(v))
 			return k
 		},
@@ -167,7 +167,7 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 				case dv.Status != ua.StatusOK:
 					old[j] = map[string]any{"status": int64(uint32(dv.Status))}
 				default:
-					old[j] = plainValue(dv.Value)
+					old[j] = plainValue(dv.Value, newPlainBudget())
 				}
 			}
 		},
@@ -279,8 +279,9 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
 			args := make([]any, len(in[i].InputArguments))
 			types := make([]string, len(in[i].InputArguments))
+			b := newPlainBudget() // one for all the arguments
 			for a, v := range in[i].InputArguments {
-				args[a], types[a] = plainValue(v), typeName(v)
+				args[a], types[a] = plainValue(v, b), typeName(v)
 			}
 			k.Operation.Any(fieldArguments, args)
 			k.Operation.Strings(fieldArgumentTypes, types)

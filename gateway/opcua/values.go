@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopcua/opcua/ua"
 )
@@ -59,23 +60,74 @@ func typeName(v *ua.Variant) string {
 	return fmt.Sprintf("Type%d", v.Type())
 }
 
-// maxPlainElems bounds the elements of an array value given to the policy
-// and the audit record; longer arrays are cut, and say so.
-const maxPlainElems = 1024
+// Bounds of the values one call gives the policy and the audit record: a
+// Write or Call of megabytes must not cost megabytes of policy input, audit
+// log and SIEM traffic, nor a record over the audit's size limit. What is
+// cut says so in a string: an array ends with "… N more" (a rule over every
+// element, or looking for an element over a limit, cannot pass it: Rego
+// orders every string after every number), a string with "… N more bytes"
+// (an allow-list of strings does not match it).
+const (
+	maxPlainElems  = 1024     // elements of one array
+	maxPlainString = 4096     // bytes of one string (of a ByteString: of its base64)
+	maxPlainTotal  = 64 << 10 // bytes of one call's values, about as JSON
+)
+
+// plainBudget is what is left of maxPlainTotal for the values of one call.
+type plainBudget struct{ left int }
+
+func newPlainBudget() *plainBudget { return &plainBudget{left: maxPlainTotal} }
+
+// str is s within the bounds, and charges it.
+func (b *plainBudget) str(s string) string {
+	n := min(len(s), maxPlainString, max(b.left, 0))
+	b.left -= n + 2
+	if n == len(s) {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // cut at a character
+	}
+	return s[:n] + fmt.Sprintf("… %d more bytes", len(s)-n)
+}
+
+// bytes is x in base64 within the bounds, and charges it; only the part
+// kept is encoded.
+func (b *plainBudget) bytes(x []byte) string {
+	n := min(len(x), base64.StdEncoding.DecodedLen(min(maxPlainString, max(b.left, 0))))
+	enc := base64.StdEncoding.EncodeToString(x[:n])
+	b.left -= len(enc) + 2
+	if n == len(x) {
+		return enc
+	}
+	return enc + fmt.Sprintf("… %d more bytes", len(x)-n)
+}
+
+// boundedString is a string field a client gives (an IndexRange) within
+// maxPlainString, cut as a value's string is.
+func boundedString(s string) string {
+	if len(s) <= maxPlainString {
+		return s
+	}
+	b := plainBudget{left: maxPlainTotal}
+	return b.str(s)
+}
 
 // plainValue is a Variant's value as plain JSON (nil, bool, int64, float64,
-// string, []any, map[string]any), for the policy input and the audit record.
-func plainValue(v *ua.Variant) any {
+// string, []any, map[string]any), for the policy input and the audit record,
+// within what is left of b.
+func plainValue(v *ua.Variant, b *plainBudget) any {
 	if v == nil {
 		return nil
 	}
-	return plain(v.Value(), 0)
+	return plain(v.Value(), 0, b)
 }
 
-func plain(x any, depth int) any {
+func plain(x any, depth int, b *plainBudget) any {
 	if depth > 8 {
 		return "…"
 	}
+	b.left -= 8 // a scalar, or what a string or array adds to its bytes
 	switch x := x.(type) {
 	case nil:
 		return nil
@@ -105,49 +157,49 @@ func plain(x any, depth int) any {
 	case float64:
 		return plainFloat(x)
 	case string:
-		return x
+		return b.str(x)
 	case ua.XMLElement:
-		return string(x)
+		return b.str(string(x))
 	case []byte:
-		return base64.StdEncoding.EncodeToString(x)
+		return b.bytes(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case *ua.GUID:
 		return x.String()
 	case *ua.NodeID:
-		return nodeIDString(x)
+		return b.str(nodeIDString(x))
 	case *ua.ExpandedNodeID:
-		return expandedString(x)
+		return b.str(expandedString(x))
 	case ua.StatusCode:
 		return int64(uint32(x))
 	case *ua.QualifiedName:
 		if x == nil {
 			return nil
 		}
-		return x.Name
+		return b.str(x.Name)
 	case *ua.LocalizedText:
 		if x == nil {
 			return nil
 		}
-		return x.Text
+		return b.str(x.Text)
 	case *ua.Variant: // in an array of Variants, or nested: depth counts on
 		if x == nil {
 			return nil
 		}
-		return plain(x.Value(), depth+1)
+		return plain(x.Value(), depth+1, b)
 	case *ua.DataValue:
 		if x == nil || x.Value == nil {
 			return nil
 		}
-		return plain(x.Value.Value(), depth+1)
+		return plain(x.Value.Value(), depth+1, b)
 	case *ua.ExtensionObject:
 		if x == nil {
 			return nil
 		}
-		return map[string]any{"type_id": expandedString(x.TypeID), "value": fmt.Sprintf("%v", x.Value)}
+		return map[string]any{"type_id": b.str(expandedString(x.TypeID)), "value": b.str(fmt.Sprintf("%v", x.Value))}
 	}
 	// Arrays: []T of the types above, decoded by gopcua.
-	return plainSlice(x, depth)
+	return plainSlice(x, depth, b)
 }
 
 func plainFloat(f float64) any {

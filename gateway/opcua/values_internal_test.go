@@ -1,6 +1,8 @@
 package opcua
 
 import (
+	"encoding/base64"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -56,7 +58,7 @@ func TestPlainValue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := ua.MustVariant(tc.v)
-			got := plainValue(wireVariant(t, v))
+			got := plainValue(wireVariant(t, v), newPlainBudget())
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("plain %s: %#v (%T), want %#v (%T)", typeName(v), got, got, tc.want, tc.want)
 			}
@@ -67,21 +69,90 @@ func TestPlainValue(t *testing.T) {
 	// that says so: a rule over every element (a number limit) cannot pass
 	// it, and neither can one looking for any element over a limit (Rego
 	// orders every string after every number)
-	got := plainValue(wireVariant(t, ua.MustVariant(big))).([]any)
+	got := plainValue(wireVariant(t, ua.MustVariant(big)), newPlainBudget()).([]any)
 	if len(got) != maxPlainElems+1 || got[maxPlainElems-1] != int64(maxPlainElems-1) || got[maxPlainElems] != "… 5 more" {
 		t.Errorf("a %d-element array: %d elements, last two %v", len(big), len(got), got[len(got)-2:])
 	}
-	if plainValue(nil) != nil {
+	if plainValue(nil, newPlainBudget()) != nil {
 		t.Error("a missing Variant is not null")
 	}
 	nested := any(int32(7))
 	for range 12 {
 		nested = ua.MustVariant(nested)
 	}
-	if s := plainValue(wireVariant(t, nested.(*ua.Variant))); !strings.Contains(fmtAny(s), "…") {
+	if s := plainValue(wireVariant(t, nested.(*ua.Variant)), newPlainBudget()); !strings.Contains(fmtAny(s), "…") {
 		t.Errorf("Variants nested 12 deep: %v, want the nesting cut", s)
 	}
 }
+
+// TestPlainValueBounds: a call's values reach the policy and the audit
+// record cut to maxPlainString bytes a string and maxPlainTotal bytes in
+// all, and what was cut says how much.
+func TestPlainValueBounds(t *testing.T) {
+	plainOf := func(x any) any { return plainValue(wireVariant(t, ua.MustVariant(x)), newPlainBudget()) }
+
+	long := strings.Repeat("a", 10_000)
+	if got := plainOf(long); got != long[:maxPlainString]+"… 5904 more bytes" {
+		t.Errorf("a 10,000 byte String: %d bytes, ends %q", len(fmtAny(got)), tail(fmtAny(got)))
+	}
+	// the cut falls before a character, never inside one
+	wide := strings.Repeat("a", maxPlainString-1) + "é" + "tail"
+	if got := plainOf(wide); got != wide[:maxPlainString-1]+"… 6 more bytes" {
+		t.Errorf("a String with é across the bound: ends %q", tail(fmtAny(got)))
+	}
+	if got := plainOf(ua.XMLElement(long)); !strings.HasSuffix(fmtAny(got), "… 5904 more bytes") {
+		t.Errorf("a 10,000 byte XmlElement: ends %q", tail(fmtAny(got)))
+	}
+	raw := make([]byte, 10_000)
+	want := base64.StdEncoding.EncodeToString(raw[:3072]) + "… 6928 more bytes"
+	if got := plainOf(raw); got != want {
+		t.Errorf("a 10,000 byte ByteString: ends %q, want %d bytes ending %q", tail(fmtAny(got)), len(want), tail(want))
+	}
+	if got := plainOf(long[:maxPlainString]); got != long[:maxPlainString] {
+		t.Error("a String of exactly maxPlainString bytes was cut")
+	}
+
+	// 100 strings of 1,000 bytes: about 64 of them fit in the total
+	many := make([]string, 100)
+	for i := range many {
+		many[i] = strings.Repeat(string(rune('a'+i%26)), 1000)
+	}
+	got := plainOf(many).([]any)
+	last, _ := got[len(got)-1].(string)
+	kept := len(got) - 1
+	if kept < 60 || kept > 66 || last != fmt.Sprintf("… %d more", 100-kept) || got[0] != many[0] {
+		t.Errorf("100 Strings of 1,000 bytes: %d kept, then %q", kept, last)
+	}
+	size := 0
+	for _, e := range got {
+		size += len(e.(string))
+	}
+	if size > maxPlainTotal+maxPlainString {
+		t.Errorf("100 Strings of 1,000 bytes: %d bytes kept, over the total of %d", size, maxPlainTotal)
+	}
+
+	// the arguments of one Call share one budget
+	b := newPlainBudget()
+	var args []any
+	for range 40 {
+		args = append(args, plainValue(wireVariant(t, ua.MustVariant(long)), b))
+	}
+	if args[0] != long[:maxPlainString]+"… 5904 more bytes" || args[39] != "… 10000 more bytes" {
+		t.Errorf("40 arguments of 10,000 bytes: the first ends %q, the last is %q", tail(fmtAny(args[0])), args[39])
+	}
+}
+
+func TestBoundedString(t *testing.T) {
+	if got := boundedString("0:3,1"); got != "0:3,1" {
+		t.Errorf("a short IndexRange: %q", got)
+	}
+	long := strings.Repeat("1", 5000)
+	if got := boundedString(long); got != long[:maxPlainString]+"… 904 more bytes" {
+		t.Errorf("an IndexRange of 5,000 bytes: %d bytes ending %q", len(got), tail(got))
+	}
+}
+
+func tail(s string) string { return s[max(0, len(s)-24):] }
 
 // wireVariant encodes v and decodes it again, as the gateway receives it.
 func wireVariant(t *testing.T, v *ua.Variant) *ua.Variant {

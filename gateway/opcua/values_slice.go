@@ -6,23 +6,22 @@ import (
 )
 
 // plainSlice turns the slices gopcua decodes arrays into ([]float64,
-// [][]int32 …) into []any, cut at maxPlainElems.
-func plainSlice(x any, depth int) any {
+// [][]int32 …) into []any, cut at maxPlainElems or where b runs out.
+func plainSlice(x any, depth int, b *plainBudget) any {
 	rv := reflect.ValueOf(x)
 	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
-		return fmt.Sprintf("%v", x)
+		return b.str(fmt.Sprintf("%v", x))
 	}
-	n := rv.Len()
-	cut := n > maxPlainElems
-	if cut {
-		n = maxPlainElems
-	}
+	n := min(rv.Len(), maxPlainElems)
 	out := make([]any, 0, n+1)
 	for i := range n {
-		out = append(out, plain(rv.Index(i).Interface(), depth+1))
+		if b.left <= 0 {
+			break
+		}
+		out = append(out, plain(rv.Index(i).Interface(), depth+1, b))
 	}
-	if cut {
-		out = append(out, fmt.Sprintf("… %d more", rv.Len()-maxPlainElems))
+	if len(out) < rv.Len() {
+		out = append(out, fmt.Sprintf("… %d more", rv.Len()-len(out)))
 	}
 	return out
 }

@@ -53,25 +53,27 @@
 //     at once and Next returns io.EOF.
 //   - it checks neither sequence numbers nor chunk limits on the way in, and
 //     no limits on the way out. Here: chunks above the negotiated buffer
-//     size (Bad_TCPMessageTooLarge), more chunks or bytes than MaxChunkCount
+//     size (Bad_TcpMessageTooLarge), more chunks or bytes than MaxChunkCount
 //     and MaxMessageSize (Bad_RequestTooLarge), sequence numbers that are
 //     not exactly one more than the last or wrap early
 //     (Bad_SequenceNumberInvalid), a wrong SecureChannelId
-//     (Bad_TCPSecureChannelUnknown), unknown or expired tokens
+//     (Bad_TcpSecureChannelUnknown), unknown or expired tokens
 //     (Bad_SecureChannelTokenUnknown), failed signatures or padding
 //     (Bad_SecurityChecksFailed), unknown message types
-//     (Bad_TCPMessageTypeInvalid). Responses are chunked to the client's
+//     (Bad_TcpMessageTypeInvalid). Responses are chunked to the client's
 //     buffer size; one larger than the client's MaxMessageSize or
 //     MaxChunkCount becomes a ServiceFault with Bad_ResponseTooLarge.
 //   - its handler errors become faults with RequestHandle 0. Here a request
 //     body that does not decode is answered with a ServiceFault
 //     (Bad_DecodingError, Bad_ServiceUnsupported,
-//     Bad_EncodingLimitsExceeded) carrying the request's RequestHandle, and
-//     the channel goes on; the codec runs behind a pre-scan of the body that
-//     refuses nesting deeper than 100, array or string lengths longer than
-//     the body could hold and a body that would take more than
-//     Config.MaxDecodedSize (64 MiB) decoded, and behind a recover. The RequestHandle of a refused body is
-//     read without decoding the rest of its header.
+//     Bad_EncodingLimitsExceeded, Bad_NodeIdInvalid) carrying the request's
+//     RequestHandle, and the channel goes on; the codec runs behind a
+//     pre-scan of the body that refuses nesting deeper than 100, array or
+//     string lengths longer than the body could hold, a NodeId identifier
+//     over 4096 characters or bytes (OPC 10000-3 §8.2.4) and a body that
+//     would take more than Config.MaxDecodedSize (64 MiB) decoded, and
+//     behind a recover. The RequestHandle of a refused body is read without
+//     decoding the rest of its header.
 //
 // Dial is the client side, on the same pieces (chunk.go, crypto.go,
 // frame.go): Hello with our buffer limits, OpenSecureChannel at the policy

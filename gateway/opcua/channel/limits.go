@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopcua/opcua/ua"
 )
@@ -264,11 +265,46 @@ func (s *scanner) nodeID() byte {
 		s.skip(2 + 16)
 	case 3, 5:
 		s.skip(2)
-		s.bytes()
+		s.identifier(mask&0x0f == 3)
 	default:
 		s.fail(ua.StatusBadDecodingError, "invalid NodeId encoding")
 	}
 	return mask
+}
+
+// maxIdentifier bounds a NodeId's identifier (OPC 10000-3 §8.2.4): 4096
+// characters of a String, 4096 bytes of an Opaque one. A longer one names
+// no node, and would carry up to the message size into the policy input
+// and the audit record.
+const maxIdentifier = 4096
+
+// isNodeIDInvalid reports whether err is identifier's refusal.
+func isNodeIDInvalid(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == ua.StatusBadNodeIDInvalid
+}
+
+// identifier skips a String (text) or Opaque identifier and refuses one
+// over maxIdentifier.
+func (s *scanner) identifier(text bool) {
+	start := s.pos
+	s.bytes()
+	if s.err != nil {
+		return
+	}
+	id := s.b[start+4 : s.pos]
+	if len(id) <= maxIdentifier || text && len(id) <= 4*maxIdentifier && utf8.RuneCount(id) <= maxIdentifier {
+		return
+	}
+	unit := "bytes"
+	if text {
+		unit = "characters"
+	}
+	n := len(id)
+	if text {
+		n = utf8.RuneCount(id)
+	}
+	s.fail(ua.StatusBadNodeIDInvalid, fmt.Sprintf("a NodeId identifier of %d %s, over the %d of OPC 10000-3 §8.2.4", n, unit, maxIdentifier))
 }
 
 func (s *scanner) expandedNodeID() {

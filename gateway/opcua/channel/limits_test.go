@@ -3,8 +3,10 @@ package channel
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
@@ -362,4 +364,43 @@ func FuzzDecodeService(f *testing.F) {
 			t.Fatalf("decoding %d bytes allocated %d", len(body), n)
 		}
 	})
+}
+
+// TestNodeIDIdentifierBound: a NodeId's identifier may have 4096 characters
+// (a String) or 4096 bytes (an Opaque one), OPC 10000-3 §8.2.4; one more
+// refuses the message with Bad_NodeIdInvalid, in a Read (the Read codec)
+// and in every other service (the scan before gopcua's decoder) alike.
+func TestNodeIDIdentifierBound(t *testing.T) {
+	browse := func(n *ua.NodeID) []byte {
+		return mustEncode(t, id.BrowseRequest_Encoding_DefaultBinary, &ua.BrowseRequest{RequestHeader: requestHeader(3),
+			View:          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
+			NodesToBrowse: []*ua.BrowseDescription{{NodeID: n, ReferenceTypeID: ua.NewNumericNodeID(0, 33), IncludeSubtypes: true, ResultMask: 63}}})
+	}
+	read := func(n *ua.NodeID) []byte {
+		return mustEncode(t, id.ReadRequest_Encoding_DefaultBinary, readRequest(n))
+	}
+	for _, tc := range []struct {
+		name string
+		node *ua.NodeID
+		ok   bool
+	}{
+		{"String of 4096 characters", ua.NewStringNodeID(1, strings.Repeat("a", 4096)), true},
+		{"String of 4096 two-byte characters", ua.NewStringNodeID(1, strings.Repeat("é", 4096)), true},
+		{"String of 4097 characters", ua.NewStringNodeID(1, strings.Repeat("a", 4097)), false},
+		{"String of 4097 two-byte characters", ua.NewStringNodeID(1, strings.Repeat("é", 4097)), false},
+		{"String of 1 MB", ua.NewStringNodeID(1, strings.Repeat("a", 1<<20)), false},
+		{"Opaque of 4096 bytes", ua.NewByteStringNodeID(1, make([]byte, 4096)), true},
+		{"Opaque of 4097 bytes", ua.NewByteStringNodeID(1, make([]byte, 4097)), false},
+	} {
+		for service, body := range map[string][]byte{"Read": read(tc.node), "Browse": browse(tc.node)} {
+			_, _, err := decodeService(body, DefaultMaxDecodedSize)
+			var e *Error
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("%s in a %s: %v", tc.name, service, err)
+			case !tc.ok && (!errors.As(err, &e) || e.Code != ua.StatusBadNodeIDInvalid):
+				t.Errorf("%s in a %s: %v, want Bad_NodeIdInvalid", tc.name, service, err)
+			}
+		}
+	}
 }

@@ -169,7 +169,7 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 		code = ua.StatusBadServiceUnsupported
 	case err != nil:
 		code = statusOr(err, ua.StatusBadDecodingError)
-		if code != ua.StatusBadEncodingLimitsExceeded {
+		if code != ua.StatusBadEncodingLimitsExceeded && code != ua.StatusBadNodeIDInvalid {
 			code = ua.StatusBadDecodingError
 		}
 	}

@@ -201,8 +201,15 @@ func (r *reader) guard(scan func(*scanner, int)) {
 }
 
 // A NodeID does not nest, and gopcua checks its lengths against the bytes
-// left before it allocates.
+// left before it allocates; the scanner holds its identifier to
+// maxIdentifier first (what else it finds, gopcua's decoder reports).
 func (r *reader) nodeID() *ua.NodeID {
+	if r.err == nil {
+		s := scanner{b: r.b, pos: r.pos, max: math.MaxInt64}
+		if s.nodeID(); isNodeIDInvalid(s.err) {
+			r.err = s.err
+		}
+	}
 	n := new(ua.NodeID)
 	r.decode(n)
 	return n
