@@ -278,10 +278,12 @@ func (s *scanner) nodeID() byte {
 // and the audit record.
 const maxIdentifier = 4096
 
-// isNodeIDInvalid reports whether err is identifier's refusal.
+// isNodeIDInvalid reports whether err, a scanner's, is identifier's
+// refusal (a type assertion: errors.As would cost the Read path an
+// allocation per NodeId).
 func isNodeIDInvalid(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Code == ua.StatusBadNodeIDInvalid
+	e, ok := err.(*Error)
+	return ok && e.Code == ua.StatusBadNodeIDInvalid
 }
 
 // identifier skips a String (text) or Opaque identifier and refuses one
