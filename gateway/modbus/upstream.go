@@ -69,7 +69,7 @@ type link struct {
 func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL: %v", raw, err)
+		return nil, fmt.Errorf("%q is not a URL (want tcp://host:port, rtuovertcp://host:port or rtu:///dev/ttyXXX?baud=19200): %v", raw, err)
 	}
 	if o.Conns <= 0 {
 		o.Conns = DefaultUpstreamConns
@@ -80,7 +80,7 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	var mk func() (*link, error)
 	switch u.Scheme {
 	case SchemeTCP, SchemeRTUOverTCP:
-		if u.Host == "" || u.Port() == "" {
+		if u.Hostname() == "" || u.Port() == "" {
 			return nil, fmt.Errorf("%q: want %s://host:port", raw, u.Scheme)
 		}
 		mk = func() (*link, error) { return tcpLink(u.Scheme, u.Host, o), nil }
