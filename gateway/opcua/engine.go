@@ -76,7 +76,7 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 	if spec.Upstream == "" {
 		return nil, errors.New("upstream: missing: the server's URL, such as opc.tcp://10.0.0.20:4840")
 	}
-	if u, err := url.Parse(spec.Upstream); err != nil || u.Scheme != "opc.tcp" || u.Host == "" {
+	if u, err := url.Parse(spec.Upstream); err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" {
 		return nil, fmt.Errorf("upstream: %q is not an opc.tcp://host:port URL", spec.Upstream)
 	}
 	store, err := openPKI(o.PKI)

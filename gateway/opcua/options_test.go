@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
@@ -126,6 +127,18 @@ func TestServiceFunction(t *testing.T) {
 	for in, want := range map[string]string{"Read": "read", "CreateMonitoredItems": "create_monitored_items", "TranslateBrowsePathsToNodeIDs": "translate_browse_paths_to_node_ids"} {
 		if got := serviceFunction(in); got != want {
 			t.Errorf("%s: %s", in, got)
+		}
+	}
+}
+
+// TestUpstreamURLRefused: an upstream that is not an opc.tcp URL with a
+// host is refused before anything else of the listener is opened.
+func TestUpstreamURLRefused(t *testing.T) {
+	for _, raw := range []string{"10.0.0.20:4840", "opc.tcp://:4840", "opc.tcp://", "http://10.0.0.20:4840", "opc.tcp://[::1"} {
+		_, err := New(gateway.EngineSpec{Listener: "line1", Upstream: raw, Listen: "127.0.0.1:0",
+			Options: func(into any) error { *into.(*Options) = Options{PKI: "p", Anonymous: true}; return nil }})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("upstream: %q is not an opc.tcp://host:port URL", raw)) {
+			t.Errorf("upstream %q: %v", raw, err)
 		}
 	}
 }
