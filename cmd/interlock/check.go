@@ -6,12 +6,13 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 )
 
 func init() {
 	register(command{name: "check", synopsis: "--config FILE", run: cmdCheck,
-		help: "check the configuration and compile the policy"})
+		help: "check the configuration, compile the policy and check that the audit log can be written"})
 }
 
 func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -41,6 +42,9 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	for _, g := range gws {
 		g.Engine.Close()
+	}
+	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
+		return fmt.Errorf("%s: audit.path: %w", cfg.File, err)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d listener(s), policy %s revision %s (%s mode), audit log %s\n",
 		cfg.File, len(gws), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)

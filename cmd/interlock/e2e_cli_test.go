@@ -169,6 +169,16 @@ func TestE2ECLIUsage(t *testing.T) {
 			t.Errorf("interlock check of a good config: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
 	})
+	t.Run("check of an audit path that cannot be written", func(t *testing.T) {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		// the log's folder is a file: run could not create the log
+		writeFile(t, filepath.Dir(g.auditPath), "not a folder")
+		r := interlock(t, "check", "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, "audit.path") || !strings.Contains(r.stderr, g.auditPath) ||
+			!strings.Contains(r.stderr, "is not a folder") {
+			t.Errorf("interlock check with the audit folder a file: exit %d, want 1 naming audit.path and why\nstderr: %s", r.code, r.stderr)
+		}
+	})
 }
 
 // examples/quickstart/run.sh as a new user runs it: it builds bin/interlock,

@@ -1,0 +1,54 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// CheckPath says whether Open could continue or create the log at path,
+// creating nothing (`interlock check`): a path that is there must be a
+// regular file this process may write, and for one that is not, the
+// nearest folder above it that is there must be one it may create the rest
+// in.
+func CheckPath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("audit: %s is not a regular file", path)
+	case err == nil:
+		if err := writable(path); err != nil {
+			return fmt.Errorf("audit: %s cannot be written: %w", path, err)
+		}
+		return nil
+	case !notThere(err):
+		return fmt.Errorf("audit: %w", err)
+	}
+	for dir := filepath.Dir(path); ; {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("audit: %s cannot be created: %s is not a folder", path, dir)
+		case err == nil:
+			if err := writable(dir); err != nil {
+				return fmt.Errorf("audit: %s cannot be created in %s: %w", path, dir, err)
+			}
+			return nil
+		case !notThere(err):
+			return fmt.Errorf("audit: %w", err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return fmt.Errorf("audit: %s cannot be created: no folder above it exists", path)
+		}
+		dir = parent
+	}
+}
+
+// notThere: the path does not exist, or a folder on the way to it is a file.
+func notThere(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
