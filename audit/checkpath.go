@@ -13,7 +13,8 @@ import (
 // creating nothing (`interlock check`): a path that is there must be a
 // regular file this process may write, and for one that is not, the
 // nearest folder above it that is there must be one it may create the rest
-// in.
+// in. The kernel answers for this process's user: for root it refuses only
+// a read-only file system, and Open finds out the rest.
 func CheckPath(path string) error {
 	fi, err := os.Stat(path)
 	switch {

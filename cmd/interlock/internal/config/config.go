@@ -36,6 +36,8 @@ type Config struct {
 	// File is the path the configuration was read from; relative paths in
 	// it are resolved against its directory.
 	File string `yaml:"-"`
+	// root is the parsed document, for the line an error names.
+	root *yaml.Node
 }
 
 // Gateway is the `gateway:` section.
@@ -266,7 +268,7 @@ func Parse(file string, b []byte) (*Config, error) {
 		}
 		return nil, yamlError(file, 0, "", &root, err)
 	}
-	c.File = file
+	c.File, c.root = file, &root
 	for i, line := range listenerLines(&root) {
 		if i < len(c.Listeners) {
 			c.Listeners[i].line = line
@@ -345,7 +347,47 @@ func listenerLines(root *yaml.Node) []int {
 }
 
 func (c *Config) errf(line int, key, format string, args ...any) error {
+	if line == 0 {
+		line = lineOf(c.root, key)
+	}
 	return &Error{File: c.File, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// lineOf returns the line of key (policy.mode, sources[0].address) in the
+// document, or of the nearest part of it that is there (gateway: for a
+// missing gateway.id); 0 when no part is.
+func lineOf(root *yaml.Node, key string) int {
+	if root == nil || root.Kind != yaml.DocumentNode || len(root.Content) == 0 || key == "" {
+		return 0
+	}
+	n, line := root.Content[0], 0
+	for _, part := range strings.Split(strings.ReplaceAll(key, "[", ".["), ".") {
+		switch {
+		case part == "":
+		case strings.HasPrefix(part, "["):
+			i, err := strconv.Atoi(strings.Trim(part, "[]"))
+			if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				return line
+			}
+			n = n.Content[i]
+			line = n.Line
+		default:
+			if n.Kind != yaml.MappingNode {
+				return line
+			}
+			found := false
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == part {
+					line, n, found = n.Content[j].Line, n.Content[j+1], true
+					break
+				}
+			}
+			if !found {
+				return line
+			}
+		}
+	}
+	return line
 }
 
 func (c *Config) check() error {

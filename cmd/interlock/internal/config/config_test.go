@@ -86,16 +86,16 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 	}{
 		{"unknown top key", "gateway:\n", "gatway:\n  id: x\ngateway:\n", []string{"config.yaml:1", "gatway", `unknown key "gatway"`}},
 		{"unknown listener key", "    listen: 127.0.0.1:5020\n", "    listen: 127.0.0.1:5020\n    upstrem: x\n", []string{"config.yaml:4", "listeners[0].upstrem", "unknown key"}},
-		{"missing id", "  id: gw1\n", "  log_level: info\n", []string{"gateway.id", "missing"}},
+		{"missing id", "  id: gw1\n", "  log_level: info\n", []string{"config.yaml:1:", "gateway.id", "missing"}},
 		{"bad protocol", "protocol: modbus", "protocol: dnp3", []string{"config.yaml:4", "listeners[0].protocol", `"dnp3" is not a known protocol`}},
 		{"bad listen", "listen: 127.0.0.1:5020", "listen: 127.0.0.1", []string{"listeners[0].listen", "has no port"}},
-		{"bad mode", "  path: ./policy\n", "  path: ./policy\n  mode: audit\n", []string{"policy.mode", `"audit" is not one of enforce, monitor`}},
-		{"bad cidr", "10.0.0.0/24", "10.0.0.0/33", []string{"sources[0].address", "not a CIDR"}},
+		{"bad mode", "  path: ./policy\n", "  path: ./policy\n  mode: audit\n", []string{"config.yaml:19:", "policy.mode", `"audit" is not one of enforce, monitor`}},
+		{"bad cidr", "10.0.0.0/24", "10.0.0.0/33", []string{"config.yaml:11:", "sources[0].address", "not a CIDR"}},
 		{"bad duration", "    modbus:\n", "    limits:\n      idle_timeout: soon\n    modbus:\n", []string{"config.yaml:9", "listeners[0].limits.idle_timeout", `"soon" is not a duration`}},
 		{"bad policy duration", "  path: ./policy\n", "  path: ./policy\n  timeout: 100 ms\n", []string{"config.yaml:19", "policy.timeout", `"100 ms" is not a duration`}},
 		{"not a list", "    name: ews\n", "    name: ews\n    roles: admin\n", []string{"config.yaml:17", "sources[1].roles", "not a list"}},
 		{"section of another protocol", "    modbus:\n", "    opcua:\n", []string{"listeners[0].opcua", "unknown key"}},
-		{"missing policy dir", "path: ./policy", "path: ./nowhere", []string{"policy.path", "no such file"}},
+		{"missing policy dir", "path: ./policy", "path: ./nowhere", []string{"config.yaml:18:", "policy.path", "no such file"}},
 		{"duplicate names", "listeners:\n", "listeners:\n  - name: plc1\n    protocol: modbus\n    listen: 127.0.0.1:1\n    upstream: tcp://127.0.0.1:2\n", []string{"listeners[1].name", "unique"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
