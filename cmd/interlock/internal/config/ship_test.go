@@ -90,8 +90,9 @@ func TestShipErrorsNameTheKey(t *testing.T) {
 		p := write(t, good+"  ship:\n    - "+tc.ship+"\n")
 		os.WriteFile(filepath.Join(filepath.Dir(p), "notpem.txt"), []byte("not a certificate\n"), 0o600)
 		_, err := config.Load(p)
-		if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%s: %v, want %s: …%s…", tc.ship, err, tc.key, tc.msg)
+		// the entry is line 22 of the file
+		if err == nil || !strings.Contains(err.Error(), "config.yaml:22: "+tc.key) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want config.yaml:22: %s: …%s…", tc.ship, err, tc.key, tc.msg)
 		}
 	}
 	p := write(t, good+"  ship:\n    - {name: a, type: syslog, address: 'a:1'}\n    - {name: a, type: syslog, address: 'b:1'}\n")
