@@ -226,7 +226,8 @@ func (c countWriter) Write(b []byte) (int, error) {
 // audit record cut to 4,096 bytes and "… N more bytes" (the policy below
 // allows only such a cut value), and the server the whole value (the
 // counting relay between gateway and node-opcua server forwards over 1
-// MB). No audit record grows past 16 kB.
+// MB). A Call of 2,000 arguments leaves 1,024 of them in its record. No
+// audit record grows past 16 kB.
 func TestLargeValueCut(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	up := countingRelay(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
@@ -273,6 +274,41 @@ decision := {"allow": allow, "reasons": []}
 	}
 	if v := call.str("operation", "value"); v != big[:4096]+"… 1044480 more bytes" {
 		t.Errorf("the call record's value: %d bytes ending %q", len(v), v[max(0, len(v)-24):])
+	}
+
+	// a Call's arguments are cut as an array is: 2,000 of them (denied
+	// here) leave 1,024 and "… 976 more" in the record, names of types alike
+	args := make([]*ua.Variant, 2000)
+	for i := range args {
+		args[i] = ua.MustVariant(int32(i))
+	}
+	if _, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC),
+		MethodID: ua.MustParseNodeID(opcuatest.NodeStart), InputArguments: args}); err != nil {
+		t.Fatal(err)
+	}
+	rs = g.records(t, func(rs []record) bool {
+		for _, r := range events(rs, "call") {
+			if r.str("operation", "function") == "call" {
+				return true
+			}
+		}
+		return false
+	})
+	calls := 0
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") != "call" {
+			continue
+		}
+		calls++
+		op := r["operation"].(map[string]any)
+		a, _ := op["arguments"].([]any)
+		ty, _ := op["argument_types"].([]any)
+		if len(a) != 1025 || a[1023] != 1023.0 || a[1024] != "… 976 more" || len(ty) != 1025 || ty[0] != "Int32" || ty[1024] != "… 976 more" {
+			t.Errorf("the call record of 2,000 arguments: %d arguments (%v, %v), %d types", len(a), a[min(1023, len(a)-1)], a[len(a)-1], len(ty))
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d call records of the Call, want 1", calls)
 	}
 	g.noRecordOver(t, 16<<10)
 }

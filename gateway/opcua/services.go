@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 
 	"github.com/gopcua/opcua/ua"
@@ -277,11 +278,17 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 			k.Operation.String(fieldObjectID, s.original(nodeIDString(in[i].ObjectID)))
 			k.Operation.String(fieldMethodID, ids[i])
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
-			args := make([]any, len(in[i].InputArguments))
-			types := make([]string, len(in[i].InputArguments))
-			b := newPlainBudget() // one for all the arguments
-			for a, v := range in[i].InputArguments {
+			// the arguments are cut as an array is, and share one budget
+			in := in[i].InputArguments
+			n := min(len(in), maxPlainElems)
+			args, types := make([]any, n, n+1), make([]string, n, n+1)
+			b := newPlainBudget()
+			for a, v := range in[:n] {
 				args[a], types[a] = plainValue(v, b), typeName(v)
+			}
+			if n < len(in) {
+				more := fmt.Sprintf("… %d more", len(in)-n)
+				args, types = append(args, more), append(types, more)
 			}
 			k.Operation.Any(fieldArguments, args)
 			k.Operation.Strings(fieldArgumentTypes, types)
