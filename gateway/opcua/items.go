@@ -178,7 +178,8 @@ func (c *conn) runBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, 
 // refuseTooMany answers a request of more than maxItems items with
 // Bad_TooManyOperations and one request.rejected record, named by the
 // function of first (its first item's call); nil when the request is
-// within the bound. It comes before any work per item.
+// within the bound. It comes before any decision, record or upstream
+// request per item.
 func (c *conn) refuseTooMany(ctx context.Context, s *uaSession, h *ua.RequestHeader, n int, first func() *gateway.Call) ua.Response {
 	if n <= maxItems {
 		return nil
