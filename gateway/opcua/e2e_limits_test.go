@@ -84,7 +84,8 @@ func TestMaxDecodedSizeLimit(t *testing.T) {
 // anything of it reaches the upstream: the gateway does not even resolve
 // the nodes' browse paths there. A counting relay between gateway and
 // node-opcua server shows the upstream leg silent during the refusal, and
-// busy for a Read of 100 nodes after it. A Read of a node id of 5,000
+// busy for a Read of 100 nodes after it; a Write of 10,001 nodes and a
+// Call of 10,001 methods are refused the same way. A Read of a node id of 5,000
 // characters (OPC 10000-3 allows 4096) is refused with Bad_NodeIdInvalid,
 // and a TransferSubscriptions of 10,001 ids like the Read of 10,001 nodes,
 // with one record, not one per id.
@@ -123,6 +124,29 @@ func TestRequestBounds(t *testing.T) {
 		t.Errorf("the refused Read's record: %v", rej[0])
 	}
 
+	// the other services refuse the same way (a Write, a Call)
+	many := make([]*ua.WriteValue, 10_001)
+	methods := make([]*ua.CallMethodRequest, 10_001)
+	for i := range many {
+		n := ua.MustParseNodeID("ns=1;s=N" + strconv.Itoa(i))
+		many[i] = &ua.WriteValue{NodeID: n, AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(1.0)}}
+		methods[i] = &ua.CallMethodRequest{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC), MethodID: n}
+	}
+	if r, err := c.Write(ctx, &ua.WriteRequest{NodesToWrite: many}); err != ua.StatusBadTooManyOperations {
+		t.Errorf("a Write of 10,001 nodes: %v, %+v; want Bad_TooManyOperations", err, r)
+	}
+	if err := c.Send(ctx, &ua.CallRequest{MethodsToCall: methods}, func(r ua.Response) error {
+		if code := r.Header().ServiceResult; code != ua.StatusBadTooManyOperations {
+			t.Errorf("a Call of 10,001 methods: %v, want Bad_TooManyOperations", code)
+		}
+		return nil
+	}); err != nil && err != ua.StatusBadTooManyOperations {
+		t.Errorf("a Call of 10,001 methods: %v", err)
+	}
+	if n := up.sent.Load() - before; n != 0 {
+		t.Errorf("the gateway sent the upstream %d bytes for the refused Write and Call", n)
+	}
+
 	// a NodeId over OPC 10000-3's 4096 characters names no node
 	before = up.sent.Load()
 	long := &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewStringNodeID(1, strings.Repeat("n", 5000)), AttributeID: ua.AttributeIDValue}}}
@@ -132,8 +156,10 @@ func TestRequestBounds(t *testing.T) {
 	if n := up.sent.Load() - before; n != 0 {
 		t.Errorf("the gateway sent the upstream %d bytes for the Read of a 5,000 character node id", n)
 	}
-	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 2 })
-	if rej := events(rs, "request.rejected"); len(rej) < 2 || rej[1].str("response") != "Bad_NodeIdInvalid" || rej[1].str("reason") != "undecodable" {
+	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 4 })
+	if rej := events(rs, "request.rejected"); len(rej) < 4 || rej[1].str("operation", "function") != "write" || rej[1].str("reason") != "limit" ||
+		rej[2].str("operation", "function") != "call" || rej[2].str("reason") != "limit" ||
+		rej[3].str("response") != "Bad_NodeIdInvalid" || rej[3].str("reason") != "undecodable" {
 		t.Errorf("the records of the refused Reads: %v", rej)
 	}
 
@@ -153,7 +179,7 @@ func TestRequestBounds(t *testing.T) {
 	if transfer != ua.StatusBadTooManyOperations {
 		t.Errorf("TransferSubscriptions of 10,001 ids: %v, want Bad_TooManyOperations", transfer)
 	}
-	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 3 })
+	rs = g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 5 })
 	var transfers []record
 	for _, r := range events(rs, "request.rejected") {
 		if r.str("operation", "function") == "transfer_subscriptions" {

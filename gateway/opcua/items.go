@@ -60,15 +60,16 @@ func (s *uaSession) admit(ctx context.Context, calls []*gateway.Call) (allowed [
 // nodes returns the node id each of n items names, as the policy sees it
 // (a registered alias mapped back to its node), and their browse paths. A
 // request of more than maxItems items is refused by runBatch before any
-// decision, so its nodes are not resolved: the gateway asks the upstream
-// nothing for a request it will not forward.
+// decision, named by its first item: of such a request only the first node
+// id is given, and no path is resolved (the gateway asks the upstream
+// nothing for a request it will not forward).
 func (c *conn) nodes(ctx context.Context, s *uaSession, n int, id func(i int) string) ([]string, map[string]string) {
+	if n > maxItems {
+		return []string{s.original(id(0))}, nil
+	}
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = s.original(id(i))
-	}
-	if n > maxItems {
-		return ids, nil
 	}
 	return ids, c.pathsOf(ctx, s, ids)
 }
