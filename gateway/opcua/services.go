@@ -2,7 +2,6 @@ package opcua
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 
 	"github.com/gopcua/opcua/ua"
@@ -287,8 +286,8 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 				args[a], types[a] = plainValue(v, b), typeName(v)
 			}
 			if n < len(in) {
-				more := fmt.Sprintf("… %d more", len(in)-n)
-				args, types = append(args, more), append(types, more)
+				m := more(len(in) - n)
+				args, types = append(args, m), append(types, m)
 			}
 			k.Operation.Any(fieldArguments, args)
 			k.Operation.Strings(fieldArgumentTypes, types)

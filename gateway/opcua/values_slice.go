@@ -21,7 +21,10 @@ func plainSlice(x any, depth int, b *plainBudget) any {
 		out = append(out, plain(rv.Index(i).Interface(), depth+1, b))
 	}
 	if len(out) < rv.Len() {
-		out = append(out, fmt.Sprintf("… %d more", rv.Len()-len(out)))
+		out = append(out, more(rv.Len()-len(out)))
 	}
 	return out
 }
+
+// more is the element that ends a cut list: how many elements were left out.
+func more(n int) string { return fmt.Sprintf("… %d more", n) }

@@ -295,16 +295,15 @@ func (s *scanner) identifier(text bool) {
 		return
 	}
 	id := s.b[start+4 : s.pos]
-	if len(id) <= maxIdentifier || text && len(id) <= 4*maxIdentifier && utf8.RuneCount(id) <= maxIdentifier {
+	if len(id) <= maxIdentifier {
+		return // no more characters than bytes: nothing to count
+	}
+	n, unit := len(id), "bytes"
+	if text {
+		n, unit = utf8.RuneCount(id), "characters"
+	}
+	if n <= maxIdentifier {
 		return
-	}
-	unit := "bytes"
-	if text {
-		unit = "characters"
-	}
-	n := len(id)
-	if text {
-		n = utf8.RuneCount(id)
 	}
 	s.fail(ua.StatusBadNodeIDInvalid, fmt.Sprintf("a NodeId identifier of %d %s, over the %d of OPC 10000-3 §8.2.4", n, unit, maxIdentifier))
 }
