@@ -101,7 +101,7 @@ func (c *upClient) send(ctx context.Context, req ua.Request) (ua.Response, error
 		AuthenticationToken: c.token,
 		Timestamp:           time.Now(),
 		RequestHandle:       c.handle.Add(1),
-		AdditionalHeader:    ua.NewExtensionObject(nil),
+		AdditionalHeader:    channel.EmptyExtensionObject(),
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		h.TimeoutHint = uint32(max(time.Until(dl), 0) / time.Millisecond)

@@ -325,7 +325,7 @@ func (c *ClientChannel) writeOPN(typ ua.SecurityTokenRequestType, nonce []byte, 
 			AuthenticationToken: ua.NewTwoByteNodeID(0),
 			Timestamp:           time.Now(),
 			TimeoutHint:         10000,
-			AdditionalHeader:    ua.NewExtensionObject(nil),
+			AdditionalHeader:    EmptyExtensionObject(),
 		},
 		RequestType:       typ,
 		SecurityMode:      c.cfg.Mode,
@@ -523,7 +523,7 @@ func (c *ClientChannel) nextReqID() uint32 {
 // means no response: ctx ended first (ctx.Err()), the request could not be
 // sent, or the channel failed.
 func (c *ClientChannel) Call(ctx context.Context, req ua.Request) (any, error) {
-	typeID := ua.ServiceTypeID(req)
+	typeID := serviceTypeID(req)
 	if typeID == 0 {
 		return nil, fmt.Errorf("opcua channel: %T is not a registered service", req)
 	}
@@ -887,7 +887,7 @@ func (c *ClientChannel) Close() error {
 		req := &ua.CloseSecureChannelRequest{RequestHeader: &ua.RequestHeader{
 			AuthenticationToken: ua.NewTwoByteNodeID(0),
 			Timestamp:           time.Now(),
-			AdditionalHeader:    ua.NewExtensionObject(nil),
+			AdditionalHeader:    EmptyExtensionObject(),
 		}}
 		if body, err := encodeService(id.CloseSecureChannelRequest_Encoding_DefaultBinary, req); err == nil {
 			c.writeMessage("CLO", body, nil)

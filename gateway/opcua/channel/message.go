@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -267,13 +269,38 @@ func encodeService(typeID uint16, v any) ([]byte, error) {
 	return append(tid, b...), nil
 }
 
+// typeIDs caches the service type ids: ua.ServiceTypeID parses the id's
+// text under the registry's global lock on every call, which the sessions of
+// a busy gateway queue on.
+var typeIDs sync.Map // reflect.Type → uint16
+
+// serviceTypeID is ua.ServiceTypeID, remembered per type; 0 for a type that
+// is not a registered service.
+func serviceTypeID(v any) uint16 {
+	t := reflect.TypeOf(v)
+	if id, ok := typeIDs.Load(t); ok {
+		return id.(uint16)
+	}
+	id := ua.ServiceTypeID(v)
+	if id != 0 {
+		typeIDs.Store(t, id)
+	}
+	return id
+}
+
+// EmptyExtensionObject is EmptyExtensionObject(), the AdditionalHeader
+// of every request and response, without its registry look-up.
+func EmptyExtensionObject() *ua.ExtensionObject {
+	return &ua.ExtensionObject{TypeID: ua.NewTwoByteExpandedNodeID(0), EncodingMask: ua.ExtensionObjectEmpty}
+}
+
 func responseHeader(handle uint32, code ua.StatusCode) *ua.ResponseHeader {
 	return &ua.ResponseHeader{
 		Timestamp:          time.Now(),
 		RequestHandle:      handle,
 		ServiceResult:      code,
 		ServiceDiagnostics: &ua.DiagnosticInfo{},
-		AdditionalHeader:   ua.NewExtensionObject(nil),
+		AdditionalHeader:   EmptyExtensionObject(),
 	}
 }
 
@@ -286,7 +313,7 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 	if resp == nil {
 		return errors.New("opcua channel: nil response")
 	}
-	typeID := ua.ServiceTypeID(resp)
+	typeID := serviceTypeID(resp)
 	if typeID == 0 {
 		return fmt.Errorf("opcua channel: %T is not a registered service", resp)
 	}
@@ -302,7 +329,7 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 		h.ServiceDiagnostics = &ua.DiagnosticInfo{}
 	}
 	if h.AdditionalHeader == nil {
-		h.AdditionalHeader = ua.NewExtensionObject(nil)
+		h.AdditionalHeader = EmptyExtensionObject()
 	}
 	body, err := encodeService(typeID, resp)
 	if err != nil {

@@ -347,3 +347,54 @@ func encodeGeneric(v any) (b []byte, err error) {
 	}()
 	return ua.Encode(v)
 }
+
+// TestServiceTypeID checks the remembered type ids against gopcua's registry
+// for every service the gateway forwards, asked twice (the second answer
+// comes from the cache), and 0 for what is not a service.
+func TestServiceTypeID(t *testing.T) {
+	services := []any{
+		&ua.ReadRequest{}, &ua.ReadResponse{}, &ua.WriteRequest{}, &ua.WriteResponse{},
+		&ua.CallRequest{}, &ua.CallResponse{}, &ua.BrowseRequest{}, &ua.BrowseResponse{},
+		&ua.PublishRequest{}, &ua.PublishResponse{}, &ua.ServiceFault{},
+		&ua.CreateSessionRequest{}, &ua.ActivateSessionResponse{}, &ua.GetEndpointsRequest{},
+		&ua.CloseSecureChannelRequest{}, &ua.HistoryReadRequest{}, &ua.TransferSubscriptionsResponse{},
+	}
+	for _, v := range services {
+		want := ua.ServiceTypeID(v)
+		if want == 0 {
+			t.Fatalf("%T: gopcua has no type id", v)
+		}
+		for range 2 {
+			if got := serviceTypeID(v); got != want {
+				t.Errorf("%T: serviceTypeID %d, gopcua %d", v, got, want)
+			}
+		}
+	}
+	for _, v := range []any{&ua.DataValue{}, ua.ReadRequest{}, nil} {
+		for range 2 {
+			if got := serviceTypeID(v); got != 0 {
+				t.Errorf("%T: serviceTypeID %d, want 0", v, got)
+			}
+		}
+	}
+}
+
+// TestEmptyExtensionObject checks that the AdditionalHeader built without
+// the registry is gopcua's, in value and in bytes.
+func TestEmptyExtensionObject(t *testing.T) {
+	got, want := EmptyExtensionObject(), ua.NewExtensionObject(nil)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("EmptyExtensionObject() = %#v, want %#v", got, want)
+	}
+	gb, err := got.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := want.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gb, wb) {
+		t.Fatalf("encoded % x, want % x", gb, wb)
+	}
+}
