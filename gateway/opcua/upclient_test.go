@@ -103,6 +103,8 @@ func (f *fakeUpstream) answer(req *channel.Request) ua.Response {
 	case *ua.ActivateSessionRequest:
 		f.activate = r
 		return &ua.ActivateSessionResponse{ResponseHeader: h, ServerNonce: f.nonce}
+	case *ua.BrowseRequest: // a broken server: for TestUpstreamWrongResponseType
+		return &ua.ReadResponse{ResponseHeader: h, Results: []*ua.DataValue{{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}}}
 	}
 	h.ServiceResult = ua.StatusBadServiceUnsupported
 	return &ua.ServiceFault{ResponseHeader: h}
@@ -241,6 +243,7 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		{&channel.Error{Code: ua.StatusBadRequestTooLarge}, ua.StatusBadRequestTooLarge},
 		{&channel.Error{Code: ua.StatusBadResponseTooLarge}, ua.StatusBadResponseTooLarge},
 		{&channel.Error{Code: ua.StatusBadEncodingLimitsExceeded}, ua.StatusBadEncodingLimitsExceeded},
+		{&channel.Error{Code: ua.StatusBadUnknownResponse}, ua.StatusBadUnknownResponse},
 		{&channel.Error{Code: ua.StatusBadConnectionClosed}, ua.StatusBadCommunicationError},
 		{errors.New("anything else"), ua.StatusBadCommunicationError},
 	}
@@ -271,5 +274,34 @@ func TestUpstreamTokenLifetime(t *testing.T) {
 	// the fake answers a Read Bad_ServiceUnsupported: an answer all the same
 	if _, err := c.send(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue}}}); err != nil {
 		t.Errorf("a request after the renewals: %v", err)
+	}
+}
+
+// TestUpstreamWrongResponseType: a server that answers a Browse with a
+// ReadResponse fails that request with Bad_UnknownResponse, which the
+// client is answered; the session goes on.
+func TestUpstreamWrongResponseType(t *testing.T) {
+	f := startFakeUpstream(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dialUpstream(ctx, upstreamConfigFor(t, f), f.endpointDescription(), identity{kind: IdentityAnonymous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close(ctx)
+	resp, err := c.send(ctx, &ua.BrowseRequest{
+		View:          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
+		NodesToBrowse: []*ua.BrowseDescription{{NodeID: ua.NewNumericNodeID(0, 85), ReferenceTypeID: ua.NewTwoByteNodeID(0)}},
+	})
+	if err == nil || statusOf(err) != ua.StatusBadUnknownResponse {
+		t.Fatalf("a Browse answered with a ReadResponse: %T, %v; want Bad_UnknownResponse", resp, err)
+	}
+	if !c.connected() {
+		t.Fatal("the channel was closed")
+	}
+	// the fake answers a Read Bad_ServiceUnsupported, in a ServiceFault
+	resp, err = c.send(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewNumericNodeID(0, 2258), AttributeID: ua.AttributeIDValue}}})
+	if _, ok := resp.(*ua.ServiceFault); err != nil || !ok {
+		t.Fatalf("the next request: %T, %v", resp, err)
 	}
 }

@@ -284,7 +284,8 @@ func statusOf(err error) ua.StatusCode {
 		switch ce.Code {
 		case ua.StatusBadRequestTooLarge, // not sent: over the server's limits
 			ua.StatusBadResponseTooLarge,       // over the gateway's
-			ua.StatusBadEncodingLimitsExceeded: // the same, once decoded
+			ua.StatusBadEncodingLimitsExceeded, // the same, once decoded
+			ua.StatusBadUnknownResponse:        // a response of another service
 			return ce.Code
 		}
 	}

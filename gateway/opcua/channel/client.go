@@ -12,6 +12,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -545,7 +547,7 @@ func (c *ClientChannel) Call(ctx context.Context, req ua.Request) (any, error) {
 	for {
 		select {
 		case r := <-p.ch:
-			return r.resp, r.err
+			return r.answer(req)
 		case <-c.turn:
 			c.lead(ctx, func() bool { return len(p.ch) > 0 })
 		case <-ctx.Done():
@@ -556,12 +558,35 @@ func (c *ClientChannel) Call(ctx context.Context, req ua.Request) (any, error) {
 		case <-c.done:
 			select {
 			case r := <-p.ch:
-				return r.resp, r.err
+				return r.answer(req)
 			default:
 			}
 			return nil, c.Err()
 		}
 	}
+}
+
+// answer returns the response to req, which must be req's own response
+// type (a ReadResponse to a ReadRequest) or a ServiceFault: a server that
+// answers a Publish with a ReadResponse gets Bad_UnknownResponse, not its
+// response passed on to a client that asked for something else.
+func (r callResult) answer(req ua.Request) (any, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if _, ok := r.resp.(*ua.ServiceFault); ok {
+		return r.resp, nil
+	}
+	const rq, rs = "Request", "Response"
+	q, s := reflect.TypeOf(req), reflect.TypeOf(r.resp)
+	if q.Kind() != reflect.Pointer || s == nil || s.Kind() != reflect.Pointer {
+		return nil, errorf(ua.StatusBadUnknownResponse, "%T answered with %T", req, r.resp)
+	}
+	qn, sn := q.Elem().Name(), s.Elem().Name()
+	if !strings.HasSuffix(qn, rq) || !strings.HasSuffix(sn, rs) || qn[:len(qn)-len(rq)] != sn[:len(sn)-len(rs)] {
+		return nil, errorf(ua.StatusBadUnknownResponse, "%T answered with %T", req, r.resp)
+	}
+	return r.resp, nil
 }
 
 // enter counts a caller that is about to wait for a response and takes the
