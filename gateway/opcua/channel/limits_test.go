@@ -404,3 +404,26 @@ func TestNodeIDIdentifierBound(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRequest: the exported decoder keeps the channel's limits and
+// takes requests only.
+func TestDecodeRequest(t *testing.T) {
+	read := readBody(9)
+	req, err := DecodeRequest(read, 0)
+	if r, ok := req.(*ua.ReadRequest); err != nil || !ok || r.RequestHeader.RequestHandle != 9 {
+		t.Fatalf("a Read: %T %v", req, err)
+	}
+	// a BrowseNext claiming 0x59595959 continuation points in a 45-byte body
+	// (FuzzEngine's harness ran out of memory decoding it with gopcua alone)
+	huge := []byte("\x01\x00\x15\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00YYYYYYYY\x01\x00\x00\x00\x03\x00\x00\x00\x01\x02\x03")
+	if _, err := DecodeRequest(huge, 0); err == nil {
+		t.Fatal("a body claiming 2^30 elements decoded")
+	}
+	resp, err := encodeService(id.ReadResponse_Encoding_DefaultBinary, &ua.ReadResponse{ResponseHeader: responseHeader(1, ua.StatusOK)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeRequest(resp, 0); err == nil {
+		t.Fatal("a response decoded as a request")
+	}
+}

@@ -253,6 +253,27 @@ func decodeService(body []byte, maxDecoded int64) (typeID *ua.ExpandedNodeID, sv
 	return ua.DecodeService(body)
 }
 
+// DecodeRequest decodes a service request body (its binary encoding id and
+// the request) as the channel decodes what a client sends: scanned first,
+// so that a body claiming 2^31 elements is an error and not an allocation,
+// and refused when it would take more than maxDecoded bytes decoded
+// (DefaultMaxDecodedSize when 0). For tools and tests that must decode
+// bodies from anywhere.
+func DecodeRequest(body []byte, maxDecoded int64) (ua.Request, error) {
+	if maxDecoded <= 0 {
+		maxDecoded = DefaultMaxDecodedSize
+	}
+	_, v, err := decodeService(body, maxDecoded)
+	if err != nil {
+		return nil, err
+	}
+	req, ok := v.(ua.Request)
+	if !ok || req.Header() == nil {
+		return nil, errorf(ua.StatusBadDecodingError, "%T is not a request", v)
+	}
+	return req, nil
+}
+
 // encodeService is the binary encoding id followed by the encoded service.
 func encodeService(typeID uint16, v any) ([]byte, error) {
 	if b, ok, err := encodeRead(typeID, v); ok {
