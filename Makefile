@@ -3,7 +3,7 @@ BIN     := bin/interlock
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test demo demo-opcua bench lint peers clean
+.PHONY: build test demo demo-opcua bench fuzz lint peers clean
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/interlock
@@ -21,6 +21,10 @@ demo-opcua:
 bench: build
 	scripts/install-peers.sh
 	go run ./cmd/interlock-bench --interlock $(BIN) $(BENCHFLAGS)
+
+# make fuzz FUZZTIME=5m FUZZ=Engine: every fuzz target (or those FUZZ matches) for FUZZTIME each (1m)
+fuzz:
+	scripts/fuzz.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

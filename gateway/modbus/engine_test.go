@@ -25,7 +25,7 @@ import (
 )
 
 // startSim runs a simulator on addr ("" for a free port).
-func startSim(t *testing.T, addr string, o modbussim.Options) (*modbussim.Server, string) {
+func startSim(t testing.TB, addr string, o modbussim.Options) (*modbussim.Server, string) {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -85,7 +85,7 @@ type gwOpts struct {
 	limits   gateway.Limits
 }
 
-func startGateway(t *testing.T, o gwOpts) *gw {
+func startGateway(t testing.TB, o gwOpts) *gw {
 	t.Helper()
 	a := &gatewaytest.Auditor{}
 	p := &gateway.Pipeline{Decider: o.decide, Auditor: a}
