@@ -577,16 +577,15 @@ func (r callResult) answer(req ua.Request) (any, error) {
 	if _, ok := r.resp.(*ua.ServiceFault); ok {
 		return r.resp, nil
 	}
-	const rq, rs = "Request", "Response"
 	q, s := reflect.TypeOf(req), reflect.TypeOf(r.resp)
-	if q.Kind() != reflect.Pointer || s == nil || s.Kind() != reflect.Pointer {
-		return nil, errorf(ua.StatusBadUnknownResponse, "%T answered with %T", req, r.resp)
+	if s != nil && q.Kind() == reflect.Pointer && s.Kind() == reflect.Pointer {
+		service, isReq := strings.CutSuffix(q.Elem().Name(), "Request")
+		answered, isResp := strings.CutSuffix(s.Elem().Name(), "Response")
+		if isReq && isResp && service == answered {
+			return r.resp, nil
+		}
 	}
-	qn, sn := q.Elem().Name(), s.Elem().Name()
-	if !strings.HasSuffix(qn, rq) || !strings.HasSuffix(sn, rs) || qn[:len(qn)-len(rq)] != sn[:len(sn)-len(rs)] {
-		return nil, errorf(ua.StatusBadUnknownResponse, "%T answered with %T", req, r.resp)
-	}
-	return r.resp, nil
+	return nil, errorf(ua.StatusBadUnknownResponse, "%T answered with %T", req, r.resp)
 }
 
 // enter counts a caller that is about to wait for a response and takes the

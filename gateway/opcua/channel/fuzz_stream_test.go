@@ -67,8 +67,13 @@ func (c *streamConn) Write(b []byte) (int, error) {
 		placeholder string
 		id          uint32
 	}{{"CHID", resp.SecurityToken.ChannelID}, {"TKID", resp.SecurityToken.TokenID}} {
-		for i := bytes.Index(rest, []byte(r.placeholder)); i >= 0; i = bytes.Index(rest, []byte(r.placeholder)) {
-			binary.LittleEndian.PutUint32(rest[i:], r.id)
+		for off := 0; ; off += 4 {
+			i := bytes.Index(rest[off:], []byte(r.placeholder))
+			if i < 0 {
+				break
+			}
+			off += i
+			binary.LittleEndian.PutUint32(rest[off:], r.id)
 		}
 	}
 	return len(b), nil

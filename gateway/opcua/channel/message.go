@@ -309,7 +309,7 @@ func serviceTypeID(v any) uint16 {
 	return id
 }
 
-// EmptyExtensionObject is EmptyExtensionObject(), the AdditionalHeader
+// EmptyExtensionObject is ua.NewExtensionObject(nil), the AdditionalHeader
 // of every request and response, without its registry look-up.
 func EmptyExtensionObject() *ua.ExtensionObject {
 	return &ua.ExtensionObject{TypeID: ua.NewTwoByteExpandedNodeID(0), EncodingMask: ua.ExtensionObjectEmpty}
