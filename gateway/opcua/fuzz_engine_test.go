@@ -89,8 +89,8 @@ func FuzzEngine(f *testing.F) {
 	}
 	f.Add(fuzzInput(bodies...))
 	f.Add(fuzzInput(bodies[9], bodies[10], bodies[11], bodies[11], bodies[12])) // a subscription's life
-	// the seeds reach the server: a Read, a Write and a Browse of the
-	// session are answered Good
+	// the seeds reach the server: a Read, a Write, a Call and a Browse of
+	// the session are answered Good
 	got := runSession(f, g.endpoint, fuzzInput(bodies[:4]...))
 	for i, want := range []string{"*ua.ReadResponse", "*ua.WriteResponse", "*ua.CallResponse", "*ua.BrowseResponse"} {
 		if i >= len(got) || fmt.Sprintf("%T", got[i]) != want || got[i].Header().ServiceResult != ua.StatusOK {
