@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -72,23 +73,43 @@ func fuzzInput(bodies ...[]byte) []byte {
 func FuzzEngine(f *testing.F) {
 	srv := opcuatest.StartServer(f, opcuatest.ServerOptions{})
 	g := startGateway(f, gwOpts{upstream: srv.Endpoint, limits: gateway.Limits{RequestTimeout: 2 * time.Second}, opts: opcua.Options{
-		SecurityPolicies: []string{"None"}, Anonymous: true,
+		SecurityPolicies: []string{"None"}, Anonymous: true, Users: usersFile(f),
 	}})
-	var bodies [][]byte
-	for _, r := range fuzzRequests() {
+	encode := func(r ua.Request) []byte {
 		r.SetHeader(&ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), AdditionalHeader: ua.NewExtensionObject(nil)})
 		b, err := ua.Encode(r)
 		if err != nil {
 			f.Fatalf("%T: %v", r, err)
 		}
 		tid, _ := ua.NewFourByteExpandedNodeID(0, ua.ServiceTypeID(r)).Encode()
-		bodies = append(bodies, append(tid, b...))
+		return append(tid, b...)
+	}
+	var bodies [][]byte
+	for _, r := range fuzzRequests() {
+		bodies = append(bodies, encode(r))
 	}
 	for _, b := range bodies {
 		f.Add(fuzzInput(b))
 	}
 	f.Add(fuzzInput(bodies...))
 	f.Add(fuzzInput(bodies[9], bodies[10], bodies[11], bodies[11], bodies[12])) // a subscription's life
+	// sessions opened by the input: anonymous, not activated, user names
+	// in plain and garbled, a garbled certificate, then closed
+	create, read := encode(createRequest(g.endpoint)), bodies[0]
+	activate := func(token any) []byte {
+		a := activateRequest("")
+		a.UserIdentityToken = ua.NewExtensionObject(token)
+		return encode(a)
+	}
+	anonymous := activate(&ua.AnonymousIdentityToken{PolicyID: "anonymous"})
+	notActivated := fuzzInput(create, read)
+	f.Add(fuzzInput(create, anonymous, read))
+	f.Add(notActivated)
+	f.Add(fuzzInput(create, activate(&ua.UserNameIdentityToken{PolicyID: "username", UserName: opcuatest.Engineer, Password: []byte(opcuatest.EngineerPassword)}), read))
+	f.Add(fuzzInput(create, activate(&ua.UserNameIdentityToken{PolicyID: "username", UserName: opcuatest.Engineer, Password: make([]byte, 256), EncryptionAlgorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep"}), read))
+	f.Add(fuzzInput(create, activate(&ua.X509IdentityToken{PolicyID: "x509", CertificateData: []byte{0x30, 0x82, 0x01, 0x00}}), read))
+	f.Add(fuzzInput(anonymous, read))
+	f.Add(fuzzInput(create, anonymous, encode(&ua.CloseSessionRequest{DeleteSubscriptions: true}), read))
 	// the seeds reach the server: a Read, a Write, a Call and a Browse of
 	// the session are answered Good
 	got := runSession(f, g.endpoint, fuzzInput(bodies[:4]...))
@@ -99,6 +120,12 @@ func FuzzEngine(f *testing.F) {
 	}
 	if r := got[0].(*ua.ReadResponse); len(r.Results) != 3 || r.Results[0].Status != ua.StatusOK {
 		f.Fatalf("Read results %+v", r.Results)
+	}
+	// and a session the input opens and does not activate gets its Read
+	// refused
+	got = runSession(f, g.endpoint, notActivated)
+	if fault, ok := got[0].(*ua.ServiceFault); len(got) != 1 || !ok || fault.ResponseHeader.ServiceResult != ua.StatusBadSessionNotActivated {
+		f.Fatalf("a Read on a session not activated answered %#v", got)
 	}
 	audit := &auditTail{path: g.auditPath}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -122,12 +149,15 @@ func runSession(t testing.TB, endpoint string, data []byte) []ua.Response {
 	if err != nil {
 		t.Fatalf("channel: %v", err)
 	}
-	token := openSession(t, ctx, ch, endpoint)
+	token, activated, data, open := openSession(t, ctx, ch, endpoint, data)
+	if !open {
+		closed(t, conn)
+		return nil
+	}
 	var answers []ua.Response
 	for i := 0; i < 8 && len(data) >= 2; i++ {
-		n := int(binary.LittleEndian.Uint16(data))
-		body := data[2:min(2+n, len(data))]
-		data = data[min(2+n, len(data)):]
+		var body []byte
+		body, data = nextBody(data)
 		req, err := channel.DecodeRequest(body, 1<<20)
 		if err != nil {
 			continue
@@ -158,6 +188,16 @@ func runSession(t testing.TB, endpoint string, data []byte) []ua.Response {
 			t.Fatalf("%T answered with handle %d, sent %d", req, resp.(ua.Response).Header().RequestHandle, i+10)
 		default:
 			answers = append(answers, resp.(ua.Response))
+			_, fault := resp.(*ua.ServiceFault)
+			switch {
+			case !activated && !fault && !sessionless[reflect.TypeOf(req)]:
+				t.Fatalf("%T on a session that is not activated answered with %T", req, resp)
+			case fault || resp.(ua.Response).Header().ServiceResult != ua.StatusOK:
+			case reflect.TypeOf(req) == reflect.TypeOf(&ua.ActivateSessionRequest{}):
+				activated = true
+			case reflect.TypeOf(req) == reflect.TypeOf(&ua.CloseSessionRequest{}):
+				activated = false
+			}
 		}
 	}
 	// the session ends (each left open would hold its subscriptions on the
@@ -192,36 +232,109 @@ func closed(t testing.TB, conn net.Conn) {
 	}
 }
 
-// openSession runs CreateSession and ActivateSession (anonymous) on ch and
-// returns the session's authentication token.
-func openSession(t testing.TB, ctx context.Context, ch *channel.ClientChannel, endpoint string) *ua.NodeID {
-	t.Helper()
-	hdr := func() *ua.RequestHeader {
-		return &ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)}
-	}
-	v, err := ch.Call(ctx, &ua.CreateSessionRequest{RequestHeader: hdr(),
+// createRequest and activateRequest open an anonymous session, unless the
+// input brings its own.
+func createRequest(endpoint string) *ua.CreateSessionRequest {
+	return &ua.CreateSessionRequest{
 		ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:interlock:fuzz", ApplicationName: &ua.LocalizedText{}, ApplicationType: ua.ApplicationTypeClient},
-		EndpointURL:       endpoint, SessionName: "fuzz", ClientNonce: make([]byte, 32), RequestedSessionTimeout: 60000})
-	cs, ok := v.(*ua.CreateSessionResponse)
-	if err != nil || !ok {
-		t.Fatalf("CreateSession: %T %v", v, err)
-	}
-	var policyID string
+		EndpointURL:       endpoint, SessionName: "fuzz", ClientNonce: make([]byte, 32), RequestedSessionTimeout: 60000}
+}
+
+func activateRequest(policyID string) *ua.ActivateSessionRequest {
+	return &ua.ActivateSessionRequest{ClientSignature: &ua.SignatureData{},
+		UserIdentityToken: ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: policyID}), UserTokenSignature: &ua.SignatureData{}}
+}
+
+// anonymousPolicy is the policy id of the anonymous token of a
+// CreateSession response's endpoints.
+func anonymousPolicy(cs *ua.CreateSessionResponse) string {
 	for _, ep := range cs.ServerEndpoints {
 		for _, p := range ep.UserIdentityTokens {
 			if p.TokenType == ua.UserTokenTypeAnonymous {
-				policyID = p.PolicyID
+				return p.PolicyID
 			}
 		}
 	}
-	h := hdr()
-	h.AuthenticationToken = cs.AuthenticationToken
-	v, err = ch.Call(ctx, &ua.ActivateSessionRequest{RequestHeader: h, ClientSignature: &ua.SignatureData{},
-		UserIdentityToken: ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: policyID}), UserTokenSignature: &ua.SignatureData{}})
-	if _, ok := v.(*ua.ActivateSessionResponse); err != nil || !ok {
+	return ""
+}
+
+// nextBody takes the next request body of a FuzzEngine input: its length
+// as two bytes, then the body.
+func nextBody(data []byte) (body, rest []byte) {
+	n := int(binary.LittleEndian.Uint16(data))
+	return data[2:min(2+n, len(data))], data[min(2+n, len(data)):]
+}
+
+// peekRequest decodes the next body of data, if there is one.
+func peekRequest(data []byte) (ua.Request, []byte) {
+	if len(data) < 2 {
+		return nil, data
+	}
+	body, rest := nextBody(data)
+	req, err := channel.DecodeRequest(body, 1<<20)
+	if err != nil {
+		return nil, data
+	}
+	return req, rest
+}
+
+// openSession opens the session of an input on ch: with the input's own
+// CreateSession and ActivateSession when its first bodies are those, with
+// an anonymous session's otherwise. An input that brings its own
+// CreateSession and no ActivateSession leaves the session unactivated. It
+// returns the session's token, whether it is activated and the rest of the
+// input; ok is false when the gateway closed the channel.
+func openSession(t testing.TB, ctx context.Context, ch *channel.ClientChannel, endpoint string, data []byte) (token *ua.NodeID, activated bool, rest []byte, ok bool) {
+	t.Helper()
+	hdr := func(token *ua.NodeID) *ua.RequestHeader {
+		return &ua.RequestHeader{AuthenticationToken: token, Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)}
+	}
+	create := createRequest(endpoint)
+	req, after := peekRequest(data)
+	own, _ := req.(*ua.CreateSessionRequest)
+	if own != nil {
+		create, data = own, after
+	}
+	create.RequestHeader = hdr(ua.NewTwoByteNodeID(0))
+	v, err := ch.Call(ctx, create)
+	cs, created := v.(*ua.CreateSessionResponse)
+	switch {
+	case err != nil && ch.Err() != nil:
+		return nil, false, nil, false
+	case own == nil && !created:
+		t.Fatalf("CreateSession: %T %v", v, err)
+	case !created:
+		return ua.NewTwoByteNodeID(0), false, data, true
+	}
+	activate := activateRequest(anonymousPolicy(cs))
+	req, after = peekRequest(data)
+	ownActivate, _ := req.(*ua.ActivateSessionRequest)
+	switch {
+	case ownActivate != nil:
+		activate, data = ownActivate, after
+	case own != nil:
+		return cs.AuthenticationToken, false, data, true
+	}
+	activate.RequestHeader = hdr(cs.AuthenticationToken)
+	v, err = ch.Call(ctx, activate)
+	_, activated = v.(*ua.ActivateSessionResponse)
+	switch {
+	case err != nil && ch.Err() != nil:
+		return nil, false, nil, false
+	case own == nil && ownActivate == nil && !activated:
 		t.Fatalf("ActivateSession: %T %v", v, err)
 	}
-	return cs.AuthenticationToken
+	return cs.AuthenticationToken, activated, data, true
+}
+
+// sessionless are the services a session need not be activated for.
+var sessionless = map[reflect.Type]bool{}
+
+func init() {
+	for _, r := range []ua.Request{&ua.CreateSessionRequest{}, &ua.ActivateSessionRequest{}, &ua.CloseSessionRequest{}, &ua.CancelRequest{},
+		&ua.GetEndpointsRequest{}, &ua.FindServersRequest{}, &ua.FindServersOnNetworkRequest{}, &ua.RegisterServerRequest{}, &ua.RegisterServer2Request{}} {
+		sessionless[reflect.TypeOf(r)] = true
+	}
 }
 
 // auditTail reads an audit log from where it last stopped.

@@ -80,7 +80,7 @@ func trust(t *testing.T, st *certs.Store, der []byte) {
 }
 
 // usersFile writes alice (engineer, bcrypt) and bob (operator, argon2id).
-func usersFile(t *testing.T) string {
+func usersFile(t testing.TB) string {
 	t.Helper()
 	bc, err := bcrypt.GenerateFromPassword([]byte(opcuatest.EngineerPassword), bcrypt.MinCost)
 	if err != nil {
