@@ -122,13 +122,30 @@ func FuzzEngine(f *testing.F) {
 	if r := got[0].(*ua.ReadResponse); len(r.Results) != 3 || r.Results[0].Status != ua.StatusOK {
 		f.Fatalf("Read results %+v", r.Results)
 	}
+	// a Write of a structure of a type gopcua does not know: the gateway
+	// decodes it without its body and cannot encode it for the server, which
+	// is answered, not a panic
+	audit := &auditTail{path: g.auditPath}
+	unknown := &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.MustParseNodeID(opcuatest.NodeSetpoint), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(&ua.ExtensionObject{
+			TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary,
+			Value: &ua.Argument{Name: "x", DataType: ua.NewNumericNodeID(0, 6), ArrayDimensions: []uint32{}, Description: &ua.LocalizedText{}}})},
+	}}}
+	f.Add(fuzzInput(encode(unknown)))
+	got = runSession(f, g.endpoint, nil, unknown)
+	if fault, ok := got[0].(*ua.ServiceFault); len(got) != 1 || !ok || fault.ResponseHeader.ServiceResult != ua.StatusBadEncodingError {
+		f.Fatalf("a Write of an unknown structure answered %#v", got)
+	}
+	if rec := audit.panics(f); rec != "" {
+		f.Fatalf("a Write of an unknown structure panicked: %s", rec)
+	}
 	// and a session the input opens and does not activate gets its Read
 	// refused
 	got = runSession(f, g.endpoint, notActivated)
 	if fault, ok := got[0].(*ua.ServiceFault); len(got) != 1 || !ok || fault.ResponseHeader.ServiceResult != ua.StatusBadSessionNotActivated {
 		f.Fatalf("a Read on a session not activated answered %#v", got)
 	}
-	audit := &auditTail{path: g.auditPath}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		runSession(t, g.endpoint, data)
 		if rec := audit.panics(t); rec != "" {
@@ -137,9 +154,10 @@ func FuzzEngine(f *testing.F) {
 	})
 }
 
-// runSession opens an anonymous session at endpoint, sends the requests
-// of data, closes the connection and returns the answers.
-func runSession(t testing.TB, endpoint string, data []byte) []ua.Response {
+// runSession opens a session at endpoint, sends the requests of data and
+// then also (as they are, not decoded from bytes), closes the connection
+// and returns the answers.
+func runSession(t testing.TB, endpoint string, data []byte, also ...ua.Request) []ua.Response {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Failed logins hold a source address back (1 s, 2 s … 5 min): an input
@@ -164,12 +182,17 @@ func runSession(t testing.TB, endpoint string, data []byte) []ua.Response {
 		return nil
 	}
 	var answers []ua.Response
-	for i := 0; i < 8 && len(data) >= 2; i++ {
-		var body []byte
-		body, data = nextBody(data)
-		req, err := channel.DecodeRequest(body, 1<<20)
-		if err != nil {
-			continue
+	for i := 0; i < 8 && (len(data) >= 2 || len(also) > 0); i++ {
+		var req ua.Request
+		if len(data) >= 2 {
+			var body []byte
+			body, data = nextBody(data)
+			if req, err = channel.DecodeRequest(body, 1<<20); err != nil {
+				continue
+			}
+		} else {
+			req, also = also[0], also[1:]
+			req.SetHeader(&ua.RequestHeader{AdditionalHeader: ua.NewExtensionObject(nil)})
 		}
 		h := req.Header()
 		h.AuthenticationToken, h.RequestHandle, h.TimeoutHint = token, uint32(i+10), 0
@@ -381,7 +404,7 @@ type auditTail struct {
 
 // panics returns the first record since the last call that tells of a
 // recovered panic, or "".
-func (a *auditTail) panics(t *testing.T) string {
+func (a *auditTail) panics(t testing.TB) string {
 	// the result records of the last requests may still be on their way
 	time.Sleep(20 * time.Millisecond)
 	b, err := os.ReadFile(a.path)

@@ -244,6 +244,7 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		{&channel.Error{Code: ua.StatusBadResponseTooLarge}, ua.StatusBadResponseTooLarge},
 		{&channel.Error{Code: ua.StatusBadEncodingLimitsExceeded}, ua.StatusBadEncodingLimitsExceeded},
 		{&channel.Error{Code: ua.StatusBadUnknownResponse}, ua.StatusBadUnknownResponse},
+		{&channel.Error{Code: ua.StatusBadEncodingError}, ua.StatusBadEncodingError},
 		{&channel.Error{Code: ua.StatusBadConnectionClosed}, ua.StatusBadCommunicationError},
 		{errors.New("anything else"), ua.StatusBadCommunicationError},
 	}

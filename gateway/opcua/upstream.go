@@ -285,7 +285,8 @@ func statusOf(err error) ua.StatusCode {
 		case ua.StatusBadRequestTooLarge, // not sent: over the server's limits
 			ua.StatusBadResponseTooLarge,       // over the gateway's
 			ua.StatusBadEncodingLimitsExceeded, // the same, once decoded
-			ua.StatusBadUnknownResponse:        // a response of another service
+			ua.StatusBadUnknownResponse,        // a response of another service
+			ua.StatusBadEncodingError:          // a request value the encoder cannot write
 			return ce.Code
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"github.com/gopcua/opcua/uacp"
 )
@@ -309,5 +310,53 @@ func acceptEnds(t *testing.T, ctx context.Context, cancel func(), server net.Con
 		}
 	case <-time.After(d):
 		t.Fatalf("%s did not end with its context", what)
+	}
+}
+
+// TestUnknownStructure: gopcua decodes an ExtensionObject of a type it does
+// not know without its body, and its encoder then panics on it. A request
+// carrying one cannot be encoded (Bad_EncodingError, no panic), and a
+// response carrying one is answered with a ServiceFault Bad_EncodingError;
+// the channel goes on.
+func TestUnknownStructure(t *testing.T) {
+	// a Write of a structure under a type id gopcua does not know
+	w := &ua.WriteRequest{RequestHeader: requestHeader(5), NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.NewStringNodeID(1, "s"), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(&ua.ExtensionObject{
+			TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary,
+			Value: &ua.Argument{Name: "x", DataType: ua.NewNumericNodeID(0, 6), ArrayDimensions: []uint32{}, Description: &ua.LocalizedText{}}})},
+	}}}
+	body, err := encodeService(id.WriteRequest_Encoding_DefaultBinary, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := DecodeRequest(body, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eo := req.(*ua.WriteRequest).NodesToWrite[0].Value.Value.Value().(*ua.ExtensionObject)
+	if eo.Value != nil || eo.EncodingMask != ua.ExtensionObjectBinary {
+		t.Fatalf("gopcua kept the unknown structure: %+v", eo)
+	}
+	if _, err := encodeService(id.WriteRequest_Encoding_DefaultBinary, req); StatusOf(err) != ua.StatusBadEncodingError {
+		t.Fatalf("encoding the decoded Write: %v, want Bad_EncodingError", err)
+	}
+
+	srv := startServer(t, baseConfig(t))
+	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false), opcua.RequestTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "struct"))); StatusOf(err) != ua.StatusBadEncodingError {
+		t.Fatalf("read of an unknown structure: %v, want Bad_EncodingError", err)
+	}
+	if _, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258))); err != nil {
+		t.Fatalf("read after the fault: %v", err)
 	}
 }

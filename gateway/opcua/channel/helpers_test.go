@@ -283,6 +283,8 @@ func (s *testServer) answer(ch *Channel, req *Request) {
 				v = ua.MustVariant([]string{"http://opcfoundation.org/UA/", "urn:interlock:test"})
 			case "ns=1;s=big":
 				v = ua.MustVariant(s.big)
+			case "ns=1;s=struct": // as the decoder leaves a structure of a type it does not know
+				v = ua.MustVariant(unknownStructure())
 			default:
 				v = ua.MustVariant(int32(req.Handle))
 			}
@@ -386,4 +388,10 @@ func waitErr(errc chan error, d time.Duration) error {
 // isEOF reports a closed connection as the client sees it.
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// unknownStructure is an ExtensionObject of a type gopcua does not know, as
+// its decoder leaves one: the type id and the mask, no body.
+func unknownStructure() *ua.ExtensionObject {
+	return &ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary}
 }

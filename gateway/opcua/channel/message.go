@@ -275,7 +275,15 @@ func DecodeRequest(body []byte, maxDecoded int64) (ua.Request, error) {
 }
 
 // encodeService is the binary encoding id followed by the encoded service.
-func encodeService(typeID uint16, v any) ([]byte, error) {
+// gopcua's encoder panics on values its decoder makes: an ExtensionObject
+// of a type it does not know decodes without its body and then cannot be
+// encoded. Such a panic is an error here (Bad_EncodingError).
+func encodeService(typeID uint16, v any) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, errorf(ua.StatusBadEncodingError, "encoder panic: %v", r)
+		}
+	}()
 	if b, ok, err := encodeRead(typeID, v); ok {
 		return b, err
 	}
@@ -354,7 +362,12 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 	}
 	body, err := encodeService(typeID, resp)
 	if err != nil {
-		return fmt.Errorf("opcua channel: encode %T: %w", resp, err)
+		if typeID == id.ServiceFault_Encoding_DefaultBinary {
+			return fmt.Errorf("opcua channel: encode %T: %w", resp, err)
+		}
+		// a value the encoder cannot write (one of an unknown structure
+		// type, from upstream): the request is answered all the same
+		return c.SendFault(reqID, h.RequestHandle, ua.StatusBadEncodingError)
 	}
 	if c.tooLarge(len(body)) {
 		if typeID == id.ServiceFault_Encoding_DefaultBinary {
