@@ -268,7 +268,15 @@ func (c *conn) closeWhenIdle(ctx context.Context, last *atomic.Int64) {
 }
 
 func (c *conn) reply(id uint32, resp ua.Response) {
-	if err := c.ch.Send(id, resp); err != nil {
+	err := c.ch.Send(id, resp)
+	var sc interface{ StatusCode() ua.StatusCode }
+	switch {
+	case err == nil:
+	case errors.As(err, &sc) && sc.StatusCode() == ua.StatusBadEncodingError:
+		// answered with a ServiceFault instead: a value from upstream the
+		// encoder cannot write
+		c.base.Log.Warn().Err(err).Msg("response could not be encoded")
+	default:
 		c.base.Log.Debug().Err(err).Msg("response not sent")
 	}
 }

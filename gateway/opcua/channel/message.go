@@ -335,7 +335,9 @@ func responseHeader(handle uint32, code ua.StatusCode) *ua.ResponseHeader {
 
 // Send answers request reqID with resp, split into chunks within the
 // client's buffer size. A response larger than the client's MaxMessageSize
-// or MaxChunkCount is replaced by a ServiceFault with Bad_ResponseTooLarge.
+// or MaxChunkCount is replaced by a ServiceFault with Bad_ResponseTooLarge,
+// and one the encoder cannot write by a ServiceFault with Bad_EncodingError
+// (Send then returns an error with that code).
 // Missing ResponseHeader parts (header, timestamp, diagnostics, additional
 // header) are filled in on resp. Safe for concurrent use.
 func (c *Channel) Send(reqID uint32, resp ua.Response) error {
@@ -366,8 +368,12 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 			return fmt.Errorf("opcua channel: encode %T: %w", resp, err)
 		}
 		// a value the encoder cannot write (one of an unknown structure
-		// type, from upstream): the request is answered all the same
-		return c.SendFault(reqID, h.RequestHandle, ua.StatusBadEncodingError)
+		// type, from upstream): the request is answered all the same, and
+		// the caller told
+		if ferr := c.SendFault(reqID, h.RequestHandle, ua.StatusBadEncodingError); ferr != nil {
+			return ferr
+		}
+		return &Error{Code: ua.StatusBadEncodingError, Reason: fmt.Sprintf("%T answered with a ServiceFault instead: %v", resp, err)}
 	}
 	if c.tooLarge(len(body)) {
 		if typeID == id.ServiceFault_Encoding_DefaultBinary {
