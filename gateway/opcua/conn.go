@@ -185,7 +185,7 @@ func (r *readers) pass(ctx context.Context) {
 
 // answer handles req, sends the answer and frees its slot.
 func (r *readers) answer(ctx context.Context, req *request) {
-	r.c.reply(req.ID, r.c.handleSafe(ctx, req.Body))
+	r.c.reply(ctx, req, r.c.handleSafe(ctx, req.Body))
 	<-r.slots
 }
 
@@ -240,7 +240,7 @@ func (r *readers) admit(ctx context.Context, req *request) bool {
 	c := r.c
 	c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
 		"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
-	c.reply(req.ID, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
+	c.reply(ctx, req, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
 	return false
 }
 
@@ -267,15 +267,20 @@ func (c *conn) closeWhenIdle(ctx context.Context, last *atomic.Int64) {
 	}
 }
 
-func (c *conn) reply(id uint32, resp ua.Response) {
-	err := c.ch.Send(id, resp)
+// reply sends the answer to req. An answer the channel could not encode
+// went out as a ServiceFault Bad_EncodingError instead, which a
+// request.rejected record (reason unencodable) tells.
+func (c *conn) reply(ctx context.Context, req *request, resp ua.Response) {
+	err := c.ch.Send(req.ID, resp)
 	var sc interface{ StatusCode() ua.StatusCode }
 	switch {
 	case err == nil:
 	case errors.As(err, &sc) && sc.StatusCode() == ua.StatusBadEncodingError:
 		// answered with a ServiceFault instead: a value from upstream the
-		// encoder cannot write
-		c.base.Log.Warn().Err(err).Msg("response could not be encoded")
+		// encoder cannot write; the records so far tell the server's answer
+		s := c.sessionFor(req.Body)
+		s.Log.Warn().Err(err).Msg("response could not be encoded")
+		c.e.pipeline.Reject(ctx, s, c.serviceCall(req.Body), "unencodable", err.Error(), statusName(ua.StatusBadEncodingError))
 	default:
 		c.base.Log.Debug().Err(err).Msg("response not sent")
 	}

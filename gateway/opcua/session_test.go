@@ -23,20 +23,22 @@ import (
 	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
 
 // fakeChannel is a secure channel's identity, for requests handed to a
 // conn directly.
 type fakeChannel struct {
-	id     uint32
-	policy string
-	mode   ua.MessageSecurityMode
-	cert   []byte
+	id      uint32
+	policy  string
+	mode    ua.MessageSecurityMode
+	cert    []byte
+	sendErr error // what Send returns
 }
 
 func (f *fakeChannel) Next() (*request, error)              { select {} }
-func (f *fakeChannel) Send(uint32, ua.Response) error       { return nil }
+func (f *fakeChannel) Send(uint32, ua.Response) error       { return f.sendErr }
 func (f *fakeChannel) ID() uint32                           { return f.id }
 func (f *fakeChannel) SecurityPolicyURI() string            { return f.policy }
 func (f *fakeChannel) SecurityMode() ua.MessageSecurityMode { return f.mode }
@@ -523,5 +525,31 @@ func TestPendingSessionsBounded(t *testing.T) {
 		if s.live.Load() {
 			t.Error("an activated session expired at the activation timeout")
 		}
+	}
+}
+
+// TestUnencodableAnswerRecorded: an answer the channel replaced by a
+// ServiceFault Bad_EncodingError (a value from upstream gopcua cannot
+// encode) is recorded, since the call's result record tells the server's
+// answer, not the client's.
+func TestUnencodableAnswerRecorded(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("anonymous: %v", r.Header().ServiceResult)
+	}
+	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadEncodingError, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
+	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
+	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	rej := h.audit.Events("request.rejected")
+	if len(rej) != 1 || rej[0].Reason != "unencodable" || rej[0].Response != "Bad_EncodingError" || rej[0].Session.Principal.Auth != gateway.AuthAnonymous {
+		t.Fatalf("records %+v", rej)
+	}
+	// an answer not sent for another reason (the client gone) is no record
+	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadSecureChannelClosed}
+	c.reply(context.Background(), &request{ID: 10, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	if rej := h.audit.Events("request.rejected"); len(rej) != 1 {
+		t.Fatalf("records %+v", rej)
 	}
 }

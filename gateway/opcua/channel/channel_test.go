@@ -356,6 +356,12 @@ func TestUnknownStructure(t *testing.T) {
 	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "struct"))); StatusOf(err) != ua.StatusBadEncodingError {
 		t.Fatalf("read of an unknown structure: %v, want Bad_EncodingError", err)
 	}
+	srv.mu.Lock()
+	sendErrs := srv.sendErrs
+	srv.mu.Unlock()
+	if len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadEncodingError {
+		t.Fatalf("Send returned %v, want one Bad_EncodingError", sendErrs)
+	}
 	if _, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258))); err != nil {
 		t.Fatalf("read after the fault: %v", err)
 	}

@@ -122,6 +122,7 @@ type testServer struct {
 	channels    []*Channel
 	acceptErrs  []error
 	receiveErrs []error
+	sendErrs    []error
 	big         []byte // value of node ns=1;s=big
 	noClose     bool   // leave channels to close themselves when Serve ends
 }
@@ -305,7 +306,11 @@ func (s *testServer) answer(ch *Channel, req *Request) {
 		ch.SendFault(req.ID, req.Handle, ua.StatusBadServiceUnsupported)
 		return
 	}
-	ch.Send(req.ID, resp)
+	if err := ch.Send(req.ID, resp); err != nil {
+		s.mu.Lock()
+		s.sendErrs = append(s.sendErrs, err)
+		s.mu.Unlock()
+	}
 }
 
 // dialUASC opens a channel with gopcua's client secure channel.
