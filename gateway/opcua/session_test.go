@@ -270,10 +270,7 @@ func TestNonRSACertificateInCreateSession(t *testing.T) {
 func TestPanicAnswersOnlyThatRequest(t *testing.T) {
 	h := newHarness(t, Options{Anonymous: true})
 	c := h.conn(1)
-	cs := create(t, c)
-	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatalf("anonymous: %v", r.Header().ServiceResult)
-	}
+	cs := anonymousSession(t, c)
 	// A nil item cannot come from the decoder; here it makes the handler panic.
 	r := c.handleSafe(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{nil}})
 	if r.Header().ServiceResult != ua.StatusBadInternalError || r.Header().RequestHandle != 7 {
@@ -528,6 +525,16 @@ func TestPendingSessionsBounded(t *testing.T) {
 	}
 }
 
+// anonymousSession creates and activates an anonymous session on c.
+func anonymousSession(t *testing.T, c *conn) *ua.CreateSessionResponse {
+	t.Helper()
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("anonymous: %v", r.Header().ServiceResult)
+	}
+	return cs
+}
+
 // TestUnencodableAnswerRecorded: an answer the channel replaced by a
 // ServiceFault Bad_EncodingError (a value from upstream gopcua cannot
 // encode) is recorded, since the call's result record tells the server's
@@ -535,10 +542,7 @@ func TestPendingSessionsBounded(t *testing.T) {
 func TestUnencodableAnswerRecorded(t *testing.T) {
 	h := newHarness(t, Options{Anonymous: true})
 	c := h.conn(1)
-	cs := create(t, c)
-	if r := activate(c, cs.AuthenticationToken, ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatalf("anonymous: %v", r.Header().ServiceResult)
-	}
+	cs := anonymousSession(t, c)
 	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadEncodingError, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
 	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
 	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})

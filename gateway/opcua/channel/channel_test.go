@@ -168,18 +168,8 @@ func TestChunkingAndConcurrentSend(t *testing.T) {
 func TestResponseTooLarge(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000)
-	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		clientLimits(t, 100000, 0), opcua.RequestTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	_, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big")))
+	c, ctx := noneClient(t, srv, clientLimits(t, 100000, 0))
+	_, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big")))
 	if StatusOf(err) != ua.StatusBadResponseTooLarge {
 		t.Fatalf("read of a too large value: %v, want Bad_ResponseTooLarge", err)
 	}
@@ -192,20 +182,29 @@ func TestResponseTooLarge(t *testing.T) {
 func TestResponseTooManyChunks(t *testing.T) {
 	srv := startServer(t, baseConfig(t))
 	srv.big = bytes.Repeat([]byte{'x'}, 200000) // 4 chunks of 64 kB
-	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false),
-		clientLimits(t, 0, 2), opcua.RequestTimeout(5*time.Second))
+	c, ctx := noneClient(t, srv, clientLimits(t, 0, 2))
+	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big"))); StatusOf(err) != ua.StatusBadResponseTooLarge {
+		t.Fatalf("read of a value in 4 chunks with MaxChunkCount 2: %v, want Bad_ResponseTooLarge", err)
+	}
+}
+
+// noneClient connects a gopcua client to srv over SecurityPolicy None with
+// the extra options opts; the client and the context it has 20 s in end
+// with the test.
+func noneClient(t *testing.T, srv *testServer, opts ...opcua.Option) (*opcua.Client, context.Context) {
+	t.Helper()
+	opts = append([]opcua.Option{opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false), opcua.RequestTimeout(5 * time.Second)}, opts...)
+	c, err := opcua.NewClient(srv.endpoint, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := c.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
-	if _, err = c.Read(ctx, readRequest(ua.NewStringNodeID(1, "big"))); StatusOf(err) != ua.StatusBadResponseTooLarge {
-		t.Fatalf("read of a value in 4 chunks with MaxChunkCount 2: %v, want Bad_ResponseTooLarge", err)
-	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c, ctx
 }
 
 // clientLimits gives a gopcua client a dialer of its own whose Hello
@@ -343,16 +342,7 @@ func TestUnknownStructure(t *testing.T) {
 	}
 
 	srv := startServer(t, baseConfig(t))
-	c, err := opcua.NewClient(srv.endpoint, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.AutoReconnect(false), opcua.RequestTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c, ctx := noneClient(t, srv)
 	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "struct"))); StatusOf(err) != ua.StatusBadEncodingError {
 		t.Fatalf("read of an unknown structure: %v, want Bad_EncodingError", err)
 	}
