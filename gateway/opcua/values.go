@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // nodeIDString is a node id in OPC UA text form (ns=1;s=Setpoint, i=2258);
@@ -195,6 +197,9 @@ func plain(x any, depth int, b *plainBudget) any {
 	case *ua.ExtensionObject:
 		if x == nil {
 			return nil
+		}
+		if o, ok := x.Value.(*channel.Opaque); ok { // a type the codec does not know: its bytes
+			return map[string]any{"type_id": b.str(expandedString(x.TypeID)), "body": b.bytes(o.Body)}
 		}
 		return map[string]any{"type_id": b.str(expandedString(x.TypeID)), "value": b.str(fmt.Sprintf("%v", x.Value))}
 	}

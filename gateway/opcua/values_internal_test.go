@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // TestPlainValue: what the policy input and the audit record get for each
@@ -75,6 +77,13 @@ func TestPlainValue(t *testing.T) {
 	}
 	if plainValue(nil, newPlainBudget()) != nil {
 		t.Error("a missing Variant is not null")
+	}
+	// a structure of a type the codec does not know, as the channel keeps
+	// it: its type id and its bytes
+	vendor := ua.MustVariant(&ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary,
+		Value: &channel.Opaque{Body: []byte{0xde, 0xad, 0xbe, 0xef}}})
+	if got := plainValue(vendor, newPlainBudget()); !reflect.DeepEqual(got, map[string]any{"type_id": "ns=7;i=4242", "body": "3q2+7w=="}) {
+		t.Errorf("an opaque structure: %#v", got)
 	}
 	nested := any(int32(7))
 	for range 12 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -313,38 +314,136 @@ func acceptEnds(t *testing.T, ctx context.Context, cancel func(), server net.Con
 }
 
 // TestUnknownStructure: gopcua decodes an ExtensionObject of a type it does
-// not know without its body, and its encoder then panics on it. A request
-// carrying one cannot be encoded (Bad_EncodingError, no panic), and a
-// response carrying one is answered with a ServiceFault Bad_EncodingError;
-// the channel goes on.
+// not know without its body; the channel keeps the body (Opaque) so that
+// what it decodes encodes to the same bytes, wherever such structures sit:
+// a Write's value, a Call's arguments in an array, inside a known structure
+// (a LiteralOperand of an EventFilter), with an empty body, and in a Read's
+// results (the Read codec). A server's answer carrying one goes out.
 func TestUnknownStructure(t *testing.T) {
-	// a Write of a structure under a type id gopcua does not know
-	w := &ua.WriteRequest{RequestHeader: requestHeader(5), NodesToWrite: []*ua.WriteValue{{
-		NodeID: ua.NewStringNodeID(1, "s"), AttributeID: ua.AttributeIDValue,
-		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(&ua.ExtensionObject{
-			TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary,
-			Value: &ua.Argument{Name: "x", DataType: ua.NewNumericNodeID(0, 6), ArrayDimensions: []uint32{}, Description: &ua.LocalizedText{}}})},
-	}}}
-	body, err := encodeService(id.WriteRequest_Encoding_DefaultBinary, w)
-	if err != nil {
-		t.Fatal(err)
+	vendor := func(i uint16, body []byte) *ua.ExtensionObject {
+		return &ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, i), EncodingMask: ua.ExtensionObjectBinary, Value: &Opaque{Body: body}}
 	}
-	req, err := DecodeRequest(body, 0)
-	if err != nil {
-		t.Fatal(err)
+	argument := &ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(0, id.Argument_Encoding_DefaultBinary), EncodingMask: ua.ExtensionObjectBinary,
+		Value: &ua.Argument{Name: "x", DataType: ua.NewNumericNodeID(0, 6), ArrayDimensions: []uint32{}, Description: &ua.LocalizedText{}}}
+	messages := []struct {
+		name   string
+		typeID uint16
+		msg    any
+		bodies [][]byte // the Opaque bodies, in order
+	}{
+		{"write", id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: requestHeader(5), NodesToWrite: []*ua.WriteValue{{
+			NodeID: ua.NewStringNodeID(1, "s"), AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(vendor(4242, []byte("recipe 7: 120 rpm")))},
+		}}}, [][]byte{[]byte("recipe 7: 120 rpm")}},
+		{"call", id.CallRequest_Encoding_DefaultBinary, &ua.CallRequest{RequestHeader: requestHeader(6), MethodsToCall: []*ua.CallMethodRequest{{
+			ObjectID: ua.NewStringNodeID(1, "PLC"), MethodID: ua.NewStringNodeID(1, "Load"),
+			InputArguments: []*ua.Variant{
+				ua.MustVariant([]*ua.ExtensionObject{vendor(1, []byte{1, 2}), argument, vendor(2, nil)}),
+				ua.MustVariant(int32(3)),
+				ua.MustVariant(vendor(3, []byte{0xff})),
+			},
+		}}}, [][]byte{{1, 2}, {}, {0xff}}},
+		{"event filter", id.CreateMonitoredItemsRequest_Encoding_DefaultBinary, &ua.CreateMonitoredItemsRequest{RequestHeader: requestHeader(7), SubscriptionID: 1,
+			ItemsToCreate: []*ua.MonitoredItemCreateRequest{{
+				ItemToMonitor: &ua.ReadValueID{NodeID: ua.NewNumericNodeID(0, 2253), AttributeID: ua.AttributeIDEventNotifier, DataEncoding: &ua.QualifiedName{}},
+				RequestedParameters: &ua.MonitoringParameters{Filter: ua.NewExtensionObject(&ua.EventFilter{
+					WhereClause: &ua.ContentFilter{Elements: []*ua.ContentFilterElement{{FilterOperator: ua.FilterOperatorEquals, FilterOperands: []*ua.ExtensionObject{
+						ua.NewExtensionObject(&ua.LiteralOperand{Value: ua.MustVariant(vendor(9, []byte("inner")))}),
+					}}}},
+				})},
+			}}}, [][]byte{[]byte("inner")}},
+		{"read response", id.ReadResponse_Encoding_DefaultBinary, &ua.ReadResponse{ResponseHeader: responseHeader(8, ua.StatusOK), Results: []*ua.DataValue{
+			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))},
+			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(vendor(4242, []byte{0, 1, 2, 3}))},
+		}}, [][]byte{{0, 1, 2, 3}}},
 	}
-	eo := req.(*ua.WriteRequest).NodesToWrite[0].Value.Value.Value().(*ua.ExtensionObject)
-	if eo.Value != nil || eo.EncodingMask != ua.ExtensionObjectBinary {
-		t.Fatalf("gopcua kept the unknown structure: %+v", eo)
-	}
-	if _, err := encodeService(id.WriteRequest_Encoding_DefaultBinary, req); StatusOf(err) != ua.StatusBadEncodingError {
-		t.Fatalf("encoding the decoded Write: %v, want Bad_EncodingError", err)
+	for _, m := range messages {
+		body, err := encodeService(m.typeID, m.msg)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		// gopcua alone keeps no body
+		if _, plain, err := ua.DecodeService(body); err != nil || len(opaqueValues(plain)) != 0 {
+			t.Fatalf("%s: gopcua's decoder kept %d bodies (%v)", m.name, len(opaqueValues(plain)), err)
+		}
+		_, v, err := decodeService(body, DefaultMaxDecodedSize)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		got := opaqueValues(v)
+		if len(got) != len(m.bodies) {
+			t.Fatalf("%s: %d structures kept their body, want %d", m.name, len(got), len(m.bodies))
+		}
+		for i, o := range got {
+			if !bytes.Equal(o.Body, m.bodies[i]) {
+				t.Fatalf("%s: body %d is %q, want %q", m.name, i, o.Body, m.bodies[i])
+			}
+		}
+		again, err := encodeService(m.typeID, v)
+		if err != nil || !bytes.Equal(again, body) {
+			t.Fatalf("%s: encoded again %x (%v), want %x", m.name, again, err, body)
+		}
 	}
 
+	// a server's answer carrying one goes out, and a gopcua client takes it
 	srv := startServer(t, baseConfig(t))
 	c, ctx := noneClient(t, srv)
-	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "struct"))); StatusOf(err) != ua.StatusBadEncodingError {
-		t.Fatalf("read of an unknown structure: %v, want Bad_EncodingError", err)
+	resp, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "struct")))
+	if err != nil {
+		t.Fatalf("read of an unknown structure: %v", err)
+	}
+	eo, ok := resp.Results[0].Value.Value().(*ua.ExtensionObject)
+	if !ok || eo.TypeID.NodeID.String() != "ns=7;i=4242" {
+		t.Fatalf("read of an unknown structure: %#v", resp.Results[0].Value.Value())
+	}
+}
+
+// opaqueValues lists the Opaque bodies in a decoded message, in order.
+func opaqueValues(v any) []*Opaque {
+	var out []*Opaque
+	var walk func(reflect.Value)
+	walk = func(v reflect.Value) {
+		if !v.IsValid() {
+			return
+		}
+		switch v.Kind() {
+		case reflect.Interface, reflect.Pointer:
+			if v.IsNil() {
+				return
+			}
+			switch x := v.Interface().(type) {
+			case *Opaque:
+				out = append(out, x)
+				return
+			case *ua.Variant:
+				walk(reflect.ValueOf(x.Value()))
+				return
+			}
+			walk(v.Elem())
+		case reflect.Struct:
+			for i := range v.NumField() {
+				if v.Type().Field(i).IsExported() {
+					walk(v.Field(i))
+				}
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				walk(v.Index(i))
+			}
+		}
+	}
+	walk(reflect.ValueOf(v))
+	return out
+}
+
+// TestUnencodableResponse: a response gopcua's encoder fails on (an
+// ExtensionObject left without its value) is answered with a ServiceFault
+// Bad_EncodingError, Send says so, and the channel goes on.
+func TestUnencodableResponse(t *testing.T) {
+	srv := startServer(t, baseConfig(t))
+	c, ctx := noneClient(t, srv)
+	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "unencodable"))); StatusOf(err) != ua.StatusBadEncodingError {
+		t.Fatalf("read of an unencodable value: %v, want Bad_EncodingError", err)
 	}
 	srv.mu.Lock()
 	sendErrs := srv.sendErrs
@@ -354,5 +453,29 @@ func TestUnknownStructure(t *testing.T) {
 	}
 	if _, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258))); err != nil {
 		t.Fatalf("read after the fault: %v", err)
+	}
+}
+
+// TestFillOpaqueMismatch: bodies that do not match the decoded message's
+// structures one to one (count, type) refuse the message.
+func TestFillOpaqueMismatch(t *testing.T) {
+	msg := func() *ua.WriteRequest {
+		return &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{Value: &ua.DataValue{Value: ua.MustVariant(
+			&ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 1), EncodingMask: ua.ExtensionObjectBinary})}}}}
+	}
+	for name, bodies := range map[string][]opaqueBody{
+		"another type": {{typeID: "ns=7;i=2"}},
+		"one too many": {{typeID: "ns=7;i=1"}, {typeID: "ns=7;i=1"}},
+	} {
+		if err := fillOpaque(msg(), bodies); StatusOf(err) != ua.StatusBadDecodingError {
+			t.Errorf("%s: %v, want Bad_DecodingError", name, err)
+		}
+	}
+	m := msg()
+	if err := fillOpaque(m, []opaqueBody{{typeID: "ns=7;i=1", body: []byte{9}}}); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := m.NodesToWrite[0].Value.Value.Value().(*ua.ExtensionObject).Value.(*Opaque); !ok || !bytes.Equal(o.Body, []byte{9}) {
+		t.Fatalf("filled %#v", m.NodesToWrite[0].Value.Value.Value())
 	}
 }

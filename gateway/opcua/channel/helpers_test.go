@@ -284,8 +284,10 @@ func (s *testServer) answer(ch *Channel, req *Request) {
 				v = ua.MustVariant([]string{"http://opcfoundation.org/UA/", "urn:interlock:test"})
 			case "ns=1;s=big":
 				v = ua.MustVariant(s.big)
-			case "ns=1;s=struct": // as the decoder leaves a structure of a type it does not know
-				v = ua.MustVariant(unknownStructure())
+			case "ns=1;s=struct": // a structure of a type gopcua does not know
+				v = ua.MustVariant(&ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary, Value: &Opaque{Body: []byte{1, 2, 3}}})
+			case "ns=1;s=unencodable": // an ExtensionObject without its value
+				v = ua.MustVariant(&ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary})
 			default:
 				v = ua.MustVariant(int32(req.Handle))
 			}
@@ -393,10 +395,4 @@ func waitErr(errc chan error, d time.Duration) error {
 // isEOF reports a closed connection as the client sees it.
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// unknownStructure is an ExtensionObject of a type gopcua does not know, as
-// its decoder leaves one: the type id and the mask, no body.
-func unknownStructure() *ua.ExtensionObject {
-	return &ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, 4242), EncodingMask: ua.ExtensionObjectBinary}
 }

@@ -68,20 +68,29 @@ var errScanGiveUp = errors.New("type not scanned")
 // will allocate (at most maxDecoded bytes), without allocating. Types it
 // does not know are left to the decoder.
 func checkLimits(body []byte, maxDecoded int64) error {
+	_, err := scanMessage(body, maxDecoded)
+	return err
+}
+
+// scanMessage is checkLimits that also returns the bodies of the
+// ExtensionObjects the decoder will keep without a value (opaque.go), in
+// the order the decoder meets them; nil when there are none or when the
+// scan could not follow the whole message.
+func scanMessage(body []byte, maxDecoded int64) ([]opaqueBody, error) {
 	s := &scanner{b: body, max: maxDecoded}
 	s.expandedNodeID()
 	if s.err != nil {
-		return nil // the decoder reports it
+		return nil, nil // the decoder reports it
 	}
 	t := serviceType(body[:s.pos])
 	if t == nil {
-		return nil // unknown service: the decoder refuses it
+		return nil, nil // unknown service: the decoder refuses it
 	}
 	s.scan(t, 0)
 	if s.err == errScanGiveUp {
-		return nil
+		return nil, nil
 	}
-	return s.err
+	return s.opaque, s.err
 }
 
 var (
@@ -155,11 +164,12 @@ func lookupType(kind string, tid []byte, probe func() any) (t reflect.Type) {
 }
 
 type scanner struct {
-	b     []byte
-	pos   int
-	err   error
-	alloc int64 // bytes the decoder will allocate for what was scanned, about
-	max   int64 // the most alloc may reach
+	b      []byte
+	pos    int
+	err    error
+	alloc  int64        // bytes the decoder will allocate for what was scanned, about
+	max    int64        // the most alloc may reach
+	opaque []opaqueBody // ExtensionObjects the decoder keeps without a value, in order
 }
 
 // Sizes of what the decoder allocates for the types the scan handles by
@@ -471,7 +481,11 @@ func (s *scanner) extensionObject(depth int) {
 		return
 	}
 	n := s.i32()
-	if s.err != nil || n == 0 || n == -1 {
+	if s.err != nil {
+		return
+	}
+	if n == 0 || n == -1 {
+		s.keepOpaque(tid, nil) // the decoder stops before the body
 		return
 	}
 	if !s.need(int(uint32(n))) {
@@ -484,14 +498,29 @@ func (s *scanner) extensionObject(depth int) {
 	}
 	t := extensionType(tid)
 	if t == nil {
-		return // not registered: the decoder keeps no value
+		s.keepOpaque(tid, body) // not registered: the decoder keeps no value
+		return
 	}
-	inner := &scanner{b: body, alloc: s.alloc, max: s.max}
+	inner := &scanner{b: body, alloc: s.alloc, max: s.max, opaque: s.opaque}
 	inner.scan(t, depth+1)
-	s.alloc = inner.alloc
+	s.alloc, s.opaque = inner.alloc, inner.opaque
 	if inner.err != nil {
 		s.err = inner.err
 	}
+}
+
+// keepOpaque records a copy of the body of an ExtensionObject the decoder
+// will keep without a value, and charges it.
+func (s *scanner) keepOpaque(tid, body []byte) {
+	if s.charge(int64(len(body)) + opaqueSize); s.err != nil {
+		return
+	}
+	var typeID ua.ExpandedNodeID
+	if _, err := typeID.Decode(tid); err != nil || typeID.NodeID == nil {
+		s.fail(ua.StatusBadDecodingError, "invalid ExtensionObject type id")
+		return
+	}
+	s.opaque = append(s.opaque, opaqueBody{typeID: typeID.NodeID.String(), body: append([]byte{}, body...)})
 }
 
 func (s *scanner) variant(depth int) {

@@ -247,10 +247,17 @@ func decodeService(body []byte, maxDecoded int64) (typeID *ua.ExpandedNodeID, sv
 	if typeID, svc, ok, err := decodeRead(body, maxDecoded); ok {
 		return typeID, svc, err // checked part by part as it decodes
 	}
-	if err := checkLimits(body, maxDecoded); err != nil {
+	opaque, err := scanMessage(body, maxDecoded)
+	if err != nil {
 		return nil, nil, err
 	}
-	return ua.DecodeService(body)
+	if typeID, svc, err = ua.DecodeService(body); err != nil {
+		return nil, nil, err
+	}
+	if err := fillOpaque(svc, opaque); err != nil {
+		return nil, nil, err
+	}
+	return typeID, svc, nil
 }
 
 // DecodeRequest decodes a service request body (its binary encoding id and

@@ -188,15 +188,27 @@ func (r *reader) decode(d ua.BinaryDecoder) {
 // checked for depth and for counts longer than the bytes left, as
 // checkLimits checks a whole message of another service (which counts
 // these parts at depth 0 too).
-func (r *reader) guard(scan func(*scanner, int)) {
+//
+// It returns the bodies of the ExtensionObjects the part holds that the
+// decoder will keep without a value, for fillOpaque.
+func (r *reader) guard(scan func(*scanner, int)) []opaqueBody {
 	if r.err != nil {
-		return
+		return nil
 	}
 	s := scanner{b: r.b, pos: r.pos, alloc: r.alloc, max: r.max}
 	scan(&s, 0)
 	r.alloc = s.alloc
-	if s.err != nil && s.err != errScanGiveUp {
-		r.err = s.err
+	if s.err == errScanGiveUp {
+		return nil // not followed to its end: nothing to fill
+	}
+	r.err = s.err
+	return s.opaque
+}
+
+// fill is fillOpaque for a part guard scanned, once it is decoded.
+func (r *reader) fill(v any, opaque []opaqueBody) {
+	if r.err == nil {
+		r.err = fillOpaque(v, opaque)
 	}
 }
 
@@ -216,9 +228,10 @@ func (r *reader) nodeID() *ua.NodeID {
 }
 
 func (r *reader) extensionObject() *ua.ExtensionObject {
-	r.guard((*scanner).extensionObject)
+	opaque := r.guard((*scanner).extensionObject)
 	e := new(ua.ExtensionObject)
 	r.decode(e)
+	r.fill(e, opaque)
 	return e
 }
 
@@ -285,9 +298,10 @@ func (r *reader) readResponse() *ua.ReadResponse {
 		}
 		resp.Results = make([]*ua.DataValue, n)
 		for i := range n {
-			r.guard((*scanner).dataValue)
+			opaque := r.guard((*scanner).dataValue)
 			v := new(ua.DataValue)
 			r.decode(v)
+			r.fill(v, opaque)
 			resp.Results[i] = v
 			if r.err != nil {
 				break

@@ -270,7 +270,14 @@ func genericDecode(body []byte) (tid *ua.ExpandedNodeID, v any, err error) {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return ua.DecodeService(body)
+	opaque, err := scanMessage(body, DefaultMaxDecodedSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tid, v, err = ua.DecodeService(body); err == nil {
+		err = fillOpaque(v, opaque)
+	}
+	return tid, v, err
 }
 
 // FuzzReadCodec: on any body within the channel's limits, decodeRead and

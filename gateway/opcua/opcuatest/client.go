@@ -47,6 +47,7 @@ type Scenario struct {
 // Step is one action; set exactly one field.
 type Step struct {
 	Read      []string      `json:"read,omitempty"`
+	ReadRaw   []string      `json:"readRaw,omitempty"` // Read as sent: structures node-opcua cannot decode stay {typeId, body}
 	Write     []WriteValue  `json:"write,omitempty"`
 	Call      *Call         `json:"call,omitempty"`
 	Browse    string        `json:"browse,omitempty"`

@@ -45,6 +45,10 @@ const (
 	// NodeWait is a method of PLC in the test server only: Wait(ms UInt32)
 	// answers after ms.
 	NodeWait = "ns=1;s=Wait"
+	// NodeRecipe is a vendor's structure in the test server only: an
+	// ExtensionObject of encoding ns=1;i=5001 (which no codec here knows),
+	// writable, starting as the bytes "recipe 7: 120 rpm, 35 s".
+	NodeRecipe = "ns=1;s=Recipe"
 )
 
 // Users of the test server.

@@ -3,6 +3,7 @@ package opcuatest
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"slices"
 	"testing"
 	"time"
@@ -97,12 +98,55 @@ func TestReadWriteCallBrowse(t *testing.T) {
 		}
 	}
 	want := []string{
-		"Counter=" + NodeCounter, "Pressure=" + NodePressure, "Setpoint=" + NodeSetpoint,
+		"Counter=" + NodeCounter, "Pressure=" + NodePressure, "Recipe=" + NodeRecipe, "Setpoint=" + NodeSetpoint,
 		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature, "Trend=" + NodeTrend, "Wait=" + NodeWait,
 	}
 	slices.Sort(names)
 	if !slices.Equal(names, want) {
 		t.Errorf("browse PLC: %v, want %v", names, want)
+	}
+}
+
+// TestVendorStructure: the test server's Recipe holds the bytes of a
+// structure no codec here knows, which the test client reads as sent and
+// writes back as bytes; a value of another type is refused.
+func TestVendorStructure(t *testing.T) {
+	srv := StartServer(t, ServerOptions{})
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	write := func(typeID, body string) Step {
+		return Step{Write: []WriteValue{{Node: NodeRecipe, DataType: "ExtensionObject", Value: map[string]any{"typeId": typeID, "body": body}}}}
+	}
+	r := RunClient(t, Scenario{Endpoint: srv.Endpoint, Steps: []Step{
+		{ReadRaw: []string{NodeRecipe}},
+		write("ns=1;i=5001", b64("recipe 8")),
+		{Write: []WriteValue{{Node: NodeRecipe, DataType: "Double", Value: 1.5}}},
+		{ReadRaw: []string{NodeRecipe}},
+	}})
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d\n%s", r.ExitCode, r.Log)
+	}
+	body := func(i int) any {
+		v := step(t, r, i, "readRaw").Results[0]
+		m, _ := v.Value.(map[string]any)
+		if !v.Status.Good() || v.DataType != "ExtensionObject" || m["typeId"] != "ns=1;i=5001" {
+			t.Fatalf("read %d: %+v", i, v)
+		}
+		return m["body"]
+	}
+	if got := body(0); got != b64("recipe 7: 120 rpm, 35 s") {
+		t.Errorf("initial body %v", got)
+	}
+	if got := step(t, r, 1, "write").Results[0].Status; !got.Good() {
+		t.Errorf("write of the structure: %v", got)
+	}
+	if got := step(t, r, 2, "write").Results[0].Status; got.Good() {
+		t.Errorf("write of a Double: %v, want refused", got)
+	}
+	if got := body(3); got != b64("recipe 8") {
+		t.Errorf("body after the write %v", got)
+	}
+	if m, _ := srv.Value(NodeRecipe).(map[string]any); m["body"] != b64("recipe 8") {
+		t.Errorf("the server holds %v", srv.Value(NodeRecipe))
 	}
 }
 

@@ -16,7 +16,11 @@
 //    "timeoutMs": 10000,          per request
 //    "steps": [
 //      {"read": ["ns=1;s=Temperature", ...]},
+//      {"readRaw": ["ns=1;s=Recipe"]},   a Read as sent: structures of types the client
+//                                         cannot decode stay {typeId, body} (base64)
 //      {"write": [{"node": "ns=1;s=Setpoint", "value": 42.5, "dataType": "Double"}]},
+//      {"write": [{"node": "ns=1;s=Recipe", "dataType": "ExtensionObject",
+//                  "value": {"typeId": "ns=1;i=5001", "body": "<base64>"}}]},   a structure as its bytes
 //      {"call": {"object": "ns=1;s=PLC", "method": "ns=1;s=Start", "args": [{"dataType": "Int32", "value": 100}]}},
 //      {"browse": "ns=1;s=PLC"},
 //      {"subscribe": {"node": "ns=1;s=Temperature", "samples": 3, "interval": 100, "timeoutMs": 10000}},
@@ -66,7 +70,10 @@ const {
     ClientSubscription,
     ClientMonitoredItem,
     MonitoringMode,
+    ReadRequest,
 } = require("node-opcua");
+const { OpaqueStructure } = require("node-opcua-extension-object");
+const { resolveNodeId } = require("node-opcua-nodeid");
 
 function out(obj) {
     process.stdout.write(JSON.stringify(obj) + "\n");
@@ -91,6 +98,7 @@ function plain(v) {
     if (v instanceof Date) return v.toISOString();
     if (ArrayBuffer.isView(v)) return Array.from(v);
     if (Array.isArray(v)) return v.map(plain);
+    if (v instanceof OpaqueStructure) return { typeId: v.nodeId.toString(), body: v.buffer.toString("base64") };
     if (typeof v === "object") {
         if (typeof v.toJSON === "function") return v.toJSON();
         return String(v);
@@ -113,6 +121,15 @@ function dataType(name) {
     return t;
 }
 
+// The value of a write step: an ExtensionObject is given as {typeId, body}
+// (base64), and written as those bytes under that encoding id.
+function writeValue(w) {
+    if (w.dataType === "ExtensionObject" && w.value && w.value.typeId !== undefined) {
+        return new OpaqueStructure(resolveNodeId(w.value.typeId), Buffer.from(w.value.body || "", "base64"));
+    }
+    return w.value;
+}
+
 async function readScenario() {
     if (process.argv.length > 2) return JSON.parse(process.argv[2]);
     return JSON.parse(fs.readFileSync(0, "utf8"));
@@ -123,11 +140,22 @@ async function run(session, step) {
         const dvs = await session.read(step.read.map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })));
         return { step: "read", results: dvs.map((dv, i) => dataValue(step.read[i], dv)) };
     }
+    if (step.readRaw) {
+        // the Read service itself: session.read would ask the server for
+        // the definitions of structures it cannot decode
+        const request = new ReadRequest({
+            nodesToRead: step.readRaw.map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })),
+            timestampsToReturn: TimestampsToReturn.Neither,
+        });
+        const response = await new Promise((resolve, reject) =>
+            session.performMessageTransaction(request, (err, r) => (err ? reject(err) : resolve(r))));
+        return { step: "readRaw", results: response.results.map((dv, i) => dataValue(step.readRaw[i], dv)) };
+    }
     if (step.write) {
         const codes = await session.write(step.write.map((w) => ({
             nodeId: w.node,
             attributeId: AttributeIds.Value,
-            value: { value: { dataType: dataType(w.dataType), value: w.value } },
+            value: { value: { dataType: dataType(w.dataType), value: writeValue(w) } },
         })));
         return { step: "write", results: codes.map((sc, i) => ({ node: step.write[i].node, status: status(sc) })) };
     }

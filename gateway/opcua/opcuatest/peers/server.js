@@ -44,6 +44,8 @@ const {
     makeRoles,
     nodesets,
 } = require("node-opcua");
+const { OpaqueStructure } = require("node-opcua-extension-object");
+const { resolveNodeId } = require("node-opcua-nodeid");
 
 function parseArgs(argv) {
     const o = { port: 0, security: "None", modes: "", anonymous: true, acceptUnknown: false, hangPublishMs: 0, pki: "" };
@@ -110,6 +112,7 @@ function plain(v) {
     if (v instanceof Date) return v.toISOString();
     if (ArrayBuffer.isView(v)) return Array.from(v);
     if (Array.isArray(v)) return v.map(plain);
+    if (v instanceof OpaqueStructure) return { typeId: v.nodeId.toString(), body: v.buffer.toString("base64") };
     if (typeof v === "object" && typeof v.toString === "function" && v.constructor && v.constructor.name === "NodeId") return v.toString();
     return v;
 }
@@ -218,6 +221,39 @@ async function main() {
         nodeId: "s=Speed",
         dataType: "Int32",
         value: new Variant({ dataType: DataType.Int32, value: 0 }),
+    });
+
+    // A vendor's structure: an ExtensionObject whose encoding (ns=1;i=5001)
+    // no codec knows but the PLC's own tools; node-opcua keeps its bytes
+    // (OpaqueStructure). node-opcua copies a value by calling its class's
+    // constructor with the value, which OpaqueStructure's does not take:
+    // KeptStructure does.
+    class KeptStructure extends OpaqueStructure {
+        constructor(nodeId, buffer) {
+            if (nodeId instanceof OpaqueStructure) {
+                buffer = Buffer.from(nodeId.buffer);
+                nodeId = nodeId.nodeId;
+            }
+            super(nodeId, buffer);
+        }
+    }
+    let recipe = new KeptStructure(resolveNodeId("ns=1;i=5001"), Buffer.from("recipe 7: 120 rpm, 35 s"));
+    ns.addVariable({
+        componentOf: plc,
+        browseName: "Recipe",
+        nodeId: "s=Recipe",
+        dataType: "Structure",
+        accessLevel: "CurrentRead | CurrentWrite",
+        userAccessLevel: "CurrentRead | CurrentWrite",
+        minimumSamplingInterval: 100,
+        value: {
+            get: () => new Variant({ dataType: DataType.ExtensionObject, value: recipe }),
+            set: (variant) => {
+                if (!(variant.value instanceof OpaqueStructure)) return StatusCodes.BadTypeMismatch;
+                recipe = new KeptStructure(variant.value);
+                return StatusCodes.Good;
+            },
+        },
     });
 
     // A large value: 20,000 Int32s (80 kB encoded), for the limits on what
