@@ -317,8 +317,8 @@ func acceptEnds(t *testing.T, ctx context.Context, cancel func(), server net.Con
 // not know without its body; the channel keeps the body (Opaque) so that
 // what it decodes encodes to the same bytes, wherever such structures sit:
 // a Write's value, a Call's arguments in an array, inside a known structure
-// (a LiteralOperand of an EventFilter), with an empty body, and in a Read's
-// results (the Read codec). A server's answer carrying one goes out.
+// (a LiteralOperand of an EventFilter), with an empty body, in a data
+// change notification, and in a Read's results (the Read codec). A server's answer carrying one goes out.
 func TestUnknownStructure(t *testing.T) {
 	vendor := func(i uint16, body []byte) *ua.ExtensionObject {
 		return &ua.ExtensionObject{TypeID: ua.NewFourByteExpandedNodeID(7, i), EncodingMask: ua.ExtensionObjectBinary, Value: &Opaque{Body: body}}
@@ -352,6 +352,15 @@ func TestUnknownStructure(t *testing.T) {
 					}}}},
 				})},
 			}}}, [][]byte{[]byte("inner")}},
+		{"publish response", id.PublishResponse_Encoding_DefaultBinary, &ua.PublishResponse{ResponseHeader: responseHeader(9, ua.StatusOK), SubscriptionID: 1,
+			AvailableSequenceNumbers: []uint32{1},
+			NotificationMessage: &ua.NotificationMessage{SequenceNumber: 1, PublishTime: time.Unix(1, 0), NotificationData: []*ua.ExtensionObject{
+				ua.NewExtensionObject(&ua.DataChangeNotification{MonitoredItems: []*ua.MonitoredItemNotification{
+					{ClientHandle: 1, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(vendor(4242, []byte("changed")))}},
+				}, DiagnosticInfos: []*ua.DiagnosticInfo{}}),
+			}},
+			Results: []ua.StatusCode{}, DiagnosticInfos: []*ua.DiagnosticInfo{},
+		}, [][]byte{[]byte("changed")}},
 		{"read response", id.ReadResponse_Encoding_DefaultBinary, &ua.ReadResponse{ResponseHeader: responseHeader(8, ua.StatusOK), Results: []*ua.DataValue{
 			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))},
 			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(vendor(4242, []byte{0, 1, 2, 3}))},
