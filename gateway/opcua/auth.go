@@ -241,8 +241,11 @@ func (c *conn) newGatewaySession(s *uaSession) *gateway.Session {
 // returns how the upstream session logs in.
 func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateSessionRequest, nonce []byte, gs *gateway.Session) (identity, *authError) {
 	var tok any
-	if req.UserIdentityToken != nil {
-		tok = req.UserIdentityToken.Value
+	if eo := req.UserIdentityToken; eo != nil {
+		tok = eo.Value
+		if tok == nil && eo.EncodingMask != ua.ExtensionObjectEmpty || tok != nil && !isUserToken(tok) {
+			tok = unknownToken{expandedString(eo.TypeID)} // refused below, not taken as anonymous
+		}
 	}
 	if tok == nil {
 		tok = &ua.AnonymousIdentityToken{} // Part 4: a null token is anonymous
@@ -322,7 +325,24 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		}
 		return c.e.upstreamIdentity(identity{kind: IdentityCertificate}), nil
 	}
+	if u, ok := tok.(unknownToken); ok {
+		return fail(ua.StatusBadIdentityTokenInvalid, "a user token of type %s, which is no user identity token", u.typeID)
+	}
 	return fail(ua.StatusBadIdentityTokenInvalid, "user token of type %T is not supported", tok)
+}
+
+// unknownToken stands for a UserIdentityToken that is not one: a structure
+// of another type, or of a type the codec does not know (its bytes).
+type unknownToken struct{ typeID string }
+
+// isUserToken reports whether v is one of OPC 10000-4 §7.41's user identity
+// tokens.
+func isUserToken(v any) bool {
+	switch v.(type) {
+	case *ua.AnonymousIdentityToken, *ua.UserNameIdentityToken, *ua.X509IdentityToken, *ua.IssuedIdentityToken:
+		return true
+	}
+	return false
 }
 
 // upstreamIdentity maps the client's identity to the configured upstream login.

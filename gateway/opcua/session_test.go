@@ -236,6 +236,40 @@ func TestAnonymousDisabled(t *testing.T) {
 	}
 }
 
+// TestUnknownUserToken: a UserIdentityToken that is no user token (a
+// structure of a type the codec does not know, kept as its bytes, or
+// another structure) is refused with Bad_IdentityTokenInvalid and audited,
+// even with anonymous logins on: only a null token is anonymous.
+func TestUnknownUserToken(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	// a null token is anonymous (first: the failed logins below hold the
+	// source back)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, channel.EmptyExtensionObject()); r.Header().ServiceResult != ua.StatusOK {
+		t.Errorf("null token: %v, want an anonymous session", r.Header().ServiceResult)
+	}
+	for _, tok := range []*ua.ExtensionObject{
+		{TypeID: ua.NewFourByteExpandedNodeID(7, 321), EncodingMask: ua.ExtensionObjectBinary, Value: &channel.Opaque{Body: []byte("token")}},
+		{TypeID: ua.NewFourByteExpandedNodeID(7, 321), EncodingMask: ua.ExtensionObjectBinary},
+		ua.NewExtensionObject(&ua.Argument{Name: "x"}),
+	} {
+		cs := create(t, c)
+		if r := activate(c, cs.AuthenticationToken, tok); r.Header().ServiceResult != ua.StatusBadIdentityTokenInvalid {
+			t.Errorf("token %v: %v, want Bad_IdentityTokenInvalid", tok.TypeID, r.Header().ServiceResult)
+		}
+	}
+	failed := 0
+	for _, r := range h.audit.Events("request.rejected") {
+		if r.Reason == gateway.ReasonAuthFailed {
+			failed++
+		}
+	}
+	if failed != 3 || len(h.audit.Events("session.open")) != 1 {
+		t.Errorf("%d auth_failed records, %d session.open, want 3 and 1 (the null token's)", failed, len(h.audit.Events("session.open")))
+	}
+}
+
 func TestTooManySessions(t *testing.T) {
 	h := newHarness(t, Options{Limits: LimitOptions{MaxSessions: 2}})
 	c := h.conn(1)
