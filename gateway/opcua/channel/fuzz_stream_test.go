@@ -130,6 +130,14 @@ func FuzzAccept(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	vendorWrite, err := encodeService(id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: requestHeader(4), NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.NewStringNodeID(1, "Recipe"), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(&ua.ExtensionObject{
+			TypeID: ua.NewFourByteExpandedNodeID(1, 5001), EncodingMask: ua.ExtensionObjectBinary, Value: &Opaque{Body: []byte("recipe 7")}})},
+	}}})
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, seed := range [][]byte{
 		{0, 0},
 		{0, 1},
@@ -139,6 +147,7 @@ func FuzzAccept(f *testing.F) {
 		append([]byte{1, 2}, symChunk("MSG", 'F', placeholders[0], placeholders[1], 2, 2, getEndpoints)...),
 		append([]byte{0, 2}, append(symChunk("MSG", 'C', placeholders[0], placeholders[1], 2, 2, readBody(7)[:10]), symChunk("MSG", 'A', placeholders[0], placeholders[1], 3, 2, nil)...)...),
 		append([]byte{0, 2}, symChunk("CLO", 'F', placeholders[0], placeholders[1], 2, 2, nil)...),
+		append([]byte{0, 2}, symChunk("MSG", 'F', placeholders[0], placeholders[1], 2, 2, vendorWrite)...),
 		append([]byte{0, 1}, opnChunk(0, &uasc.AsymmetricSecurityHeader{SecurityPolicyURI: ua.SecurityPolicyURIBasic256Sha256, SenderCertificate: clientCert.der}, 1, 1, []byte("not encrypted"))...),
 	} {
 		f.Add(seed)
@@ -192,6 +201,10 @@ func acceptStream(t *testing.T, data []byte) []*Request {
 		}
 		if ch.DiscoveryOnly() && !slices.Contains(discoveryServices, uint16(req.TypeID.NodeID.IntID())) {
 			t.Fatalf("discovery-only channel passed on %T", req.Body)
+		}
+		// what the channel passes on, the gateway can forward
+		if _, err := encodeService(uint16(req.TypeID.NodeID.IntID()), req.Body); err != nil {
+			t.Fatalf("%T passed on cannot be encoded again: %v", req.Body, err)
 		}
 		reqs = append(reqs, req)
 	}
@@ -282,6 +295,15 @@ func FuzzDial(f *testing.F) {
 	f.Add(serverStream(symChunk("MSG", 'F', 5, 7, 2, 2, fault)))
 	f.Add(serverStream(symChunk("MSG", 'C', 5, 7, 2, 2, resp[:20]), symChunk("MSG", 'F', 5, 7, 3, 2, resp[20:])))
 	f.Add(serverStream(symChunk("MSG", 'C', 5, 7, 2, 2, resp[:20]), symChunk("MSG", 'A', 5, 7, 3, 2, nil)))
+	vendor, err := encodeService(id.ReadResponse_Encoding_DefaultBinary, &ua.ReadResponse{
+		ResponseHeader: responseHeader(1, ua.StatusOK),
+		Results: []*ua.DataValue{{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(&ua.ExtensionObject{
+			TypeID: ua.NewFourByteExpandedNodeID(1, 5001), EncodingMask: ua.ExtensionObjectBinary, Value: &Opaque{Body: []byte("recipe 7")}})}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(serverStream(symChunk("MSG", 'F', 5, 7, 2, 2, vendor)))
 	f.Fuzz(func(t *testing.T, data []byte) { dialStream(t, data) })
 }
 
@@ -304,6 +326,10 @@ func dialStream(t *testing.T, data []byte) (ua.Response, error) {
 	}
 	switch v.(type) {
 	case *ua.ReadResponse, *ua.ServiceFault:
+		// what the client channel decodes, the gateway can answer with
+		if _, err := encodeService(serviceTypeID(v), v); err != nil {
+			t.Fatalf("%T received cannot be encoded again: %v", v, err)
+		}
 		return v.(ua.Response), nil
 	}
 	t.Fatalf("a Read answered with %T", v)
