@@ -243,7 +243,9 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 	var tok any
 	if eo := req.UserIdentityToken; eo != nil {
 		tok = eo.Value
-		if tok == nil && eo.EncodingMask != ua.ExtensionObjectEmpty || tok != nil && !isUserToken(tok) {
+		switch {
+		case tok == nil && eo.EncodingMask != ua.ExtensionObjectEmpty, // a structure decoded without a value
+			tok != nil && !isUserToken(tok): // another structure, or one kept as its bytes
 			tok = unknownToken{expandedString(eo.TypeID)} // refused below, not taken as anonymous
 		}
 	}
