@@ -49,6 +49,9 @@ const (
 	// ExtensionObject of encoding ns=1;i=5001 (which no codec here knows),
 	// writable, starting as the bytes "recipe 7: 120 rpm, 35 s".
 	NodeRecipe = "ns=1;s=Recipe"
+	// NodeLevel is a historized Double in the test server only: writable,
+	// starting at 0.5; HistoryRead (raw) returns its changes.
+	NodeLevel = "ns=1;s=Level"
 )
 
 // Users of the test server.

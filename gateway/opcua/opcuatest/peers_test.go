@@ -98,7 +98,7 @@ func TestReadWriteCallBrowse(t *testing.T) {
 		}
 	}
 	want := []string{
-		"Counter=" + NodeCounter, "Pressure=" + NodePressure, "Recipe=" + NodeRecipe, "Setpoint=" + NodeSetpoint,
+		"Counter=" + NodeCounter, "Level=" + NodeLevel, "Pressure=" + NodePressure, "Recipe=" + NodeRecipe, "Setpoint=" + NodeSetpoint,
 		"Speed=" + NodeSpeed, "Start=" + NodeStart, "Temperature=" + NodeTemperature, "Trend=" + NodeTrend, "Wait=" + NodeWait,
 	}
 	slices.Sort(names)

@@ -223,6 +223,19 @@ async function main() {
         value: new Variant({ dataType: DataType.Int32, value: 0 }),
     });
 
+    // A historized value: node-opcua keeps its changes in memory and answers
+    // HistoryRead (raw) from them.
+    const level = ns.addVariable({
+        componentOf: plc,
+        browseName: "Level",
+        nodeId: "s=Level",
+        dataType: "Double",
+        accessLevel: "CurrentRead | CurrentWrite | HistoryRead",
+        userAccessLevel: "CurrentRead | CurrentWrite | HistoryRead",
+        value: new Variant({ dataType: DataType.Double, value: 0.5 }),
+    });
+    addressSpace.installHistoricalDataNode(level, { maxOnlineValues: 1000 });
+
     // A vendor's structure: an ExtensionObject whose encoding (ns=1;i=5001)
     // no codec knows but the PLC's own tools; node-opcua keeps its bytes
     // (OpaqueStructure). node-opcua copies a value by calling its class's
