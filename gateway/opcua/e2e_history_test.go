@@ -14,8 +14,9 @@ import (
 
 // gopcua client -> gateway -> node-opcua server: values written through the
 // gateway come back through it from the server's history (HistoryRead, raw
-// values), the same as a HistoryRead straight to the server, and the read
-// is decided and recorded as history_read of its node.
+// values, also two at a time with continuation points), the same as a
+// HistoryRead straight to the server, and the read is decided and recorded
+// as history_read of its node.
 func TestHistoryReadThroughGateway(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{
@@ -35,37 +36,51 @@ func TestHistoryReadThroughGateway(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // distinct source timestamps
 	}
 
-	history := func(send func(ua.Request) ua.Response) []float64 {
+	end := time.Now().Add(time.Minute)
+	// history reads the node's raw values, perNode at a time, following
+	// the server's continuation points
+	history := func(send func(ua.Request) ua.Response, perNode uint32) (values []float64, reads int) {
 		t.Helper()
-		resp := send(&ua.HistoryReadRequest{
-			HistoryReadDetails: ua.NewExtensionObject(&ua.ReadRawModifiedDetails{StartTime: start, EndTime: time.Now().Add(time.Minute), NumValuesPerNode: 100}),
-			TimestampsToReturn: ua.TimestampsToReturnBoth,
-			NodesToRead:        []*ua.HistoryReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodeLevel), DataEncoding: &ua.QualifiedName{}}},
-		})
-		hr, ok := resp.(*ua.HistoryReadResponse)
-		if !ok || len(hr.Results) != 1 || hr.Results[0].StatusCode != ua.StatusOK || hr.Results[0].HistoryData == nil {
-			t.Fatalf("history read: %#v", resp)
-		}
-		data, ok := hr.Results[0].HistoryData.Value.(*ua.HistoryData)
-		if !ok {
-			t.Fatalf("history data: %#v", hr.Results[0].HistoryData)
-		}
-		var values []float64
-		for _, dv := range data.DataValues {
-			if f, ok := dv.Value.Value().(float64); ok {
-				values = append(values, f)
+		var cp []byte
+		for reads = 1; reads <= 20; reads++ {
+			resp := send(&ua.HistoryReadRequest{
+				HistoryReadDetails: ua.NewExtensionObject(&ua.ReadRawModifiedDetails{StartTime: start, EndTime: end, NumValuesPerNode: perNode}),
+				TimestampsToReturn: ua.TimestampsToReturnBoth,
+				NodesToRead:        []*ua.HistoryReadValueID{{NodeID: ua.MustParseNodeID(opcuatest.NodeLevel), DataEncoding: &ua.QualifiedName{}, ContinuationPoint: cp}},
+			})
+			hr, ok := resp.(*ua.HistoryReadResponse)
+			if !ok || len(hr.Results) != 1 || !(hr.Results[0].StatusCode == ua.StatusOK || hr.Results[0].StatusCode == ua.StatusGoodMoreData) || hr.Results[0].HistoryData == nil {
+				t.Fatalf("history read: %#v", resp)
+			}
+			data, ok := hr.Results[0].HistoryData.Value.(*ua.HistoryData)
+			if !ok {
+				t.Fatalf("history data: %#v", hr.Results[0].HistoryData)
+			}
+			for _, dv := range data.DataValues {
+				if f, ok := dv.Value.Value().(float64); ok {
+					values = append(values, f)
+				}
+			}
+			if cp = hr.Results[0].ContinuationPoint; len(cp) == 0 {
+				return values, reads
 			}
 		}
-		return values
+		t.Fatalf("history read: still a continuation point after 20 reads (%v)", values)
+		return nil, 0
 	}
-	got := history(through)
+	got, _ := history(through, 100)
 	if len(got) < len(written) || !slices.Equal(got[len(got)-len(written):], written) {
 		t.Errorf("history through the gateway: %v, want it to end with %v", got, written)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if direct := history(sender(ctx, t, anonymousClient(ctx, t, srv.Endpoint))); !slices.Equal(direct, got) {
+	if direct, _ := history(sender(ctx, t, anonymousClient(ctx, t, srv.Endpoint)), 100); !slices.Equal(direct, got) {
 		t.Errorf("history straight from the server %v, through the gateway %v", direct, got)
+	}
+	// two values a read: the server's continuation points work through
+	// the gateway (they belong to the upstream session of this session)
+	if paged, reads := history(through, 2); !slices.Equal(paged, got) || reads != (len(got)+1)/2 {
+		t.Errorf("history two values at a time through the gateway: %v in %d reads, want %v in %d", paged, reads, got, (len(got)+1)/2)
 	}
 
 	rs := g.records(t, func(rs []record) bool {
