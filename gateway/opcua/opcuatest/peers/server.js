@@ -327,12 +327,26 @@ async function main() {
     const port = server.endpoints[0].port;
     out({ ready: true, endpoint: `opc.tcp://127.0.0.1:${port}`, port });
 
+    // Events: every 200 ms the Server object raises a BaseEventType event
+    // with the message "line1 tick N" and severity 300 (subscribe to the
+    // EventNotifier of i=2253).
+    const baseEventType = addressSpace.findEventType("BaseEventType");
+    let eventTick = 0;
+    const eventTimer = setInterval(() => {
+        eventTick++;
+        addressSpace.rootFolder.objects.server.raiseEvent(baseEventType, {
+            message: { dataType: DataType.LocalizedText, value: { text: `line1 tick ${eventTick}` } },
+            severity: { dataType: DataType.UInt16, value: 300 },
+        });
+    }, 200);
+
     const nodes = { "ns=1;s=Setpoint": setpoint, "ns=1;s=Counter": counter, "ns=1;s=Speed": speed };
     let stopping = false;
     const stop = async (code) => {
         if (stopping) return;
         stopping = true;
         clearInterval(timer);
+        clearInterval(eventTimer);
         try {
             await server.shutdown(0);
         } catch (_) {
