@@ -58,7 +58,7 @@ const [endpoint, certFile, keyFile, pkiDir, durationMs, policy, mode] = process.
 })();
 `
 
-// node-opcua's client at SignAndEncrypt keeps reading across many token
+// node-opcua's client at SignAndEncrypt (each policy) and Sign keeps reading across many token
 // renewals with a 2 s lifetime: each renewal has a new token id, and
 // node-opcua accepts the old keys until it uses the new token. The gateway
 // offers secured pairs only, with discovery over None.
@@ -75,6 +75,8 @@ func TestNodeOPCUARenewal(t *testing.T) {
 	cfg.Offers = []Offer{
 		{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt},
 		{ua.SecurityPolicyURIAes256Sha256RsaPss, ua.MessageSecurityModeSignAndEncrypt},
+		{ua.SecurityPolicyURIAes128Sha256RsaOaep, ua.MessageSecurityModeSignAndEncrypt},
+		{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSign},
 	}
 	cfg.DiscoveryOverNone = true
 	srv := startServer(t, cfg)
@@ -97,6 +99,8 @@ func TestNodeOPCUARenewal(t *testing.T) {
 	for _, pm := range [][2]string{
 		{"Basic256Sha256", "SignAndEncrypt"},
 		{"Aes256_Sha256_RsaPss", "SignAndEncrypt"},
+		{"Aes128_Sha256_RsaOaep", "SignAndEncrypt"},
+		{"Basic256Sha256", "Sign"},
 	} {
 		t.Run(pm[0]+"_"+pm[1], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
@@ -132,7 +136,11 @@ func TestNodeOPCUARenewal(t *testing.T) {
 				}
 			}
 			t.Logf("node-opcua %s/%s: %d reads, %d renewals", pm[0], pm[1], res.Reads, res.Renewals)
-			ch := srv.channelFor(t, ua.SecurityPolicyURIPrefix+pm[0], ua.MessageSecurityModeSignAndEncrypt)
+			mode := ua.MessageSecurityModeSignAndEncrypt
+			if pm[1] == "Sign" {
+				mode = ua.MessageSecurityModeSign
+			}
+			ch := srv.channelFor(t, ua.SecurityPolicyURIPrefix+pm[0], mode)
 			if ch.RemoteCertificate() == nil {
 				t.Fatal("no client certificate on the channel")
 			}
