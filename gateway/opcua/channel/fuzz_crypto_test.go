@@ -155,3 +155,43 @@ func TestOpenSymSeeds(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStripPadding: stripPadding against Part 6's padding read
+// independently, with and without ExtraPaddingSize (the two-byte size of
+// OpenSecureChannel chunks encrypted for a key over 2048 bits, which
+// FuzzOpenSym does not reach): PaddingSize is the low byte, every padding
+// byte equals it, ExtraPaddingSize the high byte after it.
+func FuzzStripPadding(f *testing.F) {
+	f.Add([]byte("body\x02\x02\x02"), false)
+	f.Add(append(append([]byte("body"), bytes.Repeat([]byte{0x04}, 0x104)...), 0x04, 0x01), true)
+	f.Add([]byte("body\x00\x00"), true)
+	f.Fuzz(func(t *testing.T, p []byte, extra bool) {
+		got, ok := stripPadding(p, extra)
+		tail := 1
+		if extra {
+			tail = 2
+		}
+		wantOK := len(p) >= tail
+		var size int
+		if wantOK {
+			size = int(p[len(p)-tail])
+			if extra {
+				size |= int(p[len(p)-1]) << 8
+			}
+			wantOK = size+tail <= len(p)
+		}
+		if wantOK {
+			for _, c := range p[len(p)-tail-size : len(p)-tail] {
+				if c != p[len(p)-tail] {
+					wantOK = false
+				}
+			}
+		}
+		if ok != wantOK {
+			t.Fatalf("stripPadding(%x, %v) ok %v, want %v", p, extra, ok, wantOK)
+		}
+		if ok && !bytes.Equal(got, p[:len(p)-tail-size]) {
+			t.Fatalf("stripPadding(%x, %v) = %x, want %x", p, extra, got, p[:len(p)-tail-size])
+		}
+	})
+}
