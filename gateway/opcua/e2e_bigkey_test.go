@@ -71,8 +71,7 @@ func TestSignAndEncrypt4096BitGatewayKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			trust(t, store, cert)
-			uri := "http://opcfoundation.org/UA/SecurityPolicy#" + policy
-			c, err := gopcuaClient(ctx, t, g.endpoint, uri, ua.MessageSecurityModeSignAndEncrypt, "", "", clientStore)
+			c, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURIPrefix+policy, ua.MessageSecurityModeSignAndEncrypt, "", "", clientStore)
 			if err != nil {
 				t.Fatalf("gopcua connect: %v", err)
 			}
