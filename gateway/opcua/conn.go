@@ -276,8 +276,8 @@ func (c *conn) reply(ctx context.Context, req *request, resp ua.Response) {
 	switch {
 	case err == nil:
 	case errors.As(err, &sc) && sc.StatusCode() == ua.StatusBadEncodingError:
-		// answered with a ServiceFault instead: a value from upstream the
-		// encoder cannot write; the records so far tell the server's answer
+		// answered with a ServiceFault instead: the records so far tell
+		// the server's answer
 		s := c.sessionFor(req.Body)
 		s.Log.Warn().Err(err).Msg("response could not be encoded")
 		c.e.pipeline.Reject(ctx, s, c.serviceCall(req.Body), "unencodable", err.Error(), statusName(ua.StatusBadEncodingError))

@@ -2,13 +2,11 @@ package opcua_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
 )
@@ -24,11 +22,7 @@ func TestSignAndEncrypt4096BitGatewayKey(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{
 		SecurityPolicies: []string{"Basic256Sha256", "Aes256_Sha256_RsaPss"}, SecurityModes: []string{"SignAndEncrypt"},
 	})
-	pkiDir := filepath.Join(t.TempDir(), "pki")
-	store, err := certs.Init(pkiDir, certs.InitOptions{ApplicationURI: "urn:interlock:test", Hosts: []string{"localhost", "127.0.0.1"}, KeyBits: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkiDir, store := pkiWithKey(t, "urn:interlock:test", 4096)
 	own, _, err := store.Own()
 	if err != nil {
 		t.Fatal(err)
@@ -62,10 +56,7 @@ func TestSignAndEncrypt4096BitGatewayKey(t *testing.T) {
 			// encrypts for it carries ExtraPaddingSize as well
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			clientStore, err := certs.Init(filepath.Join(t.TempDir(), "client"), certs.InitOptions{ApplicationURI: "urn:interlock:test:gopcua-client", Hosts: []string{"localhost"}, KeyBits: 4096})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, clientStore := pkiWithKey(t, "urn:interlock:test:gopcua-client", 4096)
 			cert, _, err := clientStore.Own()
 			if err != nil {
 				t.Fatal(err)

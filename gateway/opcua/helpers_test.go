@@ -59,8 +59,15 @@ reasons := ["not_allowed"] if not allow
 // gatewayPKI makes the gateway's PKI with its certificate for localhost.
 func gatewayPKI(t testing.TB) (string, *certs.Store) {
 	t.Helper()
+	return pkiWithKey(t, "urn:interlock:test", 0)
+}
+
+// pkiWithKey makes a PKI whose own certificate has ApplicationURI uri, is
+// for localhost and has an RSA key of bits (certs.Init's default when 0).
+func pkiWithKey(t testing.TB, uri string, bits int) (string, *certs.Store) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
-	st, err := certs.Init(dir, certs.InitOptions{ApplicationURI: "urn:interlock:test", Hosts: []string{"localhost", "127.0.0.1"}})
+	st, err := certs.Init(dir, certs.InitOptions{ApplicationURI: uri, Hosts: []string{"localhost", "127.0.0.1"}, KeyBits: bits})
 	if err != nil {
 		t.Fatal(err)
 	}

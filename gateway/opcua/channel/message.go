@@ -282,9 +282,10 @@ func DecodeRequest(body []byte, maxDecoded int64) (ua.Request, error) {
 }
 
 // encodeService is the binary encoding id followed by the encoded service.
-// gopcua's encoder panics on values its decoder makes: an ExtensionObject
-// of a type it does not know decodes without its body and then cannot be
-// encoded. Such a panic is an error here (Bad_EncodingError).
+// gopcua's encoder panics on values it cannot write (an ExtensionObject
+// left without its value, a nil pointer in a built message); what the
+// channel decodes does not hold them (opaque.go), but a panic here is an
+// error all the same (Bad_EncodingError).
 func encodeService(typeID uint16, v any) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -374,9 +375,8 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 		if typeID == id.ServiceFault_Encoding_DefaultBinary {
 			return fmt.Errorf("opcua channel: encode %T: %w", resp, err)
 		}
-		// a value the encoder cannot write (one of an unknown structure
-		// type, from upstream): the request is answered all the same, and
-		// the caller told
+		// a value the encoder cannot write: the request is answered all
+		// the same, and the caller told
 		if ferr := c.SendFault(reqID, h.RequestHandle, ua.StatusBadEncodingError); ferr != nil {
 			return ferr
 		}
