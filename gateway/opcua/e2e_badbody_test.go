@@ -153,6 +153,8 @@ func TestBadRequestBodiesAudited(t *testing.T) {
 		{"zero dimension", write(12, append(append(append([]byte{0xC0 | 6}, le(0)...), le(1)...), le(0)...)), ua.StatusBadEncodingLimitsExceeded},
 		{"null array with 820 million dimensions", write(13, append(append([]byte{0xC0 | 6}, le(-1)...), le(0x30e6e6e6)...)), ua.StatusBadEncodingLimitsExceeded},
 		{"string length near 2^31", write(14, append([]byte{12}, le(0x7ffffff0)...)), ua.StatusBadDecodingError},
+		// a Range (encoding i=886, two Doubles) with 3 bytes its fields do not cover
+		{"structure longer than its fields", write(15, append(append([]byte{22, 0x01, 0x00, 0x76, 0x03, 0x01}, le(19)...), make([]byte, 19)...)), ua.StatusBadDecodingError},
 	}
 	r := dialRawNone(t, g.endpoint)
 	if v := r.call(1, get(1)); v.(*ua.GetEndpointsResponse).ResponseHeader.ServiceResult != ua.StatusOK {

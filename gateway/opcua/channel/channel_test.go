@@ -3,6 +3,7 @@ package channel
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -404,6 +405,68 @@ func TestUnknownStructure(t *testing.T) {
 	eo, ok := resp.Results[0].Value.Value().(*ua.ExtensionObject)
 	if !ok || eo.TypeID.NodeID.String() != "ns=7;i=4242" {
 		t.Fatalf("read of an unknown structure: %#v", resp.Results[0].Value.Value())
+	}
+}
+
+// A structure of a known type whose body is longer than its fields is
+// refused: gopcua's decoder would drop the rest without a word and the
+// gateway forward a structure changed on its way. Requests and answers
+// alike (a Read's answer goes through the Read codec).
+func TestStructureTrailingBytes(t *testing.T) {
+	rng := func() *ua.ExtensionObject { return ua.NewExtensionObject(&ua.Range{Low: 1, High: 300}) }
+	high := func(v *ua.Variant) float64 {
+		if eo, ok := v.Value().(*ua.ExtensionObject); ok {
+			if r, ok := eo.Value.(*ua.Range); ok {
+				return r.High
+			}
+		}
+		return 0
+	}
+	messages := []struct {
+		name   string
+		typeID uint16
+		msg    any
+		value  func(any) *ua.Variant // where the Range is
+	}{
+		{"write", id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: requestHeader(5), NodesToWrite: []*ua.WriteValue{{
+			NodeID: ua.NewStringNodeID(1, "s"), AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(rng())},
+		}}}, func(v any) *ua.Variant { return v.(*ua.WriteRequest).NodesToWrite[0].Value.Value }},
+		{"call", id.CallRequest_Encoding_DefaultBinary, &ua.CallRequest{RequestHeader: requestHeader(6), MethodsToCall: []*ua.CallMethodRequest{{
+			ObjectID: ua.NewStringNodeID(1, "PLC"), MethodID: ua.NewStringNodeID(1, "Load"),
+			InputArguments: []*ua.Variant{ua.MustVariant(int32(3)), ua.MustVariant(rng())},
+		}}}, func(v any) *ua.Variant { return v.(*ua.CallRequest).MethodsToCall[0].InputArguments[1] }},
+		{"read response", id.ReadResponse_Encoding_DefaultBinary, &ua.ReadResponse{ResponseHeader: responseHeader(8, ua.StatusOK), Results: []*ua.DataValue{
+			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))},
+			{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(rng())},
+		}}, func(v any) *ua.Variant { return v.(*ua.ReadResponse).Results[1].Value }},
+	}
+	// the Range's encoding id (i=886), binary, 16 bytes: two Doubles
+	head := []byte{0x01, 0x00, 0x76, 0x03, 0x01, 16, 0, 0, 0}
+	for _, m := range messages {
+		body, err := encodeService(m.typeID, m.msg)
+		if err != nil {
+			t.Fatalf("%s: %v", m.name, err)
+		}
+		if _, v, err := decodeService(body, DefaultMaxDecodedSize); err != nil || high(m.value(v)) != 300 {
+			t.Fatalf("%s as encoded: %+v (%v)", m.name, v, err)
+		}
+		at := bytes.Index(body, head)
+		if at < 0 || bytes.Count(body, head) != 1 {
+			t.Fatalf("%s: the Range's header is not once in %x", m.name, body)
+		}
+		end := at + len(head) + 16
+		longer := append(append(append([]byte{}, body[:end]...), 0xde, 0xad, 0xbe), body[end:]...)
+		longer[at+5] = 16 + 3
+		// gopcua alone takes it and loses the three bytes
+		if _, _, err := ua.DecodeService(longer); err != nil {
+			t.Fatalf("%s: gopcua's decoder refused it: %v", m.name, err)
+		}
+		_, v, err := decodeService(longer, DefaultMaxDecodedSize)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Code != ua.StatusBadDecodingError || !strings.Contains(ce.Reason, "3 bytes after its fields") {
+			t.Errorf("%s with 3 bytes more: %+v (%v), want Bad_DecodingError naming the 3 bytes", m.name, v, err)
+		}
 	}
 }
 

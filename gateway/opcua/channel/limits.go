@@ -506,6 +506,12 @@ func (s *scanner) extensionObject(depth int) {
 	s.alloc, s.opaque = inner.alloc, inner.opaque
 	if inner.err != nil {
 		s.err = inner.err
+		return
+	}
+	if rest := len(body) - inner.pos; rest != 0 {
+		// gopcua's decoder would drop them without a word, and the gateway
+		// forward the structure changed; refused instead
+		s.fail(ua.StatusBadDecodingError, fmt.Sprintf("structure %s has %d bytes after its fields", t.Name(), rest))
 	}
 }
 
