@@ -57,6 +57,53 @@ nightly := net.lookup_ip_addr("cmdb.local")
 	}
 }
 
+// A builtin put in a function's place with "with" is called as surely as a
+// builtin called by name; a builtin replaced by a mock is not.
+func TestCheckFindsNetworkBuiltinsSwappedInWithWith(t *testing.T) {
+	dir := policyDir(t, map[string]string{
+		"main.rego": `package interlock
+
+import data.fns
+
+decision := {"allow": allowed}
+
+allowed if {
+	resp := fake({"method": "GET", "url": "http://cmdb.local/"}) with fake as http.send
+	resp.status_code == 200
+}
+
+allowed if fns.check(input.source.ip) with fns.lookup as net.lookup_ip_addr
+
+allowed if mocked with http.send as stub
+
+mocked if http.send({"method": "GET", "url": "http://cmdb.local/"}).status_code == 200
+
+fake(req) := {"status_code": 500}
+
+stub(req) := {"status_code": 200}
+`,
+		"fns.rego": `package fns
+
+lookup(name) := ["10.0.0.1"]
+
+check(ip) if ip in lookup("cmdb.local")
+`,
+	})
+	rep, err := Check(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"main.rego:12: net.lookup_ip_addr", "main.rego:16: http.send", "main.rego:8: http.send"} // sorted as text
+	if rep.OK() || len(rep.Network) != len(want) {
+		t.Fatalf("network calls %v (ok %v); want %v", rep.Network, rep.OK(), want)
+	}
+	for i, w := range want {
+		if !strings.Contains(rep.Network[i], w) {
+			t.Errorf("network call %d is %q, want %q", i, rep.Network[i], w)
+		}
+	}
+}
+
 func TestCheckReportsSamplesThatFail(t *testing.T) {
 	dir := policyDir(t, map[string]string{"main.rego": `package interlock
 
