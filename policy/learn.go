@@ -1,14 +1,12 @@
 package policy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -347,43 +345,41 @@ type learnOperation struct {
 
 var learnCallEvent = []byte(`"event":"call"`)
 
-// learnScan calls fn for every call record of the log at path, in order. It
-// does not check the hash chain (audit verify does); a last line cut by a
-// crash is skipped and counted.
+// learnScan calls fn for every call record of the log at path, in order,
+// read as replay reads it (AuditFiles: .gz decompressed). It does not check
+// the hash chain (audit verify does); a last line cut by a crash is skipped
+// and counted, and any other line that is not a JSON record is an error
+// naming file:line.
 func learnScan(path string, fn func(*learnRecord) error) (cut int, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
-	for n := 1; ; n++ {
-		line, rerr := br.ReadBytes('\n')
-		if rerr != nil && rerr != io.EOF {
-			return cut, fmt.Errorf("%s: %w", path, rerr)
+	for l, err := range AuditFiles(path) {
+		if errors.Is(err, ErrCutLine) {
+			return cut + 1, nil
 		}
-		if bytes.Contains(line, learnCallEvent) {
-			var r learnRecord
-			if err := json.Unmarshal(line, &r); err != nil {
-				if rerr == io.EOF {
-					return cut + 1, nil
-				}
-				return cut, fmt.Errorf("%s:%d: not an audit record: %v", path, n, err)
-			}
-			if r.Event == "call" {
-				if r.at, err = time.Parse(time.RFC3339Nano, r.CallTime); err != nil {
-					return cut, fmt.Errorf("%s:%d: call_time %q is not RFC 3339", path, n, r.CallTime)
-				}
-				r.at = r.at.UTC()
-				if err := fn(&r); err != nil {
-					return cut, err
-				}
-			}
+		if err != nil {
+			return cut, err
 		}
-		if rerr == io.EOF {
-			return cut, nil
+		if !bytes.Contains(l.Data, learnCallEvent) {
+			if !json.Valid(l.Data) {
+				return cut, fmt.Errorf("%s:%d: not a JSON record", l.File, l.Line)
+			}
+			continue
+		}
+		var r learnRecord
+		if err := json.Unmarshal(l.Data, &r); err != nil {
+			return cut, fmt.Errorf("%s:%d: not an audit record: %v", l.File, l.Line, err)
+		}
+		if r.Event != "call" {
+			continue
+		}
+		if r.at, err = time.Parse(time.RFC3339Nano, r.CallTime); err != nil {
+			return cut, fmt.Errorf("%s:%d: call_time %q is not RFC 3339", l.File, l.Line, r.CallTime)
+		}
+		r.at = r.at.UTC()
+		if err := fn(&r); err != nil {
+			return cut, err
 		}
 	}
+	return cut, nil
 }
 
 // ---- learning ----

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"net/netip"
 	"os"
@@ -477,6 +478,30 @@ func TestLearnReadsDamagedLogs(t *testing.T) {
 	}
 	if _, err := Learn(context.Background(), []string{bad}, LearnOptions{}); err == nil || !strings.Contains(err.Error(), "bad.jsonl:3:") {
 		t.Errorf("a broken record on line 3: %v, want an error naming bad.jsonl:3", err)
+	}
+	// So is a line that is no record at all, as replay has it.
+	lines[2] = []byte("garbage\n")
+	if err := os.WriteFile(bad, bytes.Join(lines, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Learn(context.Background(), []string{bad}, LearnOptions{}); err == nil || !strings.Contains(err.Error(), "bad.jsonl:3: not a JSON record") {
+		t.Errorf("a line of garbage on line 3: %v, want an error naming bad.jsonl:3", err)
+	}
+	// A rotated file, compressed, is read as it is.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(b)
+	zw.Close()
+	gzPath := filepath.Join(tmp, "audit.jsonl.1.gz")
+	if err := os.WriteFile(gzPath, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Learn(context.Background(), []string{log}, LearnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Learn(context.Background(), []string{gzPath}, LearnOptions{}); err != nil || l.Stats != plain.Stats {
+		t.Errorf("the log compressed: %v, stats %+v, want %+v", err, l.Stats, plain.Stats)
 	}
 
 	// Nothing forwarded: nothing to learn.

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -34,42 +36,86 @@ type AuditLine struct {
 // maxAuditLine bounds one record; the writer's records are far smaller.
 const maxAuditLine = 16 << 20
 
-// AuditLines yields the lines of r, named name in errors.
+// ErrCutLine is the error for a last line without its newline: a record
+// cut short by a crash, or one being written now. Replay and learn count
+// it and go on with the next file; any other line that is not a record is
+// an error.
+var ErrCutLine = errors.New("the last line has no end: a record cut short by a crash, or being written now")
+
+// AuditLines yields the lines of r, named name in errors. A last line
+// without its newline comes with an error wrapping ErrCutLine, after which
+// the lines end.
 func AuditLines(name string, r io.Reader) iter.Seq2[AuditLine, error] {
 	return func(yield func(AuditLine, error) bool) {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 0, 64<<10), maxAuditLine)
-		n := 0
-		for sc.Scan() {
-			n++
-			if !yield(AuditLine{File: name, Line: n, Data: sc.Bytes()}, nil) {
+		br := bufio.NewReaderSize(r, 64<<10)
+		var long []byte // a line longer than the buffer, assembled
+		for n := 1; ; n++ {
+			long = long[:0]
+			line, err := br.ReadSlice('\n')
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if long = append(long, line...); len(long) > maxAuditLine {
+					yield(AuditLine{File: name, Line: n}, fmt.Errorf("%s:%d: a line over %d bytes: not an audit record", name, n, maxAuditLine))
+					return
+				}
+				line, err = br.ReadSlice('\n')
+			}
+			if len(long) > 0 {
+				line = append(long, line...)
+			}
+			switch {
+			case err == io.EOF:
+				if len(line) > 0 {
+					yield(AuditLine{File: name, Line: n, Data: line}, fmt.Errorf("%s:%d: %w", name, n, ErrCutLine))
+				}
+				return
+			case err != nil:
+				yield(AuditLine{File: name, Line: n}, fmt.Errorf("%s:%d: %w", name, n, err))
 				return
 			}
-		}
-		if err := sc.Err(); err != nil {
-			yield(AuditLine{File: name, Line: n + 1}, fmt.Errorf("%s:%d: %w", name, n+1, err))
+			line = bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'})
+			if !yield(AuditLine{File: name, Line: n, Data: line}, nil) {
+				return
+			}
 		}
 	}
 }
 
-// AuditFiles yields the lines of the files, one file after the other.
+// AuditFiles yields the lines of the files, one file after the other; a
+// name ending in .gz (a rotated file compressed) is decompressed. It stops
+// at the first error but ErrCutLine, after which the next file follows.
 func AuditFiles(paths ...string) iter.Seq2[AuditLine, error] {
 	return func(yield func(AuditLine, error) bool) {
 		for _, p := range paths {
-			f, err := os.Open(p)
-			if err != nil {
-				yield(AuditLine{File: p}, err)
+			if !auditFile(p, yield) {
 				return
 			}
-			for l, err := range AuditLines(p, f) {
-				if !yield(l, err) || err != nil {
-					f.Close()
-					return
-				}
-			}
-			f.Close()
 		}
 	}
+}
+
+// auditFile yields the lines of one file and reports whether to go on.
+func auditFile(p string, yield func(AuditLine, error) bool) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		yield(AuditLine{File: p}, err)
+		return false
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(p, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			yield(AuditLine{File: p}, fmt.Errorf("%s: %w", p, err))
+			return false
+		}
+		r = zr
+	}
+	for l, err := range AuditLines(p, r) {
+		if !yield(l, err) || err != nil && !errors.Is(err, ErrCutLine) {
+			return false
+		}
+	}
+	return true
 }
 
 // ReplayOptions tune Replay.
@@ -101,12 +147,15 @@ var Changes = []Change{NewlyDenied, NewlyAllowed, AlertChanged, Failed}
 
 // ReplayReport is what changes when recorded decisions are taken again.
 type ReplayReport struct {
-	PolicyRevision string       `json:"policy_revision"`
-	Files          []string     `json:"files"`
-	Records        int          `json:"records"` // lines read
-	From           time.Time    `json:"from"`    // first and last call time replayed
-	To             time.Time    `json:"to"`
-	Totals         ReplayTotals `json:"totals"`
+	PolicyRevision string   `json:"policy_revision"`
+	Files          []string `json:"files"`
+	Records        int      `json:"records"` // lines read
+	// CutLines are last lines cut short by a crash (or being written),
+	// skipped, as "file:line".
+	CutLines []string     `json:"cut_lines"`
+	From     time.Time    `json:"from"` // first and last call time replayed
+	To       time.Time    `json:"to"`
+	Totals   ReplayTotals `json:"totals"`
 	// Groups of every Change (an empty list when none), largest first.
 	Groups map[Change][]ChangeGroup `json:"groups"`
 }
@@ -200,12 +249,17 @@ type Verdict struct {
 // differs from the recorded decision. Lines that are not call or
 // session.open records are skipped; ticket records rebuild input.tickets.
 // A line that is not JSON, or a call record without a field the input
-// needs, is an error naming file:line. The hash chain is not checked here
+// needs, is an error naming file:line; a last line cut short by a crash is
+// skipped and listed in CutLines. The hash chain is not checked here
 // (audit verify does that).
 func Replay(ctx context.Context, e *Engine, lines iter.Seq2[AuditLine, error], opts ReplayOptions) (*ReplayReport, error) {
 	r := newReplayer(e, opts)
 	defer r.evaluating.Wait() // no worker outlives an error return
 	for l, err := range lines {
+		if errors.Is(err, ErrCutLine) {
+			r.rep.CutLines = append(r.rep.CutLines, fmt.Sprintf("%s:%d", l.File, l.Line))
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +296,7 @@ func newReplayer(e *Engine, opts ReplayOptions) *replayer {
 		e: e, opts: opts,
 		sessions: map[string]*gateway.Session{},
 		groups:   map[Change]map[string]*ChangeGroup{},
-		rep:      &ReplayReport{PolicyRevision: e.Revision(), Files: []string{}},
+		rep:      &ReplayReport{PolicyRevision: e.Revision(), Files: []string{}, CutLines: []string{}},
 	}
 }
 

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -189,7 +191,7 @@ func TestReplayWindowByRecordedTime(t *testing.T) {
 
 	// The same write decided now is denied: the recorded time is what kept it allowed.
 	r := newReplayer(e, ReplayOptions{})
-	for l, err := range AuditLines("audit.jsonl", strings.NewReader(strings.Join(b.lines, "\n"))) {
+	for l, err := range AuditLines("audit.jsonl", strings.NewReader(strings.Join(b.lines, "\n")+"\n")) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -616,8 +618,29 @@ func TestReplayMalformed(t *testing.T) {
 	}
 	// Records that are not calls are skipped, whatever their event.
 	rep := replayFiles(t, e, goodPath)
-	if rep.Totals != (ReplayTotals{Replayed: 2, Unchanged: 2}) || rep.Records != len(good.lines) {
-		t.Errorf("good log: %+v, %d records", rep.Totals, rep.Records)
+	if rep.Totals != (ReplayTotals{Replayed: 2, Unchanged: 2}) || rep.Records != len(good.lines) || len(rep.CutLines) != 0 {
+		t.Errorf("good log: %+v, %d records, cut %v", rep.Totals, rep.Records, rep.CutLines)
+	}
+
+	// A last line cut by a crash is skipped and named, and the next file
+	// is read; the same log compressed (a rotated file) reads the same.
+	dir := t.TempDir()
+	cut := filepath.Join(dir, "cut.jsonl")
+	if err := os.WriteFile(cut, []byte(strings.Join(good.lines, "\n")+"\n"+`{"seq":99,"event":"call","call_ti`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(strings.Join(good.lines, "\n") + "\n"))
+	zw.Close()
+	gzPath := filepath.Join(dir, "audit.jsonl.1.gz")
+	if err := os.WriteFile(gzPath, gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep = replayFiles(t, e, cut, gzPath)
+	if rep.Totals != (ReplayTotals{Replayed: 4, Unchanged: 4}) || rep.Records != 2*len(good.lines) ||
+		!slices.Equal(rep.CutLines, []string{fmt.Sprintf("%s:%d", cut, len(good.lines)+1)}) || !slices.Equal(rep.Files, []string{cut, gzPath}) {
+		t.Errorf("a cut last line, then a compressed file: %+v, %d records, cut %v, files %v", rep.Totals, rep.Records, rep.CutLines, rep.Files)
 	}
 }
 

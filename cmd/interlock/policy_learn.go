@@ -27,8 +27,11 @@ learned_test.rego (a test per workflow and per kind of deviation).
 Learns only from calls the gateway forwarded: decision.allow true, or mode
 monitor (denied by the policy but forwarded). Calls it denied are left out;
 calls forwarded with an alert are learned too, so review what they added.
-The window ends at the newest call record of all the logs. The chain is not
-checked here: run 'interlock audit verify' first.
+The window ends at the newest call record of all the logs. Logs are read as
+'policy replay' reads them: a name ending in .gz is decompressed, a last
+line cut short by a crash is skipped and counted, and any other line that is
+not a JSON record is an error naming file:line. The chain is not checked
+here: run 'interlock audit verify' first.
 
 Deviations are forwarded with an alert unless --enforce. The output is a
 proposal: review and commit it; nothing is applied to any gateway.

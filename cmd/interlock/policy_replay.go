@@ -30,9 +30,11 @@ reports what changes: calls newly denied, newly allowed, alerts switched on or
 off, and calls the policy fails on (a deny). Changes are grouped by user,
 source, target, function and new reasons, with counts and examples.
 
-Logs are read in the order given; other records are skipped. The hash chain
-is not checked here: run 'interlock audit verify' when the log's integrity
-matters.
+Logs are read in the order given (a name ending in .gz is decompressed);
+other records are skipped. A last line cut short by a crash (or being
+written) is skipped with a note; any other line that is not a JSON record
+is an error naming file:line. The hash chain is not checked here: run
+'interlock audit verify' when the log's integrity matters.
 
 Each evaluation may take ten times policy.timeout (at least 1s); past that
 the call counts as a policy error (policy_timeout).
@@ -97,6 +99,10 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 		policy.ReplayOptions{Gateway: cfg.Gateway.ID, Timeout: replayTimeout(cfg.Policy.Timeout)})
 	if err != nil {
 		return err
+	}
+	rep.Files = audits // the files given, whether or not they held a line
+	for _, at := range rep.CutLines {
+		fmt.Fprintf(stderr, "policy replay: %s: the last line has no end (a record cut short by a crash, or being written): skipped\n", at)
 	}
 	switch *format {
 	case "json":
