@@ -35,6 +35,7 @@ const (
 	BreakUnsignedTail BreakKind = "unsigned_tail"       // more records follow the last checkpoint than its writer allows
 	BreakCutOff       BreakKind = "cut_off"             // the log ends before a checkpoint kept off the gateway
 	BreakRewritten    BreakKind = "rewritten"           // a record is not the one a checkpoint kept off the gateway covers
+	BreakEmpty        BreakKind = "empty"               // the log holds no record at all
 )
 
 // Break is the first place where the chain does not hold. It is also the
@@ -227,6 +228,7 @@ type lastCheckpoint struct {
 	at       place
 	every    uint64
 	interval time.Duration
+	reason   string
 }
 
 // boot is a gateway start seen in the log.
@@ -441,7 +443,7 @@ func (v *verifier) checkpoint(at place, line []byte, h *head) error {
 	v.rep.LastCheckpoint = h.seq
 	v.rep.Unsigned = 0
 	v.unsigned, v.overCount, v.overAge = place{}, place{}, place{}
-	v.checkCP = &lastCheckpoint{at: at, every: c.Every, interval: c.Interval()}
+	v.checkCP = &lastCheckpoint{at: at, every: c.Every, interval: c.Interval(), reason: c.Reason}
 	v.bootSeen(at, c.BootID)
 	if c.Reason == CheckpointShutdown {
 		v.boot.clean = fmt.Sprintf("shutdown checkpoint at seq %d", h.seq)
@@ -485,10 +487,20 @@ func (v *verifier) note(at place, kind NoteKind, msg string) {
 // checkpoint.
 func (v *verifier) finish() error {
 	if v.rep.Records == 0 {
-		return nil
+		// The gateway begins a log with its first record (gateway.start)
+		// and a rotated-in file with audit.rotated: no file of a log it
+		// wrote is empty.
+		b := &Break{Kind: BreakEmpty, Message: fmt.Sprintf(
+			"no records in %d file(s): a log the gateway wrote begins with its first record; the log was emptied, or this is not an audit log", v.rep.Files)}
+		v.rep.Break = b
+		return b
 	}
 	if err := v.checkStart(); err != nil {
 		return err
+	}
+	if c := v.checkCP; c != nil && c.reason == CheckpointRotation && c.at.seq == v.rep.LastSeq {
+		return v.failAt(c.at, BreakMissingFile,
+			"the log ends with the checkpoint the gateway writes at the end of a file it rotates out: the file after it (the live file, beginning with audit.rotated) is missing, or was emptied")
 	}
 	for i := range v.opts.Checkpoints {
 		c := &v.opts.Checkpoints[i]

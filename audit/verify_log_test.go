@@ -299,6 +299,16 @@ func TestVerifyLogTampering(t *testing.T) {
 			c.lines[2] = c.lines[2][:len(c.lines[2])-2]
 			return result{kind: BreakSeqGap, fi: 3, li: 0, msg: "were cut off its end"}
 		}},
+		{"live file deleted", func(t *testing.T, c *logCopy) result {
+			n := len(c.lines) - 1
+			c.lines[n] = nil
+			return result{kind: BreakMissingFile, fi: n - 1, li: len(c.lines[n-1]) - 1, msg: "the file after it (the live file"}
+		}},
+		{"live file emptied", func(t *testing.T, c *logCopy) result {
+			n := len(c.lines) - 1
+			c.lines[n] = [][]byte{}
+			return result{kind: BreakMissingFile, fi: n - 1, li: len(c.lines[n-1]) - 1, msg: "is missing, or was emptied"}
+		}},
 		{"oldest file deleted", func(t *testing.T, c *logCopy) result {
 			c.lines[0] = nil
 			return result{kind: BreakMissingStart, fi: 1, li: 0, msg: "no audit.retention record"}
@@ -461,6 +471,27 @@ func (c *logCopy) findLast(t *testing.T, match func([]byte) bool) (int, int) {
 
 // The live file cut at a record boundary looks like an unclean stop
 // without checkpoints kept off the gateway: verify says so, and passes.
+// No file of a log the gateway wrote is empty: an emptied log is a break,
+// with or without a key and the checkpoints kept off the gateway.
+func TestVerifyLogEmpty(t *testing.T) {
+	e := newEvidenceLog(t)
+	empty := filepath.Join(t.TempDir(), "audit.jsonl")
+	if err := os.WriteFile(empty, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []VerifyOptions{{}, {Key: e.pub}, {Key: e.pub, Checkpoints: e.cps}} {
+		rep, err := VerifyLog([]string{empty}, opts)
+		var br *Break
+		if !errors.As(err, &br) || br.Kind != BreakEmpty || rep.Break != br || !strings.Contains(br.Message, "no records in 1 file(s)") {
+			t.Errorf("an empty log (key %v, %d checkpoints): %v, report %+v", opts.Key != nil, len(opts.Checkpoints), err, rep)
+		}
+	}
+	// A piece of a log may be empty: Verify checks only the chain.
+	if _, err := VerifyFiles(empty); err != nil {
+		t.Errorf("VerifyFiles of an empty file: %v", err)
+	}
+}
+
 func TestVerifyLogOpenEnd(t *testing.T) {
 	e := newEvidenceLog(t)
 	c := e.copy(t)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/interlock-ics/interlock/audit"
 )
@@ -45,6 +47,9 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		}
 		if len(files) == 0 {
 			return fmt.Errorf("audit verify: no audit log at %s", *logPath)
+		}
+		if err := liveFileThere(*logPath, len(files)); err != nil {
+			return err
 		}
 	case len(files) == 0:
 		fs.Usage()
@@ -149,4 +154,19 @@ func cmdAuditKeygen(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "key id:      %s\nprivate key: %s (mode 0600: set audit.signing_key to it; it never leaves the gateway)\n"+
 		"public key:  %s (for `interlock audit verify --key`: keep a copy off the gateway)\n", id, priv, pub)
 	return nil
+}
+
+// liveFileThere fails when the rotated files of the log at path are there
+// but its live file is not: the newest records of the log are missing. A
+// rotation renames the live file and creates the next one at once, so one
+// look again a moment later tells a rotation from a missing file.
+func liveFileThere(path string, files int) error {
+	for range 2 {
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return &exitError{code: 1, msg: fmt.Sprintf(
+		"audit verify: %s: the live file is missing, but %d rotated file(s) of its log are beside it: the newest records of the log are gone", path, files)}
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/interlock-ics/interlock/audit"
+	"github.com/interlock-ics/interlock/audit/report/reporttest"
 )
 
 // The audit log a real gateway wrote verifies; a changed byte, a deleted
@@ -164,5 +167,38 @@ func TestE2EAuditChainSurvivesCrashAndRestart(t *testing.T) {
 	}
 	if w := callRecords(recs, "write_single_register", 100); len(w) != 1 || resultOf(recs, w[0].str("call_id")) == nil {
 		t.Errorf("the write after the restart: call records %v", w)
+	}
+}
+
+// A log with its newest records gone is a break: the live file deleted or
+// emptied beside its rotated files (no checkpoint says so in a log without
+// a signing key), or the one file of a log emptied.
+func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit", "audit.jsonl")
+	if _, err := reporttest.Generate(audit.Options{Path: logPath, RotateSize: 16 << 10}, 400, 3); err != nil {
+		t.Fatal(err)
+	}
+	files, err := audit.LogFiles(logPath)
+	if err != nil || len(files) < 3 {
+		t.Fatalf("the log was not rotated into several files: %v, %v", files, err)
+	}
+	if r := interlock(t, "audit", "verify", "--log", logPath); r.code != 0 || !strings.HasPrefix(r.stdout, "ok:") {
+		t.Fatalf("the whole log: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if err := os.Rename(logPath, logPath+".away"); err != nil {
+		t.Fatal(err)
+	}
+	r := interlock(t, "audit", "verify", "--log", logPath)
+	if r.code != 1 || !strings.Contains(r.stderr, logPath+": the live file is missing, but "+fmt.Sprint(len(files)-1)+" rotated file(s)") {
+		t.Errorf("the live file deleted: exit %d, want 1 naming it\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+
+	empty := filepath.Join(dir, "empty.jsonl")
+	writeFile(t, empty, "")
+	r = interlock(t, "audit", "verify", empty)
+	if r.code != 1 || !strings.Contains(r.stderr, "no records in 1 file(s)") {
+		t.Errorf("an emptied log: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }
