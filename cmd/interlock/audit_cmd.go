@@ -170,3 +170,19 @@ func liveFileThere(path string, files int) error {
 	return &exitError{code: 1, msg: fmt.Sprintf(
 		"audit verify: %s: the live file is missing, but %d rotated file(s) of its log are beside it: the newest records of the log are gone", path, files)}
 }
+
+// outOverInput refuses an output file that is one of the audit files read:
+// writing it would destroy the evidence being read, and a gateway writing
+// that log would go on into a file no longer there.
+func outOverInput(cmd, flag, out string, inputs []string) error {
+	fo, err := os.Stat(out)
+	if err != nil {
+		return nil // not there yet: no input is it
+	}
+	for _, in := range inputs {
+		if fi, err := os.Stat(in); err == nil && os.SameFile(fi, fo) {
+			return usageErr("%s: %s %s is the audit log %s it reads: write elsewhere", cmd, flag, out, in)
+		}
+	}
+	return nil
+}

@@ -65,6 +65,11 @@ Examples:
 	q.Limit = *limit
 	lazyGC()
 
+	if *out != "" {
+		if err := outOverInput("audit export", "--out", *out, paths); err != nil {
+			return err
+		}
+	}
 	w := stdout
 	var tmp *os.File
 	if *out != "" {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +121,14 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		}
 	} else {
 		opts.Files = audits
+	}
+	for flag, path := range map[string]string{"--out": *out, "--pdf": *pdf} {
+		if path == "" {
+			continue
+		}
+		if err := outOverInput("audit report", flag, path, append(slices.Clone(opts.Files), *logPath)); err != nil {
+			return err
+		}
 	}
 	var vopts audit.VerifyOptions
 	if *keyPath != "" {

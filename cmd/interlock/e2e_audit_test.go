@@ -202,3 +202,52 @@ func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
 		t.Errorf("an emptied log: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// An export or report written over the log it reads is refused, and the
+// log is left as it was.
+func TestE2EAuditOutputNotOverInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit", "audit.jsonl")
+	if _, err := reporttest.Generate(audit.Options{Path: logPath, RotateSize: 16 << 10}, 300, 5); err != nil {
+		t.Fatal(err)
+	}
+	files, err := audit.LogFiles(logPath)
+	if err != nil || len(files) < 2 {
+		t.Fatalf("the log was not rotated: %v, %v", files, err)
+	}
+	before := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = string(b)
+	}
+	link := filepath.Join(dir, "link.jsonl")
+	if err := os.Symlink(logPath, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"audit", "export", "--format", "csv", "--out", logPath, logPath},
+		{"audit", "export", "--format", "jsonl", "--log", logPath, "--out", files[0]},
+		{"audit", "export", "--format", "cef", "--out", link, files[0], logPath},
+		{"audit", "report", "--log", logPath, "--out", logPath},
+		{"audit", "report", "--audit", files[0], "--out", files[0]},
+		{"audit", "report", "--log", logPath, "--out", filepath.Join(dir, "r.html"), "--pdf", files[1]},
+	} {
+		r := interlock(t, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "is the audit log") {
+			t.Errorf("%v: exit %d, want 2 and a refusal\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	for f, b := range before {
+		if got, err := os.ReadFile(f); err != nil || string(got) != b {
+			t.Errorf("%s changed (%v)", f, err)
+		}
+	}
+	out := filepath.Join(dir, "export.csv")
+	if r := interlock(t, "audit", "export", "--format", "csv", "--log", logPath, "--out", out); r.code != 0 {
+		t.Errorf("an export beside the log: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}
