@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,11 +30,13 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	fs := newFlags("users add", synopsis, stderr)
 	file := fs.String("file", "", "the users `file` (opcua.users of a listener); created with mode 0600 when missing")
 	user := fs.String("user", "", "user `name` as the client logs in")
-	roles := fs.String("roles", "", "comma-separated `roles`, the principal.roles of the policy input")
+	roles := fs.String("roles", "", "comma-separated `roles`, the principal.roles of the policy input (an existing user keeps its roles when omitted; --roles '' clears them)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of asking")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	rolesGiven := false
+	fs.Visit(func(f *flag.Flag) { rolesGiven = rolesGiven || f.Name == "roles" })
 	switch {
 	case *file == "":
 		return usageErr("users add: --file is required")
@@ -79,6 +82,9 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	replaced := false
 	for i := range list {
 		if list[i].Name == *user {
+			if !rolesGiven {
+				entry.Roles = list[i].Roles // a new password only
+			}
 			list[i], replaced, verb = entry, true, "updated"
 		}
 	}

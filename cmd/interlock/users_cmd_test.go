@@ -50,6 +50,27 @@ func TestUsersAdd(t *testing.T) {
 		t.Errorf("bob: %+v %v", u, ok)
 	}
 
+	// A new password alone keeps the roles; --roles '' clears them.
+	newPassword := func(user, password string, extra ...string) {
+		t.Helper()
+		cmd := exec.Command(interlockBin, append([]string{"users", "add", "--file", file, "--user", user, "--password-stdin"}, extra...)...)
+		cmd.Stdin = strings.NewReader(password + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("users add %s: %v\n%s", user, err, out)
+		}
+	}
+	newPassword("alice", "third")
+	newPassword("bob", "bob-2", "--roles", "")
+	if users, err = opcua.LoadUsers(file); err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := users.Check("alice", "third"); !ok || strings.Join(u.Roles, ",") != "engineer,admin" {
+		t.Errorf("alice after a new password without --roles: %+v %v, want her roles kept", u, ok)
+	}
+	if u, ok := users.Check("bob", "bob-2"); !ok || len(u.Roles) != 0 {
+		t.Errorf("bob after --roles '': %+v %v, want no roles", u, ok)
+	}
+
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	writeFile(t, bad, "- name: carol\n  password_hash: plain\n")
 	file = bad
