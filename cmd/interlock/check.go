@@ -44,7 +44,12 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		g.Engine.Close()
 	}
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
-		return fmt.Errorf("%s: audit.path: %w", cfg.File, err)
+		return cfg.Errorf("audit.path", "%v", err)
+	}
+	if cfg.Audit.SigningKey != "" {
+		if _, err := audit.LoadSigningKey(cfg.Audit.SigningKey); err != nil {
+			return cfg.Errorf("audit.signing_key", "%v", err)
+		}
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d listener(s), policy %s revision %s (%s mode), audit log %s\n",
 		cfg.File, len(gws), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/interlock-ics/interlock/audit"
 )
 
 // Configuration and policy mistakes stop `interlock check` (and `run`) with
@@ -167,6 +170,29 @@ func TestE2ECLIUsage(t *testing.T) {
 		r := interlock(t, "check", "--config", g.config)
 		if r.code != 0 || !strings.Contains(r.stdout, "ok") || r.stderr != "" {
 			t.Errorf("interlock check of a good config: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("check of a signing key that is no private key", func(t *testing.T) {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		_, _, pub, err := audit.GenerateSigningKey(filepath.Join(t.TempDir(), "keys"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(pub, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(g.config)
+		if err != nil || !strings.Contains(string(b), "\naudit:\n") {
+			t.Fatalf("no audit section in the config (%v)", err)
+		}
+		text := strings.Replace(string(b), "\naudit:\n", "\naudit:\n  signing_key: "+pub+"\n", 1)
+		writeFile(t, g.config, text)
+		for _, cmd := range []string{"check", "run"} {
+			r := interlock(t, cmd, "--config", g.config)
+			want := fmt.Sprintf("%s:%d: audit.signing_key: ", g.config, strings.Count(text[:strings.Index(text, "signing_key:")], "\n")+1)
+			if r.code != 1 || !strings.HasPrefix(strings.TrimSpace(r.stderr), "interlock: "+want) {
+				t.Errorf("interlock %s with a public key as audit.signing_key: exit %d, want 1 and an error beginning %q\nstderr: %s", cmd, r.code, want, r.stderr)
+			}
 		}
 	})
 	t.Run("check of an audit path that cannot be written", func(t *testing.T) {

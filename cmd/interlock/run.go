@@ -231,7 +231,7 @@ func openAudit(cfg *config.Config, bootID string, log zerolog.Logger) (*audit.Wr
 	if a.SigningKey != "" {
 		k, err := audit.LoadSigningKey(a.SigningKey)
 		if err != nil {
-			return nil, "", &config.Error{File: cfg.File, Key: "audit.signing_key", Msg: err.Error()}
+			return nil, "", cfg.Errorf("audit.signing_key", "%v", err)
 		}
 		opts.SigningKey = k
 		keyID = audit.KeyID(k.Public().(ed25519.PublicKey))

@@ -150,8 +150,13 @@ func (o *Options) checkAndSetDefaults() error {
 	if o.DenyException < 1 || o.DenyException > 0xFF {
 		return fmt.Errorf("deny_exception: %d is not an exception code (1..255)", o.DenyException)
 	}
-	if o.FrameTimeout < 0 || o.ConnectTimeout < 0 || o.UpstreamIdleTimeout < 0 {
-		return errors.New("timeouts must be positive")
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"frame_timeout", o.FrameTimeout}, {"connect_timeout", o.ConnectTimeout}, {"upstream_idle_timeout", o.UpstreamIdleTimeout}} {
+		if t.d < 0 {
+			return fmt.Errorf("%s: %v is negative", t.key, t.d)
+		}
 	}
 	if o.FrameTimeout == 0 {
 		o.FrameTimeout = DefaultFrameTimeout

@@ -60,6 +60,7 @@ type Listener struct {
 	line  int
 	index int
 	file  string
+	root  *yaml.Node // the whole document, for the lines of its keys
 }
 
 // Limits is a listener's `limits:` section.
@@ -357,8 +358,14 @@ func (c *Config) errf(line int, key, format string, args ...any) error {
 // document, or of the nearest part of it that is there (gateway: for a
 // missing gateway.id); 0 when no part is.
 func lineOf(root *yaml.Node, key string) int {
+	line, _ := lineOfKey(root, key)
+	return line
+}
+
+// lineOfKey is lineOf that also reports whether the whole key is there.
+func lineOfKey(root *yaml.Node, key string) (int, bool) {
 	if root == nil || root.Kind != yaml.DocumentNode || len(root.Content) == 0 || key == "" {
-		return 0
+		return 0, false
 	}
 	n, line := root.Content[0], 0
 	for _, part := range strings.Split(strings.ReplaceAll(key, "[", ".["), ".") {
@@ -367,13 +374,13 @@ func lineOf(root *yaml.Node, key string) int {
 		case strings.HasPrefix(part, "["):
 			i, err := strconv.Atoi(strings.Trim(part, "[]"))
 			if err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
-				return line
+				return line, false
 			}
 			n = n.Content[i]
 			line = n.Line
 		default:
 			if n.Kind != yaml.MappingNode {
-				return line
+				return line, false
 			}
 			found := false
 			for j := 0; j+1 < len(n.Content); j += 2 {
@@ -383,11 +390,11 @@ func lineOf(root *yaml.Node, key string) int {
 				}
 			}
 			if !found {
-				return line
+				return line, false
 			}
 		}
 	}
-	return line
+	return line, true
 }
 
 func (c *Config) check() error {
@@ -405,20 +412,29 @@ func (c *Config) check() error {
 	names := map[string]int{}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
-		l.index, l.file = i, c.File
+		l.index, l.file, l.root = i, c.File, c.root
 		if err := c.checkListener(l); err != nil {
 			return err
 		}
 		if j, dup := names[l.Name]; dup {
-			return c.errf(l.line, l.key("name"), "%q is also the name of listeners[%d]; names must be unique", l.Name, j)
+			return c.errf(0, l.key("name"), "%q is also the name of listeners[%d]; names must be unique", l.Name, j)
 		}
 		names[l.Name] = i
 	}
+	if err := c.checkListenersApart(); err != nil {
+		return err
+	}
+	seen := map[netip.Prefix]int{}
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d].address", i)
-		if _, err := parsePrefix(s.Address); err != nil {
+		p, err := parsePrefix(s.Address)
+		if err != nil {
 			return c.errf(0, key, "%v", err)
 		}
+		if j, dup := seen[p.Masked()]; dup {
+			return c.errf(0, key, "%s is also sources[%d].address: the first would decide who calls from there, the order of the file", s.Address, j)
+		}
+		seen[p.Masked()] = i
 	}
 	if err := c.checkPolicy(); err != nil {
 		return err
@@ -430,6 +446,74 @@ func (c *Config) check() error {
 		return err
 	}
 	return c.checkAdmin()
+}
+
+// checkListenersApart refuses two listeners on one address (the second
+// could not bind) and a Modbus route whose target names another listener or
+// another listener's route: policy, tickets and windows tell devices apart
+// by target name.
+func (c *Config) checkListenersApart() error {
+	type bound struct {
+		host string
+		i    int
+	}
+	ports := map[string][]bound{}
+	targets := map[string]string{} // target name -> the key that names it
+	for i := range c.Listeners {
+		targets[c.Listeners[i].Name] = c.Listeners[i].key("name")
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "[::]" || h == "::" }
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		addr, _ := ListenAddr(l.Listen) // checked by checkListener
+		host, port, _ := splitHostPort(addr)
+		for _, b := range ports[port] {
+			if b.host == host || wild(b.host) || wild(host) {
+				return c.errf(0, l.key("listen"), "%s: listeners[%d] listens on %s already", l.Listen, b.i, c.Listeners[b.i].Listen)
+			}
+		}
+		ports[port] = append(ports[port], bound{host, i})
+		for _, rt := range l.routeTargets() {
+			if other, dup := targets[rt.name]; dup && !strings.HasPrefix(other, l.key("")) {
+				return c.errf(0, rt.key, "%q is also %s: a ticket or window for one would cover the other", rt.name, other)
+			}
+			targets[rt.name] = rt.key
+		}
+	}
+	return nil
+}
+
+type routeTarget struct{ name, key string }
+
+// routeTargets reads the target names of the routes in the listener's
+// protocol section (modbus.routes[].target), which its engine decodes.
+func (l *Listener) routeTargets() []routeTarget {
+	sec, ok := l.Sections[l.Protocol]
+	if !ok || sec.Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []routeTarget
+	for i := 0; i+1 < len(sec.Content); i += 2 {
+		if sec.Content[i].Value != "routes" || sec.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, r := range sec.Content[i+1].Content {
+			if r.Kind != yaml.MappingNode {
+				continue
+			}
+			for k := 0; k+1 < len(r.Content); k += 2 {
+				if r.Content[k].Value == "target" && r.Content[k+1].Value != "" {
+					out = append(out, routeTarget{r.Content[k+1].Value, l.key(fmt.Sprintf("%s.routes[%d].target", l.Protocol, j))})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Errorf is an error about key (gateway.id, audit.signing_key), at its line.
+func (c *Config) Errorf(key, format string, args ...any) error {
+	return c.errf(0, key, format, args...)
 }
 
 func (c *Config) checkAdmin() error {
@@ -460,27 +544,27 @@ func (l *Listener) key(k string) string { return fmt.Sprintf("listeners[%d].%s",
 
 func (c *Config) checkListener(l *Listener) error {
 	if l.Name == "" {
-		return c.errf(l.line, l.key("name"), "missing: every listener needs a name (it is the target name in policy)")
+		return c.errf(0, l.key("name"), "missing: every listener needs a name (it is the target name in policy)")
 	}
 	if l.Protocol == "" {
-		return c.errf(l.line, l.key("protocol"), "missing: one of %s", strings.Join(gateway.Protocols(), ", "))
+		return c.errf(0, l.key("protocol"), "missing: one of %s", strings.Join(gateway.Protocols(), ", "))
 	}
 	if _, ok := gateway.Lookup(l.Protocol); !ok {
-		return c.errf(l.line, l.key("protocol"), "%q is not a known protocol (known: %s)", l.Protocol, strings.Join(gateway.Protocols(), ", "))
+		return c.errf(0, l.key("protocol"), "%q is not a known protocol (known: %s)", l.Protocol, strings.Join(gateway.Protocols(), ", "))
 	}
 	if _, err := ListenAddr(l.Listen); err != nil {
-		return c.errf(l.line, l.key("listen"), "%v", err)
+		return c.errf(0, l.key("listen"), "%v", err)
 	}
 	for k := range l.Sections {
 		if k != l.Protocol {
 			if _, isProto := gateway.Lookup(k); isProto {
-				return c.errf(l.line, l.key(k), "a %s section on a %s listener", k, l.Protocol)
+				return c.errf(0, l.key(k), "a %s section on a %s listener", k, l.Protocol)
 			}
-			return c.errf(l.line, l.key(k), "unknown key")
+			return c.errf(0, l.key(k), "unknown key")
 		}
 	}
 	if l.Limits.MaxConns < 0 {
-		return c.errf(l.line, l.key("limits.max_conns"), "%d is negative", l.Limits.MaxConns)
+		return c.errf(0, l.key("limits.max_conns"), "%d is negative", l.Limits.MaxConns)
 	}
 	if l.Limits.MaxConns == 0 {
 		l.Limits.MaxConns = gateway.DefaultMaxConns
@@ -491,8 +575,11 @@ func (c *Config) checkListener(l *Listener) error {
 	if l.Limits.RequestTimeout == 0 {
 		l.Limits.RequestTimeout = gateway.DefaultRequestTimeout
 	}
-	if l.Limits.IdleTimeout < 0 || l.Limits.RequestTimeout < 0 {
-		return c.errf(l.line, l.key("limits"), "timeouts must be positive")
+	if l.Limits.IdleTimeout < 0 {
+		return c.errf(0, l.key("limits.idle_timeout"), "%v is negative", l.Limits.IdleTimeout)
+	}
+	if l.Limits.RequestTimeout < 0 {
+		return c.errf(0, l.key("limits.request_timeout"), "%v is negative", l.Limits.RequestTimeout)
 	}
 	return nil
 }
@@ -532,8 +619,11 @@ func (c *Config) checkPolicy() error {
 	default:
 		return c.errf(0, "policy.mode", "%q is not one of enforce, monitor", p.Mode)
 	}
-	if p.Timeout < 0 || p.ReloadInterval < 0 {
-		return c.errf(0, "policy", "timeouts must be positive")
+	if p.Timeout < 0 {
+		return c.errf(0, "policy.timeout", "%v is negative", p.Timeout)
+	}
+	if p.ReloadInterval < 0 {
+		return c.errf(0, "policy.reload_interval", "%v is negative", p.ReloadInterval)
 	}
 	if p.DecisionCache.TTL < 0 {
 		return c.errf(0, "policy.decision_cache.ttl", "must be positive")
@@ -707,7 +797,7 @@ func (c *Config) checkAuditEvidence() error {
 		a.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if a.RetainDays < 0 {
-		return c.errf(0, "audit.retain_days", "must be positive")
+		return c.errf(0, "audit.retain_days", "%d is negative (0 keeps every file)", a.RetainDays)
 	}
 	if (a.RetainDays > 0 || a.RetainBytes > 0) && a.RotateSize == 0 && a.RotateInterval == 0 {
 		key := "audit.retain_bytes"
@@ -816,14 +906,27 @@ func (l *Listener) Options() func(into any) error {
 	}
 }
 
-// SectionError wraps an engine's complaint about its section in the file's terms.
+// SectionError wraps an engine's complaint about its section in the file's
+// terms. A complaint that begins with a key ("deny_exception: …",
+// "routes[1].upstream: …") is put at that key's line, in the protocol's
+// section or else on the listener itself (upstream).
 func (l *Listener) SectionError(err error) error {
 	var ce *Error
 	if errors.As(err, &ce) {
 		return err
 	}
-	return &Error{File: l.file, Line: l.line, Key: l.key(l.Protocol), Msg: err.Error()}
+	msg := err.Error()
+	if path, rest, ok := strings.Cut(msg, ": "); ok && keyPathRe.MatchString(path) {
+		for _, k := range []string{l.key(l.Protocol + "." + path), l.key(path)} {
+			if line, exact := lineOfKey(l.root, k); exact {
+				return &Error{File: l.file, Line: line, Key: k, Msg: rest}
+			}
+		}
+	}
+	return &Error{File: l.file, Line: l.line, Key: l.key(l.Protocol), Msg: msg}
 }
+
+var keyPathRe = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
 
 // Key names a key of this listener in error messages.
 func (l *Listener) Key(k string) string { return l.key(k) }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,9 +86,9 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		want           []string // substrings of the error
 	}{
 		{"unknown top key", "gateway:\n", "gatway:\n  id: x\ngateway:\n", []string{"config.yaml:1", "gatway", `unknown key "gatway"`}},
-		{"unknown listener key", "    listen: 127.0.0.1:5020\n", "    listen: 127.0.0.1:5020\n    upstrem: x\n", []string{"config.yaml:4", "listeners[0].upstrem", "unknown key"}},
+		{"unknown listener key", "    listen: 127.0.0.1:5020\n", "    listen: 127.0.0.1:5020\n    upstrem: x\n", []string{"config.yaml:7", "listeners[0].upstrem", "unknown key"}},
 		{"missing id", "  id: gw1\n", "  log_level: info\n", []string{"config.yaml:1:", "gateway.id", "missing"}},
-		{"bad protocol", "protocol: modbus", "protocol: dnp3", []string{"config.yaml:4", "listeners[0].protocol", `"dnp3" is not a known protocol`}},
+		{"bad protocol", "protocol: modbus", "protocol: dnp3", []string{"config.yaml:5", "listeners[0].protocol", `"dnp3" is not a known protocol`}},
 		{"bad listen", "listen: 127.0.0.1:5020", "listen: 127.0.0.1", []string{"listeners[0].listen", "has no port"}},
 		{"bad mode", "  path: ./policy\n", "  path: ./policy\n  mode: audit\n", []string{"config.yaml:19:", "policy.mode", `"audit" is not one of enforce, monitor`}},
 		{"bad cidr", "10.0.0.0/24", "10.0.0.0/33", []string{"config.yaml:11:", "sources[0].address", "not a CIDR"}},
@@ -97,6 +98,12 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"section of another protocol", "    modbus:\n", "    opcua:\n", []string{"listeners[0].opcua", "unknown key"}},
 		{"missing policy dir", "path: ./policy", "path: ./nowhere", []string{"config.yaml:18:", "policy.path", "no such file"}},
 		{"duplicate names", "listeners:\n", "listeners:\n  - name: plc1\n    protocol: modbus\n    listen: 127.0.0.1:1\n    upstream: tcp://127.0.0.1:2\n", []string{"listeners[1].name", "unique"}},
+		{"negative timeout", "    modbus:\n", "    limits:\n      max_conns: 5\n      request_timeout: -2s\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.request_timeout", "-2s is negative"}},
+		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
+		{"two listeners on one address", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:5020\n    upstream: tcp://127.0.0.1:503\nsources:\n", []string{"config.yaml:12:", "listeners[1].listen", "listeners[0] listens on 127.0.0.1:5020 already"}},
+		{"a listener on every address and one on the same port", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: :5020\n    upstream: tcp://127.0.0.1:503\nsources:\n", []string{"listeners[1].listen", "already"}},
+		{"one source address twice", "    name: ews\n", "    name: ews\n  - address: 10.0.1.5/32\n    name: other\n", []string{"config.yaml:17:", "sources[2].address", "also sources[1].address"}},
+		{"a route target named as another listener", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:5021\n    modbus:\n      routes:\n        - unit_ids: [1]\n          upstream: tcp://127.0.0.1:503\n          target: plc1\nsources:\n", []string{"config.yaml:17:", "listeners[1].modbus.routes[0].target", `"plc1" is also listeners[0].name`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := strings.Replace(good, tc.from, tc.to, 1)
@@ -128,6 +135,26 @@ func TestSectionDecodeRejectsUnknownKeysWithLine(t *testing.T) {
 	err = c.Listeners[0].Options()(&o)
 	if err == nil || !strings.Contains(err.Error(), "config.yaml:10") || !strings.Contains(err.Error(), `unknown key "deny_actoin"`) {
 		t.Fatalf("got %v; want the file, line 10 and the unknown key", err)
+	}
+}
+
+// An engine's complaint that begins with a key is put at that key: in the
+// protocol's section, or on the listener.
+func TestSectionErrorNamesTheKey(t *testing.T) {
+	c, err := config.Load(write(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &c.Listeners[0]
+	for _, tc := range []struct{ err, want string }{
+		{`deny_action: "x" is not one of exception, close`, `config.yaml:9: listeners[0].modbus.deny_action: "x" is not one of exception, close`},
+		{"upstream: no host", "config.yaml:7: listeners[0].upstream: no host"},
+		{"routes[0].upstream: missing", "config.yaml:4: listeners[0].modbus: routes[0].upstream: missing"},
+		{"the section does not add up", "config.yaml:4: listeners[0].modbus: the section does not add up"},
+	} {
+		if got := l.SectionError(errors.New(tc.err)).Error(); !strings.HasSuffix(got, tc.want) {
+			t.Errorf("%q: %q, want it to end with %q", tc.err, got, tc.want)
+		}
 	}
 }
 
