@@ -24,6 +24,11 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 		t.Fatalf("a write without window or ticket: exit %d, want it denied with Illegal function\n%s", r.code, r.out)
 	}
 
+	// A ticket for a target the gateway does not serve is refused.
+	if r := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc9",
+		"--access", "write", "--for", "1h", "--reason", "CHG-1234"); r.code != 1 || !strings.Contains(r.stderr, `target "plc9" is not served by this gateway (its targets: plc1)`) {
+		t.Errorf("ticket open for plc9: exit %d, want 1 naming the target\nstderr: %s", r.code, r.stderr)
+	}
 	open := interlock(t, "ticket", "open", "--config", g.config, "--user", "alice", "--target", "plc1",
 		"--access", "write", "--for", "1h", "--reason", "CHG-1234", "--json")
 	if open.code != 0 {

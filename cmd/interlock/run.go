@@ -390,5 +390,5 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (
 	if err != nil {
 		return nil, nil, err
 	}
-	return &admin.Server{Tickets: tickets, Allowed: allowed, Log: log}, ln, nil
+	return &admin.Server{Tickets: tickets, Allowed: allowed, Targets: cfg.TargetNames(), Log: log}, ln, nil
 }

@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +31,9 @@ type Server struct {
 	// Allowed are the user ids that may use the API (the gateway's runner
 	// puts its own user in).
 	Allowed map[uint32]bool
+	// Targets are the target names the gateway serves; a ticket for
+	// another is refused (nil: any).
+	Targets []string
 	Log     zerolog.Logger
 }
 
@@ -152,6 +157,14 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("duration %q is not a duration such as 2h", req.Duration))
 		return
+	}
+	if s.Targets != nil {
+		for _, name := range req.Targets {
+			if !slices.Contains(s.Targets, name) {
+				writeErr(w, http.StatusBadRequest, fmt.Errorf("target %q is not served by this gateway (its targets: %s)", name, strings.Join(s.Targets, ", ")))
+				return
+			}
+		}
 	}
 	t, err := s.Tickets.Open(policy.Ticket{ID: req.ID, User: req.User, Targets: req.Targets, Access: req.Access, Reason: req.Reason}, d, by(r))
 	s.reply(w, r, "open", t, err)

@@ -27,7 +27,7 @@ func start(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := &Server{Tickets: ts, Allowed: allowed, Log: zerolog.Nop()}
+	srv := &Server{Tickets: ts, Allowed: allowed, Targets: []string{"plc1", "plc2"}, Log: zerolog.Nop()}
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -60,6 +60,11 @@ func TestTicketsThroughTheSocket(t *testing.T) {
 	}
 	if _, err := c.Open(OpenRequest{User: "alice", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x", Duration: "forever"}); err == nil {
 		t.Fatal("a bad duration was accepted")
+	}
+	// A target the gateway does not serve (a typo) would never match a call.
+	if _, err := c.Open(OpenRequest{User: "alice", Targets: []string{"plc2", "plc3"}, Access: []string{"write"}, Reason: "x", Duration: "1h"}); err == nil ||
+		!strings.Contains(err.Error(), `target "plc3" is not served by this gateway (its targets: plc1, plc2)`) {
+		t.Fatalf("a ticket for an unknown target: %v", err)
 	}
 	if l, err := c.List(); err != nil || len(l) != 1 {
 		t.Fatalf("list: %+v, %v", l, err)

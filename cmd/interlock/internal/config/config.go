@@ -511,6 +511,20 @@ func (l *Listener) routeTargets() []routeTarget {
 	return out
 }
 
+// TargetNames are the names calls may carry as target.name: the listeners'
+// names and their routes' targets, sorted.
+func (c *Config) TargetNames() []string {
+	var names []string
+	for i := range c.Listeners {
+		names = append(names, c.Listeners[i].Name)
+		for _, rt := range c.Listeners[i].routeTargets() {
+			names = append(names, rt.name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // Errorf is an error about key (gateway.id, audit.signing_key), at its line.
 func (c *Config) Errorf(key, format string, args ...any) error {
 	return c.errf(0, key, format, args...)
