@@ -69,6 +69,7 @@ const (
 	ReasonAddressOverflow    = "address_overflow"
 	ReasonExceptionInRequest = "exception_in_request"
 	ReasonBadSubrequest      = "bad_subrequest"
+	ReasonNoFunction         = "no_function" // function code 0, which no Modbus function has
 )
 
 // Quantity limits of the specification; each keeps the PDU within MaxPDU.
@@ -132,6 +133,8 @@ func DecodeRequest(pdu []byte) (gateway.Operation, []byte, *RequestError) {
 	switch {
 	case len(pdu) > MaxPDU:
 		rerr = refuse(ExIllegalDataValue, ReasonBadLength, "PDU of %d bytes exceeds %d", len(pdu), MaxPDU)
+	case fc == 0:
+		rerr = refuse(ExIllegalFunction, ReasonNoFunction, "function code 0 is no Modbus function (1..127)")
 	case fc >= ExceptionFlag:
 		rerr = refuse(ExIllegalFunction, ReasonExceptionInRequest,
 			"function code 0x%02X is an exception response, not a request", fc)

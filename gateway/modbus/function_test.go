@@ -174,7 +174,6 @@ func validCases() []decodeCase {
 		ok("canopen general reference empty", "2B 0D", FunctionCANopenGeneralReference, pg,
 			code(43), fInt(KeyMEIType, 13), fStr(KeyData, "")),
 		ok("encapsulated interface other MEI", "2B 0F 01 AB", FunctionUnknown, pg, code(43), fStr(KeyData, "0f01ab")),
-		ok("function code 0", "00", FunctionUnknown, pg, code(0), fStr(KeyData, "")),
 		ok("function code 0x7F", "7F 00", FunctionUnknown, pg, code(0x7F), fStr(KeyData, "00")),
 		ok("vendor 0x5A", "5A 0102 ABCD", FunctionUnknown, pg, code(0x5A), fStr(KeyData, "0102abcd")),
 		{
@@ -290,6 +289,8 @@ func badCases() []decodeCase {
 		bad("read device identification long", "2B 0E 01 00 00", FunctionReadDeviceIdentification, ReasonBadLength, val),
 		bad("read device identification code 0", "2B 0E 00 00", FunctionReadDeviceIdentification, ReasonBadValue, val),
 		bad("read device identification code 5", "2B 0E 05 00", FunctionReadDeviceIdentification, ReasonBadValue, val),
+		bad("function code 0", "00", FunctionUnknown, ReasonNoFunction, ill),
+		bad("function code 0 with data", "00 0000 0001", FunctionUnknown, ReasonNoFunction, ill),
 		bad("exception code in request 0x80", "80", FunctionUnknown, ReasonExceptionInRequest, ill),
 		bad("exception code in request 0x83", "83 02", FunctionUnknown, ReasonExceptionInRequest, ill),
 		bad("exception code in request 0xFF", "FF 0000 0001", FunctionUnknown, ReasonExceptionInRequest, ill),
@@ -414,7 +415,7 @@ func TestExceptionPDU(t *testing.T) {
 func TestDecodeRequestAllCodes(t *testing.T) {
 	reasons := map[string]bool{
 		ReasonBadLength: true, ReasonQuantityOutOfRange: true, ReasonByteCountMismatch: true, ReasonBadValue: true,
-		ReasonAddressOverflow: true, ReasonExceptionInRequest: true, ReasonBadSubrequest: true,
+		ReasonAddressOverflow: true, ReasonExceptionInRequest: true, ReasonBadSubrequest: true, ReasonNoFunction: true,
 	}
 	for fc := range 256 {
 		for _, data := range [][]byte{nil, h("0000 0001"), repeat(0x01, 20)} {
