@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -676,4 +677,107 @@ func TestPanicInOneSessionLeavesOthers(t *testing.T) {
 	if len(closes) != 1 || closes[0].Err == nil || !strings.Contains(closes[0].Err.Error(), "decider bug") {
 		t.Fatalf("session.close records of the panicking session %+v, want one carrying the panic", closes)
 	}
+}
+
+// A PLC whose answer does not fit the request (another transaction, unit
+// or protocol id) gets the client 0x0B at once, and the request reaches
+// the PLC once: grid-x would send it again for an answer whose transaction
+// id it cannot place. The next request is served on a new connection.
+func TestUpstreamAnswerThatDoesNotFit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		garble func(adu []byte)
+	}{
+		{"another transaction id", func(adu []byte) { adu[0] ^= 0x5A }},
+		{"another unit id", func(adu []byte) { adu[6]++ }},
+		{"another protocol id", func(adu []byte) { adu[3] = 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plc := startGarblingPLC(t, tc.garble)
+			g := startGateway(t, gwOpts{upstream: "tcp://" + plc.addr, limits: gateway.Limits{RequestTimeout: 2 * time.Second}})
+			c := client(t, g.addr, 1)
+			start := time.Now()
+			_, err := c.WriteSingleRegister(context.Background(), 7, 42)
+			if code := exceptionCode(err); code != modbus.ExGatewayTargetNoResponse {
+				t.Fatalf("got %v, want exception 0x0B", err)
+			}
+			if el := time.Since(start); el > time.Second {
+				t.Errorf("0x0B after %v, want it at once (the request timeout is 2s)", el)
+			}
+			if n := plc.requests.Load(); n != 1 {
+				t.Errorf("the PLC got the write %d times, want once", n)
+			}
+			plc.garble.Store(false)
+			if _, err := c.WriteSingleRegister(context.Background(), 7, 43); err != nil {
+				t.Fatalf("the next write, answered right: %v", err)
+			}
+			if n := plc.requests.Load(); n != 2 {
+				t.Errorf("the PLC got %d requests in all, want 2", n)
+			}
+		})
+	}
+}
+
+// garblingPLC echoes FC 6 writes, garbling its answers' MBAP header while
+// garble is set, and counts the requests it reads.
+type garblingPLC struct {
+	addr     string
+	requests atomic.Int64
+	garble   atomic.Bool
+}
+
+func startGarblingPLC(t *testing.T, garble func(adu []byte)) *garblingPLC {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &garblingPLC{addr: ln.Addr().String()}
+	p.garble.Store(true)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				for {
+					h := make([]byte, 7)
+					if _, err := io.ReadFull(conn, h); err != nil {
+						return
+					}
+					pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
+					if _, err := io.ReadFull(conn, pdu); err != nil {
+						return
+					}
+					p.requests.Add(1)
+					adu := modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], pdu) // FC 6 answers with its request
+					if p.garble.Load() {
+						garble(adu)
+					}
+					if _, err := conn.Write(adu); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return p
 }

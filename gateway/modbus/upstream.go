@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	mb "github.com/grid-x/modbus"
@@ -56,6 +58,10 @@ type link struct {
 	// dialDeadline bounds a dial made during the current exchange (the link
 	// is used by one request at a time).
 	dialDeadline time.Time
+	// sent counts the writes of the current exchange on a TCP connection:
+	// grid-x sends a request again when the answer carries a transaction id
+	// it cannot place, and the gateway sends each request once (onceConn).
+	sent int
 	// unbounded marks a transport whose Send the request deadline cannot
 	// stop (a serial port applies its timeout per byte, set when it opens):
 	// RoundTrip then answers at the deadline and takes the link back when
@@ -113,7 +119,11 @@ func tcpLink(scheme, addr string, o UpstreamOptions) *link {
 	l := &link{}
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		d := net.Dialer{Timeout: o.ConnectTimeout, Deadline: l.dialDeadline}
-		return d.DialContext(ctx, network, address)
+		c, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &onceConn{Conn: c, l: l}, nil
 	}
 	if scheme == SchemeRTUOverTCP {
 		h := mb.NewRTUOverTCPClientHandler(addr)
@@ -131,6 +141,26 @@ func tcpLink(scheme, addr string, o UpstreamOptions) *link {
 	l.pk, l.tr, l.connect, l.close = h, h, h.Connect, h.Close
 	l.setTimeout = func(d time.Duration) { h.Timeout = d }
 	return l
+}
+
+// errResend is the refusal of a second write of one request: the device
+// answered with a transaction id that belongs to no request the gateway
+// sent, and grid-x would send the request again. A write must reach the
+// device once, so the exchange ends (0x0B) and the connection is closed.
+var errResend = errors.New("modbus: the device answered with a transaction id the gateway did not send: the request is not sent again")
+
+// onceConn lets one write through per exchange.
+type onceConn struct {
+	net.Conn
+	l *link
+}
+
+func (c *onceConn) Write(b []byte) (int, error) {
+	if c.l.sent > 0 {
+		return 0, errResend
+	}
+	c.l.sent++
+	return c.Conn.Write(b)
 }
 
 func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
@@ -258,6 +288,7 @@ func (u *Upstream) exchange(ctx context.Context, l *link, dl time.Time, unit int
 		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: connect: %w", err)
 	}
 	l.setTimeout(time.Until(dl))
+	l.sent = 0
 	raw, err := l.tr.Send(ctx, adu)
 	if err != nil {
 		return exception(classify(err)), err
@@ -285,15 +316,24 @@ func exception(code byte) *gateway.Result {
 }
 
 // classify maps an error of an exchange with a connected device to the
-// gateway exception the client gets: a timeout means the target did not
-// respond; a lost connection means there is no path.
+// gateway exception the client gets: a timeout, or an answer that does not
+// fit the request (another transaction, unit or protocol id, a bad length),
+// means the target did not respond; a lost or refused connection means
+// there is no path.
 func classify(err error) byte {
 	var ne net.Error
-	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, serial.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, serial.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()):
 		return ExGatewayTargetNoResponse
+	case errors.Is(err, errResend):
+		return ExGatewayTargetNoResponse
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.As(err, new(*net.OpError)) || errors.As(err, new(*os.PathError)):
+		return ExGatewayPathUnavailable
 	}
-	return ExGatewayPathUnavailable
+	return ExGatewayTargetNoResponse // grid-x's checks of the answer
 }
 
 // Close closes every connection to the device.
