@@ -248,21 +248,10 @@ func (l *repeatFlag) Set(v string) error {
 // file arguments (`audit query audit.jsonl --user alice`); after "--"
 // everything is a file.
 func parseWithFiles(fs *flag.FlagSet, args []string) ([]string, error) {
-	var files []string
-	for {
-		if err := parse(fs, args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return files, nil
-		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(files, rest...), nil
-		}
-		files = append(files, rest[0])
-		args = rest[1:]
+	if err := parse(fs, args); err != nil {
+		return nil, err
 	}
+	return fs.Args(), nil
 }
 
 // flagsText is PrintDefaults as a string.

@@ -18,7 +18,7 @@ func init() {
 func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("check", "check --config FILE", stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *cfgPath == "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -170,6 +171,21 @@ func TestE2ECLIUsage(t *testing.T) {
 		r := interlock(t, "check", "--config", g.config)
 		if r.code != 0 || !strings.Contains(r.stdout, "ok") || r.stderr != "" {
 			t.Errorf("interlock check of a good config: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("flags after arguments", func(t *testing.T) {
+		// as the synopses show them: "policy test DIR --format json"
+		r := interlock(t, "policy", "test", filepath.Join(repoRoot, "examples", "quickstart", "policy"), "--format", "json")
+		if r.code != 0 || !json.Valid([]byte(r.stdout)) {
+			t.Errorf("policy test DIR --format json: exit %d\nstdout: %.200s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		r = interlock(t, "check", "--config", g.config, "extra")
+		if r.code != 2 || !strings.Contains(r.stderr, `check: unexpected argument "extra"`) {
+			t.Errorf("check with an extra argument: exit %d, want 2\nstderr: %s", r.code, r.stderr)
+		}
+		if r := interlock(t, "check", "--", "--config", g.config); r.code != 2 {
+			t.Errorf("check -- --config: exit %d, want 2 (after -- every word is an argument)", r.code)
 		}
 	})
 	t.Run("check of a signing key that is no private key", func(t *testing.T) {

@@ -159,12 +159,38 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parse parses flags; a usage error exits 2.
+// parse parses flags anywhere among the arguments, as the synopses show
+// them ("ticket close ID --config FILE"); after "--" everything is an
+// argument. fs.Args() holds the arguments, in order.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return &exitError{code: 2}
 		}
-		return &exitError{code: 2}
+		left := fs.Args()
+		if len(left) == 0 {
+			break
+		}
+		if consumed := len(args) - len(left); consumed > 0 && args[consumed-1] == "--" {
+			rest = append(rest, left...)
+			break
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
+	return fs.Parse(append([]string{"--"}, rest...)) // leaves fs.Args() = rest
+}
+
+// parseNoArgs is parse for a command that takes no arguments but flags.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("%s: unexpected argument %q (every option is a --flag)", fs.Name(), fs.Arg(0))
 	}
 	return nil
 }

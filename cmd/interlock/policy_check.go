@@ -26,7 +26,7 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	var inputs listFlag
 	fs.Var(&inputs, "input", "a policy input (JSON) to decide besides the built-in samples; repeat for several")
 	verbose := fs.Bool("verbose", false, "print the decision for every sample")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if (*cfgPath == "") == (*dir == "") {

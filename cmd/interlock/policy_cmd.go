@@ -62,7 +62,7 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	cfgPath := fs.String("config", "", "configuration file; its policy.path is evaluated")
 	dir := fs.String("policy", "", "policy directory (instead of --config)")
 	inPath := fs.String("input", "", "policy input as JSON (a file, or - for stdin)")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *inPath == "" || (*cfgPath == "") == (*dir == "") {

@@ -38,7 +38,7 @@ func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	logFormat := fs.String("log-format", "auto", "operational log on stderr: json, console, or auto (console on a terminal)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *cfgPath == "" {

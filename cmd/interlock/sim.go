@@ -29,7 +29,7 @@ func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	delay := fs.Duration("delay", 0, "wait this long before each answer (a slow PLC)")
 	unitList := fs.String("units", "", "comma-separated unit ids to answer (default: all)")
 	set := fs.String("set", "", "initial holding registers, such as 100=1500,101=42")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	var units []byte
@@ -72,7 +72,7 @@ func cmdSimOPCUA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("sim opcua", "sim opcua --listen opc.tcp://HOST:PORT [--security None,Basic256Sha256]", stderr)
 	listen := fs.String("listen", "opc.tcp://127.0.0.1:4840", "endpoint to listen on (port 0: any free port)")
 	security := fs.String("security", "None", "security policies offered: None and/or Basic256Sha256 (Sign, SignAndEncrypt, self-signed certificate)")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	log.SetOutput(io.Discard) // gopcua's server logs its node set import

@@ -71,7 +71,7 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	reason := fs.String("reason", "", "why: the change request, such as CHG-1234")
 	id := fs.String("id", "", "ticket id (default: generated)")
 	asJSON := fs.Bool("json", false, "print the ticket as JSON")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *user == "" || len(targets) == 0 || len(access) == 0 || *dur == 0 || *reason == "" {
@@ -93,7 +93,7 @@ func cmdTicketList(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("ticket list", "ticket list (--config FILE | --socket PATH) [--json]", stderr)
 	client := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	c, err := client()
