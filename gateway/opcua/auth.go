@@ -141,7 +141,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	h := req.RequestHeader
 	s, code := c.lookup(h, false)
 	if code != ua.StatusOK {
-		return c.refuse(ctx, h, "activate_session", "session_invalid", "ActivateSession for an unknown session or from another secure channel", code)
+		return c.refuseSession(ctx, req, code)
 	}
 	s.mu.Lock()
 	nonce, activated, prev := s.nonce, s.activated, s.gs

@@ -386,14 +386,14 @@ func (c *conn) handle(ctx context.Context, body ua.Request) ua.Response {
 	case *ua.CloseSessionRequest:
 		s, code := c.lookup(h, false)
 		if code != ua.StatusOK {
-			return fault(h, code)
+			return c.refuseSession(ctx, body, code)
 		}
 		c.e.endSession(ctx, s, nil)
 		return &ua.CloseSessionResponse{ResponseHeader: header(h, ua.StatusOK)}
 	}
 	s, code := c.lookup(h, true)
 	if code != ua.StatusOK {
-		return fault(h, code)
+		return c.refuseSession(ctx, body, code)
 	}
 	s.touch()
 	defer s.touch() // a long Publish counts as activity until it ends
@@ -407,6 +407,36 @@ func (c *conn) handle(ctx context.Context, body ua.Request) ua.Response {
 
 // lookup finds the session a request names. A session answers only on the
 // secure channel that created it.
+// refuseSession records and answers a request whose authentication token
+// names no session of this channel that may serve it: a forged or stale
+// token, one taken from another secure channel (whose session the record
+// names), a closed session, or one not yet activated.
+func (c *conn) refuseSession(ctx context.Context, body ua.Request, code ua.StatusCode) ua.Response {
+	h := body.Header()
+	reason, detail := "session_invalid", "the authentication token names no session"
+	switch code {
+	case ua.StatusBadSecureChannelIDInvalid:
+		reason, detail = "session_of_another_channel", "the authentication token names a session of another secure channel"
+		if s := c.e.sessions.get(h.AuthenticationToken); s != nil {
+			if gs := s.session(); gs != nil {
+				detail += ": session " + gs.ID // as its records name it
+			} else if s.id != nil {
+				detail += ": session " + s.id.String() + ", not activated yet"
+			}
+		}
+	case ua.StatusBadSessionClosed:
+		reason, detail = "session_closed", "the session was closed"
+	case ua.StatusBadSessionNotActivated:
+		reason, detail = "session_not_activated", "the session is not activated yet"
+	}
+	call := c.serviceCall(body)
+	if _, ok := body.(*ua.ActivateSessionRequest); ok {
+		call.Operation.Access = gateway.AccessSession
+	}
+	c.e.pipeline.Reject(ctx, c.base, call, reason, detail, statusName(code))
+	return fault(h, code)
+}
+
 func (c *conn) lookup(h *ua.RequestHeader, mustBeActive bool) (*uaSession, ua.StatusCode) {
 	s := c.e.sessions.get(h.AuthenticationToken)
 	if s == nil {

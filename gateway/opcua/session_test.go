@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,6 +201,34 @@ func TestActivateUserNameAndBinding(t *testing.T) {
 	}
 	if r := c1.handle(context.Background(), rd); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
 		t.Errorf("read after close: %v", r.Header().ServiceResult)
+	}
+	if r := c1.handle(context.Background(), &ua.CloseSessionRequest{RequestHeader: hdr(ua.NewGUIDNodeID(0, "72962B91-FA75-4AE6-8D28-B404DC7DAF63"))}); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
+		t.Errorf("close of a forged token: %v", r.Header().ServiceResult)
+	}
+
+	// Each refusal of a token is recorded (the ActivateSession from another
+	// channel by the login's own record), naming the session a stolen token
+	// belongs to.
+	var got []string
+	for _, rec := range h.audit.Events("request.rejected") {
+		got = append(got, rec.Call.Operation.Function+" "+rec.Reason+" "+rec.Response)
+		if rec.Call.Operation.Function == "read" && rec.Reason == "session_of_another_channel" && !strings.HasSuffix(rec.Detail, ": session "+open[0].Session.ID) {
+			t.Errorf("the record of a token from another channel does not name its session %s: %q", open[0].Session.ID, rec.Detail)
+		}
+		if rec.Call.Operation.Function == "activate_session" && (rec.Call.Operation.Access != gateway.AccessSession || !strings.HasSuffix(rec.Detail, ", not activated yet")) {
+			t.Errorf("the record of an activation from another channel: %+v", rec)
+		}
+	}
+	want := []string{
+		"activate_session session_of_another_channel Bad_SecureChannelIdInvalid",
+		"read session_not_activated Bad_SessionNotActivated",
+		"session.auth_failed auth_failed refused", // the token for another nonce: a failed login
+		"read session_of_another_channel Bad_SecureChannelIdInvalid",
+		"read session_invalid Bad_SessionIdInvalid",
+		"close_session session_invalid Bad_SessionIdInvalid",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("request.rejected records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
