@@ -170,8 +170,24 @@ func TestBadRequestBodiesAudited(t *testing.T) {
 	if v := r.call(9, get(2)); v.(*ua.GetEndpointsResponse).ResponseHeader.ServiceResult != ua.StatusOK {
 		t.Fatalf("GetEndpoints after the faults: %#v", v)
 	}
-	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= len(cases) })
+	// A well-formed Read with a token no session has.
+	fb, err := ua.Encode(&ua.WriteRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: ua.NewByteStringNodeID(1, bytes.Repeat([]byte{0x5A}, 32)),
+		RequestHandle: 16, AdditionalHeader: ua.NewExtensionObject(nil)}, NodesToWrite: []*ua.WriteValue{
+		{NodeID: ua.NewStringNodeID(1, "Setpoint"), AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := append(binary.LittleEndian.AppendUint16([]byte{0x01, 0}, id.WriteRequest_Encoding_DefaultBinary), fb...)
+	if f, ok := r.call(10, forged).(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadSessionIDInvalid {
+		t.Errorf("a write with a forged token: %#v, want a Bad_SessionIdInvalid fault", f)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= len(cases)+1 })
 	rejected := events(rs, "request.rejected")
+	if last := rejected[len(rejected)-1]; last.str("reason") != "session_invalid" || last.str("response") != "Bad_SessionIdInvalid" ||
+		last.str("operation", "function") != "write" {
+		t.Errorf("the forged token's record: %v", last)
+	}
 	for i, c := range cases {
 		found := false
 		for _, rec := range rejected {
