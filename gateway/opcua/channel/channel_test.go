@@ -464,8 +464,8 @@ func TestStructureTrailingBytes(t *testing.T) {
 		}
 		_, v, err := decodeService(longer, DefaultMaxDecodedSize)
 		var ce *Error
-		if !errors.As(err, &ce) || ce.Code != ua.StatusBadDecodingError || !strings.Contains(ce.Reason, "3 bytes after its fields") {
-			t.Errorf("%s with 3 bytes more: %+v (%v), want Bad_DecodingError naming the 3 bytes", m.name, v, err)
+		if !errors.As(err, &ce) || ce.Code != ua.StatusBadDecodingError || !strings.Contains(ce.Reason, "structure Range has 3 bytes after its fields") {
+			t.Errorf("%s with 3 bytes more: %+v (%v), want Bad_DecodingError naming the Range and the 3 bytes", m.name, v, err)
 		}
 	}
 }

@@ -511,7 +511,11 @@ func (s *scanner) extensionObject(depth int) {
 	if rest := len(body) - inner.pos; rest != 0 {
 		// gopcua's decoder would drop them without a word, and the gateway
 		// forward the structure changed; refused instead
-		s.fail(ua.StatusBadDecodingError, fmt.Sprintf("structure %s has %d bytes after its fields", t.Name(), rest))
+		name := t.Name()
+		if t.Kind() == reflect.Pointer {
+			name = t.Elem().Name()
+		}
+		s.fail(ua.StatusBadDecodingError, fmt.Sprintf("structure %s has %d bytes after its fields", name, rest))
 	}
 }
 
