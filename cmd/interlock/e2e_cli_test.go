@@ -179,6 +179,18 @@ func TestE2ECLIUsage(t *testing.T) {
 		if r.code != 0 || !json.Valid([]byte(r.stdout)) {
 			t.Errorf("policy test DIR --format json: exit %d\nstdout: %.200s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
+		broken := t.TempDir()
+		writeFile(t, filepath.Join(broken, "p.rego"), "package interlock\n\nallow if {\n")
+		r = interlock(t, "policy", "test", "--format", "json", broken)
+		var out struct{ Error string }
+		if r.code != 1 || json.Unmarshal([]byte(r.stdout), &out) != nil || !strings.Contains(out.Error, "p.rego:") {
+			t.Errorf("policy test --format json of a policy that does not parse: exit %d, want 1 and the error as JSON\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		for _, p := range []string{"150", "-5"} {
+			if r := interlock(t, "policy", "test", "--min-coverage", p, broken); r.code != 2 || !strings.Contains(r.stderr, "0..100") {
+				t.Errorf("policy test --min-coverage %s: exit %d, want 2\nstderr: %s", p, r.code, r.stderr)
+			}
+		}
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		r = interlock(t, "check", "--config", g.config, "extra")
 		if r.code != 2 || !strings.Contains(r.stderr, `check: unexpected argument "extra"`) {

@@ -26,17 +26,20 @@ func init() {
 }
 
 func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [DIR…]", stderr)
+	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [--coverage] [--min-coverage P] [DIR…]", stderr)
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")
 	format := fs.String("format", "pretty", "output: pretty or json")
 	coverage := fs.Bool("coverage", false, "report which policy lines the tests evaluated (with --format json: the coverage document)")
-	minCoverage := fs.Float64("min-coverage", 0, "fail when coverage is below this percentage")
+	minCoverage := fs.Float64("min-coverage", 0, "fail when coverage is below this percentage (0..100)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *format != "pretty" && *format != "json" {
 		return usageErr("policy test: --format %q: want pretty or json", *format)
+	}
+	if *minCoverage < 0 || *minCoverage > 100 {
+		return usageErr("policy test: --min-coverage %v: want a percentage, 0..100", *minCoverage)
 	}
 	dirs := fs.Args()
 	if len(dirs) == 0 {
@@ -49,6 +52,10 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return &exitError{code: 1, msg: "policy test: " + err.Error()}
 	}
 	if err != nil {
+		if *format == "json" && passed+failed == 0 {
+			// the policy did not load: a CI step reading stdout gets why
+			_ = json.NewEncoder(stdout).Encode(map[string]string{"error": err.Error()})
+		}
 		return err
 	}
 	if failed > 0 {
