@@ -38,6 +38,8 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	}
 	files := fs.Args()
 	switch {
+	case *maxUnsigned < -1:
+		return usageErr("audit verify: --max-unsigned %d: want a count, 0 (the checkpoint's own) or -1 (no limit)", *maxUnsigned)
 	case *logPath != "" && len(files) > 0:
 		return usageErr("audit verify: give --log PATH or files, not both")
 	case *logPath != "":

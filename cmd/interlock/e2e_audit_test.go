@@ -195,6 +195,9 @@ func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
 		t.Errorf("the live file deleted: exit %d, want 1 naming it\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 
+	if r := interlock(t, "audit", "verify", "--max-unsigned", "-5", "--log", logPath+".away"); r.code != 2 || !strings.Contains(r.stderr, "--max-unsigned -5") {
+		t.Errorf("--max-unsigned -5: exit %d, want 2\nstderr: %s", r.code, r.stderr)
+	}
 	empty := filepath.Join(dir, "empty.jsonl")
 	writeFile(t, empty, "")
 	r = interlock(t, "audit", "verify", empty)
