@@ -35,6 +35,8 @@ policy:
   path: ./policy
 audit:
   path: ./audit/audit.jsonl
+admin:
+  socket: ./admin.sock                # interlock ticket open|list|close
 YAML
 
 bin/interlock check --config "$run/interlock.yaml"
@@ -88,6 +90,7 @@ Try next:
   # any OPC UA client (UaExpert: add opc.tcp://127.0.0.1:4841) — log in as alice or bob
   # alice may write the setpoint only inside a maintenance window or under a change ticket:
   # see $run/policy/data.json (opcua.maintenance_windows) and examples/opcua/policy/interlock.rego
+  bin/interlock ticket open --config $run/interlock.yaml --user alice --target line1 --access write --for 1h --reason CHG-1234
   # who called what, and was it approved
   bin/interlock audit query --log $run/audit/audit.jsonl --protocol opcua
   bin/interlock audit verify $run/audit/audit.jsonl
