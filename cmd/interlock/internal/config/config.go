@@ -269,6 +269,14 @@ func Parse(file string, b []byte) (*Config, error) {
 		}
 		return nil, yamlError(file, 0, "", &root, err)
 	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		line := 0
+		if err == nil {
+			line = next.Line
+		}
+		return nil, &Error{File: file, Line: line, Msg: "a second YAML document (after ---): the configuration is one document, and the rest would be ignored"}
+	}
 	c.File, c.root = file, &root
 	for i, line := range listenerLines(&root) {
 		if i < len(c.Listeners) {
@@ -954,6 +962,7 @@ var (
 	durationRe     = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into time.Duration")
 	numberRe       = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into u?int\\d*")
 	listRe         = regexp.MustCompile("cannot unmarshal !!str `([^`]*)` into \\[\\]\\w+")
+	kindRe         = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\[\\])?(?:\\*?[\\w.]+)")
 )
 
 // yamlError turns a yaml.v3 error into one Error for the first problem, with
@@ -981,5 +990,20 @@ func yamlError(file string, offset int, key string, root *yaml.Node, err error) 
 	msg = durationRe.ReplaceAllString(msg, `"$1" is not a duration (such as 500ms, 5s, 2m)`)
 	msg = numberRe.ReplaceAllString(msg, `"$1" is not a whole number`)
 	msg = listRe.ReplaceAllString(msg, `"$1" is not a list (such as [$1])`)
+	msg = kindRe.ReplaceAllStringFunc(msg, func(m string) string {
+		sm := kindRe.FindStringSubmatch(m)
+		got := map[string]string{"map": "a mapping (key: value lines)", "seq": "a list", "str": "a string", "int": "a number",
+			"bool": "true or false", "float": "a number"}[sm[1]]
+		if got == "" {
+			got = "!!" + sm[1]
+		}
+		if sm[2] != "" {
+			got += " (" + sm[2] + ")"
+		}
+		if sm[3] != "" {
+			return got + " where a list is wanted (lines beginning with -)"
+		}
+		return got + " where another kind of value is wanted"
+	})
 	return &Error{File: file, Line: line, Key: key, Msg: msg}
 }

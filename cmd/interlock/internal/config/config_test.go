@@ -98,6 +98,8 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"section of another protocol", "    modbus:\n", "    opcua:\n", []string{"listeners[0].opcua", "unknown key"}},
 		{"missing policy dir", "path: ./policy", "path: ./nowhere", []string{"config.yaml:18:", "policy.path", "no such file"}},
 		{"duplicate names", "listeners:\n", "listeners:\n  - name: plc1\n    protocol: modbus\n    listen: 127.0.0.1:1\n    upstream: tcp://127.0.0.1:2\n", []string{"listeners[1].name", "unique"}},
+		{"a second document", "audit:\n  path: ./audit/audit.jsonl\n", "audit:\n  path: ./audit/audit.jsonl\n---\ngateway:\n  id: other\n", []string{"config.yaml:21:", "a second YAML document"}},
+		{"a mapping for the listeners", "listeners:\n  - name: plc1\n", "listeners:\n  name: plc1\n  x:\n", []string{"config.yaml:4:", "listeners", "a mapping (key: value lines) where a list is wanted"}},
 		{"negative timeout", "    modbus:\n", "    limits:\n      max_conns: 5\n      request_timeout: -2s\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.request_timeout", "-2s is negative"}},
 		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
 		{"two listeners on one address", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:5020\n    upstream: tcp://127.0.0.1:503\nsources:\n", []string{"config.yaml:12:", "listeners[1].listen", "listeners[0] listens on 127.0.0.1:5020 already"}},
