@@ -14,6 +14,7 @@ import (
 	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/audit/export"
 	"github.com/interlock-ics/interlock/audit/query"
+	"github.com/interlock-ics/interlock/gateway"
 )
 
 const querySynopsis = "audit query [--log PATH | FILE…] [--from T] [--to T] [filters] [--format table|jsonl] [--limit N]"
@@ -146,7 +147,7 @@ func addQueryFlags(fs *flag.FlagSet) *queryFlags {
 	fs.Var(&in.users, "user", "principal `user` (or who changed a ticket); * matches any run of characters")
 	fs.Var(&in.sources, "source", "source inventory `name`, IP address or CIDR block (10.0.5.0/24)")
 	fs.Var(&in.targets, "target", "`target` name (a listener or route), * globs")
-	fs.Var(&in.protocols, "protocol", "`protocol` (modbus)")
+	fs.Var(&in.protocols, "protocol", "`protocol`: "+strings.Join(gateway.Protocols(), ", "))
 	fs.Var(&in.functions, "function", "operation `function` (write_single_register, write_*) or function code (16)")
 	fs.Var(&in.accesses, "access", "`access`: "+strings.Join(query.Accesses, ", "))
 	fs.Var(&in.decisions, "decision", "`decision`: allow (no alert), alert (allowed or not), deny")
@@ -207,6 +208,7 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 		"access":   {f.Accesses, query.Accesses},
 		"decision": {f.Decisions, query.Verdicts},
 		"status":   {f.Statuses, query.Statuses},
+		"protocol": {f.Protocols, gateway.Protocols()},
 	} {
 		for _, v := range check.values {
 			if !slices.Contains(check.allowed, v) {

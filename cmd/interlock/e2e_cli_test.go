@@ -191,6 +191,9 @@ func TestE2ECLIUsage(t *testing.T) {
 				t.Errorf("policy test --min-coverage %s: exit %d, want 2\nstderr: %s", p, r.code, r.stderr)
 			}
 		}
+		if r := interlock(t, "audit", "query", os.DevNull, "--protocol", "dnp3"); r.code != 2 || !strings.Contains(r.stderr, `--protocol "dnp3": want one of modbus, opcua`) {
+			t.Errorf("audit query --protocol dnp3: exit %d, want 2\nstderr: %s", r.code, r.stderr)
+		}
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		r = interlock(t, "check", "--config", g.config, "extra")
 		if r.code != 2 || !strings.Contains(r.stderr, `check: unexpected argument "extra"`) {
