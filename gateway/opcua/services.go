@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"reflect"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -24,8 +25,13 @@ const (
 	fieldArgumentTypes  = "argument_types"
 	fieldSubscriptionID = "subscription_id"
 	fieldOldValue       = "old_value"
-	fieldLinkedNodeID   = "linked_node_id" // SetTriggering: the node of the linked item
-	fieldLink           = "link"           // SetTriggering: add or remove
+	// Write: what the written DataValue carries besides its value, when it
+	// does (a client may write a quality or a time an HMI shows).
+	fieldValueStatus     = "value_status"
+	fieldSourceTimestamp = "source_timestamp"
+	fieldServerTimestamp = "server_timestamp"
+	fieldLinkedNodeID    = "linked_node_id" // SetTriggering: the node of the linked item
+	fieldLink            = "link"           // SetTriggering: add or remove
 )
 
 // service dispatches a request of an activated session.
@@ -130,11 +136,23 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
 			k.Operation.String(fieldIndexRange, boundedString(in[i].IndexRange))
 			var v *ua.Variant
-			if in[i].Value != nil {
-				v = in[i].Value.Value
+			dv := in[i].Value
+			if dv != nil {
+				v = dv.Value
 			}
 			k.Operation.Any(fieldValue, plainValue(v, newPlainBudget()))
 			k.Operation.String(fieldDataType, typeName(v))
+			if dv != nil {
+				if dv.EncodingMask&ua.DataValueStatusCode != 0 {
+					k.Operation.String(fieldValueStatus, statusName(dv.Status))
+				}
+				if dv.EncodingMask&ua.DataValueSourceTimestamp != 0 {
+					k.Operation.String(fieldSourceTimestamp, dv.SourceTimestamp.UTC().Format(time.RFC3339Nano))
+				}
+				if dv.EncodingMask&ua.DataValueServerTimestamp != 0 {
+					k.Operation.String(fieldServerTimestamp, dv.ServerTimestamp.UTC().Format(time.RFC3339Nano))
+				}
+			}
 			return k
 		},
 		deny: func(i int) { out[i] = ua.StatusBadUserAccessDenied },
