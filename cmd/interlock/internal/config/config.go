@@ -480,7 +480,9 @@ func (c *Config) checkListenersApart() error {
 				return c.errf(0, l.key("listen"), "%s: listeners[%d] listens on %s already", l.Listen, b.i, c.Listeners[b.i].Listen)
 			}
 		}
-		ports[port] = append(ports[port], bound{host, i})
+		if port != "0" { // port 0: one of the system's choosing, never the same twice
+			ports[port] = append(ports[port], bound{host, i})
+		}
 		for _, rt := range l.routeTargets() {
 			if other, dup := targets[rt.name]; dup && !strings.HasPrefix(other, l.key("")) {
 				return c.errf(0, rt.key, "%q is also %s: a ticket or window for one would cover the other", rt.name, other)
