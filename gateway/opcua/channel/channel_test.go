@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -517,9 +518,17 @@ func TestUnencodableResponse(t *testing.T) {
 	if _, err := c.Read(ctx, readRequest(ua.NewStringNodeID(1, "unencodable"))); StatusOf(err) != ua.StatusBadEncodingError {
 		t.Fatalf("read of an unencodable value: %v, want Bad_EncodingError", err)
 	}
-	srv.mu.Lock()
-	sendErrs := srv.sendErrs
-	srv.mu.Unlock()
+	// The server's Send records its error after the fault is on its way,
+	// so the client may read the fault first.
+	var sendErrs []error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		sendErrs = slices.Clone(srv.sendErrs)
+		srv.mu.Unlock()
+		if len(sendErrs) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadEncodingError {
 		t.Fatalf("Send returned %v, want one Bad_EncodingError", sendErrs)
 	}
