@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,6 +173,18 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 			return nil, nil, &exitError{code: 1, msg: fmt.Sprintf("%s: --log %s: no such log (neither the file nor rotated files beside it)", cmd, l)}
 		}
 		paths = append(paths, fs...)
+	}
+	for _, p := range files {
+		if p == "-" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil { // before any output: no header over an error
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, nil, &exitError{code: 1, msg: fmt.Sprintf("%s: %s: %v", cmd, p, err)}
+		}
 	}
 	paths = append(paths, files...)
 	if len(paths) == 0 {

@@ -191,6 +191,12 @@ func TestE2ECLIUsage(t *testing.T) {
 				t.Errorf("policy test --min-coverage %s: exit %d, want 2\nstderr: %s", p, r.code, r.stderr)
 			}
 		}
+		for _, cmd := range [][]string{{"audit", "query"}, {"audit", "export", "--format", "csv"}} {
+			r := interlock(t, append(cmd, "/no/such/audit.jsonl")...)
+			if r.code != 1 || r.stdout != "" || strings.TrimSpace(r.stderr) != "interlock: "+strings.Join(cmd[:2], " ")+": /no/such/audit.jsonl: no such file or directory" {
+				t.Errorf("%v of a missing file: exit %d, want 1, nothing on stdout and one line naming it\nstdout: %s\nstderr: %s", cmd, r.code, r.stdout, r.stderr)
+			}
+		}
 		if r := interlock(t, "audit", "query", os.DevNull, "--protocol", "dnp3"); r.code != 2 || !strings.Contains(r.stderr, `--protocol "dnp3": want one of modbus, opcua`) {
 			t.Errorf("audit query --protocol dnp3: exit %d, want 2\nstderr: %s", r.code, r.stderr)
 		}
