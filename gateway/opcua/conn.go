@@ -405,8 +405,6 @@ func (c *conn) handle(ctx context.Context, body ua.Request) ua.Response {
 	return c.service(ctx, s, body)
 }
 
-// lookup finds the session a request names. A session answers only on the
-// secure channel that created it.
 // refuseSession records and answers a request whose authentication token
 // names no session of this channel that may serve it: a forged or stale
 // token, one taken from another secure channel (whose session the record
@@ -437,6 +435,8 @@ func (c *conn) refuseSession(ctx context.Context, body ua.Request, code ua.Statu
 	return fault(h, code)
 }
 
+// lookup finds the session a request names. A session answers only on the
+// secure channel that created it.
 func (c *conn) lookup(h *ua.RequestHeader, mustBeActive bool) (*uaSession, ua.StatusCode) {
 	s := c.e.sessions.get(h.AuthenticationToken)
 	if s == nil {
