@@ -18,7 +18,7 @@ import (
 
 func init() {
 	register(command{group: "users", name: "add", synopsis: "--file FILE --user NAME [--roles R,…] (--password-stdin | prompt)",
-		run: cmdUsersAdd, help: "add a user (or replace its password and roles) in an OPC UA users file, with a bcrypt hash"})
+		run: cmdUsersAdd, help: "add a user, or give one a new password (and new roles with --roles), in an OPC UA users file, with a bcrypt hash"})
 }
 
 // bcryptCost is the work factor of the hashes users add writes: about 0.2 s
