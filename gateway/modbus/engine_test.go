@@ -527,15 +527,50 @@ type slowFirstPLC struct {
 
 func startSlowFirstPLC(t *testing.T, delay time.Duration) *slowFirstPLC {
 	t.Helper()
+	p := &slowFirstPLC{lateSent: make(chan struct{})}
+	var (
+		mu    sync.Mutex
+		first = true
+	)
+	p.addr = fakePLC(t, func(conn net.Conn, h, pdu []byte) bool {
+		if len(pdu) != 5 || pdu[0] != 3 {
+			return false
+		}
+		start, n := binary.BigEndian.Uint16(pdu[1:]), binary.BigEndian.Uint16(pdu[3:])
+		resp := []byte{3, byte(2 * n)}
+		for i := range n {
+			resp = binary.BigEndian.AppendUint16(resp, start+i+1)
+		}
+		mu.Lock()
+		late := first
+		first = false
+		mu.Unlock()
+		if late {
+			time.Sleep(delay)
+		}
+		if _, err := conn.Write(modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], resp)); err != nil {
+			return false
+		}
+		if late {
+			close(p.lateSent)
+		}
+		return true
+	})
+	return p
+}
+
+// fakePLC serves the Modbus TCP connections to a listener on 127.0.0.1
+// until the test ends: serve gets each request's MBAP header and PDU in
+// turn, answers on conn, and returns false to close the connection.
+func fakePLC(t *testing.T, serve func(conn net.Conn, h, pdu []byte) bool) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &slowFirstPLC{addr: ln.Addr().String(), lateSent: make(chan struct{})}
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
-		first = true
 		wg    sync.WaitGroup
 	)
 	t.Cleanup(func() {
@@ -563,32 +598,14 @@ func startSlowFirstPLC(t *testing.T, delay time.Duration) *slowFirstPLC {
 						return
 					}
 					pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
-					if _, err := io.ReadFull(conn, pdu); err != nil || len(pdu) != 5 || pdu[0] != 3 {
+					if _, err := io.ReadFull(conn, pdu); err != nil || !serve(conn, h, pdu) {
 						return
-					}
-					start, n := binary.BigEndian.Uint16(pdu[1:]), binary.BigEndian.Uint16(pdu[3:])
-					resp := []byte{3, byte(2 * n)}
-					for i := range n {
-						resp = binary.BigEndian.AppendUint16(resp, start+i+1)
-					}
-					mu.Lock()
-					late := first
-					first = false
-					mu.Unlock()
-					if late {
-						time.Sleep(delay)
-					}
-					if _, err := conn.Write(modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], resp)); err != nil {
-						return
-					}
-					if late {
-						close(p.lateSent)
 					}
 				}
 			})
 		}
 	})
-	return p
+	return ln.Addr().String()
 }
 
 func TestUnitRouting(t *testing.T) {
@@ -728,56 +745,16 @@ type garblingPLC struct {
 
 func startGarblingPLC(t *testing.T, garble func(adu []byte)) *garblingPLC {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &garblingPLC{addr: ln.Addr().String()}
+	p := &garblingPLC{}
 	p.garble.Store(true)
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
+	p.addr = fakePLC(t, func(conn net.Conn, h, pdu []byte) bool {
+		p.requests.Add(1)
+		adu := modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], pdu) // FC 6 answers with its request
+		if p.garble.Load() {
+			garble(adu)
 		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			wg.Go(func() {
-				for {
-					h := make([]byte, 7)
-					if _, err := io.ReadFull(conn, h); err != nil {
-						return
-					}
-					pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
-					if _, err := io.ReadFull(conn, pdu); err != nil {
-						return
-					}
-					p.requests.Add(1)
-					adu := modbus.AppendADU(nil, binary.BigEndian.Uint16(h), h[6], pdu) // FC 6 answers with its request
-					if p.garble.Load() {
-						garble(adu)
-					}
-					if _, err := conn.Write(adu); err != nil {
-						return
-					}
-				}
-			})
-		}
+		_, err := conn.Write(adu)
+		return err == nil
 	})
 	return p
 }
