@@ -170,20 +170,29 @@ func TestE2EAuditChainSurvivesCrashAndRestart(t *testing.T) {
 	}
 }
 
-// A log with its newest records gone is a break: the live file deleted or
-// emptied beside its rotated files (no checkpoint says so in a log without
-// a signing key), or the one file of a log emptied.
-func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// rotatedLog writes an unsigned log of some records under dir with the
+// real writer, rotated every 16 KiB into three files or more, and returns
+// its live file's path and its files in chain order.
+func rotatedLog(t *testing.T, dir string, records uint64) (string, []string) {
+	t.Helper()
 	logPath := filepath.Join(dir, "audit", "audit.jsonl")
-	if _, err := reporttest.Generate(audit.Options{Path: logPath, RotateSize: 16 << 10}, 400, 3); err != nil {
+	if _, err := reporttest.Generate(audit.Options{Path: logPath, RotateSize: 16 << 10}, records, 3); err != nil {
 		t.Fatal(err)
 	}
 	files, err := audit.LogFiles(logPath)
 	if err != nil || len(files) < 3 {
 		t.Fatalf("the log was not rotated into several files: %v, %v", files, err)
 	}
+	return logPath, files
+}
+
+// A log with its newest records gone is a break: the live file deleted or
+// emptied beside its rotated files (no checkpoint says so in a log without
+// a signing key), or the one file of a log emptied.
+func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logPath, files := rotatedLog(t, dir, 400)
 	if r := interlock(t, "audit", "verify", "--log", logPath); r.code != 0 || !strings.HasPrefix(r.stdout, "ok:") {
 		t.Fatalf("the whole log: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -211,14 +220,7 @@ func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
 func TestE2EAuditOutputNotOverInput(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	logPath := filepath.Join(dir, "audit", "audit.jsonl")
-	if _, err := reporttest.Generate(audit.Options{Path: logPath, RotateSize: 16 << 10}, 300, 5); err != nil {
-		t.Fatal(err)
-	}
-	files, err := audit.LogFiles(logPath)
-	if err != nil || len(files) < 2 {
-		t.Fatalf("the log was not rotated: %v, %v", files, err)
-	}
+	logPath, files := rotatedLog(t, dir, 300)
 	before := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
