@@ -22,8 +22,9 @@ type Options struct {
 	// default) or closes the connection ("close").
 	DenyAction string `yaml:"deny_action"`
 	// DenyException is the exception code for a denied call (default 0x01,
-	// Illegal Function).
-	DenyException int `yaml:"deny_exception"`
+	// Illegal Function). A pointer so that a 0 in the file is refused rather
+	// than taken for "not given".
+	DenyException *int `yaml:"deny_exception"`
 	// FrameTimeout bounds the time from a frame's first byte to its last.
 	FrameTimeout time.Duration `yaml:"frame_timeout"`
 	// UpstreamConns is how many connections the gateway opens to each
@@ -144,11 +145,12 @@ func (o *Options) checkAndSetDefaults() error {
 	default:
 		return fmt.Errorf("deny_action: %q is not one of exception, close", o.DenyAction)
 	}
-	if o.DenyException == 0 {
-		o.DenyException = ExIllegalFunction
+	if o.DenyException == nil {
+		code := int(ExIllegalFunction)
+		o.DenyException = &code
 	}
-	if o.DenyException < 1 || o.DenyException > 0xFF {
-		return fmt.Errorf("deny_exception: %d is not an exception code (1..255)", o.DenyException)
+	if c := *o.DenyException; c < 1 || c > 0xFF {
+		return fmt.Errorf("deny_exception: %d is not an exception code (1..255)", c)
 	}
 	for _, t := range []struct {
 		key string
@@ -266,7 +268,7 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 			case r.Status == gateway.StatusDenied && e.opts.DenyAction == DenyClose:
 				return errDeniedClose
 			case r.Status == gateway.StatusDenied:
-				answer = ExceptionPDU(pdu[0], byte(e.opts.DenyException))
+				answer = ExceptionPDU(pdu[0], byte(*e.opts.DenyException))
 			case r.Status == gateway.StatusError:
 				answer = ExceptionPDU(pdu[0], byte(r.Code))
 			default:

@@ -18,6 +18,7 @@ import (
 
 	mb "github.com/grid-x/modbus"
 	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
@@ -185,6 +186,32 @@ func TestReadThroughGatewayIsAudited(t *testing.T) {
 	}
 }
 
+// A deny_exception of 0 is refused, not taken for the default: 0 is no
+// exception code, and a client would get Illegal Function where the file
+// seems to ask for something else.
+func TestDenyExceptionCodes(t *testing.T) {
+	for _, tc := range []struct {
+		section string
+		wantErr string
+	}{
+		{"deny_exception: 0", "deny_exception: 0 is not an exception code (1..255)"},
+		{"deny_exception: 256", "deny_exception: 256 is not an exception code (1..255)"},
+		{"deny_exception: 4", ""},
+		{"deny_action: exception", ""},
+	} {
+		spec := gateway.EngineSpec{
+			Listener: "plc1", Upstream: "tcp://127.0.0.1:1",
+			Options: func(into any) error { return yaml.Unmarshal([]byte(tc.section), into) },
+		}
+		_, err := modbus.New(spec)
+		if got := fmt.Sprint(err); (tc.wantErr == "" && err != nil) || (tc.wantErr != "" && got != tc.wantErr) {
+			t.Errorf("%s: got %v, want %q", tc.section, err, tc.wantErr)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func TestDeniedWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -192,7 +219,7 @@ func TestDeniedWrite(t *testing.T) {
 		want byte
 	}{
 		{"default exception", modbus.Options{}, modbus.ExIllegalFunction},
-		{"configured exception", modbus.Options{DenyException: modbus.ExIllegalDataAddress}, modbus.ExIllegalDataAddress},
+		{"configured exception", modbus.Options{DenyException: ptr(int(modbus.ExIllegalDataAddress))}, modbus.ExIllegalDataAddress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sim, simAddr := startSim(t, "", modbussim.Options{})
