@@ -33,6 +33,15 @@ func TestCheckPath(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming it and saying %q", p, err, want)
 		}
 	}
+	// A file of the kernel's that opens for writing but takes no write.
+	if fi, err := os.Stat("/proc/version"); err == nil && fi.Mode().IsRegular() {
+		if err := CheckPath("/proc/version"); err == nil || !strings.Contains(err.Error(), "cannot be written") {
+			t.Errorf("/proc/version: %v, want it refused", err)
+		}
+	}
+	if b, err := os.ReadFile(existing); err != nil || len(b) != 0 {
+		t.Errorf("CheckPath changed the existing log: %q, %v", b, err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "a")); err == nil {
 		t.Error("CheckPath created a folder")
 	}
