@@ -36,6 +36,7 @@ const (
 	BreakCutOff       BreakKind = "cut_off"             // the log ends before a checkpoint kept off the gateway
 	BreakRewritten    BreakKind = "rewritten"           // a record is not the one a checkpoint kept off the gateway covers
 	BreakEmpty        BreakKind = "empty"               // the log holds no record at all
+	BreakAfterStop    BreakKind = "after_shutdown"      // a record follows a shutdown checkpoint that no gateway with the key wrote
 )
 
 // Break is the first place where the chain does not hold. It is also the
@@ -356,6 +357,14 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 		return v.fail(at.file, at.line, at.off, line, h, BreakRewritten, fmt.Sprintf(
 			"the checkpoint kept off the gateway (seq %d, signed at %s) covers another record with this seq: the log was rewritten",
 			c.RecordSeq, c.Time))
+	}
+	if c := v.checkCP; c != nil && c.reason == CheckpointShutdown && !v.opts.piece && v.opts.MaxUnsigned >= 0 &&
+		h.event != EventCheckpoint && h.event != EventRotated {
+		return v.fail(at.file, at.line, at.off, line, h, BreakAfterStop, fmt.Sprintf(
+			"a %s record follows the shutdown checkpoint at %s, with which boot %s ended the log cleanly: a gateway that signs "+
+				"writes nothing after it, and its next start begins with a checkpoint of its own; so no gateway with the key wrote this record "+
+				"(it was added to the log, or written by a gateway run without audit.signing_key; --max-unsigned -1 lets it pass)",
+			h.event, c.at, v.boot.id))
 	}
 	switch h.event {
 	case EventCheckpoint:

@@ -544,3 +544,50 @@ func recordTime(t *testing.T, line []byte) time.Time {
 	}
 	return h.time
 }
+
+// A record added after a clean stop's shutdown checkpoint is refused, also
+// once the next start's checkpoint covers it: that checkpoint vouches only
+// for the log as the gateway found it, and no gateway that signs writes
+// anything between its shutdown checkpoint and the next start's.
+func TestVerifyLogRecordAfterShutdown(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	w := l.open(t)
+	writeSome(t, w, 3)
+	w.Close()
+	recs := readLog(t, l.path)
+	last := recs[len(recs)-1]
+	if last.event() != EventCheckpoint || !strings.Contains(string(last.raw), `"reason":"shutdown"`) {
+		t.Fatalf("the log does not end with the shutdown checkpoint: %s", last.raw)
+	}
+	forged := reseal([]byte(fmt.Sprintf(
+		`{"seq":%d,"time":"2019-01-01T00:00:00Z","event":"call","gateway":"site-a-gw1","principal":{"user":"mallory"},"prev":"%s","hash":"%s"}`+"\n",
+		last.seq()+1, lineHash(last.raw), strings.Repeat("0", 64))))
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(forged); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	check := func(when string) {
+		t.Helper()
+		_, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+		var br *Break
+		if !errors.As(err, &br) || br.Kind != BreakAfterStop || br.Seq != last.seq()+1 ||
+			!strings.Contains(br.Message, "follows the shutdown checkpoint") {
+			t.Errorf("%s: %v, want %s at seq %d", when, err, BreakAfterStop, last.seq()+1)
+		}
+		if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub, MaxUnsigned: -1}); err != nil {
+			t.Errorf("%s, --max-unsigned -1: %v", when, err)
+		}
+	}
+	check("the forged record last")
+	l.opts.BootID = "boot-2"
+	w = l.open(t) // checkpoints (reason open) over what it found
+	writeSome(t, w, 2)
+	w.Close()
+	check("after the next start's checkpoint")
+}
