@@ -153,3 +153,59 @@ func TestBatchedServicesPerItem(t *testing.T) {
 		}
 	}
 }
+
+// RegisterNodes is answered by the gateway with the nodes themselves: the
+// server never hands out an alias, so the one it would have given
+// (node-opcua: ns=9999;i=1 first in a session) reaches no node upstream,
+// and the registered id is decided as the node it is.
+func TestRegisterNodesAnsweredAsThemselves(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: servicesPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	send := sender(ctx, t, c)
+
+	nodes := []*ua.NodeID{ua.MustParseNodeID(opcuatest.NodeCounter), ua.MustParseNodeID(opcuatest.NodePressure)}
+	rn := send(&ua.RegisterNodesRequest{NodesToRegister: nodes}).(*ua.RegisterNodesResponse)
+	if rn.ResponseHeader.ServiceResult != ua.StatusOK || len(rn.RegisteredNodeIDs) != 2 ||
+		rn.RegisteredNodeIDs[0].String() != opcuatest.NodeCounter || rn.RegisteredNodeIDs[1].String() != opcuatest.NodePressure {
+		t.Fatalf("register: %v %v", rn.ResponseHeader.ServiceResult, rn.RegisteredNodeIDs)
+	}
+	if dv := readValue(ctx, t, c, "ns=9999;i=1"); dv.Status == ua.StatusOK {
+		t.Errorf("a read of node-opcua's first alias returned %v: the server registered Counter", dv.Value.Value())
+	}
+	if dv := readValue(ctx, t, c, rn.RegisteredNodeIDs[0].String()); dv.Status != ua.StatusBadUserAccessDenied {
+		t.Errorf("a read of the registered Counter: %v, want Bad_UserAccessDenied", dv.Status)
+	}
+	if dv := readValue(ctx, t, c, rn.RegisteredNodeIDs[1].String()); dv.Status != ua.StatusOK {
+		t.Errorf("a read of the registered Pressure: %v", dv.Status)
+	}
+	un := send(&ua.UnregisterNodesRequest{NodesToUnregister: rn.RegisteredNodeIDs}).(*ua.UnregisterNodesResponse)
+	if un.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Errorf("unregister: %v", un.ResponseHeader.ServiceResult)
+	}
+
+	want := map[string]int{"register_nodes": 2, "unregister_nodes": 2}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "result")) >= 8 })
+	calls := map[string]string{}
+	for _, r := range events(rs, "call") {
+		f := r.str("operation", "function")
+		if _, ok := want[f]; ok {
+			want[f]--
+			calls[r.str("call_id")] = f
+			if n := r.str("operation", "node_id"); n != opcuatest.NodeCounter && n != opcuatest.NodePressure {
+				t.Errorf("%s call record names %q", f, n)
+			}
+		}
+	}
+	for _, r := range events(rs, "result") {
+		if f, ok := calls[r.str("call_id")]; ok && r.str("status") != "ok" {
+			t.Errorf("%s result %v", f, r)
+		}
+	}
+	if want["register_nodes"] != 0 || want["unregister_nodes"] != 0 {
+		t.Errorf("call records missing: %v", want)
+	}
+}

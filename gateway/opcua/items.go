@@ -57,19 +57,18 @@ func (s *uaSession) admit(ctx context.Context, calls []*gateway.Call) (allowed [
 	return allowed, decs, denied
 }
 
-// nodes returns the node id each of n items names, as the policy sees it
-// (a registered alias mapped back to its node), and their browse paths. A
+// nodes returns the node id each of n items names, and their browse paths. A
 // request of more than maxItems items is refused by runBatch before any
 // decision, named by its first item: of such a request only the first node
 // id is given, and no path is resolved (the gateway asks the upstream
 // nothing for a request it will not forward).
 func (c *conn) nodes(ctx context.Context, s *uaSession, n int, id func(i int) string) ([]string, map[string]string) {
 	if n > maxItems {
-		return []string{s.original(id(0))}, nil
+		return []string{id(0)}, nil
 	}
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = s.original(id(i))
+		ids[i] = id(i)
 	}
 	return ids, c.pathsOf(ctx, s, ids)
 }
@@ -174,6 +173,29 @@ func (c *conn) runBatch(ctx context.Context, s *uaSession, h *ua.RequestHeader, 
 		}
 	}
 	return b.respond(header(h, ua.StatusOK))
+}
+
+// answerHere decides and audits the n items of a request the gateway
+// answers itself, forwarding nothing: an allowed item's result is Good. It
+// returns the answer instead of the caller's when the request is refused
+// as a whole (no items, too many), else nil.
+func (c *conn) answerHere(ctx context.Context, s *uaSession, h *ua.RequestHeader, n int, call func(i int) *gateway.Call) ua.Response {
+	if n == 0 {
+		return fault(h, ua.StatusBadNothingToDo)
+	}
+	if r := c.refuseTooMany(ctx, s, h, n, func() *gateway.Call { return call(0) }); r != nil {
+		return r
+	}
+	calls := make([]*gateway.Call, n)
+	for i := range calls {
+		calls[i] = call(i)
+		calls[i].Target = c.base.Target
+	}
+	allowed, _, _ := s.admit(ctx, calls)
+	for _, i := range allowed {
+		s.finish(ctx, calls[i], ua.StatusOK, 0, "answered by the gateway", nil)
+	}
+	return nil
 }
 
 // refuseTooMany answers a request of more than maxItems items with

@@ -292,7 +292,7 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 		n: len(in),
 		call: func(i int) *gateway.Call {
 			k := op("call", gateway.AccessExecute)
-			k.Operation.String(fieldObjectID, s.original(nodeIDString(in[i].ObjectID)))
+			k.Operation.String(fieldObjectID, nodeIDString(in[i].ObjectID))
 			k.Operation.String(fieldMethodID, ids[i])
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
 			// the arguments are cut as an array is, and share one budget
@@ -336,14 +336,14 @@ func (c *conn) browse(ctx context.Context, s *uaSession, req *ua.BrowseRequest) 
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
 		call: func(i int) *gateway.Call {
-			return nodeCall("browse", gateway.AccessBrowse, s.original(nodeIDString(in[i].NodeID)))
+			return nodeCall("browse", gateway.AccessBrowse, nodeIDString(in[i].NodeID))
 		},
 		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
 			return &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode, NodesToBrowse: pick(in, allowed)}
 		},
 		merge: resultsMerge(out, func(r *ua.BrowseResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
-			func(_, i int) { s.rememberCP(out[i].ContinuationPoint, s.original(nodeIDString(in[i].NodeID))) }),
+			func(_, i int) { s.rememberCP(out[i].ContinuationPoint, nodeIDString(in[i].NodeID)) }),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.BrowseResponse{ResponseHeader: h, Results: out}
 		},
@@ -396,7 +396,7 @@ func (c *conn) translate(ctx context.Context, s *uaSession, req *ua.TranslateBro
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
 		n: len(in),
 		call: func(i int) *gateway.Call {
-			return nodeCall("translate_browse_paths", gateway.AccessBrowse, s.original(nodeIDString(in[i].StartingNode)))
+			return nodeCall("translate_browse_paths", gateway.AccessBrowse, nodeIDString(in[i].StartingNode))
 		},
 		deny: func(i int) { out[i] = &ua.BrowsePathResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
@@ -410,81 +410,35 @@ func (c *conn) translate(ctx context.Context, s *uaSession, req *ua.TranslateBro
 	})
 }
 
-// registerNodes forwards the allowed nodes; a denied node comes back as
-// itself (registering is only an optimisation, and every later use of the
-// node is decided again). Aliases the server hands out are remembered, so
-// that policy always sees the node id they stand for.
+// registerNodes is answered by the gateway: every node is registered as
+// itself, which OPC 10000-4 (5.8.5) allows a server to do. Forwarded, the
+// server would hand out aliases (node-opcua: ns=9999;i=1, 2, … in each
+// session) that stand for nodes the policy cannot see: an alias the client
+// uses before the gateway has learnt it, or one the server hands out again
+// for another node after the gateway re-created its upstream session, would
+// be decided and audited as an opaque id while the server acts on the node
+// behind it. Each node is still decided and audited; registering is only an
+// optimisation, so a denied node comes back as itself too.
 func (c *conn) registerNodes(ctx context.Context, s *uaSession, req *ua.RegisterNodesRequest) ua.Response {
 	in := req.NodesToRegister
-	out := make([]*ua.NodeID, len(in))
-	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			return nodeCall("register_nodes", gateway.AccessBrowse, s.original(nodeIDString(in[i])))
-		},
-		deny: func(i int) { out[i] = in[i] },
-		forward: func(allowed []int) ua.Request {
-			return &ua.RegisterNodesRequest{NodesToRegister: pick(in, allowed)}
-		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			r, ok := resp.(*ua.RegisterNodesResponse)
-			if !ok || len(r.RegisteredNodeIDs) != len(allowed) {
-				return nil, false
-			}
-			codes := make([]ua.StatusCode, len(allowed))
-			s.mu.Lock()
-			for j, i := range allowed {
-				out[i] = r.RegisteredNodeIDs[j]
-				a, o := nodeIDString(out[i]), nodeIDString(in[i])
-				if a == o || a == "" {
-					continue
-				}
-				if len(s.aliases) >= maxSessionMap {
-					// An alias the gateway could not map back would hide
-					// its node from the policy: the client keeps the node id.
-					out[i] = in[i]
-					continue
-				}
-				if orig, ok := s.aliases[o]; ok {
-					o = orig
-				}
-				s.aliases[a] = o
-			}
-			s.mu.Unlock()
-			return codes, true
-		},
-		respond: func(h *ua.ResponseHeader) ua.Response {
-			return &ua.RegisterNodesResponse{ResponseHeader: h, RegisteredNodeIDs: out}
-		},
-	})
+	if r := c.answerHere(ctx, s, req.RequestHeader, len(in), func(i int) *gateway.Call {
+		return nodeCall("register_nodes", gateway.AccessBrowse, nodeIDString(in[i]))
+	}); r != nil {
+		return r
+	}
+	return &ua.RegisterNodesResponse{ResponseHeader: header(req.RequestHeader, ua.StatusOK), RegisteredNodeIDs: in}
 }
 
-// unregisterNodes forwards the allowed items and keeps the aliases it
-// unregisters in s.aliases: a server that went on accepting an alias after
-// unregistering it would otherwise have its node decided by the opaque
-// alias instead of the node id (the map is bounded; a reused alias is
-// overwritten by the RegisterNodes that reuses it).
+// unregisterNodes is answered by the gateway, which registers nodes as
+// themselves (registerNodes): there is nothing to undo upstream.
 func (c *conn) unregisterNodes(ctx context.Context, s *uaSession, req *ua.UnregisterNodesRequest) ua.Response {
 	in := req.NodesToUnregister
-	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			return nodeCall("unregister_nodes", gateway.AccessBrowse, s.original(nodeIDString(in[i])))
-		},
-		deny: func(int) {},
-		forward: func(allowed []int) ua.Request {
-			return &ua.UnregisterNodesRequest{NodesToUnregister: pick(in, allowed)}
-		},
-		merge: func(resp ua.Response, allowed []int) ([]ua.StatusCode, bool) {
-			if _, ok := resp.(*ua.UnregisterNodesResponse); !ok {
-				return nil, false
-			}
-			return make([]ua.StatusCode, len(allowed)), true
-		},
-		respond: func(h *ua.ResponseHeader) ua.Response {
-			return &ua.UnregisterNodesResponse{ResponseHeader: h}
-		},
-	})
+	if r := c.answerHere(ctx, s, req.RequestHeader, len(in), func(i int) *gateway.Call {
+		return nodeCall("unregister_nodes", gateway.AccessBrowse, nodeIDString(in[i]))
+	}); r != nil {
+		return r
+	}
+	return &ua.UnregisterNodesResponse{ResponseHeader: header(req.RequestHeader, ua.StatusOK)}
 }
 
 // changed clears the browse path cache after a change of the address space.

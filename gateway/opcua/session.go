@@ -46,7 +46,6 @@ type uaSession struct {
 	subsPending int                // CreateSubscription requests on their way
 	items       map[itemKey]string // monitored item -> node id
 	cps         map[string]string  // browse continuation point -> node id
-	aliases     map[string]string  // registered node id -> the node id it stands for
 }
 
 // newToken returns an opaque node id of 32 random bytes.
@@ -88,16 +87,6 @@ func (s *uaSession) nodeOfItem(sub, item uint32) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.items[itemKey{sub, item}]
-}
-
-// original returns the node id a registered alias stands for.
-func (s *uaSession) original(id string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if o, ok := s.aliases[id]; ok {
-		return o
-	}
-	return id
 }
 
 // sessionTable holds the listener's sessions by authentication token.
