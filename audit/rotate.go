@@ -27,10 +27,38 @@ const rotateRetryDelay = time.Second
 
 // Why a file was rotated out (audit.rotated reason).
 const (
-	RotateSize      = "size"
-	RotateTime      = "time"
-	RotateRecovered = "recovered" // the live file was found empty beside rotated files
+	RotateSize = "size" // rotate_size reached
+	RotateTime = "time" // rotate_interval passed
+	// RotateRecovered: the live file was found missing or empty beside
+	// rotated files, by a version that rotated by rename first.
+	RotateRecovered = "recovered"
+	// RotateMissing: the live file was missing, emptied or replaced (at
+	// start, or while the gateway wrote it): the records it held are gone
+	// from the log, and verify reports it.
+	RotateMissing = "live_file_missing"
 )
+
+// nextSuffix names the file a rotation writes before it takes the live
+// name.
+const nextSuffix = ".next"
+
+// chain is the writer's place in the chain, kept across a step that may
+// have to be undone.
+type chain struct {
+	seq           uint64
+	prevHex       [hashHexLen]byte
+	fileFirstSeq  uint64
+	fileStart     time.Time
+	firstUnsigned time.Time
+}
+
+func (w *Writer) chainState() chain {
+	return chain{w.seq, w.prevHex, w.fileFirstSeq, w.fileStart, w.firstUnsigned}
+}
+
+func (w *Writer) restoreChain(c chain) {
+	w.seq, w.prevHex, w.fileFirstSeq, w.fileStart, w.firstUnsigned = c.seq, c.prevHex, c.fileFirstSeq, c.fileStart, c.firstUnsigned
+}
 
 // rotationDue says why the live file must be rotated before a record
 // written at now, or "". A file holding nothing but its first record is
@@ -68,37 +96,40 @@ func (w *Writer) rotateLocked(now time.Time, reason string) error {
 	if _, err := os.Lstat(rotated); !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s exists: not overwriting it", rotated)
 	}
-	if err := os.Rename(w.path, rotated); err != nil {
+	// The new file gets its first record under a name of its own and then
+	// takes the live name, so that the live name never stands for a missing
+	// or empty file: Open, finding one beside rotated files, knows it was
+	// deleted or emptied (a crash between the two renames leaves the next
+	// file, which Open completes the rotation with).
+	next := w.path + nextSuffix
+	os.Remove(next) // a leftover of an attempt that failed
+	nf, err := w.opts.openFile(next)
+	if err != nil {
 		return err
 	}
-	nf, err := w.opts.openFile(w.path)
+	if err := lockFile(nf); err != nil {
+		nf.Close()
+		os.Remove(next)
+		return err
+	}
+	old, oldOff, oldDirty := w.f, w.off, w.tailDirty
+	chain := w.chainState()
+	w.f, w.off, w.tailDirty = nf, 0, false
+	err = w.writeRotated(now, reason, rotated, chain.fileFirstSeq, w.seq)
 	if err == nil {
-		err = lockFile(nf)
-		if err == nil {
-			// Nothing else may have created the live file in between.
-			if fi, serr := nf.Stat(); serr != nil || fi.Size() != 0 {
-				err = fmt.Errorf("%s appeared during the rotation", w.path)
+		if err = os.Rename(w.path, rotated); err == nil {
+			if err = os.Rename(next, w.path); err != nil {
+				if rerr := os.Rename(rotated, w.path); rerr != nil {
+					err = fmt.Errorf("%w; and renaming %s back failed: %v", err, rotated, rerr)
+				}
 			}
 		}
-		if err != nil {
-			nf.Close()
-			nf = nil
-		}
-	}
-	old, oldOff, oldDirty, oldFirst, oldStart := w.f, w.off, w.tailDirty, w.fileFirstSeq, w.fileStart
-	if err == nil {
-		w.f, w.off, w.tailDirty = nf, 0, false
-		err = w.writeRotated(now, reason, rotated, oldFirst, w.seq)
 	}
 	if err != nil {
-		if nf != nil {
-			nf.Close()
-			w.f, w.off, w.tailDirty, w.fileFirstSeq, w.fileStart = old, oldOff, oldDirty, oldFirst, oldStart
-			os.Remove(w.path)
-		}
-		if rerr := os.Rename(rotated, w.path); rerr != nil {
-			return fmt.Errorf("%w; and renaming %s back failed: %v", err, rotated, rerr)
-		}
+		nf.Close()
+		os.Remove(next)
+		w.f, w.off, w.tailDirty = old, oldOff, oldDirty
+		w.restoreChain(chain)
 		return err
 	}
 	w.retiring = append(w.retiring, old)

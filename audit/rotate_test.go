@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -194,42 +196,99 @@ func TestRotateAcrossRestart(t *testing.T) {
 	}
 }
 
-// A crash between the rename of a rotation and the new file's first record
-// leaves no live file: the next Open continues the last rotated file.
-func TestOpenContinuesLastRotatedFile(t *testing.T) {
-	l := newTestLog(t)
-	pub := l.signed(t)
-	l.opts.RotateSize = 2 << 10
-	w := l.open(t)
-	writeSome(t, w, 12)
-	w.Close()
-	last := readLog(t, l.path)
-	// As if the process died right after renaming the live file.
-	if err := os.Rename(l.path, RotatedName(l.path, time.Now().Add(time.Hour), last[len(last)-1].seq()+100)); err != nil {
-		t.Fatal(err)
+// A crash between a rotation's two renames leaves the new file under its
+// next name and no live file: Open completes the rotation, and the chain
+// holds. A live file found empty beside rotated files was deleted or
+// emptied: Open continues the last rotated file with a record that says so,
+// and verify reports the loss.
+func TestOpenAfterRotation(t *testing.T) {
+	setup := func(t *testing.T) (*testLog, ed25519.PublicKey, []rec) {
+		l := newTestLog(t)
+		pub := l.signed(t)
+		l.opts.RotateSize = 2 << 10
+		w := l.open(t)
+		writeSome(t, w, 12)
+		w.Close()
+		return l, pub, readLog(t, l.path)
 	}
-	// Renamed with a made-up first seq, the names still sort; the file keeps
-	// its records. An empty live file is what Open must continue from.
-	if err := os.WriteFile(l.path, nil, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	l.opts.BootID = "boot-2"
-	w = l.open(t)
-	writeSome(t, w, 2)
-	w.Close()
-	recs := readLog(t, l.path)
-	var first rec
-	for _, r := range recs {
-		if r.file == filepath.Base(l.path) {
-			first = r
-			break
+	t.Run("crash between the renames", func(t *testing.T) {
+		l, pub, before := setup(t)
+		if err := os.Rename(l.path, l.path+nextSuffix); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if first.event() != EventRotated || first.str("reason") != RotateRecovered || first.seq() != last[len(last)-1].seq()+1 {
-		t.Errorf("the new live file begins with %s", first.raw)
-	}
-	if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub}); err != nil {
-		t.Fatal(err)
+		l.opts.BootID = "boot-2"
+		w := l.open(t)
+		writeSome(t, w, 2)
+		w.Close()
+		if _, err := os.Stat(l.path + nextSuffix); err == nil {
+			t.Error("the next file is still there")
+		}
+		after := readLog(t, l.path)
+		if len(after) <= len(before) || string(after[len(before)-1].raw) != string(before[len(before)-1].raw) {
+			t.Errorf("the log before the crash is not the start of the log after it")
+		}
+		if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a leftover next file", func(t *testing.T) {
+		l, pub, _ := setup(t)
+		if err := os.WriteFile(l.path+nextSuffix, []byte("left over\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		l.opts.BootID = "boot-2"
+		w := l.open(t)
+		w.Close()
+		if _, err := os.Stat(l.path + nextSuffix); err == nil {
+			t.Error("the next file is still there")
+		}
+		if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, gone := range []string{"deleted", "emptied"} {
+		t.Run("live file "+gone, func(t *testing.T) {
+			l, pub, before := setup(t)
+			files := mustLogFiles(t, l.path)
+			if len(files) < 2 {
+				t.Fatalf("no rotation: %v", files)
+			}
+			live := filepath.Base(l.path)
+			var lastSeq uint64
+			for _, r := range before {
+				if r.file != live {
+					lastSeq = r.seq()
+				}
+			}
+			var err error
+			if gone == "deleted" {
+				err = os.Remove(l.path)
+			} else {
+				err = os.WriteFile(l.path, nil, 0o640)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.opts.BootID = "boot-2"
+			w := l.open(t)
+			writeSome(t, w, 2)
+			w.Close()
+			var first rec
+			for _, r := range readLog(t, l.path) {
+				if r.file == live {
+					first = r
+					break
+				}
+			}
+			if first.event() != EventRotated || first.str("reason") != RotateMissing || first.seq() != lastSeq+1 {
+				t.Errorf("the new live file begins with %s", first.raw)
+			}
+			_, err = VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+			var br *Break
+			if !errors.As(err, &br) || br.Kind != BreakMissingFile || br.Seq != lastSeq+1 || !strings.Contains(br.Message, "are gone") {
+				t.Errorf("verify: %v, want the loss of the live file (%d records before it) reported", err, len(before))
+			}
+		})
 	}
 }
 
@@ -242,8 +301,6 @@ func mustLogFiles(t testing.TB, path string) []string {
 	return files
 }
 
-// Retention by size deletes the oldest rotated files only, each after an
-// audit.retention record, and the log still verifies from its new start.
 func TestRetentionBySize(t *testing.T) {
 	l := newTestLog(t)
 	pub := l.signed(t)

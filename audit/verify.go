@@ -268,6 +268,7 @@ type verifier struct {
 
 // rotatedRecord is what VerifyLog reads of an audit.rotated record.
 type rotatedRecord struct {
+	Reason           string `json:"reason"`
 	PreviousFile     string `json:"previous_file"`
 	PreviousFirstSeq uint64 `json:"previous_first_seq"`
 	PreviousLastSeq  uint64 `json:"previous_last_seq"`
@@ -313,6 +314,12 @@ func (v *verifier) stream(name string, r io.Reader) error {
 			if err := json.Unmarshal(line, rot); err != nil {
 				return v.fail(name, lineNo, off, line, &h, BreakMalformed, "audit.rotated: "+err.Error())
 			}
+		}
+		if rot != nil && rot.Reason == RotateMissing && !v.opts.piece {
+			return v.fail(name, lineNo, off, line, &h, BreakMissingFile, fmt.Sprintf(
+				"the gateway began this file because the live file was missing, emptied or replaced (audit.rotated %s): "+
+					"it was deleted or changed outside the gateway, and the records it held after seq %d are gone",
+				RotateMissing, rot.PreviousLastSeq))
 		}
 		if v.have {
 			if lineNo == 1 && rot != nil && h.seq > v.last.seq+1 {

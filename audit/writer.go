@@ -258,6 +258,16 @@ func Open(opts Options) (*Writer, error) {
 	}
 	_, statErr := os.Stat(opts.Path)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	if created {
+		// A crash between a rotation's two renames: its next file, which
+		// holds the new live file's first record, takes the live name.
+		if err := os.Rename(opts.Path+nextSuffix, opts.Path); err == nil {
+			created = false
+			opts.Log.Warn().Str("path", opts.Path).Msg("audit: completed a rotation cut short by a crash")
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("audit: completing a rotation cut short by a crash: %w", err)
+		}
+	}
 	f, err := opts.openFile(opts.Path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: opening the audit log: %w", err)
@@ -305,8 +315,9 @@ type opening struct {
 }
 
 // open takes the file lock and picks up the chain where the file ends. An
-// empty live file beside rotated ones continues the last of them: a crash
-// came between a rotation's rename and the new file's first record.
+// empty live file beside rotated ones continues the last of them: a
+// rotation never leaves the live name empty, so the file was deleted or
+// emptied, and the first record says so.
 func (w *Writer) open(created bool) (opening, error) {
 	var o opening
 	if err := lockFile(w.f); err != nil {
@@ -317,6 +328,11 @@ func (w *Writer) open(created bool) (opening, error) {
 		if err := syncDir(w.dir); err != nil {
 			w.log.Warn().Err(err).Str("path", w.path).Msg("audit: cannot fsync the log's directory")
 		}
+	}
+	// The next file of a rotation that failed or was cut short before the
+	// live file was renamed: the live file holds the whole chain.
+	if err := os.Remove(w.path + nextSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return o, fmt.Errorf("audit: %w", err)
 	}
 	t, err := readTail(w.f)
 	if err != nil {
@@ -357,13 +373,14 @@ func (w *Writer) open(created bool) (opening, error) {
 func (w *Writer) start(o opening) error {
 	if o.cont != nil {
 		w.mu.Lock()
-		err := w.writeRotated(w.stamp(), RotateRecovered, o.cont.name, o.cont.firstSeq, o.cont.lastSeq)
+		err := w.writeRotated(w.stamp(), RotateMissing, o.cont.name, o.cont.firstSeq, o.cont.lastSeq)
 		w.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		w.log.Warn().Str("path", w.path).Str(FieldPreviousFile, filepath.Base(o.cont.name)).
-			Msg("audit: the live file was missing or empty after a rotation: continuing the chain of the last rotated file")
+		w.log.Error().Str("path", w.path).Str(FieldPreviousFile, filepath.Base(o.cont.name)).
+			Msg("audit: the live file was missing or empty beside rotated files: it was deleted or emptied, and the records it held are gone; " +
+				"continuing the chain of the last rotated file (audit verify reports the loss)")
 	}
 	if w.signer != nil {
 		w.mu.Lock()
