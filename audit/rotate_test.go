@@ -415,3 +415,58 @@ func TestRetentionByAge(t *testing.T) {
 		}
 	}
 }
+
+// A live file deleted or renamed away while the gateway writes it: the
+// durable records of the round that went with it fail (their calls are
+// denied), a new live file continues the chain and says so, and verify
+// reports the loss.
+func TestLiveFileTakenAway(t *testing.T) {
+	for _, how := range []string{"deleted", "renamed"} {
+		t.Run(how, func(t *testing.T) {
+			l := newTestLog(t)
+			l.opts.SyncInterval = 10 * time.Millisecond
+			w := l.open(t)
+			s := testSession()
+			ctx := context.Background()
+			for i := range 3 {
+				if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var err error
+			if how == "deleted" {
+				err = os.Remove(l.path)
+			} else {
+				err = os.Rename(l.path, l.path+".1")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			failed := 0
+			for i := range 5 {
+				if err := w.Call(ctx, s, writeCall(fmt.Sprint("b", i)), allow()); err != nil {
+					failed++
+					if !strings.Contains(err.Error(), "deleted, renamed or replaced") {
+						t.Errorf("write %d: %v", i, err)
+					}
+				}
+			}
+			if failed == 0 || failed == 5 {
+				t.Errorf("%d of 5 durable writes failed; want the first to, and the log to take the rest", failed)
+			}
+			w.Close()
+			recs := readLog(t, l.path)
+			if len(recs) == 0 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing {
+				t.Fatalf("the new live file: %v", recs)
+			}
+			_, err = VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
+			var br *Break
+			if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "are gone") {
+				t.Errorf("verify: %v, want the loss reported", err)
+			}
+			if !strings.Contains(l.log.String(), "deleted, renamed or replaced while the gateway wrote it") {
+				t.Errorf("operational log: %s", l.log.String())
+			}
+		})
+	}
+}

@@ -2,8 +2,12 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -72,6 +76,10 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 		if err := w.flushLocked(); err != nil {
 			w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write deferred result records")
 		}
+		var gone error
+		if !w.closed && w.liveReplaced() {
+			gone = w.beginAgainLocked()
+		}
 		r, end, f, g, retiring := w.next, w.off, w.f, w.gen, w.retiring
 		w.next, w.retiring = nil, nil
 		w.mu.Unlock()
@@ -93,6 +101,9 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 			}
 			if r != nil {
 				r.err = err
+				if gone != nil {
+					r.err = gone // its records went with the file
+				}
 				close(r.done)
 			}
 			if stopping && err != nil {
@@ -211,4 +222,64 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// liveReplaced reports whether the live name no longer names the file the
+// writer writes: it was deleted, renamed away (logrotate) or replaced. w.mu
+// is held, so no rotation of the writer's own is half done.
+func (w *Writer) liveReplaced() bool {
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+	}
+	ofi, err := w.f.Stat()
+	return err == nil && !os.SameFile(fi, ofi)
+}
+
+// beginAgainLocked puts a new live file under the live name after the old
+// one was taken away, beginning with audit.rotated reason live_file_missing
+// for the records that went with it (verify reports the loss). It returns
+// the error for the durable records of the round that wrote into the old
+// file. A name taken by a file that is not empty is left alone: the writer
+// goes on writing the old file, and every round fails until an operator
+// moves the other file away.
+func (w *Writer) beginAgainLocked() error {
+	gone := fmt.Errorf("audit: the live file %s was deleted, renamed or replaced while the gateway wrote it: records since seq %d went with it",
+		w.path, w.fileFirstSeq)
+	if err := os.MkdirAll(w.dir, 0o750); err != nil {
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		return gone
+	}
+	nf, err := w.opts.openFile(w.path)
+	if err == nil {
+		if err = lockFile(nf); err == nil {
+			if fi, serr := nf.Stat(); serr != nil || fi.Size() != 0 {
+				err = fmt.Errorf("%s is another file, not empty: not writing into it", w.path)
+			}
+		}
+		if err != nil {
+			nf.Close()
+		}
+	}
+	if err != nil {
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		return gone
+	}
+	old, oldOff, oldDirty := w.f, w.off, w.tailDirty
+	chain := w.chainState()
+	w.f, w.off, w.tailDirty = nf, 0, false
+	if err := w.writeRotated(w.stamp(), RotateMissing, w.path, chain.fileFirstSeq, w.seq); err != nil {
+		nf.Close()
+		w.f, w.off, w.tailDirty = old, oldOff, oldDirty
+		w.restoreChain(chain)
+		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		return gone
+	}
+	w.retiring = append(w.retiring, old)
+	w.gen++
+	w.log.Error().Str("path", w.path).Uint64(FieldPreviousFirstSeq, chain.fileFirstSeq).Uint64(FieldPreviousLastSeq, chain.seq).
+		Str(FieldPreviousFile, filepath.Base(w.path)).
+		Msg("audit: the live file was deleted, renamed or replaced while the gateway wrote it; its records are gone from the log; " +
+			"a new live file continues the chain (audit verify reports the loss)")
+	return gone
 }
