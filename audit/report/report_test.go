@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/interlock-ics/interlock/audit"
 )
 
@@ -209,6 +211,31 @@ func TestReportSections(t *testing.T) {
 	}
 	if got := strings.Count(page, "<script"); got != 1 {
 		t.Errorf("%d script elements, want the report's own only", got)
+	}
+	if !strings.Contains(page, "A signed checkpoint, checked with the public key") || strings.Contains(page, "holds no signed checkpoints") {
+		t.Errorf("the integrity note of a signed log is not the signed one")
+	}
+}
+
+// An unsigned log's report says what its chain cannot show, next to OK.
+func TestReportUnsignedLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	w, err := audit.Open(audit.Options{Path: path, Gateway: "gw-unsigned"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("gateway.start", true, func(*zerolog.Event) {}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	rep, page := build(t, Options{Files: []string{path}})
+	if !rep.Verify.OK() {
+		t.Fatalf("verification: %+v", rep.Verify)
+	}
+	for _, s := range []string{`data-v="ok">OK<`, "<b>This log holds no signed checkpoints</b>: a log rewritten from any record on"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the page lacks %q", s)
+		}
 	}
 }
 

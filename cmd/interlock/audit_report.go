@@ -47,8 +47,9 @@ traffic), and the log itself when neither --log nor --audit is given.
 --pdf prints the report with headless Chromium (Debian's chromium package;
 INTERLOCK_CHROMIUM names another binary).
 
-Exit status: 0 when the report is written (a broken chain is reported in it
-and on stdout), 1 on an error, 2 on a usage error.
+Exit status: 0 when the report is written and the chain holds; 1 when the
+chain is broken or could not be verified (the report is still written, and
+says where), or on an error; 2 on a usage error.
 
 Flags:
 `
@@ -160,6 +161,11 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: printed\n", *pdf)
+	}
+	if !rep.Verify.OK() {
+		// The report is written either way; a script sees the chain's
+		// state in the exit status, as with audit verify.
+		return &exitError{code: 1, msg: fmt.Sprintf("audit report: %s is written, but the %s", *out, chain)}
 	}
 	return nil
 }

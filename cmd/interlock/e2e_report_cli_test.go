@@ -67,7 +67,7 @@ func TestAuditReportSignedRotatedLog(t *testing.T) {
 	}
 
 	r = interlock(t, "audit", "report", "--log", logPath, "--key", otherPub, "--out", out)
-	if r.code != 0 || !strings.Contains(r.stdout, "chain BROKEN") {
+	if r.code != 1 || !strings.Contains(r.stdout, "chain BROKEN") || !strings.Contains(r.stderr, "is written, but the chain BROKEN") {
 		t.Fatalf("with another key: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	page = readPage(t, out)
