@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -21,11 +23,26 @@ func nodeIDString(n *ua.NodeID) string {
 	return n.String()
 }
 
+// expandedString is an ExpandedNodeId in its text form (OPC 10000-6
+// 5.3.1.11): svr=N; when it names another server, nsu=URI; in place of
+// ns=N; when it names its namespace by URI. Policy and audit then see the
+// node the client named: gopcua's String drops both, which would make
+// nsu=urn:x;s=PLC read as s=PLC, another node.
 func expandedString(n *ua.ExpandedNodeID) string {
 	if n == nil || n.NodeID == nil {
 		return ""
 	}
-	return n.NodeID.String()
+	id := n.NodeID.String()
+	if n.NamespaceURI != "" {
+		if _, rest, ok := strings.Cut(id, ";"); ok && strings.HasPrefix(id, "ns=") {
+			id = rest
+		}
+		id = "nsu=" + strings.NewReplacer("%", "%25", ";", "%3B").Replace(n.NamespaceURI) + ";" + id
+	}
+	if n.ServerIndex != 0 {
+		id = "svr=" + strconv.FormatUint(uint64(n.ServerIndex), 10) + ";" + id
+	}
+	return id
 }
 
 var attributeNames = [...]string{

@@ -190,3 +190,24 @@ func fmtAny(v any) string {
 	}
 	return ""
 }
+
+// An ExpandedNodeId keeps the namespace URI and server index the client
+// gave: without them nsu=urn:x;s=PLC would read as s=PLC, a node of
+// namespace 0.
+func TestExpandedString(t *testing.T) {
+	for _, tc := range []struct {
+		in   *ua.ExpandedNodeID
+		want string
+	}{
+		{nil, ""},
+		{&ua.ExpandedNodeID{NodeID: ua.NewStringNodeID(1, "PLC")}, "ns=1;s=PLC"},
+		{&ua.ExpandedNodeID{NodeID: ua.NewStringNodeID(0, "PLC"), NamespaceURI: "urn:NodeOPCUA-Server-default"}, "nsu=urn:NodeOPCUA-Server-default;s=PLC"},
+		{&ua.ExpandedNodeID{NodeID: ua.NewNumericNodeID(3, 7), NamespaceURI: "urn:a;b%c"}, "nsu=urn:a%3Bb%25c;i=7"},
+		{&ua.ExpandedNodeID{NodeID: ua.NewNumericNodeID(0, 85), ServerIndex: 2}, "svr=2;i=85"},
+		{&ua.ExpandedNodeID{NodeID: ua.NewStringNodeID(0, "X"), NamespaceURI: "urn:y", ServerIndex: 1}, "svr=1;nsu=urn:y;s=X"},
+	} {
+		if got := expandedString(tc.in); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
