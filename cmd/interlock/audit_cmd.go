@@ -69,19 +69,22 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		if opts.Key == nil {
 			return usageErr("audit verify: --checkpoints needs --key")
 		}
-		cps, err := readCheckpoints(*cpFile)
+		cps, err := readCheckpoints(*cpFile, logGateway(files))
 		if err != nil {
 			return fmt.Errorf("audit verify: --checkpoints: %w", err)
 		}
 		opts.Checkpoints = cps
 	}
 	rep, err := audit.VerifyLog(files, opts)
-	if *logPath != "" && err != nil {
-		// A rotation while the files were read looks like a missing file:
-		// when the files changed, read them again.
-		if again, lerr := audit.LogFiles(*logPath); lerr == nil && !slices.Equal(again, files) {
-			rep, err = audit.VerifyLog(again, opts)
+	// A rotation (or retention) while the files were read looks like a
+	// missing file: while the files changed, read them again.
+	for try := 0; *logPath != "" && err != nil && try < 5; try++ {
+		again, lerr := audit.LogFiles(*logPath)
+		if lerr != nil || slices.Equal(again, files) {
+			break
 		}
+		files = again
+		rep, err = audit.VerifyLog(files, opts)
 	}
 	var br *audit.Break
 	if err != nil && !errors.As(err, &br) {
@@ -108,15 +111,40 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// readCheckpoints reads the audit.checkpoint records of a JSONL file; other
-// lines are skipped, so a whole copy of the log will do.
-func readCheckpoints(path string) ([]audit.Checkpoint, error) {
+// logGateway is the gateway id of a log's first record, "" when it cannot
+// be read.
+func logGateway(files []string) string {
+	if len(files) == 0 {
+		return ""
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var r struct {
+		Gateway string `json:"gateway"`
+	}
+	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &r) != nil {
+		return ""
+	}
+	return r.Gateway
+}
+
+// readCheckpoints reads the audit.checkpoint records of gateway (all when
+// "") from a JSONL file; other lines are skipped, so a whole copy of the log
+// will do, or a SIEM's file of several gateways' records, with or without
+// a syslog header before each record.
+func readCheckpoints(path, gateway string) ([]audit.Checkpoint, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var cps []audit.Checkpoint
+	others := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -124,9 +152,16 @@ func readCheckpoints(path string) ([]audit.Checkpoint, error) {
 		if !bytes.Contains(line, []byte(`"event":"`+audit.EventCheckpoint+`"`)) {
 			continue
 		}
+		if i := bytes.Index(line, []byte(`{"seq":`)); i > 0 {
+			line = line[i:] // a syslog header before the record
+		}
 		c, err := audit.ParseCheckpoint(line)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", path, n, err)
+		}
+		if gateway != "" && c.Gateway != gateway {
+			others++
+			continue
 		}
 		cps = append(cps, c)
 	}
@@ -134,6 +169,9 @@ func readCheckpoints(path string) ([]audit.Checkpoint, error) {
 		return nil, err
 	}
 	if len(cps) == 0 {
+		if others > 0 {
+			return nil, fmt.Errorf("%s: no audit.checkpoint records of gateway %s (%d of other gateways)", path, gateway, others)
+		}
 		return nil, fmt.Errorf("%s: no audit.checkpoint records", path)
 	}
 	return cps, nil

@@ -336,6 +336,24 @@ func TestE2EAuditEvidenceTamper(t *testing.T) {
 	offBoxFile := filepath.Join(t.TempDir(), "siem-checkpoints.jsonl")
 	writeFile(t, offBoxFile, strings.Join(offBox, ""))
 
+	// A SIEM's file holds the records of several gateways, each line after
+	// a syslog header: the checkpoints of the other gateways (here with
+	// the same seqs, other hashes and no valid signature) are not this
+	// log's.
+	gwID := regexp.MustCompile(`"gateway":"([^"]+)"`).FindStringSubmatch(offBox[0])[1]
+	var siem []string
+	for _, l := range offBox {
+		const header = "<134>1 2026-11-27T21:00:00Z siem-host interlock - - - "
+		other := strings.ReplaceAll(l, `"gateway":"`+gwID+`"`, `"gateway":"other-gw"`)
+		other = regexp.MustCompile(`"hash":"[0-9a-f]{64}"`).ReplaceAllString(other, `"hash":"`+strings.Repeat("ab", 32)+`"`)
+		siem = append(siem, header+l, header+other)
+	}
+	siemFile := filepath.Join(t.TempDir(), "siem-all.log")
+	writeFile(t, siemFile, strings.Join(siem, ""))
+	if r := interlock(t, "audit", "verify", "--key", pub, "--checkpoints", siemFile, "--log", g.auditPath); r.code != 0 {
+		t.Errorf("verify with the checkpoints of a SIEM of two gateways: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+
 	attackerDir := filepath.Join(t.TempDir(), "attacker")
 	attackerID, _ := auditKeygen(t, attackerDir)
 	attacker := loadPrivateKey(t, filepath.Join(attackerDir, "audit-signing.key"))
