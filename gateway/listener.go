@@ -60,8 +60,8 @@ type Listener struct {
 // flood the ones beyond are closed without a word.
 const maxRefusing = 8
 
-// Serve accepts on ln until ctx is done, then closes ln and every session's
-// connection and waits for the sessions to end.
+// Serve accepts on ln until ctx is done, then closes ln, drains the
+// sessions (drain) and waits for them to end.
 func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	maxConns := l.Limits.MaxConns
 	if maxConns <= 0 {
@@ -75,6 +75,10 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	// Sessions outlive ctx by the drain, so that a request in flight at
+	// shutdown is answered rather than cut off after the PLC acted on it.
+	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer endConns()
 
 	var err error
 	for {
@@ -110,16 +114,45 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 			defer l.wg.Done()
 			defer func() { <-slots }()
 			defer l.track(conn, false)
-			l.serveConn(ctx, conn)
+			l.serveConn(connCtx, conn)
 		}()
 	}
+	l.drain(endConns)
+	return err
+}
+
+// drain ends the sessions at shutdown: each connection's reading side is
+// shut, so no new request is read while the answers to those in flight
+// still go out; a session that has not ended within the request timeout
+// (and a second) is cut off.
+func (l *Listener) drain(endConns context.CancelFunc) {
+	l.mu.Lock()
+	for c := range l.conns {
+		if cr, ok := c.(interface{ CloseRead() error }); !ok || cr.CloseRead() != nil {
+			c.Close()
+		}
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	wait := l.Limits.RequestTimeout
+	if wait <= 0 {
+		wait = DefaultRequestTimeout
+	}
+	t := time.NewTimer(wait + time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	endConns()
 	l.mu.Lock()
 	for c := range l.conns {
 		c.Close()
 	}
 	l.mu.Unlock()
-	l.wg.Wait()
-	return err
+	<-done
 }
 
 func (l *Listener) track(c net.Conn, add bool) {

@@ -78,6 +78,7 @@ func reserveAddr(t *testing.T) (string, func()) {
 type gw struct {
 	addr  string
 	audit *gatewaytest.Auditor
+	stop  func() // shuts the listener down and waits for it
 }
 
 type gwOpts struct {
@@ -118,12 +119,47 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Serve(ctx, ln); close(done) }()
+	stop := func() { cancel(); <-done }
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		eng.Close()
 	})
-	return &gw{addr: ln.Addr().String(), audit: a}
+	return &gw{addr: ln.Addr().String(), audit: a, stop: stop}
+}
+
+// A shutdown answers the request in flight: the PLC acted on it, and a
+// client told "connection reset" would send it again.
+func TestShutdownAnswersRequestInFlight(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{Delay: 400 * time.Millisecond})
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, decide: gatewaytest.AllowAll})
+	c := client(t, g.addr, 1)
+	idle := client(t, g.addr, 1)
+	if _, err := idle.ReadHoldingRegisters(context.Background(), 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, err := c.WriteSingleRegister(context.Background(), 100, 4242)
+		answered <- err
+	}()
+	for sim.Requests() < 2 {
+		time.Sleep(5 * time.Millisecond) // the PLC has the write; it acts and answers 400 ms later
+	}
+	stopped := make(chan struct{})
+	go func() { g.stop(); close(stopped) }()
+	if err := <-answered; err != nil {
+		t.Fatalf("the write in flight at shutdown: %v", err)
+	}
+	<-stopped
+	if v := sim.Holding(100); v != 4242 {
+		t.Errorf("the PLC register is %d", v)
+	}
+	if _, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
+		t.Error("the listener still accepts after shutdown")
+	}
+	if r := g.audit.Events("result"); len(r) != 2 || r[1].Result.Status != gateway.StatusOK {
+		t.Errorf("result records %+v", r)
+	}
 }
 
 func client(t *testing.T, addr string, unit byte) mb.Client {
