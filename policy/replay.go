@@ -401,7 +401,7 @@ func (r *replayer) line(l AuditLine) error {
 	if ev, ok := peekReplayEvent(l.Data); ok {
 		switch ev {
 		case audit.EventCall, audit.EventSessionOpen, audit.EventSessionClose,
-			TicketOpen, TicketApprove, TicketClose:
+			TicketOpen, TicketApprove, TicketClose, TicketLoad:
 		default:
 			// Most lines are results: check they are JSON, decode nothing.
 			if !json.Valid(l.Data) {
@@ -421,7 +421,7 @@ func (r *replayer) line(l AuditLine) error {
 		return r.sessionOpen(&rec, l, where)
 	case audit.EventSessionClose:
 		delete(r.sessions, rec.SessionID)
-	case TicketOpen, TicketApprove, TicketClose:
+	case TicketOpen, TicketApprove, TicketClose, TicketLoad:
 		at, err := time.Parse(time.RFC3339Nano, rec.Time)
 		if err != nil {
 			return where("%s record: time %q is not RFC 3339", rec.Event, rec.Time)
@@ -431,7 +431,7 @@ func (r *replayer) line(l AuditLine) error {
 			if err := json.Unmarshal(rec.Ticket, &t); err != nil || t.ID == "" {
 				return where("%s record: ticket is not a ticket object", rec.Event)
 			}
-		} else if rec.Event == TicketOpen || rec.TicketID == "" {
+		} else if rec.Event == TicketOpen || rec.Event == TicketLoad || rec.TicketID == "" {
 			return where("%s record has no ticket", rec.Event)
 		}
 		r.tickets.Add(rec.Event, at, rec.TicketID, rec.By, t)

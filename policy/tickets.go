@@ -38,6 +38,10 @@ const (
 	TicketOpen    = "ticket.open"
 	TicketApprove = "ticket.approve"
 	TicketClose   = "ticket.close"
+	// TicketLoad: a ticket found in the ticket file at start, in force
+	// again; recorded so that the log names every ticket a decision can
+	// see, and replay rebuilds the same set.
+	TicketLoad = "ticket.load"
 )
 
 // TicketEvent is one change of the ticket set, for the audit log. The change
@@ -61,8 +65,9 @@ type Tickets struct {
 	onEvent func(TicketEvent) error
 	now     func() time.Time
 
-	mu sync.Mutex
-	m  map[string]Ticket
+	mu      sync.Mutex
+	m       map[string]Ticket
+	refused []string // entries of the file not loaded, and why
 
 	gen  atomic.Uint64                  // bumped by every change
 	snap atomic.Pointer[ticketSnapshot] // input.tickets for a span of time
@@ -77,8 +82,11 @@ type ticketSnapshot struct {
 }
 
 // OpenTickets loads the ticket file at path (created on the first change)
-// and drops expired tickets. onEvent is called for every change before it
-// takes effect; an error refuses the change (the audit log must hold it).
+// and drops expired tickets, and those no Open or Approve could have made
+// (a field missing, a lifetime over MaxTicketDuration, an approval by the
+// opener, an id twice): Refused says why. onEvent is called for every change
+// before it takes effect; an error refuses the change (the audit log must
+// hold it). Each ticket loaded is passed to it as a TicketLoad event.
 func OpenTickets(path string, onEvent func(TicketEvent) error) (*Tickets, error) {
 	ts := &Tickets{path: path, onEvent: onEvent, now: time.Now, m: map[string]Ticket{}}
 	b, err := os.ReadFile(path)
@@ -92,13 +100,51 @@ func OpenTickets(path string, onEvent func(TicketEvent) error) (*Tickets, error)
 			return nil, fmt.Errorf("tickets: %s is not a ticket list: %v", path, err)
 		}
 		now := ts.now()
-		for _, t := range list {
+		for i, t := range list {
+			if err := loadable(t); err != nil {
+				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d (id %q): %v", path, i+1, t.ID, err))
+				continue
+			}
+			if _, dup := ts.m[t.ID]; dup {
+				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d: id %q is there twice", path, i+1, t.ID))
+				delete(ts.m, t.ID)
+				continue
+			}
 			if t.Expires.After(now) {
 				ts.m[t.ID] = t
 			}
 		}
+		if len(ts.m) > maxTickets {
+			return nil, fmt.Errorf("tickets: %s holds %d open tickets, more than %d", path, len(ts.m), maxTickets)
+		}
+	}
+	if onEvent != nil {
+		for _, t := range ts.List() {
+			if err := onEvent(TicketEvent{Event: TicketLoad, Ticket: t, By: filepath.Base(path)}); err != nil {
+				return nil, fmt.Errorf("tickets: ticket %s not recorded in the audit log: %w", t.ID, err)
+			}
+		}
 	}
 	return ts, nil
+}
+
+// Refused says which entries of the ticket file OpenTickets did not load,
+// and why.
+func (ts *Tickets) Refused() []string { return ts.refused }
+
+// loadable says why a ticket of the file is not one Open and Approve could
+// have made.
+func loadable(t Ticket) error {
+	switch {
+	case t.ID == "" || t.User == "" || len(t.Targets) == 0 || len(t.Access) == 0 ||
+		strings.TrimSpace(t.Reason) == "" || t.OpenedBy == "" || t.Opened.IsZero() || t.Expires.IsZero():
+		return errors.New("a field is missing (id, user, targets, access, reason, opened_by, opened, expires)")
+	case !t.Expires.After(t.Opened) || t.Expires.Sub(t.Opened) > MaxTicketDuration:
+		return fmt.Errorf("it expires %s after it was opened, outside 1s..%s", t.Expires.Sub(t.Opened), MaxTicketDuration)
+	case slices.Contains(t.Approvals, t.OpenedBy):
+		return fmt.Errorf("%s approved a ticket they opened", t.OpenedBy)
+	}
+	return nil
 }
 
 // Open checks and opens a ticket for the duration from now. ID is generated
@@ -204,7 +250,15 @@ func (ts *Tickets) apply(ev TicketEvent, change func()) error {
 	change()
 	ts.gen.Add(1)
 	if err := ts.save(); err != nil {
-		return fmt.Errorf("ticket: %s is in force but could not be saved (it will be lost at restart): %w", ev.Ticket.ID, err)
+		what := fmt.Sprintf("%s is open now, but %s could not be saved: after a restart it will be gone", ev.Ticket.ID, ts.path)
+		switch ev.Event {
+		case TicketApprove:
+			what = fmt.Sprintf("%s is approved by %s now, but %s could not be saved: after a restart the approval will be gone", ev.Ticket.ID, ev.By, ts.path)
+		case TicketClose:
+			what = fmt.Sprintf("%s is closed now, but %s could not be saved: after a restart the ticket would be open again; "+
+				"make the file writable and close it again, or stop the gateway and remove it from the file", ev.Ticket.ID, ts.path)
+		}
+		return fmt.Errorf("ticket: %s: %w", what, err)
 	}
 	return nil
 }

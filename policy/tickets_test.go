@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -200,5 +202,70 @@ func TestTicketsDecideAndBoundTheCache(t *testing.T) {
 	ts.Open(other, time.Hour, "root")
 	if d := write(c.t.Add(3 * time.Second)); d.Allow {
 		t.Fatalf("bob's ticket allowed alice: %+v", d)
+	}
+}
+
+// The ticket file is loaded only with tickets Open and Approve could have
+// made; each one loaded is recorded (ticket.load), each entry left out is
+// named with why.
+func TestTicketFileChecked(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	good := Ticket{ID: "T-GOOD", User: "alice", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "CHG-1",
+		OpenedBy: "root", Opened: now, Expires: now.Add(time.Hour), Approvals: []string{"bob"}}
+	long := good
+	long.ID, long.Expires = "FORGED", now.Add(794*time.Hour)
+	noUser := good
+	noUser.ID, noUser.User = "T-NOUSER", ""
+	self := good
+	self.ID, self.Approvals = "T-SELF", []string{"root"}
+	dup := good
+	dup.ID = "T-DUP"
+	b, err := json.Marshal([]Ticket{good, long, noUser, self, dup, dup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tickets.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var events []TicketEvent
+	ts, err := OpenTickets(path, func(ev TicketEvent) error { events = append(events, ev); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := ts.List(); len(l) != 1 || l[0].ID != "T-GOOD" {
+		t.Errorf("loaded %+v, want T-GOOD alone", l)
+	}
+	if len(events) != 1 || events[0].Event != TicketLoad || events[0].Ticket.ID != "T-GOOD" {
+		t.Errorf("events %+v", events)
+	}
+	refused := strings.Join(ts.Refused(), "\n")
+	for _, want := range []string{`(id "FORGED"): it expires 794h0m0s after it was opened`, `(id "T-NOUSER"): a field is missing`,
+		`(id "T-SELF"): root approved a ticket they opened`, `id "T-DUP" is there twice`} {
+		if !strings.Contains(refused, want) {
+			t.Errorf("refused:\n%s\nlacks %q", refused, want)
+		}
+	}
+}
+
+// A close that cannot be saved says the ticket would come back.
+func TestTicketCloseNotSaved(t *testing.T) {
+	ts, _, path := newTickets(t, nil)
+	tk, err := ts.Open(aliceTicket(), time.Hour, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil { // the rename over it fails
+		t.Fatal(err)
+	}
+	_, err = ts.Close(tk.ID, "alice")
+	if err == nil || !strings.Contains(err.Error(), tk.ID+" is closed now, but") || !strings.Contains(err.Error(), "would be open again") {
+		t.Errorf("close: %v", err)
+	}
+	if len(ts.List()) != 0 {
+		t.Error("the ticket is still open")
 	}
 }

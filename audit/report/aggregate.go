@@ -403,7 +403,7 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		if in {
 			a.loadFails.add(eventRow{t, r.Seq, r.Event, r.Error})
 		}
-	case eventTicketOpen, eventTicketApprove, eventTicketClose:
+	case eventTicketOpen, eventTicketApprove, eventTicketClose, eventTicketLoad:
 		a.ticketEvent(r, t)
 	case eventRecovered:
 		if in {

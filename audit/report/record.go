@@ -22,6 +22,7 @@ const (
 	eventTicketOpen        = policy.TicketOpen
 	eventTicketApprove     = policy.TicketApprove
 	eventTicketClose       = policy.TicketClose
+	eventTicketLoad        = policy.TicketLoad
 )
 
 // record is one audit line as the report reads it: the union of the fields

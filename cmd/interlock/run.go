@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		return err
 	}
 
-	tickets, err := openTickets(cfg, aw)
+	tickets, err := openTickets(cfg, aw, log)
 	if err != nil {
 		return err
 	}
@@ -353,11 +353,11 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 
 // openTickets opens the ticket store when the admin socket is configured;
 // every change is a durable audit record before it takes effect.
-func openTickets(cfg *config.Config, aw *audit.Writer) (*policy.Tickets, error) {
+func openTickets(cfg *config.Config, aw *audit.Writer, log zerolog.Logger) (*policy.Tickets, error) {
 	if cfg.Admin.Socket == "" {
 		return nil, nil
 	}
-	return policy.OpenTickets(cfg.Admin.Tickets, func(ev policy.TicketEvent) error {
+	ts, err := policy.OpenTickets(cfg.Admin.Tickets, func(ev policy.TicketEvent) error {
 		return aw.Record(ev.Event, true, func(e *zerolog.Event) {
 			t := ev.Ticket
 			e.Str("ticket_id", t.ID).Str("by", ev.By).Dict("ticket", zerolog.Dict().
@@ -368,6 +368,16 @@ func openTickets(cfg *config.Config, aw *audit.Writer) (*policy.Tickets, error) 
 				Strs("approvals", t.Approvals))
 		})
 	})
+	if err != nil {
+		return nil, err
+	}
+	for _, why := range ts.Refused() {
+		log.Error().Str("reason", why).Msg("tickets: an entry of the ticket file is not loaded")
+		if err := aw.Record("ticket.load_refused", true, func(e *zerolog.Event) { e.Str("reason", why) }); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
 }
 
 func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (*admin.Server, *net.UnixListener, error) {
