@@ -225,9 +225,15 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gatew
 // On any error the running policy stays in force and the error is returned,
 // logged and passed to OnLoad.
 func (e *Engine) Reload() (changed bool, err error) {
+	return e.ReloadContext(context.Background())
+}
+
+// ReloadContext is Reload that gives up when ctx ends (a stop while a
+// bundle server does not answer).
+func (e *Engine) ReloadContext(ctx context.Context) (changed bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.reload(context.Background(), nil, false)
+	return e.reload(ctx, nil, false)
 }
 
 // reload does the work of Reload with e.mu held. sig, when not nil, is the

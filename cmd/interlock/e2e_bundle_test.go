@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -264,4 +266,32 @@ func TestE2EBundleSignedFromServer(t *testing.T) {
 		t.Errorf("gateway exit code %d", code)
 	}
 	verifyAudit(t, g.auditPath)
+}
+
+// A SIGHUP while the bundle server does not answer does not hold up a
+// stop: the reload runs beside the signal loop.
+func TestE2EBundleHangingServerDoesNotHoldStop(t *testing.T) {
+	t.Parallel()
+	priv, pub := e2eSigningKey(t)
+	body := buildQuickstartBundle(t, "e2e-1", priv, "site-a")
+	var hang atomic.Bool
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			<-release
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	plc := startPLC(t, 0)
+	g := newGateway(t, gwOptions{upstreamPort: plc.port})
+	useBundle(t, g, srv.URL+"/bundles/site-a.tar.gz", pub, "site-a")
+	g.start(t)
+	hang.Store(true)
+	g.proc.signal(t, syscall.SIGHUP)
+	time.Sleep(200 * time.Millisecond) // the reload is waiting for the server
+	if code := g.stopGateway(t); code != 0 {
+		t.Fatalf("the gateway exited %d", code)
+	}
 }

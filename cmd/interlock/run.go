@@ -193,12 +193,16 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		})
 	}
 
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-hup:
-			changed, err := pol.Reload()
+	// A reload runs beside the loop, so that a slow bundle server does not
+	// hold up a stop; SIGHUPs while one runs are taken as one more.
+	reloading := false
+	reloaded := make(chan struct{}, 1)
+	again := false
+	reload := func() {
+		reloading = true
+		go func() {
+			defer func() { reloaded <- struct{}{} }()
+			changed, err := pol.ReloadContext(runCtx)
 			switch {
 			case err != nil:
 				log.Error().Err(err).Msg("policy reload on SIGHUP failed; the running policy stays")
@@ -206,6 +210,24 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
 			default:
 				log.Info().Msg("SIGHUP: policy unchanged")
+			}
+		}()
+	}
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			if reloading {
+				again = true
+			} else {
+				reload()
+			}
+		case <-reloaded:
+			reloading = false
+			if again {
+				again = false
+				reload()
 			}
 		}
 	}
