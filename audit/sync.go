@@ -74,7 +74,9 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 		}
 		w.mu.Lock()
 		if err := w.flushLocked(); err != nil {
-			w.log.Error().Err(err).Str("path", w.path).Msg("audit: cannot write deferred result records")
+			if n, ok := w.flushErrs.allow(time.Now()); ok {
+				w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).Msg("audit: cannot write deferred result records")
+			}
 		}
 		var gone error
 		if !w.closed && w.liveReplaced() {
