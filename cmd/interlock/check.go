@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/policy"
 )
 
 func init() {
@@ -45,6 +47,18 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
+	}
+	if a := cfg.Admin; a.Socket != "" {
+		if fi, err := os.Lstat(a.Socket); err == nil && fi.Mode()&os.ModeSocket == 0 {
+			return cfg.Errorf("admin.socket", "%s is there and is not a socket: the gateway will not replace it", a.Socket)
+		}
+		ts, err := policy.OpenTickets(a.Tickets, nil)
+		if err != nil {
+			return cfg.Errorf("admin.tickets", "%v", err)
+		}
+		for _, why := range ts.Refused() {
+			fmt.Fprintf(stdout, "%s: warning: admin.tickets: not loaded at start: %s\n", cfg.File, why)
+		}
 	}
 	if cfg.Audit.SigningKey != "" {
 		if _, err := audit.LoadSigningKey(cfg.Audit.SigningKey); err != nil {

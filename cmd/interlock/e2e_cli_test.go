@@ -232,6 +232,26 @@ func TestE2ECLIUsage(t *testing.T) {
 			}
 		}
 	})
+	t.Run("check of the admin socket and the ticket file", func(t *testing.T) {
+		g := newGateway(t, gwOptions{upstreamPort: 502, admin: true})
+		dir := filepath.Dir(g.config)
+		writeFile(t, filepath.Join(dir, "tickets.json"), "{not json")
+		r := interlock(t, "check", "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, "admin.tickets") || !strings.Contains(r.stderr, "is not a ticket list") {
+			t.Errorf("check with a broken ticket file: exit %d, want 1 naming admin.tickets\nstderr: %s", r.code, r.stderr)
+		}
+		writeFile(t, filepath.Join(dir, "tickets.json"), `[{"id":"FORGED","user":"alice"}]`)
+		r = interlock(t, "check", "--config", g.config)
+		if r.code != 0 || !strings.Contains(r.stdout, `warning: admin.tickets: not loaded at start:`) || !strings.Contains(r.stdout, `(id "FORGED"): a field is missing`) {
+			t.Errorf("check with a ticket run would not load: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		writeFile(t, filepath.Join(dir, "tickets.json"), "[]")
+		writeFile(t, filepath.Join(dir, "admin.sock"), "a file")
+		r = interlock(t, "check", "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, "admin.socket") || !strings.Contains(r.stderr, "is not a socket") {
+			t.Errorf("check with a regular file at admin.socket: exit %d, want 1 naming admin.socket\nstderr: %s", r.code, r.stderr)
+		}
+	})
 	t.Run("check of an audit path that cannot be written", func(t *testing.T) {
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		// the log's folder is a file: run could not create the log
