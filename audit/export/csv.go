@@ -22,7 +22,8 @@ var CSVHeader = []string{
 }
 
 // csvWriter writes RFC 4180 CSV: CRLF line ends, a field quoted when it
-// holds a comma, quote or line break, quotes doubled.
+// holds a comma, quote or line break, quotes doubled. A cell a spreadsheet
+// would take for a formula is neutralised (csvCell).
 type csvWriter struct {
 	w   *csv.Writer
 	row []string
@@ -38,7 +39,62 @@ func (c *csvWriter) header() error { return c.w.Write(CSVHeader) }
 
 func (c *csvWriter) write(r *query.Record) error {
 	CSVRow(c.row, r)
+	for i, v := range c.row {
+		c.row[i] = csvCell(v)
+	}
 	return c.w.Write(c.row)
+}
+
+// csvCell neutralises a cell that a spreadsheet would run as a formula:
+// one that begins with = + - @, a tab or a carriage return gets a leading
+// single quote (OWASP's advice on CSV injection). Values such as user names
+// come from whoever connects, logged in or not. A plain number (-5, the
+// value of a register) is left as it is: it is no formula.
+func csvCell(v string) string {
+	if v == "" {
+		return v
+	}
+	switch v[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		if !plainNumber(v) {
+			return "'" + v
+		}
+	}
+	return v
+}
+
+// plainNumber reports whether s is a decimal number: an optional sign,
+// digits with an optional fraction, an optional exponent.
+func plainNumber(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	digits := func() int {
+		n := 0
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		s = s[n:]
+		return n
+	}
+	n := digits()
+	if s != "" && s[0] == '.' {
+		s = s[1:]
+		n += digits()
+	}
+	if n == 0 {
+		return false
+	}
+	if s != "" && (s[0] == 'e' || s[0] == 'E') {
+		s = s[1:]
+		if s != "" && (s[0] == '+' || s[0] == '-') {
+			s = s[1:]
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return s == ""
 }
 
 func (c *csvWriter) flush() error {
@@ -46,7 +102,8 @@ func (c *csvWriter) flush() error {
 	return c.w.Error()
 }
 
-// CSVRow fills row (len(CSVHeader) long) with the columns of r.
+// CSVRow fills row (len(CSVHeader) long) with the columns of r, as they are
+// (the CSV export then neutralises formulas).
 func CSVRow(row []string, r *query.Record) {
 	itoaIf := func(n int, ok bool) string {
 		if !ok {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -307,4 +308,51 @@ func wantReplaced(s string) string {
 		i += n
 	}
 	return b.String()
+}
+
+// A cell that a spreadsheet would run as a formula goes out with a leading
+// single quote; a plain number stays a number. The user name is anyone's
+// to choose: an OPC UA login attempt without an account is logged with it.
+func TestCSVNeutralisesFormulas(t *testing.T) {
+	for _, tc := range []struct{ user, want string }{
+		{`=cmd|' /C calc'!A0`, `'=cmd|' /C calc'!A0`},
+		{`=HYPERLINK("http://evil/","x")`, `'=HYPERLINK("http://evil/","x")`},
+		{`@SUM(1+1)`, `'@SUM(1+1)`},
+		{`+1+1`, `'+1+1`},
+		{`-2+3`, `'-2+3`},
+		{"\t=1", "'\t=1"},
+		{"\r=1", "'\r=1"},
+		{`-5`, `-5`},
+		{`+2.5e-3`, `+2.5e-3`},
+		{`-`, `'-`},
+		{`-.`, `'-.`},
+		{`-1e`, `'-1e`},
+		{`alice=bob`, `alice=bob`},
+	} {
+		name, _ := json.Marshal(tc.user)
+		call := strings.Replace(lineCallDenied, `"user":"alice"`, `"user":`+string(name), 1)
+		res := strings.Replace(lineResultDenied, `"latency_us":0`, `"code":-5,"latency_us":-7`, 1)
+		var b bytes.Buffer
+		enc, _ := NewEncoder(&b, "csv", "v")
+		if err := enc.Write(joined(t, call, res)); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := func(name string) string { return rows[1][slices.Index(CSVHeader, name)] }
+		if got := col("user"); got != tc.want && !strings.Contains(tc.user, "\r") { // encoding/csv reads a lone CR as nothing
+			t.Errorf("user %q: cell %q, want %q", tc.user, got, tc.want)
+		}
+		if got := csvCell(tc.user); got != tc.want {
+			t.Errorf("user %q: cell %q, want %q", tc.user, got, tc.want)
+		}
+		if col("status_code") != "-5" || col("latency_us") != "-7" {
+			t.Errorf("user %q: negative numbers changed: status_code %q, latency_us %q", tc.user, col("status_code"), col("latency_us"))
+		}
+	}
 }
