@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,14 @@ import (
 // rotates into audit-20261126T051000Z-000000000001234.jsonl. The seq is
 // zero-padded so that names sort in chain order; LogFiles orders by the
 // number anyway.
+//
+// The writer never compresses a file, but an operator may gzip rotated
+// files in place (<rotated name>.gz). The tools that read a log decompress
+// them and list them with LogFilesWithGzip; the writer, retention and the
+// shipper read files as they are on disk and list them with LogFiles.
+
+// gzipExt ends the name of a file compressed with gzip.
+const gzipExt = ".gz"
 
 const rotatedTimeFormat = "20060102T150405Z"
 
@@ -32,6 +42,18 @@ func RotatedName(path string, at time.Time, firstSeq uint64) string {
 // order: the rotated files by the seq of their first record, then the live
 // file when it exists.
 func LogFiles(path string) ([]string, error) {
+	return logFiles(path, false)
+}
+
+// LogFilesWithGzip is LogFiles with the rotated files that were compressed
+// with gzip (…jsonl.gz) in their place in the chain, for readers that
+// decompress them (OpenLogFile). A rotated file there both compressed and
+// not (gzip still at work, or run with -k) is listed once, uncompressed.
+func LogFilesWithGzip(path string) ([]string, error) {
+	return logFiles(path, true)
+}
+
+func logFiles(path string, withGzip bool) ([]string, error) {
 	dir, stem, ext := splitLogPath(path)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -42,11 +64,24 @@ func LogFiles(path string) ([]string, error) {
 		seq  uint64
 	}
 	var rs []rotated
+	plain := map[string]bool{}
 	for _, e := range entries {
-		if seq, ok := rotatedSeq(e.Name(), stem, ext); ok && e.Type().IsRegular() {
+		name := e.Name()
+		if withGzip {
+			name = strings.TrimSuffix(name, gzipExt)
+		}
+		if seq, ok := rotatedSeq(name, stem, ext); ok && e.Type().IsRegular() {
 			rs = append(rs, rotated{filepath.Join(dir, e.Name()), seq})
+			if name == e.Name() {
+				plain[name] = true
+			}
 		}
 	}
+	// A compressed copy beside its uncompressed file is left out.
+	rs = slices.DeleteFunc(rs, func(r rotated) bool {
+		base, gz := strings.CutSuffix(filepath.Base(r.name), gzipExt)
+		return gz && plain[base]
+	})
 	slices.SortFunc(rs, func(a, b rotated) int {
 		if a.seq != b.seq {
 			if a.seq < b.seq {
@@ -64,6 +99,42 @@ func LogFiles(path string) ([]string, error) {
 		files = append(files, path)
 	}
 	return files, nil
+}
+
+// OpenLogFile opens a file of a log for reading; a name ending in .gz is
+// decompressed with gzip, so the lines read are the records as written. A
+// file that is not gzip is an error naming it; a stream damaged further on
+// is an error of Read that says so.
+func OpenLogFile(name string) (io.ReadCloser, error) {
+	f, err := os.Open(name)
+	if err != nil || !strings.HasSuffix(name, gzipExt) {
+		return f, err
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a readable gzip file: %w", name, err)
+	}
+	return &gzipFile{zr: zr, f: f}, nil
+}
+
+// gzipFile is a file of a log compressed with gzip, read decompressed.
+type gzipFile struct {
+	zr *gzip.Reader
+	f  *os.File
+}
+
+func (g *gzipFile) Read(p []byte) (int, error) {
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("the gzip stream is damaged: %w", err)
+	}
+	return n, err
+}
+
+func (g *gzipFile) Close() error {
+	g.zr.Close()
+	return g.f.Close()
 }
 
 // rotatedSeq parses the first seq out of a rotated file's name.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -192,7 +191,7 @@ func verifyFiles(paths []string, opts VerifyOptions) (Report, error) {
 		v.rep.KeyID = KeyID(opts.Key)
 	}
 	for _, p := range paths {
-		f, err := os.Open(p)
+		f, err := OpenLogFile(p) // a .gz file is verified decompressed
 		if err != nil {
 			return v.rep, fmt.Errorf("audit: %w", err)
 		}

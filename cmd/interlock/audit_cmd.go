@@ -31,7 +31,7 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	maxAge := fs.Duration("max-unsigned-age", 0, "time `D` allowed from the first record after the last checkpoint to the end (0: that checkpoint's own checkpoint_interval; -1s: no limit)")
 	cpFile := fs.String("checkpoints", "", "checkpoint records kept off the gateway, in a JSONL `FILE` such as a SIEM's copy: the log must hold each record they cover, and must not end before it")
 	after := fs.String("after", "", "the first file continues a log whose last record has this `HASH` (a log kept in parts)")
-	logPath := fs.String("log", "", "verify the whole log whose live file is `PATH`: its rotated files beside it, then PATH")
+	logPath := fs.String("log", "", "verify the whole log whose live file is `PATH`: its rotated files beside it (gzipped ones decompressed), then PATH")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -44,7 +44,7 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		return usageErr("audit verify: give --log PATH or files, not both")
 	case *logPath != "":
 		var err error
-		if files, err = audit.LogFiles(*logPath); err != nil {
+		if files, err = audit.LogFilesWithGzip(*logPath); err != nil {
 			return err
 		}
 		if len(files) == 0 {
@@ -79,7 +79,7 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	// A rotation (or retention) while the files were read looks like a
 	// missing file: while the files changed, read them again.
 	for try := 0; *logPath != "" && err != nil && try < 5; try++ {
-		again, lerr := audit.LogFiles(*logPath)
+		again, lerr := audit.LogFilesWithGzip(*logPath)
 		if lerr != nil || slices.Equal(again, files) {
 			break
 		}

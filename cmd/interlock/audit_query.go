@@ -142,7 +142,7 @@ type queryFlags struct {
 
 func addQueryFlags(fs *flag.FlagSet) *queryFlags {
 	in := &queryFlags{}
-	fs.Var(&in.logs, "log", "the live file `PATH` of a log (audit.path): its rotated files are read first, in chain order; may be repeated")
+	fs.Var(&in.logs, "log", "the live file `PATH` of a log (audit.path): its rotated files (…jsonl, or gzipped …jsonl.gz) are read first, in chain order; may be repeated")
 	fs.StringVar(&in.from, "from", "", "records at or after `T`: RFC 3339 (2026-11-26T02:00:00Z), a date (2026-11-26), now, or an offset (-2h, -7d)")
 	fs.StringVar(&in.to, "to", "", "records before `T` (same forms as --from)")
 	fs.Var(&in.users, "user", "principal `user` (or who changed a ticket); * matches any run of characters")
@@ -165,7 +165,7 @@ func addQueryFlags(fs *flag.FlagSet) *queryFlags {
 func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Query, []string, error) {
 	var paths []string
 	for _, l := range in.logs {
-		fs, err := audit.LogFiles(l)
+		fs, err := audit.LogFilesWithGzip(l)
 		if err != nil {
 			return nil, nil, &exitError{code: 1, msg: fmt.Sprintf("%s: --log %s: %v", cmd, l, err)}
 		}

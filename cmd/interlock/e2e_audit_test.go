@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -254,5 +256,59 @@ func TestE2EAuditOutputNotOverInput(t *testing.T) {
 	out := filepath.Join(dir, "export.csv")
 	if r := interlock(t, "audit", "export", "--format", "csv", "--log", logPath, "--out", out); r.code != 0 {
 		t.Errorf("an export beside the log: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}
+
+// Rotated files an operator gzipped stay part of the log: `audit verify
+// --log` and `audit query --log` read them decompressed, and find the same
+// records as before; a damaged one is named.
+func TestE2EAuditGzippedRotatedFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logPath, files := rotatedLog(t, dir, 400)
+	before := interlock(t, "audit", "verify", "--log", logPath)
+	query := interlock(t, "audit", "query", "--log", logPath, "--format", "jsonl")
+	if before.code != 0 || query.code != 0 {
+		t.Fatalf("the plain log: verify exit %d, query exit %d\n%s%s", before.code, query.code, before.stderr, query.stderr)
+	}
+	for _, f := range files[:len(files)-1] {
+		gzipInPlace(t, f)
+	}
+	after := interlock(t, "audit", "verify", "--log", logPath)
+	if after.code != 0 || after.stdout != before.stdout {
+		t.Errorf("verify --log, rotated files gzipped: exit %d\n%s%s\nwant\n%s", after.code, after.stdout, after.stderr, before.stdout)
+	}
+	gzQuery := interlock(t, "audit", "query", "--log", logPath, "--format", "jsonl")
+	if gzQuery.code != 0 || gzQuery.stdout != query.stdout || strings.Count(gzQuery.stdout, "\n") < 400 {
+		t.Errorf("query --log, rotated files gzipped: exit %d, %d lines, want the %d of the plain log\n%s",
+			gzQuery.code, strings.Count(gzQuery.stdout, "\n"), strings.Count(query.stdout, "\n"), gzQuery.stderr)
+	}
+	damaged := files[1] + ".gz"
+	if err := os.WriteFile(damaged, []byte("not gzip\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if r := interlock(t, "audit", "verify", "--log", logPath); r.code != 1 || !strings.Contains(r.stderr, damaged+": not a readable gzip file") {
+		t.Errorf("verify --log, a damaged gzip file: exit %d, want 1 naming it\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// gzipInPlace replaces name with name.gz, as gzip does.
+func gzipInPlace(t *testing.T, name string) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name+".gz", z.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
 	}
 }
