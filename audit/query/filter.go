@@ -204,16 +204,6 @@ func (f *Filter) matchTime(s string) bool {
 	return (f.From.IsZero() || !t.Before(f.From)) && (f.To.IsZero() || t.Before(f.To))
 }
 
-// timeAtOrAfter reports whether the record time s is at or after t (text in
-// the writer's layout, compared as text when s is in it too).
-func timeAtOrAfter(s string, t time.Time, text string) bool {
-	if len(s) == len(recordTimeLayout)-5 && s[len(s)-1] == 'Z' && s[19] == '.' {
-		return s >= text
-	}
-	rt := parseTime(s)
-	return !rt.IsZero() && !rt.Before(t)
-}
-
 func (f *Filter) matchUser(r *Record) bool {
 	if len(f.Users) == 0 {
 		return true

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// orderSlack is how far around the time range an ordered query still
-// reads: a result comes within the request timeout of its call, far less.
-const orderSlack = 10 * time.Minute
+// timeSlack is how far around the time range a query still decodes
+// records: a result comes within the request timeout of its call, far
+// less, and is joined to it (or dropped with it) only when both are read.
+const timeSlack = 10 * time.Minute
 
 // DefaultWindow is how many records after a call its result record is
 // looked for. Results follow their call within milliseconds; the window
@@ -23,11 +24,6 @@ type Query struct {
 	// Window is how many records after a call its result may come; 0 for
 	// DefaultWindow.
 	Window int
-	// Ordered says the files are one log in chain order, whose record
-	// times never go back (audit.LogFiles of one log). Then files wholly
-	// before Filter.From are not read, and reading stops past Filter.To
-	// once the calls before it have their results.
-	Ordered bool
 	// Observe, when set, sees every record read, before the filter, and must
 	// not keep the Record (exporters learn each gateway's version from it).
 	Observe func(*Record)
@@ -40,9 +36,9 @@ type Stats struct {
 	Items        int // matches: calls (with their result) and other records
 	Calls        int // matches that are calls
 	SkippedLines int // lines that were not whole records
+	PassedOver   int // records well outside From and To, not decoded (Reader.PassOverOutside)
 	Unjoined     int // matching calls whose result record was not found in the window
 	Files        int
-	SkippedFiles int // files not read: wholly before the time range (Ordered)
 	Bytes        int64
 	Elapsed      time.Duration
 }
@@ -152,18 +148,19 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		}
 	}
 
-	// An ordered log can be read from the file that holds From, and left
-	// once past To.
-	var endText string
-	var end time.Time
-	if q.Ordered {
+	// Records well outside the time range are passed over undecoded. Every
+	// file is read to its end: a gateway restarted with its clock set back
+	// writes earlier times after later ones, so no file and no place in one
+	// is known to hold only records past To, or before From.
+	if !f.From.IsZero() || !f.To.IsZero() {
+		var from, to time.Time
 		if !f.From.IsZero() {
-			r.SkipFilesBefore(f.From.Add(-orderSlack))
+			from = f.From.Add(-timeSlack)
 		}
 		if !f.To.IsZero() {
-			end = f.To.Add(orderSlack)
-			endText = end.UTC().Format(recordTimeLayout)
+			to = f.To.Add(timeSlack)
 		}
+		r.PassOverOutside(from, to)
 	}
 	spare = next()
 	var err error
@@ -173,11 +170,6 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		}
 		n++
 		rec := spare
-		if !end.IsZero() && timeAtOrAfter(rec.Time, f.To, f.toText) &&
-			(len(pending) == 0 || timeAtOrAfter(rec.Time, end, endText)) {
-			err = io.EOF // nothing after this can match
-			break
-		}
 		if rec.Event == EventGatewayStart {
 			// A restart: calls of the gateway's previous run that still wait
 			// lost their result in a crash. They go out before the restart
@@ -252,7 +244,7 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		err = flush()
 	}
 	st.Records, st.SkippedLines, st.Files, st.Bytes = r.Records(), r.SkippedLines(), r.Files(), r.Bytes()
-	st.SkippedFiles = r.SkippedFiles()
+	st.PassedOver = r.PassedOver()
 	st.Elapsed = time.Since(start)
 	return st, err
 }

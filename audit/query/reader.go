@@ -28,10 +28,10 @@ type Reader struct {
 	files []string
 	next  int
 
-	// skipBefore, when set, skips a file whose successor begins before it
-	// (SkipFilesBefore).
-	skipBefore   time.Time
-	filesSkipped int
+	// passLo and passHi bound the times of the lines decoded
+	// (PassOverOutside): empty for open, else in the writer's layout.
+	passLo, passHi []byte
+	passed         int
 
 	name   string
 	rc     io.Closer
@@ -71,38 +71,49 @@ func (r *Reader) Bytes() int64 { return r.bytes }
 // Files is the number of files given.
 func (r *Reader) Files() int { return len(r.files) }
 
-// SkippedFiles is the number of files passed over by SkipFilesBefore.
-func (r *Reader) SkippedFiles() int { return r.filesSkipped }
+// PassedOver is the number of records passed over so far
+// (PassOverOutside).
+func (r *Reader) PassedOver() int { return r.passed }
 
-// SkipFilesBefore passes over every file whose records all lie before t,
-// known without reading it because the file after it begins before t. Only
-// for the files of one log in chain order, whose record times never go
-// back.
-func (r *Reader) SkipFilesBefore(t time.Time) { r.skipBefore = t }
-
-// skippable reports whether file i can be passed over: the first record of
-// file i+1 is before skipBefore.
-func (r *Reader) skippable(i int) bool {
-	if r.skipBefore.IsZero() || i+1 >= len(r.files) || r.files[i+1] == "-" {
-		return false
+// PassOverOutside makes Read pass over, without decoding them, the
+// records before from or at or after to (zero for open), telling their
+// time by the writer's layout: a line that begins {"seq":N,"time":"…Z".
+// Any other line is decoded. A gateway.start record is decoded whatever
+// its time: it names the version of the gateway whose records follow.
+//
+// This holds for any files in any order: record times of a log do go back
+// where a gateway restarted with its clock set back.
+func (r *Reader) PassOverOutside(from, to time.Time) {
+	r.passLo, r.passHi = nil, nil
+	if !from.IsZero() {
+		r.passLo = from.UTC().AppendFormat(nil, recordTimeLayout)
 	}
-	first, err := firstRecord(r.files[i+1])
-	if err != nil {
-		return false // read it: the reading will tell what is wrong
+	if !to.IsZero() {
+		r.passHi = to.UTC().AppendFormat(nil, recordTimeLayout)
 	}
-	t := first.When()
-	return !t.IsZero() && t.Before(r.skipBefore)
 }
 
-// firstRecord reads the first record of a file.
-func firstRecord(name string) (*Record, error) {
-	peek := &Reader{files: []string{name}}
-	defer peek.Close()
-	var rec Record
-	if err := peek.Read(&rec); err != nil {
-		return nil, err
+// outside reports whether line is a record of the writer's whose time is
+// outside the range of PassOverOutside, and not a gateway.start.
+func (r *Reader) outside(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
+	if !ok {
+		return false
 	}
-	return &rec, nil
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	rest, ok = bytes.CutPrefix(rest[i:], []byte(`,"time":"`))
+	const n = len(recordTimeLayout) - 5 // 2026-11-26T04:24:57.826370077Z
+	if !ok || i == 0 || len(rest) <= n || rest[n] != '"' || rest[n-1] != 'Z' || rest[19] != '.' {
+		return false
+	}
+	t := rest[:n]
+	if !(r.passLo != nil && bytes.Compare(t, r.passLo) < 0 || r.passHi != nil && bytes.Compare(t, r.passHi) >= 0) {
+		return false
+	}
+	return !bytes.HasPrefix(rest[n:], []byte(`","event":"`+EventGatewayStart+`"`))
 }
 
 // Read decodes the next record into rec, overwriting it (the strings and
@@ -114,11 +125,6 @@ func (r *Reader) Read(rec *Record) error {
 		if r.br == nil {
 			if r.next >= len(r.files) {
 				return io.EOF
-			}
-			if r.skippable(r.next) {
-				r.next++
-				r.filesSkipped++
-				continue
 			}
 			if err := r.open(r.files[r.next]); err != nil {
 				return err
@@ -137,6 +143,10 @@ func (r *Reader) Read(rec *Record) error {
 		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if (r.passLo != nil || r.passHi != nil) && r.outside(line) {
+			r.passed++
 			continue
 		}
 		// One string per line, which the record's strings share: they stay

@@ -34,9 +34,10 @@ Converts the records of audit logs that match the filters (the filters of
 result joined, and one per other record (session.open, request.rejected,
 policy.load …); jsonl writes the records as they are. The product version in
 OCSF and CEF is the gateway's, from its gateway.start record (this binary's
-when the log does not say). A summary goes to stderr. With a single --log
-and no FILE, files wholly before --from are not read and reading stops after
---to.
+when the log does not say). A summary goes to stderr. Records more than 10
+minutes before --from or after --to are passed over without being decoded;
+every file is still read to its end (a gateway restarted with its clock set
+back writes earlier times after later ones).
 
 The hash chain is not checked here: run 'interlock audit verify' for that.
 

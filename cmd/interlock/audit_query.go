@@ -37,9 +37,10 @@ Reads audit logs in order and prints the records that match every filter
 given. A filter given twice, or with values separated by commas, matches any
 of its values. A call and its result record are one match: the table shows
 them on one row (status, code and latency from the result), jsonl writes both
-records. A summary (records read, matched, records/s) goes to stderr. With
-a single --log and no FILE, files wholly before --from are not read and
-reading stops after --to: the log's times never go back.
+records. A summary (records read, matched, records/s) goes to stderr.
+Records more than 10 minutes before --from or after --to are passed over
+without being decoded; every file is still read to its end, since a gateway
+restarted with its clock set back writes earlier times after later ones.
 
 The hash chain is not checked here: run 'interlock audit verify' for that.
 
@@ -120,8 +121,8 @@ func queryStatsLine(st query.Stats, verb string) string {
 	fmt.Fprintf(&b, "%d records read from %d %s (%.1f MB) in %s (%.0f records/s); %d %s: %d calls with their results, %d other records",
 		st.Records, st.Files, files, float64(st.Bytes)/1e6, st.Elapsed.Round(time.Millisecond),
 		st.RecordsPerSecond(), st.Matched, verb, st.Calls, st.Items-st.Calls)
-	if st.SkippedFiles > 0 {
-		fmt.Fprintf(&b, "; %d files before --from not read", st.SkippedFiles)
+	if st.PassedOver > 0 {
+		fmt.Fprintf(&b, "; %d records well outside --from/--to passed over", st.PassedOver)
 	}
 	if st.SkippedLines > 0 {
 		fmt.Fprintf(&b, "; %d lines skipped", st.SkippedLines)
@@ -243,10 +244,7 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 		}
 		f.Addresses = append(f.Addresses, s)
 	}
-	// One log read through --log is in chain order, its times never going
-	// back: the query may skip to --from and stop after --to.
-	ordered := len(in.logs) == 1 && len(files) == 0
-	return &query.Query{Filter: f, Ordered: ordered}, paths, nil
+	return &query.Query{Filter: f}, paths, nil
 }
 
 // repeatFlag collects a flag given more than once, each value whole.
