@@ -14,7 +14,8 @@ var Formats = []string{"ocsf", "cef", "csv", "jsonl"}
 
 // Encoder writes query matches in one export format, one line (or CSV row)
 // per call with its result joined or per other record; jsonl writes the
-// records as they are, a call's result record after it.
+// records as they are: a call's result record after it when joined, by
+// itself when the query emits it at its place in the log (LogOrder).
 type Encoder struct {
 	format   string
 	w        *bufio.Writer

@@ -24,6 +24,11 @@ type Query struct {
 	// Window is how many records after a call its result may come; 0 for
 	// DefaultWindow.
 	Window int
+	// LogOrder emits the result record of a matching call at its own place
+	// in the log, after the records written between the two, instead of
+	// joined to the call: the records come out as the log has them. A
+	// call and its result still match, and count, as one.
+	LogOrder bool
 	// Observe, when set, sees every record read, before the filter, and must
 	// not keep the Record (exporters learn each gateway's version from it).
 	Observe func(*Record)
@@ -60,12 +65,16 @@ type item struct {
 	idx     int // the record number of the call, for the window
 	waiting bool
 	match   bool
+	written bool
+	result  bool  // LogOrder: the call's result record is queued after it
+	call    *item // LogOrder: the call of a result record, which it goes out with
 }
 
 // Run reads r to the end (or the limit) and calls emit for each match in
 // log order: a call with its result joined as rec.Result, or any other
-// record. The Record is reused once emit returns (Clone keeps a copy); its
-// strings and slices are not.
+// record; in LogOrder a call and, at its own place, its result. The Record
+// is reused once emit returns (Clone keeps a copy); its strings and slices
+// are not.
 func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 	start := time.Now()
 	f := &q.Filter
@@ -80,7 +89,9 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		queue   []*item              // matches in log order, waiting ones included
 		calls   []*item              // calls in log order, for the window
 		pending = map[string]*item{} // calls waiting for their result
+		direct  item                 // a match written as it is read
 		n       int                  // records read
+		owed    int                  // LogOrder: results of calls written, still to write
 		stop    bool
 		free    []*Record // records written out, to read into again
 	)
@@ -101,11 +112,21 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		}
 		free = append(free, r)
 	}
-	write := func(rec *Record) error {
-		st.Items++
+	write := func(it *item) error {
+		rec := it.rec
+		it.written = true
 		st.Matched++
-		if rec.Event == EventCall {
+		switch {
+		case it.call != nil: // a result in LogOrder: part of its call's match
+			owed--
+		case rec.Event == EventCall:
+			st.Items++
 			st.Calls++
+			if it.result {
+				owed++
+			}
+		default:
+			st.Items++
 		}
 		if rec.Result != nil {
 			st.Matched++
@@ -113,7 +134,7 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		if err := emit(rec); err != nil {
 			return err
 		}
-		if q.Limit > 0 && st.Items >= q.Limit {
+		if q.Limit > 0 && st.Items >= q.Limit && owed == 0 {
 			stop = true
 		}
 		return nil
@@ -125,8 +146,13 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 			it := queue[0]
 			queue[0] = nil
 			queue = queue[1:]
+			if it.call != nil {
+				it.match = it.call.written // past the limit, only the results owed
+			} else if q.Limit > 0 && st.Items >= q.Limit {
+				it.match = false
+			}
 			if it.match {
-				if err := write(it.rec); err != nil {
+				if err := write(it); err != nil {
 					return err
 				}
 			}
@@ -213,13 +239,19 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 			delete(pending, it.id)
 			it.waiting = false
 			if it.rec != nil {
-				it.rec.Result = rec
-				spare = next()
 				it.match = f.matchStatus(rec.Status)
+				if q.LogOrder {
+					it.result = true
+					queue = append(queue, &item{rec: rec, call: it})
+				} else {
+					it.rec.Result = rec
+				}
+				spare = next()
 			}
 		case f.matchRecord(rec):
 			if len(queue) == 0 {
-				err = write(rec)
+				direct = item{rec: rec, match: true}
+				err = write(&direct)
 			} else {
 				queue = append(queue, &item{rec: rec, match: true})
 				spare = next()

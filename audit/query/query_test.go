@@ -532,3 +532,48 @@ func TestNodeFilterOPCUA(t *testing.T) {
 		t.Errorf("the address column of a Call: %+v", recs)
 	}
 }
+
+// LogOrder emits a call's result where the log has it, after the records
+// written in between, so the records come out in the log's order; a call
+// and its result still match and count as one, and a limit never cuts a
+// call from its result.
+func TestLogOrder(t *testing.T) {
+	path := writeLog(t, t.TempDir(), "audit.jsonl", testLog)
+	for _, tc := range []struct {
+		name  string
+		q     Query
+		seqs  []uint64
+		items int
+	}{
+		{"everything", Query{}, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 12},
+		{"a user", Query{Filter: Filter{Users: []string{"alice"}}}, []uint64{2, 3, 4, 5, 6, 9, 11, 16, 17}, 6},
+		{"a status", Query{Filter: Filter{Statuses: []string{"ok", "exception"}}}, []uint64{3, 4, 8, 9, 10, 11}, 3},
+		// The sixth match is c3: its result (10) comes after c4's call (9),
+		// which is past the limit.
+		{"a limit", Query{Limit: 6}, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 10}, 6},
+		{"calls and a limit", Query{Filter: Filter{Events: []string{"call"}}, Limit: 3}, []uint64{3, 4, 5, 6, 8, 10}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			joined, jst := run(t, tc.q, path)
+			q := tc.q
+			q.LogOrder = true
+			recs, st := run(t, q, path)
+			var seqs []uint64
+			for _, r := range recs {
+				if r.Result != nil {
+					t.Errorf("call %s: its result joined to it", r.CallID)
+				}
+				seqs = append(seqs, r.Seq)
+			}
+			if !slices.Equal(seqs, tc.seqs) {
+				t.Errorf("seqs %v\nwant %v", seqs, tc.seqs)
+			}
+			if st.Items != tc.items || st.Items != jst.Items || st.Matched != jst.Matched || st.Matched != len(tc.seqs) || st.Calls != jst.Calls {
+				t.Errorf("stats %+v; joined %+v; want %d items", st, jst, tc.items)
+			}
+			if len(joined) != tc.items {
+				t.Errorf("joined: %d matches, want %d", len(joined), tc.items)
+			}
+		})
+	}
+}

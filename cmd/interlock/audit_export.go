@@ -22,7 +22,7 @@ func init() {
 
 func cmdAuditExport(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("audit export", exportSynopsis, stderr)
-	format := fs.String("format", "", "output `format`: ocsf (OCSF 1.x API Activity, class 6003; docs/ocsf-mapping.md), cef (ArcSight CEF), csv (RFC 4180, one row per call) or jsonl (the records as written); required")
+	format := fs.String("format", "", "output `format`: ocsf (OCSF 1.x API Activity, class 6003; docs/ocsf-mapping.md), cef (ArcSight CEF), csv (RFC 4180, one row per call) or jsonl (the records as written, in the log's order); required")
 	out := fs.String("out", "", "write to `FILE` (replaced only when the export succeeds) instead of standard output")
 	limit := fs.Int("limit", 0, "stop after `N` matches (a call and its result are one); 0 for all")
 	in := addQueryFlags(fs)
@@ -32,7 +32,9 @@ func cmdAuditExport(args []string, stdin io.Reader, stdout, stderr io.Writer) er
 Converts the records of audit logs that match the filters (the filters of
 'interlock audit query'): one OCSF event, CEF line or CSV row per call with its
 result joined, and one per other record (session.open, request.rejected,
-policy.load …); jsonl writes the records as they are. The product version in
+policy.load …); jsonl writes the records as they are, in the log's order (a
+call's result where it was written), so that an export of a whole log
+verifies with 'interlock audit verify'. The product version in
 OCSF and CEF is the gateway's, from its gateway.start record (this binary's
 when the log does not say). A summary goes to stderr. Records more than 10
 minutes before --from or after --to are passed over without being decoded;
@@ -64,6 +66,7 @@ Examples:
 		return err
 	}
 	q.Limit = *limit
+	q.LogOrder = *format == "jsonl"
 	lazyGC()
 
 	if *out != "" {

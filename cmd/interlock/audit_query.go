@@ -28,7 +28,7 @@ func init() {
 func cmdAuditQuery(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("audit query", querySynopsis, stderr)
 	in := addQueryFlags(fs)
-	format := fs.String("format", "table", "`format`: table (one aligned row per call or event) or jsonl (the matching records as written)")
+	format := fs.String("format", "table", "`format`: table (one aligned row per call or event) or jsonl (the matching records as written, in the log's order)")
 	limit := fs.Int("limit", 0, "stop after `N` matches (a call and its result are one); 0 for all")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: interlock %s
@@ -37,7 +37,8 @@ Reads audit logs in order and prints the records that match every filter
 given. A filter given twice, or with values separated by commas, matches any
 of its values. A call and its result record are one match: the table shows
 them on one row (status, code and latency from the result), jsonl writes both
-records. A summary (records read, matched, records/s) goes to stderr.
+records in the log's order (the result where it was written, after the
+records written in between). A summary (records read, matched, records/s) goes to stderr.
 Records more than 10 minutes before --from or after --to are passed over
 without being decoded; every file is still read to its end, since a gateway
 restarted with its clock set back writes earlier times after later ones.
@@ -82,6 +83,7 @@ Examples:
 		if err != nil {
 			return err
 		}
+		q.LogOrder = true
 		emit, finish = enc.Write, enc.Close
 	}
 	st, err := q.Run(r, emit)

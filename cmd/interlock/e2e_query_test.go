@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,7 +33,7 @@ func jsonlRecords(t *testing.T, out string) []record {
 }
 
 // queryCalls runs `audit query … --format jsonl` and returns the call
-// records it printed (each followed by its result, which is checked).
+// records it printed (each result after its call, which is checked).
 func queryCalls(t *testing.T, args ...string) []record {
 	t.Helper()
 	r := interlock(t, append([]string{"audit", "query", "--format", "jsonl"}, args...)...)
@@ -41,13 +42,16 @@ func queryCalls(t *testing.T, args ...string) []record {
 	}
 	recs := jsonlRecords(t, r.stdout)
 	var calls []record
-	for i, rec := range recs {
-		if rec.str("event") != "call" {
-			continue
-		}
-		calls = append(calls, rec)
-		if i+1 < len(recs) && recs[i+1].str("event") == "result" && recs[i+1].str("call_id") != rec.str("call_id") {
-			t.Errorf("the result after call %s is of call %s", rec.str("call_id"), recs[i+1].str("call_id"))
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		switch rec.str("event") {
+		case "call":
+			calls = append(calls, rec)
+			seen[rec.str("call_id")] = true
+		case "result":
+			if !seen[rec.str("call_id")] {
+				t.Errorf("the result of call %s comes before the call", rec.str("call_id"))
+			}
 		}
 	}
 	return calls
@@ -400,4 +404,47 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// `audit export --format jsonl` of a whole log writes its records in the
+// log's order, each result where it was written: the export verifies, and
+// is the log itself. So does `audit query --format jsonl`.
+func TestAuditExportJSONLOfAWholeLogVerifies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sample := filepath.Join(repoRoot, "examples", "ci", "sample-audit.jsonl")
+	logPath, files := rotatedLog(t, dir, 300)
+	var whole []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole = append(whole, b...)
+	}
+	want, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		args []string
+		want []byte
+	}{
+		{[]string{"audit", "export", "--format", "jsonl", sample}, want},
+		{[]string{"audit", "export", "--format", "jsonl", "--log", logPath}, whole},
+		{[]string{"audit", "query", "--format", "jsonl", "--log", logPath}, whole},
+	} {
+		out := filepath.Join(dir, fmt.Sprintf("export-%d.jsonl", i))
+		r := interlock(t, tc.args...)
+		if r.code != 0 {
+			t.Fatalf("%v: exit %d\n%s", tc.args, r.code, r.stderr)
+		}
+		writeFile(t, out, r.stdout)
+		if v := interlock(t, "audit", "verify", out); v.code != 0 || !strings.HasPrefix(v.stdout, "ok:") {
+			t.Errorf("%v: the export does not verify: exit %d\n%s%s", tc.args, v.code, v.stdout, v.stderr)
+		}
+		if r.stdout != string(tc.want) {
+			t.Errorf("%v: the export (%d bytes) is not the log (%d bytes)", tc.args, len(r.stdout), len(tc.want))
+		}
+	}
 }
