@@ -35,7 +35,8 @@ func cmdAuditQuery(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 
 Reads audit logs in order and prints the records that match every filter
 given. A filter given twice, or with values separated by commas, matches any
-of its values. A call and its result record are one match: the table shows
+of its values; --user, --source and --node-id take each value whole (a name
+or node id may hold a comma): give them once per value. A call and its result record are one match: the table shows
 them on one row (status, code and latency from the result), jsonl writes both
 records in the log's order (the result where it was written, after the
 records written in between). A summary (records read, matched, records/s) goes to stderr.
@@ -137,10 +138,10 @@ func queryStatsLine(st query.Stats, verb string) string {
 
 // queryFlags are the files and filters shared by audit query and export.
 type queryFlags struct {
-	logs, nodeIDs                                           repeatFlag // may hold commas
-	users, sources, targets, protocols, functions, accesses listFlag
-	decisions, statuses, addresses, events, callIDs         listFlag
-	from, to                                                string
+	logs, nodeIDs, users, sources                      repeatFlag // may hold commas
+	targets, protocols, functions, accesses, decisions listFlag
+	statuses, addresses, events, callIDs               listFlag
+	from, to                                           string
 }
 
 func addQueryFlags(fs *flag.FlagSet) *queryFlags {
@@ -148,15 +149,15 @@ func addQueryFlags(fs *flag.FlagSet) *queryFlags {
 	fs.Var(&in.logs, "log", "the live file `PATH` of a log (audit.path): its rotated files (…jsonl, or gzipped …jsonl.gz) are read first, in chain order; may be repeated")
 	fs.StringVar(&in.from, "from", "", "records at or after `T`: RFC 3339 (2026-11-26T02:00:00Z), a date (2026-11-26), now, or an offset (-2h, -7d)")
 	fs.StringVar(&in.to, "to", "", "records before `T` (same forms as --from)")
-	fs.Var(&in.users, "user", "principal `user` (or who changed a ticket); * matches any run of characters")
-	fs.Var(&in.sources, "source", "source inventory `name`, IP address or CIDR block (10.0.5.0/24)")
+	fs.Var(&in.users, "user", "principal `user` (or who changed a ticket); * matches any run of characters; repeat for several (commas are part of the name)")
+	fs.Var(&in.sources, "source", "source inventory `name`, IP address or CIDR block (10.0.5.0/24); repeat for several (commas are part of the name)")
 	fs.Var(&in.targets, "target", "`target` name (a listener or route), * globs")
 	fs.Var(&in.protocols, "protocol", "`protocol`: "+strings.Join(gateway.Protocols(), ", "))
 	fs.Var(&in.functions, "function", "operation `function` (write_single_register, write_*) or function code (16)")
 	fs.Var(&in.accesses, "access", "`access`: "+strings.Join(query.Accesses, ", "))
 	fs.Var(&in.decisions, "decision", "`decision`: allow (no alert), alert (allowed or not), deny")
 	fs.Var(&in.statuses, "status", "result `status` of a call: ok, denied, exception, error")
-	fs.Var(&in.nodeIDs, "node-id", "OPC UA node `id`, * globs (commas are part of the id)")
+	fs.Var(&in.nodeIDs, "node-id", "OPC UA node `id`, * globs; repeat for several (commas are part of the id)")
 	fs.Var(&in.addresses, "address", "register `N` or range N-M: calls whose registers [address, address+quantity) overlap it")
 	fs.Var(&in.events, "event", "record `event` (call, session.open, request.rejected, policy.load …), * globs; a call with its result is both call and result")
 	fs.Var(&in.callIDs, "call-id", "call `id`")
@@ -207,6 +208,11 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return nil, nil, usageErr("%s: --from %s is not before --to %s", cmd, in.from, in.to)
+	}
+	for _, u := range in.users {
+		if u == "" {
+			return nil, nil, usageErr("%s: --user: empty user name", cmd)
+		}
 	}
 	f.Users = in.users
 	f.Targets = in.targets

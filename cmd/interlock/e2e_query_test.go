@@ -448,3 +448,51 @@ func TestAuditExportJSONLOfAWholeLogVerifies(t *testing.T) {
 		}
 	}
 }
+
+// --user and --source take each value whole, as --node-id does: a name
+// with commas in it matches, and several values are given by repeating
+// the flag.
+func TestAuditQueryValuesWithCommas(t *testing.T) {
+	t.Parallel()
+	const evil = `=HYPERLINK("http://evil/","x")`
+	b, err := os.ReadFile(filepath.Join(repoRoot, "examples", "ci", "sample-audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, _ := json.Marshal(evil)
+	text := strings.ReplaceAll(string(b), `"user":"alice"`, `"user":`+string(name))
+	text = strings.ReplaceAll(text, `"name":"ews-alice"`, `"name":"ews,alice"`)
+	if text == string(b) {
+		t.Fatal("the sample log has no user alice")
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeFile(t, path, text)
+	alice := len(queryCalls(t, filepath.Join(repoRoot, "examples", "ci", "sample-audit.jsonl"), "--user", "alice", "--event", "call"))
+	if alice == 0 {
+		t.Fatal("no calls of alice in the sample log")
+	}
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--user", evil}, alice},
+		{[]string{"--user", "nobody", "--user", evil}, alice}, // repeated: any of them
+		{[]string{"--user", "=HYPERLINK(*"}, alice},
+		{[]string{"--user", `=HYPERLINK("http://evil/"`}, 0}, // a part of the name is not the name
+		{[]string{"--user", "alice"}, 0},
+		{[]string{"--source", "ews,alice"}, 12},
+		{[]string{"--source", "ews,alice", "--source", "127.0.0.2"}, 13},
+		{[]string{"--source", "ews"}, 0},
+	} {
+		calls := queryCalls(t, append([]string{path, "--event", "call"}, tc.args...)...)
+		if len(calls) != tc.want {
+			t.Errorf("audit query %q: %d calls, want %d", tc.args, len(calls), tc.want)
+		}
+	}
+	if r := interlock(t, "audit", "query", path, "--user", ""); r.code != 2 || !strings.Contains(r.stderr, "--user: empty user name") {
+		t.Errorf("--user '': exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	if r := interlock(t, "audit", "query", "--help"); !strings.Contains(r.stderr, "repeat for several (commas are part of the name)") {
+		t.Errorf("the help does not say how to give several users:\n%s", r.stderr)
+	}
+}
