@@ -75,6 +75,11 @@ type Options struct {
 	WarnFillPercent  float64
 	CapacityInterval time.Duration
 
+	// Clock, when set, is the writer's clock instead of time.Now: for
+	// tools and tests that write a log of another time (a clock stepped
+	// back across a restart).
+	Clock func() time.Time
+
 	// openFile opens or creates the log; tests swap it to inject faults.
 	openFile func(path string) (file, error)
 	// now is the clock; statfs measures the audit filesystem. Tests swap both.
@@ -132,6 +137,9 @@ func (o *Options) CheckAndSetDefaults() error {
 	}
 	if o.openFile == nil {
 		o.openFile = openOSFile
+	}
+	if o.now == nil {
+		o.now = o.Clock
 	}
 	if o.now == nil {
 		o.now = time.Now

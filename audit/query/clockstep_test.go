@@ -2,12 +2,10 @@ package query
 
 import (
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -27,17 +25,6 @@ func (c *stepClock) now() time.Time {
 	return c.t
 }
 
-// setWriterClock gives the writer the clock now. audit.Options keeps its
-// clock unexported; the writer is the real one all the same.
-func setWriterClock(t *testing.T, o *audit.Options, now func() time.Time) {
-	t.Helper()
-	f := reflect.ValueOf(o).Elem().FieldByName("now")
-	if !f.IsValid() || f.Type() != reflect.TypeOf(now) {
-		t.Fatal("audit.Options has no clock field now func() time.Time")
-	}
-	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Set(reflect.ValueOf(now))
-}
-
 // clockStepLog writes a log with the real audit.Writer in two runs on one
 // path: run 1 at 12:00, then run 2 with the clock set back to 09:00 (a
 // gateway restarted with a wrong clock). The writer rotates its file every
@@ -52,8 +39,7 @@ func clockStepLog(t *testing.T) []string {
 		{"run1", time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)},
 		{"run2", time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)},
 	} {
-		o := audit.Options{Path: path, Gateway: "gw1", Log: zerolog.Nop(), RotateSize: 1 << 10}
-		setWriterClock(t, &o, (&stepClock{t: run.start}).now)
+		o := audit.Options{Path: path, Gateway: "gw1", Log: zerolog.Nop(), RotateSize: 1 << 10, Clock: (&stepClock{t: run.start}).now}
 		w, err := audit.Open(o)
 		if err != nil {
 			t.Fatal(err)
