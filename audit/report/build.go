@@ -3,6 +3,7 @@ package report
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -68,7 +70,17 @@ func (a *aggregator) readFile(ctx context.Context, name string) (FileInfo, error
 	}
 	defer f.Close()
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(f, h), 256<<10)
+	// The hash is of the file as stored; a rotated file someone gzipped
+	// is read decompressed.
+	var in io.Reader = io.TeeReader(f, h)
+	if strings.HasSuffix(name, ".gz") {
+		zr, err := gzip.NewReader(in)
+		if err != nil {
+			return fi, fmt.Errorf("report: %s: not a readable gzip file: %w", name, err)
+		}
+		in = zr
+	}
+	br := bufio.NewReaderSize(in, 256<<10)
 	var (
 		r    record
 		line []byte

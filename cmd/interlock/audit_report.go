@@ -114,7 +114,7 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		*logPath = cfg.Audit.Path
 	}
 	if *logPath != "" {
-		if opts.Files, err = audit.LogFiles(*logPath); err != nil {
+		if opts.Files, err = audit.LogFilesWithGzip(*logPath); err != nil {
 			return err
 		}
 		if len(opts.Files) == 0 {
