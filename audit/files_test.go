@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,6 +100,10 @@ func TestVerifyGzippedRotatedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saved := filepath.Join(t.TempDir(), filepath.Base(plain[1]))
+	if err := os.WriteFile(saved, mustRead(t, plain[1]), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range plain[:len(plain)-1] {
 		gzipInPlace(t, f)
 	}
@@ -115,6 +120,20 @@ func TestVerifyGzippedRotatedFiles(t *testing.T) {
 	}
 	if got.Records != want.Records || got.LastHash != want.LastHash || got.Files != want.Files {
 		t.Errorf("gzipped: %s\nplain:   %s", got, want)
+	}
+
+	// A gzipped file with records cut off its end: the next file's
+	// audit.rotated names it without .gz, and the break is the cut.
+	cut := filepath.Join(t.TempDir(), filepath.Base(plain[1]))
+	lines := bytes.SplitAfter(mustRead(t, saved), []byte("\n"))
+	if err := os.WriteFile(cut, bytes.Join(lines[:len(lines)-3], nil), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	gzipInPlace(t, cut)
+	_, err = VerifyLog([]string{files[0], cut + ".gz", files[2]}, VerifyOptions{})
+	var br *Break
+	if !errors.As(err, &br) || br.Kind != BreakSeqGap || !strings.Contains(br.Message, "were cut off its end") {
+		t.Errorf("a gzipped file cut short: %v, want %s", err, BreakSeqGap)
 	}
 
 	// A damaged file: its name and what is wrong with it.
@@ -157,4 +176,13 @@ func gzipInPlace(t testing.TB, name string) {
 	if err := os.Remove(name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustRead(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -345,7 +346,7 @@ func (v *verifier) stream(name string, r io.Reader) error {
 // missingFile reports the first record of a file, an audit.rotated record,
 // that does not follow the file before it.
 func (v *verifier) missingFile(at place, line []byte, h *head, rot *rotatedRecord) error {
-	prev := filepath.Base(v.prevFile)
+	prev := strings.TrimSuffix(filepath.Base(v.prevFile), ".gz") // a rotated file gzipped later keeps its name inside
 	if rot.PreviousFile == prev {
 		return v.fail(at.file, at.line, at.off, line, h, BreakSeqGap, fmt.Sprintf(
 			"this file continues %s from seq %d, but %s ends at seq %d: records %d to %d were cut off its end",
