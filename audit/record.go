@@ -32,6 +32,9 @@ func parseRecord(line []byte) (head, *fault) {
 	}
 	recorded, ok := splitHash(line)
 	if !ok {
+		if _, crlf := splitHash(bytes.TrimRight(line, "\r")); crlf {
+			return h, &fault{BreakMalformed, "not an audit record as written: the line ends with a carriage return (CR LF), so the file's line endings were converted, by a copy or an editor"}
+		}
 		return h, &fault{BreakMalformed, "not an audit record: it does not end with the hash field"}
 	}
 	if canonicalSum(line) != recorded {

@@ -77,6 +77,16 @@ func TestVerifyIntact(t *testing.T) {
 	}
 }
 
+// A file whose line endings were converted to CR LF says so.
+func TestVerifyCRLF(t *testing.T) {
+	lines := fiveRecords(t)
+	crlf := bytes.ReplaceAll(join(lines...), []byte("\n"), []byte("\r\n"))
+	_, br := verifyBytes(t, "audit.jsonl", crlf)
+	if br == nil || br.Kind != BreakMalformed || br.Line != 1 || !strings.Contains(br.Message, "carriage return (CR LF)") {
+		t.Errorf("CR LF: %v", br)
+	}
+}
+
 func TestVerifyTampering(t *testing.T) {
 	lines := fiveRecords(t)
 	changed := clone(lines[2])
