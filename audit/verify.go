@@ -187,9 +187,12 @@ func VerifyLog(paths []string, opts VerifyOptions) (Report, error) {
 }
 
 func verifyFiles(paths []string, opts VerifyOptions) (Report, error) {
-	v := verifier{opts: opts}
+	v := verifier{opts: opts, given: map[string]bool{}}
 	if opts.Key != nil {
 		v.rep.KeyID = KeyID(opts.Key)
+	}
+	for _, p := range paths {
+		v.given[strings.TrimSuffix(filepath.Base(p), ".gz")] = true
 	}
 	for _, p := range paths {
 		f, err := OpenLogFile(p) // a .gz file is verified decompressed
@@ -264,6 +267,7 @@ type verifier struct {
 	boot      boot
 	retained  map[string]retained // by last hash
 	offBox    map[uint64]*Checkpoint
+	given     map[string]bool // base names of the files, without .gz
 }
 
 // rotatedRecord is what VerifyLog reads of an audit.rotated record.
@@ -351,6 +355,12 @@ func (v *verifier) missingFile(at place, line []byte, h *head, rot *rotatedRecor
 		return v.fail(at.file, at.line, at.off, line, h, BreakSeqGap, fmt.Sprintf(
 			"this file continues %s from seq %d, but %s ends at seq %d: records %d to %d were cut off its end",
 			prev, rot.PreviousLastSeq, prev, v.last.seq, v.last.seq+1, rot.PreviousLastSeq))
+	}
+	if v.given[rot.PreviousFile] {
+		return v.fail(at.file, at.line, at.off, line, h, BreakSeqReorder, fmt.Sprintf(
+			"this file continues %s (seq %d to %d), which is among the files but not right before this one: "+
+				"the files are out of order (renamed?); the file before it, %s, ends at seq %d",
+			rot.PreviousFile, rot.PreviousFirstSeq, rot.PreviousLastSeq, prev, v.last.seq))
 	}
 	return v.fail(at.file, at.line, at.off, line, h, BreakMissingFile, fmt.Sprintf(
 		"this file continues %s (seq %d to %d), which is missing: the file before it, %s, ends at seq %d",

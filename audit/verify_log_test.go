@@ -295,6 +295,10 @@ func TestVerifyLogTampering(t *testing.T) {
 			c.lines[2] = nil
 			return result{kind: BreakMissingFile, fi: 3, li: 0, msg: filepath.Base(c.files[2]) + " (seq "}
 		}},
+		{"two rotated files' contents swapped (their names swapped)", func(t *testing.T, c *logCopy) result {
+			c.lines[1], c.lines[2] = c.lines[2], c.lines[1]
+			return result{kind: BreakSeqReorder, fi: 1, li: 0, msg: "the files are out of order"}
+		}},
 		{"end of a rotated file cut off", func(t *testing.T, c *logCopy) result {
 			c.lines[2] = c.lines[2][:len(c.lines[2])-2]
 			return result{kind: BreakSeqGap, fi: 3, li: 0, msg: "were cut off its end"}
