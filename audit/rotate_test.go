@@ -470,3 +470,33 @@ func TestLiveFileTakenAway(t *testing.T) {
 		})
 	}
 }
+
+// A live name taken by another file that is not empty is left alone: every
+// durable record fails (its call is denied) until an operator moves it.
+func TestLiveFileReplacedByAnother(t *testing.T) {
+	l := newTestLog(t)
+	l.opts.SyncInterval = 10 * time.Millisecond
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	if err := w.Call(ctx, s, writeCall("a"), allow()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(l.path, l.path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.path, []byte("another program's file\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := w.Call(ctx, s, writeCall(fmt.Sprint("b", i)), allow()); err == nil {
+			t.Errorf("write %d was taken while the live name is another file", i)
+		}
+	}
+	if b, _ := os.ReadFile(l.path); string(b) != "another program's file\n" {
+		t.Errorf("the other file was written: %q", b)
+	}
+	if !strings.Contains(l.log.String(), "cannot be made again") {
+		t.Errorf("operational log: %s", l.log.String())
+	}
+}

@@ -249,7 +249,7 @@ func (w *Writer) beginAgainLocked() error {
 	gone := fmt.Errorf("audit: the live file %s was deleted, renamed or replaced while the gateway wrote it: records since seq %d went with it",
 		w.path, w.fileFirstSeq)
 	if err := os.MkdirAll(w.dir, 0o750); err != nil {
-		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		w.cannotBeginAgain(err)
 		return gone
 	}
 	nf, err := w.opts.openFile(w.path)
@@ -264,7 +264,7 @@ func (w *Writer) beginAgainLocked() error {
 		}
 	}
 	if err != nil {
-		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		w.cannotBeginAgain(err)
 		return gone
 	}
 	old, oldOff, oldDirty := w.f, w.off, w.tailDirty
@@ -274,7 +274,7 @@ func (w *Writer) beginAgainLocked() error {
 		nf.Close()
 		w.f, w.off, w.tailDirty = old, oldOff, oldDirty
 		w.restoreChain(chain)
-		w.log.Error().Err(err).Str("path", w.path).Msg("audit: the live file was taken away and cannot be made again")
+		w.cannotBeginAgain(err)
 		return gone
 	}
 	w.retiring = append(w.retiring, old)
@@ -284,4 +284,13 @@ func (w *Writer) beginAgainLocked() error {
 		Msg("audit: the live file was deleted, renamed or replaced while the gateway wrote it; its records are gone from the log; " +
 			"a new live file continues the chain (audit verify reports the loss)")
 	return gone
+}
+
+// cannotBeginAgain logs that the live file could not be made again, at most
+// every 10 s (it is tried at every fsync round); w.mu is held.
+func (w *Writer) cannotBeginAgain(err error) {
+	if n, ok := w.beginErrs.allow(time.Now()); ok {
+		w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).
+			Msg("audit: the live file was taken away and cannot be made again; state-changing calls are denied")
+	}
 }

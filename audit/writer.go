@@ -203,6 +203,7 @@ type Writer struct {
 	pending    []byte
 	flushTimer *time.Timer
 	flushErrs  every // the log line of a failed flush, at most every 10 s
+	beginErrs  every // the log line of a live file that cannot be made again
 
 	// Checkpoints (nil signer: none).
 	signer        *signer
