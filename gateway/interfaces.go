@@ -45,6 +45,13 @@ type Decider interface {
 	Decide(ctx context.Context, s *Session, c *Call) (Decision, error)
 }
 
+// Revisioner is a Decider that names the policy it decides with. An engine
+// that keeps a decision for a while (an OPC UA monitored item goes on
+// delivering values) decides it again when the revision changes.
+type Revisioner interface {
+	Revision() string
+}
+
 // CachedDecider is a Decider that can answer some calls from a cache of
 // earlier verdicts. The pipeline asks Cached first and evaluates (with its
 // deadline) only on a miss.

@@ -428,3 +428,89 @@ func TestTransferSubscriptions(t *testing.T) {
 		t.Errorf("no request.rejected record of the transfer into the full session")
 	}
 }
+
+// itemsPolicy denies every operation on the nodes of data.lists.denied.
+const itemsPolicy = `package interlock
+
+default denied := []
+
+denied := data.lists.denied
+
+deny if input.operation.node_id in denied
+
+default allow := false
+
+allow if not deny
+
+decision := {"allow": allow}
+`
+
+// A policy that comes to deny a monitored node stops its item: at the next
+// Publish the gateway decides the session's items again (recorded, with
+// recheck), and the server deletes the one now denied, so it delivers no
+// more values; the item still allowed goes on.
+func TestMonitoredItemsDecidedAgainAfterPolicyChange(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: itemsPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	send := sender(ctx, t, c)
+
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
+		return &ua.MonitoredItemCreateRequest{
+			ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+			MonitoringMode: ua.MonitoringModeReporting,
+			RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true,
+				Filter: ua.NewExtensionObject(nil)},
+		}
+	}
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{item(opcuatest.NodeCounter, 1), item(opcuatest.NodePressure, 2)}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
+		t.Fatalf("create monitored items: %+v", mi.Results)
+	}
+	counterItem, pressureItem := mi.Results[0].MonitoredItemID, mi.Results[1].MonitoredItemID
+	publish := func() { send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}) }
+	publish() // the same policy: nothing decided again
+
+	if err := writeFile(filepath.Join(g.policyDir, "data.json"), `{"lists": {"denied": ["ns=1;s=Counter"]}}`); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := g.policy.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	publish()
+
+	modify := func(id uint32) *ua.MonitoredItemModifyRequest {
+		return &ua.MonitoredItemModifyRequest{MonitoredItemID: id, RequestedParameters: &ua.MonitoringParameters{
+			ClientHandle: id, SamplingInterval: 200, QueueSize: 1, DiscardOldest: true, Filter: ua.NewExtensionObject(nil)}}
+	}
+	mm := send(&ua.ModifyMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToModify: []*ua.MonitoredItemModifyRequest{modify(counterItem), modify(pressureItem)}}).(*ua.ModifyMonitoredItemsResponse)
+	if len(mm.Results) != 2 || mm.Results[0].StatusCode != ua.StatusBadMonitoredItemIDInvalid || mm.Results[1].StatusCode != ua.StatusOK {
+		t.Errorf("modify after the policy change: %v, %v; want the Counter item gone from the server, the Pressure item there",
+			mm.Results[0].StatusCode, mm.Results[1].StatusCode)
+	}
+
+	rs := g.records(t, func(rs []record) bool {
+		n := 0
+		for _, r := range events(rs, "call") {
+			if r.str("operation", "recheck") == "true" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	got := map[string]string{}
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "create_monitored_items" && r.str("operation", "recheck") == "true" {
+			got[r.str("operation", "node_id")] = r.str("decision", "allow")
+		}
+	}
+	if got[opcuatest.NodeCounter] != "false" || got[opcuatest.NodePressure] != "true" || len(got) != 2 {
+		t.Errorf("recheck decisions %v, want Counter denied and Pressure allowed", got)
+	}
+}

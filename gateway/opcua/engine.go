@@ -216,3 +216,12 @@ func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) {
 		e.pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), gs, cause)
 	}
 }
+
+// policyRevision names the policy decisions are made with, "" when the
+// decider does not say.
+func (e *Engine) policyRevision() string {
+	if r, ok := e.pipeline.Decider.(gateway.Revisioner); ok {
+		return r.Revision()
+	}
+	return ""
+}

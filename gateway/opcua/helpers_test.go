@@ -111,6 +111,8 @@ type gw struct {
 	auditPath string
 	store     *certs.Store
 	engine    gateway.Engine
+	policy    *policy.Engine
+	policyDir string
 }
 
 type gwOpts struct {
@@ -174,7 +176,7 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		eng.Close()
 		aw.Close()
 	})
-	return &gw{endpoint: "opc.tcp://" + ln.Addr().String(), auditPath: auditPath, store: o.store, engine: eng}
+	return &gw{endpoint: "opc.tcp://" + ln.Addr().String(), auditPath: auditPath, store: o.store, engine: eng, policy: pe, policyDir: pdir}
 }
 
 // record is an audit record, loosely decoded.

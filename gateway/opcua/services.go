@@ -32,6 +32,7 @@ const (
 	fieldServerTimestamp = "server_timestamp"
 	fieldLinkedNodeID    = "linked_node_id" // SetTriggering: the node of the linked item
 	fieldLink            = "link"           // SetTriggering: add or remove
+	fieldRecheck         = "recheck"        // a monitored item decided again after a policy change
 )
 
 // service dispatches a request of an activated session.

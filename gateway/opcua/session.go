@@ -45,6 +45,8 @@ type uaSession struct {
 	subs        map[uint32]bool    // subscription ids created through this session
 	subsPending int                // CreateSubscription requests on their way
 	items       map[itemKey]string // monitored item -> node id
+	itemAttrs   map[itemKey]string // monitored item -> attribute name
+	itemsRev    string             // the policy revision the items were decided under
 	cps         map[string]string  // browse continuation point -> node id
 }
 

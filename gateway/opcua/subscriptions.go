@@ -1,10 +1,12 @@
 package opcua
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -46,6 +48,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 		resp, _ := c.single(ctx, s, h, subCall("modify_subscription", req.SubscriptionID), req, false)
 		return resp
 	case *ua.PublishRequest:
+		c.recheckItems(ctx, s)
 		resp, _ := c.single(ctx, s, h, op("publish", gateway.AccessSubscribe), req, true)
 		return resp
 	case *ua.RepublishRequest:
@@ -111,19 +114,21 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 			return nodeIDString(in[i].ItemToMonitor.NodeID)
 		})
 		out := make([]*ua.MonitoredItemCreateResult, len(in))
+		attr := func(i int) string {
+			if in[i].ItemToMonitor == nil {
+				return attributeName(ua.AttributeIDInvalid)
+			}
+			return attributeName(in[i].ItemToMonitor.AttributeID)
+		}
+		s.mu.Lock()
+		if len(s.items) == 0 {
+			s.itemsRev = c.e.policyRevision() // the items about to be decided
+		}
+		s.mu.Unlock()
 		return c.runBatch(ctx, s, h, batch{
 			n: len(in),
 			call: func(i int) *gateway.Call {
-				k := op("create_monitored_items", gateway.AccessSubscribe)
-				k.Operation.Int(fieldSubscriptionID, int64(req.SubscriptionID))
-				k.Operation.String(fieldNodeID, ids[i])
-				k.Operation.String(fieldBrowsePath, paths[ids[i]])
-				attr := ua.AttributeIDInvalid
-				if in[i].ItemToMonitor != nil {
-					attr = in[i].ItemToMonitor.AttributeID
-				}
-				k.Operation.String(fieldAttribute, attributeName(attr))
-				return k
+				return itemDecision(req.SubscriptionID, ids[i], paths[ids[i]], attr(i))
 			},
 			deny: func(i int) {
 				out[i] = &ua.MonitoredItemCreateResult{StatusCode: ua.StatusBadUserAccessDenied, FilterResult: ua.NewExtensionObject(nil)}
@@ -136,7 +141,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				func(_, i int) {
 					if out[i].StatusCode == ua.StatusOK {
 						s.mu.Lock()
-						putBounded(s.items, itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i])
+						s.rememberItemLocked(itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i], attr(i))
 						s.mu.Unlock()
 					}
 				}),
@@ -190,7 +195,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				s.mu.Lock()
 				for j, i := range allowed {
 					if codes[j] == ua.StatusOK {
-						delete(s.items, itemKey{req.SubscriptionID, in[i]})
+						s.forgetItemLocked(itemKey{req.SubscriptionID, in[i]})
 					}
 				}
 				s.mu.Unlock()
@@ -333,20 +338,23 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 				codes[k] = out[i].StatusCode
 				if codes[k] == ua.StatusOK && owners[i] != s {
 					// The subscription and the nodes of its items move.
-					moved := map[itemKey]string{}
+					moved := map[itemKey][2]string{}
 					owners[i].mu.Lock()
 					delete(owners[i].subs, in[i])
 					for key, node := range owners[i].items {
 						if key.sub == in[i] {
-							moved[key] = node
-							delete(owners[i].items, key)
+							moved[key] = [2]string{node, owners[i].itemAttrs[key]}
+							owners[i].forgetItemLocked(key)
 						}
 					}
 					owners[i].mu.Unlock()
 					s.mu.Lock()
 					s.subs[in[i]] = true
-					for key, node := range moved {
-						putBounded(s.items, key, node)
+					if len(moved) > 0 {
+						s.itemsRev = "" // decided in another session: decided again here
+					}
+					for key, na := range moved {
+						s.rememberItemLocked(key, na[0], na[1])
 					}
 					s.mu.Unlock()
 				}
@@ -373,4 +381,99 @@ func sameUser(a, b *gateway.Session) bool {
 		return a.Principal.ApplicationURI != "" && a.Principal.ApplicationURI == b.Principal.ApplicationURI && secured(a) && secured(b)
 	}
 	return a.Principal.User != "" && a.Principal.User == b.Principal.User
+}
+
+// itemDecision is the decision input of a monitored item on node.
+func itemDecision(sub uint32, node, path, attr string) *gateway.Call {
+	k := op("create_monitored_items", gateway.AccessSubscribe)
+	k.Operation.Int(fieldSubscriptionID, int64(sub))
+	k.Operation.String(fieldNodeID, node)
+	k.Operation.String(fieldBrowsePath, path)
+	k.Operation.String(fieldAttribute, attr)
+	return k
+}
+
+// rememberItemLocked keeps a monitored item's node and attribute; s.mu is
+// held.
+func (s *uaSession) rememberItemLocked(key itemKey, node, attr string) {
+	if s.itemAttrs == nil {
+		s.itemAttrs = map[itemKey]string{}
+	}
+	putBounded(s.items, key, node)
+	if _, ok := s.items[key]; ok {
+		putBounded(s.itemAttrs, key, attr)
+	}
+}
+
+func (s *uaSession) forgetItemLocked(key itemKey) {
+	delete(s.items, key)
+	delete(s.itemAttrs, key)
+}
+
+// recheckItems decides the session's monitored items again when the
+// policy changed since they were decided: a monitored item goes on
+// delivering values, so a policy that now denies its node must stop it.
+// Each item is decided as when it was created (create_monitored_items,
+// with recheck true) and recorded; the server deletes the ones denied
+// (DeleteMonitoredItems, the gateway's own request), and the client's later
+// use of them is answered Bad_MonitoredItemIdInvalid. It runs before a
+// Publish, the request that would carry their values.
+func (c *conn) recheckItems(ctx context.Context, s *uaSession) {
+	rev := c.e.policyRevision()
+	s.mu.Lock()
+	if rev == "" || s.itemsRev == rev || len(s.items) == 0 {
+		if len(s.items) == 0 {
+			s.itemsRev = rev
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.itemsRev = rev
+	keys := make([]itemKey, 0, len(s.items))
+	for k := range s.items {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b itemKey) int {
+		if a.sub != b.sub {
+			return cmp.Compare(a.sub, b.sub)
+		}
+		return cmp.Compare(a.item, b.item)
+	})
+	nodes, attrs := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		nodes[i], attrs[i] = s.items[k], s.itemAttrs[k]
+	}
+	s.mu.Unlock()
+	paths := c.pathsOf(ctx, s, nodes)
+	calls := make([]*gateway.Call, len(keys))
+	for i, k := range keys {
+		calls[i] = itemDecision(k.sub, nodes[i], paths[nodes[i]], attrs[i])
+		calls[i].Operation.Bool(fieldRecheck, true)
+		calls[i].Target = c.base.Target
+	}
+	allowed, _, denied := s.admit(ctx, calls)
+	for _, i := range allowed {
+		s.finish(ctx, calls[i], ua.StatusOK, 0, "still allowed: the item goes on", nil)
+	}
+	bySub := map[uint32][]uint32{}
+	for _, i := range denied {
+		bySub[keys[i].sub] = append(bySub[keys[i].sub], keys[i].item)
+	}
+	for sub, items := range bySub {
+		h := &ua.RequestHeader{Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)}
+		_, err := c.send(ctx, s, h, &ua.DeleteMonitoredItemsRequest{SubscriptionID: sub, MonitoredItemIDs: items}, false)
+		if err != nil {
+			s.session().Log.Error().Err(err).Uint32("subscription_id", sub).
+				Msg("opcua: cannot delete monitored items the policy now denies; they are decided again at the next Publish")
+			s.mu.Lock()
+			s.itemsRev = ""
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.Lock()
+		for _, item := range items {
+			s.forgetItemLocked(itemKey{sub, item})
+		}
+		s.mu.Unlock()
+	}
 }
