@@ -295,3 +295,22 @@ func TestE2EBundleHangingServerDoesNotHoldStop(t *testing.T) {
 		t.Fatalf("the gateway exited %d", code)
 	}
 }
+
+// A bundle server that cannot be reached at start is an error naming
+// policy.path and saying that the gateway keeps no copy of the last bundle.
+func TestE2EBundleServerDownAtStart(t *testing.T) {
+	t.Parallel()
+	_, pub := e2eSigningKey(t)
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL + "/bundles/site-a.tar.gz"
+	srv.Close() // nothing listens there any more
+	g := newGateway(t, gwOptions{upstreamPort: 502})
+	useBundle(t, g, url, pub, "site-a")
+	for _, cmd := range []string{"check", "run"} {
+		r := interlock(t, cmd, "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, g.config+":") || !strings.Contains(r.stderr, "policy.path") ||
+			!strings.Contains(r.stderr, "keeps no copy of the last bundle") {
+			t.Errorf("interlock %s with the bundle server down: exit %d\nstderr: %s", cmd, r.code, r.stderr)
+		}
+	}
+}

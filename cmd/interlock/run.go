@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -303,6 +304,9 @@ func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, 
 		},
 	})
 	if err != nil {
+		if strings.HasPrefix(p.Path, "http://") || strings.HasPrefix(p.Path, "https://") {
+			return nil, cfg.Errorf("policy.path", "%v (the gateway does not start without its policy, and keeps no copy of the last bundle)", err)
+		}
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	return pol, nil
