@@ -139,7 +139,7 @@ func TestE2EOPCUAThroughTheBinary(t *testing.T) {
 	}
 	g.start(t)
 	endpoint := fmt.Sprintf("opc.tcp://127.0.0.1:%d", g.port)
-	const appURI = "urn:interlock:test:engineering-client" // known to the example policy: writes do not alert
+	const appURI = "urn:interlock:test:engineering-client" // known to the example policy, but on None no certificate proves it: writes alert
 
 	// The operator reads, and may not write the setpoint.
 	bob := opcuatest.RunClient(t, opcuatest.Scenario{

@@ -283,13 +283,25 @@ violations contains {"id": "opcua-method-arguments", "reason": p} if {
 
 application_uri := object.get(input, ["principal", "application_uri"], "")
 
+# The ApplicationURI is the application's own only when its certificate
+# proves it (the gateway checks the certificate's URI against it, and names
+# the certificate by cert_thumbprint); on a channel without a client
+# certificate (SecurityPolicy None) it is what the client claims.
+application_verified if object.get(input, ["principal", "cert_thumbprint"], "") != ""
+
 default application_name := "-"
 
 application_name := application_uri if application_uri != ""
 
 violations contains {"id": "known-application", "reason": concat(":", ["unknown_application_uri", application_name]), "monitor": true} if {
 	access == "write"
+	application_verified
 	not application_uri in cfg.known_applications
+}
+
+violations contains {"id": "known-application", "reason": concat(":", ["unverified_application_uri", application_name]), "monitor": true} if {
+	access == "write"
+	not application_verified
 }
 
 # --- template (examples/policies/README.md) --------------------------------------------

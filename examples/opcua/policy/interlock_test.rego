@@ -13,13 +13,13 @@ in_one_off := time.parse_rfc3339_ns("2026-12-05T23:00:00Z")
 
 known_app := "urn:interlock:test:engineering-client"
 
-alice := {"user": "alice", "auth": "username", "roles": [], "application_uri": known_app}
+alice := {"user": "alice", "auth": "username", "roles": [], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 
-bob := {"user": "bob", "auth": "username", "roles": [], "application_uri": known_app}
+bob := {"user": "bob", "auth": "username", "roles": [], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 
-anon := {"auth": "anonymous", "roles": [], "application_uri": known_app}
+anon := {"auth": "anonymous", "roles": [], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 
-mallory := {"user": "mallory", "auth": "username", "roles": [], "application_uri": known_app}
+mallory := {"user": "mallory", "auth": "username", "roles": [], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 
 call(principal, operation) := {
 	"time": "2026-11-26T12:00:00Z",
@@ -175,7 +175,7 @@ test_program_access_is_granted_to_nobody if {
 }
 
 test_roles_from_the_gateway_count_for_listed_users if {
-	carol := {"user": "carol", "auth": "username", "roles": ["operator"], "application_uri": known_app}
+	carol := {"user": "carol", "auth": "username", "roles": ["operator"], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 	users := {"alice": {"roles": ["engineer"]}, "carol": {"roles": []}}
 	q11 := interlock.decision with input as call(carol, read("ns=1;s=Pressure")) with data.opcua.users as users
 	allowed_quietly(q11)
@@ -210,7 +210,7 @@ test_engineer_writes_setpoint_in_one_off_window if {
 }
 
 test_one_off_window_opens_only_for_its_user if {
-	erin := {"user": "erin", "auth": "username", "roles": [], "application_uri": known_app}
+	erin := {"user": "erin", "auth": "username", "roles": [], "application_uri": known_app, "cert_thumbprint": "5d0b3c17a9e2f4c6b8d1e3f5a7c9b2d4e6f80a1c"}
 	users := {"alice": {"roles": ["engineer"]}, "erin": {"roles": ["engineer"]}}
 	d := interlock.decision with input as call(erin, write("ns=1;s=Setpoint", 55.0))
 		with data.opcua.users as users
@@ -382,6 +382,17 @@ test_write_without_application_uri_alerts if {
 	d.allow
 	d.alert
 	"known-application:monitor:unknown_application_uri:-" in d.reasons
+}
+
+test_write_with_an_application_uri_no_certificate_proves_alerts if {
+	p := object.remove(alice, ["cert_thumbprint"])
+	d := interlock.decision with input as call(p, write("ns=1;s=Setpoint", 55.0)) with time.now_ns as in_weekly
+	d.allow
+	d.alert
+	d.reasons == [
+		"known-application:monitor:unverified_application_uri:urn:interlock:test:engineering-client",
+		"maintenance-window:pass:weekly tuning",
+	]
 }
 
 test_denied_write_from_unknown_application_still_alerts if {
