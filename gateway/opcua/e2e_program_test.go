@@ -172,4 +172,21 @@ func TestProgramAndSubscriptionServicesPerItem(t *testing.T) {
 			t.Errorf("%d denied %s records, want %d (all denied: %v)", refused[f], f, n, refused)
 		}
 	}
+	// Each record says what the item would create, link or change.
+	wantFields := map[string]map[string]string{
+		"add_nodes": {"requested_new_node_id": "ns=1;s=New", "browse_name": "New", "node_class": "Variable",
+			"reference_type_id": "i=47", "type_definition": "i=63"},
+		"add_references":    {"target_node_id": opcuatest.NodeCounter, "reference_type_id": "i=35", "is_forward": "true"},
+		"delete_references": {"target_node_id": opcuatest.NodeCounter, "reference_type_id": "i=47", "is_forward": "true", "delete_bidirectional": "false"},
+		"delete_nodes":      {"delete_target_references": "false"},
+		"history_update":    {"history_update": "update_data", "perform_update": "insert", "values": "[1.5]"},
+	}
+	for _, r := range events(rs, "call") {
+		f := r.str("operation", "function")
+		for k, v := range wantFields[f] {
+			if got := r.str("operation", k); got != v {
+				t.Errorf("%s record: operation.%s = %q, want %q", f, k, got, v)
+			}
+		}
+	}
 }

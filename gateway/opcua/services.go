@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -33,6 +34,20 @@ const (
 	fieldLinkedNodeID    = "linked_node_id" // SetTriggering: the node of the linked item
 	fieldLink            = "link"           // SetTriggering: add or remove
 	fieldRecheck         = "recheck"        // a monitored item decided again after a policy change
+	// The address space changes and HistoryUpdate: what the item would
+	// create, link or change besides its node.
+	fieldTargetNodeID      = "target_node_id"
+	fieldReferenceTypeID   = "reference_type_id"
+	fieldIsForward         = "is_forward"
+	fieldDeleteTargetRefs  = "delete_target_references"
+	fieldDeleteBidirection = "delete_bidirectional"
+	fieldNewNodeID         = "requested_new_node_id"
+	fieldBrowseName        = "browse_name"
+	fieldNodeClass         = "node_class"
+	fieldTypeDefinition    = "type_definition"
+	fieldHistoryUpdate     = "history_update" // the kind of details: update_data, delete_raw_modified …
+	fieldPerformUpdate     = "perform_update" // insert, replace, update, remove
+	fieldValues            = "values"
 )
 
 // service dispatches a request of an activated session.
@@ -271,6 +286,7 @@ func (c *conn) historyUpdate(ctx context.Context, s *uaSession, req *ua.HistoryU
 			k := op("history_update", gateway.AccessWrite)
 			k.Operation.String(fieldNodeID, ids[i])
 			k.Operation.String(fieldBrowsePath, paths[ids[i]])
+			historyDetails(k, in[i])
 			return k
 		},
 		deny: func(i int) { out[i] = &ua.HistoryUpdateResult{StatusCode: ua.StatusBadUserAccessDenied} },
@@ -453,8 +469,20 @@ func (c *conn) addNodes(ctx context.Context, s *uaSession, req *ua.AddNodesReque
 	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return expandedString(in[i].ParentNodeID) })
 	out := make([]*ua.AddNodesResult, len(in))
 	return c.changed(c.runBatch(ctx, s, req.RequestHeader, batch{
-		n:    len(in),
-		call: func(i int) *gateway.Call { return programCall("add_nodes", ids[i], paths[ids[i]]) },
+		n: len(in),
+		call: func(i int) *gateway.Call {
+			k := programCall("add_nodes", ids[i], paths[ids[i]])
+			if it := in[i]; it != nil {
+				k.Operation.String(fieldNewNodeID, expandedString(it.RequestedNewNodeID))
+				if it.BrowseName != nil {
+					k.Operation.String(fieldBrowseName, boundedString(it.BrowseName.Name))
+				}
+				k.Operation.String(fieldNodeClass, nodeClassName(it.NodeClass))
+				k.Operation.String(fieldReferenceTypeID, nodeIDString(it.ReferenceTypeID))
+				k.Operation.String(fieldTypeDefinition, expandedString(it.TypeDefinition))
+			}
+			return k
+		},
 		deny: func(i int) {
 			out[i] = &ua.AddNodesResult{StatusCode: ua.StatusBadUserAccessDenied, AddedNodeID: ua.NewTwoByteNodeID(0)}
 		},
@@ -526,11 +554,15 @@ func (c *conn) statusBatch(ctx context.Context, s *uaSession, h *ua.RequestHeade
 // items each name one node and whose results are status codes; function is
 // the policy's operation.function.
 func programItems[T any, R ua.Response](c *conn, ctx context.Context, s *uaSession, h *ua.RequestHeader, function string,
-	in []T, node func(T) *ua.NodeID, forward func([]T) ua.Request, results func(R) []ua.StatusCode,
+	in []T, node func(T) *ua.NodeID, details func(T, *gateway.Operation), forward func([]T) ua.Request, results func(R) []ua.StatusCode,
 	respond func(*ua.ResponseHeader, []ua.StatusCode) ua.Response) ua.Response {
 	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(node(in[i])) })
 	return c.changed(c.statusBatch(ctx, s, h, len(in),
-		func(i int) *gateway.Call { return programCall(function, ids[i], paths[ids[i]]) },
+		func(i int) *gateway.Call {
+			k := programCall(function, ids[i], paths[ids[i]])
+			details(in[i], &k.Operation)
+			return k
+		},
 		func(allowed []int) ua.Request { return forward(pick(in, allowed)) },
 		statusResults(results), respond, nil))
 }
@@ -538,6 +570,11 @@ func programItems[T any, R ua.Response](c *conn, ctx context.Context, s *uaSessi
 func (c *conn) addReferences(ctx context.Context, s *uaSession, req *ua.AddReferencesRequest) ua.Response {
 	return programItems(c, ctx, s, req.RequestHeader, "add_references", req.ReferencesToAdd,
 		func(r *ua.AddReferencesItem) *ua.NodeID { return r.SourceNodeID },
+		func(r *ua.AddReferencesItem, o *gateway.Operation) {
+			o.String(fieldTargetNodeID, expandedString(r.TargetNodeID))
+			o.String(fieldReferenceTypeID, nodeIDString(r.ReferenceTypeID))
+			o.Bool(fieldIsForward, r.IsForward)
+		},
 		func(in []*ua.AddReferencesItem) ua.Request { return &ua.AddReferencesRequest{ReferencesToAdd: in} },
 		func(r *ua.AddReferencesResponse) []ua.StatusCode { return r.Results },
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
@@ -548,6 +585,9 @@ func (c *conn) addReferences(ctx context.Context, s *uaSession, req *ua.AddRefer
 func (c *conn) deleteNodes(ctx context.Context, s *uaSession, req *ua.DeleteNodesRequest) ua.Response {
 	return programItems(c, ctx, s, req.RequestHeader, "delete_nodes", req.NodesToDelete,
 		func(d *ua.DeleteNodesItem) *ua.NodeID { return d.NodeID },
+		func(d *ua.DeleteNodesItem, o *gateway.Operation) {
+			o.Bool(fieldDeleteTargetRefs, d.DeleteTargetReferences)
+		},
 		func(in []*ua.DeleteNodesItem) ua.Request { return &ua.DeleteNodesRequest{NodesToDelete: in} },
 		func(r *ua.DeleteNodesResponse) []ua.StatusCode { return r.Results },
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
@@ -558,6 +598,12 @@ func (c *conn) deleteNodes(ctx context.Context, s *uaSession, req *ua.DeleteNode
 func (c *conn) deleteReferences(ctx context.Context, s *uaSession, req *ua.DeleteReferencesRequest) ua.Response {
 	return programItems(c, ctx, s, req.RequestHeader, "delete_references", req.ReferencesToDelete,
 		func(d *ua.DeleteReferencesItem) *ua.NodeID { return d.SourceNodeID },
+		func(d *ua.DeleteReferencesItem, o *gateway.Operation) {
+			o.String(fieldTargetNodeID, expandedString(d.TargetNodeID))
+			o.String(fieldReferenceTypeID, nodeIDString(d.ReferenceTypeID))
+			o.Bool(fieldIsForward, d.IsForward)
+			o.Bool(fieldDeleteBidirection, d.DeleteBidirectional)
+		},
 		func(in []*ua.DeleteReferencesItem) ua.Request {
 			return &ua.DeleteReferencesRequest{ReferencesToDelete: in}
 		},
@@ -565,4 +611,79 @@ func (c *conn) deleteReferences(ctx context.Context, s *uaSession, req *ua.Delet
 		func(h *ua.ResponseHeader, out []ua.StatusCode) ua.Response {
 			return &ua.DeleteReferencesResponse{ResponseHeader: h, Results: out}
 		})
+}
+
+// nodeClassName is a NodeClass by its name in OPC 10000-3 (Object,
+// Variable …); "Unspecified" for 0 and a number for anything else.
+func nodeClassName(c ua.NodeClass) string {
+	switch c {
+	case 0:
+		return "Unspecified"
+	case ua.NodeClassObject:
+		return "Object"
+	case ua.NodeClassVariable:
+		return "Variable"
+	case ua.NodeClassMethod:
+		return "Method"
+	case ua.NodeClassObjectType:
+		return "ObjectType"
+	case ua.NodeClassVariableType:
+		return "VariableType"
+	case ua.NodeClassReferenceType:
+		return "ReferenceType"
+	case ua.NodeClassDataType:
+		return "DataType"
+	case ua.NodeClassView:
+		return "View"
+	}
+	return strconv.FormatUint(uint64(c), 10)
+}
+
+// historyDetails adds what a HistoryUpdate item would change: the kind of
+// details, and for an update of data its mode and values.
+func historyDetails(k *gateway.Call, eo *ua.ExtensionObject) {
+	if eo == nil {
+		return
+	}
+	switch d := eo.Value.(type) {
+	case *ua.UpdateDataDetails:
+		k.Operation.String(fieldHistoryUpdate, "update_data")
+		k.Operation.String(fieldPerformUpdate, performUpdateName(d.PerformInsertReplace))
+		b := newPlainBudget()
+		vs := make([]any, 0, len(d.UpdateValues))
+		for _, dv := range d.UpdateValues {
+			var v *ua.Variant
+			if dv != nil {
+				v = dv.Value
+			}
+			vs = append(vs, plainValue(v, b))
+		}
+		k.Operation.Any(fieldValues, vs)
+	case *ua.UpdateStructureDataDetails:
+		k.Operation.String(fieldHistoryUpdate, "update_structure_data")
+		k.Operation.String(fieldPerformUpdate, performUpdateName(d.PerformInsertReplace))
+	case *ua.UpdateEventDetails:
+		k.Operation.String(fieldHistoryUpdate, "update_event")
+		k.Operation.String(fieldPerformUpdate, performUpdateName(d.PerformInsertReplace))
+	case *ua.DeleteRawModifiedDetails:
+		k.Operation.String(fieldHistoryUpdate, "delete_raw_modified")
+	case *ua.DeleteAtTimeDetails:
+		k.Operation.String(fieldHistoryUpdate, "delete_at_time")
+	case *ua.DeleteEventDetails:
+		k.Operation.String(fieldHistoryUpdate, "delete_event")
+	}
+}
+
+func performUpdateName(p ua.PerformUpdateType) string {
+	switch p {
+	case ua.PerformUpdateTypeInsert:
+		return "insert"
+	case ua.PerformUpdateTypeReplace:
+		return "replace"
+	case ua.PerformUpdateTypeUpdate:
+		return "update"
+	case ua.PerformUpdateTypeRemove:
+		return "remove"
+	}
+	return strconv.FormatUint(uint64(p), 10)
 }
