@@ -308,10 +308,10 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 			return fail(ua.StatusBadIdentityTokenInvalid, "X.509 user certificate: a common name of %d bytes, over %d", n, maxNameLen)
 		}
 		gs.Principal.User = cert.Subject.CommonName
-		if c.e.validate == nil {
+		if c.e.validateUser == nil {
 			return fail(ua.StatusBadIdentityTokenRejected, "X.509 user tokens need a trust store")
 		}
-		if err := c.e.validate(t.CertificateData, ""); err != nil {
+		if err := c.e.validateUser(t.CertificateData); err != nil {
 			return fail(ua.StatusBadIdentityTokenRejected, "X.509 user certificate: %v", err)
 		}
 		var sig []byte

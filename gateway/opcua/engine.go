@@ -45,6 +45,9 @@ type Engine struct {
 	// the trust store; appURI "" skips the ApplicationURI check. It returns
 	// an error with a StatusCode() method when the certificate is refused.
 	validate func(chain []byte, appURI string) error
+	// validateUser checks an X.509 user token's certificate: against
+	// user_pki when it is set, else validate.
+	validateUser func(chain []byte) error
 
 	users *Users // nil: passthrough or anonymous only
 	up    *upstreamConfig
@@ -98,6 +101,14 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		endpoint = endpointFromListen(spec.Listen)
 	}
 	e := newEngine(o, spec, cert, key, store.validate, users, endpoint)
+	if o.UserPKI != "" {
+		us, err := openPKI(o.UserPKI)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("user_pki: %w", err)
+		}
+		e.validateUser = func(c []byte) error { return us.validate(c, "") }
+	}
 	return e, nil
 }
 
@@ -131,6 +142,9 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		maxMessageSize: o.Limits.MaxMessageSize,
 		maxChunkCount:  o.Limits.MaxChunkCount,
 		maxDecodedSize: o.Limits.MaxDecodedSize,
+	}
+	if validate != nil {
+		e.validateUser = func(c []byte) error { return validate(c, "") }
 	}
 	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
 		e.up.validate = func(c []byte) error { return validate(c, "") }

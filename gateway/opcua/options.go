@@ -18,6 +18,12 @@ type Options struct {
 	// PKI is the gateway's certificate folder (OPC 10000-12 layout, made by
 	// `interlock certs init`); relative to the configuration file.
 	PKI string `yaml:"pki"`
+	// UserPKI, when set, is a certificate folder of its own (the same
+	// layout) whose trusted and issuer certificates alone are accepted for
+	// X.509 user tokens: a certificate trusted as a client application is
+	// then not a user's. Without it user certificates are checked against
+	// PKI, like application certificates.
+	UserPKI string `yaml:"user_pki"`
 	// EndpointURL is the URL the gateway announces in its endpoints; the
 	// default is built from the listen address.
 	EndpointURL string `yaml:"endpoint_url"`
@@ -186,6 +192,12 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 		return errors.New("pki: missing: the gateway's certificate folder (interlock certs init --pki DIR)")
 	}
 	o.PKI = resolve(baseDir, o.PKI)
+	if o.UserPKI != "" {
+		o.UserPKI = resolve(baseDir, o.UserPKI)
+		if o.UserPKI == o.PKI {
+			return errors.New("user_pki: the same folder as pki: user certificates would again be trusted as applications")
+		}
+	}
 	switch o.Users {
 	case "":
 		if !o.Anonymous {

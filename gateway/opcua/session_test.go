@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -375,6 +376,66 @@ func TestX509UserToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	ucert, ukey, _ := user.Own()
+	x509Login(t, h, ucert, ukey, func() {
+		st, _ := certs.Open(h.e.opts.PKI)
+		if _, err := st.Trust(certs.Thumbprint(ucert)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// With user_pki, a certificate trusted as a client application is not a
+// user's: only the user store's trust counts for X.509 user tokens.
+func TestX509UserTokenUserPKI(t *testing.T) {
+	dir := t.TempDir()
+	app, err := certs.Init(filepath.Join(dir, "pki"), certs.InitOptions{ApplicationURI: "urn:interlock:unit", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := certs.Init(filepath.Join(dir, "pki-users"), certs.InitOptions{ApplicationURI: "urn:interlock:users", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &gatewaytest.Auditor{}
+	eng, err := New(gateway.EngineSpec{Listener: "l", Upstream: "opc.tcp://127.0.0.1:1", Listen: "127.0.0.1:4840", BaseDir: dir,
+		Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}, Log: zerolog.Nop(),
+		Limits: gateway.Limits{RequestTimeout: 2 * time.Second},
+		Options: func(into any) error {
+			*into.(*Options) = Options{PKI: "pki", UserPKI: "pki-users", Anonymous: true, SecurityPolicies: []string{"None", "Basic256Sha256"}}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{e: eng.(*Engine), audit: a}
+	t.Cleanup(func() { h.e.Close() })
+	carol, err := certs.Init(filepath.Join(dir, "carol"), certs.InitOptions{ApplicationURI: "urn:user:carol", CommonName: "carol", Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ucert, ukey, _ := carol.Own()
+	// Trusted as an application: still no user.
+	if _, err := app.TrustFile(carol.OwnCertPath()); err != nil {
+		t.Fatal(err)
+	}
+	x509Login(t, h, ucert, ukey, func() {
+		if _, err := users.TrustFile(carol.OwnCertPath()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := New(gateway.EngineSpec{Upstream: "opc.tcp://127.0.0.1:1", BaseDir: dir, Options: func(into any) error {
+		*into.(*Options) = Options{PKI: "pki", UserPKI: "./pki", Anonymous: true}
+		return nil
+	}}); err == nil || !strings.Contains(err.Error(), "user_pki: the same folder as pki") {
+		t.Errorf("user_pki = pki: %v", err)
+	}
+}
+
+// x509Login logs carol in with an X.509 user token: refused before trust()
+// makes her certificate trusted, refused for a signature over another
+// nonce, then in.
+func x509Login(t *testing.T, h *harness, ucert []byte, ukey *rsa.PrivateKey, trust func()) {
+	t.Helper()
 	pub, _ := uapolicy.PublicKey(h.e.cert)
 	sign := func(nonce []byte) []byte {
 		enc, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, ukey, pub)
@@ -399,10 +460,7 @@ func TestX509UserToken(t *testing.T) {
 	if got := act(c, cs, sign(cs.ServerNonce)); got != ua.StatusBadIdentityTokenRejected {
 		t.Errorf("untrusted user certificate: %v", got)
 	}
-	st, _ := certs.Open(h.e.opts.PKI)
-	if _, err := st.Trust(certs.Thumbprint(ucert)); err != nil {
-		t.Fatal(err)
-	}
+	trust()
 	cs = create(t, c)
 	if got := act(c, cs, sign(make([]byte, 32))); got != ua.StatusBadUserSignatureInvalid {
 		t.Errorf("signature over another nonce: %v", got)
