@@ -57,13 +57,14 @@ type NoteKind string
 
 // Kinds of Note: facts about the log that are not tampering.
 const (
-	NoteRestart     NoteKind = "restart"      // a new boot after a clean stop
-	NoteUncleanStop NoteKind = "unclean_stop" // a new boot after a stop without gateway.stop or shutdown checkpoint
-	NoteOpenEnd     NoteKind = "open_end"     // the log ends without a clean stop: running, crashed or cut
-	NoteRetention   NoteKind = "retention"    // the log begins after files deleted by retention
-	NoteNotSigned   NoteKind = "not_signed"   // no checkpoints: the log is not signed
-	NoteUnchecked   NoteKind = "unchecked"    // checkpoints whose signatures were not checked (no key)
-	NoteOffBox      NoteKind = "off_box"      // checkpoints kept off the gateway that cover records before the log
+	NoteRestart     NoteKind = "restart"       // a new boot after a clean stop
+	NoteUncleanStop NoteKind = "unclean_stop"  // a new boot after a stop without gateway.stop or shutdown checkpoint
+	NoteOpenEnd     NoteKind = "open_end"      // the log ends without a clean stop: running, crashed or cut
+	NoteRetention   NoteKind = "retention"     // the log begins after files deleted by retention
+	NoteNotSigned   NoteKind = "not_signed"    // no checkpoints: the log is not signed
+	NoteUnchecked   NoteKind = "unchecked"     // checkpoints whose signatures were not checked (no key)
+	NoteOffBox      NoteKind = "off_box"       // checkpoints kept off the gateway that cover records before the log
+	NoteUnsigned    NoteKind = "unsigned_boot" // a start without the signing key after a signed clean stop
 )
 
 // Note is something VerifyLog found worth saying that is not tampering.
@@ -268,6 +269,9 @@ type verifier struct {
 	retained  map[string]retained // by last hash
 	offBox    map[uint64]*Checkpoint
 	given     map[string]bool // base names of the files, without .gz
+	// unsignedBoot: since the last checkpoint, a shutdown one, a gateway
+	// started without the signing key.
+	unsignedBoot bool
 }
 
 // rotatedRecord is what VerifyLog reads of an audit.rotated record.
@@ -375,13 +379,10 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 			"the checkpoint kept off the gateway (seq %d, signed at %s) covers another record with this seq: the log was rewritten",
 			c.RecordSeq, c.Time))
 	}
-	if c := v.checkCP; c != nil && c.reason == CheckpointShutdown && !v.opts.piece && v.opts.MaxUnsigned >= 0 &&
-		h.event != EventCheckpoint && h.event != EventRotated {
-		return v.fail(at.file, at.line, at.off, line, h, BreakAfterStop, fmt.Sprintf(
-			"a %s record follows the shutdown checkpoint at %s, with which boot %s ended the log cleanly: a gateway that signs "+
-				"writes nothing after it, and its next start begins with a checkpoint of its own; so no gateway with the key wrote this record "+
-				"(it was added to the log, or written by a gateway run without audit.signing_key; --max-unsigned -1 lets it pass)",
-			h.event, c.at, v.boot.id))
+	if c := v.checkCP; c != nil && c.reason == CheckpointShutdown && !v.opts.piece && v.opts.MaxUnsigned >= 0 && !v.unsignedBoot {
+		if err := v.afterShutdown(at, line, h, c); err != nil {
+			return err
+		}
 	}
 	switch h.event {
 	case EventCheckpoint:
@@ -414,6 +415,37 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 	return nil
 }
 
+// afterShutdown checks a record that follows a shutdown checkpoint. A
+// gateway that signs writes nothing after it, and its next start begins
+// with a checkpoint of its own. A start without the key (audit.signing_key
+// taken out) writes a few records and then gateway.start with a new boot
+// id; from there its records are unsigned, as the note says. Anything else
+// there was added to the log.
+func (v *verifier) afterShutdown(at place, line []byte, h *head, c *lastCheckpoint) error {
+	switch h.event {
+	case EventCheckpoint, EventRotated, EventRetention, EventCapacity,
+		"policy.load", "policy.load_failed", "ticket.load", "ticket.load_refused":
+		return nil // what a start writes before gateway.start
+	case EventGatewayStart:
+		var b struct {
+			BootID string `json:"boot_id"`
+			KeyID  string `json:"key_id"`
+		}
+		if json.Unmarshal(line, &b) == nil && b.BootID != "" && b.BootID != v.boot.id && b.KeyID == "" {
+			v.unsignedBoot = true
+			v.note(at, NoteUnsigned, fmt.Sprintf(
+				"boot %s started without a signing key after the clean stop at %s: no checkpoint signs its records, "+
+					"which the chain alone cannot tell from records added to the log", b.BootID, c.at))
+			return nil
+		}
+	}
+	return v.fail(at.file, at.line, at.off, line, h, BreakAfterStop, fmt.Sprintf(
+		"a %s record follows the shutdown checkpoint at %s, with which boot %s ended the log cleanly: a gateway that signs "+
+			"writes nothing after it, and its next start begins with a checkpoint of its own (one without the key, with "+
+			"gateway.start); so no gateway wrote this record there: it was added to the log (--max-unsigned -1 lets it pass)",
+		h.event, c.at, v.boot.id))
+}
+
 // countUnsigned notes where the records after the last checkpoint first
 // exceed what its writer allows.
 func (v *verifier) countUnsigned(at place) {
@@ -433,6 +465,9 @@ func (v *verifier) countUnsigned(at place) {
 // limits are the records and the time allowed after the last checkpoint.
 func (v *verifier) limits() (int, time.Duration) {
 	limit, maxAge := v.opts.MaxUnsigned, v.opts.MaxUnsignedAge
+	if v.unsignedBoot {
+		return limit, maxAge // a start without the key: its checkpoint settings are not the last checkpoint's
+	}
 	if c := v.checkCP; c != nil {
 		if limit == 0 {
 			limit = int(c.every)
@@ -470,6 +505,7 @@ func (v *verifier) checkpoint(at place, line []byte, h *head) error {
 	v.rep.Unsigned = 0
 	v.unsigned, v.overCount, v.overAge = place{}, place{}, place{}
 	v.checkCP = &lastCheckpoint{at: at, every: c.Every, interval: c.Interval(), reason: c.Reason}
+	v.unsignedBoot = false
 	v.bootSeen(at, c.BootID)
 	if c.Reason == CheckpointShutdown {
 		v.boot.clean = fmt.Sprintf("shutdown checkpoint at seq %d", h.seq)

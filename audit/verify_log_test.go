@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // evidenceLog is a log with everything verify looks at: checkpoints every
@@ -594,4 +597,44 @@ func TestVerifyLogRecordAfterShutdown(t *testing.T) {
 	writeSome(t, w, 2)
 	w.Close()
 	check("after the next start's checkpoint")
+}
+
+// A start without the signing key after a signed clean stop is a genuine
+// log: verify notes that its records are unsigned, and a signed start after
+// it checks as before.
+func TestVerifyLogUnsignedStartAfterSignedStop(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	key := l.opts.SigningKey
+	w := l.open(t)
+	writeSome(t, w, 3)
+	w.Close()
+
+	l.opts.SigningKey, l.opts.BootID = nil, "boot-2"
+	w = l.open(t)
+	for _, ev := range []string{"policy.load", "ticket.load"} {
+		if err := w.Record(ev, true, func(*zerolog.Event) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
+		t.Fatal(err)
+	}
+	writeSome(t, w, 1200) // more than the signed run's checkpoint_every: no checkpoint limits an unsigned run
+	if err := w.Record(EventGatewayStop, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	l.opts.SigningKey, l.opts.BootID = key, "boot-3"
+	w = l.open(t)
+	writeSome(t, w, 2)
+	w.Close()
+	rep, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUnsigned && strings.Contains(n.Message, "boot boot-2 started without a signing key") }) {
+		t.Errorf("notes %+v", rep.Notes)
+	}
 }
