@@ -79,6 +79,8 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	// shutdown is answered rather than cut off after the PLC acted on it.
 	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer endConns()
+	draining := make(chan struct{})
+	connCtx = context.WithValue(connCtx, drainingKey{}, draining)
 
 	var err error
 	for {
@@ -117,8 +119,21 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 			l.serveConn(connCtx, conn)
 		}()
 	}
+	close(draining)
 	l.drain(endConns)
 	return err
+}
+
+type drainingKey struct{}
+
+// Draining is closed when the listener of the connection a ctx serves stops:
+// an engine answers the request it is handling and starts no other, even
+// one already read (a client's pipelined requests), so that nothing is
+// forwarded after the stop began. It is nil (never closed) outside a
+// listener.
+func Draining(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(drainingKey{}).(chan struct{})
+	return ch
 }
 
 // drain ends the sessions at shutdown: each connection's reading side is

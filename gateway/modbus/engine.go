@@ -240,10 +240,19 @@ var errDeniedClose = errors.New("modbus: call denied, connection closed (deny_ac
 func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
 	fr := NewFrameReader(conn, e.limits.IdleTimeout, e.opts.FrameTimeout)
 	out := make([]byte, 0, MaxADU)
+	draining := gateway.Draining(ctx)
 	for {
 		h, pdu, err := fr.Next()
 		if err != nil {
 			return e.readEnded(ctx, s, h, err)
+		}
+		select {
+		case <-draining:
+			// The gateway is stopping: a request read but not begun is not
+			// forwarded (the client sees the connection end, never a write
+			// half done).
+			return nil
+		default:
 		}
 		rt := e.routes[h.UnitID]
 		target := gateway.Target{Name: s.Target.Name, UnitID: int(h.UnitID)}

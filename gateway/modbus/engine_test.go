@@ -821,3 +821,45 @@ func startGarblingPLC(t *testing.T, garble func(adu []byte)) *garblingPLC {
 	})
 	return p
 }
+
+// Requests a client sent ahead (pipelined on one connection) are not
+// begun once the stop has: the one in flight is answered, the others are
+// never forwarded, and the client sees the connection end.
+func TestShutdownStartsNoPipelinedRequest(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{Delay: 400 * time.Millisecond})
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, decide: gatewaytest.AllowAll})
+	conn, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var frames []byte
+	for i := range 4 {
+		// MBAP: tid, protocol 0, length 6, unit 1; FC 6 register 200+i = 4321
+		frames = append(frames, 0, byte(i+1), 0, 0, 0, 6, 1, 6, 0, byte(200+i), 0x10, 0xE1)
+	}
+	if _, err := conn.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	for sim.Requests() < 1 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.stop()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(conn)
+	if len(got) != 12 || got[1] != 1 || got[7] != 6 {
+		t.Errorf("answers % x: want the first write's answer alone", got)
+	}
+	for i := range 4 {
+		want := uint16(0)
+		if i == 0 {
+			want = 4321
+		}
+		if v := sim.Holding(uint16(200 + i)); v != want {
+			t.Errorf("register %d = %d, want %d", 200+i, v, want)
+		}
+	}
+	if n := sim.Requests(); n != 1 {
+		t.Errorf("the PLC got %d requests, want 1", n)
+	}
+}
