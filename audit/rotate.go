@@ -79,6 +79,12 @@ func (w *Writer) rotationDue(now time.Time) string {
 // rotateLocked rotates the live file out; w.mu is held. On failure the old
 // file stays the live one and nothing of the chain is lost.
 func (w *Writer) rotateLocked(now time.Time, reason string) error {
+	// A live name that no longer names the writer's file is the sync
+	// loop's to deal with: renaming it would make another file a rotated
+	// file of the log.
+	if replaced, cut := w.liveReplaced(); replaced || cut {
+		return fmt.Errorf("%s is not the file the gateway writes (deleted, replaced or cut): not rotating it", w.path)
+	}
 	if w.signer != nil {
 		if err := w.checkpointLocked(now, CheckpointRotation); err != nil {
 			return err

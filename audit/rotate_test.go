@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -421,7 +422,7 @@ func TestRetentionByAge(t *testing.T) {
 // denied), a new live file continues the chain and says so, and verify
 // reports the loss.
 func TestLiveFileTakenAway(t *testing.T) {
-	for _, how := range []string{"deleted", "renamed"} {
+	for _, how := range []string{"deleted", "renamed", "emptied in place"} {
 		t.Run(how, func(t *testing.T) {
 			l := newTestLog(t)
 			l.opts.SyncInterval = 10 * time.Millisecond
@@ -434,10 +435,13 @@ func TestLiveFileTakenAway(t *testing.T) {
 				}
 			}
 			var err error
-			if how == "deleted" {
+			switch how {
+			case "deleted":
 				err = os.Remove(l.path)
-			} else {
+			case "renamed":
 				err = os.Rename(l.path, l.path+".1")
+			default: // logrotate's copytruncate
+				err = os.Truncate(l.path, 0)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -446,7 +450,7 @@ func TestLiveFileTakenAway(t *testing.T) {
 			for i := range 5 {
 				if err := w.Call(ctx, s, writeCall(fmt.Sprint("b", i)), allow()); err != nil {
 					failed++
-					if !strings.Contains(err.Error(), "deleted, renamed or replaced") {
+					if !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
 						t.Errorf("write %d: %v", i, err)
 					}
 				}
@@ -455,6 +459,9 @@ func TestLiveFileTakenAway(t *testing.T) {
 				t.Errorf("%d of 5 durable writes failed; want the first to, and the log to take the rest", failed)
 			}
 			w.Close()
+			if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
+				t.Errorf("the live file holds NUL bytes: a hole before the records written after the cut")
+			}
 			recs := readLog(t, l.path)
 			if len(recs) == 0 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing {
 				t.Fatalf("the new live file: %v", recs)
@@ -464,7 +471,7 @@ func TestLiveFileTakenAway(t *testing.T) {
 			if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "are gone") {
 				t.Errorf("verify: %v, want the loss reported", err)
 			}
-			if !strings.Contains(l.log.String(), "deleted, renamed or replaced while the gateway wrote it") {
+			if !strings.Contains(l.log.String(), "deleted, renamed, replaced or cut while the gateway wrote it") {
 				t.Errorf("operational log: %s", l.log.String())
 			}
 		})
@@ -476,6 +483,7 @@ func TestLiveFileTakenAway(t *testing.T) {
 func TestLiveFileReplacedByAnother(t *testing.T) {
 	l := newTestLog(t)
 	l.opts.SyncInterval = 10 * time.Millisecond
+	l.opts.RotateSize = 2 << 10
 	w := l.open(t)
 	s := testSession()
 	ctx := context.Background()
@@ -493,8 +501,27 @@ func TestLiveFileReplacedByAnother(t *testing.T) {
 			t.Errorf("write %d was taken while the live name is another file", i)
 		}
 	}
+	// Reads too, however many: no record goes into a file nobody will read,
+	// and no rotation makes the other file one of the log's.
+	for i := range 50 {
+		if err := w.Call(ctx, s, readCall(fmt.Sprint("r", i)), allow()); err == nil {
+			t.Errorf("read %d was taken while the live name is another file", i)
+		}
+	}
 	if b, _ := os.ReadFile(l.path); string(b) != "another program's file\n" {
 		t.Errorf("the other file was written: %q", b)
+	}
+	files, _ := LogFiles(l.path)
+	if len(files) != 1 {
+		t.Errorf("files %v: the other file was rotated into the log", files)
+	}
+	// Once it is moved away, the log goes on.
+	if err := os.Rename(l.path, l.path+".other"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // a few fsync rounds
+	if err := w.Call(ctx, s, writeCall("c"), allow()); err != nil {
+		t.Errorf("a write after the other file was moved away: %v", err)
 	}
 	if !strings.Contains(l.log.String(), "cannot be made again") {
 		t.Errorf("operational log: %s", l.log.String())

@@ -79,8 +79,10 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 			}
 		}
 		var gone error
-		if !w.closed && w.liveReplaced() {
-			gone = w.beginAgainLocked()
+		if !w.closed {
+			if replaced, cut := w.liveReplaced(); replaced || cut {
+				gone = w.beginAgainLocked(cut)
+			}
 		}
 		r, end, f, g, retiring := w.next, w.off, w.f, w.gen, w.retiring
 		w.next, w.retiring = nil, nil
@@ -227,43 +229,64 @@ func syncDir(dir string) error {
 }
 
 // liveReplaced reports whether the live name no longer names the file the
-// writer writes: it was deleted, renamed away (logrotate) or replaced. w.mu
-// is held, so no rotation of the writer's own is half done.
-func (w *Writer) liveReplaced() bool {
+// writer writes (replaced: deleted, renamed away as logrotate does, or
+// another file put there), or names it but the file was cut under the
+// writer (cut: emptied in place, as logrotate's copytruncate does; the
+// writer's next record would leave a hole of zeros before it). w.mu is
+// held, so no rotation of the writer's own is half done.
+func (w *Writer) liveReplaced() (replaced, cut bool) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
-		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR), false
 	}
 	ofi, err := w.f.Stat()
-	return err == nil && !os.SameFile(fi, ofi)
+	if err != nil {
+		return false, false
+	}
+	if !os.SameFile(fi, ofi) {
+		return true, false
+	}
+	if ofi.Size() < w.off {
+		return false, true
+	}
+	var b [1]byte
+	if w.off > 0 {
+		if _, err := w.f.ReadAt(b[:], 0); err == nil && b[0] != '{' {
+			return false, true
+		}
+	}
+	return false, false
 }
 
 // beginAgainLocked puts a new live file under the live name after the old
-// one was taken away, beginning with audit.rotated reason live_file_missing
-// for the records that went with it (verify reports the loss). It returns
-// the error for the durable records of the round that wrote into the old
-// file. A name taken by a file that is not empty is left alone: the writer
-// goes on writing the old file, and every round fails until an operator
-// moves the other file away.
-func (w *Writer) beginAgainLocked() error {
-	gone := fmt.Errorf("audit: the live file %s was deleted, renamed or replaced while the gateway wrote it: records since seq %d went with it",
+// one was taken away (or cut: then the file is emptied and begun again),
+// beginning with audit.rotated reason live_file_missing for the records
+// that went with it (verify reports the loss). It returns the error for the
+// durable records of the round that wrote into the old file. A name taken
+// by a file that is not empty is left alone: every record fails (the
+// writer takes none, reads and writes alike, as with a full disk) until an
+// operator moves that file away, and the next round begins again.
+func (w *Writer) beginAgainLocked(cut bool) error {
+	gone := fmt.Errorf("audit: the live file %s was deleted, renamed, replaced or cut while the gateway wrote it: records since seq %d went with it",
 		w.path, w.fileFirstSeq)
-	if err := os.MkdirAll(w.dir, 0o750); err != nil {
-		w.cannotBeginAgain(err)
-		return gone
-	}
-	nf, err := w.opts.openFile(w.path)
-	if err == nil {
-		if err = lockFile(nf); err == nil {
-			if fi, serr := nf.Stat(); serr != nil || fi.Size() != 0 {
-				err = fmt.Errorf("%s is another file, not empty: not writing into it", w.path)
+	var nf file
+	var err error
+	if cut {
+		nf, err = w.f, w.f.Truncate(0)
+	} else if err = os.MkdirAll(w.dir, 0o750); err == nil {
+		if nf, err = w.opts.openFile(w.path); err == nil {
+			if err = lockFile(nf); err == nil {
+				if fi, serr := nf.Stat(); serr != nil || fi.Size() != 0 {
+					err = fmt.Errorf("%s is another file, not empty: not writing into it", w.path)
+				}
 			}
-		}
-		if err != nil {
-			nf.Close()
+			if err != nil {
+				nf.Close()
+			}
 		}
 	}
 	if err != nil {
+		w.liveLost = gone
 		w.cannotBeginAgain(err)
 		return gone
 	}
@@ -271,17 +294,23 @@ func (w *Writer) beginAgainLocked() error {
 	chain := w.chainState()
 	w.f, w.off, w.tailDirty = nf, 0, false
 	if err := w.writeRotated(w.stamp(), RotateMissing, w.path, chain.fileFirstSeq, w.seq); err != nil {
-		nf.Close()
+		if !cut {
+			nf.Close()
+		}
 		w.f, w.off, w.tailDirty = old, oldOff, oldDirty
 		w.restoreChain(chain)
+		w.liveLost = gone
 		w.cannotBeginAgain(err)
 		return gone
 	}
-	w.retiring = append(w.retiring, old)
+	w.liveLost = nil
+	if !cut {
+		w.retiring = append(w.retiring, old)
+	}
 	w.gen++
 	w.log.Error().Str("path", w.path).Uint64(FieldPreviousFirstSeq, chain.fileFirstSeq).Uint64(FieldPreviousLastSeq, chain.seq).
-		Str(FieldPreviousFile, filepath.Base(w.path)).
-		Msg("audit: the live file was deleted, renamed or replaced while the gateway wrote it; its records are gone from the log; " +
+		Str(FieldPreviousFile, filepath.Base(w.path)).Bool("cut", cut).
+		Msg("audit: the live file was deleted, renamed, replaced or cut while the gateway wrote it; its records are gone from the log; " +
 			"a new live file continues the chain (audit verify reports the loss)")
 	return gone
 }

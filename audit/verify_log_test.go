@@ -634,7 +634,9 @@ func TestVerifyLogUnsignedStartAfterSignedStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUnsigned && strings.Contains(n.Message, "boot boot-2 started without a signing key") }) {
+	if !slices.ContainsFunc(rep.Notes, func(n Note) bool {
+		return n.Kind == NoteUnsigned && strings.Contains(n.Message, "boot boot-2 started without a signing key")
+	}) {
 		t.Errorf("notes %+v", rep.Notes)
 	}
 }

@@ -204,6 +204,9 @@ type Writer struct {
 	flushTimer *time.Timer
 	flushErrs  every // the log line of a failed flush, at most every 10 s
 	beginErrs  every // the log line of a live file that cannot be made again
+	// liveLost is set while the live name is held by another file: every
+	// record fails until the writer has a live file again.
+	liveLost error
 
 	// Checkpoints (nil signer: none).
 	signer        *signer
@@ -464,6 +467,11 @@ func (w *Writer) begin(event string) (*zerolog.Event, error) {
 	if w.closed {
 		w.mu.Unlock()
 		return nil, fmt.Errorf("audit: %s: %w", w.path, ErrClosed)
+	}
+	if err := w.liveLost; err != nil {
+		w.lose(err)
+		w.mu.Unlock()
+		return nil, err
 	}
 	now := w.stamp()
 	if err := w.beforeRecord(now); err != nil {
