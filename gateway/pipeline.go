@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,8 @@ type Pipeline struct {
 	DenyReadsOnAuditFailure bool
 
 	Log zerolog.Logger
+
+	auditErrs logEvery // the log line of a call record the audit log refused
 }
 
 // DefaultDecisionTimeout bounds a policy evaluation when none is configured.
@@ -86,14 +89,18 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 	actx := context.WithoutCancel(ctx)
 	if err := p.Auditor.Call(actx, s, c, d); err != nil {
 		if c.Operation.Access.ChangesState() || p.DenyReadsOnAuditFailure {
-			s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
-				Msg("audit log cannot take the call record: call denied")
+			if n, ok := p.auditErrs.allow(time.Now()); ok {
+				s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
+					Msg("audit log cannot take the call record: call denied")
+			}
 			r := &Result{Status: StatusDenied, Detail: ReasonAuditUnavailable}
 			p.Auditor.Result(actx, s, c, r)
 			return d, r
 		}
-		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
-			Msg("audit log cannot take the call record: read forwarded without it")
+		if n, ok := p.auditErrs.allow(time.Now()); ok {
+			s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
+				Msg("audit log cannot take the call record: read forwarded without it")
+		}
 	}
 	if !forward {
 		s.Log.Info().Str("call_id", c.ID).Str("function", c.Operation.Function).
@@ -207,4 +214,25 @@ func (p *Pipeline) withMode(d Decision) Decision {
 		}
 	}
 	return d
+}
+
+// logEvery lets a line that repeats with every call through at most once
+// every 10 s (an audit log that takes no records would otherwise log once
+// per call), and counts the ones it held back.
+type logEvery struct {
+	mu   sync.Mutex
+	last time.Time
+	held int
+}
+
+func (e *logEvery) allow(now time.Time) (int, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.last.IsZero() && now.Sub(e.last) < 10*time.Second {
+		e.held++
+		return 0, false
+	}
+	n := e.held
+	e.last, e.held = now, 0
+	return n, true
 }

@@ -1,10 +1,12 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,5 +280,24 @@ func TestPipelineAuthFailedFallback(t *testing.T) {
 	rej := a.Events("request.rejected")
 	if len(rej) != 1 || rej[0].Reason != gateway.ReasonAuthFailed || rej[0].Call.Operation.Function != gateway.FunctionSessionAuthFailed {
 		t.Fatalf("records %+v", a.Records())
+	}
+}
+
+// An audit log that takes no records is said once every 10 s in the
+// operational log, not once per call.
+func TestPipelineAuditFailureLoggedOnce(t *testing.T) {
+	a := &gatewaytest.Auditor{}
+	a.SetFail(errors.New("no space left on device"))
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a}
+	var log bytes.Buffer
+	s := newSession()
+	s.Log = zerolog.New(&log)
+	for range 200 {
+		if r := p.Handle(context.Background(), s, call(gateway.AccessWrite), okUpstream()); r.Status != gateway.StatusDenied {
+			t.Fatalf("status %s", r.Status)
+		}
+	}
+	if n := strings.Count(log.String(), "audit log cannot take the call record"); n != 1 {
+		t.Errorf("%d log lines for 200 refused calls, want 1", n)
 	}
 }
