@@ -117,7 +117,7 @@ func logGateway(files []string) string {
 	if len(files) == 0 {
 		return ""
 	}
-	f, err := os.Open(files[0])
+	f, err := audit.OpenLogFile(files[0]) // a rotated file may be gzipped
 	if err != nil {
 		return ""
 	}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
@@ -651,5 +652,19 @@ func TestE2EAuditDiskFull(t *testing.T) {
 	}
 	if last := recs[len(recs)-1]; last.str("event") != "audit.checkpoint" || last.str("checkpoint.reason") != "shutdown" {
 		t.Errorf("the log ends with %s, not the shutdown checkpoint", last)
+	}
+}
+
+// The gateway of a log whose oldest file is gzipped is read from it
+// decompressed: verify --checkpoints keeps only that gateway's checkpoints.
+func TestLogGatewayOfAGzippedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit-20261127T000000Z-000000000000001.jsonl.gz")
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write([]byte(`{"seq":1,"time":"2026-11-27T00:00:00Z","event":"gateway.start","gateway":"gw-x","prev":"0","hash":"0"}` + "\n"))
+	zw.Close()
+	writeFile(t, path, z.String())
+	if got := logGateway([]string{path}); got != "gw-x" {
+		t.Errorf("logGateway of a gzipped file: %q, want gw-x", got)
 	}
 }
