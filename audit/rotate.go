@@ -38,9 +38,11 @@ const (
 	RotateMissing = "live_file_missing"
 )
 
-// nextSuffix names the file a rotation writes before it takes the live
-// name.
-const nextSuffix = ".next"
+// NextSuffix names the file a rotation writes before it takes the live
+// name (the live file's name and this suffix).
+const NextSuffix = ".next"
+
+const nextSuffix = NextSuffix
 
 // chain is the writer's place in the chain, kept across a step that may
 // have to be undone.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -525,5 +526,43 @@ func TestLiveFileReplacedByAnother(t *testing.T) {
 	}
 	if !strings.Contains(l.log.String(), "cannot be made again") {
 		t.Errorf("operational log: %s", l.log.String())
+	}
+}
+
+// A live file that ends with a rotation's checkpoint is a rotation a crash
+// cut short before the rename: with the live file named (verify --log) it
+// is a note; a rotated file ending so is a missing live file.
+func TestVerifyLiveFileEndingWithRotationCheckpoint(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.RotateSize = 2 << 10
+	w := l.open(t)
+	writeSome(t, w, 12)
+	w.Close()
+	files := mustLogFiles(t, l.path)
+	if len(files) < 3 {
+		t.Fatalf("files %v", files)
+	}
+	// As a crash leaves it: the newest rotation's checkpoint written, the
+	// file not yet renamed, nothing after it.
+	last := files[len(files)-2]
+	if err := os.Remove(l.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(last, l.path); err != nil {
+		t.Fatal(err)
+	}
+	cut := append(files[:len(files)-2:len(files)-2], l.path)
+	rep, err := VerifyLog(cut, VerifyOptions{Key: pub, Live: l.path})
+	if err != nil {
+		t.Fatalf("with the live file named: %v", err)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return strings.Contains(n.Message, "a crash cut short") }) {
+		t.Errorf("notes %+v", rep.Notes)
+	}
+	_, err = VerifyLog(cut, VerifyOptions{Key: pub})
+	var br *Break
+	if !errors.As(err, &br) || br.Kind != BreakMissingFile {
+		t.Errorf("without the live file named: %v, want %s", err, BreakMissingFile)
 	}
 }

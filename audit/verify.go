@@ -147,6 +147,12 @@ type VerifyOptions struct {
 	// past the log's end means its end was cut off.
 	Checkpoints []Checkpoint
 
+	// Live is the log's live file as given (the last file), when known:
+	// a live file that ends with a rotation's checkpoint is a rotation a
+	// crash cut short before the rename, which the gateway's next start
+	// completes, not a missing file.
+	Live string
+
 	piece bool // VerifyFiles: the chain only, of any piece of a log
 }
 
@@ -561,8 +567,12 @@ func (v *verifier) finish() error {
 		return err
 	}
 	if c := v.checkCP; c != nil && c.reason == CheckpointRotation && c.at.seq == v.rep.LastSeq {
-		return v.failAt(c.at, BreakMissingFile,
-			"the log ends with the checkpoint the gateway writes at the end of a file it rotates out: the file after it (the live file, beginning with audit.rotated) is missing, or was emptied")
+		if v.opts.Live == "" || c.at.file != v.opts.Live {
+			return v.failAt(c.at, BreakMissingFile,
+				"the log ends with the checkpoint the gateway writes at the end of a file it rotates out: the file after it (the live file, beginning with audit.rotated) is missing, or was emptied")
+		}
+		v.note(c.at, NoteOpenEnd, "the live file ends with the checkpoint of a rotation a crash cut short before the file was renamed: "+
+			"the gateway completes the rotation at its next start")
 	}
 	for i := range v.opts.Checkpoints {
 		c := &v.opts.Checkpoints[i]

@@ -44,13 +44,13 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		return usageErr("audit verify: give --log PATH or files, not both")
 	case *logPath != "":
 		var err error
-		if files, err = audit.LogFilesWithGzip(*logPath); err != nil {
+		if files, err = verifyFiles(*logPath); err != nil {
 			return err
 		}
 		if len(files) == 0 {
 			return fmt.Errorf("audit verify: no audit log at %s", *logPath)
 		}
-		if err := liveFileThere(*logPath, len(files)); err != nil {
+		if err := liveFileThere(*logPath, files); err != nil {
 			return err
 		}
 	case len(files) == 0:
@@ -58,6 +58,9 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		return usageErr("audit verify: name the log (--log PATH) or at least one audit log file")
 	}
 	opts := audit.VerifyOptions{MaxUnsigned: *maxUnsigned, MaxUnsignedAge: *maxAge, After: *after}
+	if *logPath != "" {
+		opts.Live = files[len(files)-1]
+	}
 	if *keyPath != "" {
 		k, err := audit.LoadVerifyKey(*keyPath)
 		if err != nil {
@@ -79,11 +82,11 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	// A rotation (or retention) while the files were read looks like a
 	// missing file: while the files changed, read them again.
 	for try := 0; *logPath != "" && err != nil && try < 5; try++ {
-		again, lerr := audit.LogFilesWithGzip(*logPath)
-		if lerr != nil || slices.Equal(again, files) {
+		again, lerr := verifyFiles(*logPath)
+		if lerr != nil || len(again) == 0 || slices.Equal(again, files) {
 			break
 		}
-		files = again
+		files, opts.Live = again, again[len(again)-1]
 		rep, err = audit.VerifyLog(files, opts)
 	}
 	var br *audit.Break
@@ -200,15 +203,33 @@ func cmdAuditKeygen(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 // but its live file is not: the newest records of the log are missing. A
 // rotation renames the live file and creates the next one at once, so one
 // look again a moment later tells a rotation from a missing file.
-func liveFileThere(path string, files int) error {
+func liveFileThere(path string, files []string) error {
 	for range 2 {
 		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
+		if files[len(files)-1] == path+audit.NextSuffix {
+			return nil // a rotation cut short: the live file is under its next name
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return &exitError{code: 1, msg: fmt.Sprintf(
-		"audit verify: %s: the live file is missing, but %d rotated file(s) of its log are beside it: the newest records of the log are gone", path, files)}
+		"audit verify: %s: the live file is missing, but %d rotated file(s) of its log are beside it: the newest records of the log are gone", path, len(files))}
+}
+
+// verifyFiles are the files of the log whose live file is path, in chain
+// order, for verify --log: the rotated ones (gzipped too), the live file, and
+// after it the next file of a rotation a crash cut short (the gateway
+// renames it over the live name at its next start).
+func verifyFiles(path string) ([]string, error) {
+	files, err := audit.LogFilesWithGzip(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(path + audit.NextSuffix); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+		files = append(files, path+audit.NextSuffix)
+	}
+	return files, nil
 }
 
 // outOverInput refuses an output file that is one of the audit files read:

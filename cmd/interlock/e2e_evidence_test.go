@@ -24,6 +24,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/audit"
 )
 
 // withAudit replaces the audit section of the gateway's configuration.
@@ -666,5 +670,38 @@ func TestLogGatewayOfAGzippedFile(t *testing.T) {
 	writeFile(t, path, z.String())
 	if got := logGateway([]string{path}); got != "gw-x" {
 		t.Errorf("logGateway of a gzipped file: %q, want gw-x", got)
+	}
+}
+
+// audit verify --log on a log a crash left between a rotation's two
+// renames (before the gateway's next start completes it): the new live
+// file under its next name is read as the live file, and the log verifies.
+func TestAuditVerifyRotationCutByACrash(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, pub, err := audit.GenerateSigningKey(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := audit.LoadSigningKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(dir, "audit", "audit.jsonl")
+	w, err := audit.Open(audit.Options{Path: live, Gateway: "gw", SigningKey: key, BootID: "b1", CheckpointEvery: 5, RotateSize: 2 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := w.Record("gateway.start", true, func(e *zerolog.Event) { e.Int("n", i) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	if err := os.Rename(live, live+audit.NextSuffix); err != nil {
+		t.Fatal(err)
+	}
+	r := interlock(t, "audit", "verify", "--key", pub, "--log", live)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: ") {
+		t.Errorf("verify --log with the live file under its next name: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }
