@@ -56,7 +56,20 @@ type TicketEvent struct {
 const (
 	MaxTicketDuration = 7 * 24 * time.Hour
 	maxTickets        = 1024
+	maxTicketReason   = 512 // bytes: a change request's id and a line about it
 )
+
+// accessKinds checks a ticket's access kinds.
+func accessKinds(access []string) error {
+	for _, a := range access {
+		switch a {
+		case "read", "write", "execute", "browse", "subscribe", "session", "diagnostic", "program":
+		default:
+			return fmt.Errorf("access %q is not one of read, write, execute, browse, subscribe, session, diagnostic, program", a)
+		}
+	}
+	return nil
+}
 
 // Tickets is the live set of open change tickets, kept in a JSON file so
 // that they survive a restart. It is safe for concurrent use.
@@ -100,14 +113,17 @@ func OpenTickets(path string, onEvent func(TicketEvent) error) (*Tickets, error)
 			return nil, fmt.Errorf("tickets: %s is not a ticket list: %v", path, err)
 		}
 		now := ts.now()
+		seen := map[string]int{}
+		for _, t := range list {
+			seen[t.ID]++
+		}
 		for i, t := range list {
-			if err := loadable(t); err != nil {
-				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d (id %q): %v", path, i+1, t.ID, err))
+			if n := seen[t.ID]; n > 1 {
+				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d: id %q is there %d times", path, i+1, t.ID, n))
 				continue
 			}
-			if _, dup := ts.m[t.ID]; dup {
-				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d: id %q is there twice", path, i+1, t.ID))
-				delete(ts.m, t.ID)
+			if err := loadable(t); err != nil {
+				ts.refused = append(ts.refused, fmt.Sprintf("%s: entry %d (id %q): %v", path, i+1, t.ID, err))
 				continue
 			}
 			if t.Expires.After(now) {
@@ -143,8 +159,10 @@ func loadable(t Ticket) error {
 		return fmt.Errorf("it expires %s after it was opened, outside 1s..%s", t.Expires.Sub(t.Opened), MaxTicketDuration)
 	case slices.Contains(t.Approvals, t.OpenedBy):
 		return fmt.Errorf("%s approved a ticket they opened", t.OpenedBy)
+	case len(t.Reason) > maxTicketReason:
+		return fmt.Errorf("a reason of %d bytes, more than %d", len(t.Reason), maxTicketReason)
 	}
-	return nil
+	return accessKinds(t.Access)
 }
 
 // Open checks and opens a ticket for the duration from now. ID is generated
@@ -164,12 +182,11 @@ func (ts *Tickets) Open(t Ticket, d time.Duration, by string) (Ticket, error) {
 	case by == "":
 		return Ticket{}, errors.New("ticket: unknown requester")
 	}
-	for _, a := range t.Access {
-		switch a {
-		case "read", "write", "execute", "browse", "subscribe", "session", "diagnostic", "program":
-		default:
-			return Ticket{}, fmt.Errorf("ticket: access %q is not one of read, write, execute, browse, subscribe, session, diagnostic, program", a)
-		}
+	if err := accessKinds(t.Access); err != nil {
+		return Ticket{}, fmt.Errorf("ticket: %w", err)
+	}
+	if len(t.Reason) > maxTicketReason {
+		return Ticket{}, fmt.Errorf("ticket: a reason of %d bytes, more than %d", len(t.Reason), maxTicketReason)
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

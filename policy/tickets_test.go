@@ -220,7 +220,9 @@ func TestTicketFileChecked(t *testing.T) {
 	self.ID, self.Approvals = "T-SELF", []string{"root"}
 	dup := good
 	dup.ID = "T-DUP"
-	b, err := json.Marshal([]Ticket{good, long, noUser, self, dup, dup})
+	everything := good
+	everything.ID, everything.Access = "T-ALL", []string{"everything"}
+	b, err := json.Marshal([]Ticket{good, long, noUser, self, dup, dup, dup, everything})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,8 @@ func TestTicketFileChecked(t *testing.T) {
 	}
 	refused := strings.Join(ts.Refused(), "\n")
 	for _, want := range []string{`(id "FORGED"): it expires 794h0m0s after it was opened`, `(id "T-NOUSER"): a field is missing`,
-		`(id "T-SELF"): root approved a ticket they opened`, `id "T-DUP" is there twice`} {
+		`(id "T-SELF"): root approved a ticket they opened`, `entry 7: id "T-DUP" is there 3 times`,
+		`(id "T-ALL"): access "everything" is not one of`} {
 		if !strings.Contains(refused, want) {
 			t.Errorf("refused:\n%s\nlacks %q", refused, want)
 		}

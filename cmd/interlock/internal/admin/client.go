@@ -72,7 +72,7 @@ func (c *Client) do(method, path string, body, out any) error {
 		return fmt.Errorf("the gateway's admin socket %s: %w (is the gateway running with admin.socket set?)", c.Socket, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20)) // 1024 tickets of 512-byte reasons and more
 	if err != nil {
 		return err
 	}

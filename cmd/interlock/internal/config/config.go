@@ -553,9 +553,10 @@ func (c *Config) checkAdmin() error {
 		return c.errf(0, "admin.socket", "%s is too long for a Unix socket (100 bytes at most)", a.Socket)
 	}
 	if a.Tickets == "" {
-		a.Tickets = filepath.Join(filepath.Dir(a.Socket), "tickets.json")
+		a.Tickets = filepath.Join(filepath.Dir(a.Socket), "tickets.json") // beside the socket, resolved already
+	} else {
+		a.Tickets = c.resolve(a.Tickets)
 	}
-	a.Tickets = c.resolve(a.Tickets)
 	for i, u := range a.AllowedUsers {
 		if _, err := user.Lookup(u); err != nil {
 			return c.errf(0, fmt.Sprintf("admin.allowed_users[%d]", i), "%q is not a user of this system", u)

@@ -167,3 +167,25 @@ func TestEmptyFile(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// The ticket file beside a relative admin socket is resolved once, against
+// the configuration's folder, whatever the working folder.
+func TestAdminTicketsBesideTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "tk")
+	if err := os.MkdirAll(filepath.Join(sub, "policy"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	body := good + "admin:\n  socket: ./admin.sock\n"
+	if err := os.WriteFile(filepath.Join(sub, "config.yaml"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	c, err := config.Load(filepath.Join("tk", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join("tk", "tickets.json"); c.Admin.Tickets != want {
+		t.Errorf("admin.tickets %q, want %q", c.Admin.Tickets, want)
+	}
+}
