@@ -74,7 +74,7 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 		}
 		w.mu.Lock()
 		if err := w.flushLocked(); err != nil {
-			if n, ok := w.flushErrs.allow(time.Now()); ok {
+			if n, ok := w.flushErrs.Allow(time.Now()); ok {
 				w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).Msg("audit: cannot write deferred result records")
 			}
 		}
@@ -318,7 +318,7 @@ func (w *Writer) beginAgainLocked(cut bool) error {
 // cannotBeginAgain logs that the live file could not be made again, at most
 // every 10 s (it is tried at every fsync round); w.mu is held.
 func (w *Writer) cannotBeginAgain(err error) {
-	if n, ok := w.beginErrs.allow(time.Now()); ok {
+	if n, ok := w.beginErrs.Allow(time.Now()); ok {
 		w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).
 			Msg("audit: the live file was taken away and cannot be made again; state-changing calls are denied")
 	}

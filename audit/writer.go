@@ -202,8 +202,8 @@ type Writer struct {
 	// in front of the next record, or after maxDeferral (see commitDeferred).
 	pending    []byte
 	flushTimer *time.Timer
-	flushErrs  every // the log line of a failed flush, at most every 10 s
-	beginErrs  every // the log line of a live file that cannot be made again
+	flushErrs  gateway.Every // the log line of a failed flush, at most every 10 s
+	beginErrs  gateway.Every // the log line of a live file that cannot be made again
 	// liveLost is set while the live name is held by another file: every
 	// record fails until the writer has a live file again.
 	liveLost error
@@ -663,7 +663,7 @@ func (w *Writer) flushPending() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.flushLocked(); err != nil {
-		if n, ok := w.flushErrs.allow(time.Now()); ok {
+		if n, ok := w.flushErrs.Allow(time.Now()); ok {
 			w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).
 				Msg("audit: cannot write deferred result records; retrying with the next record")
 		}
@@ -892,23 +892,4 @@ func (w *Writer) Stats() Stats {
 		st.LastCheckpointSeq, st.Unsigned = cp, seq-cp
 	}
 	return st
-}
-
-// every lets a repeating log line through at most once per 10 s, and counts
-// the ones it held back.
-type every struct {
-	last time.Time
-	held int
-}
-
-// allow reports whether to log now, and how many were held back since the
-// last line logged.
-func (e *every) allow(now time.Time) (int, bool) {
-	if !e.last.IsZero() && now.Sub(e.last) < 10*time.Second {
-		e.held++
-		return 0, false
-	}
-	n := e.held
-	e.last, e.held = now, 0
-	return n, true
 }

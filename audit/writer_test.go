@@ -543,20 +543,3 @@ func fileSize(t testing.TB, path string) int64 {
 	}
 	return fi.Size()
 }
-
-// A failure that repeats is logged once per 10 s, with the count held back.
-func TestEveryHoldsBackRepeats(t *testing.T) {
-	var e every
-	t0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	if n, ok := e.allow(t0); !ok || n != 0 {
-		t.Fatalf("first: %d %v", n, ok)
-	}
-	for i := range 150 {
-		if _, ok := e.allow(t0.Add(time.Duration(i) * 60 * time.Millisecond)); ok {
-			t.Fatalf("repeat %d within 10 s logged", i)
-		}
-	}
-	if n, ok := e.allow(t0.Add(10 * time.Second)); !ok || n != 150 {
-		t.Fatalf("after 10 s: %d %v, want 150 held back", n, ok)
-	}
-}

@@ -31,7 +31,7 @@ type Pipeline struct {
 
 	Log zerolog.Logger
 
-	auditErrs logEvery // the log line of a call record the audit log refused
+	auditErrs Every // the log line of a call record the audit log refused
 }
 
 // DefaultDecisionTimeout bounds a policy evaluation when none is configured.
@@ -89,7 +89,7 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 	actx := context.WithoutCancel(ctx)
 	if err := p.Auditor.Call(actx, s, c, d); err != nil {
 		if c.Operation.Access.ChangesState() || p.DenyReadsOnAuditFailure {
-			if n, ok := p.auditErrs.allow(time.Now()); ok {
+			if n, ok := p.auditErrs.Allow(time.Now()); ok {
 				s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
 					Msg("audit log cannot take the call record: call denied")
 			}
@@ -97,7 +97,7 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 			p.Auditor.Result(actx, s, c, r)
 			return d, r
 		}
-		if n, ok := p.auditErrs.allow(time.Now()); ok {
+		if n, ok := p.auditErrs.Allow(time.Now()); ok {
 			s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
 				Msg("audit log cannot take the call record: read forwarded without it")
 		}
@@ -216,23 +216,24 @@ func (p *Pipeline) withMode(d Decision) Decision {
 	return d
 }
 
-// logEvery lets a line that repeats with every call through at most once
-// every 10 s (an audit log that takes no records would otherwise log once
-// per call), and counts the ones it held back.
-type logEvery struct {
+// Every lets a log line that repeats (once per call, once per fsync round)
+// through at most once every 10 s, and counts the ones it held back. The
+// zero value is ready; it is safe for concurrent use.
+type Every struct {
 	mu   sync.Mutex
 	last time.Time
 	held int
 }
 
-func (e *logEvery) allow(now time.Time) (int, bool) {
+// Allow reports whether to log at now, and how many lines were held back
+// since the last one logged.
+func (e *Every) Allow(now time.Time) (held int, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.last.IsZero() && now.Sub(e.last) < 10*time.Second {
 		e.held++
 		return 0, false
 	}
-	n := e.held
-	e.last, e.held = now, 0
-	return n, true
+	held, e.held, e.last = e.held, 0, now
+	return held, true
 }

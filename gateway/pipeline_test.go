@@ -301,3 +301,20 @@ func TestPipelineAuditFailureLoggedOnce(t *testing.T) {
 		t.Errorf("%d log lines for 200 refused calls, want 1", n)
 	}
 }
+
+// Every lets a repeating line through once per 10 s and counts the rest.
+func TestEveryHoldsBackRepeats(t *testing.T) {
+	var e gateway.Every
+	t0 := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	if n, ok := e.Allow(t0); !ok || n != 0 {
+		t.Fatalf("first: %d %v", n, ok)
+	}
+	for i := range 150 {
+		if _, ok := e.Allow(t0.Add(time.Duration(i) * 60 * time.Millisecond)); ok {
+			t.Fatalf("repeat %d within 10 s logged", i)
+		}
+	}
+	if n, ok := e.Allow(t0.Add(10 * time.Second)); !ok || n != 150 {
+		t.Fatalf("after 10 s: %d %v, want 150 held back", n, ok)
+	}
+}
