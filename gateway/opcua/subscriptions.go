@@ -81,6 +81,11 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 				for j, i := range allowed {
 					if codes[j] == ua.StatusOK || codes[j] == ua.StatusBadSubscriptionIDInvalid {
 						delete(s.subs, in[i])
+						for key := range s.items {
+							if key.sub == in[i] {
+								s.forgetItemLocked(key) // nothing to decide again
+							}
+						}
 					}
 				}
 				s.mu.Unlock()
