@@ -31,7 +31,7 @@ type Pipeline struct {
 
 	Log zerolog.Logger
 
-	auditErrs Every // the log line of a call record the audit log refused
+	auditErrs Every // the log line of a call denied because the audit log refused its record
 }
 
 // DefaultDecisionTimeout bounds a policy evaluation when none is configured.
@@ -97,10 +97,10 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 			p.Auditor.Result(actx, s, c, r)
 			return d, r
 		}
-		if n, ok := p.auditErrs.Allow(time.Now()); ok {
-			s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
-				Msg("audit log cannot take the call record: read forwarded without it")
-		}
+		// Every time: for a call forwarded without its record this line
+		// is the only trace.
+		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
+			Msg("audit log cannot take the call record: read forwarded without it")
 	}
 	if !forward {
 		s.Log.Info().Str("call_id", c.ID).Str("function", c.Operation.Function).
