@@ -161,8 +161,13 @@ func (w *Writer) SessionEnd(ctx context.Context, s *gateway.Session, err error) 
 	}
 }
 
-// logFailure tells the operator about a record that was not written.
+// logFailure tells the operator about a record that was not written, at
+// most once every 10 s with the count held back: while the log takes no
+// records every call would log a line (audit.write_failed counts them in
+// the log once it takes records again).
 func (w *Writer) logFailure(event, sessionID string, err error) {
-	w.log.Error().Err(err).Str(FieldEvent, event).Str(FieldSessionID, sessionID).
-		Msg("audit record not written")
+	if n, ok := w.recordErrs.Allow(time.Now()); ok {
+		w.log.Error().Err(err).Str(FieldEvent, event).Str(FieldSessionID, sessionID).Int("repeats_not_logged", n).
+			Msg("audit record not written")
+	}
 }

@@ -278,6 +278,11 @@ type verifier struct {
 	// unsignedBoot: since the last checkpoint, a shutdown one, a gateway
 	// started without the signing key.
 	unsignedBoot bool
+	// pendingStart is the first of the records a start writes before its
+	// gateway.start, after a shutdown checkpoint, until that gateway.start
+	// comes.
+	pendingStart place
+	pendingEvent string
 }
 
 // rotatedRecord is what VerifyLog reads of an audit.rotated record.
@@ -424,32 +429,48 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 // afterShutdown checks a record that follows a shutdown checkpoint. A
 // gateway that signs writes nothing after it, and its next start begins
 // with a checkpoint of its own. A start without the key (audit.signing_key
-// taken out) writes a few records and then gateway.start with a new boot
-// id; from there its records are unsigned, as the note says. Anything else
-// there was added to the log.
+// taken out) writes a few records (policy.load, ticket.load …) and then
+// gateway.start with a new boot id; from there its records are unsigned,
+// as the note says. Those first records count only once that gateway.start
+// follows them: before a checkpoint, before any other record, or at the
+// end of the log they were added to it.
 func (v *verifier) afterShutdown(at place, line []byte, h *head, c *lastCheckpoint) error {
 	switch h.event {
-	case EventCheckpoint, EventRotated, EventRetention, EventCapacity,
-		"policy.load", "policy.load_failed", "ticket.load", "ticket.load_refused":
-		return nil // what a start writes before gateway.start
+	case EventRotated:
+		return nil
+	case EventCheckpoint:
+		if v.pendingStart.line == 0 {
+			return nil
+		}
+	case EventRetention, EventCapacity, "policy.load", "policy.load_failed", "ticket.load", "ticket.load_refused":
+		if v.pendingStart.line == 0 {
+			v.pendingStart, v.pendingEvent = at, h.event
+		}
+		return nil
 	case EventGatewayStart:
 		var b struct {
 			BootID string `json:"boot_id"`
 			KeyID  string `json:"key_id"`
 		}
 		if json.Unmarshal(line, &b) == nil && b.BootID != "" && b.BootID != v.boot.id && b.KeyID == "" {
-			v.unsignedBoot = true
+			v.unsignedBoot, v.pendingStart = true, place{}
 			v.note(at, NoteUnsigned, fmt.Sprintf(
 				"boot %s started without a signing key after the clean stop at %s: no checkpoint signs its records, "+
 					"which the chain alone cannot tell from records added to the log", b.BootID, c.at))
 			return nil
 		}
 	}
-	return v.fail(at.file, at.line, at.off, line, h, BreakAfterStop, fmt.Sprintf(
-		"a %s record follows the shutdown checkpoint at %s, with which boot %s ended the log cleanly: a gateway that signs "+
-			"writes nothing after it, and its next start begins with a checkpoint of its own (one without the key, with "+
-			"gateway.start); so no gateway wrote this record there: it was added to the log (--max-unsigned -1 lets it pass)",
-		h.event, c.at, v.boot.id))
+	if v.pendingStart.line > 0 {
+		return v.failAt(v.pendingStart, BreakAfterStop, v.afterStopMsg(v.pendingEvent, c))
+	}
+	return v.fail(at.file, at.line, at.off, line, h, BreakAfterStop, v.afterStopMsg(h.event, c))
+}
+
+func (v *verifier) afterStopMsg(event string, c *lastCheckpoint) string {
+	return fmt.Sprintf("a %s record follows the shutdown checkpoint at %s, with which boot %s ended the log cleanly: a gateway that signs "+
+		"writes nothing after it, and its next start begins with a checkpoint of its own (one without the key, with "+
+		"gateway.start after its first records); so no gateway wrote this record there: it was added to the log (--max-unsigned -1 lets it pass)",
+		event, c.at, v.boot.id)
 }
 
 // countUnsigned notes where the records after the last checkpoint first
@@ -565,6 +586,9 @@ func (v *verifier) finish() error {
 	}
 	if err := v.checkStart(); err != nil {
 		return err
+	}
+	if c := v.checkCP; c != nil && v.pendingStart.line > 0 {
+		return v.failAt(v.pendingStart, BreakAfterStop, v.afterStopMsg(v.pendingEvent, c))
 	}
 	if c := v.checkCP; c != nil && c.reason == CheckpointRotation && c.at.seq == v.rep.LastSeq {
 		if v.opts.Live == "" || c.at.file != v.opts.Live {

@@ -640,3 +640,46 @@ func TestVerifyLogUnsignedStartAfterSignedStop(t *testing.T) {
 		t.Errorf("notes %+v", rep.Notes)
 	}
 }
+
+// The records a start without the key writes before its gateway.start do
+// not pass on their own: added after a clean stop (a forged ticket.load),
+// at the end of the log or before the next signed start's checkpoint,
+// they are after_shutdown.
+func TestVerifyLogStartRecordsAfterShutdownWithoutAStart(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	w := l.open(t)
+	writeSome(t, w, 3)
+	w.Close()
+	recs := readLog(t, l.path)
+	last := recs[len(recs)-1]
+	prev, seq := lineHash(last.raw), last.seq()
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{"ticket.load", "policy.load"} {
+		seq++
+		line := reseal([]byte(fmt.Sprintf(`{"seq":%d,"time":"2026-11-27T22:00:00Z","event":"%s","gateway":"site-a-gw1","ticket_id":"EVIL","prev":"%s","hash":"%s"}`+"\n",
+			seq, ev, prev, strings.Repeat("0", 64))))
+		if _, err := f.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		prev = lineHash(line)
+	}
+	f.Close()
+	check := func(when string) {
+		t.Helper()
+		_, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+		var br *Break
+		if !errors.As(err, &br) || br.Kind != BreakAfterStop || br.Seq != last.seq()+1 || !strings.Contains(br.Message, "a ticket.load record follows") {
+			t.Errorf("%s: %v, want %s at the forged ticket.load", when, err, BreakAfterStop)
+		}
+	}
+	check("at the end of the log")
+	l.opts.BootID = "boot-2"
+	w = l.open(t)
+	writeSome(t, w, 2)
+	w.Close()
+	check("before the next signed start's checkpoint")
+}

@@ -204,6 +204,7 @@ type Writer struct {
 	flushTimer *time.Timer
 	flushErrs  gateway.Every // the log line of a failed flush, at most every 10 s
 	beginErrs  gateway.Every // the log line of a live file that cannot be made again
+	recordErrs gateway.Every // the log line of a record not written
 	// liveLost is set while the live name is held by another file: every
 	// record fails until the writer has a live file again.
 	liveLost error
