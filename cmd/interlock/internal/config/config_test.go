@@ -176,7 +176,7 @@ func TestAdminTicketsBesideTheSocket(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(sub, "policy"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	body := good + "admin:\n  socket: ./admin.sock\n"
+	body := good + "  ship:\n    - name: siem\n      type: syslog\n      address: 127.0.0.1:6514\n" + "admin:\n  socket: ./admin.sock\n"
 	if err := os.WriteFile(filepath.Join(sub, "config.yaml"), []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +187,9 @@ func TestAdminTicketsBesideTheSocket(t *testing.T) {
 	}
 	if want := filepath.Join("tk", "tickets.json"); c.Admin.Tickets != want {
 		t.Errorf("admin.tickets %q, want %q", c.Admin.Tickets, want)
+	}
+	if want := c.Audit.Path + ".ship-siem.cursor"; len(c.Audit.Ship) != 1 || c.Audit.Ship[0].Cursor != want ||
+		!strings.HasPrefix(want, "tk"+string(filepath.Separator)) || strings.HasPrefix(want, filepath.Join("tk", "tk")) {
+		t.Errorf("ship cursor %+v, want %q under tk/ once", c.Audit.Ship, want)
 	}
 }

@@ -133,9 +133,10 @@ func (c *Config) checkShip() error {
 			s.Timeout = 10 * time.Second
 		}
 		if s.Cursor == "" {
-			s.Cursor = c.Audit.Path + ".ship-" + s.Name + ".cursor"
+			s.Cursor = c.Audit.Path + ".ship-" + s.Name + ".cursor" // beside the log, resolved already
+		} else {
+			s.Cursor = c.resolve(s.Cursor)
 		}
-		s.Cursor = c.resolve(s.Cursor)
 		if j, dup := cursors[s.Cursor]; dup {
 			return c.errf(0, key("cursor"), "%s is also the cursor of audit.ship[%d]", s.Cursor, j)
 		}
