@@ -567,17 +567,7 @@ func TestVerifyLogRecordAfterShutdown(t *testing.T) {
 	if last.event() != EventCheckpoint || !strings.Contains(string(last.raw), `"reason":"shutdown"`) {
 		t.Fatalf("the log does not end with the shutdown checkpoint: %s", last.raw)
 	}
-	forged := reseal([]byte(fmt.Sprintf(
-		`{"seq":%d,"time":"2019-01-01T00:00:00Z","event":"call","gateway":"site-a-gw1","principal":{"user":"mallory"},"prev":"%s","hash":"%s"}`+"\n",
-		last.seq()+1, lineHash(last.raw), strings.Repeat("0", 64))))
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(forged); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	appendForged(t, l.path, last, `"time":"2019-01-01T00:00:00Z","event":"call","gateway":"site-a-gw1","principal":{"user":"mallory"}`)
 
 	check := func(when string) {
 		t.Helper()
@@ -653,21 +643,9 @@ func TestVerifyLogStartRecordsAfterShutdownWithoutAStart(t *testing.T) {
 	w.Close()
 	recs := readLog(t, l.path)
 	last := recs[len(recs)-1]
-	prev, seq := lineHash(last.raw), last.seq()
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range []string{"ticket.load", "policy.load"} {
-		seq++
-		line := reseal([]byte(fmt.Sprintf(`{"seq":%d,"time":"2026-11-27T22:00:00Z","event":"%s","gateway":"site-a-gw1","ticket_id":"EVIL","prev":"%s","hash":"%s"}`+"\n",
-			seq, ev, prev, strings.Repeat("0", 64))))
-		if _, err := f.Write(line); err != nil {
-			t.Fatal(err)
-		}
-		prev = lineHash(line)
-	}
-	f.Close()
+	appendForged(t, l.path, last,
+		`"time":"2026-11-27T22:00:00Z","event":"ticket.load","gateway":"site-a-gw1","ticket_id":"EVIL"`,
+		`"time":"2026-11-27T22:00:00Z","event":"policy.load","gateway":"site-a-gw1"`)
 	check := func(when string) {
 		t.Helper()
 		_, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
@@ -682,4 +660,25 @@ func TestVerifyLogStartRecordsAfterShutdownWithoutAStart(t *testing.T) {
 	writeSome(t, w, 2)
 	w.Close()
 	check("before the next signed start's checkpoint")
+}
+
+// appendForged appends records to the log at path after last, as a forger
+// who knows the format would: each body (the fields between seq and prev)
+// gets the next seq, the hash of the record before as prev, and its own hash.
+func appendForged(t *testing.T, path string, last rec, bodies ...string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	prev, seq := lineHash(last.raw), last.seq()
+	for _, body := range bodies {
+		seq++
+		line := reseal([]byte(fmt.Sprintf(`{"seq":%d,%s,"prev":"%s","hash":"%s"}`+"\n", seq, body, prev, strings.Repeat("0", 64))))
+		if _, err := f.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		prev = lineHash(line)
+	}
 }
