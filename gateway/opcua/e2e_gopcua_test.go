@@ -230,3 +230,18 @@ func sender(ctx context.Context, t *testing.T, c *gopcua.Client) func(ua.Request
 		return resp
 	}
 }
+
+// anonymousThrough starts a node-opcua server and a gateway in front of it
+// with policy (SecurityPolicy None, anonymous logins), and connects an
+// anonymous gopcua client through it; ctx ends with the test or after a
+// minute.
+func anonymousThrough(t *testing.T, policy string) (context.Context, *gw, *gopcua.Client, func(ua.Request) ua.Response) {
+	t.Helper()
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: policy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	c := anonymousClient(ctx, t, g.endpoint)
+	return ctx, g, c, sender(ctx, t, c)
+}

@@ -159,13 +159,7 @@ func TestBatchedServicesPerItem(t *testing.T) {
 // (node-opcua: ns=9999;i=1 first in a session) reaches no node upstream,
 // and the registered id is decided as the node it is.
 func TestRegisterNodesAnsweredAsThemselves(t *testing.T) {
-	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
-	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: servicesPolicy,
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := anonymousClient(ctx, t, g.endpoint)
-	send := sender(ctx, t, c)
+	ctx, g, c, send := anonymousThrough(t, servicesPolicy)
 
 	nodes := []*ua.NodeID{ua.MustParseNodeID(opcuatest.NodeCounter), ua.MustParseNodeID(opcuatest.NodePressure)}
 	rn := send(&ua.RegisterNodesRequest{NodesToRegister: nodes}).(*ua.RegisterNodesResponse)

@@ -450,13 +450,7 @@ decision := {"allow": allow}
 // recheck), and the server deletes the one now denied, so it delivers no
 // more values; the item still allowed goes on.
 func TestMonitoredItemsDecidedAgainAfterPolicyChange(t *testing.T) {
-	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
-	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: itemsPolicy,
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := anonymousClient(ctx, t, g.endpoint)
-	send := sender(ctx, t, c)
+	_, g, _, send := anonymousThrough(t, itemsPolicy)
 
 	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
 	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
