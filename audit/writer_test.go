@@ -508,7 +508,13 @@ func TestRecordPanicKeepsWriter(t *testing.T) {
 	l.verify(t, 1)
 }
 
+// TestNonDurableCallAllocs runs in the build without the race detector
+// (scripts/test.sh runs it there); under -race sync.Pool drops objects at
+// random and a count of 141–195 mallocs per 200 calls was seen.
 func TestNonDurableCallAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are measured without -race (scripts/test.sh: == allocations)")
+	}
 	l := newTestLog(t)
 	w := l.open(t)
 	s, c, d := testSession(), readCall("c1"), allow()

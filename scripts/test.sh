@@ -19,5 +19,7 @@ go vet ./...
 echo "== policy tests (examples)"
 go run ./cmd/interlock policy test examples/quickstart/policy
 
+echo "== allocations (without the race detector, which makes sync.Pool drop objects)"
+go test -count=1 -run 'Allocs$' ./audit/
 echo "== go test -race"
 INTERLOCK_REQUIRE_PEERS=1 go test -race -count=1 -timeout 20m ./...
