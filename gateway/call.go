@@ -112,6 +112,9 @@ const (
 	ReasonMonitorWouldDeny = "monitor_would_deny"
 	ReasonAuditDegraded    = "audit_degraded"
 	ReasonAuthFailed       = "auth_failed"
+	// ReasonShuttingDown: a request read after the gateway began to stop,
+	// not forwarded.
+	ReasonShuttingDown = "shutting_down"
 )
 
 // Status of a Result.

@@ -80,7 +80,7 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	connCtx, endConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer endConns()
 	draining := make(chan struct{})
-	connCtx = context.WithValue(connCtx, drainingKey{}, draining)
+	connCtx = WithDraining(connCtx, draining)
 
 	var err error
 	for {
@@ -132,8 +132,14 @@ type drainingKey struct{}
 // forwarded after the stop began. It is nil (never closed) outside a
 // listener.
 func Draining(ctx context.Context) <-chan struct{} {
-	ch, _ := ctx.Value(drainingKey{}).(chan struct{})
+	ch, _ := ctx.Value(drainingKey{}).(<-chan struct{})
 	return ch
+}
+
+// WithDraining returns a ctx whose Draining is draining (for an engine
+// served outside a Listener, and tests).
+func WithDraining(ctx context.Context, draining <-chan struct{}) context.Context {
+	return context.WithValue(ctx, drainingKey{}, draining)
 }
 
 // drain ends the sessions at shutdown: each connection's reading side is

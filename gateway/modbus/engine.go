@@ -246,14 +246,6 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		if err != nil {
 			return e.readEnded(ctx, s, h, err)
 		}
-		select {
-		case <-draining:
-			// The gateway is stopping: a request read but not begun is not
-			// forwarded (the client sees the connection end, never a write
-			// half done).
-			return nil
-		default:
-		}
 		rt := e.routes[h.UnitID]
 		target := gateway.Target{Name: s.Target.Name, UnitID: int(h.UnitID)}
 		if rt != nil {
@@ -262,6 +254,17 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		c := &gateway.Call{Time: time.Now().UTC(), Target: target}
 		op, req, rerr := DecodeRequest(pdu)
 		c.Operation = op
+		select {
+		case <-draining:
+			// The gateway is stopping: a request read but not begun is not
+			// forwarded and not answered (the client sees the connection
+			// end, never a write half done); its record says it came. The
+			// reading side is shut, so what follows is what was received.
+			e.pipeline.Reject(ctx, s, c, gateway.ReasonShuttingDown,
+				"the gateway is stopping: a request read after the stop began is not forwarded", "close")
+			continue
+		default:
+		}
 		var answer []byte
 		switch {
 		case rerr != nil:

@@ -862,4 +862,16 @@ func TestShutdownStartsNoPipelinedRequest(t *testing.T) {
 	if n := sim.Requests(); n != 1 {
 		t.Errorf("the PLC got %d requests, want 1", n)
 	}
+	// each request read after the stop began has its record
+	var regs []int
+	for _, r := range g.audit.Events("request.rejected") {
+		if r.Reason != gateway.ReasonShuttingDown || r.Response != "close" {
+			t.Errorf("rejected %s (%s), want %s (close)", r.Reason, r.Response, gateway.ReasonShuttingDown)
+		}
+		f, _ := r.Call.Operation.Field("address")
+		regs = append(regs, int(f.Int))
+	}
+	if !slices.Equal(regs, []int{201, 202, 203}) {
+		t.Errorf("shutting_down records for registers %v, want [201 202 203]", regs)
+	}
 }

@@ -67,10 +67,11 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 func (c *conn) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readers{
-		c:     c,
-		slots: make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession),
-		turn:  make(chan struct{}),
-		done:  make(chan struct{}),
+		c:        c,
+		slots:    make(chan struct{}, c.e.opts.Limits.MaxRequestsPerSession),
+		turn:     make(chan struct{}),
+		done:     make(chan struct{}),
+		draining: gateway.Draining(ctx),
 	}
 	defer func() {
 		cancel()
@@ -102,6 +103,9 @@ type readers struct {
 	last  atomic.Int64  // when the last request came (UnixNano)
 	done  chan struct{} // closed when the channel ends; err is why
 	err   error
+	// draining is closed when the gateway begins to stop: a request read
+	// after that is answered Bad_ServerHalted, not started.
+	draining <-chan struct{}
 }
 
 // readerIdle is how long a goroutine waits for its next turn to read
@@ -138,7 +142,7 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 				return
 			}
 			r.last.Store(time.Now().UnixNano())
-			if !r.admit(ctx, req) {
+			if r.halted(ctx, req) || !r.admit(ctx, req) {
 				read = true // answered; the turn stays here
 				continue
 			}
@@ -242,6 +246,22 @@ func (r *readers) admit(ctx context.Context, req *request) bool {
 		"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
 	c.reply(ctx, req, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
 	return false
+}
+
+// halted answers req Bad_ServerHalted when the gateway has begun to stop:
+// the requests in flight are answered, and none read after the stop began
+// (a client's pipelined requests) is started.
+func (r *readers) halted(ctx context.Context, req *request) bool {
+	select {
+	case <-r.draining:
+	default:
+		return false
+	}
+	c := r.c
+	c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body), gateway.ReasonShuttingDown,
+		"the gateway is stopping: a request read after the stop began is not forwarded", statusName(ua.StatusBadServerHalted))
+	c.reply(ctx, req, fault(req.Body.Header(), ua.StatusBadServerHalted))
+	return true
 }
 
 // closeWhenIdle closes a channel that has no session and has sent nothing
