@@ -1,11 +1,11 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/open-policy-agent/opa/v1/cover"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -31,13 +32,15 @@ type TestOptions struct {
 	Coverage bool
 	// MinCoverage fails the run (ErrCoverage) below this percentage.
 	MinCoverage float64
+	// Timeout bounds one test (DefaultTestTimeout when 0).
+	Timeout time.Duration
 }
 
 // ErrCoverage is returned when coverage is below TestOptions.MinCoverage.
 var ErrCoverage = errors.New("policy coverage below the minimum")
 
-// testTimeout bounds one test, as opa test does by default.
-const testTimeout = 5 * time.Second
+// DefaultTestTimeout bounds one test, as opa test does by default.
+const DefaultTestTimeout = 5 * time.Second
 
 // RunTests runs the Rego unit tests (test_ rules, usually in *_test.rego) in
 // dirs with their data files, as opa test does, and reports to opts.Out.
@@ -79,7 +82,7 @@ func RunTests(ctx context.Context, dirs []string, opts TestOptions) (passed, fai
 		CapturePrintOutput(true).
 		EnableTracing(opts.Verbose).
 		RaiseBuiltinErrors(true).
-		SetTimeout(testTimeout)
+		SetTimeout(cmp.Or(opts.Timeout, DefaultTestTimeout))
 	var cov *cover.Cover
 	if opts.Coverage || opts.MinCoverage > 0 {
 		cov = cover.New()

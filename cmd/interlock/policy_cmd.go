@@ -26,14 +26,18 @@ func init() {
 }
 
 func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [--coverage] [--min-coverage P] [DIR…]", stderr)
+	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [--coverage] [--min-coverage P] [--timeout D] [DIR…]", stderr)
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")
 	format := fs.String("format", "pretty", "output: pretty or json")
 	coverage := fs.Bool("coverage", false, "report which policy lines the tests evaluated (with --format json: the coverage document)")
 	minCoverage := fs.Float64("min-coverage", 0, "fail when coverage is below this percentage (0..100)")
+	timeout := fs.Duration("timeout", policy.DefaultTestTimeout, "the most one test may take (as opa test --timeout)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *timeout <= 0 {
+		return usageErr("policy test: --timeout %v: want a positive duration", *timeout)
 	}
 	if *format != "pretty" && *format != "json" {
 		return usageErr("policy test: --format %q: want pretty or json", *format)
@@ -47,6 +51,7 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	passed, failed, err := policy.RunTests(context.Background(), dirs, policy.TestOptions{
 		Verbose: *verbose, JSON: *format == "json", Out: stdout, Coverage: *coverage, MinCoverage: *minCoverage,
+		Timeout: *timeout,
 	})
 	if errors.Is(err, policy.ErrCoverage) && failed == 0 {
 		return &exitError{code: 1, msg: "policy test: " + err.Error()}
