@@ -66,7 +66,8 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 	const fn = "create_session"
 	secure := c.policyURI != ua.SecurityPolicyURINone
 	s := &uaSession{e: c.e, conn: c, clientDesc: req.ClientDescription,
-		subs: map[uint32]bool{}, items: map[itemKey]string{}, itemAttrs: map[itemKey]string{}, cps: map[string]string{}}
+		subs: map[uint32]bool{}, items: map[itemKey]string{}, itemAttrs: map[itemKey]string{},
+		itemHandles: map[itemKey]uint32{}, revoked: map[uint32]map[uint32]bool{}, cps: map[string]string{}}
 	if s.clientDesc == nil {
 		s.clientDesc = &ua.ApplicationDescription{}
 	}

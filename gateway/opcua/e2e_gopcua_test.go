@@ -237,9 +237,15 @@ func sender(ctx context.Context, t *testing.T, c *gopcua.Client) func(ua.Request
 // minute.
 func anonymousThrough(t *testing.T, policy string) (context.Context, *gw, *gopcua.Client, func(ua.Request) ua.Response) {
 	t.Helper()
+	return anonymousThroughLimits(t, policy, opcua.LimitOptions{})
+}
+
+// anonymousThroughLimits is anonymousThrough with the listener's limits.
+func anonymousThroughLimits(t *testing.T, policy string, limits opcua.LimitOptions) (context.Context, *gw, *gopcua.Client, func(ua.Request) ua.Response) {
+	t.Helper()
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: policy,
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true, Limits: limits}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	c := anonymousClient(ctx, t, g.endpoint)

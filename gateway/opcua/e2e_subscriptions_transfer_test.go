@@ -2,9 +2,11 @@ package opcua_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -506,5 +508,132 @@ func TestMonitoredItemsDecidedAgainAfterPolicyChange(t *testing.T) {
 	}
 	if got[opcuatest.NodeCounter] != "false" || got[opcuatest.NodePressure] != "true" || len(got) != 2 {
 		t.Errorf("recheck decisions %v, want Counter denied and Pressure allowed", got)
+	}
+}
+
+// monitoredItem asks for the Value of node under the client's handle h.
+func monitoredItem(node string, h uint32, sampling float64, queue uint32) *ua.MonitoredItemCreateRequest {
+	return &ua.MonitoredItemCreateRequest{
+		ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
+		MonitoringMode: ua.MonitoringModeReporting,
+		RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: sampling, QueueSize: queue, DiscardOldest: true,
+			Filter: ua.NewExtensionObject(nil)},
+	}
+}
+
+// handles counts the data change notifications of a Publish answer by
+// client handle.
+func handles(r *ua.PublishResponse) map[uint32]int {
+	n := map[uint32]int{}
+	if r == nil || r.NotificationMessage == nil {
+		return n
+	}
+	for _, eo := range r.NotificationMessage.NotificationData {
+		if dc, ok := eo.Value.(*ua.DataChangeNotification); ok {
+			for _, m := range dc.MonitoredItems {
+				n[m.ClientHandle]++
+			}
+		}
+	}
+	return n
+}
+
+// A Publish that waits upstream while the policy comes to deny a monitored
+// node carries the values the server sampled meanwhile: the gateway
+// decides the items again when the answer comes and withholds the denied
+// item's notifications (the result record says how many); the allowed
+// item's go through.
+func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
+	ctx, g, c, send := anonymousThrough(t, itemsPolicy)
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 1500, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 3, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{
+			monitoredItem(opcuatest.NodeTemperature, 1, 100, 50), monitoredItem(opcuatest.NodePressure, 2, 100, 50)}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
+		t.Fatalf("create monitored items: %+v", mi.Results)
+	}
+	publish := func() *ua.PublishResponse {
+		return send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
+	}
+	if first := handles(publish()); first[1] == 0 || first[2] == 0 {
+		t.Fatalf("first Publish: notifications by handle %v, want both items'", first)
+	}
+
+	// the next Publish waits upstream for the publishing interval (1.5 s)
+	waiting := make(chan *ua.PublishResponse, 1)
+	go func() {
+		var resp ua.Response
+		_ = c.Send(ctx, &ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}},
+			func(r ua.Response) error { resp = r; return nil })
+		r, _ := resp.(*ua.PublishResponse)
+		waiting <- r
+	}()
+	time.Sleep(400 * time.Millisecond)
+	if err := writeFile(filepath.Join(g.policyDir, "data.json"), `{"lists": {"denied": ["ns=1;s=Temperature"]}}`); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := g.policy.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	got := handles(<-waiting)
+	if got[1] != 0 {
+		t.Errorf("the Publish in flight at the change delivered %d notifications of the now denied Temperature item", got[1])
+	}
+	if after := handles(publish()); after[1] != 0 {
+		t.Errorf("the next Publish delivered %d notifications of the denied item", after[1])
+	}
+
+	rs := g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "result"), func(r record) bool {
+			return strings.Contains(r.str("detail"), "withheld")
+		})
+	})
+	withheld := 0
+	for _, r := range events(rs, "result") {
+		if d := r.str("detail"); strings.Contains(d, "withheld") {
+			withheld++
+			if r.str("function") != "publish" || !strings.HasSuffix(d, " notifications of monitored items the policy now denies withheld") {
+				t.Errorf("withheld in the result of %s: %q", r.str("function"), d)
+			}
+			t.Logf("publish result: %s (the Publish in flight delivered %v by handle)", d, got)
+		}
+	}
+	if withheld != 1 {
+		t.Errorf("%d result records tell of withheld notifications, want 1 (the Publish in flight)", withheld)
+	}
+}
+
+// max_monitored_items_per_session bounds the items a session holds, so
+// that each is known and decided again when the policy changes: the items
+// beyond it are refused with Bad_TooManyMonitoredItems and recorded.
+func TestMonitoredItemsLimit(t *testing.T) {
+	ctx, g, c, send := anonymousThroughLimits(t, itemsPolicy, opcua.LimitOptions{MaxMonitoredItemsPerSession: 3})
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 500, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	create := func(nodes ...string) (*ua.CreateMonitoredItemsResponse, error) {
+		var items []*ua.MonitoredItemCreateRequest
+		for i, n := range nodes {
+			items = append(items, monitoredItem(n, uint32(i+1), 100, 1))
+		}
+		var resp *ua.CreateMonitoredItemsResponse
+		err := c.Send(ctx, &ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+			ItemsToCreate: items}, func(r ua.Response) error { resp, _ = r.(*ua.CreateMonitoredItemsResponse); return nil })
+		return resp, err
+	}
+	if r, err := create(opcuatest.NodePressure, opcuatest.NodeCounter); err != nil || len(r.Results) != 2 {
+		t.Fatalf("two items: %v %#v", err, r)
+	}
+	if _, err := create(opcuatest.NodeTemperature, opcuatest.NodeSetpoint); !errors.Is(err, ua.StatusBadTooManyMonitoredItems) {
+		t.Fatalf("two more items (4 > 3): %v, want Bad_TooManyMonitoredItems", err)
+	}
+	if r, err := create(opcuatest.NodeTemperature); err != nil || len(r.Results) != 1 || r.Results[0].StatusCode != ua.StatusOK {
+		t.Fatalf("a third item: %v %#v", err, r)
+	}
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) > 0 })
+	rej := events(rs, "request.rejected")
+	if len(rej) != 1 || rej[0].str("reason") != "limit" || rej[0].str("response") != "Bad_TooManyMonitoredItems" ||
+		!strings.Contains(rej[0].str("detail"), "max_monitored_items_per_session (3)") {
+		t.Errorf("request.rejected records: %v", rej)
 	}
 }

@@ -244,6 +244,13 @@ func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req 
 // single forwards a request decided as one call (CreateSubscription,
 // Publish …) and returns the upstream's answer with the client's handle.
 func (c *conn) single(ctx context.Context, s *uaSession, h *ua.RequestHeader, call *gateway.Call, req ua.Request, publish bool) (ua.Response, bool) {
+	return c.singleShaped(ctx, s, h, call, req, publish, nil)
+}
+
+// singleShaped is single with shape run on the upstream's answer before
+// the result record is written; what it returns is the record's detail.
+func (c *conn) singleShaped(ctx context.Context, s *uaSession, h *ua.RequestHeader, call *gateway.Call, req ua.Request, publish bool,
+	shape func(ua.Response) string) (ua.Response, bool) {
 	call.Target = c.base.Target
 	allowed, _, _ := s.admit(ctx, []*gateway.Call{call})
 	if len(allowed) == 0 {
@@ -259,7 +266,11 @@ func (c *conn) single(ctx context.Context, s *uaSession, h *ua.RequestHeader, ca
 		return fault(h, code), false
 	}
 	rh := resp.Header()
-	s.finish(ctx, call, rh.ServiceResult, lat, "", nil)
+	detail := ""
+	if shape != nil {
+		detail = shape(resp)
+	}
+	s.finish(ctx, call, rh.ServiceResult, lat, detail, nil)
 	restore(resp, h)
 	return resp, rh.ServiceResult == ua.StatusOK
 }

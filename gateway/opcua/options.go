@@ -66,11 +66,16 @@ type Options struct {
 
 // LimitOptions bound what one listener's sessions take on.
 type LimitOptions struct {
-	MaxSessions                int           `yaml:"max_sessions"`
-	MaxSubscriptionsPerSession int           `yaml:"max_subscriptions_per_session"`
-	SessionTimeout             time.Duration `yaml:"session_timeout"` // the most a client may ask for
-	MaxMessageSize             uint32        `yaml:"max_message_size"`
-	MaxChunkCount              uint32        `yaml:"max_chunk_count"`
+	MaxSessions                int `yaml:"max_sessions"`
+	MaxSubscriptionsPerSession int `yaml:"max_subscriptions_per_session"`
+	// MaxMonitoredItemsPerSession bounds the monitored items one session
+	// holds (the gateway keeps each one's node to decide it again when the
+	// policy changes); CreateMonitoredItems beyond it is answered
+	// Bad_TooManyMonitoredItems.
+	MaxMonitoredItemsPerSession int           `yaml:"max_monitored_items_per_session"`
+	SessionTimeout              time.Duration `yaml:"session_timeout"` // the most a client may ask for
+	MaxMessageSize              uint32        `yaml:"max_message_size"`
+	MaxChunkCount               uint32        `yaml:"max_chunk_count"`
 	// MaxDecodedSize bounds what one message, a request or an upstream
 	// response, may take decoded (about, in bytes; default 64 MiB, at
 	// least 1 MiB): small values decode to many times their encoded size,
@@ -88,16 +93,17 @@ type LimitOptions struct {
 
 // Defaults.
 const (
-	DefaultMaxSessions                = 100
-	DefaultMaxSubscriptionsPerSession = 10
-	DefaultSessionTimeout             = 10 * time.Minute
-	MinSessionTimeout                 = 10 * time.Second
-	DefaultMaxMessageSize             = 16 << 20
-	DefaultMaxChunkCount              = 512
-	DefaultMaxRequestsPerSession      = 64
-	DefaultMaxPublishTimeout          = 10 * time.Minute
-	DefaultUpstreamTokenLifetime      = time.Hour
-	MinUpstreamTokenLifetime          = time.Second
+	DefaultMaxSessions                 = 100
+	DefaultMaxSubscriptionsPerSession  = 10
+	DefaultMaxMonitoredItemsPerSession = 20000
+	DefaultSessionTimeout              = 10 * time.Minute
+	MinSessionTimeout                  = 10 * time.Second
+	DefaultMaxMessageSize              = 16 << 20
+	DefaultMaxChunkCount               = 512
+	DefaultMaxRequestsPerSession       = 64
+	DefaultMaxPublishTimeout           = 10 * time.Minute
+	DefaultUpstreamTokenLifetime       = time.Hour
+	MinUpstreamTokenLifetime           = time.Second
 )
 
 // Identity kinds of upstream_identity.
@@ -270,6 +276,8 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 		return fmt.Errorf("limits.max_sessions: %d is negative", l.MaxSessions)
 	case l.MaxSubscriptionsPerSession < 0:
 		return fmt.Errorf("limits.max_subscriptions_per_session: %d is negative", l.MaxSubscriptionsPerSession)
+	case l.MaxMonitoredItemsPerSession < 0:
+		return fmt.Errorf("limits.max_monitored_items_per_session: %d is negative", l.MaxMonitoredItemsPerSession)
 	case l.SessionTimeout < 0:
 		return fmt.Errorf("limits.session_timeout: %v is negative", l.SessionTimeout)
 	case l.MaxRequestsPerSession < 0:
@@ -284,6 +292,9 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	}
 	if l.MaxSubscriptionsPerSession == 0 {
 		l.MaxSubscriptionsPerSession = DefaultMaxSubscriptionsPerSession
+	}
+	if l.MaxMonitoredItemsPerSession == 0 {
+		l.MaxMonitoredItemsPerSession = DefaultMaxMonitoredItemsPerSession
 	}
 	if l.SessionTimeout == 0 {
 		l.SessionTimeout = DefaultSessionTimeout

@@ -32,6 +32,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service"}, "upstream_user:"},
 		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service", UpstreamUser: "svc"}, "upstream_password_file:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: -1}}, "limits.max_sessions:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMonitoredItemsPerSession: -5}}, "limits.max_monitored_items_per_session: -5 is negative"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxDecodedSize: 65536}}, "limits.max_decoded_size: 65536 is below"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMessageSize: 100}}, "limits.max_message_size:"},

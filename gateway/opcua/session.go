@@ -46,8 +46,16 @@ type uaSession struct {
 	subsPending int                // CreateSubscription requests on their way
 	items       map[itemKey]string // monitored item -> node id
 	itemAttrs   map[itemKey]string // monitored item -> attribute name
-	itemsRev    string             // the policy revision the items were decided under
-	cps         map[string]string  // browse continuation point -> node id
+	itemHandles map[itemKey]uint32 // monitored item -> the client's handle for it
+	// itemsPending counts the monitored items of CreateMonitoredItems
+	// requests on their way (held against max_monitored_items_per_session).
+	itemsPending int
+	itemsRev     string // the policy revision the items were decided under
+	// revoked holds, per subscription, the client handles of monitored
+	// items a policy change denied: their values still queued in the
+	// server are withheld from Publish and Republish answers.
+	revoked map[uint32]map[uint32]bool
+	cps     map[string]string // browse continuation point -> node id
 }
 
 // newToken returns an opaque node id of 32 random bytes.

@@ -49,10 +49,25 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 		return resp
 	case *ua.PublishRequest:
 		c.recheckItems(ctx, s)
-		resp, _ := c.single(ctx, s, h, op("publish", gateway.AccessSubscribe), req, true)
+		resp, _ := c.singleShaped(ctx, s, h, op("publish", gateway.AccessSubscribe), req, true, func(resp ua.Response) string {
+			r, ok := resp.(*ua.PublishResponse)
+			if !ok {
+				return ""
+			}
+			// the policy may have changed while the Publish waited upstream
+			c.recheckItems(ctx, s)
+			return withheldDetail(s.withhold(r.SubscriptionID, r.NotificationMessage))
+		})
 		return resp
 	case *ua.RepublishRequest:
-		resp, _ := c.single(ctx, s, h, subCall("republish", req.SubscriptionID), req, false)
+		resp, _ := c.singleShaped(ctx, s, h, subCall("republish", req.SubscriptionID), req, false, func(resp ua.Response) string {
+			r, ok := resp.(*ua.RepublishResponse)
+			if !ok {
+				return ""
+			}
+			c.recheckItems(ctx, s)
+			return withheldDetail(s.withhold(req.SubscriptionID, r.NotificationMessage))
+		})
 		return resp
 	case *ua.SetPublishingModeRequest:
 		in := req.SubscriptionIDs
@@ -81,6 +96,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 				for j, i := range allowed {
 					if codes[j] == ua.StatusOK || codes[j] == ua.StatusBadSubscriptionIDInvalid {
 						delete(s.subs, in[i])
+						delete(s.revoked, in[i])
 						for key := range s.items {
 							if key.sub == in[i] {
 								s.forgetItemLocked(key) // nothing to decide again
@@ -94,6 +110,15 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 		return c.transfer(ctx, s, req, subCall)
 	}
 	return fault(h, ua.StatusBadServiceUnsupported)
+}
+
+// withheldDetail is the result record's detail of a Publish or Republish
+// answer whose notifications of revoked items were withheld.
+func withheldDetail(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d notifications of monitored items the policy now denies withheld", n)
 }
 
 // monitoredItems forwards the monitored item services, one decision per
@@ -125,11 +150,34 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 			}
 			return attributeName(in[i].ItemToMonitor.AttributeID)
 		}
+		handle := func(i int) uint32 {
+			if p := in[i].RequestedParameters; p != nil {
+				return p.ClientHandle
+			}
+			return 0
+		}
+		limit := c.e.opts.Limits.MaxMonitoredItemsPerSession
 		s.mu.Lock()
+		full := len(s.items)+s.itemsPending+len(in) > limit
+		if !full {
+			s.itemsPending += len(in) // held until the server answers
+		}
 		if len(s.items) == 0 {
 			s.itemsRev = c.e.policyRevision() // the items about to be decided
 		}
 		s.mu.Unlock()
+		if full && len(in) <= maxItems {
+			c.e.pipeline.Reject(ctx, s.session(), c.serviceCall(body), "limit",
+				fmt.Sprintf("max_monitored_items_per_session (%d) reached", limit), "Bad_TooManyMonitoredItems")
+			return fault(h, ua.StatusBadTooManyMonitoredItems)
+		}
+		if !full {
+			defer func() {
+				s.mu.Lock()
+				s.itemsPending -= len(in)
+				s.mu.Unlock()
+			}()
+		}
 		return c.runBatch(ctx, s, h, batch{
 			n: len(in),
 			call: func(i int) *gateway.Call {
@@ -146,7 +194,7 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				func(_, i int) {
 					if out[i].StatusCode == ua.StatusOK {
 						s.mu.Lock()
-						s.rememberItemLocked(itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i], attr(i))
+						s.rememberItemLocked(itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i], attr(i), handle(i))
 						s.mu.Unlock()
 					}
 				}),
@@ -169,7 +217,18 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				return &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToModify: pick(in, allowed)}
 			},
 			merge: resultsMerge(out, func(r *ua.ModifyMonitoredItemsResponse) []*ua.MonitoredItemModifyResult { return r.Results },
-				func(r *ua.MonitoredItemModifyResult) ua.StatusCode { return r.StatusCode }, nil),
+				func(r *ua.MonitoredItemModifyResult) ua.StatusCode { return r.StatusCode },
+				func(_, i int) {
+					key := itemKey{req.SubscriptionID, in[i].MonitoredItemID}
+					if out[i].StatusCode != ua.StatusOK || in[i].RequestedParameters == nil {
+						return
+					}
+					s.mu.Lock()
+					if _, ok := s.itemHandles[key]; ok {
+						s.itemHandles[key] = in[i].RequestedParameters.ClientHandle
+					}
+					s.mu.Unlock()
+				}),
 			respond: func(h *ua.ResponseHeader) ua.Response {
 				return &ua.ModifyMonitoredItemsResponse{ResponseHeader: h, Results: out}
 			},
@@ -343,23 +402,33 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 				codes[k] = out[i].StatusCode
 				if codes[k] == ua.StatusOK && owners[i] != s {
 					// The subscription and the nodes of its items move.
-					moved := map[itemKey][2]string{}
-					owners[i].mu.Lock()
-					delete(owners[i].subs, in[i])
-					for key, node := range owners[i].items {
+					type item struct {
+						node, attr string
+						handle     uint32
+					}
+					moved := map[itemKey]item{}
+					o := owners[i]
+					o.mu.Lock()
+					delete(o.subs, in[i])
+					revoked := o.revoked[in[i]]
+					delete(o.revoked, in[i])
+					for key, node := range o.items {
 						if key.sub == in[i] {
-							moved[key] = [2]string{node, owners[i].itemAttrs[key]}
-							owners[i].forgetItemLocked(key)
+							moved[key] = item{node, o.itemAttrs[key], o.itemHandles[key]}
+							o.forgetItemLocked(key)
 						}
 					}
-					owners[i].mu.Unlock()
+					o.mu.Unlock()
 					s.mu.Lock()
 					s.subs[in[i]] = true
 					if len(moved) > 0 {
 						s.itemsRev = "" // decided in another session: decided again here
 					}
-					for key, na := range moved {
-						s.rememberItemLocked(key, na[0], na[1])
+					for key, it := range moved {
+						s.rememberItemLocked(key, it.node, it.attr, it.handle)
+					}
+					if len(revoked) > 0 {
+						s.revoked[in[i]] = revoked // still withheld here
 					}
 					s.mu.Unlock()
 				}
@@ -398,21 +467,87 @@ func itemDecision(sub uint32, node, path, attr string) *gateway.Call {
 	return k
 }
 
-// rememberItemLocked keeps a monitored item's node and attribute; s.mu is
-// held.
-func (s *uaSession) rememberItemLocked(key itemKey, node, attr string) {
-	if s.itemAttrs == nil {
-		s.itemAttrs = map[itemKey]string{}
-	}
-	putBounded(s.items, key, node)
-	if _, ok := s.items[key]; ok {
-		putBounded(s.itemAttrs, key, attr)
-	}
+// rememberItemLocked keeps a monitored item's node, attribute and client
+// handle; s.mu is held. The items are bounded by
+// max_monitored_items_per_session (CreateMonitoredItems is refused beyond
+// it), never by forgetting some: a forgotten item would not be decided
+// again when the policy changes.
+func (s *uaSession) rememberItemLocked(key itemKey, node, attr string, handle uint32) {
+	s.items[key] = node
+	s.itemAttrs[key] = attr
+	s.itemHandles[key] = handle
+	// a new item under a revoked handle was decided now: its values pass
+	delete(s.revoked[key.sub], handle)
 }
 
 func (s *uaSession) forgetItemLocked(key itemKey) {
 	delete(s.items, key)
 	delete(s.itemAttrs, key)
+	delete(s.itemHandles, key)
+}
+
+// revokeLocked marks the client handle of a monitored item the policy now
+// denies; s.mu is held.
+func (s *uaSession) revokeLocked(key itemKey) {
+	h, ok := s.itemHandles[key]
+	if !ok {
+		return
+	}
+	if s.revoked[key.sub] == nil {
+		s.revoked[key.sub] = map[uint32]bool{}
+	}
+	s.revoked[key.sub][h] = true
+}
+
+// withhold removes from a Publish or Republish answer the notifications of
+// monitored items the policy denied since they were created (values the
+// server queued before it deleted them) and returns how many it removed.
+func (s *uaSession) withhold(sub uint32, msg *ua.NotificationMessage) int {
+	if msg == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	revoked := s.revoked[sub]
+	if len(revoked) == 0 {
+		return 0
+	}
+	n := 0
+	for _, eo := range msg.NotificationData {
+		if eo == nil {
+			continue
+		}
+		switch v := eo.Value.(type) {
+		case *ua.DataChangeNotification:
+			keep := v.MonitoredItems[:0]
+			var diags []*ua.DiagnosticInfo
+			for i, m := range v.MonitoredItems {
+				if m != nil && revoked[m.ClientHandle] {
+					n++
+					continue
+				}
+				keep = append(keep, m)
+				if len(v.DiagnosticInfos) == len(v.MonitoredItems) {
+					diags = append(diags, v.DiagnosticInfos[i])
+				}
+			}
+			if len(v.DiagnosticInfos) == len(v.MonitoredItems) {
+				v.DiagnosticInfos = diags
+			}
+			v.MonitoredItems = keep
+		case *ua.EventNotificationList:
+			keep := v.Events[:0]
+			for _, e := range v.Events {
+				if e != nil && revoked[e.ClientHandle] {
+					n++
+					continue
+				}
+				keep = append(keep, e)
+			}
+			v.Events = keep
+		}
+	}
+	return n
 }
 
 // recheckItems decides the session's monitored items again when the
@@ -460,10 +595,20 @@ func (c *conn) recheckItems(ctx context.Context, s *uaSession) {
 	for _, i := range allowed {
 		s.finish(ctx, calls[i], ua.StatusOK, 0, "still allowed: the item goes on", nil)
 	}
+	s.mu.Lock()
+	for _, i := range allowed {
+		if h, ok := s.itemHandles[keys[i]]; ok {
+			delete(s.revoked[keys[i].sub], h) // allowed again (its deletion had failed)
+		}
+	}
+	s.mu.Unlock()
 	bySub := map[uint32][]uint32{}
+	s.mu.Lock()
 	for _, i := range denied {
 		bySub[keys[i].sub] = append(bySub[keys[i].sub], keys[i].item)
+		s.revokeLocked(keys[i])
 	}
+	s.mu.Unlock()
 	for sub, items := range bySub {
 		h := &ua.RequestHeader{Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)}
 		_, err := c.send(ctx, s, h, &ua.DeleteMonitoredItemsRequest{SubscriptionID: sub, MonitoredItemIDs: items}, false)
