@@ -400,7 +400,14 @@ func (c *conn) browseNext(ctx context.Context, s *uaSession, req *ua.BrowseNextR
 			return &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints, ContinuationPoints: pick(in, allowed)}
 		},
 		merge: resultsMerge(out, func(r *ua.BrowseNextResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
-			func(_, i int) { s.rememberCP(out[i].ContinuationPoint, nodes[i]) }),
+			func(_, i int) {
+				// a continuation point is used once (released, or replaced
+				// by the next one): the map holds only those still open
+				s.mu.Lock()
+				delete(s.cps, string(in[i]))
+				s.mu.Unlock()
+				s.rememberCP(out[i].ContinuationPoint, nodes[i])
+			}),
 		respond: func(h *ua.ResponseHeader) ua.Response {
 			return &ua.BrowseNextResponse{ResponseHeader: h, Results: out}
 		},
