@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -148,9 +149,40 @@ func OpenTickets(path string, onEvent func(TicketEvent) error) (*Tickets, error)
 // and why.
 func (ts *Tickets) Refused() []string { return ts.refused }
 
+// ErrNotSaved is what errors.Is finds in the error of a ticket change that
+// took effect (it is recorded and in force) but could not be saved to the
+// ticket file.
+var ErrNotSaved = errors.New("ticket file not saved")
+
+// notSaved is a save failure: its text is the cause's, and it is ErrNotSaved.
+type notSaved struct{ err error }
+
+func (e notSaved) Error() string   { return e.err.Error() }
+func (e notSaved) Unwrap() []error { return []error{ErrNotSaved, e.err} }
+
+// plainText says which of a ticket's names or its reason holds a control
+// character (a newline would break `ticket list` and every table built
+// from the audit log).
+func plainText(t Ticket) error {
+	check := func(what, v string) error {
+		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+			return fmt.Errorf("%s %q holds a control character", what, v)
+		}
+		return nil
+	}
+	errs := []error{check("id", t.ID), check("user", t.User), check("reason", t.Reason)}
+	for _, target := range t.Targets {
+		errs = append(errs, check("target", target))
+	}
+	return errors.Join(errs...)
+}
+
 // loadable says why a ticket of the file is not one Open and Approve could
 // have made.
 func loadable(t Ticket) error {
+	if err := plainText(t); err != nil {
+		return err
+	}
 	switch {
 	case t.ID == "" || t.User == "" || len(t.Targets) == 0 || len(t.Access) == 0 ||
 		strings.TrimSpace(t.Reason) == "" || t.OpenedBy == "" || t.Opened.IsZero() || t.Expires.IsZero():
@@ -185,6 +217,11 @@ func (ts *Tickets) Open(t Ticket, d time.Duration, by string) (Ticket, error) {
 	if err := accessKinds(t.Access); err != nil {
 		return Ticket{}, fmt.Errorf("ticket: %w", err)
 	}
+	if err := plainText(t); err != nil {
+		return Ticket{}, fmt.Errorf("ticket: %w", err)
+	}
+	t.Access = uniq(t.Access)
+	t.Targets = uniq(t.Targets)
 	if len(t.Reason) > maxTicketReason {
 		return Ticket{}, fmt.Errorf("ticket: a reason of %d bytes, more than %d", len(t.Reason), maxTicketReason)
 	}
@@ -275,9 +312,20 @@ func (ts *Tickets) apply(ev TicketEvent, change func()) error {
 			what = fmt.Sprintf("%s is closed now, but %s could not be saved: after a restart the ticket would be open again; "+
 				"make the file writable and close it again, or stop the gateway and remove it from the file", ev.Ticket.ID, ts.path)
 		}
-		return fmt.Errorf("ticket: %s: %w", what, err)
+		return fmt.Errorf("ticket: %s: %w", what, notSaved{err})
 	}
 	return nil
+}
+
+// uniq drops repeated entries, keeping the first of each.
+func uniq(list []string) []string {
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // save writes the set atomically: a temporary file, fsync, rename.

@@ -107,13 +107,17 @@ func TestTicketChecks(t *testing.T) {
 		d  time.Duration
 		by string
 	}{
-		"no user":        {Ticket{Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
-		"no target":      {Ticket{User: "a", Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
-		"no access":      {Ticket{User: "a", Targets: []string{"plc1"}, Reason: "x"}, time.Hour, "root"},
-		"unknown access": {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"all"}, Reason: "x"}, time.Hour, "root"},
-		"no reason":      {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"write"}}, time.Hour, "root"},
-		"too long":       {aliceTicket(), 8 * 24 * time.Hour, "root"},
-		"no requester":   {aliceTicket(), time.Hour, ""},
+		"no user":          {Ticket{Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"no target":        {Ticket{User: "a", Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"no access":        {Ticket{User: "a", Targets: []string{"plc1"}, Reason: "x"}, time.Hour, "root"},
+		"unknown access":   {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"all"}, Reason: "x"}, time.Hour, "root"},
+		"no reason":        {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"write"}}, time.Hour, "root"},
+		"too long":         {aliceTicket(), 8 * 24 * time.Hour, "root"},
+		"no requester":     {aliceTicket(), time.Hour, ""},
+		"newline in id":    {Ticket{ID: "T-1\nT-2", User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"newline in user":  {Ticket{User: "alice\nbob", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"tab in target":    {Ticket{User: "a", Targets: []string{"plc1\t"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"escape in reason": {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "CHG-1\x1b[2J"}, time.Hour, "root"},
 	} {
 		if _, err := ts.Open(tc.t, tc.d, tc.by); err == nil {
 			t.Errorf("%s: opened", name)
@@ -252,6 +256,18 @@ func TestTicketFileChecked(t *testing.T) {
 }
 
 // A close that cannot be saved says the ticket would come back.
+// Repeated targets and access kinds are kept once.
+func TestTicketRepeatsDropped(t *testing.T) {
+	ts, _, _ := newTickets(t, nil)
+	tk, err := ts.Open(Ticket{User: "alice", Targets: []string{"plc1", "plc2", "plc1"}, Access: []string{"write", "write", "execute"}, Reason: "CHG-1"}, time.Hour, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tk.Targets, []string{"plc1", "plc2"}) || !slices.Equal(tk.Access, []string{"write", "execute"}) {
+		t.Errorf("targets %v, access %v", tk.Targets, tk.Access)
+	}
+}
+
 func TestTicketCloseNotSaved(t *testing.T) {
 	ts, _, path := newTickets(t, nil)
 	tk, err := ts.Open(aliceTicket(), time.Hour, "root")
@@ -267,6 +283,9 @@ func TestTicketCloseNotSaved(t *testing.T) {
 	_, err = ts.Close(tk.ID, "alice")
 	if err == nil || !strings.Contains(err.Error(), tk.ID+" is closed now, but") || !strings.Contains(err.Error(), "would be open again") {
 		t.Errorf("close: %v", err)
+	}
+	if !errors.Is(err, ErrNotSaved) {
+		t.Errorf("close: %v is not ErrNotSaved", err)
 	}
 	if len(ts.List()) != 0 {
 		t.Error("the ticket is still open")

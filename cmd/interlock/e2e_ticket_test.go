@@ -117,8 +117,19 @@ func TestE2ETicketsOnARunningGateway(t *testing.T) {
 		t.Fatalf("gateway exit %d", code)
 	}
 	verifyAudit(t, g.auditPath)
-	closes := eventsOf(readAudit(t, g.auditPath), "ticket.close")
+	recs = readAudit(t, g.auditPath)
+	closes := eventsOf(recs, "ticket.close")
 	if len(closes) != 1 || closes[0].str("ticket_id") != tk.ID {
 		t.Fatalf("ticket.close records: %v", closes)
+	}
+	// the refused requests are evidence too: the ticket for plc9 and the
+	// self-approval
+	refused := eventsOf(recs, "ticket.refused")
+	if len(refused) != 2 ||
+		refused[0].str("action") != "open" || refused[0].str("ticket.user") != "alice" ||
+		!strings.Contains(refused[0].str("reason"), `target "plc9" is not served`) || refused[0].str("by") != tk.OpenedBy ||
+		refused[1].str("action") != "approve" || refused[1].str("ticket_id") != tk.ID ||
+		!strings.Contains(refused[1].str("reason"), "cannot also approve") {
+		t.Errorf("ticket.refused records: %v", refused)
 	}
 }

@@ -131,7 +131,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	var adminSrv *admin.Server
 	var adminLn *net.UnixListener
 	if tickets != nil {
-		if adminSrv, adminLn, err = newAdmin(cfg, tickets, log); err != nil {
+		if adminSrv, adminLn, err = newAdmin(cfg, tickets, aw, log); err != nil {
 			return err
 		}
 		defer adminLn.Close()
@@ -406,7 +406,7 @@ func openTickets(cfg *config.Config, aw *audit.Writer, log zerolog.Logger) (*pol
 	return ts, nil
 }
 
-func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (*admin.Server, *net.UnixListener, error) {
+func newAdmin(cfg *config.Config, tickets *policy.Tickets, aw *audit.Writer, log zerolog.Logger) (*admin.Server, *net.UnixListener, error) {
 	allowed := map[uint32]bool{uint32(os.Getuid()): true}
 	for _, name := range cfg.Admin.AllowedUsers {
 		u, err := user.Lookup(name)
@@ -426,5 +426,20 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, log zerolog.Logger) (
 	if err != nil {
 		return nil, nil, err
 	}
-	return &admin.Server{Tickets: tickets, Allowed: allowed, Targets: cfg.TargetNames(), Log: log}, ln, nil
+	refused := func(rf admin.Refusal) {
+		err := aw.Record("ticket.refused", false, func(e *zerolog.Event) {
+			e.Str("action", rf.Action).Str("by", rf.By).Str("reason", rf.Reason)
+			if rf.TicketID != "" {
+				e.Str("ticket_id", rf.TicketID)
+			}
+			if o := rf.Open; o != nil {
+				e.Dict("ticket", zerolog.Dict().Str("id", o.ID).Str("user", o.User).Strs("targets", o.Targets).
+					Strs("access", o.Access).Str("reason", o.Reason).Str("duration", o.Duration))
+			}
+		})
+		if err != nil {
+			log.Error().Err(err).Str("action", rf.Action).Str("by", rf.By).Msg("admin: a refused request is not in the audit log")
+		}
+	}
+	return &admin.Server{Tickets: tickets, Allowed: allowed, Targets: cfg.TargetNames(), Log: log, Refused: refused}, ln, nil
 }

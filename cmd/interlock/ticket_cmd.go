@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,7 +52,7 @@ func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
 		}
 		cfg, err := config.Load(*cfgPath)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (to reach a running gateway anyway, give its admin socket with --socket PATH)", err)
 		}
 		if cfg.Admin.Socket == "" {
 			return nil, fmt.Errorf("%s: admin.socket is not set: the gateway has no admin interface", cfg.File)
@@ -74,19 +75,45 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
-	if *user == "" || len(targets) == 0 || len(access) == 0 || *dur == 0 || *reason == "" {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"--user", *user != ""}, {"--target", len(targets) > 0}, {"--access", len(access) > 0}, {"--for", *dur != 0}, {"--reason", *reason != ""}} {
+		if !f.set {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
 		fs.Usage()
-		return usageErr("ticket open: --user, --target, --access, --for and --reason are required")
+		return usageErr("ticket open: missing %s (--user, --target, --access, --for and --reason are all required)", strings.Join(missing, ", "))
+	}
+	if *dur < 0 {
+		return usageErr("ticket open: --for %v: want a positive duration such as 2h", *dur)
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
 	t, err := c.Open(admin.OpenRequest{ID: *id, User: *user, Targets: targets, Access: access, Reason: *reason, Duration: dur.String()})
-	if err != nil {
-		return fmt.Errorf("ticket open: %w", err)
+	return ticketDone("open", stdout, t, *asJSON, err)
+}
+
+// ticketDone prints the ticket a change made, or why it failed; a change
+// that took effect with a fault (the ticket file not saved) prints the
+// ticket and fails with the fault.
+func ticketDone(verb string, stdout io.Writer, t policy.Ticket, asJSON bool, err error) error {
+	var warn *admin.Warning
+	if err != nil && !errors.As(err, &warn) {
+		return fmt.Errorf("ticket %s: %w", verb, err)
 	}
-	return printTicket(stdout, t, *asJSON, "opened")
+	if perr := printTicket(stdout, t, asJSON, verb); perr != nil {
+		return perr
+	}
+	if warn != nil {
+		return &exitError{code: 1, msg: fmt.Sprintf("ticket %s: done and in force, but: %s", verb, warn.Msg)}
+	}
+	return nil
 }
 
 func cmdTicketList(args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -145,16 +172,21 @@ func ticketByID(verb string, args []string, stdout, stderr io.Writer, do func(*a
 		return err
 	}
 	t, err := do(c, fs.Arg(0))
-	if err != nil {
-		return fmt.Errorf("ticket %s: %w", verb, err)
-	}
-	return printTicket(stdout, t, *asJSON, map[string]string{"approve": "approved", "close": "closed"}[verb])
+	return ticketDone(verb, stdout, t, *asJSON, err)
 }
 
-func printTicket(w io.Writer, t policy.Ticket, asJSON bool, what string) error {
+// printTicket prints a ticket after a change (verb: open, approve, close).
+func printTicket(w io.Writer, t policy.Ticket, asJSON bool, verb string) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(t)
 	}
+	if verb == "close" {
+		fmt.Fprintf(w, "ticket %s closed: %s may no longer %s on %s (%s; it was open until %s, approved by: %s)\n", t.ID, t.User,
+			strings.Join(t.Access, ","), strings.Join(t.Targets, ","), t.Reason, t.Expires.UTC().Format(time.RFC3339),
+			orNone(t.Approvals))
+		return nil
+	}
+	what := map[string]string{"open": "opened", "approve": "approved"}[verb]
 	fmt.Fprintf(w, "ticket %s %s: %s may %s on %s until %s (%s); approved by: %s\n", t.ID, what, t.User,
 		strings.Join(t.Access, ","), strings.Join(t.Targets, ","), t.Expires.UTC().Format(time.RFC3339), t.Reason,
 		orNone(t.Approvals))

@@ -35,6 +35,43 @@ type Server struct {
 	// another is refused (nil: any).
 	Targets []string
 	Log     zerolog.Logger
+	// Refused, when set, records a refused request (a caller not allowed,
+	// a self-approval, a bad ticket) in the audit log: refused attempts at
+	// access control are evidence too.
+	Refused func(Refusal)
+}
+
+// Refusal is one refused admin request.
+type Refusal struct {
+	Action   string       // open, approve, close, list
+	By       string       // the caller as the kernel names it
+	TicketID string       // the ticket named, if any
+	Open     *OpenRequest // the ticket asked for (open)
+	Reason   string       // why it was refused
+}
+
+// refuse answers a refused request and records it.
+func (s *Server) refuse(w http.ResponseWriter, code int, rf Refusal) {
+	s.Log.Warn().Str("action", rf.Action).Str("by", rf.By).Str("ticket", rf.TicketID).Str("reason", rf.Reason).
+		Msg("admin: request refused")
+	if s.Refused != nil {
+		s.Refused(rf)
+	}
+	writeErr(w, code, errors.New(rf.Reason))
+}
+
+// action names what a request asks for.
+func action(r *http.Request) string {
+	switch {
+	case r.Method == http.MethodGet:
+		return "list"
+	case strings.HasSuffix(r.URL.Path, "/approve"):
+		return "approve"
+	case strings.HasSuffix(r.URL.Path, "/close"):
+		return "close"
+	default:
+		return "open"
+	}
 }
 
 type peerKey struct{}
@@ -125,8 +162,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			if p != nil {
 				who = p.name
 			}
-			s.Log.Warn().Str("user", who).Str("path", r.URL.Path).Msg("admin: refused a caller not in admin.allowed_users")
-			writeErr(w, http.StatusForbidden, fmt.Errorf("user %s may not administer this gateway (admin.allowed_users)", who))
+			id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v1/tickets/"), "/") // not routed yet
+			if !strings.HasPrefix(r.URL.Path, "/v1/tickets/") {
+				id = ""
+			}
+			s.refuse(w, http.StatusForbidden, Refusal{Action: action(r), By: who, TicketID: id,
+				Reason: fmt.Sprintf("user %s may not administer this gateway (admin.allowed_users)", who)})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -150,48 +191,60 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("request body: %v", err))
+		s.refuse(w, http.StatusBadRequest, Refusal{Action: "open", By: by(r), Reason: fmt.Sprintf("request body: %v", err)})
 		return
+	}
+	bad := func(format string, args ...any) {
+		s.refuse(w, http.StatusBadRequest, Refusal{Action: "open", By: by(r), TicketID: req.ID, Open: &req, Reason: fmt.Sprintf(format, args...)})
 	}
 	d, err := time.ParseDuration(req.Duration)
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("duration %q is not a duration such as 2h", req.Duration))
+		bad("duration %q is not a duration such as 2h", req.Duration)
 		return
 	}
 	if s.Targets != nil {
 		for _, name := range req.Targets {
 			if !slices.Contains(s.Targets, name) {
-				writeErr(w, http.StatusBadRequest, fmt.Errorf("target %q is not served by this gateway (its targets: %s)", name, strings.Join(s.Targets, ", ")))
+				bad("target %q is not served by this gateway (its targets: %s)", name, strings.Join(s.Targets, ", "))
 				return
 			}
 		}
 	}
 	t, err := s.Tickets.Open(policy.Ticket{ID: req.ID, User: req.User, Targets: req.Targets, Access: req.Access, Reason: req.Reason}, d, by(r))
-	s.reply(w, r, "open", t, err)
+	s.reply(w, r, Refusal{Action: "open", TicketID: req.ID, Open: &req}, t, err)
 }
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 	t, err := s.Tickets.Approve(r.PathValue("id"), by(r))
-	s.reply(w, r, "approve", t, err)
+	s.reply(w, r, Refusal{Action: "approve", TicketID: r.PathValue("id")}, t, err)
 }
 
 func (s *Server) close(w http.ResponseWriter, r *http.Request) {
 	t, err := s.Tickets.Close(r.PathValue("id"), by(r))
-	s.reply(w, r, "close", t, err)
+	s.reply(w, r, Refusal{Action: "close", TicketID: r.PathValue("id")}, t, err)
 }
 
 func (s *Server) list(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.Tickets.List())
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, what string, t policy.Ticket, err error) {
+// reply answers a ticket change: the ticket, or why it was refused (rf
+// names the request).
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, rf Refusal, t policy.Ticket, err error) {
+	if errors.Is(err, policy.ErrNotSaved) {
+		// recorded and in force: the caller gets the ticket and the fault
+		s.Log.Error().Err(err).Str("ticket", t.ID).Str("by", by(r)).Msg("ticket " + rf.Action + ": in force, but the ticket file was not saved")
+		w.Header().Set(warningHeader, err.Error())
+		writeJSON(w, http.StatusOK, t)
+		return
+	}
 	if err != nil {
-		s.Log.Warn().Err(err).Str("by", by(r)).Msg("admin: ticket " + what + " refused")
-		writeErr(w, http.StatusBadRequest, err)
+		rf.By, rf.Reason = by(r), err.Error()
+		s.refuse(w, http.StatusBadRequest, rf)
 		return
 	}
 	s.Log.Info().Str("ticket", t.ID).Str("by", by(r)).Str("user", t.User).Strs("targets", t.Targets).
-		Strs("access", t.Access).Time("expires", t.Expires).Msg("ticket " + what)
+		Strs("access", t.Access).Time("expires", t.Expires).Msg("ticket " + rf.Action)
 	writeJSON(w, http.StatusOK, t)
 }
 

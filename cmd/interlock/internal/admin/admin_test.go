@@ -2,9 +2,12 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,13 @@ import (
 )
 
 func start(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets) {
+	t.Helper()
+	c, ts, _ := startRecording(t, allowed)
+	return c, ts
+}
+
+// startRecording is start with the refusals the server records.
+func startRecording(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets, *refusals) {
 	t.Helper()
 	dir := t.TempDir()
 	ts, err := policy.OpenTickets(filepath.Join(dir, "tickets.json"), nil)
@@ -27,7 +37,8 @@ func start(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := &Server{Tickets: ts, Allowed: allowed, Targets: []string{"plc1", "plc2"}, Log: zerolog.Nop()}
+	rec := &refusals{}
+	srv := &Server{Tickets: ts, Allowed: allowed, Targets: []string{"plc1", "plc2"}, Log: zerolog.Nop(), Refused: rec.add}
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -35,7 +46,24 @@ func start(t *testing.T, allowed map[uint32]bool) (*Client, *policy.Tickets) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return NewClient(sock), ts
+	return NewClient(sock), ts, rec
+}
+
+type refusals struct {
+	mu   sync.Mutex
+	list []Refusal
+}
+
+func (r *refusals) add(rf Refusal) {
+	r.mu.Lock()
+	r.list = append(r.list, rf)
+	r.mu.Unlock()
+}
+
+func (r *refusals) get() []Refusal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.list)
 }
 
 func TestTicketsThroughTheSocket(t *testing.T) {
@@ -78,13 +106,46 @@ func TestTicketsThroughTheSocket(t *testing.T) {
 }
 
 func TestCallerNotAllowed(t *testing.T) {
-	c, ts := start(t, map[uint32]bool{})
+	c, ts, rec := startRecording(t, map[uint32]bool{})
 	_, err := c.Open(OpenRequest{User: "alice", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x", Duration: "1h"})
 	if err == nil || !strings.Contains(err.Error(), "may not administer") {
 		t.Fatalf("got %v; want a refusal", err)
 	}
 	if len(ts.List()) != 0 {
 		t.Fatal("a refused caller opened a ticket")
+	}
+	if _, err := c.Close("T-1"); err == nil {
+		t.Fatal("a refused caller closed a ticket")
+	}
+	got := rec.get()
+	if len(got) != 2 || got[0].Action != "open" || got[1].Action != "close" || got[1].TicketID != "T-1" ||
+		got[0].By == "" || !strings.Contains(got[0].Reason, "may not administer") {
+		t.Errorf("refusals recorded: %+v", got)
+	}
+}
+
+// A change that took effect but could not be saved comes back with the
+// ticket and a Warning, not as a refusal.
+func TestTicketNotSavedIsAWarning(t *testing.T) {
+	c, ts, rec := startRecording(t, map[uint32]bool{uint32(os.Getuid()): true})
+	tk, err := c.Open(OpenRequest{User: "alice", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x", Duration: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(filepath.Dir(c.Socket), "tickets.json")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil { // the rename over it fails
+		t.Fatal(err)
+	}
+	closed, err := c.Close(tk.ID)
+	var w *Warning
+	if !errors.As(err, &w) || !strings.Contains(w.Msg, "is closed now, but") || closed.ID != tk.ID {
+		t.Fatalf("close: %+v, %v; want the ticket and a Warning", closed, err)
+	}
+	if len(ts.List()) != 0 || len(rec.get()) != 0 {
+		t.Errorf("open tickets %v, refusals %v; want none", ts.List(), rec.get())
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/interlock-ics/interlock/policy"
@@ -68,7 +70,10 @@ func (c *Client) do(method, path string, body, out any) error {
 		return err
 	}
 	resp, err := c.hc.Do(req)
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("the gateway's admin socket %s: %w (only the gateway's user and admin.allowed_users may use it)", c.Socket, err)
+	case err != nil:
 		return fmt.Errorf("the gateway's admin socket %s: %w (is the gateway running with admin.socket set?)", c.Socket, err)
 	}
 	defer resp.Body.Close()
@@ -85,5 +90,21 @@ func (c *Client) do(method, path string, body, out any) error {
 		}
 		return fmt.Errorf("admin API: %s", resp.Status)
 	}
-	return json.Unmarshal(b, out)
+	if err := json.Unmarshal(b, out); err != nil {
+		return err
+	}
+	if w := resp.Header.Get(warningHeader); w != "" {
+		return &Warning{Msg: w}
+	}
+	return nil
 }
+
+// warningHeader carries what went wrong with a change that took effect.
+const warningHeader = "Interlock-Warning"
+
+// Warning is the error of a change that took effect with a fault (the
+// ticket is in force but the ticket file could not be saved): the answer
+// holds the ticket.
+type Warning struct{ Msg string }
+
+func (w *Warning) Error() string { return w.Msg }
