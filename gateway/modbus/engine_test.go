@@ -875,3 +875,27 @@ func TestShutdownStartsNoPipelinedRequest(t *testing.T) {
 		t.Errorf("shutting_down records for registers %v, want [201 202 203]", regs)
 	}
 }
+
+// A PLC that closes a connection idle for a while (many do, after a few
+// seconds) costs the client nothing: the gateway sees the close before its
+// next request and dials again, instead of answering 0x0A every other poll.
+func TestPLCClosingIdleConnections(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{IdleClose: 150 * time.Millisecond})
+	sim.SetHolding(100, 1500)
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, decide: gatewaytest.AllowAll})
+	c := client(t, g.addr, 1)
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond) // the PLC has closed the gateway's connection
+		}
+		b, err := c.ReadHoldingRegisters(context.Background(), 100, 1)
+		if err != nil || regs(b)[0] != 1500 {
+			t.Errorf("poll %d after the PLC closed the idle connection: %v %v", i, regs(b), err)
+		}
+	}
+	for _, r := range g.audit.Events("result") {
+		if r.Result.Status != gateway.StatusOK {
+			t.Errorf("result %s %d: %s", r.Result.Status, r.Result.Code, r.Result.Detail)
+		}
+	}
+}

@@ -67,6 +67,24 @@ type link struct {
 	// RoundTrip then answers at the deadline and takes the link back when
 	// its Send returns.
 	unbounded bool
+	// conn is the TCP connection last dialed and used when the link was
+	// last used: one the device closed while idle is dialed again before a
+	// request goes into it.
+	conn net.Conn
+	used time.Time
+}
+
+// idleCheckAfter is how long a connection must have been idle before it is
+// checked for a close by the device (a look at the socket, no traffic): a
+// polling client's back-to-back requests skip it.
+const idleCheckAfter = time.Millisecond
+
+// closedWhileIdle reports whether the device closed (or reset) the link's
+// connection since its last use, so that the request goes out on a new one
+// instead of failing with 0x0A: many PLCs close a connection idle for a few
+// seconds.
+func (l *link) closedWhileIdle() bool {
+	return l.conn != nil && time.Since(l.used) >= idleCheckAfter && peerClosed(l.conn)
 }
 
 // NewUpstream parses an upstream URL (tcp://host:port, rtuovertcp://host:port,
@@ -123,6 +141,7 @@ func tcpLink(scheme, addr string, o UpstreamOptions) *link {
 		if err != nil {
 			return nil, err
 		}
+		l.conn = c
 		return &onceConn{Conn: c, l: l}, nil
 	}
 	if scheme == SchemeRTUOverTCP {
@@ -282,6 +301,11 @@ func (u *Upstream) exchange(ctx context.Context, l *link, dl time.Time, unit int
 	if err != nil {
 		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: encode: %w", err)
 	}
+	if l.closedWhileIdle() {
+		_ = l.close() // Connect dials again
+		l.conn = nil
+	}
+	defer func() { l.used = time.Now() }()
 	// Connect first so that a refused or unreachable device is told apart
 	// from one that accepted the request and did not answer.
 	if err := l.connect(ctx); err != nil {

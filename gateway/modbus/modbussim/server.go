@@ -28,13 +28,17 @@ type Options struct {
 	Units []byte
 	// Delay is waited before each answer, to play a slow PLC.
 	Delay time.Duration
+	// IdleClose closes a connection that sent no request for this long,
+	// as many PLCs do (0: never).
+	IdleClose time.Duration
 }
 
 // Server is a simulated PLC. Its data tables are shared by all units and
 // safe for concurrent use.
 type Server struct {
-	units [256]bool
-	delay time.Duration
+	units     [256]bool
+	delay     time.Duration
+	idleClose time.Duration
 
 	mu       sync.RWMutex
 	coils    [tableSize]bool
@@ -58,6 +62,7 @@ const tableSize = 1 << 16
 func New(o Options) *Server {
 	s := &Server{
 		delay:     o.Delay,
+		idleClose: o.IdleClose,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 	}
@@ -213,8 +218,18 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 		}
 		hdr := frame[:headerLen]
+		if s.idleClose > 0 && br.Buffered() == 0 {
+			if err := c.SetReadDeadline(time.Now().Add(s.idleClose)); err != nil {
+				return
+			}
+		}
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			return
+		}
+		if s.idleClose > 0 {
+			if err := c.SetReadDeadline(time.Time{}); err != nil {
+				return
+			}
 		}
 		tid := binary.BigEndian.Uint16(hdr[0:])
 		length := int(binary.BigEndian.Uint16(hdr[4:]))
