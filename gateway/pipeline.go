@@ -194,16 +194,24 @@ func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
 	if err != nil {
 		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).
 			Msg("policy error: call denied")
-		if d.ID == "" {
-			d.ID = NewID()
-		}
-		d.Allow, d.Alert = false, true
-		d.Reasons = []string{ReasonPolicyError}
-		if ec, ok := errors.AsType[ErrorCoder](err); ok && ec.ErrorCode() != "" {
-			d.Reasons = append(d.Reasons, ec.ErrorCode())
-		}
+		d = ErrorDecision(d, err)
 	}
 	return p.withMode(d)
+}
+
+// ErrorDecision is the decision that stands when the policy failed with
+// err: a denial with an alert, reasons policy_error and the error's code
+// (policy_timeout, policy_undefined …).
+func ErrorDecision(d Decision, err error) Decision {
+	if d.ID == "" {
+		d.ID = NewID()
+	}
+	d.Allow, d.Alert = false, true
+	d.Reasons = []string{ReasonPolicyError}
+	if ec, ok := errors.AsType[ErrorCoder](err); ok && ec.ErrorCode() != "" {
+		d.Reasons = append(d.Reasons, ec.ErrorCode())
+	}
+	return d
 }
 
 func (p *Pipeline) withMode(d Decision) Decision {

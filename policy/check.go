@@ -57,7 +57,11 @@ func (r *CheckReport) OK() bool {
 // builtins in the rules the decision depends on, and (when there are none)
 // decides a set of sample inputs — every Modbus function and a session open,
 // from a known engineer and from an unknown source — plus extra ones.
-func Check(ctx context.Context, dir string, extra map[string]ast.Value) (*CheckReport, error) {
+//
+// Each sample is decided within timeout, as the gateway decides a call
+// (gateway.DefaultDecisionTimeout when 0): a policy too slow for its
+// policy.timeout fails the check with policy_timeout.
+func Check(ctx context.Context, dir string, extra map[string]ast.Value, timeout time.Duration) (*CheckReport, error) {
 	// The builtin scan reads the Rego sources: check the directory a bundle
 	// is built from, not the bundle.
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
@@ -84,13 +88,20 @@ func Check(ctx context.Context, dir string, extra map[string]ast.Value) (*CheckR
 		extraNames = append(extraNames, n)
 	}
 	slices.Sort(extraNames)
+	if timeout <= 0 {
+		timeout = gateway.DefaultDecisionTimeout
+	}
+	decide := func(name string, in ast.Value) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		d, err := e.Eval(ctx, in, at)
+		rep.Samples = append(rep.Samples, SampleResult{Name: name, Decision: d, Err: err})
+	}
 	for _, n := range names {
-		d, err := e.Eval(ctx, samples[n], at)
-		rep.Samples = append(rep.Samples, SampleResult{Name: n, Decision: d, Err: err})
+		decide(n, samples[n])
 	}
 	for _, n := range extraNames {
-		d, err := e.Eval(ctx, extra[n], at)
-		rep.Samples = append(rep.Samples, SampleResult{Name: n, Decision: d, Err: err})
+		decide(n, extra[n])
 	}
 	return rep, nil
 }

@@ -9,7 +9,7 @@ import (
 )
 
 func TestCheckPassesTheQuickstart(t *testing.T) {
-	rep, err := Check(context.Background(), "../examples/quickstart/policy", nil)
+	rep, err := Check(context.Background(), "../examples/quickstart/policy", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ owner_ok(ip) if {
 nightly := net.lookup_ip_addr("cmdb.local")
 `,
 	})
-	rep, err := Check(context.Background(), dir, nil)
+	rep, err := Check(context.Background(), dir, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ lookup(name) := ["10.0.0.1"]
 check(ip) if ip in lookup("cmdb.local")
 `,
 	})
-	rep, err := Check(context.Background(), dir, nil)
+	rep, err := Check(context.Background(), dir, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ decision := {"allow": true} if input.operation.access == "read"
 
 decision := {"allow": "yes"} if input.operation.access == "write"
 `})
-	rep, err := Check(context.Background(), dir, map[string]ast.Value{"empty input": ast.NewObject()})
+	rep, err := Check(context.Background(), dir, map[string]ast.Value{"empty input": ast.NewObject()}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,6 +173,32 @@ func TestE2ECLIUsage(t *testing.T) {
 			t.Errorf("interlock check of a good config: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
 	})
+	t.Run("policy eval and check within policy.timeout", func(t *testing.T) {
+		// a decision that takes longer than the gateway allows is denied
+		// there (policy_timeout): eval and check say so too
+		slow := t.TempDir()
+		writeFile(t, filepath.Join(slow, "p.rego"), "package interlock\n\nn := count([x | some x in numbers.range(1, 50000000); x % 7 == 0])\n\n"+
+			"decision := {\"allow\": n > 0, \"alert\": false, \"reasons\": [\"slow\"]}\n")
+		in := filepath.Join(t.TempDir(), "in.json")
+		writeFile(t, in, `{"operation": {"function": "read_coils", "access": "read"}}`)
+		r := interlock(t, "policy", "eval", "--policy", slow, "--input", in, "--timeout", "50ms")
+		var d struct {
+			Allow, Alert bool
+			Reasons      []string
+		}
+		if r.code != 1 || json.Unmarshal([]byte(r.stdout), &d) != nil || d.Allow || !d.Alert ||
+			!slices.Equal(d.Reasons, []string{"policy_error", "policy_timeout"}) {
+			t.Errorf("policy eval of a slow policy: exit %d, want 1 and the gateway's decision (deny, alert, policy_error, policy_timeout)\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		r = interlock(t, "policy", "check", "--policy", slow, "--timeout", "50ms")
+		if r.code != 1 || !strings.Contains(r.stdout, "policy_timeout") {
+			t.Errorf("policy check of a slow policy: exit %d, want 1 naming policy_timeout\nstdout: %.300s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		writeFile(t, in, `[1]`)
+		if r := interlock(t, "policy", "eval", "--policy", slow, "--input", in); r.code != 1 || !strings.Contains(r.stderr, "the input is a JSON array") {
+			t.Errorf("policy eval of an array: exit %d\nstderr: %s", r.code, r.stderr)
+		}
+	})
 	t.Run("flags after arguments", func(t *testing.T) {
 		// as the synopses show them: "policy test DIR --format json"
 		r := interlock(t, "policy", "test", filepath.Join(repoRoot, "examples", "quickstart", "policy"), "--format", "json")

@@ -26,12 +26,16 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	var inputs listFlag
 	fs.Var(&inputs, "input", "a policy input (JSON) to decide besides the built-in samples; repeat for several")
 	verbose := fs.Bool("verbose", false, "print the decision for every sample")
+	timeout := fs.Duration("timeout", 0, "the most one decision may take (default: the configuration's policy.timeout, else 100ms)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if (*cfgPath == "") == (*dir == "") {
 		fs.Usage()
 		return usageErr("policy check: give one of --config or --policy")
+	}
+	if *timeout < 0 {
+		return usageErr("policy check: --timeout %v: want a positive duration", *timeout)
 	}
 	path := *dir
 	if *cfgPath != "" {
@@ -40,6 +44,9 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 			return err
 		}
 		path = cfg.Policy.Path
+		if *timeout == 0 {
+			*timeout = cfg.Policy.Timeout
+		}
 	}
 	extra := map[string]ast.Value{}
 	for _, in := range inputs {
@@ -51,9 +58,12 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("%s: not a JSON document: %v", in, err)
 		}
+		if _, ok := v.(ast.Object); !ok {
+			return fmt.Errorf("%s: the input is a JSON %s; the gateway's input is an object", in, ast.ValueName(v))
+		}
 		extra[filepath.Base(in)] = v
 	}
-	rep, err := policy.Check(context.Background(), path, extra)
+	rep, err := policy.Check(context.Background(), path, extra, *timeout)
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}

@@ -74,11 +74,15 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	cfgPath := fs.String("config", "", "configuration file; its policy.path is evaluated")
 	dir := fs.String("policy", "", "policy directory (instead of --config)")
 	inPath := fs.String("input", "", "policy input as JSON (a file, or - for stdin)")
+	timeout := fs.Duration("timeout", 0, "the most the decision may take, as at run time (default: the configuration's policy.timeout, else 100ms)")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *inPath == "" || (*cfgPath == "") == (*dir == "") {
 		return usageErr("policy eval: give --input and one of --config or --policy")
+	}
+	if *timeout < 0 {
+		return usageErr("policy eval: --timeout %v: want a positive duration", *timeout)
 	}
 	opts := policy.Options{Path: *dir, Log: zerolog.Nop()}
 	if *cfgPath != "" {
@@ -87,6 +91,12 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 			return err
 		}
 		opts.Path, opts.Gateway = cfg.Policy.Path, cfg.Gateway.ID
+		if *timeout == 0 {
+			*timeout = cfg.Policy.Timeout
+		}
+	}
+	if *timeout == 0 {
+		*timeout = gateway.DefaultDecisionTimeout
 	}
 	pol, err := policy.New(opts)
 	if err != nil {
@@ -120,7 +130,12 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 		}
 		at = t
 	}
-	d, evalErr := pol.Eval(context.Background(), input, at)
+	if _, ok := input.(ast.Object); !ok {
+		return fmt.Errorf("%s: the input is a JSON %s; the gateway's input is an object", *inPath, ast.ValueName(input))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	d, evalErr := pol.Eval(ctx, input, at)
+	cancel()
 	out := decisionJSON(d, evalErr)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
@@ -149,8 +164,9 @@ func decisionJSON(d gateway.Decision, err error) decisionOut {
 		out.Reasons = []string{}
 	}
 	if err != nil {
-		out.Allow = false
-		out.Reasons = []string{gateway.ReasonPolicyError}
+		// what the gateway records for the call
+		d = gateway.ErrorDecision(d, err)
+		out.Allow, out.Alert, out.Reasons, out.DecisionID = d.Allow, d.Alert, d.Reasons, d.ID
 		out.Error = err.Error()
 	}
 	return out
