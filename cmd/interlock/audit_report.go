@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,25 +195,37 @@ func reportConfig(cfg *config.Config, opts *report.Options) {
 }
 
 // writeReport writes the page to a temporary file beside path and renames
-// it, so that a failed run never leaves half a report.
+// it, so that a failed run never leaves half a report. Errors name path, the
+// file the user asked for, never the temporary one.
 func writeReport(rep *report.Report, path string) error {
+	fail := func(err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = le.Err
+		}
+		return fmt.Errorf("audit report: cannot write %s: %w", path, err)
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".report-*.html")
 	if err != nil {
-		return fmt.Errorf("audit report: %w", err)
+		return fail(err)
 	}
 	werr := rep.WriteHTML(f)
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("audit report: writing %s: %w", path, err)
+		return fail(err)
 	}
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		os.Remove(f.Name())
-		return err
+		return fail(err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("audit report: %w", err)
+		return fail(err)
 	}
 	return nil
 }

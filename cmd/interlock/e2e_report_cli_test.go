@@ -105,6 +105,11 @@ func TestAuditReportUsage(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "no audit log") {
 		t.Errorf("a missing log: exit %d, stderr %q", r.code, r.stderr)
 	}
+	missing := filepath.Join(dir, "no-such-dir", "r.html")
+	r = interlock(t, "audit", "report", "--out", missing, "--log", logPath)
+	if r.code != 1 || !strings.Contains(r.stderr, missing) || strings.Contains(r.stderr, ".report-") {
+		t.Errorf("--out into a missing directory: exit %d, stderr %q; want exit 1 naming %s and no temporary file", r.code, r.stderr, missing)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
