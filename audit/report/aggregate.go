@@ -254,9 +254,15 @@ type aggregator struct {
 	revChanges capped[revChange]
 	loadFails  capped[eventRow]
 
-	tickets     keyed[ticket]
-	ticketOrder []string
-	ticketCalls int64
+	// tickets are the ticket instances in log order: an id may be opened
+	// again once its ticket was closed or expired, and each open starts an
+	// instance of its own. ticketCur is the latest instance of each id,
+	// which later approvals, closes and calls naming the id belong to.
+	tickets        []*ticket
+	ticketCur      map[string]*ticket
+	ticketOverflow bool // instances past maxKeys were not tracked
+	ticketCalls    int64
+	ticketRefused  capped[eventRow] // ticket.load_refused in the period
 
 	sessOpened, sessRefused, sessAuthFailed, sessClosed, sessAlert int64
 	refuseReasons, authReasons, closeErrors                        tally
@@ -314,7 +320,8 @@ func newAggregator(o *Options) *aggregator {
 		revs:          newKeyed[revision](maxKeys),
 		revChanges:    newCapped[revChange](n),
 		loadFails:     newCapped[eventRow](n),
-		tickets:       newKeyed[ticket](maxKeys),
+		ticketCur:     map[string]*ticket{},
+		ticketRefused: newCapped[eventRow](n),
 		refuseReasons: newTally(maxKeys),
 		authReasons:   newTally(maxKeys),
 		closeErrors:   newTally(maxKeys),
@@ -405,6 +412,10 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		}
 	case eventTicketOpen, eventTicketApprove, eventTicketClose, eventTicketLoad:
 		a.ticketEvent(r, t)
+	case eventTicketLoadRefused:
+		if in {
+			a.ticketRefused.add(eventRow{t, r.Seq, r.Event, r.Reason})
+		}
 	case eventRecovered:
 		if in {
 			a.recovered.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%d bytes of a line cut by a crash were removed", r.Truncated)})
@@ -551,7 +562,7 @@ func (a *aggregator) call(line []byte, r *record, t time.Time, in bool) {
 	}
 	if d.Ticket != "" {
 		a.ticketCalls++
-		if tk := a.tickets.m[d.Ticket]; tk != nil {
+		if tk := a.ticketCur[d.Ticket]; tk != nil {
 			tk.Calls++
 		}
 	}
@@ -846,16 +857,34 @@ func (a *aggregator) ticketEvent(r *record, t time.Time) {
 	if id == "" {
 		return
 	}
-	tk := a.tickets.get(id, func() *ticket {
-		a.ticketOrder = append(a.ticketOrder, id)
-		return &ticket{ID: id}
-	})
+	var opened time.Time
+	if rt := r.Ticket; rt != nil {
+		opened, _ = time.Parse(time.RFC3339Nano, rt.Opened)
+	}
+	tk := a.ticketCur[id]
+	switch {
+	case r.Event == eventTicketOpen:
+		tk = nil // a new ticket, even when an earlier one had its id
+	case r.Event == eventTicketLoad:
+		// A restart loads the tickets still open from the ticket file: the
+		// same ticket when the latest instance of the id was opened at the
+		// same time and is not closed, else one the log has not seen open.
+		if tk != nil && (!tk.Closed.IsZero() || opened.IsZero() || !tk.Opened.Equal(opened)) {
+			tk = nil
+		}
+	}
 	if tk == nil {
-		return
+		if len(a.tickets) >= maxKeys {
+			a.ticketOverflow = true
+			return
+		}
+		tk = &ticket{ID: id}
+		a.tickets = append(a.tickets, tk)
+		a.ticketCur[id] = tk
 	}
 	if rt := r.Ticket; rt != nil {
 		tk.User, tk.Targets, tk.Access, tk.Reason, tk.OpenedBy = rt.User, rt.Targets, rt.Access, rt.Reason, rt.OpenedBy
-		tk.Opened, _ = time.Parse(time.RFC3339Nano, rt.Opened)
+		tk.Opened = opened
 		tk.Expires, _ = time.Parse(time.RFC3339Nano, rt.Expires)
 		tk.Approvals = rt.Approvals
 	}

@@ -23,6 +23,7 @@ const (
 	eventTicketApprove     = policy.TicketApprove
 	eventTicketClose       = policy.TicketClose
 	eventTicketLoad        = policy.TicketLoad
+	eventTicketLoadRefused = "ticket.load_refused" // an entry of the ticket file not loaded at start, and why
 )
 
 // record is one audit line as the report reads it: the union of the fields

@@ -287,8 +287,11 @@ type page struct {
 	Revisions                 []revRow
 	LoadFails                 []eventRow
 	LoadFailsCap              tableCap
-	Tickets                   []*ticket
+	Tickets                   []ticketRow
 	TicketsMore               int
+	TicketsOverflow           bool
+	TicketRefused             []eventRow
+	TicketRefusedCap          tableCap
 	TicketCalls               int64
 	SessOpened, SessRefused   int64
 	SessAuthFailed, SessClose int64
@@ -386,6 +389,7 @@ func (r *Report) view() *page {
 		OutsideRows: a.outsideRows.Rows, OutsideCap: capOf(&a.outsideRows),
 		RevAtStart: a.revAtStart, RevFirst: a.revAtStart == "" && len(a.revOrder) > 0, RevChanges: a.revChanges.Rows, RevChangesCap: capOf(&a.revChanges),
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
+		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		SessOpened: a.sessOpened, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
 		SessAlert: a.sessAlert, DurCount: a.durCount, DurMaxMS: a.durMaxMS,
 		SessRows: a.sessRows.Rows, SessCap: capOf(&a.sessRows),
@@ -653,11 +657,18 @@ func (r *Report) loadedInPeriod(rev string) bool {
 	return false
 }
 
+// ticketRow is a ticket as the table shows it: Expired when it was not
+// closed before its expiry and the expiry has passed.
+type ticketRow struct {
+	*ticket
+	Expired bool
+}
+
 func (r *Report) viewTickets(p *page) {
 	a := r.agg
 	from, to := r.opts.From, r.opts.To
-	for _, id := range a.ticketOrder {
-		t := a.tickets.m[id]
+	now := r.opts.Now()
+	for _, t := range a.tickets {
 		end := t.Expires
 		if !t.Closed.IsZero() && (end.IsZero() || t.Closed.Before(end)) {
 			end = t.Closed
@@ -665,7 +676,8 @@ func (r *Report) viewTickets(p *page) {
 		if (!to.IsZero() && !t.Opened.IsZero() && !t.Opened.Before(to)) || (!from.IsZero() && !end.IsZero() && end.Before(from)) {
 			continue
 		}
-		p.Tickets = append(p.Tickets, t)
+		expired := !t.Expires.IsZero() && !t.Expires.After(now) && (t.Closed.IsZero() || !t.Closed.Before(t.Expires))
+		p.Tickets = append(p.Tickets, ticketRow{ticket: t, Expired: expired})
 	}
 	if len(p.Tickets) > p.MaxRows {
 		p.TicketsMore = len(p.Tickets) - p.MaxRows

@@ -115,7 +115,7 @@ func TestAggregateScenario(t *testing.T) {
 	eq("decisions under rev-2 in the period", a.revs.m["rev-2"].Decisions, 3)
 
 	// The ticket: opened, approved by bob, closed; one call under it.
-	tk := a.tickets.m["T-1"]
+	tk := a.ticketCur["T-1"]
 	eq("ticket approvals", tk.Approvals, []string{"bob"})
 	eq("ticket closed", tk.Closed, ts("2026-11-26T14:00:00Z"))
 	eq("ticket closed by", tk.ClosedBy, "ops")
