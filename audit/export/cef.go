@@ -30,9 +30,19 @@ import (
 //	reason    decision reasons, or why a request or session was refused
 //	msg       one sentence for a person
 //	cs1 policyRevision  cs2 reasons  cs3 decisionId  cs4 ticket
-//	cs5 sessionId       cs6 registers (or OPC UA node)
+//	cs5 sessionId       cs6 registers (or OPC UA node, or the method of a
+//	                    Call; a ticket.* record: the ticket's targets)
 //	cn1 seq   cn2 latencyUs   cn3 code (exception or status code)
-//	flexNumber1 unitId   flexString1 hash   flexString2 access
+//	flexNumber1 unitId   flexString1 hash   flexString2 access (a ticket's)
+//	duser start end     a ticket.* record: the ticket's user, when it was
+//	                    opened and when it expires (ms since the epoch)
+//
+// and custom keys, named as CEF asks (vendor and product, then the key) for
+// what its dictionary has no key for:
+//
+//	interlockValues     what a call wrote, JSON as recorded (Operation.Written)
+//	interlockObjectId   OPC UA Call: the object the method was called on
+//	interlockArguments  OPC UA Call: the input arguments, a JSON array
 
 // CEF formats one record (a call with its result joined, or any record on
 // its own, as a shipper sees them) as a CEF line without a newline. version
@@ -116,6 +126,8 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 	reason := reasons
 	if r.Reason != "" {
 		reason = r.Reason
+	} else if r.Ticket != nil && reason == "" {
+		reason = r.Ticket.Reason // why the ticket was opened: the change request
 	}
 	e.str("reason", reason)
 	var msg [256]byte
@@ -123,14 +135,21 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 	e.labelled("cs1", "cs1Label", "policyRevision", r.Decision.PolicyRevision)
 	e.labelled("cs2", "cs2Label", "reasons", reasons)
 	e.labelled("cs3", "cs3Label", "decisionId", r.Decision.DecisionID)
-	e.labelled("cs4", "cs4Label", "ticket", r.Decision.Ticket)
+	e.labelled("cs4", "cs4Label", "ticket", r.TicketRef())
 	e.labelled("cs5", "cs5Label", "sessionId", r.SessionID)
-	if regs := r.Operation.Registers(); regs != "" {
+	op := &r.Operation
+	tk := r.Ticket
+	switch regs := op.Registers(); {
+	case regs != "":
 		label := "registers"
-		if r.Operation.NodeID != "" {
+		if op.NodeID != "" {
 			label = "node"
 		}
 		e.labelled("cs6", "cs6Label", label, regs)
+	case op.MethodID != "":
+		e.labelled("cs6", "cs6Label", "method", op.MethodID)
+	case tk != nil:
+		e.labelled("cs6", "cs6Label", "targets", strings.Join(tk.Targets, ","))
 	}
 	e.labelledInt("cn1", "cn1Label", "seq", int64(r.Seq), true)
 	res := r.Result
@@ -143,7 +162,23 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 	}
 	e.labelledInt("flexNumber1", "flexNumber1Label", "unitId", int64(r.Target.UnitID), r.Target.HasUnitID)
 	e.labelled("flexString1", "flexString1Label", "hash", r.Hash)
-	e.labelled("flexString2", "flexString2Label", "access", r.Operation.Access)
+	access := op.Access
+	if access == "" && tk != nil {
+		access = strings.Join(tk.Access, ",")
+	}
+	e.labelled("flexString2", "flexString2Label", "access", access)
+	if tk != nil {
+		e.str("duser", tk.User)
+		if t := tk.OpenedAt(); !t.IsZero() {
+			e.int("start", t.UnixMilli())
+		}
+		if t := tk.ExpiresAt(); !t.IsZero() {
+			e.int("end", t.UnixMilli())
+		}
+	}
+	e.str("interlockValues", op.Written())
+	e.str("interlockObjectId", op.ObjectID)
+	e.str("interlockArguments", op.ArgumentsJSON)
 	return e.b
 }
 

@@ -19,6 +19,10 @@ var CSVHeader = []string{
 	"address", "quantity", "registers", "node_id",
 	"decision", "allow", "alert", "reasons", "policy_revision", "decision_id", "mode", "ticket",
 	"status", "status_code", "detail", "latency_us", "result_time", "hash",
+	// Added after the first release, so at the end: what a call wrote, the
+	// OPC UA method called, and the ticket a ticket.* record is about.
+	"values", "object_id", "method_id", "arguments",
+	"ticket_user", "ticket_targets", "ticket_access", "ticket_expires", "ticket_reason",
 }
 
 // csvWriter writes RFC 4180 CSV: CRLF line ends, a field quoted when it
@@ -137,6 +141,9 @@ func CSVRow(row []string, r *query.Record) {
 		if r.Error != "" {
 			detail = r.Error
 		}
+		if detail == "" {
+			detail = r.Reason // ticket.load_refused, a refused session.open
+		}
 		if r.Event == query.EventRequestRejected {
 			status = "rejected"
 			detail = statusDetail(r)
@@ -147,6 +154,12 @@ func CSVRow(row []string, r *query.Record) {
 	if r.Seq > 0 {
 		seq = strconv.FormatUint(r.Seq, 10)
 	}
+	var tUser, tTargets, tAccess, tExpires, tReason string
+	if tk := r.Ticket; tk != nil {
+		tUser, tTargets, tAccess = tk.User, strings.Join(tk.Targets, ","), strings.Join(tk.Access, ",")
+		tExpires, tReason = tk.Expires, tk.Reason
+	}
+	op := &r.Operation
 	copy(row, []string{
 		r.Time, seq, r.Event, r.Gateway, r.CallID, r.SessionID,
 		r.UserOrBy(), r.Principal.Auth, strings.Join(r.Principal.Roles, ","),
@@ -156,7 +169,9 @@ func CSVRow(row []string, r *query.Record) {
 		itoaIf(r.Operation.Address, r.Operation.HasAddress), itoaIf(r.Operation.Quantity, r.Operation.HasQuantity),
 		r.Operation.Registers(), r.Operation.NodeID,
 		d.Verdict(), boolIf(d.Allow, d.Present), boolIf(d.Alert, d.Present), strings.Join(d.Reasons, ","),
-		d.PolicyRevision, d.DecisionID, d.Mode, d.Ticket,
+		d.PolicyRevision, d.DecisionID, d.Mode, r.TicketRef(),
 		status, statusCode, detail, latency, resultTime, r.Hash,
+		op.Written(), op.ObjectID, op.MethodID, op.ArgumentsJSON,
+		tUser, tTargets, tAccess, tExpires, tReason,
 	})
 }

@@ -119,6 +119,8 @@ func appendSummary(b []byte, r *query.Record) []byte {
 				b = append(b, " registers "...)
 			}
 			b = append(b, regs...)
+		} else if m := r.Operation.MethodID; m != "" {
+			b = append(append(b, " method "...), m...)
 		}
 		b = append(append(b, ": "...), Outcome(r)...)
 		if len(r.Decision.Reasons) > 0 {
@@ -176,8 +178,26 @@ func appendSummary(b []byte, r *query.Record) []byte {
 		b = append(append(append(b, "gateway "...), r.Gateway...), " stopped"...)
 	default:
 		b = append(b, r.Event...)
+		if id := r.TicketRef(); id != "" {
+			b = append(append(b, ' '), id...)
+		}
 		if r.By != "" {
 			b = append(append(b, " by "...), r.By...)
+		}
+		if tk := r.Ticket; tk != nil {
+			// ticket.*: what the ticket allows, whom, until when, and why.
+			b = append(append(append(b, ": "...), tk.User...), " may "...)
+			b = append(b, strings.Join(tk.Access, ",")...)
+			b = append(append(b, " on "...), strings.Join(tk.Targets, ",")...)
+			if tk.Expires != "" {
+				b = append(append(b, " until "...), tk.Expires...)
+			}
+			if tk.Reason != "" {
+				b = append(append(append(b, " ("...), tk.Reason...), ')')
+			}
+		}
+		if r.Reason != "" {
+			b = append(append(b, ": "...), r.Reason...)
 		}
 		if r.Error != "" {
 			b = append(append(b, ": "...), r.Error...)

@@ -94,7 +94,7 @@ func TestCEFDeniedCall(t *testing.T) {
 		`cs1Label=policyRevision cs1=625cc695ee7ff6e5 cs2Label=reasons cs2=outside_maintenance_window ` +
 		`cs3Label=decisionId cs3=2a33af42 cs5Label=sessionId cs5=52a52c40 cs6Label=registers cs6=100 ` +
 		`cn1Label=seq cn1=20 cn2Label=latencyUs cn2=0 flexNumber1Label=unitId flexNumber1=1 ` +
-		`flexString1Label=hash flexString1=h20 flexString2Label=access flexString2=write`
+		`flexString1Label=hash flexString1=h20 flexString2Label=access flexString2=write interlockValues=[1600]`
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -108,7 +108,7 @@ func TestCEFOtherRecords(t *testing.T) {
 		want string
 	}{
 		{joined(t, lineCallWrite, lineResultExc),
-			`CEF:0|Interlock|interlock|v|write_multiple_registers|write_multiple_registers exception 2|6|rt=1795667099385 dvchost=site-a-gw1 cat=call externalId=c47 src=10.0.5.7 spt=55600 shost=ews-alice suser=alice spriv=engineer dhost=drives destinationServiceName=modbus act=alert outcome=failure reason=ticket:T-1,protected_range:safety_limits msg=alice from ews-alice (10.0.5.7) called write_multiple_registers on drives unit 3 registers 1000-1001: exception 2 (ticket:T-1, protected_range:safety_limits): illegal data address cs1Label=policyRevision cs1=r9 cs2Label=reasons cs2=ticket:T-1,protected_range:safety_limits cs3Label=decisionId cs3=d47 cs4Label=ticket cs4=T-1 cs5Label=sessionId cs5=s46 cs6Label=registers cs6=1000-1001 cn1Label=seq cn1=47 cn2Label=latencyUs cn2=2591 cn3Label=code cn3=2 flexNumber1Label=unitId flexNumber1=3 flexString1Label=hash flexString1=h47 flexString2Label=access flexString2=write`},
+			`CEF:0|Interlock|interlock|v|write_multiple_registers|write_multiple_registers exception 2|6|rt=1795667099385 dvchost=site-a-gw1 cat=call externalId=c47 src=10.0.5.7 spt=55600 shost=ews-alice suser=alice spriv=engineer dhost=drives destinationServiceName=modbus act=alert outcome=failure reason=ticket:T-1,protected_range:safety_limits msg=alice from ews-alice (10.0.5.7) called write_multiple_registers on drives unit 3 registers 1000-1001: exception 2 (ticket:T-1, protected_range:safety_limits): illegal data address cs1Label=policyRevision cs1=r9 cs2Label=reasons cs2=ticket:T-1,protected_range:safety_limits cs3Label=decisionId cs3=d47 cs4Label=ticket cs4=T-1 cs5Label=sessionId cs5=s46 cs6Label=registers cs6=1000-1001 cn1Label=seq cn1=47 cn2Label=latencyUs cn2=2591 cn3Label=code cn3=2 flexNumber1Label=unitId flexNumber1=3 flexString1Label=hash flexString1=h47 flexString2Label=access flexString2=write interlockValues=[1,2]`},
 		{joined(t, lineCallProg, lineResultMon),
 			`CEF:0|Interlock|interlock|v|unknown|unknown error|6|rt=1795669200000 dvchost=site-a-gw1 cat=call externalId=c60 c6a2=fd00::5 c6a2Label=Source IPv6 Address spt=40000 dhost=plc1 c6a3=fd00::20 c6a3Label=Destination IPv6 Address dpt=502 destinationServiceName=modbus act=deny outcome=failure reason=unknown_function_denied msg=unknown user from fd00::5 called unknown on plc1 unit 1: error (unknown_function_denied): upstream timeout cs1Label=policyRevision cs1=r9 cs2Label=reasons cs2=unknown_function_denied cs3Label=decisionId cs3=d60 cs5Label=sessionId cs5=s59 cn1Label=seq cn1=60 cn2Label=latencyUs cn2=2000000 cn3Label=code cn3=11 flexNumber1Label=unitId flexNumber1=1 flexString1Label=hash flexString1=h60 flexString2Label=access flexString2=program`},
 		{parse(t, lineResultExc),
@@ -179,11 +179,11 @@ func TestCSV(t *testing.T) {
 	want := strings.Join(CSVHeader, ",") + "\r\n" +
 		"2026-11-26T04:24:57.826370077Z,20,call,site-a-gw1,6279bd63,52a52c40,alice,inventory,\"engineer,approver\",10.0.5.7,55480,ews-alice," +
 		"plc1,1,modbus,write_single_register,write,6,100,,100,,deny,false,true,outside_maintenance_window,625cc695ee7ff6e5,2a33af42,enforce,," +
-		"denied,,outside_maintenance_window,0,2026-11-26T04:24:57.827627289Z,h20\r\n" +
+		"denied,,outside_maintenance_window,0,2026-11-26T04:24:57.827627289Z,h20,[1600],,,,,,,,\r\n" +
 		"2026-11-26T04:24:57.666301993Z,3,session.open,site-a-gw1,,9a393e4f,alice,inventory,engineer,10.0.5.7,55424,ews-alice," +
-		"plc1,,modbus,,,,,,,,allow,true,false,session,625cc695ee7ff6e5,d9f7c30b,enforce,,,,,,,h3\r\n" +
+		"plc1,,modbus,,,,,,,,allow,true,false,session,625cc695ee7ff6e5,d9f7c30b,enforce,,,,,,,h3,,,,,,,,,\r\n" +
 		"2026-11-26T05:00:00.000000000Z,9,request.rejected,gw1,c9,s9,,none,,10.0.6.9,1,,plc1,,modbus,,,,,,,,,,,,,,,," +
-		"rejected,,\"bad_length: length 300, want \"\"<= 254\"\"\r\nclosed\",,,h9\r\n"
+		"rejected,,\"bad_length: length 300, want \"\"<= 254\"\"\r\nclosed\",,,h9,,,,,,,,,\r\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}

@@ -261,6 +261,24 @@ func (d *decoder) operation(o *Operation) {
 			o.BrowsePath = d.str(false)
 		case "method_id":
 			o.MethodID = d.str(false)
+		case "object_id": // OPC UA Call; a number in Modbus read_device_identification, skipped
+			if d.peek() == '"' {
+				o.ObjectID = d.str(false)
+			} else {
+				d.skip()
+			}
+		case gateway.KeyValues:
+			o.ValuesJSON = d.raw()
+		case "value":
+			o.ValueJSON = d.raw()
+		case "records":
+			o.RecordsJSON = d.raw()
+		case "arguments":
+			o.ArgumentsJSON = d.raw()
+		case "and_mask":
+			o.AndMask, o.HasAndMask = d.int()
+		case "or_mask":
+			o.OrMask, o.HasOrMask = d.int()
 		default:
 			d.skip()
 		}
@@ -268,6 +286,22 @@ func (d *decoder) operation(o *Operation) {
 	if d.err == nil {
 		o.Raw = d.s[start:d.i]
 	}
+}
+
+// raw passes over one value and returns its JSON text as written; "" for
+// null.
+func (d *decoder) raw() string {
+	d.ws()
+	start := d.i
+	d.skip()
+	if d.err != nil {
+		return ""
+	}
+	v := d.s[start:d.i]
+	if v == "null" {
+		return ""
+	}
+	return v
 }
 
 func (d *decoder) decision(x *Decision) {

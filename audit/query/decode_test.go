@@ -27,7 +27,7 @@ func TestDecodeCallRecord(t *testing.T) {
 		Operation: Operation{
 			Raw:      `{"function":"write_multiple_registers","access":"write","code":16,"address":100,"quantity":2,"values":[1500,42]}`,
 			Function: "write_multiple_registers", Access: "write", Code: 16, HasCode: true,
-			Address: 100, HasAddress: true, Quantity: 2, HasQuantity: true,
+			Address: 100, HasAddress: true, Quantity: 2, HasQuantity: true, ValuesJSON: "[1500,42]",
 		},
 		Decision: Decision{Present: true, Allow: false, Alert: true, Reasons: []string{"outside_maintenance_window"},
 			PolicyRevision: "625cc695ee7ff6e5", DecisionID: "a0ee4f217dad179485b7dcf676a363bc", Mode: "enforce"},

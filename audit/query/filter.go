@@ -17,7 +17,7 @@ import (
 // result's status decide together, and both are written or neither.
 type Filter struct {
 	From, To  time.Time // From inclusive, To exclusive; zero for open
-	Users     []string  // principal.user (or who changed a ticket); * globs
+	Users     []string  // principal.user, or who changed a ticket and whom it is for; * globs
 	Sources   []SourceMatch
 	Targets   []string // target.name, else the listener; * globs
 	Protocols []string
@@ -208,7 +208,8 @@ func (f *Filter) matchUser(r *Record) bool {
 	if len(f.Users) == 0 {
 		return true
 	}
-	return anyGlob(f.Users, r.Principal.User) || (r.Principal.User == "" && anyGlob(f.Users, r.By))
+	return anyGlob(f.Users, r.Principal.User) || (r.Principal.User == "" && anyGlob(f.Users, r.By)) ||
+		(r.Ticket != nil && r.Ticket.User != "" && anyGlob(f.Users, r.Ticket.User))
 }
 
 func (f *Filter) matchSource(s *Source) bool {

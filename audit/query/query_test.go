@@ -528,7 +528,7 @@ func TestNodeFilterOPCUA(t *testing.T) {
 		}
 	}
 	recs, _ := run(t, Query{Filter: Filter{CallIDs: []string{"m1"}}}, path)
-	if len(recs) != 1 || recs[0].Operation.Registers() != "ns=1;s=Start" {
+	if len(recs) != 1 || recs[0].Operation.Target() != "ns=1;s=Start" || recs[0].Operation.Registers() != "" {
 		t.Errorf("the address column of a Call: %+v", recs)
 	}
 }

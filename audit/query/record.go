@@ -132,6 +132,18 @@ type Operation struct {
 	NodeID         string // OPC UA
 	BrowsePath     string
 	MethodID       string // OPC UA Call: the method called
+	ObjectID       string // OPC UA Call: the object the method was called on
+	// What the call would write, each the JSON text as written ("" when
+	// absent or null): values (Modbus registers or coils, the write half of
+	// read_write_multiple_registers; OPC UA HistoryUpdate), value (OPC UA
+	// Write), records (Modbus file records), arguments (OPC UA Call).
+	ValuesJSON    string
+	ValueJSON     string
+	RecordsJSON   string
+	ArgumentsJSON string
+	// mask_write_register: the masks.
+	AndMask, OrMask       int
+	HasAndMask, HasOrMask bool
 }
 
 // Decision is the policy verdict a call (or session open) was taken with.
@@ -186,6 +198,11 @@ const (
 // recordTimeLayout is how the writer formats time: fixed width, so that
 // records of one log compare by time as text.
 const recordTimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// OpenedAt and ExpiresAt parse the ticket's times; the zero time when
+// absent.
+func (t *Ticket) OpenedAt() time.Time  { return parseTime(t.Opened) }
+func (t *Ticket) ExpiresAt() time.Time { return parseTime(t.Expires) }
 
 // When parses the record's time; the zero time when it has none.
 func (r *Record) When() time.Time {
@@ -281,12 +298,11 @@ func (o *Operation) Spans() []Span {
 
 // Registers names the registers or node a call touched, for a table or a
 // SIEM field: "100", "100-101", "100-101 r200-209", or the OPC UA node id.
+// An OPC UA Call names no node: its method is MethodID (Target names
+// either).
 func (o *Operation) Registers() string {
 	if o.NodeID != "" {
 		return o.NodeID
-	}
-	if o.MethodID != "" {
-		return o.MethodID
 	}
 	if !o.HasAddress {
 		return ""
@@ -308,6 +324,36 @@ func (o *Operation) Registers() string {
 	return b.String()
 }
 
+// Written is what the call would write, as JSON: the values of a Modbus
+// write (register or coil values; the file records of write_file_record;
+// {"and_mask":…,"or_mask":…} of mask_write_register) or of an OPC UA Write
+// or HistoryUpdate. A read, and an OPC UA Call (its arguments are
+// ArgumentsJSON), write nothing: "".
+func (o *Operation) Written() string {
+	switch {
+	case o.ValuesJSON != "":
+		return o.ValuesJSON
+	case o.ValueJSON != "":
+		return o.ValueJSON
+	case o.RecordsJSON != "" && o.Access == "write":
+		return o.RecordsJSON
+	case o.HasAndMask || o.HasOrMask:
+		var b []byte
+		b = append(b, '{')
+		if o.HasAndMask {
+			b = strconv.AppendInt(append(b, `"and_mask":`...), int64(o.AndMask), 10)
+		}
+		if o.HasOrMask {
+			if o.HasAndMask {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(append(b, `"or_mask":`...), int64(o.OrMask), 10)
+		}
+		return string(append(b, '}'))
+	}
+	return ""
+}
+
 // ChangesState reports whether the call's access may change the target's
 // state, as the gateway counts it (gateway.Access.ChangesState).
 func (o *Operation) ChangesState() bool {
@@ -318,6 +364,15 @@ func (o *Operation) ChangesState() bool {
 	return true
 }
 
+// Target names what a call acted on for a person: Registers, or for an
+// OPC UA Call its method.
+func (o *Operation) Target() string {
+	if r := o.Registers(); r != "" {
+		return r
+	}
+	return o.MethodID
+}
+
 // UserOrBy is the person a record is about: the principal's user, or who
 // changed a ticket.
 func (r *Record) UserOrBy() string {
@@ -325,6 +380,20 @@ func (r *Record) UserOrBy() string {
 		return r.Principal.User
 	}
 	return r.By
+}
+
+// TicketRef is the change ticket a record names: the ticket a call's
+// decision went by, or the ticket a ticket.* record is about.
+func (r *Record) TicketRef() string {
+	switch {
+	case r.Decision.Ticket != "":
+		return r.Decision.Ticket
+	case r.TicketID != "":
+		return r.TicketID
+	case r.Ticket != nil:
+		return r.Ticket.ID
+	}
+	return ""
 }
 
 // TargetName is the target of the record, or its listener when it names no

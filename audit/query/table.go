@@ -133,6 +133,9 @@ func Row(r *Record) [numColumns]string {
 		row[2] = r.Source.IP
 	}
 	row[3] = r.TargetName()
+	if row[3] == "" && r.Ticket != nil {
+		row[3] = strings.Join(r.Ticket.Targets, ",")
+	}
 	if r.Target.HasUnitID && row[3] != "" {
 		row[3] += "/u" + strconv.Itoa(r.Target.UnitID)
 	}
@@ -147,7 +150,7 @@ func Row(r *Record) [numColumns]string {
 			row[4] += " " + r.Operation.Function
 		}
 	}
-	row[5] = r.Operation.Registers()
+	row[5] = r.Operation.Target()
 	row[6] = r.Decision.Verdict()
 	if r.Decision.Present && !r.Decision.Allow && r.Decision.Mode == "monitor" {
 		row[6] = "deny (monitor)"
@@ -231,6 +234,17 @@ func reasonsCell(r *Record) string {
 	}
 	if t := r.Decision.Ticket; t != "" && !slices.ContainsFunc(r.Decision.Reasons, func(s string) bool { return strings.Contains(s, t) }) {
 		parts = append(parts, "ticket "+t)
+	}
+	if tk := r.Ticket; tk != nil {
+		// ticket.*: the ticket, for whom, what, until when and why.
+		t := "ticket " + r.TicketRef() + " for " + tk.User + ": " + strings.Join(tk.Access, ",") + " on " + strings.Join(tk.Targets, ",")
+		if tk.Expires != "" {
+			t += " until " + shortTime(tk.Expires)
+		}
+		if tk.Reason != "" {
+			t += " (" + tk.Reason + ")"
+		}
+		parts = append(parts, t)
 	}
 	if r.Reason != "" {
 		parts = append(parts, r.Reason)
