@@ -230,7 +230,7 @@ func durationCell(us int64) string {
 func reasonsCell(r *Record) string {
 	var parts []string
 	if len(r.Decision.Reasons) > 0 {
-		parts = append(parts, strings.Join(r.Decision.Reasons, ","))
+		parts = append(parts, strings.Join(decidingFirst(r.Decision.Reasons), ","))
 	}
 	if t := r.Decision.Ticket; t != "" && !slices.ContainsFunc(r.Decision.Reasons, func(s string) bool { return strings.Contains(s, t) }) {
 		parts = append(parts, "ticket "+t)
@@ -278,3 +278,31 @@ func clean(s string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
+
+// decidingFirst orders a decision's reasons for a reader: those that
+// decided the outcome first, then the monitor-only ones, which alert but
+// decide nothing ("<rule>:monitor:<reason>" of the policy library's
+// convention, and the gateway's monitor_would_deny). Policies sort their
+// reasons by name, so an alert-only one may come before the enforced
+// denial, which a narrow column would cut off.
+func decidingFirst(reasons []string) []string {
+	if !slices.ContainsFunc(reasons, monitorOnly) {
+		return reasons
+	}
+	out := make([]string, 0, len(reasons))
+	for _, s := range reasons {
+		if !monitorOnly(s) {
+			out = append(out, s)
+		}
+	}
+	for _, s := range reasons {
+		if monitorOnly(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func monitorOnly(reason string) bool {
+	return strings.HasPrefix(reason, "monitor_would_deny") || strings.Contains(reason, ":monitor:")
+}
