@@ -446,6 +446,21 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	}
 }
 
+// recordedWindow is the maintenance window a decision's reasons say it
+// passed the call on ("maintenance_window:<name>", or the policy library's
+// "maintenance-window:pass:<name>"), marked as taken from the decision;
+// "" when none.
+func recordedWindow(reasons []string) string {
+	for _, r := range reasons {
+		for _, prefix := range []string{"maintenance_window:", "maintenance-window:pass:"} {
+			if name, ok := strings.CutPrefix(r, prefix); ok && name != "" {
+				return name + " (as the decision recorded it)"
+			}
+		}
+	}
+	return ""
+}
+
 func nonEmpty(s ...string) string {
 	for _, v := range s {
 		if v != "" {
@@ -614,6 +629,11 @@ func (a *aggregator) call(line []byte, r *record, t time.Time, in bool) {
 			roles = r.Principal.Roles
 		}
 		w := a.opts.Windows.openFor(ct, target, op.Access, user, roles)
+		if w == "" && d.Allow {
+			// The decision passed the call on a window: it was inside that
+			// window, even when the data no longer lists it.
+			w = recordedWindow(d.Reasons)
+		}
 		if w != "" {
 			a.insideWindow++
 			if row != nil {
