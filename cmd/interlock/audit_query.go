@@ -149,7 +149,7 @@ func addQueryFlags(fs *flag.FlagSet) *queryFlags {
 	fs.Var(&in.logs, "log", "the live file `PATH` of a log (audit.path): its rotated files (…jsonl, or gzipped …jsonl.gz) are read first, in chain order; may be repeated")
 	fs.StringVar(&in.from, "from", "", "records at or after `T`: RFC 3339 (2026-11-26T02:00:00Z), a date (2026-11-26), now, or an offset (-2h, -7d)")
 	fs.StringVar(&in.to, "to", "", "records before `T` (same forms as --from)")
-	fs.Var(&in.users, "user", "principal `user` (or who changed a ticket); * matches any run of characters; repeat for several (commas are part of the name)")
+	fs.Var(&in.users, "user", "principal `user` (ticket records: who changed the ticket, or whom it is for); * matches any run of characters; repeat for several (commas are part of the name)")
 	fs.Var(&in.sources, "source", "source inventory `name`, IP address or CIDR block (10.0.5.0/24); repeat for several (commas are part of the name)")
 	fs.Var(&in.targets, "target", "`target` name (a listener or route), * globs")
 	fs.Var(&in.protocols, "protocol", "`protocol`: "+strings.Join(gateway.Protocols(), ", "))
