@@ -27,6 +27,10 @@ const (
 	// Gateway-level events the verifier reads to tell restarts apart.
 	EventGatewayStart = "gateway.start"
 	EventGatewayStop  = "gateway.stop"
+	// EventGatewayStartFailed ends a start that failed after the log was
+	// opened (a port in use, a bad upstream): the records before it
+	// (policy.load …) belong to a gateway that never served.
+	EventGatewayStartFailed = "gateway.start_failed"
 )
 
 // Field names of the audit record. zerolog does not de-duplicate keys and the

@@ -283,6 +283,21 @@ type verifier struct {
 	// comes.
 	pendingStart place
 	pendingEvent string
+	// beforeStart is the record before the run of records a start writes
+	// before its gateway.start (inStart while in such a run): the last
+	// record of the boot before, for a restart's note.
+	beforeStart place
+	inStart     bool
+}
+
+// startEvents are the records a start writes before its gateway.start.
+func startEvent(event string) bool {
+	switch event {
+	case EventRotated, EventRetention, EventCapacity, EventRecovered, EventWriteFailed,
+		"policy.load", "policy.load_failed", "ticket.load", "ticket.load_refused":
+		return true
+	}
+	return false
 }
 
 // rotatedRecord is what VerifyLog reads of an audit.rotated record.
@@ -395,19 +410,31 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 			return err
 		}
 	}
+	switch {
+	case startEvent(h.event):
+		if !v.inStart {
+			v.inStart, v.beforeStart = true, v.lastAt
+		}
+	case h.event != EventGatewayStart && h.event != EventGatewayStartFailed:
+		v.inStart = false
+	}
 	switch h.event {
 	case EventCheckpoint:
 		return v.checkpoint(at, line, h)
-	case EventGatewayStart, EventGatewayStop:
+	case EventGatewayStart, EventGatewayStop, EventGatewayStartFailed:
 		var b struct {
 			BootID string `json:"boot_id"`
 		}
 		if json.Unmarshal(line, &b) == nil && b.BootID != "" {
 			v.bootSeen(at, b.BootID)
-			if h.event == EventGatewayStop {
+			switch h.event {
+			case EventGatewayStop:
 				v.boot.clean = fmt.Sprintf("gateway.stop at seq %d", h.seq)
+			case EventGatewayStartFailed:
+				v.boot.clean = fmt.Sprintf("gateway.start_failed at seq %d", h.seq)
 			}
 		}
+		v.inStart = false
 	case EventRetention:
 		var r struct {
 			File     string `json:"file"`
@@ -447,16 +474,20 @@ func (v *verifier) afterShutdown(at place, line []byte, h *head, c *lastCheckpoi
 			v.pendingStart, v.pendingEvent = at, h.event
 		}
 		return nil
-	case EventGatewayStart:
+	case EventGatewayStart, EventGatewayStartFailed:
 		var b struct {
 			BootID string `json:"boot_id"`
 			KeyID  string `json:"key_id"`
 		}
 		if json.Unmarshal(line, &b) == nil && b.BootID != "" && b.BootID != v.boot.id && b.KeyID == "" {
 			v.unsignedBoot, v.pendingStart = true, place{}
+			what := "started"
+			if h.event == EventGatewayStartFailed {
+				what = "failed to start"
+			}
 			v.note(at, NoteUnsigned, fmt.Sprintf(
-				"boot %s started without a signing key after the clean stop at %s: no checkpoint signs its records, "+
-					"which the chain alone cannot tell from records added to the log", b.BootID, c.at))
+				"boot %s %s without a signing key after the clean stop at %s: no checkpoint signs its records, "+
+					"which the chain alone cannot tell from records added to the log", b.BootID, what, c.at))
 			return nil
 		}
 	}
@@ -552,6 +583,9 @@ func (v *verifier) bootSeen(at place, id string) {
 		return
 	}
 	before := v.lastAt
+	if v.inStart {
+		before = v.beforeStart // the new boot's own first records came after it
+	}
 	if prev.clean != "" {
 		v.note(at, NoteRestart, fmt.Sprintf("restart: boot %s began at %s; boot %s before it stopped cleanly (%s)",
 			id, at.time.Format(time.RFC3339), prev.id, prev.clean))

@@ -682,3 +682,72 @@ func appendForged(t *testing.T, path string, last rec, bodies ...string) {
 		prev = lineHash(line)
 	}
 }
+
+// A restart's note names the last record of the boot before, not the
+// records the new start wrote before its gateway.start (policy.load …).
+func TestVerifyLogRestartNoteNamesTheBootBefore(t *testing.T) {
+	l := newTestLog(t)
+	w := l.open(t)
+	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-1") }); err != nil {
+		t.Fatal(err)
+	}
+	writeSome(t, w, 3)
+	w.Close() // without gateway.stop: an unclean end
+	last := uint64(len(l.lines(t)))
+
+	w = l.open(t)
+	for _, ev := range []string{"policy.load", "ticket.load"} {
+		if err := w.Record(ev, true, func(*zerolog.Event) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	rep, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("(the record before: seq %d at ", last)
+	if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUncleanStop && strings.Contains(n.Message, want) }) {
+		t.Errorf("notes %+v; want the unclean stop's note to name seq %d, boot-1's last record", rep.Notes, last)
+	}
+}
+
+// A start that failed after the log was opened ends with
+// gateway.start_failed: after a signed clean stop, a keyless start that
+// failed passes as one that started (noted unsigned), and the boot counts
+// as ended cleanly.
+func TestVerifyLogStartFailedAfterShutdown(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.BootID = "boot-1"
+	w := l.open(t)
+	writeSome(t, w, 3)
+	w.Close()
+
+	l.opts.SigningKey, l.opts.BootID = nil, "boot-2"
+	w = l.open(t)
+	if err := w.Record("policy.load", true, func(*zerolog.Event) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(EventGatewayStartFailed, true, func(e *zerolog.Event) {
+		e.Str(FieldBootID, "boot-2").Str("error", "listen tcp 127.0.0.1:5020: bind: address already in use")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	rep, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(n Note) bool {
+		return n.Kind == NoteUnsigned && strings.Contains(n.Message, "boot boot-2 failed to start without a signing key")
+	}) {
+		t.Errorf("notes %+v", rep.Notes)
+	}
+	if slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteOpenEnd }) {
+		t.Errorf("a failed start noted as an open end: %+v", rep.Notes)
+	}
+}

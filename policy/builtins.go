@@ -353,6 +353,14 @@ func windowOpenBuiltin(_ rego.BuiltinContext, w, now *ast.Term) (*ast.Term, erro
 	}
 	open, err := spec.OpenAt(time.Unix(0, ns))
 	if err != nil {
+		// name the window, as the data does, so that it can be found
+		for _, k := range [...]string{"name", "id"} {
+			if t := obj.Get(ast.InternedTerm(k)); t != nil {
+				if v, ok := t.Value.(ast.String); ok {
+					return nil, fmt.Errorf("maintenance window %q: %w", string(v), err)
+				}
+			}
+		}
 		return nil, err
 	}
 	return ast.InternedTerm(open), nil

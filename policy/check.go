@@ -118,10 +118,17 @@ func SampleInputs(gatewayID string, at time.Time) map[string]ast.Value {
 		Source:    gateway.Source{IP: netip.MustParseAddr("192.0.2.66"), Port: 40000},
 		Principal: gateway.Principal{Auth: gateway.AuthNone},
 		Target:    gateway.Target{Name: "plc1", Upstream: "tcp://127.0.0.1:502", UnitID: -1}}
+	return SampleInputsFrom(gatewayID, at, map[string]*gateway.Session{"known engineer": known, "unknown source": unknown})
+}
+
+// SampleInputsFrom is SampleInputs for the sessions given (by a name for
+// the sample's), on their targets: `interlock check` decides them for each
+// workstation of the source inventory.
+func SampleInputsFrom(gatewayID string, at time.Time, sessions map[string]*gateway.Session) map[string]ast.Value {
 	out := map[string]ast.Value{}
-	for who, s := range map[string]*gateway.Session{"known engineer": known, "unknown source": unknown} {
+	for who, s := range sessions {
 		for _, op := range sampleOperations() {
-			c := &gateway.Call{ID: "sample", Time: at, Target: gateway.Target{Name: "plc1", Upstream: s.Target.Upstream, UnitID: 1}, Operation: op}
+			c := &gateway.Call{ID: "sample", Time: at, Target: gateway.Target{Name: s.Target.Name, Upstream: s.Target.Upstream, UnitID: 1}, Operation: op}
 			out[op.Function+" from "+who] = Input(gatewayID, s, c)
 		}
 	}

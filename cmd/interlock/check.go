@@ -1,14 +1,25 @@
 package main
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
+	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -45,12 +56,36 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	for _, g := range gws {
 		g.Engine.Close()
 	}
+	if err := checkSamples(cfg, pol); err != nil {
+		return err
+	}
+	// The listen addresses: one that cannot be bound here is an error; one
+	// in use may be the running gateway's, and is a warning.
+	for i := range cfg.Listeners {
+		addr, _ := config.ListenAddr(cfg.Listeners[i].Listen)
+		ln, err := net.Listen("tcp", addr)
+		switch {
+		case err == nil:
+			ln.Close()
+		case errors.Is(err, syscall.EADDRINUSE):
+			fmt.Fprintf(stdout, "%s: warning: %s: %s is in use (by the running gateway, or run will fail)\n",
+				cfg.File, cfg.Listeners[i].Key("listen"), addr)
+		default:
+			return cfg.Errorf(cfg.Listeners[i].Key("listen"), "%v", err)
+		}
+	}
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
+	}
+	if held, err := audit.Held(cfg.Audit.Path); err == nil && held {
+		fmt.Fprintf(stdout, "%s: warning: audit.path: %s is held by a running gateway (run will fail while it runs)\n", cfg.File, cfg.Audit.Path)
 	}
 	if a := cfg.Admin; a.Socket != "" {
 		if fi, err := os.Lstat(a.Socket); err == nil && fi.Mode()&os.ModeSocket == 0 {
 			return cfg.Errorf("admin.socket", "%s is there and is not a socket: the gateway will not replace it", a.Socket)
+		}
+		if fi, err := os.Stat(filepath.Dir(a.Socket)); err != nil || !fi.IsDir() {
+			return cfg.Errorf("admin.socket", "the folder of %s is not there: create it, or put the socket elsewhere", a.Socket)
 		}
 		ts, err := policy.OpenTickets(a.Tickets, nil)
 		if err != nil {
@@ -67,5 +102,60 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d listener(s), policy %s revision %s (%s mode), audit log %s\n",
 		cfg.File, len(gws), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)
+	return nil
+}
+
+// checkSamples decides a call of every kind the gateway decodes (as policy
+// check does) with the loaded policy and its data, within policy.timeout:
+// a policy or data error the gateway would meet on a call (a maintenance
+// window whose tz is not a time zone, a rule that fails) denies that call
+// at run time with policy_error, so it fails the check here.
+func checkSamples(cfg *config.Config, pol *policy.Engine) error {
+	at := time.Now().UTC()
+	samples := policy.SampleInputs(cfg.Gateway.ID, at)
+	// and every kind of call from each workstation of the inventory to
+	// each target: the calls the policy's data (accounts, windows,
+	// tickets) is about
+	sessions := map[string]*gateway.Session{}
+	for _, ws := range cfg.Inventory() {
+		if ws.User == "" {
+			continue
+		}
+		for _, target := range cfg.TargetNames() {
+			sessions[fmt.Sprintf("%s at %s to %s", ws.User, cmp.Or(ws.Name, ws.Prefix.String()), target)] = &gateway.Session{
+				ID: "sample-" + ws.User, Started: at, Gateway: cfg.Gateway.ID, Listener: target, Protocol: "modbus",
+				Source:    gateway.Source{IP: ws.Prefix.Addr(), Port: 50123, Name: ws.Name, Owner: ws.Owner},
+				Principal: gateway.Principal{User: ws.User, Auth: gateway.AuthInventory, Roles: ws.Roles},
+				Target:    gateway.Target{Name: target, UnitID: -1},
+			}
+		}
+	}
+	maps.Copy(samples, policy.SampleInputsFrom(cfg.Gateway.ID, at, sessions))
+	names := make([]string, 0, len(samples))
+	for n := range samples {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var failed []string
+	var first error
+	for _, n := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Policy.Timeout)
+		_, err := pol.Eval(ctx, samples[n], at)
+		cancel()
+		if err != nil {
+			failed = append(failed, n)
+			if first == nil {
+				first = fmt.Errorf("%s: %w", n, err)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		some := strings.Join(failed[:min(len(failed), 3)], "; ")
+		if len(failed) > 3 {
+			some += fmt.Sprintf("; and %d more", len(failed)-3)
+		}
+		return cfg.Errorf("policy.path", "%d of %d sample calls get no decision, which the gateway denies with policy_error (%s); the first: %v",
+			len(failed), len(names), some, first)
+	}
 	return nil
 }

@@ -235,6 +235,80 @@ func TestE2ECLIUsage(t *testing.T) {
 			t.Errorf("check -- --config: exit %d, want 2 (after -- every word is an argument)", r.code)
 		}
 	})
+	t.Run("check finds what run would fail on", func(t *testing.T) {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, _ := os.ReadFile(g.config)
+		base := string(b)
+		line := func(text, sub string) int { return strings.Count(text[:strings.Index(text, sub)], "\n") + 1 }
+
+		// an address no interface has
+		text := strings.Replace(base, "listen: 127.0.0.1:0", "listen: 192.0.2.1:5020", 1)
+		writeFile(t, g.config, text)
+		want := fmt.Sprintf("%s:%d: listeners[0].listen: ", g.config, line(text, "listen: 192.0.2.1"))
+		if r := interlock(t, "check", "--config", g.config); r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("check of a listen address no interface has: exit %d, want 1 and %q\nstderr: %s", r.code, want, r.stderr)
+		}
+		// a port in use: maybe the running gateway's, so a warning
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		writeFile(t, g.config, strings.Replace(base, "listen: 127.0.0.1:0", "listen: "+taken.Addr().String(), 1))
+		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, "warning: listeners[0].listen: "+taken.Addr().String()+" is in use") {
+			t.Errorf("check of a listen port in use: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		// an admin socket in a folder that is not there
+		text = strings.Replace(base, "\naudit:\n", "\nadmin:\n  socket: ./no-such-dir/admin.sock\naudit:\n", 1)
+		writeFile(t, g.config, text)
+		want = fmt.Sprintf("%s:%d: admin.socket: ", g.config, line(text, "socket: ./no-such-dir"))
+		if r := interlock(t, "check", "--config", g.config); r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "is not there") {
+			t.Errorf("check of an admin socket in a missing folder: exit %d, want 1 and %q\nstderr: %s", r.code, want, r.stderr)
+		}
+		// a maintenance window whose tz is not a time zone: every governed
+		// write would be denied with policy_error
+		writeFile(t, g.config, base)
+		data := filepath.Join(g.policyDir, "data.json")
+		var doc map[string]any
+		if b, err := os.ReadFile(data); err != nil || json.Unmarshal(b, &doc) != nil {
+			t.Fatalf("data.json: %v", err)
+		}
+		doc["maintenance_windows"] = []map[string]any{{"name": "monthly shutdown", "cron": "0 5 1 * *", "duration": "3h",
+			"tz": "Europe/Brelin", "targets": []string{"plc1"}}}
+		nb, _ := json.Marshal(doc)
+		writeFile(t, data, string(nb))
+		r := interlock(t, "check", "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, "policy.path: ") || !strings.Contains(r.stderr, `maintenance window "monthly shutdown": window tz "Europe/Brelin" is not a time zone`) {
+			t.Errorf("check of a window with a bad tz: exit %d, want 1 naming the window\nstderr: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("a start that fails is recorded", func(t *testing.T) {
+		// the port is taken: run fails after the audit log has its
+		// policy.load, and says why in it (gateway.start_failed)
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, _ := os.ReadFile(g.config)
+		text := strings.Replace(string(b), "listen: 127.0.0.1:0", "listen: "+taken.Addr().String(), 1)
+		writeFile(t, g.config, text)
+		want := fmt.Sprintf("%s:%d: listeners[0].listen: ", g.config, strings.Count(text[:strings.Index(text, "listen: "+taken.Addr().String())], "\n")+1)
+		r := interlock(t, "run", "--config", g.config)
+		if r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "address already in use") {
+			t.Errorf("run on a port in use: exit %d, want 1 and an error with %q\nstderr: %s", r.code, want, r.stderr)
+		}
+		recs := readAudit(t, g.auditPath)
+		failed := eventsOf(recs, "gateway.start_failed")
+		if len(failed) != 1 || !strings.Contains(failed[0].str("error"), "address already in use") || failed[0].str("boot_id") == "" {
+			t.Errorf("gateway.start_failed records: %v", failed)
+		}
+		if len(eventsOf(recs, "gateway.start")) != 0 {
+			t.Errorf("a gateway.start record of a start that failed")
+		}
+		verifyAudit(t, g.auditPath)
+	})
 	t.Run("check of a signing key that is no private key", func(t *testing.T) {
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		_, _, pub, err := audit.GenerateSigningKey(filepath.Join(t.TempDir(), "keys"))

@@ -71,7 +71,7 @@ func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
 }
 
 // serve runs the gateway until ctx is done.
-func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err error) {
 	bootID := gateway.NewID()
 	// SIGHUP reloads the policy: catch it before anything says the gateway
 	// is ready, or a reload asked for right then kills the process.
@@ -90,6 +90,16 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 		if err := aw.Close(); err != nil {
 			log.Error().Err(err).Msg("audit: closing the log")
 		}
+	}()
+	started := false
+	defer func() {
+		if err == nil || started {
+			return
+		}
+		// what the log holds of this start (policy.load …) is explained
+		_ = aw.Record(audit.EventGatewayStartFailed, true, func(e *zerolog.Event) {
+			e.Str(audit.FieldBootID, bootID).Str("config", cfg.File).Str("error", err.Error())
+		})
 	}()
 	if err := ships.start(cfg, aw, log); err != nil {
 		return err
@@ -146,12 +156,13 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 			for _, l := range lns[:i] {
 				l.Close()
 			}
-			return &config.Error{File: cfg.File, Line: cfg.Listeners[i].Line(), Key: cfg.Listeners[i].Key("listen"), Msg: err.Error()}
+			return cfg.Errorf(cfg.Listeners[i].Key("listen"), "%v", err)
 		}
 		lns[i] = ln
 		log.Info().Str("listener", g.Name).Str("protocol", g.Protocol).Str("listen", ln.Addr().String()).
 			Str("upstream", g.Target.Upstream).Msg("listening")
 	}
+	started = true
 	_ = aw.Record(audit.EventGatewayStart, true, func(e *zerolog.Event) {
 		e.Str("version", versionString()).Str(audit.FieldBootID, bootID).Str("config", cfg.File).
 			Str("policy_revision", pol.Revision()).Str("policy_mode", cfg.Policy.Mode)
@@ -408,10 +419,10 @@ func openTickets(cfg *config.Config, aw *audit.Writer, log zerolog.Logger) (*pol
 
 func newAdmin(cfg *config.Config, tickets *policy.Tickets, aw *audit.Writer, log zerolog.Logger) (*admin.Server, *net.UnixListener, error) {
 	allowed := map[uint32]bool{uint32(os.Getuid()): true}
-	for _, name := range cfg.Admin.AllowedUsers {
+	for i, name := range cfg.Admin.AllowedUsers {
 		u, err := user.Lookup(name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("admin.allowed_users: %w", err)
+			return nil, nil, cfg.Errorf(fmt.Sprintf("admin.allowed_users[%d]", i), "%v", err)
 		}
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		allowed[uint32(uid)] = true
@@ -424,7 +435,7 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, aw *audit.Writer, log
 	}
 	ln, err := admin.Listen(cfg.Admin.Socket, mode)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, cfg.Errorf("admin.socket", "%v", err)
 	}
 	refused := func(rf admin.Refusal) {
 		err := aw.Record("ticket.refused", false, func(e *zerolog.Event) {

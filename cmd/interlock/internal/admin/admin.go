@@ -86,6 +86,9 @@ type peer struct {
 // mode: 0600 when only the gateway's user administers it; other users need
 // to reach the file, and are then told apart by the kernel's credentials.
 func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("admin: %s is there and is not a socket: the gateway will not replace it", path)
+	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
