@@ -433,12 +433,21 @@ func (p *partitionProxy) Cut() {
 	buf := make([]byte, 64<<10)
 	for _, pc := range p.conns {
 		<-pc.done
-		for {
-			pc.in.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		// Until nothing more comes: three quiet reads in a row, so that a
+		// reader held off the CPU past its deadline (a busy CI machine)
+		// does not take that for the end and drop acknowledged bytes.
+		for quiet := 0; quiet < 3; {
+			pc.in.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 			n, err := pc.in.Read(buf)
 			pc.out.Write(buf[:n])
-			if err != nil {
-				break
+			var ne net.Error
+			switch {
+			case n > 0:
+				quiet = 0
+			case err != nil && errors.As(err, &ne) && ne.Timeout():
+				quiet++
+			case err != nil:
+				quiet = 3
 			}
 		}
 		// The last frame may be cut short: the receiver sees a framing
