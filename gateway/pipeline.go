@@ -32,6 +32,7 @@ type Pipeline struct {
 	Log zerolog.Logger
 
 	auditErrs Every // the log line of a call denied because the audit log refused its record
+	upErrs    Every // the log line of a call the upstream failed (unreachable, no answer)
 }
 
 // DefaultDecisionTimeout bounds a policy evaluation when none is configured.
@@ -57,6 +58,12 @@ func (p *Pipeline) Handle(ctx context.Context, s *Session, c *Call, up Upstream)
 		r.Status = StatusError
 		if r.Detail == "" {
 			r.Detail = err.Error()
+		}
+		// An unreachable or silent device is an operator's concern too,
+		// not only the audit log's: once every 10 s at most.
+		if n, ok := p.upErrs.Allow(time.Now()); ok {
+			s.Log.Warn().Err(err).Str("target", c.Target.Name).Str("upstream", c.Target.Upstream).Str("function", c.Operation.Function).
+				Int("repeats_not_logged", n).Msg("upstream failed: the client got an error")
 		}
 	}
 	r.Latency = time.Since(start)

@@ -183,6 +183,24 @@ func TestPipelineUpstreamError(t *testing.T) {
 	}
 }
 
+// An upstream that fails shows in the operational log, once for a run of
+// failures.
+func TestPipelineUpstreamErrorLogged(t *testing.T) {
+	p := &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: &gatewaytest.Auditor{}}
+	up := &gatewaytest.Upstream{Fn: func(context.Context, *gateway.Call) (*gateway.Result, error) {
+		return &gateway.Result{Status: gateway.StatusError, Code: 0x0A}, errors.New("dial tcp 10.0.0.20:502: connect: connection refused")
+	}}
+	var log bytes.Buffer
+	s := newSession()
+	s.Log = zerolog.New(&log)
+	for range 50 {
+		p.Handle(context.Background(), s, call(gateway.AccessRead), up)
+	}
+	if n := strings.Count(log.String(), "upstream failed"); n != 1 || !strings.Contains(log.String(), "connection refused") {
+		t.Errorf("%d upstream failure lines for 50 failed calls, want 1 naming the error:\n%s", n, log.String())
+	}
+}
+
 func TestPipelineOpen(t *testing.T) {
 	a := &gatewaytest.Auditor{}
 	var seen *gateway.Call

@@ -10,7 +10,7 @@ demo_prepare() {
   scripts/install-peers.sh
   echo "== building bin/interlock"
   mkdir -p bin
-  go build -o bin/interlock ./cmd/interlock
+  go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/interlock ./cmd/interlock
   run="$here/run"
   rm -rf "$run"
   mkdir -p "$run"

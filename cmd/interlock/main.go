@@ -69,6 +69,10 @@ func main() {
 // 1 failure (bad config, failed check, broken audit chain, failing tests),
 // 2 usage error.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 1 && args[0] == "help" {
+		// interlock help ticket open: the help of that command
+		args = append(args[1:], "--help")
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, usage())
 		if len(args) == 0 {

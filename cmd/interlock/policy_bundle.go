@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,7 +64,7 @@ func cmdPolicyBundle(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	// Write and rename: a server publishing the file never serves half a bundle.
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".bundle-*.tar.gz")
 	if err != nil {
-		return err
+		return fmt.Errorf("policy bundle build: cannot write --out %s: %w", *out, errors.Unwrap(err))
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(buf.Bytes()); err != nil {

@@ -165,6 +165,15 @@ func shortID(id string) string {
 	return id
 }
 
+// shortRevision shortens a policy directory's revision (a hash) and keeps
+// a bundle's (bundle:v2.3.1-rc7), which its builder chose to be read.
+func shortRevision(rev string) string {
+	if strings.HasPrefix(rev, policy.BundleRevisionPrefix) {
+		return rev
+	}
+	return shortID(rev)
+}
+
 func verdictString(v policy.Verdict) string {
 	s := "deny"
 	if v.Allow {
@@ -206,7 +215,7 @@ func replayNone(s string) string {
 func replayText(w io.Writer, rep *policy.ReplayReport, path string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "policy replay: %s in %d file(s)\ncandidate policy %s (revision %s)\n\n",
-		replaySpan(rep), len(rep.Files), path, shortID(rep.PolicyRevision))
+		replaySpan(rep), len(rep.Files), path, shortRevision(rep.PolicyRevision))
 	for _, ch := range policy.Changes {
 		fmt.Fprintf(&b, "  %-20s %6d\n", replayLabel[ch], rep.Totals.Of(ch))
 	}
@@ -257,7 +266,7 @@ func replayMarkdown(w io.Writer, rep *policy.ReplayReport, path string) error {
 	}
 	fmt.Fprintf(&b, "### Policy replay: %s\n\n", title)
 	fmt.Fprintf(&b, "%s in %d audit log(s), decided again under `%s` (revision `%s`).\n\n",
-		replaySpan(rep), len(rep.Files), mdCell(path), shortID(rep.PolicyRevision))
+		replaySpan(rep), len(rep.Files), mdCell(path), shortRevision(rep.PolicyRevision))
 	b.WriteString("| decisions | count |\n| --- | ---: |\n")
 	for _, ch := range policy.Changes {
 		fmt.Fprintf(&b, "| %s | %d |\n", replayLabel[ch], t.Of(ch))
