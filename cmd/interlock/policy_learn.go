@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -15,7 +16,7 @@ func init() {
 		help: "propose a baseline policy (data, Rego rules, tests) from recorded traffic"})
 }
 
-const policyLearnSynopsis = "policy learn --audit FILE… [--window 14d] [--out DIR] [--package interlock] [--enforce] [--force]"
+const policyLearnSynopsis = "policy learn (--audit FILE… | --log PATH) [--window 14d] [--out DIR] [--package interlock] [--enforce] [--force]"
 
 const policyLearnHelp = `Reads the call records of audit logs and writes a proposed policy into
 --out: baseline.json (data.baseline: who calls which function on which
@@ -56,6 +57,7 @@ func cmdPolicyLearn(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	}
 	var files auditFiles
 	fs.Var(&files, "audit", "an audit log (JSONL) `FILE` to learn from; repeat it, or list more files after the flags")
+	logPath := fs.String("log", "", "the live file of an audit log: learn from it with its rotated files (.gz too)")
 	window := fs.String("window", "14d", "learn from the `SPAN` of traffic before the newest call record: 14d, 2w, 36h, or all")
 	out := fs.String("out", "learned", "`DIR` to write baseline.json, learned.rego and learned_test.rego into")
 	pkg := fs.String("package", "interlock", "Rego `PACKAGE` of the rules (the gateway decides with data.interlock.decision)")
@@ -65,8 +67,13 @@ func cmdPolicyLearn(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		return err
 	}
 	files = append(files, fs.Args()...)
+	all, err := auditInputs("policy learn", files, *logPath, stderr)
+	if err != nil {
+		return err
+	}
+	files = all
 	if len(files) == 0 {
-		return usageErr("policy learn: give the audit logs to learn from with --audit FILE")
+		return usageErr("policy learn: give the audit logs to learn from with --audit FILE, or --log PATH")
 	}
 	win, err := policy.ParseLearnWindow(*window)
 	if err != nil {
@@ -117,4 +124,28 @@ func learnPlural(n int, one string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %ss", n, one)
+}
+
+// auditInputs is the files a command reads: those given, or the whole log
+// of --log. One file given alone that is the live file of a log with
+// rotated files beside it is read as given, with a note that --log reads
+// them all.
+func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) ([]string, error) {
+	if logPath != "" {
+		if len(files) > 0 {
+			return nil, usageErr("%s: give --audit FILE… or --log PATH, not both", cmd)
+		}
+		all, err := audit.LogFilesWithGzip(logPath)
+		if err != nil {
+			return nil, fmt.Errorf("%s: --log %s: %w", cmd, logPath, err)
+		}
+		return all, nil
+	}
+	if len(files) == 1 {
+		if all, err := audit.LogFilesWithGzip(files[0]); err == nil && len(all) > 1 {
+			fmt.Fprintf(stderr, "%s: note: %s has %d rotated file(s) beside it, not read; --log %s reads the whole log\n",
+				cmd, files[0], len(all)-1, files[0])
+		}
+	}
+	return files, nil
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
-const replaySynopsis = "policy replay --config FILE --audit FILE… [--policy DIR] [--format text|json|markdown] [--fail-on newly-denied|any-change]"
+const replaySynopsis = "policy replay --config FILE (--audit FILE… | --log PATH) [--policy DIR] [--format text|json|markdown] [--fail-on newly-denied|any-change]"
 
 func init() {
 	register(command{group: "policy", name: "replay", run: cmdPolicyReplay,
@@ -62,6 +62,7 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	cfgPath := fs.String("config", "", "configuration `FILE` (required): gateway id, policy path and timeout, bundle keys")
 	var audits stringList
 	fs.Var(&audits, "audit", "audit log `FILE` (JSONL) to replay; repeat it, or list more files after the flags")
+	logPath := fs.String("log", "", "the live file of an audit log: replay it with its rotated files (.gz too), oldest first")
 	dir := fs.String("policy", "", "candidate policy: a `DIR`, bundle file or bundle URL (default: the configuration's policy.path)")
 	format := fs.String("format", "text", "output: text, json or markdown (for a pull request)")
 	failOn := fs.String("fail-on", "", "exit 1 when a call is newly-denied (or fails to evaluate), or on any-change")
@@ -69,11 +70,16 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 		return err
 	}
 	audits = append(audits, fs.Args()...)
-	switch {
-	case *cfgPath == "":
+	if *cfgPath == "" {
 		return usageErr("policy replay: --config is required")
+	}
+	audits, err := auditInputs("policy replay", audits, *logPath, stderr)
+	if err != nil {
+		return err
+	}
+	switch {
 	case len(audits) == 0:
-		return usageErr("policy replay: give at least one --audit FILE")
+		return usageErr("policy replay: give at least one --audit FILE, or --log PATH")
 	case *format != "text" && *format != "json" && *format != "markdown":
 		return usageErr("policy replay: --format %q: want text, json or markdown", *format)
 	case *failOn != "" && *failOn != "newly-denied" && *failOn != "any-change":
