@@ -344,6 +344,15 @@ decision := {"allow": true, "reasons": [data.site, data.sites.a.owner, data.site
 	}
 }
 
+// A data file that is not JSON is named with the line and column at fault.
+func TestDataSyntaxErrorNamesTheLine(t *testing.T) {
+	dir := policyDir(t, map[string]string{"main.rego": sitePolicy, "data.json": "{\n  \"site\": \"a\",\n  \"sites\": [1, 2\n}\n"})
+	_, err := New(Options{Path: dir, Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "data.json:4:1: invalid character '}' after array element") {
+		t.Errorf("got %v; want the file, line 4, column 1", err)
+	}
+}
+
 func TestRevision(t *testing.T) {
 	files := map[string]string{"main.rego": sitePolicy, "data.yaml": siteData}
 	a := newEngine(t, files)

@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -358,6 +360,22 @@ func loadData(docs map[string]any, f policyFile) error {
 		err = util.Unmarshal(f.data, &v)
 	}
 	if err != nil {
+		// a JSON error knows its byte offset: name the line and column
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		off := int64(-1)
+		switch {
+		case errors.As(err, &se):
+			off = se.Offset
+		case errors.As(err, &te):
+			off = te.Offset
+		}
+		if off >= 0 && off <= int64(len(f.data)) {
+			before := f.data[:off]
+			line := bytes.Count(before, []byte("\n")) + 1
+			col := int(off) - (bytes.LastIndexByte(before, '\n') + 1)
+			return fmt.Errorf("%s:%d:%d: %w", f.name, line, col, err)
+		}
 		return fmt.Errorf("%s: %w", f.name, err)
 	}
 	dirs := strings.Split(path.Dir(f.rel), "/")
