@@ -131,6 +131,9 @@ func (o decisionObject) MarshalZerologObject(e *zerolog.Event) {
 	if o.d.RecordOldValue {
 		e.Bool(FieldRecordOldValue, true)
 	}
+	if o.d.Error != "" {
+		e.Str(FieldError, o.d.Error)
+	}
 }
 
 // appendTime writes t in UTC as RFC 3339 with nanoseconds, the form the

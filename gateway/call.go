@@ -103,6 +103,9 @@ type Decision struct {
 	// change, so the result record holds the old value beside the new one
 	// (OPC UA Write; the policy marks protected nodes with it).
 	RecordOldValue bool
+	// Error is why the policy gave no decision (the deny of a policy
+	// error): the evidence says what failed, not only its code.
+	Error string
 }
 
 // Reasons set by the gateway itself (stable codes, usable as metric labels).

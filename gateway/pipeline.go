@@ -214,6 +214,7 @@ func ErrorDecision(d Decision, err error) Decision {
 		d.ID = NewID()
 	}
 	d.Allow, d.Alert = false, true
+	d.Error = err.Error()
 	d.Reasons = []string{ReasonPolicyError}
 	if ec, ok := errors.AsType[ErrorCoder](err); ok && ec.ErrorCode() != "" {
 		d.Reasons = append(d.Reasons, ec.ErrorCode())

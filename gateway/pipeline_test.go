@@ -115,8 +115,8 @@ func TestPipelinePolicyErrorDenies(t *testing.T) {
 				t.Fatalf("decision took %v; the deadline did not hold", el)
 			}
 			d := a.Events("call")[0].Decision
-			if d.Allow || !slices.Equal(d.Reasons, []string{gateway.ReasonPolicyError}) || d.ID == "" {
-				t.Fatalf("decision %+v; want deny with policy_error and an id", d)
+			if d.Allow || !slices.Equal(d.Reasons, []string{gateway.ReasonPolicyError}) || d.ID == "" || d.Error == "" {
+				t.Fatalf("decision %+v; want deny with policy_error, an id and the error", d)
 			}
 		})
 	}

@@ -56,7 +56,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	for _, g := range gws {
 		g.Engine.Close()
 	}
-	if err := checkSamples(cfg, pol); err != nil {
+	if err := checkSamples(cfg, pol, stdout); err != nil {
 		return err
 	}
 	// The listen addresses: one that cannot be bound here is an error; one
@@ -108,9 +108,11 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 // checkSamples decides a call of every kind the gateway decodes (as policy
 // check does) with the loaded policy and its data, within policy.timeout:
 // a policy or data error the gateway would meet on a call (a maintenance
-// window whose tz is not a time zone, a rule that fails) denies that call
-// at run time with policy_error, so it fails the check here.
-func checkSamples(cfg *config.Config, pol *policy.Engine) error {
+// window whose tz is not a time zone, a rule that fails, a decision past
+// the timeout) denies that call at run time with policy_error, so it fails
+// the check here. A decision left undefined for some calls (denied the same
+// way) may be the policy's design: a warning.
+func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) error {
 	at := time.Now().UTC()
 	samples := policy.SampleInputs(cfg.Gateway.ID, at)
 	// and every kind of call from each workstation of the inventory to
@@ -136,26 +138,38 @@ func checkSamples(cfg *config.Config, pol *policy.Engine) error {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var failed []string
+	var failed, undefined []string
 	var first error
 	for _, n := range names {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Policy.Timeout)
 		_, err := pol.Eval(ctx, samples[n], at)
 		cancel()
-		if err != nil {
+		var pe *policy.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &pe) && pe.Code == policy.CodeUndefined:
+			undefined = append(undefined, n)
+		default:
 			failed = append(failed, n)
 			if first == nil {
 				first = fmt.Errorf("%s: %w", n, err)
 			}
 		}
 	}
-	if len(failed) > 0 {
-		some := strings.Join(failed[:min(len(failed), 3)], "; ")
-		if len(failed) > 3 {
-			some += fmt.Sprintf("; and %d more", len(failed)-3)
+	some := func(list []string) string {
+		s := strings.Join(list[:min(len(list), 3)], "; ")
+		if len(list) > 3 {
+			s += fmt.Sprintf("; and %d more", len(list)-3)
 		}
+		return s
+	}
+	if len(failed) > 0 {
 		return cfg.Errorf("policy.path", "%d of %d sample calls get no decision, which the gateway denies with policy_error (%s); the first: %v",
-			len(failed), len(names), some, first)
+			len(failed), len(names), some(failed), first)
+	}
+	if len(undefined) > 0 {
+		fmt.Fprintf(stdout, "%s: warning: policy.path: the decision is undefined for %d of %d sample calls, which the gateway denies with policy_error, policy_undefined (%s)\n",
+			cfg.File, len(undefined), len(names), some(undefined))
 	}
 	return nil
 }

@@ -114,6 +114,9 @@ func TestE2EPolicyFaultsFailClosed(t *testing.T) {
 			if call.get("decision.alert") != true {
 				t.Errorf("a policy error is not flagged as an alert: %v", call.get("decision"))
 			}
+			if e := call.str("decision.error"); e == "" || !strings.Contains(e, tc.logCode) {
+				t.Errorf("the call record's decision.error %q does not tell the error (%s)", e, tc.logCode)
+			}
 			if res.str("status") != "denied" {
 				t.Errorf("result status %q, want denied", res.str("status"))
 			}
