@@ -221,7 +221,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 			case changed:
 				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
 			default:
-				log.Info().Msg("SIGHUP: policy unchanged (SIGHUP reloads the policy only: the configuration file, its sources and listeners, is read at start)")
+				log.Info().Str("note", "SIGHUP reloads the policy only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
 			}
 		}()
 	}

@@ -302,6 +302,12 @@ func (u *Upstream) exchange(ctx context.Context, l *link, dl time.Time, unit int
 		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: encode: %w", err)
 	}
 	if l.closedWhileIdle() {
+		// Reset rather than close: the device closed its side already, and
+		// a FIN now would leave its socket in TIME_WAIT, which a PLC with
+		// few sockets (or a restarted server binding its port) pays for.
+		if tc, ok := l.conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
 		_ = l.close() // Connect dials again
 		l.conn = nil
 	}
