@@ -105,19 +105,21 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// checkSamples decides a call of every kind the gateway decodes (as policy
+// sampleResults are the sample calls a policy gives no decision.
+type sampleResults struct {
+	total             int
+	failed, undefined []string
+	first             error // of the first failed
+}
+
+// decideSamples decides a call of every kind the gateway decodes (as policy
 // check does) with the loaded policy and its data, within policy.timeout:
-// a policy or data error the gateway would meet on a call (a maintenance
-// window whose tz is not a time zone, a rule that fails, a decision past
-// the timeout) denies that call at run time with policy_error, so it fails
-// the check here. A decision left undefined for some calls (denied the same
-// way) may be the policy's design: a warning.
-func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) error {
+// from the samples' engineer and unknown source, and from each workstation
+// of the source inventory to each target (the calls the policy's data —
+// accounts, windows, tickets — is about).
+func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 	at := time.Now().UTC()
 	samples := policy.SampleInputs(cfg.Gateway.ID, at)
-	// and every kind of call from each workstation of the inventory to
-	// each target: the calls the policy's data (accounts, windows,
-	// tickets) is about
 	sessions := map[string]*gateway.Session{}
 	for _, ws := range cfg.Inventory() {
 		if ws.User == "" {
@@ -133,13 +135,8 @@ func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) erro
 		}
 	}
 	maps.Copy(samples, policy.SampleInputsFrom(cfg.Gateway.ID, at, sessions))
-	names := make([]string, 0, len(samples))
-	for n := range samples {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var failed, undefined []string
-	var first error
+	names := slices.Sorted(maps.Keys(samples))
+	res := sampleResults{total: len(names)}
 	for _, n := range names {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Policy.Timeout)
 		_, err := pol.Eval(ctx, samples[n], at)
@@ -148,28 +145,51 @@ func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) erro
 		switch {
 		case err == nil:
 		case errors.As(err, &pe) && pe.Code == policy.CodeUndefined:
-			undefined = append(undefined, n)
+			res.undefined = append(res.undefined, n)
 		default:
-			failed = append(failed, n)
-			if first == nil {
-				first = fmt.Errorf("%s: %w", n, err)
+			res.failed = append(res.failed, n)
+			if res.first == nil {
+				res.first = fmt.Errorf("%s: %w", n, err)
 			}
 		}
 	}
-	some := func(list []string) string {
-		s := strings.Join(list[:min(len(list), 3)], "; ")
-		if len(list) > 3 {
-			s += fmt.Sprintf("; and %d more", len(list)-3)
-		}
-		return s
+	return res
+}
+
+// some names up to three of list.
+func some(list []string) string {
+	s := strings.Join(list[:min(len(list), 3)], "; ")
+	if len(list) > 3 {
+		s += fmt.Sprintf("; and %d more", len(list)-3)
 	}
-	if len(failed) > 0 {
+	return s
+}
+
+// checkSamples fails the check on a policy or data error the gateway would
+// meet on a call (a maintenance window whose tz is not a time zone, a rule
+// that fails, a decision past the timeout): it denies that call at run time
+// with policy_error. A decision left undefined for some calls (denied the
+// same way) may be the policy's design: a warning.
+func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) error {
+	r := decideSamples(cfg, pol)
+	if len(r.failed) > 0 {
 		return cfg.Errorf("policy.path", "%d of %d sample calls get no decision, which the gateway denies with policy_error (%s); the first: %v",
-			len(failed), len(names), some(failed), first)
+			len(r.failed), r.total, some(r.failed), r.first)
 	}
-	if len(undefined) > 0 {
+	if len(r.undefined) > 0 {
 		fmt.Fprintf(stdout, "%s: warning: policy.path: the decision is undefined for %d of %d sample calls, which the gateway denies with policy_error, policy_undefined (%s)\n",
-			cfg.File, len(undefined), len(names), some(undefined))
+			cfg.File, len(r.undefined), r.total, some(r.undefined))
 	}
 	return nil
+}
+
+// warnSamples logs what checkSamples would fail on, for a policy the
+// running gateway loaded (at start or on a reload): it is in force, and
+// the calls named are denied with policy_error.
+func warnSamples(cfg *config.Config, pol *policy.Engine, log zerolog.Logger) {
+	r := decideSamples(cfg, pol)
+	if len(r.failed) > 0 {
+		log.Warn().Err(r.first).Int("failed", len(r.failed)).Int("samples", r.total).Str("policy_revision", pol.Revision()).
+			Msg("policy: sample calls get no decision and will be denied with policy_error (interlock check --config tells more)")
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -374,4 +375,23 @@ func TestE2EPolicySIGHUPReloads(t *testing.T) {
 	if !slices.Equal(revs, []string{rev0, rev1}) {
 		t.Errorf("policy.load revisions %v, want [%s %s]", revs, rev0, rev1)
 	}
+
+	// A reload that brings a window the policy cannot read (a tz that is
+	// no time zone) is in force, and denies governed writes with
+	// policy_error: the operational log says so at once.
+	path := filepath.Join(g.policyDir, "data.json")
+	var doc map[string]any
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &doc) != nil {
+		t.Fatalf("data.json: %v", err)
+	}
+	doc["maintenance_windows"] = []map[string]any{{"name": "night shift", "cron": "0 22 * * *", "duration": "8h",
+		"tz": "Mars/Olympus", "targets": []string{"plc1"}}}
+	b, _ := json.Marshal(doc)
+	writeFile(t, path, string(b))
+	g.proc.signal(t, syscall.SIGHUP)
+	g.waitLog(t, 15*time.Second, "the warning of sample calls without a decision", func(l map[string]any) bool {
+		e, _ := l["error"].(string)
+		return l["message"] == "policy: sample calls get no decision and will be denied with policy_error (interlock check --config tells more)" &&
+			strings.Contains(e, `maintenance window "night shift": window tz "Mars/Olympus"`)
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,6 +114,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 	if err != nil {
 		return err
 	}
+	var polRef atomic.Pointer[policy.Engine] // set once newPolicy returns
 	pol, err := newPolicy(cfg, log, tickets, dl, func(rev string, files []string, err error) {
 		if err != nil {
 			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("error", err.Error()) })
@@ -121,10 +123,15 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		_ = aw.Record("policy.load", true, func(e *zerolog.Event) {
 			e.Str("policy_revision", rev).Str("path", cfg.Policy.Path).Strs("files", files)
 		})
+		if p := polRef.Load(); p != nil { // a reload: the new policy is in force
+			go warnSamples(cfg, p, log)
+		}
 	})
 	if err != nil {
 		return err
 	}
+	polRef.Store(pol)
+	go warnSamples(cfg, pol, log) // beside the start: a slow policy does not hold it up
 	p := newPipeline(cfg, pol, aw, log)
 	gws, err := buildListeners(cfg, p, log)
 	if err != nil {
