@@ -95,3 +95,13 @@ func (w *Writer) checkCapacity(c *capacity) {
 		c.pending = c.pending[1:]
 	}
 }
+
+// FillPercent is how full the filesystem that holds dir is, as df shows
+// it (ok false where it cannot be measured).
+func FillPercent(dir string) (pct float64, ok bool) {
+	u, err := statfsDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	return u.fillPercent(), true
+}

@@ -77,6 +77,10 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
 	}
+	if pct, ok := audit.FillPercent(nearestDir(cfg.Audit.Path)); ok && pct >= cfg.Audit.WarnFillPercent {
+		fmt.Fprintf(stdout, "%s: warning: audit.path: the filesystem of %s is %.1f%% full (warn_fill_percent %v): when it is full, state-changing calls are denied\n",
+			cfg.File, cfg.Audit.Path, pct, cfg.Audit.WarnFillPercent)
+	}
 	if held, err := audit.Held(cfg.Audit.Path); err == nil && held {
 		fmt.Fprintf(stdout, "%s: warning: audit.path: %s is held by a running gateway (run will fail while it runs)\n", cfg.File, cfg.Audit.Path)
 	}
@@ -93,6 +97,9 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 		for _, why := range ts.Refused() {
 			fmt.Fprintf(stdout, "%s: warning: admin.tickets: not loaded at start: %s\n", cfg.File, why)
+		}
+		for _, w := range unservedTickets(cfg, ts) {
+			fmt.Fprintf(stdout, "%s: warning: admin.tickets: %s\n", cfg.File, w)
 		}
 	}
 	if cfg.Audit.SigningKey != "" {
@@ -191,5 +198,21 @@ func warnSamples(cfg *config.Config, pol *policy.Engine, log zerolog.Logger) {
 	if len(r.failed) > 0 {
 		log.Warn().Err(r.first).Int("failed", len(r.failed)).Int("samples", r.total).Str("policy_revision", pol.Revision()).
 			Msg("policy: sample calls get no decision and will be denied with policy_error (interlock check --config tells more)")
+	}
+}
+
+// nearestDir is the folder of path, or the nearest one above it that is
+// there (the audit folder is made at the first start).
+func nearestDir(path string) string {
+	dir := filepath.Dir(path)
+	for {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return dir
+		}
+		dir = parent
 	}
 }

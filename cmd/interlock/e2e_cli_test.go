@@ -265,6 +265,22 @@ func TestE2ECLIUsage(t *testing.T) {
 		if r := interlock(t, "check", "--config", g.config); r.code != 1 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "is not there") {
 			t.Errorf("check of an admin socket in a missing folder: exit %d, want 1 and %q\nstderr: %s", r.code, want, r.stderr)
 		}
+		// a ticket of the ticket file for a target no longer served
+		writeFile(t, g.config, strings.Replace(base, "\naudit:\n", "\nadmin:\n  socket: ./admin.sock\naudit:\n", 1))
+		now := time.Now().UTC()
+		writeFile(t, filepath.Join(filepath.Dir(g.config), "tickets.json"), fmt.Sprintf(`[{"id": "T-9", "user": "alice", "targets": ["plc9"],
+			"access": ["write"], "reason": "CHG-9", "opened_by": "root", "opened": %q, "expires": %q, "approvals": []}]`,
+			now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, `warning: admin.tickets: ticket T-9 names target "plc9", which this gateway does not serve`) {
+			t.Errorf("check of a ticket for an unserved target: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		// an audit filesystem over its warning level (this one is more
+		// than 1% full)
+		writeFile(t, g.config, strings.Replace(base, "\naudit:\n", "\naudit:\n  warn_fill_percent: 1\n", 1))
+		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, "warning: audit.path: the filesystem of") ||
+			!strings.Contains(r.stdout, "(warn_fill_percent 1)") {
+			t.Errorf("check of a full audit filesystem: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
 		// a maintenance window whose tz is not a time zone: every governed
 		// write would be denied with policy_error
 		writeFile(t, g.config, base)

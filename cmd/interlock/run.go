@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -415,6 +416,9 @@ func openTickets(cfg *config.Config, aw *audit.Writer, log zerolog.Logger) (*pol
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range unservedTickets(cfg, ts) {
+		log.Warn().Msg("tickets: " + w)
+	}
 	for _, why := range ts.Refused() {
 		log.Error().Str("reason", why).Msg("tickets: an entry of the ticket file is not loaded")
 		if err := aw.Record("ticket.load_refused", true, func(e *zerolog.Event) { e.Str("reason", why) }); err != nil {
@@ -460,4 +464,21 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, aw *audit.Writer, log
 		}
 	}
 	return &admin.Server{Tickets: tickets, Allowed: allowed, Targets: cfg.TargetNames(), Log: log, Refused: refused}, ln, nil
+}
+
+// unservedTickets names the loaded tickets for a target this gateway does
+// not serve (its configuration changed since they were opened): they allow
+// nothing.
+func unservedTickets(cfg *config.Config, ts *policy.Tickets) []string {
+	served := cfg.TargetNames()
+	var out []string
+	for _, t := range ts.List() {
+		for _, target := range t.Targets {
+			if !slices.Contains(served, target) {
+				out = append(out, fmt.Sprintf("ticket %s names target %q, which this gateway does not serve (its targets: %s): it allows nothing there",
+					t.ID, target, strings.Join(served, ", ")))
+			}
+		}
+	}
+	return out
 }
