@@ -139,6 +139,8 @@ func (d *decoder) record(r *Record) error {
 			r.By = d.str(true)
 		case "ticket_id": // ticket.*
 			r.TicketID = d.str(false)
+		case "action": // ticket.refused: open, approve, close, list
+			r.Action = d.str(true)
 		case audit.FieldTicket: // ticket.open
 			if d.objectStart() {
 				r.Ticket = new(Ticket)

@@ -72,6 +72,7 @@ type Record struct {
 	Checkpoint     *Checkpoint
 	By             string // ticket.*: who opened, approved or closed the ticket
 	TicketID       string // ticket.*
+	Action         string // ticket.refused: what the refused request asked (open, approve, close, list)
 	Ticket         *Ticket
 	// audit.capacity
 	State           string // warning, or ok again

@@ -263,6 +263,8 @@ type aggregator struct {
 	ticketOverflow bool // instances past maxKeys were not tracked
 	ticketCalls    int64
 	ticketRefused  capped[eventRow] // ticket.load_refused in the period
+	adminRefused   capped[eventRow] // ticket.refused in the period
+	startFails     capped[eventRow] // gateway.start_failed in the period
 
 	sessOpened, sessRefused, sessAuthFailed, sessClosed, sessAlert int64
 	refuseReasons, authReasons, closeErrors                        tally
@@ -322,6 +324,8 @@ func newAggregator(o *Options) *aggregator {
 		loadFails:     newCapped[eventRow](n),
 		ticketCur:     map[string]*ticket{},
 		ticketRefused: newCapped[eventRow](n),
+		adminRefused:  newCapped[eventRow](n),
+		startFails:    newCapped[eventRow](n),
 		refuseReasons: newTally(maxKeys),
 		authReasons:   newTally(maxKeys),
 		closeErrors:   newTally(maxKeys),
@@ -415,6 +419,18 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	case eventTicketLoadRefused:
 		if in {
 			a.ticketRefused.add(eventRow{t, r.Seq, r.Event, r.Reason})
+		}
+	case eventTicketRefused:
+		if in {
+			what := r.Action
+			if r.TicketID != "" {
+				what += " " + r.TicketID
+			}
+			a.adminRefused.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%s by %s: %s", what, r.By, r.Reason)})
+		}
+	case eventStartFailed:
+		if in {
+			a.startFails.add(eventRow{t, r.Seq, r.Event, r.Error})
 		}
 	case eventRecovered:
 		if in {

@@ -24,6 +24,8 @@ const (
 	eventTicketClose       = policy.TicketClose
 	eventTicketLoad        = policy.TicketLoad
 	eventTicketLoadRefused = "ticket.load_refused" // an entry of the ticket file not loaded at start, and why
+	eventTicketRefused     = "ticket.refused"      // an admin request refused: action, by, reason
+	eventStartFailed       = audit.EventGatewayStartFailed
 )
 
 // record is one audit line as the report reads it: the union of the fields
@@ -62,6 +64,7 @@ type record struct {
 	Path      string      `json:"path"`
 	TicketID  string      `json:"ticket_id"`
 	By        string      `json:"by"`
+	Action    string      `json:"action"` // ticket.refused
 	Ticket    *recTicket  `json:"ticket"`
 	Checkpt   *recCheckpt `json:"checkpoint"`
 	State     string      `json:"state"`

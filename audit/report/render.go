@@ -292,6 +292,10 @@ type page struct {
 	TicketsOverflow           bool
 	TicketRefused             []eventRow
 	TicketRefusedCap          tableCap
+	AdminRefused              []eventRow
+	AdminRefusedCap           tableCap
+	StartFails                []eventRow
+	StartFailsCap             tableCap
 	TicketCalls               int64
 	SessOpened, SessRefused   int64
 	SessAuthFailed, SessClose int64
@@ -390,6 +394,8 @@ func (r *Report) view() *page {
 		RevAtStart: a.revAtStart, RevFirst: a.revAtStart == "" && len(a.revOrder) > 0, RevChanges: a.revChanges.Rows, RevChangesCap: capOf(&a.revChanges),
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
+		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
+		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
 		SessOpened: a.sessOpened, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
 		SessAlert: a.sessAlert, DurCount: a.durCount, DurMaxMS: a.durMaxMS,
 		SessRows: a.sessRows.Rows, SessCap: capOf(&a.sessRows),
@@ -809,6 +815,12 @@ func (r *Report) findings(p *page) []string {
 	}
 	if a.unclean > 0 {
 		f = append(f, fmt.Sprintf("%d gateway start(s) followed a run that never recorded its stop (a crash or a kill).", a.unclean))
+	}
+	if a.startFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%d gateway start(s) failed after the audit log was opened (gateway.start_failed).", a.startFails.Total))
+	}
+	if a.adminRefused.Total > 0 {
+		f = append(f, fmt.Sprintf("%d ticket request(s) were refused at the admin socket (ticket.refused).", a.adminRefused.Total))
 	}
 	if a.recovered.Total > 0 {
 		f = append(f, fmt.Sprintf("%d record(s) cut by a crash were removed at start (audit.recovered).", a.recovered.Total))

@@ -74,3 +74,33 @@ func TestReportTicketsReusedIDExpiredRefused(t *testing.T) {
 		t.Errorf("the refused ticket-file entry and its reason are not in the tickets section: %s", text)
 	}
 }
+
+// Refused ticket requests and failed starts are in the report, not among
+// the events it does not interpret.
+func TestReportRefusedRequestsAndFailedStarts(t *testing.T) {
+	l := newLog(t)
+	at := func(s string) time.Time { return ts("2026-11-26T" + s + "Z") }
+	l.add(at("08:00:00"), "policy.load", field{"policy_revision", "r"})
+	l.add(at("08:00:01"), "gateway.start_failed", field{"boot_id", "b1"}, field{"error", "listen tcp 127.0.0.1:5020: bind: address already in use"})
+	l.add(at("08:01:00"), "gateway.start", field{"version", "v1"}, field{"boot_id", "b2"}, field{"policy_revision", "r"}, field{"policy_mode", "enforce"})
+	l.add(at("08:02:00"), "ticket.refused", field{"action", "approve"}, field{"by", "alice"}, field{"ticket_id", "T-1"},
+		field{"reason", "ticket: T-1 was opened by alice, who cannot also approve it"})
+	rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+	for _, ev := range []string{"ticket.refused", "gateway.start_failed"} {
+		if o := rep.agg.others.m[ev]; o != nil {
+			t.Errorf("%s is filed under events the report does not interpret", ev)
+		}
+	}
+	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(page, " "))
+	text = strings.Join(strings.Fields(text), " ")
+	for _, want := range []string{
+		"approve T-1 by alice: ticket: T-1 was opened by alice, who cannot also approve it",
+		"listen tcp 127.0.0.1:5020: bind: address already in use",
+		"1 gateway start(s) failed after the audit log was opened",
+		"1 ticket request(s) were refused at the admin socket",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}
