@@ -67,7 +67,7 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 	secure := c.policyURI != ua.SecurityPolicyURINone
 	s := &uaSession{e: c.e, conn: c, clientDesc: req.ClientDescription,
 		subs: map[uint32]bool{}, items: map[itemKey]string{}, itemAttrs: map[itemKey]string{},
-		itemHandles: map[itemKey]uint32{}, revoked: map[uint32]map[uint32]bool{}, cps: map[string]string{}}
+		itemHandles: map[itemKey]uint32{}, handles: map[uint32]map[uint32]*itemHandle{}, cps: map[string]string{}}
 	if s.clientDesc == nil {
 		s.clientDesc = &ua.ApplicationDescription{}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/interlock-ics/interlock/gateway/opcua"
@@ -593,7 +594,7 @@ func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
 	for _, r := range events(rs, "result") {
 		if d := r.str("detail"); strings.Contains(d, "withheld") {
 			withheld++
-			if r.str("function") != "publish" || !strings.HasSuffix(d, " notifications of monitored items the policy now denies withheld") {
+			if r.str("function") != "publish" || !strings.HasSuffix(d, " notifications of monitored items the policy now denies, or not decided under it, withheld") {
 				t.Errorf("withheld in the result of %s: %q", r.str("function"), d)
 			}
 			t.Logf("publish result: %s (the Publish in flight delivered %v by handle)", d, got)
@@ -635,5 +636,74 @@ func TestMonitoredItemsLimit(t *testing.T) {
 	if len(rej) != 1 || rej[0].str("reason") != "limit" || rej[0].str("response") != "Bad_TooManyMonitoredItems" ||
 		!strings.Contains(rej[0].str("detail"), "max_monitored_items_per_session (3)") {
 		t.Errorf("request.rejected records: %v", rej)
+	}
+}
+
+// republish asks the server again for a notification message.
+func republish(ctx context.Context, t *testing.T, c *gopcua.Client, sub, seq uint32) *ua.NotificationMessage {
+	t.Helper()
+	var resp ua.Response
+	if err := c.Send(ctx, &ua.RepublishRequest{SubscriptionID: sub, RetransmitSequenceNumber: seq},
+		func(r ua.Response) error { resp = r; return nil }); err != nil {
+		t.Fatalf("republish %d: %v", seq, err)
+	}
+	return resp.(*ua.RepublishResponse).NotificationMessage
+}
+
+// Notifications withheld stay withheld whatever the client does with its
+// client handles: the gateway gives every item a handle of its own
+// upstream, never reused, so a Republish of a message sampled after the
+// change cannot pass a denied item's values under a handle the client gave
+// a new, allowed item. Upstream handles are the gateway's; the client sees
+// its own.
+func TestWithheldNotificationsStayWithheld(t *testing.T) {
+	ctx, g, c, send := anonymousThrough(t, itemsPolicy)
+	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 1500, RequestedLifetimeCount: 60,
+		RequestedMaxKeepAliveCount: 3, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{
+			monitoredItem(opcuatest.NodeTemperature, 1, 100, 50), monitoredItem(opcuatest.NodePressure, 2, 100, 50)}}).(*ua.CreateMonitoredItemsResponse)
+	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
+		t.Fatalf("create monitored items: %+v", mi.Results)
+	}
+	first := send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
+	if h := handles(first); len(h) != 2 || h[1] == 0 || h[2] == 0 {
+		t.Fatalf("first Publish: notifications by handle %v, want the client's handles 1 and 2", h)
+	}
+	waiting := make(chan *ua.PublishResponse, 1)
+	go func() {
+		var resp ua.Response
+		_ = c.Send(ctx, &ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}},
+			func(r ua.Response) error { resp = r; return nil })
+		r, _ := resp.(*ua.PublishResponse)
+		waiting <- r
+	}()
+	time.Sleep(400 * time.Millisecond)
+	if err := writeFile(filepath.Join(g.policyDir, "data.json"), `{"lists": {"denied": ["ns=1;s=Temperature"]}}`); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := g.policy.Reload(); err != nil || !changed {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	w := <-waiting
+	if w == nil {
+		t.Fatal("the Publish in flight got no answer")
+	}
+	seq := w.NotificationMessage.SequenceNumber
+	if n := handles(w)[1]; n != 0 {
+		t.Errorf("the Publish in flight delivered %d notifications of the denied item", n)
+	}
+	if n := handles(&ua.PublishResponse{NotificationMessage: republish(ctx, t, c, cs.SubscriptionID, seq)})[1]; n != 0 {
+		t.Errorf("Republish(%d) delivered %d notifications of the denied item", seq, n)
+	}
+	// a new, allowed item under the denied item's handle, and Pressure
+	// given it too
+	mi = send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+		ItemsToCreate: []*ua.MonitoredItemCreateRequest{monitoredItem(opcuatest.NodeCounter, 1, 100, 1)}}).(*ua.CreateMonitoredItemsResponse)
+	if mi.Results[0].StatusCode != ua.StatusOK {
+		t.Fatalf("a Counter item under handle 1: %v", mi.Results[0].StatusCode)
+	}
+	if n := handles(&ua.PublishResponse{NotificationMessage: republish(ctx, t, c, cs.SubscriptionID, seq)})[1]; n != 0 {
+		t.Errorf("Republish(%d) after handle 1 was given to an allowed item delivered %d notifications of the denied item", seq, n)
 	}
 }

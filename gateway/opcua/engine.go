@@ -7,6 +7,7 @@
 package opcua
 
 import (
+	"sync/atomic"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
@@ -36,6 +37,9 @@ type Engine struct {
 	limits   gateway.Limits
 	pipeline *gateway.Pipeline
 	log      zerolog.Logger
+	// handleSeq numbers the client handles the gateway gives monitored
+	// items upstream (itemHandle): one is never given twice.
+	handleSeq atomic.Uint32
 
 	endpointURL string
 	cert        []byte // gateway application instance certificate (DER)

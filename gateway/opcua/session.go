@@ -35,6 +35,10 @@ type uaSession struct {
 	// decide serializes the session's policy decisions: the policy engine
 	// keeps per-session state in gateway.Session.Cache.
 	decide sync.Mutex
+	// recheck serializes deciding the monitored items again, so that a
+	// Publish answer waits for one under way rather than passing on values
+	// of items it has not decided yet.
+	recheck sync.Mutex
 
 	mu          sync.Mutex
 	nonce       []byte // the last server nonce
@@ -46,15 +50,17 @@ type uaSession struct {
 	subsPending int                // CreateSubscription requests on their way
 	items       map[itemKey]string // monitored item -> node id
 	itemAttrs   map[itemKey]string // monitored item -> attribute name
-	itemHandles map[itemKey]uint32 // monitored item -> the client's handle for it
+	itemHandles map[itemKey]uint32 // monitored item -> the gateway's handle for it upstream
+	// handles maps, per subscription, the gateway's client handles upstream
+	// to the items they stand for: a notification is passed on (with the
+	// client's own handle) only through an entry decided under the
+	// policy in force. The gateway's handles are never reused, so a
+	// notification names one item, whatever handles the client chose.
+	handles map[uint32]map[uint32]*itemHandle
 	// itemsPending counts the monitored items of CreateMonitoredItems
 	// requests on their way (held against max_monitored_items_per_session).
 	itemsPending int
 	itemsRev     string // the policy revision the items were decided under
-	// revoked holds, per subscription, the client handles of monitored
-	// items a policy change denied: their values still queued in the
-	// server are withheld from Publish and Republish answers.
-	revoked map[uint32]map[uint32]bool
 	cps     map[string]string // browse continuation point -> node id
 }
 
@@ -92,6 +98,15 @@ func putBounded[K comparable, V any](m map[K]V, k K, v V) {
 
 // itemKey names a monitored item: its id is unique within its subscription.
 type itemKey struct{ sub, item uint32 }
+
+// itemHandle is what a gateway's client handle stands for.
+type itemHandle struct {
+	client uint32 // the client's handle for the item
+	// rev is the policy revision the item was last allowed under; a
+	// notification passes only while it is the one in force ("" or
+	// denied: none).
+	rev string
+}
 
 func (s *uaSession) nodeOfItem(sub, item uint32) string {
 	s.mu.Lock()

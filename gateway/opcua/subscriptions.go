@@ -56,7 +56,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 			}
 			// the policy may have changed while the Publish waited upstream
 			c.recheckItems(ctx, s)
-			return withheldDetail(s.withhold(r.SubscriptionID, r.NotificationMessage))
+			return withheldDetail(s.translate(r.SubscriptionID, r.NotificationMessage, c.e.policyRevision()))
 		})
 		return resp
 	case *ua.RepublishRequest:
@@ -66,7 +66,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 				return ""
 			}
 			c.recheckItems(ctx, s)
-			return withheldDetail(s.withhold(req.SubscriptionID, r.NotificationMessage))
+			return withheldDetail(s.translate(req.SubscriptionID, r.NotificationMessage, c.e.policyRevision()))
 		})
 		return resp
 	case *ua.SetPublishingModeRequest:
@@ -96,7 +96,7 @@ func (c *conn) subscription(ctx context.Context, s *uaSession, body ua.Request) 
 				for j, i := range allowed {
 					if codes[j] == ua.StatusOK || codes[j] == ua.StatusBadSubscriptionIDInvalid {
 						delete(s.subs, in[i])
-						delete(s.revoked, in[i])
+						delete(s.handles, in[i])
 						for key := range s.items {
 							if key.sub == in[i] {
 								s.forgetItemLocked(key) // nothing to decide again
@@ -118,7 +118,7 @@ func withheldDetail(n int) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d notifications of monitored items the policy now denies withheld", n)
+	return fmt.Sprintf("%d notifications of monitored items the policy now denies, or not decided under it, withheld", n)
 }
 
 // monitoredItems forwards the monitored item services, one decision per
@@ -156,6 +156,14 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 			}
 			return 0
 		}
+		// The gateway's own handle for each item upstream, and the policy
+		// revision the items are decided under (a change before the
+		// server answers has them decided again).
+		gwHandles := make([]uint32, len(in))
+		for i := range gwHandles {
+			gwHandles[i] = c.e.handleSeq.Add(1)
+		}
+		decidedRev := c.e.policyRevision()
 		limit := c.e.opts.Limits.MaxMonitoredItemsPerSession
 		s.mu.Lock()
 		full := len(s.items)+s.itemsPending+len(in) > limit
@@ -187,14 +195,28 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				out[i] = &ua.MonitoredItemCreateResult{StatusCode: ua.StatusBadUserAccessDenied, FilterResult: ua.NewExtensionObject(nil)}
 			},
 			forward: func(allowed []int) ua.Request {
-				return &ua.CreateMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToCreate: pick(in, allowed)}
+				items := make([]*ua.MonitoredItemCreateRequest, len(allowed))
+				for j, i := range allowed {
+					it := *in[i]
+					if p := it.RequestedParameters; p != nil {
+						q := *p
+						q.ClientHandle = gwHandles[i]
+						it.RequestedParameters = &q
+					}
+					items[j] = &it
+				}
+				return &ua.CreateMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToCreate: items}
 			},
 			merge: resultsMerge(out, func(r *ua.CreateMonitoredItemsResponse) []*ua.MonitoredItemCreateResult { return r.Results },
 				func(r *ua.MonitoredItemCreateResult) ua.StatusCode { return r.StatusCode },
 				func(_, i int) {
 					if out[i].StatusCode == ua.StatusOK {
 						s.mu.Lock()
-						s.rememberItemLocked(itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i], attr(i), handle(i))
+						s.rememberItemLocked(itemKey{req.SubscriptionID, out[i].MonitoredItemID}, ids[i], attr(i),
+							gwHandles[i], &itemHandle{client: handle(i), rev: decidedRev})
+						if c.e.policyRevision() != decidedRev {
+							s.itemsRev = "" // the policy changed meanwhile: decided again at the next Publish
+						}
 						s.mu.Unlock()
 					}
 				}),
@@ -214,7 +236,26 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 				out[i] = &ua.MonitoredItemModifyResult{StatusCode: ua.StatusBadUserAccessDenied, FilterResult: ua.NewExtensionObject(nil)}
 			},
 			forward: func(allowed []int) ua.Request {
-				return &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToModify: pick(in, allowed)}
+				// each item keeps the gateway's handle upstream; an item the
+				// gateway does not know gets a new one no notification is
+				// passed on through
+				items := make([]*ua.MonitoredItemModifyRequest, len(allowed))
+				s.mu.Lock()
+				for j, i := range allowed {
+					it := *in[i]
+					if p := it.RequestedParameters; p != nil {
+						q := *p
+						gw, ok := s.itemHandles[itemKey{req.SubscriptionID, it.MonitoredItemID}]
+						if !ok {
+							gw = c.e.handleSeq.Add(1)
+						}
+						q.ClientHandle = gw
+						it.RequestedParameters = &q
+					}
+					items[j] = &it
+				}
+				s.mu.Unlock()
+				return &ua.ModifyMonitoredItemsRequest{SubscriptionID: req.SubscriptionID, TimestampsToReturn: req.TimestampsToReturn, ItemsToModify: items}
 			},
 			merge: resultsMerge(out, func(r *ua.ModifyMonitoredItemsResponse) []*ua.MonitoredItemModifyResult { return r.Results },
 				func(r *ua.MonitoredItemModifyResult) ua.StatusCode { return r.StatusCode },
@@ -224,8 +265,10 @@ func (c *conn) monitoredItems(ctx context.Context, s *uaSession, body ua.Request
 						return
 					}
 					s.mu.Lock()
-					if _, ok := s.itemHandles[key]; ok {
-						s.itemHandles[key] = in[i].RequestedParameters.ClientHandle
+					if gw, ok := s.itemHandles[key]; ok {
+						if m := s.handles[key.sub][gw]; m != nil {
+							m.client = in[i].RequestedParameters.ClientHandle
+						}
 					}
 					s.mu.Unlock()
 				}),
@@ -404,20 +447,21 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 					// The subscription and the nodes of its items move.
 					type item struct {
 						node, attr string
-						handle     uint32
+						gw         uint32
+						h          *itemHandle
 					}
 					moved := map[itemKey]item{}
 					o := owners[i]
 					o.mu.Lock()
 					delete(o.subs, in[i])
-					revoked := o.revoked[in[i]]
-					delete(o.revoked, in[i])
 					for key, node := range o.items {
 						if key.sub == in[i] {
-							moved[key] = item{node, o.itemAttrs[key], o.itemHandles[key]}
+							gw := o.itemHandles[key]
+							moved[key] = item{node, o.itemAttrs[key], gw, o.handles[key.sub][gw]}
 							o.forgetItemLocked(key)
 						}
 					}
+					delete(o.handles, in[i])
 					o.mu.Unlock()
 					s.mu.Lock()
 					s.subs[in[i]] = true
@@ -425,10 +469,11 @@ func (c *conn) transfer(ctx context.Context, s *uaSession, req *ua.TransferSubsc
 						s.itemsRev = "" // decided in another session: decided again here
 					}
 					for key, it := range moved {
-						s.rememberItemLocked(key, it.node, it.attr, it.handle)
-					}
-					if len(revoked) > 0 {
-						s.revoked[in[i]] = revoked // still withheld here
+						h := &itemHandle{rev: ""} // passes nothing until decided here
+						if it.h != nil {
+							h.client = it.h.client
+						}
+						s.rememberItemLocked(key, it.node, it.attr, it.gw, h)
 					}
 					s.mu.Unlock()
 				}
@@ -467,50 +512,52 @@ func itemDecision(sub uint32, node, path, attr string) *gateway.Call {
 	return k
 }
 
-// rememberItemLocked keeps a monitored item's node, attribute and client
-// handle; s.mu is held. The items are bounded by
-// max_monitored_items_per_session (CreateMonitoredItems is refused beyond
-// it), never by forgetting some: a forgotten item would not be decided
-// again when the policy changes.
-func (s *uaSession) rememberItemLocked(key itemKey, node, attr string, handle uint32) {
+// rememberItemLocked keeps a monitored item's node and attribute, and
+// what its gateway handle gw stands for; s.mu is held. The items are
+// bounded by max_monitored_items_per_session (CreateMonitoredItems is
+// refused beyond it), never by forgetting some: a forgotten item would not
+// be decided again when the policy changes.
+func (s *uaSession) rememberItemLocked(key itemKey, node, attr string, gw uint32, h *itemHandle) {
 	s.items[key] = node
 	s.itemAttrs[key] = attr
-	s.itemHandles[key] = handle
-	// a new item under a revoked handle was decided now: its values pass
-	delete(s.revoked[key.sub], handle)
+	s.itemHandles[key] = gw
+	if s.handles[key.sub] == nil {
+		s.handles[key.sub] = map[uint32]*itemHandle{}
+	}
+	s.handles[key.sub][gw] = h
 }
 
+// forgetItemLocked drops a monitored item; its notifications are no longer
+// passed on.
 func (s *uaSession) forgetItemLocked(key itemKey) {
+	if gw, ok := s.itemHandles[key]; ok {
+		delete(s.handles[key.sub], gw)
+	}
 	delete(s.items, key)
 	delete(s.itemAttrs, key)
 	delete(s.itemHandles, key)
 }
 
-// revokeLocked marks the client handle of a monitored item the policy now
-// denies; s.mu is held.
-func (s *uaSession) revokeLocked(key itemKey) {
-	h, ok := s.itemHandles[key]
-	if !ok {
-		return
-	}
-	if s.revoked[key.sub] == nil {
-		s.revoked[key.sub] = map[uint32]bool{}
-	}
-	s.revoked[key.sub][h] = true
-}
-
-// withhold removes from a Publish or Republish answer the notifications of
-// monitored items the policy denied since they were created (values the
-// server queued before it deleted them) and returns how many it removed.
-func (s *uaSession) withhold(sub uint32, msg *ua.NotificationMessage) int {
-	if msg == nil {
+// translate passes on the notifications of a Publish or Republish answer
+// that belong to items allowed under the policy in force (rev), with the
+// client's handles, and removes the others: those of an item the policy
+// now denies or has not decided again yet (values the server queued before
+// it deleted the item, or sampled while a Publish waited upstream), and of
+// handles the gateway gave no item it knows (one whose creation timed out
+// at the gateway but not at the server). It returns how many it removed.
+func (s *uaSession) translate(sub uint32, msg *ua.NotificationMessage, rev string) int {
+	if msg == nil || len(msg.NotificationData) == 0 {
 		return 0
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	revoked := s.revoked[sub]
-	if len(revoked) == 0 {
-		return 0
+	handles := s.handles[sub]
+	pass := func(gw uint32) (uint32, bool) {
+		h := handles[gw]
+		if h == nil || (rev != "" && h.rev != rev) {
+			return 0, false
+		}
+		return h.client, true
 	}
 	n := 0
 	for _, eo := range msg.NotificationData {
@@ -521,27 +568,38 @@ func (s *uaSession) withhold(sub uint32, msg *ua.NotificationMessage) int {
 		case *ua.DataChangeNotification:
 			keep := v.MonitoredItems[:0]
 			var diags []*ua.DiagnosticInfo
+			parallel := len(v.DiagnosticInfos) == len(v.MonitoredItems)
 			for i, m := range v.MonitoredItems {
-				if m != nil && revoked[m.ClientHandle] {
+				if m == nil {
+					continue
+				}
+				client, ok := pass(m.ClientHandle)
+				if !ok {
 					n++
 					continue
 				}
+				m.ClientHandle = client
 				keep = append(keep, m)
-				if len(v.DiagnosticInfos) == len(v.MonitoredItems) {
+				if parallel {
 					diags = append(diags, v.DiagnosticInfos[i])
 				}
 			}
-			if len(v.DiagnosticInfos) == len(v.MonitoredItems) {
+			if parallel {
 				v.DiagnosticInfos = diags
 			}
 			v.MonitoredItems = keep
 		case *ua.EventNotificationList:
 			keep := v.Events[:0]
 			for _, e := range v.Events {
-				if e != nil && revoked[e.ClientHandle] {
+				if e == nil {
+					continue
+				}
+				client, ok := pass(e.ClientHandle)
+				if !ok {
 					n++
 					continue
 				}
+				e.ClientHandle = client
 				keep = append(keep, e)
 			}
 			v.Events = keep
@@ -559,6 +617,8 @@ func (s *uaSession) withhold(sub uint32, msg *ua.NotificationMessage) int {
 // use of them is answered Bad_MonitoredItemIdInvalid. It runs before a
 // Publish, the request that would carry their values.
 func (c *conn) recheckItems(ctx context.Context, s *uaSession) {
+	s.recheck.Lock() // one at a time: the next finds the items decided
+	defer s.recheck.Unlock()
 	rev := c.e.policyRevision()
 	s.mu.Lock()
 	if rev == "" || s.itemsRev == rev || len(s.items) == 0 {
@@ -568,7 +628,6 @@ func (c *conn) recheckItems(ctx context.Context, s *uaSession) {
 		s.mu.Unlock()
 		return
 	}
-	s.itemsRev = rev
 	keys := make([]itemKey, 0, len(s.items))
 	for k := range s.items {
 		keys = append(keys, k)
@@ -595,19 +654,26 @@ func (c *conn) recheckItems(ctx context.Context, s *uaSession) {
 	for _, i := range allowed {
 		s.finish(ctx, calls[i], ua.StatusOK, 0, "still allowed: the item goes on", nil)
 	}
-	s.mu.Lock()
-	for _, i := range allowed {
-		if h, ok := s.itemHandles[keys[i]]; ok {
-			delete(s.revoked[keys[i].sub], h) // allowed again (its deletion had failed)
-		}
-	}
-	s.mu.Unlock()
+	// The items' notifications pass again, or no longer, before the
+	// server deletes the denied ones; the items are decided under rev
+	// from here.
 	bySub := map[uint32][]uint32{}
 	s.mu.Lock()
-	for _, i := range denied {
-		bySub[keys[i].sub] = append(bySub[keys[i].sub], keys[i].item)
-		s.revokeLocked(keys[i])
+	setRev := func(key itemKey, r string) {
+		if gw, ok := s.itemHandles[key]; ok {
+			if h := s.handles[key.sub][gw]; h != nil {
+				h.rev = r
+			}
+		}
 	}
+	for _, i := range allowed {
+		setRev(keys[i], rev)
+	}
+	for _, i := range denied {
+		setRev(keys[i], "")
+		bySub[keys[i].sub] = append(bySub[keys[i].sub], keys[i].item)
+	}
+	s.itemsRev = rev
 	s.mu.Unlock()
 	for sub, items := range bySub {
 		h := &ua.RequestHeader{Timestamp: time.Now(), AdditionalHeader: ua.NewExtensionObject(nil)}
