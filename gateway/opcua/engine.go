@@ -7,7 +7,6 @@
 package opcua
 
 import (
-	"sync/atomic"
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
@@ -17,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/ua"

@@ -60,8 +60,8 @@ type uaSession struct {
 	// itemsPending counts the monitored items of CreateMonitoredItems
 	// requests on their way (held against max_monitored_items_per_session).
 	itemsPending int
-	itemsRev     string // the policy revision the items were decided under
-	cps     map[string]string // browse continuation point -> node id
+	itemsRev     string            // the policy revision the items were decided under
+	cps          map[string]string // browse continuation point -> node id
 }
 
 // newToken returns an opaque node id of 32 random bytes.
