@@ -288,6 +288,36 @@ type verifier struct {
 	// record of the boot before, for a restart's note.
 	beforeStart place
 	inStart     bool
+	// keylessNoted is the boot id of the last start without the signing
+	// key that was noted.
+	keylessNoted string
+}
+
+// keylessStart notes a start without the signing key in a log that was
+// signed (after a crash, or after another such start): its records are
+// unsigned from here, so the unsigned records before it — the crashed
+// run's last ones, and those this start wrote before its gateway.start —
+// are not held to the last checkpoint's limits either.
+func (v *verifier) keylessStart(at place, id, event string) {
+	v.unsignedBoot = true
+	if v.inStart {
+		for _, p := range []*place{&v.overAge, &v.overCount} {
+			if p.line > 0 && p.seq > v.beforeStart.seq {
+				*p = place{}
+			}
+		}
+	}
+	if v.keylessNoted == id {
+		return
+	}
+	v.keylessNoted = id
+	what := "started"
+	if event == EventGatewayStartFailed {
+		what = "failed to start"
+	}
+	v.note(at, NoteUnsigned, fmt.Sprintf(
+		"boot %s %s without a signing key after the last checkpoint at %s: no checkpoint signs its records, "+
+			"which the chain alone cannot tell from records added to the log", id, what, v.checkCP.at))
 }
 
 // startEvents are the records a start writes before its gateway.start.
@@ -424,9 +454,14 @@ func (v *verifier) record(at place, line []byte, h *head) error {
 	case EventGatewayStart, EventGatewayStop, EventGatewayStartFailed:
 		var b struct {
 			BootID string `json:"boot_id"`
+			KeyID  string `json:"key_id"`
 		}
 		if json.Unmarshal(line, &b) == nil && b.BootID != "" {
+			newBoot := b.BootID != v.boot.id
 			v.bootSeen(at, b.BootID)
+			if newBoot && h.event != EventGatewayStop && b.KeyID == "" && v.checkCP != nil && !v.opts.piece {
+				v.keylessStart(at, b.BootID, h.event)
+			}
 			switch h.event {
 			case EventGatewayStop:
 				v.boot.clean = fmt.Sprintf("gateway.stop at seq %d", h.seq)
@@ -485,6 +520,7 @@ func (v *verifier) afterShutdown(at place, line []byte, h *head, c *lastCheckpoi
 			if h.event == EventGatewayStartFailed {
 				what = "failed to start"
 			}
+			v.keylessNoted = b.BootID
 			v.note(at, NoteUnsigned, fmt.Sprintf(
 				"boot %s %s without a signing key after the clean stop at %s: no checkpoint signs its records, "+
 					"which the chain alone cannot tell from records added to the log", b.BootID, what, c.at))

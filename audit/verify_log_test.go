@@ -751,3 +751,59 @@ func TestVerifyLogStartFailedAfterShutdown(t *testing.T) {
 		t.Errorf("a failed start noted as an open end: %+v", rep.Notes)
 	}
 }
+
+// A start without the signing key after a crash of a signing gateway (the
+// last checkpoint is no shutdown one): its records and the crashed run's
+// last ones are unsigned, noted, and not held to the last checkpoint's
+// interval however long the gateway was down; each keyless boot is noted.
+func TestVerifyLogKeylessStartsAfterACrash(t *testing.T) {
+	l := newTestLog(t)
+	pub := l.signed(t)
+	l.opts.CheckpointInterval = time.Minute
+	w := l.open(t)
+	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-1").Str(FieldKeyID, KeyID(pub)) }); err != nil {
+		t.Fatal(err)
+	}
+	writeSome(t, w, 3)
+	w.Close()
+	// the crash: the shutdown checkpoint was never written
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	if !strings.Contains(lines[len(lines)-1], `"reason":"shutdown"`) {
+		t.Fatalf("the last record is not the shutdown checkpoint: %s", lines[len(lines)-1])
+	}
+	if err := os.WriteFile(l.path, []byte(strings.Join(lines[:len(lines)-1], "")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	later := time.Now().Add(5 * time.Minute) // down for longer than the checkpoint interval
+	l.opts.SigningKey, l.opts.Clock = nil, func() time.Time { return later }
+	for _, boot := range []struct {
+		id    string
+		event string
+	}{{"boot-2", EventGatewayStartFailed}, {"boot-3", EventGatewayStart}} {
+		l.opts.BootID = boot.id
+		w = l.open(t)
+		if err := w.Record("policy.load", true, func(*zerolog.Event) {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(boot.event, true, func(e *zerolog.Event) { e.Str(FieldBootID, boot.id) }); err != nil {
+			t.Fatal(err)
+		}
+		writeSome(t, w, 2)
+		w.Close()
+	}
+	rep, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{Key: pub})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	for _, want := range []string{"boot boot-2 failed to start without a signing key after the last checkpoint",
+		"boot boot-3 started without a signing key after the last checkpoint"} {
+		if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUnsigned && strings.Contains(n.Message, want) }) {
+			t.Errorf("no note %q in %+v", want, rep.Notes)
+		}
+	}
+}
