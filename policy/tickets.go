@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -149,6 +150,10 @@ func OpenTickets(path string, onEvent func(TicketEvent) error) (*Tickets, error)
 // and why.
 func (ts *Tickets) Refused() []string { return ts.refused }
 
+// ticketIDRe is what a ticket id may be: it is a path segment of the admin
+// API (ticket close ID), so no / ? # % and no dot-only names.
+var ticketIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
+
 // ErrNotSaved is what errors.Is finds in the error of a ticket change that
 // took effect (it is recorded and in force) but could not be saved to the
 // ticket file.
@@ -182,6 +187,9 @@ func plainText(t Ticket) error {
 func loadable(t Ticket) error {
 	if err := plainText(t); err != nil {
 		return err
+	}
+	if !ticketIDRe.MatchString(t.ID) {
+		return fmt.Errorf("id %q is not one ticket open takes (letters, digits and . _ : -)", t.ID)
 	}
 	switch {
 	case t.ID == "" || t.User == "" || len(t.Targets) == 0 || len(t.Access) == 0 ||
@@ -225,8 +233,14 @@ func (ts *Tickets) Open(t Ticket, d time.Duration, by string) (Ticket, error) {
 	if len(t.Reason) > maxTicketReason {
 		return Ticket{}, fmt.Errorf("ticket: a reason of %d bytes, more than %d", len(t.Reason), maxTicketReason)
 	}
+	if t.ID != "" && !ticketIDRe.MatchString(t.ID) {
+		return Ticket{}, fmt.Errorf("ticket: id %q: want 1 to 64 letters, digits and . _ : - (such as CHG-1234), starting with a letter or digit", t.ID)
+	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if old, dup := ts.m[t.ID]; dup && t.ID != "" && !old.Expires.After(ts.now()) {
+		delete(ts.m, t.ID) // expired: the id may be opened again
+	}
 	if t.ID == "" {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
@@ -310,7 +324,7 @@ func (ts *Tickets) apply(ev TicketEvent, change func()) error {
 			what = fmt.Sprintf("%s is approved by %s now, but %s could not be saved: after a restart the approval will be gone", ev.Ticket.ID, ev.By, ts.path)
 		case TicketClose:
 			what = fmt.Sprintf("%s is closed now, but %s could not be saved: after a restart the ticket would be open again; "+
-				"make the file writable and close it again, or stop the gateway and remove it from the file", ev.Ticket.ID, ts.path)
+				"make the file writable (the next ticket change saves the set, without it), or stop the gateway and remove it from the file", ev.Ticket.ID, ts.path)
 		}
 		return fmt.Errorf("ticket: %s: %w", what, notSaved{err})
 	}

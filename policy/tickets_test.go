@@ -118,6 +118,9 @@ func TestTicketChecks(t *testing.T) {
 		"newline in user":  {Ticket{User: "alice\nbob", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
 		"tab in target":    {Ticket{User: "a", Targets: []string{"plc1\t"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
 		"escape in reason": {Ticket{User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "CHG-1\x1b[2J"}, time.Hour, "root"},
+		"slash in id":      {Ticket{ID: "CHG/2026/17", User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"dots for id":      {Ticket{ID: "..", User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
+		"percent in id":    {Ticket{ID: "p%2Fq", User: "a", Targets: []string{"plc1"}, Access: []string{"write"}, Reason: "x"}, time.Hour, "root"},
 	} {
 		if _, err := ts.Open(tc.t, tc.d, tc.by); err == nil {
 			t.Errorf("%s: opened", name)
@@ -256,6 +259,23 @@ func TestTicketFileChecked(t *testing.T) {
 }
 
 // A close that cannot be saved says the ticket would come back.
+// An id may be opened again once its ticket has expired (or was closed).
+func TestTicketIDReopenedAfterExpiry(t *testing.T) {
+	ts, c, _ := newTickets(t, nil)
+	tk := aliceTicket()
+	tk.ID = "CHG-77"
+	if _, err := ts.Open(tk, time.Minute, "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Open(tk, time.Minute, "root"); err == nil || !strings.Contains(err.Error(), "already open") {
+		t.Fatalf("the same id while open: %v", err)
+	}
+	c.t = c.t.Add(2 * time.Minute)
+	if _, err := ts.Open(tk, time.Minute, "root"); err != nil {
+		t.Errorf("the id after its ticket expired: %v", err)
+	}
+}
+
 // Repeated targets and access kinds are kept once.
 func TestTicketRepeatsDropped(t *testing.T) {
 	ts, _, _ := newTickets(t, nil)

@@ -144,6 +144,9 @@ func CSVRow(row []string, r *query.Record) {
 		if detail == "" {
 			detail = r.Reason // ticket.load_refused, a refused session.open
 		}
+		if r.Event == query.EventTicketRefused {
+			detail = statusDetail(r) // what was asked, and why it was refused
+		}
 		if r.Event == query.EventRequestRejected {
 			status = "rejected"
 			detail = statusDetail(r)

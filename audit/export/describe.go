@@ -169,6 +169,12 @@ func appendSummary(b []byte, r *query.Record) []byte {
 		if r.Detail != "" {
 			b = append(append(append(b, " ("...), r.Detail...), ')')
 		}
+	case query.EventTicketRefused:
+		b = append(append(b, "ticket "...), r.Action...)
+		if r.TicketID != "" {
+			b = append(append(b, ' '), r.TicketID...)
+		}
+		b = append(append(append(append(b, " by "...), r.By...), " refused: "...), r.Reason...)
 	case query.EventGatewayStart:
 		b = append(append(append(b, "gateway "...), r.Gateway...), " started"...)
 		if r.Version != "" {
@@ -238,6 +244,12 @@ func statusDetail(r *query.Record) string {
 		return r.Reason
 	case query.EventSessionOpen:
 		return r.Reason
+	case query.EventTicketRefused:
+		what := r.Action
+		if r.TicketID != "" {
+			what += " " + r.TicketID
+		}
+		return what + ": " + r.Reason
 	}
 	return r.Error
 }

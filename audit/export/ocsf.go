@@ -195,7 +195,7 @@ func ocsfStatus(r *query.Record) (int, bool) {
 			return statusSuccess, true
 		}
 		return statusFailure, true
-	case query.EventRequestRejected, query.EventAuthFailed:
+	case query.EventRequestRejected, query.EventAuthFailed, query.EventTicketRefused:
 		return statusFailure, true
 	case query.EventSessionOpen:
 		if r.HasSuccess && !r.Success {

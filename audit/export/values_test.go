@@ -95,6 +95,19 @@ func TestExportTicketEvents(t *testing.T) {
 		t.Errorf("ticket.open summary:\n%s", c)
 	}
 	wantCEF(t, "ticket.load_refused", CEF(refused, "v"), `reason=tickets.json: entry 2 (id "T-OLD"): a field is missing`)
+
+	// a request refused at the admin socket: what was asked, by whom, why;
+	// a failure of medium severity
+	adm := parse(t, `{"seq":9,"time":"2026-11-28T00:50:00Z","event":"ticket.refused","gateway":"gw","action":"approve","by":"alice",`+
+		`"reason":"ticket: T-1 was opened by alice, who cannot also approve it","ticket_id":"T-1","prev":"x","hash":"y"}`)
+	row := csvRows(t, adm)[0]
+	wantCells(t, "ticket.refused", row, map[string]string{"user": "alice", "ticket": "T-1",
+		"detail": "approve T-1: ticket: T-1 was opened by alice, who cannot also approve it"})
+	c = CEF(adm, "v")
+	wantCEF(t, "ticket.refused", c, "msg=ticket approve T-1 by alice refused: ticket: T-1 was opened by alice, who cannot also approve it")
+	if !strings.Contains(c, "|ticket.refused|6|") && !strings.Contains(c, "|6|") {
+		t.Errorf("ticket.refused is not of medium severity (CEF 6):\n%s", c)
+	}
 }
 
 // What a call wrote is in CSV and CEF; an OPC UA Call names its method,

@@ -191,9 +191,11 @@ const (
 	EventSessionOpen     = audit.EventSessionOpen
 	EventSessionClose    = audit.EventSessionClose
 	EventRequestRejected = audit.EventRequestRejected
-	EventAuthFailed      = "session.auth_failed"
-	EventGatewayStart    = audit.EventGatewayStart
-	EventGatewayStop     = audit.EventGatewayStop
+	// EventTicketRefused is a refused request to the admin socket.
+	EventTicketRefused = "ticket.refused"
+	EventAuthFailed    = "session.auth_failed"
+	EventGatewayStart  = audit.EventGatewayStart
+	EventGatewayStop   = audit.EventGatewayStop
 )
 
 // recordTimeLayout is how the writer formats time: fixed width, so that

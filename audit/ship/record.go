@@ -86,7 +86,7 @@ func severityOf(q *query.Record) Severity {
 		return SeverityNotice
 	case strings.HasPrefix(ev, "audit."):
 		return SeverityError
-	case ev == query.EventRequestRejected || ev == query.EventAuthFailed:
+	case ev == query.EventRequestRejected || ev == query.EventAuthFailed || ev == query.EventTicketRefused:
 		return SeverityWarning
 	case ev == query.EventSessionOpen && q.HasSuccess && !q.Success:
 		return SeverityWarning

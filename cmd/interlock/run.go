@@ -451,6 +451,9 @@ func newAdmin(cfg *config.Config, tickets *policy.Tickets, aw *audit.Writer, log
 	refused := func(rf admin.Refusal) {
 		err := aw.Record("ticket.refused", false, func(e *zerolog.Event) {
 			e.Str("action", rf.Action).Str("by", rf.By).Str("reason", rf.Reason)
+			if rf.Repeats > 0 {
+				e.Int("repeats_not_recorded", rf.Repeats)
+			}
 			if rf.TicketID != "" {
 				e.Str("ticket_id", rf.TicketID)
 			}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -39,6 +40,11 @@ type Server struct {
 	// a self-approval, a bad ticket) in the audit log: refused attempts at
 	// access control are evidence too.
 	Refused func(Refusal)
+
+	// strangers holds back the records of callers not allowed at all: any
+	// local user can reach a socket others may use, and must not flood the
+	// audit log (and push older records out through retention).
+	strangers gateway.Every
 }
 
 // Refusal is one refused admin request.
@@ -48,6 +54,9 @@ type Refusal struct {
 	TicketID string       // the ticket named, if any
 	Open     *OpenRequest // the ticket asked for (open)
 	Reason   string       // why it was refused
+	// Repeats counts the refusals of callers not allowed that were not
+	// recorded since the last one that was (at most one every 10 s).
+	Repeats int
 }
 
 // refuse answers a refused request and records it.
@@ -169,8 +178,15 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			if !strings.HasPrefix(r.URL.Path, "/v1/tickets/") {
 				id = ""
 			}
-			s.refuse(w, http.StatusForbidden, Refusal{Action: action(r), By: who, TicketID: id,
-				Reason: fmt.Sprintf("user %s may not administer this gateway (admin.allowed_users)", who)})
+			rf := Refusal{Action: action(r), By: who, TicketID: id,
+				Reason: fmt.Sprintf("user %s may not administer this gateway (admin.allowed_users)", who)}
+			n, ok := s.strangers.Allow(time.Now())
+			if !ok {
+				writeErr(w, http.StatusForbidden, errors.New(rf.Reason)) // counted in the next record
+				return
+			}
+			rf.Repeats = n
+			s.refuse(w, http.StatusForbidden, rf)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -114,13 +114,15 @@ func TestCallerNotAllowed(t *testing.T) {
 	if len(ts.List()) != 0 {
 		t.Fatal("a refused caller opened a ticket")
 	}
-	if _, err := c.Close("T-1"); err == nil {
-		t.Fatal("a refused caller closed a ticket")
+	// a flood of them is recorded once every 10 s, the rest counted
+	for range 100 {
+		if _, err := c.Close("T-1"); err == nil || !strings.Contains(err.Error(), "may not administer") {
+			t.Fatalf("a refused caller closed a ticket: %v", err)
+		}
 	}
 	got := rec.get()
-	if len(got) != 2 || got[0].Action != "open" || got[1].Action != "close" || got[1].TicketID != "T-1" ||
-		got[0].By == "" || !strings.Contains(got[0].Reason, "may not administer") {
-		t.Errorf("refusals recorded: %+v", got)
+	if len(got) != 1 || got[0].Action != "open" || got[0].By == "" || !strings.Contains(got[0].Reason, "may not administer") {
+		t.Errorf("refusals recorded: %+v; want the first alone", got)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -41,13 +42,13 @@ func (c *Client) Open(req OpenRequest) (policy.Ticket, error) {
 // Approve approves a ticket as the calling user.
 func (c *Client) Approve(id string) (policy.Ticket, error) {
 	var t policy.Ticket
-	return t, c.do(http.MethodPost, "/v1/tickets/"+id+"/approve", nil, &t)
+	return t, c.do(http.MethodPost, "/v1/tickets/"+url.PathEscape(id)+"/approve", nil, &t)
 }
 
 // Close closes a ticket.
 func (c *Client) Close(id string) (policy.Ticket, error) {
 	var t policy.Ticket
-	return t, c.do(http.MethodPost, "/v1/tickets/"+id+"/close", nil, &t)
+	return t, c.do(http.MethodPost, "/v1/tickets/"+url.PathEscape(id)+"/close", nil, &t)
 }
 
 // List returns the open tickets.
