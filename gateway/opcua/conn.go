@@ -86,6 +86,14 @@ func (c *conn) serve(ctx context.Context) error {
 	defer stop()
 	r.run(ctx, true, true)
 	<-r.done
+	select {
+	case <-r.draining:
+		// The gateway is stopping (its listener shut the reading side):
+		// the requests in flight are answered before the channel closes,
+		// until the listener cuts what is left.
+		r.waitInFlight(ctx)
+	default:
+	}
 	c.base.Log.Debug().Err(r.err).Msg("secure channel ended")
 	if errors.Is(r.err, io.EOF) || ctx.Err() != nil {
 		return nil
@@ -106,6 +114,20 @@ type readers struct {
 	// draining is closed when the gateway begins to stop: a request read
 	// after that is answered Bad_ServerHalted, not started.
 	draining <-chan struct{}
+}
+
+// waitInFlight waits until no request of the channel is in flight, or ctx
+// ends.
+func (r *readers) waitInFlight(ctx context.Context) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for len(r.slots) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // readerIdle is how long a goroutine waits for its next turn to read

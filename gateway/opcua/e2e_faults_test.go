@@ -480,3 +480,36 @@ func openFiles(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// A shutdown answers the requests in flight before it closes the channel:
+// a method call under way gets its result, not a reset, and its result
+// record says ok.
+func TestShutdownAnswersCallInFlight(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	called := make(chan error, 1)
+	go func() {
+		resp, err := c.Call(ctx, &ua.CallMethodRequest{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC),
+			MethodID: ua.MustParseNodeID(opcuatest.NodeWait), InputArguments: []*ua.Variant{ua.MustVariant(uint32(1000))}})
+		if err == nil && resp.StatusCode != ua.StatusOK {
+			err = resp.StatusCode
+		}
+		called <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the Call is out and waits upstream
+	g.stop()
+	if err := <-called; err != nil {
+		t.Fatalf("the Call in flight at the shutdown: %v; want its result", err)
+	}
+	rs := g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "result"), func(r record) bool { return r.str("function") == "call" })
+	})
+	for _, r := range events(rs, "result") {
+		if r.str("function") == "call" && r.str("status") != "ok" {
+			t.Errorf("the Call's result record: %v", r)
+		}
+	}
+}

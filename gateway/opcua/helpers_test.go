@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"sync"
 	"testing"
 	"time"
 
@@ -113,6 +114,7 @@ type gw struct {
 	engine    gateway.Engine
 	policy    *policy.Engine
 	policyDir string
+	stop      func() // stops the listener as a shutdown does (drains), once
 }
 
 type gwOpts struct {
@@ -170,13 +172,13 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Serve(ctx, ln); close(done) }()
+	stop := sync.OnceFunc(func() { cancel(); <-done })
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		eng.Close()
 		aw.Close()
 	})
-	return &gw{endpoint: "opc.tcp://" + ln.Addr().String(), auditPath: auditPath, store: o.store, engine: eng, policy: pe, policyDir: pdir}
+	return &gw{endpoint: "opc.tcp://" + ln.Addr().String(), auditPath: auditPath, store: o.store, engine: eng, policy: pe, policyDir: pdir, stop: stop}
 }
 
 // record is an audit record, loosely decoded.

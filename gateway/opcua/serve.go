@@ -18,6 +18,9 @@ import (
 // and answers its requests until the channel closes.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
 	cfg := &channel.Config{
+		// the engine closes the channel when the requests in flight are
+		// answered (a stopping gateway shuts the reading side first)
+		OpenAtEOF:      true,
 		EndpointURL:    e.endpointURL,
 		Certificate:    e.cert,
 		PrivateKey:     e.key,

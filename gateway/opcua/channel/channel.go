@@ -297,7 +297,9 @@ func (c *Channel) Next() (*Request, error) {
 		err = io.EOF
 	}
 	c.readErr = err
-	c.abort(err)
+	if err != io.EOF || !c.cfg.OpenAtEOF {
+		c.abort(err)
+	}
 	close(c.readDone)
 	return nil, err
 }

@@ -21,6 +21,11 @@ type Offer struct {
 // Config is the server side of a secure channel. Accept works on a copy with
 // the defaults filled in.
 type Config struct {
+	// OpenAtEOF keeps the socket open when the client's stream ends (or a
+	// server that is stopping shut the reading side), so that the answers
+	// to the requests in flight still go out; the owner must Close the
+	// channel. Without it the socket is closed at once.
+	OpenAtEOF bool
 	// EndpointURL is the endpoint the channel serves. It is not compared
 	// with the Hello's, which clients fill with whatever address they dialled.
 	EndpointURL string
