@@ -216,6 +216,11 @@ func (e *Engine) decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 
 // Eval decides an input built elsewhere (policy eval, replay), with
 // time.now_ns() fixed to at.
+// UsesNetwork reports whether a rule of the policy in force calls a
+// builtin that reaches the network (http.send, net.lookup_ip_addr):
+// deciding made-up calls with it would send them to the service.
+func (e *Engine) UsesNetwork() bool { return e.cur.Load().network }
+
 func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
 	return e.cur.Load().eval(ctx, input, at)
 }
@@ -340,6 +345,9 @@ type prepared struct {
 	rev   string
 	key   string // the content's identity; the decision cache keys on it
 	files []string
+	// network is set when a rule calls a builtin that reaches the network
+	// (NetworkBuiltins): sample decisions would reach it too.
+	network bool
 }
 
 func (p *prepared) eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {

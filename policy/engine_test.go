@@ -344,6 +344,23 @@ decision := {"allow": true, "reasons": [data.site, data.sites.a.owner, data.site
 	}
 }
 
+// A policy whose rules call the network says so (check then decides no
+// made-up call with it); one that does not, does not.
+func TestUsesNetwork(t *testing.T) {
+	if newEngine(t, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData}).UsesNetwork() {
+		t.Error("a policy without network calls says it uses the network")
+	}
+	net := newEngine(t, map[string]string{"main.rego": `package interlock
+
+ok if net.lookup_ip_addr("plc.example")
+
+decision := {"allow": true} if ok
+`})
+	if !net.UsesNetwork() {
+		t.Error("a policy calling net.lookup_ip_addr does not say it uses the network")
+	}
+}
+
 // A data file that is not JSON is named with the line and column at fault.
 func TestDataSyntaxErrorNamesTheLine(t *testing.T) {
 	dir := policyDir(t, map[string]string{"main.rego": sitePolicy, "data.json": "{\n  \"site\": \"a\",\n  \"sites\": [1, 2\n}\n"})

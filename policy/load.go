@@ -299,6 +299,21 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 	if err := checkDefined(c, query); err != nil {
 		return nil, err
 	}
+	network := false
+	for _, m := range c.Modules {
+		ast.WalkTerms(m, func(t *ast.Term) bool {
+			if call, ok := t.Value.(ast.Call); ok && len(call) > 0 && slices.Contains(NetworkBuiltins, call[0].String()) {
+				network = true
+			}
+			return network
+		})
+		ast.WalkExprs(m, func(x *ast.Expr) bool {
+			if x.IsCall() && slices.Contains(NetworkBuiltins, x.Operator().String()) {
+				network = true
+			}
+			return network
+		})
+	}
 
 	opts := append([]func(*rego.Rego){
 		rego.Query(query),
@@ -313,7 +328,7 @@ func compileSnapshot(ctx context.Context, s *snapshot, query string) (*prepared,
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{query: pq, rev: s.rev, key: s.key, files: s.names}, nil
+	return &prepared{query: pq, rev: s.rev, key: s.key, files: s.names, network: network}, nil
 }
 
 // checkDefined refuses a policy in which no rule defines the decision: it
