@@ -116,6 +116,21 @@ func TestBrowseNext(t *testing.T) {
 	if err != nil || len(bad.Results) != 1 || bad.Results[0].StatusCode != ua.StatusBadContinuationPointInvalid {
 		t.Fatalf("an unknown continuation point: %v %+v", err, bad)
 	}
+	// the gateway refuses it itself: recorded, not decided or forwarded
+	// (and so is the one released above, used already)
+	rs = g.records(t, func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool { return r.str("reason") == "unknown_continuation_point" })
+	})
+	if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
+		return r.str("reason") == "unknown_continuation_point" && r.str("response") == "Bad_ContinuationPointInvalid"
+	}) {
+		t.Errorf("no request.rejected record of the unknown continuation point")
+	}
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "function") == "browse_next" && r.str("operation", "node_id") == "" {
+			t.Errorf("a browse_next call decided without its node: %v", r)
+		}
+	}
 
 	// a policy that lets clients browse but not continue
 	refuse := `package interlock

@@ -385,30 +385,57 @@ func (s *uaSession) nodeOfCP(cp []byte) string {
 	return s.cps[string(cp)]
 }
 
+// browseNext forwards the continuation points this session was given and
+// has not used yet, each decided with the node its Browse named; one the
+// gateway did not hand out (forged, used or released already) is answered
+// Bad_ContinuationPointInvalid and recorded, not forwarded: no policy rule
+// on the node could apply to it.
 func (c *conn) browseNext(ctx context.Context, s *uaSession, req *ua.BrowseNextRequest) ua.Response {
 	in := req.ContinuationPoints
-	out := make([]*ua.BrowseResult, len(in))
-	nodes := make([]string, len(in))
-	for i, cp := range in {
-		nodes[i] = s.nodeOfCP(cp)
+	if r := c.refuseTooMany(ctx, s, req.RequestHeader, len(in), func() *gateway.Call { return nodeCall("browse_next", gateway.AccessBrowse, "") }); r != nil {
+		return r
 	}
+	out := make([]*ua.BrowseResult, len(in))
+	var known []int // indexes of in the gateway handed out
+	var nodes []string
+	for i, cp := range in {
+		node := s.nodeOfCP(cp)
+		if node == "" {
+			out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadContinuationPointInvalid}
+			k := nodeCall("browse_next", gateway.AccessBrowse, "")
+			k.Target = c.base.Target
+			c.e.pipeline.Reject(ctx, s.session(), k, "unknown_continuation_point",
+				"a continuation point the gateway did not give this session, or one used or released already",
+				statusName(ua.StatusBadContinuationPointInvalid))
+			continue
+		}
+		known = append(known, i)
+		nodes = append(nodes, node)
+	}
+	if len(in) > 0 && len(known) == 0 {
+		return &ua.BrowseNextResponse{ResponseHeader: header(req.RequestHeader, ua.StatusOK), Results: out}
+	}
+	outK := make([]*ua.BrowseResult, len(known))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n:    len(in),
-		call: func(i int) *gateway.Call { return nodeCall("browse_next", gateway.AccessBrowse, nodes[i]) },
-		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
+		n:    len(known),
+		call: func(j int) *gateway.Call { return nodeCall("browse_next", gateway.AccessBrowse, nodes[j]) },
+		deny: func(j int) { outK[j] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
-			return &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints, ContinuationPoints: pick(in, allowed)}
+			return &ua.BrowseNextRequest{ReleaseContinuationPoints: req.ReleaseContinuationPoints, ContinuationPoints: pick(in, pick(known, allowed))}
 		},
-		merge: resultsMerge(out, func(r *ua.BrowseNextResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
-			func(_, i int) {
+		merge: resultsMerge(outK, func(r *ua.BrowseNextResponse) []*ua.BrowseResult { return r.Results }, browseStatus,
+			func(_, j int) {
 				// a continuation point is used once (released, or replaced
 				// by the next one): the map holds only those still open
 				s.mu.Lock()
-				delete(s.cps, string(in[i]))
+				delete(s.cps, string(in[known[j]]))
 				s.mu.Unlock()
-				s.rememberCP(out[i].ContinuationPoint, nodes[i])
+				s.rememberCP(outK[j].ContinuationPoint, nodes[j])
 			}),
 		respond: func(h *ua.ResponseHeader) ua.Response {
+			for j, i := range known {
+				out[i] = outK[j]
+			}
 			return &ua.BrowseNextResponse{ResponseHeader: h, Results: out}
 		},
 	})
