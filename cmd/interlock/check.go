@@ -91,6 +91,10 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if fi, err := os.Stat(filepath.Dir(a.Socket)); err != nil || !fi.IsDir() {
 			return cfg.Errorf("admin.socket", "the folder of %s is not there: create it, or put the socket elsewhere", a.Socket)
 		}
+		if c, err := net.Dial("unix", a.Socket); err == nil {
+			c.Close()
+			fmt.Fprintf(stdout, "%s: warning: admin.socket: %s is in use (by the running gateway, or run will fail)\n", cfg.File, a.Socket)
+		}
 		ts, err := policy.OpenTickets(a.Tickets, nil)
 		if err != nil {
 			return cfg.Errorf("admin.tickets", "%v", err)

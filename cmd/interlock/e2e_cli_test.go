@@ -198,6 +198,10 @@ func TestE2ECLIUsage(t *testing.T) {
 		if r := interlock(t, "policy", "eval", "--policy", slow, "--input", in); r.code != 1 || !strings.Contains(r.stderr, "the input is a JSON array") {
 			t.Errorf("policy eval of an array: exit %d\nstderr: %s", r.code, r.stderr)
 		}
+		writeFile(t, in, `{"operation": {}} {"operation": {}}`)
+		if r := interlock(t, "policy", "eval", "--policy", slow, "--input", in); r.code != 1 || !strings.Contains(r.stderr, "more than one JSON document") {
+			t.Errorf("policy eval of two documents: exit %d\nstderr: %s", r.code, r.stderr)
+		}
 	})
 	t.Run("flags after arguments", func(t *testing.T) {
 		// as the synopses show them: "policy test DIR --format json"
@@ -274,6 +278,15 @@ func TestE2ECLIUsage(t *testing.T) {
 		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, `warning: admin.tickets: ticket T-9 names target "plc9", which this gateway does not serve`) {
 			t.Errorf("check of a ticket for an unserved target: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
+		// the admin socket held by a running gateway
+		sock, err := net.Listen("unix", filepath.Join(filepath.Dir(g.config), "admin.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, "warning: admin.socket: ") || !strings.Contains(r.stdout, "admin.sock is in use") {
+			t.Errorf("check of an admin socket in use: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		sock.Close()
 		// an audit filesystem over its warning level (this one is more
 		// than 1% full)
 		writeFile(t, g.config, strings.Replace(base, "\naudit:\n", "\naudit:\n  warn_fill_percent: 1\n", 1))

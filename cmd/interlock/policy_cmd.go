@@ -119,6 +119,11 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%s: not a JSON document: %v", *inPath, err)
 	}
+	if dec := json.NewDecoder(bytes.NewReader(raw)); dec.Decode(new(json.RawMessage)) == nil {
+		if _, err := dec.Token(); err != io.EOF {
+			return fmt.Errorf("%s: more than one JSON document (the input is one object)", *inPath)
+		}
+	}
 	at := time.Now().UTC()
 	var probe struct {
 		Time string `json:"time"`
