@@ -186,6 +186,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				return
 			}
 			rf.Repeats = n
+			if rf.Action == "open" {
+				// the ticket asked for, as far as the body says
+				var req OpenRequest
+				if json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req) == nil {
+					rf.Open, rf.TicketID = &req, req.ID
+				}
+			}
 			s.refuse(w, http.StatusForbidden, rf)
 			return
 		}

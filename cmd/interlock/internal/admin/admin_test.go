@@ -121,8 +121,9 @@ func TestCallerNotAllowed(t *testing.T) {
 		}
 	}
 	got := rec.get()
-	if len(got) != 1 || got[0].Action != "open" || got[0].By == "" || !strings.Contains(got[0].Reason, "may not administer") {
-		t.Errorf("refusals recorded: %+v; want the first alone", got)
+	if len(got) != 1 || got[0].Action != "open" || got[0].By == "" || !strings.Contains(got[0].Reason, "may not administer") ||
+		got[0].Open == nil || got[0].Open.User != "alice" {
+		t.Errorf("refusals recorded: %+v; want the first alone, with the ticket asked for", got)
 	}
 }
 
