@@ -539,12 +539,12 @@ func handles(r *ua.PublishResponse) map[uint32]int {
 	return n
 }
 
-// A Publish that waits upstream while the policy comes to deny a monitored
-// node carries the values the server sampled meanwhile: the gateway
-// decides the items again when the answer comes and withholds the denied
-// item's notifications (the result record says how many); the allowed
-// item's go through.
-func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
+// denyDuringPublish subscribes to Temperature (client handle 1) and
+// Pressure (2) through a gateway, takes the first Publish, and denies
+// Temperature by a policy reload while the next Publish waits upstream (the
+// publishing interval is 1.5 s); it returns that Publish's answer.
+func denyDuringPublish(t *testing.T) (context.Context, *gw, *gopcua.Client, func(ua.Request) ua.Response, uint32, *ua.PublishResponse) {
+	t.Helper()
 	ctx, g, c, send := anonymousThrough(t, itemsPolicy)
 	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 1500, RequestedLifetimeCount: 60,
 		RequestedMaxKeepAliveCount: 3, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
@@ -554,14 +554,10 @@ func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
 	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
 		t.Fatalf("create monitored items: %+v", mi.Results)
 	}
-	publish := func() *ua.PublishResponse {
-		return send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
+	first := send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
+	if h := handles(first); len(h) != 2 || h[1] == 0 || h[2] == 0 {
+		t.Fatalf("first Publish: notifications by handle %v, want the client's handles 1 and 2", h)
 	}
-	if first := handles(publish()); first[1] == 0 || first[2] == 0 {
-		t.Fatalf("first Publish: notifications by handle %v, want both items'", first)
-	}
-
-	// the next Publish waits upstream for the publishing interval (1.5 s)
 	waiting := make(chan *ua.PublishResponse, 1)
 	go func() {
 		var resp ua.Response
@@ -577,7 +573,24 @@ func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
 	if changed, err := g.policy.Reload(); err != nil || !changed {
 		t.Fatalf("reload: %v %v", changed, err)
 	}
-	got := handles(<-waiting)
+	w := <-waiting
+	if w == nil {
+		t.Fatal("the Publish in flight got no answer")
+	}
+	return ctx, g, c, send, cs.SubscriptionID, w
+}
+
+// A Publish that waits upstream while the policy comes to deny a monitored
+// node carries the values the server sampled meanwhile: the gateway
+// decides the items again when the answer comes and withholds the denied
+// item's notifications (the result record says how many); the allowed
+// item's go through.
+func TestNotificationsWithheldAfterPolicyChange(t *testing.T) {
+	_, g, _, send, _, inFlight := denyDuringPublish(t)
+	publish := func() *ua.PublishResponse {
+		return send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
+	}
+	got := handles(inFlight)
 	if got[1] != 0 {
 		t.Errorf("the Publish in flight at the change delivered %d notifications of the now denied Temperature item", got[1])
 	}
@@ -657,38 +670,8 @@ func republish(ctx context.Context, t *testing.T, c *gopcua.Client, sub, seq uin
 // a new, allowed item. Upstream handles are the gateway's; the client sees
 // its own.
 func TestWithheldNotificationsStayWithheld(t *testing.T) {
-	ctx, g, c, send := anonymousThrough(t, itemsPolicy)
-	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 1500, RequestedLifetimeCount: 60,
-		RequestedMaxKeepAliveCount: 3, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
-	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
-		ItemsToCreate: []*ua.MonitoredItemCreateRequest{
-			monitoredItem(opcuatest.NodeTemperature, 1, 100, 50), monitoredItem(opcuatest.NodePressure, 2, 100, 50)}}).(*ua.CreateMonitoredItemsResponse)
-	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
-		t.Fatalf("create monitored items: %+v", mi.Results)
-	}
-	first := send(&ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}}).(*ua.PublishResponse)
-	if h := handles(first); len(h) != 2 || h[1] == 0 || h[2] == 0 {
-		t.Fatalf("first Publish: notifications by handle %v, want the client's handles 1 and 2", h)
-	}
-	waiting := make(chan *ua.PublishResponse, 1)
-	go func() {
-		var resp ua.Response
-		_ = c.Send(ctx, &ua.PublishRequest{SubscriptionAcknowledgements: []*ua.SubscriptionAcknowledgement{}},
-			func(r ua.Response) error { resp = r; return nil })
-		r, _ := resp.(*ua.PublishResponse)
-		waiting <- r
-	}()
-	time.Sleep(400 * time.Millisecond)
-	if err := writeFile(filepath.Join(g.policyDir, "data.json"), `{"lists": {"denied": ["ns=1;s=Temperature"]}}`); err != nil {
-		t.Fatal(err)
-	}
-	if changed, err := g.policy.Reload(); err != nil || !changed {
-		t.Fatalf("reload: %v %v", changed, err)
-	}
-	w := <-waiting
-	if w == nil {
-		t.Fatal("the Publish in flight got no answer")
-	}
+	ctx, _, c, send, sub, w := denyDuringPublish(t)
+	cs := &ua.CreateSubscriptionResponse{SubscriptionID: sub}
 	seq := w.NotificationMessage.SequenceNumber
 	if n := handles(w)[1]; n != 0 {
 		t.Errorf("the Publish in flight delivered %d notifications of the denied item", n)
@@ -698,7 +681,7 @@ func TestWithheldNotificationsStayWithheld(t *testing.T) {
 	}
 	// a new, allowed item under the denied item's handle, and Pressure
 	// given it too
-	mi = send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
+	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
 		ItemsToCreate: []*ua.MonitoredItemCreateRequest{monitoredItem(opcuatest.NodeCounter, 1, 100, 1)}}).(*ua.CreateMonitoredItemsResponse)
 	if mi.Results[0].StatusCode != ua.StatusOK {
 		t.Fatalf("a Counter item under handle 1: %v", mi.Results[0].StatusCode)
