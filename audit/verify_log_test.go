@@ -602,14 +602,7 @@ func TestVerifyLogUnsignedStartAfterSignedStop(t *testing.T) {
 
 	l.opts.SigningKey, l.opts.BootID = nil, "boot-2"
 	w = l.open(t)
-	for _, ev := range []string{"policy.load", "ticket.load"} {
-		if err := w.Record(ev, true, func(*zerolog.Event) {}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
-		t.Fatal(err)
-	}
+	writeStart(t, w, "boot-2", EventGatewayStart)
 	writeSome(t, w, 1200) // more than the signed run's checkpoint_every: no checkpoint limits an unsigned run
 	if err := w.Record(EventGatewayStop, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
 		t.Fatal(err)
@@ -696,14 +689,7 @@ func TestVerifyLogRestartNoteNamesTheBootBefore(t *testing.T) {
 	last := uint64(len(l.lines(t)))
 
 	w = l.open(t)
-	for _, ev := range []string{"policy.load", "ticket.load"} {
-		if err := w.Record(ev, true, func(*zerolog.Event) {}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Record(EventGatewayStart, true, func(e *zerolog.Event) { e.Str(FieldBootID, "boot-2") }); err != nil {
-		t.Fatal(err)
-	}
+	writeStart(t, w, "boot-2", EventGatewayStart)
 	w.Close()
 	rep, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
 	if err != nil {
@@ -787,12 +773,7 @@ func TestVerifyLogKeylessStartsAfterACrash(t *testing.T) {
 	}{{"boot-2", EventGatewayStartFailed}, {"boot-3", EventGatewayStart}} {
 		l.opts.BootID = boot.id
 		w = l.open(t)
-		if err := w.Record("policy.load", true, func(*zerolog.Event) {}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Record(boot.event, true, func(e *zerolog.Event) { e.Str(FieldBootID, boot.id) }); err != nil {
-			t.Fatal(err)
-		}
+		writeStart(t, w, boot.id, boot.event)
 		writeSome(t, w, 2)
 		w.Close()
 	}
@@ -805,5 +786,19 @@ func TestVerifyLogKeylessStartsAfterACrash(t *testing.T) {
 		if !slices.ContainsFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUnsigned && strings.Contains(n.Message, want) }) {
 			t.Errorf("no note %q in %+v", want, rep.Notes)
 		}
+	}
+}
+
+// writeStart writes what a start writes: policy.load, ticket.load, then
+// event (gateway.start or gateway.start_failed) of boot.
+func writeStart(t *testing.T, w *Writer, boot, event string) {
+	t.Helper()
+	for _, ev := range []string{"policy.load", "ticket.load"} {
+		if err := w.Record(ev, true, func(*zerolog.Event) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Record(event, true, func(e *zerolog.Event) { e.Str(FieldBootID, boot) }); err != nil {
+		t.Fatal(err)
 	}
 }

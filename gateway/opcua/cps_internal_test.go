@@ -14,13 +14,7 @@ import (
 // browsing does not fill the map until it is cleared and a continuation
 // point in use loses its node.
 func TestContinuationPointsForgottenOnceUsed(t *testing.T) {
-	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
-	h := newHarnessFor(t, srv.Endpoint)
-	c := h.conn(1)
-	cs := create(t, c)
-	if r := activate(c, cs.AuthenticationToken, nil); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatal(r.Header().ServiceResult)
-	}
+	h, c, cs := activatedOnTestServer(t)
 	s := h.e.sessions.get(cs.AuthenticationToken)
 	open := func() int {
 		s.mu.Lock()

@@ -522,10 +522,10 @@ func TestCreateSessionChecksApplicationURI(t *testing.T) {
 	}
 }
 
-// The server forgets the gateway's upstream session: the request that
-// finds out is sent again on a new upstream session, and the client never
-// sees Bad_SessionIdInvalid.
-func TestUpstreamSessionLostIsRetried(t *testing.T) {
+// activatedOnTestServer is a connection of an engine in front of the
+// node-opcua test server with an anonymous session created and activated.
+func activatedOnTestServer(t *testing.T) (*harness, *conn, *ua.CreateSessionResponse) {
+	t.Helper()
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	h := newHarnessFor(t, srv.Endpoint)
 	c := h.conn(1)
@@ -533,6 +533,14 @@ func TestUpstreamSessionLostIsRetried(t *testing.T) {
 	if r := activate(c, cs.AuthenticationToken, nil); r.Header().ServiceResult != ua.StatusOK {
 		t.Fatal(r.Header().ServiceResult)
 	}
+	return h, c, cs
+}
+
+// The server forgets the gateway's upstream session: the request that
+// finds out is sent again on a new upstream session, and the client never
+// sees Bad_SessionIdInvalid.
+func TestUpstreamSessionLostIsRetried(t *testing.T) {
+	h, c, cs := activatedOnTestServer(t)
 	rd := func() ua.StatusCode {
 		r := c.handle(context.Background(), &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{
 			{NodeID: ua.MustParseNodeID(opcuatest.NodePressure), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}})
