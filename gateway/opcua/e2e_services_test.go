@@ -96,14 +96,7 @@ func TestBatchedServicesPerItem(t *testing.T) {
 	}
 
 	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
-	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
-		return &ua.MonitoredItemCreateRequest{
-			ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
-			MonitoringMode: ua.MonitoringModeReporting,
-			RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true,
-				Filter: ua.NewExtensionObject(nil)},
-		}
-	}
+	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest { return monitoredItem(node, h, 100, 1) }
 	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
 		ItemsToCreate: []*ua.MonitoredItemCreateRequest{item(opcuatest.NodeTemperature, 1), item(opcuatest.NodeCounter, 2)}}).(*ua.CreateMonitoredItemsResponse)
 	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusBadUserAccessDenied {

@@ -456,14 +456,7 @@ func TestMonitoredItemsDecidedAgainAfterPolicyChange(t *testing.T) {
 	_, g, _, send := anonymousThrough(t, itemsPolicy)
 
 	cs := send(&ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 60, RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}).(*ua.CreateSubscriptionResponse)
-	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest {
-		return &ua.MonitoredItemCreateRequest{
-			ItemToMonitor:  &ua.ReadValueID{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}},
-			MonitoringMode: ua.MonitoringModeReporting,
-			RequestedParameters: &ua.MonitoringParameters{ClientHandle: h, SamplingInterval: 100, QueueSize: 1, DiscardOldest: true,
-				Filter: ua.NewExtensionObject(nil)},
-		}
-	}
+	item := func(node string, h uint32) *ua.MonitoredItemCreateRequest { return monitoredItem(node, h, 100, 1) }
 	mi := send(&ua.CreateMonitoredItemsRequest{SubscriptionID: cs.SubscriptionID, TimestampsToReturn: ua.TimestampsToReturnBoth,
 		ItemsToCreate: []*ua.MonitoredItemCreateRequest{item(opcuatest.NodeCounter, 1), item(opcuatest.NodePressure, 2)}}).(*ua.CreateMonitoredItemsResponse)
 	if len(mi.Results) != 2 || mi.Results[0].StatusCode != ua.StatusOK || mi.Results[1].StatusCode != ua.StatusOK {
