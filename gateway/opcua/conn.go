@@ -47,6 +47,7 @@ type conn struct {
 	mode       ua.MessageSecurityMode
 	remoteCert []byte
 	base       *gateway.Session // the listener's record of the connection
+	parked     parked           // Publishes waiting upstream, ended by the stop
 }
 
 func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
@@ -160,6 +161,15 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 			req, err := r.c.ch.Next()
 			if err != nil {
 				r.err = err
+				select {
+				case <-r.draining:
+					// The stop shut the reading. A Publish parked upstream
+					// would hold the stop until the listener cuts it off:
+					// it is answered Bad_Shutdown now. (This goroutine, not
+					// serve's, which may be the one answering the Publish.)
+					r.c.parked.stop()
+				default:
+				}
 				close(r.done)
 				return
 			}

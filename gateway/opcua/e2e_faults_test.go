@@ -513,3 +513,49 @@ func TestShutdownAnswersCallInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A shutdown does not wait for a Publish parked upstream (a server holds
+// one until it has notifications or a keep-alive is due, minutes on a quiet
+// subscription): the stop answers it Bad_Shutdown at once, and its result
+// record says so, instead of the listener cutting it off after
+// request_timeout and a second.
+func TestShutdownAnswersParkedPublish(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	const requestTimeout = 20 * time.Second // the cut would come after 21 s
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy,
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}, limits: gateway.Limits{RequestTimeout: requestTimeout}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := anonymousClient(ctx, t, g.endpoint)
+	srv.HangPublish(time.Minute)
+	notes := make(chan *gopcua.PublishNotificationData, 16)
+	if _, err := c.Subscribe(ctx, &gopcua.SubscriptionParameters{Interval: 100 * time.Millisecond}, notes); err != nil {
+		t.Fatal(err)
+	}
+	parked := func(rs []record) bool {
+		return slices.ContainsFunc(events(rs, "call"), func(r record) bool { return r.str("operation", "function") == "publish" })
+	}
+	if !parked(g.records(t, parked)) {
+		t.Fatal("no Publish went upstream")
+	}
+	time.Sleep(200 * time.Millisecond) // the Publish is upstream, held there
+	start := time.Now()
+	g.stop()
+	if took := time.Since(start); took > requestTimeout/2 {
+		t.Errorf("the stop took %v with a Publish parked upstream; want it answered at once, not cut after request_timeout (%v)", took, requestTimeout)
+	}
+	rs := g.records(t, nil)
+	var found bool
+	for _, r := range events(rs, "result") {
+		if r.str("function") != "publish" {
+			continue
+		}
+		found = true
+		if r.str("status") != "error" || r["code"] != float64(uint32(ua.StatusBadShutdown)) || !strings.Contains(r.str("detail"), "stopping") {
+			t.Errorf("the parked Publish's result record: %v; want status error, code Bad_Shutdown, a detail saying the gateway is stopping", r)
+		}
+	}
+	if !found {
+		t.Errorf("no result record of the parked Publish in %d records", len(rs))
+	}
+}

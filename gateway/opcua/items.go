@@ -230,6 +230,11 @@ func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req 
 	} else if hint > d {
 		d = min(hint, c.e.opts.Limits.MaxPublishTimeout)
 	}
+	if publish {
+		var release func()
+		ctx, release = c.parked.hold(ctx)
+		defer release()
+	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	s.mu.Lock()
@@ -238,7 +243,11 @@ func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req 
 	if up == nil {
 		return nil, errUpstreamClosed
 	}
-	return up.send(ctx, req)
+	resp, err := up.send(ctx, req)
+	if err != nil && context.Cause(ctx) == errStopping {
+		return nil, errStopping
+	}
+	return resp, err
 }
 
 // single forwards a request decided as one call (CreateSubscription,

@@ -267,6 +267,8 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 func statusOf(err error) ua.StatusCode {
 	var ce *errConnect
 	switch {
+	case errors.Is(err, errStopping):
+		return ua.StatusBadShutdown
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ua.StatusBadTimeout):
 		return ua.StatusBadTimeout
 	case errors.Is(err, errUpstreamClosed):
