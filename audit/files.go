@@ -24,8 +24,9 @@ import (
 //
 // The writer never compresses a file, but an operator may gzip rotated
 // files in place (<rotated name>.gz). The tools that read a log decompress
-// them and list them with LogFilesWithGzip; the writer, retention and the
-// shipper read files as they are on disk and list them with LogFiles.
+// them and list them with LogFilesWithGzip, and so does retention (which
+// counts and deletes them too); the writer and the shipper read files as
+// they are on disk and list them with LogFiles.
 
 // gzipExt ends the name of a file compressed with gzip.
 const gzipExt = ".gz"

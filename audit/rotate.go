@@ -1,14 +1,17 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -202,8 +205,13 @@ type rotatedTail struct {
 	size     int64
 }
 
-// describeRotated reads a rotated file's first and last record.
+// describeRotated reads a rotated file's first and last record (of a file
+// an operator compressed with gzip, decompressed; its size is the
+// compressed size on disk).
 func describeRotated(name string) (*rotatedTail, error) {
+	if strings.HasSuffix(name, gzipExt) {
+		return describeGzipped(name)
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
@@ -222,6 +230,75 @@ func describeRotated(name string) (*rotatedTail, error) {
 	}
 	first, _ := readFileStart(f, t.seq, zerolog.Nop(), name)
 	return &rotatedTail{name: name, firstSeq: first, lastSeq: t.seq, lastHash: t.hash, size: fi.Size()}, nil
+}
+
+// describeGzipped is describeRotated for a rotated file compressed with
+// gzip: it reads the whole stream, keeping only its first and last line.
+func describeGzipped(name string) (*rotatedTail, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := OpenLogFile(name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	var first, last []byte
+	for {
+		line, err := readLine(br)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if first == nil {
+			first = bytes.Clone(line)
+		}
+		last = append(last[:0], line...)
+	}
+	if first == nil {
+		return nil, fmt.Errorf("%s: does not end with a whole record", name)
+	}
+	fh, flt := parseRecord(first)
+	if flt != nil {
+		return nil, fmt.Errorf("%s: the first record is not a valid audit record: %s", name, flt.msg)
+	}
+	lh, flt := parseRecord(last)
+	if flt != nil {
+		return nil, fmt.Errorf("%s: the last record is not a valid audit record: %s", name, flt.msg)
+	}
+	return &rotatedTail{name: name, firstSeq: fh.seq, lastSeq: lh.seq, lastHash: lh.hash, size: fi.Size()}, nil
+}
+
+// readLine reads one whole line of a log, without its newline; a line
+// without one at the end of the stream, or longer than a record can be,
+// is an error.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var long []byte
+	for {
+		b, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if long == nil {
+				return b[:len(b)-1], nil
+			}
+			return append(long, b[:len(b)-1]...), nil
+		case err == bufio.ErrBufferFull:
+			if len(long)+len(b) > maxRecordSize {
+				return nil, fmt.Errorf("a line longer than %d bytes: not an audit log", maxRecordSize)
+			}
+			long = append(long, b...)
+		case err == io.EOF && len(b) == 0 && long == nil:
+			return nil, io.EOF
+		case err == io.EOF:
+			return nil, errors.New("does not end with a whole record")
+		default:
+			return nil, err
+		}
+	}
 }
 
 // lastRotated describes the newest rotated file of the log whose live file
@@ -290,7 +367,8 @@ func (w *Writer) retain() {
 // now, and reports whether it deleted any.
 func (w *Writer) retainPass() (deleted bool) {
 	days, maxBytes := w.opts.RetainDays, w.opts.RetainBytes
-	files, err := LogFiles(w.path)
+	// Rotated files an operator compressed with gzip count and go too.
+	files, err := LogFilesWithGzip(w.path)
 	if err != nil {
 		w.log.Error().Err(err).Msg("audit: retention cannot list the log's files")
 		return false
@@ -325,7 +403,7 @@ func (w *Writer) retainPass() (deleted bool) {
 		if reason == "" {
 			return deleted // files are in chain order: the rest are newer
 		}
-		if keep != "" && filepath.Base(name) == filepath.Base(keep) {
+		if keep != "" && strings.TrimSuffix(filepath.Base(name), gzipExt) == strings.TrimSuffix(filepath.Base(keep), gzipExt) {
 			w.log.Warn().Str(FieldFile, name).Str(FieldReason, reason).Int64("log_bytes", total).
 				Msg("audit: retention keeps this file and those after it: they are not delivered to every SIEM yet (audit.ship)")
 			return deleted

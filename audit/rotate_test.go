@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -564,5 +566,105 @@ func TestVerifyLiveFileEndingWithRotationCheckpoint(t *testing.T) {
 	var br *Break
 	if !errors.As(err, &br) || br.Kind != BreakMissingFile {
 		t.Errorf("without the live file named: %v, want %s", err, BreakMissingFile)
+	}
+}
+
+// Rotated files an operator compressed with gzip (the real gzip, in place)
+// count toward retain_bytes and are deleted oldest first like the others,
+// each after a retention record of what it held, and the log verifies.
+func TestRetentionDeletesGzippedFiles(t *testing.T) {
+	gz, err := exec.LookPath("gzip")
+	if err != nil {
+		t.Fatalf("gzip is needed (Debian package gzip): %v", err)
+	}
+	l := newTestLog(t)
+	l.opts.RotateSize = 2 << 10
+	w := l.open(t)
+	for range 8 {
+		writeSome(t, w, 5)
+	}
+	w.Close()
+	rotated := mustLogFiles(t, l.path)
+	rotated = rotated[:len(rotated)-1]
+	if len(rotated) < 4 {
+		t.Fatalf("%d rotated files, want at least 4", len(rotated))
+	}
+	tails := map[string]*rotatedTail{}
+	for _, f := range rotated {
+		rt, err := describeRotated(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tails[filepath.Base(f)+".gz"] = rt
+		if out, err := exec.Command(gz, f).CombinedOutput(); err != nil {
+			t.Fatalf("gzip %s: %v: %s", f, err, out)
+		}
+	}
+	if left := mustLogFiles(t, l.path); len(left) != 1 {
+		t.Fatalf("after gzip, LogFiles lists %v, want the live file alone", left)
+	}
+	var onDisk int64
+	all, err := LogFilesWithGzip(l.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range all {
+		onDisk += fileSize(t, f)
+	}
+	l.opts.RetainBytes = onDisk / 2 // some of the compressed files must go
+	w = l.open(t)
+	w.retain()
+	w.Close()
+	var deleted []rec
+	for _, r := range readLog(t, l.path) {
+		if r.event() == EventRetention {
+			deleted = append(deleted, r)
+		}
+	}
+	// The compressed files deleted are the oldest ones, and each retention
+	// record still in the log says what its file held.
+	gone := 0
+	for _, f := range rotated {
+		if _, err := os.Stat(f + ".gz"); err == nil {
+			break
+		}
+		gone++
+	}
+	for _, f := range rotated[gone:] {
+		if _, err := os.Stat(f + ".gz"); err != nil {
+			t.Errorf("%s.gz deleted, though older compressed files were kept: %v", f, err)
+		}
+	}
+	if gone == 0 {
+		t.Fatalf("no compressed file deleted: %d bytes on disk, retain_bytes %d", onDisk, l.opts.RetainBytes)
+	}
+	checked := 0
+	for _, d := range deleted {
+		want, ok := tails[d.str("file")]
+		if !ok {
+			continue // a file rotated out after the compression
+		}
+		checked++
+		if d.str("first_seq") != fmt.Sprint(want.firstSeq) || d.str("last_seq") != fmt.Sprint(want.lastSeq) ||
+			d.str("last_hash") != hex.EncodeToString(want.lastHash[:]) {
+			t.Errorf("retention record %s; the file held seq %d..%d ending with hash %x", d.raw, want.firstSeq, want.lastSeq, want.lastHash)
+		}
+	}
+	if checked == 0 {
+		t.Errorf("no retention record of a compressed file among %d", len(deleted))
+	}
+	left, err := LogFilesWithGzip(l.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, f := range left {
+		size += fileSize(t, f)
+	}
+	if size > l.opts.RetainBytes+3<<10 {
+		t.Errorf("%d bytes left in %v after retention of %d", size, left, l.opts.RetainBytes)
+	}
+	if _, err := VerifyLog(left, VerifyOptions{}); err != nil {
+		t.Errorf("verify after retention of compressed files: %v", err)
 	}
 }
