@@ -135,6 +135,22 @@ func SampleInputsFrom(gatewayID string, at time.Time, sessions map[string]*gatew
 	return out
 }
 
+// SampleInputsOf is the policy input of a session open and of each of ops
+// in each of sessions (by a name for the sample's), on the session's
+// target: the samples of a protocol other than Modbus, whose engine gives
+// its operations (opcua.SampleOperations).
+func SampleInputsOf(gatewayID string, at time.Time, sessions map[string]*gateway.Session, ops []gateway.Operation) map[string]ast.Value {
+	out := map[string]ast.Value{}
+	ops = append([]gateway.Operation{{Function: gateway.FunctionSessionOpen, Access: gateway.AccessSession}}, ops...)
+	for who, s := range sessions {
+		for _, op := range ops {
+			c := &gateway.Call{ID: "sample", Time: at, Target: s.Target, Operation: op}
+			out[op.Function+" from "+who] = Input(gatewayID, s, c)
+		}
+	}
+	return out
+}
+
 func sampleOperations() []gateway.Operation {
 	op := func(fn string, access gateway.Access, code int64, fields ...gateway.Field) gateway.Operation {
 		o := gateway.Operation{Function: fn, Access: access}

@@ -20,6 +20,7 @@ import (
 	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -127,7 +128,9 @@ type sampleResults struct {
 // check does) with the loaded policy and its data, within policy.timeout:
 // from the samples' engineer and unknown source, and from each workstation
 // of the source inventory to each target (the calls the policy's data —
-// accounts, windows, tickets — is about).
+// accounts, windows, tickets — is about); and, for each OPC UA listener, a
+// session open, Read, Write, Call and Browse of each user of its users
+// file, and of an anonymous or unknown user.
 func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 	at := time.Now().UTC()
 	samples := policy.SampleInputs(cfg.Gateway.ID, at)
@@ -146,6 +149,22 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 		}
 	}
 	maps.Copy(samples, policy.SampleInputsFrom(cfg.Gateway.ID, at, sessions))
+	// OPC UA: each user of a listener's users file, and an anonymous or
+	// unknown one, with the engine's own operations. A listener whose
+	// section is wrong has none: building its engine says what is wrong.
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.Protocol != opcua.Protocol {
+			continue
+		}
+		ss, err := opcua.SampleSessions(gateway.EngineSpec{Listener: l.Name, Upstream: l.Upstream, Listen: l.Listen,
+			BaseDir: filepath.Dir(cfg.File), Target: gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1},
+			Options: l.Options()}, at)
+		if err != nil {
+			continue
+		}
+		maps.Copy(samples, policy.SampleInputsOf(cfg.Gateway.ID, at, ss, opcua.SampleOperations()))
+	}
 	names := slices.Sorted(maps.Keys(samples))
 	res := sampleResults{total: len(names)}
 	for _, n := range names {

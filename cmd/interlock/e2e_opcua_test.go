@@ -413,3 +413,30 @@ func TestE2EOPCUABadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ECheckOPCUASamples: check decides OPC UA sample calls (a session
+// open, Read, Write, Call and Browse of each user of the users file, and
+// of an anonymous and an unknown user) with the policy: a maintenance
+// window whose tz is not a time zone fails the check for alice's write, as
+// the gateway would deny it with policy_error. Nothing is dialed.
+func TestE2ECheckOPCUASamples(t *testing.T) {
+	g := newOPCUAGateway(t, fmt.Sprintf("opc.tcp://127.0.0.1:%d", freePort(t)))
+	if r := interlock(t, "check", "--config", g.config); r.code != 0 {
+		t.Fatalf("check of the example: exit %d, want 0\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data := filepath.Join(g.policyDir, "data.json")
+	b, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tz = `"tz": "Europe/Berlin"`
+	if !strings.Contains(string(b), tz) {
+		t.Fatalf("examples/opcua/policy/data.json no longer has the window tz this test breaks:\n%s", b)
+	}
+	writeFile(t, data, strings.Replace(string(b), tz, `"tz": "Europe/Brelin"`, 1))
+	r := interlock(t, "check", "--config", g.config)
+	if r.code != 1 || !strings.Contains(r.stderr, "policy.path: ") || !strings.Contains(r.stderr, "write from OPC UA user alice to line1") ||
+		!strings.Contains(r.stderr, `window tz "Europe/Brelin" is not a time zone`) {
+		t.Errorf("check of an OPC UA policy with a bad window tz: exit %d, want 1 naming alice's write and the tz\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}

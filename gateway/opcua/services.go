@@ -117,15 +117,8 @@ func (c *conn) read(ctx context.Context, s *uaSession, req *ua.ReadRequest) ua.R
 	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].NodeID) })
 	out := make([]*ua.DataValue, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			k := op("read", gateway.AccessRead)
-			k.Operation.String(fieldNodeID, ids[i])
-			k.Operation.String(fieldBrowsePath, paths[ids[i]])
-			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
-			k.Operation.String(fieldIndexRange, boundedString(in[i].IndexRange))
-			return k
-		},
+		n:    len(in),
+		call: func(i int) *gateway.Call { return readCall(ids[i], paths[ids[i]], in[i]) },
 		deny: func(i int) { out[i] = deniedDataValue() },
 		forward: func(allowed []int) ua.Request {
 			return &ua.ReadRequest{MaxAge: req.MaxAge, TimestampsToReturn: req.TimestampsToReturn, NodesToRead: pick(in, allowed)}
@@ -144,33 +137,8 @@ func (c *conn) write(ctx context.Context, s *uaSession, req *ua.WriteRequest) ua
 	out := make([]ua.StatusCode, len(in))
 	old := map[int]any{} // forwarded index j -> old value, for items whose decision asked
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			k := op("write", gateway.AccessWrite)
-			k.Operation.String(fieldNodeID, ids[i])
-			k.Operation.String(fieldBrowsePath, paths[ids[i]])
-			k.Operation.String(fieldAttribute, attributeName(in[i].AttributeID))
-			k.Operation.String(fieldIndexRange, boundedString(in[i].IndexRange))
-			var v *ua.Variant
-			dv := in[i].Value
-			if dv != nil {
-				v = dv.Value
-			}
-			k.Operation.Any(fieldValue, plainValue(v, newPlainBudget()))
-			k.Operation.String(fieldDataType, typeName(v))
-			if dv != nil {
-				if dv.EncodingMask&ua.DataValueStatusCode != 0 {
-					k.Operation.String(fieldValueStatus, statusName(dv.Status))
-				}
-				if dv.EncodingMask&ua.DataValueSourceTimestamp != 0 {
-					k.Operation.String(fieldSourceTimestamp, dv.SourceTimestamp.UTC().Format(time.RFC3339Nano))
-				}
-				if dv.EncodingMask&ua.DataValueServerTimestamp != 0 {
-					k.Operation.String(fieldServerTimestamp, dv.ServerTimestamp.UTC().Format(time.RFC3339Nano))
-				}
-			}
-			return k
-		},
+		n:    len(in),
+		call: func(i int) *gateway.Call { return writeCall(ids[i], paths[ids[i]], in[i]) },
 		deny: func(i int) { out[i] = ua.StatusBadUserAccessDenied },
 		before: func(ctx context.Context, allowed []int, decs []gateway.Decision) {
 			rr := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
@@ -306,28 +274,8 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 	ids, paths := c.nodes(ctx, s, len(in), func(i int) string { return nodeIDString(in[i].MethodID) })
 	out := make([]*ua.CallMethodResult, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			k := op("call", gateway.AccessExecute)
-			k.Operation.String(fieldObjectID, nodeIDString(in[i].ObjectID))
-			k.Operation.String(fieldMethodID, ids[i])
-			k.Operation.String(fieldBrowsePath, paths[ids[i]])
-			// the arguments are cut as an array is, and share one budget
-			in := in[i].InputArguments
-			n := min(len(in), maxPlainElems)
-			args, types := make([]any, n, n+1), make([]string, n, n+1)
-			b := newPlainBudget()
-			for a, v := range in[:n] {
-				args[a], types[a] = plainValue(v, b), typeName(v)
-			}
-			if n < len(in) {
-				m := more(len(in) - n)
-				args, types = append(args, m), append(types, m)
-			}
-			k.Operation.Any(fieldArguments, args)
-			k.Operation.Strings(fieldArgumentTypes, types)
-			return k
-		},
+		n:    len(in),
+		call: func(i int) *gateway.Call { return methodCall(ids[i], paths[ids[i]], in[i]) },
 		deny: func(i int) { out[i] = &ua.CallMethodResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
 			return &ua.CallRequest{MethodsToCall: pick(in, allowed)}
@@ -338,6 +286,74 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 			return &ua.CallResponse{ResponseHeader: h, Results: out}
 		},
 	})
+}
+
+// readCall is the decision input of one node of a Read (id and path: its
+// node id and browse path).
+func readCall(id, path string, r *ua.ReadValueID) *gateway.Call {
+	k := op("read", gateway.AccessRead)
+	k.Operation.String(fieldNodeID, id)
+	k.Operation.String(fieldBrowsePath, path)
+	k.Operation.String(fieldAttribute, attributeName(r.AttributeID))
+	k.Operation.String(fieldIndexRange, boundedString(r.IndexRange))
+	return k
+}
+
+// writeCall is the decision input of one node of a Write.
+func writeCall(id, path string, w *ua.WriteValue) *gateway.Call {
+	k := op("write", gateway.AccessWrite)
+	k.Operation.String(fieldNodeID, id)
+	k.Operation.String(fieldBrowsePath, path)
+	k.Operation.String(fieldAttribute, attributeName(w.AttributeID))
+	k.Operation.String(fieldIndexRange, boundedString(w.IndexRange))
+	var v *ua.Variant
+	dv := w.Value
+	if dv != nil {
+		v = dv.Value
+	}
+	k.Operation.Any(fieldValue, plainValue(v, newPlainBudget()))
+	k.Operation.String(fieldDataType, typeName(v))
+	if dv != nil {
+		if dv.EncodingMask&ua.DataValueStatusCode != 0 {
+			k.Operation.String(fieldValueStatus, statusName(dv.Status))
+		}
+		if dv.EncodingMask&ua.DataValueSourceTimestamp != 0 {
+			k.Operation.String(fieldSourceTimestamp, dv.SourceTimestamp.UTC().Format(time.RFC3339Nano))
+		}
+		if dv.EncodingMask&ua.DataValueServerTimestamp != 0 {
+			k.Operation.String(fieldServerTimestamp, dv.ServerTimestamp.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	return k
+}
+
+// methodCall is the decision input of one method of a Call (id: its method
+// id).
+func methodCall(id, path string, m *ua.CallMethodRequest) *gateway.Call {
+	k := op("call", gateway.AccessExecute)
+	k.Operation.String(fieldObjectID, nodeIDString(m.ObjectID))
+	k.Operation.String(fieldMethodID, id)
+	k.Operation.String(fieldBrowsePath, path)
+	// the arguments are cut as an array is, and share one budget
+	in := m.InputArguments
+	n := min(len(in), maxPlainElems)
+	args, types := make([]any, n, n+1), make([]string, n, n+1)
+	b := newPlainBudget()
+	for a, v := range in[:n] {
+		args[a], types[a] = plainValue(v, b), typeName(v)
+	}
+	if n < len(in) {
+		m := more(len(in) - n)
+		args, types = append(args, m), append(types, m)
+	}
+	k.Operation.Any(fieldArguments, args)
+	k.Operation.Strings(fieldArgumentTypes, types)
+	return k
+}
+
+// browseCall is the decision input of one node of a Browse.
+func browseCall(b *ua.BrowseDescription) *gateway.Call {
+	return nodeCall("browse", gateway.AccessBrowse, nodeIDString(b.NodeID))
 }
 
 // nodeCall is a call whose only field is a node id.
@@ -351,10 +367,8 @@ func (c *conn) browse(ctx context.Context, s *uaSession, req *ua.BrowseRequest) 
 	in := req.NodesToBrowse
 	out := make([]*ua.BrowseResult, len(in))
 	return c.runBatch(ctx, s, req.RequestHeader, batch{
-		n: len(in),
-		call: func(i int) *gateway.Call {
-			return nodeCall("browse", gateway.AccessBrowse, nodeIDString(in[i].NodeID))
-		},
+		n:    len(in),
+		call: func(i int) *gateway.Call { return browseCall(in[i]) },
 		deny: func(i int) { out[i] = &ua.BrowseResult{StatusCode: ua.StatusBadUserAccessDenied} },
 		forward: func(allowed []int) ua.Request {
 			return &ua.BrowseRequest{View: req.View, RequestedMaxReferencesPerNode: req.RequestedMaxReferencesPerNode, NodesToBrowse: pick(in, allowed)}
