@@ -1,10 +1,12 @@
 package export
 
 import (
-	"encoding/csv"
+	"bufio"
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/interlock-ics/interlock/audit/query"
 )
@@ -27,26 +29,74 @@ var CSVHeader = []string{
 
 // csvWriter writes RFC 4180 CSV: CRLF line ends, a field quoted when it
 // holds a comma, quote or line break, quotes doubled. A cell a spreadsheet
-// would take for a formula is neutralised (csvCell).
+// would take for a formula is neutralised (csvCell). encoding/csv's writer
+// is not used: with CRLF line ends it drops a carriage return inside a
+// field, and a detail or user name with one would not read back as it was.
 type csvWriter struct {
-	w   *csv.Writer
+	w   *bufio.Writer
 	row []string
+	buf []byte
 }
 
 func newCSVWriter(w io.Writer) *csvWriter {
-	cw := csv.NewWriter(w)
-	cw.UseCRLF = true
-	return &csvWriter{w: cw, row: make([]string, len(CSVHeader))}
+	return &csvWriter{w: bufio.NewWriter(w), row: make([]string, len(CSVHeader))}
 }
 
-func (c *csvWriter) header() error { return c.w.Write(CSVHeader) }
+func (c *csvWriter) header() error { return c.writeRow(CSVHeader) }
+
+// writeRow writes one record. Inside a quoted field a line feed is written
+// as CRLF (as encoding/csv does) and a carriage return as itself: a reader
+// turns a CRLF at a line's end into LF, so "\r", "\n" and "\r\n" in a field
+// all read back as they were.
+func (c *csvWriter) writeRow(row []string) error {
+	b := c.buf[:0]
+	for i, f := range row {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if !csvNeedsQuotes(f) {
+			b = append(b, f...)
+			continue
+		}
+		b = append(b, '"')
+		for j := 0; j < len(f); j++ {
+			switch f[j] {
+			case '"':
+				b = append(b, '"', '"')
+			case '\n':
+				b = append(b, '\r', '\n')
+			default:
+				b = append(b, f[j])
+			}
+		}
+		b = append(b, '"')
+	}
+	b = append(b, '\r', '\n')
+	c.buf = b
+	_, err := c.w.Write(b)
+	return err
+}
+
+// csvNeedsQuotes is encoding/csv's rule: a field with a comma, quote or
+// line break, one that begins with a space, and `\.` (an end of data mark
+// to some readers) are quoted.
+func csvNeedsQuotes(f string) bool {
+	if f == "" {
+		return false
+	}
+	if f == `\.` || strings.ContainsAny(f, ",\"\r\n") {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(f)
+	return unicode.IsSpace(r)
+}
 
 func (c *csvWriter) write(r *query.Record) error {
 	CSVRow(c.row, r)
 	for i, v := range c.row {
 		c.row[i] = csvCell(v)
 	}
-	return c.w.Write(c.row)
+	return c.writeRow(c.row)
 }
 
 // csvCell neutralises a cell that a spreadsheet would run as a formula:
@@ -101,10 +151,7 @@ func plainNumber(s string) bool {
 	return s == ""
 }
 
-func (c *csvWriter) flush() error {
-	c.w.Flush()
-	return c.w.Error()
-}
+func (c *csvWriter) flush() error { return c.w.Flush() }
 
 // CSVRow fills row (len(CSVHeader) long) with the columns of r, as they are
 // (the CSV export then neutralises formulas).
