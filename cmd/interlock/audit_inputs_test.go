@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,5 +45,50 @@ func TestAuditInputsOfARotatedLog(t *testing.T) {
 	}
 	if _, err := auditInputs("policy replay", []string{live}, live, &note); err == nil {
 		t.Error("--audit and --log together were taken")
+	}
+}
+
+// --log whose live file is missing reads the rotated files and says so;
+// with nothing there at all it is an error naming the path.
+func TestAuditInputsWithoutTheLiveFile(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.jsonl")
+	w, err := audit.Open(audit.Options{Path: live, Gateway: "gw", RotateSize: 2048, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 60 {
+		if err := w.Record("policy.load", true, func(e *zerolog.Event) { e.Str("path", strings.Repeat("p", 100)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(live); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := audit.LogFilesWithGzip(live)
+	if err != nil || len(rotated) < 2 {
+		t.Fatalf("the log has %d rotated files (%v); want some", len(rotated), err)
+	}
+	for _, cmd := range []string{"policy replay", "policy learn"} {
+		var note bytes.Buffer
+		got, err := auditInputs(cmd, nil, live, &note)
+		want := fmt.Sprintf("%s: note: --log %s: the live file is not there; read %d rotated file(s) only, %s to %s\n",
+			cmd, live, len(rotated), rotated[0], rotated[len(rotated)-1])
+		if err != nil || !slices.Equal(got, rotated) || note.String() != want {
+			t.Errorf("%s --log without the live file: %v %v, note %q; want the rotated files and %q", cmd, got, err, note.String(), want)
+		}
+	}
+	for _, f := range rotated {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var note bytes.Buffer
+	got, err := auditInputs("policy learn", nil, live, &note)
+	if err == nil || !strings.Contains(err.Error(), "policy learn: --log "+live+": nothing to read") || len(got) != 0 {
+		t.Errorf("--log of nothing: %v %v; want an error naming %s", got, err, live)
 	}
 }

@@ -129,7 +129,8 @@ func learnPlural(n int, one string) string {
 // auditInputs is the files a command reads: those given, or the whole log
 // of --log. One file given alone that is the live file of a log with
 // rotated files beside it is read as given, with a note that --log reads
-// them all.
+// them all. --log of a log whose live file is missing reads its rotated
+// files with a note saying so, and is an error when there are none.
 func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) ([]string, error) {
 	if logPath != "" {
 		if len(files) > 0 {
@@ -138,6 +139,15 @@ func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) (
 		all, err := audit.LogFilesWithGzip(logPath)
 		if err != nil {
 			return nil, fmt.Errorf("%s: --log %s: %w", cmd, logPath, err)
+		}
+		switch {
+		case len(all) == 0:
+			return nil, fmt.Errorf("%s: --log %s: nothing to read: the live file is not there, nor any rotated file of it beside it", cmd, logPath)
+		case all[len(all)-1] != logPath:
+			// rotated files only: the log may have moved, or the live
+			// file been removed; what is read ends before the newest records
+			fmt.Fprintf(stderr, "%s: note: --log %s: the live file is not there; read %d rotated file(s) only, %s to %s\n",
+				cmd, logPath, len(all), all[0], all[len(all)-1])
 		}
 		return all, nil
 	}
