@@ -84,6 +84,65 @@ test_builtin_error if {
 	}
 }
 
+// A test that raised an error (a builtin error, a conflict) is reported as
+// ERROR on its own line, with the error, as the summary counts it; a test
+// that is false is a FAIL.
+func TestRunTestsErroredTestSaysError(t *testing.T) {
+	dir := policyDir(t, map[string]string{"x_test.rego": `package x
+
+test_builtin_error if {
+	to_number("x") == 1
+}
+
+conflict := 1 if input.a
+conflict := 2 if input.a
+
+test_conflict if {
+	conflict == 1 with input as {"a": true}
+}
+
+test_false if {
+	1 == 2
+}
+`})
+	for _, verbose := range []bool{false, true} {
+		var out bytes.Buffer
+		passed, failed, err := RunTests(context.Background(), []string{dir}, TestOptions{Out: &out, Verbose: verbose})
+		if err != nil || passed != 0 || failed != 3 {
+			t.Fatalf("verbose %v: %d passed, %d failed, %v\n%s", verbose, passed, failed, err, &out)
+		}
+		lines := strings.Split(out.String(), "\n")
+		line := func(test string) (string, string) {
+			for i, l := range lines {
+				if strings.HasPrefix(l, "data.x."+test+": ") {
+					next := ""
+					if i+1 < len(lines) {
+						next = lines[i+1]
+					}
+					return l, next
+				}
+			}
+			return "", ""
+		}
+		for _, tc := range []struct{ test, outcome, errText string }{
+			{"test_builtin_error", "ERROR", "to_number"},
+			{"test_conflict", "ERROR", "conflict"},
+			{"test_false", "FAIL", ""},
+		} {
+			l, next := line(tc.test)
+			if !strings.HasPrefix(l, "data.x."+tc.test+": "+tc.outcome+" ") {
+				t.Errorf("verbose %v: %s: line %q, want %s\n%s", verbose, tc.test, l, tc.outcome, &out)
+			}
+			if tc.errText != "" && !strings.Contains(next, tc.errText) {
+				t.Errorf("verbose %v: %s: the line after it %q does not give the error (%s)\n%s", verbose, tc.test, next, tc.errText, &out)
+			}
+		}
+		if !strings.Contains(out.String(), "FAIL: 1/3") || !strings.Contains(out.String(), "ERROR: 2/3") {
+			t.Errorf("verbose %v: summary, want FAIL: 1/3 and ERROR: 2/3\n%s", verbose, &out)
+		}
+	}
+}
+
 func TestRunTestsErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
