@@ -221,6 +221,19 @@ func (e *Engine) decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 // deciding made-up calls with it would send them to the service.
 func (e *Engine) UsesNetwork() bool { return e.cur.Load().network }
 
+// TicketUsers are the users of the open change tickets the engine gives
+// the policy (for sample calls of users the configuration knows).
+func (e *Engine) TicketUsers() []string {
+	if e.opts.Tickets == nil {
+		return nil
+	}
+	var users []string
+	for _, t := range e.opts.Tickets.List() {
+		users = append(users, t.User)
+	}
+	return users
+}
+
 func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
 	return e.cur.Load().eval(ctx, input, at)
 }

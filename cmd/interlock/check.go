@@ -149,9 +149,14 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 		}
 	}
 	maps.Copy(samples, policy.SampleInputsFrom(cfg.Gateway.ID, at, sessions))
-	// OPC UA: each user of a listener's users file, and an anonymous or
+	// OPC UA: each user of a listener's users file (with passthrough, the
+	// users of the inventory and of open tickets), and an anonymous or
 	// unknown one, with the engine's own operations. A listener whose
 	// section is wrong has none: building its engine says what is wrong.
+	known := pol.TicketUsers()
+	for _, ws := range cfg.Inventory() {
+		known = append(known, ws.User)
+	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		if l.Protocol != opcua.Protocol {
@@ -159,7 +164,7 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 		}
 		ss, err := opcua.SampleSessions(gateway.EngineSpec{Listener: l.Name, Upstream: l.Upstream, Listen: l.Listen,
 			BaseDir: filepath.Dir(cfg.File), Target: gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1},
-			Options: l.Options()}, at)
+			Options: l.Options()}, at, known)
 		if err != nil {
 			continue
 		}

@@ -439,4 +439,22 @@ func TestE2ECheckOPCUASamples(t *testing.T) {
 		!strings.Contains(r.stderr, `window tz "Europe/Brelin" is not a time zone`) {
 		t.Errorf("check of an OPC UA policy with a bad window tz: exit %d, want 1 naming alice's write and the tz\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
+
+	// With users: passthrough the gateway has no list of users: the user
+	// names of the source inventory are sampled instead.
+	cfg, err := os.ReadFile(g.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fileUsers = "users: ./users.yaml\n      upstream_identity: anonymous\n"
+	if !strings.Contains(string(cfg), fileUsers) {
+		t.Fatalf("the test config no longer has %q:\n%s", fileUsers, cfg)
+	}
+	writeFile(t, g.config, strings.Replace(string(cfg), fileUsers, "users: passthrough\n", 1)+
+		"sources:\n  - address: 10.0.5.7\n    name: ews-alice\n    user: alice\n")
+	r = interlock(t, "check", "--config", g.config)
+	if r.code != 1 || !strings.Contains(r.stderr, "write from OPC UA user alice to line1") ||
+		!strings.Contains(r.stderr, `window tz "Europe/Brelin" is not a time zone`) {
+		t.Errorf("check with users: passthrough and alice in the inventory: exit %d, want 1 naming alice's OPC UA write and the tz\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -21,9 +21,13 @@ const MaxSampleUsers = 20
 // loads) to decide sample calls in: one per user of the users file (the
 // first MaxSampleUsers by name) with the file's roles; an anonymous one
 // when anonymous login is on; and one of a user name the gateway does not
-// know (a password passthrough or X.509 login). Each has the most secure
-// security mode the listener offers. Nothing is dialed.
-func SampleSessions(spec gateway.EngineSpec, at time.Time) (map[string]*gateway.Session, error) {
+// know (a password passthrough or X.509 login). With users: passthrough
+// (the server checks passwords, the gateway knows no list) the users are
+// those of known (the user names the configuration gives elsewhere: the
+// source inventory, open change tickets; the first MaxSampleUsers by
+// name), without roles, as the gateway opens their sessions. Each has the
+// most secure security mode the listener offers. Nothing is dialed.
+func SampleSessions(spec gateway.EngineSpec, at time.Time, known []string) (map[string]*gateway.Session, error) {
 	var o Options
 	if spec.Options != nil {
 		if err := spec.Options(&o); err != nil {
@@ -47,6 +51,13 @@ func SampleSessions(spec gateway.EngineSpec, at time.Time) (map[string]*gateway.
 		for _, n := range names[:min(len(names), MaxSampleUsers)] {
 			principals = append(principals, gateway.Principal{User: n, Auth: gateway.AuthUsername,
 				Roles: slices.Clone(users.byName[n].Roles)})
+		}
+	}
+	if o.Users == UsersPassthrough {
+		names := slices.Compact(slices.Sorted(slices.Values(known)))
+		names = slices.DeleteFunc(names, func(n string) bool { return n == "" })
+		for _, n := range names[:min(len(names), MaxSampleUsers)] {
+			principals = append(principals, gateway.Principal{User: n, Auth: gateway.AuthUsername})
 		}
 	}
 	if o.Anonymous {

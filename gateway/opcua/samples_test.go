@@ -29,7 +29,7 @@ func TestSampleSessions(t *testing.T) {
 			Options: func(into any) error { *into.(*Options) = o; return nil }}
 	}
 	ss, err := SampleSessions(spec(Options{PKI: "pki", Users: "users.yaml", Anonymous: true,
-		SecurityPolicies: []string{"None", "Basic256Sha256"}}), time.Now())
+		SecurityPolicies: []string{"None", "Basic256Sha256"}}), time.Now(), []string{"carol"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +51,24 @@ func TestSampleSessions(t *testing.T) {
 		t.Errorf("anonymous principal: %+v", p)
 	}
 	// passthrough, no anonymous, None only: the unknown user alone
-	ss, err = SampleSessions(spec(Options{PKI: "pki", Users: UsersPassthrough, SecurityPolicies: []string{"None"}}), time.Now())
+	ss, err = SampleSessions(spec(Options{PKI: "pki", Users: UsersPassthrough, SecurityPolicies: []string{"None"}}), time.Now(), nil)
 	if err != nil || len(ss) != 1 || ss["OPC UA unknown user to line1"] == nil || ss["OPC UA unknown user to line1"].SecurityMode != "None" {
 		t.Errorf("passthrough sessions: %v %v", ss, err)
 	}
-	if _, err := SampleSessions(spec(Options{PKI: "pki", Users: "missing.yaml"}), time.Now()); err == nil {
+	// passthrough with user names known elsewhere (inventory, tickets): each
+	// once, without roles, as the gateway opens their sessions
+	ss, err = SampleSessions(spec(Options{PKI: "pki", Users: UsersPassthrough, SecurityPolicies: []string{"None"}}), time.Now(),
+		[]string{"bob", "alice", "", "bob"})
+	if err != nil || len(ss) != 3 {
+		t.Fatalf("passthrough sessions with known users: %v %v", ss, err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		s := ss["OPC UA user "+u+" to line1"]
+		if s == nil || s.Principal.User != u || s.Principal.Auth != gateway.AuthUsername || len(s.Principal.Roles) != 0 {
+			t.Errorf("passthrough session of %s: %+v", u, s)
+		}
+	}
+	if _, err := SampleSessions(spec(Options{PKI: "pki", Users: "missing.yaml"}), time.Now(), nil); err == nil {
 		t.Error("a missing users file gave no error")
 	}
 }
