@@ -454,6 +454,9 @@ func TestE2EShipHTTPRetriesWhileUnavailable(t *testing.T) {
 	defer srv.Close()
 	g := newShipGateway(t, fmt.Sprintf("    - {name: collector, type: http, url: '%s/ingest', token_file: ./token, retry_max: 300ms}\n", srv.URL))
 	writeFile(t, filepath.Join(g.dir, "token"), "e2e-token\n")
+	if err := os.Chmod(filepath.Join(g.dir, "token"), 0o600); err != nil { // a credential: the gateway refuses it readable by others
+		t.Fatal(err)
+	}
 	deliveries := func() []delivery {
 		mu.Lock()
 		defer mu.Unlock()

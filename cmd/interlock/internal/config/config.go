@@ -689,19 +689,9 @@ func (c *Config) checkDecisionLogs() error {
 	}
 	if d.TokenFile != "" {
 		d.TokenFile = c.resolve(d.TokenFile)
-		fi, err := os.Stat(d.TokenFile)
-		if err != nil {
+		var err error
+		if d.Token, err = readSecret(d.TokenFile); err != nil {
 			return c.errf(0, "policy.decision_logs.token_file", "%v", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return c.errf(0, "policy.decision_logs.token_file", "%s is readable by others (mode %v): chmod 600 it", d.TokenFile, fi.Mode().Perm())
-		}
-		b, err := os.ReadFile(d.TokenFile)
-		if err != nil {
-			return c.errf(0, "policy.decision_logs.token_file", "%v", err)
-		}
-		if d.Token = strings.TrimSpace(string(b)); d.Token == "" {
-			return c.errf(0, "policy.decision_logs.token_file", "%s is empty", d.TokenFile)
 		}
 	}
 	if d.Interval < 0 || d.Timeout < 0 {

@@ -226,7 +226,7 @@ func (c *Config) checkShipHTTP(s *Ship, key func(string) string) error {
 	}
 	if s.TokenFile != "" {
 		s.TokenFile = c.resolve(s.TokenFile)
-		if err := checkFile(s.TokenFile); err != nil {
+		if _, err := readSecret(s.TokenFile); err != nil {
 			return c.errf(0, key("token_file"), "%v", err)
 		}
 	} else if s.AuthScheme != "" {
@@ -283,4 +283,31 @@ func checkFile(path string) error {
 		return fmt.Errorf("%s is not a file", path)
 	}
 	return nil
+}
+
+// readSecret reads a file holding a credential (a token): a file only its
+// owner can read, holding one line.
+func readSecret(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a file", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if strings.ContainsAny(t, "\r\n") {
+		return "", fmt.Errorf("%s: want one line holding the token", path)
+	}
+	return t, nil
 }

@@ -74,6 +74,9 @@ func TestShipErrorsNameTheKey(t *testing.T) {
 		{"{name: a, type: http, url: 'http://x', format: cef}", "audit.ship[0].format", "jsonl"},
 		{"{name: a, type: http, url: 'http://x', on_reject: retry}", "audit.ship[0].on_reject", "stop, skip"},
 		{"{name: a, type: http, url: 'http://x', token_file: nope}", "audit.ship[0].token_file", "no such file"},
+		{"{name: a, type: http, url: 'http://x', token_file: open.token}", "audit.ship[0].token_file", "chmod 600"},
+		{"{name: a, type: http, url: 'http://x', token_file: empty.token}", "audit.ship[0].token_file", "is empty"},
+		{"{name: a, type: http, url: 'http://x', token_file: two.token}", "audit.ship[0].token_file", "one line"},
 		{"{name: a, type: http, url: 'http://x', address: 'a:1'}", "audit.ship[0].address", "type syslog"},
 		{"{name: a, type: http, url: 'http://x', retry_max: -1s}", "audit.ship[0].retry_max", "positive"},
 		{"{name: a, type: http, url: 'http://x', batch_size: 3}", "audit.ship", "unknown key"},
@@ -89,6 +92,9 @@ func TestShipErrorsNameTheKey(t *testing.T) {
 	} {
 		p := write(t, good+"  ship:\n    - "+tc.ship+"\n")
 		os.WriteFile(filepath.Join(filepath.Dir(p), "notpem.txt"), []byte("not a certificate\n"), 0o600)
+		os.WriteFile(filepath.Join(filepath.Dir(p), "open.token"), []byte("tok\n"), 0o644)
+		os.WriteFile(filepath.Join(filepath.Dir(p), "empty.token"), []byte(" \n"), 0o600)
+		os.WriteFile(filepath.Join(filepath.Dir(p), "two.token"), []byte("tok\nen\n"), 0o600)
 		_, err := config.Load(p)
 		// the entry is line 22 of the file
 		if err == nil || !strings.Contains(err.Error(), "config.yaml:22: "+tc.key) || !strings.Contains(err.Error(), tc.msg) {
