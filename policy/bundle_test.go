@@ -255,12 +255,14 @@ func (b *syncBuffer) String() string {
 type loadLog struct {
 	mu    sync.Mutex
 	loads []loadRecord
+	full  []Load
 }
 
-func (l *loadLog) onLoad(rev string, files []string, err error) {
+func (l *loadLog) onLoad(ld Load) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.loads = append(l.loads, loadRecord{rev, files, err})
+	l.loads = append(l.loads, loadRecord{ld.Revision, ld.Files, ld.Err})
+	l.full = append(l.full, ld)
 }
 
 func (l *loadLog) all() []loadRecord {
@@ -347,6 +349,13 @@ func TestBundleFile(t *testing.T) {
 	wantDeciding(t, e, "r1", "bundle:r1")
 	if l := ll.all(); len(l) != 2 || l[1].err == nil {
 		t.Errorf("OnLoad calls %+v, want the load and a failure", l)
+	}
+	ll.mu.Lock()
+	full := slices.Clone(ll.full)
+	ll.mu.Unlock()
+	// the audit record says how the bundle was checked, and what a failure left in force
+	if len(full) != 2 || full[0].BundleSignature != sigUnsigned || full[0].InForce != "bundle:r1" || full[1].InForce != "bundle:r1" {
+		t.Errorf("OnLoad calls %+v; want the load unsigned in force as bundle:r1, and the failure leaving bundle:r1 in force", full)
 	}
 
 	writeAtomic(t, file, buildBundle(t, "r2", BuildOptions{}))

@@ -35,9 +35,8 @@ type Options struct {
 	Log     zerolog.Logger
 	// OnLoad is called after each load attempt (New, and every Reload that
 	// found changed files) so the audit log can record which policy runs.
-	// rev is the revision of the files read ("" when they could not be read).
 	// It runs with reloads held off, so it must not call Reload.
-	OnLoad func(rev string, files []string, err error)
+	OnLoad func(Load)
 
 	// Cache decisions of repeated identical calls (see decisionCache) for
 	// CacheTTL (DefaultCacheTTL when 0), at most CacheEntries of them
@@ -98,11 +97,12 @@ func New(opts Options) (*Engine, error) {
 		e.sig = snap.sig
 		p, err = prepare(context.Background(), snap, opts.Query)
 	}
-	e.loaded(snap, err)
 	if err != nil {
+		e.loaded(snap, err)
 		return nil, err
 	}
 	e.cur.Store(p)
+	e.loaded(snap, nil)
 	e.logLoaded(snap, p, nil, "policy loaded")
 	return e, nil
 }
@@ -342,12 +342,31 @@ func (e *Engine) loaded(snap *snapshot, err error) {
 	if e.opts.OnLoad == nil {
 		return
 	}
-	var rev string
-	var files []string
+	l := Load{Err: err}
 	if snap != nil {
-		rev, files = snap.rev, snap.names
+		l.Revision, l.Files = snap.rev, snap.names
+		if snap.bundle != nil {
+			l.BundleSignature = snap.bundle.signature
+		}
 	}
-	e.opts.OnLoad(rev, files, err)
+	if p := e.cur.Load(); p != nil {
+		l.InForce = p.rev
+	}
+	e.opts.OnLoad(l)
+}
+
+// Load is what OnLoad is told of a load attempt.
+type Load struct {
+	Revision string // of the files read ("" when they could not be read)
+	Files    []string
+	Err      error // nil when the policy read is now in force
+	// BundleSignature says how a bundle's signature was checked: verified,
+	// unsigned (no key configured, none in the bundle) or not_checked
+	// (signed, no key configured); "" for a policy directory.
+	BundleSignature string
+	// InForce is the revision in force after the attempt: Revision after a
+	// load, the revision that stays after a failure ("" at start).
+	InForce string
 }
 
 // prepared is one loaded policy: the query prepared against its compiler and

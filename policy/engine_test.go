@@ -294,7 +294,7 @@ func TestNewErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var loads []error
 			_, err := New(Options{Path: policyDir(t, tt.files), Log: zerolog.Nop(),
-				OnLoad: func(_ string, _ []string, err error) { loads = append(loads, err) }})
+				OnLoad: func(l Load) { loads = append(loads, l.Err) }})
 			if err == nil {
 				t.Fatal("New succeeded")
 			}
@@ -398,16 +398,20 @@ func TestOnLoadAtStart(t *testing.T) {
 	dir := policyDir(t, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData})
 	var rev string
 	var files []string
-	e, err := New(Options{Path: dir, Log: zerolog.Nop(), OnLoad: func(r string, f []string, err error) {
-		if err != nil {
-			t.Errorf("OnLoad error %v", err)
+	var got Load
+	e, err := New(Options{Path: dir, Log: zerolog.Nop(), OnLoad: func(l Load) {
+		if l.Err != nil {
+			t.Errorf("OnLoad error %v", l.Err)
 		}
-		rev, files = r, f
+		rev, files, got = l.Revision, l.Files, l
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rev != e.Revision() || !slices.Equal(files, []string{"data.yaml", "main.rego"}) {
 		t.Errorf("OnLoad(%q, %v), revision %q", rev, files, e.Revision())
+	}
+	if got.InForce != e.Revision() || got.BundleSignature != "" {
+		t.Errorf("OnLoad at start: in force %q, bundle signature %q; want %q and none (a directory)", got.InForce, got.BundleSignature, e.Revision())
 	}
 }

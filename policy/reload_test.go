@@ -29,9 +29,9 @@ func TestReload(t *testing.T) {
 	dir := policyDir(t, map[string]string{"main.rego": versionPolicy("v1")})
 	var mu sync.Mutex
 	var loads []loadRecord
-	e, err := New(Options{Path: dir, Log: zerolog.Nop(), OnLoad: func(rev string, files []string, err error) {
+	e, err := New(Options{Path: dir, Log: zerolog.Nop(), OnLoad: func(l Load) {
 		mu.Lock()
-		loads = append(loads, loadRecord{rev, files, err})
+		loads = append(loads, loadRecord{l.Revision, l.Files, l.Err})
 		mu.Unlock()
 	}})
 	if err != nil {

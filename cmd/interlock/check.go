@@ -44,9 +44,16 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := zerolog.Nop()
-	pol, err := newPolicy(cfg, log, nil, nil, nil)
+	var loaded policy.Load
+	pol, err := newPolicy(cfg, log, nil, nil, func(l policy.Load) { loaded = l })
 	if err != nil {
 		return err
+	}
+	switch loaded.BundleSignature {
+	case "unsigned":
+		fmt.Fprintf(stdout, "%s: warning: policy.path: the bundle is unsigned and no policy.bundle_key is set: nothing proves where it came from\n", cfg.File)
+	case "not_checked":
+		fmt.Fprintf(stdout, "%s: warning: policy.path: the bundle is signed but no policy.bundle_key is set: its signature is not checked\n", cfg.File)
 	}
 	// Engines validate their sections and upstream URLs; nothing is dialed
 	// and no call passes, so the pipeline needs no auditor.

@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"crypto/rand"
 	"crypto/rsa"
@@ -224,8 +225,9 @@ func TestE2EBundleSignedFromServer(t *testing.T) {
 	if s := eventsOf(recs, "gateway.start"); len(s) != 1 || s[0].str("policy_revision") != "bundle:e2e-1" {
 		t.Fatalf("gateway.start records: %v", s)
 	}
-	if l := eventsOf(recs, "policy.load"); len(l) != 1 || l[0].str("policy_revision") != "bundle:e2e-1" || l[0].str("path") != url {
-		t.Fatalf("policy.load records: %v", l)
+	if l := eventsOf(recs, "policy.load"); len(l) != 1 || l[0].str("policy_revision") != "bundle:e2e-1" || l[0].str("path") != url ||
+		l[0].str("bundle_signature") != "verified" {
+		t.Fatalf("policy.load records: %v; want bundle:e2e-1 from %s, its signature verified", l, url)
 	}
 	g.waitLog(t, 5*time.Second, "the load line says the signature was verified", func(l map[string]any) bool {
 		return l["message"] == "policy loaded" && l["bundle_signature"] == "verified" && l["policy_revision"] == "bundle:e2e-1"
@@ -243,6 +245,11 @@ func TestE2EBundleSignedFromServer(t *testing.T) {
 	})
 	if l := eventsOf(recs, "policy.load"); len(l) != 1 {
 		t.Fatalf("the tampered bundle was loaded: %v", l)
+	}
+	for _, r := range eventsOf(recs, "policy.load_failed") {
+		if r.str("path") != url || r.str("policy_revision") != "bundle:e2e-1" {
+			t.Errorf("policy.load_failed record %v; want the path %s and the revision that stays in force, bundle:e2e-1", r, url)
+		}
 	}
 	g.waitLog(t, 5*time.Second, "the refusal in the operational log", func(l map[string]any) bool {
 		return l["message"] == "policy reload failed: previous policy stays in force" &&
@@ -311,6 +318,43 @@ func TestE2EBundleServerDownAtStart(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, g.config+":") || !strings.Contains(r.stderr, "policy.path") ||
 			!strings.Contains(r.stderr, "keeps no copy of the last bundle") {
 			t.Errorf("interlock %s with the bundle server down: exit %d\nstderr: %s", cmd, r.code, r.stderr)
+		}
+	}
+}
+
+// check warns about a bundle whose origin nothing proves: unsigned, or
+// signed with no bundle_key to check it against; with the key, no warning.
+func TestE2ECheckWarnsUnverifiedBundle(t *testing.T) {
+	t.Parallel()
+	priv, pub := e2eSigningKey(t)
+	signed := filepath.Join(t.TempDir(), "signed.tar.gz")
+	writeFile(t, signed, string(buildQuickstartBundle(t, "e2e-s", priv, "site-a")))
+	unsigned := filepath.Join(t.TempDir(), "unsigned.tar.gz")
+	if r := interlock(t, "policy", "bundle", "build", filepath.Join(repoRoot, "examples", "quickstart", "policy"),
+		"--out", unsigned, "--revision", "e2e-u"); r.code != 0 {
+		t.Fatalf("bundle build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, tc := range []struct {
+		name, path, key, want string
+	}{
+		{"unsigned", unsigned, "", "warning: policy.path: the bundle is unsigned"},
+		{"signed, no key", signed, "", "warning: policy.path: the bundle is signed but no policy.bundle_key is set"},
+		{"signed, checked", signed, pub, ""},
+	} {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, err := os.ReadFile(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		with := "  path: " + tc.path + "\n"
+		if tc.key != "" {
+			with += "  bundle_key: " + tc.key + "\n  bundle_key_id: site-a\n"
+		}
+		writeFile(t, g.config, strings.Replace(string(b), "  path: ./policy\n", with, 1))
+		r := interlock(t, "check", "--config", g.config)
+		warned := strings.Contains(r.stdout, "warning: policy.path: the bundle is")
+		if r.code != 0 || (tc.want == "" && warned) || (tc.want != "" && !strings.Contains(r.stdout, tc.want)) {
+			t.Errorf("%s: check exit %d, want 0 and %q\nstdout: %s\nstderr: %s", tc.name, r.code, cmp.Or(tc.want, "no bundle warning"), r.stdout, r.stderr)
 		}
 	}
 }

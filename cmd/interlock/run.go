@@ -116,13 +116,22 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		return err
 	}
 	var polRef atomic.Pointer[policy.Engine] // set once newPolicy returns
-	pol, err := newPolicy(cfg, log, tickets, dl, func(rev string, files []string, err error) {
-		if err != nil {
-			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("error", err.Error()) })
+	pol, err := newPolicy(cfg, log, tickets, dl, func(l policy.Load) {
+		if l.Err != nil {
+			_ = aw.Record("policy.load_failed", true, func(e *zerolog.Event) {
+				e.Str("path", cfg.Policy.Path)
+				if l.InForce != "" {
+					e.Str("policy_revision", l.InForce) // the policy that stays in force
+				}
+				e.Str("error", l.Err.Error())
+			})
 			return
 		}
 		_ = aw.Record("policy.load", true, func(e *zerolog.Event) {
-			e.Str("policy_revision", rev).Str("path", cfg.Policy.Path).Strs("files", files)
+			e.Str("policy_revision", l.Revision).Str("path", cfg.Policy.Path).Strs("files", l.Files)
+			if l.BundleSignature != "" {
+				e.Str("bundle_signature", l.BundleSignature)
+			}
 		})
 		if p := polRef.Load(); p != nil { // a reload: the new policy is in force
 			go warnSamples(cfg, p, log)
@@ -307,7 +316,7 @@ func newDecisionLog(cfg *config.Config, log zerolog.Logger) (*policy.DecisionLog
 	return dl, nil
 }
 
-func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, dl *policy.DecisionLog, onLoad func(string, []string, error)) (*policy.Engine, error) {
+func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, dl *policy.DecisionLog, onLoad func(policy.Load)) (*policy.Engine, error) {
 	dc, p := cfg.Policy.DecisionCache, cfg.Policy
 	if p.BundleKey != "" {
 		if _, err := policy.CheckBundleKey(p.BundleKey, p.BundleKeyAlg); err != nil {
