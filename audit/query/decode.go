@@ -131,6 +131,8 @@ func (d *decoder) record(r *Record) error {
 			r.PolicyRevision = d.str(true)
 		case "policy_mode": // gateway.start
 			r.PolicyMode = d.str(true)
+		case "bundle_signature": // policy.load
+			r.BundleSignature = d.str(true)
 		case "files": // policy.load
 			r.Files = d.strs(r.Files)
 		case audit.FieldPath:

@@ -62,18 +62,21 @@ type Record struct {
 	Error         string // also policy.load_failed
 
 	// gateway-level records
-	Version        string   // gateway.start: the gateway's version
-	BootID         string   // gateway.start
-	PolicyRevision string   // gateway.start, policy.load: the policy loaded
-	PolicyMode     string   // gateway.start: enforce or monitor
-	Files          []string // policy.load: the policy's files
-	Path           string   // policy.load: the policy's directory; audit.capacity: the audit directory
-	TruncatedBytes int64    // audit.recovered: bytes of a line cut by a crash, removed
-	Checkpoint     *Checkpoint
-	By             string // ticket.*: who opened, approved or closed the ticket
-	TicketID       string // ticket.*
-	Action         string // ticket.refused: what the refused request asked (open, approve, close, list)
-	Ticket         *Ticket
+	Version        string // gateway.start: the gateway's version
+	BootID         string // gateway.start
+	PolicyRevision string // gateway.start, policy.load: the policy loaded
+	PolicyMode     string // gateway.start: enforce or monitor
+	// BundleSignature is how a policy bundle's signature was checked
+	// (policy.load): verified, unsigned or not_checked.
+	BundleSignature string
+	Files           []string // policy.load: the policy's files
+	Path            string   // policy.load: the policy's directory; audit.capacity: the audit directory
+	TruncatedBytes  int64    // audit.recovered: bytes of a line cut by a crash, removed
+	Checkpoint      *Checkpoint
+	By              string // ticket.*: who opened, approved or closed the ticket
+	TicketID        string // ticket.*
+	Action          string // ticket.refused: what the refused request asked (open, approve, close, list)
+	Ticket          *Ticket
 	// audit.capacity
 	State           string // warning, or ok again
 	FillPercent     float64

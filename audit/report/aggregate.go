@@ -69,6 +69,7 @@ type seen struct {
 type revision struct {
 	Rev           string
 	FirstLoaded   time.Time // first policy.load or gateway.start naming it
+	Signature     string    // how its bundle's signature was checked, at its last load ("" for a directory)
 	Loads         int64
 	Files         []string
 	FirstDecision time.Time
@@ -869,6 +870,9 @@ func (a *aggregator) decidedUnder(rev string, t time.Time, in bool) {
 
 func (a *aggregator) policyLoad(r *record, t time.Time, in bool) {
 	a.loaded(r.Revision, r.Files, r, t, in)
+	if v := a.revision(r.Revision); v != nil && r.Revision != "" {
+		v.Signature = r.Signature
+	}
 }
 
 func (a *aggregator) gatewayStart(r *record, t time.Time, in bool) {

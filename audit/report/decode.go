@@ -42,7 +42,7 @@ func decodeRecord(line []byte, r *record, dc *decoder) error {
 		Protocol: q.Protocol, Reason: q.Reason, Function: q.Function, Status: q.Status, Code: int64(q.Code),
 		Detail: clone(q.Detail), LatencyUS: q.LatencyUS, Response: q.Response, Error: clone(q.Error),
 		Truncated: q.TruncatedBytes, Version: q.Version, BootID: q.BootID, Revision: q.PolicyRevision,
-		Mode: q.PolicyMode, Files: q.Files, Path: clone(q.Path), TicketID: clone(q.TicketID), By: q.By, Action: q.Action,
+		Mode: q.PolicyMode, Signature: q.BundleSignature, Files: q.Files, Path: clone(q.Path), TicketID: clone(q.TicketID), By: q.By, Action: q.Action,
 		State: q.State, Fill: q.FillPercent, WarnFill: q.WarnFillPercent,
 	}
 	if s := &q.Source; s.Present {

@@ -60,6 +60,7 @@ type record struct {
 	BootID    string      `json:"boot_id"`
 	Revision  string      `json:"policy_revision"`
 	Mode      string      `json:"policy_mode"`
+	Signature string      `json:"bundle_signature"` // policy.load of a bundle
 	Files     []string    `json:"files"`
 	Path      string      `json:"path"`
 	TicketID  string      `json:"ticket_id"`

@@ -810,6 +810,15 @@ func (r *Report) findings(p *page) []string {
 	if a.loadFails.Total > 0 {
 		f = append(f, fmt.Sprintf("%s policy load(s) failed.", groupDigits(a.loadFails.Total)))
 	}
+	var unverified []string
+	for _, row := range p.Revisions {
+		if s := row.Signature; s != "" && s != "verified" && row.Decisions > 0 {
+			unverified = append(unverified, row.Rev+" ("+s+")")
+		}
+	}
+	if len(unverified) > 0 {
+		f = append(f, fmt.Sprintf("Calls were decided under policy bundles whose signature was not verified: %s.", strings.Join(unverified, ", ")))
+	}
 	if a.capWarnings > 0 {
 		f = append(f, fmt.Sprintf("The audit filesystem crossed its warning fill level %d time(s).", a.capWarnings))
 	}

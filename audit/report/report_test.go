@@ -193,7 +193,8 @@ func TestReportSections(t *testing.T) {
 	}
 	for _, s := range []string{`data-v="ok">OK<`, `<span data-k="outside-total">3</span>`, `<span data-k="policy-changes">1</span>`,
 		`<span data-k="silent-listeners">1</span>`, "limit: max_conns", "CHG-1234", "rev-1", "no stop recorded",
-		"audit.mystery", "restart_communications", "values=[1,2,3,4,5,6,7,8,… 12 in all]"} {
+		"audit.mystery", "restart_communications", "values=[1,2,3,4,5,6,7,8,… 12 in all]", `bundle unsigned</span>`,
+		"Calls were decided under policy bundles whose signature was not verified: rev-2 (unsigned)."} {
 		if !strings.Contains(page, s) {
 			t.Errorf("the page lacks %q", s)
 		}

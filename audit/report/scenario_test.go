@@ -79,7 +79,8 @@ func scenario(t *testing.T) string {
 	w2.reasons = []string{"ticket:T-1"}
 	l.call(at("12:00:00"), w2)
 	// The policy changes.
-	l.add(at("13:00:00"), "policy.load", field{"policy_revision", "rev-2"}, field{"path", "/p"}, field{"files", []string{"a.rego", "data.json"}})
+	l.add(at("13:00:00"), "policy.load", field{"policy_revision", "rev-2"}, field{"path", "/p"}, field{"files", []string{"a.rego", "data.json"}},
+		field{"bundle_signature", "unsigned"})
 	l.add(at("13:30:00"), "policy.load_failed", field{"error", "a.rego:3: rego_parse_error"})
 	l.add(at("14:00:00"), "ticket.close", field{"ticket_id", "T-1"}, field{"by", "ops"}, field{"ticket", tk})
 	// A hostile, unidentified source writes plc2: denied, outside every window.
