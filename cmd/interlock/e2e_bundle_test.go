@@ -358,3 +358,63 @@ func TestE2ECheckWarnsUnverifiedBundle(t *testing.T) {
 		}
 	}
 }
+
+// A bundle file that cannot be loaded fails check and run with one line
+// naming the configuration file, the line and policy.path, as a bundle
+// server that cannot be reached does.
+func TestE2EBundleFileErrorsNameConfigLine(t *testing.T) {
+	t.Parallel()
+	priv, pub := e2eSigningKey(t)
+	signed := buildQuickstartBundle(t, "r1", priv, "site-a")
+	unsigned := filepath.Join(t.TempDir(), "unsigned.tar.gz")
+	if r := interlock(t, "policy", "bundle", "build", filepath.Join(repoRoot, "examples", "quickstart", "policy"), "--out", unsigned); r.code != 0 {
+		t.Fatalf("policy bundle build: exit %d\n%s", r.code, r.stderr)
+	}
+	unsignedRaw, err := os.ReadFile(unsigned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		bundle []byte
+		keys   string // policy keys after path
+		want   string
+	}{
+		{"truncated", signed[:len(signed)/2], "", "not a readable"},
+		{"tampered", tamperBundle(t, signed), fmt.Sprintf("  bundle_key: %s\n  bundle_key_id: site-a\n", pub), "digest mismatch"},
+		{"unsigned", unsignedRaw, fmt.Sprintf("  bundle_key: %s\n  bundle_key_id: site-a\n", pub), "unsigned"},
+		{"other key id", signed, fmt.Sprintf("  bundle_key: %s\n  bundle_key_id: site-b\n", pub), "key id"},
+		{"other algorithm", signed, fmt.Sprintf("  bundle_key: %s\n  bundle_key_id: site-a\n  bundle_key_alg: PS256\n", pub), "verif"},
+		{"oversized", signed, "  bundle_max_bytes: 100\n", "more than the limit"},
+	} {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		file := filepath.Join(g.dir, "bad.tar.gz")
+		if err := os.WriteFile(file, tc.bundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const dirLine = "  path: ./policy\n"
+		before, _, ok := strings.Cut(string(b), dirLine)
+		if !ok {
+			t.Fatalf("the gateway configuration has no %q line:\n%s", dirLine, b)
+		}
+		line := strings.Count(before, "\n") + 1
+		writeFile(t, g.config, strings.Replace(string(b), dirLine, "  path: ./bad.tar.gz\n"+tc.keys, 1))
+		prefix := fmt.Sprintf("%s:%d: policy.path: bundle %s: ", g.config, line, file)
+		for _, cmd := range []string{"check", "run"} {
+			r := interlock(t, cmd, "--config", g.config)
+			var errLine string // run logs warnings before it
+			for l := range strings.Lines(r.stderr) {
+				if strings.HasPrefix(l, "interlock: ") {
+					errLine = l
+				}
+			}
+			if r.code != 1 || !strings.HasPrefix(errLine, "interlock: "+prefix) || !strings.Contains(errLine, tc.want) {
+				t.Errorf("%s: interlock %s: exit %d, want a line starting %q and naming %q\nstderr: %s", tc.name, cmd, r.code, prefix, tc.want, r.stderr)
+			}
+		}
+	}
+}
