@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -319,9 +320,14 @@ func (r *bundleReader) read(src string, raw []byte) (*snapshot, error) {
 	if int64(len(raw)) > r.max {
 		return nil, fail(fmt.Errorf("%d bytes, more than the limit of %d", len(raw), r.max))
 	}
-	files, err := listBundle(raw, r.max)
+	files, manifest, err := listBundle(raw, r.max)
 	if err != nil {
 		return nil, fail(err)
+	}
+	// Before OPA parses the modules: a v0 manifest makes its parser fail on
+	// v1 syntax with a hint that points the wrong way.
+	if what := regoV0(manifest); what != "" {
+		return nil, fail(fmt.Errorf("%s: Rego v0 bundles are refused: rewrite the policy in Rego v1 (opa fmt --write --v0-v1) and rebuild it with interlock policy bundle build", what))
 	}
 	signed := slices.ContainsFunc(files, bundle.IsSignaturesFile)
 	loader := bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(raw), "").WithSizeLimitBytes(r.max)
@@ -374,8 +380,8 @@ func (r *bundleReader) read(src string, raw []byte) (*snapshot, error) {
 			continue // tests are not part of the runtime policy, as in a directory
 		}
 		if m.Parsed.RegoVersion() == ast.RegoV0 {
-			// The manifest may ask for v0; the gateway's contract is Rego v1, as for a directory.
-			return nil, fail(fmt.Errorf("%s: the manifest makes it Rego v0; the gateway runs Rego v1", m.Path))
+			// regoV0 saw the manifest; this holds whatever else made it v0.
+			return nil, fail(fmt.Errorf("%s is Rego v0: Rego v0 bundles are refused: rewrite the policy in Rego v1 (opa fmt --write --v0-v1) and rebuild it with interlock policy bundle build", m.Path))
 		}
 		s.modules[m.Path] = m.Parsed
 		var n [8]byte
@@ -441,40 +447,67 @@ func (r *bundleReader) checkKeyID(sc bundle.SignaturesConfig) error {
 	return nil
 }
 
-// listBundle walks a .tar.gz once and lists its regular files. It bounds
-// the unpacked size before OPA's reader holds every file in memory: a small
-// archive can unpack to gigabytes.
-func listBundle(raw []byte, max int64) ([]string, error) {
+// listBundle walks a .tar.gz once and lists its regular files, and returns
+// the content of its manifest (the first file named as OPA's reader finds
+// it: ….manifest). It bounds the unpacked size before OPA's reader holds
+// every file in memory: a small archive can unpack to gigabytes.
+func listBundle(raw []byte, max int64) (files []string, manifest []byte, err error) {
 	gz, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("not a gzip-compressed tar archive: %w", err)
+		return nil, nil, fmt.Errorf("not a gzip-compressed tar archive: %w", err)
 	}
 	lr := &io.LimitedReader{R: gz, N: max + 1}
 	tr := tar.NewReader(lr)
-	var files []string
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err == nil && h.Typeflag == tar.TypeReg {
-			files = append(files, strings.TrimPrefix(path.Clean("/"+h.Name), "/"))
-			_, err = io.Copy(io.Discard, tr)
+			name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+			files = append(files, name)
+			if manifest == nil && strings.HasSuffix(name, bundle.ManifestExt) {
+				manifest, err = io.ReadAll(tr)
+			} else {
+				_, err = io.Copy(io.Discard, tr)
+			}
 		}
 		if lr.N <= 0 {
-			return nil, fmt.Errorf("it unpacks to more than the limit of %d bytes", max)
+			return nil, nil, fmt.Errorf("it unpacks to more than the limit of %d bytes", max)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("not a readable tar archive: %w", err)
+			return nil, nil, fmt.Errorf("not a readable tar archive: %w", err)
 		}
 	}
 	if _, err := io.Copy(io.Discard, lr); err != nil {
-		return nil, fmt.Errorf("not a readable gzip stream: %w", err)
+		return nil, nil, fmt.Errorf("not a readable gzip stream: %w", err)
 	}
 	if lr.N <= 0 {
-		return nil, fmt.Errorf("it unpacks to more than the limit of %d bytes", max)
+		return nil, nil, fmt.Errorf("it unpacks to more than the limit of %d bytes", max)
 	}
-	return files, nil
+	return files, manifest, nil
+}
+
+// regoV0 says what in a bundle manifest asks for Rego v0 (rego_version 0,
+// or a file_rego_versions pattern at 0), or "". A manifest that does not
+// decode is left to OPA's reader to report.
+func regoV0(manifest []byte) string {
+	if manifest == nil {
+		return ""
+	}
+	var m bundle.Manifest
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		return ""
+	}
+	if m.RegoVersion != nil && *m.RegoVersion == 0 {
+		return "the manifest has rego_version 0"
+	}
+	for _, pattern := range slices.Sorted(maps.Keys(m.FileRegoVersions)) {
+		if m.FileRegoVersions[pattern] == 0 {
+			return fmt.Sprintf("the manifest makes %s Rego v0 (file_rego_versions)", pattern)
+		}
+	}
+	return ""
 }
 
 // shortRevision keeps a manifest revision short enough for every audit

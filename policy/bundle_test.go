@@ -714,13 +714,19 @@ func TestBundleBuildMatchesDirectory(t *testing.T) {
 }
 
 // Rego errors in a bundle name the bundle and the file inside it; a
-// manifest asking for Rego v0 is refused.
+// manifest asking for Rego v0, for all files or some, is refused before
+// the Rego is parsed; v0 Rego in a bundle that does not say so gets a hint.
 func TestBundleRegoErrors(t *testing.T) {
-	write := func(rego string, v0 bool) []byte {
+	const v1Rego = "package interlock\n\ndecision := {\"allow\": \"a\" in {\"a\"}} if { true }\n"
+	const v0Rego = "package interlock\n\ndecision = {\"allow\": true} { true }\n"
+	write := func(rego string, v0 bool, fileV0 ...string) []byte {
 		b := bundle.Bundle{Data: map[string]any{}, Manifest: bundle.Manifest{Revision: "e1"},
 			Modules: []bundle.ModuleFile{{URL: "/main.rego", Path: "/main.rego", Raw: []byte(rego)}}}
 		if v0 {
 			b.Manifest.SetRegoVersion(ast.RegoV0)
+		}
+		for _, pattern := range fileV0 {
+			b.Manifest.FileRegoVersions = map[string]int{pattern: 0}
 		}
 		var buf bytes.Buffer
 		if err := bundle.NewWriter(&buf).Write(b); err != nil {
@@ -735,7 +741,10 @@ func TestBundleRegoErrors(t *testing.T) {
 	}{
 		{"parse error", write("package interlock\n\ndecision := {\n", false), "/main.rego:4: rego_parse_error"},
 		{"compile error", write("package interlock\n\ndecision := {\"allow\": undefined_fn(1)}\n", false), "/main.rego:3: rego_type_error"},
-		{"Rego v0", write("package interlock\n\ndecision = {\"allow\": true}\n", true), "the manifest makes it Rego v0"},
+		{"Rego v0 manifest, v0 Rego", write(v0Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused: rewrite the policy in Rego v1"},
+		{"Rego v0 manifest, v1 Rego", write(v1Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused"},
+		{"Rego v0 file", write(v1Rego, false, "/main.rego"), ": the manifest makes /main.rego Rego v0 (file_rego_versions): Rego v0 bundles are refused"},
+		{"v0 Rego, no manifest version", write(v0Rego, false), "/main.rego:3: rego_parse_error: `if` keyword is required before rule body; the file looks like Rego v0, which Interlock does not load"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newBundleServer(t, tc.body)

@@ -260,7 +260,12 @@ func TestNewErrors(t *testing.T) {
 		{
 			"rego v0 syntax",
 			map[string]string{"old.rego": "package interlock\n\ndecision = {\"allow\": true} { true }\n"},
-			[]string{"old.rego:3", "rego_parse_error"},
+			[]string{"old.rego:3", "rego_parse_error", "before rule body; the file looks like Rego v0, which Interlock does not load"},
+		},
+		{
+			"rego v0 partial set",
+			map[string]string{"old.rego": "package interlock\n\ndecision := {\"allow\": true}\n\ndeny[\"x\"]\n"},
+			[]string{"old.rego:5", "rego_parse_error", "`contains` keyword is required", "looks like Rego v0"},
 		},
 		{
 			"no decision rule",

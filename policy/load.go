@@ -225,7 +225,27 @@ func loadError(where string, inBundle bool, err error) error {
 	if len(errs) > 1 {
 		msg += fmt.Sprintf(" (and %d more)", len(errs)-1)
 	}
+	if i := regoV0Syntax(errs); i >= 0 {
+		what := "the file"
+		if i > 0 && errs[i].Location != nil && errs[i].Location.File != "" {
+			what = errs[i].Location.File
+		}
+		msg += fmt.Sprintf("; %s looks like Rego v0, which Interlock does not load: rewrite it in Rego v1 (opa fmt --write --v0-v1)", what)
+	}
 	return &oneLineError{msg: msg, err: err}
+}
+
+// regoV0Syntax returns the index of the first parse error that only Rego
+// v1 makes (a rule body without `if`, a partial set rule without
+// `contains`), whose file is most likely Rego v0; -1 when there is none.
+func regoV0Syntax(errs ast.Errors) int {
+	for i, e := range errs {
+		if e.Code == ast.ParseErr && (strings.HasPrefix(e.Message, "`if` keyword is required before") ||
+			strings.HasPrefix(e.Message, "`contains` keyword is required for partial set rules")) {
+			return i
+		}
+	}
+	return -1
 }
 
 // oneLineError is the one-line form of an error; it unwraps to the original.
