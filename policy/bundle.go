@@ -29,6 +29,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
+	"github.com/open-policy-agent/opa/v1/util"
 )
 
 // Bundle defaults.
@@ -350,6 +351,12 @@ func (r *bundleReader) read(src string, raw []byte) (*snapshot, error) {
 		if r.verify != nil && !signed {
 			return nil, fail(errors.New("unsigned (no .signatures.json) but a bundle key is configured: refused"))
 		}
+		if strings.Contains(err.Error(), "failed to insert data file") {
+			// OPA names one file and a path; say which other file holds it.
+			if c := dataCollision(raw, r.max); c != nil {
+				err = c
+			}
+		}
 		return nil, fail(err)
 	}
 	info := &bundleInfo{revision: b.Manifest.Revision, signature: sigUnsigned}
@@ -486,6 +493,91 @@ func listBundle(raw []byte, max int64) (files []string, manifest []byte, err err
 		return nil, nil, fmt.Errorf("it unpacks to more than the limit of %d bytes", max)
 	}
 	return files, manifest, nil
+}
+
+// dataCollision finds two data files of a bundle that define one path of
+// the data document where not both are objects (OPA's merge fails there),
+// in the order OPA's reader loads them, and names both; nil when none do.
+func dataCollision(raw []byte, max int64) error {
+	gz, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	type dataFile struct {
+		name  string
+		depth int            // of its directory: the path of its content in data
+		tree  map[string]any // its content under its directory's path
+	}
+	var seen []dataFile
+	tr := tar.NewReader(&io.LimitedReader{R: gz, N: max + 1})
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil
+		}
+		name := path.Clean("/" + h.Name)
+		if h.Typeflag != tar.TypeReg || !bundle.IsStructuredDoc(name) || path.Base(name) == bundle.ManifestExt {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil
+		}
+		var v any
+		if path.Base(name) == "data.json" {
+			err = util.UnmarshalJSON(b, &v)
+		} else {
+			err = util.Unmarshal(b, &v)
+		}
+		if err != nil {
+			return nil // OPA's reader says what is wrong with it
+		}
+		var dir []string
+		if d := strings.Trim(path.Dir(name), "/"); d != "" {
+			dir = strings.Split(d, "/")
+		}
+		for i := len(dir) - 1; i >= 0; i-- {
+			v = map[string]any{dir[i]: v}
+		}
+		tree, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		// The files before this one merged without a conflict, so a
+		// conflict with their merge is one with one of them.
+		for _, f := range seen {
+			at := conflictAt(f.tree, tree, nil)
+			if at == nil {
+				continue
+			}
+			other := f.name
+			if len(at) > f.depth {
+				other = fmt.Sprintf("key %q of %s", strings.Join(at[f.depth:], "."), f.name)
+			}
+			return fmt.Errorf("%s collides with %s: both define data.%s", name, other, strings.Join(at, "."))
+		}
+		seen = append(seen, dataFile{name: name, depth: len(dir), tree: tree})
+	}
+}
+
+// conflictAt returns the first path (in key order) that a and b both
+// define where not both values are objects, or nil.
+func conflictAt(a, b map[string]any, at []string) []string {
+	for _, k := range slices.Sorted(maps.Keys(b)) {
+		av, ok := a[k]
+		if !ok {
+			continue
+		}
+		am, aok := av.(map[string]any)
+		bm, bok := b[k].(map[string]any)
+		if !aok || !bok {
+			return append(slices.Clone(at), k)
+		}
+		if c := conflictAt(am, bm, append(at, k)); c != nil {
+			return c
+		}
+	}
+	return nil
 }
 
 // regoV0 says what in a bundle manifest asks for Rego v0 (rego_version 0,

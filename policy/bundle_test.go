@@ -755,3 +755,53 @@ func TestBundleRegoErrors(t *testing.T) {
 		})
 	}
 }
+
+// tarGz packs files, in the order given, as a .tar.gz.
+func tarGz(t *testing.T, files ...[2]string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(zw)
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(f[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// Two data files that define one path of data are refused naming both
+// files and the key.
+func TestBundleDataCollision(t *testing.T) {
+	rego := [2]string{"/main.rego", bundlePolicy}
+	for _, tc := range []struct {
+		name  string
+		files [][2]string
+		want  string
+	}{
+		{"a key and a directory", [][2]string{rego, {"/data.json", `{"accounts": [{"user": "alice"}]}`}, {"/accounts/data.json", `{"bob": {}}`}},
+			`/accounts/data.json collides with key "accounts" of /data.json: both define data.accounts`},
+		{"a key inside both", [][2]string{rego, {"/data.json", `{"accounts": {"alice": {"roles": []}}}`}, {"/accounts/data.yaml", "alice: {roles: [engineer]}\n"}},
+			`/accounts/data.yaml collides with key "accounts.alice.roles" of /data.json: both define data.accounts.alice.roles`},
+		{"a whole file", [][2]string{rego, {"/site/data.json", `[1, 2]`}, {"/data.json", `{"site": {"a": 1}}`}},
+			`/data.json collides with /site/data.json: both define data.site`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "b.tar.gz")
+			writeAtomic(t, file, tarGz(t, tc.files...))
+			_, err := New(Options{Path: file, Log: zerolog.Nop()})
+			if err == nil || err.Error() != "bundle "+file+": "+tc.want {
+				t.Fatalf("New = %v\nwant bundle %s: %s", err, file, tc.want)
+			}
+		})
+	}
+}
