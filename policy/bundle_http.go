@@ -66,6 +66,10 @@ func newHTTPSource(opts Options) (*httpSource, error) {
 func (h *httpSource) String() string { return h.url }
 
 func (h *httpSource) read(ctx context.Context) (*snapshot, error) {
+	start := time.Now()
+	// timedOut: the request failed because bundle_timeout ran out (the
+	// context's or the client's own), not because it was stopped.
+	timedOut := func() bool { return time.Since(start) >= h.timeout }
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
@@ -78,6 +82,9 @@ func (h *httpSource) read(ctx context.Context) (*snapshot, error) {
 	req.Header.Set("User-Agent", "interlock")
 	resp, err := h.client.Do(req)
 	if err != nil {
+		if timedOut() {
+			return nil, fmt.Errorf("bundle %s: no answer within policy.bundle_timeout (%v)", h.url, h.timeout)
+		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
@@ -98,6 +105,9 @@ func (h *httpSource) read(ctx context.Context) (*snapshot, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, h.r.max+1))
 	if err != nil {
+		if timedOut() {
+			return nil, fmt.Errorf("bundle %s: reading the answer: not done within policy.bundle_timeout (%v)", h.url, h.timeout)
+		}
 		return nil, fmt.Errorf("bundle %s: reading the answer: %w", h.url, err)
 	}
 	h.etag = etag

@@ -805,3 +805,32 @@ func TestBundleDataCollision(t *testing.T) {
 		})
 	}
 }
+
+// A bundle server that does not answer, or stops halfway through its
+// answer, within bundle_timeout is reported by that setting and its value.
+func TestBundleServerTimeout(t *testing.T) {
+	body := buildBundle(t, "t1", BuildOptions{})
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/half" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			_, _ = w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) })
+	for _, tc := range []struct{ path, want string }{
+		{"/none", ": no answer within policy.bundle_timeout (300ms)"},
+		{"/half", ": reading the answer: not done within policy.bundle_timeout (300ms)"},
+	} {
+		_, err := New(Options{Path: srv.URL + tc.path, Log: zerolog.Nop(), BundleOptions: BundleOptions{BundleTimeout: 300 * time.Millisecond}})
+		if err == nil || err.Error() != "bundle "+srv.URL+tc.path+tc.want {
+			t.Errorf("New = %v, want bundle %s%s%s", err, srv.URL, tc.path, tc.want)
+		}
+	}
+}
