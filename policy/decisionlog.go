@@ -162,7 +162,7 @@ func (l *DecisionLog) Run(ctx context.Context) {
 		if err := l.flush(ctx); err != nil {
 			l.failed.Add(1)
 			wait = min(2*wait, time.Minute)
-			l.log.Warn().Err(err).Str("url", l.target).Dur("retry_in", wait).
+			l.log.Warn().Err(err).Str("url", l.target).Int64("retry_in_ms", wait.Milliseconds()).
 				Msg("decision logs: upload failed; events stay buffered")
 		} else {
 			wait = l.opts.Interval

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -122,7 +123,13 @@ func waitEvents(t *testing.T, ls *logService, n int) []eventV1 {
 // startDecisionLog runs a decision log to url until the test ends.
 func startDecisionLog(t *testing.T, o DecisionLogOptions) *DecisionLog {
 	t.Helper()
-	l, err := NewDecisionLog(o, zerolog.Nop())
+	return startDecisionLogWith(t, o, zerolog.Nop())
+}
+
+// startDecisionLogWith is startDecisionLog logging to log.
+func startDecisionLogWith(t *testing.T, o DecisionLogOptions, log zerolog.Logger) *DecisionLog {
+	t.Helper()
+	l, err := NewDecisionLog(o, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +233,14 @@ func TestDecisionLogError(t *testing.T) {
 	}
 }
 
-// While the service is down, events wait in the buffer and are retried;
+// While the service is down, events wait in the buffer and are retried
+// (each failure logged with the wait in retry_in_ms, as README says);
 // once it is back they all arrive, in order, each once.
 func TestDecisionLogRetries(t *testing.T) {
 	ls := newLogService(t)
 	ls.set(true, nil)
-	l := startDecisionLog(t, DecisionLogOptions{URL: ls.srv.URL, Interval: 10 * time.Millisecond})
+	var logs syncBuffer
+	l := startDecisionLogWith(t, DecisionLogOptions{URL: ls.srv.URL, Interval: 10 * time.Millisecond}, zerolog.New(&logs))
 	e := logEngine(t, l, false)
 	s := testSession()
 	var ids []string
@@ -248,6 +257,9 @@ func TestDecisionLogRetries(t *testing.T) {
 			t.Fatal("no failed upload while the service answers 503")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`"retry_in_ms":(20|40)[,}]`).MatchString(logs.String()) {
+		t.Errorf("the failed uploads' log lines do not say retry_in_ms (20 or 40, whole milliseconds):\n%s", logs.String())
 	}
 	ls.set(false, nil)
 	evs := waitEvents(t, ls, 50)

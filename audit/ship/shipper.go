@@ -506,7 +506,7 @@ func (s *Shipper) recovered(now time.Time) {
 	if s.downAt.IsZero() {
 		return
 	}
-	s.log.Info().Dur("outage", now.Sub(s.downAt)).Int("attempts", s.attempts).Msg("ship: delivering audit records again")
+	s.log.Info().Int64("outage_ms", now.Sub(s.downAt).Milliseconds()).Int("attempts", s.attempts).Msg("ship: delivering audit records again")
 	s.downAt, s.attempts = time.Time{}, 0
 	s.mu.Lock()
 	s.stats.Down = false

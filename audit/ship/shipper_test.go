@@ -1,11 +1,16 @@
 package ship
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestCursorPersistsAndResumes(t *testing.T) {
@@ -132,13 +137,16 @@ func TestRewrittenLogIsShippedAgain(t *testing.T) {
 	}
 }
 
+// The end of an outage is logged with its length in outage_ms, as README
+// says.
 func TestRetriesUntilTheSinkTakesThem(t *testing.T) {
 	l := newTestLog(t)
 	l.add(50, "call", "")
 	c := &collect{}
 	down := errors.New("connection refused")
 	c.setFail(func([]Record) error { return down })
-	s := startShipper(t, l, c, nil)
+	var logs lockedBuffer
+	s := startShipper(t, l, c, func(o *Options) { o.Log = zerolog.New(&logs) })
 	waitFor(t, "failed attempts", func() (bool, string) {
 		st := s.Stats()
 		return st.Errors >= 3 && st.Down, st.LastError
@@ -152,6 +160,27 @@ func TestRetriesUntilTheSinkTakesThem(t *testing.T) {
 		st := s.Stats()
 		return !st.Down && st.LagBytes == 0 && st.Seq == 50, ""
 	})
+	if !regexp.MustCompile(`"outage_ms":[0-9]+,"attempts":[0-9]+,.*"message":"ship: delivering audit records again"`).MatchString(logs.String()) {
+		t.Errorf("the end of the outage is not logged with outage_ms (whole milliseconds) and attempts:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written from another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestRotationDuringOutage(t *testing.T) {
