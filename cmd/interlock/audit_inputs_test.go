@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/audit"
 )
@@ -17,19 +14,7 @@ import (
 // policy replay and learn read a rotated log whole with --log, and say so
 // when given its live file alone.
 func TestAuditInputsOfARotatedLog(t *testing.T) {
-	live := filepath.Join(t.TempDir(), "audit.jsonl")
-	w, err := audit.Open(audit.Options{Path: live, Gateway: "gw", RotateSize: 2048, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 60 {
-		if err := w.Record("policy.load", true, func(e *zerolog.Event) { e.Str("path", strings.Repeat("p", 100)) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	live, _ := rotatedLog(t, t.TempDir(), 400)
 	all, err := audit.LogFilesWithGzip(live)
 	if err != nil || len(all) < 3 {
 		t.Fatalf("the log has %d files (%v); want rotated ones", len(all), err)
@@ -52,19 +37,7 @@ func TestAuditInputsOfARotatedLog(t *testing.T) {
 // with nothing there at all it is an error naming the path.
 func TestAuditInputsWithoutTheLiveFile(t *testing.T) {
 	dir := t.TempDir()
-	live := filepath.Join(dir, "audit.jsonl")
-	w, err := audit.Open(audit.Options{Path: live, Gateway: "gw", RotateSize: 2048, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 60 {
-		if err := w.Record("policy.load", true, func(e *zerolog.Event) { e.Str("path", strings.Repeat("p", 100)) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	live, _ := rotatedLog(t, dir, 400)
 	if err := os.Remove(live); err != nil {
 		t.Fatal(err)
 	}

@@ -69,15 +69,22 @@ var (
 	_ gateway.SessionOpener = (*Engine)(nil)
 )
 
-// New builds the engine of one listener (gateway.NewEngine).
-func New(spec gateway.EngineSpec) (gateway.Engine, error) {
+// optionsOf reads the listener's opcua section, checked, with defaults.
+func optionsOf(spec gateway.EngineSpec) (Options, error) {
 	var o Options
 	if spec.Options != nil {
 		if err := spec.Options(&o); err != nil {
-			return nil, err
+			return o, err
 		}
 	}
-	if err := o.checkAndSetDefaults(spec.BaseDir); err != nil {
+	err := o.checkAndSetDefaults(spec.BaseDir)
+	return o, err
+}
+
+// New builds the engine of one listener (gateway.NewEngine).
+func New(spec gateway.EngineSpec) (gateway.Engine, error) {
+	o, err := optionsOf(spec)
+	if err != nil {
 		return nil, err
 	}
 	if spec.Upstream == "" {

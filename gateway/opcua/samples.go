@@ -28,13 +28,8 @@ const MaxSampleUsers = 20
 // name), without roles, as the gateway opens their sessions. Each has the
 // most secure security mode the listener offers. Nothing is dialed.
 func SampleSessions(spec gateway.EngineSpec, at time.Time, known []string) (map[string]*gateway.Session, error) {
-	var o Options
-	if spec.Options != nil {
-		if err := spec.Options(&o); err != nil {
-			return nil, err
-		}
-	}
-	if err := o.checkAndSetDefaults(spec.BaseDir); err != nil {
+	o, err := optionsOf(spec)
+	if err != nil {
 		return nil, err
 	}
 	var principals []gateway.Principal

@@ -291,21 +291,22 @@ func (c *conn) call(ctx context.Context, s *uaSession, req *ua.CallRequest) ua.R
 // readCall is the decision input of one node of a Read (id and path: its
 // node id and browse path).
 func readCall(id, path string, r *ua.ReadValueID) *gateway.Call {
-	k := op("read", gateway.AccessRead)
+	return attributeCall("read", gateway.AccessRead, id, path, r.AttributeID, r.IndexRange)
+}
+
+// attributeCall is a call on an attribute of a node (a Read's or a Write's).
+func attributeCall(function string, access gateway.Access, id, path string, attribute ua.AttributeID, indexRange string) *gateway.Call {
+	k := op(function, access)
 	k.Operation.String(fieldNodeID, id)
 	k.Operation.String(fieldBrowsePath, path)
-	k.Operation.String(fieldAttribute, attributeName(r.AttributeID))
-	k.Operation.String(fieldIndexRange, boundedString(r.IndexRange))
+	k.Operation.String(fieldAttribute, attributeName(attribute))
+	k.Operation.String(fieldIndexRange, boundedString(indexRange))
 	return k
 }
 
 // writeCall is the decision input of one node of a Write.
 func writeCall(id, path string, w *ua.WriteValue) *gateway.Call {
-	k := op("write", gateway.AccessWrite)
-	k.Operation.String(fieldNodeID, id)
-	k.Operation.String(fieldBrowsePath, path)
-	k.Operation.String(fieldAttribute, attributeName(w.AttributeID))
-	k.Operation.String(fieldIndexRange, boundedString(w.IndexRange))
+	k := attributeCall("write", gateway.AccessWrite, id, path, w.AttributeID, w.IndexRange)
 	var v *ua.Variant
 	dv := w.Value
 	if dv != nil {
