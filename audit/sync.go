@@ -271,6 +271,25 @@ func (w *Writer) beginAgainLocked(cut bool) error {
 		w.path, w.fileFirstSeq)
 	var nf file
 	var err error
+	if len(w.pending) > 0 {
+		// Deferred result records come after the old file's last record:
+		// they go into the old file (kept when it was renamed away) or with
+		// it, not in front of the new file's first record.
+		if !cut && !unlinked(w.f) {
+			_ = w.writeAt(w.pending)
+		}
+		w.pending = w.pending[:0]
+		w.flushTimer.Stop()
+	}
+	if !cut && unlinked(w.f) {
+		// Deleted: its records are gone from the log already, but the
+		// descriptor the writer holds keeps its blocks, which a full disk
+		// (the likely reason it was deleted) needs for the new live file.
+		// A file renamed away keeps its records and is left alone.
+		if terr := w.f.Truncate(0); terr != nil {
+			w.log.Warn().Err(terr).Str("path", w.path).Msg("audit: cannot free the blocks of the deleted live file")
+		}
+	}
 	if cut {
 		nf, err = w.f, w.f.Truncate(0)
 	} else if err = os.MkdirAll(w.dir, 0o750); err == nil {

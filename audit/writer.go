@@ -193,6 +193,7 @@ type Writer struct {
 	last      time.Time         // time of the last record
 	off       int64             // end of the last good record in the live file
 	tailDirty bool              // a failed write may have left bytes after off
+	writeErr  error             // of the last failed write, named while its bytes cannot be removed
 	enc       zerolog.Logger
 	line      lineBuffer       // the record being encoded
 	dec       gateway.Decision // Call's decision while it is encoded, so it need not escape
@@ -788,12 +789,13 @@ func (w *Writer) writeAt(b []byte) error {
 	if w.tailDirty {
 		if err := w.f.Truncate(w.off); err != nil {
 			w.writeErrors.Add(1)
-			return fmt.Errorf("audit: %s: removing a failed write: %w", w.path, err)
+			return fmt.Errorf("audit: %s: removing a failed write (%v): %w", w.path, w.writeErr, err)
 		}
 		w.tailDirty = false
 	}
 	if _, err := w.f.WriteAt(b, w.off); err != nil {
 		w.writeErrors.Add(1)
+		w.writeErr = err
 		if terr := w.f.Truncate(w.off); terr != nil {
 			w.tailDirty = true
 		}

@@ -447,8 +447,11 @@ func TestWriteAndTruncateFailure(t *testing.T) {
 		t.Fatal("Call succeeded on a full disk")
 	}
 	l.ff.set(func(f *faultFile) { f.limit = -1 })
+	// the error names the write that failed, not only the cut that failed after it
 	if err := w.Call(context.Background(), s, readCall("r"), allow()); err == nil {
 		t.Fatal("Call succeeded while the failed write could not be removed")
+	} else if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "no space left on device") {
+		t.Errorf("Call while the failed write could not be removed: %v; want the truncate's error and the write's ENOSPC named", err)
 	}
 	if err := w.Call(context.Background(), s, readCall("r"), allow()); err != nil {
 		t.Fatalf("Call after the fault cleared: %v", err)

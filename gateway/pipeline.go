@@ -97,7 +97,7 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 	if err := p.Auditor.Call(actx, s, c, d); err != nil {
 		if c.Operation.Access.ChangesState() || p.DenyReadsOnAuditFailure {
 			if n, ok := p.auditErrs.Allow(time.Now()); ok {
-				s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("like_it_not_logged", n).
+				s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("repeats_not_logged", n).
 					Msg("audit log cannot take the call record: call denied")
 			}
 			r := &Result{Status: StatusDenied, Detail: ReasonAuditUnavailable}

@@ -510,6 +510,75 @@ func fillTo(t *testing.T, dir string, pct float64) string {
 	return filler
 }
 
+// readWithoutRecord is the gateway's log line of a read forwarded while
+// the audit log cannot take records (reads_on_failure: alert).
+func readWithoutRecord(l map[string]any) bool {
+	return l["message"] == "audit log cannot take the call record: read forwarded without it"
+}
+
+// fillAuditWithReads reads through g as fast as mbpoll polls (10 ms) until
+// the audit log on the small filesystem of auditDir is full, then takes
+// whatever room the last failed write left with a file it returns, so that
+// no smaller record slips in.
+func fillAuditWithReads(t *testing.T, g *gw, auditDir string) string {
+	t.Helper()
+	poller := startProc(t, "mbpoll (fast)", filepath.Join(t.TempDir(), "mbpoll.log"), nil, "mbpoll",
+		"-m", "tcp", "-a", "1", "-0", "-l", "10", "-r", "0", "-c", "10", "-o", mbpollTimeout, "-p", strconv.Itoa(g.port), "127.0.0.1")
+	g.waitLog(t, 60*time.Second, "a read forwarded without its record", readWithoutRecord)
+	poller.kill()
+	topUp := filepath.Join(auditDir, "top-up")
+	if f, err := os.Create(topUp); err == nil {
+		for _, err = f.Write(make([]byte, 512)); err == nil; _, err = f.Write(make([]byte, 64)) {
+		}
+		f.Close()
+	}
+	return topUp
+}
+
+// The live audit file deleted to make room on a full disk: the gateway
+// lets go of the deleted file's blocks, begins a new live file that says
+// the records before it are gone (audit.rotated live_file_missing, which
+// verify reports), and state-changing calls are allowed again without a
+// restart.
+func TestE2EAuditLiveFileDeletedOnFullDisk(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	v100, _, init := plcValues()
+	plc := startPLC(t, 0, init...)
+	g := newGateway(t, gwOptions{upstreamPort: plc.port})
+	g.withAudit(t, "  capacity_interval: 100ms\n")
+	g.setWindows(t, openWindow("CHG-E2E-DELETED"))
+	auditDir := filepath.Dir(g.auditPath)
+	mountTmpfs(t, auditDir, "256k")
+	g.start(t)
+	fillAuditWithReads(t, g, auditDir)
+	w1 := v100 + 1
+	if r := mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(w1)); r.code == 0 {
+		t.Fatalf("a write on a full disk was allowed\n%s", r.out)
+	}
+	if err := os.Remove(g.auditPath); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, 200*time.Millisecond, "a write allowed once the live file is deleted", func() (bool, string) {
+		r := mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(w1))
+		return r.code == 0, r.out
+	})
+	if got := plcRegisters(t, plc.port, 100, 1)[0]; got != w1 {
+		t.Errorf("PLC register 100 = %d, want %d", got, w1)
+	}
+	if code := g.stopGateway(t); code != 0 {
+		t.Errorf("the gateway exited %d on SIGTERM", code)
+	}
+	recs := readAudit(t, g.auditPath)
+	if len(recs) == 0 || recs[0].str("event") != "audit.rotated" || recs[0].str("reason") != "live_file_missing" {
+		t.Fatalf("the new live file does not begin with audit.rotated live_file_missing: %v", recs[:min(len(recs), 2)])
+	}
+	r := interlock(t, "audit", "verify", "--log", g.auditPath)
+	if r.code != 1 || !strings.Contains(r.stderr, "live_file_missing") {
+		t.Errorf("verify after the live file was deleted: exit %d, want 1 reporting the loss\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // The audit directory on a 512 KiB tmpfs that fills up: the capacity
 // warning comes first; when full, a write is refused (the PLC keeps its
 // value) and reads go on with an alert in the operational log; the log
@@ -542,22 +611,7 @@ func TestE2EAuditDiskFull(t *testing.T) {
 		t.Fatalf("PLC register 100 = %d after the write, want %d", got, w1)
 	}
 
-	// Reads as fast as mbpoll polls (10 ms) until the audit log is full.
-	poller := startProc(t, "mbpoll (fast)", filepath.Join(t.TempDir(), "mbpoll.log"), nil, "mbpoll",
-		"-m", "tcp", "-a", "1", "-0", "-l", "10", "-r", "0", "-c", "10", "-o", mbpollTimeout, "-p", strconv.Itoa(g.port), "127.0.0.1")
-	degraded := func(l map[string]any) bool {
-		return l["message"] == "audit log cannot take the call record: read forwarded without it"
-	}
-	g.waitLog(t, 60*time.Second, "a read forwarded without its record", degraded)
-	poller.kill()
-	// Whatever room the last failed write left is taken too, so that no
-	// smaller record slips in.
-	topUp := filepath.Join(auditDir, "top-up")
-	if f, err := os.Create(topUp); err == nil {
-		for _, err = f.Write(make([]byte, 512)); err == nil; _, err = f.Write(make([]byte, 64)) {
-		}
-		f.Close()
-	}
+	topUp := fillAuditWithReads(t, g, auditDir)
 
 	// Full: a write is refused and the PLC keeps its value; a read goes on.
 	if r := mbpoll(t, g.port, []string{"-r", "100"}, strconv.Itoa(w1+1)); r.code == 0 || !strings.Contains(r.out, "Illegal function") {
@@ -568,7 +622,7 @@ func TestE2EAuditDiskFull(t *testing.T) {
 	}
 	before := 0
 	for _, l := range g.logLines() {
-		if degraded(l) {
+		if readWithoutRecord(l) {
 			before++
 		}
 	}
@@ -580,7 +634,7 @@ func TestE2EAuditDiskFull(t *testing.T) {
 		lines = g.logLines()
 		n := 0
 		for _, l := range lines {
-			if degraded(l) {
+			if readWithoutRecord(l) {
 				n++
 			}
 		}
