@@ -78,6 +78,9 @@ func (w *Writer) Result(ctx context.Context, s *gateway.Session, c *gateway.Call
 		e.Str(FieldDetail, r.Detail)
 	}
 	e.Int64(FieldLatencyUS, r.Latency.Microseconds())
+	if c.RecordLost {
+		e.Bool(FieldCallRecordLost, true)
+	}
 	if len(r.Fields) > 0 {
 		appendFields(e, r.Fields)
 	}

@@ -220,6 +220,18 @@ func TestResultRecord(t *testing.T) {
 		"call_id": "c1", "session_id": "5e55", "function": "write_multiple_registers", "status": "exception",
 		"code": 2.0, "detail": "illegal data address", "latency_us": 0.0,
 	})
+	if _, ok := rec["call_record_lost"]; ok {
+		t.Errorf("call_record_lost on the result of a recorded call: %v", rec)
+	}
+	c.RecordLost = true // the log could not take its call record
+	line = oneRecord(t, func(w *Writer) {
+		w.Result(context.Background(), s, c, &gateway.Result{Status: gateway.StatusOK})
+	})
+	rec = nil
+	json.Unmarshal(line, &rec)
+	checkFields(t, rec, "result", map[string]any{
+		"call_id": "c1", "session_id": "5e55", "function": "write_multiple_registers", "status": "ok", "latency_us": 0.0, "call_record_lost": true,
+	})
 }
 
 func TestRejectedRecord(t *testing.T) {

@@ -104,6 +104,9 @@ const (
 	FieldCode      = gateway.KeyCode
 	FieldDetail    = "detail"
 	FieldLatencyUS = "latency_us"
+	// FieldCallRecordLost marks the result of a call whose call record the
+	// log could not take (it was denied, or a read forwarded with an alert).
+	FieldCallRecordLost = "call_record_lost"
 
 	// request.rejected (also FieldReason, FieldDetail)
 	FieldResponse = "response"

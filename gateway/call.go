@@ -81,6 +81,9 @@ type Call struct {
 	// Request is the engine's re-encoded request for its Upstream (for Modbus,
 	// the PDU built from the checked fields). The core never looks inside.
 	Request any
+	// RecordLost is set when the audit log could not take the call record:
+	// the result record says so, being all the log has of the call.
+	RecordLost bool
 }
 
 // Decision is the policy verdict for one call.

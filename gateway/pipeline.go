@@ -95,6 +95,7 @@ func (p *Pipeline) Admit(ctx context.Context, s *Session, c *Call) (Decision, *R
 
 	actx := context.WithoutCancel(ctx)
 	if err := p.Auditor.Call(actx, s, c, d); err != nil {
+		c.RecordLost = true
 		if c.Operation.Access.ChangesState() || p.DenyReadsOnAuditFailure {
 			if n, ok := p.auditErrs.Allow(time.Now()); ok {
 				s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).Int("repeats_not_logged", n).

@@ -164,6 +164,11 @@ func TestPipelineAuditFailure(t *testing.T) {
 			if tc.want == gateway.StatusDenied && r.Detail != gateway.ReasonAuditUnavailable {
 				t.Fatalf("detail %q, want %s", r.Detail, gateway.ReasonAuditUnavailable)
 			}
+			// the result record, written once the log takes records again,
+			// says that the call's own record is not there
+			if rs := a.Events("result"); len(rs) != 1 || !rs[0].Call.RecordLost {
+				t.Errorf("result records %+v; want one, of a call marked RecordLost", rs)
+			}
 		})
 	}
 }
