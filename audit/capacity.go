@@ -2,8 +2,11 @@ package audit
 
 import (
 	"math"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway"
 )
 
 // Capacity of the audit filesystem (IEC 62443-3-3 SR 2.9 RE1): a warning at
@@ -39,12 +42,14 @@ type capacity struct {
 	warned  bool
 	pending []capacityRecord // transitions not yet recorded (the log may be full)
 	failed  bool             // statfs failed; said once
+	errs    gateway.Every    // the log line of a record not written, at most every 10 s
 }
 
 type capacityRecord struct {
 	state string
 	pct   float64
 	u     diskUsage
+	at    time.Time // measured; the record may be written later (the log was full)
 }
 
 // checkCapacity measures the audit filesystem and warns (operational log,
@@ -52,6 +57,7 @@ type capacityRecord struct {
 // so again when it drops back under it.
 func (w *Writer) checkCapacity(c *capacity) {
 	u, err := w.opts.statfs(w.dir)
+	at := w.opts.now().UTC()
 	if err != nil {
 		if !c.failed {
 			c.failed = true
@@ -70,12 +76,12 @@ func (w *Writer) checkCapacity(c *capacity) {
 		w.capacityWarnings.Add(1)
 		w.log.Warn().Str("path", w.dir).Float64(FieldFillPercent, pct).Float64(FieldWarnFillPercent, warn).
 			Uint64(FieldFreeBytes, u.avail).Msg("audit: the audit filesystem is filling up; when it is full, state-changing calls are refused")
-		c.pending = append(c.pending, capacityRecord{"warning", pct, u})
+		c.pending = append(c.pending, capacityRecord{"warning", pct, u, at})
 	case c.warned && pct < warn-capacityHysteresis:
 		c.warned = false
 		w.capacityWarning.Store(false)
 		w.log.Info().Str("path", w.dir).Float64(FieldFillPercent, pct).Msg("audit: the audit filesystem is under the warning level again")
-		c.pending = append(c.pending, capacityRecord{"ok", pct, u})
+		c.pending = append(c.pending, capacityRecord{"ok", pct, u, at})
 	}
 	for len(c.pending) > 0 {
 		r := c.pending[0]
@@ -87,9 +93,12 @@ func (w *Writer) checkCapacity(c *capacity) {
 				Uint64(FieldSizeBytes, r.u.size).
 				Uint64(FieldUsedBytes, r.u.size-min(r.u.free, r.u.size)).
 				Uint64(FieldFreeBytes, r.u.avail)
+			appendTime(e, FieldMeasuredAt, r.at)
 		})
 		if err != nil {
-			w.log.Error().Err(err).Msg("audit: cannot write the audit.capacity record; retrying at the next check")
+			if n, ok := c.errs.Allow(time.Now()); ok {
+				w.log.Error().Err(err).Int("repeats_not_logged", n).Msg("audit: cannot write the audit.capacity record; retrying at the next check")
+			}
 			return
 		}
 		c.pending = c.pending[1:]

@@ -113,6 +113,7 @@ func TestCapacityWarningRecordedLater(t *testing.T) {
 	if st := w.Stats(); st.CapacityWarnings != 1 || !strings.Contains(l.log.String(), "filling up") {
 		t.Fatalf("stats %+v, log %s", st, l.log)
 	}
+	time.Sleep(20 * time.Millisecond) // the record comes later than the measurement
 	l.ff.set(func(f *faultFile) { f.limit = -1 })
 	disk.waitChecks(t, 3)
 	w.Close()
@@ -120,6 +121,12 @@ func TestCapacityWarningRecordedLater(t *testing.T) {
 	for _, r := range readLog(t, l.path) {
 		if r.event() == EventCapacity {
 			n++
+			// it says when the fill was measured, before it could be written
+			measured, err := time.Parse(time.RFC3339Nano, r.str(FieldMeasuredAt))
+			written, werr := time.Parse(time.RFC3339Nano, r.str("time"))
+			if err != nil || werr != nil || !measured.Before(written.Add(-10*time.Millisecond)) {
+				t.Errorf("capacity record %s: measured_at %q, want a time well before the record's own", r.raw, r.str(FieldMeasuredAt))
+			}
 		}
 	}
 	if n != 1 {

@@ -157,4 +157,5 @@ const (
 	FieldSizeBytes       = "size_bytes"
 	FieldUsedBytes       = "used_bytes"
 	FieldFreeBytes       = "free_bytes"
+	FieldMeasuredAt      = "measured_at" // audit.capacity: when the fill was measured (the record may come later)
 )
