@@ -471,7 +471,7 @@ func TestLiveFileTakenAway(t *testing.T) {
 			}
 			_, err = VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
 			var br *Break
-			if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "are gone") {
+			if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "the records it held, seq 1 to ") {
 				t.Errorf("verify: %v, want the loss reported", err)
 			}
 			if !strings.Contains(l.log.String(), "deleted, renamed, replaced or cut while the gateway wrote it") {

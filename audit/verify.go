@@ -380,10 +380,15 @@ func (v *verifier) stream(name string, r io.Reader) error {
 			}
 		}
 		if rot != nil && rot.Reason == RotateMissing && !v.opts.piece {
+			gone := fmt.Sprintf("the records it held after seq %d are gone", rot.PreviousLastSeq)
+			if rot.PreviousFile == strings.TrimSuffix(filepath.Base(name), ".gz") && rot.PreviousFirstSeq > 0 {
+				// Taken away while the gateway ran: it knew what the file held.
+				gone = fmt.Sprintf("the records it held, seq %d to %d, are not in these files (a file renamed away still holds them)",
+					rot.PreviousFirstSeq, rot.PreviousLastSeq)
+			}
 			return v.fail(name, lineNo, off, line, &h, BreakMissingFile, fmt.Sprintf(
 				"the gateway began this file because the live file was missing, emptied or replaced (audit.rotated %s): "+
-					"it was deleted or changed outside the gateway, and the records it held after seq %d are gone",
-				RotateMissing, rot.PreviousLastSeq))
+					"it was deleted or changed outside the gateway, and %s", RotateMissing, gone))
 		}
 		if v.have {
 			if lineNo == 1 && rot != nil && h.seq > v.last.seq+1 {
