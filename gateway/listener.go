@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -18,6 +19,10 @@ type Limits struct {
 	// is accepted, recorded as refused, told so when its protocol has the
 	// words (Refuser), and closed.
 	MaxConns int
+	// MaxConnsPerSource is the number of those one source address may hold;
+	// one more from it is refused like one over MaxConns, so that a single
+	// host cannot take every slot. 0: DefaultMaxConnsPerSource(MaxConns).
+	MaxConnsPerSource int
 	// IdleTimeout ends a session with no request for this long.
 	IdleTimeout time.Duration
 	// RequestTimeout bounds one upstream round trip.
@@ -31,9 +36,21 @@ const (
 	DefaultRequestTimeout = 2 * time.Second
 )
 
+// DefaultMaxConnsPerSource is the per-source cap when none is configured:
+// a quarter of maxConns, at most 16 and at least 1. An HMI or a SCADA
+// master holds a few connections; a quarter means one host alone never
+// holds more than a quarter of the slots.
+func DefaultMaxConnsPerSource(maxConns int) int {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	return max(1, min(16, maxConns/4))
+}
+
 // Refusal reasons recorded by the listener.
 const (
-	RefusedConnLimit = "limit: max_conns"
+	RefusedConnLimit   = "limit: max_conns"
+	RefusedSourceLimit = "limit: max_conns_per_source"
 )
 
 // Listener accepts client connections for one configured listener and runs
@@ -53,7 +70,8 @@ type Listener struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
-	refusing chan struct{} // Refuser answers in progress
+	bySource map[netip.Addr]int // connections served per source address
+	refusing chan struct{}      // Refuser answers in progress
 }
 
 // maxRefusing bounds the refused connections answered at once; under a
@@ -67,9 +85,14 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
 	}
+	perSource := l.Limits.MaxConnsPerSource
+	if perSource <= 0 {
+		perSource = DefaultMaxConnsPerSource(maxConns)
+	}
 	slots := make(chan struct{}, maxConns)
 	l.mu.Lock()
 	l.conns = make(map[net.Conn]struct{})
+	l.bySource = make(map[netip.Addr]int)
 	l.mu.Unlock()
 	l.refusing = make(chan struct{}, maxRefusing)
 
@@ -110,11 +133,18 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 			l.refuse(ctx, conn, RefusedConnLimit)
 			continue
 		}
+		src := SourceOf(conn.RemoteAddr()).IP
+		if !l.takeSource(src, perSource) {
+			<-slots
+			l.refuse(ctx, conn, RefusedSourceLimit)
+			continue
+		}
 		l.track(conn, true)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			defer func() { <-slots }()
+			defer l.dropSource(src)
 			defer l.track(conn, false)
 			l.serveConn(connCtx, conn)
 		}()
@@ -182,6 +212,35 @@ func (l *Listener) track(c net.Conn, add bool) {
 		l.conns[c] = struct{}{}
 	} else {
 		delete(l.conns, c)
+	}
+	l.mu.Unlock()
+}
+
+// takeSource counts one more connection of src unless it holds limit already.
+// A connection without an IP address (not TCP) is not counted.
+func (l *Listener) takeSource(src netip.Addr, limit int) bool {
+	if !src.IsValid() {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src] >= limit {
+		return false
+	}
+	l.bySource[src]++
+	return true
+}
+
+// dropSource counts one connection of src less.
+func (l *Listener) dropSource(src netip.Addr) {
+	if !src.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	if l.bySource[src] <= 1 {
+		delete(l.bySource, src)
+	} else {
+		l.bySource[src]--
 	}
 	l.mu.Unlock()
 }

@@ -41,7 +41,14 @@ func (lineEngine) Serve(_ context.Context, conn net.Conn, _ *gateway.Session) er
 	}
 }
 
+// startListener runs a listener of lineEngine with maxConns, every one of
+// which one source may hold.
 func startListener(t *testing.T, maxConns int) (string, *gatewaytest.Auditor) {
+	t.Helper()
+	return startListenerLimits(t, gateway.Limits{MaxConns: maxConns, MaxConnsPerSource: maxConns})
+}
+
+func startListenerLimits(t *testing.T, limits gateway.Limits) (string, *gatewaytest.Auditor) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,7 +58,7 @@ func startListener(t *testing.T, maxConns int) (string, *gatewaytest.Auditor) {
 	l := &gateway.Listener{
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
 		Engine: lineEngine{}, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
-		Limits: gateway.Limits{MaxConns: maxConns}, Log: zerolog.Nop(),
+		Limits: limits, Log: zerolog.Nop(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -185,6 +192,80 @@ func TestListenerConnectionLimit(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no slot freed after a session ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dialFrom connects to addr from the loopback address local (on Linux all
+// of 127/8 is loopback, so 127.0.0.2 is another source host).
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot connect from %s (loopback beyond 127.0.0.1 needed): %v", local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// refusedAtOnce reports whether c is closed by the listener without a word.
+func refusedAtOnce(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	return closedByPeer(err)
+}
+
+// Idle sockets of one host take at most max_conns_per_source slots: more
+// from it are refused and recorded as such, while another host still gets
+// a session and those held keep being served.
+func TestListenerPerSourceLimit(t *testing.T) {
+	const perSource = 3
+	addr, a := startListenerLimits(t, gateway.Limits{MaxConns: 10, MaxConnsPerSource: perSource})
+	var held []net.Conn
+	for range perSource {
+		c := dialFrom(t, "127.0.0.1", addr)
+		echo(t, c, "hold")
+		held = append(held, c)
+	}
+	for i := range 2 * perSource {
+		if c := dialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
+			t.Fatalf("connection %d from 127.0.0.1 beyond max_conns_per_source %d was served", perSource+i+1, perSource)
+		}
+	}
+	other := dialFrom(t, "127.0.0.2", addr)
+	echo(t, other, "another host")
+	for _, c := range held {
+		echo(t, c, "still served")
+	}
+	var refused int
+	for _, r := range a.Events("session.open") {
+		if r.Reason == gateway.RefusedSourceLimit {
+			refused++
+			if ip := r.Session.Source.IP.String(); ip != "127.0.0.1" {
+				t.Errorf("refusal recorded for source %s, want 127.0.0.1", ip)
+			}
+		}
+	}
+	if refused != 2*perSource {
+		t.Fatalf("%d session.open records with reason %q, want %d", refused, gateway.RefusedSourceLimit, 2*perSource)
+	}
+
+	// A connection of that host ends: it may open one again.
+	held[0].Write([]byte("quit\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dialFrom(t, "127.0.0.1", addr)
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Write([]byte("again\n"))
+		got, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if got == "again\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no per-source slot freed after a session of that source ended")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package modbus_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -97,6 +98,11 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 	}
 	if o.limits.IdleTimeout == 0 {
 		o.limits.IdleTimeout = time.Minute
+	}
+	if o.limits.MaxConnsPerSource == 0 {
+		// Every test client comes from 127.0.0.1: the per-source cap is
+		// max_conns unless a test sets it.
+		o.limits.MaxConnsPerSource = cmp.Or(o.limits.MaxConns, gateway.DefaultMaxConns)
 	}
 	if o.modbus.FrameTimeout == 0 {
 		o.modbus.FrameTimeout = 300 * time.Millisecond

@@ -2,6 +2,7 @@ package opcua_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -153,6 +154,11 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 	p := &gateway.Pipeline{Decider: pe, Auditor: aw, DecisionTimeout: time.Second}
 	if o.limits.RequestTimeout == 0 {
 		o.limits.RequestTimeout = 5 * time.Second
+	}
+	if o.limits.MaxConnsPerSource == 0 {
+		// Every test client comes from 127.0.0.1: the per-source cap is
+		// max_conns unless a test sets it.
+		o.limits.MaxConnsPerSource = cmp.Or(o.limits.MaxConns, gateway.DefaultMaxConns)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -65,9 +65,10 @@ type Listener struct {
 
 // Limits is a listener's `limits:` section.
 type Limits struct {
-	MaxConns       int           `yaml:"max_conns"`
-	IdleTimeout    time.Duration `yaml:"idle_timeout"`
-	RequestTimeout time.Duration `yaml:"request_timeout"`
+	MaxConns          int           `yaml:"max_conns"`
+	MaxConnsPerSource int           `yaml:"max_conns_per_source"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	RequestTimeout    time.Duration `yaml:"request_timeout"`
 }
 
 // Source is one entry of the source inventory (`sources:`).
@@ -593,6 +594,16 @@ func (c *Config) checkListener(l *Listener) error {
 	}
 	if l.Limits.MaxConns == 0 {
 		l.Limits.MaxConns = gateway.DefaultMaxConns
+	}
+	if l.Limits.MaxConnsPerSource < 0 {
+		return c.errf(0, l.key("limits.max_conns_per_source"), "%d is negative", l.Limits.MaxConnsPerSource)
+	}
+	if l.Limits.MaxConnsPerSource > l.Limits.MaxConns {
+		return c.errf(0, l.key("limits.max_conns_per_source"), "%d is more than limits.max_conns (%d)",
+			l.Limits.MaxConnsPerSource, l.Limits.MaxConns)
+	}
+	if l.Limits.MaxConnsPerSource == 0 {
+		l.Limits.MaxConnsPerSource = gateway.DefaultMaxConnsPerSource(l.Limits.MaxConns)
 	}
 	if l.Limits.IdleTimeout == 0 {
 		l.Limits.IdleTimeout = gateway.DefaultIdleTimeout

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,9 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	if l.Limits.MaxConns != gateway.DefaultMaxConns || l.Limits.RequestTimeout != gateway.DefaultRequestTimeout {
 		t.Errorf("limit defaults: %+v", l.Limits)
 	}
+	if l.Limits.MaxConnsPerSource != 16 {
+		t.Errorf("limits.max_conns_per_source default: %d, want 16 (a quarter of 100, at most 16)", l.Limits.MaxConnsPerSource)
+	}
 	if c.Audit.ReadsOnFailure != "alert" || c.Audit.SyncInterval != time.Second {
 		t.Errorf("audit defaults: %+v", c.Audit)
 	}
@@ -101,6 +105,8 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"a second document", "audit:\n  path: ./audit/audit.jsonl\n", "audit:\n  path: ./audit/audit.jsonl\n---\ngateway:\n  id: other\n", []string{"config.yaml:21:", "a second YAML document"}},
 		{"a mapping for the listeners", "listeners:\n  - name: plc1\n", "listeners:\n  name: plc1\n  x:\n", []string{"config.yaml:4:", "listeners", "a mapping (key: value lines) where a list is wanted"}},
 		{"negative timeout", "    modbus:\n", "    limits:\n      max_conns: 5\n      request_timeout: -2s\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.request_timeout", "-2s is negative"}},
+		{"negative per-source cap", "    modbus:\n", "    limits:\n      max_conns_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.max_conns_per_source", "-1 is negative"}},
+		{"per-source cap over max_conns", "    modbus:\n", "    limits:\n      max_conns: 5\n      max_conns_per_source: 6\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.max_conns_per_source", "6 is more than limits.max_conns (5)"}},
 		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
 		{"two listeners on one address", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:5020\n    upstream: tcp://127.0.0.1:503\nsources:\n", []string{"config.yaml:12:", "listeners[1].listen", "listeners[0] listens on 127.0.0.1:5020 already"}},
 		{"two listeners on port 0 (the system's choice) and a route target named as one", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:0\n    upstream: tcp://127.0.0.1:503\n  - name: plc3\n    protocol: modbus\n    listen: 127.0.0.1:0\n    modbus:\n      routes:\n        - unit_ids: [1]\n          upstream: tcp://127.0.0.1:504\n          target: plc2\nsources:\n", []string{"listeners[2].modbus.routes[0].target", `"plc2" is also listeners[1].name`}},
@@ -123,6 +129,24 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPerSourceCapDefaultFollowsMaxConns(t *testing.T) {
+	for _, tc := range []struct{ maxConns, perSource, want int }{
+		{8, 0, 2}, {2, 0, 1}, {1000, 0, 16}, {8, 8, 8}, {100, 3, 3},
+	} {
+		to := fmt.Sprintf("    limits:\n      max_conns: %d\n", tc.maxConns)
+		if tc.perSource != 0 {
+			to += fmt.Sprintf("      max_conns_per_source: %d\n", tc.perSource)
+		}
+		c, err := config.Load(write(t, strings.Replace(good, "    modbus:\n", to+"    modbus:\n", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Listeners[0].Limits.MaxConnsPerSource; got != tc.want {
+			t.Errorf("max_conns %d, max_conns_per_source %d: got %d, want %d", tc.maxConns, tc.perSource, got, tc.want)
+		}
 	}
 }
 
