@@ -23,6 +23,10 @@ type Limits struct {
 	// one more from it is refused like one over MaxConns, so that a single
 	// host cannot take every slot. 0: DefaultMaxConnsPerSource(MaxConns).
 	MaxConnsPerSource int
+	// FirstRequestTimeout closes a connection that sends nothing for this
+	// long after connecting (Modbus; an OPC UA client has 5 s for its
+	// Hello), so that silent sockets do not hold slots for IdleTimeout.
+	FirstRequestTimeout time.Duration
 	// IdleTimeout ends a session with no request for this long.
 	IdleTimeout time.Duration
 	// RequestTimeout bounds one upstream round trip.
@@ -31,9 +35,10 @@ type Limits struct {
 
 // Default limits.
 const (
-	DefaultMaxConns       = 100
-	DefaultIdleTimeout    = 5 * time.Minute
-	DefaultRequestTimeout = 2 * time.Second
+	DefaultMaxConns            = 100
+	DefaultFirstRequestTimeout = 10 * time.Second
+	DefaultIdleTimeout         = 5 * time.Minute
+	DefaultRequestTimeout      = 2 * time.Second
 )
 
 // DefaultMaxConnsPerSource is the per-source cap when none is configured:

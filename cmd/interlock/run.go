@@ -364,7 +364,8 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 		l := &cfg.Listeners[i]
 		newEngine, _ := gateway.Lookup(l.Protocol) // checked in config.Load
 		target := gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1}
-		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, MaxConnsPerSource: l.Limits.MaxConnsPerSource, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
+		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, MaxConnsPerSource: l.Limits.MaxConnsPerSource,
+			FirstRequestTimeout: l.Limits.FirstRequestTimeout, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
 		llog := log.With().Str("listener", l.Name).Logger()
 		eng, err := newEngine(gateway.EngineSpec{
 			Listener: l.Name, Upstream: l.Upstream, Listen: l.Listen, BaseDir: filepath.Dir(cfg.File),

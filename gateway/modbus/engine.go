@@ -239,6 +239,7 @@ var errDeniedClose = errors.New("modbus: call denied, connection closed (deny_ac
 // pipelined requests are answered in the order sent.
 func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
 	fr := NewFrameReader(conn, e.limits.IdleTimeout, e.opts.FrameTimeout)
+	fr.First = e.firstWait()
 	out := make([]byte, 0, MaxADU)
 	draining := gateway.Draining(ctx)
 	for {
@@ -297,6 +298,19 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 	}
 }
 
+// firstWait is how long a new connection may stay silent: the first
+// request timeout, or the idle timeout when that is shorter.
+func (e *Engine) firstWait() time.Duration {
+	first := e.limits.FirstRequestTimeout
+	if first <= 0 {
+		first = gateway.DefaultFirstRequestTimeout
+	}
+	if e.limits.IdleTimeout > 0 {
+		first = min(first, e.limits.IdleTimeout)
+	}
+	return first
+}
+
 // readEnded records why reading stopped and returns the session's end cause.
 func (e *Engine) readEnded(ctx context.Context, s *gateway.Session, h Header, err error) error {
 	var fe *FrameError
@@ -310,6 +324,11 @@ func (e *Engine) readEnded(ctx context.Context, s *gateway.Session, h Header, er
 		c.Operation.Int("protocol_id", int64(h.ProtocolID))
 		c.Operation.Int("length", int64(h.Length))
 		e.pipeline.Reject(ctx, s, c, fe.Reason, fe.Detail, "close")
+	case errors.Is(err, ErrNoRequest):
+		c := &gateway.Call{Time: time.Now().UTC(), Target: s.Target,
+			Operation: gateway.Operation{Function: "invalid_frame", Access: gateway.AccessDiagnostic}}
+		e.pipeline.Reject(ctx, s, c, "first_request_timeout",
+			fmt.Sprintf("no byte within limits.first_request_timeout (%v) of connecting", e.firstWait()), "close")
 	case errors.Is(err, ErrStalled), errors.Is(err, io.ErrUnexpectedEOF):
 		c := &gateway.Call{Time: time.Now().UTC(), Target: s.Target,
 			Operation: gateway.Operation{Function: "invalid_frame", Access: gateway.AccessDiagnostic}}

@@ -1,6 +1,7 @@
 package modbus_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -903,5 +904,85 @@ func TestPLCClosingIdleConnections(t *testing.T) {
 		if r.Result.Status != gateway.StatusOK {
 			t.Errorf("result %s %d: %s", r.Result.Status, r.Result.Code, r.Result.Detail)
 		}
+	}
+}
+
+// dialFrom connects to addr from the loopback address local (on Linux all
+// of 127/8 is loopback, so 127.0.0.2 is another source host).
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot connect from %s (loopback beyond 127.0.0.1 needed): %v", local, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// QA on 1cda0a0: silent sockets from one host held every slot until the
+// idle timeout. Now one host holds at most max_conns_per_source, more are
+// refused with exception 0x0A, another host and the clients already
+// connected are served, and a socket that sends nothing is closed after
+// first_request_timeout and recorded like a stalled frame.
+func TestSilentSocketsDoNotLockClientsOut(t *testing.T) {
+	sim, simAddr := startSim(t, "", modbussim.Options{})
+	sim.SetHolding(0, 77)
+	const perSource = 4
+	g := startGateway(t, gwOpts{upstream: "tcp://" + simAddr, limits: gateway.Limits{
+		MaxConns: 10, MaxConnsPerSource: perSource, FirstRequestTimeout: 700 * time.Millisecond}})
+	early := client(t, g.addr, 1) // from 127.0.0.1, holding one of its slots
+	read := func(who string) {
+		t.Helper()
+		got, err := early.ReadHoldingRegisters(context.Background(), 0, 1)
+		if err != nil || !slices.Equal(regs(got), []uint16{77}) {
+			t.Fatalf("%s: the connected client got %v, %v", who, regs(got), err)
+		}
+	}
+	read("before")
+
+	var silent []net.Conn
+	for range perSource - 1 {
+		silent = append(silent, dialFrom(t, "127.0.0.1", g.addr))
+	}
+	time.Sleep(100 * time.Millisecond) // accepted, in the order dialed
+	for i := range 5 {
+		c := dialFrom(t, "127.0.0.1", g.addr)
+		c.Write(adu(uint16(i), 1, []byte{0x03, 0, 0, 0, 1}))
+		if _, pdu := readADU(t, c); !bytes.Equal(pdu, []byte{0x83, modbus.ExGatewayPathUnavailable}) {
+			t.Fatalf("connection %d from 127.0.0.1 over max_conns_per_source: answered % x, want exception 0x0A", perSource+i+1, pdu)
+		}
+	}
+	other := dialFrom(t, "127.0.0.2", g.addr)
+	other.Write(adu(9, 1, []byte{0x03, 0, 0, 0, 1}))
+	if _, pdu := readADU(t, other); !bytes.Equal(pdu, []byte{0x03, 2, 0, 77}) {
+		t.Fatalf("a client from 127.0.0.2: answered % x, want the register", pdu)
+	}
+	read("during")
+
+	// The silent sockets are closed after first_request_timeout, long
+	// before the idle timeout (a minute here).
+	start := time.Now()
+	for i, c := range silent {
+		c.SetReadDeadline(start.Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("silent socket %d: %v after %v, want closed by the gateway", i, err, time.Since(start))
+		}
+	}
+	read("after")
+	var timedOut int
+	for _, r := range g.audit.Events("request.rejected") {
+		if r.Reason == "first_request_timeout" && r.Response == "close" && r.Session.Source.IP.String() == "127.0.0.1" {
+			timedOut++
+		}
+	}
+	if timedOut != len(silent) {
+		t.Errorf("%d request.rejected records with reason first_request_timeout, want %d", timedOut, len(silent))
+	}
+	// The host's slots are free again.
+	c := dialFrom(t, "127.0.0.1", g.addr)
+	c.Write(adu(10, 1, []byte{0x03, 0, 0, 0, 1}))
+	if _, pdu := readADU(t, c); !bytes.Equal(pdu, []byte{0x03, 2, 0, 77}) {
+		t.Fatalf("127.0.0.1 after its silent sockets were closed: answered % x, want the register", pdu)
 	}
 }

@@ -48,6 +48,9 @@ var (
 	// ErrStalled: a frame began but did not complete within the frame
 	// timeout (half a frame, then silence; or a length longer than the bytes sent).
 	ErrStalled = errors.New("modbus: partial frame stalled")
+	// ErrNoRequest: the connection sent no byte within the first request
+	// timeout (FrameReader.First).
+	ErrNoRequest = errors.New("modbus: no request within the first request timeout")
 )
 
 // FrameReader reads MBAP frames from a client connection. Several frames in
@@ -59,6 +62,12 @@ type FrameReader struct {
 	idle  time.Duration
 	frame time.Duration
 	buf   [MaxADU]byte
+
+	// First, when set, bounds the wait for the connection's first byte in
+	// place of the idle timeout: a socket that never sends would otherwise
+	// hold its slot for the whole idle timeout.
+	First time.Duration
+	begun bool // a byte has come
 }
 
 // NewFrameReader reads from conn. idle bounds the wait for a frame to begin,
@@ -72,16 +81,21 @@ func NewFrameReader(conn net.Conn, idle, frame time.Duration) *FrameReader {
 // io.EOF; a connection closed mid-frame is io.ErrUnexpectedEOF.
 func (r *FrameReader) Next() (Header, []byte, error) {
 	if r.br.Buffered() == 0 {
-		if err := r.conn.SetReadDeadline(deadline(r.idle)); err != nil {
+		wait, timedOut := r.idle, ErrIdle
+		if !r.begun && r.First > 0 {
+			wait, timedOut = r.First, ErrNoRequest
+		}
+		if err := r.conn.SetReadDeadline(deadline(wait)); err != nil {
 			return Header{}, nil, err
 		}
 		if _, err := r.br.Peek(1); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return Header{}, nil, ErrIdle
+				return Header{}, nil, timedOut
 			}
 			return Header{}, nil, err
 		}
 	}
+	r.begun = true
 	if err := r.conn.SetReadDeadline(deadline(r.frame)); err != nil {
 		return Header{}, nil, err
 	}

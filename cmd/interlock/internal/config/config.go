@@ -65,10 +65,11 @@ type Listener struct {
 
 // Limits is a listener's `limits:` section.
 type Limits struct {
-	MaxConns          int           `yaml:"max_conns"`
-	MaxConnsPerSource int           `yaml:"max_conns_per_source"`
-	IdleTimeout       time.Duration `yaml:"idle_timeout"`
-	RequestTimeout    time.Duration `yaml:"request_timeout"`
+	MaxConns            int           `yaml:"max_conns"`
+	MaxConnsPerSource   int           `yaml:"max_conns_per_source"`
+	FirstRequestTimeout time.Duration `yaml:"first_request_timeout"`
+	IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	RequestTimeout      time.Duration `yaml:"request_timeout"`
 }
 
 // Source is one entry of the source inventory (`sources:`).
@@ -604,6 +605,12 @@ func (c *Config) checkListener(l *Listener) error {
 	}
 	if l.Limits.MaxConnsPerSource == 0 {
 		l.Limits.MaxConnsPerSource = gateway.DefaultMaxConnsPerSource(l.Limits.MaxConns)
+	}
+	if l.Limits.FirstRequestTimeout < 0 {
+		return c.errf(0, l.key("limits.first_request_timeout"), "%v is negative", l.Limits.FirstRequestTimeout)
+	}
+	if l.Limits.FirstRequestTimeout == 0 {
+		l.Limits.FirstRequestTimeout = gateway.DefaultFirstRequestTimeout
 	}
 	if l.Limits.IdleTimeout == 0 {
 		l.Limits.IdleTimeout = gateway.DefaultIdleTimeout

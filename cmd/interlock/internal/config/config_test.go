@@ -69,6 +69,9 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	if l.Limits.MaxConnsPerSource != 16 {
 		t.Errorf("limits.max_conns_per_source default: %d, want 16 (a quarter of 100, at most 16)", l.Limits.MaxConnsPerSource)
 	}
+	if l.Limits.FirstRequestTimeout != gateway.DefaultFirstRequestTimeout || gateway.DefaultFirstRequestTimeout != 10*time.Second {
+		t.Errorf("limits.first_request_timeout default: %v, want 10s", l.Limits.FirstRequestTimeout)
+	}
 	if c.Audit.ReadsOnFailure != "alert" || c.Audit.SyncInterval != time.Second {
 		t.Errorf("audit defaults: %+v", c.Audit)
 	}
@@ -107,6 +110,7 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"negative timeout", "    modbus:\n", "    limits:\n      max_conns: 5\n      request_timeout: -2s\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.request_timeout", "-2s is negative"}},
 		{"negative per-source cap", "    modbus:\n", "    limits:\n      max_conns_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.max_conns_per_source", "-1 is negative"}},
 		{"per-source cap over max_conns", "    modbus:\n", "    limits:\n      max_conns: 5\n      max_conns_per_source: 6\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.max_conns_per_source", "6 is more than limits.max_conns (5)"}},
+		{"negative first request timeout", "    modbus:\n", "    limits:\n      first_request_timeout: -1s\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.first_request_timeout", "-1s is negative"}},
 		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
 		{"two listeners on one address", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:5020\n    upstream: tcp://127.0.0.1:503\nsources:\n", []string{"config.yaml:12:", "listeners[1].listen", "listeners[0] listens on 127.0.0.1:5020 already"}},
 		{"two listeners on port 0 (the system's choice) and a route target named as one", "sources:\n", "  - name: plc2\n    protocol: modbus\n    listen: 127.0.0.1:0\n    upstream: tcp://127.0.0.1:503\n  - name: plc3\n    protocol: modbus\n    listen: 127.0.0.1:0\n    modbus:\n      routes:\n        - unit_ids: [1]\n          upstream: tcp://127.0.0.1:504\n          target: plc2\nsources:\n", []string{"listeners[2].modbus.routes[0].target", `"plc2" is also listeners[1].name`}},
