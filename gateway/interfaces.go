@@ -90,6 +90,16 @@ type AuthFailureAuditor interface {
 	AuthFailed(ctx context.Context, s *Session, reason, detail string)
 }
 
+// RefusalAuditor is an Auditor that records a connection refused before any
+// session (connection limits) with repeats, the number of refusals of the
+// same source and reason not recorded before it: a refusing listener
+// records one per source and reason per interval. An Auditor without it
+// gets SessionStart with the reason, and the count is only in the
+// operational log.
+type RefusalAuditor interface {
+	ConnRefused(ctx context.Context, s *Session, reason string, repeats int)
+}
+
 // Upstream carries an allowed call to the target and returns its answer. A
 // non-nil error means no usable answer; the returned Result, when not nil,
 // already holds the protocol's status for the client (such as Modbus 0x0A or
