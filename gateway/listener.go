@@ -71,12 +71,16 @@ type Listener struct {
 	Identify Identifier // nil: every source is unknown (principal.auth "none")
 	Limits   Limits
 	Log      zerolog.Logger
+	// RefusalInterval is how often a refused connection of one source is
+	// recorded, per reason; 0: every 10 s (refusals.go).
+	RefusalInterval time.Duration
 
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	bySource map[netip.Addr]int // connections served per source address
 	refusing chan struct{}      // Refuser answers in progress
+	refused  refusals           // which refused connections are recorded
 }
 
 // maxRefusing bounds the refused connections answered at once; under a
@@ -109,6 +113,10 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	defer endConns()
 	draining := make(chan struct{})
 	connCtx = WithDraining(connCtx, draining)
+	l.refused.interval = l.RefusalInterval
+	stopHeld, heldDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(heldDone); l.recordHeldRefusals(connCtx, stopHeld) }()
+	defer func() { close(stopHeld); <-heldDone }()
 
 	var err error
 	for {
@@ -268,11 +276,14 @@ func (l *Listener) newSession(ctx context.Context, conn net.Conn) *Session {
 	return s
 }
 
-// refuse records and closes a connection the listener will not serve.
+// refuse records and closes a connection the listener will not serve: the
+// record and the log line at most once per source and reason every
+// RefusalInterval, with the count of those not recorded (refusals.go).
 func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 	s := l.newSession(ctx, conn)
-	s.Log.Warn().Str("reason", reason).Msg("connection refused")
-	l.Pipeline.Auditor.SessionStart(context.WithoutCancel(ctx), s, nil, reason)
+	if held, ok := l.refused.allow(s, reason, time.Now()); ok {
+		l.recordRefusal(ctx, s, reason, held)
+	}
 	r, ok := l.Engine.(Refuser)
 	if !ok {
 		conn.Close()

@@ -50,6 +50,13 @@ func startListener(t *testing.T, maxConns int) (string, *gatewaytest.Auditor) {
 
 func startListenerLimits(t *testing.T, limits gateway.Limits) (string, *gatewaytest.Auditor) {
 	t.Helper()
+	return startListenerRefusing(t, limits, 200*time.Millisecond)
+}
+
+// startListenerRefusing runs a listener of lineEngine that records a refused
+// connection per source and reason every refusalInterval.
+func startListenerRefusing(t *testing.T, limits gateway.Limits, refusalInterval time.Duration) (string, *gatewaytest.Auditor) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +65,7 @@ func startListenerLimits(t *testing.T, limits gateway.Limits) (string, *gatewayt
 	l := &gateway.Listener{
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
 		Engine: lineEngine{}, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
-		Limits: limits, Log: zerolog.Nop(),
+		Limits: limits, Log: zerolog.Nop(), RefusalInterval: refusalInterval,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -163,14 +170,8 @@ func TestListenerConnectionLimit(t *testing.T) {
 			t.Fatal("a connection over the limit was served")
 		}
 	}
-	var refused int
-	for _, r := range a.Events("session.open") {
-		if r.Reason == gateway.RefusedConnLimit {
-			refused++
-		}
-	}
-	if refused != 20 {
-		t.Fatalf("%d refusals recorded, want 20", refused)
+	if _, refused := waitRefusals(a, gateway.RefusedConnLimit, "127.0.0.1", 20); refused != 20 {
+		t.Fatalf("%d refusals recorded or counted, want 20", refused)
 	}
 	for _, c := range held {
 		echo(t, c, "still served")
@@ -239,17 +240,11 @@ func TestListenerPerSourceLimit(t *testing.T) {
 	for _, c := range held {
 		echo(t, c, "still served")
 	}
-	var refused int
-	for _, r := range a.Events("session.open") {
-		if r.Reason == gateway.RefusedSourceLimit {
-			refused++
-			if ip := r.Session.Source.IP.String(); ip != "127.0.0.1" {
-				t.Errorf("refusal recorded for source %s, want 127.0.0.1", ip)
-			}
-		}
+	if _, refused := waitRefusals(a, gateway.RefusedSourceLimit, "127.0.0.1", 2*perSource); refused != 2*perSource {
+		t.Fatalf("%d refusals with reason %q recorded or counted, want %d", refused, gateway.RefusedSourceLimit, 2*perSource)
 	}
-	if refused != 2*perSource {
-		t.Fatalf("%d session.open records with reason %q, want %d", refused, gateway.RefusedSourceLimit, 2*perSource)
+	if _, refused := refusals(a, gateway.RefusedSourceLimit, ""); refused != 2*perSource {
+		t.Fatalf("%d refusals with reason %q, want %d, all of 127.0.0.1", refused, gateway.RefusedSourceLimit, 2*perSource)
 	}
 
 	// A connection of that host ends: it may open one again.
@@ -269,4 +264,67 @@ func TestListenerPerSourceLimit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// refusals counts the session.open records of connections refused for
+// reason from source ip ("": any), and the refusals they stand for (each
+// itself and its repeats_not_recorded).
+func refusals(a *gatewaytest.Auditor, reason, ip string) (records, refused int) {
+	for _, r := range a.Events("session.open") {
+		if r.Reason == reason && (ip == "" || r.Session.Source.IP.String() == ip) {
+			records++
+			refused += 1 + r.Repeats
+		}
+	}
+	return records, refused
+}
+
+// waitRefusals is refusals once they stand for want, or after 5 s: the
+// count of the last ones comes once the refusal interval has passed.
+func waitRefusals(a *gatewaytest.Auditor, reason, ip string, want int) (records, refused int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		records, refused = refusals(a, reason, ip)
+		if refused >= want || time.Now().After(deadline) {
+			return records, refused
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// QA on 1cda0a0: connection churn at a full listener wrote one audit record
+// and one log line per connection. A burst of refusals from one source is
+// now a bounded number of records whose counts add up, and another
+// source's refusal still gets its own record.
+func TestListenerRefusalRecordsAreBounded(t *testing.T) {
+	const interval, burst = time.Second, 300
+	addr, a := startListenerRefusing(t, gateway.Limits{MaxConns: 2, MaxConnsPerSource: 2}, interval)
+	for range 2 {
+		echo(t, dialFrom(t, "127.0.0.1", addr), "hold")
+	}
+	start := time.Now()
+	for i := range burst {
+		if c := dialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
+			t.Fatalf("connection %d over max_conns was served", i)
+		} else {
+			c.Close()
+		}
+	}
+	took := time.Since(start)
+	if c := dialFrom(t, "127.0.0.2", addr); !refusedAtOnce(c) {
+		t.Fatal("a connection from 127.0.0.2 over max_conns was served")
+	}
+	if records, _ := refusals(a, gateway.RefusedConnLimit, "127.0.0.2"); records != 1 {
+		t.Fatalf("127.0.0.2's refusal: %d records, want its own at once", records)
+	}
+	records, refused := waitRefusals(a, gateway.RefusedConnLimit, "127.0.0.1", burst)
+	if refused != burst {
+		t.Fatalf("%d records of 127.0.0.1 stand for %d refusals, want %d", records, refused, burst)
+	}
+	// One at the first refusal, one per interval while they go on, one with
+	// the count of the last ones.
+	if most := 2 + int(took/interval); records > most {
+		t.Fatalf("%d refusals in %v gave %d records, want at most %d", burst, took, records, most)
+	}
+	t.Logf("%d refusals in %v: %d records", burst, took, records)
 }

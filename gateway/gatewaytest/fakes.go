@@ -36,6 +36,7 @@ type Record struct {
 	Detail   string
 	Response string
 	Err      error
+	Repeats  int // ConnRefused: like refusals not recorded before this one
 }
 
 // Auditor keeps every record in memory. Set Fail to make Call return an error.
@@ -45,7 +46,10 @@ type Auditor struct {
 	Fail    error
 }
 
-var _ gateway.Auditor = (*Auditor)(nil)
+var (
+	_ gateway.Auditor        = (*Auditor)(nil)
+	_ gateway.RefusalAuditor = (*Auditor)(nil)
+)
 
 func (a *Auditor) add(r Record) {
 	a.mu.Lock()
@@ -56,6 +60,11 @@ func (a *Auditor) add(r Record) {
 // SessionStart implements gateway.Auditor.
 func (a *Auditor) SessionStart(_ context.Context, s *gateway.Session, d *gateway.Decision, refused string) {
 	a.add(Record{Event: "session.open", Session: s, Decision: d, Reason: refused})
+}
+
+// ConnRefused implements gateway.RefusalAuditor: a session.open record.
+func (a *Auditor) ConnRefused(_ context.Context, s *gateway.Session, reason string, repeats int) {
+	a.add(Record{Event: "session.open", Session: s, Reason: reason, Repeats: repeats})
 }
 
 // Call implements gateway.Auditor.

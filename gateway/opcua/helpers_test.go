@@ -174,7 +174,7 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		t.Fatal(err)
 	}
 	l := &gateway.Listener{Name: "line1", Protocol: "opcua", Gateway: "gw", Target: target,
-		Engine: eng, Pipeline: p, Limits: o.limits, Log: testLog()}
+		Engine: eng, Pipeline: p, Limits: o.limits, Log: testLog(), RefusalInterval: 200 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Serve(ctx, ln); close(done) }()
