@@ -42,14 +42,16 @@ const (
 )
 
 // DefaultMaxConnsPerSource is the per-source cap when none is configured:
-// a quarter of maxConns, at most 16 and at least 1. An HMI or a SCADA
-// master holds a few connections; a quarter means one host alone never
-// holds more than a quarter of the slots.
+// a quarter of maxConns, at most 16 and at least 2 (a master that keeps a
+// second connection for its writes is not refused), never more than
+// maxConns. An HMI or a SCADA master holds a few connections; a quarter
+// means one host alone never holds more than a quarter of the slots of a
+// listener of 8 or more.
 func DefaultMaxConnsPerSource(maxConns int) int {
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
 	}
-	return max(1, min(16, maxConns/4))
+	return min(maxConns, max(2, min(16, maxConns/4)))
 }
 
 // Refusal reasons recorded by the listener.

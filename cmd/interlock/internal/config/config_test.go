@@ -138,7 +138,7 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 
 func TestPerSourceCapDefaultFollowsMaxConns(t *testing.T) {
 	for _, tc := range []struct{ maxConns, perSource, want int }{
-		{8, 0, 2}, {2, 0, 1}, {1000, 0, 16}, {8, 8, 8}, {100, 3, 3},
+		{8, 0, 2}, {4, 0, 2}, {2, 0, 2}, {1, 0, 1}, {1000, 0, 16}, {8, 8, 8}, {100, 3, 3},
 	} {
 		to := fmt.Sprintf("    limits:\n      max_conns: %d\n", tc.maxConns)
 		if tc.perSource != 0 {
