@@ -205,6 +205,7 @@ func runOPCUA(e *env) error {
 		if p.mode != ua.MessageSecurityModeNone {
 			sec = fmt.Sprintf("security_policies: [%s]\n      security_modes: [SignAndEncrypt]\n      upstream_security_policy: %s\n      upstream_security_mode: SignAndEncrypt", p.name, p.name)
 		}
+		conns := max(100, *uaIdle+*uaSessions+10) // every client is on 127.0.0.1: one source
 		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`gateway:
   id: bench
   log_level: warn
@@ -213,6 +214,7 @@ listeners:
     protocol: opcua
     listen: opc.tcp://%s
     upstream: %s
+    limits: {max_conns: %d, max_conns_per_source: %d}
     opcua:
       pki: %s
       %s
@@ -223,7 +225,7 @@ policy:
   path: %s
 audit:
   path: %s
-`, addr, simEP, gwPKI, sec, max(100, *uaIdle+*uaSessions+10), polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
+`, addr, simEP, conns, conns, gwPKI, sec, conns, polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
 			return err
 		}
 		args := []string{"run", "--config", cfg, "--log-format", "json"}
