@@ -143,7 +143,9 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 	e.up = &upstreamConfig{
 		url: spec.Upstream, policyURI: o.upstreamURI, mode: o.upstreamMod,
 		cert: cert, key: key, appURI: e.appURI,
-		dialTimeout:    e.limits.RequestTimeout,
+		// a connect is bounded as one request is, whatever the
+		// TimeoutHint of the request that needs it
+		connectTimeout: e.limits.RequestTimeout,
 		requestTimeout: o.Limits.MaxPublishTimeout,
 		// Longer than any client session: an upstream session ends with
 		// its client session, never before it.

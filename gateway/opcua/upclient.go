@@ -29,7 +29,7 @@ type upClient struct {
 // dialUpstream opens a channel to the endpoint ep and a session on it with
 // identity id. ctx bounds all of it.
 func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescription, id identity) (*upClient, error) {
-	conn, err := dialTCP(ctx, cfg.url, cfg.dialTimeout)
+	conn, err := dialTCP(ctx, cfg.url, cfg.connectTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -140,7 +140,7 @@ func upstreamConfigFor(t *testing.T, f *fakeUpstream) *upstreamConfig {
 	t.Helper()
 	cert, key := ownCert(t)
 	return &upstreamConfig{url: f.endpoint, policyURI: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSignAndEncrypt,
-		cert: cert, key: key, appURI: "urn:interlock:test", dialTimeout: 5 * time.Second, sessionTimeout: time.Minute}
+		cert: cert, key: key, appURI: "urn:interlock:test", connectTimeout: 5 * time.Second, sessionTimeout: time.Minute}
 }
 
 // TestUpstreamSessionSignaturesAndTokens: the gateway's ActivateSession
@@ -239,6 +239,9 @@ func TestStatusOfUpstreamErrors(t *testing.T) {
 		{context.DeadlineExceeded, ua.StatusBadTimeout},
 		{errUpstreamClosed, ua.StatusBadSessionClosed},
 		{&errConnect{errors.New("connection refused")}, ua.StatusBadServerNotConnected},
+		// no connection in the connect's or the request's time: not sent,
+		// so not connected rather than timed out
+		{&errConnect{fmt.Errorf("CreateSession: %w", context.DeadlineExceeded)}, ua.StatusBadServerNotConnected},
 		{&errConnect{fmt.Errorf("ActivateSession: %w", ua.StatusBadUserAccessDenied)}, ua.StatusBadUserAccessDenied},
 		{&channel.Error{Code: ua.StatusBadRequestTooLarge}, ua.StatusBadRequestTooLarge},
 		{&channel.Error{Code: ua.StatusBadResponseTooLarge}, ua.StatusBadResponseTooLarge},

@@ -25,8 +25,11 @@ type upstreamConfig struct {
 	appURI    string
 	// validate checks the server's certificate against the gateway's trust
 	// store; nil skips the check (None).
-	validate       func(cert []byte) error
-	dialTimeout    time.Duration
+	validate func(cert []byte) error
+	// connectTimeout bounds a whole connect, from the dial to
+	// ActivateSession (GetEndpoints included): the listener's request
+	// timeout.
+	connectTimeout time.Duration
 	requestTimeout time.Duration // TimeoutHint of forwarded requests; the context bounds each one
 	sessionTimeout time.Duration
 	// the channel's token lifetime asked for and the largest response
@@ -63,6 +66,9 @@ type upstream struct {
 	closed  bool
 	pending chan struct{} // closed when the connect in progress ends
 	lastErr error         // of the last connect
+	// retryAt is when the next connect may start after one that failed;
+	// until then requests fail at once with lastErr.
+	retryAt time.Time
 }
 
 func newUpstream(cfg *upstreamConfig, id identity) *upstream {
@@ -76,9 +82,12 @@ func (e *errConnect) Error() string { return "upstream connect: " + e.err.Error(
 func (e *errConnect) Unwrap() error { return e.err }
 
 // client returns a connected client, connecting when there is none or the
-// last one was lost. The connect runs on its own time (the dial timeout and
-// a few seconds for the session), shared by the requests that arrive
-// meanwhile; each of them waits only as long as its own context allows.
+// last one was lost. The connect runs on its own time (connectTimeout),
+// shared by the requests that arrive meanwhile; each of them waits only as
+// long as its own context allows. After a connect that failed, requests
+// fail at once for as long as that attempt took (retryAt): a refused
+// connection is tried again by the next request, a server that accepts and
+// does not answer at most every other connectTimeout.
 func (u *upstream) client(ctx context.Context) (*upClient, error) {
 	u.mu.Lock()
 	if u.closed {
@@ -94,6 +103,13 @@ func (u *upstream) client(ctx context.Context) (*upClient, error) {
 		go closeClient(c)
 	}
 	p := u.pending
+	if p == nil && u.lastErr != nil {
+		if wait := time.Until(u.retryAt); wait > 0 {
+			err := u.lastErr
+			u.mu.Unlock()
+			return nil, &errConnect{fmt.Errorf("next attempt in %v; the last one failed: %w", wait.Round(time.Millisecond), err)}
+		}
+	}
 	if p == nil {
 		p = make(chan struct{})
 		u.pending = p
@@ -103,7 +119,7 @@ func (u *upstream) client(ctx context.Context) (*upClient, error) {
 	select {
 	case <-p:
 	case <-ctx.Done():
-		return nil, &errConnect{ctx.Err()}
+		return nil, &errConnect{fmt.Errorf("no connection within the request's time: %w", ctx.Err())}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -119,7 +135,8 @@ func (u *upstream) client(ctx context.Context) (*upClient, error) {
 }
 
 func (u *upstream) connectInBackground(p chan struct{}) {
-	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.dialTimeout+u.cfg.requestTimeoutForConnect())
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.connectTimeout)
 	defer cancel()
 	c, err := u.connect(ctx)
 	u.mu.Lock()
@@ -128,6 +145,7 @@ func (u *upstream) connectInBackground(p chan struct{}) {
 	u.lastErr = err
 	switch {
 	case err != nil:
+		u.retryAt = time.Now().Add(min(time.Since(start), u.cfg.connectTimeout))
 	case u.closed:
 		go closeClient(c)
 	default:
@@ -188,20 +206,14 @@ func (id identity) tokenType() ua.UserTokenType {
 	return ua.UserTokenTypeAnonymous
 }
 
-// requestTimeoutForConnect bounds the requests of a connect (CreateSession,
-// ActivateSession, the namespace read).
-func (cfg *upstreamConfig) requestTimeoutForConnect() time.Duration { return 5 * time.Second }
-
 // endpoint returns the server's endpoint for the configured policy and mode.
 func (cfg *upstreamConfig) endpoint(ctx context.Context) (*ua.EndpointDescription, error) {
 	cfg.mu.Lock()
 	eps := cfg.endpoints
 	cfg.mu.Unlock()
 	if eps == nil {
-		dctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout+cfg.requestTimeoutForConnect())
-		defer cancel()
 		var err error
-		eps, err = getEndpoints(dctx, cfg.url, cfg.dialTimeout)
+		eps, err = getEndpoints(ctx, cfg.url, cfg.connectTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -269,15 +281,17 @@ func statusOf(err error) ua.StatusCode {
 	switch {
 	case errors.Is(err, errStopping):
 		return ua.StatusBadShutdown
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ua.StatusBadTimeout):
-		return ua.StatusBadTimeout
 	case errors.Is(err, errUpstreamClosed):
 		return ua.StatusBadSessionClosed
 	case errors.As(err, &ce):
+		// no connection, however it failed (timed out too): the request
+		// was never sent
 		if sc, ok := errors.AsType[ua.StatusCode](err); ok && isAuthStatus(sc) {
 			return sc
 		}
 		return ua.StatusBadServerNotConnected
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ua.StatusBadTimeout):
+		return ua.StatusBadTimeout
 	}
 	if sc, ok := errors.AsType[ua.StatusCode](err); ok {
 		return sc
