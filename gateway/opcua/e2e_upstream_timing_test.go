@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,4 +194,71 @@ func clientWithTimeout(ctx context.Context, t *testing.T, endpoint string, timeo
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A request whose TimeoutHint sets its budget (longer than the listener's
+// request_timeout), or a Publish, is answered Bad_Timeout before the hint
+// when the server holds it longer: the client hears the timeout while it
+// still waits, not at the instant it gives up.
+func TestTimeoutAnsweredBeforeHint(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: time.Second},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const hint = 4 * time.Second
+	c := clientWithTimeout(ctx, t, g.endpoint, hint)
+	send := func(req ua.Request) (time.Duration, error) {
+		start := time.Now()
+		err := c.Send(ctx, req, func(r ua.Response) error {
+			if sc := r.Header().ServiceResult; sc != ua.StatusOK {
+				return sc
+			}
+			return nil
+		})
+		return time.Since(start), err
+	}
+	cs := &ua.CreateSubscriptionResponse{}
+	if err := c.Send(ctx, &ua.CreateSubscriptionRequest{RequestedPublishingInterval: 100, RequestedLifetimeCount: 600,
+		RequestedMaxKeepAliveCount: 10, PublishingEnabled: true}, func(r ua.Response) error {
+		cs, _ = r.(*ua.CreateSubscriptionResponse)
+		return nil
+	}); err != nil || cs == nil || cs.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("create subscription: %v %+v", err, cs)
+	}
+	srv.HangPublish(time.Minute)
+
+	for _, tc := range []struct {
+		function string
+		req      ua.Request
+	}{
+		{"call", &ua.CallRequest{MethodsToCall: []*ua.CallMethodRequest{{ObjectID: ua.MustParseNodeID(opcuatest.NodePLC),
+			MethodID: ua.MustParseNodeID(opcuatest.NodeWait), InputArguments: []*ua.Variant{ua.MustVariant(uint32(3 * hint / time.Millisecond))}}}}},
+		{"publish", &ua.PublishRequest{}},
+	} {
+		took, err := send(tc.req)
+		// gopcua waits the hint and 250 ms: at the hint, the gateway's answer
+		// would have been in time for it, but not for a client that gives up
+		// at its hint
+		if !errors.Is(err, ua.StatusBadTimeout) || took >= hint {
+			t.Errorf("%s held upstream, TimeoutHint %v: %v after %v; want Bad_Timeout before the hint", tc.function, hint, err, took)
+		}
+		rs := g.records(t, func(rs []record) bool {
+			return slices.ContainsFunc(events(rs, "result"), func(r record) bool { return r.str("function") == tc.function })
+		})
+		found := false
+		for _, r := range events(rs, "result") {
+			if r.str("function") != tc.function {
+				continue
+			}
+			found = true
+			lat, _ := r["latency_us"].(float64)
+			if r.str("status") != "error" || r["code"] != float64(uint32(ua.StatusBadTimeout)) || time.Duration(lat)*time.Microsecond >= hint {
+				t.Errorf("the %s's result record: %v; want status error, code Bad_Timeout, latency under the hint", tc.function, r)
+			}
+		}
+		if !found {
+			t.Errorf("no result record of the %s", tc.function)
+		}
+	}
 }

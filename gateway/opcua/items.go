@@ -218,17 +218,19 @@ func (c *conn) refuseTooMany(ctx context.Context, s *uaSession, h *ua.RequestHea
 // send forwards req through the session's upstream within the request's
 // time budget: the listener's request timeout, longer when the client's
 // TimeoutHint says it waits longer, and for a Publish the hint (bounded by
-// limits.max_publish_timeout).
+// limits.max_publish_timeout). Where the hint sets the budget, the budget
+// ends a little before the hint (beforeHint), so that the client hears
+// Bad_Timeout before it gives up itself.
 func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
 	d := c.e.limits.RequestTimeout
 	hint := time.Duration(h.TimeoutHint) * time.Millisecond
 	if publish {
 		d = c.e.opts.Limits.MaxPublishTimeout
 		if hint > 0 {
-			d = min(hint, d)
+			d = min(beforeHint(hint), d)
 		}
 	} else if hint > d {
-		d = min(hint, c.e.opts.Limits.MaxPublishTimeout)
+		d = min(max(beforeHint(hint), d), c.e.opts.Limits.MaxPublishTimeout)
 	}
 	if publish {
 		var release func()
@@ -248,6 +250,14 @@ func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req 
 		return nil, errStopping
 	}
 	return resp, err
+}
+
+// beforeHint is how long the gateway waits for a request whose client
+// waits hint: a tenth less, at most a second less, so that the answer,
+// Bad_Timeout included, reaches the client while it still waits (a server
+// answers a parked Publish before its TimeoutHint the same way).
+func beforeHint(hint time.Duration) time.Duration {
+	return hint - min(hint/10, time.Second)
 }
 
 // single forwards a request decided as one call (CreateSubscription,
