@@ -146,7 +146,6 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		// a connect is bounded as one request is, whatever the
 		// TimeoutHint of the request that needs it
 		connectTimeout: e.limits.RequestTimeout,
-		requestTimeout: o.Limits.MaxPublishTimeout,
 		// Longer than any client session: an upstream session ends with
 		// its client session, never before it.
 		sessionTimeout: o.Limits.SessionTimeout + time.Minute,

@@ -30,7 +30,6 @@ type upstreamConfig struct {
 	// ActivateSession (GetEndpoints included): the listener's request
 	// timeout.
 	connectTimeout time.Duration
-	requestTimeout time.Duration // TimeoutHint of forwarded requests; the context bounds each one
 	sessionTimeout time.Duration
 	// the channel's token lifetime asked for and the largest response
 	// taken (zero: the channel's defaults)
