@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/interlock-ics/interlock/gateway"
 )
 
@@ -14,21 +16,23 @@ import (
 // SessionStart writes session.open; refused is the reason when the gateway
 // refused the session, d the session.open decision when one was taken.
 func (w *Writer) SessionStart(ctx context.Context, s *gateway.Session, d *gateway.Decision, refused string) {
+	w.sessionOpen(ctx, s, d, refused, 0)
+}
+
+// sessionOpen writes session.open, with repeats_not_recorded when repeats
+// is not 0.
+func (w *Writer) sessionOpen(ctx context.Context, s *gateway.Session, d *gateway.Decision, refused string, repeats int) {
 	e, err := w.begin(EventSessionOpen)
 	if err != nil {
 		w.logFailure(EventSessionOpen, s.ID, err)
 		return
 	}
-	e.Str(FieldSessionID, s.ID).
-		Str(FieldListener, s.Listener).
-		Str(FieldProtocol, s.Protocol).
-		Object(FieldSession, sessionObject{s}).
-		Object(FieldSource, sourceObject{&s.Source}).
-		Object(FieldPrincipal, principalObject{&s.Principal}).
-		Object(FieldTarget, targetObject{&s.Target}).
-		Bool(FieldSuccess, refused == "")
+	sessionHead(e, s, refused == "")
 	if refused != "" {
 		e.Str(FieldReason, refused)
+	}
+	if repeats > 0 {
+		e.Int(FieldRepeatsNotRecorded, repeats)
 	}
 	if d != nil {
 		e.Object(FieldDecision, decisionObject{d})
@@ -36,6 +40,19 @@ func (w *Writer) SessionStart(ctx context.Context, s *gateway.Session, d *gatewa
 	if err := w.commit(ctx, e, false); err != nil {
 		w.logFailure(EventSessionOpen, s.ID, err)
 	}
+}
+
+// sessionHead adds what a session record begins with: the session, who,
+// from where, to which target, and whether it was let in.
+func sessionHead(e *zerolog.Event, s *gateway.Session, success bool) *zerolog.Event {
+	return e.Str(FieldSessionID, s.ID).
+		Str(FieldListener, s.Listener).
+		Str(FieldProtocol, s.Protocol).
+		Object(FieldSession, sessionObject{s}).
+		Object(FieldSource, sourceObject{&s.Source}).
+		Object(FieldPrincipal, principalObject{&s.Principal}).
+		Object(FieldTarget, targetObject{&s.Target}).
+		Bool(FieldSuccess, success)
 }
 
 // Call writes the call record before the call is forwarded. The record of a
@@ -127,14 +144,7 @@ func (w *Writer) AuthFailed(ctx context.Context, s *gateway.Session, reason, det
 		w.logFailure(EventSessionAuthFailed, s.ID, err)
 		return
 	}
-	e.Str(FieldSessionID, s.ID).
-		Str(FieldListener, s.Listener).
-		Str(FieldProtocol, s.Protocol).
-		Object(FieldSession, sessionObject{s}).
-		Object(FieldSource, sourceObject{&s.Source}).
-		Object(FieldPrincipal, principalObject{&s.Principal}).
-		Object(FieldTarget, targetObject{&s.Target}).
-		Bool(FieldSuccess, false).
+	sessionHead(e, s, false).
 		Str(FieldReason, reason).
 		Str(FieldDetail, detail)
 	if err := w.commit(ctx, e, false); err != nil {

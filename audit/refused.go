@@ -16,24 +16,5 @@ var _ gateway.RefusalAuditor = (*Writer)(nil)
 // any session (a connection limit): SessionStart's record without a
 // decision, with repeats_not_recorded when repeats is not 0.
 func (w *Writer) ConnRefused(ctx context.Context, s *gateway.Session, reason string, repeats int) {
-	e, err := w.begin(EventSessionOpen)
-	if err != nil {
-		w.logFailure(EventSessionOpen, s.ID, err)
-		return
-	}
-	e.Str(FieldSessionID, s.ID).
-		Str(FieldListener, s.Listener).
-		Str(FieldProtocol, s.Protocol).
-		Object(FieldSession, sessionObject{s}).
-		Object(FieldSource, sourceObject{&s.Source}).
-		Object(FieldPrincipal, principalObject{&s.Principal}).
-		Object(FieldTarget, targetObject{&s.Target}).
-		Bool(FieldSuccess, false).
-		Str(FieldReason, reason)
-	if repeats > 0 {
-		e.Int(FieldRepeatsNotRecorded, repeats)
-	}
-	if err := w.commit(ctx, e, false); err != nil {
-		w.logFailure(EventSessionOpen, s.ID, err)
-	}
+	w.sessionOpen(ctx, s, nil, reason, repeats)
 }

@@ -178,37 +178,28 @@ func TestListenerConnectionLimit(t *testing.T) {
 	}
 	held[0].Write([]byte("quit\n"))
 	// A slot frees up: a new connection is served again.
+	waitServedAgain(t, "127.0.0.1", addr, "no slot freed after a session ended")
+}
+
+// waitServedAgain waits up to 5 s for a connection from local to addr to
+// be served (echoed), failing with msg.
+func waitServedAgain(t *testing.T, local, addr, msg string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := gatewaytest.DialFrom(t, local, addr)
 		c.SetDeadline(time.Now().Add(time.Second))
 		c.Write([]byte("again\n"))
 		got, _ := bufio.NewReader(c).ReadString('\n')
 		c.Close()
 		if got == "again\n" {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no slot freed after a session ended")
+			t.Fatal(msg)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// dialFrom connects to addr from the loopback address local (on Linux all
-// of 127/8 is loopback, so 127.0.0.2 is another source host).
-func dialFrom(t *testing.T, local, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot connect from %s (loopback beyond 127.0.0.1 needed): %v", local, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // refusedAtOnce reports whether c is closed by the listener without a word.
@@ -226,16 +217,16 @@ func TestListenerPerSourceLimit(t *testing.T) {
 	addr, a := startListenerLimits(t, gateway.Limits{MaxConns: 10, MaxConnsPerSource: perSource})
 	var held []net.Conn
 	for range perSource {
-		c := dialFrom(t, "127.0.0.1", addr)
+		c := gatewaytest.DialFrom(t, "127.0.0.1", addr)
 		echo(t, c, "hold")
 		held = append(held, c)
 	}
 	for i := range 2 * perSource {
-		if c := dialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
+		if c := gatewaytest.DialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
 			t.Fatalf("connection %d from 127.0.0.1 beyond max_conns_per_source %d was served", perSource+i+1, perSource)
 		}
 	}
-	other := dialFrom(t, "127.0.0.2", addr)
+	other := gatewaytest.DialFrom(t, "127.0.0.2", addr)
 	echo(t, other, "another host")
 	for _, c := range held {
 		echo(t, c, "still served")
@@ -249,21 +240,7 @@ func TestListenerPerSourceLimit(t *testing.T) {
 
 	// A connection of that host ends: it may open one again.
 	held[0].Write([]byte("quit\n"))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c := dialFrom(t, "127.0.0.1", addr)
-		c.SetDeadline(time.Now().Add(time.Second))
-		c.Write([]byte("again\n"))
-		got, _ := bufio.NewReader(c).ReadString('\n')
-		c.Close()
-		if got == "again\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no per-source slot freed after a session of that source ended")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitServedAgain(t, "127.0.0.1", addr, "no per-source slot freed after a session of that source ended")
 }
 
 // refusals counts the session.open records of connections refused for
@@ -300,18 +277,18 @@ func TestListenerRefusalRecordsAreBounded(t *testing.T) {
 	const interval, burst = time.Second, 300
 	addr, a := startListenerRefusing(t, gateway.Limits{MaxConns: 2, MaxConnsPerSource: 2}, interval)
 	for range 2 {
-		echo(t, dialFrom(t, "127.0.0.1", addr), "hold")
+		echo(t, gatewaytest.DialFrom(t, "127.0.0.1", addr), "hold")
 	}
 	start := time.Now()
 	for i := range burst {
-		if c := dialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
+		if c := gatewaytest.DialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
 			t.Fatalf("connection %d over max_conns was served", i)
 		} else {
 			c.Close()
 		}
 	}
 	took := time.Since(start)
-	if c := dialFrom(t, "127.0.0.2", addr); !refusedAtOnce(c) {
+	if c := gatewaytest.DialFrom(t, "127.0.0.2", addr); !refusedAtOnce(c) {
 		t.Fatal("a connection from 127.0.0.2 over max_conns was served")
 	}
 	if records, _ := refusals(a, gateway.RefusedConnLimit, "127.0.0.2"); records != 1 {

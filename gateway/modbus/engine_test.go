@@ -907,19 +907,6 @@ func TestPLCClosingIdleConnections(t *testing.T) {
 	}
 }
 
-// dialFrom connects to addr from the loopback address local (on Linux all
-// of 127/8 is loopback, so 127.0.0.2 is another source host).
-func dialFrom(t *testing.T, local, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot connect from %s (loopback beyond 127.0.0.1 needed): %v", local, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // QA on 1cda0a0: silent sockets from one host held every slot until the
 // idle timeout. Now one host holds at most max_conns_per_source, more are
 // refused with exception 0x0A, another host and the clients already
@@ -943,17 +930,17 @@ func TestSilentSocketsDoNotLockClientsOut(t *testing.T) {
 
 	var silent []net.Conn
 	for range perSource - 1 {
-		silent = append(silent, dialFrom(t, "127.0.0.1", g.addr))
+		silent = append(silent, gatewaytest.DialFrom(t, "127.0.0.1", g.addr))
 	}
 	time.Sleep(100 * time.Millisecond) // accepted, in the order dialed
 	for i := range 5 {
-		c := dialFrom(t, "127.0.0.1", g.addr)
+		c := gatewaytest.DialFrom(t, "127.0.0.1", g.addr)
 		c.Write(adu(uint16(i), 1, []byte{0x03, 0, 0, 0, 1}))
 		if _, pdu := readADU(t, c); !bytes.Equal(pdu, []byte{0x83, modbus.ExGatewayPathUnavailable}) {
 			t.Fatalf("connection %d from 127.0.0.1 over max_conns_per_source: answered % x, want exception 0x0A", perSource+i+1, pdu)
 		}
 	}
-	other := dialFrom(t, "127.0.0.2", g.addr)
+	other := gatewaytest.DialFrom(t, "127.0.0.2", g.addr)
 	other.Write(adu(9, 1, []byte{0x03, 0, 0, 0, 1}))
 	if _, pdu := readADU(t, other); !bytes.Equal(pdu, []byte{0x03, 2, 0, 77}) {
 		t.Fatalf("a client from 127.0.0.2: answered % x, want the register", pdu)
@@ -980,7 +967,7 @@ func TestSilentSocketsDoNotLockClientsOut(t *testing.T) {
 		t.Errorf("%d request.rejected records with reason first_request_timeout, want %d", timedOut, len(silent))
 	}
 	// The host's slots are free again.
-	c := dialFrom(t, "127.0.0.1", g.addr)
+	c := gatewaytest.DialFrom(t, "127.0.0.1", g.addr)
 	c.Write(adu(10, 1, []byte{0x03, 0, 0, 0, 1}))
 	if _, pdu := readADU(t, c); !bytes.Equal(pdu, []byte{0x03, 2, 0, 77}) {
 		t.Fatalf("127.0.0.1 after its silent sockets were closed: answered % x, want the register", pdu)
