@@ -16,8 +16,10 @@ import (
 
 // gopcuaClient connects a gopcua client to the gateway with a user name
 // ("" for anonymous) at the given policy and mode; cert and key are the
-// client's application instance certificate (nil under None).
-func gopcuaClient(ctx context.Context, t *testing.T, endpoint, policy string, mode ua.MessageSecurityMode, user, password string, st *certs.Store) (*gopcua.Client, error) {
+// client's application instance certificate (nil under None); extra
+// options go last (they win).
+func gopcuaClient(ctx context.Context, t *testing.T, endpoint, policy string, mode ua.MessageSecurityMode, user, password string, st *certs.Store,
+	extra ...gopcua.Option) (*gopcua.Client, error) {
 	t.Helper()
 	eps, err := gopcua.GetEndpoints(ctx, endpoint)
 	if err != nil {
@@ -45,7 +47,7 @@ func gopcuaClient(ctx context.Context, t *testing.T, endpoint, policy string, mo
 		}
 		opts = append(opts, gopcua.Certificate(cert), gopcua.PrivateKey(key))
 	}
-	return connectClient(ctx, t, endpoint, opts...)
+	return connectClient(ctx, t, endpoint, append(opts, extra...)...)
 }
 
 // connectClient connects a gopcua client with opts, closed when the test

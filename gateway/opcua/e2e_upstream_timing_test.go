@@ -175,21 +175,7 @@ func TestHungUpstreamConnectIsBoundedAndBacksOff(t *testing.T) {
 // 250 ms more, for each answer).
 func clientWithTimeout(ctx context.Context, t *testing.T, endpoint string, timeout time.Duration) *gopcua.Client {
 	t.Helper()
-	eps, err := gopcua.GetEndpoints(ctx, endpoint)
-	if err != nil {
-		t.Fatalf("GetEndpoints: %v", err)
-	}
-	var ep *ua.EndpointDescription
-	for _, e := range eps {
-		if e.SecurityPolicyURI == ua.SecurityPolicyURINone {
-			ep = e
-		}
-	}
-	if ep == nil {
-		t.Fatal("no None endpoint")
-	}
-	c, err := connectClient(ctx, t, endpoint, gopcua.AutoReconnect(false), gopcua.RequestTimeout(timeout),
-		gopcua.AuthAnonymous(), gopcua.SecurityFromEndpoint(ep, ua.UserTokenTypeAnonymous))
+	c, err := gopcuaClient(ctx, t, endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, "", "", nil, gopcua.RequestTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
