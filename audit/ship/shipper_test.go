@@ -1,16 +1,16 @@
 package ship
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 )
 
 func TestCursorPersistsAndResumes(t *testing.T) {
@@ -145,7 +145,7 @@ func TestRetriesUntilTheSinkTakesThem(t *testing.T) {
 	c := &collect{}
 	down := errors.New("connection refused")
 	c.setFail(func([]Record) error { return down })
-	var logs lockedBuffer
+	var logs gatewaytest.LogBuffer
 	s := startShipper(t, l, c, func(o *Options) { o.Log = zerolog.New(&logs) })
 	waitFor(t, "failed attempts", func() (bool, string) {
 		st := s.Stats()
@@ -163,24 +163,6 @@ func TestRetriesUntilTheSinkTakesThem(t *testing.T) {
 	if !regexp.MustCompile(`"outage_ms":[0-9]+,"attempts":[0-9]+,.*"message":"ship: delivering audit records again"`).MatchString(logs.String()) {
 		t.Errorf("the end of the outage is not logged with outage_ms (whole milliseconds) and attempts:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a logger written from another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestRotationDuringOutage(t *testing.T) {
