@@ -28,8 +28,10 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	pb "github.com/open-policy-agent/opa/v1/bundle/v1pb"
 	"github.com/open-policy-agent/opa/v1/keys"
 	"github.com/open-policy-agent/opa/v1/util"
+	"google.golang.org/protobuf/proto"
 )
 
 // Bundle defaults.
@@ -454,11 +456,18 @@ func (r *bundleReader) checkKeyID(sc bundle.SignaturesConfig) error {
 	return nil
 }
 
+// manifestFile is a bundle's manifest as found in the archive.
+type manifestFile struct {
+	name  string // path in the archive: ….manifest (JSON) or ….manifest.pb (protobuf)
+	bytes []byte
+}
+
 // listBundle walks a .tar.gz once and lists its regular files, and returns
-// the content of its manifest (the first file named as OPA's reader finds
-// it: ….manifest). It bounds the unpacked size before OPA's reader holds
-// every file in memory: a small archive can unpack to gigabytes.
-func listBundle(raw []byte, max int64) (files []string, manifest []byte, err error) {
+// its manifest (the first file named as OPA's reader finds it: ….manifest
+// or ….manifest.pb; nil when none). It bounds the unpacked size before
+// OPA's reader holds every file in memory: a small archive can unpack to
+// gigabytes.
+func listBundle(raw []byte, max int64) (files []string, manifest *manifestFile, err error) {
 	gz, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, nil, fmt.Errorf("not a gzip-compressed tar archive: %w", err)
@@ -473,8 +482,9 @@ func listBundle(raw []byte, max int64) (files []string, manifest []byte, err err
 		if err == nil && h.Typeflag == tar.TypeReg {
 			name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
 			files = append(files, name)
-			if manifest == nil && strings.HasSuffix(name, bundle.ManifestExt) {
-				manifest, err = io.ReadAll(tr)
+			if manifest == nil && (strings.HasSuffix(name, bundle.ManifestExt) || strings.HasSuffix(name, bundle.ManifestProtoExt)) {
+				manifest = &manifestFile{name: name}
+				manifest.bytes, err = io.ReadAll(tr)
 			} else {
 				_, err = io.Copy(io.Discard, tr)
 			}
@@ -580,15 +590,25 @@ func conflictAt(a, b map[string]any, at []string) []string {
 	return nil
 }
 
-// regoV0 says what in a bundle manifest asks for Rego v0 (rego_version 0,
-// or a file_rego_versions pattern at 0), or "". A manifest that does not
-// decode is left to OPA's reader to report.
-func regoV0(manifest []byte) string {
+// regoV0 says what in a bundle manifest, JSON or protobuf, asks for Rego
+// v0 (rego_version 0, or a file_rego_versions pattern at 0), or "". A
+// manifest that does not decode is left to OPA's reader to report.
+func regoV0(manifest *manifestFile) string {
 	if manifest == nil {
 		return ""
 	}
 	var m bundle.Manifest
-	if err := json.Unmarshal(manifest, &m); err != nil {
+	if strings.HasSuffix(manifest.name, bundle.ManifestProtoExt) {
+		var pm pb.Manifest
+		if err := proto.Unmarshal(manifest.bytes, &pm); err != nil {
+			return ""
+		}
+		mp, err := bundle.ManifestFromProto(&pm)
+		if err != nil || mp == nil {
+			return ""
+		}
+		m = *mp
+	} else if err := json.Unmarshal(manifest.bytes, &m); err != nil {
 		return ""
 	}
 	if m.RegoVersion != nil && *m.RegoVersion == 0 {

@@ -719,9 +719,10 @@ func TestBundleBuildMatchesDirectory(t *testing.T) {
 func TestBundleRegoErrors(t *testing.T) {
 	const v1Rego = "package interlock\n\ndecision := {\"allow\": \"a\" in {\"a\"}} if { true }\n"
 	const v0Rego = "package interlock\n\ndecision = {\"allow\": true} { true }\n"
-	write := func(rego string, v0 bool, fileV0 ...string) []byte {
+	build := func(proto bool, rego string, v0 bool, fileV0 ...string) []byte {
 		b := bundle.Bundle{Data: map[string]any{}, Manifest: bundle.Manifest{Revision: "e1"},
 			Modules: []bundle.ModuleFile{{URL: "/main.rego", Path: "/main.rego", Raw: []byte(rego)}}}
+		b.SetManifestProto(proto) // a protobuf /.manifest.pb instead of the JSON /.manifest
 		if v0 {
 			b.Manifest.SetRegoVersion(ast.RegoV0)
 		}
@@ -734,6 +735,8 @@ func TestBundleRegoErrors(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
+	write := func(rego string, v0 bool, fileV0 ...string) []byte { return build(false, rego, v0, fileV0...) }
+	writePB := func(rego string, v0 bool, fileV0 ...string) []byte { return build(true, rego, v0, fileV0...) }
 	for _, tc := range []struct {
 		name string
 		body []byte
@@ -744,6 +747,10 @@ func TestBundleRegoErrors(t *testing.T) {
 		{"Rego v0 manifest, v0 Rego", write(v0Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused: rewrite the policy in Rego v1"},
 		{"Rego v0 manifest, v1 Rego", write(v1Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused"},
 		{"Rego v0 file", write(v1Rego, false, "/main.rego"), ": the manifest makes /main.rego Rego v0 (file_rego_versions): Rego v0 bundles are refused"},
+		{"Rego v0 protobuf manifest, v0 Rego", writePB(v0Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused: rewrite the policy in Rego v1"},
+		{"Rego v0 protobuf manifest, v1 Rego", writePB(v1Rego, true), ": the manifest has rego_version 0: Rego v0 bundles are refused"},
+		{"Rego v0 file, protobuf manifest", writePB(v1Rego, false, "/main.rego"), ": the manifest makes /main.rego Rego v0 (file_rego_versions): Rego v0 bundles are refused"},
+		{"v0 Rego, no protobuf manifest version", writePB(v0Rego, false), "/main.rego:3: rego_parse_error: `if` keyword is required before rule body; the file looks like Rego v0, which Interlock does not load"},
 		{"v0 Rego, no manifest version", write(v0Rego, false), "/main.rego:3: rego_parse_error: `if` keyword is required before rule body; the file looks like Rego v0, which Interlock does not load"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
