@@ -513,11 +513,6 @@ func dataCollision(raw []byte, max int64) error {
 	if err != nil {
 		return nil
 	}
-	type dataFile struct {
-		name  string
-		depth int            // of its directory: the path of its content in data
-		tree  map[string]any // its content under its directory's path
-	}
 	var seen []dataFile
 	tr := tar.NewReader(&io.LimitedReader{R: gz, N: max + 1})
 	for {
@@ -553,21 +548,38 @@ func dataCollision(raw []byte, max int64) error {
 		if !ok {
 			return nil
 		}
-		// The files before this one merged without a conflict, so a
-		// conflict with their merge is one with one of them.
-		for _, f := range seen {
-			at := conflictAt(f.tree, tree, nil)
-			if at == nil {
-				continue
-			}
-			other := f.name
-			if len(at) > f.depth {
-				other = fmt.Sprintf("key %q of %s", strings.Join(at[f.depth:], "."), f.name)
-			}
-			return fmt.Errorf("%s collides with %s: both define data.%s", name, other, strings.Join(at, "."))
+		f := dataFile{name: name, depth: len(dir), tree: tree}
+		if err := collision(f, seen); err != nil {
+			return err
 		}
-		seen = append(seen, dataFile{name: name, depth: len(dir), tree: tree})
+		seen = append(seen, f)
 	}
+}
+
+// dataFile is one data file of a bundle or a policy directory.
+type dataFile struct {
+	name  string
+	depth int            // of its directory: the path of its content in data
+	tree  map[string]any // its content under its directory's path
+}
+
+// collision names f and the first of earlier that define one path of the
+// data document where not both are objects, and the path; nil when none
+// do. The files before f merged without a conflict, so a conflict with
+// their merge is one with one of them.
+func collision(f dataFile, earlier []dataFile) error {
+	for _, e := range earlier {
+		at := conflictAt(e.tree, f.tree, nil)
+		if at == nil {
+			continue
+		}
+		other := e.name
+		if len(at) > e.depth {
+			other = fmt.Sprintf("key %q of %s", strings.Join(at[e.depth:], "."), e.name)
+		}
+		return fmt.Errorf("%s collides with %s: both define data.%s", f.name, other, strings.Join(at, "."))
+	}
+	return nil
 }
 
 // conflictAt returns the first path (in key order) that a and b both

@@ -284,7 +284,7 @@ func TestNewErrors(t *testing.T) {
 				"a.json":          `{"sites": {"x": 1}}`,
 				"sites/data.yaml": "x: 2\n",
 			},
-			[]string{"data.sites.x is also defined"},
+			[]string{`sites/data.yaml collides with key "sites.x" of `, "a.json: both define data.sites.x"},
 		},
 		{
 			"data and rule on one path",

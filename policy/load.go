@@ -262,6 +262,7 @@ func (e *oneLineError) Unwrap() error { return e.err }
 func parseFiles(files []policyFile) (map[string]*ast.Module, map[string]any, error) {
 	modules := map[string]*ast.Module{}
 	docs := map[string]any{}
+	var data []policyFile // merged into docs so far
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 	for _, f := range files {
 		if path.Ext(f.rel) == ".rego" {
@@ -272,9 +273,10 @@ func parseFiles(files []policyFile) (map[string]*ast.Module, map[string]any, err
 			modules[f.name] = m
 			continue
 		}
-		if err := loadData(docs, f); err != nil {
+		if err := loadData(docs, f, data); err != nil {
 			return nil, nil, err
 		}
+		data = append(data, f)
 	}
 	return modules, docs, nil
 }
@@ -385,8 +387,33 @@ func packageOf(ref ast.Ref) string {
 }
 
 // loadData merges a data file into docs under its directory path, as the OPA
-// loader does: policy/sites/a/data.json becomes data.sites.a.
-func loadData(docs map[string]any, f policyFile) error {
+// loader does: policy/sites/a/data.json becomes data.sites.a. A path that
+// an earlier data file (of merged) defines too is refused naming both.
+func loadData(docs map[string]any, f policyFile, merged []policyFile) error {
+	tree, depth, err := dataTree(f)
+	if err != nil {
+		return err
+	}
+	if at := mergeDoc(docs, tree, nil); at != nil {
+		// docs shares maps with the earlier files' content: read them
+		// again, apart, to find the one that defines the path too.
+		earlier := make([]dataFile, 0, len(merged))
+		for _, m := range merged {
+			if t, d, err := dataTree(m); err == nil {
+				earlier = append(earlier, dataFile{name: m.name, depth: d, tree: t})
+			}
+		}
+		if err := collision(dataFile{name: f.name, depth: depth, tree: tree}, earlier); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: data.%s is also defined by another data file", f.name, strings.Join(at, "."))
+	}
+	return nil
+}
+
+// dataTree decodes a data file of a policy directory and returns its
+// content under its directory's path, and the depth of that path.
+func dataTree(f policyFile) (map[string]any, int, error) {
 	var v any
 	var err error
 	if path.Ext(f.rel) == ".json" {
@@ -409,9 +436,9 @@ func loadData(docs map[string]any, f policyFile) error {
 			before := f.data[:off]
 			line := bytes.Count(before, []byte("\n")) + 1
 			col := int(off) - (bytes.LastIndexByte(before, '\n') + 1)
-			return fmt.Errorf("%s:%d:%d: %w", f.name, line, col, err)
+			return nil, 0, fmt.Errorf("%s:%d:%d: %w", f.name, line, col, err)
 		}
-		return fmt.Errorf("%s: %w", f.name, err)
+		return nil, 0, fmt.Errorf("%s: %w", f.name, err)
 	}
 	dirs := strings.Split(path.Dir(f.rel), "/")
 	if dirs[0] == "." {
@@ -422,12 +449,9 @@ func loadData(docs map[string]any, f policyFile) error {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return fmt.Errorf("%s: a data file at the top of the policy directory must hold an object", f.name)
+		return nil, 0, fmt.Errorf("%s: a data file at the top of the policy directory must hold an object", f.name)
 	}
-	if at := mergeDoc(docs, obj, nil); at != nil {
-		return fmt.Errorf("%s: data.%s is also defined by another data file", f.name, strings.Join(at, "."))
-	}
-	return nil
+	return obj, len(dirs), nil
 }
 
 // mergeDoc merges src into dst and returns the path of the first conflict
