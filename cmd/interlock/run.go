@@ -335,12 +335,10 @@ func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, 
 		if strings.HasPrefix(p.Path, "http://") || strings.HasPrefix(p.Path, "https://") {
 			return nil, cfg.Errorf("policy.path", "%v (the gateway does not start without its policy, and keeps no copy of the last bundle)", err)
 		}
-		if fi, serr := os.Stat(p.Path); serr == nil && fi.Mode().IsRegular() {
-			// A bundle file, as a server: the error is about what policy.path
-			// names (a Rego error names a path inside the bundle, not a file here).
-			return nil, cfg.Errorf("policy.path", "%v", err)
-		}
-		return nil, fmt.Errorf("policy: %w", err)
+		// A bundle file or a directory, as a server: the error is about what
+		// policy.path names (the Rego file at fault is a path inside the
+		// bundle, or a file of the directory).
+		return nil, cfg.Errorf("policy.path", "%v", err)
 	}
 	return pol, nil
 }
