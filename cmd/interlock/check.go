@@ -119,7 +119,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return cfg.Errorf("audit.signing_key", "%v", err)
 		}
 	}
-	warnShipHosts(cfg, stdout, net.DefaultResolver.LookupHost)
+	warnHosts(cfg, stdout, net.DefaultResolver.LookupHost)
 	fmt.Fprintf(stdout, "%s: ok: %d listener(s), policy %s revision %s (%s mode), audit log %s\n",
 		cfg.File, len(gws), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)
 	return nil

@@ -15,58 +15,83 @@ import (
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 )
 
-// shipHostTimeout bounds check's lookups of the SIEM hosts: the machine
-// that runs check may have no DNS, and check must not hang on it.
-const shipHostTimeout = 2 * time.Second
+// hostTimeout bounds check's lookups of the hosts the gateway sends to
+// (SIEM receivers, the decision log service): the machine that runs check
+// may have no DNS, and check must not hang on it.
+const hostTimeout = 2 * time.Second
 
-// warnShipHosts warns about each audit.ship receiver whose host does not
-// resolve here: at run time its shipper would only back off, logging "no
-// such host". A warning, not an error: check may run on a build machine
-// that does not see the site's DNS. Literal IP addresses are not looked up.
-func warnShipHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context, host string) ([]string, error)) {
-	type receiver struct{ key, host string }
-	var rs []receiver
+// sendHost is a host the running gateway sends to, by the key that names it.
+type sendHost struct {
+	key, host string
+	who       string // what sends to it, for the warning
+	then      string // what happens at run time while the host does not resolve
+}
+
+// sendHosts are the hosts of the audit.ship receivers and of
+// policy.decision_logs, but literal IP addresses (nothing to look up).
+func sendHosts(cfg *config.Config) []sendHost {
+	var hs []sendHost
+	add := func(h sendHost) {
+		if _, err := netip.ParseAddr(h.host); h.host != "" && err != nil {
+			hs = append(hs, h)
+		}
+	}
 	for i, s := range cfg.Audit.Ship {
-		var r receiver
+		h := sendHost{who: "the shipper", then: "the shipper would retry with back-off and deliver nothing until it does"}
 		switch s.Type {
 		case config.ShipSyslog:
-			r.key = fmt.Sprintf("audit.ship[%d].address", i)
-			r.host, _, _ = net.SplitHostPort(s.Address)
+			h.key = fmt.Sprintf("audit.ship[%d].address", i)
+			h.host, _, _ = net.SplitHostPort(s.Address)
 		case config.ShipHTTP:
-			r.key = fmt.Sprintf("audit.ship[%d].url", i)
+			h.key = fmt.Sprintf("audit.ship[%d].url", i)
 			if u, err := url.Parse(s.URL); err == nil {
-				r.host = u.Hostname()
+				h.host = u.Hostname()
 			}
 		}
-		if _, err := netip.ParseAddr(r.host); r.host == "" || err == nil {
-			continue
-		}
-		rs = append(rs, r)
+		add(h)
 	}
-	if len(rs) == 0 {
+	if d := cfg.Policy.DecisionLogs; d != nil {
+		h := sendHost{key: "policy.decision_logs.url", who: "the decision log",
+			then: "decisions would be held (up to max_events, then the oldest dropped) and uploaded only once it does"}
+		if u, err := url.Parse(d.URL); err == nil {
+			h.host = u.Hostname()
+		}
+		add(h)
+	}
+	return hs
+}
+
+// warnHosts warns about each host the gateway sends to (audit.ship
+// receivers, policy.decision_logs) that does not resolve here: at run time
+// nothing reaches it, and the gateway only logs "no such host". A warning,
+// not an error: check may run on a build machine that does not see the
+// site's DNS.
+func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context, host string) ([]string, error)) {
+	hs := sendHosts(cfg)
+	if len(hs) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shipHostTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
 	defer cancel()
-	errs := make([]error, len(rs))
+	errs := make([]error, len(hs))
 	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Go(func() { _, errs[i] = lookup(ctx, r.host) })
+	for i, h := range hs {
+		wg.Go(func() { _, errs[i] = lookup(ctx, h.host) })
 	}
 	wg.Wait()
-	for i, r := range rs {
+	for i, h := range hs {
 		err := errs[i]
 		var de *net.DNSError
 		switch {
 		case err == nil:
 			continue
 		case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &de) && de.IsTimeout):
-			warnAt(w, cfg, r.key, "host %s: no answer from DNS within %v, not checked (the shipper cannot deliver while its host does not resolve)", r.host, shipHostTimeout)
+			warnAt(w, cfg, h.key, "host %s: no answer from DNS within %v, not checked (%s cannot deliver while its host does not resolve)", h.host, hostTimeout, h.who)
 			continue
 		case errors.As(err, &de):
 			err = errors.New(de.Err)
 		}
-		warnAt(w, cfg, r.key, "host %s does not resolve here (%v): the shipper would retry with back-off and deliver nothing until it does", r.host, err)
+		warnAt(w, cfg, h.key, "host %s does not resolve here (%v): %s", h.host, err, h.then)
 	}
 }
 

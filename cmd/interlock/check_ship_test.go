@@ -40,7 +40,7 @@ func shipConfig(t *testing.T, entries ...string) (cfg *config.Config, first int)
 
 // A ship host that does not resolve is a warning naming the file, the line
 // and the key; literal addresses are not looked up; a DNS that does not
-// answer holds check for shipHostTimeout at most.
+// answer holds check for hostTimeout at most.
 func TestCheckWarnsShipHostsThatDoNotResolve(t *testing.T) {
 	t.Parallel()
 	cfg, first := shipConfig(t,
@@ -68,9 +68,9 @@ func TestCheckWarnsShipHostsThatDoNotResolve(t *testing.T) {
 	}
 	var out bytes.Buffer
 	start := time.Now()
-	warnShipHosts(cfg, &out, lookup)
-	if took := time.Since(start); took > shipHostTimeout+time.Second {
-		t.Errorf("the lookups took %v, want at most about %v", took, shipHostTimeout)
+	warnHosts(cfg, &out, lookup)
+	if took := time.Since(start); took > hostTimeout+time.Second {
+		t.Errorf("the lookups took %v, want at most about %v", took, hostTimeout)
 	}
 	if len(asked) != 4 {
 		t.Errorf("looked up %q, want the four names and no literal address", asked)
@@ -100,5 +100,51 @@ func TestE2EShipCheckWarnsHostNotResolving(t *testing.T) {
 	want := fmt.Sprintf("%s:%d: warning: audit.ship[0].address: host no-such-host.invalid ", cfg.File, first)
 	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, ": ok: ") {
 		t.Errorf("exit %d, want 0 and a warning starting %q\nstdout: %s\nstderr: %s", r.code, want, r.stdout, r.stderr)
+	}
+}
+
+// The decision log service's host is checked as the ship receivers' are:
+// one that does not resolve is a warning naming the file, the line and
+// policy.decision_logs.url; a literal address is not looked up.
+func TestCheckWarnsDecisionLogHost(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want string // "": no warning
+	}{
+		{"https://dl.invalid:8443/", "warning: policy.decision_logs.url: host dl.invalid does not resolve here (no such host): decisions would be held"},
+		{"http://10.0.0.9:8181/", ""},
+	} {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, err := os.ReadFile(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, after, ok := strings.Cut(string(b), "audit:\n")
+		if !ok {
+			t.Fatalf("the gateway configuration has no audit section:\n%s", b)
+		}
+		line := strings.Count(before, "\n") + 2
+		writeFile(t, g.config, before+"  decision_logs:\n    url: "+tc.url+"\naudit:\n"+after)
+		cfg, err := config.Load(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var asked []string
+		lookup := func(_ context.Context, host string) ([]string, error) {
+			asked = append(asked, host)
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		var out bytes.Buffer
+		warnHosts(cfg, &out, lookup)
+		if tc.want == "" {
+			if out.Len() > 0 || len(asked) > 0 {
+				t.Errorf("%s: looked up %q and warned %q, want neither", tc.url, asked, out.String())
+			}
+			continue
+		}
+		if want := fmt.Sprintf("%s:%d: %s", cfg.File, line, tc.want); !strings.HasPrefix(out.String(), want) {
+			t.Errorf("%s: warned %q\nwant it to start %q", tc.url, out.String(), want)
+		}
 	}
 }
