@@ -44,8 +44,15 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := zerolog.Nop()
+	// The open tickets, read only: the policy sees them as at run time, and
+	// their users get sample calls. An error is reported with admin.tickets.
+	var tickets *policy.Tickets
+	var ticketsErr error
+	if cfg.Admin.Socket != "" {
+		tickets, ticketsErr = policy.OpenTickets(cfg.Admin.Tickets, nil)
+	}
 	var loaded policy.Load
-	pol, err := newPolicy(cfg, log, nil, nil, func(l policy.Load) { loaded = l })
+	pol, err := newPolicy(cfg, log, tickets, nil, func(l policy.Load) { loaded = l })
 	if err != nil {
 		return err
 	}
@@ -103,14 +110,13 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			c.Close()
 			fmt.Fprintf(stdout, "%s: warning: admin.socket: %s is in use (by the running gateway, or run will fail)\n", cfg.File, a.Socket)
 		}
-		ts, err := policy.OpenTickets(a.Tickets, nil)
-		if err != nil {
-			return cfg.Errorf("admin.tickets", "%v", err)
+		if ticketsErr != nil {
+			return cfg.Errorf("admin.tickets", "%v", ticketsErr)
 		}
-		for _, why := range ts.Refused() {
+		for _, why := range tickets.Refused() {
 			fmt.Fprintf(stdout, "%s: warning: admin.tickets: not loaded at start: %s\n", cfg.File, why)
 		}
-		for _, w := range unservedTickets(cfg, ts) {
+		for _, w := range unservedTickets(cfg, tickets) {
 			fmt.Fprintf(stdout, "%s: warning: admin.tickets: %s\n", cfg.File, w)
 		}
 	}
@@ -130,6 +136,9 @@ type sampleResults struct {
 	total             int
 	failed, undefined []string
 	first             error // of the first failed
+	// unnamed are the OPC UA listeners with users: passthrough when the
+	// configuration names no user: no named user's call is decided there.
+	unnamed []*config.Listener
 }
 
 // decideSamples decides a call of every kind the gateway decodes (as policy
@@ -165,6 +174,7 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 	for _, ws := range cfg.Inventory() {
 		known = append(known, ws.User)
 	}
+	var res sampleResults
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		if l.Protocol != opcua.Protocol {
@@ -176,10 +186,13 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 		if err != nil {
 			continue
 		}
+		if usersPassthrough(l) && !slices.ContainsFunc(known, func(u string) bool { return u != "" }) {
+			res.unnamed = append(res.unnamed, l)
+		}
 		maps.Copy(samples, policy.SampleInputsOf(cfg.Gateway.ID, at, ss, opcua.SampleOperations()))
 	}
 	names := slices.Sorted(maps.Keys(samples))
-	res := sampleResults{total: len(names)}
+	res.total = len(names)
 	for _, n := range names {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Policy.Timeout)
 		_, err := pol.Eval(ctx, samples[n], at)
@@ -197,6 +210,14 @@ func decideSamples(cfg *config.Config, pol *policy.Engine) sampleResults {
 		}
 	}
 	return res
+}
+
+// usersPassthrough reports whether an OPC UA listener leaves passwords
+// to the server (opcua.users: passthrough): the gateway knows no user list.
+func usersPassthrough(l *config.Listener) bool {
+	var o opcua.Options
+	opts := l.Options()
+	return opts != nil && opts(&o) == nil && o.Users == opcua.UsersPassthrough
 }
 
 // some names up to three of list.
@@ -219,6 +240,9 @@ func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) erro
 		return nil
 	}
 	r := decideSamples(cfg, pol)
+	for _, l := range r.unnamed {
+		noteAt(stdout, cfg, l.Key("opcua.users"), "passthrough, and the configuration names no user: the calls of %s are decided for an unknown user (and anonymous, when on) only, never for a named user, so the policy's rules for named users are not checked here; to check them, give their user names in sources (user:) or open a change ticket for them (interlock ticket open), or decide inputs of your own with interlock policy check --input FILE", l.Name)
+	}
 	if len(r.failed) > 0 {
 		return cfg.Errorf("policy.path", "%d of %d sample calls get no decision, which the gateway denies with policy_error (%s); the first: %v",
 			len(r.failed), r.total, some(r.failed), r.first)

@@ -98,6 +98,16 @@ func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context,
 // warnAt prints a check warning that names the file, line and key as a
 // configuration error does: FILE:LINE: warning: KEY: message.
 func warnAt(w io.Writer, cfg *config.Config, key, format string, args ...any) {
+	printAt(w, cfg, "warning", key, format, args...)
+}
+
+// noteAt prints what check could not check, and why, as warnAt prints a
+// warning: FILE:LINE: note: KEY: message.
+func noteAt(w io.Writer, cfg *config.Config, key, format string, args ...any) {
+	printAt(w, cfg, "note", key, format, args...)
+}
+
+func printAt(w io.Writer, cfg *config.Config, level, key, format string, args ...any) {
 	var e *config.Error
 	if !errors.As(cfg.Errorf(key, format, args...), &e) {
 		return
@@ -106,5 +116,5 @@ func warnAt(w io.Writer, cfg *config.Config, key, format string, args ...any) {
 	if e.Line > 0 {
 		loc += ":" + strconv.Itoa(e.Line)
 	}
-	fmt.Fprintf(w, "%s: warning: %s: %s\n", loc, e.Key, e.Msg)
+	fmt.Fprintf(w, "%s: %s: %s: %s\n", loc, level, e.Key, e.Msg)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // policyPathLine is the line of the gateway configuration's policy.path.
@@ -48,6 +49,58 @@ func TestCheckPolicyDirErrorsNameConfigLine(t *testing.T) {
 			want := fmt.Sprintf("%s:%d: policy.path: %s", g.config, policyPathLine(t, g), strings.ReplaceAll(tc.want, "{dir}", g.policyDir))
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("check: %v\nwant an error starting %s", err, want)
+			}
+		})
+	}
+}
+
+// With users: passthrough the gateway knows no user list: check samples
+// the users of sources and of open change tickets, and with neither says,
+// at the line of opcua.users, that no named user's call was decided.
+func TestCheckPassthroughUsers(t *testing.T) {
+	t.Parallel()
+	// The decision is undefined for bob alone: check's warning names his
+	// calls when, and only when, he is sampled.
+	const rego = "package interlock\n\ndecision := {\"allow\": true, \"alert\": false, \"reasons\": []} if input.principal.user != \"bob\"\n"
+	now := time.Now().UTC()
+	ticket := fmt.Sprintf(`[{"id": "CHG-1", "user": "bob", "targets": ["line1"], "access": ["write"], "reason": "retune",
+  "opened_by": "carol", "opened": %q, "expires": %q}]`, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	for _, tc := range []struct {
+		name  string
+		extra string // appended to the configuration
+		named bool   // bob is sampled
+	}{
+		{"no user named", "", false},
+		{"a source's user", "sources:\n  - address: 10.0.5.7\n    name: ews-bob\n    user: bob\n", true},
+		{"an open ticket's user", "admin:\n  socket: ./admin.sock\n  tickets: ./tickets.json\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newOPCUAGateway(t, fmt.Sprintf("opc.tcp://127.0.0.1:%d", freePort(t)))
+			writeFile(t, filepath.Join(g.policyDir, "interlock.rego"), rego)
+			writeFile(t, filepath.Join(g.dir, "tickets.json"), ticket)
+			b, err := os.ReadFile(g.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const fileUsers = "users: ./users.yaml\n      upstream_identity: anonymous\n"
+			before, after, ok := strings.Cut(string(b), fileUsers)
+			if !ok {
+				t.Fatalf("the test config no longer has %q:\n%s", fileUsers, b)
+			}
+			writeFile(t, g.config, before+"users: passthrough\n"+after+tc.extra)
+			var stdout, stderr bytes.Buffer
+			if err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &stderr); err != nil {
+				t.Fatalf("check: %v\n%s", err, stdout.String())
+			}
+			note := fmt.Sprintf("%s:%d: note: listeners[0].opcua.users: passthrough, and the configuration names no user: ",
+				g.config, strings.Count(before, "\n")+1)
+			bob := "OPC UA user bob to line1"
+			if got := strings.Contains(stdout.String(), note); got == tc.named {
+				t.Errorf("note %q printed: %v, want %v\n%s", note, got, !tc.named, stdout.String())
+			}
+			if got := strings.Contains(stdout.String(), bob); got != tc.named {
+				t.Errorf("%q among the undefined samples: %v, want %v\n%s", bob, got, tc.named, stdout.String())
 			}
 		})
 	}
