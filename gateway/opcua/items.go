@@ -215,23 +215,45 @@ func (c *conn) refuseTooMany(ctx context.Context, s *uaSession, h *ua.RequestHea
 	return fault(h, ua.StatusBadTooManyOperations)
 }
 
-// send forwards req through the session's upstream within the request's
-// time budget: the listener's request timeout, longer when the client's
-// TimeoutHint says it waits longer, and for a Publish the hint (bounded by
+// minHintBudget is the least a request other than a Publish is given when
+// its client's TimeoutHint is shorter than the listener's request timeout.
+// A hint of a few milliseconds is smaller than a round trip through the
+// gateway to a controller on the plant network plus the controller's own
+// work: cut at the hint, such a request would be decided, audited and
+// answered Bad_Timeout without a real attempt. 100 ms gives a Read of a
+// controller on a LAN a real chance, and is short enough that a client that
+// has given up does not hold an upstream request for long.
+const minHintBudget = 100 * time.Millisecond
+
+// budget is how long a request may take, from its arrival to its answer:
+// the listener's request timeout; longer when the client's TimeoutHint says
+// it waits longer (up to limits.max_publish_timeout); shorter when the hint
+// is shorter, but never under minHintBudget (nor over the request
+// timeout); and for a Publish the hint (bounded by
 // limits.max_publish_timeout). Where the hint sets the budget, the budget
 // ends a little before the hint (beforeHint), so that the client hears
 // Bad_Timeout before it gives up itself.
-func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
+func (c *conn) budget(h *ua.RequestHeader, publish bool) time.Duration {
 	d := c.e.limits.RequestTimeout
 	hint := time.Duration(h.TimeoutHint) * time.Millisecond
-	if publish {
+	switch {
+	case publish:
 		d = c.e.opts.Limits.MaxPublishTimeout
 		if hint > 0 {
 			d = min(beforeHint(hint), d)
 		}
-	} else if hint > d {
+	case hint > d:
 		d = min(max(beforeHint(hint), d), c.e.opts.Limits.MaxPublishTimeout)
+	case hint > 0:
+		d = min(max(beforeHint(hint), minHintBudget), d)
 	}
+	return d
+}
+
+// send forwards req through the session's upstream within the request's
+// time budget (budget).
+func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
+	d := c.budget(h, publish)
 	if publish {
 		var release func()
 		ctx, release = c.parked.hold(ctx)

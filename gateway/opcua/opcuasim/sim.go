@@ -49,6 +49,11 @@ type Options struct {
 	PrivateKey       *rsa.PrivateKey
 	// Logger receives gopcua's server log; nil discards it.
 	Logger server.Logger
+	// Aliases are more endpoint URLs (opc.tcp://HOST:PORT) the simulator
+	// answers to in GetEndpoints and CreateSession, besides Endpoint: those
+	// of a proxy or a port forward in front of it, which clients connect
+	// to. It listens on Endpoint only.
+	Aliases []string
 }
 
 // Server is a running simulator.
@@ -82,11 +87,20 @@ func Start(o Options) (*Server, error) {
 	}
 	opts := []server.Option{
 		server.EndPoint(host, port),
+	}
+	for _, a := range o.Aliases {
+		h, p, err := splitEndpoint(a)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, server.EndPoint(h, p))
+	}
+	opts = append(opts,
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
 		server.ServerName("Interlock OPC UA simulator"),
 		server.ManufacturerName("Interlock"),
 		server.ProductName("interlock sim opcua"),
-	}
+	)
 	if o.Logger != nil {
 		opts = append(opts, server.SetLogger(o.Logger))
 	}

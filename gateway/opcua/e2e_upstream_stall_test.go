@@ -1,0 +1,255 @@
+package opcua_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/opcua"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
+	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
+)
+
+// stallProxy forwards connections to a server. While stalled it holds what
+// the server sends (the connections stay open, the server still gets the
+// requests): a server that hangs mid-session. resume lets the held bytes
+// through, as a server that comes back answers what it was sent.
+type stallProxy struct {
+	endpoint string
+	accepted atomic.Int32 // connections accepted
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	stalled bool
+	closed  bool
+	conns   []net.Conn
+}
+
+// startStalledSim runs the in-repo simulator behind a stallProxy until the
+// test ends; the simulator answers to the proxy's endpoint.
+func startStalledSim(t *testing.T) *stallProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := opcuasim.Start(opcuasim.Options{Endpoint: "opc.tcp://127.0.0.1:0", Aliases: []string{"opc.tcp://" + l.Addr().String()}})
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	return startStallProxy(t, l, sim.Endpoint())
+}
+
+func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{endpoint: "opc.tcp://" + l.Addr().String()}
+	p.cond = sync.NewCond(&p.mu)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.accepted.Add(1)
+			s, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			wg.Go(func() { p.pipe(s, c, false) })
+			wg.Go(func() { p.pipe(c, s, true) })
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		p.mu.Lock()
+		p.closed = true
+		p.cond.Broadcast()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+// pipe copies src to dst; from the server (held) it waits while stalled.
+func (p *stallProxy) pipe(dst, src net.Conn, held bool) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if held && !p.wait() {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *stallProxy) wait() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.stalled && !p.closed {
+		p.cond.Wait()
+	}
+	return !p.closed
+}
+
+func (p *stallProxy) stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+func (p *stallProxy) resume() {
+	p.mu.Lock()
+	p.stalled = false
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// hintClient is an anonymous session on the gateway over a None channel
+// whose requests carry the TimeoutHint each call is given, and wait for the
+// answer as long as the test's context allows.
+type hintClient struct {
+	ch     *channel.ClientChannel
+	token  *ua.NodeID
+	handle uint32
+}
+
+func dialHintClient(ctx context.Context, t *testing.T, endpoint string) *hintClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "opc.tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := channel.Dial(ctx, conn, &channel.ClientConfig{EndpointURL: endpoint, PolicyURI: ua.SecurityPolicyURINone, Mode: ua.MessageSecurityModeNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch.Close() })
+	c := &hintClient{ch: ch, token: ua.NewTwoByteNodeID(0)}
+	v, err := c.call(ctx, &ua.CreateSessionRequest{
+		ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:interlock:test:hint", ApplicationType: ua.ApplicationTypeClient,
+			ApplicationName: ua.NewLocalizedText("hint")},
+		EndpointURL: endpoint, SessionName: "hint", ClientNonce: make([]byte, 32), RequestedSessionTimeout: 60000,
+	}, 0)
+	cs, ok := v.(*ua.CreateSessionResponse)
+	if err != nil || !ok || cs.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("CreateSession: %v %#v", err, v)
+	}
+	c.token = cs.AuthenticationToken
+	v, err = c.call(ctx, &ua.ActivateSessionRequest{ClientSignature: &ua.SignatureData{}, UserTokenSignature: &ua.SignatureData{},
+		UserIdentityToken: ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: "anonymous"})}, 0)
+	if as, ok := v.(*ua.ActivateSessionResponse); err != nil || !ok || as.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("ActivateSession: %v %#v", err, v)
+	}
+	return c
+}
+
+// call sends req with a TimeoutHint of hint and returns the answer.
+func (c *hintClient) call(ctx context.Context, req ua.Request, hint time.Duration) (any, error) {
+	c.handle++
+	req.SetHeader(&ua.RequestHeader{AuthenticationToken: c.token, Timestamp: time.Now(), RequestHandle: c.handle,
+		TimeoutHint: uint32(hint / time.Millisecond), AdditionalHeader: channel.EmptyExtensionObject()})
+	return c.ch.Call(ctx, req)
+}
+
+// read reads node with a TimeoutHint of hint and returns the ServiceResult
+// (a ServiceFault's too) and how long the answer took.
+func (c *hintClient) read(ctx context.Context, t *testing.T, node string, hint time.Duration) (ua.StatusCode, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	v, err := c.call(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: ua.MustParseNodeID(node), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}}, hint)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("read %s: no answer after %v: %v", node, took, err)
+	}
+	return v.(ua.Response).Header().ServiceResult, took
+}
+
+// resultsOf are the result records of function with the given code.
+func resultsOf(rs []record, function string, code ua.StatusCode) []record {
+	var out []record
+	for _, r := range events(rs, "result") {
+		if r.str("function") == function && r["code"] == float64(uint32(code)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func latency(r record) time.Duration {
+	us, _ := r["latency_us"].(float64)
+	return time.Duration(us) * time.Microsecond
+}
+
+// A client's TimeoutHint shorter than the listener's request_timeout
+// shortens the request's budget: a server that holds the request gets it
+// answered Bad_Timeout before the hint, while the client still waits. A hint
+// of a millisecond still gets minHintBudget (100 ms) of a real attempt.
+func TestShortTimeoutHintShortensBudget(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = 5 * time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := dialHintClient(ctx, t, g.endpoint)
+	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Fatalf("read before the stall: %v %v", sc, g.records(t, func(rs []record) bool { return len(events(rs, "result")) > 0 }))
+	}
+	other := dialHintClient(ctx, t, g.endpoint)
+	if sc, _ := other.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Fatalf("read before the stall: %v", sc)
+	}
+	proxy.stall()
+	defer proxy.resume()
+
+	const hint = time.Second
+	if sc, took := c.read(ctx, t, opcuasim.NodePressure, hint); sc != ua.StatusBadTimeout || took >= hint {
+		t.Errorf("read held upstream, TimeoutHint %v, request_timeout %v: %v after %v; want Bad_Timeout before the hint", hint, requestTimeout, sc, took)
+	}
+	sc, took := other.read(ctx, t, opcuasim.NodePressure, time.Millisecond)
+	if sc != ua.StatusBadTimeout || took < 100*time.Millisecond || took >= requestTimeout {
+		t.Errorf("read held upstream, TimeoutHint 1 ms: %v after %v; want Bad_Timeout after the 100 ms floor, before request_timeout", sc, took)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(resultsOf(rs, "read", ua.StatusBadTimeout)) >= 2 })
+	timeouts := resultsOf(rs, "read", ua.StatusBadTimeout)
+	if len(timeouts) != 2 {
+		t.Fatalf("%d read result records with Bad_Timeout, want 2: %v", len(timeouts), events(rs, "result"))
+	}
+	for _, r := range timeouts {
+		if r.str("status") != "error" || latency(r) >= hint {
+			t.Errorf("result record %v: want status error, latency under %v", r, hint)
+		}
+	}
+}
