@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -16,19 +17,28 @@ import (
 type pathCache struct {
 	mu sync.Mutex
 	m  map[string]string
-	// unknown holds, until when, the nodes the upstream does not know, so
-	// that reads of a missing node do not look it up every time.
+	// unknown holds, until when, the nodes the upstream does not know, and
+	// those whose lookup failed, so that reads of a missing node do not
+	// look it up every time and the requests after a lookup that waited in
+	// vain do not wait again.
 	unknown map[string]time.Time
 }
 
 const (
 	maxPathCache = 50000
 	maxPathDepth = 16
-	// pathTimeout bounds the lookups of one request's uncached paths.
+	// pathTimeout bounds the lookups of one request's uncached paths; they
+	// take their time from the request's budget, at most half of what is
+	// left of it (lookupShare), so that the request itself is still sent.
 	pathTimeout = 2 * time.Second
 	// unknownFor is how long a node the upstream does not know keeps its
 	// empty path.
 	unknownFor = 30 * time.Second
+	// failedFor is how long a node whose lookup got no usable answer (the
+	// upstream did not answer in time, or answered with a fault) keeps its
+	// empty path: short, so that a path-based decision is right again soon
+	// after the upstream recovers.
+	failedFor = 5 * time.Second
 )
 
 func newPathCache() *pathCache {
@@ -46,13 +56,19 @@ func (p *pathCache) isUnknown(id string, now time.Time) bool {
 	return ok
 }
 
-func (p *pathCache) putUnknown(id string, now time.Time) {
+func (p *pathCache) putUnknown(id string, now time.Time) { p.putMiss(id, now.Add(unknownFor)) }
+
+func (p *pathCache) putFailed(id string, now time.Time) { p.putMiss(id, now.Add(failedFor)) }
+
+func (p *pathCache) putMiss(id string, until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.unknown) >= maxPathCache {
 		clear(p.unknown)
 	}
-	p.unknown[id] = now.Add(unknownFor)
+	if u, ok := p.unknown[id]; !ok || u.Before(until) {
+		p.unknown[id] = until
+	}
 }
 
 func (p *pathCache) get(id string) (string, bool) {
@@ -78,9 +94,16 @@ func (p *pathCache) clear() {
 	p.mu.Unlock()
 }
 
+// lookupShare is how much of the request's time left at deadline the
+// lookups of its uncached paths may take.
+func lookupShare(now, deadline time.Time) time.Time {
+	return now.Add(min(pathTimeout, deadline.Sub(now)/2))
+}
+
 // paths returns the browse path of each node id ("" when it could not be
-// resolved: unknown node, no parent, upstream unavailable).
-func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string) map[string]string {
+// resolved: unknown node, no parent, upstream unavailable). The lookups
+// end at until.
+func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string, until time.Time) map[string]string {
 	out := make(map[string]string, len(ids))
 	var todo []string
 	now := time.Now()
@@ -103,12 +126,36 @@ func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string) map[s
 	if len(todo) == 0 || up == nil {
 		return out
 	}
-	ctx, cancel := context.WithTimeout(ctx, pathTimeout)
+	ctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
-	for id, v := range p.resolve(ctx, up, todo, 0) {
+	found, err := p.resolve(ctx, up, todo, 0)
+	for id, v := range found {
 		out[id] = v
 	}
+	if err != nil && lookupWaited(err) {
+		for _, id := range todo {
+			if _, ok := found[id]; !ok {
+				p.putFailed(id, now)
+			}
+		}
+	}
 	return out
+}
+
+// errLookupAnswer is a lookup the upstream answered with a fault or a
+// response that does not fit.
+var errLookupAnswer = errors.New("opcua: the upstream's answer to a browse path lookup is not usable")
+
+// lookupWaited reports whether a failed lookup is worth remembering: the
+// upstream took the lookup's whole time or answered it unusably. A lookup
+// that failed at once (no connection, a connect in progress, the session
+// ending) is not: the next request costs no wait and may find the upstream
+// back.
+func lookupWaited(err error) bool {
+	if _, ok := errors.AsType[*errConnect](err); ok {
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errLookupAnswer)
 }
 
 var (
@@ -117,8 +164,9 @@ var (
 )
 
 // resolve finds the paths of ids, one Read of their BrowseNames and one
-// inverse Browse per level of the tree.
-func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, depth int) map[string]string {
+// inverse Browse per level of the tree. The error is the first lookup that
+// got no usable answer.
+func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, depth int) (map[string]string, error) {
 	out := map[string]string{}
 	var nodes []*ua.NodeID
 	var keep []string
@@ -135,7 +183,7 @@ func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, dep
 		keep = append(keep, s)
 	}
 	if len(nodes) == 0 || depth > maxPathDepth {
-		return out
+		return out, nil
 	}
 	read := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
 	browse := &ua.BrowseRequest{View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)}}
@@ -148,16 +196,16 @@ func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, dep
 	}
 	rr, err := up.send(ctx, read)
 	if err != nil {
-		return out
+		return out, err
 	}
 	br, err := up.send(ctx, browse)
 	if err != nil {
-		return out
+		return out, err
 	}
 	reads, ok1 := rr.(*ua.ReadResponse)
 	browses, ok2 := br.(*ua.BrowseResponse)
 	if !ok1 || !ok2 || len(reads.Results) != len(nodes) || len(browses.Results) != len(nodes) {
-		return out
+		return out, errLookupAnswer
 	}
 	names := make([]string, len(nodes))
 	parents := make([]string, len(nodes))
@@ -186,7 +234,7 @@ func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, dep
 	}
 	found := map[string]string{}
 	if len(need) > 0 {
-		found = p.resolve(ctx, up, need, depth+1)
+		found, err = p.resolve(ctx, up, need, depth+1)
 	}
 	for i, s := range keep {
 		if names[i] == "" || parents[i] == "" {
@@ -209,5 +257,5 @@ func (p *pathCache) resolve(ctx context.Context, up *upstream, ids []string, dep
 		out[s] = path
 		p.put(s, path)
 	}
-	return out
+	return out, err
 }

@@ -22,8 +22,34 @@ func TestPathCacheUnknownExpires(t *testing.T) {
 		t.Error("clear kept entries")
 	}
 	// Without an upstream nothing is looked up and nothing is cached.
-	got := p.paths(t.Context(), nil, []string{"ns=1;s=A", ""})
+	got := p.paths(t.Context(), nil, []string{"ns=1;s=A", ""}, time.Now().Add(time.Second))
 	if got["ns=1;s=A"] != "" || len(got) != 1 {
 		t.Errorf("paths without an upstream: %v", got)
+	}
+}
+
+// A lookup that failed is remembered for failedFor, and never shortens the
+// time an unknown node is remembered.
+func TestPathCacheFailedExpires(t *testing.T) {
+	p := newPathCache()
+	now := time.Now()
+	p.putFailed("ns=1;s=Slow", now)
+	if !p.isUnknown("ns=1;s=Slow", now.Add(failedFor-time.Millisecond)) {
+		t.Error("failed lookup forgotten early")
+	}
+	if p.isUnknown("ns=1;s=Slow", now.Add(failedFor)) {
+		t.Error("failed lookup remembered past its time")
+	}
+	p.putUnknown("ns=1;s=Gone", now)
+	p.putFailed("ns=1;s=Gone", now)
+	if !p.isUnknown("ns=1;s=Gone", now.Add(failedFor+time.Second)) {
+		t.Error("a failed lookup shortened the time of an unknown node")
+	}
+	// the share of the request's time the lookups get
+	if got := lookupShare(now, now.Add(time.Second)); !got.Equal(now.Add(500 * time.Millisecond)) {
+		t.Errorf("lookupShare of 1 s = %v, want 500ms", got.Sub(now))
+	}
+	if got := lookupShare(now, now.Add(time.Minute)); !got.Equal(now.Add(pathTimeout)) {
+		t.Errorf("lookupShare of 1 min = %v, want %v", got.Sub(now), pathTimeout)
 	}
 }

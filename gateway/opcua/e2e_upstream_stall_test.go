@@ -2,6 +2,7 @@ package opcua_test
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/url"
 	"strings"
@@ -25,6 +26,7 @@ import (
 type stallProxy struct {
 	endpoint string
 	accepted atomic.Int32 // connections accepted
+	requests atomic.Int32 // service requests (MSG messages) forwarded to the server
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -74,8 +76,8 @@ func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			wg.Go(func() { p.pipe(s, c, false) })
-			wg.Go(func() { p.pipe(c, s, true) })
+			wg.Go(func() { p.pipe(s, c, false, &frameCounter{n: &p.requests}) })
+			wg.Go(func() { p.pipe(c, s, true, nil) })
 		}
 	})
 	t.Cleanup(func() {
@@ -93,13 +95,17 @@ func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 }
 
 // pipe copies src to dst; from the server (held) it waits while stalled.
-func (p *stallProxy) pipe(dst, src net.Conn, held bool) {
+// count, when set, sees the bytes.
+func (p *stallProxy) pipe(dst, src net.Conn, held bool, count *frameCounter) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if count != nil {
+				count.feed(buf[:n])
+			}
 			if held && !p.wait() {
 				return
 			}
@@ -109,6 +115,33 @@ func (p *stallProxy) pipe(dst, src net.Conn, held bool) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// frameCounter counts the final chunks of MSG messages in a byte stream
+// of OPC UA TCP messages.
+type frameCounter struct {
+	hdr  []byte
+	left int
+	n    *atomic.Int32
+}
+
+func (f *frameCounter) feed(b []byte) {
+	for len(b) > 0 {
+		if f.left > 0 {
+			k := min(f.left, len(b))
+			f.left, b = f.left-k, b[k:]
+			continue
+		}
+		k := min(8-len(f.hdr), len(b))
+		f.hdr, b = append(f.hdr, b[:k]...), b[k:]
+		if len(f.hdr) == 8 {
+			if string(f.hdr[:4]) == "MSGF" {
+				f.n.Add(1)
+			}
+			f.left = int(binary.LittleEndian.Uint32(f.hdr[4:])) - 8
+			f.hdr = f.hdr[:0]
 		}
 	}
 }
@@ -183,7 +216,8 @@ func (c *hintClient) call(ctx context.Context, req ua.Request, hint time.Duratio
 }
 
 // read reads node with a TimeoutHint of hint and returns the ServiceResult
-// (a ServiceFault's too) and how long the answer took.
+// (a ServiceFault's too) or, when Good, the node's status, and how long the
+// answer took.
 func (c *hintClient) read(ctx context.Context, t *testing.T, node string, hint time.Duration) (ua.StatusCode, time.Duration) {
 	t.Helper()
 	start := time.Now()
@@ -192,7 +226,11 @@ func (c *hintClient) read(ctx context.Context, t *testing.T, node string, hint t
 	if err != nil {
 		t.Fatalf("read %s: no answer after %v: %v", node, took, err)
 	}
-	return v.(ua.Response).Header().ServiceResult, took
+	sc := v.(ua.Response).Header().ServiceResult
+	if r, ok := v.(*ua.ReadResponse); ok && sc == ua.StatusOK && len(r.Results) == 1 {
+		sc = r.Results[0].Status
+	}
+	return sc, took
 }
 
 // resultsOf are the result records of function with the given code.
@@ -251,5 +289,83 @@ func TestShortTimeoutHintShortensBudget(t *testing.T) {
 		if r.str("status") != "error" || latency(r) >= hint {
 			t.Errorf("result record %v: want status error, latency under %v", r, hint)
 		}
+	}
+}
+
+// pathPolicy allows a read only of a node whose browse path is under
+// /Objects/PLC: a read of a node whose path cannot be resolved is denied.
+const pathPolicy = `package interlock
+
+default allow := false
+
+allow if input.operation.access in {"session", "browse", "subscribe"}
+
+allow if {
+	input.operation.access == "read"
+	startswith(input.operation.browse_path, "/Objects/PLC/")
+}
+
+decision := {"allow": allow}
+`
+
+// The browse path lookups of a request take their time from the request's
+// budget, not 2 s on top of it; a lookup that waited in vain is remembered
+// for a while, so that the next request for the node, of any session, does
+// not send it again. The decision is still made, on an empty browse_path
+// (here: denied), and recorded.
+func TestBrowsePathLookupWithinBudget(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := dialHintClient(ctx, t, g.endpoint), dialHintClient(ctx, t, g.endpoint)
+	for _, c := range []*hintClient{a, b} {
+		// connects the upstream session; the path of PLC is kept
+		if sc, _ := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK {
+			t.Fatalf("read of Setpoint before the stall: %v", sc)
+		}
+	}
+	proxy.stall()
+	defer proxy.resume()
+
+	// before: 2 s of lookups, then the request's own request_timeout
+	sc, took := a.read(ctx, t, opcuasim.NodePressure, 0)
+	t.Logf("read of Pressure, its path not known, upstream stalled: %v after %v", sc, took)
+	if sc != ua.StatusBadUserAccessDenied || took > requestTimeout+requestTimeout/2 {
+		t.Errorf("read of Pressure, upstream stalled: %v after %v; want Bad_UserAccessDenied (no path) within request_timeout %v and a margin", sc, took, requestTimeout)
+	}
+	before := proxy.requests.Load()
+	sc, took = b.read(ctx, t, opcuasim.NodePressure, 0)
+	t.Logf("the same read on another session: %v after %v", sc, took)
+	if sc != ua.StatusBadUserAccessDenied {
+		t.Errorf("the same read on another session: %v, want Bad_UserAccessDenied", sc)
+	}
+	if n := proxy.requests.Load() - before; n != 0 {
+		t.Errorf("the second read of Pressure sent %d requests upstream, want none (the failed lookup remembered)", n)
+	}
+
+	rs := g.records(t, func(rs []record) bool {
+		n := 0
+		for _, r := range events(rs, "call") {
+			if r.str("operation", "node_id") == opcuasim.NodePressure {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	n := 0
+	for _, r := range events(rs, "call") {
+		if r.str("operation", "node_id") != opcuasim.NodePressure {
+			continue
+		}
+		n++
+		if r.str("operation", "browse_path") != "" || r.str("decision", "allow") != "false" {
+			t.Errorf("call record %v: want an empty browse_path and allow false", r)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d call records of the reads of Pressure, want 2", n)
 	}
 }

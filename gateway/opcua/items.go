@@ -250,16 +250,34 @@ func (c *conn) budget(h *ua.RequestHeader, publish bool) time.Duration {
 	return d
 }
 
+// requestDeadlineKey is the context key of when the budget of the request
+// being served ends. It is a value, not the context's deadline: the
+// decisions and records of a request that ran out of time are still made.
+type requestDeadlineKey struct{}
+
+func withRequestDeadline(ctx context.Context, dl time.Time) context.Context {
+	return context.WithValue(ctx, requestDeadlineKey{}, dl)
+}
+
+func requestDeadline(ctx context.Context) (time.Time, bool) {
+	dl, ok := ctx.Value(requestDeadlineKey{}).(time.Time)
+	return dl, ok
+}
+
 // send forwards req through the session's upstream within the request's
-// time budget (budget).
+// time budget (budget), counted from the request's arrival: the lookups
+// before it (browse paths, old values) took their time from it.
 func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
-	d := c.budget(h, publish)
+	dl := time.Now().Add(c.budget(h, publish))
+	if rdl, ok := requestDeadline(ctx); ok && rdl.Before(dl) {
+		dl = rdl
+	}
 	if publish {
 		var release func()
 		ctx, release = c.parked.hold(ctx)
 		defer release()
 	}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
 	s.mu.Lock()
 	up := s.up

@@ -52,6 +52,8 @@ const (
 
 // service dispatches a request of an activated session.
 func (c *conn) service(ctx context.Context, s *uaSession, body ua.Request) ua.Response {
+	_, publish := body.(*ua.PublishRequest)
+	ctx = withRequestDeadline(ctx, time.Now().Add(c.budget(body.Header(), publish)))
 	switch req := body.(type) {
 	case *ua.ReadRequest:
 		return c.read(ctx, s, req)
@@ -92,12 +94,18 @@ func (c *conn) service(ctx context.Context, s *uaSession, body ua.Request) ua.Re
 	return fault(body.Header(), ua.StatusBadServiceUnsupported)
 }
 
-// pathsOf resolves the browse paths of node ids through the session's upstream.
+// pathsOf resolves the browse paths of node ids through the session's
+// upstream, within the request's budget (lookupShare).
 func (c *conn) pathsOf(ctx context.Context, s *uaSession, ids []string) map[string]string {
 	s.mu.Lock()
 	up := s.up
 	s.mu.Unlock()
-	return c.e.paths.paths(ctx, up, ids)
+	now := time.Now()
+	dl, ok := requestDeadline(ctx)
+	if !ok {
+		dl = now.Add(c.e.limits.RequestTimeout)
+	}
+	return c.e.paths.paths(ctx, up, ids, lookupShare(now, dl))
 }
 
 func codesMerge(dst []ua.StatusCode) func(ua.Response, []int, []ua.StatusCode) ([]ua.StatusCode, bool) {
