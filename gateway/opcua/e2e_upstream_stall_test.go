@@ -369,3 +369,116 @@ func TestBrowsePathLookupWithinBudget(t *testing.T) {
 		t.Errorf("%d call records of the reads of Pressure, want 2", n)
 	}
 }
+
+// A server that stops answering mid-session (the connection open) costs a
+// session one request's time: the request after the one that timed out is
+// answered Bad_ServerNotConnected at once (it is not sent) and recorded.
+// When the server answers again, the same connection is used again.
+func TestSilentUpstreamAnsweredAtOnce(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := dialHintClient(ctx, t, g.endpoint)
+	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK { // its path is kept
+		t.Fatalf("read before the stall: %v", sc)
+	}
+	proxy.stall()
+
+	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadTimeout {
+		t.Errorf("the first read, server silent: %v after %v, want Bad_Timeout", sc, took)
+	}
+	for i := range 3 {
+		if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadServerNotConnected || took > requestTimeout/2 {
+			t.Errorf("read %d after the one that timed out: %v after %v; want Bad_ServerNotConnected at once", i, sc, took)
+		}
+	}
+	accepted := proxy.accepted.Load()
+	proxy.resume()
+	deadline := time.Now().Add(5 * requestTimeout)
+	for {
+		sc, took := c.read(ctx, t, opcuasim.NodePressure, 0)
+		if sc == ua.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server answers again, but a read is still answered %v (after %v)", sc, took)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := proxy.accepted.Load(); n != accepted {
+		t.Errorf("%d connections to the server after it answered again, want %d: the same one used again", n, accepted)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(resultsOf(rs, "read", ua.StatusBadServerNotConnected)) >= 3 })
+	fast := resultsOf(rs, "read", ua.StatusBadServerNotConnected)
+	if len(fast) != 3 || len(resultsOf(rs, "read", ua.StatusBadTimeout)) != 1 {
+		t.Fatalf("result records: %v; want 1 Bad_Timeout and 3 Bad_ServerNotConnected", events(rs, "result"))
+	}
+	for _, r := range fast {
+		if r.str("status") != "error" || !strings.Contains(r.str("detail"), "upstream not answering") {
+			t.Errorf("result record %v: want status error, an upstream not answering detail", r)
+		}
+	}
+}
+
+// After a connect that failed, the other sessions of the listener do not
+// try again either until the back-off has passed, and then one of them
+// tries while the others are answered at once: a server that accepts and
+// does not answer costs one wait per back-off, not one per session. Once it
+// answers, the next attempt after the back-off connects.
+func TestConnectBackOffSharedBySessions(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clients := make([]*hintClient, 5)
+	for i := range clients {
+		clients[i] = dialHintClient(ctx, t, g.endpoint) // no upstream session yet
+	}
+	proxy.stall()
+
+	if sc, took := clients[0].read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadServerNotConnected {
+		t.Fatalf("the first read, server silent: %v after %v, want Bad_ServerNotConnected", sc, took)
+	}
+	// the attempt ends with its connectTimeout (request_timeout) after it began
+	time.Sleep(requestTimeout / 4)
+	attempts := proxy.accepted.Load()
+	for i, c := range clients[1:] {
+		if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadServerNotConnected || took > requestTimeout/2 {
+			t.Errorf("session %d, during the back-off: %v after %v; want Bad_ServerNotConnected at once", i+1, sc, took)
+		}
+	}
+	if n := proxy.accepted.Load(); n != attempts {
+		t.Errorf("%d connect attempts after the other sessions' reads, want still %d", n, attempts)
+	}
+
+	time.Sleep(requestTimeout + requestTimeout/4)
+	var wg sync.WaitGroup
+	for _, c := range clients[1:] {
+		wg.Go(func() { c.read(ctx, t, opcuasim.NodePressure, 0) })
+	}
+	wg.Wait()
+	if n := proxy.accepted.Load() - attempts; n != 1 {
+		t.Errorf("%d connect attempts of 4 sessions after the back-off, want 1", n)
+	}
+
+	proxy.resume()
+	deadline := time.Now().Add(10 * requestTimeout)
+	for _, c := range clients {
+		for {
+			sc, took := c.read(ctx, t, opcuasim.NodePressure, 0)
+			if sc == ua.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the server answers again, but a read is still answered %v (after %v)", sc, took)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

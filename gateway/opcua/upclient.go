@@ -24,6 +24,13 @@ type upClient struct {
 	ch     *channel.ClientChannel
 	token  *ua.NodeID // AuthenticationToken
 	handle atomic.Uint32
+
+	// silentAt is 1 + the channel's Received count at which a request
+	// timed out with nothing received while it waited; 0: none did. The
+	// connection is silent while the count stays there (upstream.send).
+	silentAt    atomic.Uint64
+	silentSince atomic.Int64 // when, Unix ns
+	probing     atomic.Bool
 }
 
 // dialUpstream opens a channel to the endpoint ep and a session on it with

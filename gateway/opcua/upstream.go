@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/interlock-ics/interlock/gateway/opcua/channel"
@@ -40,6 +41,56 @@ type upstreamConfig struct {
 
 	mu        sync.Mutex
 	endpoints []*ua.EndpointDescription
+
+	// gate is the connect back-off of the listener, shared by its
+	// sessions (one server).
+	gate connectGate
+}
+
+// connectGate holds back connects to a server that failed to connect for
+// every session of a listener: after a failed connect, connects fail at
+// once for as long as that attempt took (at most connectTimeout); then one
+// session tries while the others still fail at once, so that a server that
+// accepts and does not answer costs one wait per back-off, not one per
+// session. A connect that succeeds, or that the server refused for the
+// identity (it answered), ends the back-off.
+type connectGate struct {
+	mu      sync.Mutex
+	lastErr error
+	retryAt time.Time
+	trying  bool
+}
+
+// admit returns nil when a connect may start now; trial is true when it is
+// the one attempt after a back-off, which done must be told of.
+func (g *connectGate) admit(now time.Time) (trial bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.lastErr == nil:
+		return false, nil
+	case now.Before(g.retryAt):
+		return false, fmt.Errorf("next attempt in %v; the last one failed: %w", g.retryAt.Sub(now).Round(time.Millisecond), g.lastErr)
+	case g.trying:
+		return false, fmt.Errorf("another session is trying again; the last attempt failed: %w", g.lastErr)
+	}
+	g.trying = true
+	return true, nil
+}
+
+// done records how a connect that took took ended.
+func (g *connectGate) done(trial bool, err error, took, maxWait time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if trial {
+		g.trying = false
+	}
+	if sc, ok := errors.AsType[ua.StatusCode](err); err == nil || ok && isAuthStatus(sc) {
+		g.lastErr = nil
+		return
+	}
+	g.lastErr = err
+	g.retryAt = time.Now().Add(min(took, maxWait))
 }
 
 // identity is how the gateway logs in upstream for one client session.
@@ -110,9 +161,14 @@ func (u *upstream) client(ctx context.Context) (*upClient, error) {
 		}
 	}
 	if p == nil {
+		trial, err := u.cfg.gate.admit(time.Now())
+		if err != nil {
+			u.mu.Unlock()
+			return nil, &errConnect{err}
+		}
 		p = make(chan struct{})
 		u.pending = p
-		go u.connectInBackground(p)
+		go u.connectInBackground(p, trial)
 	}
 	u.mu.Unlock()
 	select {
@@ -133,11 +189,12 @@ func (u *upstream) client(ctx context.Context) (*upClient, error) {
 	return nil, &errConnect{errors.New("connection lost")}
 }
 
-func (u *upstream) connectInBackground(p chan struct{}) {
+func (u *upstream) connectInBackground(p chan struct{}, trial bool) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.connectTimeout)
 	defer cancel()
 	c, err := u.connect(ctx)
+	u.cfg.gate.done(trial, err, time.Since(start), u.cfg.connectTimeout)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.pending = nil
@@ -240,16 +297,84 @@ func (cfg *upstreamConfig) forgetEndpoints() {
 	cfg.mu.Unlock()
 }
 
+// errNotAnswering is the answer to a request on a connection whose server
+// has sent nothing since a request on it timed out: the request is not
+// sent (a client may send it again safely).
+type errNotAnswering struct{ since time.Time }
+
+func (e *errNotAnswering) Error() string {
+	return fmt.Sprintf("upstream not answering: nothing received since a request timed out %v ago; the request was not sent",
+		time.Since(e.since).Round(time.Millisecond))
+}
+
+// silent reports whether the server has sent nothing on c since a request
+// on it timed out.
+func (c *upClient) silent() bool {
+	m := c.silentAt.Load()
+	return m != 0 && c.ch.Received() == m-1
+}
+
+// markSilent records that a request sent when the channel had received n
+// chunks timed out with nothing received since, and starts the probe that
+// finds out when the server answers again.
+func (u *upstream) markSilent(c *upClient, n uint64) {
+	c.silentSince.Store(time.Now().UnixNano())
+	c.silentAt.Store(n + 1)
+	if c.probing.CompareAndSwap(false, true) {
+		go u.probe(c)
+	}
+}
+
+// probe sends a Read of the server's current time, again each
+// connectTimeout, for as long as c is silent, open and the session's: any
+// answer (to it or to a request that timed out) ends the silence, and c is
+// used again by the next request. A connection that fails meanwhile is
+// replaced by the next request, as any lost one.
+func (u *upstream) probe(c *upClient) {
+	for {
+		for c.silent() && c.connected() && u.holds(c) {
+			ctx, cancel := context.WithTimeout(context.Background(), u.cfg.connectTimeout)
+			c.send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{{
+				NodeID: ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}})
+			cancel()
+		}
+		c.probing.Store(false)
+		// a request that timed out between the last check and here found
+		// the probe still running
+		if !c.silent() || !c.connected() || !u.holds(c) || !c.probing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// holds reports whether c is the session's connection.
+func (u *upstream) holds(c *upClient) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.c == c && !u.closed
+}
+
 // send forwards req and returns the server's response, which may be a
 // ServiceFault or carry a bad ServiceResult: both go to the client as they
 // are. An error means no response: the connection is lost, could not be
-// made, or ctx ended first.
+// made, is silent, or ctx ended first.
+//
+// A request (other than a Publish, which waits upstream by design) that
+// times out with nothing at all received on the connection meanwhile makes
+// the connection silent: the requests after it are answered at once
+// (errNotAnswering) instead of each waiting its whole time, until the
+// server sends anything again (probe).
 func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error) {
+	_, publish := req.(*ua.PublishRequest)
 	for attempt := 0; ; attempt++ {
 		c, err := u.client(ctx)
 		if err != nil {
 			return nil, err
 		}
+		if !publish && c.silent() {
+			return nil, &errNotAnswering{since: time.Unix(0, c.silentSince.Load())}
+		}
+		n := c.ch.Received()
 		resp, err := c.send(ctx, req)
 		if resp != nil {
 			switch resp.Header().ServiceResult {
@@ -264,11 +389,14 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 			}
 			return resp, nil
 		}
-		if !c.connected() {
+		switch {
+		case !c.connected():
 			// the channel failed; a call that failed alone (over a size
 			// limit, an undecodable or aborted response, its context
 			// ended) leaves the session to the next request
 			u.drop(c)
+		case !publish && errors.Is(err, context.DeadlineExceeded) && c.ch.Received() == n:
+			u.markSilent(c, n)
 		}
 		return nil, err
 	}
@@ -282,6 +410,9 @@ func statusOf(err error) ua.StatusCode {
 		return ua.StatusBadShutdown
 	case errors.Is(err, errUpstreamClosed):
 		return ua.StatusBadSessionClosed
+	case errors.As(err, new(*errNotAnswering)):
+		// not sent: the connection is there, the server does not answer
+		return ua.StatusBadServerNotConnected
 	case errors.As(err, &ce):
 		// no connection, however it failed (timed out too): the request
 		// was never sent

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -117,6 +118,10 @@ type ClientChannel struct {
 	cfg  ClientConfig
 	asym *asymmetric // nil under None
 	id   uint32
+
+	// received counts the chunks read from the server: whether it
+	// answered anything since a moment.
+	received atomic.Uint64
 
 	sendChunk     int    // largest chunk we send (ACK.ReceiveBufferSize)
 	recvChunk     uint32 // largest chunk we accept
@@ -748,6 +753,7 @@ func (c *ClientChannel) readOne() error {
 	if err != nil {
 		return err
 	}
+	c.received.Add(1)
 	switch f.typ {
 	case uasc.MessageTypeMessage:
 	case uasc.MessageTypeOpenSecureChannel:
@@ -898,6 +904,10 @@ func (c *ClientChannel) TokenID() uint32 {
 	defer c.mu.Unlock()
 	return c.current.id
 }
+
+// Received is the number of chunks read from the server so far: a caller
+// that sees it unchanged over a time knows the server sent nothing in it.
+func (c *ClientChannel) Received() uint64 { return c.received.Load() }
 
 // Done is closed when the channel has ended.
 func (c *ClientChannel) Done() <-chan struct{} { return c.done }
