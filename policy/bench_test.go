@@ -30,6 +30,33 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkEvaluationSlot is what the cap on evaluations at once
+// (Options.MaxConcurrentEvaluations) adds to an evaluation: a slot taken
+// and given back, by one caller and by as many as there are CPUs.
+func BenchmarkEvaluationSlot(b *testing.B) {
+	e := newEngine(b, map[string]string{"main.rego": floorPolicy})
+	ctx := context.Background()
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if err := e.takeSlot(ctx); err != nil {
+				b.Fatal(err)
+			}
+			e.releaseSlot()
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := e.takeSlot(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				e.releaseSlot()
+			}
+		})
+	})
+}
+
 // BenchmarkDecideRead is the common case: a read, which needs no window.
 func BenchmarkDecideRead(b *testing.B) {
 	e := newEngine(b, map[string]string{"main.rego": sitePolicy, "data.yaml": siteData})

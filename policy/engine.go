@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,13 @@ type Options struct {
 	CacheTTL     time.Duration
 	CacheEntries int
 
+	// MaxConcurrentEvaluations caps the policy evaluations that run at
+	// once (DefaultMaxConcurrentEvaluations when 0). A decision that finds
+	// every slot taken waits for one within its own deadline; one that
+	// gets none in time fails with CodeTimeout, as an evaluation past the
+	// deadline does. Answers from the decision cache take no slot.
+	MaxConcurrentEvaluations int
+
 	// Tickets are the open change tickets, given to the policy as
 	// input.tickets; nil gives an empty list.
 	Tickets *Tickets
@@ -64,6 +72,7 @@ type Engine struct {
 	src   source
 	cur   atomic.Pointer[prepared]
 	cache *decisionCache // nil when off
+	slots chan struct{}  // one per evaluation running (Options.MaxConcurrentEvaluations)
 
 	mu       sync.Mutex // serialises Reload; guards sig, lastFail and the source's state
 	sig      [32]byte   // stat signature of the files the last load attempt read
@@ -87,7 +96,11 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, src: src}
+	n := opts.MaxConcurrentEvaluations
+	if n <= 0 {
+		n = DefaultMaxConcurrentEvaluations()
+	}
+	e := &Engine{opts: opts, src: src, slots: make(chan struct{}, n)}
 	if !opts.NoCache {
 		e.cache = newDecisionCache(opts.CacheTTL, opts.CacheEntries)
 	}
@@ -106,6 +119,14 @@ func New(opts Options) (*Engine, error) {
 	e.logLoaded(snap, p, nil, "policy loaded")
 	return e, nil
 }
+
+// DefaultMaxConcurrentEvaluations is the cap on evaluations running at once
+// when none is configured: twice the CPUs Go uses (GOMAXPROCS). Rego
+// evaluation is CPU work: more at once than there are CPUs only share them,
+// so that under a heavy policy every evaluation overruns its deadline
+// (a cancelled evaluation stops only once it gets the CPU again). Twice
+// the CPUs keeps them busy while one evaluation waits (GC, a builtin).
+func DefaultMaxConcurrentEvaluations() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // logLoaded writes the line of a successful load; a bundle's says how its
 // signature was checked, and warns when it was not.
@@ -207,15 +228,45 @@ func (e *Engine) decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 		d, err := p.fail(&Error{Code: CodeBadInput, Err: err})
 		return d, nil, err
 	}
-	d, err := p.eval(ctx, in, c.Time)
+	d, err := e.evalInSlot(ctx, p, in, c.Time)
 	if err == nil && key != nil {
 		e.cache.put(p.key, key, c.Time, until, d)
 	}
 	return d, in, err
 }
 
-// Eval decides an input built elsewhere (policy eval, replay), with
-// time.now_ns() fixed to at.
+// evalInSlot evaluates in under one of the engine's evaluation slots,
+// waiting for one until ctx ends: the wait counts against the decision's
+// deadline.
+func (e *Engine) evalInSlot(ctx context.Context, p *prepared, in ast.Value, at time.Time) (gateway.Decision, error) {
+	if err := e.takeSlot(ctx); err != nil {
+		return p.fail(err)
+	}
+	defer e.releaseSlot()
+	return p.eval(ctx, in, at)
+}
+
+// takeSlot takes an evaluation slot, waiting for one until ctx ends.
+func (e *Engine) takeSlot(ctx context.Context) *Error {
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		err := fmt.Errorf("no evaluation slot free (%d evaluations at once) before the deadline: %w", cap(e.slots), ctx.Err())
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return &Error{Code: CodeCanceled, Err: err}
+		}
+		return &Error{Code: CodeTimeout, Err: err}
+	}
+}
+
+func (e *Engine) releaseSlot() { <-e.slots }
+
 // UsesNetwork reports whether a rule of the policy in force calls a
 // builtin that reaches the network (http.send, net.lookup_ip_addr):
 // deciding made-up calls with it would send them to the service.
@@ -234,6 +285,10 @@ func (e *Engine) TicketUsers() []string {
 	return users
 }
 
+// Eval decides an input built elsewhere (policy eval, replay, check), with
+// time.now_ns() fixed to at. It takes no evaluation slot
+// (Options.MaxConcurrentEvaluations): it serves the tools, not the
+// gateway's calls.
 func (e *Engine) Eval(ctx context.Context, input ast.Value, at time.Time) (gateway.Decision, error) {
 	return e.cur.Load().eval(ctx, input, at)
 }

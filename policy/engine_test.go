@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,5 +419,173 @@ func TestOnLoadAtStart(t *testing.T) {
 	}
 	if got.InForce != e.Revision() || got.BundleSignature != "" {
 		t.Errorf("OnLoad at start: in force %q, bundle signature %q; want %q and none (a directory)", got.InForce, got.BundleSignature, e.Revision())
+	}
+}
+
+// heavyPolicy runs for far longer than any decision timeout and keeps
+// little while it does: a hundred million iterations that find nothing.
+const heavyPolicy = `package interlock
+
+decision := {"allow": true} if not found
+
+r := numbers.range(1, 10000)
+
+found if {
+	some i in r
+	some j in r
+	i * j < 0
+}
+`
+
+// 100 calls of a policy that runs far past a 100 ms policy.timeout, 20 at
+// once, were all denied policy_timeout but took up to 443 ms (median 168
+// ms): with nothing capping the evaluations at once, they shared the CPUs
+// and each noticed its deadline late. With the cap, a decision that waits for a
+// slot waits within its deadline, and those that run get the CPU to stop.
+func TestDecideTimeoutUnderConcurrentHeavyPolicies(t *testing.T) {
+	const (
+		timeout = 100 * time.Millisecond
+		calls   = 100
+		atOnce  = 20
+	)
+	e, err := New(Options{Path: policyDir(t, map[string]string{"heavy.rego": heavyPolicy}), Gateway: "gw",
+		Log: zerolog.Nop(), NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		took  []time.Duration
+		codes = map[string]int{}
+	)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range atOnce {
+		wg.Go(func() {
+			s := testSession() // a session per connection, as the listeners have
+			for range work {
+				c := testCall(s, "read_coils", gateway.AccessRead, inWindow)
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				d, err := e.Decide(ctx, s, c)
+				cancel()
+				dt := time.Since(start)
+				mu.Lock()
+				took = append(took, dt)
+				codes[Code(err)]++
+				mu.Unlock()
+				if d.Allow || d.ID == "" {
+					t.Errorf("decision %+v with error %v", d, err)
+				}
+			}
+		})
+	}
+	for i := range calls {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if codes[CodeTimeout] != calls {
+		t.Errorf("codes %v, want all %d %s", codes, calls, CodeTimeout)
+	}
+	slices.Sort(took)
+	median, p90, slowest := took[len(took)/2], took[len(took)*9/10], took[len(took)-1]
+	t.Logf("%d decisions, %d at once, at most %d evaluating: median %v, 90th percentile %v, slowest %v",
+		calls, atOnce, cap(e.slots), median, p90, slowest)
+	// Without the cap, the 90th percentile was 3.4× to 4× the timeout on
+	// 2 CPUs (with -race), with it 1.2× to 1.8×. The slowest alone is left
+	// a wider bound: a machine busy with other work delays a few of any run.
+	if p90 > 5*timeout/2 {
+		t.Errorf("the 90th percentile of the decisions took %v, more than 2.5× the %v timeout", p90, timeout)
+	}
+	if slowest > 5*timeout {
+		t.Errorf("the slowest decision took %v, more than 5× the %v timeout", slowest, timeout)
+	}
+}
+
+// heavyReadsPolicy runs heavyPolicy's loop for read_coils, and decides
+// every other call at once.
+const heavyReadsPolicy = `package interlock
+
+decision := {"allow": true} if {
+	input.operation.function == "read_coils"
+	not found
+} else := {"allow": true}
+
+r := numbers.range(1, 10000)
+
+found if {
+	some i in r
+	some j in r
+	i * j < 0
+}
+`
+
+// A decision that finds every evaluation slot taken waits within its own
+// deadline and is denied policy_timeout (or policy_canceled) when none
+// frees up; an answer from the decision cache needs no slot.
+func TestDecideWaitsForASlotWithinItsDeadline(t *testing.T) {
+	e, err := New(Options{Path: policyDir(t, map[string]string{"p.rego": heavyReadsPolicy}), Gateway: "gw",
+		Log: zerolog.Nop(), MaxConcurrentEvaluations: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, other := testSession(), testSession()
+	cheap := func() *gateway.Call {
+		return testCall(other, "read_holding_registers", gateway.AccessRead, inWindow)
+	}
+	if d, err := e.Decide(context.Background(), other, cheap()); err != nil || !d.Allow || d.Cached {
+		t.Fatalf("first cheap decision %+v, %v", d, err)
+	}
+
+	// A heavy evaluation holds the only slot for 5 s.
+	heavyCtx, stopHeavy := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopHeavy()
+	heavyDone := make(chan error, 1)
+	go func() {
+		_, err := e.Decide(heavyCtx, s, testCall(s, "read_coils", gateway.AccessRead, inWindow))
+		heavyDone <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); len(e.slots) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the heavy evaluation did not start")
+		}
+	}
+
+	// The same cheap call again: answered from the cache at once.
+	if d, err := e.Decide(context.Background(), other, cheap()); err != nil || !d.Allow || !d.Cached {
+		t.Fatalf("cached decision while every slot is taken: %+v, %v", d, err)
+	}
+	// Another call must wait, and gets no slot within its 50 ms.
+	const timeout = 50 * time.Millisecond
+	c := cheap()
+	c.Operation.Fields[1].Int = 101 // another address: not in the cache
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	start := time.Now()
+	d, err := e.Decide(ctx, other, c)
+	took := time.Since(start)
+	cancel()
+	if Code(err) != CodeTimeout || d.Allow || d.ID == "" || d.Revision == "" || !strings.Contains(err.Error(), "no evaluation slot") {
+		t.Fatalf("decision %+v, error %v; want %s for want of a slot", d, err, CodeTimeout)
+	}
+	if took > 5*timeout {
+		t.Errorf("waiting for a slot took %v, more than 5× the %v timeout", took, timeout)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := e.Decide(ctx, other, c); Code(err) != CodeCanceled {
+		t.Errorf("cancelled while waiting for a slot: error %v, want %s", err, CodeCanceled)
+	}
+
+	// The slot frees once the heavy evaluation stops: the call is decided.
+	stopHeavy()
+	if err := <-heavyDone; Code(err) != CodeCanceled {
+		t.Errorf("heavy evaluation: error %v, want %s", err, CodeCanceled)
+	}
+	if d, err := e.Decide(context.Background(), other, c); err != nil || !d.Allow {
+		t.Fatalf("decision once the slot is free: %+v, %v", d, err)
+	}
+	if n := len(e.slots); n != 0 {
+		t.Errorf("%d slots still taken after every decision ended", n)
 	}
 }
