@@ -326,6 +326,7 @@ func newPolicy(cfg *config.Config, log zerolog.Logger, tickets *policy.Tickets, 
 	pol, err := policy.New(policy.Options{
 		Path: p.Path, Gateway: cfg.Gateway.ID, Log: log, OnLoad: onLoad,
 		NoCache: dc.Disabled, CacheTTL: dc.TTL, CacheEntries: dc.MaxEntries, Tickets: tickets, DecisionLog: dl,
+		MaxConcurrentEvaluations: p.MaxConcurrentEvaluations,
 		BundleOptions: policy.BundleOptions{
 			BundleKeyFile: p.BundleKey, BundleKeyID: p.BundleKeyID, BundleKeyAlg: p.BundleKeyAlg, BundleScope: p.BundleScope,
 			BundleCAFile: p.BundleCA, BundleMaxBytes: p.BundleMaxBytes, BundleTimeout: p.BundleTimeout,

@@ -90,6 +90,9 @@ type Policy struct {
 	Timeout        time.Duration `yaml:"timeout"`
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	DecisionCache  DecisionCache `yaml:"decision_cache"`
+	// MaxConcurrentEvaluations caps the evaluations running at once; a
+	// call waits for a free one within Timeout. 0: twice the CPUs.
+	MaxConcurrentEvaluations int `yaml:"max_concurrent_evaluations"`
 
 	// Bundles. BundleKey verifies signed bundles (a PEM public key or
 	// certificate, or a file holding an HMAC secret); with it, an unsigned
@@ -667,6 +670,9 @@ func (c *Config) checkPolicy() error {
 	}
 	if p.ReloadInterval < 0 {
 		return c.errf(0, "policy.reload_interval", "%v is negative", p.ReloadInterval)
+	}
+	if p.MaxConcurrentEvaluations < 0 {
+		return c.errf(0, "policy.max_concurrent_evaluations", "%d is negative (0 or absent: twice the CPUs)", p.MaxConcurrentEvaluations)
 	}
 	if p.DecisionCache.TTL < 0 {
 		return c.errf(0, "policy.decision_cache.ttl", "must be positive")
