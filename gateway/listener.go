@@ -23,6 +23,16 @@ type Limits struct {
 	// one more from it is refused like one over MaxConns, so that a single
 	// host cannot take every slot. 0: DefaultMaxConnsPerSource(MaxConns).
 	MaxConnsPerSource int
+	// ConnRatePerSource is the new connections one source address may
+	// open a second, after a burst of ConnBurstPerSource at once; one more
+	// is refused like one over MaxConns, so that a host that connects and
+	// closes over and over costs a bounded number of sessions (and their
+	// records) a second. 0: no limit.
+	ConnRatePerSource float64
+	// ConnBurstPerSource is the new connections one source address may
+	// open at once before ConnRatePerSource applies.
+	// 0: DefaultConnBurstPerSource(MaxConnsPerSource).
+	ConnBurstPerSource int
 	// FirstRequestTimeout closes a connection that sends nothing for this
 	// long after connecting (Modbus; an OPC UA client has 5 s for its
 	// Hello), so that silent sockets do not hold slots for IdleTimeout.
@@ -54,10 +64,25 @@ func DefaultMaxConnsPerSource(maxConns int) int {
 	return min(maxConns, max(2, min(16, maxConns/4)))
 }
 
+// DefaultConnRatePerSource is the rate of new connections per source
+// address a configuration gets when it sets none: 10 a second, after a
+// burst of DefaultConnBurstPerSource. An HMI or a SCADA master keeps its
+// connections open, and one that reconnects after a network or PLC
+// outage opens its few connections at once (the burst); a master that
+// opens a connection per poll does so a few times a second at most.
+const DefaultConnRatePerSource = 10
+
+// DefaultConnBurstPerSource is the burst of new connections per source
+// when none is configured: 20, or perSource (the connections one source
+// may hold) when more, so that a host may always reopen at once every
+// connection it may hold.
+func DefaultConnBurstPerSource(perSource int) int { return max(20, perSource) }
+
 // Refusal reasons recorded by the listener.
 const (
 	RefusedConnLimit   = "limit: max_conns"
 	RefusedSourceLimit = "limit: max_conns_per_source"
+	RefusedSourceRate  = "limit: conn_rate_per_source"
 )
 
 // Listener accepts client connections for one configured listener and runs
@@ -81,6 +106,7 @@ type Listener struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	bySource map[netip.Addr]int // connections served per source address
+	rates    *connRates         // new connections per source address
 	refusing chan struct{}      // Refuser answers in progress
 	refused  refusals           // which refused connections are recorded
 }
@@ -100,10 +126,15 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	if perSource <= 0 {
 		perSource = DefaultMaxConnsPerSource(maxConns)
 	}
+	burst := l.Limits.ConnBurstPerSource
+	if burst <= 0 {
+		burst = DefaultConnBurstPerSource(perSource)
+	}
 	slots := make(chan struct{}, maxConns)
 	l.mu.Lock()
 	l.conns = make(map[net.Conn]struct{})
 	l.bySource = make(map[netip.Addr]int)
+	l.rates = newConnRates(l.Limits.ConnRatePerSource, burst)
 	l.mu.Unlock()
 	l.refusing = make(chan struct{}, maxRefusing)
 
@@ -152,6 +183,14 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 		if !l.takeSource(src, perSource) {
 			<-slots
 			l.refuse(ctx, conn, RefusedSourceLimit)
+			continue
+		}
+		// Only a connection that would be served counts against the
+		// rate: refused ones cost a bounded number of records already.
+		if !l.rates.take(src, time.Now()) {
+			l.dropSource(src)
+			<-slots
+			l.refuse(ctx, conn, RefusedSourceRate)
 			continue
 		}
 		l.track(conn, true)

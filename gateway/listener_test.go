@@ -305,3 +305,88 @@ func TestListenerRefusalRecordsAreBounded(t *testing.T) {
 	}
 	t.Logf("%d refusals in %v: %d records", burst, took, records)
 }
+
+// served counts the sessions of source ip that were opened (not refused).
+func served(a *gatewaytest.Auditor, ip string) int {
+	n := 0
+	for _, r := range a.Events("session.open") {
+		if r.Reason == "" && r.Session.Source.IP.String() == ip {
+			n++
+		}
+	}
+	return n
+}
+
+// A host that connects and closes over and over is served for the burst of
+// limits.conn_rate_per_source, then refused (one record at the first
+// refusal, the rest counted in the next), while another host is served.
+func TestListenerConnRatePerSource(t *testing.T) {
+	const burst, over = 5, 30
+	addr, a := startListenerRefusing(t, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10,
+		ConnRatePerSource: 0.1, ConnBurstPerSource: burst}, time.Second) // one token every 10 s
+	for i := range burst {
+		c := gatewaytest.DialFrom(t, "127.0.0.1", addr)
+		echo(t, c, "churn")
+		c.Write([]byte("quit\n"))
+		if !refusedAtOnce(c) { // the session ends on quit
+			t.Fatalf("connection %d: session did not end", i)
+		}
+		c.Close()
+	}
+	for i := range over {
+		if c := gatewaytest.DialFrom(t, "127.0.0.1", addr); !refusedAtOnce(c) {
+			t.Fatalf("connection %d from 127.0.0.1 past its burst of %d was served", burst+i+1, burst)
+		} else {
+			c.Close()
+		}
+	}
+	echo(t, gatewaytest.DialFrom(t, "127.0.0.2", addr), "another host")
+
+	records, refused := waitRefusals(a, gateway.RefusedSourceRate, "127.0.0.1", over)
+	if refused != over || records != 2 {
+		t.Fatalf("%d records of 127.0.0.1 stand for %d refusals; want 2 records (the first, then the count of the rest) for %d",
+			records, refused, over)
+	}
+	var repeats int
+	for _, r := range a.Events("session.open") {
+		if r.Reason == gateway.RefusedSourceRate {
+			repeats = max(repeats, r.Repeats)
+		}
+	}
+	if repeats != over-2 {
+		t.Errorf("repeats_not_recorded %d, want %d", repeats, over-2)
+	}
+	if n := served(a, "127.0.0.1"); n != burst {
+		t.Errorf("%d sessions of 127.0.0.1 opened, want its burst of %d", n, burst)
+	}
+	if n := served(a, "127.0.0.2"); n != 1 {
+		t.Errorf("%d sessions of 127.0.0.2 opened, want 1", n)
+	}
+	if _, refused := refusals(a, gateway.RefusedSourceRate, "127.0.0.2"); refused != 0 {
+		t.Errorf("127.0.0.2 refused %d times", refused)
+	}
+}
+
+// With limits.conn_rate_per_source 0, a host may connect as often as it
+// likes: nothing is refused.
+func TestListenerConnRateOff(t *testing.T) {
+	const conns = 100
+	addr, a := startListenerLimits(t, gateway.Limits{MaxConns: conns, MaxConnsPerSource: conns, ConnBurstPerSource: 1})
+	for i := range conns {
+		c := gatewaytest.DialFrom(t, "127.0.0.1", addr)
+		echo(t, c, "churn")
+		c.Write([]byte("quit\n"))
+		if !refusedAtOnce(c) {
+			t.Fatalf("connection %d: session did not end", i)
+		}
+		c.Close()
+	}
+	for _, r := range a.Events("session.open") {
+		if r.Reason != "" {
+			t.Fatalf("a connection refused with no rate limit: %+v", r)
+		}
+	}
+	if n := served(a, "127.0.0.1"); n != conns {
+		t.Fatalf("%d sessions opened, want %d", n, conns)
+	}
+}
