@@ -179,7 +179,7 @@ listeners:
     protocol: modbus
     listen: %s
     upstream: tcp://%s
-    limits: {max_conns: 200, max_conns_per_source: 200} # every client is on 127.0.0.1
+    limits: {max_conns: 200, max_conns_per_source: 200, conn_rate_per_source: 0} # every client is on 127.0.0.1
     modbus: {upstream_conns: %d}
 sources:
   - {address: 127.0.0.1, name: ews-alice, owner: alice, user: alice, roles: [engineer]}

@@ -214,7 +214,7 @@ listeners:
     protocol: opcua
     listen: opc.tcp://%s
     upstream: %s
-    limits: {max_conns: %d, max_conns_per_source: %d}
+    limits: {max_conns: %d, max_conns_per_source: %d, conn_rate_per_source: 0}
     opcua:
       pki: %s
       %s

@@ -364,6 +364,7 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 		newEngine, _ := gateway.Lookup(l.Protocol) // checked in config.Load
 		target := gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1}
 		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, MaxConnsPerSource: l.Limits.MaxConnsPerSource,
+			ConnRatePerSource: l.Limits.ConnRate(), ConnBurstPerSource: l.Limits.ConnBurstPerSource,
 			FirstRequestTimeout: l.Limits.FirstRequestTimeout, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
 		llog := log.With().Str("listener", l.Name).Logger()
 		eng, err := newEngine(gateway.EngineSpec{

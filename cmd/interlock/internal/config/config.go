@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -70,6 +71,20 @@ type Limits struct {
 	FirstRequestTimeout time.Duration `yaml:"first_request_timeout"`
 	IdleTimeout         time.Duration `yaml:"idle_timeout"`
 	RequestTimeout      time.Duration `yaml:"request_timeout"`
+
+	// ConnRatePerSource is new connections a second per source address;
+	// absent: gateway.DefaultConnRatePerSource, 0: no limit (ConnRate).
+	ConnRatePerSource  *float64 `yaml:"conn_rate_per_source"`
+	ConnBurstPerSource int      `yaml:"conn_burst_per_source"`
+}
+
+// ConnRate is limits.conn_rate_per_source: the default when absent, 0
+// when turned off.
+func (l Limits) ConnRate() float64 {
+	if l.ConnRatePerSource == nil {
+		return gateway.DefaultConnRatePerSource
+	}
+	return *l.ConnRatePerSource
 }
 
 // Source is one entry of the source inventory (`sources:`).
@@ -608,6 +623,15 @@ func (c *Config) checkListener(l *Listener) error {
 	}
 	if l.Limits.MaxConnsPerSource == 0 {
 		l.Limits.MaxConnsPerSource = gateway.DefaultMaxConnsPerSource(l.Limits.MaxConns)
+	}
+	if r := l.Limits.ConnRate(); r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return c.errf(0, l.key("limits.conn_rate_per_source"), "%v: want new connections a second, 0 for no limit", r)
+	}
+	if l.Limits.ConnBurstPerSource < 0 {
+		return c.errf(0, l.key("limits.conn_burst_per_source"), "%d is negative", l.Limits.ConnBurstPerSource)
+	}
+	if l.Limits.ConnBurstPerSource == 0 {
+		l.Limits.ConnBurstPerSource = gateway.DefaultConnBurstPerSource(l.Limits.MaxConnsPerSource)
 	}
 	if l.Limits.FirstRequestTimeout < 0 {
 		return c.errf(0, l.key("limits.first_request_timeout"), "%v is negative", l.Limits.FirstRequestTimeout)

@@ -110,6 +110,9 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"negative timeout", "    modbus:\n", "    limits:\n      max_conns: 5\n      request_timeout: -2s\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.request_timeout", "-2s is negative"}},
 		{"negative per-source cap", "    modbus:\n", "    limits:\n      max_conns_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.max_conns_per_source", "-1 is negative"}},
 		{"per-source cap over max_conns", "    modbus:\n", "    limits:\n      max_conns: 5\n      max_conns_per_source: 6\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.max_conns_per_source", "6 is more than limits.max_conns (5)"}},
+		{"negative connection rate", "    modbus:\n", "    limits:\n      conn_rate_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "-1: want new connections a second, 0 for no limit"}},
+		{"connection rate not a number", "    modbus:\n", "    limits:\n      conn_rate_per_source: .nan\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "NaN: want new connections a second"}},
+		{"negative connection burst", "    modbus:\n", "    limits:\n      conn_burst_per_source: -3\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_burst_per_source", "-3 is negative"}},
 		{"negative first request timeout", "    modbus:\n", "    limits:\n      first_request_timeout: -1s\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.first_request_timeout", "-1s is negative"}},
 		{"negative evaluation cap", "  path: ./policy\n", "  path: ./policy\n  max_concurrent_evaluations: -1\n", []string{"config.yaml:19:", "policy.max_concurrent_evaluations", "-1 is negative"}},
 		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
@@ -151,6 +154,30 @@ func TestPerSourceCapDefaultFollowsMaxConns(t *testing.T) {
 		}
 		if got := c.Listeners[0].Limits.MaxConnsPerSource; got != tc.want {
 			t.Errorf("max_conns %d, max_conns_per_source %d: got %d, want %d", tc.maxConns, tc.perSource, got, tc.want)
+		}
+	}
+}
+
+// limits.conn_rate_per_source: absent, 10 a second; 0, no limit. The
+// burst follows max_conns_per_source unless set.
+func TestConnRateDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		limits string
+		rate   float64
+		burst  int
+	}{
+		{"", gateway.DefaultConnRatePerSource, 20},
+		{"      conn_rate_per_source: 0\n", 0, 20},
+		{"      conn_rate_per_source: 0.5\n      conn_burst_per_source: 3\n", 0.5, 3},
+		{"      max_conns_per_source: 50\n", gateway.DefaultConnRatePerSource, 50},
+	} {
+		c, err := config.Load(write(t, strings.Replace(good, "    modbus:\n", "    limits:\n      max_conns: 100\n"+tc.limits+"    modbus:\n", 1)))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.limits, err)
+		}
+		l := c.Listeners[0].Limits
+		if l.ConnRate() != tc.rate || l.ConnBurstPerSource != tc.burst {
+			t.Errorf("%q: conn_rate_per_source %v, conn_burst_per_source %d; want %v, %d", tc.limits, l.ConnRate(), l.ConnBurstPerSource, tc.rate, tc.burst)
 		}
 	}
 }
