@@ -445,8 +445,8 @@ found if {
 func TestDecideTimeoutUnderConcurrentHeavyPolicies(t *testing.T) {
 	const (
 		timeout = 100 * time.Millisecond
-		calls   = 100
-		atOnce  = 20
+		calls   = 120
+		atOnce  = 40
 	)
 	e, err := New(Options{Path: policyDir(t, map[string]string{"heavy.rego": heavyPolicy}), Gateway: "gw",
 		Log: zerolog.Nop(), NoCache: true})
@@ -492,14 +492,17 @@ func TestDecideTimeoutUnderConcurrentHeavyPolicies(t *testing.T) {
 	median, p90, slowest := took[len(took)/2], took[len(took)*9/10], took[len(took)-1]
 	t.Logf("%d decisions, %d at once, at most %d evaluating: median %v, 90th percentile %v, slowest %v",
 		calls, atOnce, cap(e.slots), median, p90, slowest)
-	// Without the cap, the 90th percentile was 3.4× to 4× the timeout on
-	// 2 CPUs (with -race), with it 1.2× to 1.8×. The slowest alone is left
-	// a wider bound: a machine busy with other work delays a few of any run.
-	if p90 > 5*timeout/2 {
-		t.Errorf("the 90th percentile of the decisions took %v, more than 2.5× the %v timeout", p90, timeout)
+	// Without the cap every evaluation runs at once and waits for a core to
+	// notice its deadline, so the overrun grows with the calls at once: 20
+	// at once gave a 90th percentile of 3.4× to 4× the timeout on 2 CPUs
+	// (with -race), 40 at once more still. With the cap it stays
+	// 1.2× to 1.8× however many wait. The bounds leave room for a machine
+	// busy with other tests; the slowest alone is left a wider one.
+	if p90 > 3*timeout {
+		t.Errorf("the 90th percentile of the decisions took %v, more than 3× the %v timeout", p90, timeout)
 	}
-	if slowest > 5*timeout {
-		t.Errorf("the slowest decision took %v, more than 5× the %v timeout", slowest, timeout)
+	if slowest > 8*timeout {
+		t.Errorf("the slowest decision took %v, more than 8× the %v timeout", slowest, timeout)
 	}
 }
 
