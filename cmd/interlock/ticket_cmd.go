@@ -40,6 +40,8 @@ func (l *listFlag) Set(v string) error {
 }
 
 // adminFlags adds --config and --socket, and returns the client they name.
+// Without either it names both, with an example: there is no default path,
+// so a command never reaches a gateway the caller did not name.
 func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
 	cfgPath := fs.String("config", "", "the gateway's configuration (its admin.socket is used)")
 	socket := fs.String("socket", "", "the gateway's admin socket (instead of --config)")
@@ -48,7 +50,8 @@ func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
 		case *socket != "":
 			return admin.NewClient(*socket), nil
 		case *cfgPath == "":
-			return nil, usageErr("give --config FILE or --socket PATH")
+			return nil, usageErr("%s: which gateway? give --config FILE (the gateway's configuration; its admin.socket is used) "+
+				"or --socket PATH (the admin socket itself), e.g. interlock %s --config /etc/interlock/interlock.yaml …", fs.Name(), fs.Name())
 		}
 		cfg, err := config.Load(*cfgPath)
 		if err != nil {
