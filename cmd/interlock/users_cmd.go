@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 
 	"github.com/interlock-ics/interlock/gateway/opcua"
 )
@@ -31,7 +32,7 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	file := fs.String("file", "", "the users `file` (opcua.users of a listener); created with mode 0600 when missing")
 	user := fs.String("user", "", "user `name` as the client logs in")
 	roles := fs.String("roles", "", "comma-separated `roles`, the principal.roles of the policy input (an existing user keeps its roles when omitted; --roles '' clears them)")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of asking")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of asking on the terminal (for scripts)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -45,14 +46,10 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	case fs.NArg() > 0:
 		return usageErr("users add: unexpected argument %q", fs.Arg(0))
 	}
-	if !*fromStdin {
-		fmt.Fprintf(stderr, "password for %s (echoed; or use --password-stdin): ", *user)
+	password, err := readPassword(*user, *fromStdin, stdin, stderr)
+	if err != nil {
+		return err
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("users add: reading the password: %v", err)
-	}
-	password := strings.TrimRight(line, "\r\n")
 	if password == "" {
 		return errors.New("users add: empty password")
 	}
@@ -115,4 +112,41 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "%s %s in %s (roles: %s); the gateway reads the file at start\n",
 		verb, *user, *file, strings.Join(entry.Roles, ","))
 	return nil
+}
+
+// readPassword asks for the password on a terminal without echo, twice, and
+// compares; with --password-stdin, or when standard input is no terminal
+// (a script), it reads the first line of standard input.
+func readPassword(user string, fromStdin bool, stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && !fromStdin && term.IsTerminal(int(f.Fd())) {
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(stderr, prompt)
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(stderr)
+			if err != nil {
+				return "", fmt.Errorf("users add: reading the password: %v", err)
+			}
+			return string(b), nil
+		}
+		first, err := ask(fmt.Sprintf("password for %s: ", user))
+		if err != nil || first == "" {
+			return first, err
+		}
+		again, err := ask(fmt.Sprintf("password for %s again: ", user))
+		if err != nil {
+			return "", err
+		}
+		if again != first {
+			return "", errors.New("users add: the passwords do not match; nothing written")
+		}
+		return first, nil
+	}
+	if !fromStdin {
+		fmt.Fprintf(stderr, "password for %s (first line of standard input): ", user)
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("users add: reading the password: %v", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
 }
