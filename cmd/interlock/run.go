@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 
 	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/admin"
@@ -386,6 +387,12 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 	return out, nil
 }
 
+// isTerminal says whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	lvl := zerolog.InfoLevel
 	if level != "" {
@@ -397,13 +404,12 @@ func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 	}
 	switch format {
 	case "auto":
-		if f, ok := w.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-			}
+		if isTerminal(w) {
+			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 		}
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		// colours only for a terminal: a file or pipe gets plain text
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339, NoColor: !isTerminal(w)}
 	case "json":
 	default:
 		return zerolog.Logger{}, errors.New("--log-format: want auto, json or console")

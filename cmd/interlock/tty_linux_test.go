@@ -139,3 +139,37 @@ func TestUsersAddAsksOnATerminalWithoutEcho(t *testing.T) {
 		})
 	}
 }
+
+// --log-format console colours a terminal only: a log file or pipe gets
+// no ANSI escapes.
+func TestConsoleLogColoursOnlyATerminal(t *testing.T) {
+	master, slave := openPTY(t)
+	defer master.Close()
+	defer slave.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, out := range []*os.File{file, slave} {
+		log, err := newLogger(out, "console", "info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info().Str("listener", "plc1").Msg("gateway ready")
+	}
+	var b bytes.Buffer
+	buf := make([]byte, 4096)
+	n, _ := master.Read(buf) // the line is in the terminal's buffer already
+	b.Write(buf[:n])
+	if !strings.Contains(b.String(), "\x1b[") {
+		t.Errorf("the console log on a terminal has no colours: %q", b.String())
+	}
+	text, err := os.ReadFile(file.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "gateway ready") || strings.Contains(string(text), "\x1b") {
+		t.Errorf("the console log in a file: %q, want the message without ANSI escapes", text)
+	}
+}
