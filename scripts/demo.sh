@@ -1,13 +1,15 @@
 # Shared by the demo scripts (examples/*/run.sh); source it from one.
 
-# demo_prepare DIR: installs the peers, builds bin/interlock and makes a
-# fresh DIR/run with DIR/policy copied in (without its tests). Sets root
-# and run, and leaves the shell in root.
+# demo_prepare DIR PEER…: installs the peers the demo uses (names of
+# scripts/install-peers.sh), builds bin/interlock and makes a fresh DIR/run
+# with DIR/policy copied in (without its tests). Sets root and run, and
+# leaves the shell in root.
 demo_prepare() {
   local here=$1
+  shift
   root=$(cd "$here/../.." && pwd)
   cd "$root"
-  scripts/install-peers.sh
+  scripts/install-peers.sh "$@"
   echo "== building bin/interlock"
   mkdir -p bin
   go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/interlock ./cmd/interlock

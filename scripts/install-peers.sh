@@ -10,28 +10,42 @@
 #   chromium          headless browser: renders the audit report in tests, prints it to PDF
 #   nodejs, npm       run node-opcua (OPC UA server and client), installed with npm
 #                     into .cache/node at the repo root (git-ignored)
+# With arguments it installs only the peers named (mbpoll, pymodbus, haproxy,
+# socat, rsyslog, chromium, node-opcua): the demos name the one they use.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 node_opcua_version="2.186.4"
+all=(mbpoll pymodbus haproxy socat rsyslog chromium node-opcua)
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
+for w in "${wanted[@]}"; do
+  case " ${all[*]} " in *" $w "*) ;; *) echo "peers: unknown peer $w (known: ${all[*]})" >&2; exit 2 ;; esac
+done
+want() { case " ${wanted[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 need=()
-command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll)
+if want mbpoll; then command -v mbpoll >/dev/null 2>&1 || need+=(mbpoll); fi
 # pymodbus's server and client modules import pyserial and serial_asyncio,
 # which Debian's package only recommends: an image with pymodbus alone
 # cannot run them.
-/usr/bin/python3 -c 'import pymodbus.server, pymodbus.client' >/dev/null 2>&1 ||
-  need+=(python3-pymodbus python3-serial python3-serial-asyncio)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v socat >/dev/null 2>&1 || need+=(socat)
-command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v node >/dev/null 2>&1 || need+=(nodejs)
-command -v npm >/dev/null 2>&1 || need+=(npm)
+if want pymodbus; then
+  /usr/bin/python3 -c 'import pymodbus.server, pymodbus.client' >/dev/null 2>&1 ||
+    need+=(python3-pymodbus python3-serial python3-serial-asyncio)
+fi
+if want haproxy; then command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy); fi
+if want socat; then command -v socat >/dev/null 2>&1 || need+=(socat); fi
+if want rsyslog; then command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog); fi
+if want chromium; then command -v chromium >/dev/null 2>&1 || need+=(chromium); fi
+if want node-opcua; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 
 # node-opcua goes into .cache/node/node_modules; the Go tests give node that
 # folder as NODE_PATH.
 install_node_opcua() {
+  want node-opcua || return 0
   if [ -f "$root/.cache/node/node_modules/node-opcua/package.json" ]; then
     return 0
   fi
@@ -56,7 +70,7 @@ install_node_opcua() {
 
 if [ ${#need[@]} -eq 0 ]; then
   install_node_opcua
-  echo "peers: mbpoll, pymodbus, haproxy, socat, rsyslog, chromium, node and node-opcua are installed"
+  echo "peers: ${wanted[*]} installed"
   exit 0
 fi
 

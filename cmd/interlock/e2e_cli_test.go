@@ -400,8 +400,8 @@ func TestE2ECLIUsage(t *testing.T) {
 func TestE2EQuickstart(t *testing.T) {
 	// Parallel: no other test uses the quickstart's fixed ports.
 	t.Parallel()
-	// run.sh runs scripts/install-peers.sh, which wants all of these.
-	requirePeer(t, peerMbpoll, peerPymodbus, peerHaproxy, peerSocat)
+	// run.sh installs (scripts/install-peers.sh) and uses mbpoll alone.
+	requirePeer(t, peerMbpoll)
 	for _, port := range []int{5020, 5502} {
 		if portAccepts(port) {
 			t.Fatalf("port %d is in use (a quickstart already running?): the quickstart needs it", port)

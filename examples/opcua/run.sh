@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/demo.sh"
-demo_prepare "$here"
+demo_prepare "$here" node-opcua
 
 echo "== the gateway's PKI and users"
 bin/interlock certs init --pki "$run/pki" --uri urn:interlock:quickstart:line1 --host localhost,127.0.0.1 --no-audit-key >/dev/null

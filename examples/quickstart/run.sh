@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/demo.sh"
-demo_prepare "$here"
+demo_prepare "$here" mbpoll
 cp "$here/config.yaml" "$run/config.yaml"
 
 bin/interlock check --config "$run/config.yaml"
