@@ -45,7 +45,8 @@ bin/interlock sim opcua --listen opc.tcp://127.0.0.1:4840 >"$run/sim.log" 2>&1 &
 sim=$!
 cleanup() { kill "${gw:-}" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT    # Ctrl-C is how a demo ends: not a failure (make says nothing)
+trap 'exit 143' TERM
 demo_wait "$run/sim.log" "$sim" "listening on" "the simulator"
 
 bin/interlock run --config "$run/interlock.yaml" --log-format console >"$run/gateway.log" 2>&1 &
