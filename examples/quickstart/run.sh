@@ -28,7 +28,17 @@ echo "== a read through the gateway (allowed: reads always are)"
 echo "\$ mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -c 2 -1 127.0.0.1"
 mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -c 2 -1 127.0.0.1 | grep -E '^\[' || true
 echo
-echo "== a write outside a maintenance window (denied: Illegal function)"
+# The example policy has a monthly shutdown window (the 1st of the month,
+# 05:00-08:00 Europe/Berlin): ask the policy whether a window is open now.
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+decision=$(printf '{"time":"%s","gateway":{"id":"quickstart-gw1","listener":"plc1"},"source":{"ip":"127.0.0.1","name":"ews-alice","owner":"alice"},"principal":{"user":"alice","auth":"inventory","roles":["engineer"]},"target":{"name":"plc1","upstream":"tcp://127.0.0.1:5502","unit_id":1},"protocol":"modbus","operation":{"function":"write_single_register","access":"write","code":6,"address":100,"quantity":1,"values":[1600]}}' "$now" |
+  bin/interlock policy eval --config "$run/config.yaml" --input - 2>/dev/null || true)
+if grep -q '"allow": true' <<<"$decision"; then
+  window=$(grep -o 'maintenance_window:[^"]*' <<<"$decision" | head -n 1 || true)
+  echo "== a write inside a maintenance window (allowed: \"${window#maintenance_window:}\" is open now; outside a window it is denied)"
+else
+  echo "== a write outside a maintenance window (denied: Illegal function)"
+fi
 echo "\$ mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600"
 mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600 2>&1 | grep -iE 'written|fail|illegal' || true
 sleep 0.2
@@ -43,7 +53,8 @@ cat <<MSG
 Try next:
   # read holding registers 100-101 (allowed)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -c 2 -1 127.0.0.1
-  # write 1600 to register 100 (denied: no maintenance window is open)
+  # write 1600 to register 100 (denied unless a maintenance window is open; the example's
+  # monthly shutdown window: the 1st of the month, 05:00-08:00 Europe/Berlin)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600
   # open a change ticket for alice on plc1, then write again (allowed, the audit names the ticket)
   bin/interlock ticket open --config $run/config.yaml --user alice --target plc1 --access write --for 1h --reason CHG-1234
