@@ -317,12 +317,13 @@ func (e *Engine) reload(ctx context.Context, sig *[32]byte, polling bool) (bool,
 	old := e.cur.Load()
 	snap, err := e.src.read(ctx)
 	if err == nil && snap == nil {
-		return false, nil // the bundle server answered 304 Not Modified
+		e.validAgain(old) // the bundle server answered 304 Not Modified
+		return false, nil
 	}
 	if err == nil {
 		e.sig = snap.sig
 		if snap.key == old.key {
-			e.lastFail = ""
+			e.validAgain(old)
 			return false, nil
 		}
 		var p *prepared
@@ -349,6 +350,17 @@ func (e *Engine) reload(ctx context.Context, sig *[32]byte, polling bool) (bool,
 	e.opts.Log.Error().Err(err).Str("path", e.opts.Path).Str("policy_revision", old.rev).
 		Msg("policy reload failed: previous policy stays in force")
 	return false, err
+}
+
+// validAgain ends a run of failed reloads that came back to the policy in
+// force: otherwise the last log line would still say the reload failed.
+func (e *Engine) validAgain(old *prepared) {
+	if e.lastFail == "" {
+		return
+	}
+	e.lastFail = ""
+	e.opts.Log.Info().Str("path", e.opts.Path).Str("policy_revision", old.rev).
+		Msg("policy files valid again; revision unchanged, still in force")
 }
 
 // Watch polls Options.Path every interval until ctx is done. A directory or
