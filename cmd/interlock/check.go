@@ -58,9 +58,9 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	switch loaded.BundleSignature {
 	case "unsigned":
-		fmt.Fprintf(stdout, "%s: warning: policy.path: the bundle is unsigned and no policy.bundle_key is set: nothing proves where it came from\n", cfg.File)
+		warnAt(stdout, cfg, "policy.path", "the bundle is unsigned and no policy.bundle_key is set: nothing proves where it came from")
 	case "not_checked":
-		fmt.Fprintf(stdout, "%s: warning: policy.path: the bundle is signed but no policy.bundle_key is set: its signature is not checked\n", cfg.File)
+		warnAt(stdout, cfg, "policy.path", "the bundle is signed but no policy.bundle_key is set: its signature is not checked")
 	}
 	// Engines validate their sections and upstream URLs; nothing is dialed
 	// and no call passes, so the pipeline needs no auditor.
@@ -83,8 +83,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		case err == nil:
 			ln.Close()
 		case errors.Is(err, syscall.EADDRINUSE):
-			fmt.Fprintf(stdout, "%s: warning: %s: %s is in use (by the running gateway, or run will fail)\n",
-				cfg.File, cfg.Listeners[i].Key("listen"), addr)
+			warnAt(stdout, cfg, cfg.Listeners[i].Key("listen"), "%s is in use (by the running gateway, or run will fail)", addr)
 		default:
 			return cfg.Errorf(cfg.Listeners[i].Key("listen"), "%v", err)
 		}
@@ -93,11 +92,10 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return cfg.Errorf("audit.path", "%v", err)
 	}
 	if pct, ok := audit.FillPercent(nearestDir(cfg.Audit.Path)); ok && pct >= cfg.Audit.WarnFillPercent {
-		fmt.Fprintf(stdout, "%s: warning: audit.path: the filesystem of %s is %.1f%% full (warn_fill_percent %v): when it is full, state-changing calls are denied\n",
-			cfg.File, cfg.Audit.Path, pct, cfg.Audit.WarnFillPercent)
+		warnAt(stdout, cfg, "audit.path", "the filesystem of %s is %.1f%% full (warn_fill_percent %v): when it is full, state-changing calls are denied", cfg.Audit.Path, pct, cfg.Audit.WarnFillPercent)
 	}
 	if held, err := audit.Held(cfg.Audit.Path); err == nil && held {
-		fmt.Fprintf(stdout, "%s: warning: audit.path: %s is held by a running gateway (run will fail while it runs)\n", cfg.File, cfg.Audit.Path)
+		warnAt(stdout, cfg, "audit.path", "%s is held by a running gateway (run will fail while it runs)", cfg.Audit.Path)
 	}
 	if a := cfg.Admin; a.Socket != "" {
 		if fi, err := os.Lstat(a.Socket); err == nil && fi.Mode()&os.ModeSocket == 0 {
@@ -108,16 +106,16 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 		if c, err := net.Dial("unix", a.Socket); err == nil {
 			c.Close()
-			fmt.Fprintf(stdout, "%s: warning: admin.socket: %s is in use (by the running gateway, or run will fail)\n", cfg.File, a.Socket)
+			warnAt(stdout, cfg, "admin.socket", "%s is in use (by the running gateway, or run will fail)", a.Socket)
 		}
 		if ticketsErr != nil {
 			return cfg.Errorf("admin.tickets", "%v", ticketsErr)
 		}
 		for _, why := range tickets.Refused() {
-			fmt.Fprintf(stdout, "%s: warning: admin.tickets: not loaded at start: %s\n", cfg.File, why)
+			warnAt(stdout, cfg, "admin.tickets", "not loaded at start: %s", why)
 		}
 		for _, w := range unservedTickets(cfg, tickets) {
-			fmt.Fprintf(stdout, "%s: warning: admin.tickets: %s\n", cfg.File, w)
+			warnAt(stdout, cfg, "admin.tickets", "%s", w)
 		}
 	}
 	if cfg.Audit.SigningKey != "" {
@@ -236,7 +234,7 @@ func some(list []string) string {
 // same way) may be the policy's design: a warning.
 func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) error {
 	if pol.UsesNetwork() {
-		fmt.Fprintf(stdout, "%s: warning: policy.path: the policy calls the network (http.send or net.lookup_ip_addr): no sample call is decided, they would reach the service (interlock policy check --policy DIR names the calls)\n", cfg.File)
+		warnAt(stdout, cfg, "policy.path", "the policy calls the network (http.send or net.lookup_ip_addr): no sample call is decided, they would reach the service (interlock policy check --policy DIR names the calls)")
 		return nil
 	}
 	r := decideSamples(cfg, pol)
@@ -248,8 +246,7 @@ func checkSamples(cfg *config.Config, pol *policy.Engine, stdout io.Writer) erro
 			len(r.failed), r.total, some(r.failed), r.first)
 	}
 	if len(r.undefined) > 0 {
-		fmt.Fprintf(stdout, "%s: warning: policy.path: the decision is undefined for %d of %d sample calls, which the gateway denies with policy_error, policy_undefined (%s)\n",
-			cfg.File, len(r.undefined), r.total, some(r.undefined))
+		warnAt(stdout, cfg, "policy.path", "the decision is undefined for %d of %d sample calls, which the gateway denies with policy_error, policy_undefined (%s)", len(r.undefined), r.total, some(r.undefined))
 	}
 	return nil
 }

@@ -259,9 +259,11 @@ func TestE2ECLIUsage(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer taken.Close()
-		writeFile(t, g.config, strings.Replace(base, "listen: 127.0.0.1:0", "listen: "+taken.Addr().String(), 1))
-		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, "warning: listeners[0].listen: "+taken.Addr().String()+" is in use") {
-			t.Errorf("check of a listen port in use: exit %d, want 0 and a warning\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		text = strings.Replace(base, "listen: 127.0.0.1:0", "listen: "+taken.Addr().String(), 1)
+		writeFile(t, g.config, text)
+		want = fmt.Sprintf("%s:%d: warning: listeners[0].listen: %s is in use", g.config, line(text, "listen: "+taken.Addr().String()), taken.Addr())
+		if r := interlock(t, "check", "--config", g.config); r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("check of a listen port in use: exit %d, want 0 and %q\nstdout: %s\nstderr: %s", r.code, want, r.stdout, r.stderr)
 		}
 		// an admin socket in a folder that is not there
 		text = strings.Replace(base, "\naudit:\n", "\nadmin:\n  socket: ./no-such-dir/admin.sock\naudit:\n", 1)
