@@ -13,10 +13,10 @@ import (
 	"github.com/interlock-ics/interlock/audit/query"
 )
 
-const exportSynopsis = "audit export --format ocsf|cef|csv|jsonl [--log PATH | FILE…] [--from T] [--to T] [filters] [--out FILE]"
+const exportSynopsis = "audit export --format ocsf|cef|csv|jsonl [--log PATH | FILE…] [--from T] [--to T] [filters] [--limit N] [--out FILE]"
 
 func init() {
-	register(command{group: "audit", name: "export", synopsis: "--format ocsf|cef|csv|jsonl [--log PATH | FILE…] [filters] [--out FILE]", run: cmdAuditExport,
+	register(command{group: "audit", name: "export", synopsis: strings.TrimPrefix(exportSynopsis, "audit export "), run: cmdAuditExport,
 		help: "convert audit logs for a SIEM or a spreadsheet: OCSF, CEF, CSV or JSONL"})
 }
 

@@ -21,7 +21,7 @@ import (
 const querySynopsis = "audit query [--log PATH | FILE…] [--from T] [--to T] [filters] [--format table|jsonl] [--limit N]"
 
 func init() {
-	register(command{group: "audit", name: "query", synopsis: "[--log PATH | FILE…] [filters] [--format table|jsonl]", run: cmdAuditQuery,
+	register(command{group: "audit", name: "query", synopsis: strings.TrimPrefix(querySynopsis, "audit query "), run: cmdAuditQuery,
 		help: "find calls and events in audit logs: who called what, where, when, and the outcome"})
 }
 

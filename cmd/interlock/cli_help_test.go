@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -27,6 +31,74 @@ func TestTicketCommandWithoutGatewayNamesBothFlags(t *testing.T) {
 			if code != 2 || !strings.Contains(stderr, want) {
 				t.Errorf("interlock %s: exit %d, want 2 and %q in\n%s", strings.Join(args, " "), code, want, stderr)
 			}
+		}
+	}
+}
+
+// queryFilterFlags are the filters of audit query and export, which their
+// synopses show as [filters].
+var queryFilterFlags = map[string]bool{
+	"access": true, "address": true, "call-id": true, "decision": true, "event": true, "function": true,
+	"node-id": true, "protocol": true, "source": true, "status": true, "target": true, "user": true,
+}
+
+var flagLineRe = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+
+// commandUsage runs a command's --help and returns its usage line and flags.
+func commandUsage(t *testing.T, c command) (usage string, flags []string) {
+	t.Helper()
+	args := strings.Fields(c.group + " " + c.name)
+	if c.group == "policy" && c.name == "bundle" {
+		args = append(args, "build") // the verb is part of its synopsis
+	}
+	code, _, stderr := runCLI(append(args, "--help")...)
+	if code != 0 {
+		t.Fatalf("interlock %s --help: exit %d\n%s", strings.Join(args, " "), code, stderr)
+	}
+	usage, _, _ = strings.Cut(stderr, "\n")
+	for _, m := range flagLineRe.FindAllStringSubmatch(stderr, -1) {
+		flags = append(flags, m[1])
+	}
+	return usage, flags
+}
+
+// Each command's --help shows the synopsis of interlock --help, every flag
+// of the command is in it, and README's command line block has it: they
+// cannot drift apart.
+func TestEverySynopsisShowsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(readme), "## Command line\n\n```\n")
+	block, _, _ = strings.Cut(block, "```")
+	var readmeLines []string
+	for l := range strings.SplitSeq(block, "\n") {
+		readmeLines = append(readmeLines, strings.Join(strings.Fields(l), " "))
+	}
+	for _, c := range commands {
+		if c.name == "version" {
+			continue // no flags
+		}
+		full := strings.TrimSpace(c.group + " " + c.name + " " + c.synopsis)
+		usage, flags := commandUsage(t, c)
+		if usage != "Usage: interlock "+full {
+			t.Errorf("interlock %s %s --help says\n  %s\nand interlock --help\n  interlock %s", c.group, c.name, usage, full)
+		}
+		for _, f := range flags {
+			if f == "v" && slices.Contains(flags, "verbose") {
+				continue // short for --verbose
+			}
+			if c.group == "audit" && queryFilterFlags[f] && strings.Contains(c.synopsis, "[filters]") {
+				continue
+			}
+			if !regexp.MustCompile(`--` + regexp.QuoteMeta(f) + `([ \]|)…,=]|$)`).MatchString(c.synopsis) {
+				t.Errorf("interlock %s %s: --%s is not in its synopsis %q", c.group, c.name, f, c.synopsis)
+			}
+		}
+		want := strings.Join(strings.Fields("interlock "+full), " ")
+		if !slices.ContainsFunc(readmeLines, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("README.md's command line block has no line beginning\n  %s", want)
 		}
 	}
 }

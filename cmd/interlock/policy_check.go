@@ -14,13 +14,15 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
+const policyCheckSynopsis = "(--config FILE | --policy DIR) [--input FILE…] [--timeout D] [--verbose]"
+
 func init() {
-	register(command{group: "policy", name: "check", synopsis: "(--config FILE | --policy DIR) [--input FILE…]", run: cmdPolicyCheck,
+	register(command{group: "policy", name: "check", synopsis: policyCheckSynopsis, run: cmdPolicyCheck,
 		help: "compile, decide sample inputs, refuse network builtins on the decision path"})
 }
 
 func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("policy check", "policy check (--config FILE | --policy DIR) [--input FILE]… [--verbose]", stderr)
+	fs := newFlags("policy check", "policy check "+policyCheckSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file; its policy.path is checked")
 	dir := fs.String("policy", "", "policy directory (instead of --config)")
 	var inputs listFlag

@@ -18,15 +18,20 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
+const (
+	policyTestSynopsis = "[--verbose] [--format pretty|json] [--coverage] [--min-coverage P] [--timeout D] [DIR…]"
+	policyEvalSynopsis = "(--config FILE | --policy DIR) --input FILE|- [--timeout D]"
+)
+
 func init() {
-	register(command{group: "policy", name: "test", synopsis: "[--coverage] [DIR…]", run: cmdPolicyTest,
+	register(command{group: "policy", name: "test", synopsis: policyTestSynopsis, run: cmdPolicyTest,
 		help: "run the Rego unit tests (*_test.rego, test_ rules)"})
-	register(command{group: "policy", name: "eval", synopsis: "--config FILE --input FILE|-", run: cmdPolicyEval,
+	register(command{group: "policy", name: "eval", synopsis: policyEvalSynopsis, run: cmdPolicyEval,
 		help: "print the decision for one policy input as JSON"})
 }
 
 func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("policy test", "policy test [--verbose] [--format pretty|json] [--coverage] [--min-coverage P] [--timeout D] [DIR…]", stderr)
+	fs := newFlags("policy test", "policy test "+policyTestSynopsis, stderr)
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")
 	format := fs.String("format", "pretty", "output: pretty or json")
@@ -70,7 +75,7 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 }
 
 func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("policy eval", "policy eval (--config FILE | --policy DIR) --input FILE|-", stderr)
+	fs := newFlags("policy eval", "policy eval "+policyEvalSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file; its policy.path is evaluated")
 	dir := fs.String("policy", "", "policy directory (instead of --config)")
 	inPath := fs.String("input", "", "policy input as JSON (a file, or - for stdin)")

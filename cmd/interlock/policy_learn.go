@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{group: "policy", name: "learn", synopsis: "--audit FILE… [--window 14d] [--out DIR]", run: cmdPolicyLearn,
+	register(command{group: "policy", name: "learn", synopsis: strings.TrimPrefix(policyLearnSynopsis, "policy learn "), run: cmdPolicyLearn,
 		help: "propose a baseline policy (data, Rego rules, tests) from recorded traffic"})
 }
 

@@ -32,13 +32,15 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
+const runSynopsis = "--config FILE [--log-format auto|json|console] [--cpu-profile FILE]"
+
 func init() {
-	register(command{name: "run", synopsis: "--config FILE", run: cmdRun,
+	register(command{name: "run", synopsis: runSynopsis, run: cmdRun,
 		help: "run the gateway in the foreground (SIGHUP or a policy change reloads the policy)"})
 }
 
 func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
-	fs := newFlags("run", "run --config FILE [--log-format auto|json|console]", stderr)
+	fs := newFlags("run", "run "+runSynopsis, stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	logFormat := fs.String("log-format", "auto", "operational log on stderr: json, console, or auto (console on a terminal)")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile (go tool pprof) to this file until shutdown")

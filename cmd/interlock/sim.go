@@ -16,15 +16,20 @@ import (
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
 )
 
+const (
+	simModbusSynopsis = "--listen ADDR [--delay D] [--units LIST] [--set ADDR=V,…]"
+	simOPCUASynopsis  = "--listen opc.tcp://HOST:PORT [--security None,Basic256Sha256]"
+)
+
 func init() {
-	register(command{group: "sim", name: "modbus", synopsis: "--listen ADDR", run: cmdSimModbus,
+	register(command{group: "sim", name: "modbus", synopsis: simModbusSynopsis, run: cmdSimModbus,
 		help: "a Modbus TCP PLC simulator for demos and tests"})
-	register(command{group: "sim", name: "opcua", synopsis: "--listen opc.tcp://HOST:PORT", run: cmdSimOPCUA,
+	register(command{group: "sim", name: "opcua", synopsis: simOPCUASynopsis, run: cmdSimOPCUA,
 		help: "an OPC UA server simulator (PLC variables, a writable setpoint, a method) for demos and tests"})
 }
 
 func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("sim modbus", "sim modbus --listen ADDR [--delay D] [--units LIST] [--set ADDR=V,…]", stderr)
+	fs := newFlags("sim modbus", "sim modbus "+simModbusSynopsis, stderr)
 	listen := fs.String("listen", "127.0.0.1:5502", "address to listen on")
 	delay := fs.Duration("delay", 0, "wait this long before each answer (a slow PLC)")
 	unitList := fs.String("units", "", "comma-separated unit ids to answer (default: all)")
@@ -69,7 +74,7 @@ func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 }
 
 func cmdSimOPCUA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("sim opcua", "sim opcua --listen opc.tcp://HOST:PORT [--security None,Basic256Sha256]", stderr)
+	fs := newFlags("sim opcua", "sim opcua "+simOPCUASynopsis, stderr)
 	listen := fs.String("listen", "opc.tcp://127.0.0.1:4840", "endpoint to listen on (port 0: any free port)")
 	security := fs.String("security", "None", "security policies offered: None and/or Basic256Sha256 (Sign, SignAndEncrypt, self-signed certificate)")
 	if err := parseNoArgs(fs, args); err != nil {

@@ -15,14 +15,17 @@ import (
 	"github.com/interlock-ics/interlock/policy"
 )
 
+// adminSynopsis names the gateway every ticket command talks to.
+const adminSynopsis = "(--config FILE | --socket PATH)"
+
 func init() {
 	register(command{group: "ticket", name: "open", run: cmdTicketOpen,
-		synopsis: "--user U --target T --access A --for D --reason R",
+		synopsis: adminSynopsis + " --user U --target T --access A --for D --reason R [--id ID] [--json]",
 		help:     "open a change ticket on the running gateway"})
-	register(command{group: "ticket", name: "list", run: cmdTicketList, help: "list the open change tickets"})
-	register(command{group: "ticket", name: "approve", synopsis: "ID", run: cmdTicketApprove,
+	register(command{group: "ticket", name: "list", synopsis: adminSynopsis + " [--json]", run: cmdTicketList, help: "list the open change tickets"})
+	register(command{group: "ticket", name: "approve", synopsis: adminSynopsis + " [--json] ID", run: cmdTicketApprove,
 		help: "approve a ticket (a second person: the opener cannot)"})
-	register(command{group: "ticket", name: "close", synopsis: "ID", run: cmdTicketClose,
+	register(command{group: "ticket", name: "close", synopsis: adminSynopsis + " [--json] ID", run: cmdTicketClose,
 		help: "close a ticket before it expires"})
 }
 
@@ -65,7 +68,7 @@ func adminFlags(fs *flag.FlagSet) func() (*admin.Client, error) {
 }
 
 func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("ticket open", "ticket open (--config FILE | --socket PATH) --user U --target T --access A --for D --reason R [--id ID] [--json]", stderr)
+	fs := newFlags("ticket open", "ticket open "+adminSynopsis+" --user U --target T --access A --for D --reason R [--id ID] [--json]", stderr)
 	client := adminFlags(fs)
 	user := fs.String("user", "", "the user the ticket lets act (principal.user)")
 	var targets, access listFlag
@@ -120,7 +123,7 @@ func ticketDone(verb string, stdout io.Writer, t policy.Ticket, asJSON bool, err
 }
 
 func cmdTicketList(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("ticket list", "ticket list (--config FILE | --socket PATH) [--json]", stderr)
+	fs := newFlags("ticket list", "ticket list "+adminSynopsis+" [--json]", stderr)
 	client := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseNoArgs(fs, args); err != nil {
@@ -160,7 +163,7 @@ func cmdTicketClose(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 }
 
 func ticketByID(verb string, args []string, stdout, stderr io.Writer, do func(*admin.Client, string) (policy.Ticket, error)) error {
-	fs := newFlags("ticket "+verb, "ticket "+verb+" (--config FILE | --socket PATH) [--json] ID", stderr)
+	fs := newFlags("ticket "+verb, "ticket "+verb+" "+adminSynopsis+" [--json] ID", stderr)
 	client := adminFlags(fs)
 	asJSON := fs.Bool("json", false, "print the ticket as JSON")
 	if err := parse(fs, args); err != nil {

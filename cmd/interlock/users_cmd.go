@@ -17,8 +17,10 @@ import (
 	"github.com/interlock-ics/interlock/gateway/opcua"
 )
 
+const usersAddSynopsis = "--file FILE --user NAME [--roles R,…] [--password-stdin]"
+
 func init() {
-	register(command{group: "users", name: "add", synopsis: "--file FILE --user NAME [--roles R,…] (--password-stdin | prompt)",
+	register(command{group: "users", name: "add", synopsis: usersAddSynopsis,
 		run: cmdUsersAdd, help: "add a user, or give one a new password (and new roles with --roles), in an OPC UA users file, with a bcrypt hash"})
 }
 
@@ -27,8 +29,7 @@ func init() {
 const bcryptCost = 12
 
 func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const synopsis = "users add --file FILE --user NAME [--roles R,…] [--password-stdin]"
-	fs := newFlags("users add", synopsis, stderr)
+	fs := newFlags("users add", "users add "+usersAddSynopsis, stderr)
 	file := fs.String("file", "", "the users `file` (opcua.users of a listener); created with mode 0600 when missing")
 	user := fs.String("user", "", "user `name` as the client logs in")
 	roles := fs.String("roles", "", "comma-separated `roles`, the principal.roles of the policy input (an existing user keeps its roles when omitted; --roles '' clears them)")
