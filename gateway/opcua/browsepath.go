@@ -100,10 +100,21 @@ func lookupShare(now, deadline time.Time) time.Time {
 	return now.Add(min(pathTimeout, deadline.Sub(now)/2))
 }
 
+// fullShare reports whether lookups that end at until had (nearly) the
+// time a request of the listener's request timeout gives them: only then
+// is a lookup that waited in vain worth remembering.
+func fullShare(now, until time.Time, requestTimeout time.Duration) bool {
+	return until.Sub(now) >= min(pathTimeout, requestTimeout/2)*9/10
+}
+
 // paths returns the browse path of each node id ("" when it could not be
 // resolved: unknown node, no parent, upstream unavailable). The lookups
-// end at until.
-func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string, until time.Time) map[string]string {
+// end at until. A lookup that waited in vain is remembered (for every
+// session, failedFor) only when remember is set: when the lookup had the
+// time a request of the listener's own timeout gives it. One cut short by
+// a client's short TimeoutHint says nothing about the server, and must not
+// leave the node without its path for other clients.
+func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string, until time.Time, remember bool) map[string]string {
 	out := make(map[string]string, len(ids))
 	var todo []string
 	now := time.Now()
@@ -132,7 +143,7 @@ func (p *pathCache) paths(ctx context.Context, up *upstream, ids []string, until
 	for id, v := range found {
 		out[id] = v
 	}
-	if err != nil && lookupWaited(err) {
+	if err != nil && remember && lookupWaited(err) {
 		for _, id := range todo {
 			if _, ok := found[id]; !ok {
 				p.putFailed(id, now)

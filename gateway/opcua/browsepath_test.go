@@ -22,7 +22,7 @@ func TestPathCacheUnknownExpires(t *testing.T) {
 		t.Error("clear kept entries")
 	}
 	// Without an upstream nothing is looked up and nothing is cached.
-	got := p.paths(t.Context(), nil, []string{"ns=1;s=A", ""}, time.Now().Add(time.Second))
+	got := p.paths(t.Context(), nil, []string{"ns=1;s=A", ""}, time.Now().Add(time.Second), true)
 	if got["ns=1;s=A"] != "" || len(got) != 1 {
 		t.Errorf("paths without an upstream: %v", got)
 	}

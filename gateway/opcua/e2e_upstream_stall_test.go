@@ -33,6 +33,9 @@ type stallProxy struct {
 	stalled bool
 	closed  bool
 	conns   []net.Conn
+	// cut: the connections accepted up to this one (by count) never get
+	// what the server sends again (cutExisting)
+	cut int32
 }
 
 // startStalledSim runs the in-repo simulator behind a stallProxy until the
@@ -67,7 +70,7 @@ func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 			if err != nil {
 				return
 			}
-			p.accepted.Add(1)
+			idx := p.accepted.Add(1)
 			s, err := net.Dial("tcp", u.Host)
 			if err != nil {
 				c.Close()
@@ -76,8 +79,8 @@ func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			wg.Go(func() { p.pipe(s, c, false, &frameCounter{n: &p.requests}) })
-			wg.Go(func() { p.pipe(c, s, true, nil) })
+			wg.Go(func() { p.pipe(s, c, 0, &frameCounter{n: &p.requests}) })
+			wg.Go(func() { p.pipe(c, s, idx, nil) })
 		}
 	})
 	t.Cleanup(func() {
@@ -94,9 +97,10 @@ func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 	return p
 }
 
-// pipe copies src to dst; from the server (held) it waits while stalled.
-// count, when set, sees the bytes.
-func (p *stallProxy) pipe(dst, src net.Conn, held bool, count *frameCounter) {
+// pipe copies src to dst; from the server (held: the connection's number,
+// 0 for the other way) it waits while stalled or cut. count, when set,
+// sees the bytes.
+func (p *stallProxy) pipe(dst, src net.Conn, held int32, count *frameCounter) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 64<<10)
@@ -106,7 +110,7 @@ func (p *stallProxy) pipe(dst, src net.Conn, held bool, count *frameCounter) {
 			if count != nil {
 				count.feed(buf[:n])
 			}
-			if held && !p.wait() {
+			if held > 0 && !p.wait(held) {
 				return
 			}
 			if _, err := dst.Write(buf[:n]); err != nil {
@@ -146,10 +150,10 @@ func (f *frameCounter) feed(b []byte) {
 	}
 }
 
-func (p *stallProxy) wait() bool {
+func (p *stallProxy) wait(conn int32) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.stalled && !p.closed {
+	for (p.stalled || conn <= p.cut) && !p.closed {
 		p.cond.Wait()
 	}
 	return !p.closed
@@ -158,6 +162,16 @@ func (p *stallProxy) wait() bool {
 func (p *stallProxy) stall() {
 	p.mu.Lock()
 	p.stalled = true
+	p.mu.Unlock()
+}
+
+// cutExisting makes the connections open now silent for good, as a network
+// path lost without a reset leaves them (a firewall's or NAT's state
+// flushed): the server still gets what they send, they get nothing back.
+// New connections reach the server.
+func (p *stallProxy) cutExisting() {
+	p.mu.Lock()
+	p.cut = p.accepted.Load()
 	p.mu.Unlock()
 }
 
@@ -480,5 +494,99 @@ func TestConnectBackOffSharedBySessions(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// A connection whose path to the server is lost without a reset stays open
+// to the socket for many minutes: after two unanswered probes the gateway
+// drops it, and the session's next request reaches the server on a new
+// connection, while the client keeps its session.
+func TestSilentConnectionReplacedAfterUnansweredProbes(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := dialHintClient(ctx, t, g.endpoint)
+	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Fatalf("read before the cut: %v", sc)
+	}
+	accepted := proxy.accepted.Load()
+	proxy.cutExisting()
+
+	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadTimeout {
+		t.Errorf("the first read after the cut: %v after %v, want Bad_Timeout", sc, took)
+	}
+	// two probes of request_timeout each, then a new connection: well
+	// within ten request timeouts
+	deadline := time.Now().Add(10 * requestTimeout)
+	var last ua.StatusCode
+	for {
+		sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0)
+		if last = sc; sc == ua.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server is reachable on new connections, but the session's reads are still answered %v after %v", last, 10*requestTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := proxy.accepted.Load(); n <= accepted {
+		t.Errorf("%d connections to the server, want a new one after the %d before the cut", n, accepted)
+	}
+}
+
+// A request cut short by its client's short TimeoutHint says only that the
+// server is slower than that client allowed: it does not make the
+// connection silent, so the session's next request is sent, not answered
+// Bad_ServerNotConnected at once.
+func TestShortHintTimeoutLeavesConnectionInUse(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = 5 * time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := dialHintClient(ctx, t, g.endpoint)
+	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Fatalf("read before the stall: %v", sc)
+	}
+	proxy.stall()
+	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 200*time.Millisecond); sc != ua.StatusBadTimeout {
+		t.Fatalf("read with TimeoutHint 200 ms, server slow: %v after %v, want Bad_Timeout", sc, took)
+	}
+	resumed := time.AfterFunc(300*time.Millisecond, proxy.resume)
+	defer resumed.Stop()
+	defer proxy.resume()
+	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Errorf("the next read, no hint, the server answering after 300 ms: %v after %v, want Good (sent and answered)", sc, took)
+	}
+}
+
+// A browse path lookup cut short by one client's short TimeoutHint is not
+// remembered: another session's request for the node looks the path up
+// again, with its own time, and is decided on the path.
+func TestShortHintLookupNotRemembered(t *testing.T) {
+	proxy := startStalledSim(t)
+	const requestTimeout = 5 * time.Second
+	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, b := dialHintClient(ctx, t, g.endpoint), dialHintClient(ctx, t, g.endpoint)
+	for _, c := range []*hintClient{a, b} {
+		if sc, _ := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK {
+			t.Fatalf("read of Setpoint before the stall: %v", sc)
+		}
+	}
+	proxy.stall()
+	// 1 ms: the 100 ms floor, 50 ms of it for the lookups
+	if sc, took := a.read(ctx, t, opcuasim.NodePressure, time.Millisecond); sc != ua.StatusBadUserAccessDenied {
+		t.Errorf("read of Pressure, TimeoutHint 1 ms, its path not known, server slow: %v after %v; want Bad_UserAccessDenied (no path)", sc, took)
+	}
+	proxy.resume()
+	if sc, took := b.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
+		t.Errorf("read of Pressure on another session, no hint, the server answering: %v after %v; want Good (its path looked up again)", sc, took)
 	}
 }

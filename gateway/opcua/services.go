@@ -105,7 +105,8 @@ func (c *conn) pathsOf(ctx context.Context, s *uaSession, ids []string) map[stri
 	if !ok {
 		dl = now.Add(c.e.limits.RequestTimeout)
 	}
-	return c.e.paths.paths(ctx, up, ids, lookupShare(now, dl))
+	until := lookupShare(now, dl)
+	return c.e.paths.paths(ctx, up, ids, until, fullShare(now, until, c.e.limits.RequestTimeout))
 }
 
 func codesMerge(dst []ua.StatusCode) func(ua.Response, []int, []ua.StatusCode) ([]ua.StatusCode, bool) {
