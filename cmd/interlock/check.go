@@ -87,6 +87,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		default:
 			return cfg.Errorf(cfg.Listeners[i].Key("listen"), "%v", err)
 		}
+		warnConnRate(stdout, cfg, &cfg.Listeners[i])
 	}
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
@@ -278,5 +279,19 @@ func nearestDir(path string) string {
 			return dir
 		}
 		dir = parent
+	}
+}
+
+// warnConnRate warns of a per-source connection rate limit that refuses
+// what a host may hold (a burst under max_conns_per_source: an HMI that
+// reconnects after a network blip cannot reopen all its connections at
+// once), and of a burst that has no effect (no rate).
+func warnConnRate(stdout io.Writer, cfg *config.Config, l *config.Listener) {
+	lim := l.Limits
+	switch {
+	case lim.ConnRate() == 0 && lim.ConnBurstPerSource != gateway.DefaultConnBurstPerSource(lim.MaxConnsPerSource):
+		warnAt(stdout, cfg, l.Key("limits.conn_burst_per_source"), "%d has no effect: limits.conn_rate_per_source is 0 (no rate limit)", lim.ConnBurstPerSource)
+	case lim.ConnRate() > 0 && lim.ConnBurstPerSource < lim.MaxConnsPerSource:
+		warnAt(stdout, cfg, l.Key("limits.conn_burst_per_source"), "%d is under max_conns_per_source (%d): a host that reconnects after a network blip cannot reopen all the connections it may hold at once (the rest are refused, limit: conn_rate_per_source)", lim.ConnBurstPerSource, lim.MaxConnsPerSource)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 )
 
 // policyPathLine is the line of the gateway configuration's policy.path.
@@ -103,5 +105,48 @@ func TestCheckPassthroughUsers(t *testing.T) {
 				t.Errorf("%q among the undefined samples: %v, want %v\n%s", bob, got, tc.named, stdout.String())
 			}
 		})
+	}
+}
+
+// check warns of a per-source connection burst under max_conns_per_source
+// (a host that reconnects cannot reopen what it may hold) and of a burst
+// that has no effect without a rate; the defaults get no warning.
+func TestCheckWarnsConnRate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		limits string
+		want   string // "": no warning
+	}{
+		{"", ""},
+		{"      conn_rate_per_source: 0\n", ""},
+		{"      max_conns_per_source: 8\n      conn_burst_per_source: 4\n", "warning: listeners[0].limits.conn_burst_per_source: 4 is under max_conns_per_source (8)"},
+		{"      conn_rate_per_source: 0\n      conn_burst_per_source: 50\n", "warning: listeners[0].limits.conn_burst_per_source: 50 has no effect: limits.conn_rate_per_source is 0"},
+	} {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, err := os.ReadFile(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, after, ok := strings.Cut(string(b), "    limits:\n")
+		if !ok {
+			t.Fatalf("the gateway configuration has no listener limits:\n%s", b)
+		}
+		line := strings.Count(before, "\n") + 2 + strings.Count(tc.limits, "\n") - 1
+		writeFile(t, g.config, before+"    limits:\n"+tc.limits+after)
+		cfg, err := config.Load(g.config)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.limits, err)
+		}
+		var out bytes.Buffer
+		warnConnRate(&out, cfg, &cfg.Listeners[0])
+		if tc.want == "" {
+			if out.Len() > 0 {
+				t.Errorf("%q: warned %q, want nothing", tc.limits, out.String())
+			}
+			continue
+		}
+		if want := fmt.Sprintf("%s:%d: %s", cfg.File, line, tc.want); !strings.HasPrefix(out.String(), want) {
+			t.Errorf("%q: warned %q\nwant it to start %q", tc.limits, out.String(), want)
+		}
 	}
 }
