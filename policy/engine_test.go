@@ -496,10 +496,11 @@ func TestDecideTimeoutUnderConcurrentHeavyPolicies(t *testing.T) {
 	// notice its deadline, so the overrun grows with the calls at once: 20
 	// at once gave a 90th percentile of 3.4× to 4× the timeout on 2 CPUs
 	// (with -race), 40 at once more still. With the cap it stays
-	// 1.2× to 1.8× however many wait. The bounds leave room for a machine
-	// busy with other tests; the slowest alone is left a wider one.
-	if p90 > 3*timeout {
-		t.Errorf("the 90th percentile of the decisions took %v, more than 3× the %v timeout", p90, timeout)
+	// 1.2× to 1.9× however many wait. The bounds leave room for a machine
+	// busy with other tests (40 at once uncapped gave 6.2×); the slowest
+	// alone is left a wider one.
+	if p90 > 4*timeout {
+		t.Errorf("the 90th percentile of the decisions took %v, more than 4× the %v timeout", p90, timeout)
 	}
 	if slowest > 8*timeout {
 		t.Errorf("the slowest decision took %v, more than 8× the %v timeout", slowest, timeout)
