@@ -348,3 +348,34 @@ func TestDecisionLogOptions(t *testing.T) {
 		t.Errorf("missing CA file: %v", err)
 	}
 }
+
+// The gateway's pipeline asks the cache first (Engine.Cached) and evaluates
+// only on a miss: a decision the cache answers there is logged too, once.
+func TestDecisionLogCachedThroughPipeline(t *testing.T) {
+	ls := newLogService(t)
+	l := startDecisionLog(t, DecisionLogOptions{URL: ls.srv.URL, Token: "s3cret", Interval: 20 * time.Millisecond})
+	e := logEngine(t, l, true)
+	s := testSession()
+	write := testCall(s, "write_multiple_registers", gateway.AccessWrite, inWindow)
+	if _, hit := e.Cached(s, write); hit {
+		t.Fatal("a first call answered from the cache")
+	}
+	first, err := e.Decide(context.Background(), s, write)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, hit := e.Cached(s, write)
+	if !hit {
+		t.Fatal("the repeated write was not answered from the cache; the test needs one cached decision")
+	}
+	evs := waitEvents(t, ls, 2)
+	time.Sleep(100 * time.Millisecond) // five flush intervals: no third event
+	if evs = ls.events(); len(evs) != 2 {
+		t.Fatalf("%d decision log events, want 2 (the evaluated decision and the cached one)", len(evs))
+	}
+	for i, d := range []gateway.Decision{first, again} {
+		if evs[i].DecisionID != d.ID || evs[i].Custom["cached"] != d.Cached {
+			t.Errorf("event %d: id %q cached %v, want id %q cached %v", i, evs[i].DecisionID, evs[i].Custom["cached"], d.ID, d.Cached)
+		}
+	}
+}

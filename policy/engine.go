@@ -165,8 +165,17 @@ func (e *Engine) Revision() string { return e.cur.Load().rev }
 func (e *Engine) Files() []string { return e.cur.Load().files }
 
 // Cached answers c from the decision cache when the same call was decided
-// within its TTL (gateway.CachedDecider).
+// within its TTL (gateway.CachedDecider). A decision it answers goes to the
+// decision log, as an evaluated one does.
 func (e *Engine) Cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, bool) {
+	d, hit := e.cached(s, c)
+	if hit && e.opts.DecisionLog != nil {
+		e.logDecision(s, c, nil, d, nil)
+	}
+	return d, hit
+}
+
+func (e *Engine) cached(s *gateway.Session, c *gateway.Call) (gateway.Decision, bool) {
 	if e.cache == nil {
 		return gateway.Decision{}, false
 	}
@@ -199,9 +208,6 @@ func (e *Engine) tickets(at time.Time) (*ast.Term, uint64, time.Time) {
 // Decision still carries a fresh ID and the revision, for the deny record.
 func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
 	if d, hit := e.Cached(s, c); hit {
-		if e.opts.DecisionLog != nil {
-			e.logDecision(s, c, nil, d, nil)
-		}
 		return d, nil
 	}
 	d, in, err := e.decide(ctx, s, c)
