@@ -121,6 +121,7 @@ func TestCheckWarnsConnRate(t *testing.T) {
 		{"      conn_rate_per_source: 0\n", ""},
 		{"      max_conns_per_source: 8\n      conn_burst_per_source: 4\n", "warning: listeners[0].limits.conn_burst_per_source: 4 is under max_conns_per_source (8)"},
 		{"      conn_rate_per_source: 0\n      conn_burst_per_source: 50\n", "warning: listeners[0].limits.conn_burst_per_source: 50 has no effect: limits.conn_rate_per_source is 0"},
+		{"      conn_rate_per_source: 0.0001\n", "warning: listeners[0].limits.conn_rate_per_source: 0.0001 new connections a second: a host that has used its burst of 20 gets one more every 2h46m40s"},
 	} {
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		b, err := os.ReadFile(g.config)
