@@ -268,7 +268,11 @@ func requestDeadline(ctx context.Context) (time.Time, bool) {
 // time budget (budget), counted from the request's arrival: the lookups
 // before it (browse paths, old values) took their time from it.
 func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req ua.Request, publish bool) (ua.Response, error) {
-	dl := time.Now().Add(c.budget(h, publish))
+	budget := c.budget(h, publish)
+	if budget >= c.e.limits.RequestTimeout*9/10 {
+		ctx = withMayMarkSilent(ctx)
+	}
+	dl := time.Now().Add(budget)
 	if rdl, ok := requestDeadline(ctx); ok && rdl.Before(dl) {
 		dl = rdl
 	}

@@ -70,9 +70,18 @@ func dialTCP(ctx context.Context, url string, timeout time.Duration) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: timeout, Control: lostPathControl}
 	return d.DialContext(ctx, "tcp", u.Host)
 }
+
+// lostPathAfter is how long bytes sent to the server may stay
+// unacknowledged by its TCP stack before the connection is ended (Linux:
+// TCP_USER_TIMEOUT). A server that is slow or paused still acknowledges
+// what it is sent; a path lost without a reset (a firewall's or NAT's
+// state flushed) does not, and without the option such a connection stays
+// open to the socket for many minutes (the kernel's retransmissions),
+// however often the gateway asks it (probe).
+const lostPathAfter = 20 * time.Second
 
 // getEndpoints asks the server at url for its endpoints over a channel
 // without security, as every client does before it opens its own.

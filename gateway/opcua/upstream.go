@@ -325,32 +325,21 @@ func (u *upstream) markSilent(c *upClient, n uint64) {
 	}
 }
 
-// unansweredProbes is how many probes in a row a silent connection may
-// leave unanswered before it is dropped: a connection whose path was lost
-// without a reset (a firewall's or NAT's state flushed) stays open to the
-// socket for many minutes, and only a new connection reaches the server.
-const unansweredProbes = 2
-
 // probe sends a Read of the server's current time, again each
 // connectTimeout, for as long as c is silent, open and the session's: any
 // answer (to it or to a request that timed out) ends the silence, and c is
-// used again by the next request. After unansweredProbes probes without an
-// answer the connection is dropped, and the next request connects anew
-// (within the listener's connect back-off), as for any lost connection.
+// used again by the next request, with the upstream session and its
+// subscriptions. A server that is slow or paused still acknowledges what
+// it is sent (its TCP stack does); a connection whose path was lost does
+// not, and the probes' unacknowledged bytes end it after lostPathAfter
+// (dialTCP): the next request then connects anew, as for any lost one.
 func (u *upstream) probe(c *upClient) {
 	for {
-		unanswered := 0 // of this silence
 		for c.silent() && c.connected() && u.holds(c) {
-			if unanswered == unansweredProbes {
-				u.drop(c)
-				c.probing.Store(false)
-				return
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), u.cfg.connectTimeout)
 			c.send(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither, NodesToRead: []*ua.ReadValueID{{
 				NodeID: ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime), AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}}}})
 			cancel()
-			unanswered++
 		}
 		c.probing.Store(false)
 		// a request that timed out between the last check and here found
@@ -361,12 +350,19 @@ func (u *upstream) probe(c *upClient) {
 	}
 }
 
-// silentAfter is how long a request must have waited in vain for its
-// connection to count as silent: about the listener's request timeout. A
-// request given less (a client's short TimeoutHint, the gateway's own
-// browse-path lookups, which take part of a request's time) says only that
-// the server is slower than that request allowed, not that it stopped.
-func (u *upstream) silentAfter() time.Duration { return u.cfg.connectTimeout * 9 / 10 }
+// mayMarkSilentKey marks the context of a request whose budget (not what
+// is left of it) is about the listener's request timeout or more: only
+// such a request, waiting in vain, says the server stopped answering. A
+// request given less (a client's short TimeoutHint) says only that the
+// server is slower than that request allowed; the gateway's browse-path
+// lookups (which take part of a request's time) never mark a connection.
+type mayMarkSilentKey struct{}
+
+func withMayMarkSilent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, mayMarkSilentKey{}, true)
+}
+
+func mayMarkSilent(ctx context.Context) bool { return ctx.Value(mayMarkSilentKey{}) != nil }
 
 // holds reports whether c is the session's connection.
 func (u *upstream) holds(c *upClient) bool {
@@ -396,7 +392,6 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 			return nil, &errNotAnswering{since: time.Unix(0, c.silentSince.Load())}
 		}
 		n := c.ch.Received()
-		start := time.Now()
 		resp, err := c.send(ctx, req)
 		if resp != nil {
 			switch resp.Header().ServiceResult {
@@ -417,7 +412,7 @@ func (u *upstream) send(ctx context.Context, req ua.Request) (ua.Response, error
 			// limit, an undecodable or aborted response, its context
 			// ended) leaves the session to the next request
 			u.drop(c)
-		case !publish && errors.Is(err, context.DeadlineExceeded) && c.ch.Received() == n && time.Since(start) >= u.silentAfter():
+		case !publish && mayMarkSilent(ctx) && errors.Is(err, context.DeadlineExceeded) && c.ch.Received() == n:
 			u.markSilent(c, n)
 		}
 		return nil, err
