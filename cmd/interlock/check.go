@@ -289,13 +289,14 @@ func nearestDir(path string) string {
 // no effect (no rate).
 func warnConnRate(stdout io.Writer, cfg *config.Config, l *config.Listener) {
 	lim := l.Limits
-	switch {
-	case lim.ConnRate() == 0 && lim.ConnBurstPerSource != gateway.DefaultConnBurstPerSource(lim.MaxConnsPerSource):
+	if lim.ConnRate() == 0 && lim.ConnBurstPerSource != gateway.DefaultConnBurstPerSource(lim.MaxConnsPerSource) {
 		warnAt(stdout, cfg, l.Key("limits.conn_burst_per_source"), "%d has no effect: limits.conn_rate_per_source is 0 (no rate limit)", lim.ConnBurstPerSource)
-	case lim.ConnRate() > 0 && lim.ConnRate() < 1.0/60:
+	}
+	if lim.ConnRate() > 0 && lim.ConnRate() < 1.0/60 {
 		warnAt(stdout, cfg, l.Key("limits.conn_rate_per_source"), "%v new connections a second: a host that has used its burst of %d gets one more every %v (0 turns the limit off)",
 			lim.ConnRate(), lim.ConnBurstPerSource, time.Duration(float64(time.Second)/lim.ConnRate()).Round(time.Second))
-	case lim.ConnRate() > 0 && lim.ConnBurstPerSource < lim.MaxConnsPerSource:
+	}
+	if lim.ConnRate() > 0 && lim.ConnBurstPerSource < lim.MaxConnsPerSource {
 		warnAt(stdout, cfg, l.Key("limits.conn_burst_per_source"), "%d is under max_conns_per_source (%d): a host that reconnects after a network blip cannot reopen all the connections it may hold at once (the rest are refused, limit: conn_rate_per_source)", lim.ConnBurstPerSource, lim.MaxConnsPerSource)
 	}
 }

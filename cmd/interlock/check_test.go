@@ -122,6 +122,8 @@ func TestCheckWarnsConnRate(t *testing.T) {
 		{"      max_conns_per_source: 8\n      conn_burst_per_source: 4\n", "warning: listeners[0].limits.conn_burst_per_source: 4 is under max_conns_per_source (8)"},
 		{"      conn_rate_per_source: 0\n      conn_burst_per_source: 50\n", "warning: listeners[0].limits.conn_burst_per_source: 50 has no effect: limits.conn_rate_per_source is 0"},
 		{"      conn_rate_per_source: 0.0001\n", "warning: listeners[0].limits.conn_rate_per_source: 0.0001 new connections a second: a host that has used its burst of 20 gets one more every 2h46m40s"},
+		// both warnings, each at its key's line: the burst's (the last line) second
+		{"      conn_rate_per_source: 0.01\n      max_conns_per_source: 10\n      conn_burst_per_source: 2\n", "warning: listeners[0].limits.conn_burst_per_source: 2 is under max_conns_per_source (10)"},
 	} {
 		g := newGateway(t, gwOptions{upstreamPort: 502})
 		b, err := os.ReadFile(g.config)
@@ -146,8 +148,12 @@ func TestCheckWarnsConnRate(t *testing.T) {
 			}
 			continue
 		}
-		if want := fmt.Sprintf("%s:%d: %s", cfg.File, line, tc.want); !strings.HasPrefix(out.String(), want) {
-			t.Errorf("%q: warned %q\nwant it to start %q", tc.limits, out.String(), want)
+		last := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if want := fmt.Sprintf("%s:%d: %s", cfg.File, line, tc.want); !strings.HasPrefix(last[len(last)-1], want) {
+			t.Errorf("%q: warned %q\nwant its last line to start %q", tc.limits, out.String(), want)
+		}
+		if strings.Contains(tc.limits, "0.01") && !strings.Contains(out.String(), "0.01 new connections a second") {
+			t.Errorf("%q: warned %q, want the rate's warning too", tc.limits, out.String())
 		}
 	}
 }
