@@ -49,7 +49,7 @@ func startGoRelay(e *env, name, target string) (string, error) {
 		return "", err
 	}
 	addr := freeAddr()
-	if err := e.start(name, self, goRelayArg, addr, target); err != nil {
+	if err := e.startHop(name, self, goRelayArg, addr, target); err != nil {
 		return "", err
 	}
 	if err := waitPort(addr, 30*time.Second); err != nil {

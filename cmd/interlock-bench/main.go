@@ -64,6 +64,7 @@ func addSuite(s suite) { suites = append(suites, s) }
 var (
 	binFlag  = flag.String("interlock", "bin/interlock", "interlock binary")
 	runsFlag = flag.Int("runs", 3, "runs per cell; the median is reported")
+	hopCPUs  = flag.String("hop-cpus", "", "run every inline hop (the gateway, haproxy, the Go relay) on these CPUs (taskset -c `LIST`), and start the bench under taskset on the others, so that clients and server share no core with the hop: taskset -c 0 go run ./cmd/interlock-bench --hop-cpus 1 ...")
 )
 
 func main() {
@@ -107,6 +108,13 @@ func main() {
 	}
 	fmt.Printf("interlock-bench: sections %s; %d runs per cell, median shown\n", strings.Join(suiteNames(selected), ", "), *runsFlag)
 	fmt.Printf("machine: %s/%s, %d CPUs, %s, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), runtime.Version())
+	if *hopCPUs != "" {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			fmt.Fprintf(os.Stderr, "interlock-bench: --hop-cpus needs taskset (Debian: util-linux): %v\n", err)
+			os.Exit(2)
+		}
+		fmt.Printf("inline hops on CPUs %s; the bench, its clients and the servers on CPUs %s (the bench's own affinity)\n\n", *hopCPUs, ownCPUs())
+	}
 	failed := false
 	for _, s := range selected {
 		began := time.Now()
@@ -185,6 +193,36 @@ type env struct {
 func (e *env) start(name, bin string, args ...string) error {
 	_, err := e.startCmd(name, bin, args...)
 	return err
+}
+
+// startHop is start for an inline hop (the gateway, a relay): on the
+// CPUs of --hop-cpus when it is given.
+func (e *env) startHop(name, bin string, args ...string) error {
+	_, err := e.startHopCmd(name, bin, args...)
+	return err
+}
+
+// startHopCmd is startCmd for an inline hop. taskset execs bin, so the
+// command's pid is bin's.
+func (e *env) startHopCmd(name, bin string, args ...string) (*exec.Cmd, error) {
+	if *hopCPUs == "" {
+		return e.startCmd(name, bin, args...)
+	}
+	return e.startCmd(name, "taskset", append([]string{"-c", *hopCPUs, bin}, args...)...)
+}
+
+// ownCPUs lists the CPUs this process may run on (from /proc/self/status).
+func ownCPUs() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
 
 // startCmd is start, returning the running command (for its pid).

@@ -195,7 +195,7 @@ audit:
 	if profile != "" {
 		args = append(args, "--cpu-profile", profile)
 	}
-	return gwAddr, e.start(name, e.bin, args...)
+	return gwAddr, e.startHop(name, e.bin, args...)
 }
 
 // measure is one cell: throughput, latency quantiles in µs, and (decisions
@@ -285,7 +285,7 @@ backend upstream
 `, addr, target)), 0o644); err != nil {
 		return "", err
 	}
-	if err := e.start(name, *mbHaproxy, "-f", cfg, "-db"); err != nil {
+	if err := e.startHop(name, *mbHaproxy, "-f", cfg, "-db"); err != nil {
 		return "", fmt.Errorf("%w (install it: apt-get install haproxy, or make peers)", err)
 	}
 	if err := waitPort(addr, 30*time.Second); err != nil {

@@ -232,7 +232,7 @@ audit:
 		if *uaProfile != "" && p == pols[0] {
 			args = append(args, "--cpu-profile", *uaProfile)
 		}
-		cmd, err := e.startCmd(name, e.bin, args...)
+		cmd, err := e.startHopCmd(name, e.bin, args...)
 		if err != nil {
 			return err
 		}
