@@ -427,7 +427,10 @@ func TestOnLoadAtStart(t *testing.T) {
 const heavyPolicy = `package interlock
 
 decision := {"allow": true} if not found
+` + heavyLoop
 
+// heavyLoop is the rule the heavy policies spend their time in.
+const heavyLoop = `
 r := numbers.range(1, 10000)
 
 found if {
@@ -515,15 +518,7 @@ decision := {"allow": true} if {
 	input.operation.function == "read_coils"
 	not found
 } else := {"allow": true}
-
-r := numbers.range(1, 10000)
-
-found if {
-	some i in r
-	some j in r
-	i * j < 0
-}
-`
+` + heavyLoop
 
 // A decision that finds every evaluation slot taken waits within its own
 // deadline and is denied policy_timeout (or policy_canceled) when none

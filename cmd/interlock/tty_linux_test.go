@@ -7,12 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 	"github.com/interlock-ics/interlock/gateway/opcua"
 )
 
@@ -37,24 +37,6 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return master, slave
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // On a terminal, users add asks twice with echo off: the password never
 // shows on the terminal, and two different answers write nothing.
 func TestUsersAddAsksOnATerminalWithoutEcho(t *testing.T) {
@@ -68,13 +50,13 @@ func TestUsersAddAsksOnATerminalWithoutEcho(t *testing.T) {
 			master, slave := openPTY(t)
 			defer master.Close()
 			file := filepath.Join(t.TempDir(), "users.yaml")
-			var stderr lockedBuffer
+			var stderr gatewaytest.LogBuffer
 			cmd := exec.Command(interlockBin, "users", "add", "--file", file, "--user", "alice", "--roles", "engineer")
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &stderr, &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			var screen lockedBuffer
+			var screen gatewaytest.LogBuffer
 			readDone := make(chan struct{})
 			go func() {
 				defer close(readDone)

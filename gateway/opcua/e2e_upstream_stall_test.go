@@ -52,6 +52,42 @@ func startStalledSim(t *testing.T) *stallProxy {
 	return startStallProxy(t, l, sim.Endpoint())
 }
 
+// stalledGateway starts the simulator behind a stallProxy and a gateway in
+// front of it (o.upstream set here; SecurityPolicy None and anonymous
+// logins when o.opts names no policy), and opens sessions client
+// sessions, each of which has read warm (connecting its upstream session
+// and keeping warm's browse path) before the test stalls anything. The
+// context ends with the test, at the latest after a minute.
+func stalledGateway(t *testing.T, o gwOpts, warm string, sessions int) (*stallProxy, *gw, context.Context, []*hintClient) {
+	t.Helper()
+	proxy := startStalledSim(t)
+	o.upstream = proxy.endpoint
+	if len(o.opts.SecurityPolicies) == 0 {
+		o.opts.SecurityPolicies, o.opts.Anonymous = []string{"None"}, true
+	}
+	g := startGateway(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	cs := make([]*hintClient, sessions)
+	for i := range cs {
+		cs[i] = dialHintClient(ctx, t, g.endpoint)
+		if sc, _ := cs[i].read(ctx, t, warm, 0); sc != ua.StatusOK {
+			t.Fatalf("read of %s before the stall: %v", warm, sc)
+		}
+	}
+	return proxy, g, ctx, cs
+}
+
+// readAsServerAnswers reads node while the stalled server answers again
+// after 300 ms.
+func readAsServerAnswers(ctx context.Context, t *testing.T, proxy *stallProxy, c *hintClient, node string) (ua.StatusCode, time.Duration) {
+	t.Helper()
+	resumed := time.AfterFunc(300*time.Millisecond, proxy.resume)
+	defer resumed.Stop()
+	defer proxy.resume()
+	return c.read(ctx, t, node, 0)
+}
+
 func startStallProxy(t *testing.T, l net.Listener, target string) *stallProxy {
 	t.Helper()
 	u, err := url.Parse(target)
@@ -313,19 +349,10 @@ decision := {"allow": allow}
 // not send it again. The decision is still made, on an empty browse_path
 // (here: denied), and recorded.
 func TestBrowsePathLookupWithinBudget(t *testing.T) {
-	proxy := startStalledSim(t)
 	const requestTimeout = time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, b := dialHintClient(ctx, t, g.endpoint), dialHintClient(ctx, t, g.endpoint)
-	for _, c := range []*hintClient{a, b} {
-		// connects the upstream session; the path of PLC is kept
-		if sc, _ := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK {
-			t.Fatalf("read of Setpoint before the stall: %v", sc)
-		}
-	}
+	// the path of PLC is kept
+	proxy, g, ctx, cs := stalledGateway(t, gwOpts{policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout}}, opcuasim.NodeSetpoint, 2)
+	a, b := cs[0], cs[1]
 	proxy.stall()
 	defer proxy.resume()
 
@@ -374,16 +401,10 @@ func TestBrowsePathLookupWithinBudget(t *testing.T) {
 // answered Bad_ServerNotConnected at once (it is not sent) and recorded.
 // When the server answers again, the same connection is used again.
 func TestSilentUpstreamAnsweredAtOnce(t *testing.T) {
-	proxy := startStalledSim(t)
 	const requestTimeout = time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := dialHintClient(ctx, t, g.endpoint)
-	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK { // its path is kept
-		t.Fatalf("read before the stall: %v", sc)
-	}
+	// Pressure's path is kept
+	proxy, g, ctx, cs := stalledGateway(t, gwOpts{policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout}}, opcuasim.NodePressure, 1)
+	c := cs[0]
 	proxy.stall()
 
 	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusBadTimeout {
@@ -489,16 +510,11 @@ func TestConnectBackOffSharedBySessions(t *testing.T) {
 // made (the session's subscriptions stay on the server), and the next
 // request is served on it again.
 func TestPausedServerKeepsConnection(t *testing.T) {
-	proxy := startStalledSim(t)
 	const requestTimeout = time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true, Limits: opcua.LimitOptions{MaxPublishTimeout: time.Minute}}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := dialHintClient(ctx, t, g.endpoint)
-	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
-		t.Fatalf("read before the pause: %v", sc)
-	}
+	proxy, _, ctx, cs := stalledGateway(t, gwOpts{policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
+		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true, Limits: opcua.LimitOptions{MaxPublishTimeout: time.Minute}}},
+		opcuasim.NodePressure, 1)
+	c := cs[0]
 	accepted := proxy.accepted.Load()
 	proxy.stall()
 	type answer struct {
@@ -533,56 +549,31 @@ func TestPausedServerKeepsConnection(t *testing.T) {
 	}
 }
 
-// A browse path lookup that waits in vain (here its full 2 s share of a
-// request whose client waits 10 s) says the server is slow, not that it
-// stopped: it leaves the connection in use, and the next request is sent.
-func TestLookupTimeoutLeavesConnectionInUse(t *testing.T) {
-	proxy := startStalledSim(t)
-	const requestTimeout = 2 * time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := dialHintClient(ctx, t, g.endpoint)
-	if sc, _ := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK { // its path is kept
-		t.Fatalf("read of Setpoint before the stall: %v", sc)
-	}
-	proxy.stall()
-	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 10*time.Second); sc != ua.StatusBadUserAccessDenied {
-		t.Errorf("read of Pressure, its path not known, server slow: %v after %v; want Bad_UserAccessDenied (no path)", sc, took)
-	}
-	resumed := time.AfterFunc(300*time.Millisecond, proxy.resume)
-	defer resumed.Stop()
-	defer proxy.resume()
-	if sc, took := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK {
-		t.Errorf("the next read, the server answering after 300 ms: %v after %v, want Good (sent and answered)", sc, took)
-	}
-}
-
-// A request cut short by its client's short TimeoutHint says only that the
-// server is slower than that client allowed: it does not make the
-// connection silent, so the session's next request is sent, not answered
-// Bad_ServerNotConnected at once.
-func TestShortHintTimeoutLeavesConnectionInUse(t *testing.T) {
-	proxy := startStalledSim(t)
-	const requestTimeout = 5 * time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: allowAllPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c := dialHintClient(ctx, t, g.endpoint)
-	if sc, _ := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
-		t.Fatalf("read before the stall: %v", sc)
-	}
-	proxy.stall()
-	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 200*time.Millisecond); sc != ua.StatusBadTimeout {
-		t.Fatalf("read with TimeoutHint 200 ms, server slow: %v after %v, want Bad_Timeout", sc, took)
-	}
-	resumed := time.AfterFunc(300*time.Millisecond, proxy.resume)
-	defer resumed.Stop()
-	defer proxy.resume()
-	if sc, took := c.read(ctx, t, opcuasim.NodePressure, 0); sc != ua.StatusOK {
-		t.Errorf("the next read, no hint, the server answering after 300 ms: %v after %v, want Good (sent and answered)", sc, took)
+// What says only that the server is slower than a request allowed leaves
+// the connection in use, and the session's next request is sent, not
+// answered Bad_ServerNotConnected at once: a browse path lookup that
+// waits in vain (here its full 2 s share of a request whose client waits
+// 10 s), and a request cut short by its client's short TimeoutHint.
+func TestSlowServerLeavesConnectionInUse(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy, warm, node string
+		requestTimeout, hint     time.Duration
+		want                     ua.StatusCode // of the first read, server slow
+	}{
+		{"lookup", pathPolicy, opcuasim.NodeSetpoint, opcuasim.NodePressure, 2 * time.Second, 10 * time.Second, ua.StatusBadUserAccessDenied}, // no path
+		{"short hint", allowAllPolicy, opcuasim.NodePressure, opcuasim.NodePressure, 5 * time.Second, 200 * time.Millisecond, ua.StatusBadTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy, _, ctx, cs := stalledGateway(t, gwOpts{policy: tc.policy, limits: gateway.Limits{RequestTimeout: tc.requestTimeout}}, tc.warm, 1)
+			c := cs[0]
+			proxy.stall()
+			if sc, took := c.read(ctx, t, tc.node, tc.hint); sc != tc.want {
+				t.Fatalf("read of %s, TimeoutHint %v, server slow: %v after %v; want %v", tc.node, tc.hint, sc, took, tc.want)
+			}
+			if sc, took := readAsServerAnswers(ctx, t, proxy, c, tc.warm); sc != ua.StatusOK {
+				t.Errorf("the next read, no hint, the server answering after 300 ms: %v after %v, want Good (sent and answered)", sc, took)
+			}
+		})
 	}
 }
 
@@ -590,18 +581,8 @@ func TestShortHintTimeoutLeavesConnectionInUse(t *testing.T) {
 // remembered: another session's request for the node looks the path up
 // again, with its own time, and is decided on the path.
 func TestShortHintLookupNotRemembered(t *testing.T) {
-	proxy := startStalledSim(t)
-	const requestTimeout = 5 * time.Second
-	g := startGateway(t, gwOpts{upstream: proxy.endpoint, policy: pathPolicy, limits: gateway.Limits{RequestTimeout: requestTimeout},
-		opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, b := dialHintClient(ctx, t, g.endpoint), dialHintClient(ctx, t, g.endpoint)
-	for _, c := range []*hintClient{a, b} {
-		if sc, _ := c.read(ctx, t, opcuasim.NodeSetpoint, 0); sc != ua.StatusOK {
-			t.Fatalf("read of Setpoint before the stall: %v", sc)
-		}
-	}
+	proxy, _, ctx, cs := stalledGateway(t, gwOpts{policy: pathPolicy, limits: gateway.Limits{RequestTimeout: 5 * time.Second}}, opcuasim.NodeSetpoint, 2)
+	a, b := cs[0], cs[1]
 	proxy.stall()
 	// 1 ms: the 100 ms floor, 50 ms of it for the lookups
 	if sc, took := a.read(ctx, t, opcuasim.NodePressure, time.Millisecond); sc != ua.StatusBadUserAccessDenied {
