@@ -78,6 +78,22 @@ func stalledGateway(t *testing.T, o gwOpts, warm string, sessions int) (*stallPr
 	return proxy, g, ctx, cs
 }
 
+// readUntilGood reads node until it is answered Good, failing the test at
+// deadline: the server answers again, and the session must get there.
+func readUntilGood(ctx context.Context, t *testing.T, c *hintClient, node string, deadline time.Time) {
+	t.Helper()
+	for {
+		sc, took := c.read(ctx, t, node, 0)
+		if sc == ua.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server answers again, but a read is still answered %v (after %v)", sc, took)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // readAsServerAnswers reads node while the stalled server answers again
 // after 300 ms.
 func readAsServerAnswers(ctx context.Context, t *testing.T, proxy *stallProxy, c *hintClient, node string) (ua.StatusCode, time.Duration) {
@@ -417,17 +433,7 @@ func TestSilentUpstreamAnsweredAtOnce(t *testing.T) {
 	}
 	accepted := proxy.accepted.Load()
 	proxy.resume()
-	deadline := time.Now().Add(5 * requestTimeout)
-	for {
-		sc, took := c.read(ctx, t, opcuasim.NodePressure, 0)
-		if sc == ua.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server answers again, but a read is still answered %v (after %v)", sc, took)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	readUntilGood(ctx, t, c, opcuasim.NodePressure, time.Now().Add(5*requestTimeout))
 	if n := proxy.accepted.Load(); n != accepted {
 		t.Errorf("%d connections to the server after it answered again, want %d: the same one used again", n, accepted)
 	}
@@ -490,16 +496,7 @@ func TestConnectBackOffSharedBySessions(t *testing.T) {
 	proxy.resume()
 	deadline := time.Now().Add(10 * requestTimeout)
 	for _, c := range clients {
-		for {
-			sc, took := c.read(ctx, t, opcuasim.NodePressure, 0)
-			if sc == ua.StatusOK {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the server answers again, but a read is still answered %v (after %v)", sc, took)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		readUntilGood(ctx, t, c, opcuasim.NodePressure, deadline)
 	}
 }
 
