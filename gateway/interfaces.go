@@ -53,11 +53,12 @@ type Revisioner interface {
 }
 
 // CachedDecider is a Decider that can answer some calls from a cache of
-// earlier verdicts. The pipeline asks Cached first and evaluates (with its
-// deadline) only on a miss.
+// earlier verdicts. The pipeline asks Cached first and, only on a miss,
+// Evaluate (with its deadline), which does not look in the cache again.
 type CachedDecider interface {
 	Decider
 	Cached(s *Session, c *Call) (Decision, bool)
+	Evaluate(ctx context.Context, s *Session, c *Call) (Decision, error)
 }
 
 // ErrorCoder is an error with a short stable code (policy_timeout,

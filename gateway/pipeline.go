@@ -187,17 +187,19 @@ func (p *Pipeline) AuthFailed(ctx context.Context, s *Session, detail string) {
 }
 
 func (p *Pipeline) decide(ctx context.Context, s *Session, c *Call) Decision {
+	evaluate := p.Decider.Decide
 	if cd, ok := p.Decider.(CachedDecider); ok {
 		if d, hit := cd.Cached(s, c); hit {
 			return p.withMode(d)
 		}
+		evaluate = cd.Evaluate
 	}
 	timeout := p.DecisionTimeout
 	if timeout <= 0 {
 		timeout = DefaultDecisionTimeout
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
-	d, err := p.Decider.Decide(dctx, s, c)
+	d, err := evaluate(dctx, s, c)
 	cancel()
 	if err != nil {
 		s.Log.Error().Err(err).Str("call_id", c.ID).Str("function", c.Operation.Function).

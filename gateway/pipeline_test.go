@@ -233,16 +233,24 @@ func TestPipelineOpen(t *testing.T) {
 // cachedDecider answers from its "cache" when hit is set; Decide counts
 // evaluations.
 type cachedDecider struct {
-	hit   bool
-	evals int
+	hit            bool
+	lookups, evals int
 }
 
-func (c *cachedDecider) Decide(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
+func (c *cachedDecider) Decide(ctx context.Context, s *gateway.Session, call *gateway.Call) (gateway.Decision, error) {
+	if d, hit := c.Cached(s, call); hit {
+		return d, nil
+	}
+	return c.Evaluate(ctx, s, call)
+}
+
+func (c *cachedDecider) Evaluate(context.Context, *gateway.Session, *gateway.Call) (gateway.Decision, error) {
 	c.evals++
 	return gateway.Decision{Allow: true}, nil
 }
 
 func (c *cachedDecider) Cached(*gateway.Session, *gateway.Call) (gateway.Decision, bool) {
+	c.lookups++
 	return gateway.Decision{Allow: true, Cached: true}, c.hit
 }
 
@@ -253,8 +261,8 @@ func TestPipelineAsksTheCacheFirst(t *testing.T) {
 		p := &gateway.Pipeline{Decider: dec, Auditor: a}
 		p.Handle(context.Background(), newSession(), call(gateway.AccessRead), okUpstream())
 		d := a.Events("call")[0].Decision
-		if wantEvals := map[bool]int{true: 0, false: 1}[hit]; dec.evals != wantEvals || d.Cached != hit || d.Mode != "enforce" {
-			t.Fatalf("hit %v: %d evaluations, decision %+v", hit, dec.evals, d)
+		if wantEvals := map[bool]int{true: 0, false: 1}[hit]; dec.evals != wantEvals || dec.lookups != 1 || d.Cached != hit || d.Mode != "enforce" {
+			t.Fatalf("hit %v: %d evaluations, %d cache lookups (want 1), decision %+v", hit, dec.evals, dec.lookups, d)
 		}
 	}
 }

@@ -210,6 +210,13 @@ func (e *Engine) Decide(ctx context.Context, s *gateway.Session, c *gateway.Call
 	if d, hit := e.Cached(s, c); hit {
 		return d, nil
 	}
+	return e.Evaluate(ctx, s, c)
+}
+
+// Evaluate decides c by evaluating the policy, without looking in the
+// decision cache (the pipeline calls it after Cached missed), and stores
+// a cacheable verdict.
+func (e *Engine) Evaluate(ctx context.Context, s *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
 	d, in, err := e.decide(ctx, s, c)
 	if e.opts.DecisionLog != nil {
 		e.logDecision(s, c, in, d, err)
