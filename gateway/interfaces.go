@@ -101,6 +101,14 @@ type RefusalAuditor interface {
 	ConnRefused(ctx context.Context, s *Session, reason string, repeats int)
 }
 
+// ConfigWarner is an Engine whose configuration is valid but holds
+// something that does not do what it seems to; `interlock check` prints
+// each warning. A warning begins with the key in the engine's section it
+// is about ("routes[1].unit_ids: …").
+type ConfigWarner interface {
+	ConfigWarnings() []string
+}
+
 // Upstream carries an allowed call to the target and returns its answer. A
 // non-nil error means no usable answer; the returned Result, when not nil,
 // already holds the protocol's status for the client (such as Modbus 0x0A or

@@ -68,7 +68,15 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, g := range gws {
+	for i, g := range gws {
+		if cw, ok := g.Engine.(gateway.ConfigWarner); ok {
+			for _, w := range cw.ConfigWarnings() {
+				var e *config.Error
+				if errors.As(cfg.Listeners[i].SectionError(errors.New(w)), &e) {
+					warnAt(stdout, cfg, e.Key, "%s", e.Msg)
+				}
+			}
+		}
 		g.Engine.Close()
 	}
 	if err := checkSamples(cfg, pol, stdout); err != nil {

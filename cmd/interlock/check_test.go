@@ -157,3 +157,43 @@ func TestCheckWarnsConnRate(t *testing.T) {
 		}
 	}
 }
+
+// A route that names unit id 0 on a serial-line upstream is valid, but the
+// gateway refuses every request to it (a broadcast there): check says so at
+// the route's unit_ids line. On a tcp:// upstream unit 0 is the device.
+func TestCheckWarnsSerialBroadcastRoute(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		upstream string
+		warn     bool
+	}{{"rtuovertcp://127.0.0.1:4001", true}, {"rtu:///dev/ttyS0?baud=19200", true}, {"tcp://127.0.0.1:503", false}} {
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		b, err := os.ReadFile(g.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, after, ok := strings.Cut(string(b), "    modbus:\n")
+		if !ok {
+			t.Fatalf("the gateway configuration has no modbus section:\n%s", b)
+		}
+		routes := "      routes:\n" +
+			"        - upstream: " + tc.upstream + "\n" +
+			"          unit_ids: [0, 1]\n" + // the warning's line
+			"          target: drives\n" +
+			"        - unit_ids: [2, 3]\n" +
+			"          upstream: " + tc.upstream + "\n"
+		line := strings.Count(before, "\n") + 4
+		writeFile(t, g.config, before+"    modbus:\n"+routes+after)
+		var stdout, stderr bytes.Buffer
+		if err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &stderr); err != nil {
+			t.Fatalf("%s: %v\n%s", tc.upstream, err, stderr.String())
+		}
+		want := fmt.Sprintf("%s:%d: warning: listeners[0].modbus.routes[0].unit_ids: unit id 0 is a broadcast on the serial line behind %s", g.config, line, tc.upstream)
+		if got := strings.Contains(stdout.String(), want); got != tc.warn {
+			t.Errorf("%s: check printed\n%s\nwant a line starting %q: %v", tc.upstream, stdout.String(), want, tc.warn)
+		}
+		if strings.Contains(stdout.String(), "routes[1]") || (!tc.warn && strings.Contains(stdout.String(), "broadcast")) {
+			t.Errorf("%s: check printed\n%s\nwant no other broadcast warning", tc.upstream, stdout.String())
+		}
+	}
+}

@@ -53,6 +53,12 @@ const (
 	DenyClose     = "close"
 )
 
+// Reasons of the request.rejected records the engine writes.
+const (
+	// ReasonBroadcast: unit id 0 to a serial-line upstream, not forwarded.
+	ReasonBroadcast = "broadcast"
+)
+
 // Defaults.
 const (
 	DefaultFrameTimeout        = 5 * time.Second
@@ -68,6 +74,7 @@ type Engine struct {
 	pipeline  *gateway.Pipeline
 	routes    [256]*route
 	upstreams []*Upstream
+	warnings  []string
 }
 
 var _ gateway.Engine = (*Engine)(nil)
@@ -75,6 +82,9 @@ var _ gateway.Engine = (*Engine)(nil)
 type route struct {
 	target   gateway.Target
 	upstream *Upstream
+	// broadcast: unit id 0 to a serial line, where every device acts on a
+	// write and none answers; the gateway refuses it rather than forward it.
+	broadcast bool
 }
 
 // New builds the engine of one listener (gateway.NewEngine).
@@ -115,7 +125,7 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		for i := range e.routes {
 			t := spec.Target
 			t.UnitID = i
-			e.routes[i] = &route{target: t, upstream: u}
+			e.routes[i] = &route{target: t, upstream: u, broadcast: i == 0 && u.Serial()}
 		}
 	} else if len(o.Routes) == 0 {
 		return nil, errors.New("upstream: missing: a URL such as tcp://127.0.0.1:502, or modbus.routes")
@@ -131,7 +141,10 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		}
 		for _, id := range r.UnitIDs {
 			t.UnitID = id
-			e.routes[id] = &route{target: t, upstream: u}
+			e.routes[id] = &route{target: t, upstream: u, broadcast: id == 0 && u.Serial()}
+			if id == 0 && u.Serial() {
+				e.warnings = append(e.warnings, fmt.Sprintf("routes[%d].unit_ids: unit id 0 is a broadcast on the serial line behind %s (every device would act on it and none answers): the gateway refuses it", i, r.Upstream))
+			}
 		}
 	}
 	return e, nil
@@ -195,6 +208,10 @@ func (o *Options) checkAndSetDefaults() error {
 	}
 	return nil
 }
+
+// ConfigWarnings implements gateway.ConfigWarner: routes that are valid
+// but do not do what they seem to.
+func (e *Engine) ConfigWarnings() []string { return e.warnings }
 
 // Name implements gateway.Engine.
 func (e *Engine) Name() string { return Protocol }
@@ -273,6 +290,11 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 			answer = ExceptionPDU(pdu[0], rerr.Exception)
 		case rt == nil:
 			e.pipeline.Reject(ctx, s, c, "no_route", fmt.Sprintf("no upstream for unit id %d", h.UnitID), "exception 0x0a")
+			answer = ExceptionPDU(pdu[0], ExGatewayPathUnavailable)
+		case rt.broadcast:
+			// Forwarded, it would hold the shared line for request_timeout
+			// waiting for an answer that never comes.
+			e.pipeline.Reject(ctx, s, c, ReasonBroadcast, fmt.Sprintf("unit id 0 is a broadcast on the serial line behind %s: every device would act on it and none answers; the gateway does not forward broadcasts", rt.upstream), "exception 0x0a")
 			answer = ExceptionPDU(pdu[0], ExGatewayPathUnavailable)
 		default:
 			c.Request = req

@@ -39,6 +39,7 @@ type UpstreamOptions struct {
 // number of connections wait, within their request timeout, for a free one.
 type Upstream struct {
 	url     string
+	serial  bool // rtu:// or rtuovertcp://: a Modbus serial line
 	timeout time.Duration
 	free    chan *link
 	all     []*link
@@ -121,7 +122,7 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	default:
 		return nil, fmt.Errorf("%q: unsupported scheme %q (want tcp, rtuovertcp or rtu)", raw, u.Scheme)
 	}
-	up := &Upstream{url: raw, timeout: o.Timeout, free: make(chan *link, o.Conns)}
+	up := &Upstream{url: raw, serial: u.Scheme != SchemeTCP, timeout: o.Timeout, free: make(chan *link, o.Conns)}
 	for range o.Conns {
 		l, err := mk()
 		if err != nil {
@@ -377,3 +378,7 @@ func (u *Upstream) Close() error {
 
 // String returns the upstream URL.
 func (u *Upstream) String() string { return u.url }
+
+// Serial says whether the upstream is a Modbus serial line (rtu://,
+// rtuovertcp://), where unit id 0 is a broadcast that no device answers.
+func (u *Upstream) Serial() bool { return u.serial }
