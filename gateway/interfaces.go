@@ -29,7 +29,8 @@ type SessionOpener interface {
 }
 
 // Refuser is an Engine whose protocol has words for a connection the
-// listener will not serve (OPC UA: an ERR message). Refuse tells the client
+// listener will not serve (over a limit, or its session.open refused by the
+// policy; OPC UA: an ERR message). Refuse tells the client
 // why, in at most a few seconds; the listener has already recorded the
 // refusal and closes conn when Refuse returns. Engines without them are
 // closed without a word.

@@ -83,6 +83,9 @@ const (
 	RefusedConnLimit   = "limit: max_conns"
 	RefusedSourceLimit = "limit: max_conns_per_source"
 	RefusedSourceRate  = "limit: conn_rate_per_source"
+	// RefusedPolicy: the policy refused session.open (the session.open
+	// record has its reasons).
+	RefusedPolicy = "policy"
 )
 
 // Listener accepts client connections for one configured listener and runs
@@ -360,6 +363,11 @@ func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	if !l.Pipeline.Open(ctx, s) {
+		// Refused by the policy (recorded by Open): told as a connection
+		// over a limit is, then closed.
+		if r, ok := l.Engine.(Refuser); ok {
+			r.Refuse(conn, RefusedPolicy)
+		}
 		return
 	}
 	err := l.runEngine(ctx, conn, s)

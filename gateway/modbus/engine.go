@@ -219,8 +219,9 @@ func (e *Engine) Name() string { return Protocol }
 // refuseWait bounds how long Refuse answers a refused connection.
 const refuseWait = time.Second
 
-// Refuse answers what a connection the listener will not serve (too many
-// connections) asks in its first second with exception 0x0A, gateway path
+// Refuse answers what a connection the listener will not serve (over a
+// connection limit, or its session.open refused by the policy) asks in its
+// first second with exception 0x0A, gateway path
 // unavailable: the client hears why instead of seeing the connection drop.
 // The listener closes conn.
 func (e *Engine) Refuse(conn net.Conn, _ string) {
