@@ -57,6 +57,9 @@ const (
 const (
 	// ReasonBroadcast: unit id 0 to a serial-line upstream, not forwarded.
 	ReasonBroadcast = "broadcast"
+	// ReasonClosedAfterDenial: a request received behind one that was
+	// denied with deny_action close, not forwarded.
+	ReasonClosedAfterDenial = "closed_after_denial"
 )
 
 // Defaults.
@@ -265,14 +268,7 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		if err != nil {
 			return e.readEnded(ctx, s, h, err)
 		}
-		rt := e.routes[h.UnitID]
-		target := gateway.Target{Name: s.Target.Name, UnitID: int(h.UnitID)}
-		if rt != nil {
-			target = rt.target
-		}
-		c := &gateway.Call{Time: time.Now().UTC(), Target: target}
-		op, req, rerr := DecodeRequest(pdu)
-		c.Operation = op
+		rt, c, req, rerr := e.callOf(s, h, pdu)
 		select {
 		case <-draining:
 			// The gateway is stopping: a request read but not begun is not
@@ -302,6 +298,7 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 			r := e.pipeline.Handle(ctx, s, c, rt.upstream)
 			switch {
 			case r.Status == gateway.StatusDenied && e.opts.DenyAction == DenyClose:
+				e.rejectReceived(ctx, s, fr)
 				return errDeniedClose
 			case r.Status == gateway.StatusDenied:
 				answer = ExceptionPDU(pdu[0], byte(*e.opts.DenyException))
@@ -318,6 +315,36 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		if _, err := conn.Write(out); err != nil {
 			return err
 		}
+	}
+}
+
+// callOf is the call a request frame asks for, the route of its unit (nil:
+// none), and its re-encoded request or why it is refused.
+func (e *Engine) callOf(s *gateway.Session, h Header, pdu []byte) (*route, *gateway.Call, []byte, *RequestError) {
+	rt := e.routes[h.UnitID]
+	target := gateway.Target{Name: s.Target.Name, UnitID: int(h.UnitID)}
+	if rt != nil {
+		target = rt.target
+	}
+	c := &gateway.Call{Time: time.Now().UTC(), Target: target}
+	op, req, rerr := DecodeRequest(pdu)
+	c.Operation = op
+	return rt, c, req, rerr
+}
+
+// rejectReceived records the requests received behind one denied with
+// deny_action close (pipelined, already in the reader's buffer): the
+// connection closes without forwarding them, and each leaves its record.
+// The connection is not read for more.
+func (e *Engine) rejectReceived(ctx context.Context, s *gateway.Session, fr *FrameReader) {
+	for {
+		h, pdu, ok := fr.Buffered()
+		if !ok {
+			return
+		}
+		_, c, _, _ := e.callOf(s, h, pdu)
+		e.pipeline.Reject(ctx, s, c, ReasonClosedAfterDenial,
+			"the connection was closed after a denied request (deny_action: close): this request, received before the close, was not forwarded", "close")
 	}
 }
 

@@ -123,6 +123,31 @@ func (r *FrameReader) Next() (Header, []byte, error) {
 	return h, pdu, nil
 }
 
+// Buffered returns the next frame when the whole of it has been received
+// already (it is in the reader's buffer), without reading the connection;
+// ok is false when no whole, well-formed frame is there. The PDU is valid
+// until the next call.
+func (r *FrameReader) Buffered() (h Header, pdu []byte, ok bool) {
+	if r.br.Buffered() < HeaderLen {
+		return Header{}, nil, false
+	}
+	b, _ := r.br.Peek(HeaderLen)
+	h = Header{
+		TransactionID: binary.BigEndian.Uint16(b[0:]),
+		ProtocolID:    binary.BigEndian.Uint16(b[2:]),
+		Length:        binary.BigEndian.Uint16(b[4:]),
+		UnitID:        b[6],
+	}
+	if h.ProtocolID != 0 || h.Length < minLength || h.Length > maxLength || r.br.Buffered() < HeaderLen+int(h.Length)-1 {
+		return Header{}, nil, false
+	}
+	n := HeaderLen + int(h.Length) - 1
+	if _, err := io.ReadFull(r.br, r.buf[:n]); err != nil { // from the buffer: no read of the connection
+		return Header{}, nil, false
+	}
+	return h, r.buf[HeaderLen:n], true
+}
+
 func (r *FrameReader) readFull(b []byte) error {
 	_, err := io.ReadFull(r.br, b)
 	switch {
