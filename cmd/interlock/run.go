@@ -36,7 +36,7 @@ const runSynopsis = "--config FILE [--log-format auto|json|console] [--cpu-profi
 
 func init() {
 	register(command{name: "run", synopsis: runSynopsis, run: cmdRun,
-		help: "run the gateway in the foreground (SIGHUP or a policy change reloads the policy)"})
+		help: "run the gateway in the foreground (SIGHUP or a change of the files reloads the policy and the OPC UA users files)"})
 }
 
 func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -217,6 +217,8 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		})
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
+	users := usersWatches(gws, aw, log)
+	wg.Go(func() { pollUsers(runCtx, users, cfg.Policy.ReloadInterval) })
 	if adminSrv != nil {
 		wg.Go(func() {
 			if err := adminSrv.Serve(runCtx, adminLn); err != nil {
@@ -234,6 +236,9 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		reloading = true
 		go func() {
 			defer func() { reloaded <- struct{}{} }()
+			for _, w := range users {
+				w.reloadNow()
+			}
 			changed, err := pol.ReloadContext(runCtx)
 			switch {
 			case err != nil:
@@ -241,7 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 			case changed:
 				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
 			default:
-				log.Info().Str("note", "SIGHUP reloads the policy only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
+				log.Info().Str("note", "SIGHUP reloads the policy and the OPC UA users files only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
 			}
 		}()
 	}

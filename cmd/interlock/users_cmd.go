@@ -110,8 +110,9 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("users add: writing %s: %v", *file, err)
 	}
-	fmt.Fprintf(stdout, "%s %s in %s (roles: %s); the gateway reads the file at start\n",
-		verb, *user, *file, strings.Join(entry.Roles, ","))
+	fmt.Fprintf(stdout, "%s %s in %s (roles: %s)\n", verb, *user, *file, strings.Join(entry.Roles, ","))
+	fmt.Fprintf(stdout, "a running gateway uses the file for new logins within two polls (policy.reload_interval) or at once on SIGHUP;"+
+		" a policy that lists its users (data.opcua.users in examples/opcua) must list %s too\n", *user)
 	return nil
 }
 

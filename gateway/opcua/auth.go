@@ -292,7 +292,7 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		if c.e.opts.Users == UsersPassthrough {
 			return identity{kind: IdentitySame, user: t.UserName, password: pw}, nil
 		}
-		u, ok := c.e.users.Check(t.UserName, pw)
+		u, ok := c.e.users.Load().Check(t.UserName, pw)
 		if !ok {
 			return fail(ua.StatusBadUserAccessDenied, "wrong user name or password")
 		}

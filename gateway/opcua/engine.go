@@ -53,7 +53,9 @@ type Engine struct {
 	// user_pki when it is set, else validate.
 	validateUser func(chain []byte) error
 
-	users *Users // nil: passthrough or anonymous only
+	// users is the users file in force (nil: passthrough or anonymous
+	// only); ReloadUsers swaps it, and each login reads it once.
+	users atomic.Pointer[Users]
 	up    *upstreamConfig
 
 	sessions *sessionTable
@@ -128,12 +130,13 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 	validate func([]byte, string) error, users *Users, endpoint string) *Engine {
 	e := &Engine{
 		opts: o, limits: spec.Limits, pipeline: spec.Pipeline, log: spec.Log,
-		endpointURL: endpoint, cert: cert, key: key, validate: validate, users: users,
+		endpointURL: endpoint, cert: cert, key: key, validate: validate,
 		sessions: newSessionTable(o.Limits.MaxSessions),
 		paths:    newPathCache(),
 		logins:   newLoginLimiter(),
 		stop:     make(chan struct{}),
 	}
+	e.users.Store(users)
 	if e.limits.RequestTimeout <= 0 {
 		e.limits.RequestTimeout = gateway.DefaultRequestTimeout
 	}

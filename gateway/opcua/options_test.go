@@ -84,15 +84,31 @@ func TestUsersFile(t *testing.T) {
 		}
 	}
 	for body, want := range map[string]string{
-		"- name: a\n  password_hash: plain\n":                          "not a bcrypt",
-		"- name: a\n  password_hash: \"$argon2id$v=19$m=1,t=1$x$y\"\n": "argon2id",
-		"- password_hash: x\n":                                         "name: missing",
-		"- name: a\n  password: x\n":                                   "field password not found",
-		fmt.Sprintf("- name: a\n  password_hash: %q\n- name: a\n  password_hash: %q\n", bc, bc): "listed twice",
+		"- name: a\n  password_hash: plain\n":                          ":2: [0].password_hash (user \"a\"): not a bcrypt",
+		"- name: a\n  password_hash: \"$argon2id$v=19$m=1,t=1$x$y\"\n": ":2: [0].password_hash (user \"a\"): argon2id",
+		"- password_hash: x\n":                                         ":1: [0].name: missing",
+		"- name: a\n  password: x\n":                                   "line 2: field password not found",
+		"- name: a\n  password_hash: [\n":                              "yaml: line 2",
+		"# nobody yet\n":                                               "empty",
+		fmt.Sprintf("- name: a\n  password_hash: %q\n- name: a\n  password_hash: %q\n", bc, bc): ":3: [1].name: \"a\" is listed twice",
 	} {
-		if _, err := LoadUsers(write(body)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", body, err, want)
+		p := write(body)
+		if _, err := LoadUsers(p); err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), p+":") {
+			t.Errorf("%q: %v, want %q after the file name", body, err, want)
 		}
+	}
+
+	// What a reload tells: added, removed, and changed (hash or roles).
+	v, err := LoadUsers(write(fmt.Sprintf("- name: b\n  password_hash: %q\n  roles: [operator]\n- name: c\n  password_hash: %q\n- name: d\n  password_hash: %q\n", a2, bc, bc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	added, removed, changed := u.Diff(v)
+	if fmt.Sprint(added, removed, changed) != "[c d] [a] [b]" {
+		t.Errorf("Diff: added %v, removed %v, changed %v; want [c d] [a] [b]", added, removed, changed)
+	}
+	if added, _, _ := (*Users)(nil).Diff(v); len(added) != 3 || v.Len() != 3 || (*Users)(nil).Len() != 0 {
+		t.Errorf("Diff from no users: added %v; Len %d", added, v.Len())
 	}
 }
 

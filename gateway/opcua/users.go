@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,10 +32,18 @@ type Users struct {
 }
 
 // LoadUsers reads a users file (a YAML list of name, password_hash, roles).
+// Its errors name the file and the line at fault (path:line: …).
 func LoadUsers(path string) (*Users, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%s: empty: want a YAML list of users (name, password_hash, roles)", path)
 	}
 	var list []User
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -42,17 +51,31 @@ func LoadUsers(path string) (*Users, error) {
 	if err := dec.Decode(&list); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
+	// line finds the line of entry i, or of its key when it has one.
+	line := func(i int, key string) int {
+		seq := doc.Content[0]
+		if i >= len(seq.Content) {
+			return seq.Line
+		}
+		e := seq.Content[i]
+		for k := 0; k+1 < len(e.Content); k += 2 {
+			if e.Content[k].Value == key {
+				return e.Content[k+1].Line
+			}
+		}
+		return e.Line
+	}
 	u := &Users{byName: map[string]*User{}}
 	for i := range list {
 		e := &list[i]
 		switch {
 		case e.Name == "":
-			return nil, fmt.Errorf("%s: [%d].name: missing", path, i)
+			return nil, fmt.Errorf("%s:%d: [%d].name: missing", path, line(i, "name"), i)
 		case u.byName[e.Name] != nil:
-			return nil, fmt.Errorf("%s: [%d].name: %q is listed twice", path, i, e.Name)
+			return nil, fmt.Errorf("%s:%d: [%d].name: %q is listed twice", path, line(i, "name"), i, e.Name)
 		}
 		if err := checkHash(e.PasswordHash); err != nil {
-			return nil, fmt.Errorf("%s: [%d].password_hash (user %q): %v", path, i, e.Name, err)
+			return nil, fmt.Errorf("%s:%d: [%d].password_hash (user %q): %v", path, line(i, "password_hash"), i, e.Name, err)
 		}
 		u.byName[e.Name] = e
 		if u.dummy == "" {
@@ -60,6 +83,41 @@ func LoadUsers(path string) (*Users, error) {
 		}
 	}
 	return u, nil
+}
+
+// Len is the number of users.
+func (u *Users) Len() int {
+	if u == nil {
+		return 0
+	}
+	return len(u.byName)
+}
+
+// Diff names the users of next that old lacks (added), the users of old
+// that next lacks (removed), and those of both whose hash or roles differ
+// (changed), each sorted. A nil u has no users.
+func (u *Users) Diff(next *Users) (added, removed, changed []string) {
+	var was map[string]*User
+	if u != nil {
+		was = u.byName
+	}
+	for n, e := range next.byName {
+		switch o := was[n]; {
+		case o == nil:
+			added = append(added, n)
+		case o.PasswordHash != e.PasswordHash || !slices.Equal(o.Roles, e.Roles):
+			changed = append(changed, n)
+		}
+	}
+	for n := range was {
+		if next.byName[n] == nil {
+			removed = append(removed, n)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	return added, removed, changed
 }
 
 // Check returns the user when the password matches its hash.
