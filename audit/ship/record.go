@@ -72,15 +72,16 @@ func hashOf(line []byte) string {
 
 // severityOf ranks an event for the syslog PRI and the CEF severity.
 // Evidence that the log itself was damaged or could not be kept, and
-// policies that failed to load: error. Denied or alerting calls and
-// refused requests, sessions and log-ins: warning. Lifecycle, policy and
-// ticket changes, checkpoints and allowed state-changing calls: notice.
+// policies or users files that failed to load: error. Denied or alerting
+// calls and refused requests, sessions and log-ins: warning. Lifecycle,
+// policy, users and ticket changes, checkpoints and allowed
+// state-changing calls: notice.
 // Everything else (allowed reads, results, sessions): informational.
 func severityOf(q *query.Record) Severity {
 	ev := q.Event
 	d := &q.Decision
 	switch {
-	case ev == "policy.load_failed":
+	case ev == "policy.load_failed" || ev == "users.load_failed":
 		return SeverityError
 	case ev == "audit.checkpoint" || ev == "audit.rotated":
 		return SeverityNotice
@@ -96,7 +97,8 @@ func severityOf(q *query.Record) Severity {
 		return SeverityWarning
 	case ev == query.EventCall && gateway.Access(q.Operation.Access).ChangesState():
 		return SeverityNotice
-	case strings.HasPrefix(ev, "gateway.") || strings.HasPrefix(ev, "policy.") || strings.HasPrefix(ev, "ticket."):
+	case strings.HasPrefix(ev, "gateway.") || strings.HasPrefix(ev, "policy.") || strings.HasPrefix(ev, "ticket.") ||
+		strings.HasPrefix(ev, "users."):
 		return SeverityNotice
 	}
 	return SeverityInfo

@@ -134,6 +134,8 @@ func TestSeverities(t *testing.T) {
 		{"session.auth_failed", ``, SeverityWarning},
 		{"policy.load_failed", ``, SeverityError},
 		{"policy.load", ``, SeverityNotice},
+		{"users.load_failed", ``, SeverityError},
+		{"users.load", ``, SeverityNotice},
 		{"gateway.start", ``, SeverityNotice},
 		{"ticket.open", ``, SeverityNotice},
 		{"audit.checkpoint", ``, SeverityNotice},
