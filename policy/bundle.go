@@ -132,7 +132,7 @@ func fileSignature(fi os.FileInfo) [32]byte {
 func (f *fileSource) statSignature() ([32]byte, error) {
 	fi, err := os.Stat(f.path)
 	if err != nil {
-		return [32]byte{}, err
+		return [32]byte{}, fmt.Errorf("bundle %w", err)
 	}
 	return fileSignature(fi), nil
 }

@@ -76,7 +76,7 @@ type Engine struct {
 
 	mu       sync.Mutex // serialises Reload; guards sig, lastFail and the source's state
 	sig      [32]byte   // stat signature of the files the last load attempt read
-	lastFail string     // the last load error reported while polling a bundle server
+	lastFail string     // the last load error reported; a poll does not report it again
 }
 
 var _ gateway.CachedDecider = (*Engine)(nil)
@@ -351,18 +351,26 @@ func (e *Engine) reload(ctx context.Context, sig *[32]byte, polling bool) (bool,
 		// Do not retry an unreadable directory until it changes again.
 		e.sig = *sig
 	}
+	return false, e.failed(ctx, snap, err, polling)
+}
+
+// failed reports a failed load attempt (e.mu held): logged and passed to
+// OnLoad, the policy in force staying. When polling, a failure that repeats
+// the last one is not reported again. It returns err.
+func (e *Engine) failed(ctx context.Context, snap *snapshot, err error, polling bool) error {
+	old := e.cur.Load()
 	if ctx.Err() != nil {
-		return false, err // shutting down: not a policy problem
+		return err // shutting down: not a policy problem
 	}
 	if polling && err.Error() == e.lastFail {
 		e.opts.Log.Debug().Err(err).Str("path", e.opts.Path).Msg("policy reload still failing")
-		return false, err
+		return err
 	}
 	e.lastFail = err.Error()
 	e.loaded(snap, err)
 	e.opts.Log.Error().Err(err).Str("path", e.opts.Path).Str("policy_revision", old.rev).
 		Msg("policy reload failed: previous policy stays in force")
-	return false, err
+	return err
 }
 
 // validAgain ends a run of failed reloads that came back to the policy in
@@ -378,15 +386,16 @@ func (e *Engine) validAgain(old *prepared) {
 
 // Watch polls Options.Path every interval until ctx is done. A directory or
 // bundle file is re-read when a cheap stat (names, sizes, modification
-// times) changes; a bundle server is asked every interval with the ETag of
-// its last answer, so an unchanged bundle costs one 304.
+// times) changes; a path that cannot be read is a failed load (logged,
+// passed to OnLoad once per distinct failure). A bundle server is asked
+// every interval with the ETag of its last answer, so an unchanged bundle
+// costs one 304.
 func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var lastErr string // warn once per distinct problem, not every tick
 	ss, stats := e.src.(statSource)
 	for {
 		select {
@@ -400,21 +409,22 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 			e.mu.Unlock()
 			continue
 		}
-		sig, err := ss.statSignature()
-		if err != nil {
-			if err.Error() != lastErr {
-				lastErr = err.Error()
-				e.opts.Log.Warn().Err(err).Str("path", e.opts.Path).
-					Msg("policy watch: cannot read the policy path; policy in force stays")
-			}
-			continue
-		}
-		lastErr = ""
-		e.mu.Lock()
-		if sig != e.sig {
-			_, _ = e.reload(ctx, &sig, false) // logged and reported to OnLoad by reload
-		}
-		e.mu.Unlock()
+		e.poll(ctx, ss)
+	}
+}
+
+// poll is one look of Watch at a directory or bundle file.
+func (e *Engine) poll(ctx context.Context, ss statSource) {
+	sig, err := ss.statSignature()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.sig = [32]byte{} // the path coming back is a change to read
+		_ = e.failed(ctx, nil, err, true)
+		return
+	}
+	if sig != e.sig {
+		_, _ = e.reload(ctx, &sig, false) // logged and reported to OnLoad by reload
 	}
 }
 

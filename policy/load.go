@@ -70,7 +70,16 @@ type dirSource struct{ dir string }
 
 func (d dirSource) String() string                          { return d.dir }
 func (d dirSource) read(context.Context) (*snapshot, error) { return readSnapshot(d.dir) }
-func (d dirSource) statSignature() ([32]byte, error)        { return statSignature(d.dir) }
+
+// statSignature fails as read does, so a poll and a reload report a
+// missing directory alike.
+func (d dirSource) statSignature() ([32]byte, error) {
+	sig, err := statSignature(d.dir)
+	if err != nil {
+		return sig, fmt.Errorf("policy %s: %w", d.dir, err)
+	}
+	return sig, nil
+}
 
 // runtimeFile reports whether a file belongs to the runtime policy: Rego
 // (without its tests) and data. Hidden names are skipped so editor files,
