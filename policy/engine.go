@@ -323,14 +323,20 @@ func (e *Engine) ReloadContext(ctx context.Context) (changed bool, err error) {
 }
 
 // reload does the work of Reload with e.mu held. sig, when not nil, is the
-// stat signature that prompted it. polling is set by Watch's polls of a
-// bundle server: a failure that repeats the last one is not reported again,
-// so a server that is down does not write an audit record every interval.
+// stat signature that prompted it: files that no longer match it are not
+// loaded. polling is set by Watch's polls of a bundle server: a failure
+// that repeats the last one is not reported again, so a server that is
+// down does not write an audit record every interval.
 func (e *Engine) reload(ctx context.Context, sig *[32]byte, polling bool) (bool, error) {
 	old := e.cur.Load()
 	snap, err := e.src.read(ctx)
 	if err == nil && snap == nil {
 		e.validAgain(old) // the bundle server answered 304 Not Modified
+		return false, nil
+	}
+	if err == nil && sig != nil && snap.sig != *sig {
+		// The files changed between the poll and the read: the next poll
+		// sees them and waits for them to settle.
 		return false, nil
 	}
 	if err == nil {
@@ -386,10 +392,11 @@ func (e *Engine) validAgain(old *prepared) {
 
 // Watch polls Options.Path every interval until ctx is done. A directory or
 // bundle file is re-read when a cheap stat (names, sizes, modification
-// times) changes; a path that cannot be read is a failed load (logged,
-// passed to OnLoad once per distinct failure). A bundle server is asked
-// every interval with the ETag of its last answer, so an unchanged bundle
-// costs one 304.
+// times) changes and then stays the same for one more poll, so a file still
+// being written is not loaded half-way; a path that cannot be read is a
+// failed load (logged, passed to OnLoad once per distinct failure). A bundle
+// server is asked every interval with the ETag of its last answer, so an
+// unchanged bundle costs one 304.
 func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -397,6 +404,7 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	ss, stats := e.src.(statSource)
+	var w watchState
 	for {
 		select {
 		case <-ctx.Done():
@@ -409,23 +417,40 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 			e.mu.Unlock()
 			continue
 		}
-		e.poll(ctx, ss)
+		e.poll(ctx, ss, &w)
 	}
 }
 
-// poll is one look of Watch at a directory or bundle file.
-func (e *Engine) poll(ctx context.Context, ss statSource) {
+// watchState is what Watch keeps between two polls of a directory or a
+// bundle file.
+type watchState struct {
+	pending    [32]byte // a changed stat signature not loaded yet
+	hasPending bool
+}
+
+// poll is one look of Watch at a directory or bundle file. A changed stat
+// signature is loaded only when the next poll finds it again: files still
+// being written have not settled.
+func (e *Engine) poll(ctx context.Context, ss statSource, w *watchState) {
 	sig, err := ss.statSignature()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
+		w.hasPending = false
 		e.sig = [32]byte{} // the path coming back is a change to read
 		_ = e.failed(ctx, nil, err, true)
 		return
 	}
-	if sig != e.sig {
-		_, _ = e.reload(ctx, &sig, false) // logged and reported to OnLoad by reload
+	if sig == e.sig {
+		w.hasPending = false
+		return
 	}
+	if !w.hasPending || sig != w.pending {
+		w.pending, w.hasPending = sig, true // wait one interval for the files to settle
+		return
+	}
+	w.hasPending = false
+	_, _ = e.reload(ctx, &sig, false) // logged and reported to OnLoad by reload
 }
 
 func (e *Engine) loaded(snap *snapshot, err error) {
