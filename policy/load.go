@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -447,6 +450,15 @@ func dataTree(f policyFile) (map[string]any, int, error) {
 			col := int(off) - (bytes.LastIndexByte(before, '\n') + 1)
 			return nil, 0, fmt.Errorf("%s:%d:%d: %w", f.name, line, col, err)
 		}
+		if path.Ext(f.rel) == ".json" && (errors.Is(err, io.ErrUnexpectedEOF) || err.Error() == io.ErrUnexpectedEOF.Error()) {
+			// the document is cut off: it ends on the last line
+			return nil, 0, fmt.Errorf("%s:%d: unexpected end of the JSON document", f.name, lastLine(f.data))
+		}
+		if path.Ext(f.rel) != ".json" {
+			if line, problem, ok := yamlErrorLine(f.data, err); ok {
+				return nil, 0, fmt.Errorf("%s:%d: yaml: %s", f.name, line, problem)
+			}
+		}
 		return nil, 0, fmt.Errorf("%s: %w", f.name, err)
 	}
 	dirs := strings.Split(path.Dir(f.rel), "/")
@@ -461,6 +473,62 @@ func dataTree(f policyFile) (map[string]any, int, error) {
 		return nil, 0, fmt.Errorf("%s: a data file at the top of the policy directory must hold an object", f.name)
 	}
 	return obj, len(dirs), nil
+}
+
+// lastLine is the number of the last line of data that holds anything.
+func lastLine(data []byte) int {
+	return bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n")) + 1
+}
+
+// yamlLinePrefix is the position go.yaml.in/yaml/v3 (which OPA's
+// util.Unmarshal parses YAML with) puts in a syntax error.
+var yamlLinePrefix = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// yamlParserProblems begin the problems go.yaml.in/yaml/v3 reports as
+// parser errors, not scanner errors. Its marks count lines from 0 and its
+// error message adds 1 to a scanner error's line only: a parser error's line
+// is one short, and none is given when the error is on the first line.
+var yamlParserProblems = []string{
+	"did not find expected", "found duplicate %", "found incompatible YAML document", "found undefined tag handle",
+}
+
+// yamlErrorLine returns the line (counted from 1) of a YAML syntax error and
+// the problem without its position; false when err names no position.
+func yamlErrorLine(data []byte, err error) (int, string, bool) {
+	msg := err.Error()
+	problem, found := strings.CutPrefix(msg, "yaml: ")
+	if !found {
+		return 0, "", false
+	}
+	parserErr := false
+	for _, p := range yamlParserProblems {
+		parserErr = parserErr || strings.HasPrefix(yamlLinePrefix.ReplaceAllString(msg, ""), p)
+	}
+	line := 0
+	if m := yamlLinePrefix.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		problem = msg[len(m[0]):]
+		if parserErr {
+			line++
+		}
+	} else if parserErr {
+		line = 1
+	} else {
+		return 0, "", false
+	}
+	lines := strings.Split(string(data), "\n")
+	if problem == "found a tab character that violates indentation" {
+		// The line is that of the plain scalar the tab's line continues:
+		// name the first line after it indented with a tab.
+		for i := line; i < len(lines); i++ {
+			indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+			if strings.Contains(indent, "\t") {
+				line = i + 1
+				break
+			}
+		}
+	}
+	return min(line, lastLine(data)), problem, true
 }
 
 // mergeDoc merges src into dst and returns the path of the first conflict

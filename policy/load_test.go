@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,6 +38,36 @@ func TestDirDataCollision(t *testing.T) {
 			_, err := New(Options{Path: dir, Log: zerolog.Nop()})
 			if err == nil || err.Error() != want {
 				t.Fatalf("New = %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+// A data file that does not parse is refused naming the file and the line
+// at fault (YAML errors of the parser and of the scanner alike, a JSON
+// document cut off at its end).
+func TestDataSyntaxErrorLine(t *testing.T) {
+	const rego = "package interlock\n\ndecision := {\"allow\": true, \"alert\": false, \"reasons\": []}\n"
+	for _, tc := range []struct {
+		name, file, body string
+		line             int
+	}{
+		{"flow sequence not closed", "data.yaml", "a: 1\nb: 2\nc: 3\nd: [1, 2\n", 4},
+		{"flow mapping not closed", "data.yaml", "a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: {x: 1\n", 6},
+		{"dedent in a sequence", "data.yaml", "a: 1\nb: 2\nc: 3\nd:\n  - x\n - y\n", 6},
+		{"on the first line", "data.yaml", "a: [1\n", 1},
+		{"mapping value in context", "data.yaml", "a: 1\nb: 2\nc: 3\nd: : x\n", 4},
+		{"tab indentation", "data.yml", "a: 1\nb: 2\nc: 3\n\td: 4\n", 4},
+		{"unterminated string", "data.yaml", "a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: \"unterminated\n", 6},
+		{"json cut off", "data.json", "{\n  \"a\": [1,\n    2\n", 3},
+		{"json syntax", "data.json", "{\n  \"a\": 1,\n  \"b\" 2\n}\n", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"main.rego": rego, tc.file: tc.body})
+			_, err := New(Options{Path: dir, Log: zerolog.Nop()})
+			want := fmt.Sprintf("%s:%d:", filepath.Join(dir, tc.file), tc.line)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("New = %v\nwant an error naming %s", err, want)
 			}
 		})
 	}
