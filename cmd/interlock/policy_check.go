@@ -39,6 +39,19 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	if *timeout < 0 {
 		return usageErr("policy check: --timeout %v: want a positive duration", *timeout)
 	}
+	if *dir != "" {
+		if fi, err := os.Stat(*dir); err == nil && !fi.IsDir() {
+			return fmt.Errorf("policy check: --policy %s: not a directory: policy check takes a policy directory (check the directory a bundle is built from)", *dir)
+		}
+		if err := checkPath("policy check", "--policy", *dir, aDirectory); err != nil {
+			return err
+		}
+	}
+	for _, in := range inputs {
+		if err := checkPath("policy check", "--input", in, aFile); err != nil {
+			return err
+		}
+	}
 	path := *dir
 	if *cfgPath != "" {
 		cfg, err := config.Load(*cfgPath)

@@ -25,13 +25,18 @@ const (
 
 func init() {
 	register(command{group: "policy", name: "test", synopsis: policyTestSynopsis, run: cmdPolicyTest,
-		help: "run the Rego unit tests (*_test.rego, test_ rules)"})
+		help: "run the Rego unit tests (*_test.rego, test_ rules) of the DIRs (default: the current directory)"})
 	register(command{group: "policy", name: "eval", synopsis: policyEvalSynopsis, run: cmdPolicyEval,
 		help: "print the decision for one policy input as JSON"})
 }
 
 func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("policy test", "policy test "+policyTestSynopsis, stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: interlock policy test %s\n\nRuns the Rego unit tests (*_test.rego, test_ rules) of each policy DIR;\nwithout a DIR, of the current directory (and every file below it).\n\n",
+			policyTestSynopsis)
+		fs.PrintDefaults()
+	}
 	verbose := fs.Bool("verbose", false, "print every test, not only failures")
 	fs.BoolVar(verbose, "v", false, "short for --verbose")
 	format := fs.String("format", "pretty", "output: pretty or json")
@@ -51,8 +56,15 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return usageErr("policy test: --min-coverage %v: want a percentage, 0..100", *minCoverage)
 	}
 	dirs := fs.Args()
+	for _, d := range dirs {
+		if err := checkPath("policy test", "", d, aDirectory); err != nil {
+			return err
+		}
+	}
+	where := ""
 	if len(dirs) == 0 {
 		dirs = []string{"."}
+		where = "no DIR given, tested the current directory: "
 	}
 	passed, failed, err := policy.RunTests(context.Background(), dirs, policy.TestOptions{
 		Verbose: *verbose, JSON: *format == "json", Out: stdout, Coverage: *coverage, MinCoverage: *minCoverage,
@@ -66,7 +78,7 @@ func cmdPolicyTest(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			// the policy did not load: a CI step reading stdout gets why
 			_ = json.NewEncoder(stdout).Encode(map[string]string{"error": err.Error()})
 		}
-		return err
+		return fmt.Errorf("policy test: %s%w", where, err)
 	}
 	if failed > 0 {
 		return &exitError{code: 1, msg: fmt.Sprintf("policy test: %d of %d tests failed", failed, passed+failed)}
@@ -88,6 +100,16 @@ func cmdPolicyEval(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	}
 	if *timeout < 0 {
 		return usageErr("policy eval: --timeout %v: want a positive duration", *timeout)
+	}
+	if *dir != "" {
+		if err := checkPath("policy eval", "--policy", *dir, aPolicy); err != nil {
+			return err
+		}
+	}
+	if *inPath != "-" {
+		if err := checkPath("policy eval", "--input", *inPath, aFile); err != nil {
+			return err
+		}
 	}
 	opts := policy.Options{Path: *dir, Log: zerolog.Nop()}
 	if *cfgPath != "" {

@@ -151,6 +151,11 @@ func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) (
 		}
 		return all, nil
 	}
+	for _, f := range files {
+		if err := checkPath(cmd, "--audit", f, aFile); err != nil {
+			return nil, err
+		}
+	}
 	if len(files) == 1 {
 		if all, err := audit.LogFilesWithGzip(files[0]); err == nil && len(all) > 1 {
 			fmt.Fprintf(stderr, "%s: note: %s has %d rotated file(s) beside it, not read; --log %s reads the whole log\n",

@@ -77,6 +77,11 @@ func cmdPolicyReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if *dir != "" {
+		if err := checkPath("policy replay", "--policy", *dir, aPolicy); err != nil {
+			return err
+		}
+	}
 	switch {
 	case len(audits) == 0:
 		return usageErr("policy replay: give at least one --audit FILE, or --log PATH")
