@@ -177,6 +177,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 		s.mu.Lock()
 		s.nonce = newNonce
 		s.mu.Unlock()
+		c.sessionOnChannel()
 		return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
 	}
 
@@ -215,7 +216,18 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	s.live.Store(true)
 	s.mu.Unlock()
 	c.e.logins.succeeded(gs.Source.IP)
+	c.sessionOnChannel()
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
+}
+
+// sessionOnChannel tells the channel a session is active on it, which lifts
+// its smaller request size limit (MaxMessageSizeBeforeSession); before the
+// ActivateSession is answered, so the client's next request meets the new
+// limit.
+func (c *conn) sessionOnChannel() {
+	if ch, ok := c.ch.(interface{ SessionActivated() }); ok {
+		ch.SessionActivated()
+	}
 }
 
 // newGatewaySession is the record of a UA session: the connection's source

@@ -61,6 +61,9 @@ type Engine struct {
 	sessions *sessionTable
 	paths    *pathCache
 	logins   *loginLimiter
+	// partials bounds what all channels hold in incomplete requests
+	// (limits.max_partial_bytes).
+	partials *channel.PartialBudget
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -134,6 +137,7 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		sessions: newSessionTable(o.Limits.MaxSessions),
 		paths:    newPathCache(),
 		logins:   newLoginLimiter(),
+		partials: channel.NewPartialBudget(o.Limits.MaxPartialBytes),
 		stop:     make(chan struct{}),
 	}
 	e.users.Store(users)

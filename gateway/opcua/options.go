@@ -76,6 +76,10 @@ type LimitOptions struct {
 	SessionTimeout              time.Duration `yaml:"session_timeout"` // the most a client may ask for
 	MaxMessageSize              uint32        `yaml:"max_message_size"`
 	MaxChunkCount               uint32        `yaml:"max_chunk_count"`
+	// MaxPartialBytes bounds the bytes all connections of the listener
+	// hold together in requests whose final chunk has not come (default
+	// 4 × max_message_size, at least max_message_size).
+	MaxPartialBytes int64 `yaml:"max_partial_bytes"`
 	// MaxDecodedSize bounds what one message, a request or an upstream
 	// response, may take decoded (about, in bytes; default 64 MiB, at
 	// least 1 MiB): small values decode to many times their encoded size,
@@ -105,6 +109,11 @@ const (
 	DefaultUpstreamTokenLifetime       = time.Hour
 	MinUpstreamTokenLifetime           = time.Second
 )
+
+// MaxMessageSizeBeforeSession bounds a request on a channel without an
+// activated session: only discovery and the session services are valid
+// then, all of them small, certificate chains included.
+const MaxMessageSizeBeforeSession = 1 << 20
 
 // Identity kinds of upstream_identity.
 const (
@@ -307,6 +316,12 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	}
 	if l.MaxChunkCount == 0 {
 		l.MaxChunkCount = DefaultMaxChunkCount
+	}
+	switch {
+	case l.MaxPartialBytes == 0:
+		l.MaxPartialBytes = 4 * int64(l.MaxMessageSize)
+	case l.MaxPartialBytes < int64(l.MaxMessageSize):
+		return fmt.Errorf("limits.max_partial_bytes: %d is below max_message_size (%d): no message of that size could arrive", l.MaxPartialBytes, l.MaxMessageSize)
 	}
 	if l.MaxDecodedSize == 0 {
 		l.MaxDecodedSize = channel.DefaultMaxDecodedSize

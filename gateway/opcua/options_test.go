@@ -36,6 +36,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxDecodedSize: 65536}}, "limits.max_decoded_size: 65536 is below"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMessageSize: 100}}, "limits.max_message_size:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxPartialBytes: 1 << 20}}, "limits.max_partial_bytes: 1048576 is below max_message_size (16777216)"},
 		{Options{PKI: "p", Anonymous: true, UpstreamTokenLifetime: 10 * time.Millisecond}, "upstream_token_lifetime:"},
 	} {
 		err := tc.o.checkAndSetDefaults("")
@@ -49,7 +50,8 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 	}
 	if o.PKI != "/etc/interlock/pki" || o.Users != "/etc/interlock/users.yaml" || len(o.offers) != 3 ||
 		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions ||
-		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime || o.Limits.MaxDecodedSize != channel.DefaultMaxDecodedSize {
+		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime || o.Limits.MaxDecodedSize != channel.DefaultMaxDecodedSize ||
+		o.Limits.MaxPartialBytes != 4*DefaultMaxMessageSize {
 		t.Errorf("defaults: %+v", o)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")

@@ -27,6 +27,9 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		MaxMessageSize: e.opts.Limits.MaxMessageSize,
 		MaxChunkCount:  e.opts.Limits.MaxChunkCount,
 		MaxDecodedSize: e.opts.Limits.MaxDecodedSize,
+		PartialBudget:  e.partials,
+		// lifted by ActivateSession (conn.sessionOnChannel)
+		MaxMessageSizeBeforeSession: MaxMessageSizeBeforeSession,
 	}
 	for _, o := range e.opts.offers {
 		cfg.Offers = append(cfg.Offers, channel.Offer{PolicyURI: o.PolicyURI, Mode: o.Mode})

@@ -55,9 +55,11 @@ type Channel struct {
 	readStarted  bool
 	readDeadline time.Time // last set on conn
 	in           seqIn
-	partial      map[uint32]*partialMessage
-	partChunks   uint32
-	partBytes    uint32
+	partial      map[uint32]*partialRequest
+	partChunks   uint32 // chunks held in partial
+	partBytes    uint32 // bytes held in partial (and taken from Config.PartialBudget)
+
+	sessionActive atomic.Bool // SessionActivated was called
 
 	mu          sync.Mutex // guards the tokens
 	current     *token     // newest token issued
@@ -76,6 +78,23 @@ type Channel struct {
 	closeOnce sync.Once
 }
 
+// partialRequest is a request whose final chunk has not come yet: its
+// chunks' bodies as they came.
+type partialRequest struct {
+	parts [][]byte
+	size  uint32 // their bytes together
+}
+
+// join is the parts in one body of the size needed.
+func (p *partialRequest) join() []byte {
+	b := make([]byte, 0, p.size)
+	for _, part := range p.parts {
+		b = append(b, part...)
+	}
+	return b
+}
+
+// partialMessage is a response in chunks (ClientChannel).
 type partialMessage struct {
 	chunks uint32
 	body   []byte
@@ -98,7 +117,7 @@ func Accept(ctx context.Context, conn net.Conn, cfg *Config) (*Channel, error) {
 		r:           bufio.NewReaderSize(conn, readBufferSize),
 		cfg:         *cfg,
 		nextTokenID: 1,
-		partial:     make(map[uint32]*partialMessage),
+		partial:     make(map[uint32]*partialRequest),
 		closing:     make(chan struct{}),
 		readDone:    make(chan struct{}),
 	}
@@ -297,6 +316,7 @@ func (c *Channel) Next() (*Request, error) {
 		err = io.EOF
 	}
 	c.readErr = err
+	c.dropPartials()
 	if err != io.EOF || !c.cfg.OpenAtEOF {
 		c.abort(err)
 	}

@@ -63,6 +63,15 @@ type Config struct {
 	SendBufferSize    uint32 // largest chunk sent; default 65535, at least 8192
 	MaxMessageSize    uint32 // largest request body accepted; default 16 MiB
 	MaxChunkCount     uint32 // most chunks in one request; default 512
+	// MaxMessageSizeBeforeSession, when not 0, is the largest request body
+	// accepted until the owner calls SessionActivated: before a session
+	// only discovery and the session services are valid, all of them
+	// small. 0: MaxMessageSize from the start.
+	MaxMessageSizeBeforeSession uint32
+	// PartialBudget, when set, bounds the bytes all channels sharing it
+	// hold in requests still in chunks (see PartialBudget). nil: each
+	// channel is held to MaxMessageSize alone.
+	PartialBudget *PartialBudget
 	// MaxDecodedSize bounds what one request may take once decoded, about,
 	// in bytes: gopcua's decoder makes many times a message's size of
 	// small values (a Browse of minimal descriptions: 35 times), so the

@@ -54,7 +54,9 @@
 //   - it checks neither sequence numbers nor chunk limits on the way in, and
 //     no limits on the way out. Here: chunks above the negotiated buffer
 //     size (Bad_TcpMessageTooLarge), more chunks or bytes than MaxChunkCount
-//     and MaxMessageSize (Bad_RequestTooLarge), sequence numbers that are
+//     and MaxMessageSize (Bad_RequestTooLarge; MaxMessageSizeBeforeSession
+//     until SessionActivated), incomplete requests of all channels over
+//     their PartialBudget (Bad_TcpNotEnoughResources), sequence numbers that are
 //     not exactly one more than the last or wrap early
 //     (Bad_SequenceNumberInvalid), a wrong SecureChannelId
 //     (Bad_TcpSecureChannelUnknown), unknown or expired tokens

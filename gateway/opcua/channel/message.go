@@ -86,10 +86,10 @@ func (c *Channel) readRequest() (*Request, error) {
 			if err := c.addPartial(sh.RequestID, body); err != nil {
 				return nil, err
 			}
-			body = p.body
+			body = p.join()
 			c.dropPartial(sh.RequestID)
-		} else if uint32(len(body)) > c.cfg.MaxMessageSize {
-			return nil, errorf(ua.StatusBadRequestTooLarge, "request of %d bytes exceeds %d", len(body), c.cfg.MaxMessageSize)
+		} else if max, when := c.maxRequest(); uint32(len(body)) > max {
+			return nil, errorf(ua.StatusBadRequestTooLarge, "request of %d bytes exceeds %d%s", len(body), max, when)
 		}
 		req, err := c.decodeRequest(sh.RequestID, body)
 		if err != nil {
@@ -132,34 +132,66 @@ func (c *Channel) tokenUsed(tok *token) {
 	}
 }
 
-// addPartial adds an intermediate chunk; all incomplete messages together
-// are held to MaxChunkCount chunks and MaxMessageSize bytes.
+// addPartial adds a chunk of a request in chunks. All incomplete messages
+// of the channel together are held to MaxChunkCount chunks and the size
+// maxRequest allows, and those of all channels sharing the PartialBudget
+// to its size. The chunk is kept as it came; join copies the parts once,
+// into a body of the size needed, when the message is complete.
 func (c *Channel) addPartial(reqID uint32, body []byte) error {
-	c.partChunks++
-	c.partBytes += uint32(len(body))
-	if c.partChunks > c.cfg.MaxChunkCount {
+	n := uint32(len(body))
+	if c.partChunks >= c.cfg.MaxChunkCount {
 		return errorf(ua.StatusBadRequestTooLarge, "more than %d chunks", c.cfg.MaxChunkCount)
 	}
-	if c.partBytes > c.cfg.MaxMessageSize {
-		return errorf(ua.StatusBadRequestTooLarge, "request larger than %d bytes", c.cfg.MaxMessageSize)
+	if max, when := c.maxRequest(); uint64(c.partBytes)+uint64(n) > uint64(max) {
+		return errorf(ua.StatusBadRequestTooLarge, "request larger than %d bytes%s", max, when)
 	}
+	if !c.cfg.PartialBudget.take(int64(n)) {
+		b := c.cfg.PartialBudget
+		return errorf(ua.StatusBadTCPNotEnoughResources, "the listener's connections would hold more than %s in incomplete requests (max partial bytes; %d held)", sizeText(b.Max()), b.Used())
+	}
+	c.partChunks++
+	c.partBytes += n
 	p := c.partial[reqID]
 	if p == nil {
-		p = &partialMessage{}
+		p = &partialRequest{}
 		c.partial[reqID] = p
 	}
-	p.chunks++
-	p.body = append(p.body, body...)
+	p.parts = append(p.parts, body)
+	p.size += n
 	return nil
 }
 
+// dropPartial forgets an incomplete (or just completed) message and returns
+// its bytes to the budget.
 func (c *Channel) dropPartial(reqID uint32) {
 	if p := c.partial[reqID]; p != nil {
-		c.partChunks -= p.chunks
-		c.partBytes -= uint32(len(p.body))
+		c.partChunks -= uint32(len(p.parts))
+		c.partBytes -= p.size
+		c.cfg.PartialBudget.give(int64(p.size))
 		delete(c.partial, reqID)
 	}
 }
+
+// dropPartials forgets every incomplete message: the channel has ended.
+func (c *Channel) dropPartials() {
+	for id := range c.partial {
+		c.dropPartial(id)
+	}
+}
+
+// maxRequest is the largest request body the channel accepts now, and the
+// words that say why when it is the limit before a session.
+func (c *Channel) maxRequest() (uint32, string) {
+	if m := c.cfg.MaxMessageSizeBeforeSession; m != 0 && m < c.cfg.MaxMessageSize && !c.sessionActive.Load() {
+		return m, " before a session is active on the channel"
+	}
+	return c.cfg.MaxMessageSize, ""
+}
+
+// SessionActivated lifts MaxMessageSizeBeforeSession for the rest of the
+// channel's life: its owner calls it when a session has been activated on
+// the channel, before answering the ActivateSession.
+func (c *Channel) SessionActivated() { c.sessionActive.Store(true) }
 
 // decodeRequest decodes a complete request body. A body that does not decode
 // is answered with a ServiceFault and yields (nil, nil): the channel goes on.
