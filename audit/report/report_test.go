@@ -167,6 +167,10 @@ func TestAggregateScenario(t *testing.T) {
 
 func TestReportSections(t *testing.T) {
 	_, page := scenarioReport(t)
+	// Nothing before the doctype: file(1) and mail scanners look for it at byte 0.
+	if !strings.HasPrefix(page, "<!DOCTYPE html>\n") {
+		t.Errorf("the page starts with %q, want <!DOCTYPE html>", page[:min(len(page), 20)])
+	}
 	ids := regexp.MustCompile(`<section id="([a-z]+)">\s*<h2>\d+\. ([^<]+)</h2>`).FindAllStringSubmatch(page, -1)
 	var got []string
 	for _, m := range ids {
