@@ -4,10 +4,27 @@
 # second. A stand-in for a change ticket.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
 data="$here/run/policy/data.json"
-[ -f "$data" ] || { echo "no running quickstart ($data missing): run examples/quickstart/run.sh first" >&2; exit 1; }
+[ -f "$data" ] || { echo "no running quickstart ($data missing): run make demo first" >&2; exit 1; }
+# The running demo holds run.lock (scripts/demo.sh): a window in the data
+# of a demo that has ended would open nothing.
+if command -v flock >/dev/null 2>&1 && flock -n "$here/run.lock" true 2>/dev/null; then
+  echo "the quickstart is not running (its run.lock is free): run make demo first" >&2
+  exit 1
+fi
 minutes=${1:-60}
-/usr/bin/python3 - "$data" "$minutes" <<'PY'
+case $minutes in '' | *[!0-9]*) echo "usage: $0 [MINUTES] (a whole number; $minutes is not)" >&2; exit 2 ;; esac
+# Debian's python3 first: a pyenv shim on PATH may have no version set.
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3 || true)
+if [ -z "$python" ]; then
+  echo "open-window.sh edits $data with python3, which is not installed (apt-get install -y python3)." >&2
+  echo "A change ticket needs no python3 and lets alice write too:" >&2
+  echo "  $root/bin/interlock ticket open --config $here/run/config.yaml --user alice --target plc1 --access write --for 1h --reason CHG-1234" >&2
+  exit 1
+fi
+"$python" - "$data" "$minutes" <<'PY'
 import json, sys, datetime
 path, minutes = sys.argv[1], int(sys.argv[2])
 now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Quickstart: builds interlock, starts the bundled PLC simulator and the
 # gateway with the example policy, shows an allowed read and a denied write
-# with mbpoll, and prints what to try next. Ctrl-C stops everything.
+# with mbpoll, and prints what to try next. Ctrl-C stops everything. While
+# it runs, a second run refuses to start (and leaves this one alone).
 # QUICKSTART_EXIT=1 stops after the demo (used by the tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/demo.sh"
+demo_claim "$here" 5020 5502
 demo_prepare "$here" mbpoll
 cp "$here/config.yaml" "$run/config.yaml"
 
 bin/interlock check --config "$run/config.yaml"
 
-bin/interlock sim modbus --listen 127.0.0.1:5502 --set 100=1500,101=42,200=900 >"$run/sim.log" 2>&1 &
+demo_start "$run/sim.log" bin/interlock sim modbus --listen 127.0.0.1:5502 --set 100=1500,101=42,200=900
 sim=$!
-bin/interlock run --config "$run/config.yaml" --log-format console >"$run/gateway.log" 2>&1 &
-gw=$!
-cleanup() { kill "$gw" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() { kill "${gw:-}" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 0' INT    # Ctrl-C is how a demo ends: not a failure (make says nothing)
 trap 'exit 143' TERM
+# The gateway connects upstream at the first call: the simulator must be
+# listening before the demo's first mbpoll.
+demo_wait "$run/sim.log" "$sim" "listening on" "the PLC simulator (127.0.0.1:5502)"
 
-demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway"
+demo_start "$run/gateway.log" bin/interlock run --config "$run/config.yaml" --log-format console
+gw=$!
+demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway (127.0.0.1:5020)"
 
 mb="mbpoll -m tcp -p 5020 -a 1 -0 -1 -q 127.0.0.1"
 echo
@@ -43,6 +48,7 @@ echo "\$ mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600"
 mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600 2>&1 | grep -iE 'written|fail|illegal' || true
 sleep 0.2
 
+rel=${run#"$root"/}
 cat <<MSG
 
 == Interlock is running
@@ -50,22 +56,27 @@ cat <<MSG
   policy     $run/policy     (edit it: the gateway reloads within a second)
   audit log  $run/audit/audit.jsonl
 
-Try next:
+Try next, in another terminal (the commands run from the repository root):
+  cd $(printf %q "$root")
   # read holding registers 100-101 (allowed)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -c 2 -1 127.0.0.1
   # write 1600 to register 100 (denied unless a maintenance window is open; the example's
   # monthly shutdown window: the 1st of the month, 05:00-08:00 Europe/Berlin)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600
   # open a change ticket for alice on plc1, then write again (allowed, the audit names the ticket)
-  bin/interlock ticket open --config $run/config.yaml --user alice --target plc1 --access write --for 1h --reason CHG-1234
-  bin/interlock ticket list --config $run/config.yaml
-  # or open a one-hour maintenance window for plc1 in the policy data
+  bin/interlock ticket open --config $rel/config.yaml --user alice --target plc1 --access write --for 1h --reason CHG-1234
+  bin/interlock ticket list --config $rel/config.yaml
+  mbpoll -m tcp -p 5020 -a 1 -0 -r 100 -1 127.0.0.1 1600
+  # or open a one-hour maintenance window for plc1 in the policy data (uses python3)
   examples/quickstart/open-window.sh
-  # write into the protected range 200-209 (allowed in the window, with an alert)
+  # write into the protected range 200-209 (allowed with the ticket or in the window, with an alert)
   mbpoll -m tcp -p 5020 -a 1 -0 -r 205 -1 127.0.0.1 7
   # who called what, and was it approved
-  tail -n 4 $run/audit/audit.jsonl
-  bin/interlock audit verify $run/audit/audit.jsonl
+  bin/interlock audit query --log $rel/audit/audit.jsonl
+  bin/interlock audit verify $rel/audit/audit.jsonl
+  # the evidence report for an auditor: one HTML page, open it in a browser
+  bin/interlock audit report --config $rel/config.yaml --out $rel/report.html
+  # the example policy's own tests
   bin/interlock policy test examples/quickstart/policy
 
 MSG
