@@ -4,10 +4,12 @@
 # users file, then shows with a node-opcua client an operator's write denied
 # and an engineer's method call allowed within its argument limit and
 # denied above it. Prints what to try next. Ctrl-C stops everything.
+# While it runs, a second run refuses to start (and leaves this one alone).
 # QUICKSTART_EXIT=1 stops after the demo (used by the tests).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../scripts/demo.sh"
+demo_claim "$here" 4840 4841
 demo_prepare "$here" node-opcua
 
 echo "== the gateway's PKI and users"
@@ -41,44 +43,27 @@ YAML
 
 bin/interlock check --config "$run/interlock.yaml"
 
-bin/interlock sim opcua --listen opc.tcp://127.0.0.1:4840 >"$run/sim.log" 2>&1 &
+demo_start "$run/sim.log" bin/interlock sim opcua --listen opc.tcp://127.0.0.1:4840
 sim=$!
 cleanup() { kill "${gw:-}" "$sim" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 0' INT    # Ctrl-C is how a demo ends: not a failure (make says nothing)
 trap 'exit 143' TERM
-demo_wait "$run/sim.log" "$sim" "listening on" "the simulator"
+demo_wait "$run/sim.log" "$sim" "listening on" "the OPC UA simulator (127.0.0.1:4840)"
 
-bin/interlock run --config "$run/interlock.yaml" --log-format console >"$run/gateway.log" 2>&1 &
+demo_start "$run/gateway.log" bin/interlock run --config "$run/interlock.yaml" --log-format console
 gw=$!
-demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway"
-
-export NODE_PATH="$root/.cache/node/node_modules"
-client="$root/gateway/opcua/opcuatest/peers/client.js"
-# uaclient USER PASSWORD STEPS: runs the node-opcua client through the
-# gateway and prints one line per step.
-uaclient() {
-  node "$client" "{\"endpoint\":\"opc.tcp://127.0.0.1:4841\",\"user\":\"$1\",\"password\":\"$2\",
-    \"applicationUri\":\"urn:interlock:test:engineering-client\",\"certDir\":\"$run/client-pki\",\"steps\":$3}" 2>/dev/null |
-  node -e '
-    const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").filter(l => l.startsWith("{")).map(l => JSON.parse(l));
-    for (const r of lines) {
-      if (r.step === "connect" || r.step === "close") continue;
-      if (r.step === "session") { if (!r.ok) console.log("  session refused:", r.error); continue; }
-      const st = r.status ? r.status.name : "";
-      const vals = (r.results || []).map(v => `${v.node}=${v.value === undefined ? "" : v.value} ${v.status.name}`).join(", ");
-      console.log(`  ${r.step.padEnd(6)} ${st} ${vals}`.trimEnd());
-    }' || true
-}
+demo_wait "$run/gateway.log" "$gw" "gateway ready" "the gateway (127.0.0.1:4841)"
 
 echo
 echo "== bob (operator) reads the setpoint, then tries to write it (denied: operators read only)"
-uaclient bob operator-pw '[{"read":["ns=1;s=Setpoint"]},{"write":[{"node":"ns=1;s=Setpoint","value":55.5,"dataType":"Double"}]}]'
+examples/opcua/client.sh bob operator-pw steps '[{"read":["ns=1;s=Setpoint"]},{"write":[{"node":"ns=1;s=Setpoint","value":55.5,"dataType":"Double"}]}]' || true
 echo
 echo "== alice (engineer) starts the line at speed 300 (allowed), then at 700 (denied: the policy's limit is 500)"
-uaclient alice engineer-pw '[{"call":{"object":"ns=1;s=PLC","method":"ns=1;s=Start","args":[{"dataType":"Int32","value":300}]}},{"call":{"object":"ns=1;s=PLC","method":"ns=1;s=Start","args":[{"dataType":"Int32","value":700}]}},{"read":["ns=1;s=Speed"]}]'
+examples/opcua/client.sh alice engineer-pw steps '[{"call":{"object":"ns=1;s=PLC","method":"ns=1;s=Start","args":[{"dataType":"Int32","value":300}]}},{"call":{"object":"ns=1;s=PLC","method":"ns=1;s=Start","args":[{"dataType":"Int32","value":700}]}},{"read":["ns=1;s=Speed"]}]' || true
 sleep 0.2
 
+rel=${run#"$root"/}
 cat <<MSG
 
 == Interlock is running
@@ -87,16 +72,27 @@ cat <<MSG
   policy     $run/policy     (edit it: the gateway reloads within a second)
   audit log  $run/audit/audit.jsonl
 
-Try next:
-  # any OPC UA client (UaExpert: add opc.tcp://127.0.0.1:4841) — log in as alice or bob
-  # alice may write the setpoint only inside a maintenance window or under a change ticket:
-  # see $run/policy/data.json (opcua.maintenance_windows) and examples/opcua/policy/interlock.rego
-  bin/interlock ticket open --config $run/interlock.yaml --user alice --target line1 --access write --for 1h --reason CHG-1234
+Try next, in another terminal (the commands run from the repository root):
+  cd $(printf %q "$root")
+  # alice writes the setpoint (denied unless a maintenance window is open: see
+  # $rel/policy/data.json, opcua.maintenance_windows, and examples/opcua/policy/interlock.rego)
+  examples/opcua/client.sh alice engineer-pw write Setpoint 55.5
+  # open a change ticket for alice on line1, then write again (allowed, the audit names the ticket;
+  # with an alert, since a None channel proves no client ApplicationURI)
+  bin/interlock ticket open --config $rel/interlock.yaml --user alice --target line1 --access write --for 1h --reason CHG-1234
+  examples/opcua/client.sh alice engineer-pw write Setpoint 55.5
+  # anonymous reads (allowed), anonymous writes (denied)
+  examples/opcua/client.sh anonymous - read Setpoint Speed Temperature
+  examples/opcua/client.sh anonymous - write Setpoint 20
   # who called what, and was it approved
-  bin/interlock audit query --log $run/audit/audit.jsonl --protocol opcua
-  bin/interlock audit verify $run/audit/audit.jsonl
+  bin/interlock audit query --log $rel/audit/audit.jsonl --protocol opcua
+  bin/interlock audit verify $rel/audit/audit.jsonl
+  # the evidence report for an auditor: one HTML page, open it in a browser
+  bin/interlock audit report --config $rel/interlock.yaml --out $rel/report.html
+  # the example policy's own tests, and the gateway's certificates
   bin/interlock policy test examples/opcua/policy
-  bin/interlock certs list --pki $run/pki
+  bin/interlock certs list --pki $rel/pki
+  # any other OPC UA client (UaExpert: add opc.tcp://127.0.0.1:4841, log in as alice or bob)
 
 MSG
 
