@@ -399,7 +399,8 @@ func TestE2ECLIUsage(t *testing.T) {
 // examples/quickstart/run.sh as a new user runs it: it builds bin/interlock,
 // starts the simulator and the gateway on the fixed ports 5020 and 5502,
 // shows a read and a denied write with mbpoll, names an audit log that
-// verifies, and leaves nothing running.
+// verifies, refuses a second run while it runs, runs every command it
+// prints under "Try next" as printed, and leaves nothing running.
 func TestE2EQuickstart(t *testing.T) {
 	// Parallel: no other test uses the quickstart's fixed ports.
 	t.Parallel()
@@ -410,14 +411,21 @@ func TestE2EQuickstart(t *testing.T) {
 			t.Fatalf("port %d is in use (a quickstart already running?): the quickstart needs it", port)
 		}
 	}
+	script := filepath.Join(repoRoot, "examples", "quickstart", "run.sh")
+	demoPortTaken(t, script, 5502)
 	// It runs until Ctrl-C, as for a user: then it stops everything and
 	// exits 0 (make reports no error).
-	p := startProc(t, "quickstart run.sh", filepath.Join(t.TempDir(), "quickstart.log"),
-		nil, "bash", filepath.Join(repoRoot, "examples", "quickstart", "run.sh"))
+	p := startProc(t, "quickstart run.sh", filepath.Join(t.TempDir(), "quickstart.log"), nil, "bash", script)
 	eventually(t, 3*time.Minute, 100*time.Millisecond, "run.sh waits for Ctrl-C", func() (bool, string) {
 		return p.exited() || strings.Contains(p.output(), "Ctrl-C stops"), p.output()
 	})
+	// The records of the demo itself: those before the "Try next" commands.
+	var demoRecs int
 	if !p.exited() {
+		runDir := filepath.Join(repoRoot, "examples", "quickstart", "run")
+		secondDemoRun(t, script, p.pid(), runDir)
+		demoRecs = len(readAudit(t, filepath.Join(runDir, "audit", "audit.jsonl")))
+		checkQuickstartTryNext(t, p.output(), runDir)
 		_ = syscall.Kill(-p.pid(), syscall.SIGINT) // a terminal's Ctrl-C goes to the whole group
 	}
 	select {
@@ -444,7 +452,11 @@ func TestE2EQuickstart(t *testing.T) {
 	}
 	auditPath := m[1]
 	verifyAudit(t, auditPath)
-	recs := readAudit(t, auditPath)
+	all := readAudit(t, auditPath)
+	if demoRecs == 0 || demoRecs > len(all) {
+		t.Fatalf("the quickstart audit log has %d records, %d of them before the try-next commands", len(all), demoRecs)
+	}
+	recs := all[:demoRecs]
 	reads := callRecords(recs, "read_holding_registers", 100)
 	writes := callRecords(recs, "write_single_register", 100)
 	if len(reads) != 1 || len(writes) != 1 {
@@ -461,7 +473,7 @@ func TestE2EQuickstart(t *testing.T) {
 		!slices.Contains(writes[0].strs("decision.reasons"), "outside_maintenance_window") {
 		t.Errorf("the quickstart write: call %s, result %v", writes[0], res)
 	}
-	if last := recs[len(recs)-1]; last.str("event") != "gateway.stop" {
+	if last := all[len(all)-1]; last.str("event") != "gateway.stop" {
 		t.Errorf("the quickstart audit log ends with %s, want gateway.stop (the gateway was not stopped cleanly)", last.str("event"))
 	}
 	// Nothing is left running on the quickstart's ports.

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,8 +264,10 @@ func TestE2EOPCUAThroughTheBinary(t *testing.T) {
 // examples/opcua/run.sh as a new user runs it: PKI, users, simulator and
 // gateway on the fixed ports 4840 and 4841, an operator's write denied, an
 // engineer's Start allowed at 300 and denied at 700, an audit log that
-// verifies, and nothing left running. Not parallel: it builds bin/interlock
-// like the Modbus quickstart, which runs in parallel after this.
+// verifies, a second run refused while it runs, every command it prints
+// under "Try next" working as printed, and nothing left running after
+// Ctrl-C. Not parallel: it builds bin/interlock like the Modbus quickstart,
+// which runs in parallel after this.
 func TestE2EQuickstartOPCUA(t *testing.T) {
 	gatewaytest.RequirePeer(t, gatewaytest.PeerNodeOPCUA)
 	for _, port := range []int{4840, 4841} {
@@ -272,16 +275,28 @@ func TestE2EQuickstartOPCUA(t *testing.T) {
 			t.Fatalf("port %d is in use (an OPC UA quickstart already running?): the quickstart needs it", port)
 		}
 	}
-	p := startProc(t, "opcua run.sh", filepath.Join(t.TempDir(), "quickstart.log"),
-		[]string{"QUICKSTART_EXIT=1"}, "bash", filepath.Join(repoRoot, "examples", "opcua", "run.sh"))
+	script := filepath.Join(repoRoot, "examples", "opcua", "run.sh")
+	p := startProc(t, "opcua run.sh", filepath.Join(t.TempDir(), "quickstart.log"), nil, "bash", script)
+	eventually(t, 4*time.Minute, 100*time.Millisecond, "run.sh waits for Ctrl-C", func() (bool, string) {
+		return p.exited() || strings.Contains(p.output(), "Ctrl-C stops"), p.output()
+	})
+	// The records of the demo itself: those before the "Try next" commands.
+	var demoRecs int
+	if !p.exited() {
+		runDir := filepath.Join(repoRoot, "examples", "opcua", "run")
+		secondDemoRun(t, script, p.pid(), runDir)
+		demoRecs = len(readAudit(t, filepath.Join(runDir, "audit", "audit.jsonl")))
+		checkOPCUATryNext(t, p.output())
+		_ = syscall.Kill(-p.pid(), syscall.SIGINT) // a terminal's Ctrl-C goes to the whole group
+	}
 	select {
 	case <-p.done:
-	case <-time.After(4 * time.Minute):
-		t.Fatalf("run.sh did not finish within 4 minutes:\n%s", p.output())
+	case <-time.After(time.Minute):
+		t.Fatalf("run.sh did not end within a minute of Ctrl-C:\n%s", p.output())
 	}
 	out := p.output()
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("run.sh: exit %d, want 0\n%s", code, out)
+		t.Fatalf("run.sh: exit %d, want 0 (after Ctrl-C too)\n%s", code, out)
 	}
 	for _, want := range []string{
 		"read    ns=1;s=Setpoint=50 Good",
@@ -298,7 +313,11 @@ func TestE2EQuickstartOPCUA(t *testing.T) {
 		t.Fatalf("run.sh does not name the audit log:\n%s", out)
 	}
 	verifyAudit(t, m[1])
-	recs := readAudit(t, m[1])
+	all := readAudit(t, m[1])
+	if demoRecs == 0 || demoRecs > len(all) {
+		t.Fatalf("the quickstart audit log has %d records, %d of them before the try-next commands", len(all), demoRecs)
+	}
+	recs := all[:demoRecs]
 	var denied []string
 	for _, r := range eventsOf(recs, "call") {
 		if r.get("decision.allow") != true {
