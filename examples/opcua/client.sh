@@ -66,4 +66,7 @@ node -e '
     const vals = (r.results || []).map(v => `${v.node}=${v.value === undefined ? "" : v.value} ${v.status.name}`).join(", ");
     console.log(`  ${r.step.padEnd(6)} ${st} ${vals}`.trimEnd());
   }' <<<"$out"
-[ "$status" -eq 0 ] || exit 1
+if [ "$status" -ne 0 ]; then
+  echo "client.sh: no session through the gateway at opc.tcp://127.0.0.1:4841 (is the OPC UA demo running? make demo-opcua)" >&2
+  exit 1
+fi
