@@ -10,7 +10,10 @@ const (
 	EventCall            = "call"
 	EventResult          = "result"
 	EventRequestRejected = "request.rejected"
-	EventSessionClose    = "session.close"
+	// EventRequestRejectedSuppressed sums up the request.rejected records
+	// of one source a listener did not write one by one in a window.
+	EventRequestRejectedSuppressed = "request.rejected_suppressed"
+	EventSessionClose              = "session.close"
 	// EventSessionAuthFailed is a failed login (OPC UA ActivateSession).
 	EventSessionAuthFailed = gateway.FunctionSessionAuthFailed
 	EventRecovered         = "audit.recovered"
@@ -110,6 +113,17 @@ const (
 
 	// request.rejected (also FieldReason, FieldDetail)
 	FieldResponse = "response"
+
+	// request.rejected_suppressed (also FieldListener, FieldProtocol,
+	// FieldSource, FieldTarget, FieldReasons: reason → count)
+	FieldCount       = "count"
+	FieldRecorded    = "recorded"
+	FieldLimit       = "limit"
+	FieldWindowStart = "window_start"
+	FieldWindowMS    = "window_ms"
+	FieldFirstTime   = "first_time"
+	FieldLastTime    = "last_time"
+	FieldCause       = "cause" // window_end or shutdown
 
 	// session.close
 	FieldDurationMS = "duration_ms"

@@ -102,6 +102,16 @@ type RefusalAuditor interface {
 	ConnRefused(ctx context.Context, s *Session, reason string, repeats int)
 }
 
+// RejectionSummaryAuditor is an Auditor that records the rejected requests
+// a listener counted rather than recorded one by one (a source over
+// Limits.RejectedPerSource in a window) as one summary
+// (request.rejected_suppressed). A listener caps the request.rejected
+// records of a source only when its Auditor has it; with another Auditor
+// every rejection is recorded in full.
+type RejectionSummaryAuditor interface {
+	RejectedSummary(ctx context.Context, sum *RejectedSummary)
+}
+
 // ConfigWarner is an Engine whose configuration is valid but holds
 // something that does not do what it seems to; `interlock check` prints
 // each warning. A warning begins with the key in the engine's section it

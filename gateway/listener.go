@@ -41,6 +41,16 @@ type Limits struct {
 	IdleTimeout time.Duration
 	// RequestTimeout bounds one upstream round trip.
 	RequestTimeout time.Duration
+	// RejectedPerSource is how many rejected requests (request.rejected)
+	// one source address may leave in full per RejectedWindow; the ones
+	// beyond are counted and summed up in one request.rejected_suppressed
+	// record (rejections.go), so that malformed input sent in a loop
+	// cannot fill the audit disk. It applies when the Pipeline's Auditor
+	// is a RejectionSummaryAuditor. 0: DefaultRejectedPerSource.
+	RejectedPerSource int
+	// RejectedWindow is the window of RejectedPerSource.
+	// 0: DefaultRejectedWindow.
+	RejectedWindow time.Duration
 }
 
 // Default limits.
@@ -112,6 +122,7 @@ type Listener struct {
 	rates    *connRates         // new connections per source address
 	refusing chan struct{}      // Refuser answers in progress
 	refused  refusals           // which refused connections are recorded
+	rejected rejections         // which rejected requests are recorded in full
 }
 
 // maxRefusing bounds the refused connections answered at once; under a
@@ -149,6 +160,15 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	defer endConns()
 	draining := make(chan struct{})
 	connCtx = WithDraining(connCtx, draining)
+	// Deferred after the drain: the summaries at stop count the rejections
+	// of every session.
+	if a, ok := l.Pipeline.Auditor.(RejectionSummaryAuditor); ok {
+		l.rejected.init(l, a)
+		connCtx = withRejections(connCtx, &l.rejected)
+		stopSums, sumsDone := make(chan struct{}), make(chan struct{})
+		go func() { defer close(sumsDone); l.rejected.recordDue(connCtx, stopSums) }()
+		defer func() { close(stopSums); <-sumsDone }()
+	}
 	l.refused.interval = l.RefusalInterval
 	stopHeld, heldDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(heldDone); l.recordHeldRefusals(connCtx, stopHeld) }()

@@ -158,8 +158,13 @@ func (p *Pipeline) Open(ctx context.Context, s *Session) bool {
 
 // Reject records a request refused before any policy decision (malformed,
 // over a bound). response says how the client was answered, such as
-// "exception 0x03" or "close".
+// "exception 0x03" or "close". Within a listener, a source's rejections
+// beyond Limits.RejectedPerSource in a window are counted rather than
+// recorded one by one, and summed up in a RejectedSummary (rejections.go).
 func (p *Pipeline) Reject(ctx context.Context, s *Session, c *Call, reason, detail, response string) {
+	if r := rejectionsOf(ctx); r != nil && !r.admit(ctx, s, reason) {
+		return
+	}
 	if c.ID == "" {
 		c.ID = NewID()
 	}

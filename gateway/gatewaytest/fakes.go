@@ -27,7 +27,7 @@ var AllowAll Decider
 
 // Record is one auditor event kept in memory.
 type Record struct {
-	Event    string // session.open, call, result, request.rejected, session.close
+	Event    string // session.open, call, result, request.rejected, request.rejected_suppressed, session.close
 	Session  *gateway.Session
 	Call     *gateway.Call // nil for session events
 	Decision *gateway.Decision
@@ -36,7 +36,8 @@ type Record struct {
 	Detail   string
 	Response string
 	Err      error
-	Repeats  int // ConnRefused: like refusals not recorded before this one
+	Repeats  int                      // ConnRefused: like refusals not recorded before this one
+	Summary  *gateway.RejectedSummary // request.rejected_suppressed
 }
 
 // Auditor keeps every record in memory. Set Fail to make Call return an error.
@@ -47,8 +48,9 @@ type Auditor struct {
 }
 
 var (
-	_ gateway.Auditor        = (*Auditor)(nil)
-	_ gateway.RefusalAuditor = (*Auditor)(nil)
+	_ gateway.Auditor                 = (*Auditor)(nil)
+	_ gateway.RefusalAuditor          = (*Auditor)(nil)
+	_ gateway.RejectionSummaryAuditor = (*Auditor)(nil)
 )
 
 func (a *Auditor) add(r Record) {
@@ -88,6 +90,12 @@ func (a *Auditor) Result(_ context.Context, s *gateway.Session, c *gateway.Call,
 // Rejected implements gateway.Auditor.
 func (a *Auditor) Rejected(_ context.Context, s *gateway.Session, c *gateway.Call, reason, detail, response string) {
 	a.add(Record{Event: "request.rejected", Session: s, Call: c, Reason: reason, Detail: detail, Response: response})
+}
+
+// RejectedSummary implements gateway.RejectionSummaryAuditor: a
+// request.rejected_suppressed record.
+func (a *Auditor) RejectedSummary(_ context.Context, sum *gateway.RejectedSummary) {
+	a.add(Record{Event: "request.rejected_suppressed", Summary: sum, Reason: sum.Cause})
 }
 
 // SessionEnd implements gateway.Auditor.

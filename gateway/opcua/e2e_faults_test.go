@@ -18,6 +18,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"github.com/gopcua/opcua/uacp"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
@@ -426,13 +427,29 @@ func TestMalformedPacketFlood(t *testing.T) {
 	if min := int32(gateway.DefaultMaxConns - 1 + 8); errs.Load() < min {
 		t.Errorf("only %d of %d malformed connections got an ERR message, want %d or more", errs.Load(), flood, min)
 	}
-	var rejected, refused int
+	readValue(ctx, t, c, opcuatest.NodePressure)
+	eventually := time.Now().Add(10 * time.Second)
+	for fds() > before && time.Now().Before(eventually) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := fds(); n > before {
+		t.Errorf("%d open files after the flood, %d before", n, before)
+	}
+
+	// One source's rejections beyond limits.rejected_records_per_source
+	// are counted, and summed up at the latest at stop.
+	g.stop()
+	var rejected, full, refused int
 	count := func(rs []record) bool {
-		rejected, refused = 0, 0
+		rejected, full, refused = 0, 0, 0
 		for _, r := range rs[base:] {
 			switch {
 			case r.str("event") == "request.rejected" && r.str("reason") == "channel_error":
 				rejected++
+				full++
+			case r.str("event") == "request.rejected_suppressed":
+				n, _ := r["reasons"].(map[string]any)["channel_error"].(float64)
+				rejected += int(n)
 			case r.str("event") == "session.open" && r.str("reason") == gateway.RefusedConnLimit:
 				// At most one record per source every RefusalInterval; it
 				// counts the refusals not recorded.
@@ -449,13 +466,12 @@ func TestMalformedPacketFlood(t *testing.T) {
 	if rejected+refused != flood {
 		t.Errorf("records of the malformed connections: %d channel errors + %d refusals, want %d", rejected, refused, flood)
 	}
-	readValue(ctx, t, c, opcuatest.NodePressure)
-	eventually := time.Now().Add(10 * time.Second)
-	for fds() > before && time.Now().Before(eventually) {
-		time.Sleep(50 * time.Millisecond)
+	t.Logf("%d channel errors: %d recorded one by one, the rest counted in request.rejected_suppressed", rejected, full)
+	if full > gateway.DefaultRejectedPerSource {
+		t.Errorf("%d request.rejected records of one source, want at most %d (the rest counted)", full, gateway.DefaultRejectedPerSource)
 	}
-	if n := fds(); n > before {
-		t.Errorf("%d open files after the flood, %d before", n, before)
+	if rep, err := audit.VerifyLog([]string{g.auditPath}, audit.VerifyOptions{}); err != nil || rep.Break != nil {
+		t.Errorf("verify: %v, %+v", err, rep.Break)
 	}
 }
 
