@@ -373,7 +373,8 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 		target := gateway.Target{Name: l.Name, Upstream: l.Upstream, UnitID: -1}
 		limits := gateway.Limits{MaxConns: l.Limits.MaxConns, MaxConnsPerSource: l.Limits.MaxConnsPerSource,
 			ConnRatePerSource: l.Limits.ConnRate(), ConnBurstPerSource: l.Limits.ConnBurstPerSource,
-			FirstRequestTimeout: l.Limits.FirstRequestTimeout, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout}
+			FirstRequestTimeout: l.Limits.FirstRequestTimeout, IdleTimeout: l.Limits.IdleTimeout, RequestTimeout: l.Limits.RequestTimeout,
+			RejectedPerSource: l.Limits.RejectedRecordsPerSource, RejectedWindow: l.Limits.RejectedRecordsWindow}
 		llog := log.With().Str("listener", l.Name).Logger()
 		eng, err := newEngine(gateway.EngineSpec{
 			Listener: l.Name, Upstream: l.Upstream, Listen: l.Listen, BaseDir: filepath.Dir(cfg.File),

@@ -76,6 +76,12 @@ type Limits struct {
 	// absent: gateway.DefaultConnRatePerSource, 0: no limit (ConnRate).
 	ConnRatePerSource  *float64 `yaml:"conn_rate_per_source"`
 	ConnBurstPerSource int      `yaml:"conn_burst_per_source"`
+
+	// RejectedRecordsPerSource is the request.rejected records one source
+	// address leaves in full per RejectedRecordsWindow; the rest are
+	// counted in request.rejected_suppressed.
+	RejectedRecordsPerSource int           `yaml:"rejected_records_per_source"`
+	RejectedRecordsWindow    time.Duration `yaml:"rejected_records_window"`
 }
 
 // ConnRate is limits.conn_rate_per_source: the default when absent, 0
@@ -647,6 +653,20 @@ func (c *Config) checkListener(l *Listener) error {
 	}
 	if l.Limits.IdleTimeout < 0 {
 		return c.errf(0, l.key("limits.idle_timeout"), "%v is negative", l.Limits.IdleTimeout)
+	}
+	if l.Limits.RejectedRecordsPerSource < 0 {
+		return c.errf(0, l.key("limits.rejected_records_per_source"), "%d is negative", l.Limits.RejectedRecordsPerSource)
+	}
+	if l.Limits.RejectedRecordsPerSource == 0 {
+		l.Limits.RejectedRecordsPerSource = gateway.DefaultRejectedPerSource
+	}
+	// Under a second the cap would hardly bound the records, and the
+	// summaries would come nearly as often as the rejections.
+	if w := l.Limits.RejectedRecordsWindow; w != 0 && w < time.Second {
+		return c.errf(0, l.key("limits.rejected_records_window"), "%v is under 1s", w)
+	}
+	if l.Limits.RejectedRecordsWindow == 0 {
+		l.Limits.RejectedRecordsWindow = gateway.DefaultRejectedWindow
 	}
 	if l.Limits.RequestTimeout < 0 {
 		return c.errf(0, l.key("limits.request_timeout"), "%v is negative", l.Limits.RequestTimeout)

@@ -72,6 +72,10 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	if l.Limits.FirstRequestTimeout != gateway.DefaultFirstRequestTimeout || gateway.DefaultFirstRequestTimeout != 10*time.Second {
 		t.Errorf("limits.first_request_timeout default: %v, want 10s", l.Limits.FirstRequestTimeout)
 	}
+	if l.Limits.RejectedRecordsPerSource != 20 || l.Limits.RejectedRecordsWindow != time.Minute {
+		t.Errorf("limits.rejected_records_per_source, rejected_records_window defaults: %d, %v; want 20, 1m",
+			l.Limits.RejectedRecordsPerSource, l.Limits.RejectedRecordsWindow)
+	}
 	if c.Audit.ReadsOnFailure != "alert" || c.Audit.SyncInterval != time.Second {
 		t.Errorf("audit defaults: %+v", c.Audit)
 	}
@@ -113,6 +117,9 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"negative connection rate", "    modbus:\n", "    limits:\n      conn_rate_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "-1: want new connections a second, 0 for no limit"}},
 		{"connection rate not a number", "    modbus:\n", "    limits:\n      conn_rate_per_source: .nan\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "NaN: want new connections a second"}},
 		{"negative connection burst", "    modbus:\n", "    limits:\n      conn_burst_per_source: -3\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_burst_per_source", "-3 is negative"}},
+		{"negative rejected records cap", "    modbus:\n", "    limits:\n      rejected_records_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.rejected_records_per_source", "-1 is negative"}},
+		{"rejected records window under a second", "    modbus:\n", "    limits:\n      rejected_records_window: 500ms\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.rejected_records_window", "500ms is under 1s"}},
+		{"negative rejected records window", "    modbus:\n", "    limits:\n      rejected_records_window: -1m\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.rejected_records_window", "-1m0s is under 1s"}},
 		{"negative first request timeout", "    modbus:\n", "    limits:\n      first_request_timeout: -1s\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.first_request_timeout", "-1s is negative"}},
 		{"negative evaluation cap", "  path: ./policy\n", "  path: ./policy\n  max_concurrent_evaluations: -1\n", []string{"config.yaml:19:", "policy.max_concurrent_evaluations", "-1 is negative"}},
 		{"negative policy timeout", "  path: ./policy\n", "  path: ./policy\n  timeout: -1s\n", []string{"config.yaml:19:", "policy.timeout", "-1s is negative"}},
