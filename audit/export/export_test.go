@@ -283,6 +283,7 @@ func TestSeverity(t *testing.T) {
 		"call monitor-denied, error, IPv6": SeverityMedium,
 		"result alone":                     SeverityLow,
 		"request.rejected":                 SeverityMedium,
+		"request.rejected_suppressed":      SeverityMedium,
 		"session.open":                     SeverityInformational,
 		"session.open refused":             SeverityMedium,
 		"session.close with error":         SeverityLow,

@@ -68,7 +68,7 @@ func SeverityOf(r *query.Record) Severity {
 		case "exception", "error":
 			raise(SeverityLow)
 		}
-	case query.EventRequestRejected, query.EventAuthFailed, query.EventTicketRefused:
+	case query.EventRequestRejected, query.EventRequestRejectedSuppressed, query.EventAuthFailed, query.EventTicketRefused:
 		raise(SeverityMedium)
 	case query.EventSessionOpen:
 		if r.HasSuccess && !r.Success {

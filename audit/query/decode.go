@@ -161,6 +161,12 @@ func (d *decoder) record(r *Record) error {
 			r.WarnFillPercent, _ = d.float64()
 		case audit.FieldTruncatedBytes:
 			r.TruncatedBytes, _ = d.int64()
+		case audit.FieldCount: // request.rejected_suppressed
+			r.Count, _ = d.int64()
+		case audit.FieldReasons: // request.rejected_suppressed: reason → count
+			if d.objectStart() {
+				r.ReasonCounts = d.reasonCounts(r.ReasonCounts[:0])
+			}
 		default:
 			d.skip()
 		}
@@ -335,6 +341,26 @@ func (d *decoder) decision(x *Decision) {
 			d.skip()
 		}
 	})
+}
+
+// reasonCounts reads the members (reason: count) of an object whose '{' is
+// consumed into dst, in the record's order; a count that is not an integer
+// is skipped, or under Strict fails the record.
+func (d *decoder) reasonCounts(dst []ReasonCount) []ReasonCount {
+	if dst == nil {
+		dst = []ReasonCount{}
+	}
+	d.object(func(key string) {
+		n, ok := d.int64()
+		if !ok || d.err != nil {
+			return
+		}
+		if d.dc != nil {
+			key = d.dc.intern(key)
+		}
+		dst = append(dst, ReasonCount{Reason: key, Count: n})
+	})
+	return dst
 }
 
 // ticket reads the members of a ticket object whose '{' is consumed.

@@ -47,6 +47,10 @@ type Record struct {
 	Reason   string
 	Detail   string // also result
 	Response string
+	// request.rejected_suppressed: the rejections of a source counted
+	// rather than recorded one by one, and their reasons with counts.
+	Count        int64
+	ReasonCounts []ReasonCount
 
 	// result
 	Function   string
@@ -194,12 +198,22 @@ const (
 	EventSessionOpen     = audit.EventSessionOpen
 	EventSessionClose    = audit.EventSessionClose
 	EventRequestRejected = audit.EventRequestRejected
+	// EventRequestRejectedSuppressed counts the rejections of a source
+	// beyond those recorded one by one in a window.
+	EventRequestRejectedSuppressed = audit.EventRequestRejectedSuppressed
 	// EventTicketRefused is a refused request to the admin socket.
 	EventTicketRefused = "ticket.refused"
 	EventAuthFailed    = "session.auth_failed"
 	EventGatewayStart  = audit.EventGatewayStart
 	EventGatewayStop   = audit.EventGatewayStop
 )
+
+// ReasonCount is one reason of a request.rejected_suppressed record and
+// how many rejections it counts.
+type ReasonCount struct {
+	Reason string
+	Count  int64
+}
 
 // recordTimeLayout is how the writer formats time: fixed width, so that
 // records of one log compare by time as text.

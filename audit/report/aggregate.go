@@ -294,6 +294,10 @@ type aggregator struct {
 	capWarnings    int64
 	others         keyed[otherEvent]
 	othersTotal    int64
+
+	// rejectedCounted: of rejected, those counted in
+	// request.rejected_suppressed records rather than recorded one by one.
+	rejectedCounted int64
 }
 
 func newAggregator(o *Options) *aggregator {
@@ -402,6 +406,8 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		}
 	case eventRejected:
 		a.reject(r, t, in)
+	case eventRejectedCounted:
+		a.rejectCounted(r, t, in)
 	case eventGatewayStart:
 		a.gatewayStart(r, t, in)
 	case eventGatewayStop:
@@ -784,6 +790,39 @@ func (a *aggregator) sessionClose(r *record) {
 		if d < b.Below {
 			a.durHist[i]++
 			break
+		}
+	}
+}
+
+// rejectCounted adds the rejections a request.rejected_suppressed record
+// counts to the malformed requests, by reason and source, with one row
+// for the record.
+func (a *aggregator) rejectCounted(r *record, t time.Time, in bool) {
+	a.seeParties(r, t, in)
+	if !in || r.Count <= 0 {
+		return
+	}
+	a.rejected += r.Count
+	a.rejectedCounted += r.Count
+	var reasons []string
+	for _, rc := range r.Reasons {
+		a.rejectReasons.add(nonEmpty(rc.Reason, "(no reason recorded)"), rc.Count)
+		reasons = append(reasons, fmt.Sprintf("%s ×%d", rc.Reason, rc.Count))
+	}
+	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: strings.Join(reasons, ", "),
+		Detail: fmt.Sprintf("%d rejections of this source counted, not recorded one by one (%s)", r.Count, r.Event)}
+	ip := ""
+	if r.Source != nil {
+		ip, row.SrcIP, row.SrcName = r.Source.IP, r.Source.IP, r.Source.Name
+	}
+	a.rejectSources.add(ip, r.Count)
+	if r.Target != nil {
+		row.Target = r.Target.Name
+	}
+	a.rejectRows.add(row)
+	if r.Listener != "" {
+		if l := a.listener(r.Listener); l != nil {
+			l.Rejected += r.Count
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -43,7 +44,10 @@ func decodeRecord(line []byte, r *record, dc *decoder) error {
 		Detail: clone(q.Detail), LatencyUS: q.LatencyUS, Response: q.Response, Error: clone(q.Error),
 		Truncated: q.TruncatedBytes, Version: q.Version, BootID: q.BootID, Revision: q.PolicyRevision,
 		Mode: q.PolicyMode, Signature: q.BundleSignature, Files: q.Files, Path: clone(q.Path), TicketID: clone(q.TicketID), By: q.By, Action: q.Action,
-		State: q.State, Fill: q.FillPercent, WarnFill: q.WarnFillPercent,
+		State: q.State, Fill: q.FillPercent, WarnFill: q.WarnFillPercent, Count: q.Count,
+	}
+	if len(q.ReasonCounts) > 0 {
+		r.Reasons = slices.Clone(q.ReasonCounts) // reasons interned
 	}
 	if s := &q.Source; s.Present {
 		r.Source = &recSource{IP: s.IP, Port: s.Port, Name: s.Name, Owner: s.Owner}

@@ -71,6 +71,10 @@ type record struct {
 	State     string      `json:"state"`
 	Fill      float64     `json:"fill_percent"`
 	WarnFill  float64     `json:"warn_fill_percent"`
+
+	// request.rejected_suppressed: the rejections counted, by reason.
+	Count   int64               `json:"count"`
+	Reasons []query.ReasonCount `json:"-"`
 }
 
 // The ticket of a ticket.open record and the signed object of an
@@ -130,4 +134,8 @@ const (
 	eventRejected     = audit.EventRequestRejected
 	eventSessionClose = audit.EventSessionClose
 	eventRecovered    = audit.EventRecovered
+
+	// eventRejectedCounted counts a source's rejections beyond those
+	// recorded one by one in a window.
+	eventRejectedCounted = audit.EventRequestRejectedSuppressed
 )

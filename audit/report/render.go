@@ -310,6 +310,7 @@ type page struct {
 	SessRows                  []sessionRow
 	SessCap                   tableCap
 	Rejected                  int64
+	RejectedCounted           int64 // of Rejected, counted in request.rejected_suppressed records
 	RejectReasons             []countRow
 	RejectSources             []countRow
 	RejectRows                []rejectRow
@@ -399,7 +400,7 @@ func (r *Report) view() *page {
 		SessOpened: a.sessOpened, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
 		SessAlert: a.sessAlert, DurCount: a.durCount, DurMaxMS: a.durMaxMS,
 		SessRows: a.sessRows.Rows, SessCap: capOf(&a.sessRows),
-		Rejected: a.rejected, RejectRows: a.rejectRows.Rows, RejectCap: capOf(&a.rejectRows),
+		Rejected: a.rejected, RejectedCounted: a.rejectedCounted, RejectRows: a.rejectRows.Rows, RejectCap: capOf(&a.rejectRows),
 		Starts: a.starts.Rows, StartsCap: capOf(&a.starts), Unclean: a.unclean, Stops: a.stops,
 		Rotations: a.rotations.Rows, RotationsCap: capOf(&a.rotations), OthersTotal: a.othersTotal,
 		Capacity: a.capacity.Rows, CapacityCap: capOf(&a.capacity), CapWarnings: a.capWarnings,
@@ -758,7 +759,7 @@ func (r *Report) kpis(p *page) []kpi {
 		{Key: "sessions", Label: "Sessions opened", Value: a.sessOpened},
 		{Key: "sessions_refused", Label: "Sessions refused", Value: a.sessRefused},
 		{Key: "auth_failed", Label: "Authentication failures", Value: a.sessAuthFailed},
-		{Key: "rejected", Label: "Malformed requests", Value: a.rejected, Note: "request.rejected"},
+		{Key: "rejected", Label: "Malformed requests", Value: a.rejected, Note: rejectedNote(a.rejectedCounted)},
 		{Key: "users", Label: "Distinct users", Value: users, Note: un},
 		{Key: "sources", Label: "Distinct sources", Value: sources, Note: sn},
 		{Key: "targets", Label: "Distinct targets", Value: targets, Note: tn},
@@ -844,4 +845,12 @@ func (r *Report) findings(p *page) []string {
 		f = append(f, fmt.Sprintf("%s record(s) of events this report does not interpret (listed under Gateway events).", groupDigits(a.othersTotal)))
 	}
 	return f
+}
+
+// rejectedNote says what the malformed requests' count is made of.
+func rejectedNote(counted int64) string {
+	if counted == 0 {
+		return "request.rejected"
+	}
+	return fmt.Sprintf("request.rejected; %s counted in request.rejected_suppressed", groupDigits(counted))
 }
