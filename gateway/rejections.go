@@ -90,7 +90,7 @@ type rejectionCount struct {
 type rejections struct {
 	limit  int
 	window time.Duration
-	// sum fills in what a summary says about the listener.
+	// What a summary says about the listener.
 	listener, protocol string
 	target             Target
 	auditor            RejectionSummaryAuditor
