@@ -161,14 +161,24 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 			req, err := r.c.ch.Next()
 			if err != nil {
 				r.err = err
+				// (This goroutine, not serve's, which may be the one
+				// answering a Publish.)
 				select {
 				case <-r.draining:
 					// The stop shut the reading. A Publish parked upstream
 					// would hold the stop until the listener cuts it off:
-					// it is answered Bad_Shutdown now. (This goroutine, not
-					// serve's, which may be the one answering the Publish.)
-					r.c.parked.stop()
+					// it is answered Bad_Shutdown now.
+					r.c.parked.stop(errStopping)
 				default:
+					// The client closed the channel (or it failed): no one
+					// reads the answers. A Publish parked upstream would
+					// hold the socket, this channel's goroutines and its
+					// sessions until the server answers it (minutes on a
+					// quiet subscription): it is abandoned now, and the
+					// socket closed. Other requests in flight finish
+					// upstream for their result records.
+					r.c.parked.stop(errChannelGone)
+					r.c.ch.Close()
 				}
 				close(r.done)
 				return

@@ -290,8 +290,8 @@ func (c *conn) send(ctx context.Context, s *uaSession, h *ua.RequestHeader, req 
 		return nil, errUpstreamClosed
 	}
 	resp, err := up.send(ctx, req)
-	if err != nil && context.Cause(ctx) == errStopping {
-		return nil, errStopping
+	if cause := context.Cause(ctx); err != nil && ended(cause) {
+		return nil, cause
 	}
 	return resp, err
 }

@@ -425,6 +425,8 @@ func statusOf(err error) ua.StatusCode {
 	switch {
 	case errors.Is(err, errStopping):
 		return ua.StatusBadShutdown
+	case errors.Is(err, errChannelGone):
+		return ua.StatusBadSecureChannelClosed
 	case errors.Is(err, errUpstreamClosed):
 		return ua.StatusBadSessionClosed
 	case errors.As(err, new(*errNotAnswering)):
