@@ -64,7 +64,7 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 // on to a goroutine waiting for it (or a new one), so that the requests
 // behind it are read meanwhile and a Publish waiting upstream never holds
 // up a Read. At most max_requests_per_session are in flight; one more is
-// answered Bad_TooManyOperations at once.
+// answered at once (admit).
 func (c *conn) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readers{
@@ -275,8 +275,10 @@ func (h *heldTurn) answer(req *request) bool {
 	return false
 }
 
-// admit takes a slot for req, or answers it Bad_TooManyOperations when
-// max_requests_per_session are in flight.
+// admit takes a slot for req, or answers it when max_requests_per_session
+// are in flight: a Publish Bad_TooManyPublishRequests (OPC 10000-4
+// §5.13.5: the client keeps the Publishes it has out and sends no more),
+// any other request Bad_TooManyOperations.
 func (r *readers) admit(ctx context.Context, req *request) bool {
 	select {
 	case r.slots <- struct{}{}:
@@ -284,9 +286,13 @@ func (r *readers) admit(ctx context.Context, req *request) bool {
 	default:
 	}
 	c := r.c
+	code := ua.StatusBadTooManyOperations
+	if _, publish := req.Body.(*ua.PublishRequest); publish {
+		code = ua.StatusBadTooManyPublishRequests
+	}
 	c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body),
-		"limit", "max_requests_per_session reached", "Bad_TooManyOperations")
-	c.reply(ctx, req, fault(req.Body.Header(), ua.StatusBadTooManyOperations))
+		"limit", "max_requests_per_session reached", statusName(code))
+	c.reply(ctx, req, fault(req.Body.Header(), code))
 	return false
 }
 

@@ -233,9 +233,10 @@ func TestIdleChannelClosed(t *testing.T) {
 }
 
 // max_requests_per_session: with that many requests of a connection
-// waiting upstream, one more is answered Bad_TooManyOperations at once and
-// leaves a request.rejected record; once they are answered, the connection
-// is served again.
+// waiting upstream, one more is answered at once, a Read
+// Bad_TooManyOperations and a Publish Bad_TooManyPublishRequests (OPC
+// 10000-4 §5.13.5), and each leaves a request.rejected record; once they
+// are answered, the connection is served again.
 func TestRequestsInFlightLimit(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true,
@@ -292,18 +293,29 @@ func TestRequestsInFlightLimit(t *testing.T) {
 	if sc := read(); sc != ua.StatusBadTooManyOperations {
 		t.Fatalf("a fourth request in flight: %v, want Bad_TooManyOperations", sc)
 	}
+	var pub ua.StatusCode
+	if err := c.Send(ctx, &ua.PublishRequest{}, func(r ua.Response) error { pub = r.Header().ServiceResult; return nil }); err != nil {
+		if !errors.As(err, &pub) {
+			t.Fatalf("a fourth Publish in flight: %v", err)
+		}
+	}
+	if pub != ua.StatusBadTooManyPublishRequests {
+		t.Errorf("a fourth Publish in flight: %v, want Bad_TooManyPublishRequests", pub)
+	}
 	if n := answered.Load(); n != 0 {
-		t.Errorf("the refusal came after %d Publish answers: it waited for a slot", n)
+		t.Errorf("the refusals came after %d Publish answers: they waited for a slot", n)
 	}
 	wg.Wait()
 	if sc := read(); sc != ua.StatusOK {
 		t.Errorf("read after the Publish requests were answered: %v", sc)
 	}
-	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) > 0 })
-	if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
-		return r.str("reason") == "limit" && r.str("response") == "Bad_TooManyOperations"
-	}) {
-		t.Errorf("no request.rejected record of the refused request: %v", events(rs, "request.rejected"))
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "request.rejected")) >= 2 })
+	for fn, code := range map[string]string{"read": "Bad_TooManyOperations", "publish": "Bad_TooManyPublishRequests"} {
+		if !slices.ContainsFunc(events(rs, "request.rejected"), func(r record) bool {
+			return r.str("reason") == "limit" && r.str("operation", "function") == fn && r.str("response") == code
+		}) {
+			t.Errorf("no request.rejected record of the refused %s (%s): %v", fn, code, events(rs, "request.rejected"))
+		}
 	}
 }
 
