@@ -99,6 +99,8 @@ func (c *conn) serve(ctx context.Context) error {
 	if errors.Is(r.err, io.EOF) || ctx.Err() != nil {
 		return nil
 	}
+	// recorded before the channel's sessions end, in the name of its session
+	c.e.channelError(ctx, c.recordSession(nil), "secure_channel", r.err)
 	return r.err
 }
 
@@ -377,6 +379,36 @@ func (c *conn) sessionFor(body ua.Request) *gateway.Session {
 				return gs
 			}
 		}
+	}
+	return c.base
+}
+
+// recordSession is the session a record names for a request the channel
+// could not read whole (a body that does not decode, a message over a
+// limit): the activated session of this channel its authentication token
+// names (nil: unknown), else the channel's one activated session. It is the
+// connection's when the channel has no activated session, or several and
+// the token names none of them: a record names no principal it cannot
+// tell.
+func (c *conn) recordSession(token *ua.NodeID) *gateway.Session {
+	if s := c.e.sessions.get(token); s != nil && s.conn == c {
+		if gs := s.session(); gs != nil {
+			return gs
+		}
+	}
+	var only *gateway.Session
+	for _, s := range c.e.sessions.ofConn(c) {
+		gs := s.session()
+		if gs == nil {
+			continue
+		}
+		if only != nil {
+			return c.base
+		}
+		only = gs
+	}
+	if only != nil {
+		return only
 	}
 	return c.base
 }

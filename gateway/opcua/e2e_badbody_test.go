@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,4 +202,89 @@ func TestBadRequestBodiesAudited(t *testing.T) {
 			t.Errorf("%s: no request.rejected record with its handle, reason undecodable and %s among %v", c.name, certs.StatusName(c.want), rejected)
 		}
 	}
+}
+
+// Refusals of what a channel cannot read whole, on a channel with an
+// activated session, name that session and its principal as the session's
+// other records do: a body that does not decode (whether its
+// authentication token can be read or not) and a message over
+// max_message_size, which ends the channel (recorded before its
+// session.close).
+func TestRejectedRecordsNameTheChannelSession(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	const maxMessage = 16384
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true,
+		Limits: opcua.LimitOptions{MaxMessageSize: maxMessage}}})
+	body := func(typeID uint16, req ua.Request) []byte {
+		b, err := ua.Encode(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(binary.LittleEndian.AppendUint16([]byte{0x01, 0}, typeID), b...)
+	}
+	r := dialRawNone(t, g.endpoint)
+	cs, ok := r.call(1, body(id.CreateSessionRequest_Encoding_DefaultBinary, withHeader(createRequest(g.endpoint)))).(*ua.CreateSessionResponse)
+	if !ok || cs.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("CreateSession: %#v", cs)
+	}
+	act := activateRequest(anonymousPolicy(cs))
+	act.RequestHeader = &ua.RequestHeader{AuthenticationToken: cs.AuthenticationToken, AdditionalHeader: ua.NewExtensionObject(nil)}
+	if as, ok := r.call(2, body(id.ActivateSessionRequest_Encoding_DefaultBinary, act)).(*ua.ActivateSessionResponse); !ok || as.ResponseHeader.ServiceResult != ua.StatusOK {
+		t.Fatalf("ActivateSession: %#v", as)
+	}
+
+	// a Write whose value nests 150 deep, with the session's token
+	wb := body(id.WriteRequest_Encoding_DefaultBinary, &ua.WriteRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: cs.AuthenticationToken,
+		RequestHandle: 21, AdditionalHeader: ua.NewExtensionObject(nil)}, NodesToWrite: []*ua.WriteValue{
+		{NodeID: ua.NewStringNodeID(1, "Setpoint"), AttributeID: ua.AttributeIDValue, Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(int32(1))}},
+	}})
+	wb = append(wb[:len(wb)-5], append(bytes.Repeat([]byte{24}, 150), 6, 1, 0, 0, 0)...)
+	if f, ok := r.call(3, wb).(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadEncodingLimitsExceeded {
+		t.Errorf("the nested Write: %#v, want a Bad_EncodingLimitsExceeded fault", f)
+	}
+	// a Read whose token does not decode (a String NodeId longer than the body)
+	rb := binary.LittleEndian.AppendUint16([]byte{0x01, 0}, id.ReadRequest_Encoding_DefaultBinary)
+	rb = append(rb, 0x03, 0x01, 0x00, 0xff, 0xff, 0xff, 0x7f, 'x')
+	if f, ok := r.call(4, rb).(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadDecodingError {
+		t.Errorf("the Read with an undecodable token: %#v, want a Bad_DecodingError fault", f)
+	}
+	// a message over max_message_size ends the channel
+	big := body(id.ReadRequest_Encoding_DefaultBinary, &ua.ReadRequest{RequestHeader: &ua.RequestHeader{AuthenticationToken: cs.AuthenticationToken,
+		RequestHandle: 23, AdditionalHeader: ua.NewExtensionObject(nil)}, NodesToRead: []*ua.ReadValueID{
+		{NodeID: ua.NewStringNodeID(1, strings.Repeat("n", 2*maxMessage)), AttributeID: ua.AttributeIDValue}}})
+	hdr := binary.LittleEndian.AppendUint32(nil, r.chanID)
+	hdr = binary.LittleEndian.AppendUint32(hdr, r.tokenID)
+	r.send("MSGF", append(r.seqHeader(hdr, 5), big...))
+	if typ, _ := r.recv(); typ != "ERRF" {
+		t.Errorf("a message over max_message_size answered with %s, want an ERR message", typ)
+	}
+
+	rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
+	open := events(rs, "session.open")
+	if len(open) != 1 {
+		t.Fatalf("%d session.open records, want 1", len(open))
+	}
+	sid := open[0].str("session_id")
+	var got []string
+	for _, rec := range rs {
+		switch rec.str("event") {
+		case "request.rejected":
+			got = append(got, rec.str("reason"))
+			if rec.str("session_id") != sid || rec.str("principal", "auth") != "anonymous" {
+				t.Errorf("request.rejected (%s, %s) names session %q, principal %v; want the channel's session %s, principal anonymous",
+					rec.str("reason"), rec.str("detail"), rec.str("session_id"), rec["principal"], sid)
+			}
+		case "session.close":
+			got = append(got, "session.close")
+		}
+	}
+	if want := []string{"undecodable", "undecodable", "channel_error", "session.close"}; !slices.Equal(got, want) {
+		t.Errorf("records %v, want %v", got, want)
+	}
+}
+
+// withHeader gives a request a header with no session.
+func withHeader(req ua.Request) ua.Request {
+	req.SetHeader(&ua.RequestHeader{AuthenticationToken: ua.NewTwoByteNodeID(0), AdditionalHeader: ua.NewExtensionObject(nil)})
+	return req
 }

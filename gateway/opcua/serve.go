@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 
 	"github.com/gopcua/opcua/ua"
 
@@ -16,7 +17,16 @@ import (
 // Serve opens the client's secure channel (offering only the configured
 // policies and modes, validating the client certificate against the PKI)
 // and answers its requests until the channel closes.
-func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) error {
+func (e *Engine) Serve(ctx context.Context, nc net.Conn, s *gateway.Session) error {
+	// The channel's refusals name the session the request belongs to once
+	// the channel carries one (conn.recordSession), else the connection.
+	var served atomic.Pointer[conn]
+	recordAs := func(token *ua.NodeID) *gateway.Session {
+		if c := served.Load(); c != nil {
+			return c.recordSession(token)
+		}
+		return s
+	}
 	cfg := &channel.Config{
 		// the engine closes the channel when the requests in flight are
 		// answered (a stopping gateway shuts the reading side first)
@@ -51,11 +61,11 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 			call := &gateway.Call{Target: s.Target,
 				Operation: gateway.Operation{Function: "open_secure_channel", Access: gateway.AccessSession}}
 			call.Operation.String("cert_thumbprint", certs.Thumbprint(chain))
-			e.pipeline.Reject(ctx, s, call, "certificate_invalid", err.Error(), "Bad_SecurityChecksFailed")
+			e.pipeline.Reject(ctx, recordAs(nil), call, "certificate_invalid", err.Error(), "Bad_SecurityChecksFailed")
 			return ua.StatusBadSecurityChecksFailed
 		}
 	}
-	cfg.Refused = func(handle, typeID uint32, code ua.StatusCode, err error) {
+	cfg.Refused = func(handle, typeID uint32, token *ua.NodeID, code ua.StatusCode, err error) {
 		call := &gateway.Call{Target: s.Target,
 			Operation: gateway.Operation{Function: "request", Access: gateway.AccessDiagnostic}}
 		call.Operation.Int("request_handle", int64(handle))
@@ -67,19 +77,17 @@ func (e *Engine) Serve(ctx context.Context, conn net.Conn, s *gateway.Session) e
 		case ua.StatusBadSecurityPolicyRejected:
 			reason = "security_policy_rejected"
 		}
-		e.pipeline.Reject(ctx, s, call, reason, err.Error(), statusName(code))
+		e.pipeline.Reject(ctx, recordAs(token), call, reason, err.Error(), statusName(code))
 	}
-	ch, err := channel.Accept(ctx, conn, cfg)
+	ch, err := channel.Accept(ctx, nc, cfg)
 	if err != nil {
 		e.channelError(ctx, s, "open_secure_channel", err)
 		return err
 	}
 	defer ch.Close()
-	err = newConn(e, channelAdapter{ch}, s).serve(ctx)
-	if err != nil {
-		e.channelError(ctx, s, "secure_channel", err)
-	}
-	return err
+	c := newConn(e, channelAdapter{ch}, s)
+	served.Store(c)
+	return c.serve(ctx) // which records why the channel failed
 }
 
 // channelError records why a secure channel was refused or ended (a bad

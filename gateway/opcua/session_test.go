@@ -686,3 +686,36 @@ func TestUnencodableAnswerRecorded(t *testing.T) {
 		t.Fatalf("records %+v", rej)
 	}
 }
+
+// recordSession, the session named by the record of a request the channel
+// could not read whole: the channel's session its token names, else the
+// channel's one activated session, else (none, or several and no token of
+// theirs) the connection.
+func TestRecordSessionOfChannel(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c, other := h.conn(1), h.conn(2)
+	if got := c.recordSession(nil); got != c.base {
+		t.Errorf("no session: %+v, want the connection", got)
+	}
+	pending := create(t, c)
+	if got := c.recordSession(pending.AuthenticationToken); got != c.base {
+		t.Errorf("a session not activated: %+v, want the connection", got)
+	}
+	a := anonymousSession(t, c)
+	sa := h.e.sessions.get(a.AuthenticationToken).session()
+	if got := c.recordSession(nil); got != sa {
+		t.Errorf("one activated session, no token: %+v, want it", got)
+	}
+	o := anonymousSession(t, other)
+	if got := c.recordSession(o.AuthenticationToken); got != sa {
+		t.Errorf("the token of another channel's session: %+v, want this channel's session", got)
+	}
+	b := anonymousSession(t, c)
+	sb := h.e.sessions.get(b.AuthenticationToken).session()
+	if got := c.recordSession(nil); got != c.base {
+		t.Errorf("two activated sessions, no token: %+v, want the connection", got)
+	}
+	if got := c.recordSession(b.AuthenticationToken); got != sb {
+		t.Errorf("two activated sessions, the token of one: %+v, want that one", got)
+	}
+}

@@ -55,9 +55,10 @@ type Config struct {
 	// not decode or is over the decoder's limits, a service the channel
 	// does not serve, a session service on a discovery-only channel. It
 	// gets the request's RequestHandle, the numeric id of its type (0 when
-	// not even that decodes), the status of the fault and why; the channel
-	// goes on. It runs on the goroutine that reads the channel.
-	Refused func(handle, typeID uint32, code ua.StatusCode, err error)
+	// not even that decodes), its AuthenticationToken (nil when that does
+	// not decode), the status of the fault and why; the channel goes on. It
+	// runs on the goroutine that reads the channel.
+	Refused func(handle, typeID uint32, token *ua.NodeID, code ua.StatusCode, err error)
 
 	ReceiveBufferSize uint32 // largest chunk accepted; default 65535, at least 8192
 	SendBufferSize    uint32 // largest chunk sent; default 65535, at least 8192

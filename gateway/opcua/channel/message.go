@@ -234,7 +234,7 @@ func (c *Channel) decodeRequest(reqID uint32, body []byte) (*Request, error) {
 			if _, err := tid.Decode(body); err == nil && tid.NodeID != nil {
 				n = tid.NodeID.IntID()
 			}
-			c.cfg.Refused(handle, n, code, err)
+			c.cfg.Refused(handle, n, requestToken(body), code, err)
 		}
 		if err := c.SendFault(reqID, handle, code); err != nil {
 			return nil, err
@@ -265,6 +265,22 @@ func requestHandle(body []byte) uint32 {
 		return 0
 	}
 	return binary.LittleEndian.Uint32(body[at:])
+}
+
+// requestToken reads the AuthenticationToken of a request body that did not
+// decode as a whole, as requestHandle reads the handle; nil when it does not
+// decode.
+func requestToken(body []byte) *ua.NodeID {
+	var tid ua.ExpandedNodeID
+	n, err := tid.Decode(body)
+	if err != nil {
+		return nil
+	}
+	token := new(ua.NodeID)
+	if _, err := token.Decode(body[n:]); err != nil {
+		return nil
+	}
+	return token
 }
 
 // decodeService is ua.DecodeService behind the limits check of the body
