@@ -138,6 +138,9 @@ func cmdTicketList(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("ticket list: %w", err)
 	}
 	if *asJSON {
+		if ts == nil {
+			ts = []policy.Ticket{} // a list, also when empty: scripts read an array
+		}
 		return json.NewEncoder(stdout).Encode(ts)
 	}
 	if len(ts) == 0 {

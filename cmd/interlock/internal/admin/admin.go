@@ -251,7 +251,11 @@ func (s *Server) close(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) list(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.Tickets.List())
+	ts := s.Tickets.List()
+	if ts == nil {
+		ts = []policy.Ticket{} // [], not null: the answer is a list
+	}
+	writeJSON(w, http.StatusOK, ts)
 }
 
 // reply answers a ticket change: the ticket, or why it was refused (rf

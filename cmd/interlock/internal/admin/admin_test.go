@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,5 +157,23 @@ func TestListenRefusesASocketInUse(t *testing.T) {
 	c, _ := start(t, nil)
 	if _, err := Listen(c.Socket, 0o600); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The list of open tickets is a JSON array, [] when none is open, for any
+// client of the socket (not only this package's, which reads null as empty).
+func TestListEmptyIsAnArray(t *testing.T) {
+	c, _ := start(t, map[uint32]bool{uint32(os.Getuid()): true})
+	resp, err := c.hc.Get("http://interlock/v1/tickets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "[]" {
+		t.Errorf("GET /v1/tickets with none open: %q, want []", got)
 	}
 }
