@@ -41,6 +41,7 @@ type Stats struct {
 	Items        int // matches: calls (with their result) and other records
 	Calls        int // matches that are calls
 	SkippedLines int // lines that were not whole records
+	BadLines     int // of them, whole lines that are not audit records (a damaged log)
 	PassedOver   int // records well outside From and To, not decoded (Reader.PassOverOutside)
 	Unjoined     int // matching calls whose result record was not found in the window
 	Files        int
@@ -275,7 +276,7 @@ func (q *Query) Run(r *Reader, emit func(rec *Record) error) (Stats, error) {
 		}
 		err = flush()
 	}
-	st.Records, st.SkippedLines, st.Files, st.Bytes = r.Records(), r.SkippedLines(), r.Files(), r.Bytes()
+	st.Records, st.SkippedLines, st.BadLines, st.Files, st.Bytes = r.Records(), r.SkippedLines(), r.BadLines(), r.Files(), r.Bytes()
 	st.PassedOver = r.PassedOver()
 	st.Elapsed = time.Since(start)
 	return st, err

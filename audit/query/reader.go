@@ -17,8 +17,11 @@ import (
 // `interlock audit verify` does.
 //
 // A last line without a newline is a record cut short by a crash (or one
-// being written right now); it is skipped with a note. So is a line that is
-// not a JSON object. Notes go to Warn.
+// being written right now); it is skipped with a note. So is a later line
+// that is not an audit record (a JSON object with seq, time and event),
+// which is counted apart (BadLines). A file whose first line is not an
+// audit record is not an audit log: Read fails with a *NotLogError. Notes
+// go to Warn.
 type Reader struct {
 	// Warn receives one line per skipped line; nil discards them.
 	Warn io.Writer
@@ -39,9 +42,11 @@ type Reader struct {
 	buf    *bufio.Reader // kept across files
 	lineNo int
 	long   []byte // a line longer than the buffer, being assembled
+	inFile int    // lines of the file read so far that were not blank
 
 	records int
 	skipped int
+	bad     int
 	bytes   int64
 	warned  int
 }
@@ -64,6 +69,43 @@ func (r *Reader) Records() int { return r.records }
 
 // SkippedLines is the number of lines skipped so far: cut short, or not records.
 func (r *Reader) SkippedLines() int { return r.skipped }
+
+// BadLines is the number of whole lines skipped so far because they are
+// not audit records (a damaged log); a last line cut short is not one.
+func (r *Reader) BadLines() int { return r.bad }
+
+// NotLogError is a file whose first line is not an audit record: another
+// kind of file given where an audit log was expected.
+type NotLogError struct {
+	File string
+	Line int
+	Why  string
+}
+
+func (e *NotLogError) Error() string {
+	return fmt.Sprintf("%s: line %d is not an audit record (%s): this is not an audit log", e.File, e.Line, e.Why)
+}
+
+// CheckFiles reads the first line of each file ("-" excepted) and fails,
+// with a *NotLogError, at the first file that is not an audit log, or at
+// one that cannot be opened: a command can refuse such a file before it
+// writes anything.
+func CheckFiles(files ...string) error {
+	r := &Reader{}
+	for _, f := range files {
+		if f == "-" {
+			continue
+		}
+		r.files, r.next = []string{f}, 0
+		var rec Record
+		err := r.Read(&rec)
+		r.close()
+		if err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
+}
 
 // Bytes is the number of bytes read so far.
 func (r *Reader) Bytes() int64 { return r.bytes }
@@ -139,12 +181,16 @@ func (r *Reader) Read(rec *Record) error {
 		case err != nil:
 			name := r.name
 			r.close()
+			if nl := (*NotLogError)(nil); errors.As(err, &nl) {
+				return err
+			}
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		line = bytes.TrimSuffix(line, []byte{'\r'})
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
+		r.inFile++
 		if (r.passLo != nil || r.passHi != nil) && r.outside(line) {
 			r.passed++
 			continue
@@ -152,7 +198,19 @@ func (r *Reader) Read(rec *Record) error {
 		// One string per line, which the record's strings share: they stay
 		// valid when rec is read into again.
 		*rec = Record{}
-		if err := rec.decode(string(line)); err != nil {
+		err = rec.decode(string(line))
+		if err == nil {
+			err = rec.checkEnvelope()
+		}
+		if err != nil {
+			if r.inFile == 1 {
+				// The first line tells what the file is: a file of another
+				// kind is refused whole, not read as a log of skipped lines.
+				nl := &NotLogError{File: r.name, Line: r.lineNo, Why: err.Error()}
+				r.close()
+				return nl
+			}
+			r.bad++
 			r.skip("%s:%d: not an audit record (%v): skipped", r.name, r.lineNo, err)
 			continue
 		}
@@ -160,6 +218,25 @@ func (r *Reader) Read(rec *Record) error {
 		r.records++
 		return nil
 	}
+}
+
+// checkEnvelope fails a JSON object that lacks what every audit record has:
+// a seq from 1, a time and an event.
+func (rec *Record) checkEnvelope() error {
+	var missing []string
+	if rec.Seq == 0 {
+		missing = append(missing, "seq")
+	}
+	if rec.Time == "" {
+		missing = append(missing, "time")
+	}
+	if rec.Event == "" {
+		missing = append(missing, "event")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("a JSON object without %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // Close closes the file being read, if any.
@@ -201,7 +278,7 @@ func (r *Reader) open(name string) error {
 	}
 	r.buf.Reset(rd)
 	r.br = r.buf
-	r.name, r.rc, r.lineNo = name, rc, 0
+	r.name, r.rc, r.lineNo, r.inFile = name, rc, 0, 0
 	return nil
 }
 
@@ -232,6 +309,10 @@ func (r *Reader) readLine() ([]byte, error) {
 			r.long = append(r.long, chunk...)
 		case err == io.EOF:
 			if n := len(r.long) + len(chunk); n > 0 {
+				if r.inFile == 0 && !startsObject(r.long, chunk) {
+					// the file's only line, and no record begins it
+					return nil, &NotLogError{File: r.name, Line: r.lineNo + 1, Why: "no JSON object begins it, and it has no end"}
+				}
 				r.skip("%s: the last line (line %d, %d bytes) has no end: a record cut short by a crash, or being written now: skipped",
 					r.name, r.lineNo+1, n)
 			}
@@ -240,6 +321,17 @@ func (r *Reader) readLine() ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// startsObject says whether a line (the bytes of long, then chunk) begins,
+// after blanks, with '{': a record being written, or cut short.
+func startsObject(long, chunk []byte) bool {
+	for _, b := range [][]byte{long, chunk} {
+		if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 {
+			return t[0] == '{'
+		}
+	}
+	return false
 }
 
 func (r *Reader) skip(format string, a ...any) {

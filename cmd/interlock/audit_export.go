@@ -41,7 +41,10 @@ minutes before --from or after --to are passed over without being decoded;
 every file is still read to its end (a gateway restarted with its clock set
 back writes earlier times after later ones).
 
-The hash chain is not checked here: run 'interlock audit verify' for that.
+A file whose first line is not an audit record is refused (exit 1); later
+lines that are not records are named (FILE:LINE), left out, and make the
+exit 1 once the rest is written. The hash chain is not checked here: run
+'interlock audit verify' for that.
 
 %s
 Examples:
@@ -118,7 +121,7 @@ Examples:
 	if err != nil {
 		return &exitError{code: 1, msg: "audit export: " + err.Error()}
 	}
-	return nil
+	return badLinesErr("audit export", st)
 }
 
 // commitExportFile makes the finished temporary file the output file.

@@ -44,7 +44,10 @@ Records more than 10 minutes before --from or after --to are passed over
 without being decoded; every file is still read to its end, since a gateway
 restarted with its clock set back writes earlier times after later ones.
 
-The hash chain is not checked here: run 'interlock audit verify' for that.
+A file whose first line is not an audit record is refused (exit 1); later
+lines that are not records are named (FILE:LINE), left out, and make the
+exit 1 once the rest is written. The hash chain is not checked here: run
+'interlock audit verify' for that.
 
 %s
 Examples:
@@ -89,14 +92,30 @@ Examples:
 	}
 	st, err := q.Run(r, emit)
 	r.Close()
-	if ferr := finish(); err == nil {
-		err = ferr
+	var nl *query.NotLogError
+	if !errors.As(err, &nl) || st.Matched > 0 { // no table header over standard input that is no log
+		if ferr := finish(); err == nil {
+			err = ferr
+		}
 	}
 	fmt.Fprintln(stderr, "audit query: "+queryStatsLine(st, "matched"))
 	if err != nil {
 		return &exitError{code: 1, msg: "audit query: " + err.Error()}
 	}
-	return nil
+	return badLinesErr("audit query", st)
+}
+
+// badLinesErr fails a query or export that passed over whole lines that
+// are not audit records: the output is all the rest, but the log is
+// damaged or holds something else, and an auditor must not take the output
+// for the whole log. (A last line cut short is a record being written, or
+// one a crash cut: noted, not a failure.)
+func badLinesErr(cmd string, st query.Stats) error {
+	if st.BadLines == 0 {
+		return nil
+	}
+	return &exitError{code: 1, msg: fmt.Sprintf("%s: %d line(s) are not audit records (FILE:LINE above) and are left out of the output; "+
+		"run 'interlock audit verify' on the same files to see whether the log was changed", cmd, st.BadLines)}
 }
 
 // lazyGC makes garbage collection rarer unless GOGC says otherwise, for the
@@ -127,8 +146,11 @@ func queryStatsLine(st query.Stats, verb string) string {
 	if st.PassedOver > 0 {
 		fmt.Fprintf(&b, "; %d records well outside --from/--to passed over", st.PassedOver)
 	}
-	if st.SkippedLines > 0 {
-		fmt.Fprintf(&b, "; %d lines skipped", st.SkippedLines)
+	if st.BadLines > 0 {
+		fmt.Fprintf(&b, "; %d line(s) that are not audit records left out", st.BadLines)
+	}
+	if cut := st.SkippedLines - st.BadLines; cut > 0 {
+		fmt.Fprintf(&b, "; %d last line(s) cut short skipped", cut)
 	}
 	if st.Unjoined > 0 {
 		fmt.Fprintf(&b, "; %d calls without a result record", st.Unjoined)
@@ -193,6 +215,10 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 	paths = append(paths, files...)
 	if len(paths) == 0 {
 		return nil, nil, usageErr("%s: name a log (--log PATH) or audit files (FILE…)", cmd)
+	}
+	// Before any output: a file of another kind is refused whole.
+	if err := query.CheckFiles(paths...); err != nil {
+		return nil, nil, &exitError{code: 1, msg: fmt.Sprintf("%s: %v", cmd, err)}
 	}
 	var f query.Filter
 	var err error

@@ -178,8 +178,47 @@ func TestAuditQueryCLIOnSampleLog(t *testing.T) {
 	cut := filepath.Join(dir, "cut.jsonl")
 	writeFile(t, cut, string(b)+`{"seq":60,"time":"2026-11-26T04:25:00.000000000Z","event":"call","gate`)
 	r = interlock(t, "audit", "query", cut, "--event", "call", "--format", "jsonl")
-	if r.code != 0 || len(jsonlRecords(t, r.stdout)) != 26 || !strings.Contains(r.stderr, "no end") || !strings.Contains(r.stderr, "1 lines skipped") {
+	if r.code != 0 || len(jsonlRecords(t, r.stdout)) != 26 || !strings.Contains(r.stderr, "no end") || !strings.Contains(r.stderr, "1 last line(s) cut short skipped") {
 		t.Errorf("cut log: exit %d, %d records\n%s", r.code, len(jsonlRecords(t, r.stdout)), r.stderr)
+	}
+
+	// A file that is not an audit log is refused before any output, named
+	// with its first line; query and export alike.
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7 + i/13)
+	}
+	for name, text := range map[string]string{
+		"notes.txt":  "hello world\nthis is text\n",
+		"other.json": `{"foo":1,"bar":[1,2]}` + "\n" + string(b),
+		"blob.bin":   string(random),
+	} {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, text)
+		for _, args := range [][]string{{"audit", "query", sample, p}, {"audit", "export", "--format", "csv", p}} {
+			r := interlock(t, args...)
+			if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, p+": line 1 is not an audit record") ||
+				!strings.Contains(r.stderr, "not an audit log") {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 naming %s line 1 and nothing printed", args, r.code, r.stdout, r.stderr, p)
+			}
+		}
+	}
+
+	// Lines of a log that are not records are named (FILE:LINE), counted and
+	// left out; the rest is printed (exported, with --out too), and the exit
+	// is 1 so that nobody takes the output for the whole log.
+	damaged := filepath.Join(dir, "damaged.jsonl")
+	writeFile(t, damaged, strings.Join(lines[:10], "")+"garbage\n"+`{"x":1}`+"\n"+strings.Join(lines[10:], "")+"\n")
+	r = interlock(t, "audit", "query", damaged, "--format", "jsonl")
+	if r.code != 1 || len(jsonlRecords(t, r.stdout)) != 59 || !strings.Contains(r.stderr, damaged+":11: not an audit record") ||
+		!strings.Contains(r.stderr, damaged+":12: not an audit record") || !strings.Contains(r.stderr, "2 line(s) are not audit records") {
+		t.Errorf("damaged log: exit %d, %d records\n%s", r.code, len(jsonlRecords(t, r.stdout)), r.stderr)
+	}
+	out := filepath.Join(dir, "damaged.csv")
+	r = interlock(t, "audit", "export", "--format", "csv", damaged, "--out", out)
+	if csv, err := os.ReadFile(out); r.code != 1 || err != nil || strings.Count(string(csv), "\n") != 47 ||
+		!strings.Contains(r.stderr, damaged+":11:") || !strings.Contains(r.stderr, "2 line(s) are not audit records") {
+		t.Errorf("export of the damaged log: exit %d, %d lines, %v\n%s", r.code, strings.Count(string(csv), "\n"), err, r.stderr)
 	}
 
 	// Every format exports, --out replaces the file only when done.
