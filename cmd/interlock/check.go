@@ -100,6 +100,9 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
 	}
+	if dir, err := probeWritable(nearestDir(cfg.Audit.Path)); err != nil {
+		return cfg.Errorf("audit.path", "%s: no file can be made in %s, where the gateway creates the log, its next and rotated files: %v", cfg.Audit.Path, dir, err)
+	}
 	if pct, ok := audit.FillPercent(nearestDir(cfg.Audit.Path)); ok && pct >= cfg.Audit.WarnFillPercent {
 		warnAt(stdout, cfg, "audit.path", "the filesystem of %s is %.1f%% full (warn_fill_percent %v): when it is full, state-changing calls are denied", cfg.Audit.Path, pct, cfg.Audit.WarnFillPercent)
 	}
@@ -272,6 +275,27 @@ func warnSamples(cfg *config.Config, pol *policy.Engine, log zerolog.Logger) {
 		log.Warn().Err(r.first).Int("failed", len(r.failed)).Int("samples", r.total).Str("policy_revision", pol.Revision()).
 			Msg("policy: sample calls get no decision and will be denied with policy_error (interlock check --config tells more)")
 	}
+}
+
+// probeWritable creates and removes a file in dir: asking the kernel for
+// permission (access(2)) answers for the real user and trusts mode bits,
+// which root passes everywhere, while a network file system squashing
+// root, or a kernel folder, still refuses the file. It returns dir.
+func probeWritable(dir string) (string, error) {
+	f, err := os.CreateTemp(dir, ".interlock-check-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return dir, err
+	}
+	name := f.Name()
+	werr := f.Close()
+	if err := os.Remove(name); err != nil {
+		return dir, fmt.Errorf("made %s but cannot remove it: %w", name, err)
+	}
+	return dir, werr
 }
 
 // nearestDir is the folder of path, or the nearest one above it that is

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,5 +198,67 @@ func TestCheckWarnsSerialBroadcastRoute(t *testing.T) {
 		if strings.Contains(stdout.String(), "routes[1]") || (!tc.warn && strings.Contains(stdout.String(), "broadcast")) {
 			t.Errorf("%s: check printed\n%s\nwant no other broadcast warning", tc.upstream, stdout.String())
 		}
+	}
+}
+
+// check proves the audit folder takes new files by making and removing
+// one: a log file that can be appended to is not enough, since rotation
+// creates files beside it. Root passes every permission check, so the
+// command runs as nobody (uid 65534) when the test runs as root.
+func TestCheckMakesAFileInTheAuditFolder(t *testing.T) {
+	t.Parallel()
+	g := newGateway(t, gwOptions{upstreamPort: 502})
+	auditDir := filepath.Dir(g.auditPath)
+	writeFile(t, g.auditPath, "")
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		const nobody = 65534
+		cred = &syscall.Credential{Uid: nobody, Gid: nobody}
+		// nobody reads the configuration and policy, and owns the log, as a
+		// gateway's user would
+		for _, d := range []string{filepath.Dir(g.dir), g.dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chown(g.auditPath, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(g.dir, "interlock")
+	copyFile(t, interlockBin, bin)
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	check := func() cliResult {
+		t.Helper()
+		cmd := exec.Command(bin, "check", "--config", g.config)
+		cmd.Env = childEnv()
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("interlock check: %v", err)
+		}
+		return cliResult{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	}
+	if err := os.Chmod(auditDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if r := check(); r.code != 0 {
+		t.Fatalf("check with a writable audit folder: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if ents, err := os.ReadDir(auditDir); err != nil || len(ents) != 1 {
+		t.Errorf("the audit folder after check: %v, %v; want the log alone (check removes its file)", ents, err)
+	}
+	if err := os.Chmod(auditDir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	r := check()
+	if want := "audit.path: " + g.auditPath + ": no file can be made in " + auditDir; r.code != 1 || !strings.Contains(r.stderr, want) ||
+		!strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("check with an audit folder that takes no file: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
 	}
 }

@@ -393,6 +393,19 @@ func TestE2ECLIUsage(t *testing.T) {
 			!strings.Contains(r.stderr, "is not a folder") {
 			t.Errorf("interlock check with the audit folder a file: exit %d, want 1 naming audit.path and why\nstderr: %s", r.code, r.stderr)
 		}
+		// a kernel file system: nothing kept on disk (/dev/shm is memory)
+		for _, p := range []string{"/dev/shm/interlock/audit.jsonl", "/proc/interlock/audit.jsonl", "/sys/kernel/audit.jsonl"} {
+			b, err := os.ReadFile(g.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(g.dir, "kernel.yaml")
+			writeFile(t, cfg, strings.Replace(string(b), "path: ./audit/audit.jsonl", "path: "+p, 1))
+			r := interlock(t, "check", "--config", cfg)
+			if r.code != 1 || !strings.Contains(r.stderr, "audit.path: "+p+" is under /"+strings.Split(p, "/")[1]+", a kernel file system") {
+				t.Errorf("interlock check with audit.path %s: exit %d, want 1 naming audit.path and the value\nstderr: %s", p, r.code, r.stderr)
+			}
+		}
 	})
 }
 

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,6 +99,39 @@ func TestParseByteSize(t *testing.T) {
 	for _, in := range []string{"", "MB", "-1MB", "ten", "1e30GB"} {
 		if _, err := config.ParseByteSize(in); err == nil {
 			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// An audit.path on a kernel file system (/proc, /sys, /dev: no storage, or
+// memory such as /dev/shm) is refused, as written or through a symlink,
+// naming the key, the value and the file system.
+func TestAuditPathOnAKernelFileSystem(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "logs")
+	if err := os.Symlink("/proc/self", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, under string }{
+		{"/proc/interlock/audit.jsonl", "/proc"},
+		{"/sys/audit.jsonl", "/sys"},
+		{"/dev/shm/interlock/audit.jsonl", "/dev"},
+		{"/dev/null", "/dev"},
+		{"/var/../dev/audit.jsonl", "/dev"},
+		{link + "/audit/audit.jsonl", "/proc"},
+	} {
+		body := strings.Replace(good, "path: ./audit/audit.jsonl", "path: "+tc.path, 1)
+		line := strings.Count(body[:strings.Index(body, "path: "+tc.path)], "\n") + 1
+		p := write(t, body)
+		_, err := config.Load(p)
+		if want := fmt.Sprintf("%s:%d: audit.path: %s is under %s", p, line, tc.path, tc.under); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("audit.path %s: %v; want an error starting %s", tc.path, err, want)
+		}
+	}
+	// a name that only begins like one is a disk folder
+	dir := t.TempDir()
+	for _, path := range []string{dir + "/devices/audit.jsonl", "/tmp/dev/audit.jsonl"} {
+		if _, err := config.Load(write(t, strings.Replace(good, "path: ./audit/audit.jsonl", "path: "+path, 1))); err != nil {
+			t.Errorf("audit.path %s: %v", path, err)
 		}
 	}
 }

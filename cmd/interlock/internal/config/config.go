@@ -821,6 +821,14 @@ func (c *Config) checkAudit() error {
 		return c.errf(0, "audit.path", "missing: the audit log file, such as ./audit/audit.jsonl")
 	}
 	a.Path = c.resolve(a.Path)
+	if fsDir, real, ok := onKernelFS(a.Path); ok {
+		via := ""
+		if real != "" {
+			via = " (through a symlink: " + real + ")"
+		}
+		return c.errf(0, "audit.path", "%s is under %s%s, a kernel file system (processes, devices, memory): the audit log would not be kept on disk; put it on a disk, such as /var/log/interlock/audit.jsonl",
+			a.Path, fsDir, via)
+	}
 	switch a.ReadsOnFailure {
 	case "":
 		a.ReadsOnFailure = "alert"
@@ -896,6 +904,48 @@ func (c *Config) checkAuditEvidence() error {
 		return c.errf(0, "audit.warn_fill_percent", "%v is not a percentage in 1..100", a.WarnFillPercent)
 	}
 	return nil
+}
+
+// kernelDirs are where kernel file systems are mounted: /proc and /sys
+// store nothing, /dev holds devices and memory (/dev/shm), so an audit log
+// there is refused or gone at the next boot.
+var kernelDirs = []string{"/proc", "/sys", "/dev"}
+
+// onKernelFS reports the kernel folder that path lies under, as written
+// (made absolute and clean) or once the symlinks of the part of it that is
+// there are resolved; real is that resolved path when only it is under one.
+func onKernelFS(path string) (dir, real string, ok bool) {
+	under := func(p string) (string, bool) {
+		for _, k := range kernelDirs {
+			if p == k || strings.HasPrefix(p, k+"/") {
+				return k, true
+			}
+		}
+		return "", false
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = filepath.Clean(path)
+	}
+	if k, ok := under(abs); ok {
+		return k, "", true
+	}
+	rest := ""
+	for p := abs; ; {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			r = filepath.Join(r, rest)
+			if k, ok := under(r); ok {
+				return k, r, true
+			}
+			return "", "", false
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", "", false
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
 }
 
 func (c *Config) resolve(p string) string {
