@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/interlock-ics/interlock/audit"
 )
 
 // Filter selects records. Kinds combine with AND; the values of one kind
@@ -45,7 +47,22 @@ var (
 	Verdicts = []string{"allow", "alert", "deny"}
 	Statuses = []string{"ok", "denied", "exception", "error"}
 	Accesses = []string{"read", "write", "execute", "browse", "subscribe", "session", "diagnostic", "program"}
+	// Events are the events the gateway writes (README.md, "Audit log"),
+	// for --event: a name that is none of them would match nothing.
+	Events = []string{
+		audit.EventGatewayStart, audit.EventGatewayStop, audit.EventGatewayStartFailed,
+		"ticket.open", "ticket.approve", "ticket.close", "ticket.load", "ticket.load_refused", EventTicketRefused,
+		"policy.load", "policy.load_failed", "users.load", "users.load_failed",
+		audit.EventSessionOpen, audit.EventCall, audit.EventResult, audit.EventRequestRejected, audit.EventSessionClose,
+		audit.EventSessionAuthFailed,
+		audit.EventRecovered, audit.EventCheckpoint, audit.EventRotated, audit.EventRetention, audit.EventCapacity,
+		audit.EventWriteFailed, "audit.ship_skipped", "audit.ship_stopped",
+	}
 )
+
+// Glob reports whether s matches pattern, in which * matches any run of
+// characters: how the filters match names.
+func Glob(pattern, s string) bool { return glob(pattern, s) }
 
 // ParseSource reads a --source value.
 func ParseSource(v string) (SourceMatch, error) {

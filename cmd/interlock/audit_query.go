@@ -264,6 +264,12 @@ func (in *queryFlags) query(cmd string, files []string, now time.Time) (*query.Q
 			}
 		}
 	}
+	if err := checkEvents(cmd, f.Events); err != nil {
+		return nil, nil, err
+	}
+	if err := checkFunctions(cmd, f.Functions); err != nil {
+		return nil, nil, err
+	}
 	for _, v := range in.sources {
 		m, err := query.ParseSource(v)
 		if err != nil {

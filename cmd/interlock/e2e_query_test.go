@@ -159,6 +159,13 @@ func TestAuditQueryCLIOnSampleLog(t *testing.T) {
 		{[]string{"audit", "query", sample, "--format", "xml"}, `--format "xml"`},
 		{[]string{"audit", "export", sample}, "--format is required"},
 		{[]string{"audit", "export", sample, "--format", "xml"}, `--format "xml"`},
+		// a name that is no event or function would match nothing
+		{[]string{"audit", "query", sample, "--event", "sesion.open"}, `--event "sesion.open" is no event the gateway writes; the events: gateway.start, `},
+		{[]string{"audit", "query", sample, "--event", "sessions.*"}, `--event "sessions.*" matches no event the gateway writes; the events: `},
+		{[]string{"audit", "export", "--format", "csv", sample, "--event", "call,resutl"}, `--event "resutl" is no event`},
+		{[]string{"audit", "query", sample, "--function", "write_register"}, `--function "write_register" is no Modbus or OPC UA function; give a name, a glob such as write_*, or a function code such as 16. Modbus: read_coils, `},
+		{[]string{"audit", "query", sample, "--function", "wirte_*"}, `--function "wirte_*" matches no Modbus or OPC UA function`},
+		{[]string{"audit", "export", "--format", "cef", sample, "--function", "300"}, `--function 300: a function code is 0 to 255`},
 	} {
 		r := interlock(t, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
