@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/interlock-ics/interlock/audit"
@@ -57,6 +60,14 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return usageErr("audit verify: name the log (--log PATH) or at least one audit log file")
 	}
+	if *after != "" {
+		// A record hash is SHA-256 in hex; anything else is a typo, not a
+		// break of the log.
+		if b, err := hex.DecodeString(*after); err != nil || len(b) != sha256.Size {
+			return usageErr("audit verify: --after %q: want a record's hash, 64 hex digits (the \"hash\" of the last record of the part before)", *after)
+		}
+		*after = strings.ToLower(*after)
+	}
 	opts := audit.VerifyOptions{MaxUnsigned: *maxUnsigned, MaxUnsignedAge: *maxAge, After: *after}
 	if *logPath != "" {
 		opts.Live = files[len(files)-1]
@@ -64,7 +75,15 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	if *keyPath != "" {
 		k, err := audit.LoadVerifyKey(*keyPath)
 		if err != nil {
-			return fmt.Errorf("audit verify: --key: %w", err)
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			msg := strings.TrimPrefix(err.Error(), *keyPath+": ")
+			if !strings.Contains(msg, audit.VerifyKeyFile) {
+				msg += " (want the Ed25519 public key in PEM that `interlock audit keygen` or `certs init` wrote, " + audit.VerifyKeyFile + ")"
+			}
+			return fmt.Errorf("audit verify: --key %s: %s", *keyPath, msg)
 		}
 		opts.Key = k
 	}
