@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,10 @@ func init() {
 		help: "move a trusted certificate to rejected"})
 }
 
+// maxCertDays bounds --days at a hundred years, well inside what a
+// time.Duration can add to now.
+const maxCertDays = 36500
+
 func pkiFlag(fs *flag.FlagSet) *string {
 	return fs.String("pki", "", "the PKI directory `DIR` (OPC 10000-12 layout: own, trusted, issuer, rejected)")
 }
@@ -47,7 +52,7 @@ func cmdCertsInit(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var hosts listFlag
 	fs.Var(&hosts, "host", "host `NAME`s and IP addresses clients reach the gateway by, for the subjectAltName; repeat or comma-separate (default: this host's name)")
 	bits := fs.Int("bits", certs.DefaultKeyBits, "RSA key size in bits, 2048 to 4096")
-	days := fs.Int("days", certs.DefaultDays, "validity in days")
+	days := fs.Int("days", certs.DefaultDays, "validity in days, 1 to 36500")
 	org := fs.String("org", "", "subject organization (default Interlock)")
 	cn := fs.String("cn", "", "subject common name (default Interlock@ and the first host)")
 	force := fs.Bool("force", false, "replace an existing gateway certificate and key (clients that trusted the old one must trust the new one); the audit signing key is always kept")
@@ -59,6 +64,9 @@ func cmdCertsInit(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if *pki == "" || *uri == "" || len(pos) > 0 {
 		fs.Usage()
 		return usageErr("certs init: --pki DIR and --uri URI are required")
+	}
+	if *days <= 0 || *days > maxCertDays {
+		return usageErr("certs init: --days %d: want the certificate's validity in days, 1 to %d (default %d, five years)", *days, maxCertDays, certs.DefaultDays)
 	}
 	s, err := certs.Init(*pki, certs.InitOptions{ApplicationURI: *uri, Hosts: hosts, Organization: *org, CommonName: *cn,
 		Days: *days, KeyBits: *bits, Force: *force})
@@ -251,16 +259,92 @@ func cmdCertsTrust(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	arg := pos[0]
+	fi, serr := os.Stat(arg)
+	isFile := serr == nil && !fi.IsDir()
+	tp, isThumbprint := thumbprintArg(arg)
+	switch {
+	case serr == nil && fi.IsDir():
+		return usageErr("certs trust: %s is a folder: name a certificate file (DER or PEM) or the thumbprint of one in %s", arg, s.Path(certs.RejectedCertsDir))
+	case !isFile && !isThumbprint:
+		var pe *os.PathError
+		if errors.As(serr, &pe) {
+			serr = pe.Err
+		}
+		return fmt.Errorf("certs trust: %s: %v, and it is not a thumbprint either (the hex SHA-1 of a certificate in %s, at least 8 digits of it)",
+			arg, serr, s.Path(certs.RejectedCertsDir))
+	}
+	// Trusted already: nothing to do, and what was asked for holds. A
+	// thumbprint names a rejected certificate first, so that a prefix of
+	// one is never taken for a trusted one's.
+	var readErr error
+	var rejected []certs.Info
+	if isFile {
+		var c *x509.Certificate
+		if c, readErr = readCertFile(arg); readErr == nil {
+			tp = certs.Thumbprint(c.Raw)
+		} else {
+			tp = ""
+		}
+	} else if rejected = certsWithPrefix(s, certs.RejectedCertsDir, tp); len(rejected) == 1 {
+		tp = rejected[0].Thumbprint
+	}
+	if t := certsWithPrefix(s, certs.TrustedCertsDir, tp); len(t) == 1 && len(rejected) <= 1 {
+		if err := printMoved(stdout, "trusted already (nothing changed)", t[0].Path); err != nil {
+			return err
+		}
+		if len(rejected) == 1 {
+			fmt.Fprintf(stdout, "  a copy is in %s too; remove it if it is not wanted there\n", rejected[0].Path)
+		}
+		return nil
+	}
 	var p string
-	if fi, serr := os.Stat(arg); serr == nil && !fi.IsDir() {
+	if isFile {
 		p, err = s.TrustFile(arg)
 	} else {
 		p, err = s.Trust(arg)
 	}
 	if err != nil {
+		if readErr != nil {
+			return fmt.Errorf("certs trust: %s: not a certificate file (DER or PEM, one certificate): %w", arg, readErr)
+		}
 		return err
 	}
 	return printMoved(stdout, "trusted", p)
+}
+
+// thumbprintArg reads an argument as a thumbprint or a prefix of one (as
+// the store looks them up: at least 8 hex digits, colons allowed).
+func thumbprintArg(arg string) (string, bool) {
+	tp := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(arg), ":", ""))
+	return tp, len(tp) >= 8 && strings.Trim(tp, "0123456789abcdef") == ""
+}
+
+// certsWithPrefix are the certificates of a folder whose thumbprint
+// begins with tp (none for "").
+func certsWithPrefix(s *certs.Store, folder, tp string) []certs.Info {
+	if tp == "" {
+		return nil
+	}
+	infos, _ := s.List(folder)
+	var hits []certs.Info
+	for _, i := range infos {
+		if i.Err == nil && strings.HasPrefix(i.Thumbprint, tp) {
+			hits = append(hits, i)
+		}
+	}
+	return hits
+}
+
+// readCertFile reads the one certificate of a DER or PEM file.
+func readCertFile(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	return x509.ParseCertificate(b)
 }
 
 func cmdCertsReject(args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -184,6 +184,13 @@ func TestCertsCLI(t *testing.T) {
 	if c := validateCode(t, dir, client, "urn:eng-ws1:client"); c != ua.StatusOK {
 		t.Fatalf("client trusted from a file: %v", c)
 	}
+	// Trusting it again, by file or thumbprint, says so and changes nothing.
+	trusted := filepath.Join(dir, "trusted", "certs", tp+".der")
+	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, f), 0, "certs trust FILE again", "trusted already (nothing changed): "+trusted)
+	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, tp[:10]), 0, "certs trust THUMBPRINT of a trusted one", "trusted already (nothing changed): "+trusted)
+	if ents, err := os.ReadDir(filepath.Join(dir, "trusted", "certs")); err != nil || len(ents) != 1 {
+		t.Errorf("trusted/certs after trusting twice: %v, %v", ents, err)
+	}
 
 	// Clear errors, naming the path.
 	missing := filepath.Join(t.TempDir(), "nope")
@@ -191,6 +198,20 @@ func TestCertsCLI(t *testing.T) {
 	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, "deadbeef00"), 1, "trust of an unknown thumbprint", filepath.Join(dir, "rejected", "certs"))
 	wantExit(t, interlock(t, "certs", "reject", "--pki", dir, "deadbeef00"), 1, "reject of an unknown thumbprint", filepath.Join(dir, "trusted", "certs"))
 	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, "not-a-thumbprint"), 1, "trust of a bad argument", "not a thumbprint")
+	nope := filepath.Join(t.TempDir(), "client.der")
+	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, nope), 1, "trust of a missing file", "certs trust: "+nope+": no such file or directory, and it is not a thumbprint")
+	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, t.TempDir()), 2, "trust of a folder", "is a folder: name a certificate file")
+	notCert := filepath.Join(t.TempDir(), "notes.txt")
+	writeFile(t, notCert, "hello\n")
+	wantExit(t, interlock(t, "certs", "trust", "--pki", dir, notCert), 1, "trust of a text file", "certs trust: "+notCert+": not a certificate file (DER or PEM")
+	for _, days := range []string{"0", "-5", "200000"} {
+		pki := filepath.Join(t.TempDir(), "pki")
+		wantExit(t, interlock(t, "certs", "init", "--pki", pki, "--uri", "urn:x", "--days", days), 2, "init --days "+days,
+			"certs init: --days "+days+": want the certificate's validity in days, 1 to 36500")
+		if _, err := os.Stat(pki); !os.IsNotExist(err) {
+			t.Errorf("init --days %s made %s: %v", days, pki, err)
+		}
+	}
 	wantExit(t, interlock(t, "certs", "init", "--pki", t.TempDir(), "--uri", "urn:x", "--bits", "1024"), 1, "init --bits 1024", "1024 bits")
 	wantExit(t, interlock(t, "certs", "init", "--pki", dir), 2, "init without --uri", "--uri URI")
 	wantExit(t, interlock(t, "certs", "trust", "--pki", dir), 2, "trust without an argument", "THUMBPRINT")
