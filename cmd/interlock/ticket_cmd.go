@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,7 +75,7 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var targets, access listFlag
 	fs.Var(&targets, "target", "target (listener or route name); repeat or comma-separate for several")
 	fs.Var(&access, "access", "access kinds: write, execute, program, diagnostic, …; repeat or comma-separate")
-	dur := fs.Duration("for", 0, "how long the ticket stays open, such as 2h (at most 168h)")
+	forArg := fs.String("for", "", "how long the ticket stays open: a duration such as 2h, 90m or 2d (at most 168h, 7d), or the time it ends, in RFC 3339 such as 2026-12-01T18:00:00Z")
 	reason := fs.String("reason", "", "why: the change request, such as CHG-1234")
 	id := fs.String("id", "", "ticket id (default: generated)")
 	asJSON := fs.Bool("json", false, "print the ticket as JSON")
@@ -85,7 +86,7 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	for _, f := range []struct {
 		name string
 		set  bool
-	}{{"--user", *user != ""}, {"--target", len(targets) > 0}, {"--access", len(access) > 0}, {"--for", *dur != 0}, {"--reason", *reason != ""}} {
+	}{{"--user", *user != ""}, {"--target", len(targets) > 0}, {"--access", len(access) > 0}, {"--for", *forArg != ""}, {"--reason", *reason != ""}} {
 		if !f.set {
 			missing = append(missing, f.name)
 		}
@@ -94,8 +95,9 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usageErr("ticket open: missing %s (--user, --target, --access, --for and --reason are all required)", strings.Join(missing, ", "))
 	}
-	if *dur < 0 {
-		return usageErr("ticket open: --for %v: want a positive duration such as 2h", *dur)
+	dur, err := parseTicketFor(*forArg, time.Now())
+	if err != nil {
+		return usageErr("ticket open: --for %q: %v", *forArg, err)
 	}
 	c, err := client()
 	if err != nil {
@@ -103,6 +105,40 @@ func cmdTicketOpen(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	t, err := c.Open(admin.OpenRequest{ID: *id, User: *user, Targets: targets, Access: access, Reason: *reason, Duration: dur.String()})
 	return ticketDone("open", stdout, t, *asJSON, err)
+}
+
+// ticketForForms are the forms --for takes, for its errors.
+const ticketForForms = "want how long, such as 2h, 90m, 1h30m or 2d (at most 168h, 7d), or when the ticket ends, in RFC 3339 such as 2026-12-01T18:00:00Z"
+
+// parseTicketFor reads --for: a Go duration, a number of days (2d), or the
+// time the ticket ends (RFC 3339), as the duration from now.
+func parseTicketFor(v string, now time.Time) (time.Duration, error) {
+	var d time.Duration
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		if !t.After(now) {
+			return 0, fmt.Errorf("%s is past (now %s): %s", t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ticketForForms)
+		}
+		return t.Sub(now).Round(time.Second), nil
+	}
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		switch {
+		case err != nil:
+			return 0, errors.New(ticketForForms)
+		case days > 10000: // a time.Duration holds 106751 days
+			return 0, fmt.Errorf("far over the 168h (7d) a ticket may last: %s", ticketForForms)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, errors.New(ticketForForms)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("not a positive duration: %s", ticketForForms)
+	}
+	return d, nil
 }
 
 // ticketDone prints the ticket a change made, or why it failed; a change
