@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
@@ -47,12 +49,25 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	case fs.NArg() > 0:
 		return usageErr("users add: unexpected argument %q", fs.Arg(0))
 	}
+	// The folder is not made: a typo in --file would hide the file where
+	// the gateway never looks. Checked before the password is asked for.
+	if dir := filepath.Dir(*file); dir != "" {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("users add: --file %s: the folder %s does not exist; create it first (users add makes the file, not its folder)", *file, dir)
+		case err != nil:
+			return fmt.Errorf("users add: --file %s: %v", *file, err)
+		case !fi.IsDir():
+			return fmt.Errorf("users add: --file %s: %s is not a folder", *file, dir)
+		}
+	}
 	password, err := readPassword(*user, *fromStdin, stdin, stderr)
 	if err != nil {
 		return err
 	}
-	if password == "" {
-		return errors.New("users add: empty password")
+	if err := checkPassword(password); err != nil {
+		return fmt.Errorf("users add: the password for %s %v; nothing written", *user, err)
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
 	if err != nil {
@@ -116,6 +131,37 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	return nil
 }
 
+// Password bounds: bcrypt hashes at most 72 bytes; a first line of standard
+// input is read up to maxPasswordRead bytes, so a stream without a newline
+// is not read whole.
+const (
+	maxPasswordBytes = 72
+	maxPasswordRead  = 1024
+)
+
+// checkPassword refuses a password no client would send: empty, too long
+// for the hash, not UTF-8 (clients send UTF-8), or with a control
+// character (a tab, an escape: a paste gone wrong).
+func checkPassword(pw string) error {
+	switch {
+	case pw == "":
+		return errors.New("is empty")
+	case len(pw) > maxPasswordRead:
+		return fmt.Errorf("is over %d bytes", maxPasswordRead)
+	case len(pw) > maxPasswordBytes:
+		return fmt.Errorf("is %d bytes; the bcrypt hash of the users file takes at most %d", len(pw), maxPasswordBytes)
+	}
+	for i, r := range pw {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(pw[i:], "\uFFFD"):
+			return fmt.Errorf("is not UTF-8 text (byte %d), which clients send", i+1)
+		case unicode.IsControl(r):
+			return fmt.Errorf("holds a control character (%U at byte %d), which no client sends from a login field", r, i+1)
+		}
+	}
+	return nil
+}
+
 // readPassword asks for the password on a terminal without echo, twice, and
 // compares; with --password-stdin, or when standard input is no terminal
 // (a script), it reads the first line of standard input.
@@ -146,9 +192,13 @@ func readPassword(user string, fromStdin bool, stdin io.Reader, stderr io.Writer
 	if !fromStdin {
 		fmt.Fprintf(stderr, "password for %s (first line of standard input): ", user)
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(stdin, maxPasswordRead+3)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("users add: reading the password: %v", err)
 	}
-	return strings.TrimRight(line, "\r\n"), nil
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if len(line) > maxPasswordRead {
+		return "", fmt.Errorf("users add: the password for %s (the first line of standard input) is over %d bytes; nothing written", user, maxPasswordRead)
+	}
+	return line, nil
 }

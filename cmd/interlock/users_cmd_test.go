@@ -81,3 +81,59 @@ func TestUsersAdd(t *testing.T) {
 		t.Errorf("users add without --file: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// A password no client would send, or a users file whose folder is not
+// there, is refused naming what is wrong, and nothing is written.
+func TestUsersAddRefusals(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "users.yaml")
+	add := func(file, stdin string) cliResult {
+		t.Helper()
+		cmd := exec.Command(interlockBin, "users", "add", "--file", file, "--user", "alice", "--password-stdin")
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		_ = cmd.Run()
+		return cliResult{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errOut.String()}
+	}
+	for _, tc := range []struct{ name, stdin, want string }{
+		{"empty", "\n", "users add: the password for alice is empty; nothing written"},
+		{"no input", "", "users add: the password for alice is empty; nothing written"},
+		{"over 1024 bytes", strings.Repeat("x", 1100) + "\n", "users add: the password for alice (the first line of standard input) is over 1024 bytes; nothing written"},
+		{"a megabyte without a newline", strings.Repeat("x", 1<<20), "is over 1024 bytes; nothing written"},
+		{"over bcrypt's 72 bytes", strings.Repeat("x", 73) + "\n", "users add: the password for alice is 73 bytes; the bcrypt hash of the users file takes at most 72; nothing written"},
+		{"a tab", "pass\tword\n", "users add: the password for alice holds a control character (U+0009 at byte 5)"},
+		{"an escape", "pass\x1b[Aword\n", "holds a control character (U+001B at byte 5)"},
+		{"a NUL", "pass\x00word\n", "holds a control character (U+0000 at byte 5)"},
+		{"Latin-1", "caf\xe9\n", "users add: the password for alice is not UTF-8 text (byte 4)"},
+	} {
+		if r := add(file, tc.stdin); r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 1 and %q", tc.name, r.code, r.stderr, tc.want)
+		}
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("a refused password wrote %s: %v", file, err)
+	}
+	missing := filepath.Join(dir, "nodir", "users.yaml")
+	if r := add(missing, "pw\n"); r.code != 1 || !strings.Contains(r.stderr,
+		"users add: --file "+missing+": the folder "+filepath.Dir(missing)+" does not exist; create it first") {
+		t.Errorf("a users file in a missing folder: exit %d, stderr %q", r.code, r.stderr)
+	}
+	notDir := filepath.Join(dir, "notes.txt")
+	writeFile(t, notDir, "x")
+	if r := add(filepath.Join(notDir, "users.yaml"), "pw\n"); r.code != 1 || !strings.Contains(r.stderr, notDir+" is not a folder") {
+		t.Errorf("a users file under a file: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// 72 bytes of UTF-8, a space and non-ASCII letters included, are fine.
+	pw := "pässwörd " + strings.Repeat("x", 72-len("pässwörd "))
+	if r := add(file, pw+"\r\n"); r.code != 0 {
+		t.Fatalf("a 72-byte password: exit %d, %s", r.code, r.stderr)
+	}
+	users, err := opcua.LoadUsers(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := users.Check("alice", pw); !ok {
+		t.Error("the 72-byte password does not log in")
+	}
+}
