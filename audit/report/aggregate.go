@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -441,7 +442,7 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		}
 	case eventRecovered:
 		if in {
-			a.recovered.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%d bytes of a line cut by a crash were removed", r.Truncated)})
+			a.recovered.add(eventRow{t, r.Seq, r.Event, plural(r.Truncated, "byte") + " of a line cut by a crash " + were(r.Truncated) + " removed"})
 		}
 	case eventCheckpoint:
 		a.checkpointsAll++
@@ -810,7 +811,7 @@ func (a *aggregator) rejectCounted(r *record, t time.Time, in bool) {
 		reasons = append(reasons, fmt.Sprintf("%s ×%d", rc.Reason, rc.Count))
 	}
 	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: strings.Join(reasons, ", "),
-		Detail: fmt.Sprintf("%d rejections of this source counted, not recorded one by one (%s)", r.Count, r.Event)}
+		Detail: fmt.Sprintf("%s of this source counted, not recorded one by one (%s)", plural(r.Count, "rejection"), r.Event)}
 	ip := ""
 	if r.Source != nil {
 		ip, row.SrcIP, row.SrcName = r.Source.IP, r.Source.IP, r.Source.Name
@@ -1032,19 +1033,27 @@ func eventFields(line []byte) string {
 // opOrder is the order operation fields are shown in; the rest follow
 // sorted by name.
 var opOrder = []string{"address", "quantity", "values", "read_address", "read_quantity", "and_mask", "or_mask",
-	"sub_function_name", "sub_function", "node_id", "browse_path", "attribute", "object_id", "method_id", "arguments", "records", "data"}
+	"sub_function_name", "sub_function", "node_id", "object_id", "method_id", "browse_path", "attribute", "index_range",
+	"value", "data_type", "old_value", "arguments", "argument_types", "records", "data"}
 
 // maxValues is how many values of a write the tables show.
 const maxValues = 8
 
-// operationSummary shows what a call did: its operation fields but for
-// function, access and code, which have columns of their own.
+// operationSummary shows what a call did: its operation fields less
+// function, access and code (they have columns of their own) and less those
+// that say nothing (an empty text, null, {}), such as the index_range of an
+// OPC UA read or write of a whole value.
 func operationSummary(line []byte) string {
 	var v struct {
 		Operation map[string]json.RawMessage `json:"operation"`
 	}
 	if json.Unmarshal(line, &v) != nil || v.Operation == nil {
 		return ""
+	}
+	for k, raw := range v.Operation {
+		if saysNothing(raw) {
+			delete(v.Operation, k)
+		}
 	}
 	var keys []string
 	for _, k := range opOrder {
@@ -1088,6 +1097,16 @@ func operationSummary(line []byte) string {
 		}
 	}
 	return clip(b.String(), maxFieldText)
+}
+
+// saysNothing is true of a JSON value that shows nothing: "", null or {}.
+func saysNothing(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case `""`, "null", "{}":
+		return true
+	}
+	var obj map[string]json.RawMessage
+	return len(raw) > 0 && raw[0] == '{' && json.Unmarshal(raw, &obj) == nil && len(obj) == 0
 }
 
 // clip shortens s to at most n bytes on a rune boundary.

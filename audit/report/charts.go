@@ -107,9 +107,9 @@ func timeChart(buckets []bucket, width time.Duration) chart {
 	for i, b := range buckets {
 		x := left + float64(i)*bw
 		y := top + plotH
-		title := fmt.Sprintf("%s – %s: %d calls (%d allowed, %d with alert, %d denied)",
+		title := fmt.Sprintf("%s – %s: %s (%d allowed, %d with alert, %d denied)",
 			b.Start.Format("2006-01-02 15:04:05"), b.End.Format("2006-01-02 15:04:05 UTC"),
-			b.Total(), b.Counts[classAllowed], b.Counts[classAlerted], b.Counts[classDenied])
+			plural(b.Total(), "call"), b.Counts[classAllowed], b.Counts[classAlerted], b.Counts[classDenied])
 		for k := range numClasses {
 			n := b.Counts[k]
 			if n == 0 {
@@ -125,7 +125,7 @@ func timeChart(buckets []bucket, width time.Duration) chart {
 		}
 	}
 	c.Texts = append(c.Texts, svgText{X: left, Y: H - 6, Anchor: "start",
-		Text: "UTC, one bar per " + humanDuration(width), Class: "axis"})
+		Text: "UTC, one bar per " + perWidth(width), Class: "axis"})
 	return c
 }
 

@@ -30,6 +30,10 @@ var pageTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"tsfull": fmtTimeFull,
 	"pct":    pct,
 	"dur":    humanDuration,
+	"per":    perWidth,
+	"n":      func(n any, one string, many ...string) string { return plural(count(n), one, many...) },
+	"pl":     func(n any, one string, many ...string) string { return word(count(n), one, many...) },
+	"were":   func(n any) string { return were(count(n)) },
 	"ms":     func(ms int64) string { return humanDuration(time.Duration(ms) * time.Millisecond) },
 	"join":   strings.Join,
 	"short":  shortRev,
@@ -111,6 +115,8 @@ func humanDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0 s"
+	case d < time.Millisecond:
+		return "under 1 ms"
 	case d < time.Second:
 		return fmt.Sprintf("%d ms", d.Milliseconds())
 	case d < time.Minute:
@@ -523,7 +529,7 @@ func (r *Report) viewHeat(p *page) {
 	for i := range h.Rows {
 		for j, n := range grid[i] {
 			h.Rows[i].Cells = append(h.Rows[i].Cells, heatCell{Count: n, Class: heatClass(n, peak),
-				Title: fmt.Sprintf("%s on %s: %d calls", h.Rows[i].Label, h.Cols[j], n)})
+				Title: fmt.Sprintf("%s on %s: %s", h.Rows[i].Label, h.Cols[j], plural(n, "call"))})
 			h.Rows[i].Total += n
 			h.ColTotals[j] += n
 			h.Total += n
@@ -561,7 +567,7 @@ func (r *Report) viewFunctions(p *page) {
 	for i, f := range rows {
 		if i == topFunctions {
 			var rest barRow
-			rest.Label = fmt.Sprintf("%d other functions", len(rows)-topFunctions)
+			rest.Label = plural(int64(len(rows)-topFunctions), "other function")
 			for _, g := range rows[topFunctions:] {
 				for k := range numClasses {
 					rest.Counts[k] += g.Counts[k]
@@ -740,7 +746,7 @@ func (r *Report) kpis(p *page) []kpi {
 	}
 	users, un := distinct(&a.seenUsers)
 	if n := a.users.m[""]; un == "" && n > 0 {
-		un = groupDigits(n) + " call(s) from no identified user"
+		un = plural(n, "call") + " from no identified user"
 	}
 	sources, sn := distinct(&a.seenSources)
 	targets, tn := distinct(&a.seenTargets)
@@ -783,20 +789,20 @@ func (r *Report) findings(p *page) []string {
 		f = append(f, fmt.Sprintf("The log does not start at its first record: it begins at seq %d; earlier records are not in the files given.", v.FirstSeq))
 	}
 	if a.unreadable > 0 {
-		f = append(f, fmt.Sprintf("%s line(s) are not audit records.", groupDigits(a.unreadable)))
+		f = append(f, word(a.unreadable, "1 line is not an audit record.", groupDigits(a.unreadable)+" lines are not audit records."))
 	}
 	if a.calls == 0 {
 		f = append(f, "No calls were recorded in the period.")
 	}
 	if a.stateDenied > 0 {
-		f = append(f, fmt.Sprintf("%s state-changing call(s) were denied.", groupDigits(a.stateDenied)))
+		f = append(f, fmt.Sprintf("%s %s denied.", plural(a.stateDenied, "state-changing call"), were(a.stateDenied)))
 	}
 	if a.opts.Windows != nil && a.outside > 0 {
-		f = append(f, fmt.Sprintf("%s state-changing call(s) were made outside every maintenance window; %s of them were allowed.",
-			groupDigits(a.outside), groupDigits(a.outsideAllowed)))
+		f = append(f, fmt.Sprintf("%s %s made outside every maintenance window: %s allowed, %s denied.",
+			plural(a.outside, "state-changing call"), were(a.outside), groupDigits(a.outsideAllowed), groupDigits(a.outsideDenied)))
 	}
 	if a.monitorFwd > 0 {
-		f = append(f, fmt.Sprintf("%s call(s) the policy denied were forwarded in monitor mode.", groupDigits(a.monitorFwd)))
+		f = append(f, fmt.Sprintf("%s the policy denied %s forwarded in monitor mode.", plural(a.monitorFwd, "call"), were(a.monitorFwd)))
 	}
 	if p.SeenBefore {
 		for _, t := range p.Seen {
@@ -806,10 +812,10 @@ func (r *Report) findings(p *page) []string {
 		}
 	}
 	if a.revChanges.Total > 0 {
-		f = append(f, fmt.Sprintf("The policy changed %d time(s) in the period.", a.revChanges.Total))
+		f = append(f, fmt.Sprintf("The policy changed %s in the period.", times(a.revChanges.Total)))
 	}
 	if a.loadFails.Total > 0 {
-		f = append(f, fmt.Sprintf("%s policy load(s) failed.", groupDigits(a.loadFails.Total)))
+		f = append(f, plural(a.loadFails.Total, "policy load")+" failed.")
 	}
 	var unverified []string
 	for _, row := range p.Revisions {
@@ -821,28 +827,28 @@ func (r *Report) findings(p *page) []string {
 		f = append(f, fmt.Sprintf("Calls were decided under policy bundles whose signature was not verified: %s.", strings.Join(unverified, ", ")))
 	}
 	if a.capWarnings > 0 {
-		f = append(f, fmt.Sprintf("The audit filesystem crossed its warning fill level %d time(s).", a.capWarnings))
+		f = append(f, fmt.Sprintf("The audit filesystem crossed its warning fill level %s.", times(a.capWarnings)))
 	}
 	if a.unclean > 0 {
-		f = append(f, fmt.Sprintf("%d gateway start(s) followed a run that never recorded its stop (a crash or a kill).", a.unclean))
+		f = append(f, fmt.Sprintf("%s followed a run that never recorded its stop (a crash or a kill).", plural(a.unclean, "gateway start")))
 	}
 	if a.startFails.Total > 0 {
-		f = append(f, fmt.Sprintf("%d gateway start(s) failed after the audit log was opened (gateway.start_failed).", a.startFails.Total))
+		f = append(f, fmt.Sprintf("%s failed after the audit log was opened (gateway.start_failed).", plural(a.startFails.Total, "gateway start")))
 	}
 	if a.adminRefused.Total > 0 {
-		f = append(f, fmt.Sprintf("%d ticket request(s) were refused at the admin socket (ticket.refused).", a.adminRefused.Total))
+		f = append(f, fmt.Sprintf("%s %s refused at the admin socket (ticket.refused).", plural(a.adminRefused.Total, "ticket request"), were(a.adminRefused.Total)))
 	}
 	if a.recovered.Total > 0 {
-		f = append(f, fmt.Sprintf("%d record(s) cut by a crash were removed at start (audit.recovered).", a.recovered.Total))
+		f = append(f, fmt.Sprintf("%s cut by a crash %s removed at start (audit.recovered).", plural(a.recovered.Total, "record"), were(a.recovered.Total)))
 	}
 	if p.SilentListeners > 0 {
-		f = append(f, fmt.Sprintf("%d configured listener(s) saw no traffic in the period: a blind spot or an unused path.", p.SilentListeners))
+		f = append(f, fmt.Sprintf("%s saw no traffic in the period: a blind spot or an unused path.", plural(int64(p.SilentListeners), "configured listener")))
 	}
 	if a.sessAuthFailed > 0 {
-		f = append(f, fmt.Sprintf("%s authentication failure(s).", groupDigits(a.sessAuthFailed)))
+		f = append(f, plural(a.sessAuthFailed, "authentication failure")+".")
 	}
 	if a.othersTotal > 0 {
-		f = append(f, fmt.Sprintf("%s record(s) of events this report does not interpret (listed under Gateway events).", groupDigits(a.othersTotal)))
+		f = append(f, plural(a.othersTotal, "record")+" of events this report does not interpret (listed under Gateway events).")
 	}
 	return f
 }

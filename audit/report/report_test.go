@@ -162,7 +162,7 @@ func TestAggregateScenario(t *testing.T) {
 	eq("chain ok", v.OK(), true)
 	eq("verified records", v.Records, uint64(40))
 	eq("checkpoints verified", v.Checkpoints, 1)
-	eq("signatures", strings.HasPrefix(v.Signatures, "checked: all 1 checkpoint(s) are signed by key id "+audit.KeyID(testKey.Public().(ed25519.PublicKey))), true)
+	eq("signatures", strings.HasPrefix(v.Signatures, "checked: the 1 checkpoint is signed by key id "+audit.KeyID(testKey.Public().(ed25519.PublicKey))), true)
 }
 
 func TestReportSections(t *testing.T) {
@@ -403,7 +403,7 @@ func TestReportBrokenChain(t *testing.T) {
 	if s := rep.Summary(); s.Unreadable != 1 || s.Calls != 12 {
 		t.Errorf("unreadable %d, calls %d", s.Unreadable, s.Calls)
 	}
-	for _, s := range []string{`data-v="broken">BROKEN<`, "hash does not match the record", "1 line(s) are not audit records"} {
+	for _, s := range []string{`data-v="broken">BROKEN<`, "hash does not match the record", "1 line is not an audit record"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("the page lacks %q", s)
 		}

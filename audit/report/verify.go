@@ -63,11 +63,13 @@ func ChainVerifier(opts audit.VerifyOptions) Verifier {
 		case rep.Checkpoints == 0:
 			v.Signatures = "none: the log holds no signed checkpoints"
 		case opts.Key == nil:
-			v.Signatures = fmt.Sprintf("not checked: no public key given (--key); %d checkpoint(s) sit where they belong in the chain", rep.Checkpoints)
+			n := int64(rep.Checkpoints)
+			v.Signatures = "not checked: no public key given (--key); " +
+				word(n, "the 1 checkpoint sits where it belongs", plural(n, "checkpoint")+" sit where they belong") + " in the chain"
 		case v.Break == nil:
-			v.Signatures = fmt.Sprintf("checked: all %d checkpoint(s) are signed by key id %s", rep.Checkpoints, rep.KeyID)
+			v.Signatures = fmt.Sprintf("checked: %s signed by key id %s", word(int64(rep.Checkpoints), "the 1 checkpoint is", "all "+plural(int64(rep.Checkpoints), "checkpoint")+" are"), rep.KeyID)
 		default:
-			v.Signatures = fmt.Sprintf("checked with key id %s up to the break: %d checkpoint(s) verified before it", rep.KeyID, rep.Checkpoints)
+			v.Signatures = fmt.Sprintf("checked with key id %s up to the break: %s verified before it", rep.KeyID, plural(int64(rep.Checkpoints), "checkpoint"))
 		}
 		return v
 	}

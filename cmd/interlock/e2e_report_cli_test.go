@@ -59,7 +59,7 @@ func TestAuditReportSignedRotatedLog(t *testing.T) {
 	if got := strings.Count(page, `<tr><td><code>`+filepath.Dir(logPath)); got != len(files) {
 		t.Errorf("the page lists %d files, the log has %d", got, len(files))
 	}
-	if !regexp.MustCompile(`data-k="signatures">checked: all \d+ checkpoint\(s\) are signed by key id [0-9a-f]{16}<`).MatchString(page) {
+	if !regexp.MustCompile(`data-k="signatures">checked: all \d+ checkpoints are signed by key id [0-9a-f]{16}<`).MatchString(page) {
 		t.Errorf("the page does not say the checkpoints were checked with the key:\n%s", grep(page, "signatures"))
 	}
 	if !strings.Contains(page, "audit.rotated") {

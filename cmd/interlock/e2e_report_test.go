@@ -182,9 +182,27 @@ func checkReportPage(t *testing.T, ctx context.Context, p *reporttest.Page, what
 		t.Fatal(err)
 	}
 	for k, w := range map[string]int{"state-total": want["state_changing"], "denied-total": want["denied"], "alerts-total": want["alerts"],
-		"rejected-total": want["rejected"], "policy-changes": want["policy_changes"], "silent-listeners": 0} {
+		"rejected-total": want["rejected"], "policy-changes": want["policy_changes"]} {
 		if counts[k] != strconv.Itoa(w) {
 			t.Errorf("%s: [data-k=%s] shows %q, want %d", what, k, counts[k], w)
+		}
+	}
+	// The one listener saw traffic: no count of silent ones, no blind-spot sentence.
+	var listeners string
+	if err := p.Eval(ctx, `document.querySelector("#listeners p").innerText`, &listeners); err != nil {
+		t.Fatal(err)
+	}
+	if counts["silent-listeners"] != "" || listeners != "The listeners of the configuration and what each saw in the period." {
+		t.Errorf("%s: every listener saw traffic, and the page shows [data-k=silent-listeners] %q and says %q", what, counts["silent-listeners"], listeners)
+	}
+	// Counts read as words, and the bucket width too.
+	var body string
+	if err := p.Eval(ctx, `document.body.innerText`, &body); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"(s)", "(ies)", "per 1 s", "per 1 min", "per 5 min", "per 1 h"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("%s: the page says %q", what, bad)
 		}
 	}
 	var rows map[string]int
