@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +54,36 @@ func TestOperationSummaryOmitsEmptyFields(t *testing.T) {
 	}
 	if got, want := operationSummary([]byte(line)), "quantity=0 node_id=ns=1;s=X value=0 arguments=[] recheck=false"; got != want {
 		t.Errorf("operationSummary = %q, want %q", got, want)
+	}
+}
+
+// "via" names the listener only when it is not the target's own name, in
+// the calls, the session refusals and the malformed requests alike.
+func TestViaOnlyWhenTheListenerIsNotTheTarget(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	l := newLog(t)
+	for i, listener := range []string{"plc1", "edge-a"} {
+		at := at.Add(time.Duration(i) * time.Minute)
+		l.call(at, callSpec{id: "c" + listener, session: "s" + listener, user: "alice", ip: "10.0.5.7", target: "plc1", listener: listener,
+			function: "write_single_register", access: "write", code: 6, allow: false, reasons: []string{"no"}, rev: "r", status: "denied"})
+		l.add(at.Add(time.Second), "session.open", field{"session_id", "x" + listener}, field{"listener", listener},
+			field{"source", map[string]any{"ip": "10.0.9.9", "port": 4000}}, field{"principal", map[string]any{"auth": "none"}},
+			field{"target", map[string]any{"name": "plc1"}}, field{"success", false}, field{"reason", "limit: max_conns"})
+		l.add(at.Add(2*time.Second), "request.rejected", field{"call_id", "j"}, field{"session_id", "s6"}, field{"listener", listener},
+			field{"source", map[string]any{"ip": "10.0.9.9", "port": 4001}}, field{"principal", map[string]any{"auth": "none"}},
+			field{"target", map[string]any{"name": "plc1"}}, field{"protocol", "modbus"},
+			field{"reason", "bad_length"}, field{"detail", "length 0"}, field{"response", "close"})
+	}
+	_, page := build(t, Options{Files: []string{l.write(t.TempDir())}})
+	if n := strings.Count(page, "via plc1"); n != 0 {
+		t.Errorf("the page says \"via plc1\" %d times, of calls made through the listener named like their target", n)
+	}
+	for _, want := range []string{"unit 1 via edge-a</div>", `plc1 <span class="sub">via edge-a</span></td>`} {
+		if n := strings.Count(page, want); n == 0 {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, `plc1 <span class="sub">via edge-a</span></td>`); n != 2 {
+		t.Errorf("the session refusals and malformed requests name listener edge-a %d times, want 2", n)
 	}
 }
