@@ -79,12 +79,19 @@ type faultFile struct {
 	syncDelay     time.Duration
 	syncErr       error
 	syncs         atomic.Int64
+	// beforeWrite runs once, at the next write, before it: the writer holds
+	// its lock, so nothing of the writer's runs between the two.
+	beforeWrite func()
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
-	limit := f.limit
+	limit, before := f.limit, f.beforeWrite
+	f.beforeWrite = nil
 	f.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	if limit >= 0 && off+int64(len(p)) > limit {
 		n := 0
 		if limit > off { // a partial write, the worst case for the chain

@@ -420,64 +420,115 @@ func TestRetentionByAge(t *testing.T) {
 	}
 }
 
-// A live file deleted or renamed away while the gateway writes it: the
-// durable records of the round that went with it fail (their calls are
-// denied), a new live file continues the chain and says so, and verify
-// reports the loss.
+// A live file deleted, renamed away or emptied in place (logrotate's
+// copytruncate) while the gateway writes it. Cut between the writer's last
+// look at the file and its next write, that write's durable record goes
+// with the file: its call fails (is denied), and a new live file, which
+// says so, takes the rest. When the writer's own round notices the cut
+// first, no record is at stake and every later call succeeds. Either way
+// every record acknowledged after the cut is in the new live file, and
+// verify reports the loss.
 func TestLiveFileTakenAway(t *testing.T) {
 	for _, how := range []string{"deleted", "renamed", "emptied in place"} {
-		t.Run(how, func(t *testing.T) {
-			l := newTestLog(t)
-			l.opts.SyncInterval = 10 * time.Millisecond
-			w := l.open(t)
-			s := testSession()
-			ctx := context.Background()
-			for i := range 3 {
-				if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
-					t.Fatal(err)
-				}
+		for _, when := range []string{"before the next write", "noticed first"} {
+			t.Run(how+"/"+when, func(t *testing.T) {
+				testLiveFileTakenAway(t, how, when == "noticed first")
+			})
+		}
+	}
+}
+
+func testLiveFileTakenAway(t *testing.T, how string, noticedFirst bool) {
+	l := newTestLog(t).withFaults()
+	l.opts.SyncInterval = 10 * time.Millisecond
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	// More records before the cut than after it: what a cut file held past
+	// the new records' end would show.
+	for i := range 8 {
+		if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := func() error {
+		switch how {
+		case "deleted":
+			return os.Remove(l.path)
+		case "renamed":
+			return os.Rename(l.path, l.path+".1")
+		default: // logrotate's copytruncate
+			return os.Truncate(l.path, 0)
+		}
+	}
+	const gone = "deleted, renamed, replaced or cut while the gateway wrote it"
+	var cutErr error
+	if noticedFirst {
+		cutErr = cut()
+		// The writer's round (every SyncInterval) notices it with no record
+		// written since; waiting for that, not for a time, keeps the order.
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(l.log.String(), gone) {
+			if cutErr != nil || time.Now().After(deadline) {
+				t.Fatalf("the cut (%v) was not noticed: %s", cutErr, l.log.String())
 			}
-			var err error
-			switch how {
-			case "deleted":
-				err = os.Remove(l.path)
-			case "renamed":
-				err = os.Rename(l.path, l.path+".1")
-			default: // logrotate's copytruncate
-				err = os.Truncate(l.path, 0)
+			time.Sleep(time.Millisecond)
+		}
+	} else {
+		l.ff.set(func(f *faultFile) { f.beforeWrite = func() { cutErr = cut() } })
+	}
+	var failed, taken []string
+	for i := range 5 {
+		id := fmt.Sprint("b", i)
+		if err := w.Call(ctx, s, writeCall(id), allow()); err != nil {
+			failed = append(failed, id)
+			if !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
+				t.Errorf("write %s: %v", id, err)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			failed := 0
-			for i := range 5 {
-				if err := w.Call(ctx, s, writeCall(fmt.Sprint("b", i)), allow()); err != nil {
-					failed++
-					if !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
-						t.Errorf("write %d: %v", i, err)
-					}
-				}
-			}
-			if failed == 0 || failed == 5 {
-				t.Errorf("%d of 5 durable writes failed; want the first to, and the log to take the rest", failed)
-			}
-			w.Close()
-			if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
-				t.Errorf("the live file holds NUL bytes: a hole before the records written after the cut")
-			}
-			recs := readLog(t, l.path)
-			if len(recs) == 0 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing {
-				t.Fatalf("the new live file: %v", recs)
-			}
-			_, err = VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
-			var br *Break
-			if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "the records it held, seq 1 to ") {
-				t.Errorf("verify: %v, want the loss reported", err)
-			}
-			if !strings.Contains(l.log.String(), "deleted, renamed, replaced or cut while the gateway wrote it") {
-				t.Errorf("operational log: %s", l.log.String())
-			}
-		})
+		} else {
+			taken = append(taken, id)
+		}
+	}
+	if cutErr != nil {
+		t.Fatal(cutErr)
+	}
+	want := "[b0]"
+	if noticedFirst {
+		want = "[]"
+	}
+	if got := fmt.Sprint(failed); got != want {
+		t.Errorf("durable writes failed: %s, want %s", got, want)
+	}
+	w.Close()
+	if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
+		t.Errorf("the live file holds NUL bytes: a hole before the records written after the cut")
+	}
+	recs := readLog(t, l.path)
+	if len(recs) == 0 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing {
+		t.Fatalf("the new live file: %v", recs)
+	}
+	// No record lost: every call taken is in the new live file, in order;
+	// the rotated record names every record before it as gone, the failed
+	// one too.
+	var inLive []string
+	for _, r := range recs[1:] {
+		if r.event() == EventCall {
+			inLive = append(inLive, r.str("call_id"))
+		}
+	}
+	if fmt.Sprint(inLive) != fmt.Sprint(taken) {
+		t.Errorf("calls in the new live file %v, calls taken %v", inLive, taken)
+	}
+	if last := recs[0].str(FieldPreviousLastSeq); last != fmt.Sprint(recs[0].seq()-1) {
+		t.Errorf("rotated record: previous_last_seq %s, seq %d", last, recs[0].seq())
+	}
+	_, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
+	var br *Break
+	if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "the records it held, seq 1 to ") {
+		t.Errorf("verify: %v, want the loss reported", err)
+	}
+	if !strings.Contains(l.log.String(), gone) {
+		t.Errorf("operational log: %s", l.log.String())
 	}
 }
 
