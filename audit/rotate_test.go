@@ -573,7 +573,15 @@ func TestLiveFileReplacedByAnother(t *testing.T) {
 	if err := os.Rename(l.path, l.path+".other"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // a few fsync rounds
+	// The writer's round (every SyncInterval) begins the live file again;
+	// it logs so once writes are taken again.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(l.log.String(), "a new live file continues the chain") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the live file was not begun again: %s", l.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := w.Call(ctx, s, writeCall("c"), allow()); err != nil {
 		t.Errorf("a write after the other file was moved away: %v", err)
 	}
