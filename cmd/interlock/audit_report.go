@@ -48,9 +48,14 @@ traffic), and the log itself when neither --log nor --audit is given.
 --pdf prints the report with headless Chromium (Debian's chromium package;
 INTERLOCK_CHROMIUM names another binary).
 
+A file that is not an audit log (its first line is not an audit record) is
+refused before anything is written. A later line of a log that is not a
+record is counted, named in the report and left out of it.
+
 Exit status: 0 when the report is written and the chain holds; 1 when the
-chain is broken or could not be verified (the report is still written, and
-says where), or on an error; 2 on a usage error.
+chain is broken or could not be verified, or lines of the log are not
+records (the report is still written, and says where), or on an error; 2 on
+a usage error.
 
 Flags:
 `
@@ -132,6 +137,12 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
+	// Before anything is written: a file of another kind (notes, another
+	// JSON file) is refused whole, as audit query and export refuse it, not
+	// reported on as a log whose every line is unreadable.
+	if err := query.CheckFiles(opts.Files...); err != nil {
+		return &exitError{code: 1, msg: "audit report: " + err.Error()}
+	}
 	var vopts audit.VerifyOptions
 	if *keyPath != "" {
 		if vopts.Key, err = audit.LoadVerifyKey(*keyPath); err != nil {
@@ -163,10 +174,25 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintf(stdout, "%s: printed\n", *pdf)
 	}
+	// Lines of a log that are not records are a damaged log: the report is
+	// written (it is most needed then) and names them, and the exit is 1
+	// so that nobody takes it for a report of the whole log.
+	for _, f := range rep.Files {
+		if f.Unreadable > 0 {
+			fmt.Fprintf(stderr, "audit report: %s: %d line(s) are not audit records: the report names them (FILE:LINE) and leaves them out\n", f.Name, f.Unreadable)
+		}
+	}
+	var failed []string
 	if !rep.Verify.OK() {
 		// The report is written either way; a script sees the chain's
 		// state in the exit status, as with audit verify.
-		return &exitError{code: 1, msg: fmt.Sprintf("audit report: %s is written, but the %s", *out, chain)}
+		failed = append(failed, "the "+chain)
+	}
+	if s.Unreadable > 0 {
+		failed = append(failed, fmt.Sprintf("%d line(s) are not audit records and are left out of it", s.Unreadable))
+	}
+	if len(failed) > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("audit report: %s is written, but %s", *out, strings.Join(failed, "; and "))}
 	}
 	return nil
 }

@@ -154,3 +154,54 @@ func grep(text, s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAuditReportNotALog: a file that is not an audit log is refused, named
+// with its first line, before any report is written, as audit query
+// refuses it; lines of a log that are not records are counted per file on
+// stderr, the report is written, and the exit is 1.
+func TestAuditReportNotALog(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.jsonl")
+	if _, err := reporttest.Generate(audit.Options{Path: logPath}, 300, 1); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7 + i/13)
+	}
+	out := filepath.Join(dir, "r.html")
+	for name, text := range map[string]string{
+		"notes.txt":  "hello world\nthis is text\n",
+		"other.json": `{"foo":1,"bar":[1,2]}` + "\n" + string(b),
+		"blob.bin":   string(random),
+	} {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, text)
+		for _, args := range [][]string{{"--audit", p}, {"--audit", logPath, p}} {
+			r := interlock(t, append([]string{"audit", "report", "--out", out}, args...)...)
+			if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "audit report: "+p+": line 1 is not an audit record") ||
+				!strings.Contains(r.stderr, "this is not an audit log") || strings.Contains(r.stderr, "chain") {
+				t.Errorf("audit report %v: exit %d, stdout %q, stderr %q; want exit 1 naming %s line 1", args, r.code, r.stdout, r.stderr, p)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Fatalf("audit report %v wrote %s for a file that is not an audit log (%v)", args, out, err)
+			}
+		}
+	}
+
+	lines := strings.SplitAfter(string(b), "\n")
+	damaged := filepath.Join(dir, "damaged.jsonl")
+	writeFile(t, damaged, strings.Join(lines[:10], "")+"garbage\n"+`{"x":1}`+"\n"+strings.Join(lines[10:], ""))
+	r := interlock(t, "audit", "report", "--out", out, "--audit", damaged)
+	if r.code != 1 || !strings.Contains(r.stderr, "audit report: "+damaged+": 2 line(s) are not audit records") ||
+		!strings.Contains(r.stderr, "is written, but the chain BROKEN") || !strings.Contains(r.stderr, "2 line(s) are not audit records and are left out") {
+		t.Errorf("a damaged log: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if page := readPage(t, out); !strings.Contains(page, damaged+":11") || !strings.Contains(page, damaged+":12") {
+		t.Errorf("the report does not name the lines that are not records:\n%s", grep(page, damaged))
+	}
+}
