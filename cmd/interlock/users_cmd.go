@@ -33,7 +33,7 @@ const bcryptCost = 12
 func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("users add", "users add "+usersAddSynopsis, stderr)
 	file := fs.String("file", "", "the users `file` (opcua.users of a listener); created with mode 0600 when missing")
-	user := fs.String("user", "", "user `name` as the client logs in")
+	user := fs.String("user", "", fmt.Sprintf("user `name` as the client logs in: UTF-8, up to %d bytes, no control characters, no space at either end (spaces inside are fine)", opcua.MaxUserNameBytes))
 	roles := fs.String("roles", "", "comma-separated `roles`, the principal.roles of the policy input (an existing user keeps its roles when omitted; --roles '' clears them)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input instead of asking on the terminal (for scripts)")
 	if err := parse(fs, args); err != nil {
@@ -48,6 +48,11 @@ func cmdUsersAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		return usageErr("users add: --user is required")
 	case fs.NArg() > 0:
 		return usageErr("users add: unexpected argument %q", fs.Arg(0))
+	}
+	// The gateway's loader refuses the same names: a file users add wrote
+	// always loads.
+	if err := opcua.CheckUserName(*user); err != nil {
+		return usageErr("users add: --user %s %v; nothing written", opcua.QuoteUserName(*user), err)
 	}
 	// The folder is not made: a typo in --file would hide the file where
 	// the gateway never looks. Checked before the password is asked for.

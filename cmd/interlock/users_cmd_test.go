@@ -137,3 +137,52 @@ func TestUsersAddRefusals(t *testing.T) {
 		t.Error("the 72-byte password does not log in")
 	}
 }
+
+// A user name the gateway's loader would refuse is refused by users add,
+// naming --user and the name, before a password is asked for; inner
+// spaces and colons are names like any other.
+func TestUsersAddUserNames(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "users.yaml")
+	add := func(user string) cliResult {
+		t.Helper()
+		cmd := exec.Command(interlockBin, "users", "add", "--file", file, "--user", user, "--password-stdin")
+		cmd.Stdin = strings.NewReader("pw\n")
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		_ = cmd.Run()
+		return cliResult{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errOut.String()}
+	}
+	long := strings.Repeat("a", opcua.MaxUserNameBytes+1)
+	for user, want := range map[string]string{
+		"alice\tb":     `users add: --user "alice\tb" holds a control character (U+0009 at byte 6); nothing written`,
+		"alice\x1b[2J": `users add: --user "alice\x1b[2J" holds a control character (U+001B at byte 6); nothing written`,
+		"al\xe9ice":    `users add: --user "al\xe9ice" is not UTF-8 text (byte 3), which OPC UA user names are; nothing written`,
+		" alice":       `users add: --user " alice" begins or ends with a space, which nobody sees when typing it; nothing written`,
+		"alice ":       `users add: --user "alice " begins or ends with a space`,
+		"abc\u202egpj": `users add: --user "abc\u202egpj" holds a control character (U+202E at byte 4)`,
+		long:           `users add: --user "` + long[:64] + `"… is 257 bytes, over the 256 a user name may have; nothing written`,
+	} {
+		if r := add(user); r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "password for") {
+			t.Errorf("users add --user %q: exit %d, stderr %q; want 2 and %q, before any password is read", user, r.code, r.stderr, want)
+		}
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a refused user name wrote %s: %v", file, err)
+	}
+	names := []string{"Jane Doe", "plant:op1", "Jürgen Müller", strings.Repeat("b", opcua.MaxUserNameBytes)}
+	for _, user := range names {
+		if r := add(user); r.code != 0 {
+			t.Errorf("users add --user %q: exit %d, %s", user, r.code, r.stderr)
+		}
+	}
+	users, err := opcua.LoadUsers(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range names {
+		if _, ok := users.Check(user, "pw"); !ok {
+			t.Errorf("%q does not log in from the file users add wrote", user)
+		}
+	}
+}

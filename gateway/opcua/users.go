@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/argon2"
@@ -68,10 +70,13 @@ func LoadUsers(path string) (*Users, error) {
 	u := &Users{byName: map[string]*User{}}
 	for i := range list {
 		e := &list[i]
-		switch {
-		case e.Name == "":
+		if e.Name == "" {
 			return nil, fmt.Errorf("%s:%d: [%d].name: missing", path, line(i, "name"), i)
-		case u.byName[e.Name] != nil:
+		}
+		if err := CheckUserName(e.Name); err != nil {
+			return nil, fmt.Errorf("%s:%d: [%d].name: %s %v", path, line(i, "name"), i, QuoteUserName(e.Name), err)
+		}
+		if u.byName[e.Name] != nil {
 			return nil, fmt.Errorf("%s:%d: [%d].name: %q is listed twice", path, line(i, "name"), i, e.Name)
 		}
 		if err := checkHash(e.PasswordHash); err != nil {
@@ -83,6 +88,64 @@ func LoadUsers(path string) (*Users, error) {
 		}
 	}
 	return u, nil
+}
+
+// MaxUserNameBytes bounds a user name of the users file: far above any
+// real account name, far below what a record or a policy input should carry.
+const MaxUserNameBytes = 256
+
+// CheckUserName refuses a user name that no client would log in with or
+// that reads differently from what it is: not UTF-8 (OPC UA strings are
+// UTF-8); a control character (a tab, a newline, an escape: a paste gone
+// wrong, or a name that forges lines where it is shown), line separators
+// and bidirectional controls included; a space at either end (invisible,
+// so not the name an operator types); over MaxUserNameBytes. Spaces inside
+// a name, colons and every other printable character are allowed: OPC UA
+// (Part 4) does not restrict user names, and directory accounts have them
+// ("Jane Doe", "plant:op1").
+func CheckUserName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("is empty")
+	case len(name) > MaxUserNameBytes:
+		return fmt.Errorf("is %d bytes, over the %d a user name may have", len(name), MaxUserNameBytes)
+	}
+	for i, r := range name {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(name[i:], "\uFFFD"):
+			return fmt.Errorf("is not UTF-8 text (byte %d), which OPC UA user names are", i+1)
+		case unicode.IsControl(r), unicode.In(r, unicode.Zl, unicode.Zp), bidiControl(r):
+			return fmt.Errorf("holds a control character (%U at byte %d)", r, i+1)
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return errors.New("begins or ends with a space, which nobody sees when typing it")
+	}
+	return nil
+}
+
+// bidiControl reports the characters that reorder the text around them
+// (embeddings, overrides, isolates): a name holding one is shown as
+// another.
+func bidiControl(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
+// QuoteUserName quotes a name for an error message, escaping what is not
+// printable and cutting an over-long one, so that the message stays one
+// readable line.
+func QuoteUserName(name string) string {
+	const show = 64
+	if len(name) <= show {
+		return strconv.Quote(name)
+	}
+	cut := show
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return strconv.Quote(name[:cut]) + "…"
 }
 
 // Len is the number of users.
