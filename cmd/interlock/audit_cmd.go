@@ -31,7 +31,7 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	fs := newFlags("audit verify", "audit verify "+verifySynopsis, stderr)
 	keyPath := fs.String("key", "", "public key `PUB` (PEM) the checkpoints must be signed with, made by interlock audit keygen")
 	maxUnsigned := fs.Int("max-unsigned", 0, "`N` records allowed after the last checkpoint (0: that checkpoint's own checkpoint_every; -1: no limit)")
-	maxAge := fs.Duration("max-unsigned-age", 0, "time `D` allowed from the first record after the last checkpoint to the end (0: that checkpoint's own checkpoint_interval; -1s: no limit)")
+	maxAge := fs.Duration("max-unsigned-age", 0, "time `D` allowed from the first record after the last checkpoint to the end (0: that checkpoint's own checkpoint_interval; -1s: no limit; no other negative)")
 	cpFile := fs.String("checkpoints", "", "checkpoint records kept off the gateway, in a JSONL `FILE` such as a SIEM's copy: the log must hold each record they cover, and must not end before it")
 	after := fs.String("after", "", "the first file continues a log whose last record has this `HASH` (a log kept in parts)")
 	logPath := fs.String("log", "", "verify the whole log whose live file is `PATH`: its rotated files beside it (gzipped ones decompressed), then PATH")
@@ -43,6 +43,10 @@ func cmdAuditVerify(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	switch {
 	case *maxUnsigned < -1:
 		return usageErr("audit verify: --max-unsigned %d: want a count, 0 (the checkpoint's own) or -1 (no limit)", *maxUnsigned)
+	case *maxAge < 0 && *maxAge != -time.Second:
+		// Only the documented -1s means no limit: another negative is a
+		// typo (-5m for 5m) that would turn the check off unnoticed.
+		return usageErr("audit verify: --max-unsigned-age %s: want a duration, 0 (the checkpoint's own checkpoint_interval) or -1s (no limit)", *maxAge)
 	case *logPath != "" && len(files) > 0:
 		return usageErr("audit verify: give --log PATH or files, not both")
 	case *logPath != "":

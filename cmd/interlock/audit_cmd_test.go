@@ -29,6 +29,9 @@ func TestAuditVerifyBadArguments(t *testing.T) {
 	}{
 		{[]string{"--after", "nothex"}, 2, `audit verify: --after "nothex": want a record's hash, 64 hex digits`},
 		{[]string{"--after", "abcd"}, 2, `audit verify: --after "abcd": want a record's hash, 64 hex digits`},
+		{[]string{"--max-unsigned-age", "-5m"}, 2, "audit verify: --max-unsigned-age -5m0s: want a duration, 0 (the checkpoint's own checkpoint_interval) or -1s (no limit)"},
+		{[]string{"--max-unsigned-age", "-1ns"}, 2, "audit verify: --max-unsigned-age -1ns: want a duration"},
+		{[]string{"--max-unsigned-age", "-2s"}, 2, "audit verify: --max-unsigned-age -2s: want a duration"},
 		{[]string{"--key", filepath.Join(dir, "missing.pub")}, 1, "audit verify: --key " + filepath.Join(dir, "missing.pub") + ": no such file or directory (want the Ed25519 public key"},
 		{[]string{"--key", notPEM}, 1, "audit verify: --key " + notPEM + ": not a PEM file (want the Ed25519 public key in PEM"},
 		{[]string{"--key", filepath.Join(dir, "audit-signing.key")}, 1, "audit verify: --key " + filepath.Join(dir, "audit-signing.key") + ": a private key; verify with the public key (audit-signing.pub)"},
@@ -40,6 +43,12 @@ func TestAuditVerifyBadArguments(t *testing.T) {
 		}
 		if ee == nil || ee.code != tc.code || !strings.HasPrefix(ee.msg, tc.want) {
 			t.Errorf("audit verify %v: %v; want exit %d and %q", tc.args, err, tc.code, tc.want)
+		}
+	}
+	// -1s, as the help says, and 0 are taken.
+	for _, age := range []string{"-1s", "0", "1h"} {
+		if err := cmdAuditVerify([]string{"--max-unsigned-age", age, sample}, nil, &stdout, &stderr); err != nil {
+			t.Errorf("audit verify --max-unsigned-age %s: %v", age, err)
 		}
 	}
 	// A log kept in parts: --after the hash of the record before the part,
