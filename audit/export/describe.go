@@ -169,6 +169,30 @@ func appendSummary(b []byte, r *query.Record) []byte {
 		if r.Detail != "" {
 			b = append(append(append(b, " ("...), r.Detail...), ')')
 		}
+	case query.EventRequestRejectedSuppressed:
+		// One record stands for many rejections: the count, whose and why
+		// are what a SIEM reader needs, not the event's name.
+		b = strconv.AppendInt(b, r.Count, 10)
+		b = append(b, " rejected requests not recorded one by one from "...)
+		switch s := &r.Source; {
+		case s.Name != "" && s.IP != "":
+			b = append(append(append(append(b, s.Name...), " ("...), s.IP...), ')')
+		case s.IP != "":
+			b = append(b, s.IP...)
+		case s.Name != "":
+			b = append(b, s.Name...)
+		default:
+			b = append(b, "sources without an address or beyond the ones counted apart"...)
+		}
+		on()
+		for i, rc := range r.ReasonCounts {
+			if i == 0 {
+				b = append(b, ": "...)
+			} else {
+				b = append(b, ", "...)
+			}
+			b = strconv.AppendInt(append(append(b, rc.Reason...), ' '), rc.Count, 10)
+		}
 	case query.EventTicketRefused:
 		b = append(append(b, "ticket "...), r.Action...)
 		if r.TicketID != "" {
