@@ -166,7 +166,7 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	case !rep.Verify.OK() && rep.Verify.Break != nil:
 		chain = "chain BROKEN: " + rep.Verify.Break.Message
 	}
-	fmt.Fprintf(stdout, "%s: %d records read in %s; in the period %d calls, %d denied, %d alerts, %d state-changing; %s\n",
+	fmt.Fprintf(stdout, "%s: records read %d in %s; in the period: calls %d, denied %d, alerts %d, state-changing %d; %s\n",
 		*out, s.Records, rep.Elapsed.Round(time.Millisecond), s.Calls, s.Denied, s.Alerts, s.StateChanging, chain)
 	if *pdf != "" {
 		if err := report.PrintPDF(context.Background(), *out, *pdf); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,11 @@ func TestAuditReportSignedRotatedLog(t *testing.T) {
 	r := interlock(t, "audit", "report", "--log", logPath, "--key", pubPath, "--out", out)
 	if r.code != 0 || !strings.Contains(r.stdout, "chain ok") {
 		t.Fatalf("audit report: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	summary := fmt.Sprintf("in the period: calls %d, denied %d, alerts %d, state-changing %d;",
+		want.Calls, want.Denied, want.Alerts, want.StateChanging)
+	if !strings.Contains(r.stdout, summary) {
+		t.Errorf("audit report printed %q; want the counts the writer wrote: %q", r.stdout, summary)
 	}
 	page := readPage(t, out)
 	for k, v := range map[string]int64{"calls": want.Calls, "denied": want.Denied, "alerts": want.Alerts, "state_changing": want.StateChanging} {
