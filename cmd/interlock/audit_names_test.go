@@ -15,6 +15,7 @@ import (
 
 	"github.com/interlock-ics/interlock/audit/query"
 	"github.com/interlock-ics/interlock/audit/ship"
+	"github.com/interlock-ics/interlock/gateway/opcua"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -142,7 +143,7 @@ func TestOPCUAFunctionsAreKnown(t *testing.T) {
 				for _, fld := range st.Fields.List {
 					if len(fld.Names) == 1 && fld.Names[0].Name == "RequestHeader" { // a service, not a part of one
 						services++
-						names = append(names, snakeCase(strings.TrimSuffix(ts.Name.Name, "Request")))
+						names = append(names, opcua.ServiceFunction(strings.TrimSuffix(ts.Name.Name, "Request")))
 					}
 				}
 				return true
@@ -157,23 +158,4 @@ func TestOPCUAFunctionsAreKnown(t *testing.T) {
 			t.Errorf("%q is not in opcuaFunctions", n)
 		}
 	}
-}
-
-// snakeCase is the engine's service name to function name:
-// CreateMonitoredItems -> create_monitored_items.
-func snakeCase(name string) string {
-	var b strings.Builder
-	prevLower := false
-	for _, r := range name {
-		upper := r >= 'A' && r <= 'Z'
-		if upper {
-			if prevLower {
-				b.WriteByte('_')
-			}
-			r += 'a' - 'A'
-		}
-		prevLower = !upper
-		b.WriteRune(r)
-	}
-	return b.String()
 }

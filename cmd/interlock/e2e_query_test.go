@@ -191,15 +191,7 @@ func TestAuditQueryCLIOnSampleLog(t *testing.T) {
 
 	// A file that is not an audit log is refused before any output, named
 	// with its first line; query and export alike.
-	random := make([]byte, 4096)
-	for i := range random {
-		random[i] = byte(i*7 + i/13)
-	}
-	for name, text := range map[string]string{
-		"notes.txt":  "hello world\nthis is text\n",
-		"other.json": `{"foo":1,"bar":[1,2]}` + "\n" + string(b),
-		"blob.bin":   string(random),
-	} {
+	for name, text := range notAuditLogs(b) {
 		p := filepath.Join(dir, name)
 		writeFile(t, p, text)
 		for _, args := range [][]string{{"audit", "query", sample, p}, {"audit", "export", "--format", "csv", p}} {
@@ -540,5 +532,20 @@ func TestAuditQueryValuesWithCommas(t *testing.T) {
 	}
 	if r := interlock(t, "audit", "query", "--help"); !strings.Contains(r.stderr, "repeat for several (commas are part of the name)") {
 		t.Errorf("the help does not say how to give several users:\n%s", r.stderr)
+	}
+}
+
+// notAuditLogs are files that audit commands must refuse as not audit logs,
+// by name: text, another JSON file (followed by a real log's lines, b) and
+// binary bytes.
+func notAuditLogs(b []byte) map[string]string {
+	random := make([]byte, 4096)
+	for i := range random {
+		random[i] = byte(i*7 + i/13)
+	}
+	return map[string]string{
+		"notes.txt":  "hello world\nthis is text\n",
+		"other.json": `{"foo":1,"bar":[1,2]}` + "\n" + string(b),
+		"blob.bin":   string(random),
 	}
 }

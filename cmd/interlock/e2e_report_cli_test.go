@@ -175,16 +175,8 @@ func TestAuditReportNotALog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	random := make([]byte, 4096)
-	for i := range random {
-		random[i] = byte(i*7 + i/13)
-	}
 	out := filepath.Join(dir, "r.html")
-	for name, text := range map[string]string{
-		"notes.txt":  "hello world\nthis is text\n",
-		"other.json": `{"foo":1,"bar":[1,2]}` + "\n" + string(b),
-		"blob.bin":   string(random),
-	} {
+	for name, text := range notAuditLogs(b) {
 		p := filepath.Join(dir, name)
 		writeFile(t, p, text)
 		for _, args := range [][]string{{"--audit", p}, {"--audit", logPath, p}} {

@@ -417,12 +417,13 @@ func (c *conn) recordSession(token *ua.NodeID) *gateway.Session {
 func (c *conn) serviceCall(body ua.Request) *gateway.Call {
 	name := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", body), "*ua."), "Request")
 	return &gateway.Call{Target: c.base.Target,
-		Operation: gateway.Operation{Function: serviceFunction(name), Access: gateway.AccessDiagnostic}}
+		Operation: gateway.Operation{Function: ServiceFunction(name), Access: gateway.AccessDiagnostic}}
 }
 
-// serviceFunction turns a service name into the policy's style: ReadRequest
-// -> read, CreateMonitoredItems -> create_monitored_items.
-func serviceFunction(name string) string {
+// ServiceFunction turns a service name into the policy's function style:
+// Read -> read, CreateMonitoredItems -> create_monitored_items. Requests
+// refused as a whole are recorded under it.
+func ServiceFunction(name string) string {
 	var b strings.Builder
 	prevLower := false
 	for _, r := range name {

@@ -144,7 +144,7 @@ func TestLoginLimiter(t *testing.T) {
 
 func TestServiceFunction(t *testing.T) {
 	for in, want := range map[string]string{"Read": "read", "CreateMonitoredItems": "create_monitored_items", "TranslateBrowsePathsToNodeIDs": "translate_browse_paths_to_node_ids"} {
-		if got := serviceFunction(in); got != want {
+		if got := ServiceFunction(in); got != want {
 			t.Errorf("%s: %s", in, got)
 		}
 	}
