@@ -53,64 +53,37 @@ func (d *rtuDevice) seen() [][]byte {
 
 func startRTUDevice(t *testing.T) *rtuDevice {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &rtuDevice{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	d := &rtuDevice{}
+	d.addr = serveConns(t, func(conn net.Conn) {
 		for {
-			conn, err := ln.Accept()
-			if err != nil {
+			// unit, FC, and the fixed part of FCs 1..6 and 15, 16
+			f := make([]byte, 8)
+			if _, err := io.ReadFull(conn, f); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			wg.Go(func() {
-				for {
-					// unit, FC, and the fixed part of FCs 1..6 and 15, 16
-					f := make([]byte, 8)
-					if _, err := io.ReadFull(conn, f); err != nil {
-						return
-					}
-					if f[1] == 15 || f[1] == 16 {
-						// f ends with the byte count and the first data byte
-						more := make([]byte, int(f[6])-1+2)
-						if _, err := io.ReadFull(conn, more); err != nil {
-							return
-						}
-						f = append(f, more...)
-					}
-					d.mu.Lock()
-					d.frames = append(d.frames, f)
-					d.mu.Unlock()
-					if f[0] != 1 || f[1] != 3 {
-						continue // no answer, as a broadcast gets none
-					}
-					addr, n := binary.BigEndian.Uint16(f[2:]), binary.BigEndian.Uint16(f[4:])
-					out := []byte{1, 3, byte(2 * n)}
-					for i := range n {
-						out = binary.BigEndian.AppendUint16(out, 1000+addr+i)
-					}
-					out = binary.LittleEndian.AppendUint16(out, crc16(out))
-					if _, err := conn.Write(out); err != nil {
-						return
-					}
+			if f[1] == 15 || f[1] == 16 {
+				// f ends with the byte count and the first data byte
+				more := make([]byte, int(f[6])-1+2)
+				if _, err := io.ReadFull(conn, more); err != nil {
+					return
 				}
-			})
+				f = append(f, more...)
+			}
+			d.mu.Lock()
+			d.frames = append(d.frames, f)
+			d.mu.Unlock()
+			if f[0] != 1 || f[1] != 3 {
+				continue // no answer, as a broadcast gets none
+			}
+			addr, n := binary.BigEndian.Uint16(f[2:]), binary.BigEndian.Uint16(f[4:])
+			out := []byte{1, 3, byte(2 * n)}
+			for i := range n {
+				out = binary.BigEndian.AppendUint16(out, 1000+addr+i)
+			}
+			out = binary.LittleEndian.AppendUint16(out, crc16(out))
+			if _, err := conn.Write(out); err != nil {
+				return
+			}
 		}
 	})
 	return d

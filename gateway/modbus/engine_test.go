@@ -634,6 +634,25 @@ func startSlowFirstPLC(t *testing.T, delay time.Duration) *slowFirstPLC {
 // turn, answers on conn, and returns false to close the connection.
 func fakePLC(t *testing.T, serve func(conn net.Conn, h, pdu []byte) bool) string {
 	t.Helper()
+	return serveConns(t, func(conn net.Conn) {
+		for {
+			h := make([]byte, 7)
+			if _, err := io.ReadFull(conn, h); err != nil {
+				return
+			}
+			pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
+			if _, err := io.ReadFull(conn, pdu); err != nil || !serve(conn, h, pdu) {
+				return
+			}
+		}
+	})
+}
+
+// serveConns runs handle, on a goroutine of its own, for each connection to
+// a listener on 127.0.0.1 until the test ends, when the listener and every
+// connection are closed and the handlers waited for. It returns the address.
+func serveConns(t *testing.T, handle func(conn net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -661,18 +680,7 @@ func fakePLC(t *testing.T, serve func(conn net.Conn, h, pdu []byte) bool) string
 			mu.Lock()
 			conns = append(conns, conn)
 			mu.Unlock()
-			wg.Go(func() {
-				for {
-					h := make([]byte, 7)
-					if _, err := io.ReadFull(conn, h); err != nil {
-						return
-					}
-					pdu := make([]byte, int(binary.BigEndian.Uint16(h[4:]))-1)
-					if _, err := io.ReadFull(conn, pdu); err != nil || !serve(conn, h, pdu) {
-						return
-					}
-				}
-			})
+			wg.Go(func() { handle(conn) })
 		}
 	})
 	return ln.Addr().String()
