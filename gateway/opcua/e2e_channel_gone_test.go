@@ -105,19 +105,7 @@ func TestChannelGoneReleasesParkedPublishes(t *testing.T) {
 			if n := len(events(rs, "session.close")); n != 1 {
 				t.Errorf("%d session.close records, want 1", n)
 			}
-			var found bool
-			for _, r := range events(rs, "result") {
-				if r.str("function") != "publish" {
-					continue
-				}
-				found = true
-				if r.str("status") != "error" || r["code"] != float64(uint32(ua.StatusBadSecureChannelClosed)) || !strings.Contains(r.str("detail"), "secure channel closed") {
-					t.Errorf("the abandoned Publish's result record: %v; want status error, code Bad_SecureChannelClosed, a detail saying the channel closed", r)
-				}
-			}
-			if !found {
-				t.Errorf("no result record of the abandoned Publish in %d records", len(rs))
-			}
+			checkPublishResults(t, rs, ua.StatusBadSecureChannelClosed, "secure channel closed")
 		})
 	}
 }
