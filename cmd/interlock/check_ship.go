@@ -25,6 +25,9 @@ type sendHost struct {
 	key, host string
 	who       string // what sends to it, for the warning
 	then      string // what happens at run time while the host does not resolve
+	// port is set for a listener's upstream: an address the name resolves
+	// to here may be the gateway's own listener on it.
+	port string
 }
 
 // sendHosts are the hosts of the audit.ship receivers and of
@@ -50,6 +53,13 @@ func sendHosts(cfg *config.Config) []sendHost {
 		}
 		add(h)
 	}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		for _, up := range l.Upstreams() {
+			add(sendHost{key: up.Key, host: up.Host, port: up.Port, who: "listener " + l.Name,
+				then: "the gateway cannot reach it, and every call through listener " + l.Name + " fails until it does"})
+		}
+	}
 	if d := cfg.Policy.DecisionLogs; d != nil {
 		h := sendHost{key: "policy.decision_logs.url", who: "the decision log",
 			then: "decisions would be held (up to max_events, then the oldest dropped) and uploaded only once it does"}
@@ -62,10 +72,12 @@ func sendHosts(cfg *config.Config) []sendHost {
 }
 
 // warnHosts warns about each host the gateway sends to (audit.ship
-// receivers, policy.decision_logs) that does not resolve here: at run time
-// nothing reaches it, and the gateway only logs "no such host". A warning,
-// not an error: check may run on a build machine that does not see the
-// site's DNS.
+// receivers, policy.decision_logs, listeners' upstreams) that does not
+// resolve here: at run time nothing reaches it, and the gateway only logs
+// "no such host". A warning, not an error: check may run on a build
+// machine that does not see the site's DNS. An upstream name that resolves
+// here to one of the gateway's own listeners is warned of too (a literal
+// address is an error of the configuration).
 func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context, host string) ([]string, error)) {
 	hs := sendHosts(cfg)
 	if len(hs) == 0 {
@@ -74,9 +86,10 @@ func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context,
 	ctx, cancel := context.WithTimeout(context.Background(), hostTimeout)
 	defer cancel()
 	errs := make([]error, len(hs))
+	addrs := make([][]string, len(hs))
 	var wg sync.WaitGroup
 	for i, h := range hs {
-		wg.Go(func() { _, errs[i] = lookup(ctx, h.host) })
+		wg.Go(func() { addrs[i], errs[i] = lookup(ctx, h.host) })
 	}
 	wg.Wait()
 	for i, h := range hs {
@@ -84,6 +97,7 @@ func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context,
 		var de *net.DNSError
 		switch {
 		case err == nil:
+			warnLoop(w, cfg, h, addrs[i])
 			continue
 		case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &de) && de.IsTimeout):
 			warnAt(w, cfg, h.key, "host %s: no answer from DNS within %v, not checked (%s cannot deliver while its host does not resolve)", h.host, hostTimeout, h.who)
@@ -92,6 +106,21 @@ func warnHosts(cfg *config.Config, w io.Writer, lookup func(ctx context.Context,
 			err = errors.New(de.Err)
 		}
 		warnAt(w, cfg, h.key, "host %s does not resolve here (%v): %s", h.host, err, h.then)
+	}
+}
+
+// warnLoop warns when an upstream's host name resolves here to an address
+// of one of the gateway's listeners: the gateway would connect to itself.
+func warnLoop(w io.Writer, cfg *config.Config, h sendHost, addrs []string) {
+	if h.port == "" {
+		return
+	}
+	for _, a := range addrs {
+		if j, ok := cfg.ListenerAt(a, h.port); ok {
+			warnAt(w, cfg, h.key, "host %s resolves here to %s: port %s there is the gateway's own listener %s (listen: %s): the gateway would connect to itself",
+				h.host, a, h.port, cfg.Listeners[j].Key("listen"), cfg.Listeners[j].Listen)
+			return
+		}
 	}
 }
 

@@ -458,6 +458,9 @@ func (c *Config) check() error {
 	if err := c.checkListenersApart(); err != nil {
 		return err
 	}
+	if err := c.checkUpstreams(); err != nil {
+		return err
+	}
 	seen := map[netip.Prefix]int{}
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d].address", i)

@@ -1,0 +1,165 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// dialSchemes are the upstream schemes whose URL names a host:port the
+// gateway dials, with the port taken when none is given ("" : a port is
+// required). Other schemes (rtu://, a serial line) and the choice of scheme
+// for a protocol are the engine's to check.
+var dialSchemes = map[string]string{
+	"tcp":        "",
+	"rtuovertcp": "",
+	"tls":        "",
+	"opc.tcp":    "4840", // the OPC UA default, as the upstream client dials it
+}
+
+// Upstream is one address a listener sends calls to: its upstream, or the
+// upstream of one of its protocol's routes (modbus.routes[].upstream).
+type Upstream struct {
+	Key string // listeners[0].upstream, listeners[0].modbus.routes[1].upstream
+	URL string
+	// Host and Port are the address dialed; empty for a serial line.
+	Host, Port string
+}
+
+// Upstreams are the listener's upstream URLs that are set, with their keys.
+// Host and Port are filled for the schemes in dialSchemes whose URL parses.
+func (l *Listener) Upstreams() []Upstream {
+	var out []Upstream
+	add := func(key, raw string) {
+		up := Upstream{Key: key, URL: raw}
+		if u, err := url.Parse(raw); err == nil {
+			if def, ok := dialSchemes[u.Scheme]; ok {
+				up.Host, up.Port = u.Hostname(), cmpOr(u.Port(), def)
+			}
+		}
+		out = append(out, up)
+	}
+	if l.Upstream != "" {
+		add(l.key("upstream"), l.Upstream)
+	}
+	sec, ok := l.Sections[l.Protocol]
+	if !ok || sec.Kind != yaml.MappingNode {
+		return out
+	}
+	for i := 0; i+1 < len(sec.Content); i += 2 {
+		if sec.Content[i].Value != "routes" || sec.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, r := range sec.Content[i+1].Content {
+			if r.Kind != yaml.MappingNode {
+				continue
+			}
+			for k := 0; k+1 < len(r.Content); k += 2 {
+				if r.Content[k].Value == "upstream" && r.Content[k+1].Kind == yaml.ScalarNode && r.Content[k+1].Value != "" {
+					add(l.key(fmt.Sprintf("%s.routes[%d].upstream", l.Protocol, j)), r.Content[k+1].Value)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// checkUpstreams refuses an upstream address the gateway could never dial
+// (no host, no port, a port outside 1..65535) and one that is a listener of
+// this configuration: the gateway would connect to itself (or send a
+// target's calls through the gateway twice, decided and audited twice).
+// The scheme for the protocol is checked by the engine.
+func (c *Config) checkUpstreams() error {
+	for i := range c.Listeners {
+		for _, up := range c.Listeners[i].Upstreams() {
+			u, err := url.Parse(up.URL)
+			if err != nil {
+				return c.errf(0, up.Key, "%q is not a URL: %v", up.URL, unwrapURLError(err))
+			}
+			def, dials := dialSchemes[u.Scheme]
+			if !dials {
+				continue
+			}
+			if up.Host == "" {
+				return c.errf(0, up.Key, "%q has no host: want %s://host:port", up.URL, u.Scheme)
+			}
+			if u.Port() == "" && def == "" {
+				return c.errf(0, up.Key, "%q has no port: want %s://host:port", up.URL, u.Scheme)
+			}
+			if n, err := strconv.Atoi(up.Port); err != nil || n < 1 || n > 65535 {
+				return c.errf(0, up.Key, "%q: port %s is not in 1..65535", up.URL, up.Port)
+			}
+			if j, ok := c.ListenerAt(up.Host, up.Port); ok {
+				return c.errf(0, up.Key, "%s is the gateway's own listener %s (listen: %s): the gateway would connect to itself",
+					up.URL, c.Listeners[j].key("listen"), c.Listeners[j].Listen)
+			}
+		}
+	}
+	return nil
+}
+
+// unwrapURLError drops url.Error's repetition of the URL.
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// ListenerAt reports the listener a connection to host:port on this machine
+// would reach: one listening on that address, on a wildcard address when
+// host is a loopback or unspecified address (both are this machine), or on
+// localhost when host is a loopback address. Host names other than
+// localhost are compared as written (check resolves them).
+func (c *Config) ListenerAt(host, port string) (int, bool) {
+	if port == "0" {
+		return 0, false
+	}
+	up, upIP := parseHost(host)
+	local := upIP && (up.IsLoopback() || up.IsUnspecified())
+	for i := range c.Listeners {
+		addr, err := ListenAddr(c.Listeners[i].Listen)
+		if err != nil {
+			continue
+		}
+		lh, lp, _ := splitHostPort(addr)
+		if lp != port || lp == "0" {
+			continue
+		}
+		lh = strings.Trim(lh, "[]")
+		la, lIP := parseHost(lh)
+		switch {
+		case lh == "" || (lIP && la.IsUnspecified()):
+			if local {
+				return i, true
+			}
+		case lIP && upIP:
+			if la == up || (la.IsLoopback() && up.IsUnspecified()) {
+				return i, true
+			}
+		case strings.EqualFold(lh, host):
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// parseHost reads an IP address, localhost as 127.0.0.1.
+func parseHost(h string) (netip.Addr, bool) {
+	if strings.EqualFold(h, "localhost") {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
+	}
+	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return a.Unmap(), err == nil
+}
