@@ -86,6 +86,22 @@ type revChange struct {
 	Files    int
 }
 
+// usersLoad is a users.load or users.load_failed record: an OPC UA
+// listener's users file read again by the running gateway.
+type usersLoad struct {
+	Time     time.Time
+	Seq      uint64
+	Event    string
+	Listener string
+	Path     string
+	Users    int64 // users in force after the load, or that stayed after a failure
+	HasUsers bool
+	Added    []string
+	Removed  []string
+	Changed  []string // a new password hash or new roles
+	Error    string
+}
+
 type ticket struct {
 	ID        string
 	User      string
@@ -255,6 +271,8 @@ type aggregator struct {
 	startSet   bool
 	revChanges capped[revChange]
 	loadFails  capped[eventRow]
+	usersLoads capped[usersLoad] // users.load in the period
+	usersFails capped[usersLoad] // users.load_failed in the period
 
 	// tickets are the ticket instances in log order: an id may be opened
 	// again once its ticket was closed or expired, and each open starts an
@@ -328,6 +346,8 @@ func newAggregator(o *Options) *aggregator {
 		revs:          newKeyed[revision](maxKeys),
 		revChanges:    newCapped[revChange](n),
 		loadFails:     newCapped[eventRow](n),
+		usersLoads:    newCapped[usersLoad](n),
+		usersFails:    newCapped[usersLoad](n),
 		ticketCur:     map[string]*ticket{},
 		ticketRefused: newCapped[eventRow](n),
 		adminRefused:  newCapped[eventRow](n),
@@ -421,6 +441,10 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	case eventPolicyLoadFailed:
 		if in {
 			a.loadFails.add(eventRow{t, r.Seq, r.Event, r.Error})
+		}
+	case eventUsersLoad, eventUsersLoadFailed:
+		if in {
+			a.usersLoad(line, r, t)
 		}
 	case eventTicketOpen, eventTicketApprove, eventTicketClose, eventTicketLoad:
 		a.ticketEvent(r, t)
@@ -913,6 +937,47 @@ func (a *aggregator) policyLoad(r *record, t time.Time, in bool) {
 	if v := a.revision(r.Revision); v != nil && r.Revision != "" {
 		v.Signature = r.Signature
 	}
+}
+
+// maxUserNames bounds the user names a users-file row keeps per list; the
+// row says how many more there were.
+const maxUserNames = 20
+
+// usersLoad files a users.load or users.load_failed record. Its users,
+// added, removed and changed fields are not in the record the decoder
+// fills, so the line is read again: these records are rare.
+func (a *aggregator) usersLoad(line []byte, r *record, t time.Time) {
+	var f struct {
+		Users   *int64   `json:"users"`
+		Added   []string `json:"added"`
+		Removed []string `json:"removed"`
+		Changed []string `json:"changed"`
+	}
+	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
+	row := usersLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Path: r.Path, Error: r.Error,
+		Added: names(f.Added), Removed: names(f.Removed), Changed: names(f.Changed)}
+	if f.Users != nil {
+		row.Users, row.HasUsers = *f.Users, true
+	}
+	if r.Event == eventUsersLoadFailed {
+		a.usersFails.add(row)
+	} else {
+		a.usersLoads.add(row)
+	}
+}
+
+// names keeps the first maxUserNames of a list of user names, each
+// clipped, and "… N more" for the rest.
+func names(list []string) []string {
+	out := make([]string, 0, min(len(list), maxUserNames+1))
+	for i, n := range list {
+		if i == maxUserNames {
+			out = append(out, fmt.Sprintf("… %d more", len(list)-i))
+			break
+		}
+		out = append(out, clip(n, 64))
+	}
+	return out
 }
 
 func (a *aggregator) gatewayStart(r *record, t time.Time, in bool) {

@@ -15,6 +15,8 @@ const (
 	eventGatewayStop       = audit.EventGatewayStop
 	eventPolicyLoad        = "policy.load"
 	eventPolicyLoadFailed  = "policy.load_failed"
+	eventUsersLoad         = "users.load"        // an OPC UA listener's users file loaded again with a user changed
+	eventUsersLoadFailed   = "users.load_failed" // it did not load; the users in force stay
 	eventCheckpoint        = audit.EventCheckpoint
 	eventRotated           = audit.EventRotated
 	eventRetention         = audit.EventRetention

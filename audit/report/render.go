@@ -293,6 +293,10 @@ type page struct {
 	Revisions                 []revRow
 	LoadFails                 []eventRow
 	LoadFailsCap              tableCap
+	UsersLoads                []usersLoad
+	UsersLoadsCap             tableCap
+	UsersFails                []usersLoad
+	UsersFailsCap             tableCap
 	Tickets                   []ticketRow
 	TicketsMore               int
 	TicketsOverflow           bool
@@ -400,6 +404,7 @@ func (r *Report) view() *page {
 		OutsideRows: a.outsideRows.Rows, OutsideCap: capOf(&a.outsideRows),
 		RevAtStart: a.revAtStart, RevFirst: a.revAtStart == "" && len(a.revOrder) > 0, RevChanges: a.revChanges.Rows, RevChangesCap: capOf(&a.revChanges),
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
+		UsersLoads: a.usersLoads.Rows, UsersLoadsCap: capOf(&a.usersLoads), UsersFails: a.usersFails.Rows, UsersFailsCap: capOf(&a.usersFails),
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
 		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
@@ -816,6 +821,12 @@ func (r *Report) findings(p *page) []string {
 	}
 	if a.loadFails.Total > 0 {
 		f = append(f, plural(a.loadFails.Total, "policy load")+" failed.")
+	}
+	if a.usersLoads.Total > 0 {
+		f = append(f, fmt.Sprintf("The OPC UA users changed %s in the period (users.load).", times(a.usersLoads.Total)))
+	}
+	if a.usersFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%s failed; the users in force stayed (users.load_failed).", plural(a.usersFails.Total, "OPC UA users-file load")))
 	}
 	var unverified []string
 	for _, row := range p.Revisions {
