@@ -99,13 +99,13 @@ type Report struct {
 // String summarizes the report on one line, for `interlock audit verify`.
 func (r Report) String() string {
 	if r.Records == 0 {
-		s := fmt.Sprintf("no records in %d file(s)", r.Files)
+		s := "no records in " + plural(r.Files, "file")
 		if r.Break != nil {
 			s += "; " + r.Break.Message
 		}
 		return s
 	}
-	s := fmt.Sprintf("%d records in %d file(s), seq %d to %d, last hash %s", r.Records, r.Files, r.FirstSeq, r.LastSeq, r.LastHash)
+	s := fmt.Sprintf("%s in %s, seq %d to %d, last hash %s", plural(r.Records, "record"), plural(r.Files, "file"), r.FirstSeq, r.LastSeq, r.LastHash)
 	if r.FirstPrev != GenesisPrev {
 		s += ", continuing a log whose last hash is " + r.FirstPrev
 	}
@@ -114,7 +114,7 @@ func (r Report) String() string {
 		if r.KeyID != "" {
 			signed = "signed by key id " + r.KeyID
 		}
-		s += fmt.Sprintf("; %d checkpoint(s), %s, the last at seq %d with %d record(s) after it", r.Checkpoints, signed, r.LastCheckpoint, r.Unsigned)
+		s += fmt.Sprintf("; %s, %s, the last at seq %d with %s after it", plural(r.Checkpoints, "checkpoint"), signed, r.LastCheckpoint, plural(r.Unsigned, "record"))
 	}
 	if r.Boots > 1 {
 		s += fmt.Sprintf("; %d gateway starts", r.Boots)
@@ -125,18 +125,28 @@ func (r Report) String() string {
 	return s
 }
 
+// The values of VerifyOptions.MaxUnsigned and MaxUnsignedAge that turn
+// their check off. Only these: another negative is more likely a typo (-5m
+// for 5m) than a wish to check nothing, so VerifyLog refuses it.
+const (
+	NoUnsignedLimit    = -1
+	NoUnsignedAgeLimit = -time.Second
+)
+
 // VerifyOptions say what VerifyLog checks beyond the hash chain.
 type VerifyOptions struct {
 	// Key is the public key checkpoints must be signed with. Without it the
 	// place of each checkpoint in the chain is checked, its signature not.
 	Key ed25519.PublicKey
 	// MaxUnsigned bounds the records after the last checkpoint: 0 takes
-	// the every of that checkpoint (its writer's checkpoint_every), -1
-	// turns the check off.
+	// the every of that checkpoint (its writer's checkpoint_every),
+	// NoUnsignedLimit (-1) turns the check off; VerifyLog refuses any
+	// other negative.
 	MaxUnsigned int
 	// MaxUnsignedAge bounds the time from the first record after the last
 	// checkpoint to the log's last record: 0 takes that checkpoint's
-	// interval, a negative value turns the check off.
+	// interval, NoUnsignedAgeLimit (-1s) turns the check off; VerifyLog
+	// refuses any other negative.
 	MaxUnsignedAge time.Duration
 	// After is the hash of the record the first file continues. Empty: the
 	// log begins at seq 1, or right after files that an audit.retention
@@ -181,6 +191,12 @@ func VerifyFiles(paths ...string) (Report, error) {
 // restarts, retention and what could not be checked.
 func VerifyLog(paths []string, opts VerifyOptions) (Report, error) {
 	opts.piece = false
+	if opts.MaxUnsigned < 0 && opts.MaxUnsigned != NoUnsignedLimit {
+		return Report{}, fmt.Errorf("audit: VerifyOptions.MaxUnsigned %d: want a count, 0 (the last checkpoint's own checkpoint_every) or -1 (no limit)", opts.MaxUnsigned)
+	}
+	if opts.MaxUnsignedAge < 0 && opts.MaxUnsignedAge != NoUnsignedAgeLimit {
+		return Report{}, fmt.Errorf("audit: VerifyOptions.MaxUnsignedAge %s: want a duration, 0 (the last checkpoint's own checkpoint_interval) or -1s (no limit)", opts.MaxUnsignedAge)
+	}
 	if len(opts.Checkpoints) > 0 && opts.Key == nil {
 		return Report{}, errors.New("audit: checkpoints kept off the gateway need the key to check them")
 	}
@@ -655,7 +671,7 @@ func (v *verifier) finish() error {
 		// and a rotated-in file with audit.rotated: no file of a log it
 		// wrote is empty.
 		b := &Break{Kind: BreakEmpty, Message: fmt.Sprintf(
-			"no records in %d file(s): a log the gateway wrote begins with its first record; the log was emptied, or this is not an audit log", v.rep.Files)}
+			"no records in %s: a log the gateway wrote begins with its first record; the log was emptied, or this is not an audit log", plural(v.rep.Files, "file"))}
 		v.rep.Break = b
 		return b
 	}
@@ -688,14 +704,14 @@ func (v *verifier) finish() error {
 	if v.rep.Checkpoints == 0 {
 		if v.opts.Key != nil {
 			return v.failAt(v.firstAt, BreakNotSigned, fmt.Sprintf(
-				"a key was given, but none of the %d records is an audit.checkpoint: nothing in the log is signed (were the checkpoints removed?)",
-				v.rep.Records))
+				"a key was given, but %s an audit.checkpoint: nothing in the log is signed (were the checkpoints removed?)",
+				noun(v.rep.Records, "the log's only record is not", fmt.Sprintf("none of the log's %d records is", v.rep.Records))))
 		}
 		v.note(place{}, NoteNotSigned, "no checkpoints: the log is not signed (audit.signing_key is not set), "+
 			"so a log rewritten from some record on, or cut short, cannot be told from a genuine one")
 	} else if v.opts.Key == nil {
-		v.note(place{}, NoteUnchecked, fmt.Sprintf("%d checkpoint(s) not checked: give the public key (--key) to check their signatures",
-			v.rep.Checkpoints))
+		v.note(place{}, NoteUnchecked, fmt.Sprintf("%s not checked: give the public key (--key) to check %s",
+			plural(v.rep.Checkpoints, "checkpoint"), noun(v.rep.Checkpoints, "its signature", "their signatures")))
 	}
 	if v.rep.Unsigned > 0 {
 		limit, maxAge := v.limits()
@@ -753,8 +769,8 @@ func (v *verifier) checkStart() error {
 			}
 			first, files = earlier.firstSeq, files+1
 		}
-		msg := fmt.Sprintf("the log begins here: seq %d to %d were deleted by retention, in %d file(s) (the last, %s, by audit.retention at %s)",
-			first, r.lastSeq, files, r.file, r.at)
+		msg := fmt.Sprintf("the log begins here: seq %d to %d were deleted by retention, in %s (the last, %s, by audit.retention at %s)",
+			first, r.lastSeq, plural(files, "file"), r.file, r.at)
 		if first > 1 {
 			msg += fmt.Sprintf(", and seq 1 to %d before them, whose retention records went with files deleted later", first-1)
 		}
@@ -785,8 +801,8 @@ func (v *verifier) link(name string, lineNo int, off int64, line []byte, h *head
 		// later tells it from a deletion.
 		if seq, ahead, ok := v.lr.findSeq(want, h.seq); ok {
 			return v.fail(name, lineNo, off, line, h, BreakSeqReorder, fmt.Sprintf(
-				"seq %d where %d was expected, and seq %d comes %d line(s) later: records are out of order",
-				h.seq, want, seq, ahead))
+				"seq %d where %d was expected, and seq %d comes %s later: records are out of order",
+				h.seq, want, seq, plural(ahead, "line")))
 		}
 		missing := h.seq - want
 		what := fmt.Sprintf("%d records (seq %d to %d) missing", missing, want, h.seq-1)
@@ -898,4 +914,21 @@ func (l *lineReader) findSeq(lo, hi uint64) (seq uint64, ahead int, ok bool) {
 			return 0, 0, false
 		}
 	}
+}
+
+// plural is n with the singular or plural of a noun: "1 file", "2 files";
+// many is the plural when it is not one+"s".
+func plural[N ~int | ~int64 | ~uint64](n N, one string, many ...string) string {
+	return fmt.Sprintf("%d %s", n, noun(n, one, many...))
+}
+
+// noun is one for n == 1, else the plural (many, or one+"s").
+func noun[N ~int | ~int64 | ~uint64](n N, one string, many ...string) string {
+	switch {
+	case n == 1:
+		return one
+	case len(many) > 0:
+		return many[0]
+	}
+	return one + "s"
 }

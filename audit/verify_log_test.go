@@ -489,7 +489,7 @@ func TestVerifyLogEmpty(t *testing.T) {
 	for _, opts := range []VerifyOptions{{}, {Key: e.pub}, {Key: e.pub, Checkpoints: e.cps}} {
 		rep, err := VerifyLog([]string{empty}, opts)
 		var br *Break
-		if !errors.As(err, &br) || br.Kind != BreakEmpty || rep.Break != br || !strings.Contains(br.Message, "no records in 1 file(s)") {
+		if !errors.As(err, &br) || br.Kind != BreakEmpty || rep.Break != br || !strings.Contains(br.Message, "no records in 1 file:") {
 			t.Errorf("an empty log (key %v, %d checkpoints): %v, report %+v", opts.Key != nil, len(opts.Checkpoints), err, rep)
 		}
 	}
@@ -800,5 +800,92 @@ func writeStart(t *testing.T, w *Writer, boot, event string) {
 	}
 	if err := w.Record(event, true, func(e *zerolog.Event) { e.Str(FieldBootID, boot) }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Only NoUnsignedLimit and NoUnsignedAgeLimit turn the checks of the
+// unsigned tail off; another negative (-5m typed for 5m) is refused,
+// naming the option, rather than checking nothing.
+func TestVerifyLogUnsignedLimitOptions(t *testing.T) {
+	e := newEvidenceLog(t)
+	c := e.copy(t)
+	n := len(c.lines) - 1
+	c.lines[n] = c.lines[n][:len(c.lines[n])-1] // the shutdown checkpoint: the records before it are an unsigned tail
+	files := c.write(t)
+	var br *Break
+	if _, err := VerifyLog(files, VerifyOptions{Key: e.pub, MaxUnsigned: NoUnsignedLimit, MaxUnsignedAge: time.Nanosecond}); !errors.As(err, &br) || br.Kind != BreakUnsignedTail {
+		t.Fatalf("an unsigned tail older than 1ns: %v, want %s", err, BreakUnsignedTail)
+	}
+	if _, err := VerifyLog(files, VerifyOptions{Key: e.pub, MaxUnsigned: NoUnsignedLimit, MaxUnsignedAge: NoUnsignedAgeLimit}); err != nil {
+		t.Errorf("with no limits (-1, -1s): %v", err)
+	}
+	for _, age := range []time.Duration{-time.Nanosecond, -2 * time.Second, -5 * time.Minute} {
+		_, err := VerifyLog(files, VerifyOptions{Key: e.pub, MaxUnsigned: NoUnsignedLimit, MaxUnsignedAge: age})
+		if want := "audit: VerifyOptions.MaxUnsignedAge " + age.String() + ": want a duration, 0 (the last checkpoint's own checkpoint_interval) or -1s (no limit)"; err == nil || err.Error() != want || errors.As(err, &br) {
+			t.Errorf("MaxUnsignedAge %s: %v, want %q", age, err, want)
+		}
+	}
+	_, err := VerifyLog(files, VerifyOptions{Key: e.pub, MaxUnsigned: -2})
+	if want := "audit: VerifyOptions.MaxUnsigned -2: want a count, 0 (the last checkpoint's own checkpoint_every) or -1 (no limit)"; err == nil || err.Error() != want {
+		t.Errorf("MaxUnsigned -2: %v, want %q", err, want)
+	}
+}
+
+// The notes and the summary say "1 checkpoint", "2 records", never
+// "checkpoint(s)".
+func TestVerifyLogWordsSingularPlural(t *testing.T) {
+	e := newEvidenceLog(t)
+	rep, err := VerifyLog(mustLogFiles(t, e.live), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Notes[len(rep.Notes)-1]
+	if want := fmt.Sprintf("%d checkpoints not checked: give the public key (--key) to check their signatures", rep.Checkpoints); last.Kind != NoteUnchecked || last.Message != want {
+		t.Errorf("note %q, want %q", last.Message, want)
+	}
+	if s := rep.String(); strings.Contains(s, "(s)") || !strings.Contains(s, fmt.Sprintf("%d records in %d files", rep.Records, rep.Files)) {
+		t.Errorf("summary %q", s)
+	}
+	// A log of one record and the shutdown checkpoint after it, unchecked.
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	w, err := Open(Options{Path: path, Gateway: "gw-one", SigningKey: e.priv, BootID: "boot-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("x.y", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	// Keep the log up to its first checkpoint: a prefix of a chain is a chain.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	keep := slices.IndexFunc(lines, isEvent(EventCheckpoint))
+	if keep < 0 {
+		t.Fatalf("no checkpoint in %s", data)
+	}
+	if err := os.WriteFile(path, bytes.Join(lines[:keep+1], nil), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = VerifyLog(mustLogFiles(t, path), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rep.Notes, func(n Note) bool { return n.Kind == NoteUnchecked })
+	if want := "1 checkpoint not checked: give the public key (--key) to check its signature"; i < 0 || rep.Notes[i].Message != want {
+		t.Errorf("notes %+v, want %q", rep.Notes, want)
+	}
+	one := Report{Files: 1, Records: 1, FirstSeq: 1, LastSeq: 1, LastHash: "h", FirstPrev: GenesisPrev, Checkpoints: 1, KeyID: "k", LastCheckpoint: 1, Unsigned: 1}
+	if got, want := one.String(), "1 record in 1 file, seq 1 to 1, last hash h; 1 checkpoint, signed by key id k, the last at seq 1 with 1 record after it"; got != want {
+		t.Errorf("summary\n got %q\nwant %q", got, want)
+	}
+	one.Records, one.Files, one.Checkpoints, one.Unsigned = 3, 2, 2, 0
+	if got, want := one.String(), "3 records in 2 files, seq 1 to 1, last hash h; 2 checkpoints, signed by key id k, the last at seq 1 with 0 records after it"; got != want {
+		t.Errorf("summary\n got %q\nwant %q", got, want)
+	}
+	if got, want := (Report{Files: 1}).String(), "no records in 1 file"; got != want {
+		t.Errorf("summary %q, want %q", got, want)
 	}
 }

@@ -66,7 +66,7 @@ func TestVerifyIntact(t *testing.T) {
 	if rep.Records != 5 || rep.FirstSeq != 1 || rep.LastSeq != 5 || rep.FirstPrev != GenesisPrev || len(rep.LastHash) != 64 {
 		t.Errorf("report = %+v", rep)
 	}
-	if got, want := rep.String(), "5 records in 1 file(s), seq 1 to 5, last hash "+rep.LastHash; got != want {
+	if got, want := rep.String(), "5 records in 1 file, seq 1 to 5, last hash "+rep.LastHash; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	if !bytes.Contains(lines[4], []byte(`"hash":"`+rep.LastHash+`"`)) {
@@ -111,9 +111,9 @@ func TestVerifyTampering(t *testing.T) {
 		{"two records deleted", join(lines[0], lines[3], lines[4]),
 			BreakSeqGap, 2, 4, "audit.jsonl:2 (seq 4): seq 4 follows seq 1: 2 records (seq 2 to 3) missing: records were deleted", 1},
 		{"two records swapped", join(lines[0], lines[2], lines[1], lines[3], lines[4]),
-			BreakSeqReorder, 2, 3, "audit.jsonl:2 (seq 3): seq 3 where 2 was expected, and seq 2 comes 1 line(s) later: records are out of order", 1},
+			BreakSeqReorder, 2, 3, "audit.jsonl:2 (seq 3): seq 3 where 2 was expected, and seq 2 comes 1 line later: records are out of order", 1},
 		{"record moved back", join(lines[0], lines[2], lines[3], lines[1], lines[4]),
-			BreakSeqReorder, 2, 3, "audit.jsonl:2 (seq 3): seq 3 where 2 was expected, and seq 2 comes 2 line(s) later: records are out of order", 1},
+			BreakSeqReorder, 2, 3, "audit.jsonl:2 (seq 3): seq 3 where 2 was expected, and seq 2 comes 2 lines later: records are out of order", 1},
 		{"record repeated", join(lines[0], lines[1], lines[2], lines[2], lines[3], lines[4]),
 			BreakSeqReorder, 4, 3, "audit.jsonl:4 (seq 3): seq 3 follows seq 3: records are out of order or repeated", 3},
 		{"last line cut", join(lines[0], lines[1], lines[2], lines[3], lines[4][:40]),

@@ -212,7 +212,7 @@ func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
 	empty := filepath.Join(dir, "empty.jsonl")
 	writeFile(t, empty, "")
 	r = interlock(t, "audit", "verify", empty)
-	if r.code != 1 || !strings.Contains(r.stderr, "no records in 1 file(s)") {
+	if r.code != 1 || !strings.Contains(r.stderr, "no records in 1 file:") {
 		t.Errorf("an emptied log: exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -321,7 +321,7 @@ func TestE2EAuditEvidenceTamper(t *testing.T) {
 	}
 	t.Logf("verify of the untouched log:\n%s", r.stdout)
 	for _, want := range []string{
-		fmt.Sprintf("in %d file(s), seq 1 to", len(files)), "signed by key id " + keyID, "3 gateway starts",
+		fmt.Sprintf("in %d files, seq 1 to", len(files)), "signed by key id " + keyID, "3 gateway starts",
 		"note: ", "restart: boot ", "stopped cleanly (shutdown checkpoint at seq", "restart after an unclean stop: boot ",
 	} {
 		if !strings.Contains(r.stdout, want) {
