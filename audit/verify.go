@@ -99,13 +99,13 @@ type Report struct {
 // String summarizes the report on one line, for `interlock audit verify`.
 func (r Report) String() string {
 	if r.Records == 0 {
-		s := "no records in " + plural(r.Files, "file")
+		s := "no records in " + Plural(r.Files, "file")
 		if r.Break != nil {
 			s += "; " + r.Break.Message
 		}
 		return s
 	}
-	s := fmt.Sprintf("%s in %s, seq %d to %d, last hash %s", plural(r.Records, "record"), plural(r.Files, "file"), r.FirstSeq, r.LastSeq, r.LastHash)
+	s := fmt.Sprintf("%s in %s, seq %d to %d, last hash %s", Plural(r.Records, "record"), Plural(r.Files, "file"), r.FirstSeq, r.LastSeq, r.LastHash)
 	if r.FirstPrev != GenesisPrev {
 		s += ", continuing a log whose last hash is " + r.FirstPrev
 	}
@@ -114,7 +114,7 @@ func (r Report) String() string {
 		if r.KeyID != "" {
 			signed = "signed by key id " + r.KeyID
 		}
-		s += fmt.Sprintf("; %s, %s, the last at seq %d with %s after it", plural(r.Checkpoints, "checkpoint"), signed, r.LastCheckpoint, plural(r.Unsigned, "record"))
+		s += fmt.Sprintf("; %s, %s, the last at seq %d with %s after it", Plural(r.Checkpoints, "checkpoint"), signed, r.LastCheckpoint, Plural(r.Unsigned, "record"))
 	}
 	if r.Boots > 1 {
 		s += fmt.Sprintf("; %d gateway starts", r.Boots)
@@ -671,7 +671,7 @@ func (v *verifier) finish() error {
 		// and a rotated-in file with audit.rotated: no file of a log it
 		// wrote is empty.
 		b := &Break{Kind: BreakEmpty, Message: fmt.Sprintf(
-			"no records in %s: a log the gateway wrote begins with its first record; the log was emptied, or this is not an audit log", plural(v.rep.Files, "file"))}
+			"no records in %s: a log the gateway wrote begins with its first record; the log was emptied, or this is not an audit log", Plural(v.rep.Files, "file"))}
 		v.rep.Break = b
 		return b
 	}
@@ -705,13 +705,13 @@ func (v *verifier) finish() error {
 		if v.opts.Key != nil {
 			return v.failAt(v.firstAt, BreakNotSigned, fmt.Sprintf(
 				"a key was given, but %s an audit.checkpoint: nothing in the log is signed (were the checkpoints removed?)",
-				noun(v.rep.Records, "the log's only record is not", fmt.Sprintf("none of the log's %d records is", v.rep.Records))))
+				Noun(v.rep.Records, "the log's only record is not", fmt.Sprintf("none of the log's %d records is", v.rep.Records))))
 		}
 		v.note(place{}, NoteNotSigned, "no checkpoints: the log is not signed (audit.signing_key is not set), "+
 			"so a log rewritten from some record on, or cut short, cannot be told from a genuine one")
 	} else if v.opts.Key == nil {
 		v.note(place{}, NoteUnchecked, fmt.Sprintf("%s not checked: give the public key (--key) to check %s",
-			plural(v.rep.Checkpoints, "checkpoint"), noun(v.rep.Checkpoints, "its signature", "their signatures")))
+			Plural(v.rep.Checkpoints, "checkpoint"), Noun(v.rep.Checkpoints, "its signature", "their signatures")))
 	}
 	if v.rep.Unsigned > 0 {
 		limit, maxAge := v.limits()
@@ -770,7 +770,7 @@ func (v *verifier) checkStart() error {
 			first, files = earlier.firstSeq, files+1
 		}
 		msg := fmt.Sprintf("the log begins here: seq %d to %d were deleted by retention, in %s (the last, %s, by audit.retention at %s)",
-			first, r.lastSeq, plural(files, "file"), r.file, r.at)
+			first, r.lastSeq, Plural(files, "file"), r.file, r.at)
 		if first > 1 {
 			msg += fmt.Sprintf(", and seq 1 to %d before them, whose retention records went with files deleted later", first-1)
 		}
@@ -802,7 +802,7 @@ func (v *verifier) link(name string, lineNo int, off int64, line []byte, h *head
 		if seq, ahead, ok := v.lr.findSeq(want, h.seq); ok {
 			return v.fail(name, lineNo, off, line, h, BreakSeqReorder, fmt.Sprintf(
 				"seq %d where %d was expected, and seq %d comes %s later: records are out of order",
-				h.seq, want, seq, plural(ahead, "line")))
+				h.seq, want, seq, Plural(ahead, "line")))
 		}
 		missing := h.seq - want
 		what := fmt.Sprintf("%d records (seq %d to %d) missing", missing, want, h.seq-1)
@@ -914,21 +914,4 @@ func (l *lineReader) findSeq(lo, hi uint64) (seq uint64, ahead int, ok bool) {
 			return 0, 0, false
 		}
 	}
-}
-
-// plural is n with the singular or plural of a noun: "1 file", "2 files";
-// many is the plural when it is not one+"s".
-func plural[N ~int | ~int64 | ~uint64](n N, one string, many ...string) string {
-	return fmt.Sprintf("%d %s", n, noun(n, one, many...))
-}
-
-// noun is one for n == 1, else the plural (many, or one+"s").
-func noun[N ~int | ~int64 | ~uint64](n N, one string, many ...string) string {
-	switch {
-	case n == 1:
-		return one
-	case len(many) > 0:
-		return many[0]
-	}
-	return one + "s"
 }

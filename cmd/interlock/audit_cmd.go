@@ -237,7 +237,8 @@ func liveFileThere(path string, files []string) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return &exitError{code: 1, msg: fmt.Sprintf(
-		"audit verify: %s: the live file is missing, but %d rotated file(s) of its log are beside it: the newest records of the log are gone", path, len(files))}
+		"audit verify: %s: the live file is missing, but %s of its log %s beside it: the newest records of the log are gone",
+		path, audit.Plural(len(files), "rotated file"), audit.Noun(len(files), "is", "are"))}
 }
 
 // verifyFiles are the files of the log whose live file is path, in chain

@@ -68,3 +68,23 @@ func TestAuditVerifyBadArguments(t *testing.T) {
 		t.Errorf("a part --after the hash before it: %v", err)
 	}
 }
+
+// A log whose live file is missing names how many rotated files are left,
+// in words: "1 rotated file ... is", "2 rotated files ... are".
+func TestLiveFileThereCountsInWords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.jsonl")
+	r1, r2 := filepath.Join(dir, "audit-1.jsonl"), filepath.Join(dir, "audit-2.jsonl")
+	for _, tc := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{r1}, "audit verify: " + live + ": the live file is missing, but 1 rotated file of its log is beside it: the newest records of the log are gone"},
+		{[]string{r1, r2}, "audit verify: " + live + ": the live file is missing, but 2 rotated files of its log are beside it: the newest records of the log are gone"},
+	} {
+		if err := liveFileThere(live, tc.files); err == nil || err.Error() != tc.want {
+			t.Errorf("%d rotated files: %v\nwant %s", len(tc.files), err, tc.want)
+		}
+	}
+}

@@ -114,8 +114,14 @@ func badLinesErr(cmd string, st query.Stats) error {
 	if st.BadLines == 0 {
 		return nil
 	}
-	return &exitError{code: 1, msg: fmt.Sprintf("%s: %d line(s) are not audit records (FILE:LINE above) and are left out of the output; "+
-		"run 'interlock audit verify' on the same files to see whether the log was changed", cmd, st.BadLines)}
+	return &exitError{code: 1, msg: fmt.Sprintf("%s: %s (FILE:LINE above) and %s left out of the output; "+
+		"run 'interlock audit verify' on the same files to see whether the log was changed", cmd, notRecords(st.BadLines), audit.Noun(st.BadLines, "is", "are"))}
+}
+
+// notRecords counts the lines of a log that are not audit records, in a
+// sentence: "1 line is not an audit record", "2 lines are not audit records".
+func notRecords[N ~int | ~int64](n N) string {
+	return audit.Plural(n, "line") + audit.Noun(n, " is not an audit record", " are not audit records")
 }
 
 // lazyGC makes garbage collection rarer unless GOGC says otherwise, for the
@@ -136,24 +142,21 @@ func lazyGC() {
 // queryStatsLine is the stderr line after a query or export.
 func queryStatsLine(st query.Stats, verb string) string {
 	var b strings.Builder
-	files := "files"
-	if st.Files == 1 {
-		files = "file"
-	}
-	fmt.Fprintf(&b, "%d records read from %d %s (%.1f MB) in %s (%.0f records/s); %d %s: %d calls with their results, %d other records",
-		st.Records, st.Files, files, float64(st.Bytes)/1e6, st.Elapsed.Round(time.Millisecond),
-		st.RecordsPerSecond(), st.Matched, verb, st.Calls, st.Items-st.Calls)
+	fmt.Fprintf(&b, "%s read from %s (%.1f MB) in %s (%.0f records/s); %d %s: %s with %s, %s",
+		audit.Plural(st.Records, "record"), audit.Plural(st.Files, "file"), float64(st.Bytes)/1e6, st.Elapsed.Round(time.Millisecond),
+		st.RecordsPerSecond(), st.Matched, verb, audit.Plural(st.Calls, "call"), audit.Noun(st.Calls, "its result", "their results"),
+		audit.Plural(st.Items-st.Calls, "other record"))
 	if st.PassedOver > 0 {
-		fmt.Fprintf(&b, "; %d records well outside --from/--to passed over", st.PassedOver)
+		fmt.Fprintf(&b, "; %s well outside --from/--to passed over", audit.Plural(st.PassedOver, "record"))
 	}
 	if st.BadLines > 0 {
-		fmt.Fprintf(&b, "; %d line(s) that are not audit records left out", st.BadLines)
+		fmt.Fprintf(&b, "; %s that %s left out", audit.Plural(st.BadLines, "line"), audit.Noun(st.BadLines, "is not an audit record", "are not audit records"))
 	}
 	if cut := st.SkippedLines - st.BadLines; cut > 0 {
-		fmt.Fprintf(&b, "; %d last line(s) cut short skipped", cut)
+		fmt.Fprintf(&b, "; %s cut short skipped", audit.Plural(cut, "last line"))
 	}
 	if st.Unjoined > 0 {
-		fmt.Fprintf(&b, "; %d calls without a result record", st.Unjoined)
+		fmt.Fprintf(&b, "; %s without a result record", audit.Plural(st.Unjoined, "call"))
 	}
 	return b.String()
 }

@@ -179,7 +179,8 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	// so that nobody takes it for a report of the whole log.
 	for _, f := range rep.Files {
 		if f.Unreadable > 0 {
-			fmt.Fprintf(stderr, "audit report: %s: %d line(s) are not audit records: the report names them (FILE:LINE) and leaves them out\n", f.Name, f.Unreadable)
+			them := audit.Noun(f.Unreadable, "it", "them")
+			fmt.Fprintf(stderr, "audit report: %s: %s: the report names %s (FILE:LINE) and leaves %s out\n", f.Name, notRecords(f.Unreadable), them, them)
 		}
 	}
 	var failed []string
@@ -189,7 +190,7 @@ func cmdAuditReport(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		failed = append(failed, "the "+chain)
 	}
 	if s.Unreadable > 0 {
-		failed = append(failed, fmt.Sprintf("%d line(s) are not audit records and are left out of it", s.Unreadable))
+		failed = append(failed, fmt.Sprintf("%s and %s left out of it", notRecords(s.Unreadable), audit.Noun(s.Unreadable, "is", "are")))
 	}
 	if len(failed) > 0 {
 		return &exitError{code: 1, msg: fmt.Sprintf("audit report: %s is written, but %s", *out, strings.Join(failed, "; and "))}

@@ -136,8 +136,8 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	warnHosts(cfg, stdout, net.DefaultResolver.LookupHost)
-	fmt.Fprintf(stdout, "%s: ok: %d listener(s), policy %s revision %s (%s mode), audit log %s\n",
-		cfg.File, len(gws), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)
+	fmt.Fprintf(stdout, "%s: ok: %s, policy %s revision %s (%s mode), audit log %s\n",
+		cfg.File, audit.Plural(len(gws), "listener"), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)
 	return nil
 }
 

@@ -98,7 +98,7 @@ func TestE2EShipCheckWarnsHostNotResolving(t *testing.T) {
 	cfg, first := shipConfig(t, "{name: s, type: syslog, address: 'no-such-host.invalid:514'}")
 	r := interlock(t, "check", "--config", cfg.File)
 	want := fmt.Sprintf("%s:%d: warning: audit.ship[0].address: host no-such-host.invalid ", cfg.File, first)
-	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, ": ok: ") {
+	if r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, cfg.File+": ok: 1 listener, policy ") {
 		t.Errorf("exit %d, want 0 and a warning starting %q\nstdout: %s\nstderr: %s", r.code, want, r.stdout, r.stderr)
 	}
 }

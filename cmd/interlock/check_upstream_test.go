@@ -134,7 +134,7 @@ func TestCheckAcceptsGoodUpstreams(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, stderr.String())
 	}
 	want := fmt.Sprintf("%s:%d: warning: listeners[1].upstream: host plc.invalid ", g.config, base+13)
-	if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), ": ok: 2 listener(s)") {
+	if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), ": ok: 2 listeners, policy ") {
 		t.Errorf("check printed\n%s\nwant a line starting %q and ok", stdout.String(), want)
 	}
 	if strings.Contains(stdout.String(), "listeners[0].") || strings.Contains(stdout.String(), "connect to itself") {

@@ -202,7 +202,7 @@ func TestE2EAuditVerifyMissingLiveFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := interlock(t, "audit", "verify", "--log", logPath)
-	if r.code != 1 || !strings.Contains(r.stderr, logPath+": the live file is missing, but "+fmt.Sprint(len(files)-1)+" rotated file(s)") {
+	if r.code != 1 || !strings.Contains(r.stderr, "audit verify: "+logPath+": the live file is missing, but "+fmt.Sprint(len(files)-1)+" rotated files of its log are beside it: the newest records of the log are gone") {
 		t.Errorf("the live file deleted: exit %d, want 1 naming it\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 

@@ -185,7 +185,7 @@ func TestAuditQueryCLIOnSampleLog(t *testing.T) {
 	cut := filepath.Join(dir, "cut.jsonl")
 	writeFile(t, cut, string(b)+`{"seq":60,"time":"2026-11-26T04:25:00.000000000Z","event":"call","gate`)
 	r = interlock(t, "audit", "query", cut, "--event", "call", "--format", "jsonl")
-	if r.code != 0 || len(jsonlRecords(t, r.stdout)) != 26 || !strings.Contains(r.stderr, "no end") || !strings.Contains(r.stderr, "1 last line(s) cut short skipped") {
+	if r.code != 0 || len(jsonlRecords(t, r.stdout)) != 26 || !strings.Contains(r.stderr, "no end") || !strings.Contains(r.stderr, "; 1 last line cut short skipped") {
 		t.Errorf("cut log: exit %d, %d records\n%s", r.code, len(jsonlRecords(t, r.stdout)), r.stderr)
 	}
 
@@ -210,13 +210,13 @@ func TestAuditQueryCLIOnSampleLog(t *testing.T) {
 	writeFile(t, damaged, strings.Join(lines[:10], "")+"garbage\n"+`{"x":1}`+"\n"+strings.Join(lines[10:], "")+"\n")
 	r = interlock(t, "audit", "query", damaged, "--format", "jsonl")
 	if r.code != 1 || len(jsonlRecords(t, r.stdout)) != 59 || !strings.Contains(r.stderr, damaged+":11: not an audit record") ||
-		!strings.Contains(r.stderr, damaged+":12: not an audit record") || !strings.Contains(r.stderr, "2 line(s) are not audit records") {
+		!strings.Contains(r.stderr, damaged+":12: not an audit record") || !strings.Contains(r.stderr, "audit query: 2 lines are not audit records (FILE:LINE above) and are left out of the output") {
 		t.Errorf("damaged log: exit %d, %d records\n%s", r.code, len(jsonlRecords(t, r.stdout)), r.stderr)
 	}
 	out := filepath.Join(dir, "damaged.csv")
 	r = interlock(t, "audit", "export", "--format", "csv", damaged, "--out", out)
 	if csv, err := os.ReadFile(out); r.code != 1 || err != nil || strings.Count(string(csv), "\n") != 47 ||
-		!strings.Contains(r.stderr, damaged+":11:") || !strings.Contains(r.stderr, "2 line(s) are not audit records") {
+		!strings.Contains(r.stderr, damaged+":11:") || !strings.Contains(r.stderr, "audit export: 2 lines are not audit records (FILE:LINE above) and are left out of the output") {
 		t.Errorf("export of the damaged log: exit %d, %d lines, %v\n%s", r.code, strings.Count(string(csv), "\n"), err, r.stderr)
 	}
 

@@ -195,11 +195,19 @@ func TestAuditReportNotALog(t *testing.T) {
 	damaged := filepath.Join(dir, "damaged.jsonl")
 	writeFile(t, damaged, strings.Join(lines[:10], "")+"garbage\n"+`{"x":1}`+"\n"+strings.Join(lines[10:], ""))
 	r := interlock(t, "audit", "report", "--out", out, "--audit", damaged)
-	if r.code != 1 || !strings.Contains(r.stderr, "audit report: "+damaged+": 2 line(s) are not audit records") ||
-		!strings.Contains(r.stderr, "is written, but the chain BROKEN") || !strings.Contains(r.stderr, "2 line(s) are not audit records and are left out") {
+	if r.code != 1 || !strings.Contains(r.stderr, "audit report: "+damaged+": 2 lines are not audit records: the report names them (FILE:LINE) and leaves them out\n") ||
+		!strings.Contains(r.stderr, "audit report: "+out+" is written, but the chain BROKEN") ||
+		!strings.Contains(r.stderr, "; and 2 lines are not audit records and are left out of it") {
 		t.Errorf("a damaged log: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	if page := readPage(t, out); !strings.Contains(page, damaged+":11") || !strings.Contains(page, damaged+":12") {
 		t.Errorf("the report does not name the lines that are not records:\n%s", grep(page, damaged))
+	}
+	// One such line is counted in the singular.
+	writeFile(t, damaged, strings.Join(lines[:10], "")+"garbage\n"+strings.Join(lines[10:], ""))
+	r = interlock(t, "audit", "report", "--out", out, "--audit", damaged)
+	if r.code != 1 || !strings.Contains(r.stderr, "audit report: "+damaged+": 1 line is not an audit record: the report names it (FILE:LINE) and leaves it out\n") ||
+		!strings.Contains(r.stderr, "; and 1 line is not an audit record and is left out of it") {
+		t.Errorf("a log with one line that is not a record: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }

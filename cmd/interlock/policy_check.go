@@ -10,6 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/policy"
 )
@@ -101,8 +102,8 @@ func cmdPolicyCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "FAIL %s: a network builtin on the decision path (every call would wait on the network; it cannot be cached or replayed)\n", n)
 	}
 	if !rep.OK() {
-		return &exitError{code: 1, msg: fmt.Sprintf("policy check: %s (revision %s) failed: %d sample(s) without a valid decision, %d network call(s)",
-			path, rep.Revision, failed, len(rep.Network))}
+		return &exitError{code: 1, msg: fmt.Sprintf("policy check: %s (revision %s) failed: %s without a valid decision, %s",
+			path, rep.Revision, audit.Plural(failed, "sample"), audit.Plural(len(rep.Network), "network call"))}
 	}
 	fmt.Fprintf(stdout, "%s: ok: revision %s; %d sample inputs decided (%d allowed, %d denied); no network builtins on the decision path\n",
 		path, rep.Revision, len(rep.Samples), allowed, denied)

@@ -146,8 +146,8 @@ func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) (
 		case all[len(all)-1] != logPath:
 			// rotated files only: the log may have moved, or the live
 			// file been removed; what is read ends before the newest records
-			fmt.Fprintf(stderr, "%s: note: --log %s: the live file is not there; read %d rotated file(s) only, %s to %s\n",
-				cmd, logPath, len(all), all[0], all[len(all)-1])
+			fmt.Fprintf(stderr, "%s: note: --log %s: the live file is not there; read %s only, %s to %s\n",
+				cmd, logPath, audit.Plural(len(all), "rotated file"), all[0], all[len(all)-1])
 		}
 		return all, nil
 	}
@@ -158,8 +158,8 @@ func auditInputs(cmd string, files []string, logPath string, stderr io.Writer) (
 	}
 	if len(files) == 1 {
 		if all, err := audit.LogFilesWithGzip(files[0]); err == nil && len(all) > 1 {
-			fmt.Fprintf(stderr, "%s: note: %s has %d rotated file(s) beside it, not read; --log %s reads the whole log\n",
-				cmd, files[0], len(all)-1, files[0])
+			fmt.Fprintf(stderr, "%s: note: %s has %s beside it, not read; --log %s reads the whole log\n",
+				cmd, files[0], audit.Plural(len(all)-1, "rotated file"), files[0])
 		}
 	}
 	return files, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/policy"
 )
@@ -165,7 +166,7 @@ func replaySpan(rep *policy.ReplayReport) string {
 		return "no recorded decisions"
 	}
 	const layout = "2006-01-02 15:04:05Z07:00"
-	return fmt.Sprintf("%d recorded decisions from %s to %s", rep.Totals.Replayed,
+	return fmt.Sprintf("%s from %s to %s", audit.Plural(rep.Totals.Replayed, "recorded decision"),
 		rep.From.UTC().Format(layout), rep.To.UTC().Format(layout))
 }
 
@@ -225,8 +226,8 @@ func replayNone(s string) string {
 
 func replayText(w io.Writer, rep *policy.ReplayReport, path string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "policy replay: %s in %d file(s)\ncandidate policy %s (revision %s)\n\n",
-		replaySpan(rep), len(rep.Files), path, shortRevision(rep.PolicyRevision))
+	fmt.Fprintf(&b, "policy replay: %s in %s\ncandidate policy %s (revision %s)\n\n",
+		replaySpan(rep), audit.Plural(len(rep.Files), "file"), path, shortRevision(rep.PolicyRevision))
 	for _, ch := range policy.Changes {
 		fmt.Fprintf(&b, "  %-20s %6d\n", replayLabel[ch], rep.Totals.Of(ch))
 	}
@@ -236,10 +237,10 @@ func replayText(w io.Writer, rep *policy.ReplayReport, path string) error {
 		if len(groups) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\n%s: %d in %d group(s)\n", replayLabel[ch], rep.Totals.Of(ch), len(groups))
+		fmt.Fprintf(&b, "\n%s: %d in %s\n", replayLabel[ch], rep.Totals.Of(ch), audit.Plural(len(groups), "group"))
 		for i, g := range groups {
 			if i == maxReplayGroups {
-				fmt.Fprintf(&b, "  … %d more groups (--format json lists them all)\n", len(groups)-i)
+				fmt.Fprintf(&b, "  … %s (--format json lists them all)\n", audit.Plural(len(groups)-i, "more group"))
 				break
 			}
 			fmt.Fprintf(&b, "  %5d× user %s, source %s → %s %s, now [%s]\n", g.Count, replayNone(g.User), replayNone(g.Source),
@@ -276,8 +277,8 @@ func replayMarkdown(w io.Writer, rep *policy.ReplayReport, path string) error {
 		title = strings.Join(parts, ", ")
 	}
 	fmt.Fprintf(&b, "### Policy replay: %s\n\n", title)
-	fmt.Fprintf(&b, "%s in %d audit log(s), decided again under `%s` (revision `%s`).\n\n",
-		replaySpan(rep), len(rep.Files), mdCell(path), shortRevision(rep.PolicyRevision))
+	fmt.Fprintf(&b, "%s in %s, decided again under `%s` (revision `%s`).\n\n",
+		replaySpan(rep), audit.Plural(len(rep.Files), "audit log"), mdCell(path), shortRevision(rep.PolicyRevision))
 	b.WriteString("| decisions | count |\n| --- | ---: |\n")
 	for _, ch := range policy.Changes {
 		fmt.Fprintf(&b, "| %s | %d |\n", replayLabel[ch], t.Of(ch))
@@ -294,7 +295,7 @@ func replayMarkdown(w io.Writer, rep *policy.ReplayReport, path string) error {
 			"| ---: | --- | --- | --- | --- | --- | --- |\n")
 		for i, g := range groups {
 			if i == maxReplayGroups {
-				fmt.Fprintf(&b, "\n… %d more groups (`--format json` lists them all).\n", len(groups)-i)
+				fmt.Fprintf(&b, "\n… %s (`--format json` lists them all).\n", audit.Plural(len(groups)-i, "more group"))
 				break
 			}
 			var exs []string
