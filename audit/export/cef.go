@@ -28,6 +28,7 @@ import (
 //	act       decision: allow, alert, deny (rejected for a malformed request)
 //	outcome   success or failure (from the result)
 //	reason    decision reasons, or why a request or session was refused
+//	cnt       request.rejected_suppressed: the rejections the record counts
 //	msg       one sentence for a person
 //	cs1 policyRevision  cs2 reasons  cs3 decisionId  cs4 ticket
 //	cs5 sessionId       cs6 registers (or OPC UA node, or the method of a
@@ -130,6 +131,10 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 		reason = r.Ticket.Reason // why the ticket was opened: the change request
 	}
 	e.str("reason", reason)
+	if r.Event == query.EventRequestRejectedSuppressed && r.Count > 0 {
+		// One record for many rejections: a SIEM sums cnt, it cannot parse msg.
+		e.int("cnt", r.Count)
+	}
 	var msg [256]byte
 	e.strBytes("msg", appendSummary(msg[:0], r))
 	e.labelled("cs1", "cs1Label", "policyRevision", r.Decision.PolicyRevision)
