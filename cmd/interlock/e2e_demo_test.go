@@ -251,20 +251,20 @@ func checkOPCUATryNext(t *testing.T, out string) {
 	cmds := parseTryNext(t, out)
 	runTryNext(t, cmds)
 	writes := findTryNext(t, cmds, "examples/opcua/client.sh alice engineer-pw write Setpoint 55.5", 2)
-	if !strings.Contains(writes[0].out, "write   ns=1;s=Setpoint= BadUserAccessDenied") &&
-		!strings.Contains(writes[0].out, "write   ns=1;s=Setpoint= Good") {
+	if !strings.Contains(writes[0].out, "write   ns=1;s=Setpoint := 55.5  BadUserAccessDenied") &&
+		!strings.Contains(writes[0].out, "write   ns=1;s=Setpoint := 55.5  Good") {
 		t.Errorf("alice's first printed write shows no status:\n%s", writes[0].out)
 	}
 	if open := findTryNext(t, cmds, "bin/interlock ticket open", 1)[0]; !strings.Contains(open.out, "opened: alice may write on line1") {
 		t.Errorf("the printed ticket open:\n%s", open.out)
 	}
-	if !strings.Contains(writes[1].out, "write   ns=1;s=Setpoint= Good") || !strings.Contains(writes[1].out, "read    ns=1;s=Setpoint=55.5 Good") {
+	if !strings.Contains(writes[1].out, "write   ns=1;s=Setpoint := 55.5  Good") || !strings.Contains(writes[1].out, "read    ns=1;s=Setpoint = 55.5  Good") {
 		t.Errorf("alice's printed write under the ticket is not allowed:\n%s", writes[1].out)
 	}
-	if r := findTryNext(t, cmds, "examples/opcua/client.sh anonymous - read", 1)[0]; !strings.Contains(r.out, "ns=1;s=Setpoint=55.5 Good") {
+	if r := findTryNext(t, cmds, "examples/opcua/client.sh anonymous - read", 1)[0]; !strings.Contains(r.out, "read    ns=1;s=Setpoint = 55.5  Good") {
 		t.Errorf("the printed anonymous read:\n%s", r.out)
 	}
-	if w := findTryNext(t, cmds, "examples/opcua/client.sh anonymous - write", 1)[0]; !strings.Contains(w.out, "write   ns=1;s=Setpoint= BadUserAccessDenied") {
+	if w := findTryNext(t, cmds, "examples/opcua/client.sh anonymous - write", 1)[0]; !strings.Contains(w.out, "write   ns=1;s=Setpoint := 20  BadUserAccessDenied") {
 		t.Errorf("the printed anonymous write is not denied:\n%s", w.out)
 	}
 	if q := findTryNext(t, cmds, "bin/interlock audit query", 1)[0]; !strings.Contains(q.out, "change-ticket:pass:") {

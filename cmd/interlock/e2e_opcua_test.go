@@ -299,10 +299,10 @@ func TestE2EQuickstartOPCUA(t *testing.T) {
 		t.Fatalf("run.sh: exit %d, want 0 (after Ctrl-C too)\n%s", code, out)
 	}
 	for _, want := range []string{
-		"read    ns=1;s=Setpoint=50 Good",
-		"write   ns=1;s=Setpoint= BadUserAccessDenied",
-		"call   Good\n  call   BadUserAccessDenied",
-		"read    ns=1;s=Speed=300 Good",
+		"read    ns=1;s=Setpoint = 50  Good",
+		"write   ns=1;s=Setpoint := 55.5  BadUserAccessDenied",
+		"call    ns=1;s=Start(300)  Good  outputs true\n  call    ns=1;s=Start(700)  BadUserAccessDenied\n",
+		"read    ns=1;s=Speed = 300  Good",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run.sh does not show %q:\n%s", want, out)

@@ -56,16 +56,38 @@ scenario=$(node -e '
 # client.js prints JSON lines (and node-opcua's warnings on stderr, dropped).
 status=0
 out=$(node "$root/gateway/opcua/opcuatest/peers/client.js" "$scenario" 2>/dev/null) || status=$?
+# Each line says what was asked and what came back:
+#   read    ns=1;s=Setpoint = 50  Good
+#   write   ns=1;s=Setpoint := 55.5  BadUserAccessDenied
+#   call    ns=1;s=Start(300)  Good  outputs true
+#   browse  ns=1;s=PLC  Good  Start (ns=1;s=Start), …
 node -e '
+  const steps = JSON.parse(process.argv[1]).steps;
   const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").filter(l => l.startsWith("{")).map(l => JSON.parse(l));
+  let i = 0;
+  const show = (v) => v === undefined || v === null ? "(no value)" : typeof v === "object" ? JSON.stringify(v) : String(v);
   for (const r of lines) {
     if (r.step === "close") continue;
     if (r.step === "connect") { if (!r.ok) console.log("  connect failed:", r.error); continue; }
     if (r.step === "session") { if (!r.ok) console.log("  session refused:", r.error); continue; }
-    const st = r.status ? r.status.name : "";
-    const vals = (r.results || []).map(v => `${v.node}=${v.value === undefined ? "" : v.value} ${v.status.name}`).join(", ");
-    console.log(`  ${r.step.padEnd(6)} ${st} ${vals}`.trimEnd());
-  }' <<<"$out"
+    const step = steps[i++] || {};
+    const out = [];
+    if (r.step === "read") {
+      for (const v of r.results) out.push(`${v.node} = ${show(v.value)}  ${v.status.name}`);
+    } else if (r.step === "write") {
+      r.results.forEach((v, j) => out.push(`${v.node} := ${show((step.write[j] || {}).value)}  ${v.status.name}`));
+    } else if (r.step === "call") {
+      const args = (step.call.args || []).map(a => show(a.value)).join(", ");
+      const outputs = (r.outputs || []).length ? `  outputs ${r.outputs.map(o => show(o.value)).join(", ")}` : "";
+      out.push(`${step.call.method}(${args})  ${r.status.name}${outputs}`);
+    } else if (r.step === "browse") {
+      const refs = r.references || [];
+      out.push(`${r.node}  ${r.status.name}${refs.length ? `  ${refs.map(x => `${x.browseName} (${x.nodeId})`).join(", ")}` : ""}`);
+    } else if (r.step !== "sleep") {
+      out.push(JSON.stringify(r));
+    }
+    for (const o of out) console.log(`  ${r.step.padEnd(7)} ${o}`);
+  }' "$scenario" <<<"$out"
 if [ "$status" -ne 0 ]; then
   echo "client.sh: no session through the gateway at opc.tcp://127.0.0.1:4841 (is the OPC UA demo running? make demo-opcua)" >&2
   exit 1
