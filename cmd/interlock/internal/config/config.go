@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"net/netip"
 	"net/url"
@@ -527,27 +528,40 @@ type routeTarget struct{ name, key string }
 // routeTargets reads the target names of the routes in the listener's
 // protocol section (modbus.routes[].target), which its engine decodes.
 func (l *Listener) routeTargets() []routeTarget {
-	sec, ok := l.Sections[l.Protocol]
-	if !ok || sec.Kind != yaml.MappingNode {
-		return nil
-	}
 	var out []routeTarget
-	for i := 0; i+1 < len(sec.Content); i += 2 {
-		if sec.Content[i].Value != "routes" || sec.Content[i+1].Kind != yaml.SequenceNode {
-			continue
+	for key, v := range l.routeField("target") {
+		if v.Value != "" {
+			out = append(out, routeTarget{v.Value, key})
 		}
-		for j, r := range sec.Content[i+1].Content {
-			if r.Kind != yaml.MappingNode {
+	}
+	return out
+}
+
+// routeField yields the value of field in each route of the listener's
+// protocol section (modbus.routes[j].field) that sets it, with its key
+// (listeners[0].modbus.routes[1].target), by which errors find its line.
+func (l *Listener) routeField(field string) iter.Seq2[string, *yaml.Node] {
+	return func(yield func(string, *yaml.Node) bool) {
+		sec, ok := l.Sections[l.Protocol]
+		if !ok || sec.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(sec.Content); i += 2 {
+			if sec.Content[i].Value != "routes" || sec.Content[i+1].Kind != yaml.SequenceNode {
 				continue
 			}
-			for k := 0; k+1 < len(r.Content); k += 2 {
-				if r.Content[k].Value == "target" && r.Content[k+1].Value != "" {
-					out = append(out, routeTarget{r.Content[k+1].Value, l.key(fmt.Sprintf("%s.routes[%d].target", l.Protocol, j))})
+			for j, r := range sec.Content[i+1].Content {
+				if r.Kind != yaml.MappingNode {
+					continue
+				}
+				for k := 0; k+1 < len(r.Content); k += 2 {
+					if r.Content[k].Value == field && !yield(l.key(fmt.Sprintf("%s.routes[%d].%s", l.Protocol, j, field)), r.Content[k+1]) {
+						return
+					}
 				}
 			}
 		}
 	}
-	return out
 }
 
 // TargetNames are the names calls may carry as target.name: the listeners'

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -46,23 +45,9 @@ func (l *Listener) Upstreams() []Upstream {
 	if l.Upstream != "" {
 		add(l.key("upstream"), l.Upstream)
 	}
-	sec, ok := l.Sections[l.Protocol]
-	if !ok || sec.Kind != yaml.MappingNode {
-		return out
-	}
-	for i := 0; i+1 < len(sec.Content); i += 2 {
-		if sec.Content[i].Value != "routes" || sec.Content[i+1].Kind != yaml.SequenceNode {
-			continue
-		}
-		for j, r := range sec.Content[i+1].Content {
-			if r.Kind != yaml.MappingNode {
-				continue
-			}
-			for k := 0; k+1 < len(r.Content); k += 2 {
-				if r.Content[k].Value == "upstream" && r.Content[k+1].Kind == yaml.ScalarNode && r.Content[k+1].Value != "" {
-					add(l.key(fmt.Sprintf("%s.routes[%d].upstream", l.Protocol, j)), r.Content[k+1].Value)
-				}
-			}
+	for key, v := range l.routeField("upstream") {
+		if v.Kind == yaml.ScalarNode && v.Value != "" {
+			add(key, v.Value)
 		}
 	}
 	return out
