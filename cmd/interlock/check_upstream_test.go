@@ -89,6 +89,10 @@ func TestCheckRefusesBadUpstreams(t *testing.T) {
 			mb, "listeners[0].upstream: tcp://10.0.0.5:502 is the gateway's own listener listeners[0].listen (listen: 10.0.0.5:502): the gateway would connect to itself"},
 		{"loop by localhost", "'[::]:502'", "tcp://localhost:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",
 			mb, "listeners[0].upstream: tcp://localhost:502 is the gateway's own listener listeners[0].listen (listen: [::]:502): the gateway would connect to itself"},
+		{"localhost onto an IPv6 loopback listener", "'[::1]:502'", "tcp://localhost:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",
+			mb, "listeners[0].upstream: tcp://localhost:502 is the gateway's own listener listeners[0].listen (listen: [::1]:502): the gateway would connect to itself"},
+		{"route by loopback onto a listener on localhost", "localhost:5020", "tcp://10.0.0.20:502", "tcp://127.0.0.1:5020", "opc.tcp://10.0.0.30:4840",
+			route, "listeners[0].modbus.routes[0].upstream: tcp://127.0.0.1:5020 is the gateway's own listener listeners[0].listen (listen: localhost:5020): the gateway would connect to itself"},
 		{"route port 0", "0.0.0.0:5020", "tcp://10.0.0.20:502", "rtuovertcp://10.0.0.21:0", "opc.tcp://10.0.0.30:4840",
 			route, `listeners[0].modbus.routes[0].upstream: "rtuovertcp://10.0.0.21:0": port 0 is not in 1..65535`},
 		{"route onto another listener", "0.0.0.0:5020", "tcp://10.0.0.20:502", "tcp://127.0.0.1:4841", "opc.tcp://10.0.0.30:4840",
@@ -174,6 +178,47 @@ func TestCheckWarnsUpstreamHosts(t *testing.T) {
 	want := []string{
 		fmt.Sprintf("%s:%d: warning: listeners[0].upstream: host gw-self.site resolves here to 127.0.0.1: port 5020 there is the gateway's own listener listeners[0].listen (listen: 0.0.0.0:5020): the gateway would connect to itself", cfg.File, base+4),
 		fmt.Sprintf("%s:%d: warning: listeners[1].upstream: host plc.invalid does not resolve here (no such host): the gateway cannot reach it, and every call through listener ua1 fails until it does", cfg.File, base+13),
+	}
+	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+// A listen host name other than localhost is looked up by check, as Go's
+// listener does (its first IPv4 address, else its first): an upstream,
+// literal or a name, that reaches that address on the listener's port is
+// a warning that the gateway would connect to itself. An address of the
+// name the listener does not take (fd00::5) is not warned of.
+func TestCheckWarnsUpstreamsOntoNamedListeners(t *testing.T) {
+	t.Parallel()
+	g, base := upstreamGateway(t, "gw.site:5020", "tcp://10.0.0.5:5020", "tcp://plc-alias.site:5020", "opc.tcp://127.0.0.1:4841", "opc.tcp://[fd00::5]:5020/UA")
+	cfg, err := config.Load(g.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var asked []string
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		mu.Lock()
+		asked = append(asked, host)
+		mu.Unlock()
+		switch host {
+		case "gw.site":
+			return []string{"fd00::5", "10.0.0.5"}, nil
+		case "plc-alias.site":
+			return []string{"10.0.0.5"}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out bytes.Buffer
+	warnHosts(cfg, &out, lookup)
+	slices.Sort(asked)
+	if !slices.Equal(asked, []string{"gw.site", "plc-alias.site"}) {
+		t.Errorf("looked up %q, want the listener's and the route's names", asked)
+	}
+	want := []string{
+		fmt.Sprintf("%s:%d: warning: listeners[0].modbus.routes[0].upstream: host plc-alias.site resolves here to 10.0.0.5: port 5020 there is the gateway's own listener listeners[0].listen (listen: gw.site:5020, which resolves here to 10.0.0.5): the gateway would connect to itself", cfg.File, base+9),
+		fmt.Sprintf("%s:%d: warning: listeners[0].upstream: tcp://10.0.0.5:5020 is the gateway's own listener listeners[0].listen (listen: gw.site:5020, which resolves here to 10.0.0.5): the gateway would connect to itself", cfg.File, base+4),
 	}
 	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant\n%s", got, strings.Join(want, "\n"))

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -85,7 +88,7 @@ func (c *Config) checkUpstreams() error {
 			if n, err := strconv.Atoi(up.Port); err != nil || n < 1 || n > 65535 {
 				return c.errf(0, up.Key, "%q: port %s is not in 1..65535", up.URL, up.Port)
 			}
-			if j, ok := c.ListenerAt(up.Host, up.Port); ok {
+			if j, ok := c.ListenerAt(up.Host, up.Port, nil); ok {
 				return c.errf(0, up.Key, "%s is the gateway's own listener %s (listen: %s): the gateway would connect to itself",
 					up.URL, c.Listeners[j].key("listen"), c.Listeners[j].Listen)
 			}
@@ -103,16 +106,22 @@ func unwrapURLError(err error) error {
 }
 
 // ListenerAt reports the listener a connection to host:port on this machine
-// would reach: one listening on that address, on a wildcard address when
-// host is a loopback or unspecified address (both are this machine), or on
-// localhost when host is a loopback address. Host names other than
-// localhost are compared as written (check resolves them).
-func (c *Config) ListenerAt(host, port string) (int, bool) {
+// would reach: one listening on that address, one on a wildcard address
+// when host is an address of this machine (loopback, unspecified, or of one
+// of its interfaces), or one on a loopback address when host is
+// unspecified. localhost is 127.0.0.1 and ::1 to dial (a dial tries each
+// address of the name) but 127.0.0.1 to listen on (Go listens on a name's
+// first IPv4 address only). Other listen host names are compared as
+// written, or read as their address in resolved (check looks them up).
+func (c *Config) ListenerAt(host, port string, resolved map[string]netip.Addr) (int, bool) {
 	if port == "0" {
 		return 0, false
 	}
-	up, upIP := parseHost(host)
-	local := upIP && (up.IsLoopback() || up.IsUnspecified())
+	ups := dialIPs(host)
+	own := sync.OnceValue(func() []netip.Addr {
+		as, _ := interfaceAddrs() // none known: no loop is certain
+		return as
+	})
 	for i := range c.Listeners {
 		addr, err := ListenAddr(c.Listeners[i].Listen)
 		if err != nil {
@@ -123,15 +132,23 @@ func (c *Config) ListenerAt(host, port string) (int, bool) {
 			continue
 		}
 		lh = strings.Trim(lh, "[]")
-		la, lIP := parseHost(lh)
+		la, lIP := listenIP(lh, resolved)
 		switch {
 		case lh == "" || (lIP && la.IsUnspecified()):
-			if local {
-				return i, true
+			// net.Listen("tcp", …) of any wildcard (0.0.0.0 too) opens a
+			// dual-stack [::] socket, IPV6_V6ONLY off, wherever the system
+			// maps IPv4 into IPv6: every address of this machine, both
+			// families, reaches it.
+			for _, up := range ups {
+				if up.IsLoopback() || up.IsUnspecified() || slices.Contains(own(), up) {
+					return i, true
+				}
 			}
-		case lIP && upIP:
-			if la == up || (la.IsLoopback() && up.IsUnspecified()) {
-				return i, true
+		case lIP:
+			for _, up := range ups {
+				if la == up || (la.IsLoopback() && up.IsUnspecified()) {
+					return i, true
+				}
 			}
 		case strings.EqualFold(lh, host):
 			return i, true
@@ -140,11 +157,59 @@ func (c *Config) ListenerAt(host, port string) (int, bool) {
 	return 0, false
 }
 
-// parseHost reads an IP address, localhost as 127.0.0.1.
-func parseHost(h string) (netip.Addr, bool) {
+// dialIPs are the addresses a dial to host tries that are known without
+// DNS: the address itself, or both loopbacks for localhost.
+func dialIPs(host string) []netip.Addr {
+	if strings.EqualFold(host, "localhost") {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+	}
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return []netip.Addr{a.Unmap()}
+	}
+	return nil
+}
+
+// listenIP is the address a listen host is bound to, when known: the
+// address itself, 127.0.0.1 for localhost, or the one check resolved.
+func listenIP(h string, resolved map[string]netip.Addr) (netip.Addr, bool) {
 	if strings.EqualFold(h, "localhost") {
 		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
 	}
-	a, err := netip.ParseAddr(strings.Trim(h, "[]"))
-	return a.Unmap(), err == nil
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap(), true
+	}
+	a, ok := resolved[h]
+	return a, ok
+}
+
+// interfaceAddrs are the addresses of this machine's interfaces; an IPv6
+// link-local one twice, with its interface's name and index as zone
+// (fe80::1%eth0, fe80::1%2): on another link that address is another host.
+var interfaceAddrs = func() ([]netip.Addr, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, ifi := range ifs {
+		as, err := ifi.Addrs()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(n.IP)
+			switch {
+			case !ok:
+			case ip.Is6() && ip.IsLinkLocalUnicast():
+				out = append(out, ip.WithZone(ifi.Name), ip.WithZone(strconv.Itoa(ifi.Index)))
+			default:
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }
