@@ -154,24 +154,7 @@ func TestCheckAcceptsGoodUpstreams(t *testing.T) {
 func TestCheckWarnsUpstreamHosts(t *testing.T) {
 	t.Parallel()
 	g, base := upstreamGateway(t, "0.0.0.0:5020", "tcp://gw-self.site:5020", "rtu:///dev/ttyS0", "opc.tcp://127.0.0.1:4841", "opc.tcp://plc.invalid:4840/UA")
-	cfg, err := config.Load(g.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var asked []string
-	lookup := func(_ context.Context, host string) ([]string, error) {
-		mu.Lock()
-		asked = append(asked, host)
-		mu.Unlock()
-		if host == "gw-self.site" {
-			return []string{"10.0.0.9", "127.0.0.1"}, nil
-		}
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out bytes.Buffer
-	warnHosts(cfg, &out, lookup)
-	slices.Sort(asked)
+	cfg, asked, got := warnWithDNS(t, g, map[string][]string{"gw-self.site": {"10.0.0.9", "127.0.0.1"}})
 	if !slices.Equal(asked, []string{"gw-self.site", "plc.invalid"}) {
 		t.Errorf("looked up %q, want the two names only", asked)
 	}
@@ -179,7 +162,7 @@ func TestCheckWarnsUpstreamHosts(t *testing.T) {
 		fmt.Sprintf("%s:%d: warning: listeners[0].upstream: host gw-self.site resolves here to 127.0.0.1: port 5020 there is the gateway's own listener listeners[0].listen (listen: 0.0.0.0:5020): the gateway would connect to itself", cfg.File, base+4),
 		fmt.Sprintf("%s:%d: warning: listeners[1].upstream: host plc.invalid does not resolve here (no such host): the gateway cannot reach it, and every call through listener ua1 fails until it does", cfg.File, base+13),
 	}
-	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
+	if got != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
 	}
 }
@@ -192,27 +175,7 @@ func TestCheckWarnsUpstreamHosts(t *testing.T) {
 func TestCheckWarnsUpstreamsOntoNamedListeners(t *testing.T) {
 	t.Parallel()
 	g, base := upstreamGateway(t, "gw.site:5020", "tcp://10.0.0.5:5020", "tcp://plc-alias.site:5020", "opc.tcp://127.0.0.1:4841", "opc.tcp://[fd00::5]:5020/UA")
-	cfg, err := config.Load(g.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var asked []string
-	lookup := func(_ context.Context, host string) ([]string, error) {
-		mu.Lock()
-		asked = append(asked, host)
-		mu.Unlock()
-		switch host {
-		case "gw.site":
-			return []string{"fd00::5", "10.0.0.5"}, nil
-		case "plc-alias.site":
-			return []string{"10.0.0.5"}, nil
-		}
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out bytes.Buffer
-	warnHosts(cfg, &out, lookup)
-	slices.Sort(asked)
+	cfg, asked, got := warnWithDNS(t, g, map[string][]string{"gw.site": {"fd00::5", "10.0.0.5"}, "plc-alias.site": {"10.0.0.5"}})
 	if !slices.Equal(asked, []string{"gw.site", "plc-alias.site"}) {
 		t.Errorf("looked up %q, want the listener's and the route's names", asked)
 	}
@@ -220,7 +183,32 @@ func TestCheckWarnsUpstreamsOntoNamedListeners(t *testing.T) {
 		fmt.Sprintf("%s:%d: warning: listeners[0].modbus.routes[0].upstream: host plc-alias.site resolves here to 10.0.0.5: port 5020 there is the gateway's own listener listeners[0].listen (listen: gw.site:5020, which resolves here to 10.0.0.5): the gateway would connect to itself", cfg.File, base+9),
 		fmt.Sprintf("%s:%d: warning: listeners[0].upstream: tcp://10.0.0.5:5020 is the gateway's own listener listeners[0].listen (listen: gw.site:5020, which resolves here to 10.0.0.5): the gateway would connect to itself", cfg.File, base+4),
 	}
-	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
+	if got != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
 	}
+}
+
+// warnWithDNS loads the gateway's configuration and runs check's host
+// warnings with a DNS that answers names as in answers, and no such host
+// to the others: it returns the names looked up, sorted, and the warnings.
+func warnWithDNS(t *testing.T, g *gw, answers map[string][]string) (cfg *config.Config, asked []string, warnings string) {
+	t.Helper()
+	cfg, err := config.Load(g.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		mu.Lock()
+		asked = append(asked, host)
+		mu.Unlock()
+		if a, ok := answers[host]; ok {
+			return a, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	var out bytes.Buffer
+	warnHosts(cfg, &out, lookup)
+	slices.Sort(asked)
+	return cfg, asked, strings.TrimSpace(out.String())
 }
