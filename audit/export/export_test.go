@@ -68,6 +68,54 @@ func TestOCSFDeniedCall(t *testing.T) {
 	}
 }
 
+// A request.rejected_suppressed record is an aggregate event: count is the
+// rejections it counts, start_time and end_time the first and last of them
+// (first_time, last_time), every field.
+func TestOCSFRejectedSuppressed(t *testing.T) {
+	got := AppendOCSF(nil, parse(t, lineRejectedCount), "1.4.0")
+	const want = `{
+	  "class_uid": 6003, "class_name": "API Activity",
+	  "category_uid": 6, "category_name": "Application Activity",
+	  "activity_id": 99, "activity_name": "request.rejected_suppressed",
+	  "type_uid": 600399, "type_name": "API Activity: request.rejected_suppressed",
+	  "time": 1795669321000, "timezone_offset": 0,
+	  "severity_id": 3, "severity": "Medium",
+	  "start_time": 1795669262000, "end_time": 1795669319000, "count": 495,
+	  "message": "495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300",
+	  "metadata": {
+	    "version": "1.3.0",
+	    "product": {"name": "Interlock", "vendor_name": "Interlock", "version": "1.4.0"},
+	    "uid": "h72", "original_time": "2026-11-26T05:02:01.000000000Z",
+	    "log_name": "audit.jsonl", "log_provider": "interlock", "sequence": 72,
+	    "event_code": "request.rejected_suppressed"
+	  },
+	  "actor": {"app_name": "Interlock", "app_uid": "site-a-gw1"},
+	  "api": {"operation": "request.rejected_suppressed", "service": {"name": "modbus"}},
+	  "src_endpoint": {"ip": "10.0.6.9"},
+	  "dst_endpoint": {"name": "plc1", "svc_name": "modbus", "ip": "10.0.0.20", "port": 502},
+	  "resources": [{"name": "plc1", "type": "target", "uid": "tcp://10.0.0.20:502", "data": {"listener": "plc1"}}],
+	  "unmapped": {
+	    "gateway": "site-a-gw1", "event": "request.rejected_suppressed", "listener": "plc1",
+	    "record": ` + lineRejectedCount + `
+	  }
+	}`
+	sameJSON(t, got, want)
+
+	// A record without its times (or with a count of 0) leaves those out
+	// rather than writing 0, which would be 1970.
+	bare := strings.NewReplacer(`"count":495,`, ``, `"first_time":"2026-11-26T05:01:02.000000000Z",`, ``,
+		`"last_time":"2026-11-26T05:01:59.000000000Z",`, ``).Replace(lineRejectedCount)
+	var ev map[string]any
+	if err := json.Unmarshal(AppendOCSF(nil, parse(t, bare), "v"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"count", "start_time", "end_time"} {
+		if v, ok := ev[k]; ok {
+			t.Errorf("a record without it: %s = %v", k, v)
+		}
+	}
+}
+
 func sameJSON(t *testing.T, got []byte, want string) {
 	t.Helper()
 	var g, w any

@@ -113,6 +113,8 @@ func ocsfAPIActivity(j *jsonw, r *query.Record, version string) {
 		}
 	} else if r.Event == query.EventSessionClose && r.HasDurationMS {
 		j.int("duration", r.DurationMS)
+	} else if r.Event == query.EventRequestRejectedSuppressed {
+		ocsfAggregate(j, r)
 	}
 	var msg [256]byte
 	j.strBytes("message", appendSummary(msg[:0], r))
@@ -122,6 +124,22 @@ func ocsfAPIActivity(j *jsonw, r *query.Record, version string) {
 	ocsfEndpoints(j, r)
 	ocsfResources(j, r)
 	ocsfUnmapped(j, r)
+}
+
+// ocsfAggregate writes a request.rejected_suppressed record as the
+// aggregate event OCSF has attributes for: count the rejections it counts,
+// start_time and end_time the first and last of them (not the window,
+// which also holds the rejections recorded one by one).
+func ocsfAggregate(j *jsonw, r *query.Record) {
+	if t := r.FirstWhen(); !t.IsZero() {
+		j.int("start_time", t.UnixMilli())
+	}
+	if t := r.LastWhen(); !t.IsZero() {
+		j.int("end_time", t.UnixMilli())
+	}
+	if r.Count > 0 {
+		j.int("count", r.Count)
+	}
 }
 
 func ocsfClassification(j *jsonw, class int, className string, activity int, activityName string) {

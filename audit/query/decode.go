@@ -167,6 +167,10 @@ func (d *decoder) record(r *Record) error {
 			if d.objectStart() {
 				r.ReasonCounts = d.reasonCounts(r.ReasonCounts[:0])
 			}
+		case audit.FieldFirstTime: // request.rejected_suppressed
+			r.FirstTime = d.str(false)
+		case audit.FieldLastTime:
+			r.LastTime = d.str(false)
 		default:
 			d.skip()
 		}

@@ -48,9 +48,12 @@ type Record struct {
 	Detail   string // also result
 	Response string
 	// request.rejected_suppressed: the rejections of a source counted
-	// rather than recorded one by one, and their reasons with counts.
+	// rather than recorded one by one, their reasons with counts, and the
+	// times of the first and last of them (as written).
 	Count        int64
 	ReasonCounts []ReasonCount
+	FirstTime    string
+	LastTime     string
 
 	// result
 	Function   string
@@ -228,6 +231,11 @@ func (t *Ticket) ExpiresAt() time.Time { return parseTime(t.Expires) }
 func (r *Record) When() time.Time {
 	return parseTime(r.Time)
 }
+
+// FirstWhen and LastWhen parse FirstTime and LastTime; the zero time when
+// absent.
+func (r *Record) FirstWhen() time.Time { return parseTime(r.FirstTime) }
+func (r *Record) LastWhen() time.Time  { return parseTime(r.LastTime) }
 
 func parseTime(s string) time.Time {
 	if s == "" {
