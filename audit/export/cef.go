@@ -28,9 +28,12 @@ import (
 //	act       decision: allow, alert, deny (rejected for a malformed request)
 //	outcome   success or failure (from the result)
 //	reason    decision reasons, or why a request or session was refused
+//	          (request.rejected_suppressed: the reasons it counts)
 //	cnt       request.rejected_suppressed: the rejections the record counts
 //	msg       one sentence for a person
 //	cs1 policyRevision  cs2 reasons  cs3 decisionId  cs4 ticket
+//	                    (cs2: the decision's reasons, or those a
+//	                    request.rejected_suppressed counts)
 //	cs5 sessionId       cs6 registers (or OPC UA node, or the method of a
 //	                    Call; a ticket.* record: the ticket's targets)
 //	cn1 seq   cn2 latencyUs   cn3 code (exception or status code)
@@ -124,6 +127,11 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 		e.str("outcome", [...]string{"", "success", "failure"}[id])
 	}
 	reasons := strings.Join(r.Decision.Reasons, ",")
+	if r.Event == query.EventRequestRejectedSuppressed {
+		// No decision: the reasons are those the record counts, named as a
+		// decision's are, so that a rule on reason or cs2 sees them too.
+		reasons = countedReasons(r.ReasonCounts)
+	}
 	reason := reasons
 	if r.Reason != "" {
 		reason = r.Reason
@@ -185,6 +193,20 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 	e.str("interlockObjectId", op.ObjectID)
 	e.str("interlockArguments", op.ArgumentsJSON)
 	return e.b
+}
+
+// countedReasons is the reasons of a request.rejected_suppressed record,
+// comma-separated in the record's order, without their counts (those are
+// in msg).
+func countedReasons(rcs []query.ReasonCount) string {
+	var b strings.Builder
+	for i, rc := range rcs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(rc.Reason)
+	}
+	return b.String()
 }
 
 // appendCEFHeader escapes a header field: backslash and pipe; a line break

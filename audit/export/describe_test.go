@@ -13,7 +13,7 @@ func TestSummaryRejectedSuppressed(t *testing.T) {
 	const want = "495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300"
 	rec := parse(t, lineRejectedCount)
 	cef := CEF(rec, "v")
-	if !strings.Contains(cef, " destinationServiceName=modbus cnt=495 msg="+want+" cn1Label=seq ") {
+	if !strings.Contains(cef, " cnt=495 msg="+want+" cs2Label=reasons ") {
 		t.Errorf("CEF msg:\n%s\nwant msg=%s", cef, want)
 	}
 	var ocsf struct{ Message string }

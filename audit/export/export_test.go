@@ -150,7 +150,8 @@ func TestCEFDeniedCall(t *testing.T) {
 
 // Other records in CEF: an allowed write with an alert, a ticket and an
 // exception; an IPv6 client; a record on its own, as a shipper sends it;
-// the count of a request.rejected_suppressed in cnt.
+// the count of a request.rejected_suppressed in cnt, the reasons it counts
+// in reason and cs2 as a decision's are.
 func TestCEFOtherRecords(t *testing.T) {
 	for _, tc := range []struct {
 		rec  *query.Record
@@ -165,7 +166,7 @@ func TestCEFOtherRecords(t *testing.T) {
 		{parse(t, lineSessionRefused),
 			`CEF:0|Interlock|interlock|v|session.open|session.open refused|6|rt=1795669320000 dvchost=site-a-gw1 cat=session.open src=10.0.6.9 spt=40002 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=limit: max_conns msg=unknown user from 10.0.6.9 was refused a session on plc1: limit: max_conns cs5Label=sessionId cs5=s80 cn1Label=seq cn1=80 flexString1Label=hash flexString1=h80`},
 		{parse(t, lineRejectedCount),
-			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
+			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus reason=bad_protocol_id,quantity_out_of_range cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cs2Label=reasons cs2=bad_protocol_id,quantity_out_of_range cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
 		{parse(t, lineGatewayStart),
 			`CEF:0|Interlock|interlock|v|gateway.start|gateway.start|1|rt=1795667097511 dvchost=site-a-gw1 cat=gateway.start msg=gateway site-a-gw1 started, version 1.4.0 cn1Label=seq cn1=2 flexString1Label=hash flexString1=h2`},
 	} {
