@@ -204,8 +204,8 @@ func runAudit(e *env) error {
 		if c.durable {
 			continue
 		}
-		fmt.Printf("| ≥ %s records/s appended with the chain, %d writer(s), reads | %s | %s |\n", thousands(targetAppend),
-			c.writers, thousands(c.res.recordsPerSec), verdict(c.res.recordsPerSec >= targetAppend))
+		fmt.Printf("| ≥ %s records/s appended with the chain, %s, reads | %s | %s |\n", thousands(targetAppend),
+			audit.Plural(c.writers, "writer"), thousands(c.res.recordsPerSec), verdict(c.res.recordsPerSec >= targetAppend))
 	}
 	// The report's targets are for a million records; a smaller log says
 	// nothing about them.

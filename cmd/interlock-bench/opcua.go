@@ -31,6 +31,7 @@ import (
 	gopcua "github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/interlock-ics/interlock/audit"
 	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
 )
@@ -354,8 +355,8 @@ audit:
 			d, g := get("None", n, "direct"), get("None", n, "gateway")
 			rs := ratios[fmt.Sprint(uaPolicies["None"], n)]
 			r := median(rs)
-			fmt.Printf("| p50 through the gateway ≤ 2× direct at SecurityPolicy None, %d session(s) | %.2f× (median of %d rounds, %.2f–%.2f×; medians %.1f vs %.1f µs) | %s |\n",
-				n, r, len(rs), slices.Min(rs), slices.Max(rs), g.p50, d.p50, verdict(r <= uaTargetP50Ratio))
+			fmt.Printf("| p50 through the gateway ≤ 2× direct at SecurityPolicy None, %s | %.2f× (median of %d rounds, %.2f–%.2f×; medians %.1f vs %.1f µs) | %s |\n",
+				audit.Plural(n, "session"), r, len(rs), slices.Min(rs), slices.Max(rs), g.p50, d.p50, verdict(r <= uaTargetP50Ratio))
 		}
 	}
 	if mem != nil {
