@@ -266,6 +266,8 @@ func statusDetail(r *query.Record) string {
 			return r.Reason + ": " + r.Detail
 		}
 		return r.Reason
+	case query.EventRequestRejectedSuppressed:
+		return countedReasons(r.ReasonCounts) // as a denial's reasons; the counts are in the message
 	case query.EventSessionOpen:
 		return r.Reason
 	case query.EventTicketRefused:

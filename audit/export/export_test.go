@@ -70,7 +70,8 @@ func TestOCSFDeniedCall(t *testing.T) {
 
 // A request.rejected_suppressed record is an aggregate event: count is the
 // rejections it counts, start_time and end_time the first and last of them
-// (first_time, last_time), every field.
+// (first_time, last_time); a Failure as request.rejected is, the reasons in
+// status_detail; every field.
 func TestOCSFRejectedSuppressed(t *testing.T) {
 	got := AppendOCSF(nil, parse(t, lineRejectedCount), "1.4.0")
 	const want = `{
@@ -80,6 +81,7 @@ func TestOCSFRejectedSuppressed(t *testing.T) {
 	  "type_uid": 600399, "type_name": "API Activity: request.rejected_suppressed",
 	  "time": 1795669321000, "timezone_offset": 0,
 	  "severity_id": 3, "severity": "Medium",
+	  "status_id": 2, "status": "Failure", "status_detail": "bad_protocol_id,quantity_out_of_range",
 	  "start_time": 1795669262000, "end_time": 1795669319000, "count": 495,
 	  "message": "495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300",
 	  "metadata": {
@@ -112,6 +114,46 @@ func TestOCSFRejectedSuppressed(t *testing.T) {
 	for _, k := range []string{"count", "start_time", "end_time"} {
 		if v, ok := ev[k]; ok {
 			t.Errorf("a record without it: %s = %v", k, v)
+		}
+	}
+}
+
+// A request.rejected_suppressed record has the status of the
+// request.rejected records it stands for. Its actor stays the gateway: it
+// has no principal or session (a source address over many connections),
+// and the source's owner answers for the workstation, it is not the user;
+// the source is the src_endpoint, as a request.rejected's is.
+func TestOCSFRejectedSuppressedAsRejected(t *testing.T) {
+	pick := func(line string) string {
+		t.Helper()
+		var ev map[string]any
+		if err := json.Unmarshal(AppendOCSF(nil, parse(t, line), "v"), &ev); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]any{}
+		for _, k := range []string{"status_id", "status", "status_detail", "actor", "src_endpoint"} {
+			if v, ok := ev[k]; ok {
+				out[k] = v
+			}
+		}
+		b, _ := json.Marshal(out) // keys sorted
+		return string(b)
+	}
+	for _, tc := range []struct{ name, line, want string }{
+		{"request.rejected", lineRejected,
+			`{"actor":{"session":{"uid":"s69"}},"src_endpoint":{"ip":"10.0.6.9","port":40001},` +
+				`"status":"Failure","status_detail":"quantity_out_of_range: quantity 0 not in 1..125","status_id":2}`},
+		{"request.rejected_suppressed, named source",
+			strings.Replace(lineRejectedCount, `"source":{"ip":"10.0.6.9"}`, `"source":{"ip":"10.0.6.9","name":"hmi-3","owner":"ops"}`, 1),
+			`{"actor":{"app_name":"Interlock","app_uid":"site-a-gw1"},"src_endpoint":{"hostname":"hmi-3","ip":"10.0.6.9","owner":{"name":"ops"}},` +
+				`"status":"Failure","status_detail":"bad_protocol_id,quantity_out_of_range","status_id":2}`},
+		{"request.rejected_suppressed without reasons",
+			strings.Replace(lineRejectedCount, `"reasons":{"bad_protocol_id":195,"quantity_out_of_range":300},`, ``, 1),
+			`{"actor":{"app_name":"Interlock","app_uid":"site-a-gw1"},"src_endpoint":{"ip":"10.0.6.9"},` +
+				`"status":"Failure","status_id":2}`},
+	} {
+		if got := pick(tc.line); got != tc.want {
+			t.Errorf("%s:\ngot  %s\nwant %s", tc.name, got, tc.want)
 		}
 	}
 }
@@ -166,7 +208,7 @@ func TestCEFOtherRecords(t *testing.T) {
 		{parse(t, lineSessionRefused),
 			`CEF:0|Interlock|interlock|v|session.open|session.open refused|6|rt=1795669320000 dvchost=site-a-gw1 cat=session.open src=10.0.6.9 spt=40002 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=limit: max_conns msg=unknown user from 10.0.6.9 was refused a session on plc1: limit: max_conns cs5Label=sessionId cs5=s80 cn1Label=seq cn1=80 flexString1Label=hash flexString1=h80`},
 		{parse(t, lineRejectedCount),
-			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus reason=bad_protocol_id,quantity_out_of_range cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cs2Label=reasons cs2=bad_protocol_id,quantity_out_of_range cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
+			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=bad_protocol_id,quantity_out_of_range cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cs2Label=reasons cs2=bad_protocol_id,quantity_out_of_range cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
 		{parse(t, lineGatewayStart),
 			`CEF:0|Interlock|interlock|v|gateway.start|gateway.start|1|rt=1795667097511 dvchost=site-a-gw1 cat=gateway.start msg=gateway site-a-gw1 started, version 1.4.0 cn1Label=seq cn1=2 flexString1Label=hash flexString1=h2`},
 	} {

@@ -196,8 +196,9 @@ func capitalize(s string) string {
 }
 
 // ocsfStatus is Success or Failure where the record says: a call by its
-// result, a session open by its success, a rejected request always
-// Failure, other records Failure when they carry an error.
+// result, a session open by its success, a rejected request (or a count of
+// them, request.rejected_suppressed) always Failure, other records Failure
+// when they carry an error.
 func ocsfStatus(r *query.Record) (int, bool) {
 	switch r.Event {
 	case query.EventCall:
@@ -213,7 +214,7 @@ func ocsfStatus(r *query.Record) (int, bool) {
 			return statusSuccess, true
 		}
 		return statusFailure, true
-	case query.EventRequestRejected, query.EventAuthFailed, query.EventTicketRefused:
+	case query.EventRequestRejected, query.EventRequestRejectedSuppressed, query.EventAuthFailed, query.EventTicketRefused:
 		return statusFailure, true
 	case query.EventSessionOpen:
 		if r.HasSuccess && !r.Success {
@@ -251,8 +252,9 @@ func ocsfMetadata(j *jsonw, r *query.Record, version string) {
 }
 
 // ocsfActor writes the principal, the session and the policy decision. A
-// record without either (a gateway event) names the gateway as the actor:
-// the class requires one.
+// record without either (a gateway event; request.rejected_suppressed, a
+// source address over many connections) names the gateway as the actor:
+// the class requires one. Its source is src_endpoint, not a user.
 func ocsfActor(j *jsonw, r *query.Record) {
 	j.open("actor")
 	user := r.UserOrBy()
