@@ -25,8 +25,9 @@ import (
 //	suser spriv     principal user and roles
 //	dhost dst dpt   target name, upstream address and port (c6a3 for IPv6)
 //	destinationServiceName   protocol
-//	act       decision: allow, alert, deny (rejected for a malformed request)
-//	outcome   success or failure (from the result)
+//	act       decision: allow, alert, deny (rejected for a malformed request,
+//	          and for request.rejected_suppressed, which counts them)
+//	outcome   success or failure (from the result; failure for both of those)
 //	reason    decision reasons, or why a request or session was refused
 //	          (request.rejected_suppressed: the reasons it counts)
 //	cnt       request.rejected_suppressed: the rejections the record counts
@@ -118,8 +119,8 @@ func AppendCEF(dst []byte, r *query.Record, version string) []byte {
 		}
 	}
 	e.str("destinationServiceName", r.Protocol)
-	if r.Event == query.EventRequestRejected {
-		e.str("act", "rejected")
+	if r.Event == query.EventRequestRejected || r.Event == query.EventRequestRejectedSuppressed {
+		e.str("act", "rejected") // no decision: refused before policy
 	} else {
 		e.str("act", r.Decision.Verdict())
 	}

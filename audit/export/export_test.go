@@ -193,7 +193,8 @@ func TestCEFDeniedCall(t *testing.T) {
 // Other records in CEF: an allowed write with an alert, a ticket and an
 // exception; an IPv6 client; a record on its own, as a shipper sends it;
 // the count of a request.rejected_suppressed in cnt, the reasons it counts
-// in reason and cs2 as a decision's are.
+// in reason and cs2 as a decision's are, and act and outcome as those of
+// the request.rejected records it stands for.
 func TestCEFOtherRecords(t *testing.T) {
 	for _, tc := range []struct {
 		rec  *query.Record
@@ -207,8 +208,10 @@ func TestCEFOtherRecords(t *testing.T) {
 			`CEF:0|Interlock|interlock|v|write_multiple_registers|write_multiple_registers exception|3|rt=1795667099388 dvchost=site-a-gw1 cat=result externalId=c47 outcome=failure msg=result of call c47 (write_multiple_registers): exception: illegal data address cs5Label=sessionId cs5=s46 cn1Label=seq cn1=48 cn2Label=latencyUs cn2=2591 cn3Label=code cn3=2 flexString1Label=hash flexString1=h48`},
 		{parse(t, lineSessionRefused),
 			`CEF:0|Interlock|interlock|v|session.open|session.open refused|6|rt=1795669320000 dvchost=site-a-gw1 cat=session.open src=10.0.6.9 spt=40002 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=limit: max_conns msg=unknown user from 10.0.6.9 was refused a session on plc1: limit: max_conns cs5Label=sessionId cs5=s80 cn1Label=seq cn1=80 flexString1Label=hash flexString1=h80`},
+		{parse(t, lineRejected),
+			`CEF:0|Interlock|interlock|v|request.rejected|request.rejected quantity_out_of_range|6|rt=1795669260000 dvchost=site-a-gw1 cat=request.rejected externalId=c70 src=10.0.6.9 spt=40001 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus act=rejected outcome=failure reason=quantity_out_of_range msg=unknown user from 10.0.6.9 sent a request that was rejected on plc1 unit 1: quantity_out_of_range (quantity 0 not in 1..125) cs5Label=sessionId cs5=s69 cs6Label=registers cs6=0 cn1Label=seq cn1=70 flexNumber1Label=unitId flexNumber1=1 flexString1Label=hash flexString1=h70 flexString2Label=access flexString2=read`},
 		{parse(t, lineRejectedCount),
-			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus outcome=failure reason=bad_protocol_id,quantity_out_of_range cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cs2Label=reasons cs2=bad_protocol_id,quantity_out_of_range cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
+			`CEF:0|Interlock|interlock|v|request.rejected_suppressed|request.rejected_suppressed|6|rt=1795669321000 dvchost=site-a-gw1 cat=request.rejected_suppressed src=10.0.6.9 dhost=plc1 dst=10.0.0.20 dpt=502 destinationServiceName=modbus act=rejected outcome=failure reason=bad_protocol_id,quantity_out_of_range cnt=495 msg=495 rejected requests not recorded one by one from 10.0.6.9 on plc1: bad_protocol_id 195, quantity_out_of_range 300 cs2Label=reasons cs2=bad_protocol_id,quantity_out_of_range cn1Label=seq cn1=72 flexString1Label=hash flexString1=h72`},
 		{parse(t, lineGatewayStart),
 			`CEF:0|Interlock|interlock|v|gateway.start|gateway.start|1|rt=1795667097511 dvchost=site-a-gw1 cat=gateway.start msg=gateway site-a-gw1 started, version 1.4.0 cn1Label=seq cn1=2 flexString1Label=hash flexString1=h2`},
 	} {
