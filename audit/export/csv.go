@@ -25,6 +25,9 @@ var CSVHeader = []string{
 	// OPC UA method called, and the ticket a ticket.* record is about.
 	"values", "object_id", "method_id", "arguments",
 	"ticket_user", "ticket_targets", "ticket_access", "ticket_expires", "ticket_reason",
+	// The rejections a request.rejected_suppressed counts: a row stands for
+	// them all, and a spreadsheet sums a column, it cannot parse detail.
+	"count",
 }
 
 // csvWriter writes RFC 4180 CSV: CRLF line ends, a field quoted when it
@@ -194,12 +197,24 @@ func CSVRow(row []string, r *query.Record) {
 		if r.Event == query.EventTicketRefused {
 			detail = statusDetail(r) // what was asked, and why it was refused
 		}
-		if r.Event == query.EventRequestRejected {
+		switch r.Event {
+		case query.EventRequestRejected:
 			status = "rejected"
 			detail = statusDetail(r)
+		case query.EventRequestRejectedSuppressed:
+			status = "rejected" // as the request.rejected records it stands for
+			detail = string(appendReasonCounts(nil, r.ReasonCounts))
 		}
 	}
 	d := &r.Decision
+	reasons := strings.Join(d.Reasons, ",")
+	count := ""
+	if r.Event == query.EventRequestRejectedSuppressed {
+		reasons = countedReasons(r.ReasonCounts) // no decision: the reasons it counts
+		if r.Count > 0 {
+			count = strconv.FormatInt(r.Count, 10)
+		}
+	}
 	seq := ""
 	if r.Seq > 0 {
 		seq = strconv.FormatUint(r.Seq, 10)
@@ -218,10 +233,11 @@ func CSVRow(row []string, r *query.Record) {
 		itoaIf(r.Operation.Code, r.Operation.HasCode),
 		itoaIf(r.Operation.Address, r.Operation.HasAddress), itoaIf(r.Operation.Quantity, r.Operation.HasQuantity),
 		r.Operation.Registers(), r.Operation.NodeID,
-		d.Verdict(), boolIf(d.Allow, d.Present), boolIf(d.Alert, d.Present), strings.Join(d.Reasons, ","),
+		d.Verdict(), boolIf(d.Allow, d.Present), boolIf(d.Alert, d.Present), reasons,
 		d.PolicyRevision, d.DecisionID, d.Mode, r.TicketRef(),
 		status, statusCode, detail, latency, resultTime, r.Hash,
 		op.Written(), op.ObjectID, op.MethodID, op.ArgumentsJSON,
 		tUser, tTargets, tAccess, tExpires, tReason,
+		count,
 	})
 }

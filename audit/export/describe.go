@@ -185,13 +185,8 @@ func appendSummary(b []byte, r *query.Record) []byte {
 			b = append(b, "sources without an address or beyond the ones counted apart"...)
 		}
 		on()
-		for i, rc := range r.ReasonCounts {
-			if i == 0 {
-				b = append(b, ": "...)
-			} else {
-				b = append(b, ", "...)
-			}
-			b = strconv.AppendInt(append(append(b, rc.Reason...), ' '), rc.Count, 10)
+		if len(r.ReasonCounts) > 0 {
+			b = appendReasonCounts(append(b, ": "...), r.ReasonCounts)
 		}
 	case query.EventTicketRefused:
 		b = append(append(b, "ticket "...), r.Action...)
@@ -232,6 +227,18 @@ func appendSummary(b []byte, r *query.Record) []byte {
 		if r.Error != "" {
 			b = append(append(b, ": "...), r.Error...)
 		}
+	}
+	return b
+}
+
+// appendReasonCounts appends the reasons of a request.rejected_suppressed
+// record with their counts: "bad_protocol_id 195, quantity_out_of_range 300".
+func appendReasonCounts(b []byte, rcs []query.ReasonCount) []byte {
+	for i, rc := range rcs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendInt(append(append(b, rc.Reason...), ' '), rc.Count, 10)
 	}
 	return b
 }

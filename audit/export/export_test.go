@@ -265,7 +265,11 @@ func TestCSV(t *testing.T) {
 	}
 	// A detail with a comma, a quote and a line break must survive.
 	nasty := parse(t, `{"seq":9,"time":"2026-11-26T05:00:00.000000000Z","event":"request.rejected","gateway":"gw1","call_id":"c9","session_id":"s9","source":{"ip":"10.0.6.9","port":1},"principal":{"auth":"none"},"target":{"name":"plc1","upstream":"u"},"protocol":"modbus","reason":"bad_length","detail":"length 300, want \"<= 254\"\nclosed","response":"close","prev":"p","hash":"h9"}`)
-	for _, r := range []*query.Record{joined(t, lineCallDenied, lineResultDenied), parse(t, lineSessionOpen), nasty} {
+	// A request.rejected_suppressed row: rejected as a request.rejected
+	// row, the reasons it counts in reasons, each with its count in detail,
+	// and the rejections it stands for in count (the last column).
+	recs := []*query.Record{joined(t, lineCallDenied, lineResultDenied), parse(t, lineSessionOpen), nasty, parse(t, lineRejectedCount)}
+	for _, r := range recs {
 		if err := enc.Write(r); err != nil {
 			t.Fatal(err)
 		}
@@ -276,11 +280,13 @@ func TestCSV(t *testing.T) {
 	want := strings.Join(CSVHeader, ",") + "\r\n" +
 		"2026-11-26T04:24:57.826370077Z,20,call,site-a-gw1,6279bd63,52a52c40,alice,inventory,\"engineer,approver\",10.0.5.7,55480,ews-alice," +
 		"plc1,1,modbus,write_single_register,write,6,100,,100,,deny,false,true,outside_maintenance_window,625cc695ee7ff6e5,2a33af42,enforce,," +
-		"denied,,outside_maintenance_window,0,2026-11-26T04:24:57.827627289Z,h20,[1600],,,,,,,,\r\n" +
+		"denied,,outside_maintenance_window,0,2026-11-26T04:24:57.827627289Z,h20,[1600],,,,,,,,,\r\n" +
 		"2026-11-26T04:24:57.666301993Z,3,session.open,site-a-gw1,,9a393e4f,alice,inventory,engineer,10.0.5.7,55424,ews-alice," +
-		"plc1,,modbus,,,,,,,,allow,true,false,session,625cc695ee7ff6e5,d9f7c30b,enforce,,,,,,,h3,,,,,,,,,\r\n" +
+		"plc1,,modbus,,,,,,,,allow,true,false,session,625cc695ee7ff6e5,d9f7c30b,enforce,,,,,,,h3,,,,,,,,,,\r\n" +
 		"2026-11-26T05:00:00.000000000Z,9,request.rejected,gw1,c9,s9,,none,,10.0.6.9,1,,plc1,,modbus,,,,,,,,,,,,,,,," +
-		"rejected,,\"bad_length: length 300, want \"\"<= 254\"\"\r\nclosed\",,,h9,,,,,,,,,\r\n"
+		"rejected,,\"bad_length: length 300, want \"\"<= 254\"\"\r\nclosed\",,,h9,,,,,,,,,,\r\n" +
+		"2026-11-26T05:02:01.000000000Z,72,request.rejected_suppressed,site-a-gw1,,,,,,10.0.6.9,,,plc1,,modbus,,,,,,,,,,," +
+		"\"bad_protocol_id,quantity_out_of_range\",,,,,rejected,,\"bad_protocol_id 195, quantity_out_of_range 300\",,,h72,,,,,,,,,,495\r\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
 	}
@@ -289,7 +295,8 @@ func TestCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 4 || rows[3][32] != "bad_length: length 300, want \"<= 254\"\nclosed" || rows[1][8] != "engineer,approver" {
+	if len(rows) != 5 || rows[3][32] != "bad_length: length 300, want \"<= 254\"\nclosed" || rows[1][8] != "engineer,approver" ||
+		rows[4][25] != "bad_protocol_id,quantity_out_of_range" || rows[4][45] != "495" || rows[0][45] != "count" {
 		t.Errorf("read back: %q", rows)
 	}
 	for _, row := range rows {
