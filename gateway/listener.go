@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +61,7 @@ const (
 	DefaultFirstRequestTimeout = 10 * time.Second
 	DefaultIdleTimeout         = 5 * time.Minute
 	DefaultRequestTimeout      = 2 * time.Second
+	DefaultHandshakeTimeout    = 10 * time.Second
 )
 
 // DefaultMaxConnsPerSource is the per-source cap when none is configured:
@@ -114,6 +117,14 @@ type Listener struct {
 	// RefusalInterval is how often a refused connection of one source is
 	// recorded, per reason; 0: every 10 s (refusals.go).
 	RefusalInterval time.Duration
+	// TLS, when set, makes every connection a TLS server connection
+	// (Modbus/TCP Security): the handshake runs in the connection's own
+	// goroutine after the limits admitted it, within HandshakeTimeout, and
+	// the session begins only after it succeeded. A failed handshake is a
+	// session.auth_failed record, and the connection is closed.
+	TLS *tls.Config
+	// HandshakeTimeout bounds the TLS handshake; 0: DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -372,6 +383,13 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 
 func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	if l.TLS != nil {
+		tc, ok := l.handshake(ctx, conn)
+		if !ok {
+			return
+		}
+		conn = tc
+	}
 	s := l.newSession(ctx, conn)
 	if so, ok := l.Engine.(SessionOpener); ok && so.OpensSessions() {
 		// The engine decides and records its protocol's sessions itself;
@@ -407,4 +425,51 @@ func (l *Listener) runEngine(ctx context.Context, conn net.Conn, s *Session) (er
 		}
 	}()
 	return l.Engine.Serve(ctx, conn, s)
+}
+
+// handshake runs the TLS handshake of a new connection within the
+// handshake timeout. A failure is recorded as session.auth_failed with the
+// TLS error, the principal what the client's certificate claimed if it sent
+// one (unverified), and reported as not ok; the caller closes conn. A
+// handshake cut by the listener's stop is not recorded.
+func (l *Listener) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, bool) {
+	timeout := l.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	tc := tls.Server(conn, l.TLS)
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	err := tc.HandshakeContext(ctx)
+	if err == nil {
+		_ = conn.SetDeadline(time.Time{})
+		return tc, true
+	}
+	select {
+	case <-Draining(ctx):
+		return nil, false
+	default:
+	}
+	s := l.newSession(ctx, conn) // the plain connection: no principal
+	if cert := presentedCert(tc, err); cert != nil {
+		s.Principal = CertPrincipal(cert)
+	}
+	detail := "tls handshake: " + err.Error()
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		detail = fmt.Sprintf("tls handshake not done within the handshake timeout (%v): %v", timeout, err)
+	}
+	l.Pipeline.AuthFailed(ctx, s, detail)
+	return nil, false
+}
+
+// presentedCert is the certificate a client sent in a failed handshake:
+// one that failed verification, or one that passed it but was refused
+// afterwards (tls.Config.VerifyConnection); nil when it sent none.
+func presentedCert(tc *tls.Conn, err error) *x509.Certificate {
+	if ve, ok := errors.AsType[*tls.CertificateVerificationError](err); ok && len(ve.UnverifiedCertificates) > 0 {
+		return ve.UnverifiedCertificates[0]
+	}
+	if pc := tc.ConnectionState().PeerCertificates; len(pc) > 0 {
+		return pc[0]
+	}
+	return nil
 }
