@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,9 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return cfg.Errorf(cfg.Listeners[i].Key("listen"), "%v", err)
 		}
 		warnConnRate(stdout, cfg, &cfg.Listeners[i])
+		if err := checkListenerCert(stdout, cfg, &cfg.Listeners[i], time.Now()); err != nil {
+			return err
+		}
 	}
 	if err := audit.CheckPath(cfg.Audit.Path); err != nil {
 		return cfg.Errorf("audit.path", "%v", err)
@@ -331,4 +335,31 @@ func warnConnRate(stdout io.Writer, cfg *config.Config, l *config.Listener) {
 	if lim.ConnRate() > 0 && lim.ConnBurstPerSource < lim.MaxConnsPerSource {
 		warnAt(stdout, cfg, l.Key("limits.conn_burst_per_source"), "%d is under max_conns_per_source (%d): a host that reconnects after a network blip cannot reopen all the connections it may hold at once (the rest are refused, limit: conn_rate_per_source)", lim.ConnBurstPerSource, lim.MaxConnsPerSource)
 	}
+}
+
+// certExpiryWarning is how long before its end a listener's TLS certificate
+// is warned about.
+const certExpiryWarning = 30 * 24 * time.Hour
+
+// checkListenerCert looks at the gateway's certificate of a TLS listener:
+// expired is an error (no client would take it), expiring within 30 days
+// or not for server authentication a warning.
+func checkListenerCert(w io.Writer, cfg *config.Config, l *config.Listener, now time.Time) error {
+	if l.TLS == nil || l.TLS.Certificate.Leaf == nil {
+		return nil
+	}
+	leaf, key := l.TLS.Certificate.Leaf, l.Key("tls.cert")
+	end := leaf.NotAfter.UTC().Format(time.RFC3339)
+	switch {
+	case now.After(leaf.NotAfter):
+		return cfg.Errorf(key, "%s expired at %s: clients refuse the gateway", l.TLS.Cert, end)
+	case now.Before(leaf.NotBefore):
+		warnAt(w, cfg, key, "%s is not valid before %s: clients refuse the gateway until then", l.TLS.Cert, leaf.NotBefore.UTC().Format(time.RFC3339))
+	case leaf.NotAfter.Sub(now) < certExpiryWarning:
+		warnAt(w, cfg, key, "%s expires at %s, in %d days: clients refuse the gateway from then on", l.TLS.Cert, end, int(leaf.NotAfter.Sub(now).Hours()/24))
+	}
+	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		warnAt(w, cfg, key, "%s is not for server authentication (extended key usage serverAuth): clients that check it refuse the gateway", l.TLS.Cert)
+	}
+	return nil
 }

@@ -27,8 +27,8 @@ import (
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/admin"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/gateway"
-	_ "github.com/interlock-ics/interlock/gateway/modbus" // registers "modbus"
-	_ "github.com/interlock-ics/interlock/gateway/opcua"  // registers "opcua"
+	"github.com/interlock-ics/interlock/gateway/modbus"  // registers "modbus"
+	_ "github.com/interlock-ics/interlock/gateway/opcua" // registers "opcua"
 	"github.com/interlock-ics/interlock/policy"
 )
 
@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		}
 		lns[i] = ln
 		log.Info().Str("listener", g.Name).Str("protocol", g.Protocol).Str("listen", ln.Addr().String()).
-			Str("upstream", g.Target.Upstream).Msg("listening")
+			Str("upstream", g.Target.Upstream).Bool("tls", g.TLS != nil).Msg("listening")
 	}
 	started = true
 	_ = aw.Record(audit.EventGatewayStart, true, func(e *zerolog.Event) {
@@ -387,10 +387,20 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 			}
 			return nil, l.SectionError(err)
 		}
-		out = append(out, &gateway.Listener{
+		gl := &gateway.Listener{
 			Name: l.Name, Protocol: l.Protocol, Gateway: cfg.Gateway.ID, Target: target,
 			Engine: eng, Pipeline: p, Identify: inv, Limits: limits, Log: llog,
-		})
+		}
+		if t := l.TLS; t != nil {
+			// Modbus/TCP Security: the certificate is the principal, the
+			// inventory only names the machine.
+			gl.TLS, gl.HandshakeTimeout = modbus.ServerTLS(t.Certificate, t.ClientCAs), t.HandshakeTimeout
+			gl.Identify = &gateway.CertIdentifier{Inventory: inv, Roles: modbus.CertRoles}
+			if leaf := t.Certificate.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+				llog.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).Msg("tls.cert has expired: clients will refuse the gateway")
+			}
+		}
+		out = append(out, gl)
 	}
 	return out, nil
 }

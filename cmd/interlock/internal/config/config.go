@@ -55,6 +55,8 @@ type Listener struct {
 	Listen   string `yaml:"listen"`
 	Upstream string `yaml:"upstream"`
 	Limits   Limits `yaml:"limits"`
+	// TLS makes the listener Modbus/TCP Security (tls.go); nil: plain TCP.
+	TLS *ListenerTLS `yaml:"tls"`
 	// Sections holds the protocol's own section (such as `modbus:`), decoded
 	// by the engine through Options.
 	Sections map[string]yaml.Node `yaml:",inline"`
@@ -688,7 +690,7 @@ func (c *Config) checkListener(l *Listener) error {
 	if l.Limits.RequestTimeout < 0 {
 		return c.errf(0, l.key("limits.request_timeout"), "%v is negative", l.Limits.RequestTimeout)
 	}
-	return nil
+	return c.checkListenerTLS(l)
 }
 
 // Signature algorithms a bundle key may name (those of OPA's bundle signing).
