@@ -12,16 +12,16 @@ import (
 )
 
 // withTLS adds a tls section to the gateway's plc1 listener, with a
-// gateway certificate made from o, and returns the line of tls.cert.
-func withTLS(t *testing.T, g *gw, o gatewaytest.CertOptions) (certFile string, certLine int) {
+// gateway certificate made from o by p, p's CA the client CA, and more
+// lines of the section in extra; it returns the line of tls.cert.
+func withTLS(t *testing.T, g *gw, p *gatewaytest.TLSPKI, o gatewaytest.CertOptions, extra string) (certFile string, certLine int) {
 	t.Helper()
-	p := gatewaytest.NewTLSPKI(t)
 	crt, key := p.Issue(t, "gateway", o)
 	b, err := os.ReadFile(g.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := fmt.Sprintf("    tls:\n      cert: %s\n      key: %s\n      client_ca: %s\n", crt, key, p.CAFile)
+	section := fmt.Sprintf("    tls:\n      cert: %s\n      key: %s\n      client_ca: %s\n%s", crt, key, p.CAFile, extra)
 	before, after, ok := strings.Cut(string(b), "    modbus:\n")
 	if !ok {
 		t.Fatalf("no modbus section in\n%s", b)
@@ -51,7 +51,7 @@ func TestCheckListenerCertificate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := newGateway(t, gwOptions{upstreamPort: 502})
-			crt, line := withTLS(t, g, tc.o)
+			crt, line := withTLS(t, g, gatewaytest.NewTLSPKI(t), tc.o, "")
 			end := tc.o.NotAfter.UTC().Truncate(time.Second).Format(time.RFC3339)
 			var stdout, stderr bytes.Buffer
 			err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &stderr)

@@ -803,6 +803,17 @@ func pyclient(t *testing.T, port int, op string, args ...int) pyResult {
 // (such as 127.0.0.2), or the default one when source is "".
 func pyclientFrom(t *testing.T, source string, port int, op string, args ...int) pyResult {
 	t.Helper()
+	var env []string
+	if source != "" {
+		env = append(env, "SOURCE_ADDRESS="+source)
+	}
+	return pyclientEnv(t, env, port, op, args...)
+}
+
+// pyclientEnv is pyclient with variables added to its environment
+// (SOURCE_ADDRESS; TLS_CA, TLS_CERT, TLS_KEY for Modbus/TCP Security).
+func pyclientEnv(t *testing.T, env []string, port int, op string, args ...int) pyResult {
+	t.Helper()
 	requirePeer(t, peerPymodbus)
 	cmdArgs := []string{filepath.Join("testdata", "pymodbus_client.py"), strconv.Itoa(port), "1", op}
 	for _, a := range args {
@@ -811,8 +822,8 @@ func pyclientFrom(t *testing.T, source string, port int, op string, args ...int)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, systemPython, cmdArgs...)
-	if source != "" {
-		cmd.Env = append(os.Environ(), "SOURCE_ADDRESS="+source)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
