@@ -8,15 +8,17 @@
 #   socat             a linked pty pair: a serial line for the RTU tests
 #   rsyslog           a syslog receiver (RFC 5424 over TCP) for the audit shipping tests
 #   chromium          headless browser: renders the audit report in tests, prints it to PDF
+#   openssl           the openssl command (3.0 or later): the README's recipe for
+#                     Modbus/TCP Security certificates, run as written by a test
 #   nodejs, npm       run node-opcua (OPC UA server and client), installed with npm
 #                     into .cache/node at the repo root (git-ignored)
 # With arguments it installs only the peers named (mbpoll, pymodbus, haproxy,
-# socat, rsyslog, chromium, node-opcua): the demos name the one they use.
+# socat, rsyslog, chromium, openssl, node-opcua): the demos name the one they use.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 node_opcua_version="2.186.4"
-all=(mbpoll pymodbus haproxy socat rsyslog chromium node-opcua)
+all=(mbpoll pymodbus haproxy socat rsyslog chromium openssl node-opcua)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
 for w in "${wanted[@]}"; do
@@ -37,6 +39,7 @@ if want haproxy; then command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/hapro
 if want socat; then command -v socat >/dev/null 2>&1 || need+=(socat); fi
 if want rsyslog; then command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog); fi
 if want chromium; then command -v chromium >/dev/null 2>&1 || need+=(chromium); fi
+if want openssl; then command -v openssl >/dev/null 2>&1 || need+=(openssl); fi
 if want node-opcua; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)

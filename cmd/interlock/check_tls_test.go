@@ -17,17 +17,24 @@ import (
 func withTLS(t *testing.T, g *gw, p *gatewaytest.TLSPKI, o gatewaytest.CertOptions, extra string) (certFile string, certLine int) {
 	t.Helper()
 	crt, key := p.Issue(t, "gateway", o)
+	return crt, insertTLS(t, g, crt, key, p.CAFile, extra)
+}
+
+// insertTLS puts a tls section before the modbus section of plc1 and
+// returns the line of its cert key.
+func insertTLS(t *testing.T, g *gw, cert, key, clientCA, extra string) int {
+	t.Helper()
 	b, err := os.ReadFile(g.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := fmt.Sprintf("    tls:\n      cert: %s\n      key: %s\n      client_ca: %s\n%s", crt, key, p.CAFile, extra)
+	section := fmt.Sprintf("    tls:\n      cert: %s\n      key: %s\n      client_ca: %s\n%s", cert, key, clientCA, extra)
 	before, after, ok := strings.Cut(string(b), "    modbus:\n")
 	if !ok {
 		t.Fatalf("no modbus section in\n%s", b)
 	}
 	writeFile(t, g.config, before+section+"    modbus:\n"+after)
-	return crt, strings.Count(before, "\n") + 2
+	return strings.Count(before, "\n") + 2
 }
 
 // check warns of a gateway certificate that expires within 30 days or is

@@ -98,6 +98,9 @@ const (
 	// keep the list in step with it.
 	peerHaproxy = "haproxy"
 	peerSocat   = "socat"
+	// peerOpenSSL is the openssl command, 3.0 or later, that the README's
+	// recipe for Modbus/TCP Security certificates uses.
+	peerOpenSSL = "openssl"
 )
 
 var peerChecks sync.Map // name → error (nil: present)
@@ -131,6 +134,15 @@ func lookPeer(name string) error {
 			if _, serr := os.Stat(filepath.Join("/usr/sbin", name)); serr != nil {
 				return err
 			}
+		}
+		return nil
+	case peerOpenSSL:
+		out, err := exec.Command("openssl", "version").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("openssl version: %v: %s", err, bytes.TrimSpace(out))
+		}
+		if v := string(out); !strings.HasPrefix(v, "OpenSSL ") || strings.HasPrefix(v, "OpenSSL 1.") || strings.HasPrefix(v, "OpenSSL 0.") {
+			return fmt.Errorf("openssl version %q: the recipe needs OpenSSL 3.0 or later", strings.TrimSpace(v))
 		}
 		return nil
 	case peerPymodbus:
