@@ -120,6 +120,20 @@ test_role_approval_covers_other_users_with_the_role if {
 	d.allow
 }
 
+# Modbus/TCP Security: the role of the client certificate is principal.roles,
+# and a certificate without the role extension has none (no default).
+test_certificate_role_approves_like_any_role if {
+	cert := {"user": "frank", "auth": "certificate", "roles": ["engineer"], "cert_thumbprint": "ab12"}
+	decide(call(cert, ews_alice, "plc1", "write")).allow
+}
+
+test_certificate_without_role_is_no_account if {
+	cert := {"user": "frank", "auth": "certificate", "cert_thumbprint": "ab12"}
+	d := decide(call(cert, ews_alice, "plc1", "write"))
+	not d.allow
+	d.reasons == ["approved-account:enforced:account_not_approved:frank:plc1:write"]
+}
+
 test_user_approval_is_per_access_kind if {
 	src := {"ip": "10.0.6.5", "port": 40000}
 	decide(call(carol, src, "plc1", "program")).allow
