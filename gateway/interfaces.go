@@ -130,8 +130,10 @@ type Upstream interface {
 }
 
 // Identifier resolves who is behind a new connection: the source inventory
-// for Modbus, client certificates where a protocol has them. It fills
-// s.Source.Name, s.Source.Owner and s.Principal.
+// for Modbus, client certificates where a protocol has them (CertIdentifier,
+// given the *tls.Conn of a TLS listener). It fills s.Source.Name,
+// s.Source.Owner and s.Principal, and s.SecurityPolicy when the connection
+// has one (the TLS version).
 type Identifier interface {
 	Identify(ctx context.Context, conn net.Conn, s *Session)
 }
