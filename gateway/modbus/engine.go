@@ -2,10 +2,12 @@ package modbus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/interlock-ics/interlock/gateway"
@@ -36,6 +38,9 @@ type Options struct {
 	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
 	// Routes send some unit ids to other upstreams.
 	Routes []Route `yaml:"routes"`
+	// UpstreamTLS is the gateway's side of Modbus/TCP Security toward its
+	// tls:// upstreams (the listener's and its routes'); required for one.
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
 }
 
 // Route maps unit ids to an upstream of their own.
@@ -102,6 +107,23 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		return nil, err
 	}
 	e := &Engine{opts: o, limits: spec.Limits, pipeline: spec.Pipeline}
+	var clientTLS *tls.Config
+	if t := o.UpstreamTLS; t != nil {
+		if err := o.checkTLSUpstreams(spec.Upstream); err != nil {
+			return nil, err
+		}
+		cfg, leaf, err := t.clientTLS(spec.BaseDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ServerName = t.ServerName
+		clientTLS = cfg
+		e.warnings = append(e.warnings, clientCertWarnings(leaf, t.Cert, time.Now())...)
+		if leaf != nil && time.Now().After(leaf.NotAfter) {
+			spec.Log.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).
+				Msg("modbus.upstream_tls.cert has expired: tls:// upstreams will refuse the gateway")
+		}
+	}
 	byURL := map[string]*Upstream{}
 	upstream := func(raw string) (*Upstream, error) {
 		if u, ok := byURL[raw]; ok {
@@ -112,6 +134,8 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 			Timeout:        spec.Limits.RequestTimeout,
 			ConnectTimeout: o.ConnectTimeout,
 			IdleTimeout:    o.UpstreamIdleTimeout,
+			TLS:            clientTLS,
+			Log:            spec.Log,
 		})
 		if err != nil {
 			return nil, err
@@ -151,6 +175,29 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// checkTLSUpstreams refuses an upstream_tls section that no upstream of
+// the listener uses: the section would suggest a secured link to the PLC
+// where the gateway speaks plain Modbus.
+func (o *Options) checkTLSUpstreams(upstream string) error {
+	ups := []string{}
+	if upstream != "" {
+		ups = append(ups, upstream)
+	}
+	for _, r := range o.Routes {
+		ups = append(ups, r.Upstream)
+	}
+	if len(ups) == 0 {
+		return nil // upstream: missing, said below
+	}
+	for _, u := range ups {
+		if strings.HasPrefix(strings.ToLower(u), SchemeTLS+"://") {
+			return nil
+		}
+	}
+	return fmt.Errorf("upstream_tls: no upstream of this listener is tls:// (%s): the section would secure nothing and the gateway would speak plain Modbus to the PLC; make the upstream tls://host:port or remove the section",
+		strings.Join(ups, ", "))
 }
 
 func (o *Options) checkAndSetDefaults() error {

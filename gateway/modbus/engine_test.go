@@ -88,6 +88,7 @@ type gwOpts struct {
 	modbus   modbus.Options
 	decide   gatewaytest.Decider
 	limits   gateway.Limits
+	log      io.Writer // the operational log; nil: none
 }
 
 func startGateway(t testing.TB, o gwOpts) *gw {
@@ -109,10 +110,14 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		o.modbus.FrameTimeout = 300 * time.Millisecond
 	}
 	target := gateway.Target{Name: "plc1", Upstream: o.upstream, UnitID: -1}
+	log := zerolog.Nop()
+	if o.log != nil {
+		log = zerolog.New(o.log)
+	}
 	eng, err := modbus.New(gateway.EngineSpec{
 		Listener: "plc1", Upstream: o.upstream, Target: target, Limits: o.limits, Pipeline: p,
 		Options: func(into any) error { *into.(*modbus.Options) = o.modbus; return nil },
-		Log:     zerolog.Nop(),
+		Log:     log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +127,7 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		t.Fatal(err)
 	}
 	l := &gateway.Listener{Name: "plc1", Protocol: "modbus", Gateway: "gw", Target: target,
-		Engine: eng, Pipeline: p, Limits: o.limits, Log: zerolog.Nop(), RefusalInterval: 200 * time.Millisecond}
+		Engine: eng, Pipeline: p, Limits: o.limits, Log: log, RefusalInterval: 200 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Serve(ctx, ln); close(done) }()

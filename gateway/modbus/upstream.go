@@ -1,7 +1,9 @@
 package modbus
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 
 	mb "github.com/grid-x/modbus"
 	"github.com/grid-x/serial"
+	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/gateway"
 )
@@ -32,6 +35,12 @@ type UpstreamOptions struct {
 	Timeout        time.Duration // one request, including the wait for a free connection
 	ConnectTimeout time.Duration
 	IdleTimeout    time.Duration
+	// TLS is the client configuration for a tls:// upstream (required for
+	// one); without a ServerName, the upstream's host is checked.
+	TLS *tls.Config
+	// Log gets what an operator must see that no call record says in full:
+	// failed TLS handshakes with the device.
+	Log zerolog.Logger
 }
 
 // Upstream forwards re-encoded requests to one device through grid-x/modbus.
@@ -73,6 +82,9 @@ type link struct {
 	// request goes into it.
 	conn net.Conn
 	used time.Time
+	// tls: conn carries a TLS session (tls://); tlsLog reports its failures.
+	tls    bool
+	tlsLog *tlsLog
 }
 
 // idleCheckAfter is how long a connection must have been idle before it is
@@ -85,16 +97,26 @@ const idleCheckAfter = time.Millisecond
 // instead of failing with 0x0A: many PLCs close a connection idle for a few
 // seconds.
 func (l *link) closedWhileIdle() bool {
-	return l.conn != nil && time.Since(l.used) >= idleCheckAfter && peerClosed(l.conn)
+	if l.conn == nil || time.Since(l.used) < idleCheckAfter {
+		return false
+	}
+	if l.tls {
+		// Bytes waiting on an idle TLS connection are the device's
+		// close_notify, or a late answer: either way the request goes out
+		// on a new session (the peek cannot tell records apart).
+		closed, data := peerState(l.conn)
+		return closed || data
+	}
+	return peerClosed(l.conn)
 }
 
 // NewUpstream parses an upstream URL (tcp://host:port, rtuovertcp://host:port,
-// rtu:///dev/ttyS0?baud=19200&parity=N&data_bits=8&stop_bits=1) and prepares
-// its connections; nothing is dialed until the first request.
+// tls://host[:port], rtu:///dev/ttyS0?baud=19200&parity=N&data_bits=8&stop_bits=1)
+// and prepares its connections; nothing is dialed until the first request.
 func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL (want tcp://host:port, rtuovertcp://host:port or rtu:///dev/ttyXXX?baud=19200): %v", raw, err)
+		return nil, fmt.Errorf("%q is not a URL (want tcp://host:port, rtuovertcp://host:port, tls://host:port or rtu:///dev/ttyXXX?baud=19200): %v", raw, err)
 	}
 	if o.Conns <= 0 {
 		o.Conns = DefaultUpstreamConns
@@ -108,7 +130,21 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 		if u.Hostname() == "" || u.Port() == "" {
 			return nil, fmt.Errorf("%q: want %s://host:port", raw, u.Scheme)
 		}
-		mk = func() (*link, error) { return tcpLink(u.Scheme, u.Host, o), nil }
+		mk = func() (*link, error) { return tcpLink(u.Scheme, u.Host, o, nil), nil }
+	case SchemeTLS:
+		if u.Hostname() == "" {
+			return nil, fmt.Errorf("%q: want tls://host:port (port %s when none is given)", raw, DefaultTLSPort)
+		}
+		if o.TLS == nil {
+			return nil, fmt.Errorf("%q: a tls:// upstream needs modbus.upstream_tls (ca: the CA certificates that issued the PLC's certificate; cert, key: the gateway's client certificate)", raw)
+		}
+		addr := net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), DefaultTLSPort))
+		cfg := o.TLS.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		tl := &tlsLog{log: o.Log, upstream: raw}
+		mk = func() (*link, error) { return tcpLink(SchemeTCP, addr, o, &tlsSide{cfg: cfg, log: tl}), nil }
 	case SchemeRTU:
 		if u.Path == "" {
 			return nil, fmt.Errorf("%q: want rtu:///dev/ttyXXX?baud=19200", raw)
@@ -117,12 +153,10 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 			o.Conns = 1 // a serial line carries one request at a time
 		}
 		mk = func() (*link, error) { return rtuLink(u, o) }
-	case "tls":
-		return nil, fmt.Errorf("%q: Modbus/TCP Security upstreams (tls://) are not supported yet", raw)
 	default:
-		return nil, fmt.Errorf("%q: unsupported scheme %q (want tcp, rtuovertcp or rtu)", raw, u.Scheme)
+		return nil, fmt.Errorf("%q: unsupported scheme %q (want tcp, rtuovertcp, tls or rtu)", raw, u.Scheme)
 	}
-	up := &Upstream{url: raw, serial: u.Scheme != SchemeTCP, timeout: o.Timeout, free: make(chan *link, o.Conns)}
+	up := &Upstream{url: raw, serial: u.Scheme == SchemeRTU || u.Scheme == SchemeRTUOverTCP, timeout: o.Timeout, free: make(chan *link, o.Conns)}
 	for range o.Conns {
 		l, err := mk()
 		if err != nil {
@@ -134,10 +168,29 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	return up, nil
 }
 
-func tcpLink(scheme, addr string, o UpstreamOptions) *link {
+// tlsSide is what a tls:// upstream's links share: the client
+// configuration with the server name set, and the log of failures.
+type tlsSide struct {
+	cfg *tls.Config
+	log *tlsLog
+}
+
+// tcpLink is a link to addr; with ts, each connection is a TLS session
+// whose handshake ends within the dial (dialTLS).
+func tcpLink(scheme, addr string, o UpstreamOptions, ts *tlsSide) *link {
 	l := &link{}
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		d := net.Dialer{Timeout: o.ConnectTimeout, Deadline: l.dialDeadline}
+		if ts != nil {
+			raw, tc, err := dialTLS(ctx, &d, address, ts.cfg, o.ConnectTimeout)
+			if err != nil {
+				ts.log.failed(err)
+				return nil, err
+			}
+			ts.log.established(tc)
+			l.conn, l.tls, l.tlsLog = raw, true, ts.log
+			return &onceConn{Conn: tc, l: l}, nil
+		}
 		c, err := d.DialContext(ctx, network, address)
 		if err != nil {
 			return nil, err
@@ -173,6 +226,8 @@ var errResend = errors.New("modbus: the device answered with a transaction id th
 type onceConn struct {
 	net.Conn
 	l *link
+	// read: the device has sent application data on this connection.
+	read bool
 }
 
 func (c *onceConn) Write(b []byte) (int, error) {
@@ -181,6 +236,18 @@ func (c *onceConn) Write(b []byte) (int, error) {
 	}
 	c.l.sent++
 	return c.Conn.Write(b)
+}
+
+func (c *onceConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.l.tls {
+		if rerr := sessionRefused(err, c.read); rerr != err {
+			c.l.tlsLog.failed(rerr)
+			err = rerr
+		}
+	}
+	c.read = c.read || n > 0
+	return n, err
 }
 
 func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {

@@ -11,12 +11,13 @@ import (
 // refused with an error that quotes it and says what is wanted.
 func TestNewUpstreamRefusals(t *testing.T) {
 	for raw, want := range map[string]string{
-		"127.0.0.1:502":       "want tcp://host:port, rtuovertcp://host:port or rtu:///dev/ttyXXX",
-		"localhost:502":       `unsupported scheme "localhost" (want tcp, rtuovertcp or rtu)`,
+		"127.0.0.1:502":       "want tcp://host:port, rtuovertcp://host:port, tls://host:port or rtu:///dev/ttyXXX",
+		"localhost:502":       `unsupported scheme "localhost" (want tcp, rtuovertcp, tls or rtu)`,
 		"tcp://127.0.0.1":     "want tcp://host:port",
 		"rtuovertcp://:502":   "want rtuovertcp://host:port",
 		"rtu://":              "want rtu:///dev/ttyXXX?baud=19200",
-		"tls://127.0.0.1:802": "not supported yet",
+		"tls://127.0.0.1:802": "a tls:// upstream needs modbus.upstream_tls",
+		"tls://:802":          "want tls://host:port (port 802 when none is given)",
 		"udp://127.0.0.1:502": `unsupported scheme "udp"`,
 		"tcp://[::1:502":      "is not a URL",
 	} {
