@@ -19,7 +19,7 @@ import (
 var dialSchemes = map[string]string{
 	"tcp":        "",
 	"rtuovertcp": "",
-	"tls":        "802", // Modbus/TCP Security's port, as the engine dials it
+	"tls":        "802",  // Modbus/TCP Security's port, as the engine dials it
 	"opc.tcp":    "4840", // the OPC UA default, as the upstream client dials it
 }
 

@@ -40,6 +40,8 @@ func TestUpstreamOntoOwnListener(t *testing.T) {
 		{"another port", "0.0.0.0:5020", "tcp://192.0.2.7:502", ""},
 		{"interface address, loopback listener", "127.0.0.1:5020", "tcp://192.0.2.7:5020", ""},
 		{"IPv6 loopback, listener on localhost", "localhost:5020", "tcp://[::1]:5020", ""},
+		{"tls:// without a port is port 802", "0.0.0.0:802", "tls://192.0.2.7", fmt.Sprintf(loop, "tls://192.0.2.7", "0.0.0.0:802")},
+		{"tls:// without a port, listener on another port", "0.0.0.0:5020", "tls://192.0.2.7", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := strings.Replace(good, "    listen: 127.0.0.1:5020\n    upstream: tcp://127.0.0.1:502\n",
