@@ -82,7 +82,7 @@ func TestCheckRefusesBadUpstreams(t *testing.T) {
 		{"empty host", "0.0.0.0:5020", "tcp://:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",
 			mb, `listeners[0].upstream: "tcp://:502" has no host: want tcp://host:port`},
 		{"scheme of another protocol", "0.0.0.0:5020", "opc.tcp://10.0.0.20:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",
-			mb, `listeners[0].upstream: "opc.tcp://10.0.0.20:502": unsupported scheme "opc.tcp" (want tcp, rtuovertcp or rtu)`},
+			mb, `listeners[0].upstream: "opc.tcp://10.0.0.20:502": unsupported scheme "opc.tcp" (want tcp, rtuovertcp, tls or rtu)`},
 		{"loop onto a wildcard listener", "0.0.0.0:502", "tcp://127.0.0.1:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",
 			mb, "listeners[0].upstream: tcp://127.0.0.1:502 is the gateway's own listener listeners[0].listen (listen: 0.0.0.0:502): the gateway would connect to itself"},
 		{"loop onto the same host:port", "10.0.0.5:502", "tcp://10.0.0.5:502", "tcp://10.0.0.21:502", "opc.tcp://10.0.0.30:4840",

@@ -234,3 +234,23 @@ func TestTLSUpstreamWithoutClientCertificate(t *testing.T) {
 }
 
 func zerologTo(w io.Writer) zerolog.Logger { return zerolog.New(w) }
+
+// A device that accepts the connection and never answers the TLS
+// handshake (a plain Modbus server on the port, or a hung one) is 0x0A
+// once connect_timeout has passed, not 0x0B at request_timeout.
+func TestTLSUpstreamSilentHandshake(t *testing.T) {
+	s := newTLSSetup(t)
+	addr := serveConns(t, func(conn net.Conn) { io.Copy(io.Discard, conn) })
+	log := &gatewaytest.LogBuffer{}
+	g := startGateway(t, gwOpts{upstream: "tls://" + addr, log: log,
+		modbus: modbus.Options{UpstreamTLS: s.upstreamTLS, ConnectTimeout: 300 * time.Millisecond},
+		limits: gateway.Limits{RequestTimeout: 10 * time.Second}})
+	start := time.Now()
+	_, err := readTLS(t, g)
+	if el := time.Since(start); exceptionCode(err) != modbus.ExGatewayPathUnavailable || el > 5*time.Second {
+		t.Fatalf("%v after %v; want exception 0x0A after connect_timeout (300ms), well before request_timeout (10s)", err, el)
+	}
+	if !strings.Contains(log.String(), "not done within connect_timeout") {
+		t.Fatalf("operational log:\n%s\nwant the handshake timeout", log)
+	}
+}
