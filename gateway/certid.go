@@ -2,12 +2,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"net"
 	"strings"
-
-	"github.com/interlock-ics/interlock/certs"
 )
 
 // CertIdentifier is the Identifier of a TLS listener: the principal is the
@@ -69,7 +69,15 @@ func CertPrincipal(cert *x509.Certificate) Principal {
 	case len(cert.URIs) > 0:
 		user = cert.URIs[0].String()
 	}
-	return Principal{User: user, Auth: AuthCertificate, CertThumbprint: certs.Thumbprint(cert.Raw)}
+	return Principal{User: user, Auth: AuthCertificate, CertThumbprint: Thumbprint(cert.Raw)}
+}
+
+// Thumbprint is principal.cert_thumbprint of a DER certificate: its hex
+// SHA-1, lower case, as OPC UA names certificates (certs.Thumbprint, which
+// gateway cannot import: certs' tests use the gateway's fakes).
+func Thumbprint(der []byte) string {
+	sum := sha1.Sum(der)
+	return hex.EncodeToString(sum[:])
 }
 
 // TLSVersionName is the session.security_policy of a TLS session: "TLS1.2",
