@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 )
 
@@ -66,7 +66,7 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (*tls.Config, *x509.Certificate,
 		return filepath.Join(baseDir, p)
 	}
 	caFile, certFile, keyFile := path(t.CA), path(t.Cert), path(t.Key)
-	certPEM, _, err := readPEMCerts(certFile)
+	certPEM, _, err := certs.ReadPEMCertificates(certFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream_tls.cert: %v", err)
 	}
@@ -81,7 +81,7 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (*tls.Config, *x509.Certificate,
 		}
 		return nil, nil, fmt.Errorf("upstream_tls.key: %s: %v", keyFile, err)
 	}
-	_, cas, err := readPEMCerts(caFile)
+	_, cas, err := certs.ReadPEMCertificates(caFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upstream_tls.ca: %v", err)
 	}
@@ -96,35 +96,6 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (*tls.Config, *x509.Certificate,
 		// No ClientSessionCache: every connection is a full handshake, the
 		// device's certificate verified each time.
 	}, cert.Leaf, nil
-}
-
-// readPEMCerts reads a file of PEM certificates: its bytes and the
-// certificates, at least one; a CERTIFICATE block that does not parse is an
-// error, not skipped.
-func readPEMCerts(path string) ([]byte, []*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var certs []*x509.Certificate
-	for rest := b; ; {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: certificate %d: %v", path, len(certs)+1, err)
-		}
-		certs = append(certs, cert)
-	}
-	if len(certs) == 0 {
-		return nil, nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return b, certs, nil
 }
 
 // certExpiryWarning is how long before its end the gateway's client

@@ -3,12 +3,11 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
-	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 )
 
@@ -55,7 +54,7 @@ func (c *Config) checkListenerTLS(l *Listener) error {
 		t.HandshakeTimeout = gateway.DefaultHandshakeTimeout
 	}
 	t.Cert, t.Key, t.ClientCA = c.resolve(t.Cert), c.resolve(t.Key), c.resolve(t.ClientCA)
-	certPEM, _, err := readPEMCerts(t.Cert)
+	certPEM, _, err := certs.ReadPEMCertificates(t.Cert)
 	if err != nil {
 		return c.errf(0, l.key("tls.cert"), "%v", err)
 	}
@@ -69,7 +68,7 @@ func (c *Config) checkListenerTLS(l *Listener) error {
 		}
 		return c.errf(0, l.key("tls.key"), "%s: %v", t.Key, err)
 	}
-	_, cas, err := readPEMCerts(t.ClientCA)
+	_, cas, err := certs.ReadPEMCertificates(t.ClientCA)
 	if err != nil {
 		return c.errf(0, l.key("tls.client_ca"), "%v", err)
 	}
@@ -78,33 +77,4 @@ func (c *Config) checkListenerTLS(l *Listener) error {
 		t.ClientCAs.AddCert(ca)
 	}
 	return nil
-}
-
-// readPEMCerts reads a file of PEM certificates: its bytes and the
-// certificates, at least one; a CERTIFICATE block that does not parse is an
-// error, not skipped.
-func readPEMCerts(path string) ([]byte, []*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var certs []*x509.Certificate
-	for rest := b; ; {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: certificate %d: %v", path, len(certs)+1, err)
-		}
-		certs = append(certs, cert)
-	}
-	if len(certs) == 0 {
-		return nil, nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return b, certs, nil
 }
