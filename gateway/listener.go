@@ -377,7 +377,15 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 		defer func() { <-l.refusing }()
 		defer l.track(conn, false)
 		defer conn.Close()
-		r.Refuse(conn, reason)
+		if l.TLS == nil {
+			r.Refuse(conn, reason)
+			return
+		}
+		// The refusal travels inside TLS like any answer; a client that
+		// does not complete the handshake is closed without one.
+		if tc, _, err := l.serverHandshake(ctx, conn); err == nil {
+			r.Refuse(tc, reason)
+		}
 	}()
 }
 
@@ -433,15 +441,8 @@ func (l *Listener) runEngine(ctx context.Context, conn net.Conn, s *Session) (er
 // one (unverified), and reported as not ok; the caller closes conn. A
 // handshake cut by the listener's stop is not recorded.
 func (l *Listener) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, bool) {
-	timeout := l.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = DefaultHandshakeTimeout
-	}
-	tc := tls.Server(conn, l.TLS)
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	err := tc.HandshakeContext(ctx)
+	tc, timeout, err := l.serverHandshake(ctx, conn)
 	if err == nil {
-		_ = conn.SetDeadline(time.Time{})
 		return tc, true
 	}
 	select {
@@ -459,6 +460,22 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, boo
 	}
 	l.Pipeline.AuthFailed(ctx, s, detail)
 	return nil, false
+}
+
+// serverHandshake runs the TLS server handshake of conn within the
+// handshake timeout (returned for messages).
+func (l *Listener) serverHandshake(ctx context.Context, conn net.Conn) (*tls.Conn, time.Duration, error) {
+	timeout := l.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	tc := tls.Server(conn, l.TLS)
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	err := tc.HandshakeContext(ctx)
+	if err == nil {
+		_ = conn.SetDeadline(time.Time{})
+	}
+	return tc, timeout, err
 }
 
 // presentedCert is the certificate a client sent in a failed handshake:

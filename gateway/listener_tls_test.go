@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha1"
 	"crypto/tls"
@@ -26,6 +27,12 @@ import (
 // timeout.
 func tlsListener(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration) (string, *gatewaytest.Auditor, *x509.CertPool) {
 	t.Helper()
+	return tlsListenerOf(t, p, handshake, lineEngine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10})
+}
+
+// tlsListenerOf is tlsListener with the engine and limits given.
+func tlsListenerOf(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration, eng gateway.Engine, limits gateway.Limits) (string, *gatewaytest.Auditor, *x509.CertPool) {
+	t.Helper()
 	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	pair, err := tls.LoadX509KeyPair(crt, key)
 	if err != nil {
@@ -42,10 +49,10 @@ func tlsListener(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration) (
 	a := &gatewaytest.Auditor{}
 	l := &gateway.Listener{
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
-		Engine: lineEngine{}, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
+		Engine: eng, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
 		Identify: &gateway.CertIdentifier{Inventory: inv, Roles: modbus.CertRoles},
 		TLS:      modbus.ServerTLS(pair, pool), HandshakeTimeout: handshake,
-		Limits: gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10}, Log: zerolog.Nop(),
+		Limits: limits, Log: zerolog.Nop(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -265,5 +272,54 @@ func TestTLSListenerRefusesBadHandshakes(t *testing.T) {
 	echo(t, gc, "after")
 	if opens := a.Events("session.open"); len(opens) != 1 {
 		t.Errorf("%d session.open records, want only the good client's", len(opens))
+	}
+}
+
+// refusingLine is lineEngine with a Refuser that tells a refused client
+// why in a line.
+type refusingLine struct{ lineEngine }
+
+func (refusingLine) Refuse(conn net.Conn, reason string) {
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, "refused: "+reason+"\n")
+}
+
+// A client over max_conns on a TLS listener is told inside TLS, as the
+// engine tells any refused client, not in plain bytes its TLS stack cannot
+// read; the client being served goes on.
+func TestTLSListenerRefusalInsideTLS(t *testing.T) {
+	p := gatewaytest.NewTLSPKI(t)
+	addr, a, roots := tlsListenerOf(t, p, 5*time.Second, refusingLine{}, gateway.Limits{MaxConns: 1, MaxConnsPerSource: 10})
+	cert, _ := loadPair(t, p, "alice", gatewaytest.CertOptions{CommonName: "alice", Client: true, Role: "engineer"})
+	held, err := dialTLS(addr, roots, cert, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := bufio.NewReader(held)
+	echo := func() {
+		t.Helper()
+		held.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(held, "ping\n"); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
+			t.Fatalf("the held client: %q, %v", line, err)
+		}
+	}
+	echo() // its session is open: the next one is over max_conns
+	over, err := dialTLS(addr, roots, cert, 0)
+	if err != nil {
+		t.Fatalf("the client over max_conns: no TLS session to be told in: %v", err)
+	}
+	defer over.Close()
+	over.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(over).ReadString('\n')
+	if err != nil || line != "refused: "+gateway.RefusedConnLimit+"\n" {
+		t.Fatalf("the client over max_conns read %q, %v; want the refusal", line, err)
+	}
+	echo()
+	if !slices.ContainsFunc(a.Events("session.open"), func(r gatewaytest.Record) bool { return r.Reason == gateway.RefusedConnLimit }) {
+		t.Errorf("no record of the refusal: %+v", a.Events("session.open"))
 	}
 }
