@@ -347,7 +347,6 @@ audit:
 	rows(func(p uaPolicy, n int, d, _, _, g uaMeasure) {
 		fmt.Printf("| %s | %d | %.0f | %.0f | %.0f |\n", p, n, d.simCPU, g.simCPU, g.gwCPU)
 	})
-	fmt.Println()
 
 	// Each session sends its next Read when the answer comes, so the mean
 	// latency is sessions ÷ reads/s (Little's law); beside the p50 it shows
@@ -360,7 +359,6 @@ audit:
 		dm, gm := float64(n)/d.rps*1e6, float64(n)/g.rps*1e6
 		fmt.Printf("| %s | %d | %.1f | %.1f | %.2f× | %.2f | %.2f |\n", p, n, dm, gm, gm/dm, d.p50/dm, g.p50/gm)
 	})
-	fmt.Println()
 
 	fmt.Println("| target (issue 3) | measured | |")
 	fmt.Println("| --- | ---: | --- |")
