@@ -296,18 +296,7 @@ func TestTLSListenerRefusalInsideTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	r := bufio.NewReader(held)
-	echo := func() {
-		t.Helper()
-		held.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(held, "ping\n"); err != nil {
-			t.Fatal(err)
-		}
-		if line, err := r.ReadString('\n'); err != nil || line != "ping\n" {
-			t.Fatalf("the held client: %q, %v", line, err)
-		}
-	}
-	echo() // its session is open: the next one is over max_conns
+	echo(t, held, "ping") // its session is open: the next one is over max_conns
 	over, err := dialTLS(addr, roots, cert, 0)
 	if err != nil {
 		t.Fatalf("the client over max_conns: no TLS session to be told in: %v", err)
@@ -318,7 +307,7 @@ func TestTLSListenerRefusalInsideTLS(t *testing.T) {
 	if err != nil || line != "refused: "+gateway.RefusedConnLimit+"\n" {
 		t.Fatalf("the client over max_conns read %q, %v; want the refusal", line, err)
 	}
-	echo()
+	echo(t, held, "ping")
 	if !slices.ContainsFunc(a.Events("session.open"), func(r gatewaytest.Record) bool { return r.Reason == gateway.RefusedConnLimit }) {
 		t.Errorf("no record of the refusal: %+v", a.Events("session.open"))
 	}

@@ -6,10 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/pem"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,15 +54,7 @@ func tlsClientEnv(p *gatewaytest.TLSPKI, name string) []string {
 // thumbprintOf is the hex SHA-1 of the PEM certificate in a file.
 func thumbprintOf(t *testing.T, path string) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	sum := sha1.Sum(blk.Bytes)
+	sum := sha1.Sum(gatewaytest.ReadCert(t, path).Raw)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -3,10 +3,8 @@ package modbus_test
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,23 +13,6 @@ import (
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 	"github.com/interlock-ics/interlock/gateway/modbus"
 )
-
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // The role is the extension's one UTF8String; no extension is no role;
 // anything else in the extension is an error that names the OID.
@@ -64,7 +45,7 @@ func TestCertRoles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.CommonName, tc.o.Client = "c", true
 			crt, _ := p.Issue(t, "c", tc.o)
-			roles, err := modbus.CertRoles(readCert(t, crt))
+			roles, err := modbus.CertRoles(gatewaytest.ReadCert(t, crt))
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatalf("error %v, want roles %q", err, tc.roles)
