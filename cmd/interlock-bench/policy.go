@@ -217,7 +217,7 @@ func runPolicy(e *env) error {
 		if err != nil {
 			return err
 		}
-		on, off := path{pp + ", decision cache on", onAddr}, path{pp + ", decision cache off", offAddr}
+		on, off := path{name: pp + ", decision cache on", addr: onAddr}, path{name: pp + ", decision cache off", addr: offAddr}
 		for _, p := range []path{on, off} {
 			if err := waitPort(p.addr, 10*time.Second); err != nil {
 				return fmt.Errorf("%s at %s: %w (logs in %s)", p.name, p.addr, err, e.work)
