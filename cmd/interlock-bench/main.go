@@ -5,7 +5,9 @@
 //
 //   - modbus: what the gateway costs on the wire: FC 3 reads in a closed
 //     loop at 1 and 16 connections, directly, through a plain TCP relay
-//     (haproxy) and through interlock, with the ratios gateway/relay;
+//     (haproxy) and through interlock, with the ratios gateway/relay, and
+//     the same over Modbus/TCP Security (haproxy terminating TLS, the
+//     gateway's tls listener) with new connections a second;
 //   - audit: records/s appended with the hash chain at 1 and 16 writers
 //     (reads, and state-changing calls fsynced by group commit, with the
 //     latency a caller sees), and `interlock audit query` and `audit report`
