@@ -208,8 +208,12 @@ func newConnTable(paths []path, conns []int, qty, runs int, warm, dur time.Durat
 			hp = append(hp, p)
 		}
 	}
-	fmt.Printf("new connections: each client connects, does the TLS handshake (TLS rows: a full one, no resumption), one FC 3 read, and closes, over and over;\n" +
-		"latency is from the dial to the answer; the gateway opens a session (policy decision, session records in the audit log) for each\n\n")
+	hs := ""
+	if *mbTLS {
+		hs = " (TLS rows: a full TLS handshake, no resumption)"
+	}
+	fmt.Printf("new connections: each client connects%s, does one FC 3 read, and closes, over and over;\n"+
+		"latency is from the dial to the answer; the gateway opens a session (policy decision, session records in the audit log) for each\n\n", hs)
 	res := map[string]map[int]measure{}
 	for _, n := range conns {
 		for _, p := range hp {
