@@ -191,7 +191,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 			up.Close()
 			code := statusOf(err)
 			if isAuthStatus(code) {
-				c.e.logins.failed(gs.Source.IP, time.Now())
+				c.e.logins.Failed(gs.Source.IP, time.Now())
 				c.e.pipeline.AuthFailed(ctx, gs, "upstream refused the login: "+err.Error())
 				return fault(h, ua.StatusBadUserAccessDenied)
 			}
@@ -215,7 +215,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	s.gs, s.up, s.activated, s.nonce = gs, up, true, newNonce
 	s.live.Store(true)
 	s.mu.Unlock()
-	c.e.logins.succeeded(gs.Source.IP)
+	c.e.logins.Succeeded(gs.Source.IP)
 	c.sessionOnChannel()
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
 }
@@ -266,7 +266,7 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		tok = &ua.AnonymousIdentityToken{} // Part 4: a null token is anonymous
 	}
 	now := time.Now()
-	if until, held := c.e.logins.blocked(gs.Source.IP, now); held {
+	if until, held := c.e.logins.Blocked(gs.Source.IP, now); held {
 		if t, ok := tok.(*ua.UserNameIdentityToken); ok {
 			gs.Principal.Auth = gateway.AuthUsername
 			if len(t.UserName) <= maxNameLen {
@@ -277,7 +277,7 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 			fmt.Sprintf("too many failed logins from %s: held back until %s", gs.Source.IP, until.UTC().Format(time.RFC3339))}
 	}
 	fail := func(code ua.StatusCode, format string, a ...any) (identity, *authError) {
-		c.e.logins.failed(gs.Source.IP, time.Now())
+		c.e.logins.Failed(gs.Source.IP, time.Now())
 		return identity{}, &authError{code, fmt.Sprintf(format, a...)}
 	}
 	switch t := tok.(type) {

@@ -60,7 +60,7 @@ type Engine struct {
 
 	sessions *sessionTable
 	paths    *pathCache
-	logins   *loginLimiter
+	logins   *gateway.FailureLimiter // holds back a source whose logins keep failing
 	// partials bounds what all channels hold in incomplete requests
 	// (limits.max_partial_bytes).
 	partials *channel.PartialBudget
@@ -136,7 +136,7 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		endpointURL: endpoint, cert: cert, key: key, validate: validate,
 		sessions: newSessionTable(o.Limits.MaxSessions),
 		paths:    newPathCache(),
-		logins:   newLoginLimiter(),
+		logins:   &gateway.FailureLimiter{},
 		partials: channel.NewPartialBudget(o.Limits.MaxPartialBytes),
 		stop:     make(chan struct{}),
 	}

@@ -1,12 +1,7 @@
 package opcua
 
-import (
-	"net/netip"
-	"time"
-)
+import "github.com/interlock-ics/interlock/gateway"
 
-const timeSecond = time.Second
-
-func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-func timeZero() time.Time { return time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC) }
+// freeLogins is the failed logins a source address may have before the
+// engine's gateway.FailureLimiter holds it back.
+const freeLogins = gateway.FreeFailures

@@ -114,34 +114,6 @@ func TestUsersFile(t *testing.T) {
 	}
 }
 
-func TestLoginLimiter(t *testing.T) {
-	l := newLoginLimiter()
-	ip := mustAddr("192.0.2.1")
-	now := timeZero()
-	for range freeLogins - 1 {
-		l.failed(ip, now)
-	}
-	if _, held := l.blocked(ip, now); held {
-		t.Fatal("held back before the free logins are used up")
-	}
-	l.failed(ip, now)
-	until, held := l.blocked(ip, now)
-	if !held || until.Sub(now) != timeSecond {
-		t.Fatalf("after %d failures: held %v until +%v", freeLogins, held, until.Sub(now))
-	}
-	l.failed(ip, now)
-	if until, _ := l.blocked(ip, now); until.Sub(now) != 2*timeSecond {
-		t.Errorf("next delay %v, want 2s", until.Sub(now))
-	}
-	if _, held := l.blocked(mustAddr("192.0.2.2"), now); held {
-		t.Error("another address held back")
-	}
-	l.succeeded(ip)
-	if _, held := l.blocked(ip, now); held {
-		t.Error("held back after a success")
-	}
-}
-
 func TestServiceFunction(t *testing.T) {
 	for in, want := range map[string]string{"Read": "read", "CreateMonitoredItems": "create_monitored_items", "TranslateBrowsePathsToNodeIDs": "translate_browse_paths_to_node_ids"} {
 		if got := ServiceFunction(in); got != want {

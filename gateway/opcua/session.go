@@ -3,7 +3,6 @@ package opcua
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,64 +242,4 @@ func (t *sessionTable) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.byToken)
-}
-
-// loginLimiter slows password guessing: after freeLogins failures in a row
-// from one source address, logins from it are refused without a check for
-// an exponentially growing time (1 s, 2 s, 4 s … up to maxLoginDelay).
-type loginLimiter struct {
-	mu sync.Mutex
-	by map[netip.Addr]*loginState
-}
-
-type loginState struct {
-	failures int
-	until    time.Time
-}
-
-const (
-	freeLogins    = 3
-	maxLoginDelay = 5 * time.Minute
-	maxLimited    = 10000 // addresses remembered
-)
-
-func newLoginLimiter() *loginLimiter { return &loginLimiter{by: map[netip.Addr]*loginState{}} }
-
-// blocked reports whether ip must wait, and until when.
-func (l *loginLimiter) blocked(ip netip.Addr, now time.Time) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.by[ip]
-	if st == nil || !now.Before(st.until) {
-		return time.Time{}, false
-	}
-	return st.until, true
-}
-
-func (l *loginLimiter) failed(ip netip.Addr, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.by[ip]
-	if st == nil {
-		if len(l.by) >= maxLimited {
-			for k, v := range l.by { // forget those no longer held back
-				if !now.Before(v.until) {
-					delete(l.by, k)
-				}
-			}
-		}
-		st = &loginState{}
-		l.by[ip] = st
-	}
-	st.failures++
-	if st.failures >= freeLogins {
-		d := time.Second << min(st.failures-freeLogins, 9)
-		st.until = now.Add(min(d, maxLoginDelay))
-	}
-}
-
-func (l *loginLimiter) succeeded(ip netip.Addr) {
-	l.mu.Lock()
-	delete(l.by, ip)
-	l.mu.Unlock()
 }
