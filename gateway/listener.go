@@ -96,6 +96,10 @@ const (
 	RefusedConnLimit   = "limit: max_conns"
 	RefusedSourceLimit = "limit: max_conns_per_source"
 	RefusedSourceRate  = "limit: conn_rate_per_source"
+	// RefusedAuthFailures: the source's TLS handshakes failed FreeFailures
+	// times in a row, and it is held back (FailureLimiter); the connection
+	// is closed without a handshake.
+	RefusedAuthFailures = "limit: failed_handshakes"
 	// RefusedPolicy: the policy refused session.open (the session.open
 	// record has its reasons).
 	RefusedPolicy = "policy"
@@ -121,7 +125,9 @@ type Listener struct {
 	// (Modbus/TCP Security): the handshake runs in the connection's own
 	// goroutine after the limits admitted it, within HandshakeTimeout, and
 	// the session begins only after it succeeded. A failed handshake is a
-	// session.auth_failed record, and the connection is closed.
+	// session.auth_failed record, and the connection is closed; a source
+	// whose handshakes keep failing is held back (FailureLimiter) and its
+	// connections refused without one (RefusedAuthFailures).
 	TLS *tls.Config
 	// HandshakeTimeout bounds the TLS handshake; 0: DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
@@ -134,6 +140,9 @@ type Listener struct {
 	refusing chan struct{}      // Refuser answers in progress
 	refused  refusals           // which refused connections are recorded
 	rejected rejections         // which rejected requests are recorded in full
+	// handshakes holds back the sources whose TLS handshakes keep failing.
+	handshakes FailureLimiter
+	clock      func() time.Time // what handshakes reads; nil: time.Now (tests move it)
 }
 
 // maxRefusing bounds the refused connections answered at once; under a
@@ -207,13 +216,21 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			continue
 		}
+		src := SourceOf(conn.RemoteAddr()).IP
+		// Before a slot: a held-back source costs no handshake, and its
+		// connections never keep another source out.
+		if l.TLS != nil {
+			if _, held := l.handshakes.Blocked(src, l.now()); held {
+				l.refuse(ctx, conn, RefusedAuthFailures)
+				continue
+			}
+		}
 		select {
 		case slots <- struct{}{}:
 		default:
 			l.refuse(ctx, conn, RefusedConnLimit)
 			continue
 		}
-		src := SourceOf(conn.RemoteAddr()).IP
 		if !l.takeSource(src, perSource) {
 			<-slots
 			l.refuse(ctx, conn, RefusedSourceLimit)
@@ -360,7 +377,9 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 		l.recordRefusal(ctx, s, reason, held)
 	}
 	r, ok := l.Engine.(Refuser)
-	if !ok {
+	if !ok || reason == RefusedAuthFailures {
+		// A held-back source gets no handshake to be told in: sparing
+		// that work is what holding it back is for.
 		conn.Close()
 		return
 	}
@@ -438,17 +457,24 @@ func (l *Listener) runEngine(ctx context.Context, conn net.Conn, s *Session) (er
 // handshake runs the TLS handshake of a new connection within the
 // handshake timeout. A failure is recorded as session.auth_failed with the
 // TLS error, the principal what the client's certificate claimed if it sent
-// one (unverified), and reported as not ok; the caller closes conn. A
-// handshake cut by the listener's stop is not recorded.
+// one (unverified), counted against the source (FailureLimiter), and
+// reported as not ok; the caller closes conn. A success clears the source's
+// count. A handshake cut by the listener's stop is neither recorded nor
+// counted.
 func (l *Listener) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, bool) {
+	src := SourceOf(conn.RemoteAddr()).IP
 	tc, timeout, err := l.serverHandshake(ctx, conn)
 	if err == nil {
+		l.handshakes.Succeeded(src)
 		return tc, true
 	}
 	select {
 	case <-Draining(ctx):
 		return nil, false
 	default:
+	}
+	if src.IsValid() { // not TCP: no source to hold back
+		l.handshakes.Failed(src, l.now())
 	}
 	s := l.newSession(ctx, conn) // the plain connection: no principal
 	if cert := presentedCert(tc, err); cert != nil {
@@ -460,6 +486,13 @@ func (l *Listener) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, boo
 	}
 	l.Pipeline.AuthFailed(ctx, s, detail)
 	return nil, false
+}
+
+func (l *Listener) now() time.Time {
+	if l.clock != nil {
+		return l.clock()
+	}
+	return time.Now()
 }
 
 // serverHandshake runs the TLS server handshake of conn within the

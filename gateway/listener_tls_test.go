@@ -7,11 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +35,13 @@ func tlsListener(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration) (
 
 // tlsListenerOf is tlsListener with the engine and limits given.
 func tlsListenerOf(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration, eng gateway.Engine, limits gateway.Limits) (string, *gatewaytest.Auditor, *x509.CertPool) {
+	t.Helper()
+	return tlsListenerWith(t, p, handshake, eng, limits, nil)
+}
+
+// tlsListenerWith is tlsListenerOf with set (nil: none) called on the
+// listener before it serves.
+func tlsListenerWith(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration, eng gateway.Engine, limits gateway.Limits, set func(*gateway.Listener)) (string, *gatewaytest.Auditor, *x509.CertPool) {
 	t.Helper()
 	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	pair, err := tls.LoadX509KeyPair(crt, key)
@@ -54,6 +64,9 @@ func tlsListenerOf(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration,
 		TLS:      modbus.ServerTLS(pair, pool), HandshakeTimeout: handshake,
 		Limits: limits, Log: zerolog.Nop(),
 	}
+	if set != nil {
+		set(l)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Serve(ctx, ln) }()
@@ -70,6 +83,11 @@ func tlsListenerOf(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration,
 
 // dialTLS connects with cert (nil: none) and TLS version max (0: any).
 func dialTLS(addr string, roots *x509.CertPool, cert *tls.Certificate, max uint16) (*tls.Conn, error) {
+	return dialTLSFrom("", addr, roots, cert, max)
+}
+
+// dialTLSFrom is dialTLS from the loopback address local ("": any).
+func dialTLSFrom(local, addr string, roots *x509.CertPool, cert *tls.Certificate, max uint16) (*tls.Conn, error) {
 	cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MaxVersion: max,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if cert == nil {
@@ -77,7 +95,11 @@ func dialTLS(addr string, roots *x509.CertPool, cert *tls.Certificate, max uint1
 			}
 			return cert, nil
 		}}
-	return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	return tls.DialWithDialer(d, "tcp", addr, cfg)
 }
 
 func loadPair(t *testing.T, p *gatewaytest.TLSPKI, name string, o gatewaytest.CertOptions) (*tls.Certificate, string) {
@@ -179,11 +201,9 @@ func TestTLSListenerRefusesBadHandshakes(t *testing.T) {
 	defer gc.Close()
 	echo(t, gc, "before")
 
-	silent, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	// The silent and the plain-text sockets come from other hosts: three
+	// failed handshakes of 127.0.0.1 hold it back.
+	silent := gatewaytest.DialFrom(t, "127.0.0.2", addr)
 	opened := time.Now()
 
 	other := gatewaytest.NewTLSPKINamed(t, "another CA")
@@ -233,11 +253,7 @@ func TestTLSListenerRefusesBadHandshakes(t *testing.T) {
 
 	t.Run("plain text", func(t *testing.T) {
 		before := len(authFailures(a))
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := gatewaytest.DialFrom(t, "127.0.0.3", addr)
 		// A Modbus read holding registers request in MBAP: no TLS record.
 		c.Write([]byte{0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1})
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -310,5 +326,106 @@ func TestTLSListenerRefusalInsideTLS(t *testing.T) {
 	echo(t, held, "ping")
 	if !slices.ContainsFunc(a.Events("session.open"), func(r gatewaytest.Record) bool { return r.Reason == gateway.RefusedConnLimit }) {
 		t.Errorf("no record of the refusal: %+v", a.Events("session.open"))
+	}
+}
+
+// A source whose handshakes fail FreeFailures times in a row is held back:
+// its next connections are closed before any handshake (even with a good
+// certificate, even though the engine tells other refused clients why),
+// recorded as refusals once per interval with the others counted, not one
+// session.auth_failed each; a session it opened before and other hosts go
+// on being served. When the hold-back ends its good certificate is accepted
+// and clears the count.
+func TestTLSListenerHoldsBackFailingSource(t *testing.T) {
+	p := gatewaytest.NewTLSPKI(t)
+	var skew atomic.Int64 // how far the listener's clock of hold-backs is ahead
+	addr, a, roots := tlsListenerWith(t, p, 5*time.Second, refusingLine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10},
+		func(l *gateway.Listener) {
+			l.RefusalInterval = time.Second
+			l.SetClock(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+		})
+	good, _ := loadPair(t, p, "good", gatewaytest.CertOptions{CommonName: "good", Client: true, Role: "engineer"})
+	stranger, _ := loadPair(t, gatewaytest.NewTLSPKINamed(t, "another CA"), "stranger",
+		gatewaytest.CertOptions{CommonName: "stranger", Client: true, Role: "engineer"})
+	dial := func(local string, cert *tls.Certificate) (*tls.Conn, error) {
+		c, err := dialTLSFrom(local, addr, roots, cert, 0)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	before, err := dial("127.0.0.1", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, before, "before")
+	// fail makes one failed handshake from 127.0.0.1 and waits for its record
+	// (the count of the failure comes before it).
+	fail := func(want int) {
+		t.Helper()
+		c, err := dial("127.0.0.1", stranger)
+		if err == nil {
+			// TLS 1.3: the client learns of a refused certificate at its first read.
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+		}
+		if err == nil {
+			t.Fatal("a certificate of another CA was served")
+		}
+		waitEvents(t, a, "request.rejected", want)
+		if fs := authFailures(a); len(fs) != want || !strings.Contains(fs[want-1].Detail, "certificate signed by unknown authority") {
+			t.Fatalf("%d auth_failed records, want %d, the last for the unknown authority: %+v", len(fs), want, fs)
+		}
+	}
+	for i := range gateway.FreeFailures {
+		fail(i + 1)
+	}
+
+	const heldBack = 4
+	for i := range heldBack {
+		c, err := dial("127.0.0.1", good)
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			t.Fatalf("held-back connection %d: handshake done (then read %q, %v), want it closed before", i+1, line, rerr)
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("held-back connection %d: %v, want the connection closed (EOF or reset), no TLS alert", i+1, err)
+		}
+	}
+	other, err := dial("127.0.0.2", good)
+	if err != nil {
+		t.Fatalf("another host during the hold-back: %v", err)
+	}
+	echo(t, other, "another host")
+	echo(t, before, "opened before")
+	if fs := authFailures(a); len(fs) != gateway.FreeFailures {
+		t.Errorf("%d auth_failed records, want %d: none for the held-back connections", len(fs), gateway.FreeFailures)
+	}
+	if records, _ := refusals(a, gateway.RefusedAuthFailures, "127.0.0.1"); records != 1 {
+		t.Errorf("%d refusal records of 127.0.0.1 at once, want 1 (the others counted)", records)
+	}
+
+	// The hold-back (1 s after the third failure) ends.
+	skew.Store(int64(2 * time.Second))
+	after, err := dial("127.0.0.1", good)
+	if err != nil {
+		t.Fatalf("the good certificate after the hold-back: %v", err)
+	}
+	echo(t, after, "after the hold-back")
+	// Its success cleared the count: FreeFailures-1 failures again are
+	// handshaken and recorded, and do not hold the source back.
+	for i := range gateway.FreeFailures - 1 {
+		fail(gateway.FreeFailures + i + 1)
+	}
+	again, err := dial("127.0.0.1", good)
+	if err != nil {
+		t.Fatalf("the good certificate after %d new failures: %v", gateway.FreeFailures-1, err)
+	}
+	echo(t, again, "count cleared")
+	// The count of the held-back connections after the first comes once the
+	// refusal interval has passed.
+	if records, refused := waitRefusals(a, gateway.RefusedAuthFailures, "", heldBack); records != 2 || refused != heldBack {
+		t.Errorf("refusals: %d records of %d connections, want 2 of %d (the first, then the count of the others)", records, refused, heldBack)
 	}
 }
