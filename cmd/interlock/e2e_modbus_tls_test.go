@@ -143,6 +143,19 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 
 	// Bad handshakes, each refused with its record while the held session
 	// keeps being served.
+	goodDial := func() {
+		t.Helper()
+		c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port)),
+			&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("alice's handshake: %v", err)
+		}
+		tx++
+		if v := mbapRead(t, c, tx, 101); v != v101 {
+			t.Fatalf("alice's read 101: %d, want %d", v, v101)
+		}
+		c.Close()
+	}
 	other := gatewaytest.NewTLSPKINamed(t, "another CA")
 	other.Issue(t, "stranger", gatewaytest.CertOptions{CommonName: "stranger", Client: true, Role: "engineer"})
 	strangerEnv := []string{"TLS_CA=" + p.CAFile, "TLS_CERT=" + other.Dir + "/stranger.crt", "TLS_KEY=" + other.Dir + "/stranger.key"}
@@ -199,6 +212,9 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 		if v := mbapRead(t, held, tx, 100); v != newVal {
 			t.Fatalf("after %s: held session read 100: %d, want %d", b.name, v, newVal)
 		}
+		// A good handshake clears the source's count of failed ones (three
+		// in a row would hold 127.0.0.1 back, as tested at the end).
+		goodDial()
 	}
 	if got := plcRegisters(t, plc.port, 100, 1); got[0] != newVal {
 		t.Fatalf("PLC register 100 after the refused clients: %d, want %d", got[0], newVal)
@@ -250,8 +266,8 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 			t.Errorf("session.open of %s: %s\nwant auth certificate, thumbprint %s, roles %v, security_policy TLS1.3, source ews-alice", user, o, want.thumb, want.roles)
 		}
 	}
-	if opened["alice"] != 4 || opened["bob"] != 1 || opened["carol"] != 1 {
-		t.Errorf("sessions opened %v, want alice 4 (the held one, three pymodbus), bob 1, carol 1", opened)
+	if opened["alice"] != 4+len(bads) || opened["bob"] != 1 || opened["carol"] != 1 {
+		t.Errorf("sessions opened %v, want alice %d (the held one, three pymodbus, one after each bad handshake), bob 1, carol 1", opened, 4+len(bads))
 	}
 	writes := callRecords(recs, "write_multiple_registers", -1)
 	if len(writes) != 3 {
@@ -267,6 +283,52 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 		if !allow && !slices.Equal(w.strs("decision.reasons"), []string{"write_needs_role_engineer"}) {
 			t.Errorf("denied write of %s: reasons %v", user, w.strs("decision.reasons"))
 		}
+	}
+
+	// Three failed handshakes in a row hold 127.0.0.1 back: its next
+	// connection, with a good certificate, is closed before any handshake
+	// and recorded as a refusal, not as one more auth_failed.
+	stranger, err := tls.LoadX509KeyPair(other.Dir+"/stranger.crt", other.Dir+"/stranger.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := len(eventsOf(recs, "session.auth_failed"))
+	for range 3 {
+		c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port)),
+			&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{stranger}, ServerName: "127.0.0.1"})
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Read(make([]byte, 1)) // TLS 1.3: the refusal comes at the first read
+			c.Close()
+		}
+		if err == nil {
+			t.Fatal("a certificate of another CA was served")
+		}
+		failed++
+		waitAudit(t, g.auditPath, 10*time.Second, "the stranger's session.auth_failed", func(rs []record) bool {
+			return len(eventsOf(rs, "session.auth_failed")) >= failed
+		})
+	}
+	if c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port)),
+		&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: "127.0.0.1"}); err == nil {
+		c.Close()
+		t.Fatal("a held-back source was handshaken")
+	}
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "the refusal of the held-back source", func(rs []record) bool {
+		for _, o := range eventsOf(rs, "session.open") {
+			if o.str("reason") == "limit: failed_handshakes" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, o := range eventsOf(recs, "session.open") {
+		if o.str("reason") == "limit: failed_handshakes" && (o.get("success") != false || o.str("source.name") != "ews-alice") {
+			t.Errorf("the refusal of the held-back source: %s\nwant success false, source.name ews-alice", o)
+		}
+	}
+	if n := len(eventsOf(recs, "session.auth_failed")); n != failed {
+		t.Errorf("%d session.auth_failed records, want %d: none for the held-back connection", n, failed)
 	}
 	verifyAudit(t, g.auditPath)
 }
