@@ -153,28 +153,13 @@ func runModbus(e *env) error {
 			"plain TCP from the hop to the simulator; each connection's handshake is done before the measured time\n")
 	}
 	fmt.Println()
-	results := map[string]map[int]measure{}
-	for _, n := range conns {
-		for _, p := range paths {
-			c, err := loadRuns(p, n, qty, runs, warm, dur)
-			if err != nil {
-				return err
-			}
-			if results[p.name] == nil {
-				results[p.name] = map[int]measure{}
-			}
-			results[p.name][n] = c
-		}
+	results, err := measurePaths(paths, conns, func(p path, n int) (measure, error) {
+		return loadRuns(p, n, qty, runs, warm, dur)
+	})
+	if err != nil {
+		return err
 	}
-	fmt.Println("| path | conns | req/s | p50 µs | p99 µs |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
-	for _, n := range conns {
-		for _, p := range paths {
-			c := results[p.name][n]
-			fmt.Printf("| %s | %d | %.0f | %.1f | %.1f |\n", p.name, n, c.rps, c.p50, c.p99)
-		}
-	}
-	fmt.Println()
+	printPaths("req/s", paths, conns, results)
 	fmt.Println("| conns | throughput gateway/relay | throughput gateway/direct | p50 gateway/relay | p99 gateway/relay | throughput 1-upstream-conn gateway/relay |")
 	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, n := range conns {
@@ -198,6 +183,39 @@ func runModbus(e *env) error {
 	return nil
 }
 
+// measurePaths measures every path at every number of connections, the
+// paths in turn for each number.
+func measurePaths(paths []path, conns []int, m func(p path, n int) (measure, error)) (map[string]map[int]measure, error) {
+	res := map[string]map[int]measure{}
+	for _, n := range conns {
+		for _, p := range paths {
+			c, err := m(p, n)
+			if err != nil {
+				return nil, err
+			}
+			if res[p.name] == nil {
+				res[p.name] = map[int]measure{}
+			}
+			res[p.name][n] = c
+		}
+	}
+	return res, nil
+}
+
+// printPaths prints a table of res, a row per number of connections and
+// path; rate names its rate column.
+func printPaths(rate string, paths []path, conns []int, res map[string]map[int]measure) {
+	fmt.Printf("| path | conns | %s | p50 µs | p99 µs |\n", rate)
+	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	for _, n := range conns {
+		for _, p := range paths {
+			c := res[p.name][n]
+			fmt.Printf("| %s | %d | %.0f | %.1f | %.1f |\n", p.name, n, c.rps, c.p50, c.p99)
+		}
+	}
+	fmt.Println()
+}
+
 // newConnTable measures new connections a second through the relays and the
 // gateway (with as many upstream connections as clients), plain and TLS,
 // and prints them.
@@ -214,28 +232,13 @@ func newConnTable(paths []path, conns []int, qty, runs int, warm, dur time.Durat
 	}
 	fmt.Printf("new connections: each client connects%s, does one FC 3 read, and closes, over and over;\n"+
 		"latency is from the dial to the answer; the gateway opens a session (policy decision, session records in the audit log) for each\n\n", hs)
-	res := map[string]map[int]measure{}
-	for _, n := range conns {
-		for _, p := range hp {
-			c, err := runsOf(p, n, runs, "new conns/s", func() (measure, error) { return connLoad(p, n, qty, warm, dur) })
-			if err != nil {
-				return err
-			}
-			if res[p.name] == nil {
-				res[p.name] = map[int]measure{}
-			}
-			res[p.name][n] = c
-		}
+	res, err := measurePaths(hp, conns, func(p path, n int) (measure, error) {
+		return runsOf(p, n, runs, "new conns/s", func() (measure, error) { return connLoad(p, n, qty, warm, dur) })
+	})
+	if err != nil {
+		return err
 	}
-	fmt.Println("| path | conns | new conns/s | p50 µs | p99 µs |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
-	for _, n := range conns {
-		for _, p := range hp {
-			c := res[p.name][n]
-			fmt.Printf("| %s | %d | %.0f | %.1f | %.1f |\n", p.name, n, c.rps, c.p50, c.p99)
-		}
-	}
-	fmt.Println()
+	printPaths("new conns/s", hp, conns, res)
 	if _, ok := res[pathGWT]; ok {
 		fmt.Println("| conns | new conns/s interlock TLS/haproxy TLS | interlock TLS/interlock plain | haproxy TLS/haproxy plain |")
 		fmt.Println("| ---: | ---: | ---: | ---: |")
