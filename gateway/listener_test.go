@@ -57,15 +57,22 @@ func startListenerLimits(t *testing.T, limits gateway.Limits) (string, *gatewayt
 // connection per source and reason every refusalInterval.
 func startListenerRefusing(t *testing.T, limits gateway.Limits, refusalInterval time.Duration) (string, *gatewaytest.Auditor) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a := &gatewaytest.Auditor{}
 	l := &gateway.Listener{
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
 		Engine: lineEngine{}, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
 		Limits: limits, Log: zerolog.Nop(), RefusalInterval: refusalInterval,
+	}
+	return serve(t, l), a
+}
+
+// serve runs l on a free loopback port until the test ends, and returns
+// its address; l must stop within 5 s of the end, without an error.
+func serve(t *testing.T, l *gateway.Listener) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -81,7 +88,7 @@ func startListenerRefusing(t *testing.T, limits gateway.Limits, refusalInterval 
 			t.Error("listener did not stop within 5 s")
 		}
 	})
-	return ln.Addr().String(), a
+	return ln.Addr().String()
 }
 
 func echo(t *testing.T, conn net.Conn, msg string) {

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
@@ -52,10 +51,6 @@ func tlsListenerWith(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duratio
 	pool.AddCert(p.CA)
 	inv := gateway.NewInventory([]gateway.Workstation{{Prefix: netip.MustParsePrefix("127.0.0.1/32"),
 		Name: "ews-alice", Owner: "alice", User: "alice", Roles: []string{"admin"}}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a := &gatewaytest.Auditor{}
 	l := &gateway.Listener{
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
@@ -67,18 +62,7 @@ func tlsListenerWith(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duratio
 	if set != nil {
 		set(l)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("listener did not stop within 5 s")
-		}
-	})
-	return ln.Addr().String(), a, pool
+	return serve(t, l), a, pool
 }
 
 // dialTLS connects with cert (nil: none) and TLS version max (0: any).
