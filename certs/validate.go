@@ -325,7 +325,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 		}
 		found := make([][]*x509.RevocationList, len(path)-1)
 		for i := range found {
-			found[i] = crlsOf(path[i+1], crls)
+			found[i] = CRLsOf(path[i+1], crls)
 			if len(found[i]) == 0 {
 				code := ua.StatusBadCertificateRevocationUnknown
 				if i > 0 {
@@ -337,17 +337,12 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 			}
 		}
 		for i, lists := range found {
-			c := path[i]
-			for _, l := range lists {
-				for _, r := range l.RevokedCertificateEntries {
-					if r.SerialNumber != nil && r.SerialNumber.Cmp(c.SerialNumber) == 0 {
-						code := ua.StatusBadCertificateRevoked
-						if i > 0 {
-							code = ua.StatusBadCertificateIssuerRevoked
-						}
-						return fail(c, CheckRevocation, code, "revoked at %s by a CRL of %q", r.RevocationTime.UTC().Format(time.RFC3339), l.Issuer.String())
-					}
+			if r, l := RevokedBy(path[i], lists); r != nil {
+				code := ua.StatusBadCertificateRevoked
+				if i > 0 {
+					code = ua.StatusBadCertificateIssuerRevoked
 				}
+				return fail(path[i], CheckRevocation, code, "revoked at %s by a CRL of %q", r.RevocationTime.UTC().Format(time.RFC3339), l.Issuer.String())
 			}
 		}
 	}
@@ -464,15 +459,4 @@ func (s *Store) readAllCRLs() ([]*x509.RevocationList, error) {
 		all = append(all, l...)
 	}
 	return all, nil
-}
-
-// crlsOf returns the CRLs issued and signed by the CA ca.
-func crlsOf(ca *x509.Certificate, crls []*x509.RevocationList) []*x509.RevocationList {
-	var out []*x509.RevocationList
-	for _, l := range crls {
-		if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
-			out = append(out, l)
-		}
-	}
-	return out
 }

@@ -134,12 +134,12 @@ type Listener struct {
 
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	bySource map[netip.Addr]int // connections served per source address
-	rates    *connRates         // new connections per source address
-	refusing chan struct{}      // Refuser answers in progress
-	refused  refusals           // which refused connections are recorded
-	rejected rejections         // which rejected requests are recorded in full
+	conns    map[net.Conn]*served // connections being served, and refused ones being told
+	bySource map[netip.Addr]int   // connections served per source address
+	rates    *connRates           // new connections per source address
+	refusing chan struct{}        // Refuser answers in progress
+	refused  refusals             // which refused connections are recorded
+	rejected rejections           // which rejected requests are recorded in full
 	// handshakes holds back the sources whose TLS handshakes keep failing.
 	handshakes FailureLimiter
 	clock      func() time.Time // what handshakes reads; nil: time.Now (tests move it)
@@ -166,7 +166,7 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	slots := make(chan struct{}, maxConns)
 	l.mu.Lock()
-	l.conns = make(map[net.Conn]struct{})
+	l.conns = make(map[net.Conn]*served)
 	l.bySource = make(map[netip.Addr]int)
 	l.rates = newConnRates(l.Limits.ConnRatePerSource, burst)
 	l.mu.Unlock()
@@ -314,7 +314,7 @@ func (l *Listener) drain(endConns context.CancelFunc) {
 func (l *Listener) track(c net.Conn, add bool) {
 	l.mu.Lock()
 	if add {
-		l.conns[c] = struct{}{}
+		l.conns[c] = &served{}
 	} else {
 		delete(l.conns, c)
 	}
@@ -410,11 +410,15 @@ func (l *Listener) refuse(ctx context.Context, conn net.Conn, reason string) {
 
 func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	raw := conn
 	if l.TLS != nil {
 		tc, ok := l.handshake(ctx, conn)
 		if !ok {
 			return
 		}
+		l.mu.Lock()
+		l.conns[raw].tls = tc
+		l.mu.Unlock()
 		conn = tc
 	}
 	s := l.newSession(ctx, conn)
@@ -436,10 +440,64 @@ func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	err := l.runEngine(ctx, conn, s)
+	if why := l.endedBy(raw); why != nil {
+		err = why
+	}
 	if err != nil && ctx.Err() == nil {
 		s.Log.Debug().Err(err).Msg("session ended")
 	}
 	l.Pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), s, err)
+}
+
+// served is what the listener knows of a connection it tracks.
+type served struct {
+	tls   *tls.Conn // after a successful handshake
+	ended error     // why Recheck ended its session
+}
+
+// endedBy is why Recheck ended conn's session, or nil.
+func (l *Listener) endedBy(conn net.Conn) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.conns[conn]; c != nil {
+		return c.ended
+	}
+	return nil
+}
+
+// Recheck checks every TLS session against check (a client certificate
+// against the trust in force after a reload) and ends each one check
+// refuses: its connection is closed at once, and its session.close record
+// says why. A request in flight may still reach the upstream; its answer
+// is not delivered. It returns how many sessions it ended.
+func (l *Listener) Recheck(check func(tls.ConnectionState) error) int {
+	l.mu.Lock()
+	var open []net.Conn
+	var states []*tls.Conn
+	for c, sv := range l.conns {
+		if sv.tls != nil && sv.ended == nil {
+			open, states = append(open, c), append(states, sv.tls)
+		}
+	}
+	l.mu.Unlock()
+	n := 0
+	for i, c := range open {
+		err := check(states[i].ConnectionState())
+		if err == nil {
+			continue
+		}
+		l.mu.Lock()
+		sv := l.conns[c]
+		if sv != nil {
+			sv.ended = fmt.Errorf("ended by the gateway: the client certificate no longer passes: %w", err)
+		}
+		l.mu.Unlock()
+		if sv != nil {
+			c.Close()
+			n++
+		}
+	}
+	return n
 }
 
 // runEngine runs the engine for one session and turns a panic into the

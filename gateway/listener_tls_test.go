@@ -56,7 +56,7 @@ func tlsListenerWith(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duratio
 		Name: "l1", Protocol: "line", Gateway: "gw", Target: gateway.Target{Name: "l1", UnitID: -1},
 		Engine: eng, Pipeline: &gateway.Pipeline{Decider: gatewaytest.AllowAll, Auditor: a},
 		Identify: &gateway.CertIdentifier{Inventory: inv, Roles: modbus.CertRoles},
-		TLS:      modbus.ServerTLS(pair, pool), HandshakeTimeout: handshake,
+		TLS:      modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: pool}).Config(), HandshakeTimeout: handshake,
 		Limits: limits, Log: zerolog.Nop(),
 	}
 	if set != nil {
@@ -412,4 +412,74 @@ func TestTLSListenerHoldsBackFailingSource(t *testing.T) {
 	if records, refused := waitRefusals(a, gateway.RefusedAuthFailures, "", heldBack); records != 2 || refused != heldBack {
 		t.Errorf("refusals: %d records of %d connections, want 2 of %d (the first, then the count of the others)", records, refused, heldBack)
 	}
+}
+
+// Recheck ends the sessions whose client certificate no longer passes (here
+// revoked by a CRL set after they opened): their connections close, their
+// session.close records say why, a new handshake with the certificate is
+// refused, and the other sessions go on.
+func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
+	p := gatewaytest.NewTLSPKI(t)
+	crt, key := p.Issue(t, "gw2", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := x509.NewCertPool()
+	cas.AddCert(p.CA)
+	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
+	var l *gateway.Listener
+	addr, a, roots := tlsListenerWith(t, p, 0, lineEngine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10},
+		func(gl *gateway.Listener) { gl.TLS, l = srv.Config(), gl })
+	alice, _ := loadPair(t, p, "alice", gatewaytest.CertOptions{CommonName: "alice", Client: true, Role: "engineer"})
+	bob, _ := loadPair(t, p, "bob", gatewaytest.CertOptions{CommonName: "bob", Client: true, Role: "engineer"})
+	ac, err := dialTLS(addr, roots, alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	bc, err := dialTLS(addr, roots, bob, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	echo(t, ac, "alice before")
+	echo(t, bc, "bob before")
+
+	if n := l.Recheck(srv.Recheck); n != 0 {
+		t.Fatalf("Recheck ended %d sessions under the trust they opened with", n)
+	}
+	crlFile, crl := p.CRL(t, "crl", time.Now().Add(time.Hour), bob.Leaf)
+	srv.Set(pair, modbus.ClientTrust{CAs: cas, CRLs: []*x509.RevocationList{crl}})
+	if n := l.Recheck(srv.Recheck); n != 1 {
+		t.Fatalf("Recheck ended %d sessions, want bob's (%s)", n, crlFile)
+	}
+	bc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := bc.Read(make([]byte, 1)); !closedByPeer(err) {
+		t.Fatalf("bob's connection: %v, want it closed by the gateway", err)
+	}
+	echo(t, ac, "alice after")
+	closes := waitEvents(t, a, "session.close", 1)
+	if len(closes) != 1 || closes[0].Session.Principal.User != "bob" || closes[0].Err == nil ||
+		!strings.Contains(closes[0].Err.Error(), "no longer passes") || !strings.Contains(closes[0].Err.Error(), "revoked") {
+		t.Fatalf("session.close records %+v, want bob's, saying his certificate was revoked", closes)
+	}
+	if n := l.Recheck(srv.Recheck); n != 0 {
+		t.Errorf("a second Recheck ended %d more", n)
+	}
+
+	before := len(authFailures(a))
+	if c, err := dialTLS(addr, roots, bob, 0); err == nil {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if err == nil {
+			t.Fatal("bob was served again")
+		}
+	}
+	fs := waitEvents(t, a, "request.rejected", before+1)
+	if len(fs) != before+1 || !strings.Contains(fs[before].Detail, "revoked") {
+		t.Fatalf("auth_failed records %+v, want bob's with revoked", fs)
+	}
+	echo(t, ac, "alice at the end")
 }

@@ -173,3 +173,30 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+// CRL writes Dir/NAME.crl, a PEM CRL of the CA that revokes the
+// certificates given (none: an empty list), valid from an hour ago to
+// nextUpdate, and returns its path and the parsed list.
+func (p *TLSPKI) CRL(t testing.TB, name string, nextUpdate time.Time, revoked ...*x509.Certificate) (string, *x509.RevocationList) {
+	t.Helper()
+	tmpl := &x509.RevocationList{
+		Number:     serial(t),
+		ThisUpdate: time.Now().Add(-time.Hour),
+		NextUpdate: nextUpdate,
+	}
+	for _, c := range revoked {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
+			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, p.CA, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(p.Dir, name+".crl")
+	writePEM(t, path, "X509 CRL", der)
+	return path, l
+}

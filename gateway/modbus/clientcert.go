@@ -1,7 +1,6 @@
 package modbus
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -50,27 +49,4 @@ func parseRole(der []byte) (string, error) {
 		return "", errors.New("a UTF8String that is not UTF-8")
 	}
 	return string(v.Bytes), nil
-}
-
-// ServerTLS is the TLS configuration of a Modbus/TCP Security listener:
-// TLS 1.2 or later, a client certificate required and verified against
-// clientCAs for client authentication (extended key usage clientAuth, or
-// none), and its role extension well formed (CertRoles).
-func ServerTLS(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    clientCAs,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-		// Every session is a full handshake: its identity comes from a
-		// certificate verified now, not from a ticket of an earlier one.
-		SessionTicketsDisabled: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("no client certificate")
-			}
-			_, err := CertRoles(cs.PeerCertificates[0])
-			return err
-		},
-	}
 }

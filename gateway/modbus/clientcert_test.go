@@ -58,7 +58,7 @@ func TestCertRoles(t *testing.T) {
 	}
 }
 
-// ServerTLS takes only a client certificate of its CA, valid now, for
+// The TLS server takes only a client certificate of its CA, valid now, for
 // client authentication, with a well-formed role, over TLS 1.2 or later.
 func TestServerTLSHandshake(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
@@ -69,34 +69,10 @@ func TestServerTLSHandshake(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(p.CA)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", modbus.ServerTLS(pair, pool))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	results := make(chan error, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			results <- c.(*tls.Conn).Handshake()
-			c.Close()
-		}
-	}()
+	addr, results := handshakeServer(t, modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: pool}).Config())
 	other := gatewaytest.NewTLSPKINamed(t, "another CA")
 	issue := func(pk *gatewaytest.TLSPKI, name string, o gatewaytest.CertOptions) []tls.Certificate {
-		if o.CommonName == "" {
-			o.CommonName = name
-		}
-		crt, key := pk.Issue(t, name, o)
-		c, err := tls.LoadX509KeyPair(crt, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []tls.Certificate{c}
+		return issuePair(t, pk, name, o)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -117,27 +93,7 @@ func TestServerTLSHandshake(t *testing.T) {
 		{"tls 1.1", issue(p, "tls11", gatewaytest.CertOptions{Client: true, Role: "engineer"}), tls.VersionTLS11, "unsupported versions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MaxVersion: tc.max, MinVersion: tls.VersionTLS10}
-			// Sent whatever CAs the server names, as OpenSSL clients do.
-			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-				if len(tc.certs) == 0 {
-					return &tls.Certificate{}, nil
-				}
-				return &tc.certs[0], nil
-			}
-			c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
-			if err == nil {
-				// TLS 1.3: the client learns of a refused certificate at its first read.
-				c.SetReadDeadline(time.Now().Add(time.Second))
-				_, err = c.Read(make([]byte, 1))
-				c.Close()
-			}
-			var serr error
-			select {
-			case serr = <-results:
-			case <-time.After(5 * time.Second):
-				t.Fatal("no handshake on the server side")
-			}
+			serr, err := tryHandshake(t, addr, results, pool, tc.certs, tc.max)
 			if tc.err == "" {
 				if serr != nil {
 					t.Fatalf("refused: %v", serr)
@@ -153,4 +109,71 @@ func TestServerTLSHandshake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// handshakeServer accepts TLS connections with cfg and sends the result of
+// each one's server handshake on results.
+func handshakeServer(t *testing.T, cfg *tls.Config) (addr string, results chan error) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	results = make(chan error, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			results <- c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), results
+}
+
+// tryHandshake connects to a handshakeServer with the first of certs (none:
+// no certificate) and TLS versions up to max (0: any), and returns the
+// server's handshake error and the client's.
+func tryHandshake(t *testing.T, addr string, results chan error, roots *x509.CertPool, certs []tls.Certificate, max uint16) (serverErr, clientErr error) {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MaxVersion: max, MinVersion: tls.VersionTLS10}
+	// Sent whatever CAs the server names, as OpenSSL clients do.
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if len(certs) == 0 {
+			return &tls.Certificate{}, nil
+		}
+		return &certs[0], nil
+	}
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		// TLS 1.3: the client learns of a refused certificate at its first read.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	select {
+	case serverErr = <-results:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no handshake on the server side")
+	}
+	return serverErr, err
+}
+
+// issuePair issues a certificate of pk for o (common name: name unless
+// set) and loads it with its key.
+func issuePair(t *testing.T, pk *gatewaytest.TLSPKI, name string, o gatewaytest.CertOptions) []tls.Certificate {
+	t.Helper()
+	if o.CommonName == "" {
+		o.CommonName = name
+	}
+	crt, key := pk.Issue(t, name, o)
+	c, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []tls.Certificate{c}
 }
