@@ -65,7 +65,7 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	// Engines validate their sections and upstream URLs; nothing is dialed
 	// and no call passes, so the pipeline needs no auditor.
-	gws, err := buildListeners(cfg, newPipeline(cfg, pol, nil, log), log)
+	gws, _, err := buildListeners(cfg, newPipeline(cfg, pol, nil, log), log)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ const runSynopsis = "--config FILE [--log-format auto|json|console] [--cpu-profi
 
 func init() {
 	register(command{name: "run", synopsis: runSynopsis, run: cmdRun,
-		help: "run the gateway in the foreground (SIGHUP or a change of the files reloads the policy and the OPC UA users files)"})
+		help: "run the gateway in the foreground (SIGHUP or a change of the files reloads the policy, the OPC UA users files and the Modbus/TCP Security certificates, CAs and CRLs)"})
 }
 
 func cmdRun(args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 	polRef.Store(pol)
 	go warnSamples(cfg, pol, log) // beside the start: a slow policy does not hold it up
 	p := newPipeline(cfg, pol, aw, log)
-	gws, err := buildListeners(cfg, p, log)
+	gws, tlsls, err := buildListeners(cfg, p, log)
 	if err != nil {
 		return err
 	}
@@ -217,8 +217,11 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		})
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
-	users := usersWatches(gws, aw, log)
-	wg.Go(func() { pollUsers(runCtx, users, cfg.Policy.ReloadInterval) })
+	watches := usersWatches(gws, aw, log)
+	for _, tl := range tlsls {
+		watches = append(watches, tlsWatch(tl, aw, log))
+	}
+	wg.Go(func() { pollWatches(runCtx, watches, cfg.Policy.ReloadInterval) })
 	if adminSrv != nil {
 		wg.Go(func() {
 			if err := adminSrv.Serve(runCtx, adminLn); err != nil {
@@ -236,7 +239,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		reloading = true
 		go func() {
 			defer func() { reloaded <- struct{}{} }()
-			for _, w := range users {
+			for _, w := range watches {
 				w.reloadNow()
 			}
 			changed, err := pol.ReloadContext(runCtx)
@@ -246,7 +249,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 			case changed:
 				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
 			default:
-				log.Info().Str("note", "SIGHUP reloads the policy and the OPC UA users files only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
+				log.Info().Str("note", "SIGHUP reloads the policy, the OPC UA users files and the tls files only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
 			}
 		}()
 	}
@@ -364,9 +367,10 @@ func newPipeline(cfg *config.Config, d gateway.Decider, a gateway.Auditor, log z
 }
 
 // buildListeners builds every listener's engine; nothing is dialed or bound.
-func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger) ([]*gateway.Listener, error) {
+func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger) ([]*gateway.Listener, []tlsListener, error) {
 	inv := gateway.NewInventory(cfg.Inventory())
 	var out []*gateway.Listener
+	var tls []tlsListener
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
 		newEngine, _ := gateway.Lookup(l.Protocol) // checked in config.Load
@@ -385,7 +389,7 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 			for _, g := range out {
 				g.Engine.Close()
 			}
-			return nil, l.SectionError(err)
+			return nil, nil, l.SectionError(err)
 		}
 		gl := &gateway.Listener{
 			Name: l.Name, Protocol: l.Protocol, Gateway: cfg.Gateway.ID, Target: target,
@@ -394,15 +398,20 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 		if t := l.TLS; t != nil {
 			// Modbus/TCP Security: the certificate is the principal, the
 			// inventory only names the machine.
-			gl.TLS, gl.HandshakeTimeout = modbus.ServerTLS(t.Certificate, t.ClientCAs), t.HandshakeTimeout
+			srv := newTLSServer(t.TLSFiles)
+			gl.TLS, gl.HandshakeTimeout = srv.Config(), t.HandshakeTimeout
 			gl.Identify = &gateway.CertIdentifier{Inventory: inv, Roles: modbus.CertRoles}
 			if leaf := t.Certificate.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
 				llog.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).Msg("tls.cert has expired: clients will refuse the gateway")
 			}
+			for _, s := range t.StaleCRLs(time.Now()) {
+				llog.Warn().Str("crl", t.CRL).Msg(s + "; it still revokes what it lists")
+			}
+			tls = append(tls, tlsListener{cfg: t, srv: srv, gl: gl})
 		}
 		out = append(out, gl)
 	}
-	return out, nil
+	return out, tls, nil
 }
 
 // isTerminal says whether w is a terminal.

@@ -47,7 +47,7 @@ audit:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := buildListeners(cfg, &gateway.Pipeline{}, zerolog.Nop())
+	ls, _, err := buildListeners(cfg, &gateway.Pipeline{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestUsersWatchSettlesAndAuditsOnce(t *testing.T) {
 	writeFile(t, path, "[]\n")
 	eng := &fakeUsersEngine{path: path}
 	rec := &fakeRecorder{}
-	w := &usersWatch{listener: "line1", path: path, eng: eng, aw: rec, log: zerolog.Nop()}
+	w := newUsersWatch("line1", eng, rec, zerolog.Nop())
 	poll := func(wantReads int, what string) {
 		t.Helper()
 		w.poll()

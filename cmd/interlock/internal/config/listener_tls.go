@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -17,13 +18,106 @@ type ListenerTLS struct {
 	Cert     string `yaml:"cert"`      // PEM: the gateway's certificate, its chain after it
 	Key      string `yaml:"key"`       // PEM: its private key
 	ClientCA string `yaml:"client_ca"` // PEM bundle: the CAs that issue client certificates
+	// CRL, when set, is a file of CRLs (PEM or one DER) of the client CAs:
+	// revocation is then checked for every client, and a CA without a CRL
+	// in it refuses its clients (revocation unknown).
+	CRL string `yaml:"crl"`
 	// HandshakeTimeout bounds a client's TLS handshake; default 10s.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 
-	// Read at Load: the certificate with its key (Leaf set) and the pool
-	// of client CAs.
-	Certificate tls.Certificate `yaml:"-"`
-	ClientCAs   *x509.CertPool  `yaml:"-"`
+	// Read at Load (TLSFiles, as ReadFiles reads them).
+	TLSFiles `yaml:"-"`
+}
+
+// TLSFiles is what a tls section's files hold.
+type TLSFiles struct {
+	Certificate tls.Certificate // with its key, Leaf set
+	ClientCAs   *x509.CertPool
+	CRLs        []*x509.RevocationList // none without tls.crl
+}
+
+// FileError is a tls section's file that could not be used: Key names the
+// setting (tls.cert, tls.key, tls.client_ca, tls.crl).
+type FileError struct {
+	Key string
+	Err error
+}
+
+func (e *FileError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// Paths are the files of the section (resolved at Load), crl last when set.
+func (t *ListenerTLS) Paths() []string {
+	p := []string{t.Cert, t.Key, t.ClientCA}
+	if t.CRL != "" {
+		p = append(p, t.CRL)
+	}
+	return p
+}
+
+// ReadFiles reads the section's files, at Load and again when a running
+// gateway reloads them: the certificate and its key, the client CAs, and
+// the CRLs, each of which must be signed by one of the client CAs. An error
+// is a *FileError naming the setting at fault.
+func (t *ListenerTLS) ReadFiles() (TLSFiles, error) {
+	var f TLSFiles
+	fail := func(key, format string, a ...any) (TLSFiles, error) {
+		return TLSFiles{}, &FileError{Key: key, Err: fmt.Errorf(format, a...)}
+	}
+	certPEM, _, err := certs.ReadPEMCertificates(t.Cert)
+	if err != nil {
+		return fail("tls.cert", "%v", err)
+	}
+	keyPEM, err := os.ReadFile(t.Key)
+	if err != nil {
+		return fail("tls.key", "%v", err)
+	}
+	if f.Certificate, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		if strings.Contains(err.Error(), "does not match") {
+			return fail("tls.key", "%s is not the key of the certificate in %s (%v)", t.Key, t.Cert, err)
+		}
+		return fail("tls.key", "%s: %v", t.Key, err)
+	}
+	_, cas, err := certs.ReadPEMCertificates(t.ClientCA)
+	if err != nil {
+		return fail("tls.client_ca", "%v", err)
+	}
+	f.ClientCAs = x509.NewCertPool()
+	for _, ca := range cas {
+		f.ClientCAs.AddCert(ca)
+	}
+	if t.CRL == "" {
+		return f, nil
+	}
+	if f.CRLs, err = certs.ReadCRLFile(t.CRL); err != nil {
+		return fail("tls.crl", "%v", err)
+	}
+	for i, l := range f.CRLs {
+		signed := false
+		for _, ca := range cas {
+			if len(certs.CRLsOf(ca, []*x509.RevocationList{l})) > 0 {
+				signed = true
+				break
+			}
+		}
+		if !signed {
+			return fail("tls.crl", "%s: CRL %d, of %q, is not signed by a CA in tls.client_ca (%s)", t.CRL, i+1, l.Issuer.String(), t.ClientCA)
+		}
+	}
+	return f, nil
+}
+
+// StaleCRLs says which CRLs are past their next update at now, one line
+// each (they still revoke what they list; the CA's newer CRL belongs in
+// tls.crl).
+func (f TLSFiles) StaleCRLs(now time.Time) []string {
+	var out []string
+	for _, l := range f.CRLs {
+		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
+			out = append(out, fmt.Sprintf("the CRL of %q was due for its next update at %s", l.Issuer.String(), l.NextUpdate.UTC().Format(time.RFC3339)))
+		}
+	}
+	return out
 }
 
 // checkListenerTLS checks and reads a listener's tls section: the files
@@ -54,27 +148,14 @@ func (c *Config) checkListenerTLS(l *Listener) error {
 		t.HandshakeTimeout = gateway.DefaultHandshakeTimeout
 	}
 	t.Cert, t.Key, t.ClientCA = c.resolve(t.Cert), c.resolve(t.Key), c.resolve(t.ClientCA)
-	certPEM, _, err := certs.ReadPEMCertificates(t.Cert)
+	if t.CRL != "" {
+		t.CRL = c.resolve(t.CRL)
+	}
+	f, err := t.ReadFiles()
 	if err != nil {
-		return c.errf(0, l.key("tls.cert"), "%v", err)
+		fe := err.(*FileError)
+		return c.errf(0, l.key(fe.Key), "%v", fe.Err)
 	}
-	keyPEM, err := os.ReadFile(t.Key)
-	if err != nil {
-		return c.errf(0, l.key("tls.key"), "%v", err)
-	}
-	if t.Certificate, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		if strings.Contains(err.Error(), "does not match") {
-			return c.errf(0, l.key("tls.key"), "%s is not the key of the certificate in %s (%v)", t.Key, t.Cert, err)
-		}
-		return c.errf(0, l.key("tls.key"), "%s: %v", t.Key, err)
-	}
-	_, cas, err := certs.ReadPEMCertificates(t.ClientCA)
-	if err != nil {
-		return c.errf(0, l.key("tls.client_ca"), "%v", err)
-	}
-	t.ClientCAs = x509.NewCertPool()
-	for _, ca := range cas {
-		t.ClientCAs.AddCert(ca)
-	}
+	t.TLSFiles = f
 	return nil
 }
