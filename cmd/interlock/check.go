@@ -343,7 +343,8 @@ const certExpiryWarning = 30 * 24 * time.Hour
 
 // checkListenerCert looks at the gateway's certificate of a TLS listener:
 // expired is an error (no client would take it), expiring within 30 days
-// or not for server authentication a warning.
+// or not for server authentication a warning; so is a CRL past its next
+// update.
 func checkListenerCert(w io.Writer, cfg *config.Config, l *config.Listener, now time.Time) error {
 	if l.TLS == nil || l.TLS.Certificate.Leaf == nil {
 		return nil
@@ -360,6 +361,9 @@ func checkListenerCert(w io.Writer, cfg *config.Config, l *config.Listener, now 
 	}
 	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		warnAt(w, cfg, key, "%s is not for server authentication (extended key usage serverAuth): clients that check it refuse the gateway", l.TLS.Cert)
+	}
+	for _, stale := range l.TLS.StaleCRLs(now) {
+		warnAt(w, cfg, l.Key("tls.crl"), "%s: %s; it still revokes what it lists, but certificates revoked since are let in until the CA's newer CRL is here", l.TLS.CRL, stale)
 	}
 	return nil
 }

@@ -115,3 +115,35 @@ sources:
 		t.Fatalf("check: %v\nwant %s", err, want)
 	}
 }
+
+// check warns of a CRL past its next update, at its line, and says nothing
+// of a current one.
+func TestCheckStaleCRL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		next time.Time
+		warn bool
+	}{
+		{"current", time.Now().Add(24 * time.Hour), false},
+		{"stale", time.Now().Add(-2 * time.Hour).Truncate(time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGateway(t, gwOptions{upstreamPort: 502})
+			p := gatewaytest.NewTLSPKI(t)
+			crl, _ := p.CRL(t, "clients", tc.next)
+			_, line := withTLS(t, g, p, gatewaytest.CertOptions{CommonName: "gw", Server: true, NotAfter: time.Now().Add(90 * 24 * time.Hour)},
+				"      crl: "+crl+"\n")
+			var stdout bytes.Buffer
+			if err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &bytes.Buffer{}); err != nil {
+				t.Fatalf("check: %v", err)
+			}
+			want := fmt.Sprintf("%s:%d: warning: listeners[0].tls.crl: %s: the CRL of \"CN=Interlock test CA\" was due for its next update at %s; it still revokes what it lists",
+				g.config, line+3, crl, tc.next.UTC().Format(time.RFC3339))
+			if got := strings.Contains(stdout.String(), want); got != tc.warn {
+				t.Fatalf("check output:\n%s\nwant the line %v:\n%s", stdout.String(), tc.warn, want)
+			}
+		})
+	}
+}

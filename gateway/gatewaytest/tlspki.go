@@ -175,13 +175,18 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 }
 
 // CRL writes Dir/NAME.crl, a PEM CRL of the CA that revokes the
-// certificates given (none: an empty list), valid from an hour ago to
-// nextUpdate, and returns its path and the parsed list.
+// certificates given (none: an empty list), valid from an hour before now
+// (or before nextUpdate, if that is earlier) to nextUpdate, and returns its
+// path and the parsed list.
 func (p *TLSPKI) CRL(t testing.TB, name string, nextUpdate time.Time, revoked ...*x509.Certificate) (string, *x509.RevocationList) {
 	t.Helper()
+	from := time.Now()
+	if nextUpdate.Before(from) {
+		from = nextUpdate
+	}
 	tmpl := &x509.RevocationList{
 		Number:     serial(t),
-		ThisUpdate: time.Now().Add(-time.Hour),
+		ThisUpdate: from.Add(-time.Hour),
 		NextUpdate: nextUpdate,
 	}
 	for _, c := range revoked {

@@ -11,17 +11,20 @@ import (
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 )
 
-// tlsFiles writes a gateway certificate and key and a client CA into
-// dir/pki and returns the tls section that names them relatively.
+// tlsFiles writes a gateway certificate and key, a client CA and a CRL of
+// that CA (clients.crl, listing one certificate) into dir/pki and returns the
+// tls section that names the first three relatively.
 func tlsFiles(t *testing.T, dir string) string {
 	t.Helper()
 	p := gatewaytest.NewTLSPKI(t)
 	crt, key := p.Issue(t, "gateway", gatewaytest.CertOptions{CommonName: "gw", Server: true})
+	old, _ := p.Issue(t, "old", gatewaytest.CertOptions{CommonName: "old", Client: true})
+	crl, _ := p.CRL(t, "clients", time.Now().Add(time.Hour), gatewaytest.ReadCert(t, old))
 	pki := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pki, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for from, to := range map[string]string{crt: "gateway.crt", key: "gateway.key", p.CAFile: "clients.crt"} {
+	for from, to := range map[string]string{crt: "gateway.crt", key: "gateway.key", p.CAFile: "clients.crt", crl: "clients.crl"} {
 		b, err := os.ReadFile(from)
 		if err != nil {
 			t.Fatal(err)
@@ -57,6 +60,25 @@ func TestListenerTLSLoads(t *testing.T) {
 	if tl.Certificate.Leaf == nil || tl.Certificate.Leaf.Subject.CommonName != "gw" || tl.ClientCAs == nil {
 		t.Errorf("certificate or client CAs not read: %+v", tl)
 	}
+	if tl.CRL != "" || tl.CRLs != nil {
+		t.Errorf("CRLs without tls.crl: %q %v", tl.CRL, tl.CRLs)
+	}
+
+	// With crl, the CRLs are read and the path resolved.
+	body = strings.Replace(body, "    modbus:\n", "      crl: ./pki/clients.crl\n    modbus:\n", 1)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = config.Load(p); err != nil {
+		t.Fatal(err)
+	}
+	tl = c.Listeners[0].TLS
+	if tl.CRL != filepath.Join(dir, "pki", "clients.crl") || len(tl.CRLs) != 1 || len(tl.CRLs[0].RevokedCertificateEntries) != 1 {
+		t.Errorf("crl %q: %d CRLs read, want the one of pki/clients.crl with one entry", tl.CRL, len(tl.CRLs))
+	}
+	if paths := tl.Paths(); len(paths) != 4 || paths[3] != tl.CRL {
+		t.Errorf("Paths %q, want cert, key, client_ca, crl", paths)
+	}
 }
 
 // Each mistake in a tls section is an error naming the file, the line, the
@@ -64,6 +86,7 @@ func TestListenerTLSLoads(t *testing.T) {
 func TestListenerTLSErrors(t *testing.T) {
 	other := gatewaytest.NewTLSPKI(t)
 	_, otherKey := other.Issue(t, "other", gatewaytest.CertOptions{CommonName: "other", Server: true})
+	otherCRL, _ := other.CRL(t, "other", time.Now().Add(time.Hour))
 	for _, tc := range []struct {
 		name string
 		edit func(dir, section string) string // the new tls section
@@ -99,6 +122,16 @@ func TestListenerTLSErrors(t *testing.T) {
 		}, "config.yaml:11: listeners[0].tls.client_ca: DIR/pki/broken.crt: certificate 1: x509: malformed certificate"},
 		{"no client_ca file", func(dir, s string) string { return strings.Replace(s, "./pki/clients.crt", "./pki/nowhere.crt", 1) },
 			"config.yaml:11: listeners[0].tls.client_ca: open DIR/pki/nowhere.crt: no such file or directory"},
+		{"no crl file", func(dir, s string) string { return s + "      crl: ./pki/nowhere.crl\n" },
+			"config.yaml:12: listeners[0].tls.crl: open DIR/pki/nowhere.crl: no such file or directory"},
+		{"crl file with a certificate", func(dir, s string) string { return s + "      crl: ./pki/clients.crt\n" },
+			"config.yaml:12: listeners[0].tls.crl: DIR/pki/clients.crt holds no PEM X509 CRL block"},
+		{"crl file of garbage", func(dir, s string) string {
+			os.WriteFile(filepath.Join(dir, "pki", "garbage.crl"), []byte{0x30, 0x03, 1, 2, 3}, 0o600)
+			return s + "      crl: ./pki/garbage.crl\n"
+		}, "config.yaml:12: listeners[0].tls.crl: DIR/pki/garbage.crl: not a DER or PEM CRL: x509: malformed tbs crl"},
+		{"crl of another CA", func(dir, s string) string { return s + "      crl: " + otherCRL + "\n" },
+			"config.yaml:12: listeners[0].tls.crl: " + otherCRL + `: CRL 1, of "CN=Interlock test CA", is not signed by a CA in tls.client_ca (DIR/pki/clients.crt)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := write(t, good)
