@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,4 +333,114 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 		t.Errorf("%d session.auth_failed records, want %d: none for the held-back connection", n, failed)
 	}
 	verifyAudit(t, g.auditPath)
+}
+
+// replaceFile puts data at path by writing a new file and renaming it over
+// the old one, as the README tells operators to.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A running gateway's TLS files, reloaded: a CRL of another CA does not
+// load (one tls.load_failed naming tls.crl, however often it is read
+// again; pymodbus's TLS client is still served under the trust in force),
+// and a new gateway certificate with its key, renamed into place, is used
+// from the next handshake on (tls.load with its thumbprint) while a session
+// open all along goes on.
+func TestE2EModbusTLSReload(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerPymodbus)
+	_, v101, init := plcValues()
+	plc := startPLC(t, 0, init...)
+	g := newGateway(t, gwOptions{upstreamPort: plc.port, rego: map[string]string{"tls.rego": tlsRego}})
+	p := gatewaytest.NewTLSPKI(t)
+	crlFile, _ := p.CRL(t, "clients", time.Now().Add(24*time.Hour))
+	gwCert, _ := withTLS(t, g, p, gatewaytest.CertOptions{CommonName: "interlock", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}},
+		"      crl: "+crlFile+"\n")
+	p.Issue(t, "alice", gatewaytest.CertOptions{CommonName: "alice", Client: true, Role: "engineer"})
+	g.start(t)
+
+	serverCert := func() string {
+		t.Helper()
+		c := holdTLS(t, g.port, p.CAFile, p.Dir, "alice")
+		defer c.Close()
+		sum := sha1.Sum(c.ConnectionState().PeerCertificates[0].Raw)
+		return hex.EncodeToString(sum[:])
+	}
+	if got, want := serverCert(), thumbprintOf(t, gwCert); got != want {
+		t.Fatalf("the gateway presented %s, want %s", got, want)
+	}
+	held := holdTLS(t, g.port, p.CAFile, p.Dir, "alice")
+	if v := mbapRead(t, held, 1, 101); v != v101 {
+		t.Fatalf("held session read %d, want %d", v, v101)
+	}
+
+	// A CRL of another CA: not loaded, recorded once, the trust in force stays.
+	good := readFile(t, crlFile)
+	other := gatewaytest.NewTLSPKINamed(t, "another CA")
+	otherCRL, _ := other.CRL(t, "other", time.Now().Add(24*time.Hour))
+	replaceFile(t, crlFile, readFile(t, otherCRL))
+	failed := func(rs []record) []record { return eventsOf(rs, "tls.load_failed") }
+	recs := waitAudit(t, g.auditPath, 10*time.Second, "tls.load_failed", func(rs []record) bool { return len(failed(rs)) == 1 })
+	f := failed(recs)[0]
+	if !strings.Contains(f.str("error"), "listener plc1: tls.crl: "+crlFile+`: CRL 1, of "CN=another CA", is not signed by a CA in tls.client_ca`) ||
+		f.str("cert_thumbprint") != thumbprintOf(t, gwCert) || f.num("crls") != 1 {
+		t.Errorf("tls.load_failed: %s\nwant the error naming tls.crl, and the certificate and CRL in force", f)
+	}
+	env := tlsClientEnv(p, "alice")
+	if r := pyclientEnv(t, env, g.port, "read", 101, 1); r.Error != "" || !slices.Equal(r.Registers, []int{v101}) {
+		t.Fatalf("alice's read while the new CRL does not load: %+v, want [%d]", r, v101)
+	}
+	g.proc.signal(t, syscall.SIGHUP)
+	g.waitLog(t, 10*time.Second, "the SIGHUP's failed load", func(l map[string]any) bool {
+		return l["message"] == "tls files not loaded; the certificate and trust in force stay" && l["trigger"] == "SIGHUP"
+	})
+	if n := len(failed(readAudit(t, g.auditPath))); n != 1 {
+		t.Errorf("%d tls.load_failed records after a SIGHUP with the same error, want 1", n)
+	}
+
+	// A new certificate and key, renamed into place, with the good CRL back.
+	newCert, newKey := p.Issue(t, "gateway2", gatewaytest.CertOptions{CommonName: "interlock 2", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	cfgKey := strings.TrimSuffix(gwCert, ".crt") + ".key"
+	replaceFile(t, crlFile, good)
+	replaceFile(t, cfgKey, readFile(t, newKey))
+	replaceFile(t, gwCert, readFile(t, newCert))
+	want := thumbprintOf(t, newCert)
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "tls.load of the new certificate", func(rs []record) bool {
+		for _, r := range eventsOf(rs, "tls.load") {
+			if r.str("cert_thumbprint") == want {
+				return true
+			}
+		}
+		return false
+	})
+	loads := eventsOf(recs, "tls.load")
+	if l := loads[len(loads)-1]; l.str("cert_subject") != "CN=interlock 2" || l.num("sessions_ended") != 0 || l.num("crls") != 1 {
+		t.Errorf("tls.load: %s\nwant CN=interlock 2, no session ended, one CRL", l)
+	}
+	if got := serverCert(); got != want {
+		t.Fatalf("after the reload the gateway presented %s, want the new certificate %s", got, want)
+	}
+	if v := mbapRead(t, held, 2, 101); v != v101 {
+		t.Fatalf("held session read %d after the reload, want %d", v, v101)
+	}
+	if r := pyclientEnv(t, env, g.port, "read", 101, 1); r.Error != "" || !slices.Equal(r.Registers, []int{v101}) {
+		t.Fatalf("alice's read after the reload: %+v, want [%d]", r, v101)
+	}
 }
