@@ -192,13 +192,26 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 			}
 		}, "tls handshake: tls: first record does not look like a TLS handshake", ""},
 	}
+	// The silent socket's record comes at its handshake timeout, which a
+	// slow machine may reach while the clients below are refused: it is
+	// checked on its own after them.
+	const silentDetail = "tls handshake not done within the handshake timeout (3s)"
+	clientFails := func(rs []record) []record {
+		var out []record
+		for _, f := range eventsOf(rs, "session.auth_failed") {
+			if !strings.Contains(f.str("detail"), silentDetail) {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
 	seen := 0
 	for _, b := range bads {
 		b.run()
 		recs := waitAudit(t, g.auditPath, 10*time.Second, b.name+": session.auth_failed", func(rs []record) bool {
-			return len(eventsOf(rs, "session.auth_failed")) > seen
+			return len(clientFails(rs)) > seen
 		})
-		fs := eventsOf(recs, "session.auth_failed")
+		fs := clientFails(recs)
 		if len(fs) != seen+1 {
 			t.Fatalf("%s: %d auth_failed records, want %d", b.name, len(fs), seen+1)
 		}
@@ -228,12 +241,7 @@ func TestE2EModbusTLSRolesFromCertificates(t *testing.T) {
 		t.Fatalf("the silent socket was not closed by the gateway: %v", err)
 	}
 	waitAudit(t, g.auditPath, 10*time.Second, "the silent socket's session.auth_failed", func(rs []record) bool {
-		for _, f := range eventsOf(rs, "session.auth_failed") {
-			if strings.Contains(f.str("detail"), "tls handshake not done within the handshake timeout (3s)") {
-				return true
-			}
-		}
-		return false
+		return len(eventsOf(rs, "session.auth_failed"))-len(clientFails(rs)) == 1
 	})
 	if r := pyclientEnv(t, tlsClientEnv(p, "alice"), g.port, "read", 100, 2); !slices.Equal(r.Registers, []int{newVal, v101}) {
 		t.Fatalf("engineer read after the bad handshakes: %+v, want [%d %d]", r, newVal, v101)
