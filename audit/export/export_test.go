@@ -393,6 +393,8 @@ func TestSeverity(t *testing.T) {
 		"session.close with error":         SeverityLow,
 		"gateway.start":                    SeverityInformational,
 		"policy.load_failed":               SeverityMedium,
+		"tls.load":                         SeverityInformational,
+		"tls.load_failed":                  SeverityMedium,
 		"audit.checkpoint":                 SeverityInformational,
 		"audit.recovered":                  SeverityHigh,
 		"unknown event":                    SeverityInformational,

@@ -27,6 +27,8 @@ const (
 	lineGatewayStart   = `{"seq":2,"time":"2026-11-26T04:24:57.511095608Z","event":"gateway.start","gateway":"site-a-gw1","version":"1.4.0","boot_id":"984770b0","config":"/etc/interlock/config.yaml","policy_revision":"625cc695ee7ff6e5","policy_mode":"enforce","prev":"h1","hash":"h2"}`
 	lineGatewayStop    = `{"seq":99,"time":"2026-11-26T06:00:00.000000000Z","event":"gateway.stop","gateway":"site-a-gw1","boot_id":"984770b0","prev":"h98","hash":"h99"}`
 	linePolicyFailed   = `{"seq":90,"time":"2026-11-26T05:10:00.000000000Z","event":"policy.load_failed","gateway":"site-a-gw1","error":"policy/x.rego:3: rego_parse_error","prev":"h89","hash":"h90"}`
+	lineTLSLoad        = `{"seq":91,"time":"2026-11-26T05:11:00.000000000Z","event":"tls.load","gateway":"site-a-gw1","listener":"plc1-tls","paths":["/etc/interlock/gw.crt","/etc/interlock/gw.key","/etc/interlock/clients-ca.crt","/etc/interlock/clients.crl"],"cert_subject":"CN=interlock gateway","cert_thumbprint":"5b1e0f1c9d2a7e3b4c6d8e0f1a2b3c4d5e6f7a8b","cert_not_after":"2027-11-26T00:00:00Z","crls":1,"revoked_certificates":2,"sessions_ended":1,"stale_crls":["the CRL of \"CN=clients CA\" was due for its next update at 2026-11-20T00:00:00Z"],"prev":"h90","hash":"h91"}`
+	lineTLSFailed      = `{"seq":92,"time":"2026-11-26T05:12:00.000000000Z","event":"tls.load_failed","gateway":"site-a-gw1","listener":"plc1-tls","paths":["/etc/interlock/gw.crt","/etc/interlock/gw.key","/etc/interlock/clients-ca.crt","/etc/interlock/clients.crl"],"cert_subject":"CN=interlock gateway","cert_thumbprint":"5b1e0f1c9d2a7e3b4c6d8e0f1a2b3c4d5e6f7a8b","cert_not_after":"2027-11-26T00:00:00Z","crls":1,"revoked_certificates":2,"error":"listener plc1-tls: tls.crl: /etc/interlock/clients.crl: CRL 1, of \"CN=other\", is not signed by a CA in tls.client_ca","prev":"h91","hash":"h92"}`
 	lineTicketOpen     = `{"seq":45,"time":"2026-11-26T04:24:59.341205088Z","event":"ticket.open","gateway":"site-a-gw1","ticket_id":"T-1","by":"root","ticket":{"id":"T-1","user":"alice","targets":["plc1"],"access":["write"],"reason":"CHG-1234"},"prev":"h44","hash":"h45"}`
 	lineCheckpoint     = `{"seq":1001,"time":"2026-11-26T05:20:00.000000000Z","event":"audit.checkpoint","gateway":"site-a-gw1","checkpoint":{"gateway":"site-a-gw1","seq":1000,"hash":"h1000","time":"2026-11-26T05:20:00.000000000Z","boot_id":"984770b0","key_id":"k1","reason":"count","every":1000,"interval_ms":60000},"signature":"c2ln","prev":"h1000","hash":"h1001"}`
 	lineRecovered      = `{"seq":100,"time":"2026-11-26T06:10:00.000000000Z","event":"audit.recovered","gateway":"site-a-gw1","truncated_bytes":77,"truncated_offset":123456,"prev":"h99","hash":"h100"}`
@@ -70,6 +72,8 @@ func eventKinds(t testing.TB) map[string]*query.Record {
 		"gateway.start":                      parse(t, lineGatewayStart),
 		"gateway.stop":                       parse(t, lineGatewayStop),
 		"policy.load_failed":                 parse(t, linePolicyFailed),
+		"tls.load":                           parse(t, lineTLSLoad),
+		"tls.load_failed":                    parse(t, lineTLSFailed),
 		"ticket.open":                        parse(t, lineTicketOpen),
 		"audit.checkpoint":                   parse(t, lineCheckpoint),
 		"audit.recovered":                    parse(t, lineRecovered),

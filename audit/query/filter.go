@@ -52,7 +52,7 @@ var (
 	Events = []string{
 		audit.EventGatewayStart, audit.EventGatewayStop, audit.EventGatewayStartFailed,
 		"ticket.open", "ticket.approve", "ticket.close", "ticket.load", "ticket.load_refused", EventTicketRefused,
-		"policy.load", "policy.load_failed", "users.load", "users.load_failed",
+		"policy.load", "policy.load_failed", "users.load", "users.load_failed", "tls.load", "tls.load_failed",
 		audit.EventSessionOpen, audit.EventCall, audit.EventResult, audit.EventRequestRejected, audit.EventRequestRejectedSuppressed,
 		audit.EventSessionClose,
 		audit.EventSessionAuthFailed,

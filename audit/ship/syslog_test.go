@@ -136,6 +136,8 @@ func TestSeverities(t *testing.T) {
 		{"policy.load", ``, SeverityNotice},
 		{"users.load_failed", ``, SeverityError},
 		{"users.load", ``, SeverityNotice},
+		{"tls.load_failed", ``, SeverityError},
+		{"tls.load", ``, SeverityNotice},
 		{"gateway.start", ``, SeverityNotice},
 		{"ticket.open", ``, SeverityNotice},
 		{"audit.checkpoint", ``, SeverityNotice},
