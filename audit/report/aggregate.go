@@ -102,6 +102,25 @@ type usersLoad struct {
 	Error    string
 }
 
+// tlsLoad is a tls.load or tls.load_failed record: a Modbus/TCP Security
+// listener's certificate, key, client CAs and CRLs read again by the
+// running gateway. A failure's certificate and CRLs are those in force.
+type tlsLoad struct {
+	Time          time.Time
+	Seq           uint64
+	Event         string
+	Listener      string
+	Paths         []string
+	Subject       string
+	Thumbprint    string
+	NotAfter      time.Time
+	CRLs          int64
+	Revoked       int64 // entries over all CRLs
+	SessionsEnded int64 // open sessions whose client certificate no longer passed
+	StaleCRLs     []string
+	Error         string
+}
+
 type ticket struct {
 	ID        string
 	User      string
@@ -273,6 +292,9 @@ type aggregator struct {
 	loadFails  capped[eventRow]
 	usersLoads capped[usersLoad] // users.load in the period
 	usersFails capped[usersLoad] // users.load_failed in the period
+	tlsLoads   capped[tlsLoad]   // tls.load in the period
+	tlsFails   capped[tlsLoad]   // tls.load_failed in the period
+	tlsEnded   int64             // sessions_ended over the tls.load records in the period
 
 	// tickets are the ticket instances in log order: an id may be opened
 	// again once its ticket was closed or expired, and each open starts an
@@ -348,6 +370,8 @@ func newAggregator(o *Options) *aggregator {
 		loadFails:     newCapped[eventRow](n),
 		usersLoads:    newCapped[usersLoad](n),
 		usersFails:    newCapped[usersLoad](n),
+		tlsLoads:      newCapped[tlsLoad](n),
+		tlsFails:      newCapped[tlsLoad](n),
 		ticketCur:     map[string]*ticket{},
 		ticketRefused: newCapped[eventRow](n),
 		adminRefused:  newCapped[eventRow](n),
@@ -445,6 +469,10 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	case eventUsersLoad, eventUsersLoadFailed:
 		if in {
 			a.usersLoad(line, r, t)
+		}
+	case eventTLSLoad, eventTLSLoadFailed:
+		if in {
+			a.tlsLoad(line, r, t)
 		}
 	case eventTicketOpen, eventTicketApprove, eventTicketClose, eventTicketLoad:
 		a.ticketEvent(r, t)
@@ -968,16 +996,49 @@ func (a *aggregator) usersLoad(line []byte, r *record, t time.Time) {
 
 // names keeps the first maxUserNames of a list of user names, each
 // clipped, and "… N more" for the rest.
-func names(list []string) []string {
-	out := make([]string, 0, min(len(list), maxUserNames+1))
+func names(list []string) []string { return firstOf(list, maxUserNames, 64) }
+
+// firstOf keeps the first keep strings of a list, each clipped to width
+// bytes, and "… N more" for the rest: a row stays small whatever the log says.
+func firstOf(list []string, keep, width int) []string {
+	out := make([]string, 0, min(len(list), keep+1))
 	for i, n := range list {
-		if i == maxUserNames {
+		if i == keep {
 			out = append(out, fmt.Sprintf("… %d more", len(list)-i))
 			break
 		}
-		out = append(out, clip(n, 64))
+		out = append(out, clip(n, width))
 	}
 	return out
+}
+
+// tlsLoad files a tls.load or tls.load_failed record. Its certificate and
+// CRL fields are not in the record the decoder fills, so the line is read
+// again: these records are rare.
+func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
+	var f struct {
+		Paths      []string `json:"paths"`
+		Subject    string   `json:"cert_subject"`
+		Thumbprint string   `json:"cert_thumbprint"`
+		NotAfter   string   `json:"cert_not_after"`
+		CRLs       int64    `json:"crls"`
+		Revoked    int64    `json:"revoked_certificates"`
+		Ended      int64    `json:"sessions_ended"`
+		Stale      []string `json:"stale_crls"`
+	}
+	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
+	row := tlsLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
+		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
+		CRLs: f.CRLs, Revoked: f.Revoked, SessionsEnded: f.Ended, StaleCRLs: firstOf(f.Stale, 8, 256)}
+	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
+		row.NotAfter = na.UTC()
+	}
+	if r.Event == eventTLSLoadFailed {
+		a.tlsFails.add(row)
+		return
+	}
+	a.tlsEnded += max(f.Ended, 0)
+	a.tlsLoads.add(row)
 }
 
 func (a *aggregator) gatewayStart(r *record, t time.Time, in bool) {

@@ -103,7 +103,8 @@ func openWriter(t *testing.T, path string) *audit.Writer {
 }
 
 // recordHostile writes a session and calls whose every free-text field is
-// hostile: user, roles, source name, target, function, reasons, details.
+// hostile: user, roles, source name, target, function, reasons, details,
+// and the certificate and files of Modbus/TCP Security file loads.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -128,6 +129,19 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 		t.Fatal(err)
 	}
 	if err := w.Record("policy.load", false, func(e *zerolog.Event) { e.Str("policy_revision", hostile).Strs("files", []string{hostile}) }); err != nil {
+		t.Fatal(err)
+	}
+	tlsFields := func(e *zerolog.Event) {
+		e.Str("listener", hostile).Strs("paths", []string{hostile}).Str("cert_subject", hostile).Str("cert_thumbprint", hostile).
+			Time("cert_not_after", time.Now()).Int("crls", 1).Int("revoked_certificates", 1)
+	}
+	if err := w.Record("tls.load", true, func(e *zerolog.Event) {
+		tlsFields(e)
+		e.Int("sessions_ended", 1).Strs("stale_crls", []string{hostile})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("tls.load_failed", true, func(e *zerolog.Event) { tlsFields(e); e.Str("error", hostile) }); err != nil {
 		t.Fatal(err)
 	}
 	w.SessionEnd(ctx, s, errors.New(hostile))

@@ -17,6 +17,8 @@ const (
 	eventPolicyLoadFailed  = "policy.load_failed"
 	eventUsersLoad         = "users.load"        // an OPC UA listener's users file loaded again with a user changed
 	eventUsersLoadFailed   = "users.load_failed" // it did not load; the users in force stay
+	eventTLSLoad           = "tls.load"          // a Modbus/TCP Security listener's certificate or trust loaded again, changed
+	eventTLSLoadFailed     = "tls.load_failed"   // its files did not load; the certificate and trust in force stay
 	eventCheckpoint        = audit.EventCheckpoint
 	eventRotated           = audit.EventRotated
 	eventRetention         = audit.EventRetention

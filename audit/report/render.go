@@ -297,6 +297,11 @@ type page struct {
 	UsersLoadsCap             tableCap
 	UsersFails                []usersLoad
 	UsersFailsCap             tableCap
+	TLSLoads                  []tlsLoad
+	TLSLoadsCap               tableCap
+	TLSFails                  []tlsLoad
+	TLSFailsCap               tableCap
+	TLSEnded                  int64 // sessions ended by the tls.load records in the period
 	Tickets                   []ticketRow
 	TicketsMore               int
 	TicketsOverflow           bool
@@ -405,6 +410,7 @@ func (r *Report) view() *page {
 		RevAtStart: a.revAtStart, RevFirst: a.revAtStart == "" && len(a.revOrder) > 0, RevChanges: a.revChanges.Rows, RevChangesCap: capOf(&a.revChanges),
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
 		UsersLoads: a.usersLoads.Rows, UsersLoadsCap: capOf(&a.usersLoads), UsersFails: a.usersFails.Rows, UsersFailsCap: capOf(&a.usersFails),
+		TLSLoads: a.tlsLoads.Rows, TLSLoadsCap: capOf(&a.tlsLoads), TLSFails: a.tlsFails.Rows, TLSFailsCap: capOf(&a.tlsFails), TLSEnded: a.tlsEnded,
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
 		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
@@ -827,6 +833,16 @@ func (r *Report) findings(p *page) []string {
 	}
 	if a.usersFails.Total > 0 {
 		f = append(f, fmt.Sprintf("%s failed; the users in force stayed (users.load_failed).", plural(a.usersFails.Total, "OPC UA users-file load")))
+	}
+	if n := a.tlsLoads.Total; n > 0 {
+		s := fmt.Sprintf("The Modbus/TCP Security certificates or trust changed %s in the period (tls.load)", times(n))
+		if e := a.tlsEnded; e > 0 {
+			s += fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(e, "session"), were(e), word(e, "its", "their"))
+		}
+		f = append(f, s+".")
+	}
+	if a.tlsFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%s failed; the certificate and trust in force stayed (tls.load_failed).", plural(a.tlsFails.Total, "Modbus/TCP Security file load")))
 	}
 	var unverified []string
 	for _, row := range p.Revisions {
