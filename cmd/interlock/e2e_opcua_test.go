@@ -27,6 +27,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuasim"
 	"github.com/interlock-ics/interlock/gateway/opcua/opcuatest"
@@ -475,5 +476,83 @@ func TestE2ECheckOPCUASamples(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "write from OPC UA user alice to line1") ||
 		!strings.Contains(r.stderr, `window tz "Europe/Brelin" is not a time zone`) {
 		t.Errorf("check with users: passthrough and alice in the inventory: exit %d, want 1 naming alice's OPC UA write and the tz\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A node-opcua client reading at Basic256Sha256 SignAndEncrypt through the
+// binary is cut off when an operator takes its certificate out of the
+// trust list with `interlock certs reject`: the running gateway sees the
+// change, records pki.load with the session it ended, the session's
+// session.close says why, and the client's reads fail from then on.
+func TestE2EOPCUACertificateRejectedWhileConnected(t *testing.T) {
+	gatewaytest.RequirePeer(t, gatewaytest.PeerNodeOPCUA)
+	upstream := startSimOPCUA(t)
+	g := newOPCUAGateway(t, upstream)
+	g.start(t)
+	pki := filepath.Join(g.dir, "pki")
+	certDir := t.TempDir()
+	sc := opcuatest.Scenario{Endpoint: fmt.Sprintf("opc.tcp://127.0.0.1:%d", g.port),
+		SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt", CertDir: certDir,
+		Steps: []opcuatest.Step{{Read: []string{opcuasim.NodeTemperature}}}}
+	if r := opcuatest.RunClient(t, sc); r.Session.OK {
+		t.Fatalf("an unknown client certificate opened a session: %+v", r)
+	}
+	cert, err := opcuatest.ClientCertificate(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thumb := certs.Thumbprint(cert)
+	if r := interlock(t, "certs", "trust", "--pki", pki, thumb); r.code != 0 {
+		t.Fatalf("certs trust: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	sc.Steps = []opcuatest.Step{{ReadLoop: &opcuatest.ReadLoop{Node: opcuasim.NodeTemperature, Seconds: 10}}}
+	client := opcuatest.StartClient(t, sc)
+	waitAudit(t, g.auditPath, 15*time.Second, "the client's session.open", func(rs []record) bool {
+		for _, o := range eventsOf(rs, "session.open") {
+			if o.str("principal.cert_thumbprint") == thumb && o.get("success") == true {
+				return true
+			}
+		}
+		return false
+	})
+	if r := interlock(t, "certs", "reject", "--pki", pki, thumb); r.code != 0 {
+		t.Fatalf("certs reject: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	recs := waitAudit(t, g.auditPath, 15*time.Second, "a pki.load that ended the session", func(rs []record) bool {
+		for _, l := range eventsOf(rs, "pki.load") {
+			if l.num("sessions_ended") == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	var load record
+	for _, l := range eventsOf(recs, "pki.load") {
+		load = l
+	}
+	if load.str("listener") != "line1" || load.num("pki.trusted_certs") != 0 || len(load.strs("paths")) != 4 {
+		t.Errorf("pki.load: %s\nwant listener line1, no certificate trusted any more, the four trust folders", load)
+	}
+	var ended []record
+	for _, c := range eventsOf(recs, "session.close") {
+		if c.str("principal.cert_thumbprint") == thumb {
+			ended = append(ended, c)
+		}
+	}
+	if len(ended) != 1 || !strings.Contains(ended[0].str("error"), "the client application certificate no longer passes") ||
+		!strings.Contains(ended[0].str("error"), "Bad_CertificateUntrusted") {
+		t.Errorf("the client's session.close records: %v, want one saying its certificate is no longer trusted", ended)
+	}
+	res, err := client.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) != 1 {
+		t.Fatalf("client: %+v\n%s", res, res.Log)
+	}
+	if loop := res.Steps[0]; loop.Reads == 0 || loop.Errors == 0 || loop.ReadsAfterLastError != 0 {
+		t.Errorf("read loop: %d reads, %d errors, %d reads after the last error (first %q); want reads, then only errors",
+			loop.Reads, loop.Errors, loop.ReadsAfterLastError, loop.FirstError)
 	}
 }

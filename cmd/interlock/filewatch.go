@@ -16,7 +16,7 @@ type recorder interface {
 }
 
 // fileWatch keeps what one listener reads from files in force (its OPC UA
-// users file, its TLS certificate and trust): on SIGHUP, and when a file's
+// users file and trust lists, its TLS certificate and trust): on SIGHUP, and when a file's
 // size or modification time changed and then stayed the same for one poll,
 // so that a file caught half written is not read. Files that do not load
 // leave what is in force; each distinct failure is audited once. The
@@ -43,9 +43,12 @@ type loaded struct {
 }
 
 // fileSig is what a poll sees of a file: size and modification time, or
-// why it could not be seen.
+// why it could not be seen. Of a folder it is the number of its files,
+// their sizes added up, and the latest modification time of the folder and
+// its files: a file added, removed, renamed in or written changes it.
 type fileSig struct {
 	size  int64
+	files int
 	mtime time.Time
 	err   string
 }
@@ -55,7 +58,25 @@ func statSig(path string) fileSig {
 	if err != nil {
 		return fileSig{err: err.Error()}
 	}
-	return fileSig{size: fi.Size(), mtime: fi.ModTime()}
+	if !fi.IsDir() {
+		return fileSig{size: fi.Size(), mtime: fi.ModTime()}
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return fileSig{err: err.Error()}
+	}
+	sig := fileSig{mtime: fi.ModTime(), files: len(ents)}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			continue // removed since the listing: the folder's time says so
+		}
+		sig.size += info.Size()
+		if info.ModTime().After(sig.mtime) {
+			sig.mtime = info.ModTime()
+		}
+	}
+	return sig
 }
 
 func (w *fileWatch) stat() []fileSig {
@@ -114,15 +135,19 @@ func (w *fileWatch) reloadNow() {
 func (w *fileWatch) reload(sig []fileSig, why string) {
 	w.loaded = sig
 	r, err := w.load()
-	fields := func(e *zerolog.Event) {
-		e.Str("listener", w.listener)
+	// The log's lines name the listener already; the records do here.
+	logFields := func(e *zerolog.Event) {
 		if r.fields != nil {
 			r.fields(e)
 		}
 	}
+	fields := func(e *zerolog.Event) {
+		e.Str("listener", w.listener)
+		logFields(e)
+	}
 	if err != nil {
 		ev := w.log.Error().Err(err).Str("trigger", why)
-		fields(ev)
+		logFields(ev)
 		ev.Msg(r.failMsg)
 		if err.Error() == w.lastFail {
 			return // audited already
@@ -138,13 +163,13 @@ func (w *fileWatch) reload(sig []fileSig, why string) {
 	if r.unchanged {
 		if why == "SIGHUP" {
 			ev := w.log.Info()
-			fields(ev)
+			logFields(ev)
 			ev.Msg("SIGHUP: " + w.kind + " files unchanged")
 		}
 		return
 	}
 	ev := w.log.Info().Str("trigger", why)
-	fields(ev)
+	logFields(ev)
 	ev.Msg(r.msg)
 	event := w.kind + ".load"
 	if aerr := w.aw.Record(event, true, fields); aerr != nil {

@@ -217,7 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 		})
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
-	watches := usersWatches(gws, aw, log)
+	watches := append(usersWatches(gws, aw, log), pkiWatches(gws, aw, log)...)
 	for _, tl := range tlsls {
 		watches = append(watches, tlsWatch(tl, aw, log))
 	}

@@ -173,9 +173,10 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 		return fault(h, aerr.code)
 	}
 	newNonce := newNonce()
+	userCert := x509TokenCert(req)
 	if activated {
 		s.mu.Lock()
-		s.nonce = newNonce
+		s.nonce, s.userCert = newNonce, userCert
 		s.mu.Unlock()
 		c.sessionOnChannel()
 		return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
@@ -212,12 +213,23 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 		up.Close()
 		return fault(h, ua.StatusBadSessionClosed)
 	}
-	s.gs, s.up, s.activated, s.nonce = gs, up, true, newNonce
+	s.gs, s.up, s.activated, s.nonce, s.userCert = gs, up, true, newNonce, userCert
 	s.live.Store(true)
 	s.mu.Unlock()
 	c.e.logins.Succeeded(gs.Source.IP)
 	c.sessionOnChannel()
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
+}
+
+// x509TokenCert is the certificate of an ActivateSession's X.509 user
+// token, nil for other tokens.
+func x509TokenCert(req *ua.ActivateSessionRequest) []byte {
+	if eo := req.UserIdentityToken; eo != nil {
+		if t, ok := eo.Value.(*ua.X509IdentityToken); ok {
+			return t.CertificateData
+		}
+	}
+	return nil
 }
 
 // sessionOnChannel tells the channel a session is active on it, which lifts

@@ -52,6 +52,9 @@ type Engine struct {
 	// validateUser checks an X.509 user token's certificate: against
 	// user_pki when it is set, else validate.
 	validateUser func(chain []byte) error
+	// pki and userPKI are the stores behind validate and validateUser
+	// (nil in tests that validate otherwise; userPKI nil without user_pki).
+	pki, userPKI *pki
 
 	// users is the users file in force (nil: passthrough or anonymous
 	// only); ReloadUsers swaps it, and each login reads it once.
@@ -117,6 +120,7 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		endpoint = endpointFromListen(spec.Listen)
 	}
 	e := newEngine(o, spec, cert, key, store.validate, users, endpoint)
+	e.pki = store
 	if o.UserPKI != "" {
 		us, err := openPKI(o.UserPKI)
 		if err != nil {
@@ -124,6 +128,7 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 			return nil, fmt.Errorf("user_pki: %w", err)
 		}
 		e.validateUser = func(c []byte) error { return us.validate(c, "") }
+		e.userPKI = us
 	}
 	return e, nil
 }
@@ -233,10 +238,11 @@ var (
 
 // endSession removes s, closes its upstream session and writes
 // session.close for an activated session (cause nil: the client closed
-// it). It is safe to call more than once.
-func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) {
+// it). It is safe to call more than once: it reports whether this call
+// ended the session.
+func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) bool {
 	if !e.sessions.remove(s) {
-		return
+		return false
 	}
 	s.mu.Lock()
 	gs, up := s.gs, s.up
@@ -248,6 +254,7 @@ func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) {
 	if gs != nil {
 		e.pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), gs, cause)
 	}
+	return true
 }
 
 // policyRevision names the policy decisions are made with, "" when the

@@ -44,6 +44,7 @@ type uaSession struct {
 	activated   bool
 	closed      bool
 	gs          *gateway.Session // set at activation, read-only afterwards
+	userCert    []byte           // the X.509 user token's certificate of the last activation, if any
 	up          *upstream
 	subs        map[uint32]bool    // subscription ids created through this session
 	subsPending int                // CreateSubscription requests on their way
