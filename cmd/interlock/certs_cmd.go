@@ -34,7 +34,7 @@ func init() {
 	register(command{group: "certs", name: "trust", synopsis: "--pki DIR (THUMBPRINT | FILE)", run: cmdCertsTrust,
 		help: "trust a rejected certificate (by thumbprint) or a certificate file"})
 	register(command{group: "certs", name: "reject", synopsis: "--pki DIR THUMBPRINT", run: cmdCertsReject,
-		help: "move a trusted certificate to rejected"})
+		help: "move a trusted certificate to rejected (a running gateway ends the open sessions that used it)"})
 }
 
 // maxCertDays bounds --days at a hundred years, well inside what a
