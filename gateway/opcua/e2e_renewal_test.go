@@ -19,15 +19,8 @@ func TestNodeOPCUATokenRenewals(t *testing.T) {
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{
 		SecurityPolicies: []string{"Basic256Sha256"}, SecurityModes: []string{"SignAndEncrypt"}, Anonymous: true,
 	}})
-	certDir := t.TempDir()
-	sc := opcuatest.Scenario{Endpoint: g.endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt", CertDir: certDir,
-		Steps: []opcuatest.Step{{Read: []string{opcuatest.NodePressure}}}}
-	opcuatest.RunClient(t, sc) // refused: it only makes the client's certificate
-	cert, err := opcuatest.ClientCertificate(certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	trust(t, g.store, cert)
+	sc := opcuatest.Scenario{Endpoint: g.endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt"}
+	trustedClient(t, g, &sc)
 
 	sc.TokenLifetime = 5 * time.Second
 	sc.Steps = []opcuatest.Step{{ReadLoop: &opcuatest.ReadLoop{Node: opcuatest.NodePressure, Seconds: 60}}}

@@ -77,6 +77,23 @@ func pkiWithKey(t testing.TB, uri string, bits int) (string, *certs.Store) {
 }
 
 // trust puts a DER certificate into the store's trust list.
+// trustedClient gives the node-opcua client of sc a certificate the
+// gateway trusts: a first run (refused, with a Read) makes it in a new
+// sc.CertDir, and the gateway's store trusts it. It returns the certificate.
+func trustedClient(t *testing.T, g *gw, sc *opcuatest.Scenario) []byte {
+	t.Helper()
+	sc.CertDir = t.TempDir()
+	first := *sc
+	first.Steps = []opcuatest.Step{{Read: []string{opcuatest.NodePressure}}}
+	opcuatest.RunClient(t, first) // refused: it only makes the client's certificate
+	cert, err := opcuatest.ClientCertificate(sc.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust(t, g.store, cert)
+	return cert
+}
+
 func trust(t *testing.T, st *certs.Store, der []byte) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), fmt.Sprintf("c%d.der", time.Now().UnixNano()))
