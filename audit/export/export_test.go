@@ -395,6 +395,8 @@ func TestSeverity(t *testing.T) {
 		"policy.load_failed":               SeverityMedium,
 		"tls.load":                         SeverityInformational,
 		"tls.load_failed":                  SeverityMedium,
+		"pki.load":                         SeverityInformational,
+		"pki.load_failed":                  SeverityMedium,
 		"audit.checkpoint":                 SeverityInformational,
 		"audit.recovered":                  SeverityHigh,
 		"unknown event":                    SeverityInformational,

@@ -138,6 +138,8 @@ func TestSeverities(t *testing.T) {
 		{"users.load", ``, SeverityNotice},
 		{"tls.load_failed", ``, SeverityError},
 		{"tls.load", ``, SeverityNotice},
+		{"pki.load_failed", `,"listener":"line1","error":"pki: trusted/certs: permission denied"`, SeverityError},
+		{"pki.load", `,"listener":"line1","pki":{"trusted_certs":2,"issuer_certs":1,"crls":1,"revoked_certificates":3},"sessions_ended":1`, SeverityNotice},
 		{"gateway.start", ``, SeverityNotice},
 		{"ticket.open", ``, SeverityNotice},
 		{"audit.checkpoint", ``, SeverityNotice},
