@@ -121,6 +121,30 @@ type tlsLoad struct {
 	Error         string
 }
 
+// pkiLoad is a pki.load or pki.load_failed record: an OPC UA listener's
+// trust lists read again by the running gateway and its open sessions
+// checked against them. A failure names only the listener and the error.
+type pkiLoad struct {
+	Time          time.Time
+	Seq           uint64
+	Event         string
+	Listener      string
+	Paths         []string // the watched folders
+	PKI           trustLists
+	UserPKI       trustLists
+	HasUserPKI    bool  // the listener has a user_pki for X.509 user tokens
+	SessionsEnded int64 // open sessions whose application or user certificate no longer passed
+	Error         string
+}
+
+// trustLists is what a certificate store's trust lists held at a pki.load.
+type trustLists struct {
+	Trusted int64 `json:"trusted_certs"`
+	Issuers int64 `json:"issuer_certs"`
+	CRLs    int64 `json:"crls"`
+	Revoked int64 `json:"revoked_certificates"` // entries over all CRLs
+}
+
 type ticket struct {
 	ID        string
 	User      string
@@ -295,6 +319,9 @@ type aggregator struct {
 	tlsLoads   capped[tlsLoad]   // tls.load in the period
 	tlsFails   capped[tlsLoad]   // tls.load_failed in the period
 	tlsEnded   int64             // sessions_ended over the tls.load records in the period
+	pkiLoads   capped[pkiLoad]   // pki.load in the period
+	pkiFails   capped[pkiLoad]   // pki.load_failed in the period
+	pkiEnded   int64             // sessions_ended over the pki.load records in the period
 
 	// tickets are the ticket instances in log order: an id may be opened
 	// again once its ticket was closed or expired, and each open starts an
@@ -372,6 +399,8 @@ func newAggregator(o *Options) *aggregator {
 		usersFails:    newCapped[usersLoad](n),
 		tlsLoads:      newCapped[tlsLoad](n),
 		tlsFails:      newCapped[tlsLoad](n),
+		pkiLoads:      newCapped[pkiLoad](n),
+		pkiFails:      newCapped[pkiLoad](n),
 		ticketCur:     map[string]*ticket{},
 		ticketRefused: newCapped[eventRow](n),
 		adminRefused:  newCapped[eventRow](n),
@@ -473,6 +502,10 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	case eventTLSLoad, eventTLSLoadFailed:
 		if in {
 			a.tlsLoad(line, r, t)
+		}
+	case eventPKILoad, eventPKILoadFailed:
+		if in {
+			a.pkiLoad(line, r, t)
 		}
 	case eventTicketOpen, eventTicketApprove, eventTicketClose, eventTicketLoad:
 		a.ticketEvent(r, t)
@@ -1039,6 +1072,30 @@ func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
 	}
 	a.tlsEnded += max(f.Ended, 0)
 	a.tlsLoads.add(row)
+}
+
+// pkiLoad files a pki.load or pki.load_failed record. Its folders and
+// trust-list counts are not in the record the decoder fills, so the line is
+// read again: these records are rare.
+func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
+	var f struct {
+		Paths   []string        `json:"paths"`
+		PKI     trustLists      `json:"pki"`
+		UserPKI json.RawMessage `json:"user_pki"` // a pointer would be set by a value of another type too
+		Ended   int64           `json:"sessions_ended"`
+	}
+	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
+	row := pkiLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
+		Paths: firstOf(f.Paths, 8, 256), PKI: f.PKI, SessionsEnded: f.Ended}
+	if len(f.UserPKI) > 0 && f.UserPKI[0] == '{' && json.Unmarshal(f.UserPKI, &row.UserPKI) == nil {
+		row.HasUserPKI = true
+	}
+	if r.Event == eventPKILoadFailed {
+		a.pkiFails.add(row)
+		return
+	}
+	a.pkiEnded += max(f.Ended, 0)
+	a.pkiLoads.add(row)
 }
 
 func (a *aggregator) gatewayStart(r *record, t time.Time, in bool) {

@@ -104,7 +104,8 @@ func openWriter(t *testing.T, path string) *audit.Writer {
 
 // recordHostile writes a session and calls whose every free-text field is
 // hostile: user, roles, source name, target, function, reasons, details,
-// and the certificate and files of Modbus/TCP Security file loads.
+// the certificate and files of Modbus/TCP Security file loads, and the
+// listener, folders and error of OPC UA trust-list checks.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -142,6 +143,17 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 		t.Fatal(err)
 	}
 	if err := w.Record("tls.load_failed", true, func(e *zerolog.Event) { tlsFields(e); e.Str("error", hostile) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("pki.load", true, func(e *zerolog.Event) {
+		trust := func() *zerolog.Event {
+			return zerolog.Dict().Int("trusted_certs", 1).Int("issuer_certs", 1).Int("crls", 1).Int("revoked_certificates", 1)
+		}
+		e.Str("listener", hostile).Strs("paths", []string{hostile}).Dict("pki", trust()).Dict("user_pki", trust()).Int("sessions_ended", 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("pki.load_failed", true, func(e *zerolog.Event) { e.Str("listener", hostile).Str("error", hostile) }); err != nil {
 		t.Fatal(err)
 	}
 	w.SessionEnd(ctx, s, errors.New(hostile))

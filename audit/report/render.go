@@ -302,6 +302,11 @@ type page struct {
 	TLSFails                  []tlsLoad
 	TLSFailsCap               tableCap
 	TLSEnded                  int64 // sessions ended by the tls.load records in the period
+	PKILoads                  []pkiLoad
+	PKILoadsCap               tableCap
+	PKIFails                  []pkiLoad
+	PKIFailsCap               tableCap
+	PKIEnded                  int64 // sessions ended by the pki.load records in the period
 	Tickets                   []ticketRow
 	TicketsMore               int
 	TicketsOverflow           bool
@@ -411,6 +416,7 @@ func (r *Report) view() *page {
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
 		UsersLoads: a.usersLoads.Rows, UsersLoadsCap: capOf(&a.usersLoads), UsersFails: a.usersFails.Rows, UsersFailsCap: capOf(&a.usersFails),
 		TLSLoads: a.tlsLoads.Rows, TLSLoadsCap: capOf(&a.tlsLoads), TLSFails: a.tlsFails.Rows, TLSFailsCap: capOf(&a.tlsFails), TLSEnded: a.tlsEnded,
+		PKILoads: a.pkiLoads.Rows, PKILoadsCap: capOf(&a.pkiLoads), PKIFails: a.pkiFails.Rows, PKIFailsCap: capOf(&a.pkiFails), PKIEnded: a.pkiEnded,
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
 		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
@@ -843,6 +849,16 @@ func (r *Report) findings(p *page) []string {
 	}
 	if a.tlsFails.Total > 0 {
 		f = append(f, fmt.Sprintf("%s failed; the certificate and trust in force stayed (tls.load_failed).", plural(a.tlsFails.Total, "Modbus/TCP Security file load")))
+	}
+	if n := a.pkiLoads.Total; n > 0 {
+		s := fmt.Sprintf("The OPC UA trust lists changed %s in the period (pki.load)", times(n))
+		if e := a.pkiEnded; e > 0 {
+			s += fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(e, "session"), were(e), word(e, "its", "their"))
+		}
+		f = append(f, s+".")
+	}
+	if a.pkiFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%s failed; open sessions were not checked again (pki.load_failed).", plural(a.pkiFails.Total, "OPC UA trust-list read")))
 	}
 	var unverified []string
 	for _, row := range p.Revisions {

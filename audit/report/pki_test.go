@@ -1,0 +1,172 @@
+package report
+
+import (
+	"fmt"
+	"html"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// trustFolders are the folders a pki.load names for a store at dir.
+func trustFolders(dir string) []string {
+	return []string{dir + "/trusted/certs", dir + "/trusted/crl", dir + "/issuer/certs", dir + "/issuer/crl"}
+}
+
+// trustSummary is a pki or user_pki object as a pki.load writes it.
+func trustSummary(trusted, issuers, crls, revoked int) map[string]int {
+	return map[string]int{"trusted_certs": trusted, "issuer_certs": issuers, "crls": crls, "revoked_certificates": revoked}
+}
+
+// OPC UA trust-list checks are shown beside the Modbus/TCP Security file
+// loads: when, which listener and folders, what the trust lists of pki (and
+// user_pki) held, and the sessions they ended; a failed read is a finding.
+// None of them is filed under the events the report does not interpret.
+func TestReportPKILoads(t *testing.T) {
+	l := newLog(t)
+	at := func(s string) time.Time { return ts("2026-11-26T" + s + "Z") }
+	paths := append(trustFolders("/etc/interlock/pki"), trustFolders("/etc/interlock/user-pki")...)
+	const badRead = `user_pki: open /etc/interlock/user-pki/trusted/certs: permission denied`
+	l.add(ts("2026-11-25T22:00:00Z"), "pki.load", field{"listener", "before-period"}, field{"paths", paths[:4]},
+		field{"pki", trustSummary(9, 9, 9, 9)}, field{"sessions_ended", 5})
+	l.add(at("08:00:00"), "pki.load", field{"listener", hostileUser}, field{"paths", paths},
+		field{"pki", trustSummary(3, 1, 1, 2)}, field{"user_pki", trustSummary(5, 4, 6, 7)}, field{"sessions_ended", 1})
+	l.add(at("08:30:00"), "pki.load", field{"listener", "line2"}, field{"paths", paths[:4]},
+		field{"pki", trustSummary(0, 0, 0, 0)}, field{"sessions_ended", 2})
+	l.add(at("09:00:00"), "pki.load_failed", field{"listener", "line1"}, field{"error", badRead})
+	rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+	a := rep.agg
+	for _, ev := range []string{"pki.load", "pki.load_failed"} {
+		if o := a.others.m[ev]; o != nil {
+			t.Errorf("%s is filed under events the report does not interpret", ev)
+		}
+	}
+	if a.pkiLoads.Total != 2 || a.pkiFails.Total != 1 || a.pkiEnded != 3 {
+		t.Fatalf("pki loads %d, failures %d, sessions ended %d in the period; want 2, 1 and 3", a.pkiLoads.Total, a.pkiFails.Total, a.pkiEnded)
+	}
+	if got := a.pkiLoads.Rows[0]; got.Listener != hostileUser || !slices.Equal(got.Paths, paths) ||
+		got.PKI != (trustLists{Trusted: 3, Issuers: 1, CRLs: 1, Revoked: 2}) || !got.HasUserPKI ||
+		got.UserPKI != (trustLists{Trusted: 5, Issuers: 4, CRLs: 6, Revoked: 7}) || got.SessionsEnded != 1 {
+		t.Errorf("pki.load row: %+v", got)
+	}
+	if got := a.pkiLoads.Rows[1]; got.HasUserPKI || got.SessionsEnded != 2 {
+		t.Errorf("pki.load row without user_pki: %+v", got)
+	}
+	if got := a.pkiFails.Rows[0]; got.Listener != "line1" || got.Error != badRead {
+		t.Errorf("pki.load_failed row: %+v", got)
+	}
+
+	i := strings.Index(page, `<section id="policy">`)
+	j := strings.Index(page[i:], "</section>")
+	sec := page[i : i+j]
+	if strings.Contains(sec, hostileUser) {
+		t.Errorf("a listener name is in the page unescaped")
+	}
+	for _, want := range []string{`<span data-k="pki-changes">2</span>`, `<span data-k="pki-sessions-ended">3</span>`} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("the policy section lacks %s", want)
+		}
+	}
+	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(sec, " "))
+	text = strings.Join(strings.Fields(text), " ")
+	for _, want := range []string{
+		"OPC UA trust lists", "is a pki.load record. Changes in the period: 2 .",
+		"2026-11-26 08:00:00.000 seq 2 " + hostileUser + " " + strings.Join(paths, ", ") +
+			" 3 user_pki 5 1 user_pki 4 1 user_pki 6 2 user_pki 7 1",
+		"2026-11-26 08:30:00.000 seq 3 line2 " + strings.Join(paths[:4], ", ") + " 0 0 0 0 2",
+		"1 OPC UA trust-list read failed ( pki.load_failed , once per distinct error); open sessions were not checked again.",
+		"2026-11-26 09:00:00.000 seq 4 line1 " + badRead,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the policy section lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "before-period") {
+		t.Errorf("a pki.load before the period is shown in it")
+	}
+	p := rep.view()
+	for _, want := range []string{
+		"The OPC UA trust lists changed twice in the period (pki.load); 3 sessions were ended because their certificate no longer passed.",
+		"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed).",
+	} {
+		if !slices.Contains(p.Findings, want) {
+			t.Errorf("findings lack %q: %q", want, p.Findings)
+		}
+	}
+	for _, f := range p.Findings {
+		if strings.Contains(f, "does not interpret") {
+			t.Errorf("a finding says there are events the report does not interpret: %q", f)
+		}
+	}
+}
+
+// The findings count in words: one session ended is "its certificate", and
+// a load that ended none says nothing of sessions.
+func TestReportPKIFindingsWording(t *testing.T) {
+	for _, tc := range []struct {
+		loads, ended, fails int
+		want                []string
+	}{
+		{1, 0, 0, []string{"The OPC UA trust lists changed once in the period (pki.load)."}},
+		{1, 1, 2, []string{
+			"The OPC UA trust lists changed once in the period (pki.load); 1 session was ended because its certificate no longer passed.",
+			"2 OPC UA trust-list reads failed; open sessions were not checked again (pki.load_failed).",
+		}},
+		{3, 2, 1, []string{
+			"The OPC UA trust lists changed 3 times in the period (pki.load); 2 sessions were ended because their certificate no longer passed.",
+			"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed).",
+		}},
+		{0, 0, 1, []string{"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed)."}},
+	} {
+		t.Run(fmt.Sprintf("loads %d, ended %d, failed %d", tc.loads, tc.ended, tc.fails), func(t *testing.T) {
+			l := newLog(t)
+			for i := range tc.loads {
+				ended := 0
+				if i == 0 {
+					ended = tc.ended
+				}
+				l.add(ts("2026-11-26T08:00:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", trustFolders("/etc/interlock/pki")},
+					field{"pki", trustSummary(i, 0, 0, 0)}, field{"sessions_ended", ended})
+			}
+			for i := range tc.fails {
+				l.add(ts("2026-11-26T09:00:00Z"), "pki.load_failed", field{"listener", "line1"},
+					field{"error", fmt.Sprintf("pki: open /etc/interlock/pki%d/trusted/certs: permission denied", i)})
+			}
+			rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+			var pki []string
+			for _, f := range rep.view().Findings {
+				if strings.Contains(f, "pki.load") {
+					pki = append(pki, f)
+				}
+			}
+			if !slices.Equal(pki, tc.want) {
+				t.Errorf("findings about pki loads:\n%q\nwant\n%q", pki, tc.want)
+			}
+			if tc.fails == 0 && !strings.Contains(page, "<h3>OPC UA trust-list read failures</h3>\n<p class=\"muted\">None.</p>") {
+				t.Errorf("no pki.load_failed, and the page does not say None under the failures")
+			}
+		})
+	}
+}
+
+// A pki.load's folders are bounded like a tls.load's lists, and fields of
+// another type than the record's leave the rest of the row as written.
+func TestPKILoadFieldsBounded(t *testing.T) {
+	l := newLog(t)
+	var paths []string
+	for i := range 10 {
+		paths = append(paths, fmt.Sprintf("/%s/%d/trusted/certs", strings.Repeat("x", 300), i))
+	}
+	l.add(ts("2026-11-26T08:00:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", paths},
+		field{"pki", trustSummary(1, 2, 3, 4)}, field{"user_pki", "not an object"}, field{"sessions_ended", 1})
+	rep, _ := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+	got := rep.agg.pkiLoads.Rows[0]
+	if len(got.Paths) != 9 || got.Paths[8] != "… 2 more" || len(got.Paths[0]) > 256+len("…") {
+		t.Errorf("paths %d kept, last %q, first %d bytes", len(got.Paths), got.Paths[len(got.Paths)-1], len(got.Paths[0]))
+	}
+	if got.PKI != (trustLists{Trusted: 1, Issuers: 2, CRLs: 3, Revoked: 4}) || got.HasUserPKI || got.SessionsEnded != 1 {
+		t.Errorf("a user_pki of another type: row %+v", got)
+	}
+}
