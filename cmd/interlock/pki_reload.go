@@ -21,8 +21,9 @@ var _ trustRechecker = (*opcua.Engine)(nil)
 // pkiWatches makes a watch for each listener whose engine checks clients
 // against a certificate store (pki.load and pki.load_failed records): when
 // its trust lists or CRLs change, the open sessions are checked against
-// them, and those whose certificate no longer passes are ended. New
-// connections use the store as it is without a watch.
+// them, those whose certificate no longer passes are ended, and the
+// connections to a server whose certificate no longer passes are closed.
+// New connections use the store as it is without a watch.
 func pkiWatches(gws []*gateway.Listener, aw recorder, log zerolog.Logger) []*fileWatch {
 	var out []*fileWatch
 	for _, g := range gws {
@@ -50,7 +51,7 @@ func newPKIWatch(listener string, eng trustRechecker, aw recorder, log zerolog.L
 			if digest == "" {
 				digest = d // the first reading is what sessions opened under
 			}
-			out.unchanged = d == digest && r.SessionsEnded == 0
+			out.unchanged = d == digest && r.SessionsEnded == 0 && r.UpstreamDropped == 0
 			digest = d
 			out.fields = func(e *zerolog.Event) {
 				e.Strs("paths", eng.TrustFolders())
@@ -59,6 +60,9 @@ func newPKIWatch(listener string, eng trustRechecker, aw recorder, log zerolog.L
 					summaryFields(e, "user_pki", r.UserPKI)
 				}
 				e.Int("sessions_ended", r.SessionsEnded)
+				if r.UpstreamError != "" {
+					e.Int("upstream_connections_dropped", r.UpstreamDropped).Str("upstream_error", r.UpstreamError)
+				}
 			}
 			return out, nil
 		}}

@@ -254,6 +254,22 @@ func (g *gw) records(t testing.TB, cond func([]record) bool) []record {
 	}
 }
 
+// waitRecords is records with a bound of its own that fails the test when
+// cond is still false at its end (records gives up silently after 5 s).
+func (g *gw) waitRecords(t testing.TB, timeout time.Duration, what string, cond func([]record) bool) []record {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rs := g.records(t, cond)
+		if cond(rs) {
+			return rs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in the audit log within %v", what, timeout)
+		}
+	}
+}
+
 // events returns the records of one event.
 func events(rs []record, event string) []record {
 	var out []record

@@ -28,6 +28,10 @@ func (e *Engine) TrustFolders() []string {
 type TrustRecheck struct {
 	PKI, UserPKI  certs.Summary // UserPKI is zero without user_pki
 	SessionsEnded int
+	// UpstreamDropped counts the connections to the server closed because
+	// its certificate no longer passes (UpstreamError says why).
+	UpstreamDropped int
+	UpstreamError   string
 }
 
 // RecheckTrust checks the certificates of every active session again
@@ -36,8 +40,11 @@ type TrustRecheck struct {
 // (user_pki, or pki). A session whose certificate no longer passes —
 // removed from trusted/, revoked by a CRL since, expired — is ended, its
 // session.close saying why; a failed application certificate also closes
-// its secure channel. A store that cannot be read is an error, and ends
-// nothing.
+// its secure channel. On a secured upstream leg the server's certificate
+// is checked too: when it no longer passes, every connection to the server
+// is closed, and the next request of each session connects again and is
+// refused (the sessions stay open, and recover once the server is trusted
+// again). A store that cannot be read is an error, and ends nothing.
 func (e *Engine) RecheckTrust() (TrustRecheck, error) {
 	var r TrustRecheck
 	if e.pki == nil {
@@ -50,6 +57,17 @@ func (e *Engine) RecheckTrust() (TrustRecheck, error) {
 	if e.userPKI != nil {
 		if r.UserPKI, err = e.userPKI.store.Summary(); err != nil {
 			return r, fmt.Errorf("user_pki: %w", err)
+		}
+	}
+	if err := e.recheckServer(); err != nil {
+		r.UpstreamError = err.Error()
+		for _, s := range e.sessions.all() {
+			s.mu.Lock()
+			up := s.up
+			s.mu.Unlock()
+			if up != nil && up.dropConnection() {
+				r.UpstreamDropped++
+			}
 		}
 	}
 	for _, s := range e.sessions.all() {
@@ -81,4 +99,27 @@ func (e *Engine) RecheckTrust() (TrustRecheck, error) {
 		}
 	}
 	return r, nil
+}
+
+// recheckServer checks the server certificate the last upstream connect
+// validated against the trust list as it is now; nil when it passes, when
+// the upstream leg is not secured, or before any connect. On a failure
+// the server's endpoints are forgotten, so that the next connect asks the
+// server again.
+func (e *Engine) recheckServer() error {
+	cfg := e.up
+	if cfg.validate == nil {
+		return nil
+	}
+	cfg.mu.Lock()
+	cert := cfg.serverCert
+	cfg.mu.Unlock()
+	if cert == nil {
+		return nil
+	}
+	if err := cfg.validate(cert); err != nil {
+		cfg.forgetEndpoints()
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	return nil
 }

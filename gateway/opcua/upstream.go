@@ -41,6 +41,9 @@ type upstreamConfig struct {
 
 	mu        sync.Mutex
 	endpoints []*ua.EndpointDescription
+	// serverCert is the server certificate the last connect validated
+	// (recheckServer checks it again when the trust lists change).
+	serverCert []byte
 
 	// gate is the connect back-off of the listener, shared by its
 	// sessions (one server).
@@ -221,6 +224,21 @@ func (u *upstream) drop(c *upClient) {
 	go closeClient(c)
 }
 
+// dropConnection closes the session's connection to the server, if there
+// is one, in the background: the next request connects again. It reports
+// whether there was one.
+func (u *upstream) dropConnection() bool {
+	u.mu.Lock()
+	c := u.c
+	u.c = nil
+	u.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	go closeClient(c)
+	return true
+}
+
 func closeClient(c *upClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -284,7 +302,7 @@ func (cfg *upstreamConfig) endpoint(ctx context.Context) (*ua.EndpointDescriptio
 			}
 		}
 		cfg.mu.Lock()
-		cfg.endpoints = eps
+		cfg.endpoints, cfg.serverCert = eps, ep.ServerCertificate
 		cfg.mu.Unlock()
 		return ep, nil
 	}
