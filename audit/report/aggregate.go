@@ -134,7 +134,12 @@ type pkiLoad struct {
 	UserPKI       trustLists
 	HasUserPKI    bool  // the listener has a user_pki for X.509 user tokens
 	SessionsEnded int64 // open sessions whose application or user certificate no longer passed
-	Error         string
+	// The server's certificate of a secured upstream leg no longer passed:
+	// the connections to the server closed, and why.
+	HasUpstream     bool
+	UpstreamDropped int64
+	UpstreamError   string
+	Error           string
 }
 
 // trustLists is what a certificate store's trust lists held at a pki.load.
@@ -322,6 +327,8 @@ type aggregator struct {
 	pkiLoads   capped[pkiLoad]   // pki.load in the period
 	pkiFails   capped[pkiLoad]   // pki.load_failed in the period
 	pkiEnded   int64             // sessions_ended over the pki.load records in the period
+	pkiUpFails int64             // pki.load records in the period whose server certificate no longer passed
+	pkiDropped int64             // upstream_connections_dropped over the pki.load records in the period
 
 	// tickets are the ticket instances in log order: an id may be opened
 	// again once its ticket was closed or expired, and each open starts an
@@ -1083,10 +1090,13 @@ func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
 		PKI     trustLists      `json:"pki"`
 		UserPKI json.RawMessage `json:"user_pki"` // a pointer would be set by a value of another type too
 		Ended   int64           `json:"sessions_ended"`
+		Dropped int64           `json:"upstream_connections_dropped"`
+		UpErr   string          `json:"upstream_error"`
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
 	row := pkiLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
-		Paths: firstOf(f.Paths, 8, 256), PKI: f.PKI, SessionsEnded: f.Ended}
+		Paths: firstOf(f.Paths, 8, 256), PKI: f.PKI, SessionsEnded: f.Ended,
+		HasUpstream: f.UpErr != "" || f.Dropped > 0, UpstreamDropped: max(f.Dropped, 0), UpstreamError: clip(f.UpErr, maxFieldText)}
 	if len(f.UserPKI) > 0 && f.UserPKI[0] == '{' && json.Unmarshal(f.UserPKI, &row.UserPKI) == nil {
 		row.HasUserPKI = true
 	}
@@ -1095,6 +1105,10 @@ func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
 		return
 	}
 	a.pkiEnded += max(f.Ended, 0)
+	if row.HasUpstream {
+		a.pkiUpFails++
+		a.pkiDropped += row.UpstreamDropped
+	}
 	a.pkiLoads.add(row)
 }
 

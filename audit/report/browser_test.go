@@ -105,7 +105,7 @@ func openWriter(t *testing.T, path string) *audit.Writer {
 // recordHostile writes a session and calls whose every free-text field is
 // hostile: user, roles, source name, target, function, reasons, details,
 // the certificate and files of Modbus/TCP Security file loads, and the
-// listener, folders and error of OPC UA trust-list checks.
+// listener, folders and errors of OPC UA trust-list checks.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -149,7 +149,8 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 		trust := func() *zerolog.Event {
 			return zerolog.Dict().Int("trusted_certs", 1).Int("issuer_certs", 1).Int("crls", 1).Int("revoked_certificates", 1)
 		}
-		e.Str("listener", hostile).Strs("paths", []string{hostile}).Dict("pki", trust()).Dict("user_pki", trust()).Int("sessions_ended", 1)
+		e.Str("listener", hostile).Strs("paths", []string{hostile}).Dict("pki", trust()).Dict("user_pki", trust()).Int("sessions_ended", 1).
+			Int("upstream_connections_dropped", 1).Str("upstream_error", hostile)
 	}); err != nil {
 		t.Fatal(err)
 	}

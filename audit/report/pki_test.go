@@ -22,17 +22,21 @@ func trustSummary(trusted, issuers, crls, revoked int) map[string]int {
 
 // OPC UA trust-list checks are shown beside the Modbus/TCP Security file
 // loads: when, which listener and folders, what the trust lists of pki (and
-// user_pki) held, and the sessions they ended; a failed read is a finding.
+// user_pki) held, the sessions they ended, and the connections to the server
+// closed when its certificate no longer passed; a failed read is a finding.
 // None of them is filed under the events the report does not interpret.
 func TestReportPKILoads(t *testing.T) {
 	l := newLog(t)
 	at := func(s string) time.Time { return ts("2026-11-26T" + s + "Z") }
 	paths := append(trustFolders("/etc/interlock/pki"), trustFolders("/etc/interlock/user-pki")...)
 	const badRead = `user_pki: open /etc/interlock/user-pki/trusted/certs: permission denied`
+	const badServer = `server certificate: certificate "CN=` + hostileReason + `": Bad_CertificateUntrusted`
 	l.add(ts("2026-11-25T22:00:00Z"), "pki.load", field{"listener", "before-period"}, field{"paths", paths[:4]},
-		field{"pki", trustSummary(9, 9, 9, 9)}, field{"sessions_ended", 5})
+		field{"pki", trustSummary(9, 9, 9, 9)}, field{"sessions_ended", 5},
+		field{"upstream_connections_dropped", 9}, field{"upstream_error", "before the period"})
 	l.add(at("08:00:00"), "pki.load", field{"listener", hostileUser}, field{"paths", paths},
-		field{"pki", trustSummary(3, 1, 1, 2)}, field{"user_pki", trustSummary(5, 4, 6, 7)}, field{"sessions_ended", 1})
+		field{"pki", trustSummary(3, 1, 1, 2)}, field{"user_pki", trustSummary(5, 4, 6, 7)}, field{"sessions_ended", 1},
+		field{"upstream_connections_dropped", 2}, field{"upstream_error", badServer})
 	l.add(at("08:30:00"), "pki.load", field{"listener", "line2"}, field{"paths", paths[:4]},
 		field{"pki", trustSummary(0, 0, 0, 0)}, field{"sessions_ended", 2})
 	l.add(at("09:00:00"), "pki.load_failed", field{"listener", "line1"}, field{"error", badRead})
@@ -48,11 +52,15 @@ func TestReportPKILoads(t *testing.T) {
 	}
 	if got := a.pkiLoads.Rows[0]; got.Listener != hostileUser || !slices.Equal(got.Paths, paths) ||
 		got.PKI != (trustLists{Trusted: 3, Issuers: 1, CRLs: 1, Revoked: 2}) || !got.HasUserPKI ||
-		got.UserPKI != (trustLists{Trusted: 5, Issuers: 4, CRLs: 6, Revoked: 7}) || got.SessionsEnded != 1 {
+		got.UserPKI != (trustLists{Trusted: 5, Issuers: 4, CRLs: 6, Revoked: 7}) || got.SessionsEnded != 1 ||
+		!got.HasUpstream || got.UpstreamDropped != 2 || got.UpstreamError != badServer {
 		t.Errorf("pki.load row: %+v", got)
 	}
-	if got := a.pkiLoads.Rows[1]; got.HasUserPKI || got.SessionsEnded != 2 {
-		t.Errorf("pki.load row without user_pki: %+v", got)
+	if got := a.pkiLoads.Rows[1]; got.HasUserPKI || got.SessionsEnded != 2 || got.HasUpstream || got.UpstreamDropped != 0 || got.UpstreamError != "" {
+		t.Errorf("pki.load row without user_pki and upstream: %+v", got)
+	}
+	if a.pkiUpFails != 1 || a.pkiDropped != 2 {
+		t.Errorf("server certificate failures %d, connections closed %d in the period; want 1 and 2", a.pkiUpFails, a.pkiDropped)
 	}
 	if got := a.pkiFails.Rows[0]; got.Listener != "line1" || got.Error != badRead {
 		t.Errorf("pki.load_failed row: %+v", got)
@@ -64,6 +72,9 @@ func TestReportPKILoads(t *testing.T) {
 	if strings.Contains(sec, hostileUser) {
 		t.Errorf("a listener name is in the page unescaped")
 	}
+	if strings.Contains(sec, hostileReason) {
+		t.Errorf("an upstream error is in the page unescaped")
+	}
 	for _, want := range []string{`<span data-k="pki-changes">2</span>`, `<span data-k="pki-sessions-ended">3</span>`} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("the policy section lacks %s", want)
@@ -74,8 +85,8 @@ func TestReportPKILoads(t *testing.T) {
 	for _, want := range []string{
 		"OPC UA trust lists", "is a pki.load record. Changes in the period: 2 .",
 		"2026-11-26 08:00:00.000 seq 2 " + hostileUser + " " + strings.Join(paths, ", ") +
-			" 3 user_pki 5 1 user_pki 4 1 user_pki 6 2 user_pki 7 1",
-		"2026-11-26 08:30:00.000 seq 3 line2 " + strings.Join(paths[:4], ", ") + " 0 0 0 0 2",
+			" 3 user_pki 5 1 user_pki 4 1 user_pki 6 2 user_pki 7 1 2 " + badServer + " 2026-11-26 08:30:00.000",
+		"2026-11-26 08:30:00.000 seq 3 line2 " + strings.Join(paths[:4], ", ") + " 0 0 0 0 2 OPC UA trust-list read failures",
 		"1 OPC UA trust-list read failed ( pki.load_failed , once per distinct error); open sessions were not checked again.",
 		"2026-11-26 09:00:00.000 seq 4 line1 " + badRead,
 	} {
@@ -88,7 +99,8 @@ func TestReportPKILoads(t *testing.T) {
 	}
 	p := rep.view()
 	for _, want := range []string{
-		"The OPC UA trust lists changed twice in the period (pki.load); 3 sessions were ended because their certificate no longer passed.",
+		"The OPC UA trust lists changed twice in the period (pki.load); 3 sessions were ended because their certificate no longer passed;" +
+			" the server's certificate no longer passed once, and 2 connections to the server were closed.",
 		"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed).",
 	} {
 		if !slices.Contains(p.Findings, want) {
@@ -103,32 +115,51 @@ func TestReportPKILoads(t *testing.T) {
 }
 
 // The findings count in words: one session ended is "its certificate", and
-// a load that ended none says nothing of sessions.
+// a load that ended none says nothing of sessions; the server's certificate
+// is spoken of only when a connection to the server was closed.
 func TestReportPKIFindingsWording(t *testing.T) {
 	for _, tc := range []struct {
 		loads, ended, fails int
+		dropped             []int // per load from the first: its server certificate no longer passed, and this many connections closed
 		want                []string
 	}{
-		{1, 0, 0, []string{"The OPC UA trust lists changed once in the period (pki.load)."}},
-		{1, 1, 2, []string{
+		{1, 0, 0, nil, []string{"The OPC UA trust lists changed once in the period (pki.load)."}},
+		{1, 1, 2, nil, []string{
 			"The OPC UA trust lists changed once in the period (pki.load); 1 session was ended because its certificate no longer passed.",
 			"2 OPC UA trust-list reads failed; open sessions were not checked again (pki.load_failed).",
 		}},
-		{3, 2, 1, []string{
+		{3, 2, 1, nil, []string{
 			"The OPC UA trust lists changed 3 times in the period (pki.load); 2 sessions were ended because their certificate no longer passed.",
 			"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed).",
 		}},
-		{0, 0, 1, []string{"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed)."}},
+		{0, 0, 1, nil, []string{"1 OPC UA trust-list read failed; open sessions were not checked again (pki.load_failed)."}},
+		{1, 0, 0, []int{1}, []string{
+			"The OPC UA trust lists changed once in the period (pki.load); the server's certificate no longer passed once, and 1 connection to the server was closed.",
+		}},
+		{2, 1, 0, []int{3, 0}, []string{
+			"The OPC UA trust lists changed twice in the period (pki.load); 1 session was ended because its certificate no longer passed;" +
+				" the server's certificate no longer passed twice, and 3 connections to the server were closed.",
+		}},
+		{3, 2, 0, []int{0, 4, 1}, []string{
+			"The OPC UA trust lists changed 3 times in the period (pki.load); 2 sessions were ended because their certificate no longer passed;" +
+				" the server's certificate no longer passed 3 times, and 5 connections to the server were closed.",
+		}},
+		{2, 0, 0, []int{0}, []string{"The OPC UA trust lists changed twice in the period (pki.load)."}},
 	} {
-		t.Run(fmt.Sprintf("loads %d, ended %d, failed %d", tc.loads, tc.ended, tc.fails), func(t *testing.T) {
+		t.Run(fmt.Sprintf("loads %d, ended %d, failed %d, dropped %v", tc.loads, tc.ended, tc.fails, tc.dropped), func(t *testing.T) {
 			l := newLog(t)
 			for i := range tc.loads {
 				ended := 0
 				if i == 0 {
 					ended = tc.ended
 				}
-				l.add(ts("2026-11-26T08:00:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", trustFolders("/etc/interlock/pki")},
-					field{"pki", trustSummary(i, 0, 0, 0)}, field{"sessions_ended", ended})
+				fs := []field{{"listener", "line1"}, {"paths", trustFolders("/etc/interlock/pki")},
+					{"pki", trustSummary(i, 0, 0, 0)}, {"sessions_ended", ended}}
+				if i < len(tc.dropped) {
+					fs = append(fs, field{"upstream_connections_dropped", tc.dropped[i]},
+						field{"upstream_error", `server certificate: certificate "CN=plc" is not trusted: Bad_CertificateUntrusted`})
+				}
+				l.add(ts("2026-11-26T08:00:00Z"), "pki.load", fs...)
 			}
 			for i := range tc.fails {
 				l.add(ts("2026-11-26T09:00:00Z"), "pki.load_failed", field{"listener", "line1"},
@@ -151,8 +182,10 @@ func TestReportPKIFindingsWording(t *testing.T) {
 	}
 }
 
-// A pki.load's folders are bounded like a tls.load's lists, and fields of
-// another type than the record's leave the rest of the row as written.
+// A pki.load's folders are bounded like a tls.load's lists, its upstream
+// error like other text of a record, and fields of another type than the
+// record's leave the rest of the row as written; a negative count of
+// connections closed counts none.
 func TestPKILoadFieldsBounded(t *testing.T) {
 	l := newLog(t)
 	var paths []string
@@ -160,7 +193,11 @@ func TestPKILoadFieldsBounded(t *testing.T) {
 		paths = append(paths, fmt.Sprintf("/%s/%d/trusted/certs", strings.Repeat("x", 300), i))
 	}
 	l.add(ts("2026-11-26T08:00:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", paths},
-		field{"pki", trustSummary(1, 2, 3, 4)}, field{"user_pki", "not an object"}, field{"sessions_ended", 1})
+		field{"pki", trustSummary(1, 2, 3, 4)}, field{"user_pki", "not an object"}, field{"sessions_ended", 1},
+		field{"upstream_connections_dropped", "many"}, field{"upstream_error", "server certificate: " + strings.Repeat("é", 1000)})
+	l.add(ts("2026-11-26T08:10:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", paths[:1]},
+		field{"pki", trustSummary(1, 2, 3, 4)}, field{"sessions_ended", 0},
+		field{"upstream_connections_dropped", -3}, field{"upstream_error", "server certificate: revoked"})
 	rep, _ := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
 	got := rep.agg.pkiLoads.Rows[0]
 	if len(got.Paths) != 9 || got.Paths[8] != "… 2 more" || len(got.Paths[0]) > 256+len("…") {
@@ -168,5 +205,30 @@ func TestPKILoadFieldsBounded(t *testing.T) {
 	}
 	if got.PKI != (trustLists{Trusted: 1, Issuers: 2, CRLs: 3, Revoked: 4}) || got.HasUserPKI || got.SessionsEnded != 1 {
 		t.Errorf("a user_pki of another type: row %+v", got)
+	}
+	if e := got.UpstreamError; !got.HasUpstream || got.UpstreamDropped != 0 || len(e) > maxFieldText+len("…") ||
+		!strings.HasPrefix(e, "server certificate: éé") || !strings.HasSuffix(e, "é…") {
+		t.Errorf("a long upstream error and a count of another type: %v, %d closed, error of %d bytes %q…",
+			got.HasUpstream, got.UpstreamDropped, len(e), e[:min(len(e), 40)])
+	}
+	if got := rep.agg.pkiLoads.Rows[1]; !got.HasUpstream || got.UpstreamDropped != 0 || rep.agg.pkiDropped != 0 {
+		t.Errorf("a negative count of connections closed: row %+v, %d closed in the period", got, rep.agg.pkiDropped)
+	}
+	for _, f := range rep.view().Findings {
+		if strings.Contains(f, "server's certificate") {
+			t.Errorf("no connection to the server closed, yet a finding says %q", f)
+		}
+	}
+	// A count without its error still says the server's certificate failed.
+	l = newLog(t)
+	l.add(ts("2026-11-26T08:00:00Z"), "pki.load", field{"listener", "line1"}, field{"paths", paths[:1]},
+		field{"pki", trustSummary(1, 2, 3, 4)}, field{"sessions_ended", 0}, field{"upstream_connections_dropped", 1})
+	rep, _ = build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+	if got := rep.agg.pkiLoads.Rows[0]; !got.HasUpstream || got.UpstreamDropped != 1 || got.UpstreamError != "" {
+		t.Errorf("connections closed without an error: row %+v", got)
+	}
+	want := "The OPC UA trust lists changed once in the period (pki.load); the server's certificate no longer passed once, and 1 connection to the server was closed."
+	if f := rep.view().Findings; !slices.Contains(f, want) {
+		t.Errorf("connections closed without an error: findings %q", f)
 	}
 }

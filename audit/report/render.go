@@ -855,6 +855,10 @@ func (r *Report) findings(p *page) []string {
 		if e := a.pkiEnded; e > 0 {
 			s += fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(e, "session"), were(e), word(e, "its", "their"))
 		}
+		if d := a.pkiDropped; d > 0 {
+			s += fmt.Sprintf("; the server's certificate no longer passed %s, and %s to the server %s closed",
+				times(a.pkiUpFails), plural(d, "connection"), were(d))
+		}
 		f = append(f, s+".")
 	}
 	if a.pkiFails.Total > 0 {
