@@ -46,14 +46,20 @@ func dialTest(t testing.TB, endpoint string, o Offer, serverCertDER []byte, set 
 	return c, err
 }
 
+// shortToken is the token lifetime of dialShortTokens. The client renews
+// at 75 % of it and the server takes a token until 125 %: a renewal has
+// half of it (250 ms) to go through, RSA operations under the race
+// detector on a loaded machine included (150 ms at 300 ms was too little).
+const shortToken = 500 * time.Millisecond
+
 // dialShortTokens opens a client channel at o to a test server that grants
-// the 300 ms tokens the client asks for.
+// the shortToken tokens the client asks for.
 func dialShortTokens(t *testing.T, o Offer) (*testServer, *ClientChannel) {
 	t.Helper()
 	cfg := baseConfig(t)
-	cfg.MinTokenLifetime = 300 * time.Millisecond
+	cfg.MinTokenLifetime = shortToken
 	srv := startServer(t, cfg)
-	c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+	c, err := dialTest(t, srv.endpoint, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = shortToken })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,13 +73,13 @@ func readTest(handle uint32, nodes ...*ua.NodeID) *ua.ReadRequest {
 }
 
 // TestClientRenewsUnderLoad: for every policy and mode, four goroutines
-// call through a client channel for 1.2 s while its 300 ms token is
-// renewed; every call is answered with its own result.
+// call through a client channel for four token lifetimes while its token
+// is renewed; every call is answered with its own result.
 func TestClientRenewsUnderLoad(t *testing.T) {
 	for _, o := range allOffers {
 		t.Run(policyName(o.PolicyURI)+"/"+o.Mode.String(), func(t *testing.T) {
 			_, c := dialShortTokens(t, o)
-			end := time.Now().Add(1200 * time.Millisecond)
+			end := time.Now().Add(4 * shortToken)
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
 			var mu sync.Mutex
@@ -106,7 +112,7 @@ func TestClientRenewsUnderLoad(t *testing.T) {
 			tokenID := c.TokenID()
 			t.Logf("%d calls, token %d", calls, tokenID)
 			if tokenID < 4 {
-				t.Errorf("token %d after 1.2 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
+				t.Errorf("token %d after %v with a %v lifetime: want at least 3 renewals", tokenID, 4*shortToken, shortToken)
 			}
 			if err := c.Err(); err != nil {
 				t.Errorf("channel failed: %v", err)
@@ -375,7 +381,7 @@ func TestClientHelloSizes(t *testing.T) {
 	}
 }
 
-// TestClientIdle: a channel nobody calls on still renews its 300 ms token
+// TestClientIdle: a channel nobody calls on still renews its short token
 // (the renewal reads its own answer), answers calls after being idle (the
 // watcher gives up the turn), and notices within a second that the server
 // closed it.
@@ -383,11 +389,11 @@ func TestClientIdle(t *testing.T) {
 	for _, o := range []Offer{{ua.SecurityPolicyURINone, ua.MessageSecurityModeNone}, {ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}} {
 		t.Run(policyName(o.PolicyURI), func(t *testing.T) {
 			srv, c := dialShortTokens(t, o)
-			for i := uint32(1); i <= 3; i++ {
-				time.Sleep(500 * time.Millisecond)
+			for i := uint32(1); i <= 4; i++ {
+				time.Sleep(shortToken)
 				v, err := c.Call(context.Background(), readTest(i, ua.NewNumericNodeID(1, 1)))
 				if err != nil {
-					t.Fatalf("call %d after 500 ms idle: %v", i, err)
+					t.Fatalf("call %d after %v idle: %v", i, shortToken, err)
 				}
 				if r, ok := v.(*ua.ReadResponse); !ok || r.Results[0].Value.Value() != int32(i) {
 					t.Fatalf("call %d answered with %#v", i, v)
@@ -395,7 +401,7 @@ func TestClientIdle(t *testing.T) {
 			}
 			tokenID := c.TokenID()
 			if tokenID < 4 {
-				t.Errorf("token %d after 1.5 s with a 300 ms lifetime: want at least 3 renewals", tokenID)
+				t.Errorf("token %d after %v with a %v lifetime: want at least 3 renewals", tokenID, 4*shortToken, shortToken)
 			}
 			time.Sleep(100 * time.Millisecond) // the watcher reads again
 			srv.lastChannel().Close()
@@ -457,8 +463,8 @@ func TestClientOversizeResponse(t *testing.T) {
 	}
 }
 
-// TestClientTurnsUnderCancellation: eight goroutines call for 1.5 s over
-// SignAndEncrypt with a 300 ms token, against a server that answers each
+// TestClientTurnsUnderCancellation: eight goroutines call for four token
+// lifetimes over SignAndEncrypt with a shortToken token, against a server that answers each
 // request after 0-3 ms, out of order; many calls give up after 1 or 2 ms,
 // often while they hold the turn to read and in the middle of a chunk.
 // Every call that returns an answer gets its own, every other returns
@@ -468,7 +474,7 @@ func TestClientTurnsUnderCancellation(t *testing.T) {
 	l := listen(t)
 	cfg := baseConfig(t)
 	cfg.EndpointURL = "opc.tcp://" + l.Addr().String()
-	cfg.MinTokenLifetime = 300 * time.Millisecond
+	cfg.MinTokenLifetime = shortToken
 	go serveOne(l, cfg, func(ch *Channel, req *Request) {
 		go func() {
 			time.Sleep(time.Duration(req.Handle%4) * time.Millisecond)
@@ -477,11 +483,11 @@ func TestClientTurnsUnderCancellation(t *testing.T) {
 		}()
 	})
 	o := Offer{ua.SecurityPolicyURIBasic256Sha256, ua.MessageSecurityModeSignAndEncrypt}
-	c, err := dialTest(t, cfg.EndpointURL, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = 300 * time.Millisecond })
+	c, err := dialTest(t, cfg.EndpointURL, o, serverCert.der, func(cc *ClientConfig) { cc.Lifetime = shortToken })
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := time.Now().Add(1500 * time.Millisecond)
+	end := time.Now().Add(4 * shortToken)
 	var answered, cancelled atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -517,7 +523,7 @@ func TestClientTurnsUnderCancellation(t *testing.T) {
 		t.Errorf("%d answered and %d cancelled calls: the test did not exercise both", answered.Load(), cancelled.Load())
 	}
 	if id := c.TokenID(); id < 4 {
-		t.Errorf("token %d after 1.5 s with a 300 ms lifetime: want at least 3 renewals", id)
+		t.Errorf("token %d after %v with a %v lifetime: want at least 3 renewals", id, 4*shortToken, shortToken)
 	}
 	if err := c.Err(); err != nil {
 		t.Errorf("channel failed: %v", err)
