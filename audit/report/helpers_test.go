@@ -208,6 +208,17 @@ func build(t *testing.T, opts Options) (*Report, string) {
 	return rep, b.String()
 }
 
+// findingsWith returns the report's findings that contain s.
+func findingsWith(rep *Report, s string) []string {
+	var out []string
+	for _, f := range rep.view().Findings {
+		if strings.Contains(f, s) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 func ts(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {

@@ -166,13 +166,7 @@ func TestReportPKIFindingsWording(t *testing.T) {
 					field{"error", fmt.Sprintf("pki: open /etc/interlock/pki%d/trusted/certs: permission denied", i)})
 			}
 			rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
-			var pki []string
-			for _, f := range rep.view().Findings {
-				if strings.Contains(f, "pki.load") {
-					pki = append(pki, f)
-				}
-			}
-			if !slices.Equal(pki, tc.want) {
+			if pki := findingsWith(rep, "pki.load"); !slices.Equal(pki, tc.want) {
 				t.Errorf("findings about pki loads:\n%q\nwant\n%q", pki, tc.want)
 			}
 			if tc.fails == 0 && !strings.Contains(page, "<h3>OPC UA trust-list read failures</h3>\n<p class=\"muted\">None.</p>") {
@@ -214,10 +208,8 @@ func TestPKILoadFieldsBounded(t *testing.T) {
 	if got := rep.agg.pkiLoads.Rows[1]; !got.HasUpstream || got.UpstreamDropped != 0 || rep.agg.pkiDropped != 0 {
 		t.Errorf("a negative count of connections closed: row %+v, %d closed in the period", got, rep.agg.pkiDropped)
 	}
-	for _, f := range rep.view().Findings {
-		if strings.Contains(f, "server's certificate") {
-			t.Errorf("no connection to the server closed, yet a finding says %q", f)
-		}
+	if fs := findingsWith(rep, "server's certificate"); len(fs) > 0 {
+		t.Errorf("no connection to the server closed, yet a finding says %q", fs)
 	}
 	// A count without its error still says the server's certificate failed.
 	l = newLog(t)

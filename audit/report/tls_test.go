@@ -120,13 +120,7 @@ func TestReportTLSFindingsWording(t *testing.T) {
 					field{"error", fmt.Sprintf("listener plc1-tls: tls.cert: /etc/interlock/gw%d.crt: no such file", i)})
 			}
 			rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
-			var tls []string
-			for _, f := range rep.view().Findings {
-				if strings.Contains(f, "tls.load") {
-					tls = append(tls, f)
-				}
-			}
-			if !slices.Equal(tls, tc.want) {
+			if tls := findingsWith(rep, "tls.load"); !slices.Equal(tls, tc.want) {
 				t.Errorf("findings about tls loads:\n%q\nwant\n%q", tls, tc.want)
 			}
 			if tc.fails == 0 && !strings.Contains(page, "<h3>Modbus/TCP Security file load failures</h3>\n<p class=\"muted\">None.</p>") {

@@ -23,12 +23,7 @@ func TestSignAndEncrypt4096BitGatewayKey(t *testing.T) {
 		SecurityPolicies: []string{"Basic256Sha256", "Aes256_Sha256_RsaPss"}, SecurityModes: []string{"SignAndEncrypt"},
 	})
 	pkiDir, store := pkiWithKey(t, "urn:interlock:test", 4096)
-	own, _, err := store.Own()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Trust(own)
-	trust(t, store, srv.Certificate())
+	pairWith(t, srv, store)
 
 	for _, policy := range []string{"Basic256Sha256", "Aes256_Sha256_RsaPss"} {
 		t.Run(policy, func(t *testing.T) {

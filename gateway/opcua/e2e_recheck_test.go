@@ -71,12 +71,7 @@ func TestRecheckTrustDropsAnUntrustedServer(t *testing.T) {
 		SecurityPolicies: []string{"Basic256Sha256"}, SecurityModes: []string{"SignAndEncrypt"},
 	})
 	pkiDir, store := gatewayPKI(t)
-	own, _, err := store.Own()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Trust(own)
-	trust(t, store, srv.Certificate())
+	pairWith(t, srv, store)
 	g := startGateway(t, gwOpts{upstream: srv.Endpoint, pkiDir: pkiDir, store: store, opts: opcua.Options{
 		SecurityPolicies: []string{"None"}, Anonymous: true,
 		UpstreamSecurityPolicy: "Basic256Sha256", UpstreamSecurityMode: "SignAndEncrypt",

@@ -19,12 +19,7 @@ func TestNodeOPCUASignAndEncrypt(t *testing.T) {
 		SecurityPolicies: []string{"Basic256Sha256"}, SecurityModes: []string{"SignAndEncrypt"},
 	})
 	pkiDir, store := gatewayPKI(t)
-	own, _, err := store.Own()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Trust(own)                     // the server knows the gateway
-	trust(t, store, srv.Certificate()) // and the gateway the server
+	pairWith(t, srv, store)
 
 	certDir := t.TempDir()
 	sc := scenario(srv.Endpoint)

@@ -77,6 +77,18 @@ func pkiWithKey(t testing.TB, uri string, bits int) (string, *certs.Store) {
 }
 
 // trust puts a DER certificate into the store's trust list.
+// pairWith makes the server and the gateway's store trust each other's
+// certificate, for a secured upstream leg.
+func pairWith(t *testing.T, srv *opcuatest.Server, store *certs.Store) {
+	t.Helper()
+	own, _, err := store.Own()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Trust(own)                     // the server knows the gateway
+	trust(t, store, srv.Certificate()) // and the gateway the server
+}
+
 // trustedClient gives the node-opcua client of sc a certificate the
 // gateway trusts: a first run (refused, with a Read) makes it in a new
 // sc.CertDir, and the gateway's store trusts it. It returns the certificate.
