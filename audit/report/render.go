@@ -842,9 +842,7 @@ func (r *Report) findings(p *page) []string {
 	}
 	if n := a.tlsLoads.Total; n > 0 {
 		s := fmt.Sprintf("The Modbus/TCP Security certificates or trust changed %s in the period (tls.load)", times(n))
-		if e := a.tlsEnded; e > 0 {
-			s += fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(e, "session"), were(e), word(e, "its", "their"))
-		}
+		s += endedByTrust(a.tlsEnded)
 		f = append(f, s+".")
 	}
 	if a.tlsFails.Total > 0 {
@@ -852,9 +850,7 @@ func (r *Report) findings(p *page) []string {
 	}
 	if n := a.pkiLoads.Total; n > 0 {
 		s := fmt.Sprintf("The OPC UA trust lists changed %s in the period (pki.load)", times(n))
-		if e := a.pkiEnded; e > 0 {
-			s += fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(e, "session"), were(e), word(e, "its", "their"))
-		}
+		s += endedByTrust(a.pkiEnded)
 		if d := a.pkiDropped; d > 0 {
 			s += fmt.Sprintf("; the server's certificate no longer passed %s, and %s to the server %s closed",
 				times(a.pkiUpFails), plural(d, "connection"), were(d))
@@ -906,4 +902,13 @@ func rejectedNote(counted int64) string {
 		return "request.rejected"
 	}
 	return fmt.Sprintf("request.rejected; %s counted in request.rejected_suppressed", groupDigits(counted))
+}
+
+// endedByTrust is the clause of a tls.load or pki.load finding that counts
+// the sessions a trust change ended; "" when it ended none.
+func endedByTrust(n int64) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %s %s ended because %s certificate no longer passed", plural(n, "session"), were(n), word(n, "its", "their"))
 }
