@@ -150,6 +150,35 @@ func fail(c *x509.Certificate, check string, code ua.StatusCode, format string, 
 // needs none). The first failing check returns a *ValidationError; an
 // untrusted leaf is first copied to rejected/certs/<thumbprint>.der.
 func (s *Store) Validate(chain []byte, o ValidateOptions) error {
+	_, err := s.ValidUntil(chain, o)
+	return err
+}
+
+// ValidUntil is Validate that also says until when the certificate passes
+// as far as time goes: the earliest NotAfter along the chain it was
+// validated on (the leaf, its CAs, the root), after which a session opened
+// with it must not go on.
+func (s *Store) ValidUntil(chain []byte, o ValidateOptions) (time.Time, error) {
+	path, err := s.validate(chain, o)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return PathExpiry(path), nil
+}
+
+// PathExpiry is the earliest NotAfter of a certificate chain.
+func PathExpiry(path []*x509.Certificate) time.Time {
+	var end time.Time
+	for _, c := range path {
+		if end.IsZero() || c.NotAfter.Before(end) {
+			end = c.NotAfter
+		}
+	}
+	return end
+}
+
+// validate is Validate, returning the chain it validated on.
+func (s *Store) validate(chain []byte, o ValidateOptions) ([]*x509.Certificate, error) {
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -157,31 +186,31 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 
 	// Certificate structure.
 	if len(chain) == 0 {
-		return &ValidationError{Code: ua.StatusBadCertificateInvalid, Check: CheckStructure, Thumbprint: Thumbprint(nil), Reason: "no certificate"}
+		return nil, &ValidationError{Code: ua.StatusBadCertificateInvalid, Check: CheckStructure, Thumbprint: Thumbprint(nil), Reason: "no certificate"}
 	}
 	sent, err := x509.ParseCertificates(chain)
 	if err != nil || len(sent) == 0 {
 		if err == nil {
 			err = errors.New("empty")
 		}
-		return &ValidationError{Code: ua.StatusBadCertificateInvalid, Check: CheckStructure, Thumbprint: Thumbprint(chain),
+		return nil, &ValidationError{Code: ua.StatusBadCertificateInvalid, Check: CheckStructure, Thumbprint: Thumbprint(chain),
 			Reason: fmt.Sprintf("not a DER X.509 certificate or chain of %d bytes: %v", len(chain), err)}
 	}
 	leaf := sent[0]
 	if len(sent) > MaxChainLength {
-		return fail(leaf, CheckStructure, ua.StatusBadCertificateInvalid, "a chain of %d certificates (at most %d)", len(sent), MaxChainLength)
+		return nil, fail(leaf, CheckStructure, ua.StatusBadCertificateInvalid, "a chain of %d certificates (at most %d)", len(sent), MaxChainLength)
 	}
 	if leaf.Version != 3 {
-		return fail(leaf, CheckStructure, ua.StatusBadCertificateInvalid, "an X.509 version %d certificate, want version 3", leaf.Version)
+		return nil, fail(leaf, CheckStructure, ua.StatusBadCertificateInvalid, "an X.509 version %d certificate, want version 3", leaf.Version)
 	}
 
 	trusted, _, err := s.readCerts(s.Path(TrustedCertsDir))
 	if err != nil {
-		return fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the trusted certificates: %v", err)
+		return nil, fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the trusted certificates: %v", err)
 	}
 	issuers, _, err := s.readCerts(s.Path(IssuerCertsDir))
 	if err != nil {
-		return fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the issuer certificates: %v", err)
+		return nil, fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "reading the issuer certificates: %v", err)
 	}
 
 	// Build the certificate chain, up to a self-issued certificate.
@@ -197,11 +226,11 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 	for cur := leaf; !selfIssued(cur); {
 		parent := findIssuer(cur, candidates, path)
 		if parent == nil {
-			return fail(cur, CheckChain, ua.StatusBadCertificateChainIncomplete,
+			return nil, fail(cur, CheckChain, ua.StatusBadCertificateChainIncomplete,
 				"its issuer %q is neither in the chain sent nor in %s or %s", cur.Issuer.String(), IssuerCertsDir, TrustedCertsDir)
 		}
 		if len(path) == MaxChainLength {
-			return fail(leaf, CheckChain, ua.StatusBadCertificateChainIncomplete, "no root within %d certificates", MaxChainLength)
+			return nil, fail(leaf, CheckChain, ua.StatusBadCertificateChainIncomplete, "no root within %d certificates", MaxChainLength)
 		}
 		path = append(path, parent)
 		cur = parent
@@ -216,13 +245,13 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 		if err := parent.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
 			var ia x509.InsecureAlgorithmError
 			if errors.As(err, &ia) {
-				return fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "signed with %v, which no security policy allows", c.SignatureAlgorithm)
+				return nil, fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "signed with %v, which no security policy allows", c.SignatureAlgorithm)
 			}
 			by := "its issuer " + parent.Subject.String()
 			if parent == c {
 				by = "itself"
 			}
-			return fail(c, CheckSignature, ua.StatusBadCertificateInvalid, "signature by %s does not verify: %v", by, err)
+			return nil, fail(c, CheckSignature, ua.StatusBadCertificateInvalid, "signature by %s does not verify: %v", by, err)
 		}
 	}
 
@@ -232,17 +261,17 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 	for i, c := range path {
 		pub, ok := c.PublicKey.(*rsa.PublicKey)
 		if !ok {
-			return fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "a %v key; the security policies want RSA", c.PublicKeyAlgorithm)
+			return nil, fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "a %v key; the security policies want RSA", c.PublicKeyAlgorithm)
 		}
 		if !strongSignature(c.SignatureAlgorithm) {
 			if e := fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "signed with %v; the security policies want RSA with SHA-256 or stronger", c.SignatureAlgorithm); o.stop(e) {
-				return e
+				return nil, e
 			}
 		}
 		bits := pub.N.BitLen()
 		if bits < 2048 || (i == 0 && bits > 4096) {
 			if e := fail(c, CheckSecurityPolicy, ua.StatusBadCertificatePolicyCheckFailed, "an RSA key of %d bits; the security policies want 2048 to 4096", bits); o.stop(e) {
-				return e
+				return nil, e
 			}
 		}
 	}
@@ -267,7 +296,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 			e.Rejected = p
 			e.Reason += fmt.Sprintf("; copied to %s (trust it with `interlock certs trust --pki %s %s`)", p, s.dir, Thumbprint(leaf.Raw))
 		}
-		return e
+		return nil, e
 	}
 
 	// Validity period.
@@ -279,7 +308,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 			}
 			if e := fail(c, CheckValidity, code, "valid from %s to %s, not at %s",
 				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)); o.stop(e) {
-				return e
+				return nil, e
 			}
 		}
 	}
@@ -288,20 +317,20 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 	if o.Hostname != "" {
 		if err := leaf.VerifyHostname(o.Hostname); err != nil {
 			if e := fail(leaf, CheckHostName, ua.StatusBadCertificateHostNameInvalid, "does not name host %q (DNS %v, IP %v)", o.Hostname, leaf.DNSNames, leaf.IPAddresses); o.stop(e) {
-				return e
+				return nil, e
 			}
 		}
 	}
 
 	// ApplicationURI against the subjectAltName URI.
 	if o.ApplicationURI != "" && !hasURI(leaf, o.ApplicationURI) {
-		return fail(leaf, CheckURI, ua.StatusBadCertificateURIInvalid, "its subjectAltName URIs %v do not include the ApplicationURI %q", uriStrings(leaf), o.ApplicationURI)
+		return nil, fail(leaf, CheckURI, ua.StatusBadCertificateURIInvalid, "its subjectAltName URIs %v do not include the ApplicationURI %q", uriStrings(leaf), o.ApplicationURI)
 	}
 
 	// Certificate usage.
 	if err := appUsage(leaf); err != "" {
 		if e := fail(leaf, CheckUsage, ua.StatusBadCertificateUseNotAllowed, "%s", err); o.stop(e) {
-			return e
+			return nil, e
 		}
 	}
 	for _, c := range path[1:] {
@@ -313,7 +342,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 			e = fail(c, CheckUsage, ua.StatusBadCertificateIssuerUseNotAllowed, "a CA whose key usage lacks keyCertSign")
 		}
 		if e != nil && o.stop(e) {
-			return e
+			return nil, e
 		}
 	}
 
@@ -321,7 +350,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 	if len(path) > 1 {
 		crls, err := s.readAllCRLs()
 		if err != nil {
-			return fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "%v", err)
+			return nil, fail(leaf, CheckStore, ua.StatusBadSecurityChecksFailed, "%v", err)
 		}
 		found := make([][]*x509.RevocationList, len(path)-1)
 		for i := range found {
@@ -332,7 +361,7 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 					code = ua.StatusBadCertificateIssuerRevocationUnknown
 				}
 				if e := fail(path[i], CheckFindCRL, code, "no CRL of its issuer %q in %s or %s", path[i+1].Subject.String(), TrustedCRLDir, IssuerCRLDir); o.stop(e) {
-					return e
+					return nil, e
 				}
 			}
 		}
@@ -342,11 +371,11 @@ func (s *Store) Validate(chain []byte, o ValidateOptions) error {
 				if i > 0 {
 					code = ua.StatusBadCertificateIssuerRevoked
 				}
-				return fail(path[i], CheckRevocation, code, "revoked at %s by a CRL of %q", r.RevocationTime.UTC().Format(time.RFC3339), l.Issuer.String())
+				return nil, fail(path[i], CheckRevocation, code, "revoked at %s by a CRL of %q", r.RevocationTime.UTC().Format(time.RFC3339), l.Issuer.String())
 			}
 		}
 	}
-	return nil
+	return path, nil
 }
 
 // selfIssued says whether a certificate names itself as its issuer: the

@@ -472,3 +472,40 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 }
+
+// ValidUntil is the earliest NotAfter of the chain validated on, whether
+// the leaf or a CA in the store ends first.
+func TestValidUntil(t *testing.T) {
+	keys(t)
+	now := time.Now().Truncate(time.Second)
+	for _, tc := range []struct {
+		name           string
+		caEnd, leafEnd time.Time
+	}{
+		{"the leaf ends first", now.Add(48 * time.Hour), now.Add(2 * time.Hour)},
+		{"the CA ends first", now.Add(3 * time.Hour), now.Add(30 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			ca := mkCert(t, spec{cn: "test CA", ca: true, notAfter: tc.caEnd})
+			leaf := mkCert(t, spec{parent: ca, notAfter: tc.leafEnd})
+			put(t, s, TrustedCertsDir, "ca.der", ca.der)
+			put(t, s, TrustedCRLDir, "ca.crl", mkCRL(t, ca))
+			got, err := s.ValidUntil(leaf.der, ValidateOptions{ApplicationURI: testURI})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.leafEnd
+			if tc.caEnd.Before(want) {
+				want = tc.caEnd
+			}
+			if !got.Equal(want) {
+				t.Errorf("ValidUntil = %v, want %v", got, want)
+			}
+		})
+	}
+	s := newStore(t)
+	if _, err := s.ValidUntil(mkCert(t, spec{}).der, ValidateOptions{}); err == nil {
+		t.Error("ValidUntil of an untrusted certificate: no error")
+	}
+}

@@ -131,6 +131,14 @@ type Listener struct {
 	TLS *tls.Config
 	// HandshakeTimeout bounds the TLS handshake; 0: DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// CheckTLS checks an open TLS session's client certificate again
+	// against the trust in force: until when it passes (the first expiry
+	// on its chain), or why it no longer does. Recheck runs it on every
+	// session after a reload, and each session is checked again just after
+	// its until, so that no session outlives its certificate or a CA of
+	// its chain. nil: the chains verified at the handshake, until their
+	// expiry.
+	CheckTLS func(tls.ConnectionState) (until time.Time, err error)
 
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -316,6 +324,9 @@ func (l *Listener) track(c net.Conn, add bool) {
 	if add {
 		l.conns[c] = &served{}
 	} else {
+		if sv := l.conns[c]; sv != nil && sv.expiry != nil {
+			sv.expiry.Stop()
+		}
 		delete(l.conns, c)
 	}
 	l.mu.Unlock()
@@ -419,6 +430,7 @@ func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 		l.mu.Lock()
 		l.conns[raw].tls = tc
 		l.mu.Unlock()
+		l.checkAgainAt(raw, CertExpiry(tc.ConnectionState().VerifiedChains))
 		conn = tc
 	}
 	s := l.newSession(ctx, conn)
@@ -451,8 +463,9 @@ func (l *Listener) serveConn(ctx context.Context, conn net.Conn) {
 
 // served is what the listener knows of a connection it tracks.
 type served struct {
-	tls   *tls.Conn // after a successful handshake
-	ended error     // why Recheck ended its session
+	tls    *tls.Conn   // after a successful handshake
+	ended  error       // why Recheck ended its session
+	expiry *time.Timer // checks the session again when its certificate expires
 }
 
 // endedBy is why Recheck ended conn's session, or nil.
@@ -465,39 +478,111 @@ func (l *Listener) endedBy(conn net.Conn) error {
 	return nil
 }
 
-// Recheck checks every TLS session against check (a client certificate
-// against the trust in force after a reload) and ends each one check
-// refuses: its connection is closed at once, and its session.close record
-// says why. A request in flight may still reach the upstream; its answer
-// is not delivered. It returns how many sessions it ended.
-func (l *Listener) Recheck(check func(tls.ConnectionState) error) int {
+// Recheck checks every TLS session again (CheckTLS, after a reload) and
+// ends each one that no longer passes: its connection is closed at once,
+// and its session.close record says why. A request in flight may still
+// reach the upstream; its answer is not delivered. It returns how many
+// sessions it ended.
+func (l *Listener) Recheck() int {
 	l.mu.Lock()
 	var open []net.Conn
-	var states []*tls.Conn
 	for c, sv := range l.conns {
 		if sv.tls != nil && sv.ended == nil {
-			open, states = append(open, c), append(states, sv.tls)
+			open = append(open, c)
 		}
 	}
 	l.mu.Unlock()
 	n := 0
-	for i, c := range open {
-		err := check(states[i].ConnectionState())
-		if err == nil {
-			continue
-		}
-		l.mu.Lock()
-		sv := l.conns[c]
-		if sv != nil {
-			sv.ended = fmt.Errorf("ended by the gateway: the client certificate no longer passes: %w", err)
-		}
-		l.mu.Unlock()
-		if sv != nil {
-			c.Close()
+	for _, c := range open {
+		if l.recheck(c) {
 			n++
 		}
 	}
 	return n
+}
+
+// expiryGrace is how long after its until a session is checked again: a
+// certificate is still valid at its NotAfter second.
+const expiryGrace = time.Second
+
+// recheck checks one TLS session again: it ends the session when its
+// certificate no longer passes (and says so), else sets when to check it
+// next.
+func (l *Listener) recheck(conn net.Conn) (ended bool) {
+	l.mu.Lock()
+	sv := l.conns[conn]
+	if sv == nil || sv.tls == nil || sv.ended != nil {
+		l.mu.Unlock()
+		return false
+	}
+	tc := sv.tls
+	l.mu.Unlock()
+	until, err := l.checkTLS(tc.ConnectionState())
+	if err == nil {
+		l.checkAgainAt(conn, until)
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sv.ended != nil || l.conns[conn] != sv {
+		return false // ended meanwhile
+	}
+	if sv.expiry != nil {
+		sv.expiry.Stop()
+	}
+	sv.ended = fmt.Errorf("ended by the gateway: the client certificate no longer passes: %w", err)
+	conn.Close()
+	return true
+}
+
+// checkAgainAt sets a TLS session to be checked again just after until;
+// none when until has passed (what passed a check then stays in force).
+func (l *Listener) checkAgainAt(conn net.Conn, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sv := l.conns[conn]
+	if sv == nil || sv.ended != nil {
+		return
+	}
+	if sv.expiry != nil {
+		sv.expiry.Stop()
+		sv.expiry = nil
+	}
+	if d := time.Until(until); d > 0 {
+		sv.expiry = time.AfterFunc(d+expiryGrace, func() { l.recheck(conn) })
+	}
+}
+
+// checkTLS is CheckTLS, or without it the chains verified at the
+// handshake until their first expiry.
+func (l *Listener) checkTLS(cs tls.ConnectionState) (time.Time, error) {
+	if l.CheckTLS != nil {
+		return l.CheckTLS(cs)
+	}
+	until := CertExpiry(cs.VerifiedChains)
+	if now := time.Now(); now.After(until) {
+		return until, fmt.Errorf("certificate expired: its chain is valid until %s, now is %s",
+			until.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return until, nil
+}
+
+// CertExpiry is when a certificate verified along chains stops being
+// valid: the latest, over the chains, of the earliest NotAfter on each.
+func CertExpiry(chains [][]*x509.Certificate) time.Time {
+	var until time.Time
+	for _, chain := range chains {
+		var end time.Time
+		for _, c := range chain {
+			if end.IsZero() || c.NotAfter.Before(end) {
+				end = c.NotAfter
+			}
+		}
+		if end.After(until) {
+			until = end
+		}
+	}
+	return until
 }
 
 // runEngine runs the engine for one session and turns a panic into the

@@ -430,7 +430,7 @@ func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
 	var l *gateway.Listener
 	addr, a, roots := tlsListenerWith(t, p, 0, lineEngine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10},
-		func(gl *gateway.Listener) { gl.TLS, l = srv.Config(), gl })
+		func(gl *gateway.Listener) { gl.TLS, gl.CheckTLS, l = srv.Config(), srv.Recheck, gl })
 	alice, _ := loadPair(t, p, "alice", gatewaytest.CertOptions{CommonName: "alice", Client: true, Role: "engineer"})
 	bob, _ := loadPair(t, p, "bob", gatewaytest.CertOptions{CommonName: "bob", Client: true, Role: "engineer"})
 	ac, err := dialTLS(addr, roots, alice, 0)
@@ -446,12 +446,12 @@ func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 	echo(t, ac, "alice before")
 	echo(t, bc, "bob before")
 
-	if n := l.Recheck(srv.Recheck); n != 0 {
+	if n := l.Recheck(); n != 0 {
 		t.Fatalf("Recheck ended %d sessions under the trust they opened with", n)
 	}
 	crlFile, crl := p.CRL(t, "crl", time.Now().Add(time.Hour), bob.Leaf)
 	srv.Set(pair, modbus.ClientTrust{CAs: cas, CRLs: []*x509.RevocationList{crl}})
-	if n := l.Recheck(srv.Recheck); n != 1 {
+	if n := l.Recheck(); n != 1 {
 		t.Fatalf("Recheck ended %d sessions, want bob's (%s)", n, crlFile)
 	}
 	bc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -464,7 +464,7 @@ func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 		!strings.Contains(closes[0].Err.Error(), "no longer passes") || !strings.Contains(closes[0].Err.Error(), "revoked") {
 		t.Fatalf("session.close records %+v, want bob's, saying his certificate was revoked", closes)
 	}
-	if n := l.Recheck(srv.Recheck); n != 0 {
+	if n := l.Recheck(); n != 0 {
 		t.Errorf("a second Recheck ended %d more", n)
 	}
 
@@ -482,4 +482,75 @@ func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 		t.Fatalf("auth_failed records %+v, want bob's with revoked", fs)
 	}
 	echo(t, ac, "alice at the end")
+}
+
+// A session does not outlive its client certificate: just after the
+// certificate expires the gateway ends the session, whether it checks with
+// CheckTLS (the trust in force) or with the chains of the handshake, and
+// its session.close says why; a session with a longer certificate goes on.
+func TestTLSListenerEndsSessionAtCertificateExpiry(t *testing.T) {
+	p := gatewaytest.NewTLSPKI(t)
+	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := x509.NewCertPool()
+	cas.AddCert(p.CA)
+	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
+	for _, tc := range []struct {
+		name  string
+		check func(tls.ConnectionState) (time.Time, error)
+	}{{"checked against the trust in force", srv.Recheck}, {"the handshake's chains", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, a, roots := tlsListenerWith(t, p, 0, lineEngine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10},
+				func(gl *gateway.Listener) { gl.TLS, gl.CheckTLS = srv.Config(), tc.check })
+			end := time.Now().Add(3 * time.Second).Truncate(time.Second)
+			short, _ := loadPair(t, p, "short", gatewaytest.CertOptions{CommonName: "short", Client: true, NotAfter: end})
+			long, _ := loadPair(t, p, "long", gatewaytest.CertOptions{CommonName: "long", Client: true})
+			sc, err := dialTLS(addr, roots, short, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			lc, err := dialTLS(addr, roots, long, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lc.Close()
+			echo(t, sc, "short before its expiry")
+			echo(t, lc, "long before")
+
+			sc.SetReadDeadline(end.Add(10 * time.Second))
+			_, err = sc.Read(make([]byte, 1))
+			if !closedByPeer(err) {
+				t.Fatalf("the session of the expiring certificate: %v, want it closed by the gateway", err)
+			}
+			if now := time.Now(); !now.After(end) {
+				t.Fatalf("closed at %v, before its certificate expired at %v", now, end)
+			}
+			closes := waitEvents(t, a, "session.close", 1)
+			if len(closes) != 1 || closes[0].Session.Principal.User != "short" || closes[0].Err == nil ||
+				!strings.Contains(closes[0].Err.Error(), "no longer passes") || !strings.Contains(closes[0].Err.Error(), "expired") {
+				t.Fatalf("session.close records %+v, want short's, saying its certificate expired", closes)
+			}
+			echo(t, lc, "long after")
+		})
+	}
+}
+
+// CertExpiry is the latest, over the chains a certificate verified along,
+// of the first expiry on each.
+func TestCertExpiry(t *testing.T) {
+	at := func(h int) *x509.Certificate {
+		return &x509.Certificate{NotAfter: time.Date(2030, 1, 1, h, 0, 0, 0, time.UTC)}
+	}
+	leaf := at(10)
+	got := gateway.CertExpiry([][]*x509.Certificate{{leaf, at(5), at(20)}, {leaf, at(8)}, {leaf, at(12), at(7)}})
+	if want := at(8).NotAfter; !got.Equal(want) {
+		t.Errorf("CertExpiry = %v, want %v", got, want)
+	}
+	if got := gateway.CertExpiry(nil); !got.IsZero() {
+		t.Errorf("CertExpiry(nil) = %v, want zero", got)
+	}
 }

@@ -399,7 +399,7 @@ func buildListeners(cfg *config.Config, p *gateway.Pipeline, log zerolog.Logger)
 			// Modbus/TCP Security: the certificate is the principal, the
 			// inventory only names the machine.
 			srv := newTLSServer(t.TLSFiles)
-			gl.TLS, gl.HandshakeTimeout = srv.Config(), t.HandshakeTimeout
+			gl.TLS, gl.HandshakeTimeout, gl.CheckTLS = srv.Config(), t.HandshakeTimeout, srv.Recheck
 			gl.Identify = &gateway.CertIdentifier{Inventory: inv, Roles: modbus.CertRoles}
 			if leaf := t.Certificate.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
 				llog.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).Msg("tls.cert has expired: clients will refuse the gateway")

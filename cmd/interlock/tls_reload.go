@@ -47,7 +47,7 @@ func tlsWatch(tl tlsListener, aw recorder, log zerolog.Logger) *fileWatch {
 			}
 			inForce = f
 			tl.srv.Set(f.Certificate, modbus.ClientTrust{CAs: f.ClientCAs, CRLs: f.CRLs})
-			ended := tl.gl.Recheck(tl.srv.Recheck)
+			ended := tl.gl.Recheck()
 			stale := f.StaleCRLs(time.Now())
 			for _, s := range stale {
 				log.Warn().Str("listener", tl.gl.Name).Str("crl", tl.cfg.CRL).Msg(s + "; it still revokes what it lists")

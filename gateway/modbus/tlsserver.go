@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway"
 )
 
 // ClientTrust is what a Modbus/TCP Security listener verifies client
@@ -71,10 +72,11 @@ func (t ClientTrust) checkVerified(peer []*x509.Certificate, chains [][]*x509.Ce
 // Verify checks a client's certificates (leaf first, then what it sent
 // with it) as a handshake would at now: chained to CAs for client
 // authentication, valid, role extension well formed, not revoked. It is
-// how a session opened under older trust is checked again.
-func (t ClientTrust) Verify(peer []*x509.Certificate, now time.Time) error {
+// how a session opened under older trust is checked again. until is when
+// the certificates stop passing by time alone (gateway.CertExpiry).
+func (t ClientTrust) Verify(peer []*x509.Certificate, now time.Time) (until time.Time, err error) {
 	if len(peer) == 0 {
-		return errors.New("no client certificate")
+		return time.Time{}, errors.New("no client certificate")
 	}
 	inter := x509.NewCertPool()
 	for _, c := range peer[1:] {
@@ -83,9 +85,12 @@ func (t ClientTrust) Verify(peer []*x509.Certificate, now time.Time) error {
 	chains, err := peer[0].Verify(x509.VerifyOptions{Roots: t.CAs, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return t.checkVerified(peer, chains)
+	if err := t.checkVerified(peer, chains); err != nil {
+		return time.Time{}, err
+	}
+	return gateway.CertExpiry(chains), nil
 }
 
 // TLSServer is the TLS side of a Modbus/TCP Security listener: TLS 1.2 or
@@ -140,8 +145,8 @@ func (s *TLSServer) Config() *tls.Config {
 }
 
 // Recheck checks a session's TLS connection against the trust set last:
-// nil while its client certificate would still be let in, why not
-// otherwise (revoked, its CA no longer trusted, expired).
-func (s *TLSServer) Recheck(cs tls.ConnectionState) error {
+// until when its client certificate is still let in (its chain's first
+// expiry), or why it is not (revoked, its CA no longer trusted, expired).
+func (s *TLSServer) Recheck(cs tls.ConnectionState) (until time.Time, err error) {
 	return s.cur.Load().trust.Verify(cs.PeerCertificates, time.Now())
 }

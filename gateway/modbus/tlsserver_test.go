@@ -96,25 +96,40 @@ func TestTLSServerRecheck(t *testing.T) {
 	}
 	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
 	for _, c := range []*x509.Certificate{alice, bob} {
-		if err := srv.Recheck(state(c)); err != nil {
+		if _, err := srv.Recheck(state(c)); err != nil {
 			t.Fatalf("%s: %v before any change", c.Subject.CommonName, err)
+		}
+	}
+	// Until when a session may go on: its chain's first expiry, the
+	// client's certificate or the CA.
+	soon := time.Now().Add(90 * time.Minute).Truncate(time.Second)
+	carol := issuePair(t, p, "carol", gatewaytest.CertOptions{Client: true, NotAfter: soon})[0].Leaf
+	for _, c := range []struct {
+		cert *x509.Certificate
+		want time.Time
+	}{{alice, alice.NotAfter}, {carol, soon}} {
+		if c.want.After(p.CA.NotAfter) {
+			c.want = p.CA.NotAfter
+		}
+		if until, err := srv.Recheck(state(c.cert)); err != nil || !until.Equal(c.want) {
+			t.Errorf("%s: until %v, %v; want until %v", c.cert.Subject.CommonName, until, err, c.want)
 		}
 	}
 	_, crl := p.CRL(t, "crl", time.Now().Add(time.Hour), bob)
 	srv.Set(pair, modbus.ClientTrust{CAs: cas, CRLs: []*x509.RevocationList{crl}})
-	if err := srv.Recheck(state(alice)); err != nil {
+	if _, err := srv.Recheck(state(alice)); err != nil {
 		t.Errorf("alice: %v, want her to pass", err)
 	}
-	if err := srv.Recheck(state(bob)); err == nil || !strings.Contains(err.Error(), `certificate "CN=bob"`) || !strings.Contains(err.Error(), "revoked") {
+	if _, err := srv.Recheck(state(bob)); err == nil || !strings.Contains(err.Error(), `certificate "CN=bob"`) || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("bob: %v, want revoked", err)
 	}
 	otherCAs := x509.NewCertPool()
 	otherCAs.AddCert(other.CA)
 	srv.Set(pair, modbus.ClientTrust{CAs: otherCAs})
-	if err := srv.Recheck(state(alice)); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+	if _, err := srv.Recheck(state(alice)); err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("alice under another CA: %v, want unknown authority", err)
 	}
-	if err := srv.Recheck(tls.ConnectionState{}); err == nil {
+	if _, err := srv.Recheck(tls.ConnectionState{}); err == nil {
 		t.Error("no certificate passes")
 	}
 }

@@ -86,9 +86,11 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 			return c.refuse(ctx, h, fn, "nonce_invalid", fmt.Sprintf("client nonce of %d bytes", len(req.ClientNonce)), ua.StatusBadNonceInvalid)
 		}
 		if c.e.validate != nil {
-			if err := c.e.validate(c.remoteCert, s.clientDesc.ApplicationURI); err != nil {
+			until, err := c.e.validate(c.remoteCert, s.clientDesc.ApplicationURI)
+			if err != nil {
 				return c.refuse(ctx, h, fn, "certificate_invalid", err.Error(), ua.StatusBadSecurityChecksFailed)
 			}
+			s.appUntil = until
 		}
 		s.clientCert, s.clientKey = c.remoteCert, k
 	}
@@ -164,7 +166,8 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	}
 
 	gs := c.newGatewaySession(s)
-	id, aerr := c.authenticate(ctx, s, req, nonce, gs)
+	var userUntil time.Time
+	id, aerr := c.authenticate(ctx, s, req, nonce, gs, &userUntil)
 	if aerr == nil && activated && (prev.Principal.User != gs.Principal.User || prev.Principal.Auth != gs.Principal.Auth) {
 		aerr = &authError{ua.StatusBadIdentityChangeNotSupported, "the session is active for another user"}
 	}
@@ -178,6 +181,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 		s.mu.Lock()
 		s.nonce, s.userCert = newNonce, userCert
 		s.mu.Unlock()
+		s.checkCertsAfter(s.appUntil, userUntil)
 		c.sessionOnChannel()
 		return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
 	}
@@ -216,6 +220,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	s.gs, s.up, s.activated, s.nonce, s.userCert = gs, up, true, newNonce, userCert
 	s.live.Store(true)
 	s.mu.Unlock()
+	s.checkCertsAfter(s.appUntil, userUntil)
 	c.e.logins.Succeeded(gs.Source.IP)
 	c.sessionOnChannel()
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: newNonce}
@@ -263,8 +268,9 @@ func (c *conn) newGatewaySession(s *uaSession) *gateway.Session {
 }
 
 // authenticate checks the user identity token and fills gs.Principal. It
-// returns how the upstream session logs in.
-func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateSessionRequest, nonce []byte, gs *gateway.Session) (identity, *authError) {
+// returns how the upstream session logs in, and sets userUntil to when an
+// X.509 user token's certificate stops passing by time alone.
+func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateSessionRequest, nonce []byte, gs *gateway.Session, userUntil *time.Time) (identity, *authError) {
 	var tok any
 	if eo := req.UserIdentityToken; eo != nil {
 		tok = eo.Value
@@ -336,9 +342,11 @@ func (c *conn) authenticate(ctx context.Context, s *uaSession, req *ua.ActivateS
 		if c.e.validateUser == nil {
 			return fail(ua.StatusBadIdentityTokenRejected, "X.509 user tokens need a trust store")
 		}
-		if err := c.e.validateUser(t.CertificateData); err != nil {
+		until, err := c.e.validateUser(t.CertificateData)
+		if err != nil {
 			return fail(ua.StatusBadIdentityTokenRejected, "X.509 user certificate: %v", err)
 		}
+		*userUntil = until
 		var sig []byte
 		if req.UserTokenSignature != nil {
 			sig = req.UserTokenSignature.Signature

@@ -47,11 +47,12 @@ type Engine struct {
 	appURI      string
 	// validate checks a client (or X.509 user) certificate chain against
 	// the trust store; appURI "" skips the ApplicationURI check. It returns
-	// an error with a StatusCode() method when the certificate is refused.
-	validate func(chain []byte, appURI string) error
+	// an error with a StatusCode() method when the certificate is refused,
+	// else until when the chain passes by time alone (its first expiry).
+	validate validator
 	// validateUser checks an X.509 user token's certificate: against
 	// user_pki when it is set, else validate.
-	validateUser func(chain []byte) error
+	validateUser func(chain []byte) (until time.Time, err error)
 	// pki and userPKI are the stores behind validate and validateUser
 	// (nil in tests that validate otherwise; userPKI nil without user_pki).
 	pki, userPKI *pki
@@ -127,15 +128,18 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 			e.Close()
 			return nil, fmt.Errorf("user_pki: %w", err)
 		}
-		e.validateUser = func(c []byte) error { return us.validate(c, "") }
+		e.validateUser = func(c []byte) (time.Time, error) { return us.validate(c, "") }
 		e.userPKI = us
 	}
 	return e, nil
 }
 
+// validator checks a certificate chain (Engine.validate).
+type validator func(chain []byte, appURI string) (until time.Time, err error)
+
 // newEngine builds an engine from checked options and a loaded PKI.
 func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.PrivateKey,
-	validate func([]byte, string) error, users *Users, endpoint string) *Engine {
+	validate validator, users *Users, endpoint string) *Engine {
 	e := &Engine{
 		opts: o, limits: spec.Limits, pipeline: spec.Pipeline, log: spec.Log,
 		endpointURL: endpoint, cert: cert, key: key, validate: validate,
@@ -168,10 +172,10 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 		maxDecodedSize: o.Limits.MaxDecodedSize,
 	}
 	if validate != nil {
-		e.validateUser = func(c []byte) error { return validate(c, "") }
+		e.validateUser = func(c []byte) (time.Time, error) { return validate(c, "") }
 	}
 	if o.upstreamURI != ua.SecurityPolicyURINone && validate != nil {
-		e.up.validate = func(c []byte) error { return validate(c, "") }
+		e.up.validate = func(c []byte) (time.Time, error) { return validate(c, "") }
 	}
 	go e.expireSessions()
 	return e
@@ -227,6 +231,7 @@ func (e *Engine) expireSessions() {
 			for _, s := range e.sessions.expired(now) {
 				e.endSession(context.Background(), s, errSessionTimeout)
 			}
+			e.checkExpiredCerts(now)
 		}
 	}
 }

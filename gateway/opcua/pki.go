@@ -21,7 +21,8 @@ func openPKI(dir string) (*pki, error) {
 func (p *pki) Own() ([]byte, *rsa.PrivateKey, error) { return p.store.Own() }
 
 // validate checks a peer's certificate chain in the OPC UA order; appURI ""
-// skips the ApplicationURI check.
-func (p *pki) validate(chain []byte, appURI string) error {
-	return p.store.Validate(chain, certs.ValidateOptions{ApplicationURI: appURI, Now: time.Now()})
+// skips the ApplicationURI check. until is when the chain stops passing
+// by time alone (its first expiry).
+func (p *pki) validate(chain []byte, appURI string) (until time.Time, err error) {
+	return p.store.ValidUntil(chain, certs.ValidateOptions{ApplicationURI: appURI, Now: time.Now()})
 }

@@ -1,9 +1,11 @@
 package opcua
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/interlock-ics/interlock/certs"
 )
@@ -59,46 +61,76 @@ func (e *Engine) RecheckTrust() (TrustRecheck, error) {
 			return r, fmt.Errorf("user_pki: %w", err)
 		}
 	}
-	if err := e.recheckServer(); err != nil {
-		r.UpstreamError = err.Error()
-		for _, s := range e.sessions.all() {
-			s.mu.Lock()
-			up := s.up
-			s.mu.Unlock()
-			if up != nil && up.dropConnection() {
-				r.UpstreamDropped++
+	var uerr error
+	if r.UpstreamDropped, uerr = e.recheckUpstream(); uerr != nil {
+		r.UpstreamError = uerr.Error()
+	}
+	for _, s := range e.sessions.all() {
+		r.SessionsEnded += e.recheckSession(s)
+	}
+	return r, nil
+}
+
+// recheckSession validates an active session's certificates again, and
+// ends what no longer passes: the sessions of its secure channel when its
+// application certificate fails (and the channel), the session alone when
+// its X.509 user certificate does. It returns how many sessions it ended;
+// a session that passes is set to be checked again at its certificates'
+// first expiry.
+func (e *Engine) recheckSession(s *uaSession) (ended int) {
+	s.mu.Lock()
+	active, userCert := s.activated && !s.closed, s.userCert
+	s.mu.Unlock()
+	if !active {
+		return 0
+	}
+	appUntil, userUntil := s.appUntil, time.Time{}
+	if s.clientCert != nil && e.validate != nil {
+		until, verr := e.validate(s.clientCert, s.clientDesc.ApplicationURI)
+		if verr != nil {
+			// Every session of the channel has its certificate: each
+			// record says why before the channel goes.
+			cause := fmt.Errorf("ended by the gateway: the client application certificate no longer passes: %w", verr)
+			for _, x := range e.sessions.ofConn(s.conn) {
+				if e.endSession(context.Background(), x, cause) {
+					ended++
+				}
 			}
+			s.conn.ch.Close()
+			return ended
 		}
+		appUntil = until
+	}
+	if userCert != nil && e.validateUser != nil {
+		until, verr := e.validateUser(userCert)
+		if verr != nil {
+			if e.endSession(context.Background(), s, fmt.Errorf("ended by the gateway: the X.509 user certificate no longer passes: %w", verr)) {
+				ended++
+			}
+			return ended
+		}
+		userUntil = until
+	}
+	s.checkCertsAfter(appUntil, userUntil)
+	return 0
+}
+
+// recheckUpstream checks the server certificate of a secured upstream leg
+// again (recheckServer) and, when it no longer passes, closes every
+// connection to the server: it returns how many, and why.
+func (e *Engine) recheckUpstream() (dropped int, err error) {
+	if err = e.recheckServer(); err == nil {
+		return 0, nil
 	}
 	for _, s := range e.sessions.all() {
 		s.mu.Lock()
-		active, userCert := s.activated && !s.closed, s.userCert
+		up := s.up
 		s.mu.Unlock()
-		if !active {
-			continue
-		}
-		if s.clientCert != nil && e.validate != nil {
-			if verr := e.validate(s.clientCert, s.clientDesc.ApplicationURI); verr != nil {
-				// Every session of the channel has its certificate: each
-				// record says why before the channel goes.
-				cause := fmt.Errorf("ended by the gateway: the client application certificate no longer passes: %w", verr)
-				for _, x := range e.sessions.ofConn(s.conn) {
-					if e.endSession(context.Background(), x, cause) {
-						r.SessionsEnded++
-					}
-				}
-				s.conn.ch.Close()
-				continue
-			}
-		}
-		if userCert != nil && e.validateUser != nil {
-			if verr := e.validateUser(userCert); verr != nil &&
-				e.endSession(context.Background(), s, fmt.Errorf("ended by the gateway: the X.509 user certificate no longer passes: %w", verr)) {
-				r.SessionsEnded++
-			}
+		if up != nil && up.dropConnection() {
+			dropped++
 		}
 	}
-	return r, nil
+	return dropped, err
 }
 
 // recheckServer checks the server certificate the last upstream connect
@@ -117,7 +149,13 @@ func (e *Engine) recheckServer() error {
 	if cert == nil {
 		return nil
 	}
-	if err := cfg.validate(cert); err != nil {
+	until, err := cfg.validate(cert)
+	cfg.mu.Lock()
+	if cfg.serverCert != nil && bytes.Equal(cfg.serverCert, cert) {
+		cfg.serverUntil = until // zero on a failure: checked again at a change, not every second
+	}
+	cfg.mu.Unlock()
+	if err != nil {
 		cfg.forgetEndpoints()
 		return fmt.Errorf("server certificate: %w", err)
 	}

@@ -52,7 +52,7 @@ func (e *Engine) Serve(ctx context.Context, nc net.Conn, s *gateway.Session) err
 	}
 	if e.validate != nil {
 		cfg.ValidateClient = func(chain []byte) error {
-			err := e.validate(chain, "")
+			_, err := e.validate(chain, "")
 			if err == nil {
 				return nil
 			}

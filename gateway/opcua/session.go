@@ -24,9 +24,14 @@ type uaSession struct {
 	clientCert []byte
 	clientKey  *rsa.PublicKey // nil under None
 	clientDesc *ua.ApplicationDescription
-	timeout    time.Duration
-	lastUsed   atomic.Int64 // unix nanoseconds of the last request
-	created    time.Time
+	appUntil   time.Time // when clientCert stops passing by time alone (zero under None)
+	// certsDue is when the session's certificates (application, X.509
+	// user) are to be validated again, unix nanoseconds (0: never): just
+	// after the first of them expires, so that no session outlives them.
+	certsDue atomic.Int64
+	timeout  time.Duration
+	lastUsed atomic.Int64 // unix nanoseconds of the last request
+	created  time.Time
 	// live is set at the first activation; until then the session holds a
 	// slot of the table only for ActivationTimeout.
 	live atomic.Bool

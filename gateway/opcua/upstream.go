@@ -26,7 +26,7 @@ type upstreamConfig struct {
 	appURI    string
 	// validate checks the server's certificate against the gateway's trust
 	// store; nil skips the check (None).
-	validate func(cert []byte) error
+	validate func(cert []byte) (until time.Time, err error)
 	// connectTimeout bounds a whole connect, from the dial to
 	// ActivateSession (GetEndpoints included): the listener's request
 	// timeout.
@@ -42,8 +42,10 @@ type upstreamConfig struct {
 	mu        sync.Mutex
 	endpoints []*ua.EndpointDescription
 	// serverCert is the server certificate the last connect validated
-	// (recheckServer checks it again when the trust lists change).
-	serverCert []byte
+	// (recheckServer checks it again when the trust lists change, and
+	// after serverUntil, when it or a CA of its chain expires).
+	serverCert  []byte
+	serverUntil time.Time
 
 	// gate is the connect back-off of the listener, shared by its
 	// sessions (one server).
@@ -296,13 +298,15 @@ func (cfg *upstreamConfig) endpoint(ctx context.Context) (*ua.EndpointDescriptio
 		if ep.SecurityPolicyURI != cfg.policyURI || ep.SecurityMode != cfg.mode {
 			continue
 		}
+		var until time.Time
 		if cfg.validate != nil {
-			if err := cfg.validate(ep.ServerCertificate); err != nil {
+			var err error
+			if until, err = cfg.validate(ep.ServerCertificate); err != nil {
 				return nil, fmt.Errorf("server certificate: %w", err)
 			}
 		}
 		cfg.mu.Lock()
-		cfg.endpoints, cfg.serverCert = eps, ep.ServerCertificate
+		cfg.endpoints, cfg.serverCert, cfg.serverUntil = eps, ep.ServerCertificate, until
 		cfg.mu.Unlock()
 		return ep, nil
 	}
