@@ -124,6 +124,7 @@ type tlsLoad struct {
 // pkiLoad is a pki.load or pki.load_failed record: an OPC UA listener's
 // trust lists read again by the running gateway and its open sessions
 // checked against them. A failure names only the listener and the error.
+// A load without trust_changed (an older log) counts as a change.
 type pkiLoad struct {
 	Time          time.Time
 	Seq           uint64
@@ -133,6 +134,7 @@ type pkiLoad struct {
 	PKI           trustLists
 	UserPKI       trustLists
 	HasUserPKI    bool  // the listener has a user_pki for X.509 user tokens
+	TrustChanged  bool  // false: re-checked unchanged, and a certificate no longer passed (one expired since)
 	SessionsEnded int64 // open sessions whose application or user certificate no longer passed
 	// The server's certificate of a secured upstream leg no longer passed:
 	// the connections to the server closed, and why.
@@ -325,6 +327,7 @@ type aggregator struct {
 	tlsFails   capped[tlsLoad]   // tls.load_failed in the period
 	tlsEnded   int64             // sessions_ended over the tls.load records in the period
 	pkiLoads   capped[pkiLoad]   // pki.load in the period
+	pkiChanged int64             // of them, those whose trust lists changed
 	pkiFails   capped[pkiLoad]   // pki.load_failed in the period
 	pkiEnded   int64             // sessions_ended over the pki.load records in the period
 	pkiUpFails int64             // pki.load records in the period whose server certificate no longer passed
@@ -1092,6 +1095,7 @@ func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
 		Ended   int64           `json:"sessions_ended"`
 		Dropped int64           `json:"upstream_connections_dropped"`
 		UpErr   string          `json:"upstream_error"`
+		Changed json.RawMessage `json:"trust_changed"` // as user_pki: only false is no change
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
 	row := pkiLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
@@ -1103,6 +1107,10 @@ func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
 	if r.Event == eventPKILoadFailed {
 		a.pkiFails.add(row)
 		return
+	}
+	row.TrustChanged = string(f.Changed) != "false"
+	if row.TrustChanged {
+		a.pkiChanged++
 	}
 	a.pkiEnded += max(f.Ended, 0)
 	if row.HasUpstream {

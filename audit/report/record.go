@@ -19,7 +19,7 @@ const (
 	eventUsersLoadFailed   = "users.load_failed" // it did not load; the users in force stay
 	eventTLSLoad           = "tls.load"          // a Modbus/TCP Security listener's certificate or trust loaded again, changed
 	eventTLSLoadFailed     = "tls.load_failed"   // its files did not load; the certificate and trust in force stay
-	eventPKILoad           = "pki.load"          // an OPC UA listener's trust lists changed; open sessions checked against them
+	eventPKILoad           = "pki.load"          // an OPC UA listener's open sessions checked against its trust lists, changed or not (trust_changed)
 	eventPKILoadFailed     = "pki.load_failed"   // its certificate store was not read; open sessions not checked again
 	eventCheckpoint        = audit.EventCheckpoint
 	eventRotated           = audit.EventRotated

@@ -307,6 +307,7 @@ type page struct {
 	PKIFails                  []pkiLoad
 	PKIFailsCap               tableCap
 	PKIEnded                  int64 // sessions ended by the pki.load records in the period
+	PKIChanged, PKIRechecked  int64 // pki.load records in the period whose trust lists changed, and the rest
 	Tickets                   []ticketRow
 	TicketsMore               int
 	TicketsOverflow           bool
@@ -417,6 +418,7 @@ func (r *Report) view() *page {
 		UsersLoads: a.usersLoads.Rows, UsersLoadsCap: capOf(&a.usersLoads), UsersFails: a.usersFails.Rows, UsersFailsCap: capOf(&a.usersFails),
 		TLSLoads: a.tlsLoads.Rows, TLSLoadsCap: capOf(&a.tlsLoads), TLSFails: a.tlsFails.Rows, TLSFailsCap: capOf(&a.tlsFails), TLSEnded: a.tlsEnded,
 		PKILoads: a.pkiLoads.Rows, PKILoadsCap: capOf(&a.pkiLoads), PKIFails: a.pkiFails.Rows, PKIFailsCap: capOf(&a.pkiFails), PKIEnded: a.pkiEnded,
+		PKIChanged: a.pkiChanged, PKIRechecked: a.pkiLoads.Total - a.pkiChanged,
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
 		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
@@ -849,7 +851,7 @@ func (r *Report) findings(p *page) []string {
 		f = append(f, fmt.Sprintf("%s failed; the certificate and trust in force stayed (tls.load_failed).", plural(a.tlsFails.Total, "Modbus/TCP Security file load")))
 	}
 	if n := a.pkiLoads.Total; n > 0 {
-		s := fmt.Sprintf("The OPC UA trust lists changed %s in the period (pki.load)", times(n))
+		s := "The OPC UA trust lists " + pkiChecks(a.pkiChanged, n-a.pkiChanged) + " in the period (pki.load)"
 		s += endedByTrust(a.pkiEnded)
 		if d := a.pkiDropped; d > 0 {
 			s += fmt.Sprintf("; the server's certificate no longer passed %s, and %s to the server %s closed",
@@ -902,6 +904,19 @@ func rejectedNote(counted int64) string {
 		return "request.rejected"
 	}
 	return fmt.Sprintf("request.rejected; %s counted in request.rejected_suppressed", groupDigits(counted))
+}
+
+// pkiChecks says how often the trust lists changed and how often they
+// were checked again without a change (a certificate expired since).
+func pkiChecks(changed, rechecked int64) string {
+	re := "were re-checked without a change " + times(rechecked)
+	switch {
+	case rechecked == 0:
+		return "changed " + times(changed)
+	case changed == 0:
+		return re
+	}
+	return "changed " + times(changed) + " and " + re
 }
 
 // endedByTrust is the clause of a tls.load or pki.load finding that counts

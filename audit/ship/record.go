@@ -74,8 +74,8 @@ func hashOf(line []byte) string {
 // Evidence that the log itself was damaged or could not be kept, and
 // policies, users files, TLS files or OPC UA trust lists that failed to
 // load: error. Denied or alerting calls and refused requests, sessions and
-// log-ins: warning. Lifecycle, policy, users, TLS, trust-list and ticket
-// changes, checkpoints and allowed state-changing calls: notice.
+// log-ins: warning. Lifecycle, policy, users, TLS and ticket changes,
+// trust-list checks, checkpoints and allowed state-changing calls: notice.
 // Everything else (allowed reads, results, sessions): informational.
 func severityOf(q *query.Record) Severity {
 	ev := q.Event

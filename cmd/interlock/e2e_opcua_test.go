@@ -531,8 +531,8 @@ func TestE2EOPCUACertificateRejectedWhileConnected(t *testing.T) {
 	for _, l := range eventsOf(recs, "pki.load") {
 		load = l
 	}
-	if load.str("listener") != "line1" || load.num("pki.trusted_certs") != 0 || len(load.strs("paths")) != 4 {
-		t.Errorf("pki.load: %s\nwant listener line1, no certificate trusted any more, the four trust folders", load)
+	if load.str("listener") != "line1" || load.num("pki.trusted_certs") != 0 || len(load.strs("paths")) != 4 || load.get("trust_changed") != true {
+		t.Errorf("pki.load: %s\nwant listener line1, no certificate trusted any more, the four trust folders, trust_changed true", load)
 	}
 	var ended []record
 	for _, c := range eventsOf(recs, "session.close") {

@@ -20,9 +20,11 @@ var _ trustRechecker = (*opcua.Engine)(nil)
 
 // pkiWatches makes a watch for each listener whose engine checks clients
 // against a certificate store (pki.load and pki.load_failed records): when
-// its trust lists or CRLs change, the open sessions are checked against
-// them, those whose certificate no longer passes are ended, and the
-// connections to a server whose certificate no longer passes are closed.
+// its trust lists or CRLs change, and on SIGHUP, the open sessions are
+// checked against them, those whose certificate no longer passes are
+// ended, and the connections to a server whose certificate no longer
+// passes are closed. A pki.load's trust_changed says whether the trust
+// lists differ from those of the last pki.load (or of the first check).
 // New connections use the store as it is without a watch.
 func pkiWatches(gws []*gateway.Listener, aw recorder, log zerolog.Logger) []*fileWatch {
 	var out []*fileWatch
@@ -42,8 +44,7 @@ func newPKIWatch(listener string, eng trustRechecker, aw recorder, log zerolog.L
 		log: log.With().Str("listener", listener).Logger(),
 		load: func() (loaded, error) {
 			r, err := eng.RecheckTrust()
-			out := loaded{msg: "trust lists changed: open sessions checked against them",
-				failMsg: "trust lists not read; open sessions not checked again"}
+			out := loaded{failMsg: "trust lists not read; open sessions not checked again"}
 			if err != nil {
 				return out, err
 			}
@@ -51,9 +52,17 @@ func newPKIWatch(listener string, eng trustRechecker, aw recorder, log zerolog.L
 			if digest == "" {
 				digest = d // the first reading is what sessions opened under
 			}
-			out.unchanged = d == digest && r.SessionsEnded == 0 && r.UpstreamDropped == 0
+			// A check with the trust lists as they were still ends what no
+			// longer passes (a certificate that expired): recorded, as no change.
+			changed := d != digest
+			out.unchanged = !changed && r.SessionsEnded == 0 && r.UpstreamDropped == 0
 			digest = d
+			out.msg = "trust lists changed: open sessions checked against them"
+			if !changed {
+				out.msg = "trust lists unchanged: open sessions checked against them again"
+			}
 			out.fields = func(e *zerolog.Event) {
+				e.Bool("trust_changed", changed)
 				e.Strs("paths", eng.TrustFolders())
 				summaryFields(e, "pki", r.PKI)
 				if r.UserPKI.Digest != "" {
