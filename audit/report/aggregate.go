@@ -503,7 +503,7 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		a.policyLoad(r, t, in)
 	case eventPolicyLoadFailed:
 		if in {
-			a.loadFails.add(eventRow{t, r.Seq, r.Event, r.Error})
+			a.loadFails.add(eventRow{t, r.Seq, r.Event, clip(r.Error, maxFieldText)})
 		}
 	case eventUsersLoad, eventUsersLoadFailed:
 		if in {
@@ -1025,7 +1025,7 @@ func (a *aggregator) usersLoad(line []byte, r *record, t time.Time) {
 		Changed []string `json:"changed"`
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
-	row := usersLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Path: r.Path, Error: r.Error,
+	row := usersLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Path: r.Path, Error: clip(r.Error, maxFieldText),
 		Added: names(f.Added), Removed: names(f.Removed), Changed: names(f.Changed)}
 	if f.Users != nil {
 		row.Users, row.HasUsers = *f.Users, true
@@ -1070,7 +1070,7 @@ func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
 		Stale      []string `json:"stale_crls"`
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
-	row := tlsLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
+	row := tlsLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
 		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
 		CRLs: f.CRLs, Revoked: f.Revoked, SessionsEnded: f.Ended, StaleCRLs: firstOf(f.Stale, 8, 256)}
 	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
@@ -1098,7 +1098,7 @@ func (a *aggregator) pkiLoad(line []byte, r *record, t time.Time) {
 		Changed json.RawMessage `json:"trust_changed"` // as user_pki: only false is no change
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
-	row := pkiLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: r.Error,
+	row := pkiLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
 		Paths: firstOf(f.Paths, 8, 256), PKI: f.PKI, SessionsEnded: f.Ended,
 		HasUpstream: f.UpErr != "" || f.Dropped > 0, UpstreamDropped: max(f.Dropped, 0), UpstreamError: clip(f.UpErr, maxFieldText)}
 	if len(f.UserPKI) > 0 && f.UserPKI[0] == '{' && json.Unmarshal(f.UserPKI, &row.UserPKI) == nil {

@@ -65,6 +65,13 @@ func TestBrowserHostileLog(t *testing.T) {
 		if !strings.Contains(body, hostile) {
 			t.Errorf("scripts %v: the hostile user name is not shown as text", scripts)
 		}
+		// The load failures' 100 KiB errors: their first 400 bytes as text.
+		if n := strings.Count(body, hostileError(hostile)[:400]+"…"); n != 4 {
+			t.Errorf("scripts %v: %d load failures show their error clipped to 400 bytes, want 4", scripts, n)
+		}
+		if strings.Contains(body, errorEnd) {
+			t.Errorf("scripts %v: the page shows more of an error than 400 bytes", scripts)
+		}
 		var injected int
 		if err := p.Eval(ctx, `document.querySelectorAll("script").length + document.querySelectorAll("img").length`, &injected); err != nil {
 			t.Fatal(err)
@@ -102,10 +109,19 @@ func openWriter(t *testing.T, path string) *audit.Writer {
 	return w
 }
 
+// errorEnd ends hostileError.
+const errorEnd = "END-OF-THE-ERROR"
+
+// hostileError is a load failure's error of over 100 KiB, hostile all along.
+func hostileError(hostile string) string {
+	return strings.Repeat(hostile, 100<<10/len(hostile)+1) + errorEnd
+}
+
 // recordHostile writes a session and calls whose every free-text field is
 // hostile: user, roles, source name, target, function, reasons, details,
-// the certificate and files of Modbus/TCP Security file loads, and the
-// listener, folders and errors of OPC UA trust-list checks.
+// the certificate and files of Modbus/TCP Security file loads, the
+// listener, folders and errors of OPC UA trust-list checks, and the errors
+// (of over 100 KiB) of policy, users-file, TLS and trust-list loads.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -142,7 +158,15 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Record("tls.load_failed", true, func(e *zerolog.Event) { tlsFields(e); e.Str("error", hostile) }); err != nil {
+	if err := w.Record("policy.load_failed", true, func(e *zerolog.Event) { e.Str("path", hostile).Str("error", hostileError(hostile)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("users.load_failed", true, func(e *zerolog.Event) {
+		e.Str("listener", hostile).Str("path", hostile).Int("users", 1).Str("error", hostileError(hostile))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("tls.load_failed", true, func(e *zerolog.Event) { tlsFields(e); e.Str("error", hostileError(hostile)) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Record("pki.load", true, func(e *zerolog.Event) {
@@ -154,7 +178,7 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Record("pki.load_failed", true, func(e *zerolog.Event) { e.Str("listener", hostile).Str("error", hostile) }); err != nil {
+	if err := w.Record("pki.load_failed", true, func(e *zerolog.Event) { e.Str("listener", hostile).Str("error", hostileError(hostile)) }); err != nil {
 		t.Fatal(err)
 	}
 	w.SessionEnd(ctx, s, errors.New(hostile))

@@ -513,3 +513,44 @@ func TestReportReadsGzippedRotatedFiles(t *testing.T) {
 		t.Errorf("gzipped: verify %+v, %d records; plain: %d records", rep.Verify, rep.agg.records, plain.agg.records)
 	}
 }
+
+// The error of a load that failed (policy, users file, Modbus/TCP Security
+// files, OPC UA trust lists) is clipped like other text of a record: a
+// 100 KiB error full of markup shows its first 400 bytes, escaped, and an
+// ellipsis, and the rest is not in the page.
+func TestLoadFailureErrorsClipped(t *testing.T) {
+	const tail = "END-OF-THE-ERROR"
+	long := strings.Repeat(`<img src=x onerror=alert("é")>`, 100<<10/30) + tail
+	l := newLog(t)
+	l.add(ts("2026-11-26T08:00:00Z"), "policy.load_failed", field{"path", "/etc/interlock/policy"}, field{"error", "policy: " + long})
+	l.add(ts("2026-11-26T08:01:00Z"), "users.load_failed", field{"listener", "line1"}, field{"path", "/etc/interlock/users.yaml"},
+		field{"users", 2}, field{"error", "users: " + long})
+	l.add(ts("2026-11-26T08:02:00Z"), "tls.load_failed", field{"listener", "plc1-tls"}, field{"error", "tls: " + long})
+	l.add(ts("2026-11-26T08:03:00Z"), "pki.load_failed", field{"listener", "line1"}, field{"error", "pki: " + long})
+	rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
+	a := rep.agg
+	if a.loadFails.Total != 1 || a.usersFails.Total != 1 || a.tlsFails.Total != 1 || a.pkiFails.Total != 1 {
+		t.Fatalf("failures: policy %d, users %d, tls %d, pki %d; want one each", a.loadFails.Total, a.usersFails.Total, a.tlsFails.Total, a.pkiFails.Total)
+	}
+	for _, e := range []struct{ event, prefix, shown string }{
+		{"policy.load_failed", "policy: ", a.loadFails.Rows[0].Fields},
+		{"users.load_failed", "users: ", a.usersFails.Rows[0].Error},
+		{"tls.load_failed", "tls: ", a.tlsFails.Rows[0].Error},
+		{"pki.load_failed", "pki: ", a.pkiFails.Rows[0].Error},
+	} {
+		want := clip(e.prefix+long, maxFieldText)
+		if e.shown != want || len(e.shown) > maxFieldText+len("…") || !strings.HasSuffix(e.shown, "…") {
+			t.Errorf("%s: error of %d bytes kept %q…, want the first %d bytes and …", e.event, len(e.shown), e.shown[:min(len(e.shown), 60)], maxFieldText)
+			continue
+		}
+		if !strings.Contains(page, html.EscapeString(e.shown)) {
+			t.Errorf("%s: the page lacks the clipped error, escaped", e.event)
+		}
+	}
+	if strings.Contains(page, tail) || strings.Contains(page, `<img src=x`) {
+		t.Errorf("the page holds the rest of an error, or its markup unescaped")
+	}
+	if len(page) > 400<<10 {
+		t.Errorf("a page of %d bytes for four failures", len(page))
+	}
+}
