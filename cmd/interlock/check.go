@@ -140,9 +140,36 @@ func cmdCheck(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	warnHosts(cfg, stdout, net.DefaultResolver.LookupHost)
-	fmt.Fprintf(stdout, "%s: ok: %s, policy %s revision %s (%s mode), audit log %s\n",
+	fmt.Fprintf(stdout, "%s: ok: %s, policy %s revision %s (%s mode), audit log %s",
 		cfg.File, audit.Plural(len(gws), "listener"), cfg.Policy.Path, pol.Revision(), cfg.Policy.Mode, cfg.Audit.Path)
+	for i := range cfg.Listeners {
+		if s := tlsSummary(&cfg.Listeners[i]); s != "" {
+			fmt.Fprintf(stdout, "; %s", s)
+		}
+	}
+	fmt.Fprintln(stdout)
 	return nil
+}
+
+// tlsSummary says what a Modbus/TCP Security listener presents and trusts,
+// and whether it checks revocation; "" for a listener without tls. The ok
+// line ends with it, so that a plain configuration's line stays as it was.
+func tlsSummary(l *config.Listener) string {
+	t := l.TLS
+	if t == nil || t.Certificate.Leaf == nil {
+		return ""
+	}
+	leaf := t.Certificate.Leaf
+	s := fmt.Sprintf("%s: Modbus/TCP Security, certificate %s until %s, client CAs %d", l.Name,
+		leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339), len(t.CACerts))
+	if len(t.CRLs) == 0 {
+		return s + ", no CRL: revocation not checked"
+	}
+	revoked := 0
+	for _, c := range t.CRLs {
+		revoked += len(c.RevokedCertificateEntries)
+	}
+	return s + fmt.Sprintf(", CRLs %d (%d revoked)", len(t.CRLs), revoked)
 }
 
 // sampleResults are the sample calls a policy gives no decision.

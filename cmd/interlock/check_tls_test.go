@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +149,72 @@ func TestCheckStaleCRL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// check's ok line ends, for a Modbus/TCP Security listener, with the
+// certificate it presents, how many client CAs it trusts, and its CRLs and
+// the certificates they revoke, or that it checks no revocation; the line
+// of a configuration without tls is as it was.
+func TestCheckOKLineSaysTLS(t *testing.T) {
+	t.Parallel()
+	end := time.Now().Add(90 * 24 * time.Hour).UTC().Truncate(time.Second)
+	gwCert := gatewaytest.CertOptions{CommonName: "plc1 gateway", Server: true, NotAfter: end}
+	okLine := func(t *testing.T, g *gw) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &stderr); err != nil {
+			t.Fatalf("check: %v\n%s", err, stderr.String())
+		}
+		for line := range strings.Lines(stdout.String()) {
+			if strings.HasPrefix(line, g.config+": ok: 1 listener, policy ") {
+				return line
+			}
+		}
+		t.Fatalf("check printed no ok line:\n%s", stdout.String())
+		return ""
+	}
+	plain := regexp.MustCompile(`: ok: 1 listener, policy \S+ revision \S+ \(enforce mode\), audit log \S+\n$`)
+	tlsClause := func(line string) (string, bool) {
+		_, clause, ok := strings.Cut(line, "audit log ")
+		_, clause, found := strings.Cut(clause, "; ")
+		return clause, ok && found
+	}
+	t.Run("plain", func(t *testing.T) {
+		t.Parallel()
+		line := okLine(t, newGateway(t, gwOptions{upstreamPort: 502}))
+		if !plain.MatchString(line) {
+			t.Fatalf("ok line %q, want it as before: no tls clause", line)
+		}
+	})
+	t.Run("no CRL", func(t *testing.T) {
+		t.Parallel()
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		withTLS(t, g, gatewaytest.NewTLSPKI(t), gwCert, "")
+		line := okLine(t, g)
+		want := "plc1: Modbus/TCP Security, certificate CN=plc1 gateway until " + end.Format(time.RFC3339) +
+			", client CAs 1, no CRL: revocation not checked\n"
+		if clause, ok := tlsClause(line); !ok || clause != want || !plain.MatchString(strings.TrimSuffix(line, "; "+want)+"\n") {
+			t.Fatalf("ok line %q\nwant it to end with %q", line, "; "+want)
+		}
+	})
+	t.Run("CRL", func(t *testing.T) {
+		t.Parallel()
+		g := newGateway(t, gwOptions{upstreamPort: 502})
+		p, other := gatewaytest.NewTLSPKI(t), gatewaytest.NewTLSPKINamed(t, "Interlock other CA")
+		var revoked []*x509.Certificate
+		for _, name := range []string{"alice", "bob", "carol"} {
+			crt, _ := p.Issue(t, name, gatewaytest.CertOptions{CommonName: name, Client: true})
+			revoked = append(revoked, gatewaytest.ReadCert(t, crt))
+		}
+		crl, _ := p.CRL(t, "clients", time.Now().Add(24*time.Hour), revoked...)
+		bundle := filepath.Join(g.dir, "client-cas.crt")
+		writeFile(t, bundle, string(readFile(t, p.CAFile))+string(readFile(t, other.CAFile)))
+		crt, key := p.Issue(t, "gateway", gwCert)
+		insertTLS(t, g, crt, key, bundle, "      crl: "+crl+"\n")
+		want := "plc1: Modbus/TCP Security, certificate CN=plc1 gateway until " + end.Format(time.RFC3339) +
+			", client CAs 2, CRLs 1 (3 revoked)\n"
+		if line := okLine(t, g); !strings.HasSuffix(line, "; "+want) {
+			t.Fatalf("ok line %q\nwant it to end with %q", line, "; "+want)
+		}
+	})
 }

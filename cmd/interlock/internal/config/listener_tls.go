@@ -33,6 +33,7 @@ type ListenerTLS struct {
 type TLSFiles struct {
 	Certificate tls.Certificate // with its key, Leaf set
 	ClientCAs   *x509.CertPool
+	CACerts     []*x509.Certificate    // the certificates of ClientCAs, in file order
 	CRLs        []*x509.RevocationList // none without tls.crl
 }
 
@@ -82,7 +83,7 @@ func (t *ListenerTLS) ReadFiles() (TLSFiles, error) {
 	if err != nil {
 		return fail("tls.client_ca", "%v", err)
 	}
-	f.ClientCAs = x509.NewCertPool()
+	f.ClientCAs, f.CACerts = x509.NewCertPool(), cas
 	for _, ca := range cas {
 		f.ClientCAs.AddCert(ca)
 	}
