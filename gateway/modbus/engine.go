@@ -83,6 +83,8 @@ type Engine struct {
 	routes    [256]*route
 	upstreams []*Upstream
 	warnings  []string
+	// upTLS is modbus.upstream_tls as read last (reload); nil without.
+	upTLS upstreamTLS
 }
 
 var _ gateway.Engine = (*Engine)(nil)
@@ -112,12 +114,14 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		if err := o.checkTLSUpstreams(spec.Upstream); err != nil {
 			return nil, err
 		}
-		cfg, leaf, err := t.clientTLS(spec.BaseDir)
+		f, err := t.clientTLS(spec.BaseDir)
 		if err != nil {
 			return nil, err
 		}
-		cfg.ServerName = t.ServerName
-		clientTLS = cfg
+		leaf := f.leaf
+		f.cfg.ServerName = t.ServerName
+		clientTLS = f.cfg
+		e.upTLS = upstreamTLS{section: t, baseDir: spec.BaseDir, inForce: f}
 		e.warnings = append(e.warnings, clientCertWarnings(leaf, t.Cert, time.Now())...)
 		if leaf != nil && time.Now().After(leaf.NotAfter) {
 			spec.Log.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).

@@ -81,6 +81,7 @@ type gw struct {
 	addr  string
 	audit *gatewaytest.Auditor
 	stop  func() // shuts the listener down and waits for it
+	eng   *modbus.Engine
 }
 
 type gwOpts struct {
@@ -136,7 +137,7 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		stop()
 		eng.Close()
 	})
-	return &gw{addr: ln.Addr().String(), audit: a, stop: stop}
+	return &gw{addr: ln.Addr().String(), audit: a, stop: stop, eng: eng.(*modbus.Engine)}
 }
 
 // A shutdown answers the request in flight: the PLC acted on it, and a

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,7 @@ type Upstream struct {
 	timeout time.Duration
 	free    chan *link
 	all     []*link
+	tls     *tlsSide // tls://: the client configuration in force
 }
 
 var _ gateway.Upstream = (*Upstream)(nil)
@@ -85,6 +87,11 @@ type link struct {
 	// tls: conn carries a TLS session (tls://); tlsLog reports its failures.
 	tls    bool
 	tlsLog *tlsLog
+	// side is the tls:// upstream's configuration in force, and open the
+	// TLS session open on the link: one of a configuration no longer in
+	// force is closed before the next request and when its request ends.
+	side *tlsSide
+	open atomic.Pointer[onceConn]
 }
 
 // idleCheckAfter is how long a connection must have been idle before it is
@@ -125,6 +132,7 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 		o.Timeout = gateway.DefaultRequestTimeout
 	}
 	var mk func() (*link, error)
+	var ts *tlsSide
 	switch u.Scheme {
 	case SchemeTCP, SchemeRTUOverTCP:
 		if u.Hostname() == "" || u.Port() == "" {
@@ -139,12 +147,9 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 			return nil, fmt.Errorf("%q: a tls:// upstream needs modbus.upstream_tls (ca: the CA certificates that issued the PLC's certificate; cert, key: the gateway's client certificate)", raw)
 		}
 		addr := net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), DefaultTLSPort))
-		cfg := o.TLS.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName = u.Hostname()
-		}
-		tl := &tlsLog{log: o.Log, upstream: raw}
-		mk = func() (*link, error) { return tcpLink(SchemeTCP, addr, o, &tlsSide{cfg: cfg, log: tl}), nil }
+		ts = &tlsSide{host: u.Hostname(), log: &tlsLog{log: o.Log, upstream: raw}}
+		ts.set(o.TLS)
+		mk = func() (*link, error) { return tcpLink(SchemeTCP, addr, o, ts), nil }
 	case SchemeRTU:
 		if u.Path == "" {
 			return nil, fmt.Errorf("%q: want rtu:///dev/ttyXXX?baud=19200", raw)
@@ -156,7 +161,7 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	default:
 		return nil, fmt.Errorf("%q: unsupported scheme %q (want tcp, rtuovertcp, tls or rtu)", raw, u.Scheme)
 	}
-	up := &Upstream{url: raw, serial: u.Scheme == SchemeRTU || u.Scheme == SchemeRTUOverTCP, timeout: o.Timeout, free: make(chan *link, o.Conns)}
+	up := &Upstream{url: raw, serial: u.Scheme == SchemeRTU || u.Scheme == SchemeRTUOverTCP, timeout: o.Timeout, free: make(chan *link, o.Conns), tls: ts}
 	for range o.Conns {
 		l, err := mk()
 		if err != nil {
@@ -169,27 +174,96 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 }
 
 // tlsSide is what a tls:// upstream's links share: the client
-// configuration with the server name set, and the log of failures.
+// configuration in force, with the server name set, and the log of
+// failures.
 type tlsSide struct {
-	cfg *tls.Config
-	log *tlsLog
+	cfg  atomic.Pointer[tls.Config]
+	host string // the server name when the configuration has none
+	log  *tlsLog
+}
+
+// set puts cfg in force for the next TLS sessions.
+func (ts *tlsSide) set(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	if c.ServerName == "" {
+		c.ServerName = ts.host
+	}
+	ts.cfg.Store(c)
+	return c
+}
+
+// SetTLS puts a new client configuration in force for the upstream's TLS
+// sessions (tls:// only; its server name as at NewUpstream) and closes the
+// sessions of the one before: idle ones at once, one carrying a request
+// when its answer is in (the request is not cut off). It returns how many
+// sessions it closed or will close.
+func (u *Upstream) SetTLS(cfg *tls.Config) int {
+	if u.tls == nil {
+		return 0
+	}
+	c := u.tls.set(cfg)
+	// The idle links are taken out of the pool for the time it takes to
+	// close their sessions; a request waits for them as for a busy one.
+	var idle []*link
+drain:
+	for len(idle) < len(u.all) {
+		select {
+		case l := <-u.free:
+			idle = append(idle, l)
+		default:
+			break drain
+		}
+	}
+	n := 0
+	for _, l := range u.all {
+		if o := l.open.Load(); o != nil && o.cfg != c {
+			n++
+		}
+	}
+	for _, l := range idle {
+		l.closeStale()
+		u.free <- l
+	}
+	return n
+}
+
+// closeStale closes the link's TLS session when it was made under a
+// configuration no longer in force; the link is held by the caller.
+func (l *link) closeStale() {
+	if l.side == nil {
+		return
+	}
+	if o := l.open.Load(); o != nil && o.cfg != l.side.cfg.Load() {
+		_ = l.close() // closes o, which clears l.open
+		l.conn = nil
+	}
+}
+
+// release puts a link back in the pool, its session closed first when a
+// new TLS configuration came in force during its request.
+func (u *Upstream) release(l *link) {
+	l.closeStale()
+	u.free <- l
 }
 
 // tcpLink is a link to addr; with ts, each connection is a TLS session
 // whose handshake ends within the dial (dialTLS).
 func tcpLink(scheme, addr string, o UpstreamOptions, ts *tlsSide) *link {
-	l := &link{}
+	l := &link{side: ts}
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		d := net.Dialer{Timeout: o.ConnectTimeout, Deadline: l.dialDeadline}
 		if ts != nil {
-			raw, tc, err := dialTLS(ctx, &d, address, ts.cfg, o.ConnectTimeout)
+			cfg := ts.cfg.Load()
+			raw, tc, err := dialTLS(ctx, &d, address, cfg, o.ConnectTimeout)
 			if err != nil {
 				ts.log.failed(err)
 				return nil, err
 			}
 			ts.log.established(tc)
 			l.conn, l.tls, l.tlsLog = raw, true, ts.log
-			return &onceConn{Conn: tc, l: l}, nil
+			c := &onceConn{Conn: tc, l: l, cfg: cfg}
+			l.open.Store(c)
+			return c, nil
 		}
 		c, err := d.DialContext(ctx, network, address)
 		if err != nil {
@@ -228,6 +302,15 @@ type onceConn struct {
 	l *link
 	// read: the device has sent application data on this connection.
 	read bool
+	// cfg is the TLS configuration the session was made with (tls://).
+	cfg *tls.Config
+}
+
+// Close also tells the link that its TLS session is gone, whoever closes
+// it (an error, the idle timer, a new configuration).
+func (c *onceConn) Close() error {
+	c.l.open.CompareAndSwap(c, nil)
+	return c.Conn.Close()
 }
 
 func (c *onceConn) Write(b []byte) (int, error) {
@@ -309,7 +392,7 @@ func (u *Upstream) RoundTrip(ctx context.Context, c *gateway.Call) (*gateway.Res
 		defer cancel()
 		return u.roundTripBounded(ctx, l, dl, c.Target.UnitID, req)
 	}
-	defer func() { u.free <- l }()
+	defer u.release(l)
 	return u.exchange(ctx, l, dl, c.Target.UnitID, req)
 }
 
@@ -369,6 +452,9 @@ func (u *Upstream) exchange(ctx context.Context, l *link, dl time.Time, unit int
 	if err != nil {
 		return exception(ExGatewayPathUnavailable), fmt.Errorf("modbus: encode: %w", err)
 	}
+	// A TLS configuration put in force since the link's last request
+	// applies to this one.
+	l.closeStale()
 	if l.closedWhileIdle() {
 		// Reset rather than close: the device closed its side already, and
 		// a FIN now would leave its socket in TIME_WAIT, which a PLC with

@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,10 +46,36 @@ type UpstreamTLS struct {
 	ServerName string `yaml:"server_name"`
 }
 
-// clientTLS reads the files of t (relative to baseDir) into a TLS client
-// configuration without a server name, and returns the client
-// certificate's leaf. Errors begin with the key at fault.
-func (t *UpstreamTLS) clientTLS(baseDir string) (*tls.Config, *x509.Certificate, error) {
+// clientFiles is a reading of an upstream_tls section: the TLS client
+// configuration, without a server name, the client certificate's leaf and
+// the CA certificates.
+type clientFiles struct {
+	cfg  *tls.Config
+	leaf *x509.Certificate
+	cas  int
+}
+
+// paths are the section's files, relative ones taken from baseDir.
+func (t *UpstreamTLS) paths(baseDir string) (ca, cert, key string) {
+	path := func(p string) string {
+		if filepath.IsAbs(p) || baseDir == "" {
+			return p
+		}
+		return filepath.Join(baseDir, p)
+	}
+	return path(t.CA), path(t.Cert), path(t.Key)
+}
+
+// same says whether two readings hold the same client certificate and CAs.
+func (f clientFiles) same(g clientFiles) bool {
+	// The key goes with the certificate: clientTLS checks that they match.
+	a, b := f.cfg.Certificates[0].Certificate, g.cfg.Certificates[0].Certificate
+	return slices.EqualFunc(a, b, bytes.Equal) && f.cfg.RootCAs.Equal(g.cfg.RootCAs)
+}
+
+// clientTLS reads the files of t (relative to baseDir), at start and again
+// when a running gateway reloads them. Errors begin with the key at fault.
+func (t *UpstreamTLS) clientTLS(baseDir string) (clientFiles, error) {
 	var missing []string
 	for _, k := range []struct{ key, v string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
 		if k.v == "" {
@@ -56,46 +83,40 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (*tls.Config, *x509.Certificate,
 		}
 	}
 	if len(missing) > 0 {
-		return nil, nil, fmt.Errorf("upstream_tls: missing %s: ca is the CA certificates (PEM) that issued the PLC's certificate, cert and key the gateway's client certificate and its key (PEM); Modbus/TCP Security authenticates both ends",
+		return clientFiles{}, fmt.Errorf("upstream_tls: missing %s: ca is the CA certificates (PEM) that issued the PLC's certificate, cert and key the gateway's client certificate and its key (PEM); Modbus/TCP Security authenticates both ends",
 			strings.Join(missing, ", "))
 	}
-	path := func(p string) string {
-		if filepath.IsAbs(p) || baseDir == "" {
-			return p
-		}
-		return filepath.Join(baseDir, p)
-	}
-	caFile, certFile, keyFile := path(t.CA), path(t.Cert), path(t.Key)
+	caFile, certFile, keyFile := t.paths(baseDir)
 	certPEM, _, err := certs.ReadPEMCertificates(certFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("upstream_tls.cert: %v", err)
+		return clientFiles{}, fmt.Errorf("upstream_tls.cert: %v", err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("upstream_tls.key: %v", err)
+		return clientFiles{}, fmt.Errorf("upstream_tls.key: %v", err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		if strings.Contains(err.Error(), "does not match") {
-			return nil, nil, fmt.Errorf("upstream_tls.key: %s is not the key of the certificate in %s (%v)", keyFile, certFile, err)
+			return clientFiles{}, fmt.Errorf("upstream_tls.key: %s is not the key of the certificate in %s (%v)", keyFile, certFile, err)
 		}
-		return nil, nil, fmt.Errorf("upstream_tls.key: %s: %v", keyFile, err)
+		return clientFiles{}, fmt.Errorf("upstream_tls.key: %s: %v", keyFile, err)
 	}
 	_, cas, err := certs.ReadPEMCertificates(caFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("upstream_tls.ca: %v", err)
+		return clientFiles{}, fmt.Errorf("upstream_tls.ca: %v", err)
 	}
 	pool := x509.NewCertPool()
 	for _, ca := range cas {
 		pool.AddCert(ca)
 	}
-	return &tls.Config{
+	return clientFiles{cfg: &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 		MinVersion:   tls.VersionTLS12,
 		// No ClientSessionCache: every connection is a full handshake, the
 		// device's certificate verified each time.
-	}, cert.Leaf, nil
+	}, leaf: cert.Leaf, cas: len(cas)}, nil
 }
 
 // certExpiryWarning is how long before its end the gateway's client
