@@ -53,7 +53,7 @@ var (
 		audit.EventGatewayStart, audit.EventGatewayStop, audit.EventGatewayStartFailed,
 		"ticket.open", "ticket.approve", "ticket.close", "ticket.load", "ticket.load_refused", EventTicketRefused,
 		"policy.load", "policy.load_failed", "users.load", "users.load_failed", "tls.load", "tls.load_failed",
-		"pki.load", "pki.load_failed",
+		"pki.load", "pki.load_failed", "upstream_tls.load", "upstream_tls.load_failed",
 		audit.EventSessionOpen, audit.EventCall, audit.EventResult, audit.EventRequestRejected, audit.EventRequestRejectedSuppressed,
 		audit.EventSessionClose,
 		audit.EventSessionAuthFailed,

@@ -5,8 +5,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +35,24 @@ func startTLSPLC(t *testing.T, p *gatewaytest.TLSPKI, name, clientCA string, val
 	return port
 }
 
+// useTLSUpstream makes g's upstream tls://127.0.0.1:port with the
+// upstream_tls files given, and more of the modbus section after them.
+func useTLSUpstream(t *testing.T, g *gw, port int, ca, cert, key, more string) {
+	t.Helper()
+	b, err := os.ReadFile(g.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), fmt.Sprintf("upstream: tcp://127.0.0.1:%d\n", port), fmt.Sprintf("upstream: tls://127.0.0.1:%d\n", port), 1)
+	s = strings.Replace(s, "    modbus:\n", fmt.Sprintf(`    modbus:
+      upstream_tls:
+        ca: %s
+        cert: %s
+        key: %s
+`, ca, cert, key)+more, 1)
+	writeFile(t, g.config, s)
+}
+
 // mbpoll → interlock → tls:// → pymodbus's TLS server, which requires the
 // gateway's client certificate: reads and a write come back with the PLC's
 // values and result records ok. Unit 7 is routed to a second TLS PLC whose
@@ -52,22 +72,11 @@ func TestE2ETLSUpstream(t *testing.T) {
 	untrusted := startTLSPLC(t, otherCA, "plc1", plcCA.CAFile, init...)
 
 	g := newGateway(t, gwOptions{upstreamPort: good, requestTimeout: "10s", rego: map[string]string{"allow.rego": allowAllRego}})
-	b, err := os.ReadFile(g.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(b), fmt.Sprintf("upstream: tcp://127.0.0.1:%d\n", good), fmt.Sprintf("upstream: tls://127.0.0.1:%d\n", good), 1)
-	s = strings.Replace(s, "    modbus:\n", fmt.Sprintf(`    modbus:
-      upstream_tls:
-        ca: %s
-        cert: %s
-        key: %s
-      routes:
+	useTLSUpstream(t, g, good, plcCA.CAFile, gwCert, gwKey, fmt.Sprintf(`      routes:
         - unit_ids: [7]
           target: untrusted
           upstream: tls://127.0.0.1:%d
-`, plcCA.CAFile, gwCert, gwKey, untrusted), 1)
-	writeFile(t, g.config, s)
+`, untrusted))
 	g.start(t)
 
 	if r := mbpoll(t, g.port, []string{"-r", "100", "-c", "2"}); r.code != 0 || r.values[100] != v100 || r.values[101] != v101 {
@@ -130,3 +139,100 @@ const allowAllRego = `package interlock
 
 decision := {"allow": true, "alert": false, "reasons": ["test_allows_all"]}
 `
+
+// A running gateway's upstream_tls files, reloaded: the PLC's CA replaced
+// by another authority's puts it in force (upstream_tls.load, the session
+// open with the PLC closed) and the next request is 0x0A with the
+// verification failure in its result record; the right CA back serves
+// again; a broken client certificate file does not load (one
+// upstream_tls.load_failed naming upstream_tls.cert, also after SIGHUP)
+// and requests go on being served under what is in force.
+func TestE2ETLSUpstreamReload(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	v100, _, init := plcValues()
+	plcCA, otherCA := gatewaytest.NewTLSPKINamed(t, "PLC authority"), gatewaytest.NewTLSPKINamed(t, "Another authority")
+	plcCA.Issue(t, "plc1", gatewaytest.CertOptions{CommonName: "plc1", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	gwCert, gwKey := plcCA.Issue(t, "gateway", gatewaytest.CertOptions{CommonName: "interlock gateway", Client: true, Role: "gateway"})
+	port := startTLSPLC(t, plcCA, "plc1", plcCA.CAFile, init...)
+
+	// The files the configuration names are copies the test replaces.
+	dir := t.TempDir()
+	ca, cert, key := filepath.Join(dir, "plc-ca.pem"), filepath.Join(dir, "gw.crt"), filepath.Join(dir, "gw.key")
+	for to, from := range map[string]string{ca: plcCA.CAFile, cert: gwCert, key: gwKey} {
+		replaceFile(t, to, readFile(t, from))
+	}
+	g := newGateway(t, gwOptions{upstreamPort: port, requestTimeout: "10s", rego: map[string]string{"allow.rego": allowAllRego}})
+	useTLSUpstream(t, g, port, ca, cert, key, "")
+	g.start(t)
+	served := func(when string) {
+		t.Helper()
+		if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code != 0 || r.values[100] != v100 {
+			t.Fatalf("%s: mbpoll read exit %d, values %v, want [100]=%d\n%s", when, r.code, r.values, v100, r.out)
+		}
+	}
+	served("at start")
+	thumb := thumbprintOf(t, gwCert)
+	loads := func(rs []record) []record { return eventsOf(rs, "upstream_tls.load") }
+
+	replaceFile(t, ca, readFile(t, otherCA.CAFile))
+	recs := waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load of the other CA", func(rs []record) bool { return len(loads(rs)) == 1 })
+	l := loads(recs)[0]
+	if l.str("listener") != "plc1" || !slices.Equal(l.strs("paths"), []string{ca, cert, key}) || l.str("cert_subject") != "CN=interlock gateway" ||
+		l.str("cert_thumbprint") != thumb || l.str("cert_not_after") == "" || l.num("ca_certs") != 1 || l.num("connections_closed") != 1 {
+		t.Errorf("upstream_tls.load: %s\nwant listener plc1, the three paths, the gateway's certificate, 1 CA, 1 connection closed", l)
+	}
+	start := time.Now()
+	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
+		t.Errorf("mbpoll under a CA that did not issue the PLC's certificate: exit %d, want exception 0x0A\n%s", r.code, r.out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %s, want at once (request_timeout 10s)", d)
+	}
+	recs = readAudit(t, g.auditPath)
+	res := eventsOf(recs, "result")
+	if r := res[len(res)-1]; r.num("code") != 10 || !strings.Contains(r.str("detail"), "certificate signed by unknown authority") {
+		t.Errorf("result %s, want code 10 and the verification failure", r)
+	}
+
+	replaceFile(t, ca, readFile(t, plcCA.CAFile))
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load of the PLC's CA", func(rs []record) bool { return len(loads(rs)) == 2 })
+	if l := loads(recs)[1]; l.num("connections_closed") != 0 || l.num("ca_certs") != 1 {
+		t.Errorf("upstream_tls.load: %s\nwant no connection open to close", l)
+	}
+	served("with the PLC's CA back")
+
+	replaceFile(t, cert, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"))
+	failed := func(rs []record) []record { return eventsOf(rs, "upstream_tls.load_failed") }
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load_failed", func(rs []record) bool { return len(failed(rs)) == 1 })
+	f := failed(recs)[0]
+	if !strings.HasPrefix(f.str("error"), "listener plc1: modbus.upstream_tls.cert: "+cert+": certificate 1: ") ||
+		f.str("cert_thumbprint") != thumb || f.num("ca_certs") != 1 || f.get("connections_closed") != nil {
+		t.Errorf("upstream_tls.load_failed: %s\nwant the error naming upstream_tls.cert and its file, and the certificate and CA in force", f)
+	}
+	served("while the certificate file does not load")
+	g.proc.signal(t, syscall.SIGHUP)
+	g.waitLog(t, 10*time.Second, "the SIGHUP's failed load", func(l map[string]any) bool {
+		return l["message"] == "upstream_tls files not loaded; the client certificate and CAs in force stay" && l["trigger"] == "SIGHUP"
+	})
+	if n := len(failed(readAudit(t, g.auditPath))); n != 1 {
+		t.Errorf("%d upstream_tls.load_failed records after a SIGHUP with the same error, want 1", n)
+	}
+	served("after the SIGHUP")
+
+	// The certificate in force back in the file: nothing changed, nothing
+	// recorded.
+	replaceFile(t, cert, readFile(t, gwCert))
+	g.proc.signal(t, syscall.SIGHUP)
+	g.waitLog(t, 10*time.Second, "the SIGHUP's reading of unchanged files", func(l map[string]any) bool {
+		return l["message"] == "SIGHUP: upstream_tls files unchanged"
+	})
+	served("with the certificate back")
+	if recs := readAudit(t, g.auditPath); len(loads(recs)) != 2 || len(failed(recs)) != 1 {
+		t.Errorf("%d upstream_tls.load and %d upstream_tls.load_failed records, want 2 and 1", len(loads(recs)), len(failed(recs)))
+	}
+	if code := g.stopGateway(t); code != 0 {
+		t.Errorf("the gateway exited %d on SIGTERM, want 0", code)
+	}
+	verifyAudit(t, g.auditPath)
+}

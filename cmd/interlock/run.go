@@ -218,6 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 	}
 	wg.Go(func() { pol.Watch(runCtx, cfg.Policy.ReloadInterval) })
 	watches := append(usersWatches(gws, aw, log), pkiWatches(gws, aw, log)...)
+	watches = append(watches, upstreamTLSWatches(gws, aw, log)...)
 	for _, tl := range tlsls {
 		watches = append(watches, tlsWatch(tl, aw, log))
 	}
