@@ -397,6 +397,8 @@ func TestSeverity(t *testing.T) {
 		"tls.load_failed":                  SeverityMedium,
 		"pki.load":                         SeverityInformational,
 		"pki.load_failed":                  SeverityMedium,
+		"upstream_tls.load":                SeverityInformational,
+		"upstream_tls.load_failed":         SeverityMedium,
 		"audit.checkpoint":                 SeverityInformational,
 		"audit.recovered":                  SeverityHigh,
 		"unknown event":                    SeverityInformational,

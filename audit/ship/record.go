@@ -72,17 +72,18 @@ func hashOf(line []byte) string {
 
 // severityOf ranks an event for the syslog PRI and the CEF severity.
 // Evidence that the log itself was damaged or could not be kept, and
-// policies, users files, TLS files or OPC UA trust lists that failed to
-// load: error. Denied or alerting calls and refused requests, sessions and
-// log-ins: warning. Lifecycle, policy, users, TLS and ticket changes,
-// trust-list checks, checkpoints and allowed state-changing calls: notice.
+// policies, users files, TLS files (of a listener or toward its PLCs) or
+// OPC UA trust lists that failed to load: error. Denied or alerting calls
+// and refused requests, sessions and log-ins: warning. Lifecycle, policy,
+// users, TLS and ticket changes, trust-list checks, checkpoints and allowed
+// state-changing calls: notice.
 // Everything else (allowed reads, results, sessions): informational.
 func severityOf(q *query.Record) Severity {
 	ev := q.Event
 	d := &q.Decision
 	switch {
 	case ev == "policy.load_failed" || ev == "users.load_failed" || ev == "tls.load_failed" ||
-		ev == "pki.load_failed":
+		ev == "pki.load_failed" || ev == "upstream_tls.load_failed":
 		return SeverityError
 	case ev == "audit.checkpoint" || ev == "audit.rotated":
 		return SeverityNotice
@@ -99,7 +100,8 @@ func severityOf(q *query.Record) Severity {
 	case ev == query.EventCall && gateway.Access(q.Operation.Access).ChangesState():
 		return SeverityNotice
 	case strings.HasPrefix(ev, "gateway.") || strings.HasPrefix(ev, "policy.") || strings.HasPrefix(ev, "ticket.") ||
-		strings.HasPrefix(ev, "users.") || strings.HasPrefix(ev, "tls.") || strings.HasPrefix(ev, "pki."):
+		strings.HasPrefix(ev, "users.") || strings.HasPrefix(ev, "tls.") || strings.HasPrefix(ev, "pki.") ||
+		strings.HasPrefix(ev, "upstream_tls."):
 		return SeverityNotice
 	}
 	return SeverityInfo

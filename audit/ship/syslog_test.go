@@ -138,6 +138,8 @@ func TestSeverities(t *testing.T) {
 		{"users.load", ``, SeverityNotice},
 		{"tls.load_failed", ``, SeverityError},
 		{"tls.load", ``, SeverityNotice},
+		{"upstream_tls.load_failed", `,"listener":"plc1","error":"listener plc1: modbus.upstream_tls.ca: /etc/interlock/plc-ca.crt holds no PEM certificate"`, SeverityError},
+		{"upstream_tls.load", `,"listener":"plc1","ca_certs":1,"connections_closed":1`, SeverityNotice},
 		{"pki.load_failed", `,"listener":"line1","error":"pki: trusted/certs: permission denied"`, SeverityError},
 		{"pki.load", `,"listener":"line1","pki":{"trusted_certs":2,"issuer_certs":1,"crls":1,"revoked_certificates":3},"sessions_ended":1`, SeverityNotice},
 		{"gateway.start", ``, SeverityNotice},
