@@ -121,6 +121,24 @@ type tlsLoad struct {
 	Error         string
 }
 
+// upTLSLoad is an upstream_tls.load or upstream_tls.load_failed record: a
+// Modbus listener's client certificate and CAs toward its tls:// PLCs read
+// again by the running gateway. A failure's certificate and CAs are those
+// in force.
+type upTLSLoad struct {
+	Time       time.Time
+	Seq        uint64
+	Event      string
+	Listener   string
+	Paths      []string
+	Subject    string
+	Thumbprint string
+	NotAfter   time.Time
+	CAs        int64
+	Closed     int64 // TLS sessions with the PLCs made under the files before
+	Error      string
+}
+
 // pkiLoad is a pki.load or pki.load_failed record: an OPC UA listener's
 // trust lists read again by the running gateway and its open sessions
 // checked against them. A failure names only the listener and the error.
@@ -332,6 +350,9 @@ type aggregator struct {
 	pkiEnded   int64             // sessions_ended over the pki.load records in the period
 	pkiUpFails int64             // pki.load records in the period whose server certificate no longer passed
 	pkiDropped int64             // upstream_connections_dropped over the pki.load records in the period
+	upLoads    capped[upTLSLoad] // upstream_tls.load in the period
+	upFails    capped[upTLSLoad] // upstream_tls.load_failed in the period
+	upClosed   int64             // connections_closed over the upstream_tls.load records in the period
 
 	// tickets are the ticket instances in log order: an id may be opened
 	// again once its ticket was closed or expired, and each open starts an
@@ -411,6 +432,8 @@ func newAggregator(o *Options) *aggregator {
 		tlsFails:      newCapped[tlsLoad](n),
 		pkiLoads:      newCapped[pkiLoad](n),
 		pkiFails:      newCapped[pkiLoad](n),
+		upLoads:       newCapped[upTLSLoad](n),
+		upFails:       newCapped[upTLSLoad](n),
 		ticketCur:     map[string]*ticket{},
 		ticketRefused: newCapped[eventRow](n),
 		adminRefused:  newCapped[eventRow](n),
@@ -512,6 +535,10 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 	case eventTLSLoad, eventTLSLoadFailed:
 		if in {
 			a.tlsLoad(line, r, t)
+		}
+	case eventUpTLSLoad, eventUpTLSLoadFailed:
+		if in {
+			a.upTLSLoad(line, r, t)
 		}
 	case eventPKILoad, eventPKILoadFailed:
 		if in {
@@ -1082,6 +1109,32 @@ func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
 	}
 	a.tlsEnded += max(f.Ended, 0)
 	a.tlsLoads.add(row)
+}
+
+// upTLSLoad files an upstream_tls.load or upstream_tls.load_failed record,
+// its fields read from the line again as a tls.load's.
+func (a *aggregator) upTLSLoad(line []byte, r *record, t time.Time) {
+	var f struct {
+		Paths      []string `json:"paths"`
+		Subject    string   `json:"cert_subject"`
+		Thumbprint string   `json:"cert_thumbprint"`
+		NotAfter   string   `json:"cert_not_after"`
+		CAs        int64    `json:"ca_certs"`
+		Closed     int64    `json:"connections_closed"`
+	}
+	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
+	row := upTLSLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
+		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
+		CAs: f.CAs, Closed: max(f.Closed, 0)}
+	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
+		row.NotAfter = na.UTC()
+	}
+	if r.Event == eventUpTLSLoadFailed {
+		a.upFails.add(row)
+		return
+	}
+	a.upClosed += row.Closed
+	a.upLoads.add(row)
 }
 
 // pkiLoad files a pki.load or pki.load_failed record. Its folders and

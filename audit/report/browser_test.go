@@ -119,9 +119,10 @@ func hostileError(hostile string) string {
 
 // recordHostile writes a session and calls whose every free-text field is
 // hostile: user, roles, source name, target, function, reasons, details,
-// the certificate and files of Modbus/TCP Security file loads, the
-// listener, folders and errors of OPC UA trust-list checks, and the errors
-// (of over 100 KiB) of policy, users-file, TLS and trust-list loads.
+// the certificate and files of Modbus/TCP Security file loads (of a
+// listener and toward its PLCs), the listener, folders and errors of OPC
+// UA trust-list checks, and the errors (of over 100 KiB) of policy,
+// users-file, TLS (of a listener and toward its PLCs) and trust-list loads.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -167,6 +168,16 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 		t.Fatal(err)
 	}
 	if err := w.Record("tls.load_failed", true, func(e *zerolog.Event) { tlsFields(e); e.Str("error", hostileError(hostile)) }); err != nil {
+		t.Fatal(err)
+	}
+	upTLSFields := func(e *zerolog.Event) {
+		e.Str("listener", hostile).Strs("paths", []string{hostile}).Str("cert_subject", hostile).Str("cert_thumbprint", hostile).
+			Time("cert_not_after", time.Now()).Int("ca_certs", 1)
+	}
+	if err := w.Record("upstream_tls.load", true, func(e *zerolog.Event) { upTLSFields(e); e.Int("connections_closed", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record("upstream_tls.load_failed", true, func(e *zerolog.Event) { upTLSFields(e); e.Str("error", hostileError(hostile)) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Record("pki.load", true, func(e *zerolog.Event) {

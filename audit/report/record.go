@@ -34,6 +34,12 @@ const (
 	eventStartFailed       = audit.EventGatewayStartFailed
 )
 
+// A Modbus listener's client side of Modbus/TCP Security toward its PLCs.
+const (
+	eventUpTLSLoad       = "upstream_tls.load"        // its client certificate or CAs loaded again, changed
+	eventUpTLSLoadFailed = "upstream_tls.load_failed" // its files did not load; the certificate and CAs in force stay
+)
+
 // record is one audit line as the report reads it: the union of the fields
 // of the events it knows. Fields it does not name are skipped by the decoder.
 type record struct {

@@ -302,6 +302,11 @@ type page struct {
 	TLSFails                  []tlsLoad
 	TLSFailsCap               tableCap
 	TLSEnded                  int64 // sessions ended by the tls.load records in the period
+	UpTLSLoads                []upTLSLoad
+	UpTLSLoadsCap             tableCap
+	UpTLSFails                []upTLSLoad
+	UpTLSFailsCap             tableCap
+	UpTLSClosed               int64 // connections closed by the upstream_tls.load records in the period
 	PKILoads                  []pkiLoad
 	PKILoadsCap               tableCap
 	PKIFails                  []pkiLoad
@@ -417,6 +422,7 @@ func (r *Report) view() *page {
 		LoadFails: a.loadFails.Rows, LoadFailsCap: capOf(&a.loadFails), TicketCalls: a.ticketCalls,
 		UsersLoads: a.usersLoads.Rows, UsersLoadsCap: capOf(&a.usersLoads), UsersFails: a.usersFails.Rows, UsersFailsCap: capOf(&a.usersFails),
 		TLSLoads: a.tlsLoads.Rows, TLSLoadsCap: capOf(&a.tlsLoads), TLSFails: a.tlsFails.Rows, TLSFailsCap: capOf(&a.tlsFails), TLSEnded: a.tlsEnded,
+		UpTLSLoads: a.upLoads.Rows, UpTLSLoadsCap: capOf(&a.upLoads), UpTLSFails: a.upFails.Rows, UpTLSFailsCap: capOf(&a.upFails), UpTLSClosed: a.upClosed,
 		PKILoads: a.pkiLoads.Rows, PKILoadsCap: capOf(&a.pkiLoads), PKIFails: a.pkiFails.Rows, PKIFailsCap: capOf(&a.pkiFails), PKIEnded: a.pkiEnded,
 		PKIChanged: a.pkiChanged, PKIRechecked: a.pkiLoads.Total - a.pkiChanged,
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
@@ -849,6 +855,16 @@ func (r *Report) findings(p *page) []string {
 	}
 	if a.tlsFails.Total > 0 {
 		f = append(f, fmt.Sprintf("%s failed; the certificate and trust in force stayed (tls.load_failed).", plural(a.tlsFails.Total, "Modbus/TCP Security file load")))
+	}
+	if n := a.upLoads.Total; n > 0 {
+		s := fmt.Sprintf("The gateway's client certificate or CAs toward its Modbus/TCP Security PLCs changed %s in the period (upstream_tls.load)", times(n))
+		if c := a.upClosed; c > 0 {
+			s += fmt.Sprintf("; %s to the PLCs %s closed to use them", plural(c, "connection"), were(c))
+		}
+		f = append(f, s+".")
+	}
+	if a.upFails.Total > 0 {
+		f = append(f, fmt.Sprintf("%s failed; the certificate and CAs in force stayed (upstream_tls.load_failed).", plural(a.upFails.Total, "upstream_tls file load")))
 	}
 	if n := a.pkiLoads.Total; n > 0 {
 		s := "The OPC UA trust lists " + pkiChecks(a.pkiChanged, n-a.pkiChanged) + " in the period (pki.load)"
