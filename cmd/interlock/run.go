@@ -250,7 +250,7 @@ func serve(ctx context.Context, cfg *config.Config, log zerolog.Logger) (err err
 			case changed:
 				log.Info().Str("policy_revision", pol.Revision()).Msg("policy reloaded on SIGHUP")
 			default:
-				log.Info().Str("note", "SIGHUP reloads the policy, the OPC UA users files and the tls files only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
+				log.Info().Str("note", "SIGHUP reloads the policy, the OPC UA users files and trust lists, the tls and upstream_tls files only: the configuration file (sources, listeners) is read at start").Msg("SIGHUP: policy unchanged")
 			}
 		}()
 	}
