@@ -65,9 +65,10 @@ func TestBrowserHostileLog(t *testing.T) {
 		if !strings.Contains(body, hostile) {
 			t.Errorf("scripts %v: the hostile user name is not shown as text", scripts)
 		}
-		// The load failures' 100 KiB errors: their first 400 bytes as text.
-		if n := strings.Count(body, hostileError(hostile)[:400]+"…"); n != 4 {
-			t.Errorf("scripts %v: %d load failures show their error clipped to 400 bytes, want 4", scripts, n)
+		// The load failures' 100 KiB errors (policy, users, tls,
+		// upstream_tls, pki): their first 400 bytes as text.
+		if n := strings.Count(body, hostileError(hostile)[:400]+"…"); n != 5 {
+			t.Errorf("scripts %v: %d load failures show their error clipped to 400 bytes, want 5", scripts, n)
 		}
 		if strings.Contains(body, errorEnd) {
 			t.Errorf("scripts %v: the page shows more of an error than 400 bytes", scripts)
