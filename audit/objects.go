@@ -24,6 +24,9 @@ func (o sessionObject) MarshalZerologObject(e *zerolog.Event) {
 	if o.s.SecurityMode != "" {
 		e.Str(FieldSecurityMode, o.s.SecurityMode)
 	}
+	if o.s.Resumed > 0 {
+		e.Int(FieldResumed, o.s.Resumed)
+	}
 }
 
 // sourceObject is the network peer; ip is "" when unknown.

@@ -28,6 +28,9 @@ type Session struct {
 
 	SecurityPolicy string // OPC UA; empty for Modbus TCP
 	SecurityMode   string
+	// Resumed counts the times the session moved to a new connection (OPC
+	// UA: activated on a new secure channel after its own closed).
+	Resumed int
 
 	// Log is the operational logger, already carrying the session fields.
 	Log zerolog.Logger

@@ -93,6 +93,16 @@ func (d *decoder) record(r *Record) error {
 			r.CallTime = d.str(false)
 		case audit.FieldProtocol:
 			r.Protocol = d.str(true)
+		case audit.FieldSession: // session records: only how often it moved
+			if d.objectStart() {
+				d.object(func(key string) {
+					if key == audit.FieldResumed {
+						r.Resumed, _ = d.int64()
+						return
+					}
+					d.skip()
+				})
+			}
 		case audit.FieldSource:
 			d.source(&r.Source)
 		case audit.FieldPrincipal:

@@ -31,6 +31,9 @@ type Record struct {
 
 	CallID    string
 	SessionID string
+	// Resumed is session.resumed of a session record: the times the
+	// session moved to a new secure channel (0 when it did not).
+	Resumed   int64
 	Listener  string
 	CallTime  string
 	Protocol  string

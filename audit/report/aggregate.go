@@ -367,6 +367,7 @@ type aggregator struct {
 	startFails     capped[eventRow] // gateway.start_failed in the period
 
 	sessOpened, sessRefused, sessAuthFailed, sessClosed, sessAlert int64
+	sessResumed                                                    int64 // session.open of a session on a new secure channel
 	refuseReasons, authReasons, closeErrors                        tally
 	sessRows                                                       capped[sessionRow]
 	durCount, durSumMS, durMaxMS                                   int64
@@ -881,6 +882,10 @@ func (a *aggregator) sessionOpen(r *record, t time.Time, in bool) {
 		reason := nonEmpty(r.Reason, "(no reason recorded)")
 		a.refuseReasons.add(reason, 1)
 		a.sessRows.add(a.sessionRow(r, t, reason))
+		return
+	}
+	if r.Session != nil && r.Session.Resumed > 0 {
+		a.sessResumed++ // a session counted at its first session.open
 		return
 	}
 	a.sessOpened++

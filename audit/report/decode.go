@@ -49,6 +49,9 @@ func decodeRecord(line []byte, r *record, dc *decoder) error {
 	if len(q.ReasonCounts) > 0 {
 		r.Reasons = slices.Clone(q.ReasonCounts) // reasons interned
 	}
+	if q.Resumed > 0 {
+		r.Session = &recSession{Resumed: q.Resumed}
+	}
 	if s := &q.Source; s.Present {
 		r.Source = &recSource{IP: s.IP, Port: s.Port, Name: s.Name, Owner: s.Owner}
 	}

@@ -42,6 +42,12 @@ const (
 
 // record is one audit line as the report reads it: the union of the fields
 // of the events it knows. Fields it does not name are skipped by the decoder.
+// recSession is what the report reads of a record's session object: how
+// often the session moved to a new secure channel (session.open).
+type recSession struct {
+	Resumed int64 `json:"resumed"`
+}
+
 type record struct {
 	Seq       uint64      `json:"seq"`
 	Time      string      `json:"time"`
@@ -52,6 +58,7 @@ type record struct {
 	Listener  string      `json:"listener"`
 	CallTime  string      `json:"call_time"`
 	Source    *recSource  `json:"source"`
+	Session   *recSession `json:"session"`
 	Principal *recPrinc   `json:"principal"`
 	Target    *recTarget  `json:"target"`
 	Protocol  string      `json:"protocol"`

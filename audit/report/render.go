@@ -324,6 +324,7 @@ type page struct {
 	StartFailsCap             tableCap
 	TicketCalls               int64
 	SessOpened, SessRefused   int64
+	SessResumed               int64
 	SessAuthFailed, SessClose int64
 	SessAlert                 int64
 	DurCount, DurAvgMS        int64
@@ -428,7 +429,7 @@ func (r *Report) view() *page {
 		TicketRefused: a.ticketRefused.Rows, TicketRefusedCap: capOf(&a.ticketRefused), TicketsOverflow: a.ticketOverflow,
 		AdminRefused: a.adminRefused.Rows, AdminRefusedCap: capOf(&a.adminRefused),
 		StartFails: a.startFails.Rows, StartFailsCap: capOf(&a.startFails),
-		SessOpened: a.sessOpened, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
+		SessOpened: a.sessOpened, SessResumed: a.sessResumed, SessRefused: a.sessRefused, SessAuthFailed: a.sessAuthFailed, SessClose: a.sessClosed,
 		SessAlert: a.sessAlert, DurCount: a.durCount, DurMaxMS: a.durMaxMS,
 		SessRows: a.sessRows.Rows, SessCap: capOf(&a.sessRows),
 		Rejected: a.rejected, RejectedCounted: a.rejectedCounted, RejectRows: a.rejectRows.Rows, RejectCap: capOf(&a.rejectRows),

@@ -65,9 +65,10 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 	h := req.RequestHeader
 	const fn = "create_session"
 	secure := c.policyURI != ua.SecurityPolicyURINone
-	s := &uaSession{e: c.e, conn: c, clientDesc: req.ClientDescription,
+	s := &uaSession{e: c.e, policyURI: c.policyURI, mode: c.mode, clientDesc: req.ClientDescription,
 		subs: map[uint32]bool{}, items: map[itemKey]string{}, itemAttrs: map[itemKey]string{},
 		itemHandles: map[itemKey]uint32{}, handles: map[uint32]map[uint32]*itemHandle{}, cps: map[string]string{}}
+	s.conn.Store(c)
 	if s.clientDesc == nil {
 		s.clientDesc = &ua.ApplicationDescription{}
 	}
@@ -143,7 +144,15 @@ type authError struct {
 func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionRequest) ua.Response {
 	h := req.RequestHeader
 	s, code := c.lookup(h, false)
-	if code != ua.StatusOK {
+	moving := false
+	switch {
+	case code == ua.StatusBadSecureChannelIDInvalid && s.conn.Load() == nil:
+		// A session whose channel closed, activated on a new one.
+		if r := c.refuseMove(ctx, h, s); r != nil {
+			return r
+		}
+		moving = true
+	case code != ua.StatusOK:
 		return c.refuseSession(ctx, req, code)
 	}
 	s.mu.Lock()
@@ -177,6 +186,9 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	}
 	newNonce := newNonce()
 	userCert := x509TokenCert(req)
+	if moving {
+		return c.moveSession(ctx, h, s, prev, gs, newNonce, userCert, userUntil)
+	}
 	if activated {
 		s.mu.Lock()
 		s.nonce, s.userCert = newNonce, userCert

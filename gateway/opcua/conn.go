@@ -66,6 +66,7 @@ func newConn(e *Engine, ch secureChannel, base *gateway.Session) *conn {
 // up a Read. At most max_requests_per_session are in flight; one more is
 // answered at once (admit).
 func (c *conn) serve(ctx context.Context) error {
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readers{
 		c:        c,
@@ -77,7 +78,19 @@ func (c *conn) serve(ctx context.Context) error {
 	defer func() {
 		cancel()
 		r.wg.Wait()
+		stopping := parent.Err() != nil
+		select {
+		case <-r.draining:
+			stopping = true
+		default:
+		}
 		for _, s := range c.e.sessions.ofConn(c) {
+			// The gateway stopping ends them; a channel lost leaves the
+			// activated ones for the client to take to a new one.
+			if !stopping && s.detach(c) {
+				s.session().Log.Debug().Msg("secure channel closed: the session awaits a new one or its timeout")
+				continue
+			}
 			c.e.endSession(ctx, s, errChannelClosed)
 		}
 	}()
@@ -374,7 +387,7 @@ func (c *conn) handleSafe(ctx context.Context, body ua.Request) (resp ua.Respons
 // connection's when it belongs to none (yet).
 func (c *conn) sessionFor(body ua.Request) *gateway.Session {
 	if h := body.Header(); h != nil {
-		if s := c.e.sessions.get(h.AuthenticationToken); s != nil && s.conn == c {
+		if s := c.e.sessions.get(h.AuthenticationToken); s != nil && s.conn.Load() == c {
 			if gs := s.session(); gs != nil {
 				return gs
 			}
@@ -391,7 +404,7 @@ func (c *conn) sessionFor(body ua.Request) *gateway.Session {
 // the token names none of them: a record names no principal it cannot
 // tell.
 func (c *conn) recordSession(token *ua.NodeID) *gateway.Session {
-	if s := c.e.sessions.get(token); s != nil && s.conn == c {
+	if s := c.e.sessions.get(token); s != nil && s.conn.Load() == c {
 		if gs := s.session(); gs != nil {
 			return gs
 		}
@@ -543,8 +556,8 @@ func (c *conn) lookup(h *ua.RequestHeader, mustBeActive bool) (*uaSession, ua.St
 	if s == nil {
 		return nil, ua.StatusBadSessionIDInvalid
 	}
-	if s.conn != c {
-		return nil, ua.StatusBadSecureChannelIDInvalid
+	if s.conn.Load() != c {
+		return s, ua.StatusBadSecureChannelIDInvalid
 	}
 	s.mu.Lock()
 	active, closed := s.activated, s.closed

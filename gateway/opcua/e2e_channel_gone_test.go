@@ -21,11 +21,12 @@ import (
 
 // A client that goes away (its TCP connection dropped, or a
 // CloseSecureChannel) while its Publish requests wait upstream leaves
-// nothing behind at the gateway: the Publishes are abandoned at once (their
-// result records say Bad_SecureChannelClosed), the gateway's socket and the
-// goroutines of the channel are released, and the session ends, within
-// seconds, not when the server answers the Publishes (a minute here, up to
-// max_publish_timeout in general).
+// nothing of its channel behind at the gateway: the Publishes are abandoned
+// at once (their result records say Bad_SecureChannelClosed), the gateway's
+// socket and the goroutines of the channel are released within seconds,
+// not when the server answers the Publishes (a minute here, up to
+// max_publish_timeout in general). The session itself stays for the client
+// to activate on a new channel, and ends at its timeout.
 func TestChannelGoneReleasesParkedPublishes(t *testing.T) {
 	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
 	srv.HangPublish(time.Minute)
@@ -39,7 +40,8 @@ func TestChannelGoneReleasesParkedPublishes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy,
-				opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true}})
+				opts: opcua.Options{SecurityPolicies: []string{"None"}, Anonymous: true,
+					Limits: opcua.LimitOptions{SessionTimeout: opcua.MinSessionTimeout}}})
 			port := portOf(t, g.endpoint)
 			r := newCutRelay(t, strings.TrimPrefix(g.endpoint, "opc.tcp://"))
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -101,9 +103,14 @@ func TestChannelGoneReleasesParkedPublishes(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			rs := g.records(t, func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
-			if n := len(events(rs, "session.close")); n != 1 {
-				t.Errorf("%d session.close records, want 1", n)
+			dropped := time.Now()
+			rs := g.waitRecords(t, 30*time.Second, "the session's end at its timeout", func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
+			closes := events(rs, "session.close")
+			if len(closes) != 1 || !strings.Contains(closes[0].str("error"), "session timed out") {
+				t.Errorf("session.close records %v, want one at the session's timeout", closes)
+			}
+			if waited := time.Since(dropped); waited < opcua.MinSessionTimeout-2*time.Second {
+				t.Errorf("the session ended %v after its channel, before its timeout (%v)", waited, opcua.MinSessionTimeout)
 			}
 			checkPublishResults(t, rs, ua.StatusBadSecureChannelClosed, "secure channel closed")
 		})

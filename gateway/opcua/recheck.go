@@ -88,15 +88,22 @@ func (e *Engine) recheckSession(s *uaSession) (ended int) {
 	if s.clientCert != nil && e.validate != nil {
 		until, verr := e.validate(s.clientCert, s.clientDesc.ApplicationURI)
 		if verr != nil {
+			cause := fmt.Errorf("ended by the gateway: the client application certificate no longer passes: %w", verr)
+			ch := s.conn.Load()
+			if ch == nil { // between channels: none to close
+				if e.endSession(context.Background(), s, cause) {
+					ended++
+				}
+				return ended
+			}
 			// Every session of the channel has its certificate: each
 			// record says why before the channel goes.
-			cause := fmt.Errorf("ended by the gateway: the client application certificate no longer passes: %w", verr)
-			for _, x := range e.sessions.ofConn(s.conn) {
+			for _, x := range e.sessions.ofConn(ch) {
 				if e.endSession(context.Background(), x, cause) {
 					ended++
 				}
 			}
-			s.conn.ch.Close()
+			ch.ch.Close()
 			return ended
 		}
 		appUntil = until

@@ -19,7 +19,13 @@ type uaSession struct {
 	id    *ua.NodeID
 	token *ua.NodeID // authentication token, from crypto/rand
 	key   string     // tokenKey(token), the table key
-	conn  *conn      // the secure channel the session belongs to
+	// conn is the secure channel the session is bound to; nil while it has
+	// none (its channel closed, awaiting an ActivateSession on a new one
+	// or its timeout). policyURI and mode are those of the channel that
+	// created it, which a new one must have too.
+	conn      atomic.Pointer[conn]
+	policyURI string
+	mode      ua.MessageSecurityMode
 
 	clientCert []byte
 	clientKey  *rsa.PublicKey // nil under None
@@ -151,7 +157,7 @@ func (t *sessionTable) add(s *uaSession) bool {
 	}
 	pending := 0
 	for _, o := range t.byToken {
-		if o.conn == s.conn && !o.live.Load() {
+		if o.conn.Load() == s.conn.Load() && !o.live.Load() {
 			pending++
 		}
 	}
@@ -208,7 +214,7 @@ func (t *sessionTable) ofConn(c *conn) []*uaSession {
 	defer t.mu.Unlock()
 	var out []*uaSession
 	for _, s := range t.byToken {
-		if s.conn == c {
+		if s.conn.Load() == c {
 			out = append(out, s)
 		}
 	}

@@ -39,6 +39,11 @@ type Scenario struct {
 	TokenLifetime time.Duration `json:"-"`
 	// RequestTimeout bounds each request; default 10 s.
 	RequestTimeout time.Duration `json:"-"`
+	// Reconnect lets the client open a new secure channel when its
+	// connection drops, and take its session there (up to 20 tries, 100 to
+	// 500 ms apart); default: a dropped connection ends the scenario's
+	// session.
+	Reconnect bool `json:"reconnect,omitempty"`
 	Steps          []Step        `json:"steps"`
 
 	certificateOnly bool

@@ -461,7 +461,9 @@ function clientOptions(sc) {
         securityPolicy: SecurityPolicy[policy],
         securityMode: MessageSecurityMode[mode],
         endpointMustExist: false,
-        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
+        connectionStrategy: sc.reconnect
+            ? { maxRetry: 20, initialDelay: 100, maxDelay: 500 }
+            : { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
         requestedSessionTimeout: 60000,
         transportTimeout: sc.timeoutMs || 10000,
     };

@@ -1,0 +1,84 @@
+package opcua
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/interlock-ics/interlock/gateway"
+)
+
+// A session outlives its secure channel (OPC 10000-4 §5.7.2): when the
+// channel closes under it (the network, the client's process), the
+// session is kept, bound to no channel, until its timeout, and the client
+// may activate it on a new channel. Everything it holds upstream — its
+// upstream session, subscriptions, monitored items — carries on meanwhile.
+
+// detach unbinds an activated session from its closing channel c, and
+// reports whether it did: a session not activated yet ends with c.
+func (s *uaSession) detach(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.activated && !s.closed && s.conn.CompareAndSwap(c, nil)
+}
+
+// refuseMove checks that a session between channels may be activated on
+// this one (OPC 10000-4 §5.7.3): the channel's security policy and mode
+// are the session's, not Sign, and it was opened with the certificate
+// that created the session. It records and answers a refusal, else nil.
+func (c *conn) refuseMove(ctx context.Context, h *ua.RequestHeader, s *uaSession) ua.Response {
+	const fn = "activate_session"
+	switch {
+	case c.policyURI != s.policyURI || c.mode != s.mode:
+		return c.refuse(ctx, h, fn, "security_policy_rejected",
+			"a session of "+policyName(s.policyURI)+"/"+modeName(s.mode)+" activated on a "+
+				policyName(c.policyURI)+"/"+modeName(c.mode)+" secure channel", ua.StatusBadSecurityPolicyRejected)
+	case c.mode == ua.MessageSecurityModeSign:
+		// The user token would cross the new channel unencrypted.
+		return c.refuse(ctx, h, fn, "security_mode_insufficient",
+			"a session moves to a new secure channel only at SignAndEncrypt or None", ua.StatusBadSecurityModeInsufficient)
+	case !sameLeaf(c.remoteCert, s.clientCert):
+		return c.refuse(ctx, h, fn, "certificate_invalid",
+			"the new secure channel's certificate is not the one that created the session", ua.StatusBadSecurityChecksFailed)
+	}
+	return nil
+}
+
+// moveSession binds a session between channels to this one, after its
+// client proved the same application and user (activateSession): the
+// policy decides session.open again, from the new channel's source, and
+// the session's records from then on name that source; a refusal ends the
+// session. The session.open record counts the moves (session.resumed).
+func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSession, prev, gs *gateway.Session,
+	nonce, userCert []byte, userUntil time.Time) ua.Response {
+	if !s.conn.CompareAndSwap(nil, c) {
+		return c.refuse(ctx, h, "activate_session", "session_of_another_channel",
+			"the session was activated on another secure channel meanwhile", ua.StatusBadSecureChannelIDInvalid)
+	}
+	gs.ID, gs.Started, gs.Resumed = prev.ID, prev.Started, prev.Resumed+1
+	gs.Log = c.base.Log.With().Str("ua_session", gs.ID).Logger()
+	s.decide.Lock()
+	ok := c.e.pipeline.Open(ctx, gs)
+	s.decide.Unlock()
+	if !ok {
+		c.e.endSession(ctx, s, errMoveRefused)
+		return fault(h, ua.StatusBadUserAccessDenied)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fault(h, ua.StatusBadSessionClosed)
+	}
+	s.gs, s.nonce, s.userCert = gs, nonce, userCert
+	s.mu.Unlock()
+	s.checkCertsAfter(s.appUntil, userUntil)
+	c.sessionOnChannel()
+	gs.Log.Info().Int("resumed", gs.Resumed).Uint32("secure_channel", c.ch.ID()).Msg("session activated on a new secure channel")
+	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: nonce}
+}
+
+// errMoveRefused ends a session whose session.open the policy refused on
+// a new secure channel.
+var errMoveRefused = errors.New("ended by the gateway: the policy refused the session on a new secure channel")

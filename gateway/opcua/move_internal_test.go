@@ -1,0 +1,205 @@
+package opcua
+
+import (
+	"context"
+	"crypto/rsa"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uapolicy"
+	"github.com/rs/zerolog"
+
+	"github.com/interlock-ics/interlock/certs"
+	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+)
+
+func anonymousToken() *ua.ExtensionObject {
+	return ua.NewExtensionObject(&ua.AnonymousIdentityToken{PolicyID: tokenAnonymous})
+}
+
+// detached is an anonymous session created and activated on a None channel
+// that then closed under it.
+func detached(t *testing.T, h *harness) (*uaSession, *ua.CreateSessionResponse) {
+	t.Helper()
+	c := h.conn(1)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	s := h.e.sessions.get(cs.AuthenticationToken)
+	if !s.detach(c) {
+		t.Fatal("an activated session did not detach from its closing channel")
+	}
+	return s, cs
+}
+
+// A session whose channel closed is activated on a new one with the same
+// user: it is bound there (same id, session.open decided again with
+// resumed 1), and the old channel cannot use it. A session still on its
+// channel, or never activated, does not move.
+func TestSessionMovesWhenDetached(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	s, cs := detached(t, h)
+	c2 := h.conn(2)
+	if r := activate(c2, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate on a new channel: %v", r.Header().ServiceResult)
+	}
+	if s.conn.Load() != c2 {
+		t.Fatal("the session is not bound to the new channel")
+	}
+	opens := h.audit.Events("session.open")
+	if len(opens) != 2 || opens[1].Session.ID != opens[0].Session.ID || opens[1].Session.Resumed != 1 || opens[0].Session.Resumed != 0 {
+		t.Fatalf("session.open records %+v, want the session's, then resumed 1", opens)
+	}
+	if r := activate(h.conn(3), cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("activate on a third channel while bound to the second: %v, want Bad_SecureChannelIdInvalid", r.Header().ServiceResult)
+	}
+	pending := create(t, c2)
+	if r := activate(h.conn(4), pending.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("first activation on another channel: %v, want Bad_SecureChannelIdInvalid", r.Header().ServiceResult)
+	}
+}
+
+// What may not move is refused with a record: another user, a channel of
+// another security policy or mode, Sign, another certificate; and the
+// policy may refuse the session on its new channel, which ends it.
+func TestSessionMoveRefused(t *testing.T) {
+	t.Run("another user", func(t *testing.T) {
+		h := newHarness(t, Options{Anonymous: true})
+		s, cs := detached(t, h)
+		r := activate(h.conn(2), cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", s.nonce))
+		if r.Header().ServiceResult != ua.StatusBadIdentityChangeNotSupported {
+			t.Errorf("alice takes an anonymous session: %v, want Bad_IdentityChangeNotSupported", r.Header().ServiceResult)
+		}
+	})
+	t.Run("another security policy", func(t *testing.T) {
+		h := newHarness(t, Options{Anonymous: true})
+		_, cs := detached(t, h)
+		c2 := newConn(h.e, &fakeChannel{id: 2, policy: ua.SecurityPolicyURIBasic256Sha256, mode: ua.MessageSecurityModeSignAndEncrypt}, h.conn(2).base)
+		if r := activate(c2, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSecurityPolicyRejected {
+			t.Errorf("a None session on a Basic256Sha256 channel: %v, want Bad_SecurityPolicyRejected", r.Header().ServiceResult)
+		}
+		checkRejected(t, h, "security_policy_rejected")
+	})
+	t.Run("policy", func(t *testing.T) {
+		h := newHarness(t, Options{Anonymous: true})
+		s, cs := detached(t, h)
+		h.e.pipeline.Decider = gatewaytest.Decider(func(_ context.Context, gs *gateway.Session, c *gateway.Call) (gateway.Decision, error) {
+			if gs.Resumed > 0 {
+				return gateway.Decision{Reasons: []string{"no moves"}}, nil
+			}
+			return gateway.Decision{Allow: true}, nil
+		})
+		if r := activate(h.conn(2), cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadUserAccessDenied {
+			t.Errorf("refused by the policy: %v, want Bad_UserAccessDenied", r.Header().ServiceResult)
+		}
+		if h.e.sessions.get(cs.AuthenticationToken) != nil || !s.closed {
+			t.Error("the session refused on its new channel is still open")
+		}
+		closes := h.audit.Events("session.close")
+		if len(closes) != 1 || closes[0].Err == nil || !strings.Contains(closes[0].Err.Error(), "policy refused the session on a new secure channel") {
+			t.Errorf("session.close records %+v, want one saying the policy refused the move", closes)
+		}
+	})
+	for _, tc := range []struct {
+		name       string
+		mode       ua.MessageSecurityMode
+		sameCert   bool
+		want       ua.StatusCode
+		wantRecord string
+	}{
+		{"Sign", ua.MessageSecurityModeSign, true, ua.StatusBadSecurityModeInsufficient, "security_mode_insufficient"},
+		{"another certificate", ua.MessageSecurityModeSignAndEncrypt, false, ua.StatusBadSecurityChecksFailed, "certificate_invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Options{Anonymous: true})
+			cert, key := trustedApp(t, h, "urn:client:a")
+			other, _ := trustedApp(t, h, "urn:client:a")
+			c1 := secureConn(h, 1, tc.mode, cert)
+			cs := c1.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: cert,
+				ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client:a"}}).(*ua.CreateSessionResponse)
+			if r := signedActivate(t, h, c1, cs.AuthenticationToken, cs.ServerNonce, key); r.Header().ServiceResult != ua.StatusOK {
+				t.Fatalf("activate: %v", r.Header().ServiceResult)
+			}
+			if !h.e.sessions.get(cs.AuthenticationToken).detach(c1) {
+				t.Fatal("no detach")
+			}
+			newCert := cert
+			if !tc.sameCert {
+				newCert = other
+			}
+			nonce := h.e.sessions.get(cs.AuthenticationToken).nonce
+			if r := signedActivate(t, h, secureConn(h, 2, tc.mode, newCert), cs.AuthenticationToken, nonce, key); r.Header().ServiceResult != tc.want {
+				t.Errorf("activate on the new channel: %v, want %v", r.Header().ServiceResult, tc.want)
+			}
+			checkRejected(t, h, tc.wantRecord)
+		})
+	}
+}
+
+// A session left without a channel ends at its timeout, as an idle one.
+func TestDetachedSessionTimesOut(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	s, _ := detached(t, h)
+	s.timeout = 100 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.audit.Events("session.close")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	closes := h.audit.Events("session.close")
+	if len(closes) != 1 || closes[0].Err != errSessionTimeout {
+		t.Fatalf("session.close records %+v, want one at the session's timeout", closes)
+	}
+}
+
+func checkRejected(t *testing.T, h *harness, reason string) {
+	t.Helper()
+	for _, r := range h.audit.Events("request.rejected") {
+		if r.Reason == reason && r.Call != nil && r.Call.Operation.Function == "activate_session" {
+			return
+		}
+	}
+	t.Errorf("no request.rejected record of activate_session with reason %s: %+v", reason, h.audit.Events("request.rejected"))
+}
+
+// trustedApp makes a client application certificate for uri, trusted by
+// the harness's store.
+func trustedApp(t *testing.T, h *harness, uri string) ([]byte, *rsa.PrivateKey) {
+	t.Helper()
+	client, err := certs.Init(filepath.Join(t.TempDir(), "client"), certs.InitOptions{ApplicationURI: uri, Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, _ := client.Own()
+	st, _ := certs.Open(h.e.opts.PKI)
+	if _, err := st.TrustFile(client.OwnCertPath()); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func secureConn(h *harness, id uint32, mode ua.MessageSecurityMode, cert []byte) *conn {
+	base := &gateway.Session{ID: gateway.NewID(), Log: zerolog.Nop()}
+	return newConn(h.e, &fakeChannel{id: id, policy: ua.SecurityPolicyURIBasic256Sha256, mode: mode, cert: cert}, base)
+}
+
+// signedActivate activates a session anonymously with the client's
+// signature over the gateway's certificate and nonce.
+func signedActivate(t *testing.T, h *harness, c *conn, token *ua.NodeID, nonce []byte, key *rsa.PrivateKey) ua.Response {
+	t.Helper()
+	pub, _ := uapolicy.PublicKey(h.e.cert)
+	enc, err := uapolicy.Asymmetric(ua.SecurityPolicyURIBasic256Sha256, key, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := enc.Signature(append(append([]byte{}, h.e.cert...), nonce...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.handle(context.Background(), &ua.ActivateSessionRequest{RequestHeader: hdr(token),
+		ClientSignature: &ua.SignatureData{Algorithm: enc.SignatureURI(), Signature: sig}, UserIdentityToken: anonymousToken()})
+}
