@@ -78,16 +78,17 @@ func (c *conn) serve(ctx context.Context) error {
 	defer func() {
 		cancel()
 		r.wg.Wait()
-		stopping := parent.Err() != nil
+		keep := parent.Err() == nil && channelLost(r.err)
 		select {
 		case <-r.draining:
-			stopping = true
+			keep = false
 		default:
 		}
 		for _, s := range c.e.sessions.ofConn(c) {
-			// The gateway stopping ends them; a channel lost leaves the
-			// activated ones for the client to take to a new one.
-			if !stopping && s.detach(c) {
+			// A channel lost leaves its activated sessions for the client
+			// to take to a new one; the gateway stopping, or closing the
+			// channel for a violation, ends them.
+			if keep && s.detach(c) {
 				s.session().Log.Debug().Msg("secure channel closed: the session awaits a new one or its timeout")
 				continue
 			}

@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
@@ -15,6 +16,15 @@ import (
 // session is kept, bound to no channel, until its timeout, and the client
 // may activate it on a new channel. Everything it holds upstream — its
 // upstream session, subscriptions, monitored items — carries on meanwhile.
+
+// channelLost says whether a channel ended by no fault of its client's —
+// closed by it (CloseSecureChannel), or its connection dropped — rather
+// than for a protocol or security violation (an error with a status code),
+// after which its sessions end with it.
+func channelLost(err error) bool {
+	var sc interface{ StatusCode() ua.StatusCode }
+	return err == nil || errors.Is(err, io.EOF) || !errors.As(err, &sc)
+}
 
 // detach unbinds an activated session from its closing channel c, and
 // reports whether it did: a session not activated yet ends with c.
