@@ -74,3 +74,47 @@ func TestSessionMovesToANewSecureChannel(t *testing.T) {
 		})
 	}
 }
+
+// A node-opcua subscription lives on when the client's connection drops:
+// the client activates its session on a new channel and gets the data
+// changes again from the same subscription (no second CreateSubscription,
+// no second session).
+func TestSubscriptionSurvivesAChannelMove(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: opcua.Options{
+		SecurityPolicies: []string{"None"}, Anonymous: true}})
+	r := newCutRelay(t, strings.TrimPrefix(g.endpoint, "opc.tcp://"))
+	const samples = 40
+	client := opcuatest.StartClient(t, opcuatest.Scenario{Endpoint: "opc.tcp://" + r.addr, Reconnect: true,
+		Steps: []opcuatest.Step{{Subscribe: &opcuatest.Subscribe{Node: opcuatest.NodeTemperature, Samples: samples,
+			Interval: 200 * time.Millisecond, Timeout: 60 * time.Second}}}})
+	publishes := func(rs []record) (n int) {
+		for _, rec := range events(rs, "result") {
+			if rec.str("function") == "publish" && rec.str("status") == "ok" {
+				n++
+			}
+		}
+		return n
+	}
+	g.waitRecords(t, 30*time.Second, "three answered Publishes", func(rs []record) bool { return publishes(rs) >= 3 })
+	r.cut()
+	res, err := client.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := step(t, res, 0, "subscribe")
+	if len(sub.Samples) != samples {
+		t.Fatalf("%d data changes, want %d: the subscription did not carry on", len(sub.Samples), samples)
+	}
+	rs := g.waitRecords(t, 15*time.Second, "session.close", func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
+	creates := 0
+	for _, rec := range events(rs, "call") {
+		if rec.str("operation", "function") == "create_subscription" {
+			creates++
+		}
+	}
+	opens := events(rs, "session.open")
+	if creates != 1 || len(opens) != 2 || opens[1].str("session", "resumed") != "1" || opens[0].str("session_id") != opens[1].str("session_id") {
+		t.Errorf("%d create_subscription calls and session.open records %v; want one subscription in one session, resumed once", creates, opens)
+	}
+}
