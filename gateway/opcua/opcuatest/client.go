@@ -43,8 +43,8 @@ type Scenario struct {
 	// connection drops, and take its session there (up to 20 tries, 100 to
 	// 500 ms apart); default: a dropped connection ends the scenario's
 	// session.
-	Reconnect bool `json:"reconnect,omitempty"`
-	Steps          []Step        `json:"steps"`
+	Reconnect bool   `json:"reconnect,omitempty"`
+	Steps     []Step `json:"steps"`
 
 	certificateOnly bool
 }
