@@ -54,7 +54,7 @@ type uaSession struct {
 	nonce       []byte // the last server nonce
 	activated   bool
 	closed      bool
-	gs          *gateway.Session // set at activation, read-only afterwards
+	gs          *gateway.Session // set at activation, replaced (never changed) when the session moves to a new channel
 	userCert    []byte           // the X.509 user token's certificate of the last activation, if any
 	up          *upstream
 	subs        map[uint32]bool    // subscription ids created through this session
