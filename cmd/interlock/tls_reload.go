@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/cmd/interlock/internal/config"
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/modbus"
@@ -71,11 +72,7 @@ func tlsFields(e *zerolog.Event, c *config.ListenerTLS, f config.TLSFiles) {
 			Str("cert_thumbprint", gateway.Thumbprint(leaf.Raw)).
 			Time("cert_not_after", leaf.NotAfter.UTC())
 	}
-	revoked := 0
-	for _, l := range f.CRLs {
-		revoked += len(l.RevokedCertificateEntries)
-	}
-	e.Int("crls", len(f.CRLs)).Int("revoked_certificates", revoked)
+	e.Int("crls", len(f.CRLs)).Int("revoked_certificates", certs.RevokedCount(f.CRLs))
 }
 
 // sameTLSFiles says whether two readings of a tls section hold the same

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -23,40 +22,6 @@ type ClientTrust struct {
 	CRLs []*x509.RevocationList
 }
 
-// checkRevocation checks the chains a client certificate verified along:
-// a certificate revoked on any of them refuses the client; otherwise one
-// chain whose every issued certificate has a CRL of its issuer is enough.
-// Without CRLs there is nothing to check.
-func (t ClientTrust) checkRevocation(chains [][]*x509.Certificate) error {
-	if len(t.CRLs) == 0 {
-		return nil
-	}
-	var unknown error
-	checked := false
-	for _, chain := range chains {
-		complete := true
-		for i := 0; i+1 < len(chain); i++ {
-			lists := certs.CRLsOf(chain[i+1], t.CRLs)
-			if len(lists) == 0 {
-				complete = false
-				if unknown == nil {
-					unknown = fmt.Errorf("revocation unknown: no CRL of %q, the issuer of %q", chain[i+1].Subject.String(), chain[i].Subject.String())
-				}
-				continue
-			}
-			if r, _ := certs.RevokedBy(chain[i], lists); r != nil {
-				return fmt.Errorf("certificate %q (serial %s) revoked at %s by a CRL of %q", chain[i].Subject.String(),
-					chain[i].SerialNumber.Text(16), r.RevocationTime.UTC().Format(time.RFC3339), chain[i+1].Subject.String())
-			}
-		}
-		checked = checked || complete
-	}
-	if !checked && unknown != nil {
-		return unknown
-	}
-	return nil
-}
-
 // checkVerified checks what the verifier does not: the role extension and
 // revocation.
 func (t ClientTrust) checkVerified(peer []*x509.Certificate, chains [][]*x509.Certificate) error {
@@ -66,7 +31,7 @@ func (t ClientTrust) checkVerified(peer []*x509.Certificate, chains [][]*x509.Ce
 	if _, err := CertRoles(peer[0]); err != nil {
 		return err
 	}
-	return t.checkRevocation(chains)
+	return certs.CheckChainRevocation(chains, t.CRLs)
 }
 
 // Verify checks a client's certificates (leaf first, then what it sent

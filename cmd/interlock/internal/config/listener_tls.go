@@ -93,17 +93,8 @@ func (t *ListenerTLS) ReadFiles() (TLSFiles, error) {
 	if f.CRLs, err = certs.ReadCRLFile(t.CRL); err != nil {
 		return fail("tls.crl", "%v", err)
 	}
-	for i, l := range f.CRLs {
-		signed := false
-		for _, ca := range cas {
-			if len(certs.CRLsOf(ca, []*x509.RevocationList{l})) > 0 {
-				signed = true
-				break
-			}
-		}
-		if !signed {
-			return fail("tls.crl", "%s: CRL %d, of %q, is not signed by a CA in tls.client_ca (%s)", t.CRL, i+1, l.Issuer.String(), t.ClientCA)
-		}
+	if i, ok := certs.UnsignedCRL(f.CRLs, cas); ok {
+		return fail("tls.crl", "%s: CRL %d, of %q, is not signed by a CA in tls.client_ca (%s)", t.CRL, i+1, f.CRLs[i].Issuer.String(), t.ClientCA)
 	}
 	return f, nil
 }
@@ -111,15 +102,7 @@ func (t *ListenerTLS) ReadFiles() (TLSFiles, error) {
 // StaleCRLs says which CRLs are past their next update at now, one line
 // each (they still revoke what they list; the CA's newer CRL belongs in
 // tls.crl).
-func (f TLSFiles) StaleCRLs(now time.Time) []string {
-	var out []string
-	for _, l := range f.CRLs {
-		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
-			out = append(out, fmt.Sprintf("the CRL of %q was due for its next update at %s", l.Issuer.String(), l.NextUpdate.UTC().Format(time.RFC3339)))
-		}
-	}
-	return out
-}
+func (f TLSFiles) StaleCRLs(now time.Time) []string { return certs.StaleCRLs(f.CRLs, now) }
 
 // checkListenerTLS checks and reads a listener's tls section: the files
 // are read at load, so that a missing or mismatched one names its key.
