@@ -38,6 +38,7 @@ func TestCheckUpstreamTLSErrors(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
 	crt, key := p.Issue(t, "gw-client", gatewaytest.CertOptions{CommonName: "interlock gateway", Client: true, Role: "gateway"})
 	_, otherKey := p.Issue(t, "other", gatewaytest.CertOptions{CommonName: "other", Client: true})
+	otherCRL, _ := gatewaytest.NewTLSPKINamed(t, "Another authority").CRL(t, "other", time.Now().Add(24*time.Hour))
 	good := fmt.Sprintf("      upstream_tls:\n        ca: %s\n        cert: %s\n        key: %s\n", p.CAFile, crt, key)
 	for _, tc := range []struct {
 		name, upstream, section, extra string
@@ -58,6 +59,10 @@ func TestCheckUpstreamTLSErrors(t *testing.T) {
 			fmt.Sprintf("listeners[0].modbus.upstream_tls.key: %s is not the key of the certificate in %s (tls: private key does not match public key)", otherKey, crt)},
 		{"ca without a certificate", "tls://127.0.0.1:802", fmt.Sprintf("      upstream_tls:\n        ca: %s\n        cert: %s\n        key: %s\n", key, crt, key), "", 14,
 			fmt.Sprintf("listeners[0].modbus.upstream_tls.ca: %s holds no PEM certificate", key)},
+		{"crl unreadable", "tls://127.0.0.1:802", good + "        crl: ./nope.crl\n", "", 17,
+			"listeners[0].modbus.upstream_tls.crl: open {dir}/nope.crl: no such file or directory"},
+		{"crl of a CA not in ca", "tls://127.0.0.1:802", good + "        crl: " + otherCRL + "\n", "", 17,
+			fmt.Sprintf(`listeners[0].modbus.upstream_tls.crl: %s: CRL 1, of "CN=Another authority", is not signed by a CA in upstream_tls.ca (%s)`, otherCRL, p.CAFile)},
 		{"unknown key", "tls://127.0.0.1:802", good + "        insecure_skip_verify: true\n", "", 17,
 			`listeners[0].modbus.upstream_tls.insecure_skip_verify: unknown key "insecure_skip_verify"`},
 	} {
@@ -117,6 +122,38 @@ func TestCheckUpstreamTLSCertificate(t *testing.T) {
 			want := fmt.Sprintf("%s:15: warning: listeners[0].modbus.upstream_tls.cert: ./gw-client.crt%s\n", g.config, strings.ReplaceAll(tc.warn, "{end}", end))
 			if !strings.Contains(stdout.String(), want) {
 				t.Fatalf("check output:\n%s\nwant the line\n%s", stdout.String(), want)
+			}
+		})
+	}
+}
+
+// check warns of an upstream_tls.crl past its next update, at its line,
+// and says nothing of a current one.
+func TestCheckUpstreamTLSStaleCRL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		next time.Time
+		warn bool
+	}{
+		{"current", time.Now().Add(24 * time.Hour), false},
+		{"stale", time.Now().Add(-2 * time.Hour).Truncate(time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := newGateway(t, gwOptions{upstreamPort: 502})
+			p := gatewaytest.NewTLSPKINamed(t, "PLC authority")
+			crt, key := p.Issue(t, "gw-client", gatewaytest.CertOptions{CommonName: "gw", Client: true, NotAfter: time.Now().Add(90 * 24 * time.Hour)})
+			crl, _ := p.CRL(t, "plc", tc.next)
+			upstreamTLSConfig(t, g, "tls://127.0.0.1", fmt.Sprintf("      upstream_tls:\n        ca: %s\n        cert: %s\n        key: %s\n        crl: %s\n", p.CAFile, crt, key, crl), "")
+			var stdout bytes.Buffer
+			if err := cmdCheck([]string{"--config", g.config}, nil, &stdout, &bytes.Buffer{}); err != nil {
+				t.Fatalf("check: %v\n%s", err, stdout.String())
+			}
+			want := fmt.Sprintf("%s:17: warning: listeners[0].modbus.upstream_tls.crl: %s: the CRL of \"CN=PLC authority\" was due for its next update at %s; it still revokes what it lists",
+				g.config, crl, tc.next.UTC().Format(time.RFC3339))
+			if got := strings.Contains(stdout.String(), want); got != tc.warn {
+				t.Fatalf("check output:\n%s\nwant the line %v:\n%s", stdout.String(), tc.warn, want)
 			}
 		})
 	}

@@ -22,8 +22,8 @@ var _ upstreamTLSReloader = (*modbus.Engine)(nil)
 // upstreamTLSWatches makes a watch for each listener with
 // modbus.upstream_tls (upstream_tls.load and upstream_tls.load_failed
 // records): a new client certificate or CA bundle applies to every new
-// session with its tls:// upstreams, and the sessions made under the one
-// before are closed.
+// session with its tls:// upstreams (a new CRL file to every handshake),
+// and the sessions made under the one before are closed.
 func upstreamTLSWatches(gws []*gateway.Listener, aw recorder, log zerolog.Logger) []*fileWatch {
 	var out []*fileWatch
 	for _, g := range gws {
@@ -54,9 +54,15 @@ func newUpstreamTLSWatch(listener string, eng upstreamTLSReloader, aw recorder, 
 			for _, w := range l.Warnings {
 				log.Warn().Msg("modbus." + w)
 			}
+			for _, s := range l.StaleCRLs {
+				log.Warn().Str("crl", l.Paths[len(l.Paths)-1]).Msg("modbus.upstream_tls.crl: " + s + "; it still revokes what it lists")
+			}
 			out.fields = func(e *zerolog.Event) {
 				upstreamTLSFields(e, l)
 				e.Int("connections_closed", l.ConnectionsClosed)
+				if len(l.StaleCRLs) > 0 {
+					e.Strs("stale_crls", l.StaleCRLs)
+				}
 			}
 			return out, nil
 		}}
@@ -71,5 +77,5 @@ func upstreamTLSFields(e *zerolog.Event, l modbus.UpstreamTLSLoad) {
 			Str("cert_thumbprint", gateway.Thumbprint(c.Raw)).
 			Time("cert_not_after", c.NotAfter.UTC())
 	}
-	e.Int("ca_certs", l.CAs)
+	e.Int("ca_certs", l.CAs).Int("crls", l.CRLs).Int("revoked_certificates", l.Revoked)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/interlock-ics/interlock/certs"
 	"github.com/interlock-ics/interlock/gateway"
 )
 
@@ -123,6 +124,10 @@ func New(spec gateway.EngineSpec) (gateway.Engine, error) {
 		clientTLS = f.cfg
 		e.upTLS = upstreamTLS{section: t, baseDir: spec.BaseDir, inForce: f}
 		e.warnings = append(e.warnings, clientCertWarnings(leaf, t.Cert, time.Now())...)
+		e.warnings = append(e.warnings, staleCRLWarnings(f.crls, t.CRL, time.Now())...)
+		for _, s := range certs.StaleCRLs(f.crls, time.Now()) {
+			spec.Log.Warn().Str("crl", t.CRL).Msg("modbus.upstream_tls.crl: " + s + "; it still revokes what it lists")
+		}
 		if leaf != nil && time.Now().After(leaf.NotAfter) {
 			spec.Log.Error().Str("cert", t.Cert).Time("not_after", leaf.NotAfter).
 				Msg("modbus.upstream_tls.cert has expired: tls:// upstreams will refuse the gateway")

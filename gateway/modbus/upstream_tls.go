@@ -44,33 +44,44 @@ type UpstreamTLS struct {
 	// ServerName is the name the device's certificate must carry; default:
 	// the upstream's host (an IP address is matched against IP SANs).
 	ServerName string `yaml:"server_name"`
+	// CRL, when set, is a file of CRLs (PEM or one DER) of the CAs in CA:
+	// every handshake then checks the device's chain for revocation, and a
+	// CA without a CRL in it fails the handshake (revocation unknown).
+	CRL string `yaml:"crl"`
 }
 
 // clientFiles is a reading of an upstream_tls section: the TLS client
-// configuration, without a server name, the client certificate's leaf and
-// the CA certificates.
+// configuration, without a server name, the client certificate's leaf,
+// the CA certificates and the CRLs (none without crl).
 type clientFiles struct {
 	cfg  *tls.Config
 	leaf *x509.Certificate
 	cas  int
+	crls []*x509.RevocationList
 }
 
-// paths are the section's files, relative ones taken from baseDir.
-func (t *UpstreamTLS) paths(baseDir string) (ca, cert, key string) {
+// paths are the section's files, relative ones taken from baseDir; crl is
+// empty without one.
+func (t *UpstreamTLS) paths(baseDir string) (ca, cert, key, crl string) {
 	path := func(p string) string {
 		if filepath.IsAbs(p) || baseDir == "" {
 			return p
 		}
 		return filepath.Join(baseDir, p)
 	}
-	return path(t.CA), path(t.Cert), path(t.Key)
+	if t.CRL != "" {
+		crl = path(t.CRL)
+	}
+	return path(t.CA), path(t.Cert), path(t.Key), crl
 }
 
-// same says whether two readings hold the same client certificate and CAs.
+// same says whether two readings hold the same client certificate, CAs
+// and CRLs.
 func (f clientFiles) same(g clientFiles) bool {
 	// The key goes with the certificate: clientTLS checks that they match.
 	a, b := f.cfg.Certificates[0].Certificate, g.cfg.Certificates[0].Certificate
-	return slices.EqualFunc(a, b, bytes.Equal) && f.cfg.RootCAs.Equal(g.cfg.RootCAs)
+	return slices.EqualFunc(a, b, bytes.Equal) && f.cfg.RootCAs.Equal(g.cfg.RootCAs) &&
+		slices.EqualFunc(f.crls, g.crls, func(x, y *x509.RevocationList) bool { return bytes.Equal(x.Raw, y.Raw) })
 }
 
 // clientTLS reads the files of t (relative to baseDir), at start and again
@@ -86,7 +97,7 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (clientFiles, error) {
 		return clientFiles{}, fmt.Errorf("upstream_tls: missing %s: ca is the CA certificates (PEM) that issued the PLC's certificate, cert and key the gateway's client certificate and its key (PEM); Modbus/TCP Security authenticates both ends",
 			strings.Join(missing, ", "))
 	}
-	caFile, certFile, keyFile := t.paths(baseDir)
+	caFile, certFile, keyFile, crlFile := t.paths(baseDir)
 	certPEM, _, err := certs.ReadPEMCertificates(certFile)
 	if err != nil {
 		return clientFiles{}, fmt.Errorf("upstream_tls.cert: %v", err)
@@ -110,13 +121,39 @@ func (t *UpstreamTLS) clientTLS(baseDir string) (clientFiles, error) {
 	for _, ca := range cas {
 		pool.AddCert(ca)
 	}
-	return clientFiles{cfg: &tls.Config{
+	f := clientFiles{cfg: &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 		MinVersion:   tls.VersionTLS12,
 		// No ClientSessionCache: every connection is a full handshake, the
 		// device's certificate verified each time.
-	}, leaf: cert.Leaf, cas: len(cas)}, nil
+	}, leaf: cert.Leaf, cas: len(cas)}
+	if crlFile == "" {
+		return f, nil
+	}
+	if f.crls, err = certs.ReadCRLFile(crlFile); err != nil {
+		return clientFiles{}, fmt.Errorf("upstream_tls.crl: %v", err)
+	}
+	if i, ok := certs.UnsignedCRL(f.crls, cas); ok {
+		return clientFiles{}, fmt.Errorf("upstream_tls.crl: %s: CRL %d, of %q, is not signed by a CA in upstream_tls.ca (%s)", crlFile, i+1, f.crls[i].Issuer.String(), caFile)
+	}
+	crls := f.crls
+	// Runs after the chain has verified against RootCAs: a revoked device
+	// certificate, or one whose CA has no CRL, fails the handshake (0x0A).
+	f.cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		return certs.CheckChainRevocation(cs.VerifiedChains, crls)
+	}
+	return f, nil
+}
+
+// staleCRLWarnings are what `interlock check` says of the CRLs past their
+// next update at now, each beginning with its key.
+func staleCRLWarnings(crls []*x509.RevocationList, file string, now time.Time) []string {
+	var out []string
+	for _, s := range certs.StaleCRLs(crls, now) {
+		out = append(out, fmt.Sprintf("upstream_tls.crl: %s: %s; it still revokes what it lists, but PLC certificates revoked since are accepted until the CA's newer CRL is here", file, s))
+	}
+	return out
 }
 
 // certExpiryWarning is how long before its end the gateway's client
