@@ -239,3 +239,83 @@ func TestE2ETLSUpstreamReload(t *testing.T) {
 	}
 	verifyAudit(t, g.auditPath)
 }
+
+// upstream_tls.crl on a running gateway, against pymodbus's TLS server: a
+// CRL that revokes the PLC's certificate, written into the file, is an
+// upstream_tls.load (the CRL counted, the session open with the PLC
+// closed) and the next request is 0x0A, its result record naming the
+// revoked certificate and the CRL's issuer; a stale CRL still revokes (and
+// the record names it); a CRL that no longer lists the PLC serves it again.
+func TestE2ETLSUpstreamRevocation(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, peerMbpoll, peerPymodbus)
+	v100, _, init := plcValues()
+	plcCA := gatewaytest.NewTLSPKINamed(t, "PLC authority")
+	plcCert, _ := plcCA.Issue(t, "plc1", gatewaytest.CertOptions{CommonName: "plc1", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	gwCert, gwKey := plcCA.Issue(t, "gateway", gatewaytest.CertOptions{CommonName: "interlock gateway", Client: true, Role: "gateway"})
+	port := startTLSPLC(t, plcCA, "plc1", plcCA.CAFile, init...)
+	empty, _ := plcCA.CRL(t, "empty", time.Now().Add(24*time.Hour))
+	revoking, _ := plcCA.CRL(t, "revoking", time.Now().Add(24*time.Hour), gatewaytest.ReadCert(t, plcCert))
+	staleNext := time.Now().Add(-time.Hour).Truncate(time.Second)
+	stale, _ := plcCA.CRL(t, "stale", staleNext, gatewaytest.ReadCert(t, plcCert))
+
+	crl := filepath.Join(t.TempDir(), "plc-ca.crl")
+	replaceFile(t, crl, readFile(t, empty))
+	g := newGateway(t, gwOptions{upstreamPort: port, requestTimeout: "10s", rego: map[string]string{"allow.rego": allowAllRego}})
+	useTLSUpstream(t, g, port, plcCA.CAFile, gwCert, gwKey, "        crl: "+crl+"\n")
+	g.start(t)
+	served := func(when string) {
+		t.Helper()
+		if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code != 0 || r.values[100] != v100 {
+			t.Fatalf("%s: mbpoll read exit %d, values %v, want [100]=%d\n%s", when, r.code, r.values, v100, r.out)
+		}
+	}
+	served("with a CRL that lists nothing")
+	loads := func(rs []record) []record { return eventsOf(rs, "upstream_tls.load") }
+
+	replaceFile(t, crl, readFile(t, revoking))
+	recs := waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load of the revoking CRL", func(rs []record) bool { return len(loads(rs)) == 1 })
+	if l := loads(recs)[0]; !slices.Equal(l.strs("paths"), []string{plcCA.CAFile, gwCert, gwKey, crl}) || l.num("crls") != 1 ||
+		l.num("revoked_certificates") != 1 || l.num("connections_closed") != 1 {
+		t.Errorf("upstream_tls.load: %s\nwant the four paths, 1 CRL, 1 revoked certificate, 1 connection closed", l)
+	}
+	start := time.Now()
+	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
+		t.Errorf("mbpoll with the PLC's certificate revoked: exit %d, want exception 0x0A\n%s", r.code, r.out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %s, want at once (request_timeout 10s)", d)
+	}
+	waitAudit(t, g.auditPath, 10*time.Second, "the result naming the revoked certificate", func(rs []record) bool {
+		for _, r := range eventsOf(rs, "result") {
+			d := r.str("detail")
+			if r.num("code") == 10 && strings.Contains(d, `certificate "CN=plc1"`) && strings.Contains(d, `revoked at`) &&
+				strings.Contains(d, `by a CRL of "CN=PLC authority"`) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A CRL past its next update still revokes; the record names it.
+	replaceFile(t, crl, readFile(t, stale))
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load of the stale CRL", func(rs []record) bool { return len(loads(rs)) == 2 })
+	wantStale := []string{fmt.Sprintf(`the CRL of "CN=PLC authority" was due for its next update at %s`, staleNext.UTC().Format(time.RFC3339))}
+	if l := loads(recs)[1]; l.num("revoked_certificates") != 1 || !slices.Equal(l.strs("stale_crls"), wantStale) {
+		t.Errorf("upstream_tls.load: %s\nwant 1 revoked certificate, stale_crls %q", l, wantStale)
+	}
+	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
+		t.Errorf("mbpoll with the PLC's certificate on a stale CRL: exit %d, want exception 0x0A\n%s", r.code, r.out)
+	}
+
+	replaceFile(t, crl, readFile(t, empty))
+	recs = waitAudit(t, g.auditPath, 10*time.Second, "upstream_tls.load of the CRL that lists nothing", func(rs []record) bool { return len(loads(rs)) == 3 })
+	if l := loads(recs)[2]; l.num("crls") != 1 || l.num("revoked_certificates") != 0 || l.num("connections_closed") != 0 {
+		t.Errorf("upstream_tls.load: %s\nwant 1 CRL, none revoked, no connection open to close", l)
+	}
+	served("when the CRL no longer lists the PLC")
+	if code := g.stopGateway(t); code != 0 {
+		t.Errorf("the gateway exited %d on SIGTERM, want 0", code)
+	}
+	verifyAudit(t, g.auditPath)
+}
