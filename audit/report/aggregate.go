@@ -122,9 +122,8 @@ type tlsLoad struct {
 }
 
 // upTLSLoad is an upstream_tls.load or upstream_tls.load_failed record: a
-// Modbus listener's client certificate and CAs toward its tls:// PLCs read
-// again by the running gateway. A failure's certificate and CAs are those
-// in force.
+// Modbus listener's client certificate, CAs and CRLs toward its tls:// PLCs
+// read again by the running gateway. A failure's are those in force.
 type upTLSLoad struct {
 	Time       time.Time
 	Seq        uint64
@@ -135,7 +134,10 @@ type upTLSLoad struct {
 	Thumbprint string
 	NotAfter   time.Time
 	CAs        int64
-	Closed     int64 // TLS sessions with the PLCs made under the files before
+	CRLs       int64
+	Revoked    int64    // entries over all CRLs
+	StaleCRLs  []string // the CRLs past their next update
+	Closed     int64    // TLS sessions with the PLCs made under the files before
 	Error      string
 }
 
@@ -1125,12 +1127,15 @@ func (a *aggregator) upTLSLoad(line []byte, r *record, t time.Time) {
 		Thumbprint string   `json:"cert_thumbprint"`
 		NotAfter   string   `json:"cert_not_after"`
 		CAs        int64    `json:"ca_certs"`
+		CRLs       int64    `json:"crls"`
+		Revoked    int64    `json:"revoked_certificates"`
+		Stale      []string `json:"stale_crls"`
 		Closed     int64    `json:"connections_closed"`
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
 	row := upTLSLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
 		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
-		CAs: f.CAs, Closed: max(f.Closed, 0)}
+		CAs: f.CAs, CRLs: f.CRLs, Revoked: f.Revoked, StaleCRLs: firstOf(f.Stale, 8, 256), Closed: max(f.Closed, 0)}
 	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
 		row.NotAfter = na.UTC()
 	}

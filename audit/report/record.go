@@ -36,8 +36,8 @@ const (
 
 // A Modbus listener's client side of Modbus/TCP Security toward its PLCs.
 const (
-	eventUpTLSLoad       = "upstream_tls.load"        // its client certificate or CAs loaded again, changed
-	eventUpTLSLoadFailed = "upstream_tls.load_failed" // its files did not load; the certificate and CAs in force stay
+	eventUpTLSLoad       = "upstream_tls.load"        // its client certificate, CAs or CRLs loaded again, changed
+	eventUpTLSLoadFailed = "upstream_tls.load_failed" // its files did not load; the certificate, CAs and CRLs in force stay
 )
 
 // record is one audit line as the report reads it: the union of the fields

@@ -858,14 +858,14 @@ func (r *Report) findings(p *page) []string {
 		f = append(f, fmt.Sprintf("%s failed; the certificate and trust in force stayed (tls.load_failed).", plural(a.tlsFails.Total, "Modbus/TCP Security file load")))
 	}
 	if n := a.upLoads.Total; n > 0 {
-		s := fmt.Sprintf("The gateway's client certificate or CAs toward its Modbus/TCP Security PLCs changed %s in the period (upstream_tls.load)", times(n))
+		s := fmt.Sprintf("The gateway's client certificate, CAs or CRLs toward its Modbus/TCP Security PLCs changed %s in the period (upstream_tls.load)", times(n))
 		if c := a.upClosed; c > 0 {
 			s += fmt.Sprintf("; %s to the PLCs %s closed to use them", plural(c, "connection"), were(c))
 		}
 		f = append(f, s+".")
 	}
 	if a.upFails.Total > 0 {
-		f = append(f, fmt.Sprintf("%s failed; the certificate and CAs in force stayed (upstream_tls.load_failed).", plural(a.upFails.Total, "upstream_tls file load")))
+		f = append(f, fmt.Sprintf("%s failed; the certificate, CAs and CRLs in force stayed (upstream_tls.load_failed).", plural(a.upFails.Total, "upstream_tls file load")))
 	}
 	if n := a.pkiLoads.Total; n > 0 {
 		s := "The OPC UA trust lists " + pkiChecks(a.pkiChanged, n-a.pkiChanged) + " in the period (pki.load)"
