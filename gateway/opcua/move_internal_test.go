@@ -145,7 +145,7 @@ func TestSessionMoveRefused(t *testing.T) {
 func TestDetachedSessionTimesOut(t *testing.T) {
 	h := newHarness(t, Options{Anonymous: true})
 	s, _ := detached(t, h)
-	s.timeout = 100 * time.Millisecond
+	s.lastUsed.Store(time.Now().Add(-s.timeout).UnixNano()) // its last request a timeout ago
 	deadline := time.Now().Add(5 * time.Second)
 	for len(h.audit.Events("session.close")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
