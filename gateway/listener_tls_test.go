@@ -420,31 +420,14 @@ func TestTLSListenerHoldsBackFailingSource(t *testing.T) {
 // refused, and the other sessions go on.
 func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
-	crt, key := p.Issue(t, "gw2", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(crt, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cas := x509.NewCertPool()
-	cas.AddCert(p.CA)
-	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
+	srv, pair, cas := recheckingServer(t, p)
 	var l *gateway.Listener
 	addr, a, roots := tlsListenerWith(t, p, 0, lineEngine{}, gateway.Limits{MaxConns: 10, MaxConnsPerSource: 10},
 		func(gl *gateway.Listener) { gl.TLS, gl.CheckTLS, l = srv.Config(), srv.Recheck, gl })
 	alice, _ := loadPair(t, p, "alice", gatewaytest.CertOptions{CommonName: "alice", Client: true, Role: "engineer"})
 	bob, _ := loadPair(t, p, "bob", gatewaytest.CertOptions{CommonName: "bob", Client: true, Role: "engineer"})
-	ac, err := dialTLS(addr, roots, alice, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	bc, err := dialTLS(addr, roots, bob, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bc.Close()
-	echo(t, ac, "alice before")
-	echo(t, bc, "bob before")
+	ac := openSession(t, addr, roots, alice, "alice before")
+	bc := openSession(t, addr, roots, bob, "bob before")
 
 	if n := l.Recheck(); n != 0 {
 		t.Fatalf("Recheck ended %d sessions under the trust they opened with", n)
@@ -490,14 +473,7 @@ func TestTLSListenerRecheckEndsRevokedSessions(t *testing.T) {
 // its session.close says why; a session with a longer certificate goes on.
 func TestTLSListenerEndsSessionAtCertificateExpiry(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
-	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(crt, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cas := x509.NewCertPool()
-	cas.AddCert(p.CA)
-	srv := modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas})
+	srv, _, _ := recheckingServer(t, p)
 	for _, tc := range []struct {
 		name  string
 		check func(tls.ConnectionState) (time.Time, error)
@@ -508,21 +484,11 @@ func TestTLSListenerEndsSessionAtCertificateExpiry(t *testing.T) {
 			end := time.Now().Add(3 * time.Second).Truncate(time.Second)
 			short, _ := loadPair(t, p, "short", gatewaytest.CertOptions{CommonName: "short", Client: true, NotAfter: end})
 			long, _ := loadPair(t, p, "long", gatewaytest.CertOptions{CommonName: "long", Client: true})
-			sc, err := dialTLS(addr, roots, short, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sc.Close()
-			lc, err := dialTLS(addr, roots, long, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer lc.Close()
-			echo(t, sc, "short before its expiry")
-			echo(t, lc, "long before")
+			sc := openSession(t, addr, roots, short, "short before its expiry")
+			lc := openSession(t, addr, roots, long, "long before")
 
 			sc.SetReadDeadline(end.Add(10 * time.Second))
-			_, err = sc.Read(make([]byte, 1))
+			_, err := sc.Read(make([]byte, 1))
 			if !closedByPeer(err) {
 				t.Fatalf("the session of the expiring certificate: %v, want it closed by the gateway", err)
 			}
@@ -553,4 +519,32 @@ func TestCertExpiry(t *testing.T) {
 	if got := gateway.CertExpiry(nil); !got.IsZero() {
 		t.Errorf("CertExpiry(nil) = %v, want zero", got)
 	}
+}
+
+// recheckingServer is a TLS server with a gateway certificate for
+// 127.0.0.1 issued by p's CA, trusting p's CA for clients; and that
+// certificate and trust.
+func recheckingServer(t *testing.T, p *gatewaytest.TLSPKI) (*modbus.TLSServer, tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := x509.NewCertPool()
+	cas.AddCert(p.CA)
+	return modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas}), pair, cas
+}
+
+// openSession opens a TLS session with cert, sees it served (echo, as
+// what) and closes it when the test ends.
+func openSession(t *testing.T, addr string, roots *x509.CertPool, cert *tls.Certificate, what string) *tls.Conn {
+	t.Helper()
+	c, err := dialTLS(addr, roots, cert, 0)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	echo(t, c, what)
+	return c
 }

@@ -102,29 +102,10 @@ type usersLoad struct {
 	Error    string
 }
 
-// tlsLoad is a tls.load or tls.load_failed record: a Modbus/TCP Security
-// listener's certificate, key, client CAs and CRLs read again by the
-// running gateway. A failure's certificate and CRLs are those in force.
-type tlsLoad struct {
-	Time          time.Time
-	Seq           uint64
-	Event         string
-	Listener      string
-	Paths         []string
-	Subject       string
-	Thumbprint    string
-	NotAfter      time.Time
-	CRLs          int64
-	Revoked       int64 // entries over all CRLs
-	SessionsEnded int64 // open sessions whose client certificate no longer passed
-	StaleCRLs     []string
-	Error         string
-}
-
-// upTLSLoad is an upstream_tls.load or upstream_tls.load_failed record: a
-// Modbus listener's client certificate, CAs and CRLs toward its tls:// PLCs
-// read again by the running gateway. A failure's are those in force.
-type upTLSLoad struct {
+// certFiles is what a tls.load and an upstream_tls.load (and their
+// failures) say of a certificate, its key, CAs and CRLs read again by the
+// running gateway; a failure's are those in force.
+type certFiles struct {
 	Time       time.Time
 	Seq        uint64
 	Event      string
@@ -133,12 +114,25 @@ type upTLSLoad struct {
 	Subject    string
 	Thumbprint string
 	NotAfter   time.Time
-	CAs        int64
 	CRLs       int64
 	Revoked    int64    // entries over all CRLs
 	StaleCRLs  []string // the CRLs past their next update
-	Closed     int64    // TLS sessions with the PLCs made under the files before
 	Error      string
+}
+
+// tlsLoad is a tls.load or tls.load_failed record: a Modbus/TCP Security
+// listener's certificate, key, client CAs and CRLs.
+type tlsLoad struct {
+	certFiles
+	SessionsEnded int64 // open sessions whose client certificate no longer passed
+}
+
+// upTLSLoad is an upstream_tls.load or upstream_tls.load_failed record: a
+// Modbus listener's client certificate, CAs and CRLs toward its tls:// PLCs.
+type upTLSLoad struct {
+	certFiles
+	CAs    int64
+	Closed int64 // TLS sessions with the PLCs made under the files before
 }
 
 // pkiLoad is a pki.load or pki.load_failed record: an OPC UA listener's
@@ -1089,10 +1083,10 @@ func firstOf(list []string, keep, width int) []string {
 	return out
 }
 
-// tlsLoad files a tls.load or tls.load_failed record. Its certificate and
-// CRL fields are not in the record the decoder fills, so the line is read
-// again: these records are rare.
-func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
+// readCertFiles reads what a tls.load or upstream_tls.load record says of
+// its files. These fields are not in the record the decoder fills, so the
+// line is read again: these records are rare.
+func readCertFiles(line []byte, r *record, t time.Time) certFiles {
 	var f struct {
 		Paths      []string `json:"paths"`
 		Subject    string   `json:"cert_subject"`
@@ -1100,16 +1094,25 @@ func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
 		NotAfter   string   `json:"cert_not_after"`
 		CRLs       int64    `json:"crls"`
 		Revoked    int64    `json:"revoked_certificates"`
-		Ended      int64    `json:"sessions_ended"`
 		Stale      []string `json:"stale_crls"`
 	}
 	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
-	row := tlsLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
+	c := certFiles{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
 		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
-		CRLs: f.CRLs, Revoked: f.Revoked, SessionsEnded: f.Ended, StaleCRLs: firstOf(f.Stale, 8, 256)}
+		CRLs: f.CRLs, Revoked: f.Revoked, StaleCRLs: firstOf(f.Stale, 8, 256)}
 	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
-		row.NotAfter = na.UTC()
+		c.NotAfter = na.UTC()
 	}
+	return c
+}
+
+// tlsLoad files a tls.load or tls.load_failed record.
+func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
+	var f struct {
+		Ended int64 `json:"sessions_ended"`
+	}
+	_ = json.Unmarshal(line, &f)
+	row := tlsLoad{certFiles: readCertFiles(line, r, t), SessionsEnded: f.Ended}
 	if r.Event == eventTLSLoadFailed {
 		a.tlsFails.add(row)
 		return
@@ -1118,27 +1121,14 @@ func (a *aggregator) tlsLoad(line []byte, r *record, t time.Time) {
 	a.tlsLoads.add(row)
 }
 
-// upTLSLoad files an upstream_tls.load or upstream_tls.load_failed record,
-// its fields read from the line again as a tls.load's.
+// upTLSLoad files an upstream_tls.load or upstream_tls.load_failed record.
 func (a *aggregator) upTLSLoad(line []byte, r *record, t time.Time) {
 	var f struct {
-		Paths      []string `json:"paths"`
-		Subject    string   `json:"cert_subject"`
-		Thumbprint string   `json:"cert_thumbprint"`
-		NotAfter   string   `json:"cert_not_after"`
-		CAs        int64    `json:"ca_certs"`
-		CRLs       int64    `json:"crls"`
-		Revoked    int64    `json:"revoked_certificates"`
-		Stale      []string `json:"stale_crls"`
-		Closed     int64    `json:"connections_closed"`
+		CAs    int64 `json:"ca_certs"`
+		Closed int64 `json:"connections_closed"`
 	}
-	_ = json.Unmarshal(line, &f) // the line decoded as a record already; a field of another type stays empty
-	row := upTLSLoad{Time: t, Seq: r.Seq, Event: r.Event, Listener: r.Listener, Error: clip(r.Error, maxFieldText),
-		Paths: firstOf(f.Paths, 8, 256), Subject: clip(f.Subject, 256), Thumbprint: clip(f.Thumbprint, 64),
-		CAs: f.CAs, CRLs: f.CRLs, Revoked: f.Revoked, StaleCRLs: firstOf(f.Stale, 8, 256), Closed: max(f.Closed, 0)}
-	if na, err := time.Parse(time.RFC3339Nano, f.NotAfter); err == nil {
-		row.NotAfter = na.UTC()
-	}
+	_ = json.Unmarshal(line, &f)
+	row := upTLSLoad{certFiles: readCertFiles(line, r, t), CAs: f.CAs, Closed: max(f.Closed, 0)}
 	if r.Event == eventUpTLSLoadFailed {
 		a.upFails.add(row)
 		return
