@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,23 @@ func build(t *testing.T, opts Options) (*Report, string) {
 		t.Fatal(err)
 	}
 	return rep, b.String()
+}
+
+// checkFindings fails the test unless the report's findings hold each of
+// want, and none says that there are events the report does not interpret.
+func checkFindings(t *testing.T, rep *Report, want ...string) {
+	t.Helper()
+	p := rep.view()
+	for _, w := range want {
+		if !slices.Contains(p.Findings, w) {
+			t.Errorf("findings lack %q: %q", w, p.Findings)
+		}
+	}
+	for _, f := range p.Findings {
+		if strings.Contains(f, "does not interpret") {
+			t.Errorf("a finding says there are events the report does not interpret: %q", f)
+		}
+	}
 }
 
 // findingsWith returns the report's findings that contain s.
