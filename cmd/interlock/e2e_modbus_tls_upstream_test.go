@@ -182,20 +182,8 @@ func TestE2ETLSUpstreamReload(t *testing.T) {
 		l.str("cert_thumbprint") != thumb || l.str("cert_not_after") == "" || l.num("ca_certs") != 1 || l.num("connections_closed") != 1 {
 		t.Errorf("upstream_tls.load: %s\nwant listener plc1, the three paths, the gateway's certificate, 1 CA, 1 connection closed", l)
 	}
-	start := time.Now()
-	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
-		t.Errorf("mbpoll under a CA that did not issue the PLC's certificate: exit %d, want exception 0x0A\n%s", r.code, r.out)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the refusal took %s, want at once (request_timeout 10s)", d)
-	}
-	waitAudit(t, g.auditPath, 10*time.Second, "the result naming the verification failure", func(rs []record) bool {
-		for _, r := range eventsOf(rs, "result") {
-			if r.num("code") == 10 && strings.Contains(r.str("detail"), "certificate signed by unknown authority") {
-				return true
-			}
-		}
-		return false
+	refusedAtOnce(t, g, "under a CA that did not issue the PLC's certificate", "the verification failure", func(d string) bool {
+		return strings.Contains(d, "certificate signed by unknown authority")
 	})
 
 	replaceFile(t, ca, readFile(t, plcCA.CAFile))
@@ -279,22 +267,9 @@ func TestE2ETLSUpstreamRevocation(t *testing.T) {
 		l.num("revoked_certificates") != 1 || l.num("connections_closed") != 1 {
 		t.Errorf("upstream_tls.load: %s\nwant the four paths, 1 CRL, 1 revoked certificate, 1 connection closed", l)
 	}
-	start := time.Now()
-	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
-		t.Errorf("mbpoll with the PLC's certificate revoked: exit %d, want exception 0x0A\n%s", r.code, r.out)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the refusal took %s, want at once (request_timeout 10s)", d)
-	}
-	waitAudit(t, g.auditPath, 10*time.Second, "the result naming the revoked certificate", func(rs []record) bool {
-		for _, r := range eventsOf(rs, "result") {
-			d := r.str("detail")
-			if r.num("code") == 10 && strings.Contains(d, `certificate "CN=plc1"`) && strings.Contains(d, `revoked at`) &&
-				strings.Contains(d, `by a CRL of "CN=PLC authority"`) {
-				return true
-			}
-		}
-		return false
+	refusedAtOnce(t, g, "with the PLC's certificate revoked", "the revoked certificate", func(d string) bool {
+		return strings.Contains(d, `certificate "CN=plc1"`) && strings.Contains(d, `revoked at`) &&
+			strings.Contains(d, `by a CRL of "CN=PLC authority"`)
 	})
 
 	// A CRL past its next update still revokes; the record names it.
@@ -318,4 +293,26 @@ func TestE2ETLSUpstreamRevocation(t *testing.T) {
 		t.Errorf("the gateway exited %d on SIGTERM, want 0", code)
 	}
 	verifyAudit(t, g.auditPath)
+}
+
+// refusedAtOnce reads through the gateway with mbpoll (when, in what) and
+// wants exception 0x0A at once, and a result record of code 0x0A whose
+// detail names why (named).
+func refusedAtOnce(t *testing.T, g *gw, when, named string, names func(detail string) bool) {
+	t.Helper()
+	start := time.Now()
+	if r := mbpoll(t, g.port, []string{"-r", "100"}); r.code == 0 || !strings.Contains(r.out, "Gateway path unavailable") {
+		t.Errorf("mbpoll %s: exit %d, want exception 0x0A\n%s", when, r.code, r.out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %s, want at once (request_timeout 10s)", d)
+	}
+	waitAudit(t, g.auditPath, 10*time.Second, "the result naming "+named, func(rs []record) bool {
+		for _, r := range eventsOf(rs, "result") {
+			if r.num("code") == 10 && names(r.str("detail")) {
+				return true
+			}
+		}
+		return false
+	})
 }
