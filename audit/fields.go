@@ -64,9 +64,7 @@ const (
 	FieldStarted        = gateway.KeyStarted
 	FieldSecurityPolicy = gateway.KeySecurityPolicy
 	FieldSecurityMode   = gateway.KeySecurityMode
-	// FieldResumed: how many times the session moved to a new connection
-	// (OPC UA: activated on a new secure channel), when it did.
-	FieldResumed = "resumed"
+	FieldResumed        = gateway.KeyResumed
 
 	// source object
 	FieldIP    = gateway.KeyIP

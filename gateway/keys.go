@@ -18,6 +18,7 @@ const (
 	KeyStarted        = "started"
 	KeySecurityPolicy = "security_policy"
 	KeySecurityMode   = "security_mode"
+	KeyResumed        = "resumed" // OPC UA: the times the session moved to a new secure channel, when it did
 
 	KeyIP    = "ip"
 	KeyPort  = "port"

@@ -93,6 +93,7 @@ func appendSessionKey(b []byte, gatewayID string, s *gateway.Session) []byte {
 	b = appendStr(b, s.Protocol)
 	b = appendStr(b, s.SecurityPolicy)
 	b = appendStr(b, s.SecurityMode)
+	b = binary.AppendUvarint(b, uint64(s.Resumed))
 	b = appendStr(b, s.Source.IP.String())
 	b = binary.AppendUvarint(b, uint64(s.Source.Port))
 	b = appendStr(b, s.Source.Name)

@@ -27,6 +27,7 @@ var (
 	kStarted        = ast.StringTerm(gateway.KeyStarted)
 	kSecurityPolicy = ast.StringTerm(gateway.KeySecurityPolicy)
 	kSecurityMode   = ast.StringTerm(gateway.KeySecurityMode)
+	kResumed        = ast.StringTerm(gateway.KeyResumed)
 
 	kIP    = ast.StringTerm(gateway.KeyIP)
 	kPort  = ast.StringTerm(gateway.KeyPort)
@@ -108,6 +109,7 @@ type sessionInput struct {
 	gatewayID, id, listener, protocol string
 	started                           time.Time
 	securityPolicy, securityMode      string
+	resumed                           int
 	source                            gateway.Source
 	principal                         gateway.Principal // Roles cloned
 
@@ -126,7 +128,7 @@ func (si *sessionInput) matches(gatewayID string, s *gateway.Session) bool {
 	return si.gatewayID == gatewayID && si.id == s.ID && si.listener == s.Listener &&
 		si.protocol == s.Protocol && si.started.Equal(s.Started) &&
 		si.securityPolicy == s.SecurityPolicy && si.securityMode == s.SecurityMode &&
-		si.source == s.Source &&
+		si.resumed == s.Resumed && si.source == s.Source &&
 		si.principal.User == p.User && si.principal.Auth == p.Auth &&
 		si.principal.CertThumbprint == p.CertThumbprint && si.principal.ApplicationURI == p.ApplicationURI &&
 		slices.Equal(si.principal.Roles, p.Roles)
@@ -136,7 +138,7 @@ func newSessionInput(gatewayID string, s *gateway.Session) *sessionInput {
 	si := &sessionInput{
 		gatewayID: gatewayID, id: s.ID, listener: s.Listener, protocol: s.Protocol,
 		started: s.Started, securityPolicy: s.SecurityPolicy, securityMode: s.SecurityMode,
-		source: s.Source, principal: s.Principal,
+		resumed: s.Resumed, source: s.Source, principal: s.Principal,
 	}
 	si.principal.Roles = slices.Clone(s.Principal.Roles)
 
@@ -150,6 +152,9 @@ func newSessionInput(gatewayID string, s *gateway.Session) *sessionInput {
 	}
 	putString(sess, kSecurityPolicy, s.SecurityPolicy)
 	putString(sess, kSecurityMode, s.SecurityMode)
+	if s.Resumed > 0 {
+		sess.Insert(kResumed, ast.InternedTerm(s.Resumed))
+	}
 	si.session = ast.NewTerm(sess)
 
 	src := ast.NewObject()

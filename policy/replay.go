@@ -344,6 +344,7 @@ type replayRecord struct {
 		Started        string `json:"started"`
 		SecurityPolicy string `json:"security_policy"`
 		SecurityMode   string `json:"security_mode"`
+		Resumed        int    `json:"resumed"`
 	} `json:"session"`
 	Source *struct {
 		IP    string `json:"ip"`
@@ -462,7 +463,7 @@ func (r *replayer) sessionOpen(rec *replayRecord, l AuditLine, where func(string
 			}
 			s.Started = t
 		}
-		s.SecurityPolicy, s.SecurityMode = rec.Session.SecurityPolicy, rec.Session.SecurityMode
+		s.SecurityPolicy, s.SecurityMode, s.Resumed = rec.Session.SecurityPolicy, rec.Session.SecurityMode, rec.Session.Resumed
 	}
 	r.sessions[rec.SessionID] = s
 	if rec.Decision == nil {
