@@ -204,7 +204,7 @@ func TestE2ETLSUpstreamReload(t *testing.T) {
 	served("while the certificate file does not load")
 	g.proc.signal(t, syscall.SIGHUP)
 	g.waitLog(t, 10*time.Second, "the SIGHUP's failed load", func(l map[string]any) bool {
-		return l["message"] == "upstream_tls files not loaded; the client certificate and CAs in force stay" && l["trigger"] == "SIGHUP"
+		return l["message"] == "upstream_tls files not loaded; the client certificate, CAs and CRLs in force stay" && l["trigger"] == "SIGHUP"
 	})
 	if n := len(failed(readAudit(t, g.auditPath))); n != 1 {
 		t.Errorf("%d upstream_tls.load_failed records after a SIGHUP with the same error, want 1", n)

@@ -42,7 +42,7 @@ func newUpstreamTLSWatch(listener string, eng upstreamTLSReloader, aw recorder, 
 		load: func() (loaded, error) {
 			l, err := eng.ReloadUpstreamTLS()
 			out := loaded{msg: "upstream_tls files loaded: new sessions with the PLCs use them, the sessions before are closed",
-				failMsg: "upstream_tls files not loaded; the client certificate and CAs in force stay",
+				failMsg: "upstream_tls files not loaded; the client certificate, CAs and CRLs in force stay",
 				fields:  func(e *zerolog.Event) { upstreamTLSFields(e, l) }}
 			if err != nil {
 				return out, fmt.Errorf("listener %s: modbus.%w", listener, err)
