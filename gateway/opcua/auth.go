@@ -187,7 +187,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	newNonce := newNonce()
 	userCert := x509TokenCert(req)
 	if moving {
-		return c.moveSession(ctx, h, s, prev, gs, newNonce, userCert, userUntil)
+		return c.moveSession(ctx, h, s, prev, gs, id, newNonce, userCert, userUntil)
 	}
 	if activated {
 		s.mu.Lock()

@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"io"
 	"time"
@@ -57,12 +58,25 @@ func (c *conn) refuseMove(ctx context.Context, h *ua.RequestHeader, s *uaSession
 }
 
 // moveSession binds a session between channels to this one, after its
-// client proved the same application and user (activateSession): the
+// client proved the same application and user (activateSession; with
+// users passthrough, here: the password the server took at login): the
 // policy decides session.open again, from the new channel's source, and
 // the session's records from then on name that source; a refusal ends the
 // session. The session.open record counts the moves (session.resumed).
 func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSession, prev, gs *gateway.Session,
-	nonce, userCert []byte, userUntil time.Time) ua.Response {
+	id identity, nonce, userCert []byte, userUntil time.Time) ua.Response {
+	if c.e.opts.Users == UsersPassthrough && id.kind == IdentitySame {
+		// The server checked the password at the session's first
+		// activation; a move must bring the same one.
+		s.mu.Lock()
+		up := s.up
+		s.mu.Unlock()
+		if up == nil || subtle.ConstantTimeCompare([]byte(up.id.password), []byte(id.password)) != 1 {
+			c.e.logins.Failed(gs.Source.IP, time.Now())
+			c.e.pipeline.AuthFailed(ctx, gs, "a password other than the one the session logged in with, on a new secure channel")
+			return fault(h, ua.StatusBadUserAccessDenied)
+		}
+	}
 	if !s.conn.CompareAndSwap(nil, c) {
 		return c.refuse(ctx, h, "activate_session", "session_of_another_channel",
 			"the session was activated on another secure channel meanwhile", ua.StatusBadSecureChannelIDInvalid)

@@ -76,6 +76,34 @@ func TestSessionMoveRefused(t *testing.T) {
 			t.Errorf("alice takes an anonymous session: %v, want Bad_IdentityChangeNotSupported", r.Header().ServiceResult)
 		}
 	})
+	t.Run("another password, users passthrough", func(t *testing.T) {
+		h := newHarness(t, Options{UpstreamIdentity: IdentitySame})
+		c1 := h.conn(1)
+		cs := create(t, c1)
+		if r := activate(c1, cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", cs.ServerNonce)); r.Header().ServiceResult != ua.StatusOK {
+			t.Fatalf("alice: %v", r.Header().ServiceResult)
+		}
+		s := h.e.sessions.get(cs.AuthenticationToken)
+		if s.up.id.password != "secret" || !s.detach(c1) {
+			t.Fatal("alice's session holds no password upstream, or did not detach")
+		}
+		h.e.opts.Users = UsersPassthrough // as if the server had checked it
+		if r := activate(h.conn(2), cs.AuthenticationToken, userToken(t, h.e, "alice", "guess", s.nonce)); r.Header().ServiceResult != ua.StatusBadUserAccessDenied {
+			t.Errorf("alice's session with another password: %v, want Bad_UserAccessDenied", r.Header().ServiceResult)
+		}
+		failed := 0
+		for _, r := range h.audit.Events("request.rejected") {
+			if r.Reason == gateway.ReasonAuthFailed && r.Session.Principal.User == "alice" {
+				failed++
+			}
+		}
+		if failed != 1 {
+			t.Errorf("%d auth_failed records of alice, want 1", failed)
+		}
+		if r := activate(h.conn(3), cs.AuthenticationToken, userToken(t, h.e, "alice", "secret", s.nonce)); r.Header().ServiceResult != ua.StatusOK {
+			t.Errorf("alice's session with her password: %v", r.Header().ServiceResult)
+		}
+	})
 	t.Run("another security policy", func(t *testing.T) {
 		h := newHarness(t, Options{Anonymous: true})
 		_, cs := detached(t, h)
