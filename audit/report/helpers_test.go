@@ -8,8 +8,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"html"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -207,6 +209,24 @@ func build(t *testing.T, opts Options) (*Report, string) {
 		t.Fatal(err)
 	}
 	return rep, b.String()
+}
+
+// section is the page's <section id="id"> (the test fails without one).
+func section(t *testing.T, page, id string) string {
+	t.Helper()
+	i := strings.Index(page, `<section id="`+id+`">`)
+	if i < 0 {
+		t.Fatalf("the page has no section %q", id)
+	}
+	j := strings.Index(page[i:], "</section>")
+	return page[i : i+j]
+}
+
+// pageText is the text of some HTML as a reader sees it: tags dropped,
+// entities decoded, white space runs as one space.
+func pageText(h string) string {
+	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(h, " "))
+	return strings.Join(strings.Fields(text), " ")
 }
 
 // checkFindings fails the test unless the report's findings hold each of

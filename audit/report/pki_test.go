@@ -2,8 +2,6 @@ package report
 
 import (
 	"fmt"
-	"html"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -75,9 +73,7 @@ func TestReportPKILoads(t *testing.T) {
 		t.Errorf("pki.load_failed row: %+v", got)
 	}
 
-	i := strings.Index(page, `<section id="policy">`)
-	j := strings.Index(page[i:], "</section>")
-	sec := page[i : i+j]
+	sec := section(t, page, "policy")
 	if strings.Contains(sec, hostileUser) {
 		t.Errorf("a listener name is in the page unescaped")
 	}
@@ -89,8 +85,7 @@ func TestReportPKILoads(t *testing.T) {
 			t.Errorf("the policy section lacks %s", want)
 		}
 	}
-	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(sec, " "))
-	text = strings.Join(strings.Fields(text), " ")
+	text := pageText(sec)
 	for _, want := range []string{
 		"OPC UA trust lists", "is a pki.load record.", "Changes in the period: 2 ; re-checks without a change: 1 .",
 		"2026-11-26 08:00:00.000 seq 2 " + hostileUser + " " + strings.Join(paths, ", ") +

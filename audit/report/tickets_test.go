@@ -52,11 +52,8 @@ func TestReportTicketsReusedIDExpiredRefused(t *testing.T) {
 		t.Errorf("ticket.load_refused is filed under events the report does not interpret")
 	}
 
-	i := strings.Index(page, `<section id="tickets">`)
-	j := strings.Index(page[i:], "</section>")
-	sec := page[i : i+j]
-	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(sec, " "))
-	text = strings.Join(strings.Fields(text), " ")
+	sec := section(t, page, "tickets")
+	text := pageText(sec)
 	rows := regexp.MustCompile(`(?s)<tr><td><code>T-DUP</code>.*?</tr>`).FindAllString(sec, -1)
 	if len(rows) != 2 {
 		t.Fatalf("%d rows of T-DUP in the tickets table, want 2:\n%s", len(rows), text)

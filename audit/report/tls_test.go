@@ -2,8 +2,6 @@ package report
 
 import (
 	"fmt"
-	"html"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -53,9 +51,7 @@ func TestReportTLSFileLoads(t *testing.T) {
 		t.Errorf("tls.load_failed row: %+v", got)
 	}
 
-	i := strings.Index(page, `<section id="policy">`)
-	j := strings.Index(page[i:], "</section>")
-	sec := page[i : i+j]
+	sec := section(t, page, "policy")
 	if strings.Contains(sec, hostileUser) {
 		t.Errorf("a certificate subject is in the page unescaped")
 	}
@@ -64,8 +60,7 @@ func TestReportTLSFileLoads(t *testing.T) {
 			t.Errorf("the policy section lacks %s", want)
 		}
 	}
-	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(sec, " "))
-	text = strings.Join(strings.Fields(text), " ")
+	text := pageText(sec)
 	for _, want := range []string{
 		"Modbus/TCP Security certificates and trust", "is a tls.load record (nothing is recorded at start). Changes in the period: 2 .",
 		"2026-11-26 08:00:00.000 seq 2 plc1-tls " + strings.Join(paths, ", ") + " CN=" + hostileUser + " SHA-1 " + thumb +

@@ -1,8 +1,6 @@
 package report
 
 import (
-	"html"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +36,11 @@ func TestReportUsersFileLoads(t *testing.T) {
 		t.Errorf("users.load row: %+v", got)
 	}
 
-	i := strings.Index(page, `<section id="policy">`)
-	j := strings.Index(page[i:], "</section>")
-	sec := page[i : i+j]
+	sec := section(t, page, "policy")
 	if strings.Contains(sec, hostileUser) {
 		t.Errorf("a user name of the users file is in the page unescaped")
 	}
-	text := html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(sec, " "))
-	text = strings.Join(strings.Fields(text), " ")
+	text := pageText(sec)
 	for _, want := range []string{
 		"OPC UA users files", "users.load record (nothing is recorded at start). Changes in the period: 1 .",
 		"2026-11-26 08:00:00.000 seq 2 opc1 " + file + " 3 erin, " + hostileUser + " mallory bob",
