@@ -29,13 +29,6 @@ func TestTrustListRecords(t *testing.T) {
 			kv{"pki", summary(1, 0, 0, 0)}, kv{"sessions_ended", 0}),
 		line(4, "pki.load_failed", kv{"listener", "line1"}, kv{"error", failed}),
 	})
-	ids := func(recs []*Record) []string {
-		var out []string
-		for _, r := range recs {
-			out = append(out, r.Event+" "+r.Listener)
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name string
 		f    Filter
@@ -48,7 +41,7 @@ func TestTrustListRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recs, _ := run(t, Query{Filter: tc.f}, path)
-			if got := ids(recs); !slices.Equal(got, tc.want) {
+			if got := eventListeners(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got  %v\nwant %v", got, tc.want)
 			}
 			for _, r := range recs {
@@ -61,4 +54,13 @@ func TestTrustListRecords(t *testing.T) {
 			}
 		})
 	}
+}
+
+// eventListeners names each record by its event and listener.
+func eventListeners(recs []*Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Event+" "+r.Listener)
+	}
+	return out
 }

@@ -23,13 +23,6 @@ func TestUpstreamTLSRecords(t *testing.T) {
 		line(3, "upstream_tls.load_failed", kv{"listener", "plc1"}, kv{"paths", paths}, kv{"ca_certs", 2}, kv{"error", failed}),
 		line(4, "upstream_tls.load", kv{"listener", "plc2"}, kv{"paths", paths}, kv{"ca_certs", 1}, kv{"connections_closed", 0}),
 	})
-	ids := func(recs []*Record) []string {
-		var out []string
-		for _, r := range recs {
-			out = append(out, r.Event+" "+r.Listener)
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name string
 		f    Filter
@@ -42,7 +35,7 @@ func TestUpstreamTLSRecords(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			recs, _ := run(t, Query{Filter: tc.f}, path)
-			if got := ids(recs); !slices.Equal(got, tc.want) {
+			if got := eventListeners(recs); !slices.Equal(got, tc.want) {
 				t.Errorf("got  %v\nwant %v", got, tc.want)
 			}
 			for _, r := range recs {
