@@ -116,8 +116,12 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 		}
 		sig = &ua.SignatureData{Algorithm: enc.SignatureURI(), Signature: b}
 	}
-	if !c.e.sessions.add(s) {
+	evicted, ok := c.e.sessions.add(s)
+	if !ok {
 		return c.refuse(ctx, h, fn, "limit", "max_sessions reached", ua.StatusBadTooManySessions)
+	}
+	if evicted != nil {
+		c.e.closeSession(ctx, evicted, errEvicted)
 	}
 	return &ua.CreateSessionResponse{
 		ResponseHeader:        header(h, ua.StatusOK),

@@ -239,6 +239,9 @@ func (e *Engine) expireSessions() {
 var (
 	errSessionTimeout = errors.New("opcua: session timed out")
 	errChannelClosed  = errors.New("opcua: secure channel closed")
+	// errEvicted ends a session between secure channels whose slot a new
+	// session took at max_sessions.
+	errEvicted = errors.New("ended by the gateway: max_sessions reached while the session waited for a new secure channel; a new session took its slot")
 )
 
 // endSession removes s, closes its upstream session and writes
@@ -249,6 +252,13 @@ func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) bool
 	if !e.sessions.remove(s) {
 		return false
 	}
+	e.closeSession(ctx, s, cause)
+	return true
+}
+
+// closeSession ends a session already taken out of the table: its
+// upstream session closes and its session.close is written.
+func (e *Engine) closeSession(ctx context.Context, s *uaSession, cause error) {
 	s.mu.Lock()
 	gs, up := s.gs, s.up
 	s.closed = true
@@ -259,7 +269,6 @@ func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) bool
 	if gs != nil {
 		e.pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), gs, cause)
 	}
-	return true
 }
 
 // policyRevision names the policy decisions are made with, "" when the

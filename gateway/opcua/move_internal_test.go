@@ -184,6 +184,52 @@ func TestDetachedSessionTimesOut(t *testing.T) {
 	}
 }
 
+// At max_sessions a new session takes the slot of the session that has
+// waited longest for a new secure channel, which ends (session.close says
+// why; its token finds nothing after); sessions on channels are never
+// given up: with none between channels, CreateSession is refused.
+func TestFullTableGivesUpADetachedSession(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true, Limits: LimitOptions{MaxSessions: 3}})
+	older, olderCS := detached(t, h)
+	newer, newerCS := detached(t, h)
+	older.lastUsed.Store(time.Now().Add(-time.Minute).UnixNano())
+	// Idle longer still, but on its channel: never given up.
+	c3 := h.conn(3)
+	onChannel := create(t, c3)
+	if r := activate(c3, onChannel.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	h.e.sessions.get(onChannel.AuthenticationToken).lastUsed.Store(time.Now().Add(-2 * time.Minute).UnixNano())
+
+	create(t, h.conn(4))
+	if h.e.sessions.get(olderCS.AuthenticationToken) != nil || !older.closed {
+		t.Fatal("the session that waited longest for a channel still holds its slot")
+	}
+	if h.e.sessions.get(newerCS.AuthenticationToken) != newer || newer.closed {
+		t.Fatal("a session that waited less was given up")
+	}
+	closes := h.audit.Events("session.close")
+	if len(closes) != 1 || closes[0].Err != errEvicted || closes[0].Session.ID != older.gs.ID {
+		t.Fatalf("session.close records %+v, want one of the older session saying it was given up", closes)
+	}
+	if r := activate(h.conn(5), olderCS.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
+		t.Errorf("activating the session given up: %v, want Bad_SessionIdInvalid", r.Header().ServiceResult)
+	}
+
+	create(t, h.conn(6)) // takes the newer one's slot
+	if h.e.sessions.get(newerCS.AuthenticationToken) != nil {
+		t.Fatal("the second session between channels was not given up")
+	}
+	r := h.conn(7).handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil),
+		ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client"}, ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusBadTooManySessions {
+		t.Errorf("CreateSession with every slot on a channel: %v, want Bad_TooManySessions", r.Header().ServiceResult)
+	}
+	if n := h.e.sessions.count(); n != 3 {
+		t.Errorf("%d sessions, want max_sessions (3)", n)
+	}
+}
+
 func checkRejected(t *testing.T, h *harness, reason string) {
 	t.Helper()
 	for _, r := range h.audit.Events("request.rejected") {

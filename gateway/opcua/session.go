@@ -147,14 +147,15 @@ const (
 	ActivationTimeout    = 10 * time.Second
 )
 
-// add reports false when the table is full, or when s's channel already has
-// MaxPendingPerChannel sessions waiting for their activation.
-func (t *sessionTable) add(s *uaSession) bool {
+// add reports false when s's channel already has MaxPendingPerChannel
+// sessions waiting for their activation, or when the table is full of
+// sessions on channels. A full table gives up the session that has waited
+// longest for a new secure channel: it is taken out and returned, for the
+// caller to end, so that clients that log in and drop their connections
+// cannot hold every slot until the sessions' timeouts.
+func (t *sessionTable) add(s *uaSession) (evicted *uaSession, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.byToken) >= t.max {
-		return false
-	}
 	pending := 0
 	for _, o := range t.byToken {
 		if o.conn.Load() == s.conn.Load() && !o.live.Load() {
@@ -162,10 +163,21 @@ func (t *sessionTable) add(s *uaSession) bool {
 		}
 	}
 	if pending >= MaxPendingPerChannel {
-		return false
+		return nil, false
+	}
+	if len(t.byToken) >= t.max {
+		for _, o := range t.byToken {
+			if o.live.Load() && o.conn.Load() == nil && (evicted == nil || o.lastUsed.Load() < evicted.lastUsed.Load()) {
+				evicted = o
+			}
+		}
+		if evicted == nil {
+			return nil, false
+		}
+		delete(t.byToken, evicted.key)
 	}
 	t.byToken[s.key] = s
-	return true
+	return evicted, true
 }
 
 // tokenKey is the table key of an authentication token: its binary
