@@ -148,14 +148,16 @@ type authError struct {
 func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionRequest) ua.Response {
 	h := req.RequestHeader
 	s, code := c.lookup(h, false)
+	var from *conn // the channel a moving session leaves, nil: between channels
 	moving := false
 	switch {
-	case code == ua.StatusBadSecureChannelIDInvalid && s.conn.Load() == nil:
-		// A session whose channel closed, activated on a new one.
+	case code == ua.StatusBadSecureChannelIDInvalid && c.mayTake(s):
+		// A session activated on a new channel: its own closed, or the
+		// client left it for this one.
 		if r := c.refuseMove(ctx, h, s); r != nil {
 			return r
 		}
-		moving = true
+		from, moving = s.conn.Load(), true
 	case code != ua.StatusOK:
 		return c.refuseSession(ctx, req, code)
 	}
@@ -191,7 +193,7 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	newNonce := newNonce()
 	userCert := x509TokenCert(req)
 	if moving {
-		return c.moveSession(ctx, h, s, prev, gs, id, newNonce, userCert, userUntil)
+		return c.moveSession(ctx, h, s, from, prev, gs, id, newNonce, userCert, userUntil)
 	}
 	if activated {
 		s.mu.Lock()

@@ -92,7 +92,9 @@ func (c *conn) serve(ctx context.Context) error {
 				s.session().Log.Debug().Msg("secure channel closed: the session awaits a new one or its timeout")
 				continue
 			}
-			c.e.endSession(ctx, s, errChannelClosed)
+			if s.endOn(c) {
+				c.e.endSession(ctx, s, errChannelClosed)
+			}
 		}
 	}()
 	r.last.Store(time.Now().UnixNano())

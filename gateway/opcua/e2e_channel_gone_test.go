@@ -2,13 +2,13 @@ package opcua_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,11 +118,14 @@ func TestChannelGoneReleasesParkedPublishes(t *testing.T) {
 }
 
 // cutRelay is a TCP relay whose connections cut drops at once, as a
-// client that vanishes does.
+// client that vanishes does, and freeze leaves half-open: nothing more
+// passes either way and neither side learns the other is gone, as after a
+// network break.
 type cutRelay struct {
-	addr  string
-	mu    sync.Mutex
-	conns []net.Conn
+	addr   string
+	mu     sync.Mutex
+	conns  []net.Conn
+	frozen []*atomic.Bool
 }
 
 func newCutRelay(t *testing.T, target string) *cutRelay {
@@ -144,14 +147,47 @@ func newCutRelay(t *testing.T, target string) *cutRelay {
 				down.Close()
 				continue
 			}
+			frozen := new(atomic.Bool)
 			r.mu.Lock()
 			r.conns = append(r.conns, down, up)
+			r.frozen = append(r.frozen, frozen)
 			r.mu.Unlock()
-			go func() { io.Copy(up, down); up.Close() }()
-			go func() { io.Copy(down, up); down.Close() }()
+			go relayCopy(up, down, frozen)
+			go relayCopy(down, up, frozen)
 		}
 	}()
 	return r
+}
+
+// relayCopy copies src to dst and closes dst at src's end, until frozen:
+// from then on what src sends is dropped and its end not passed on.
+func relayCopy(dst, src net.Conn, frozen *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				src.Close()
+				return
+			}
+		}
+		if err != nil {
+			if !frozen.Load() {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+// freeze leaves the connections open so far half-open; new ones pass.
+func (r *cutRelay) freeze() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.frozen {
+		f.Store(true)
+	}
+	r.frozen = nil
 }
 
 func (r *cutRelay) cut() {

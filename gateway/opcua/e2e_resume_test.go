@@ -75,6 +75,48 @@ func TestSessionMovesToANewSecureChannel(t *testing.T) {
 	}
 }
 
+// After a network break the gateway has not noticed (its side of the old
+// connection stays open, half-open), a node-opcua client at
+// Basic256Sha256 SignAndEncrypt times out, opens a new secure channel
+// with the same certificate and activates its session there: the session
+// moves away from the channel still open (one session, resumed 1) and
+// the reads go on. Without the move the client falls back to a new
+// session.
+func TestSessionMovesAwayFromAHalfOpenChannel(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{})
+	o := opcua.Options{SecurityPolicies: []string{"Basic256Sha256"}, SecurityModes: []string{"SignAndEncrypt"},
+		Anonymous: true, Users: usersFile(t)}
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, policy: allowAllPolicy, opts: o})
+	r := newCutRelay(t, strings.TrimPrefix(g.endpoint, "opc.tcp://"))
+	sc := opcuatest.Scenario{Endpoint: "opc.tcp://" + r.addr, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
+		User: opcuatest.Engineer, Password: opcuatest.EngineerPassword, Reconnect: true, RequestTimeout: 3 * time.Second}
+	trustedClient(t, g, &sc)
+	sc.Steps = []opcuatest.Step{{ReadLoop: &opcuatest.ReadLoop{Node: opcuatest.NodePressure, Seconds: 15}}}
+	client := opcuatest.StartClient(t, sc)
+	g.waitRecords(t, 30*time.Second, "three answered reads", func(rs []record) bool { return len(events(rs, "result")) >= 3 })
+	r.freeze()
+	res, err := client.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := step(t, res, 0, "readLoop")
+	if loop.ReadsAfterLastError == 0 {
+		t.Errorf("read loop: %d reads, %d errors, none after the last (%q): the client did not read on", loop.Reads, loop.Errors, loop.LastError)
+	}
+	rs := g.waitRecords(t, 15*time.Second, "session.close", func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
+	opens, closes := events(rs, "session.open"), events(rs, "session.close")
+	if len(opens) != 2 || opens[0].str("session_id") != opens[1].str("session_id") || opens[1].str("session", "resumed") != "1" {
+		var got []string
+		for _, o := range opens {
+			got = append(got, o.str("session_id")+" resumed "+o.str("session", "resumed"))
+		}
+		t.Fatalf("session.open records of %q, want one session, then the same resumed 1 (no second session)", got)
+	}
+	if len(closes) != 1 || closes[0].str("error") != "" {
+		t.Errorf("session.close records %v, want the one session, closed by the client", closes)
+	}
+}
+
 // A node-opcua subscription lives on when the client's connection drops:
 // the client activates its session on a new channel and gets the data
 // changes again from the same subscription (no second CreateSubscription,

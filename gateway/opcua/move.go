@@ -35,6 +35,40 @@ func (s *uaSession) detach(c *conn) bool {
 	return s.activated && !s.closed && s.conn.CompareAndSwap(c, nil)
 }
 
+// mayTake says whether ActivateSession on this channel may try to move s
+// here: s is between channels, or it is activated on another channel and
+// this one is SignAndEncrypt, where refuseMove can check that the new
+// channel was opened with the session's certificate. A client that
+// reconnects after a network break usually finds its old channel still
+// open on the gateway's side (the break unnoticed, a half-open TCP
+// connection); at None, nothing proves the new channel is the client's.
+func (c *conn) mayTake(s *uaSession) bool {
+	from := s.conn.Load()
+	return from == nil || (s.live.Load() && c.mode == ua.MessageSecurityModeSignAndEncrypt)
+}
+
+// claim binds s to channel c if it is still open and bound to from (nil:
+// between channels); under s.mu, so that a channel ending its sessions
+// (endOn) and a move cannot both take one.
+func (s *uaSession) claim(from, c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.conn.CompareAndSwap(from, c)
+}
+
+// endOn marks s closed if it is still bound to channel c, and reports
+// whether it was: the caller ends it. A session that moved away meanwhile
+// is not c's to end.
+func (s *uaSession) endOn(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn.Load() != c {
+		return false
+	}
+	s.closed = true
+	return true
+}
+
 // refuseMove checks that a session between channels may be activated on
 // this one (OPC 10000-4 §5.7.3): the channel's security policy and mode
 // are the session's, not Sign, and it was opened with the certificate
@@ -63,7 +97,7 @@ func (c *conn) refuseMove(ctx context.Context, h *ua.RequestHeader, s *uaSession
 // policy decides session.open again, from the new channel's source, and
 // the session's records from then on name that source; a refusal ends the
 // session. The session.open record counts the moves (session.resumed).
-func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSession, prev, gs *gateway.Session,
+func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSession, from *conn, prev, gs *gateway.Session,
 	id identity, nonce, userCert []byte, userUntil time.Time) ua.Response {
 	if c.e.opts.Users == UsersPassthrough && id.kind == IdentitySame {
 		// The server checked the password at the session's first
@@ -77,7 +111,7 @@ func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSessio
 			return fault(h, ua.StatusBadUserAccessDenied)
 		}
 	}
-	if !s.conn.CompareAndSwap(nil, c) {
+	if !s.claim(from, c) {
 		return c.refuse(ctx, h, "activate_session", "session_of_another_channel",
 			"the session was activated on another secure channel meanwhile", ua.StatusBadSecureChannelIDInvalid)
 	}
@@ -99,7 +133,11 @@ func (c *conn) moveSession(ctx context.Context, h *ua.RequestHeader, s *uaSessio
 	s.mu.Unlock()
 	s.checkCertsAfter(s.appUntil, userUntil)
 	c.sessionOnChannel()
-	gs.Log.Info().Int("resumed", gs.Resumed).Uint32("secure_channel", c.ch.ID()).Msg("session activated on a new secure channel")
+	ev := gs.Log.Info().Int("resumed", gs.Resumed).Uint32("secure_channel", c.ch.ID())
+	if from != nil {
+		ev = ev.Uint32("left_open_secure_channel", from.ch.ID())
+	}
+	ev.Msg("session activated on a new secure channel")
 	return &ua.ActivateSessionResponse{ResponseHeader: header(h, ua.StatusOK), ServerNonce: nonce}
 }
 

@@ -184,6 +184,59 @@ func TestDetachedSessionTimesOut(t *testing.T) {
 	}
 }
 
+// A client whose old channel the gateway still holds open (a network
+// break it has not noticed) takes its session to a new channel at
+// SignAndEncrypt, where the new channel proves the session's certificate:
+// the old channel cannot use the session after, and closing it does not
+// end the session. At Sign (and None) a session on an open channel does
+// not move, and at SignAndEncrypt not with another certificate.
+func TestSessionMovesFromAnOpenChannel(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	cert, key := trustedApp(t, h, "urn:client:a")
+	other, otherKey := trustedApp(t, h, "urn:client:a")
+	session := func(c *conn) (*uaSession, *ua.CreateSessionResponse) {
+		t.Helper()
+		cs := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientCertificate: c.remoteCert,
+			ClientNonce: make([]byte, 32), ClientDescription: &ua.ApplicationDescription{ApplicationURI: "urn:client:a"}}).(*ua.CreateSessionResponse)
+		if r := signedActivate(t, h, c, cs.AuthenticationToken, cs.ServerNonce, key); r.Header().ServiceResult != ua.StatusOK {
+			t.Fatalf("activate: %v", r.Header().ServiceResult)
+		}
+		return h.e.sessions.get(cs.AuthenticationToken), cs
+	}
+
+	c1 := secureConn(h, 1, ua.MessageSecurityModeSignAndEncrypt, cert)
+	s, cs := session(c1)
+	if r := signedActivate(t, h, secureConn(h, 2, ua.MessageSecurityModeSignAndEncrypt, other), cs.AuthenticationToken, s.nonce, otherKey); r.Header().ServiceResult != ua.StatusBadSecurityChecksFailed {
+		t.Errorf("another certificate takes the session: %v, want Bad_SecurityChecksFailed", r.Header().ServiceResult)
+	}
+	c3 := secureConn(h, 3, ua.MessageSecurityModeSignAndEncrypt, cert)
+	if r := signedActivate(t, h, c3, cs.AuthenticationToken, s.nonce, key); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate on a new channel while the old one is open: %v", r.Header().ServiceResult)
+	}
+	if s.conn.Load() != c3 {
+		t.Fatal("the session is not bound to the new channel")
+	}
+	if opens := h.audit.Events("session.open"); len(opens) != 2 || opens[1].Session.Resumed != 1 {
+		t.Fatalf("session.open records %+v, want the session's, then resumed 1", opens)
+	}
+	read := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToRead: []*ua.ReadValueID{{NodeID: ua.NewStringNodeID(1, "x"), AttributeID: ua.AttributeIDValue}}}
+	if r := c1.handle(context.Background(), read); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("a Read on the channel the session left: %v, want Bad_SecureChannelIdInvalid", r.Header().ServiceResult)
+	}
+	if s.endOn(c1) || s.closed {
+		t.Error("the channel the session left could end it")
+	}
+
+	sign := secureConn(h, 4, ua.MessageSecurityModeSign, cert)
+	signed, scs := session(sign)
+	if r := signedActivate(t, h, secureConn(h, 5, ua.MessageSecurityModeSign, cert), scs.AuthenticationToken, signed.nonce, key); r.Header().ServiceResult != ua.StatusBadSecureChannelIDInvalid {
+		t.Errorf("a Sign session taken from its open channel: %v, want Bad_SecureChannelIdInvalid", r.Header().ServiceResult)
+	}
+	if signed.conn.Load() != sign {
+		t.Error("the Sign session left its channel")
+	}
+}
+
 // At max_sessions a new session takes the slot of the session that has
 // waited longest for a new secure channel, which ends (session.close says
 // why; its token finds nothing after); sessions on channels are never
