@@ -82,6 +82,9 @@ type faultFile struct {
 	// beforeWrite runs once, at the next write, before it: the writer holds
 	// its lock, so nothing of the writer's runs between the two.
 	beforeWrite func()
+	// beforeSync runs once, at the next fsync, before it: in the sync
+	// loop, after it let go of the writer's lock.
+	beforeSync func()
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
@@ -118,8 +121,12 @@ func (f *faultFile) Truncate(size int64) error {
 func (f *faultFile) Sync() error {
 	f.syncs.Add(1)
 	f.mu.Lock()
-	delay, err := f.syncDelay, f.syncErr
+	delay, err, before := f.syncDelay, f.syncErr, f.beforeSync
+	f.beforeSync = nil
 	f.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	time.Sleep(delay)
 	if err != nil {
 		return err

@@ -532,6 +532,121 @@ func testLiveFileTakenAway(t *testing.T, how string, noticedFirst bool) {
 	}
 }
 
+// A live file taken away or cut after the fsync round's check, before its
+// fsync (the writer's lock is free then): the round's durable record went
+// with the file, so its call fails, and the next round begins a new live
+// file that takes the later records and says what went. A rotation of the
+// writer's own in that window keeps the record, in the rotated file.
+func TestLiveFileTakenAwayBeforeFsync(t *testing.T) {
+	for _, how := range []string{"deleted", "renamed", "emptied in place", "cut short", "emptied in place, then written", "rotated by the gateway"} {
+		t.Run(how, func(t *testing.T) { testLiveFileTakenAwayBeforeFsync(t, how) })
+	}
+}
+
+func testLiveFileTakenAwayBeforeFsync(t *testing.T, how string) {
+	l := newTestLog(t).withFaults()
+	l.opts.RotateSize = 16 << 10 // SyncInterval is an hour: only durable records start a round
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	for i := range 8 {
+		if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cutErr error
+	l.ff.set(func(f *faultFile) {
+		f.beforeSync = func() {
+			switch how {
+			case "deleted":
+				cutErr = os.Remove(l.path)
+			case "renamed":
+				cutErr = os.Rename(l.path, l.path+".1")
+			case "emptied in place":
+				cutErr = os.Truncate(l.path, 0)
+			case "cut short":
+				cutErr = os.Truncate(l.path, w.Stats().Size/2)
+			case "emptied in place, then written":
+				// The file's size is past the round's records again, with
+				// zeros where they were.
+				if cutErr = os.Truncate(l.path, 0); cutErr == nil {
+					cutErr = w.Call(ctx, s, readCall("r"), allow())
+				}
+			case "rotated by the gateway":
+				for i := 0; w.Stats().Rotations == 0 && cutErr == nil; i++ {
+					if i == 1000 {
+						cutErr = errors.New("no rotation")
+					} else {
+						cutErr = w.Call(ctx, s, readCall(fmt.Sprint("r", i)), allow())
+					}
+				}
+			}
+		}
+	})
+	err := w.Call(ctx, s, writeCall("b0"), allow())
+	if cutErr != nil {
+		t.Fatal(cutErr)
+	}
+	if how == "rotated by the gateway" {
+		if err != nil {
+			t.Fatalf("a durable write in a file the gateway rotated out: %v", err)
+		}
+		w.Close()
+		var in []string
+		for _, r := range checkRotatedLog(t, l.path, false) {
+			if r.str("call_id") == "b0" {
+				in = append(in, r.file)
+			}
+		}
+		if len(in) != 1 || in[0] == filepath.Base(l.path) {
+			t.Errorf("the call b0 is in %v, want a rotated file", in)
+		}
+		if _, err := VerifyLog(mustLogFiles(t, l.path), VerifyOptions{}); err != nil {
+			t.Errorf("verify: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
+		t.Fatalf("the durable write whose file was %s before its fsync: %v, want it failed", how, err)
+	}
+	// The failed round starts the next one at once, which begins again.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(l.log.String(), "a new live file continues the chain") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the live file was not begun again: %s", l.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 3 {
+		if err := w.Call(ctx, s, writeCall(fmt.Sprint("c", i)), allow()); err != nil {
+			t.Errorf("write c%d after the new live file began: %v", i, err)
+		}
+	}
+	w.Close()
+	if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
+		t.Errorf("the live file holds NUL bytes")
+	}
+	recs := readLog(t, l.path)
+	if len(recs) == 0 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing ||
+		recs[0].str(FieldPreviousLastSeq) != fmt.Sprint(recs[0].seq()-1) {
+		t.Fatalf("the new live file: %v", recs)
+	}
+	var inLive []string
+	for _, r := range recs[1:] {
+		if r.event() == EventCall {
+			inLive = append(inLive, r.str("call_id"))
+		}
+	}
+	if got := fmt.Sprint(inLive); got != "[c0 c1 c2]" {
+		t.Errorf("calls in the new live file %s, want [c0 c1 c2]", got)
+	}
+	_, err = VerifyLog(mustLogFiles(t, l.path), VerifyOptions{})
+	var br *Break
+	if !errors.As(err, &br) || br.Kind != BreakMissingFile || !strings.Contains(br.Message, "the records it held, seq 1 to ") {
+		t.Errorf("verify: %v, want the loss reported", err)
+	}
+}
+
 // A live name taken by another file that is not empty is left alone: every
 // durable record fails (its call is denied) until an operator moves it.
 func TestLiveFileReplacedByAnother(t *testing.T) {

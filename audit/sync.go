@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,6 +49,10 @@ func (w *Writer) wait(ctx context.Context, r *round) error {
 // while one runs share the next, and records that need not be durable at
 // once reach the disk every interval.
 //
+// The live file is checked before the fsync (under w.mu, beginning it
+// again when it was taken away or cut) and again after it, before durable
+// callers are told their records are on disk (roundGone).
+//
 // A failed fsync is reported to the callers of its round only. The next
 // round is a fresh attempt for later records; whether the failed records
 // survived is for Verify to tell.
@@ -64,6 +69,8 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var gen uint64
+	var live file // the file liveInfo describes
+	var liveInfo fs.FileInfo
 	for {
 		stopping := false
 		select {
@@ -85,6 +92,7 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 			}
 		}
 		r, end, f, g, retiring := w.next, w.off, w.f, w.gen, w.retiring
+		firstSeq := w.fileFirstSeq
 		w.next, w.retiring = nil, nil
 		w.mu.Unlock()
 		var err error
@@ -107,6 +115,21 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 				r.err = err
 				if gone != nil {
 					r.err = gone // its records went with the file
+				} else if err == nil {
+					if f != live {
+						live, liveInfo = f, nil
+						if fi, serr := f.Stat(); serr == nil {
+							liveInfo = fi
+						}
+					}
+					if r.err = w.roundGone(f, liveInfo, end, g, firstSeq); r.err != nil {
+						// The next round begins again now, before more
+						// records go into the file that was taken away.
+						select {
+						case w.kick <- struct{}{}:
+						default:
+						}
+					}
 				}
 				close(r.done)
 			}
@@ -258,6 +281,43 @@ func (w *Writer) liveReplaced() (replaced, cut bool) {
 	return false, false
 }
 
+// roundGone tells, after the fsync of a round's records (f's bytes before
+// end), whether they are still in the live file: it may have been taken
+// away or cut after the round's check under w.mu, and then only the next
+// round would notice. The live name must still name f (info: f's, nil if
+// unknown) and f must still end a record at end (a cut followed by a later
+// record leaves zeros there). The writer's own rotation since the check
+// (gen moved on from g) keeps the records, in a rotated file. One stat and
+// one pread per durable round; w.mu is not held.
+func (w *Writer) roundGone(f file, info fs.FileInfo, end int64, g, firstSeq uint64) error {
+	if info != nil {
+		fi, err := os.Stat(w.path)
+		replaced := err == nil && !os.SameFile(fi, info) ||
+			errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+		if replaced {
+			w.mu.Lock()
+			rotated := w.gen != g
+			w.mu.Unlock()
+			if !rotated {
+				return liveGone(w.path, firstSeq)
+			}
+		}
+	}
+	var b [1]byte
+	n, err := f.ReadAt(b[:], end-1)
+	if n == 1 && b[0] != '\n' || n == 0 && errors.Is(err, io.EOF) {
+		return liveGone(w.path, firstSeq)
+	}
+	return nil
+}
+
+// liveGone is the error of durable records that went with a live file
+// taken away or cut; firstSeq is the file's first record.
+func liveGone(path string, firstSeq uint64) error {
+	return fmt.Errorf("audit: the live file %s was deleted, renamed, replaced or cut while the gateway wrote it: records since seq %d went with it",
+		path, firstSeq)
+}
+
 // beginAgainLocked puts a new live file under the live name after the old
 // one was taken away (or cut: then the file is emptied and begun again),
 // beginning with audit.rotated reason live_file_missing for the records
@@ -267,8 +327,7 @@ func (w *Writer) liveReplaced() (replaced, cut bool) {
 // writer takes none, reads and writes alike, as with a full disk) until an
 // operator moves that file away, and the next round begins again.
 func (w *Writer) beginAgainLocked(cut bool) error {
-	gone := fmt.Errorf("audit: the live file %s was deleted, renamed, replaced or cut while the gateway wrote it: records since seq %d went with it",
-		w.path, w.fileFirstSeq)
+	gone := liveGone(w.path, w.fileFirstSeq)
 	var nf file
 	var err error
 	if len(w.pending) > 0 {
