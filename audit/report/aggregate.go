@@ -501,8 +501,9 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		a.seeParties(r, t, in)
 		if in {
 			a.sessAuthFailed++
-			a.authReasons.add(nonEmpty(r.Reason, r.Error), 1)
-			a.sessRows.add(a.sessionRow(r, t, nonEmpty(r.Reason, r.Error)))
+			reason := clip(nonEmpty(r.Reason, r.Error), maxFieldText)
+			a.authReasons.add(reason, 1)
+			a.sessRows.add(a.sessionRow(r, t, reason))
 		}
 	case eventSessionClose:
 		if in {
@@ -545,7 +546,7 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 		a.ticketEvent(r, t)
 	case eventTicketLoadRefused:
 		if in {
-			a.ticketRefused.add(eventRow{t, r.Seq, r.Event, r.Reason})
+			a.ticketRefused.add(eventRow{t, r.Seq, r.Event, clip(r.Reason, maxFieldText)})
 		}
 	case eventTicketRefused:
 		if in {
@@ -553,11 +554,11 @@ func (a *aggregator) add(line []byte, r *record, t time.Time) {
 			if r.TicketID != "" {
 				what += " " + r.TicketID
 			}
-			a.adminRefused.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%s by %s: %s", what, r.By, r.Reason)})
+			a.adminRefused.add(eventRow{t, r.Seq, r.Event, fmt.Sprintf("%s by %s: %s", what, r.By, clip(r.Reason, maxFieldText))})
 		}
 	case eventStartFailed:
 		if in {
-			a.startFails.add(eventRow{t, r.Seq, r.Event, r.Error})
+			a.startFails.add(eventRow{t, r.Seq, r.Event, clip(r.Error, maxFieldText)})
 		}
 	case eventRecovered:
 		if in {
@@ -753,7 +754,7 @@ func (a *aggregator) call(line []byte, r *record, t time.Time, in bool) {
 			if !d.Allow {
 				i = 0
 			}
-			if c := a.reasons.get(reason, func() *[2]int64 { return new([2]int64) }); c != nil {
+			if c := a.reasons.get(clip(reason, maxFieldText), func() *[2]int64 { return new([2]int64) }); c != nil {
 				c[i]++
 			} else {
 				a.reasonsOth[i]++
@@ -775,7 +776,7 @@ func (a *aggregator) call(line []byte, r *record, t time.Time, in bool) {
 		if w == "" && d.Allow {
 			// The decision passed the call on a window: it was inside that
 			// window, even when the data no longer lists it.
-			w = recordedWindow(d.Reasons)
+			w = clip(recordedWindow(d.Reasons), maxFieldText)
 		}
 		if w != "" {
 			a.insideWindow++
@@ -819,7 +820,7 @@ func newCallRow(line []byte, r *record, op *recOp, d *recDecide, t time.Time) *c
 	row := &callRow{
 		Seq: r.Seq, Time: t, CallID: r.CallID, SessionID: r.SessionID, Listener: r.Listener, Protocol: r.Protocol,
 		Function: op.Function, Access: op.Access, Code: op.Code,
-		Allow: d.Allow, Alert: d.Alert, Reasons: d.Reasons, Mode: d.Mode, Ticket: d.Ticket, Revision: d.Revision,
+		Allow: d.Allow, Alert: d.Alert, Reasons: firstOf(d.Reasons, maxReasons, maxFieldText), Mode: d.Mode, Ticket: d.Ticket, Revision: d.Revision,
 		What: operationSummary(line),
 	}
 	if r.Principal != nil {
@@ -847,7 +848,7 @@ func (a *aggregator) result(r *record) {
 	}
 	if p.row != nil {
 		p.row.HasResult = true
-		p.row.Status, p.row.ResCode, p.row.ResDetail, p.row.LatencyUS = r.Status, r.Code, r.Detail, r.LatencyUS
+		p.row.Status, p.row.ResCode, p.row.ResDetail, p.row.LatencyUS = r.Status, r.Code, clip(r.Detail, maxFieldText), r.LatencyUS
 	}
 }
 
@@ -875,7 +876,7 @@ func (a *aggregator) sessionOpen(r *record, t time.Time, in bool) {
 	}
 	if r.Success != nil && !*r.Success {
 		a.sessRefused++
-		reason := nonEmpty(r.Reason, "(no reason recorded)")
+		reason := clip(nonEmpty(r.Reason, "(no reason recorded)"), maxFieldText)
 		a.refuseReasons.add(reason, 1)
 		a.sessRows.add(a.sessionRow(r, t, reason))
 		return
@@ -900,7 +901,7 @@ func (a *aggregator) sessionOpen(r *record, t time.Time, in bool) {
 func (a *aggregator) sessionClose(r *record) {
 	a.sessClosed++
 	if r.Error != "" {
-		a.closeErrors.add(r.Error, 1)
+		a.closeErrors.add(clip(r.Error, maxFieldText), 1)
 	}
 	if r.Duration == nil {
 		return
@@ -930,10 +931,11 @@ func (a *aggregator) rejectCounted(r *record, t time.Time, in bool) {
 	a.rejectedCounted += r.Count
 	var reasons []string
 	for _, rc := range r.Reasons {
-		a.rejectReasons.add(nonEmpty(rc.Reason, "(no reason recorded)"), rc.Count)
-		reasons = append(reasons, fmt.Sprintf("%s ×%d", rc.Reason, rc.Count))
+		reason := clip(nonEmpty(rc.Reason, "(no reason recorded)"), maxFieldText)
+		a.rejectReasons.add(reason, rc.Count)
+		reasons = append(reasons, fmt.Sprintf("%s ×%d", reason, rc.Count))
 	}
-	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: strings.Join(reasons, ", "),
+	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: clip(strings.Join(reasons, ", "), maxFieldText),
 		Detail: fmt.Sprintf("%s of this source counted, not recorded one by one (%s)", plural(r.Count, "rejection"), r.Event)}
 	ip := ""
 	if r.Source != nil {
@@ -957,9 +959,10 @@ func (a *aggregator) reject(r *record, t time.Time, in bool) {
 		return
 	}
 	a.rejected++
-	reason := nonEmpty(r.Reason, "(no reason recorded)")
+	reason := clip(nonEmpty(r.Reason, "(no reason recorded)"), maxFieldText)
 	a.rejectReasons.add(reason, 1)
-	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: reason, Detail: r.Detail, Response: r.Response}
+	row := rejectRow{Time: t, Seq: r.Seq, Listener: r.Listener, Reason: reason,
+		Detail: clip(r.Detail, maxFieldText), Response: clip(r.Response, maxFieldText)}
 	if r.Source != nil {
 		row.SrcIP, row.SrcPort, row.SrcName = r.Source.IP, r.Source.Port, r.Source.Name
 		a.rejectSources.add(r.Source.IP, 1)
@@ -1037,6 +1040,10 @@ func (a *aggregator) policyLoad(r *record, t time.Time, in bool) {
 		v.Signature = r.Signature
 	}
 }
+
+// maxReasons bounds the decision reasons a call row shows; the row says
+// how many more there were.
+const maxReasons = 20
 
 // maxUserNames bounds the user names a users-file row keeps per list; the
 // row says how many more there were.
@@ -1221,7 +1228,7 @@ func (a *aggregator) ticketEvent(r *record, t time.Time) {
 		a.ticketCur[id] = tk
 	}
 	if rt := r.Ticket; rt != nil {
-		tk.User, tk.Targets, tk.Access, tk.Reason, tk.OpenedBy = rt.User, rt.Targets, rt.Access, rt.Reason, rt.OpenedBy
+		tk.User, tk.Targets, tk.Access, tk.Reason, tk.OpenedBy = rt.User, rt.Targets, rt.Access, clip(rt.Reason, maxFieldText), rt.OpenedBy
 		tk.Opened = opened
 		tk.Expires, _ = time.Parse(time.RFC3339Nano, rt.Expires)
 		tk.Approvals = rt.Approvals

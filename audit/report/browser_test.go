@@ -42,6 +42,12 @@ func TestBrowserHostileLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	// About 70 KiB: one of the 100 KiB texts shown whole breaks the bound.
+	if fi, err := os.Stat(htmlPath); err != nil {
+		t.Fatal(err)
+	} else if fi.Size() > 160<<10 {
+		t.Errorf("a page of %d bytes", fi.Size())
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -66,9 +72,15 @@ func TestBrowserHostileLog(t *testing.T) {
 			t.Errorf("scripts %v: the hostile user name is not shown as text", scripts)
 		}
 		// The load failures' 100 KiB errors (policy, users, tls,
-		// upstream_tls, pki): their first 400 bytes as text.
+		// upstream_tls, pki), and the other free text: their first 400
+		// bytes as text.
 		if n := strings.Count(body, hostileError(hostile)[:400]+"…"); n != 5 {
 			t.Errorf("scripts %v: %d load failures show their error clipped to 400 bytes, want 5", scripts, n)
+		}
+		for _, l := range longLabels {
+			if !strings.Contains(body, (l + ": " + hostileError(hostile))[:400]+"…") {
+				t.Errorf("scripts %v: the text %q… is not shown clipped to 400 bytes", scripts, l)
+			}
 		}
 		if strings.Contains(body, errorEnd) {
 			t.Errorf("scripts %v: the page shows more of an error than 400 bytes", scripts)
@@ -123,7 +135,11 @@ func hostileError(hostile string) string {
 // the certificate and files of Modbus/TCP Security file loads (of a
 // listener and toward its PLCs), the listener, folders and errors of OPC
 // UA trust-list checks, and the errors (of over 100 KiB) of policy,
-// users-file, TLS (of a listener and toward its PLCs) and trust-list loads.
+// users-file, TLS (of a listener and toward its PLCs) and trust-list loads;
+// and free text of over 100 KiB: the reasons of a refused session, a failed
+// login, a malformed request (with its detail and response), a denial, a
+// change ticket, a refused ticket-file entry and admin request, a result's
+// detail, a failed start's error and a session's close error.
 func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	t.Helper()
 	ctx := context.Background()
@@ -193,5 +209,42 @@ func recordHostile(t *testing.T, w *audit.Writer, hostile string) {
 	if err := w.Record("pki.load_failed", true, func(e *zerolog.Event) { e.Str("listener", hostile).Str("error", hostileError(hostile)) }); err != nil {
 		t.Fatal(err)
 	}
+	// The other free text of over 100 KiB, each beginning with its label.
+	long := func(label string) string { return label + ": " + hostileError(hostile) }
+	refused := *s
+	refused.ID = "s2"
+	w.SessionStart(ctx, &refused, nil, long("refused"))
+	w.AuthFailed(ctx, s, long("auth"), hostile)
+	w.Rejected(ctx, s, &gateway.Call{ID: "r2"}, long("reason"), long("detail"), long("response"))
+	c := &gateway.Call{ID: "c3", Time: time.Now(), Target: s.Target, Operation: gateway.Operation{Function: "write", Access: gateway.AccessWrite}}
+	if err := w.Call(ctx, s, c, gateway.Decision{Allow: false, Reasons: []string{long("decision")}, ID: "d", Mode: "enforce"}); err != nil {
+		t.Fatal(err)
+	}
+	w.Result(ctx, s, c, &gateway.Result{Status: gateway.StatusException, Code: 4, Detail: long("result"), Latency: time.Millisecond})
+	for _, r := range []struct {
+		event  string
+		fields func(e *zerolog.Event)
+	}{
+		{"ticket.open", func(e *zerolog.Event) {
+			e.Str("ticket_id", "T1").Str("by", hostile).Dict("ticket", zerolog.Dict().Str("id", "T1").Str("user", hostile).
+				Strs("targets", []string{hostile}).Strs("access", []string{"write"}).Str("reason", long("ticket")).Str("opened_by", hostile).
+				Str("opened", time.Now().UTC().Format(time.RFC3339)).Str("expires", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)))
+		}},
+		{"ticket.load_refused", func(e *zerolog.Event) { e.Str("reason", long("load refused")) }},
+		{"ticket.refused", func(e *zerolog.Event) {
+			e.Str("action", "approve").Str("ticket_id", "T1").Str("by", hostile).Str("reason", long("admin"))
+		}},
+		{"gateway.start_failed", func(e *zerolog.Event) { e.Str("error", long("start")) }},
+	} {
+		if err := w.Record(r.event, true, r.fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SessionEnd(ctx, &refused, errors.New(long("close")))
 	w.SessionEnd(ctx, s, errors.New(hostile))
 }
+
+// longLabels begin the free text recordHostile writes besides the load
+// failures' errors.
+var longLabels = []string{"refused", "auth", "reason", "detail", "response", "decision", "result",
+	"ticket", "load refused", "admin", "start", "close"}

@@ -514,43 +514,135 @@ func TestReportReadsGzippedRotatedFiles(t *testing.T) {
 	}
 }
 
-// The error of a load that failed (policy, users file, Modbus/TCP Security
-// files, OPC UA trust lists) is clipped like other text of a record: a
-// 100 KiB error full of markup shows its first 400 bytes, escaped, and an
-// ellipsis, and the rest is not in the page.
-func TestLoadFailureErrorsClipped(t *testing.T) {
-	const tail = "END-OF-THE-ERROR"
+// Free text of a record is clipped like other text of a record, where the
+// report takes it: a 100 KiB text full of markup shows its first 400 bytes,
+// escaped, and an ellipsis, and the rest is not in the page. Each field
+// below: the error of a failed load (policy, users file, Modbus/TCP Security
+// files of a listener and toward its PLCs, OPC UA trust lists) or start; the
+// reason of a refused session or failed authentication and the error a
+// session closed with; a malformed request's reason, detail and response, and
+// a reason counted by request.rejected_suppressed; a call's decision reason,
+// the window it names and the result's detail; a change ticket's reason, and
+// the reasons of ticket.load_refused and ticket.refused. Counts by reason
+// group by the clipped text: reasons that differ only past it are one row.
+func TestRecordTextClipped(t *testing.T) {
+	const tail = "END-OF-THE-TEXT"
 	long := strings.Repeat(`<img src=x onerror=alert("é")>`, 100<<10/30) + tail
 	l := newLog(t)
-	l.add(ts("2026-11-26T08:00:00Z"), "policy.load_failed", field{"path", "/etc/interlock/policy"}, field{"error", "policy: " + long})
-	l.add(ts("2026-11-26T08:01:00Z"), "users.load_failed", field{"listener", "line1"}, field{"path", "/etc/interlock/users.yaml"},
+	at := func(s string) time.Time { return ts("2026-11-26T" + s + "Z") }
+	l.add(at("08:00:00"), "policy.load_failed", field{"path", "/etc/interlock/policy"}, field{"error", "policy: " + long})
+	l.add(at("08:01:00"), "users.load_failed", field{"listener", "line1"}, field{"path", "/etc/interlock/users.yaml"},
 		field{"users", 2}, field{"error", "users: " + long})
-	l.add(ts("2026-11-26T08:02:00Z"), "tls.load_failed", field{"listener", "plc1-tls"}, field{"error", "tls: " + long})
-	l.add(ts("2026-11-26T08:03:00Z"), "pki.load_failed", field{"listener", "line1"}, field{"error", "pki: " + long})
-	rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo})
-	a := rep.agg
-	if a.loadFails.Total != 1 || a.usersFails.Total != 1 || a.tlsFails.Total != 1 || a.pkiFails.Total != 1 {
-		t.Fatalf("failures: policy %d, users %d, tls %d, pki %d; want one each", a.loadFails.Total, a.usersFails.Total, a.tlsFails.Total, a.pkiFails.Total)
+	l.add(at("08:02:00"), "tls.load_failed", field{"listener", "plc1-tls"}, field{"error", "tls: " + long})
+	l.add(at("08:02:30"), "upstream_tls.load_failed", field{"listener", "plc1"}, field{"error", "upstream tls: " + long})
+	l.add(at("08:03:00"), "pki.load_failed", field{"listener", "line1"}, field{"error", "pki: " + long})
+	l.add(at("08:04:00"), "gateway.start_failed", field{"error", "start: " + long})
+	src := field{"source", map[string]any{"ip": "10.0.9.9", "port": 50123}}
+	const refusals = 30
+	for i := range refusals {
+		l.add(at("08:05:00").Add(time.Duration(i)*time.Second), "session.open", field{"session_id", fmt.Sprint("r", i)},
+			field{"listener", "plc1"}, src, field{"principal", map[string]any{"user": "mallory", "auth": "inventory"}},
+			field{"target", map[string]any{"name": "plc1"}}, field{"success", false}, field{"reason", "refused: " + long + fmt.Sprint(i)})
 	}
-	for _, e := range []struct{ event, prefix, shown string }{
-		{"policy.load_failed", "policy: ", a.loadFails.Rows[0].Fields},
-		{"users.load_failed", "users: ", a.usersFails.Rows[0].Error},
-		{"tls.load_failed", "tls: ", a.tlsFails.Rows[0].Error},
-		{"pki.load_failed", "pki: ", a.pkiFails.Rows[0].Error},
+	l.add(at("08:06:00"), "session.auth_failed", field{"session_id", "a1"}, field{"listener", "line1"}, src, field{"reason", "auth: " + long})
+	l.add(at("08:07:00"), "session.close", field{"session_id", "c1"}, field{"listener", "plc1"}, field{"duration_ms", 10},
+		field{"error", "close: " + long})
+	l.add(at("08:08:00"), "request.rejected", field{"listener", "plc1"}, src,
+		field{"reason", "reason: " + long}, field{"detail", "detail: " + long}, field{"response", "response: " + long})
+	l.add(at("08:09:00"), "request.rejected_suppressed", field{"listener", "plc1"}, field{"source", map[string]any{"ip": "10.0.9.9"}},
+		field{"count", 3}, field{"reasons", map[string]int{"suppressed: " + long: 3}})
+	c := callSpec{id: "w1", session: "s1", user: "alice", ip: "10.0.5.7", target: "plc1", function: "write_single_register", access: "write",
+		code: 6, fields: []field{{"address", 100}}, allow: true, reasons: []string{"maintenance_window:" + long}, rev: "r"}
+	l.call(at("12:00:00"), c)
+	l.add(at("12:00:01"), "result", field{"call_id", "w1"}, field{"session_id", "s1"}, field{"status", "exception"},
+		field{"code", 4}, field{"detail", "result: " + long})
+	// A decision with more reasons than a row shows.
+	c.id, c.allow, c.reasons = "w2", false, append([]string{"decision: " + long}, slices.Repeat([]string{"x"}, maxReasons+4)...)
+	l.call(at("12:01:00"), c)
+	l.add(at("09:00:00"), "ticket.open", field{"ticket_id", "T1"}, field{"by", "root"}, field{"ticket", orderedObject{
+		{"id", "T1"}, {"user", "alice"}, {"targets", []string{"plc1"}}, {"access", []string{"write"}}, {"reason", "ticket: " + long},
+		{"opened_by", "root"}, {"opened", "2026-11-26T09:00:00Z"}, {"expires", "2026-11-26T17:00:00Z"}}})
+	l.add(at("09:01:00"), "ticket.load_refused", field{"reason", "load refused: " + long})
+	l.add(at("09:02:00"), "ticket.refused", field{"action", "approve"}, field{"ticket_id", "T1"}, field{"by", "bob"},
+		field{"reason", "admin: " + long})
+	rep, page := build(t, Options{Files: []string{l.write(t.TempDir())}, From: periodFrom, To: periodTo, Windows: scenarioWindows()})
+	a := rep.agg
+	one := func(name string, total int64) {
+		if total != 1 {
+			t.Fatalf("%s: %d rows, want 1", name, total)
+		}
+	}
+	one("policy.load_failed", a.loadFails.Total)
+	one("users.load_failed", a.usersFails.Total)
+	one("tls.load_failed", a.tlsFails.Total)
+	one("upstream_tls.load_failed", a.upFails.Total)
+	one("pki.load_failed", a.pkiFails.Total)
+	one("gateway.start_failed", a.startFails.Total)
+	one("ticket.load_refused", a.ticketRefused.Total)
+	one("ticket.refused", a.adminRefused.Total)
+	one("tickets", int64(len(a.tickets)))
+	if a.sessRows.Total != refusals+1 || a.rejectRows.Total != 2 || a.stateRows.Total != 2 || a.denyRows.Total != 1 {
+		t.Fatalf("rows: sessions %d, rejected %d, state-changing %d, denied %d; want %d, 2, 2, 1",
+			a.sessRows.Total, a.rejectRows.Total, a.stateRows.Total, a.denyRows.Total, refusals+1)
+	}
+	key := func(tl *tally) string {
+		if tl.Len() != 1 {
+			t.Errorf("%d keys %v, want 1", tl.Len(), tl.Top(3))
+			return ""
+		}
+		return tl.Top(1)[0].Key
+	}
+	allowed, denied := a.stateRows.Rows[0], a.stateRows.Rows[1]
+	clipped := func(prefix string) string { return clip(prefix+long, maxFieldText) }
+	for _, e := range []struct{ field, shown, want string }{
+		{"policy.load_failed error", a.loadFails.Rows[0].Fields, clipped("policy: ")},
+		{"users.load_failed error", a.usersFails.Rows[0].Error, clipped("users: ")},
+		{"tls.load_failed error", a.tlsFails.Rows[0].Error, clipped("tls: ")},
+		{"upstream_tls.load_failed error", a.upFails.Rows[0].Error, clipped("upstream tls: ")},
+		{"pki.load_failed error", a.pkiFails.Rows[0].Error, clipped("pki: ")},
+		{"gateway.start_failed error", a.startFails.Rows[0].Fields, clipped("start: ")},
+		{"session refusal reason", a.sessRows.Rows[0].Reason, clipped("refused: ")},
+		{"session refusal reason counted", key(&a.refuseReasons), clipped("refused: ")},
+		{"auth failure reason", a.sessRows.Rows[refusals].Reason, clipped("auth: ")},
+		{"auth failure reason counted", key(&a.authReasons), clipped("auth: ")},
+		{"session close error counted", key(&a.closeErrors), clipped("close: ")},
+		{"request.rejected reason", a.rejectRows.Rows[0].Reason, clipped("reason: ")},
+		{"request.rejected detail", a.rejectRows.Rows[0].Detail, clipped("detail: ")},
+		{"request.rejected response", a.rejectRows.Rows[0].Response, clipped("response: ")},
+		{"request.rejected_suppressed reasons", a.rejectRows.Rows[1].Reason, clipped("suppressed: ")},
+		{"result detail", allowed.ResDetail, clipped("result: ")},
+		{"window named by the decision", allowed.Window, clip(long+" (as the decision recorded it)", maxFieldText)},
+		{"decision reason", denied.Reasons[0], clipped("decision: ")},
+		{"ticket reason", a.tickets[0].Reason, clipped("ticket: ")},
+		{"ticket.load_refused reason", a.ticketRefused.Rows[0].Fields, clipped("load refused: ")},
+		{"ticket.refused reason", a.adminRefused.Rows[0].Fields, "approve T1 by bob: " + clip("admin: "+long, maxFieldText)},
 	} {
-		want := clip(e.prefix+long, maxFieldText)
-		if e.shown != want || len(e.shown) > maxFieldText+len("…") || !strings.HasSuffix(e.shown, "…") {
-			t.Errorf("%s: error of %d bytes kept %q…, want the first %d bytes and …", e.event, len(e.shown), e.shown[:min(len(e.shown), 60)], maxFieldText)
+		if e.shown != e.want || !strings.HasSuffix(e.shown, "…") {
+			t.Errorf("%s: %d bytes kept %q…, want the first %d bytes and …", e.field, len(e.shown), e.shown[:min(len(e.shown), 60)], maxFieldText)
 			continue
 		}
 		if !strings.Contains(page, html.EscapeString(e.shown)) {
-			t.Errorf("%s: the page lacks the clipped error, escaped", e.event)
+			t.Errorf("%s: the page lacks the clipped text, escaped", e.field)
 		}
 	}
-	if strings.Contains(page, tail) || strings.Contains(page, `<img src=x`) {
-		t.Errorf("the page holds the rest of an error, or its markup unescaped")
+	if r := a.reasons.m; len(r) != 2 || r[clipped("decision: ")] == nil || r[clipped("decision: ")][0] != 1 {
+		t.Errorf("denials by reason: %d reasons, want the clipped one and x", len(r))
 	}
-	if len(page) > 400<<10 {
-		t.Errorf("a page of %d bytes for four failures", len(page))
+	if r := denied.Reasons; len(r) != maxReasons+1 || r[maxReasons] != "… 5 more" {
+		t.Errorf("the denied call shows %d reasons, last %q; want %d and … 5 more", len(r), r[len(r)-1], maxReasons)
+	}
+	if r := a.rejectReasons.m; len(r) != 2 || r[clipped("reason: ")] != 1 || r[clipped("suppressed: ")] != 3 {
+		t.Errorf("malformed requests by reason: %v, want the two reasons clipped", a.rejectReasons.Top(3))
+	}
+	if n := a.refuseReasons.Sum(); n != refusals {
+		t.Errorf("refusals counted %d, want %d under the one clipped reason", n, refusals)
+	}
+	if strings.Contains(page, tail) || strings.Contains(page, `<img src=x`) {
+		t.Errorf("the page holds the rest of a text, or its markup unescaped")
+	}
+	// About 80 KiB: a single text of 100 KiB shown whole (over 150 KiB
+	// escaped) breaks the bound.
+	if len(page) > 200<<10 {
+		t.Errorf("a page of %d bytes", len(page))
 	}
 }
