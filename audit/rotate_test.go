@@ -446,11 +446,7 @@ func testLiveFileTakenAway(t *testing.T, how string, noticedFirst bool) {
 	ctx := context.Background()
 	// More records before the cut than after it: what a cut file held past
 	// the new records' end would show.
-	for i := range 8 {
-		if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeCalls(t, w, s, 8)
 	cut := func() error {
 		switch how {
 		case "deleted":
@@ -549,11 +545,7 @@ func testLiveFileTakenAwayBeforeFsync(t *testing.T, how string) {
 	w := l.open(t)
 	s := testSession()
 	ctx := context.Background()
-	for i := range 8 {
-		if err := w.Call(ctx, s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeCalls(t, w, s, 8)
 	var cutErr error
 	l.ff.set(func(f *faultFile) {
 		f.beforeSync = func() {
@@ -840,5 +832,15 @@ func TestRetentionDeletesGzippedFiles(t *testing.T) {
 	}
 	if _, err := VerifyLog(left, VerifyOptions{}); err != nil {
 		t.Errorf("verify after retention of compressed files: %v", err)
+	}
+}
+
+// writeCalls writes n durable call records, a0 to a(n-1).
+func writeCalls(t *testing.T, w *Writer, s *gateway.Session, n int) {
+	t.Helper()
+	for i := range n {
+		if err := w.Call(context.Background(), s, writeCall(fmt.Sprint("a", i)), allow()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -44,14 +44,7 @@ func TestSessionMovesToANewSecureChannel(t *testing.T) {
 				return len(events(rs, "session.open")) >= 2
 			})
 			before := len(events(rs, "result"))
-			res, err := client.Wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			loop := step(t, res, 0, "readLoop")
-			if loop.ReadsAfterLastError == 0 {
-				t.Errorf("read loop: %d reads, %d errors, none after the last (%q): the client did not read on", loop.Reads, loop.Errors, loop.LastError)
-			}
+			readsOn(t, client)
 			rs = g.waitRecords(t, 15*time.Second, "session.close", func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
 			opens, closes := events(rs, "session.open"), events(rs, "session.close")
 			if len(opens) != 2 {
@@ -95,14 +88,7 @@ func TestSessionMovesAwayFromAHalfOpenChannel(t *testing.T) {
 	client := opcuatest.StartClient(t, sc)
 	g.waitRecords(t, 30*time.Second, "three answered reads", func(rs []record) bool { return len(events(rs, "result")) >= 3 })
 	r.freeze()
-	res, err := client.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := step(t, res, 0, "readLoop")
-	if loop.ReadsAfterLastError == 0 {
-		t.Errorf("read loop: %d reads, %d errors, none after the last (%q): the client did not read on", loop.Reads, loop.Errors, loop.LastError)
-	}
+	readsOn(t, client)
 	rs := g.waitRecords(t, 15*time.Second, "session.close", func(rs []record) bool { return len(events(rs, "session.close")) > 0 })
 	opens, closes := events(rs, "session.open"), events(rs, "session.close")
 	if len(opens) != 2 || opens[0].str("session_id") != opens[1].str("session_id") || opens[1].str("session", "resumed") != "1" {
@@ -158,5 +144,19 @@ func TestSubscriptionSurvivesAChannelMove(t *testing.T) {
 	opens := events(rs, "session.open")
 	if creates != 1 || len(opens) != 2 || opens[1].str("session", "resumed") != "1" || opens[0].str("session_id") != opens[1].str("session_id") {
 		t.Errorf("%d create_subscription calls and session.open records %v; want one subscription in one session, resumed once", creates, opens)
+	}
+}
+
+// readsOn waits for a client whose first step is a ReadLoop and checks
+// that it read on after its last error.
+func readsOn(t *testing.T, client *opcuatest.Client) {
+	t.Helper()
+	res, err := client.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := step(t, res, 0, "readLoop")
+	if loop.ReadsAfterLastError == 0 {
+		t.Errorf("read loop: %d reads, %d errors, none after the last (%q): the client did not read on", loop.Reads, loop.Errors, loop.LastError)
 	}
 }
