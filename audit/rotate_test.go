@@ -528,6 +528,42 @@ func testLiveFileTakenAway(t *testing.T, how string, noticedFirst bool) {
 	}
 }
 
+// A live file cut short in place (not emptied) under the writer, and
+// written past since by a record that waits for no fsync: the writer's
+// next round finds the zeros the cut left where the records it had seen
+// ended, its durable record fails, and a new live file takes the rest.
+func TestLiveFileCutShortThenWritten(t *testing.T) {
+	l := newTestLog(t) // SyncInterval is an hour: only durable records start a round
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	writeCalls(t, w, s, 8) // each one's round looked at the file
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(l.path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Call(ctx, s, readCall("r0"), allow()); err != nil {
+		t.Fatal(err) // written at the writer's offset, past a hole
+	}
+	if err := w.Call(ctx, s, writeCall("d0"), allow()); err == nil || !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
+		t.Fatalf("the durable record after the cut: %v, want it to fail with the file", err)
+	}
+	if err := w.Call(ctx, s, writeCall("d1"), allow()); err != nil {
+		t.Fatalf("the next durable record: %v", err)
+	}
+	w.Close()
+	if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
+		t.Error("the live file holds NUL bytes: the hole the cut left")
+	}
+	recs := readLog(t, l.path)
+	if len(recs) < 2 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing || recs[len(recs)-1].str("call_id") != "d1" {
+		t.Fatalf("the new live file: %v, want audit.rotated live_file_missing, then d1", recs)
+	}
+}
+
 // A live file taken away or cut after the fsync round's check, before its
 // fsync (the writer's lock is free then): the round's durable record went
 // with the file, so its call fails, and the next round begins a new live

@@ -254,9 +254,10 @@ func syncDir(dir string) error {
 // liveReplaced reports whether the live name no longer names the file the
 // writer writes (replaced: deleted, renamed away as logrotate does, or
 // another file put there), or names it but the file was cut under the
-// writer (cut: emptied in place, as logrotate's copytruncate does; the
-// writer's next record would leave a hole of zeros before it). w.mu is
-// held, so no rotation of the writer's own is half done.
+// writer (cut: emptied in place, as logrotate's copytruncate does, or cut
+// short; the writer's next record would leave a hole of zeros before it,
+// and one written since did). w.mu is held, so no rotation of the
+// writer's own is half done.
 func (w *Writer) liveReplaced() (replaced, cut bool) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
@@ -278,6 +279,15 @@ func (w *Writer) liveReplaced() (replaced, cut bool) {
 			return false, true
 		}
 	}
+	// A cut below where the last look found the records intact, written
+	// past since (each record goes at the writer's own offset), left
+	// zeros there: the size alone does not show it.
+	if w.checkedGen == w.gen && w.checkedEnd > 0 && w.checkedEnd <= w.off {
+		if _, err := w.f.ReadAt(b[:], w.checkedEnd-1); err == nil && b[0] != '\n' {
+			return false, true
+		}
+	}
+	w.checkedEnd, w.checkedGen = w.off, w.gen
 	return false, false
 }
 

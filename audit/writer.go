@@ -222,6 +222,10 @@ type Writer struct {
 	fileFirstSeq uint64
 	fileStart    time.Time
 	gen          uint64 // counts live files, so the sync loop sees a new one
+	// checkedEnd is where the records of live file checkedGen ended when
+	// liveReplaced last found it intact.
+	checkedEnd int64
+	checkedGen uint64
 	retiring     []file
 	rotateRetry  time.Time // a failed rotation is retried after this
 	lost         lost
