@@ -224,12 +224,12 @@ type Writer struct {
 	gen          uint64 // counts live files, so the sync loop sees a new one
 	// checkedEnd is where the records of live file checkedGen ended when
 	// liveReplaced last found it intact.
-	checkedEnd int64
-	checkedGen uint64
-	retiring     []file
-	rotateRetry  time.Time // a failed rotation is retried after this
-	lost         lost
-	retainMu     sync.Mutex
+	checkedEnd  int64
+	checkedGen  uint64
+	retiring    []file
+	rotateRetry time.Time // a failed rotation is retried after this
+	lost        lost
+	retainMu    sync.Mutex
 
 	kick      chan struct{} // a durable record is waiting, or a file was rotated out
 	retention chan struct{} // a file was rotated out: look at retention
