@@ -221,12 +221,12 @@ listeners:
       %s
       anonymous: true
       upstream_identity: anonymous
-      limits: {max_sessions: %d}
+      limits: {max_sessions: %d, max_sessions_per_source: %d}
 policy:
   path: %s
 audit:
   path: %s
-`, addr, simEP, conns, conns, gwPKI, sec, conns, polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
+`, addr, simEP, conns, conns, gwPKI, sec, conns, conns, polDir, filepath.Join(e.work, name+"-audit.jsonl"))), 0o644); err != nil {
 			return err
 		}
 		args := []string{"run", "--config", cfg, "--log-format", "json"}

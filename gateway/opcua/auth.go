@@ -69,6 +69,7 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 		subs: map[uint32]bool{}, items: map[itemKey]string{}, itemAttrs: map[itemKey]string{},
 		itemHandles: map[itemKey]uint32{}, handles: map[uint32]map[uint32]*itemHandle{}, cps: map[string]string{}}
 	s.conn.Store(c)
+	s.source = c.base.Source.IP
 	if s.clientDesc == nil {
 		s.clientDesc = &ua.ApplicationDescription{}
 	}
@@ -116,9 +117,9 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 		}
 		sig = &ua.SignatureData{Algorithm: enc.SignatureURI(), Signature: b}
 	}
-	evicted, ok := c.e.sessions.add(s)
-	if !ok {
-		return c.refuse(ctx, h, fn, "limit", "max_sessions reached", ua.StatusBadTooManySessions)
+	evicted, refused := c.e.sessions.add(s)
+	if refused != "" {
+		return c.refuse(ctx, h, fn, "limit", refused, ua.StatusBadTooManySessions)
 	}
 	if evicted != nil {
 		c.e.closeSession(ctx, evicted, errEvicted)

@@ -143,7 +143,7 @@ func newEngine(o Options, spec gateway.EngineSpec, cert []byte, key *rsa.Private
 	e := &Engine{
 		opts: o, limits: spec.Limits, pipeline: spec.Pipeline, log: spec.Log,
 		endpointURL: endpoint, cert: cert, key: key, validate: validate,
-		sessions: newSessionTable(o.Limits.MaxSessions),
+		sessions: newSessionTable(o.Limits.MaxSessions, o.Limits.MaxSessionsPerSource),
 		paths:    newPathCache(),
 		logins:   &gateway.FailureLimiter{},
 		partials: channel.NewPartialBudget(o.Limits.MaxPartialBytes),

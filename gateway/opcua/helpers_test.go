@@ -189,6 +189,11 @@ func startGateway(t testing.TB, o gwOpts) *gw {
 		// max_conns unless a test sets it.
 		o.limits.MaxConnsPerSource = cmp.Or(o.limits.MaxConns, gateway.DefaultMaxConns)
 	}
+	if o.opts.Limits.MaxSessionsPerSource == 0 {
+		// The same for the sessions: the share of one source is all of
+		// max_sessions unless a test sets it.
+		o.opts.Limits.MaxSessionsPerSource = cmp.Or(o.opts.Limits.MaxSessions, opcua.DefaultMaxSessions)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

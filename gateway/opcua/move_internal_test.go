@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"crypto/rsa"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -242,7 +243,7 @@ func TestSessionMovesFromAnOpenChannel(t *testing.T) {
 // why; its token finds nothing after); sessions on channels are never
 // given up: with none between channels, CreateSession is refused.
 func TestFullTableGivesUpADetachedSession(t *testing.T) {
-	h := newHarness(t, Options{Anonymous: true, Limits: LimitOptions{MaxSessions: 3}})
+	h := newHarness(t, Options{Anonymous: true, Limits: LimitOptions{MaxSessions: 3, MaxSessionsPerSource: 3}})
 	older, olderCS := detached(t, h)
 	newer, newerCS := detached(t, h)
 	older.lastUsed.Store(time.Now().Add(-time.Minute).UnixNano())
@@ -281,6 +282,55 @@ func TestFullTableGivesUpADetachedSession(t *testing.T) {
 	if n := h.e.sessions.count(); n != 3 {
 		t.Errorf("%d sessions, want max_sessions (3)", n)
 	}
+}
+
+// One source address holds at most max_sessions_per_source sessions (one
+// connection may carry many): one more from it is refused while other
+// sources are served, unless one of its own sessions waits for a new
+// secure channel, which then gives its slot up.
+func TestSessionsPerSource(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true, Limits: LimitOptions{MaxSessions: 10, MaxSessionsPerSource: 2}})
+	waiting, waitingCS := detached(t, h)
+	// Another source's session has waited longer: not this source's to give up.
+	c8 := h.conn(8)
+	c8.base.Source.IP = netip.MustParseAddr("192.0.2.8")
+	cs8 := create(t, c8)
+	if r := activate(c8, cs8.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	elsewhere := h.e.sessions.get(cs8.AuthenticationToken)
+	if !elsewhere.detach(c8) {
+		t.Fatal("no detach")
+	}
+	elsewhere.lastUsed.Store(time.Now().Add(-time.Minute).UnixNano())
+	c := h.conn(2)
+	create(t, c)
+	r := c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("a session from a source at its share, one of which waits for a channel: %v", r.Header().ServiceResult)
+	}
+	if h.e.sessions.get(waitingCS.AuthenticationToken) != nil || !waiting.closed {
+		t.Fatal("the source's session between channels still holds its slot")
+	}
+	if h.e.sessions.get(cs8.AuthenticationToken) != elsewhere {
+		t.Fatal("another source's session between channels was given up")
+	}
+	r = c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientNonce: make([]byte, 32)})
+	if r.Header().ServiceResult != ua.StatusBadTooManySessions {
+		t.Errorf("a third session from one source: %v, want Bad_TooManySessions", r.Header().ServiceResult)
+	}
+	var detail string
+	for _, rec := range h.audit.Events("request.rejected") {
+		if rec.Reason == "limit" {
+			detail = rec.Detail
+		}
+	}
+	if !strings.Contains(detail, "max_sessions_per_source (2) reached by 192.0.2.7") {
+		t.Errorf("the refusal's detail %q does not name the limit and the source", detail)
+	}
+	other := h.conn(3)
+	other.base.Source.IP = netip.MustParseAddr("192.0.2.8")
+	create(t, other)
 }
 
 func checkRejected(t *testing.T, h *harness, reason string) {

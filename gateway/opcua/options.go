@@ -10,6 +10,7 @@ import (
 
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
@@ -66,7 +67,12 @@ type Options struct {
 
 // LimitOptions bound what one listener's sessions take on.
 type LimitOptions struct {
-	MaxSessions                int `yaml:"max_sessions"`
+	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerSource bounds the sessions created from one source
+	// address (default DefaultMaxSessionsPerSource): one connection may
+	// carry many sessions, and max_conns_per_source bounds only the
+	// connections.
+	MaxSessionsPerSource       int `yaml:"max_sessions_per_source"`
 	MaxSubscriptionsPerSession int `yaml:"max_subscriptions_per_session"`
 	// MaxMonitoredItemsPerSession bounds the monitored items one session
 	// holds (the gateway keeps each one's node to decide it again when the
@@ -93,6 +99,13 @@ type LimitOptions struct {
 	MaxRequestsPerSession int `yaml:"max_requests_per_session"`
 	// MaxPublishTimeout bounds how long a forwarded Publish may wait upstream.
 	MaxPublishTimeout time.Duration `yaml:"max_publish_timeout"`
+}
+
+// DefaultMaxSessionsPerSource is a source address's share of max_sessions
+// when none is configured: the share it has of a listener's connections
+// (a quarter, 2 to 16), so that one host cannot take every session.
+func DefaultMaxSessionsPerSource(maxSessions int) int {
+	return gateway.DefaultMaxConnsPerSource(maxSessions)
 }
 
 // Defaults.
@@ -283,6 +296,8 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	switch {
 	case l.MaxSessions < 0:
 		return fmt.Errorf("limits.max_sessions: %d is negative", l.MaxSessions)
+	case l.MaxSessionsPerSource < 0:
+		return fmt.Errorf("limits.max_sessions_per_source: %d is negative", l.MaxSessionsPerSource)
 	case l.MaxSubscriptionsPerSession < 0:
 		return fmt.Errorf("limits.max_subscriptions_per_session: %d is negative", l.MaxSubscriptionsPerSession)
 	case l.MaxMonitoredItemsPerSession < 0:
@@ -298,6 +313,12 @@ func (o *Options) checkAndSetDefaults(baseDir string) error {
 	}
 	if l.MaxSessions == 0 {
 		l.MaxSessions = DefaultMaxSessions
+	}
+	switch {
+	case l.MaxSessionsPerSource == 0:
+		l.MaxSessionsPerSource = DefaultMaxSessionsPerSource(l.MaxSessions)
+	case l.MaxSessionsPerSource > l.MaxSessions:
+		return fmt.Errorf("limits.max_sessions_per_source: %d is more than limits.max_sessions (%d)", l.MaxSessionsPerSource, l.MaxSessions)
 	}
 	if l.MaxSubscriptionsPerSession == 0 {
 		l.MaxSubscriptionsPerSession = DefaultMaxSubscriptionsPerSession

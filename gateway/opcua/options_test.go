@@ -32,6 +32,8 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service"}, "upstream_user:"},
 		{Options{PKI: "p", Anonymous: true, UpstreamIdentity: "service", UpstreamUser: "svc"}, "upstream_password_file:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: -1}}, "limits.max_sessions:"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessionsPerSource: -1}}, "limits.max_sessions_per_source: -1 is negative"},
+		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxSessions: 5, MaxSessionsPerSource: 6}}, "limits.max_sessions_per_source: 6 is more than limits.max_sessions (5)"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxMonitoredItemsPerSession: -5}}, "limits.max_monitored_items_per_session: -5 is negative"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{SessionTimeout: 1}}, "limits.session_timeout:"},
 		{Options{PKI: "p", Anonymous: true, Limits: LimitOptions{MaxDecodedSize: 65536}}, "limits.max_decoded_size: 65536 is below"},
@@ -51,7 +53,7 @@ func TestOptionsErrorsNameTheKey(t *testing.T) {
 	if o.PKI != "/etc/interlock/pki" || o.Users != "/etc/interlock/users.yaml" || len(o.offers) != 3 ||
 		o.UpstreamIdentity != IdentityAnonymous || o.Limits.MaxSessions != DefaultMaxSessions ||
 		o.UpstreamTokenLifetime != DefaultUpstreamTokenLifetime || o.Limits.MaxDecodedSize != channel.DefaultMaxDecodedSize ||
-		o.Limits.MaxPartialBytes != 4*DefaultMaxMessageSize {
+		o.Limits.MaxPartialBytes != 4*DefaultMaxMessageSize || o.Limits.MaxSessionsPerSource != 16 {
 		t.Errorf("defaults: %+v", o)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")

@@ -3,6 +3,8 @@ package opcua
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,7 @@ type uaSession struct {
 	// after the first of them expires, so that no session outlives them.
 	certsDue atomic.Int64
 	timeout  time.Duration
+	source   netip.Addr   // the address that created the session
 	lastUsed atomic.Int64 // unix nanoseconds of the last request
 	created  time.Time
 	// live is set at the first activation; until then the session holds a
@@ -127,13 +130,14 @@ func (s *uaSession) nodeOfItem(sub, item uint32) string {
 
 // sessionTable holds the listener's sessions by authentication token.
 type sessionTable struct {
-	mu      sync.Mutex
-	max     int
-	byToken map[string]*uaSession
+	mu        sync.Mutex
+	max       int
+	perSource int
+	byToken   map[string]*uaSession
 }
 
-func newSessionTable(max int) *sessionTable {
-	return &sessionTable{max: max, byToken: map[string]*uaSession{}}
+func newSessionTable(max, perSource int) *sessionTable {
+	return &sessionTable{max: max, perSource: perSource, byToken: map[string]*uaSession{}}
 }
 
 // MaxPendingPerChannel is how many sessions one secure channel may have
@@ -147,37 +151,54 @@ const (
 	ActivationTimeout    = 10 * time.Second
 )
 
-// add reports false when s's channel already has MaxPendingPerChannel
-// sessions waiting for their activation, or when the table is full of
-// sessions on channels. A full table gives up the session that has waited
-// longest for a new secure channel: it is taken out and returned, for the
-// caller to end, so that clients that log in and drop their connections
-// cannot hold every slot until the sessions' timeouts.
-func (t *sessionTable) add(s *uaSession) (evicted *uaSession, ok bool) {
+// add puts s in the table, or says which bound refuses it: its channel
+// already has MaxPendingPerChannel sessions waiting for their activation,
+// or the table (max_sessions), or its source's share of it
+// (max_sessions_per_source), is full of sessions on channels. A full
+// table, or share, gives up its session that has waited longest for a new
+// secure channel: it is taken out and returned, for the caller to end, so
+// that clients that log in and drop their connections cannot hold the
+// slots until the sessions' timeouts.
+func (t *sessionTable) add(s *uaSession) (evicted *uaSession, refused string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	pending := 0
+	pending, fromSource := 0, 0
+	var waiting, waitingOfSource *uaSession // the longest between channels
 	for _, o := range t.byToken {
 		if o.conn.Load() == s.conn.Load() && !o.live.Load() {
 			pending++
 		}
-	}
-	if pending >= MaxPendingPerChannel {
-		return nil, false
-	}
-	if len(t.byToken) >= t.max {
-		for _, o := range t.byToken {
-			if o.live.Load() && o.conn.Load() == nil && (evicted == nil || o.lastUsed.Load() < evicted.lastUsed.Load()) {
-				evicted = o
+		between := o.live.Load() && o.conn.Load() == nil
+		longer := func(w *uaSession) bool { return w == nil || o.lastUsed.Load() < w.lastUsed.Load() }
+		if between && longer(waiting) {
+			waiting = o
+		}
+		if o.source == s.source {
+			fromSource++
+			if between && longer(waitingOfSource) {
+				waitingOfSource = o
 			}
 		}
-		if evicted == nil {
-			return nil, false
+	}
+	switch {
+	case pending >= MaxPendingPerChannel:
+		return nil, fmt.Sprintf("%d sessions of the secure channel await their activation", pending)
+	case fromSource >= t.perSource:
+		if waitingOfSource == nil {
+			return nil, fmt.Sprintf("max_sessions_per_source (%d) reached by %s", t.perSource, s.source)
 		}
+		evicted = waitingOfSource
+	case len(t.byToken) >= t.max:
+		if waiting == nil {
+			return nil, fmt.Sprintf("max_sessions (%d) reached", t.max)
+		}
+		evicted = waiting
+	}
+	if evicted != nil {
 		delete(t.byToken, evicted.key)
 	}
 	t.byToken[s.key] = s
-	return evicted, true
+	return evicted, ""
 }
 
 // tokenKey is the table key of an authentication token: its binary
