@@ -26,7 +26,12 @@ func anonymousToken() *ua.ExtensionObject {
 // that then closed under it.
 func detached(t *testing.T, h *harness) (*uaSession, *ua.CreateSessionResponse) {
 	t.Helper()
-	c := h.conn(1)
+	return detachedOn(t, h, h.conn(1))
+}
+
+// detachedOn is the same on channel c.
+func detachedOn(t *testing.T, h *harness, c *conn) (*uaSession, *ua.CreateSessionResponse) {
+	t.Helper()
 	cs := create(t, c)
 	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
 		t.Fatalf("activate: %v", r.Header().ServiceResult)
@@ -294,14 +299,7 @@ func TestSessionsPerSource(t *testing.T) {
 	// Another source's session has waited longer: not this source's to give up.
 	c8 := h.conn(8)
 	c8.base.Source.IP = netip.MustParseAddr("192.0.2.8")
-	cs8 := create(t, c8)
-	if r := activate(c8, cs8.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatalf("activate: %v", r.Header().ServiceResult)
-	}
-	elsewhere := h.e.sessions.get(cs8.AuthenticationToken)
-	if !elsewhere.detach(c8) {
-		t.Fatal("no detach")
-	}
+	elsewhere, cs8 := detachedOn(t, h, c8)
 	elsewhere.lastUsed.Store(time.Now().Add(-time.Minute).UnixNano())
 	c := h.conn(2)
 	create(t, c)
