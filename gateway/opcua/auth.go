@@ -117,12 +117,11 @@ func (c *conn) createSession(ctx context.Context, req *ua.CreateSessionRequest) 
 		}
 		sig = &ua.SignatureData{Algorithm: enc.SignatureURI(), Signature: b}
 	}
-	evicted, refused := c.e.sessions.add(s)
-	if refused != "" {
-		return c.refuse(ctx, h, fn, "limit", refused, ua.StatusBadTooManySessions)
-	}
-	if evicted != nil {
-		c.e.closeSession(ctx, evicted, errEvicted)
+	switch evicted, bound := c.e.sessions.add(s); {
+	case evicted != nil:
+		c.e.closeSession(ctx, evicted, evictedBy(bound))
+	case bound != "":
+		return c.refuse(ctx, h, fn, "limit", bound, ua.StatusBadTooManySessions)
 	}
 	return &ua.CreateSessionResponse{
 		ResponseHeader:        header(h, ua.StatusOK),

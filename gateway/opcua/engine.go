@@ -239,10 +239,13 @@ func (e *Engine) expireSessions() {
 var (
 	errSessionTimeout = errors.New("opcua: session timed out")
 	errChannelClosed  = errors.New("opcua: secure channel closed")
-	// errEvicted ends a session between secure channels whose slot a new
-	// session took at max_sessions.
-	errEvicted = errors.New("ended by the gateway: max_sessions reached while the session waited for a new secure channel; a new session took its slot")
 )
+
+// evictedBy ends a session between secure channels whose slot a new
+// session took when bound was reached.
+func evictedBy(bound string) error {
+	return fmt.Errorf("ended by the gateway: %s while the session waited for a new secure channel; a new session took its slot", bound)
+}
 
 // endSession removes s, closes its upstream session and writes
 // session.close for an activated session (cause nil: the client closed

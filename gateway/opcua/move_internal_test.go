@@ -260,7 +260,9 @@ func TestFullTableGivesUpADetachedSession(t *testing.T) {
 	}
 	h.e.sessions.get(onChannel.AuthenticationToken).lastUsed.Store(time.Now().Add(-2 * time.Minute).UnixNano())
 
-	create(t, h.conn(4))
+	c4 := h.conn(4) // from another source: the table's bound, not the share, is reached
+	c4.base.Source.IP = netip.MustParseAddr("192.0.2.9")
+	create(t, c4)
 	if h.e.sessions.get(olderCS.AuthenticationToken) != nil || !older.closed {
 		t.Fatal("the session that waited longest for a channel still holds its slot")
 	}
@@ -268,7 +270,8 @@ func TestFullTableGivesUpADetachedSession(t *testing.T) {
 		t.Fatal("a session that waited less was given up")
 	}
 	closes := h.audit.Events("session.close")
-	if len(closes) != 1 || closes[0].Err != errEvicted || closes[0].Session.ID != older.gs.ID {
+	if len(closes) != 1 || closes[0].Err == nil || closes[0].Session.ID != older.gs.ID ||
+		!strings.Contains(closes[0].Err.Error(), "max_sessions (3) reached while the session waited for a new secure channel") {
 		t.Fatalf("session.close records %+v, want one of the older session saying it was given up", closes)
 	}
 	if r := activate(h.conn(5), olderCS.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSessionIDInvalid {
@@ -312,6 +315,10 @@ func TestSessionsPerSource(t *testing.T) {
 	}
 	if h.e.sessions.get(cs8.AuthenticationToken) != elsewhere {
 		t.Fatal("another source's session between channels was given up")
+	}
+	if closes := h.audit.Events("session.close"); len(closes) != 1 || closes[0].Err == nil ||
+		!strings.Contains(closes[0].Err.Error(), "max_sessions_per_source (2) reached by 192.0.2.7 while the session waited") {
+		t.Errorf("session.close records %+v, want one naming the source's share", closes)
 	}
 	r = c.handle(context.Background(), &ua.CreateSessionRequest{RequestHeader: hdr(nil), ClientNonce: make([]byte, 32)})
 	if r.Header().ServiceResult != ua.StatusBadTooManySessions {

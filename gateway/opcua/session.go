@@ -151,15 +151,16 @@ const (
 	ActivationTimeout    = 10 * time.Second
 )
 
-// add puts s in the table, or says which bound refuses it: its channel
-// already has MaxPendingPerChannel sessions waiting for their activation,
-// or the table (max_sessions), or its source's share of it
-// (max_sessions_per_source), is full of sessions on channels. A full
-// table, or share, gives up its session that has waited longest for a new
-// secure channel: it is taken out and returned, for the caller to end, so
-// that clients that log in and drop their connections cannot hold the
-// slots until the sessions' timeouts.
-func (t *sessionTable) add(s *uaSession) (evicted *uaSession, refused string) {
+// add puts s in the table, or says which bound refuses it (evicted nil,
+// bound set): its channel already has MaxPendingPerChannel sessions
+// waiting for their activation, or the table (max_sessions), or its
+// source's share of it (max_sessions_per_source), is full of sessions on
+// channels. A full table, or share, gives up its session that has waited
+// longest for a new secure channel: it is taken out and returned with the
+// bound reached, for the caller to end, so that clients that log in and
+// drop their connections cannot hold the slots until the sessions'
+// timeouts.
+func (t *sessionTable) add(s *uaSession) (evicted *uaSession, bound string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pending, fromSource := 0, 0
@@ -184,21 +185,18 @@ func (t *sessionTable) add(s *uaSession) (evicted *uaSession, refused string) {
 	case pending >= MaxPendingPerChannel:
 		return nil, fmt.Sprintf("%d sessions of the secure channel await their activation", pending)
 	case fromSource >= t.perSource:
-		if waitingOfSource == nil {
-			return nil, fmt.Sprintf("max_sessions_per_source (%d) reached by %s", t.perSource, s.source)
-		}
-		evicted = waitingOfSource
+		evicted, bound = waitingOfSource, fmt.Sprintf("max_sessions_per_source (%d) reached by %s", t.perSource, s.source)
 	case len(t.byToken) >= t.max:
-		if waiting == nil {
-			return nil, fmt.Sprintf("max_sessions (%d) reached", t.max)
-		}
-		evicted = waiting
+		evicted, bound = waiting, fmt.Sprintf("max_sessions (%d) reached", t.max)
+	}
+	if bound != "" && evicted == nil {
+		return nil, bound
 	}
 	if evicted != nil {
 		delete(t.byToken, evicted.key)
 	}
 	t.byToken[s.key] = s
-	return evicted, ""
+	return evicted, bound
 }
 
 // tokenKey is the table key of an authentication token: its binary
