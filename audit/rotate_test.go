@@ -526,6 +526,9 @@ func testLiveFileTakenAway(t *testing.T, how string, noticedFirst bool) {
 	if !strings.Contains(l.log.String(), gone) {
 		t.Errorf("operational log: %s", l.log.String())
 	}
+	if kept, _ := filepath.Glob(l.path + ".cut-*"); len(kept) != 0 {
+		t.Errorf("files kept aside %v: nothing was left to keep", kept)
+	}
 }
 
 // A live file cut short in place (not emptied) under the writer, and
@@ -538,11 +541,12 @@ func TestLiveFileCutShortThenWritten(t *testing.T) {
 	s := testSession()
 	ctx := context.Background()
 	writeCalls(t, w, s, 8) // each one's round looked at the file
-	fi, err := os.Stat(l.path)
+	before, err := os.ReadFile(l.path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(l.path, fi.Size()/2); err != nil {
+	half := len(before) / 2
+	if err := os.Truncate(l.path, int64(half)); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Call(ctx, s, readCall("r0"), allow()); err != nil {
@@ -561,6 +565,17 @@ func TestLiveFileCutShortThenWritten(t *testing.T) {
 	recs := readLog(t, l.path)
 	if len(recs) < 2 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing || recs[len(recs)-1].str("call_id") != "d1" {
 		t.Fatalf("the new live file: %v, want audit.rotated live_file_missing, then d1", recs)
+	}
+	// What the cut left is kept aside, outside the log's files.
+	kept, _ := filepath.Glob(l.path + ".cut-*")
+	if len(kept) != 1 {
+		t.Fatalf("files kept aside: %v, want the one cut short", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !bytes.HasPrefix(b, before[:half]) {
+		t.Errorf("%s does not hold what the cut left of the live file", kept[0])
+	}
+	if files := mustLogFiles(t, l.path); slices.Contains(files, kept[0]) {
+		t.Errorf("the file kept aside is among the log's files %v", files)
 	}
 }
 

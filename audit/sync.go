@@ -329,7 +329,8 @@ func liveGone(path string, firstSeq uint64) error {
 }
 
 // beginAgainLocked puts a new live file under the live name after the old
-// one was taken away (or cut: then the file is emptied and begun again),
+// one was taken away (or cut: an emptied file is begun again, one cut
+// short is moved aside, keepCut),
 // beginning with audit.rotated reason live_file_missing for the records
 // that went with it (verify reports the loss). It returns the error for the
 // durable records of the round that wrote into the old file. A name taken
@@ -359,7 +360,12 @@ func (w *Writer) beginAgainLocked(cut bool) error {
 			w.log.Warn().Err(terr).Str("path", w.path).Msg("audit: cannot free the blocks of the deleted live file")
 		}
 	}
+	kept := ""
 	if cut {
+		kept = w.keepCut()
+	}
+	fresh := !cut || kept != "" // nf is a file of its own, not the old one emptied
+	if !fresh {
 		nf, err = w.f, w.f.Truncate(0)
 	} else if err = os.MkdirAll(w.dir, 0o750); err == nil {
 		if nf, err = w.opts.openFile(w.path); err == nil {
@@ -382,7 +388,7 @@ func (w *Writer) beginAgainLocked(cut bool) error {
 	chain := w.chainState()
 	w.f, w.off, w.tailDirty = nf, 0, false
 	if err := w.writeRotated(w.stamp(), RotateMissing, w.path, chain.fileFirstSeq, w.seq); err != nil {
-		if !cut {
+		if fresh {
 			nf.Close()
 		}
 		w.f, w.off, w.tailDirty = old, oldOff, oldDirty
@@ -392,15 +398,46 @@ func (w *Writer) beginAgainLocked(cut bool) error {
 		return gone
 	}
 	w.liveLost = nil
-	if !cut {
+	if fresh {
 		w.retiring = append(w.retiring, old)
 	}
 	w.gen++
-	w.log.Error().Str("path", w.path).Uint64(FieldPreviousFirstSeq, chain.fileFirstSeq).Uint64(FieldPreviousLastSeq, chain.seq).
+	ev := w.log.Error()
+	if kept != "" {
+		ev = ev.Str("kept_as", kept)
+	}
+	ev.Str("path", w.path).Uint64(FieldPreviousFirstSeq, chain.fileFirstSeq).Uint64(FieldPreviousLastSeq, chain.seq).
 		Str(FieldPreviousFile, filepath.Base(w.path)).Bool("cut", cut).
 		Msg("audit: the live file was deleted, renamed, replaced or cut while the gateway wrote it; its records are gone from the log; " +
 			"a new live file continues the chain (audit verify reports the loss)")
 	return gone
+}
+
+// keepCut moves a live file cut short, but not emptied, aside under a name
+// outside the log's files (<live name>.cut-<UTC time>-<its first seq>), so
+// that what the cut left stays for an investigator instead of being
+// emptied with it; the log itself goes on as after an emptied file
+// (verify reports the loss). It returns the new name, "" when there is
+// nothing to keep or the file cannot move (then it is emptied). w.mu is
+// held.
+func (w *Writer) keepCut() string {
+	fi, err := w.f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return ""
+	}
+	var b [1]byte
+	if _, err := w.f.ReadAt(b[:], 0); err != nil || b[0] != '{' {
+		return "" // no record left at its start: nothing of the log to keep
+	}
+	name := fmt.Sprintf("%s.cut-%s-%015d", w.path, time.Now().UTC().Format("20060102T150405Z"), w.fileFirstSeq)
+	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err := os.Rename(w.path, name); err != nil {
+		w.log.Warn().Err(err).Str("path", w.path).Msg("audit: cannot move the live file cut short aside: emptying it")
+		return ""
+	}
+	return name
 }
 
 // cannotBeginAgain logs that the live file could not be made again, at most
