@@ -42,13 +42,7 @@ func tlsListenerOf(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration,
 // listener before it serves.
 func tlsListenerWith(t *testing.T, p *gatewaytest.TLSPKI, handshake time.Duration, eng gateway.Engine, limits gateway.Limits, set func(*gateway.Listener)) (string, *gatewaytest.Auditor, *x509.CertPool) {
 	t.Helper()
-	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(crt, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(p.CA)
+	pair, pool := p.GatewayPair(t)
 	inv := gateway.NewInventory([]gateway.Workstation{{Prefix: netip.MustParsePrefix("127.0.0.1/32"),
 		Name: "ews-alice", Owner: "alice", User: "alice", Roles: []string{"admin"}}})
 	a := &gatewaytest.Auditor{}
@@ -526,13 +520,7 @@ func TestCertExpiry(t *testing.T) {
 // certificate and trust.
 func recheckingServer(t *testing.T, p *gatewaytest.TLSPKI) (*modbus.TLSServer, tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	crt, key := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(crt, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cas := x509.NewCertPool()
-	cas.AddCert(p.CA)
+	pair, cas := p.GatewayPair(t)
 	return modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: cas}), pair, cas
 }
 

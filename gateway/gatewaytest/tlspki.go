@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -87,6 +88,20 @@ func newTLSPKI(t testing.TB, name string) *TLSPKI {
 	p.CAFile = filepath.Join(p.Dir, "ca.crt")
 	writePEM(t, p.CAFile, "CERTIFICATE", der)
 	return p
+}
+
+// GatewayPair issues the gateway's server certificate for 127.0.0.1
+// (Dir/gw.crt, CN gw) and loads it, with a pool that holds p's CA.
+func (p *TLSPKI) GatewayPair(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	crt, key := p.Issue(t, "gw", CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	pair, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(p.CA)
+	return pair, pool
 }
 
 // Issue signs a certificate for o and writes it and its key as

@@ -62,13 +62,7 @@ func TestCertRoles(t *testing.T) {
 // client authentication, with a well-formed role, over TLS 1.2 or later.
 func TestServerTLSHandshake(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
-	srvCrt, srvKey := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(srvCrt, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(p.CA)
+	pair, pool := p.GatewayPair(t)
 	addr, results := handshakeServer(t, modbus.NewTLSServer(pair, modbus.ClientTrust{CAs: pool}).Config())
 	other := gatewaytest.NewTLSPKINamed(t, "another CA")
 	issue := func(pk *gatewaytest.TLSPKI, name string, o gatewaytest.CertOptions) []tls.Certificate {

@@ -3,7 +3,6 @@ package modbus_test
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,13 +20,7 @@ func TestTLSServerRevocation(t *testing.T) {
 	p := gatewaytest.NewTLSPKI(t)
 	other := gatewaytest.NewTLSPKINamed(t, "another CA")
 	forger := gatewaytest.NewTLSPKINamed(t, p.CA.Subject.CommonName) // p's name, not its key
-	srvCrt, srvKey := p.Issue(t, "gw", gatewaytest.CertOptions{CommonName: "gw", Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	pair, err := tls.LoadX509KeyPair(srvCrt, srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(p.CA)
+	pair, roots := p.GatewayPair(t)
 	cas := x509.NewCertPool()
 	cas.AddCert(p.CA)
 	cas.AddCert(other.CA)
