@@ -579,6 +579,96 @@ func TestLiveFileCutShortThenWritten(t *testing.T) {
 	}
 }
 
+// A live file cut inside the records written since the last fsync round,
+// and written past before the next: the round reads what was written since
+// and finds the zeros of the hole, where the records it had seen still end
+// in place.
+func TestLiveFileCutInsideRecordsSinceTheLastRound(t *testing.T) {
+	l := newTestLog(t) // SyncInterval is an hour: only durable records start a round
+	w := l.open(t)
+	s := testSession()
+	ctx := context.Background()
+	writeCalls(t, w, s, 4) // the last one's round looked at the file
+	seen := w.Stats().Size
+	for i := range 8 {
+		if err := w.Call(ctx, s, readCall(fmt.Sprint("r", i)), allow()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := w.Stats().Size
+	if err := os.Truncate(l.path, seen+(size-seen)/2); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Call(ctx, s, readCall("past"), allow()); err != nil {
+		t.Fatal(err) // written at the writer's offset, past the hole
+	}
+	if err := w.Call(ctx, s, writeCall("d0"), allow()); err == nil || !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
+		t.Fatalf("the durable record after the cut: %v, want it to fail with the file", err)
+	}
+	if err := w.Call(ctx, s, writeCall("d1"), allow()); err != nil {
+		t.Fatalf("the next durable record: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(l.path); bytes.IndexByte(b, 0) >= 0 {
+		t.Error("the live file holds NUL bytes: the hole the cut left")
+	}
+	recs := readLog(t, l.path)
+	if len(recs) < 2 || recs[0].event() != EventRotated || recs[0].str("reason") != RotateMissing || recs[len(recs)-1].str("call_id") != "d1" {
+		t.Fatalf("the new live file: %v, want audit.rotated live_file_missing, then d1", recs)
+	}
+	if kept, _ := filepath.Glob(l.path + ".cut-*"); len(kept) != 1 {
+		t.Errorf("files kept aside: %v, want the one cut short", kept)
+	}
+}
+
+// Close tells when records went with the live file: taken away or cut
+// before Close's own round (with or without records since the last), or
+// cut between that round's look and its fsync.
+func TestCloseTellsRecordsGoneWithTheLiveFile(t *testing.T) {
+	for _, how := range []string{"deleted", "deleted, nothing written since the last fsync", "cut short and written past", "cut before the last fsync"} {
+		t.Run(how, func(t *testing.T) {
+			l := newTestLog(t).withFaults()
+			w := l.open(t)
+			s := testSession()
+			ctx := context.Background()
+			writeCalls(t, w, s, 4)
+			for i := range 4 {
+				if how == "deleted, nothing written since the last fsync" {
+					break
+				}
+				if err := w.Call(ctx, s, readCall(fmt.Sprint("r", i)), allow()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var cutErr error
+			switch how {
+			case "deleted", "deleted, nothing written since the last fsync":
+				cutErr = os.Remove(l.path)
+			case "cut short and written past":
+				if cutErr = os.Truncate(l.path, w.Stats().Size-10); cutErr == nil {
+					cutErr = w.Call(ctx, s, readCall("past"), allow())
+				}
+			case "cut before the last fsync":
+				l.ff.set(func(f *faultFile) {
+					f.beforeSync = func() {
+						if cutErr == nil {
+							cutErr = os.Truncate(l.path, w.Stats().Size/2)
+						}
+					}
+				})
+			}
+			if cutErr != nil {
+				t.Fatal(cutErr)
+			}
+			if err := w.Close(); err == nil || !strings.Contains(err.Error(), "deleted, renamed, replaced or cut") {
+				t.Errorf("Close: %v, want the records since the last round reported gone with the live file", err)
+			}
+		})
+	}
+}
+
 // A live file taken away or cut after the fsync round's check, before its
 // fsync (the writer's lock is free then): the round's durable record went
 // with the file, so its call fails, and the next round begins a new live

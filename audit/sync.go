@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 	var gen uint64
 	var live file // the file liveInfo describes
 	var liveInfo fs.FileInfo
+	var buf [64 << 10]byte // for the look at the bytes written since the last round
 	for {
 		stopping := false
 		select {
@@ -85,10 +87,17 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 				w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).Msg("audit: cannot write deferred result records")
 			}
 		}
+		s := w.unchecked()
+		w.mu.Unlock()
+		holed := s.holed(buf[:])
+		w.mu.Lock()
 		var gone error
-		if !w.closed {
-			if replaced, cut := w.liveReplaced(); replaced || cut {
+		if replaced, cut := w.liveReplaced(s, holed); replaced || cut {
+			if !w.closed {
 				gone = w.beginAgainLocked(cut)
+			} else {
+				// Closing: nothing begins again, Close tells the loss.
+				gone = liveGone(w.path, w.fileFirstSeq)
 			}
 		}
 		r, end, f, g, retiring := w.next, w.off, w.f, w.gen, w.retiring
@@ -111,33 +120,41 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 			if err == nil {
 				err = serr
 			}
+			lost := gone // the round's records went with the file
+			if lost == nil && err == nil && (r != nil || stopping) {
+				if f != live {
+					live, liveInfo = f, nil
+					if fi, serr := f.Stat(); serr == nil {
+						liveInfo = fi
+					}
+				}
+				if lost = w.roundGone(f, liveInfo, end, g, firstSeq); lost != nil && !stopping {
+					// The next round begins again now, before more
+					// records go into the file that was taken away.
+					select {
+					case w.kick <- struct{}{}:
+					default:
+					}
+				}
+			}
 			if r != nil {
 				r.err = err
-				if gone != nil {
-					r.err = gone // its records went with the file
-				} else if err == nil {
-					if f != live {
-						live, liveInfo = f, nil
-						if fi, serr := f.Stat(); serr == nil {
-							liveInfo = fi
-						}
-					}
-					if r.err = w.roundGone(f, liveInfo, end, g, firstSeq); r.err != nil {
-						// The next round begins again now, before more
-						// records go into the file that was taken away.
-						select {
-						case w.kick <- struct{}{}:
-						default:
-						}
-					}
+				if lost != nil {
+					r.err = lost
 				}
 				close(r.done)
 			}
 			if stopping && err != nil {
 				w.closeErr = fmt.Errorf("audit: fsync %s: %w", w.path, err)
 			}
+			if stopping && lost != nil {
+				w.closeErr = lost
+			}
 		}
 		if stopping {
+			if w.closeErr == nil {
+				w.closeErr = gone
+			}
 			return
 		}
 	}
@@ -256,9 +273,10 @@ func syncDir(dir string) error {
 // another file put there), or names it but the file was cut under the
 // writer (cut: emptied in place, as logrotate's copytruncate does, or cut
 // short; the writer's next record would leave a hole of zeros before it,
-// and one written since did). w.mu is held, so no rotation of the
-// writer's own is half done.
-func (w *Writer) liveReplaced() (replaced, cut bool) {
+// and one written since did). s is what the round read of the records
+// written since the last look, holed whether it found zeros there. w.mu is
+// held, so no rotation of the writer's own is half done.
+func (w *Writer) liveReplaced(s span, holed bool) (replaced, cut bool) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
 		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR), false
@@ -281,14 +299,57 @@ func (w *Writer) liveReplaced() (replaced, cut bool) {
 	}
 	// A cut below where the last look found the records intact, written
 	// past since (each record goes at the writer's own offset), left
-	// zeros there: the size alone does not show it.
+	// zeros there: the size alone does not show it. A cut above it, in
+	// the records written since, left them in the span the round read.
 	if w.checkedGen == w.gen && w.checkedEnd > 0 && w.checkedEnd <= w.off {
 		if _, err := w.f.ReadAt(b[:], w.checkedEnd-1); err == nil && b[0] != '\n' {
 			return false, true
 		}
 	}
-	w.checkedEnd, w.checkedGen = w.off, w.gen
+	if s.gen == w.gen && s.f == w.f {
+		if holed {
+			return false, true
+		}
+		w.checkedEnd, w.checkedGen = s.to, s.gen
+	}
 	return false, false
+}
+
+// span is the stretch of the live file written since liveReplaced last
+// found it intact.
+type span struct {
+	f        file
+	gen      uint64
+	from, to int64
+}
+
+// unchecked returns the span written since the last look (the whole file
+// when the writer began it since); w.mu is held.
+func (w *Writer) unchecked() span {
+	from := int64(0)
+	if w.checkedGen == w.gen {
+		from = min(w.checkedEnd, w.off)
+	}
+	return span{f: w.f, gen: w.gen, from: from, to: w.off}
+}
+
+// holed reports whether s holds a NUL byte, read through buf. No record
+// holds one (JSON escapes control characters); the zeros of a hole do,
+// left where a cut was written past. One pread per len(buf) bytes, without
+// w.mu: the writer only appends past s.to, and a rotation since leaves the
+// span's file open until the next round retires it.
+func (s span) holed(buf []byte) bool {
+	for off := s.from; off < s.to; {
+		n, err := s.f.ReadAt(buf[:min(int64(len(buf)), s.to-off)], off)
+		if bytes.IndexByte(buf[:n], 0) >= 0 {
+			return true
+		}
+		if err != nil || n == 0 {
+			return false // cut below s.to and not written past: the size tells
+		}
+		off += int64(n)
+	}
+	return false
 }
 
 // roundGone tells, after the fsync of a round's records (f's bytes before

@@ -316,6 +316,7 @@ func Open(opts Options) (*Writer, error) {
 		f.Close()
 		return nil, err
 	}
+	w.checkedEnd = w.off // the rounds look at what this writer writes
 	go w.syncLoop(opts.SyncInterval, w.off)
 	if err := w.start(o); err != nil {
 		close(w.maintDone) // never started
