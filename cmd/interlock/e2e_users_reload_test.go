@@ -24,6 +24,8 @@ import (
 
 // loginOPCUA opens a gopcua session as user on the None endpoint (the
 // password encrypted under the token policy); the error is the connect's.
+// A login checks a password hash and decides session.open, which under
+// the race detector on a loaded machine has taken over 10 s: 30 s to answer.
 func loginOPCUA(ctx context.Context, t *testing.T, endpoint, user, password string) (*opcua.Client, error) {
 	t.Helper()
 	eps, err := opcua.GetEndpoints(ctx, endpoint)
@@ -39,7 +41,7 @@ func loginOPCUA(ctx context.Context, t *testing.T, endpoint, user, password stri
 	if ep == nil {
 		t.Fatalf("no None endpoint among %d", len(eps))
 	}
-	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.RequestTimeout(10*time.Second),
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.RequestTimeout(30*time.Second),
 		opcua.AuthUsername(user, password), opcua.SecurityFromEndpoint(ep, ua.UserTokenTypeUserName))
 	if err != nil {
 		t.Fatal(err)
