@@ -87,8 +87,7 @@ func (w *Writer) rotateLocked(now time.Time, reason string) error {
 	// A live name that no longer names the writer's file is the sync
 	// loop's to deal with: renaming it would make another file a rotated
 	// file of the log.
-	s := w.unchecked()
-	if replaced, cut := w.liveReplaced(s, s.holed(make([]byte, 64<<10))); replaced || cut {
+	if replaced, cut := w.liveReplaced(); replaced || cut {
 		return fmt.Errorf("%s is not the file the gateway writes (deleted, replaced or cut): not rotating it", w.path)
 	}
 	if w.signer != nil {

@@ -72,7 +72,9 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 	var gen uint64
 	var live file // the file liveInfo describes
 	var liveInfo fs.FileInfo
-	var buf [64 << 10]byte // for the look at the bytes written since the last round
+	// The live file of generation scanGen holds no hole before scanEnd.
+	scanGen, scanEnd := uint64(0), synced
+	var buf [64 << 10]byte
 	for {
 		stopping := false
 		select {
@@ -87,12 +89,8 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 				w.log.Error().Err(err).Str("path", w.path).Int("repeats_not_logged", n).Msg("audit: cannot write deferred result records")
 			}
 		}
-		s := w.unchecked()
-		w.mu.Unlock()
-		holed := s.holed(buf[:])
-		w.mu.Lock()
 		var gone error
-		if replaced, cut := w.liveReplaced(s, holed); replaced || cut {
+		if replaced, cut := w.liveReplaced(); replaced || cut {
 			if !w.closed {
 				gone = w.beginAgainLocked(cut)
 			} else {
@@ -121,6 +119,21 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 				err = serr
 			}
 			lost := gone // the round's records went with the file
+			if lost == nil && err == nil {
+				// What was written since the last round, read back: a cut
+				// among those records, written past since, left zeros.
+				if g != scanGen {
+					scanGen, scanEnd = g, 0
+				}
+				if holed(f, scanEnd, end, buf[:]) {
+					lost = liveGone(w.path, firstSeq)
+					w.mu.Lock()
+					w.holed = g + 1
+					w.mu.Unlock()
+				} else {
+					scanEnd = max(scanEnd, end)
+				}
+			}
 			if lost == nil && err == nil && (r != nil || stopping) {
 				if f != live {
 					live, liveInfo = f, nil
@@ -128,13 +141,14 @@ func (w *Writer) syncLoop(interval time.Duration, synced int64) {
 						liveInfo = fi
 					}
 				}
-				if lost = w.roundGone(f, liveInfo, end, g, firstSeq); lost != nil && !stopping {
-					// The next round begins again now, before more
-					// records go into the file that was taken away.
-					select {
-					case w.kick <- struct{}{}:
-					default:
-					}
+				lost = w.roundGone(f, liveInfo, end, g, firstSeq)
+			}
+			if lost != nil && gone == nil && !stopping {
+				// The next round begins again now, before more
+				// records go into the file that was taken away.
+				select {
+				case w.kick <- struct{}{}:
+				default:
 				}
 			}
 			if r != nil {
@@ -273,10 +287,10 @@ func syncDir(dir string) error {
 // another file put there), or names it but the file was cut under the
 // writer (cut: emptied in place, as logrotate's copytruncate does, or cut
 // short; the writer's next record would leave a hole of zeros before it,
-// and one written since did). s is what the round read of the records
-// written since the last look, holed whether it found zeros there. w.mu is
-// held, so no rotation of the writer's own is half done.
-func (w *Writer) liveReplaced(s span, holed bool) (replaced, cut bool) {
+// and one written since did, or a round found the zeros of one among the
+// records it read back). w.mu is held, so no rotation of the writer's own
+// is half done.
+func (w *Writer) liveReplaced() (replaced, cut bool) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
 		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR), false
@@ -288,7 +302,7 @@ func (w *Writer) liveReplaced(s span, holed bool) (replaced, cut bool) {
 	if !os.SameFile(fi, ofi) {
 		return true, false
 	}
-	if ofi.Size() < w.off {
+	if ofi.Size() < w.off || w.holed == w.gen+1 {
 		return false, true
 	}
 	var b [1]byte
@@ -299,53 +313,31 @@ func (w *Writer) liveReplaced(s span, holed bool) (replaced, cut bool) {
 	}
 	// A cut below where the last look found the records intact, written
 	// past since (each record goes at the writer's own offset), left
-	// zeros there: the size alone does not show it. A cut above it, in
-	// the records written since, left them in the span the round read.
+	// zeros there: the size alone does not show it. (A cut above it, among
+	// the records written since, the round finds when it reads them back.)
 	if w.checkedGen == w.gen && w.checkedEnd > 0 && w.checkedEnd <= w.off {
 		if _, err := w.f.ReadAt(b[:], w.checkedEnd-1); err == nil && b[0] != '\n' {
 			return false, true
 		}
 	}
-	if s.gen == w.gen && s.f == w.f {
-		if holed {
-			return false, true
-		}
-		w.checkedEnd, w.checkedGen = s.to, s.gen
-	}
+	w.checkedEnd, w.checkedGen = w.off, w.gen
 	return false, false
 }
 
-// span is the stretch of the live file written since liveReplaced last
-// found it intact.
-type span struct {
-	f        file
-	gen      uint64
-	from, to int64
-}
-
-// unchecked returns the span written since the last look (the whole file
-// when the writer began it since); w.mu is held.
-func (w *Writer) unchecked() span {
-	from := int64(0)
-	if w.checkedGen == w.gen {
-		from = min(w.checkedEnd, w.off)
-	}
-	return span{f: w.f, gen: w.gen, from: from, to: w.off}
-}
-
-// holed reports whether s holds a NUL byte, read through buf. No record
-// holds one (JSON escapes control characters); the zeros of a hole do,
-// left where a cut was written past. One pread per len(buf) bytes, without
-// w.mu: the writer only appends past s.to, and a rotation since leaves the
-// span's file open until the next round retires it.
-func (s span) holed(buf []byte) bool {
-	for off := s.from; off < s.to; {
-		n, err := s.f.ReadAt(buf[:min(int64(len(buf)), s.to-off)], off)
+// holed reports whether f holds a NUL byte in [from, to), read through
+// buf. No record holds one (JSON escapes control characters); the zeros of
+// a hole do, left where a cut was written past. One pread per len(buf)
+// bytes, without w.mu: the writer only writes past to (a failed write is
+// cut back to its own start), and a file rotated out stays open until the
+// sync loop retires it.
+func holed(f file, from, to int64, buf []byte) bool {
+	for off := from; off < to; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
 		if bytes.IndexByte(buf[:n], 0) >= 0 {
 			return true
 		}
 		if err != nil || n == 0 {
-			return false // cut below s.to and not written past: the size tells
+			return false // cut below to and not written past: roundGone and the size tell
 		}
 		off += int64(n)
 	}

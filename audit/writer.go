@@ -226,6 +226,7 @@ type Writer struct {
 	// liveReplaced last found it intact.
 	checkedEnd  int64
 	checkedGen  uint64
+	holed       uint64 // 1 + the gen of a live file a round found a hole in
 	retiring    []file
 	rotateRetry time.Time // a failed rotation is retried after this
 	lost        lost
@@ -316,7 +317,6 @@ func Open(opts Options) (*Writer, error) {
 		f.Close()
 		return nil, err
 	}
-	w.checkedEnd = w.off // the rounds look at what this writer writes
 	go w.syncLoop(opts.SyncInterval, w.off)
 	if err := w.start(o); err != nil {
 		close(w.maintDone) // never started
