@@ -298,6 +298,9 @@ func Parse(file string, b []byte) (*Config, error) {
 		}
 		return nil, yamlError(file, 0, "", &root, err)
 	}
+	if err := checkWholeNumbers(file, &root, &c, ""); err != nil {
+		return nil, err
+	}
 	var next yaml.Node
 	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
 		line := 0
@@ -1054,7 +1057,7 @@ func (l *Listener) Options() func(into any) error {
 			_ = yaml.Unmarshal(b, &section)
 			return yamlError(l.file, n.Line-1, l.key(l.Protocol), &section, err)
 		}
-		return nil
+		return checkWholeNumbers(l.file, &n, into, l.key(l.Protocol))
 	}
 }
 

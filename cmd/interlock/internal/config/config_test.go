@@ -116,6 +116,7 @@ func TestLoadErrorsNameFileLineAndKey(t *testing.T) {
 		{"per-source cap over max_conns", "    modbus:\n", "    limits:\n      max_conns: 5\n      max_conns_per_source: 6\n    modbus:\n", []string{"config.yaml:10:", "listeners[0].limits.max_conns_per_source", "6 is more than limits.max_conns (5)"}},
 		{"negative connection rate", "    modbus:\n", "    limits:\n      conn_rate_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "-1: want new connections a second, 0 for no limit"}},
 		{"connection rate not a number", "    modbus:\n", "    limits:\n      conn_rate_per_source: .nan\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_rate_per_source", "NaN: want new connections a second"}},
+		{"a fraction where a whole number is wanted", "    modbus:\n", "    limits:\n      max_conns: 0.5\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.max_conns", `"0.5" is not a whole number`}},
 		{"negative connection burst", "    modbus:\n", "    limits:\n      conn_burst_per_source: -3\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.conn_burst_per_source", "-3 is negative"}},
 		{"negative rejected records cap", "    modbus:\n", "    limits:\n      rejected_records_per_source: -1\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.rejected_records_per_source", "-1 is negative"}},
 		{"rejected records window under a second", "    modbus:\n", "    limits:\n      rejected_records_window: 500ms\n    modbus:\n", []string{"config.yaml:9:", "listeners[0].limits.rejected_records_window", "500ms is under 1s"}},
@@ -201,6 +202,45 @@ func TestSectionDecodeRejectsUnknownKeysWithLine(t *testing.T) {
 	err = c.Listeners[0].Options()(&o)
 	if err == nil || !strings.Contains(err.Error(), "config.yaml:10") || !strings.Contains(err.Error(), `unknown key "deny_actoin"`) {
 		t.Fatalf("got %v; want the file, line 10 and the unknown key", err)
+	}
+}
+
+// yaml.v3 drops the fraction of 1.5 decoded into an int: the protocol's
+// section refuses it, naming the line and key, as it does "abc".
+func TestSectionDecodeRejectsFractions(t *testing.T) {
+	for _, tc := range []struct{ section, want string }{
+		{"      deny_exception: 1.5\n", `config.yaml:10: listeners[0].modbus.deny_exception: "1.5" is not a whole number`},
+		{"      routes:\n        - unit_ids: [3, 4.25]\n", `config.yaml:11: listeners[0].modbus.routes[0].unit_ids[1]: "4.25" is not a whole number`},
+	} {
+		c, err := config.Load(write(t, strings.Replace(good, "      deny_action: close\n", "      deny_action: close\n"+tc.section, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o struct {
+			DenyAction    string `yaml:"deny_action"`
+			DenyException int    `yaml:"deny_exception"`
+			Routes        []struct {
+				UnitIDs []uint8 `yaml:"unit_ids"`
+			} `yaml:"routes"`
+		}
+		if err := c.Listeners[0].Options()(&o); err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("%q: got %v (decoded %+v); want it to end with %q", tc.section, err, o, tc.want)
+		}
+	}
+	// whole numbers written with a point or an exponent are still whole
+	c, err := config.Load(write(t, strings.Replace(good, "      deny_action: close\n", "      deny_action: close\n      deny_exception: 2.0\n      routes:\n        - unit_ids: [1e1]\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		DenyAction    string `yaml:"deny_action"`
+		DenyException int    `yaml:"deny_exception"`
+		Routes        []struct {
+			UnitIDs []uint8 `yaml:"unit_ids"`
+		} `yaml:"routes"`
+	}
+	if err := c.Listeners[0].Options()(&o); err != nil || o.DenyException != 2 || len(o.Routes) != 1 || o.Routes[0].UnitIDs[0] != 10 {
+		t.Errorf("2.0 and 1e1: got %v, %+v; want 2 and 10", err, o)
 	}
 }
 
