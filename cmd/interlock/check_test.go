@@ -262,3 +262,36 @@ func TestCheckMakesAFileInTheAuditFolder(t *testing.T) {
 		t.Errorf("check with an audit folder that takes no file: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
 	}
 }
+
+// A listen address's scheme is the protocol's own, or none: any other
+// (tls://, udp://) would be listened on as plain TCP all the same.
+func TestListenSchemeIsTheProtocols(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		protocol, listen, want string // want "": accepted
+	}{
+		{"modbus", "tls://127.0.0.1:802", `config.yaml:6: listeners[0].listen: "tls://127.0.0.1:802": tls:// is not a scheme of modbus listeners (want host:port; Modbus/TCP Security is the listener's tls section)`},
+		{"modbus", "udp://127.0.0.1:502", "udp:// is not a scheme of modbus listeners"},
+		{"modbus", "opc.tcp://127.0.0.1:502", "opc.tcp:// is not a scheme of modbus listeners"},
+		{"modbus", "tcp://127.0.0.1:502", ""},
+		{"modbus", "127.0.0.1:502", ""},
+		{"opcua", "tcp://127.0.0.1:4841", `config.yaml:6: listeners[0].listen: "tcp://127.0.0.1:4841": tcp:// is not a scheme of opcua listeners (want opc.tcp://host:port or host:port)`},
+		{"opcua", "opc.tcp://127.0.0.1:4841", ""},
+		{"opcua", "127.0.0.1:4841", ""},
+	} {
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, "policy"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "config.yaml")
+		writeFile(t, p, fmt.Sprintf("gateway:\n  id: gw1\nlisteners:\n  - name: plc1\n    protocol: %s\n    listen: %s\npolicy:\n  path: ./policy\naudit:\n  path: ./audit/audit.jsonl\n",
+			tc.protocol, tc.listen))
+		_, err := config.Load(p)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s listen %s: %v, want it accepted", tc.protocol, tc.listen, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s listen %s: %v, want an error with %q", tc.protocol, tc.listen, err, tc.want)
+		}
+	}
+}

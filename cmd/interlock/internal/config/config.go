@@ -628,6 +628,9 @@ func (c *Config) checkListener(l *Listener) error {
 	if _, err := ListenAddr(l.Listen); err != nil {
 		return c.errf(0, l.key("listen"), "%v", err)
 	}
+	if scheme, _, ok := strings.Cut(l.Listen, "://"); ok && !slices.Contains(listenSchemes[l.Protocol], scheme) {
+		return c.errf(0, l.key("listen"), "%q: %s:// is not a scheme of %s listeners (want %s)", l.Listen, scheme, l.Protocol, listenForms[l.Protocol])
+	}
 	for k := range l.Sections {
 		if k != l.Protocol {
 			if _, isProto := gateway.Lookup(k); isProto {
@@ -975,6 +978,15 @@ func (c *Config) resolve(p string) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(c.File), p)
+}
+
+// listenSchemes are the schemes a listen address may carry, by protocol:
+// any other (tls://, udp://) would be listened on as plain TCP all the same.
+var listenSchemes = map[string][]string{"modbus": {"tcp"}, "opcua": {"opc.tcp"}}
+
+var listenForms = map[string]string{
+	"modbus": "host:port; Modbus/TCP Security is the listener's tls section",
+	"opcua":  "opc.tcp://host:port or host:port",
 }
 
 // ListenAddr returns the host:port of a listen address, which may carry a
