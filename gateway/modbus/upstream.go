@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -333,11 +335,20 @@ func (c *onceConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// rtuParams are the settings an rtu:// URL may carry: a misspelt one would
+// leave its default in force without a word.
+var rtuParams = []string{"baud", "parity", "data_bits", "stop_bits"}
+
 func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
 	h := mb.NewRTUClientHandler(u.Path)
 	h.IdleTimeout = o.IdleTimeout
 	h.Timeout = o.Timeout
 	q := u.Query()
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if !slices.Contains(rtuParams, k) {
+			return nil, fmt.Errorf("%q is not a serial line setting (want %s)", k, strings.Join(rtuParams, ", "))
+		}
+	}
 	num := func(key string, def int) (int, error) {
 		v := q.Get(key)
 		if v == "" {
@@ -353,11 +364,20 @@ func rtuLink(u *url.URL, o UpstreamOptions) (*link, error) {
 	if h.BaudRate, err = num("baud", 19200); err != nil {
 		return nil, err
 	}
+	if h.BaudRate <= 0 {
+		return nil, fmt.Errorf("baud=%d is not a positive number", h.BaudRate)
+	}
 	if h.DataBits, err = num("data_bits", 8); err != nil {
 		return nil, err
 	}
+	if h.DataBits < 5 || h.DataBits > 8 {
+		return nil, fmt.Errorf("data_bits=%d is not one of 5, 6, 7, 8", h.DataBits)
+	}
 	if h.StopBits, err = num("stop_bits", 1); err != nil {
 		return nil, err
+	}
+	if h.StopBits != 1 && h.StopBits != 2 {
+		return nil, fmt.Errorf("stop_bits=%d is not 1 or 2", h.StopBits)
 	}
 	h.Parity = strings.ToUpper(q.Get("parity"))
 	if h.Parity == "" {
