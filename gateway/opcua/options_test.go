@@ -91,7 +91,7 @@ func TestUsersFile(t *testing.T) {
 		"- name: a\n  password_hash: plain\n":                          ":2: [0].password_hash (user \"a\"): not a bcrypt",
 		"- name: a\n  password_hash: \"$argon2id$v=19$m=1,t=1$x$y\"\n": ":2: [0].password_hash (user \"a\"): argon2id",
 		"- password_hash: x\n":                                         ":1: [0].name: missing",
-		"- name: a\n  password: x\n":                                   "line 2: field password not found",
+		"- name: a\n  password: x\n":                                   ":2: [0].password: unknown key (want name, password_hash, roles)",
 		"- name: a\n  password_hash: [\n":                              "yaml: line 2",
 		"# nobody yet\n":                                               "empty",
 		fmt.Sprintf("- name: a\n  password_hash: %q\n- name: a\n  password_hash: %q\n", bc, bc): ":3: [1].name: \"a\" is listed twice",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,7 @@ func LoadUsers(path string) (*Users, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&list); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, usersDecodeError(path, doc.Content[0], err)
 	}
 	// line finds the line of entry i, or of its key when it has one.
 	line := func(i int, key string) int {
@@ -88,6 +89,61 @@ func LoadUsers(path string) (*Users, error) {
 		}
 	}
 	return u, nil
+}
+
+var (
+	yamlLineRe    = regexp.MustCompile(`^line (\d+): `)
+	yamlUnknownRe = regexp.MustCompile(`^field \S+ not found in type \S+$`)
+	yamlKindRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)$")
+)
+
+// usersDecodeError words a decode error of the users file as its other
+// errors are (one line: path:line: entry and key: problem), not in Go's
+// types: "unmarshal errors:\n  line 6: field pasword_hash not found in type opcua.User".
+func usersDecodeError(path string, list *yaml.Node, err error) error {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	m := yamlLineRe.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("%s: %s", path, msg)
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg = msg[len(m[0]):]
+	key := "" // the entry, and its key, that the line is in
+	for i, e := range list.Content {
+		if list.Kind != yaml.SequenceNode || e.Line > line {
+			break
+		}
+		key = fmt.Sprintf("[%d]", i)
+		for k := 0; k+1 < len(e.Content) && e.Kind == yaml.MappingNode && e.Content[k].Line <= line; k += 2 {
+			key = fmt.Sprintf("[%d].%s", i, e.Content[k].Value)
+		}
+	}
+	if yamlUnknownRe.MatchString(msg) {
+		msg = "unknown key (want name, password_hash, roles)"
+	} else if k := yamlKindRe.FindStringSubmatch(msg); k != nil {
+		got := map[string]string{"map": "a mapping", "seq": "a list", "str": "a string", "int": "a number", "float": "a number", "bool": "true or false"}[k[1]]
+		if got == "" {
+			got = "!!" + k[1]
+		}
+		if k[2] != "" {
+			got += " (" + k[2] + ")"
+		}
+		want := map[string]string{"[]opcua.User": "a list of users (lines beginning with -: name, password_hash, roles)",
+			"opcua.User": "a user (name, password_hash, roles)", "[]string": "a list (such as [engineer])", "string": "a string"}[k[3]]
+		if want == "" {
+			want = "another kind of value"
+		}
+		msg = got + " where " + want + " is wanted"
+	}
+	if key != "" {
+		return fmt.Errorf("%s:%d: %s: %s", path, line, key, msg)
+	}
+	return fmt.Errorf("%s:%d: %s", path, line, msg)
 }
 
 // MaxUserNameBytes bounds a user name of the users file: far above any

@@ -74,3 +74,26 @@ func TestUsersFileNames(t *testing.T) {
 		t.Errorf("CheckUserName of a name with U+FFFD itself: %v", err)
 	}
 }
+
+// TestUsersFileDecodeErrors: a key the file does not have, or a value of
+// the wrong kind, is named on one line by file:line, entry and key, as the
+// loader's other errors are, not in Go's types.
+func TestUsersFileDecodeErrors(t *testing.T) {
+	dir := t.TempDir()
+	for i, tc := range []struct{ body, want string }{
+		{"- name: ok\n  password_hash: x\n- name: bob\n  pasword_hash: x\n",
+			":4: [1].pasword_hash: unknown key (want name, password_hash, roles)"},
+		{"- name: bob\n  roles: 5\n", ":2: [0].roles: a number (5) where a list (such as [engineer]) is wanted"},
+		{"- name: [a]\n", ":1: [0].name: a list where a string is wanted"},
+		{"alice: x\n", ":1: a mapping where a list of users (lines beginning with -: name, password_hash, roles) is wanted"},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("users%d.yaml", i))
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadUsers(p)
+		if err == nil || err.Error() != p+tc.want {
+			t.Errorf("%q: %v\nwant %s%s", tc.body, err, p, tc.want)
+		}
+	}
+}
