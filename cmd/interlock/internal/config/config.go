@@ -845,6 +845,11 @@ func (c *Config) checkAudit() error {
 	if a.Path == "" {
 		return c.errf(0, "audit.path", "missing: the audit log file, such as ./audit/audit.jsonl")
 	}
+	// resolve cleans the slash away, and the folder meant would become the log file
+	if strings.HasSuffix(a.Path, string(filepath.Separator)) {
+		return c.errf(0, "audit.path", "%q ends with %c, a folder: name the log file in it, such as %s",
+			a.Path, filepath.Separator, filepath.Join(a.Path, "audit.jsonl"))
+	}
 	a.Path = c.resolve(a.Path)
 	if fsDir, real, ok := onKernelFS(a.Path); ok {
 		via := ""
