@@ -133,6 +133,10 @@ func NewUpstream(raw string, o UpstreamOptions) (*Upstream, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = gateway.DefaultRequestTimeout
 	}
+	if u.Scheme != SchemeRTU && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+		// nothing but host and port is read: the rest would be ignored without a word
+		return nil, fmt.Errorf("%q: want %s://host:port and nothing after it (no path, query or user)", raw, u.Scheme)
+	}
 	var mk func() (*link, error)
 	var ts *tlsSide
 	switch u.Scheme {

@@ -22,6 +22,9 @@ func TestNewUpstreamRefusals(t *testing.T) {
 		"tcp://[::1:502":                         "is not a URL",
 		"rtu:///dev/ttyS0?buad=9600&parity=N":    `"buad" is not a serial line setting (want baud, parity, data_bits, stop_bits)`,
 		"rtu:///dev/ttyS0?baud=0":                "baud=0 is not a positive number",
+		"tcp://127.0.0.1:502?unit=2":             "want tcp://host:port and nothing after it (no path, query or user)",
+		"rtuovertcp://127.0.0.1:4001/2":          "want rtuovertcp://host:port and nothing after it",
+		"tcp://plc@127.0.0.1:502":                "want tcp://host:port and nothing after it",
 		"rtu:///dev/ttyS0?baud=9600&data_bits=9": "data_bits=9 is not one of 5, 6, 7, 8",
 		"rtu:///dev/ttyS0?stop_bits=0":           "stop_bits=0 is not 1 or 2",
 	} {
@@ -30,7 +33,7 @@ func TestNewUpstreamRefusals(t *testing.T) {
 			t.Errorf("NewUpstream(%q): %v; want an error quoting it and saying %q", raw, err, want)
 		}
 	}
-	for _, raw := range []string{"tcp://127.0.0.1:502", "rtu:///dev/ttyS0?baud=9600&parity=N&data_bits=7&stop_bits=2", "rtu:///dev/ttyS0"} {
+	for _, raw := range []string{"tcp://127.0.0.1:502", "tcp://127.0.0.1:502/", "rtu:///dev/ttyS0?baud=9600&parity=N&data_bits=7&stop_bits=2", "rtu:///dev/ttyS0"} {
 		if _, err := modbus.NewUpstream(raw, modbus.UpstreamOptions{}); err != nil {
 			t.Errorf("%s: %v", raw, err)
 		}
