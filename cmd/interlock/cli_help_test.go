@@ -77,9 +77,6 @@ func TestEverySynopsisShowsEveryFlag(t *testing.T) {
 		readmeLines = append(readmeLines, strings.Join(strings.Fields(l), " "))
 	}
 	for _, c := range commands {
-		if c.name == "version" {
-			continue // no flags
-		}
 		full := strings.TrimSpace(c.group + " " + c.name + " " + c.synopsis)
 		usage, flags := commandUsage(t, c)
 		if usage != "Usage: interlock "+full {
@@ -99,6 +96,21 @@ func TestEverySynopsisShowsEveryFlag(t *testing.T) {
 		want := strings.Join(strings.Fields("interlock "+full), " ")
 		if !slices.ContainsFunc(readmeLines, func(l string) bool { return strings.HasPrefix(l, want) }) {
 			t.Errorf("README.md's command line block has no line beginning\n  %s", want)
+		}
+	}
+}
+
+// version prints the version, and nothing else takes it: an argument or
+// an unknown flag is a usage error, as for every command.
+func TestVersionTakesNoArguments(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		if code, stdout, stderr := runCLI(args...); code != 0 || !strings.HasPrefix(stdout, "interlock ") {
+			t.Errorf("interlock %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, stdout, stderr)
+		}
+	}
+	for _, args := range [][]string{{"version", "extra"}, {"version", "--bogus"}} {
+		if code, stdout, _ := runCLI(args...); code != 2 || stdout != "" {
+			t.Errorf("interlock %s: exit %d, stdout %q; want exit 2 and no version", strings.Join(args, " "), code, stdout)
 		}
 	}
 }

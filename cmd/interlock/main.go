@@ -135,7 +135,10 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 func init() {
 	register(command{name: "version", help: "print the version",
-		run: func(_ []string, _ io.Reader, stdout, _ io.Writer) error {
+		run: func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+			if err := parseNoArgs(newFlags("version", "version", stderr), args); err != nil {
+				return err
+			}
 			fmt.Fprintln(stdout, "interlock", versionString())
 			return nil
 		}})
