@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs a command in this process and returns its exit code and output.
@@ -112,5 +113,29 @@ func TestVersionTakesNoArguments(t *testing.T) {
 		if code, stdout, _ := runCLI(args...); code != 2 || stdout != "" {
 			t.Errorf("interlock %s: exit %d, stdout %q; want exit 2 and no version", strings.Join(args, " "), code, stdout)
 		}
+	}
+}
+
+// sim modbus refuses a negative --delay before it listens (it answered at
+// once and printed "delay -1s").
+func TestSimModbusNegativeDelay(t *testing.T) {
+	type out struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan out, 1)
+	go func() {
+		code, stdout, stderr := runCLI("sim", "modbus", "--listen", "127.0.0.1:0", "--delay", "-1s")
+		done <- out{code, stdout, stderr}
+	}()
+	var o out
+	select {
+	case o = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim modbus --delay -1s: still running after 10s; want it refused")
+	}
+	code, stdout, stderr := o.code, o.stdout, o.stderr
+	if code != 2 || stdout != "" || !strings.Contains(stderr, "sim modbus: --delay -1s: want how long to wait, 0 or more") {
+		t.Errorf("sim modbus --delay -1s: exit %d, stdout %q, stderr %q; want exit 2 naming --delay", code, stdout, stderr)
 	}
 }

@@ -37,6 +37,9 @@ func cmdSimModbus(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
+	if *delay < 0 {
+		return usageErr("sim modbus: --delay %v: want how long to wait, 0 or more", *delay)
+	}
 	var units []byte
 	for _, f := range splitList(*unitList) {
 		n, err := strconv.Atoi(f)
