@@ -231,8 +231,12 @@ func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionReque
 	}
 	s.mu.Lock()
 	if s.closed {
+		cause := s.endCause
 		s.mu.Unlock()
 		up.Close()
+		// ended meanwhile with no session to record: its session.open is
+		// written, so is its end
+		c.e.pipeline.Auditor.SessionEnd(context.WithoutCancel(ctx), gs, cause)
 		return fault(h, ua.StatusBadSessionClosed)
 	}
 	s.gs, s.up, s.activated, s.nonce, s.userCert = gs, up, true, newNonce, userCert

@@ -264,7 +264,7 @@ func (e *Engine) endSession(ctx context.Context, s *uaSession, cause error) bool
 func (e *Engine) closeSession(ctx context.Context, s *uaSession, cause error) {
 	s.mu.Lock()
 	gs, up := s.gs, s.up
-	s.closed = true
+	s.closed, s.endCause = true, cause
 	s.mu.Unlock()
 	if up != nil {
 		up.Close()

@@ -57,6 +57,7 @@ type uaSession struct {
 	nonce       []byte // the last server nonce
 	activated   bool
 	closed      bool
+	endCause    error            // why it closed (closeSession), for an activation that finds it closed
 	gs          *gateway.Session // set at activation, replaced (never changed) when the session moves to a new channel
 	userCert    []byte           // the X.509 user token's certificate of the last activation, if any
 	up          *upstream

@@ -719,3 +719,25 @@ func TestRecordSessionOfChannel(t *testing.T) {
 		t.Errorf("two activated sessions, the token of one: %+v, want that one", got)
 	}
 }
+
+// A session that ends while its first activation is decided (its
+// activation timeout, the gateway stopping) answers the activation
+// Bad_SessionClosed, and the session.open recorded for it is followed by
+// its session.close.
+func TestSessionEndedDuringActivationRecorded(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := create(t, c)
+	s := h.e.sessions.get(cs.AuthenticationToken)
+	h.e.pipeline.Decider = gatewaytest.Decider(func(_ context.Context, _ *gateway.Session, _ *gateway.Call) (gateway.Decision, error) {
+		h.e.endSession(context.Background(), s, errSessionTimeout) // as expireSessions would meanwhile
+		return gateway.Decision{Allow: true}, nil
+	})
+	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusBadSessionClosed {
+		t.Fatalf("activation of a session ended meanwhile: %v, want Bad_SessionClosed", r.Header().ServiceResult)
+	}
+	opens, closes := h.audit.Events("session.open"), h.audit.Events("session.close")
+	if len(opens) != 1 || len(closes) != 1 || closes[0].Session.ID != opens[0].Session.ID || closes[0].Err != errSessionTimeout {
+		t.Errorf("session.open %+v, session.close %+v: want one of each for the session, closed by its timeout", opens, closes)
+	}
+}
