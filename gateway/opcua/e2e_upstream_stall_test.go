@@ -590,3 +590,31 @@ func TestShortHintLookupNotRemembered(t *testing.T) {
 		t.Errorf("read of Pressure on another session, no hint, the server answering: %v after %v; want Good (its path looked up again)", sc, took)
 	}
 }
+
+// A gateway that stops while its server has gone silent ends its sessions
+// together, not one after another: each one's CloseSession upstream waits
+// up to 2 s for an answer, and with a session after another a stop behind a
+// silent server would take 2 s a session (minutes for max_sessions; a
+// service manager kills the process first, and the session.close records
+// of the sessions not ended yet are lost).
+func TestStopBehindSilentServerEndsSessionsTogether(t *testing.T) {
+	const sessions = 4
+	proxy, g, _, cs := stalledGateway(t, gwOpts{policy: allowAllPolicy}, opcuasim.NodePressure, sessions)
+	for _, c := range cs {
+		c.ch.Close() // the sessions wait for a new secure channel
+	}
+	proxy.stall()
+	start := time.Now()
+	g.engine.Close()
+	if took := time.Since(start); took > sessions*time.Second {
+		t.Errorf("stopping with %d sessions behind a silent server took %v, want them ended together (at most 2 s each)", sessions, took)
+	}
+	// written when Close returns: on the file within the sync interval
+	closes := 0
+	for end := time.Now().Add(time.Second); closes < sessions && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		closes = len(events(g.records(t, nil), "session.close"))
+	}
+	if closes != sessions {
+		t.Errorf("%d session.close records a second after the stop, want %d", closes, sessions)
+	}
+}

@@ -210,12 +210,15 @@ func (e *Engine) Refuse(conn net.Conn, _ string) {
 	channel.Refuse(conn, ua.StatusBadTCPNotEnoughResources, "the server is busy")
 }
 
-// Close ends every session and its upstream session.
+// Close ends every session and its upstream session, all together: each
+// CloseSession upstream may wait 2 s on a silent server.
 func (e *Engine) Close() error {
 	e.stopOnce.Do(func() { close(e.stop) })
+	var wg sync.WaitGroup
 	for _, s := range e.sessions.all() {
-		e.endSession(context.Background(), s, errors.New("gateway stopping"))
+		wg.Go(func() { e.endSession(context.Background(), s, errors.New("gateway stopping")) })
 	}
+	wg.Wait()
 	return nil
 }
 
