@@ -76,8 +76,11 @@ func (c *conn) serve(ctx context.Context) error {
 		draining: gateway.Draining(ctx),
 	}
 	defer func() {
-		cancel()
+		// the requests in flight finish (within their budgets) before ctx
+		// ends: the client gone, they are still decided, forwarded and
+		// recorded as they happen
 		r.wg.Wait()
+		cancel()
 		keep := parent.Err() == nil && channelLost(r.err)
 		select {
 		case <-r.draining:

@@ -7,11 +7,13 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gopcua/opcua/ua"
 	"github.com/rs/zerolog"
 
 	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/gatewaytest"
 )
 
 // scriptChannel hands out its requests in order, then ends (io.EOF), and
@@ -22,12 +24,17 @@ type scriptChannel struct {
 	reqs  []*request
 	sent  map[uint32]ua.Response
 	reads int
+	eof   chan struct{} // closed at the first io.EOF, when set
 }
 
 func (s *scriptChannel) Next() (*request, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reads == len(s.reqs) {
+		if s.eof != nil {
+			close(s.eof)
+			s.eof = nil
+		}
 		return nil, io.EOF
 	}
 	s.reads++
@@ -103,5 +110,57 @@ func TestDrainingStartsNoRequest(t *testing.T) {
 	}
 	if !slices.Equal(fns, []string{"create_session", "read"}) {
 		t.Errorf("rejected functions %v, want [create_session read]", fns)
+	}
+}
+
+// A client whose channel drops while a request of it is in flight (a Write
+// behind the Publish an HMI always has out) does not cancel that request:
+// it is decided and forwarded as if the client still waited, and its
+// result record tells what the server did, not a cancellation.
+func TestChannelEndDoesNotCancelRequestsInFlight(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
+		sent: map[uint32]ua.Response{}, eof: make(chan struct{})}
+	ended := ch.eof
+	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
+		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
+	c := newConn(h.e, ch, base)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	h.e.pipeline.DecisionTimeout = 5 * time.Second // the wait below is not the policy's
+	h.e.pipeline.Decider = gatewaytest.Decider(func(ctx context.Context, _ *gateway.Session, k *gateway.Call) (gateway.Decision, error) {
+		if k.Operation.Function == "write" {
+			<-ended                            // the client is gone
+			time.Sleep(200 * time.Millisecond) // and its channel has ended
+			if err := ctx.Err(); err != nil {
+				return gateway.Decision{}, err // as the policy engine does
+			}
+		}
+		return gateway.Decision{Allow: true}, nil
+	})
+	// the Publish is answered by the channel's first goroutine, the Write by another
+	ch.reqs = []*request{
+		{ID: 1, Body: &ua.PublishRequest{RequestHeader: hdr(cs.AuthenticationToken)}},
+		{ID: 2, Body: &ua.WriteRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToWrite: []*ua.WriteValue{{
+			NodeID: ua.NewStringNodeID(1, "Setpoint"), AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(1.5)}}}}},
+	}
+	if err := c.serve(context.Background()); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	var writes int
+	for _, r := range h.audit.Events("call") {
+		if r.Call.Operation.Function != "write" {
+			continue
+		}
+		writes++
+		if !r.Decision.Allow {
+			t.Errorf("the Write in flight when its channel ended was denied: %s %v", r.Decision.Error, r.Decision.Reasons)
+		}
+	}
+	if writes != 1 {
+		t.Errorf("%d call records of the Write, want 1", writes)
 	}
 }
