@@ -618,3 +618,35 @@ func TestStopBehindSilentServerEndsSessionsTogether(t *testing.T) {
 		t.Errorf("%d session.close records a second after the stop, want %d", closes, sessions)
 	}
 }
+
+// Sessions that time out together behind a silent server end together:
+// each one's CloseSession upstream waits up to 2 s for an answer, and
+// ended one after another the last would hold its slot, and the checks of
+// the other sessions' certificate expiries wait, 2 s for each before it.
+func TestSessionsTimingOutBehindSilentServerEndTogether(t *testing.T) {
+	const sessions = 4
+	proxy, g, _, cs := stalledGateway(t, gwOpts{policy: allowAllPolicy,
+		opts: opcua.Options{Limits: opcua.LimitOptions{SessionTimeout: opcua.MinSessionTimeout}}}, opcuasim.NodePressure, sessions)
+	for _, c := range cs {
+		c.ch.Close() // the sessions wait for a new secure channel, until their timeout
+	}
+	proxy.stall()
+	rs := g.waitRecords(t, opcua.MinSessionTimeout+3*sessions*time.Second, "a session.close of every session",
+		func(rs []record) bool { return len(events(rs, "session.close")) >= sessions })
+	var first, last time.Time
+	for _, r := range events(rs, "session.close") {
+		at, err := time.Parse(time.RFC3339Nano, r.str("time"))
+		if err != nil {
+			t.Fatalf("session.close time %q: %v", r.str("time"), err)
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if spread := last.Sub(first); spread > 3*time.Second {
+		t.Errorf("the %d sessions that timed out behind a silent server ended over %v, want together", sessions, spread)
+	}
+}

@@ -231,9 +231,13 @@ func (e *Engine) expireSessions() {
 		case <-e.stop:
 			return
 		case now := <-t.C:
+			// together: each CloseSession upstream may wait 2 s on a
+			// silent server
+			var wg sync.WaitGroup
 			for _, s := range e.sessions.expired(now) {
-				e.endSession(context.Background(), s, errSessionTimeout)
+				wg.Go(func() { e.endSession(context.Background(), s, errSessionTimeout) })
 			}
+			wg.Wait()
 			e.checkExpiredCerts(now)
 		}
 	}
