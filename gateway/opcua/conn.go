@@ -356,9 +356,10 @@ func (c *conn) closeWhenIdle(ctx context.Context, last *atomic.Int64) {
 	}
 }
 
-// reply sends the answer to req. An answer the channel could not encode
-// went out as a ServiceFault Bad_EncodingError instead, which a
-// request.rejected record (reason unencodable) tells.
+// reply sends the answer to req. An answer the channel could not encode,
+// or one over the client's limits, went out as a ServiceFault
+// Bad_EncodingError or Bad_ResponseTooLarge instead, which a
+// request.rejected record (reason unencodable, response_too_large) tells.
 func (c *conn) reply(ctx context.Context, req *request, resp ua.Response) {
 	err := c.ch.Send(req.ID, resp)
 	var sc interface{ StatusCode() ua.StatusCode }
@@ -370,6 +371,8 @@ func (c *conn) reply(ctx context.Context, req *request, resp ua.Response) {
 		s := c.sessionFor(req.Body)
 		s.Log.Warn().Err(err).Msg("response could not be encoded")
 		c.e.pipeline.Reject(ctx, s, c.serviceCall(req.Body), "unencodable", err.Error(), statusName(ua.StatusBadEncodingError))
+	case errors.As(err, &sc) && sc.StatusCode() == ua.StatusBadResponseTooLarge:
+		c.e.pipeline.Reject(ctx, c.sessionFor(req.Body), c.serviceCall(req.Body), "response_too_large", err.Error(), statusName(ua.StatusBadResponseTooLarge))
 	default:
 		c.base.Log.Debug().Err(err).Msg("response not sent")
 	}

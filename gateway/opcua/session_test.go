@@ -687,6 +687,22 @@ func TestUnencodableAnswerRecorded(t *testing.T) {
 	}
 }
 
+// An answer over the client's MaxMessageSize or MaxChunkCount, which went
+// out as a ServiceFault Bad_ResponseTooLarge, is recorded too: the call's
+// result record tells the server's answer, which the client did not get.
+func TestTooLargeAnswerRecorded(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := anonymousSession(t, c)
+	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadResponseTooLarge, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
+	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
+	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	rej := h.audit.Events("request.rejected")
+	if len(rej) != 1 || rej[0].Reason != "response_too_large" || rej[0].Response != "Bad_ResponseTooLarge" || rej[0].Session.Principal.Auth != gateway.AuthAnonymous {
+		t.Fatalf("records %+v, want one request.rejected, reason response_too_large, of the session", rej)
+	}
+}
+
 // recordSession, the session named by the record of a request the channel
 // could not read whole: the channel's session its token names, else the
 // channel's one activated session, else (none, or several and no token of

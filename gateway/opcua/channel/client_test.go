@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,6 +156,20 @@ func TestClientChunkedResponse(t *testing.T) {
 	}
 	if f, ok := v.(*ua.ServiceFault); !ok || f.ResponseHeader.ServiceResult != ua.StatusBadResponseTooLarge {
 		t.Fatalf("response over the MaxMessageSize of the Hello: %#v, want a Bad_ResponseTooLarge fault", v)
+	}
+	// Send tells its caller the client got the fault, not the response (it
+	// records the error after the fault is on its way)
+	var sendErrs []error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		sendErrs = slices.Clone(srv.sendErrs)
+		srv.mu.Unlock()
+		if len(sendErrs) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadResponseTooLarge {
+		t.Fatalf("Send returned %v, want one Bad_ResponseTooLarge", sendErrs)
 	}
 	if _, err := small.Call(context.Background(), readTest(3, ua.NewNumericNodeID(1, 1))); err != nil {
 		t.Fatalf("the channel after a refused response: %v", err)

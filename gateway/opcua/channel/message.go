@@ -393,7 +393,7 @@ func responseHeader(handle uint32, code ua.StatusCode) *ua.ResponseHeader {
 // client's buffer size. A response larger than the client's MaxMessageSize
 // or MaxChunkCount is replaced by a ServiceFault with Bad_ResponseTooLarge,
 // and one the encoder cannot write by a ServiceFault with Bad_EncodingError
-// (Send then returns an error with that code).
+// (Send then returns an error with that code, the fault sent).
 // Missing ResponseHeader parts (header, timestamp, diagnostics, additional
 // header) are filled in on resp. Safe for concurrent use.
 func (c *Channel) Send(reqID uint32, resp ua.Response) error {
@@ -434,7 +434,10 @@ func (c *Channel) Send(reqID uint32, resp ua.Response) error {
 		if typeID == id.ServiceFault_Encoding_DefaultBinary {
 			return errorf(ua.StatusBadResponseTooLarge, "ServiceFault of %d bytes", len(body))
 		}
-		return c.SendFault(reqID, h.RequestHandle, ua.StatusBadResponseTooLarge)
+		if ferr := c.SendFault(reqID, h.RequestHandle, ua.StatusBadResponseTooLarge); ferr != nil {
+			return ferr
+		}
+		return &Error{Code: ua.StatusBadResponseTooLarge, Reason: fmt.Sprintf("%T of %d bytes answered with a ServiceFault instead: over the client's limits", resp, len(body))}
 	}
 	return c.writeMessage(reqID, body)
 }
