@@ -107,3 +107,39 @@ func TestCertificateIdentityUpstream(t *testing.T) {
 		})
 	}
 }
+
+// A login the server refuses (users: passthrough, a wrong password) leaves
+// no session on the server: the gateway closes the session it created
+// there and could not activate, which the server would otherwise hold,
+// taking one of its session slots, until its timeout (a controller has a
+// few).
+func TestPassthroughRefusedLoginLeavesNoServerSession(t *testing.T) {
+	srv := opcuatest.StartServer(t, opcuatest.ServerOptions{DenyAnonymous: true, SecurityPolicies: []string{"None", "Basic256Sha256"}})
+	g := startGateway(t, gwOpts{upstream: srv.Endpoint, opts: opcua.Options{SecurityPolicies: []string{"None"}, Users: opcua.UsersPassthrough}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	direct, err := gopcuaClient(ctx, t, srv.Endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, opcuatest.Engineer, opcuatest.EngineerPassword, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const currentSessionCount = "i=2277" // Server.ServerDiagnostics.ServerDiagnosticsSummary
+	sessions := func() uint32 {
+		v, _ := readValue(ctx, t, direct, currentSessionCount).Value.Value().(uint32)
+		return v
+	}
+	if n := sessions(); n != 1 {
+		t.Fatalf("%d sessions on the server before the logins, want 1 (the test's own)", n)
+	}
+	for i := range 3 {
+		if _, err := gopcuaClient(ctx, t, g.endpoint, ua.SecurityPolicyURINone, ua.MessageSecurityModeNone, opcuatest.Engineer, "wrong", nil); !errors.Is(err, ua.StatusBadUserAccessDenied) {
+			t.Fatalf("wrong password %d: %v", i, err)
+		}
+	}
+	n := sessions()
+	for deadline := time.Now().Add(5 * time.Second); n != 1 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		n = sessions()
+	}
+	if n != 1 {
+		t.Errorf("%d sessions on the server after 3 refused logins, want 1: each refused login left its session there", n)
+	}
+}

@@ -56,9 +56,16 @@ func dialUpstream(ctx context.Context, cfg *upstreamConfig, ep *ua.EndpointDescr
 	if err != nil {
 		return nil, err
 	}
-	c := &upClient{ch: ch, token: ua.NewTwoByteNodeID(0)}
+	none := ua.NewTwoByteNodeID(0)
+	c := &upClient{ch: ch, token: none}
 	if err := c.openSession(ctx, cfg, ep, id); err != nil {
-		ch.Close()
+		if c.token != none {
+			// created and not activated (a refused login): the server
+			// would hold the session, and one of its slots, until its timeout
+			go closeClient(c)
+		} else {
+			ch.Close()
+		}
 		return nil, err
 	}
 	return c, nil
