@@ -148,6 +148,14 @@ type authError struct {
 func (c *conn) activateSession(ctx context.Context, req *ua.ActivateSessionRequest) ua.Response {
 	h := req.RequestHeader
 	s, code := c.lookup(h, false)
+	if s != nil {
+		// One activation of a session at a time: one pipelined behind
+		// another sees the session as the first left it (activated, a new
+		// nonce, on this channel), never opens it a second time.
+		s.activation.Lock()
+		defer s.activation.Unlock()
+		s, code = c.lookup(h, false)
+	}
 	var from *conn // the channel a moving session leaves, nil: between channels
 	moving := false
 	switch {

@@ -48,6 +48,8 @@ type uaSession struct {
 	// decide serializes the session's policy decisions: the policy engine
 	// keeps per-session state in gateway.Session.Cache.
 	decide sync.Mutex
+	// activation serializes the session's ActivateSessions.
+	activation sync.Mutex
 	// recheck serializes deciding the monitored items again, so that a
 	// Publish answer waits for one under way rather than passing on values
 	// of items it has not decided yet.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -755,5 +756,42 @@ func TestSessionEndedDuringActivationRecorded(t *testing.T) {
 	opens, closes := h.audit.Events("session.open"), h.audit.Events("session.close")
 	if len(opens) != 1 || len(closes) != 1 || closes[0].Session.ID != opens[0].Session.ID || closes[0].Err != errSessionTimeout {
 		t.Errorf("session.open %+v, session.close %+v: want one of each for the session, closed by its timeout", opens, closes)
+	}
+}
+
+// Two ActivateSessions of a new session at once (a client's pipelined
+// requests) activate it once: one session.open, one upstream session; the
+// other is a re-activation. Both first activations used to open the session
+// (two session.open records of two ids, one never closed; with users
+// passthrough, two upstream sessions, the first never closed).
+func TestConcurrentFirstActivationsOpenOnce(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := create(t, c)
+	arrived := make(chan struct{}, 2)
+	h.e.pipeline.DecisionTimeout = 5 * time.Second
+	h.e.pipeline.Decider = gatewaytest.Decider(func(_ context.Context, _ *gateway.Session, k *gateway.Call) (gateway.Decision, error) {
+		if k.Operation.Function == gateway.FunctionSessionOpen {
+			arrived <- struct{}{}
+			// both activations decided at once, if they can be
+			for deadline := time.Now().Add(300 * time.Millisecond); len(arrived) < 2 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return gateway.Decision{Allow: true}, nil
+	})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+				t.Errorf("activate: %v", r.Header().ServiceResult)
+			}
+		})
+	}
+	wg.Wait()
+	h.e.endSession(context.Background(), h.e.sessions.get(cs.AuthenticationToken), nil)
+	opens, closes := h.audit.Events("session.open"), h.audit.Events("session.close")
+	if len(opens) != 1 || len(closes) != 1 {
+		t.Errorf("%d session.open and %d session.close records of one session activated twice at once, want 1 and 1", len(opens), len(closes))
 	}
 }
