@@ -76,25 +76,24 @@ func (c *conn) serve(ctx context.Context) error {
 		draining: gateway.Draining(ctx),
 	}
 	defer func() {
-		// the requests in flight finish (within their budgets) before ctx
-		// ends: the client gone, they are still decided, forwarded and
-		// recorded as they happen
-		r.wg.Wait()
-		cancel()
 		keep := parent.Err() == nil && channelLost(r.err)
 		select {
 		case <-r.draining:
 			keep = false
 		default:
 		}
+		if keep {
+			c.leaveSessions()
+		}
+		// the requests in flight finish (within their budgets) before ctx
+		// ends: the client gone, they are still decided, forwarded and
+		// recorded as they happen
+		r.wg.Wait()
+		cancel()
 		for _, s := range c.e.sessions.ofConn(c) {
-			// A channel lost leaves its activated sessions for the client
-			// to take to a new one; the gateway stopping, or closing the
-			// channel for a violation, ends them.
-			if keep && s.detach(c) {
-				s.session().Log.Debug().Msg("secure channel closed: the session awaits a new one or its timeout")
-				continue
-			}
+			// The gateway stopping, or closing the channel for a
+			// violation, ends its sessions, and a channel lost those
+			// never activated.
 			if s.endOn(c) {
 				c.e.endSession(ctx, s, errChannelClosed)
 			}
@@ -121,6 +120,17 @@ func (c *conn) serve(ctx context.Context) error {
 	// recorded before the channel's sessions end, in the name of its session
 	c.e.channelError(ctx, c.recordSession(nil), "secure_channel", r.err)
 	return r.err
+}
+
+// leaveSessions unbinds the activated sessions of a lost channel, for the
+// client to take to a new one: at once, so that a client reconnecting
+// does not wait for the requests it left in flight here.
+func (c *conn) leaveSessions() {
+	for _, s := range c.e.sessions.ofConn(c) {
+		if s.detach(c) {
+			s.session().Log.Debug().Msg("secure channel closed: the session awaits a new one or its timeout")
+		}
+	}
 }
 
 // readers are the goroutines of one channel: the one whose turn it is to
@@ -197,9 +207,13 @@ func (r *readers) run(ctx context.Context, read, stay bool) {
 					// sessions until the server answers it (minutes on a
 					// quiet subscription): it is abandoned now, and the
 					// socket closed. Other requests in flight finish
-					// upstream for their result records.
+					// upstream for their result records; the sessions are
+					// free for a new channel meanwhile.
 					r.c.parked.stop(errChannelGone)
 					r.c.ch.Close()
+					if channelLost(err) && ctx.Err() == nil {
+						r.c.leaveSessions()
+					}
 				}
 				close(r.done)
 				return

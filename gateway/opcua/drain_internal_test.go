@@ -164,3 +164,76 @@ func TestChannelEndDoesNotCancelRequestsInFlight(t *testing.T) {
 		t.Errorf("%d call records of the Write, want 1", writes)
 	}
 }
+
+// The sessions of a lost channel are free for a new channel at once, while
+// a request the client left in flight there still runs: a client that
+// reconnects at None takes its session back before that request ends.
+func TestLostChannelFreesItsSessionsBeforeItsRequestsEnd(t *testing.T) {
+	h := newHarness(t, Options{Anonymous: true})
+	ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
+		sent: map[uint32]ua.Response{}}
+	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
+		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
+	c := newConn(h.e, ch, base)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	// The Write is held after its decision (the session's decisions are
+	// free), where a request waits for the server.
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	h.e.pipeline.Auditor = heldResults{h.audit, "write", inFlight, release}
+	ch.reqs = []*request{{ID: 1, Body: &ua.WriteRequest{RequestHeader: hdr(cs.AuthenticationToken), NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.NewStringNodeID(1, "Setpoint"), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(1.5)}}}}}}
+	served := make(chan error, 1)
+	go func() { served <- c.serve(context.Background()) }()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // on a failure below: the channel's goroutines end
+	<-inFlight
+	s := h.e.sessions.get(cs.AuthenticationToken)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.conn.Load() == c {
+		if time.Now().After(deadline) {
+			t.Fatal("the session stays on its lost channel while a request of it is in flight")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c2 := h.conn(2)
+	if r := activate(c2, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate on a new channel while the old one's Write is in flight: %v", r.Header().ServiceResult)
+	}
+	free()
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if s.conn.Load() != c2 || h.e.sessions.get(cs.AuthenticationToken) == nil {
+		t.Error("the old channel's end took the session from its new channel")
+	}
+	var writes int
+	for _, r := range h.audit.Events("call") {
+		if r.Call.Operation.Function == "write" && r.Decision.Allow {
+			writes++
+		}
+	}
+	if writes != 1 {
+		t.Errorf("%d allowed call records of the Write, want 1", writes)
+	}
+}
+
+// heldResults holds the result record of calls of one function until
+// release is closed, after telling held.
+type heldResults struct {
+	*gatewaytest.Auditor
+	function      string
+	held, release chan struct{}
+}
+
+func (a heldResults) Result(ctx context.Context, s *gateway.Session, c *gateway.Call, r *gateway.Result) {
+	if c.Operation.Function == a.function {
+		close(a.held)
+		<-a.release
+	}
+	a.Auditor.Result(ctx, s, c, r)
+}
