@@ -14,6 +14,7 @@ import (
 
 	"github.com/interlock-ics/interlock/gateway"
 	"github.com/interlock-ics/interlock/gateway/gatewaytest"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // scriptChannel hands out its requests in order, then ends (io.EOF), and
@@ -25,6 +26,7 @@ type scriptChannel struct {
 	sent  map[uint32]ua.Response
 	reads int
 	eof   chan struct{} // closed at the first io.EOF, when set
+	end   error         // what ends the script; nil: io.EOF
 }
 
 func (s *scriptChannel) Next() (*request, error) {
@@ -34,6 +36,9 @@ func (s *scriptChannel) Next() (*request, error) {
 		if s.eof != nil {
 			close(s.eof)
 			s.eof = nil
+		}
+		if s.end != nil {
+			return nil, s.end
 		}
 		return nil, io.EOF
 	}
@@ -236,4 +241,46 @@ func (a heldResults) Result(ctx context.Context, s *gateway.Session, c *gateway.
 		<-a.release
 	}
 	a.Auditor.Result(ctx, s, c, r)
+}
+
+// A channel that went silent until its security token expired (a network
+// break the TCP stack did not notice) is lost, not closed for a violation:
+// its activated session waits for a new channel, as after a dropped
+// connection. A violation still ends it.
+func TestSilentChannelLeavesItsSessions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  error
+		kept bool
+	}{
+		{"token expired", channel.ErrTokenExpired, true},
+		{"connection dropped", io.EOF, true},
+		{"violation", &channel.Error{Code: ua.StatusBadSecurityChecksFailed, Reason: "bad signature"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Options{Anonymous: true})
+			ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
+				sent: map[uint32]ua.Response{}, end: tc.end}
+			base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
+				Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
+			c := newConn(h.e, ch, base)
+			cs := create(t, c)
+			if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+				t.Fatalf("activate: %v", r.Header().ServiceResult)
+			}
+			c.serve(context.Background())
+			s := h.e.sessions.get(cs.AuthenticationToken)
+			if kept := s != nil && s.conn.Load() == nil; kept != tc.kept {
+				t.Fatalf("session kept for a new channel: %v, want %v", kept, tc.kept)
+			}
+			if closes := len(h.audit.Events("session.close")); closes != map[bool]int{true: 0, false: 1}[tc.kept] {
+				t.Errorf("%d session.close records", closes)
+			}
+			if tc.kept {
+				if r := activate(h.conn(2), cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+					t.Errorf("activate on a new channel: %v", r.Header().ServiceResult)
+				}
+			}
+		})
+	}
 }

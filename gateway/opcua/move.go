@@ -10,6 +10,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/interlock-ics/interlock/gateway"
+	"github.com/interlock-ics/interlock/gateway/opcua/channel"
 )
 
 // A session outlives its secure channel (OPC 10000-4 §5.7.2): when the
@@ -19,12 +20,13 @@ import (
 // upstream session, subscriptions, monitored items — carries on meanwhile.
 
 // channelLost says whether a channel ended by no fault of its client's —
-// closed by it (CloseSecureChannel), or its connection dropped — rather
-// than for a protocol or security violation (an error with a status code),
-// after which its sessions end with it.
+// closed by it (CloseSecureChannel), its connection dropped, or silent
+// until its security token expired (a network break the TCP stack did not
+// notice) — rather than for a protocol or security violation (an error
+// with a status code), after which its sessions end with it.
 func channelLost(err error) bool {
 	var sc interface{ StatusCode() ua.StatusCode }
-	return err == nil || errors.Is(err, io.EOF) || !errors.As(err, &sc)
+	return err == nil || errors.Is(err, io.EOF) || errors.Is(err, channel.ErrTokenExpired) || !errors.As(err, &sc)
 }
 
 // detach unbinds an activated session from its closing channel c, and

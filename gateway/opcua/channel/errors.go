@@ -28,6 +28,12 @@ func (e *Error) Error() string {
 // StatusCode returns the OPC UA status the channel was refused or closed with.
 func (e *Error) StatusCode() ua.StatusCode { return e.Code }
 
+// ErrTokenExpired ends a channel whose client sent nothing before its
+// security token expired (its lifetime and the 25 % grace): a connection
+// gone silent, as after a network break the TCP stack has not noticed,
+// not a violation of the protocol.
+var ErrTokenExpired = &Error{Code: ua.StatusBadSecureChannelClosed, Reason: "security token expired without renewal"}
+
 func errorf(code ua.StatusCode, format string, args ...any) *Error {
 	return &Error{Code: code, Reason: fmt.Sprintf(format, args...)}
 }

@@ -29,7 +29,7 @@ func (c *Channel) readRequest() (*Request, error) {
 		if err != nil {
 			var e *Error
 			if errors.As(err, &e) && e.Code == ua.StatusBadTimeout {
-				return nil, errorf(ua.StatusBadSecureChannelClosed, "security token expired without renewal")
+				return nil, ErrTokenExpired
 			}
 			return nil, err
 		}
