@@ -127,13 +127,7 @@ func TestChannelEndDoesNotCancelRequestsInFlight(t *testing.T) {
 	ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
 		sent: map[uint32]ua.Response{}, eof: make(chan struct{})}
 	ended := ch.eof
-	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
-		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
-	c := newConn(h.e, ch, base)
-	cs := create(t, c)
-	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatalf("activate: %v", r.Header().ServiceResult)
-	}
+	c, cs := activatedOn(t, h, ch)
 	h.e.pipeline.DecisionTimeout = 5 * time.Second // the wait below is not the policy's
 	h.e.pipeline.Decider = gatewaytest.Decider(func(ctx context.Context, _ *gateway.Session, k *gateway.Call) (gateway.Decision, error) {
 		if k.Operation.Function == "write" {
@@ -177,13 +171,7 @@ func TestLostChannelFreesItsSessionsBeforeItsRequestsEnd(t *testing.T) {
 	h := newHarness(t, Options{Anonymous: true})
 	ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
 		sent: map[uint32]ua.Response{}}
-	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
-		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
-	c := newConn(h.e, ch, base)
-	cs := create(t, c)
-	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
-		t.Fatalf("activate: %v", r.Header().ServiceResult)
-	}
+	c, cs := activatedOn(t, h, ch)
 	// The Write is held after its decision (the session's decisions are
 	// free), where a request waits for the server.
 	inFlight, release := make(chan struct{}), make(chan struct{})
@@ -261,13 +249,7 @@ func TestSilentChannelLeavesItsSessions(t *testing.T) {
 			h := newHarness(t, Options{Anonymous: true})
 			ch := &scriptChannel{fakeChannel: fakeChannel{id: 9, policy: ua.SecurityPolicyURINone, mode: ua.MessageSecurityModeNone},
 				sent: map[uint32]ua.Response{}, end: tc.end}
-			base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
-				Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
-			c := newConn(h.e, ch, base)
-			cs := create(t, c)
-			if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
-				t.Fatalf("activate: %v", r.Header().ServiceResult)
-			}
+			c, cs := activatedOn(t, h, ch)
 			c.serve(context.Background())
 			s := h.e.sessions.get(cs.AuthenticationToken)
 			if kept := s != nil && s.conn.Load() == nil; kept != tc.kept {
@@ -283,4 +265,18 @@ func TestSilentChannelLeavesItsSessions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// activatedOn is a connection of h over ch with an anonymous session
+// created and activated on it.
+func activatedOn(t *testing.T, h *harness, ch secureChannel) (*conn, *ua.CreateSessionResponse) {
+	t.Helper()
+	base := &gateway.Session{ID: gateway.NewID(), Protocol: Protocol, Listener: "l",
+		Source: gateway.Source{IP: netip.MustParseAddr("192.0.2.7"), Port: 4000}, Log: zerolog.Nop()}
+	c := newConn(h.e, ch, base)
+	cs := create(t, c)
+	if r := activate(c, cs.AuthenticationToken, anonymousToken()); r.Header().ServiceResult != ua.StatusOK {
+		t.Fatalf("activate: %v", r.Header().ServiceResult)
+	}
+	return c, cs
 }

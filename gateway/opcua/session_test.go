@@ -665,17 +665,25 @@ func anonymousSession(t *testing.T, c *conn) *ua.CreateSessionResponse {
 	return cs
 }
 
+// replyFaulted answers a Read of an anonymous session on a channel whose
+// Send went out as a ServiceFault of code instead.
+func replyFaulted(t *testing.T, code ua.StatusCode) (*harness, *conn, *ua.ReadRequest) {
+	t.Helper()
+	h := newHarness(t, Options{Anonymous: true})
+	c := h.conn(1)
+	cs := anonymousSession(t, c)
+	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: code, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
+	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
+	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	return h, c, req
+}
+
 // TestUnencodableAnswerRecorded: an answer the channel replaced by a
 // ServiceFault Bad_EncodingError (a value from upstream gopcua cannot
 // encode) is recorded, since the call's result record tells the server's
 // answer, not the client's.
 func TestUnencodableAnswerRecorded(t *testing.T) {
-	h := newHarness(t, Options{Anonymous: true})
-	c := h.conn(1)
-	cs := anonymousSession(t, c)
-	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadEncodingError, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
-	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
-	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	h, c, req := replyFaulted(t, ua.StatusBadEncodingError)
 	rej := h.audit.Events("request.rejected")
 	if len(rej) != 1 || rej[0].Reason != "unencodable" || rej[0].Response != "Bad_EncodingError" || rej[0].Session.Principal.Auth != gateway.AuthAnonymous {
 		t.Fatalf("records %+v", rej)
@@ -692,12 +700,7 @@ func TestUnencodableAnswerRecorded(t *testing.T) {
 // out as a ServiceFault Bad_ResponseTooLarge, is recorded too: the call's
 // result record tells the server's answer, which the client did not get.
 func TestTooLargeAnswerRecorded(t *testing.T) {
-	h := newHarness(t, Options{Anonymous: true})
-	c := h.conn(1)
-	cs := anonymousSession(t, c)
-	c.ch.(*fakeChannel).sendErr = &channel.Error{Code: ua.StatusBadResponseTooLarge, Reason: "*ua.ReadResponse answered with a ServiceFault instead"}
-	req := &ua.ReadRequest{RequestHeader: hdr(cs.AuthenticationToken)}
-	c.reply(context.Background(), &request{ID: 9, Body: req}, &ua.ReadResponse{ResponseHeader: &ua.ResponseHeader{RequestHandle: 7}})
+	h, _, _ := replyFaulted(t, ua.StatusBadResponseTooLarge)
 	rej := h.audit.Events("request.rejected")
 	if len(rej) != 1 || rej[0].Reason != "response_too_large" || rej[0].Response != "Bad_ResponseTooLarge" || rej[0].Session.Principal.Auth != gateway.AuthAnonymous {
 		t.Fatalf("records %+v, want one request.rejected, reason response_too_large, of the session", rej)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -520,16 +519,7 @@ func TestUnencodableResponse(t *testing.T) {
 	}
 	// The server's Send records its error after the fault is on its way,
 	// so the client may read the fault first.
-	var sendErrs []error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		srv.mu.Lock()
-		sendErrs = slices.Clone(srv.sendErrs)
-		srv.mu.Unlock()
-		if len(sendErrs) > 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadEncodingError {
+	if sendErrs := srv.waitSendErrs(); len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadEncodingError {
 		t.Fatalf("Send returned %v, want one Bad_EncodingError", sendErrs)
 	}
 	if _, err := c.Read(ctx, readRequest(ua.NewNumericNodeID(0, 2258))); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,16 +158,7 @@ func TestClientChunkedResponse(t *testing.T) {
 	}
 	// Send tells its caller the client got the fault, not the response (it
 	// records the error after the fault is on its way)
-	var sendErrs []error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		srv.mu.Lock()
-		sendErrs = slices.Clone(srv.sendErrs)
-		srv.mu.Unlock()
-		if len(sendErrs) > 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadResponseTooLarge {
+	if sendErrs := srv.waitSendErrs(); len(sendErrs) != 1 || StatusOf(sendErrs[0]) != ua.StatusBadResponseTooLarge {
 		t.Fatalf("Send returned %v, want one Bad_ResponseTooLarge", sendErrs)
 	}
 	if _, err := small.Call(context.Background(), readTest(3, ua.NewNumericNodeID(1, 1))); err != nil {

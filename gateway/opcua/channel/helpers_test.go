@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -125,6 +126,20 @@ type testServer struct {
 	sendErrs    []error
 	big         []byte // value of node ns=1;s=big
 	noClose     bool   // leave channels to close themselves when Serve ends
+}
+
+// waitSendErrs waits up to 5 s for an error of Send and returns them: Send
+// records its error after the fault is on its way, so the client may read
+// the fault first.
+func (s *testServer) waitSendErrs() []error {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		errs := slices.Clone(s.sendErrs)
+		s.mu.Unlock()
+		if len(errs) > 0 || time.Now().After(deadline) {
+			return errs
+		}
+	}
 }
 
 // waitEnded waits until n channels ended their Serve and returns the errors.

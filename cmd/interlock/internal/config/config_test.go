@@ -206,6 +206,15 @@ func TestSectionDecodeRejectsUnknownKeysWithLine(t *testing.T) {
 	}
 }
 
+// modbusSection is the part of a modbus section the fraction tests decode.
+type modbusSection struct {
+	DenyAction    string `yaml:"deny_action"`
+	DenyException int    `yaml:"deny_exception"`
+	Routes        []struct {
+		UnitIDs []uint8 `yaml:"unit_ids"`
+	} `yaml:"routes"`
+}
+
 // yaml.v3 drops the fraction of 1.5 decoded into an int: the protocol's
 // section refuses it, naming the line and key, as it does "abc".
 func TestSectionDecodeRejectsFractions(t *testing.T) {
@@ -217,13 +226,7 @@ func TestSectionDecodeRejectsFractions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var o struct {
-			DenyAction    string `yaml:"deny_action"`
-			DenyException int    `yaml:"deny_exception"`
-			Routes        []struct {
-				UnitIDs []uint8 `yaml:"unit_ids"`
-			} `yaml:"routes"`
-		}
+		var o modbusSection
 		if err := c.Listeners[0].Options()(&o); err == nil || !strings.HasSuffix(err.Error(), tc.want) {
 			t.Errorf("%q: got %v (decoded %+v); want it to end with %q", tc.section, err, o, tc.want)
 		}
@@ -233,13 +236,7 @@ func TestSectionDecodeRejectsFractions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o struct {
-		DenyAction    string `yaml:"deny_action"`
-		DenyException int    `yaml:"deny_exception"`
-		Routes        []struct {
-			UnitIDs []uint8 `yaml:"unit_ids"`
-		} `yaml:"routes"`
-	}
+	var o modbusSection
 	if err := c.Listeners[0].Options()(&o); err != nil || o.DenyException != 2 || len(o.Routes) != 1 || o.Routes[0].UnitIDs[0] != 10 {
 		t.Errorf("2.0 and 1e1: got %v, %+v; want 2 and 10", err, o)
 	}
