@@ -65,6 +65,10 @@ func cmdCertsInit(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usageErr("certs init: --pki DIR and --uri URI are required")
 	}
+	if *bits < 2048 || *bits > 4096 {
+		// the Basic256Sha256 family of security policies takes these
+		return usageErr("certs init: --bits %d: want the RSA key size in bits, 2048 to 4096 (default %d)", *bits, certs.DefaultKeyBits)
+	}
 	if *days <= 0 || *days > maxCertDays {
 		return usageErr("certs init: --days %d: want the certificate's validity in days, 1 to %d (default %d, five years)", *days, maxCertDays, certs.DefaultDays)
 	}

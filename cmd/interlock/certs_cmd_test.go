@@ -212,7 +212,8 @@ func TestCertsCLI(t *testing.T) {
 			t.Errorf("init --days %s made %s: %v", days, pki, err)
 		}
 	}
-	wantExit(t, interlock(t, "certs", "init", "--pki", t.TempDir(), "--uri", "urn:x", "--bits", "1024"), 1, "init --bits 1024", "1024 bits")
+	wantExit(t, interlock(t, "certs", "init", "--pki", t.TempDir(), "--uri", "urn:x", "--bits", "1024"), 2, "init --bits 1024", "--bits 1024: want the RSA key size in bits, 2048 to 4096")
+	wantExit(t, interlock(t, "certs", "init", "--pki", t.TempDir(), "--uri", "urn:x", "--bits", "8192"), 2, "init --bits 8192", "--bits 8192")
 	wantExit(t, interlock(t, "certs", "init", "--pki", dir), 2, "init without --uri", "--uri URI")
 	wantExit(t, interlock(t, "certs", "trust", "--pki", dir), 2, "trust without an argument", "THUMBPRINT")
 }
