@@ -1094,6 +1094,12 @@ func (l *Listener) SectionError(err error) error {
 				return &Error{File: l.file, Line: line, Key: k, Msg: rest}
 			}
 		}
+		// A key missing from an entry of the section (routes[1].upstream)
+		// is put at the entry.
+		k := l.key(l.Protocol + "." + path)
+		if line, _ := lineOfKey(l.root, k); line > lineOf(l.root, l.key(l.Protocol)) {
+			return &Error{File: l.file, Line: line, Key: k, Msg: rest}
+		}
 	}
 	return &Error{File: l.file, Line: l.line, Key: l.key(l.Protocol), Msg: msg}
 }

@@ -260,6 +260,16 @@ func TestSectionErrorNamesTheKey(t *testing.T) {
 			t.Errorf("%q: %q, want it to end with %q", tc.err, got, tc.want)
 		}
 	}
+	// a key missing from an entry of the section: at the entry
+	c, err = config.Load(write(t, strings.Replace(good, "      deny_action: close\n",
+		"      deny_action: close\n      routes:\n        - unit_ids: [1]\n          upstream: tcp://127.0.0.1:502\n        - unit_ids: [2]\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "config.yaml:13: listeners[0].modbus.routes[1].upstream: missing"
+	if got := c.Listeners[0].SectionError(errors.New("routes[1].upstream: missing")).Error(); !strings.HasSuffix(got, want) {
+		t.Errorf("%q, want it to end with %q", got, want)
+	}
 }
 
 func TestEmptyFile(t *testing.T) {
