@@ -210,16 +210,21 @@ func (e *Engine) Refuse(conn net.Conn, _ string) {
 	channel.Refuse(conn, ua.StatusBadTCPNotEnoughResources, "the server is busy")
 }
 
-// Close ends every session and its upstream session, all together: each
-// CloseSession upstream may wait 2 s on a silent server.
+// Close ends every session and its upstream session.
 func (e *Engine) Close() error {
 	e.stopOnce.Do(func() { close(e.stop) })
+	e.endTogether(e.sessions.all(), errors.New("gateway stopping"))
+	return nil
+}
+
+// endTogether ends sessions at once, not one after another: each
+// CloseSession upstream may wait 2 s on a silent server.
+func (e *Engine) endTogether(ss []*uaSession, cause error) {
 	var wg sync.WaitGroup
-	for _, s := range e.sessions.all() {
-		wg.Go(func() { e.endSession(context.Background(), s, errors.New("gateway stopping")) })
+	for _, s := range ss {
+		wg.Go(func() { e.endSession(context.Background(), s, cause) })
 	}
 	wg.Wait()
-	return nil
 }
 
 // expireSessions ends sessions whose client sent nothing for their timeout.
@@ -231,13 +236,7 @@ func (e *Engine) expireSessions() {
 		case <-e.stop:
 			return
 		case now := <-t.C:
-			// together: each CloseSession upstream may wait 2 s on a
-			// silent server
-			var wg sync.WaitGroup
-			for _, s := range e.sessions.expired(now) {
-				wg.Go(func() { e.endSession(context.Background(), s, errSessionTimeout) })
-			}
-			wg.Wait()
+			e.endTogether(e.sessions.expired(now), errSessionTimeout)
 			e.checkExpiredCerts(now)
 		}
 	}
