@@ -628,8 +628,8 @@ func (c *Config) checkListener(l *Listener) error {
 	if _, err := ListenAddr(l.Listen); err != nil {
 		return c.errf(0, l.key("listen"), "%v", err)
 	}
-	if scheme, _, ok := strings.Cut(l.Listen, "://"); ok && !slices.Contains(listenSchemes[l.Protocol], scheme) {
-		return c.errf(0, l.key("listen"), "%q: %s:// is not a scheme of %s listeners (want %s)", l.Listen, scheme, l.Protocol, listenForms[l.Protocol])
+	if scheme, _, ok := strings.Cut(l.Listen, "://"); ok && !slices.Contains(listenSchemes(l.Protocol), scheme) {
+		return c.errf(0, l.key("listen"), "%q: %s:// is not a scheme of %s listeners (want %s)", l.Listen, scheme, l.Protocol, listenForm(l.Protocol))
 	}
 	for k := range l.Sections {
 		if k != l.Protocol {
@@ -987,11 +987,23 @@ func (c *Config) resolve(p string) string {
 
 // listenSchemes are the schemes a listen address may carry, by protocol:
 // any other (tls://, udp://) would be listened on as plain TCP all the same.
-var listenSchemes = map[string][]string{"modbus": {"tcp"}, "opcua": {"opc.tcp"}}
+// A protocol not named here (a new engine) takes tcp://.
+func listenSchemes(protocol string) []string {
+	if protocol == "opcua" {
+		return []string{"opc.tcp"}
+	}
+	return []string{"tcp"}
+}
 
-var listenForms = map[string]string{
-	"modbus": "host:port; Modbus/TCP Security is the listener's tls section",
-	"opcua":  "opc.tcp://host:port or host:port",
+// listenForm says what a listen address of the protocol looks like.
+func listenForm(protocol string) string {
+	switch protocol {
+	case "modbus":
+		return "host:port; Modbus/TCP Security is the listener's tls section"
+	case "opcua":
+		return "opc.tcp://host:port or host:port"
+	}
+	return "host:port"
 }
 
 // ListenAddr returns the host:port of a listen address, which may carry a
